@@ -1,0 +1,444 @@
+//! The only FFI surface between the fnhost host and a plugin.
+//!
+//! Every type here is `#[repr(C)]` and mirrors `include/fnhost.h` field for
+//! field; the header is the normative description (ownership, lifetimes,
+//! threading). Handler authors never touch this module directly: the
+//! [`export_plugin!`](crate::export_plugin) macro and [`Context`](crate::Context)
+//! wrap it. The host crate uses the same definitions, so both sides of the
+//! boundary are compiled from one source.
+//!
+//! Naming follows the ownership rule of the header: a [`HostStr`] is memory
+//! owned by the host and lent to the plugin for the duration of one call; a
+//! [`PluginStr`] is memory owned by the plugin that the host either copies
+//! before the call returns or (for descriptor data) reads while the library
+//! stays mapped.
+
+use core::ffi::c_void;
+use core::marker::PhantomData;
+
+/// ABI major version. A plugin whose major differs from the host's is refused.
+pub const ABI_MAJOR: u16 = 1;
+/// ABI minor version. A plugin of an older or equal minor is accepted; a newer
+/// minor is refused (it may call context functions this host lacks).
+pub const ABI_MINOR: u16 = 0;
+/// First field of every descriptor: the bytes `FNHP` read as a little-endian `u32`.
+pub const DESCRIPTOR_MAGIC: u32 = u32::from_le_bytes(*b"FNHP");
+/// Name of the data symbol every plugin exports (type [`Descriptor`]).
+pub const DESCRIPTOR_SYMBOL: &str = "fnhost_plugin_descriptor";
+
+/// Status returned by handlers and initializers: success.
+pub const STATUS_OK: i32 = 0;
+/// Status returned by handlers and initializers: failure; the plugin reported
+/// the error through [`ContextVTable::set_error`] (or the host substitutes a
+/// generic one).
+pub const STATUS_ERROR: i32 = 1;
+
+/// Context string fields, read with [`ContextVTable::get_field`].
+pub mod field {
+    /// The invocation's request id (a UUID).
+    pub const REQUEST_ID: u32 = 0;
+    /// The function's name.
+    pub const FUNCTION_NAME: u32 = 1;
+    /// The version served (`latest` for the head).
+    pub const VERSION: u32 = 2;
+    /// The alias the invocation came through, empty when none.
+    pub const ALIAS: u32 = 3;
+    /// The function's package (function group).
+    pub const PACKAGE: u32 = 4;
+    /// The project id.
+    pub const PROJECT_ID: u32 = 5;
+    /// Deprecated temporary access key.
+    pub const ACCESS_KEY: u32 = 6;
+    /// Deprecated temporary secret key.
+    pub const SECRET_KEY: u32 = 7;
+    /// Security (delegated) access key.
+    pub const SECURITY_ACCESS_KEY: u32 = 8;
+    /// Security (delegated) secret key.
+    pub const SECURITY_SECRET_KEY: u32 = 9;
+    /// Security token.
+    pub const SECURITY_TOKEN: u32 = 10;
+    /// IAM token.
+    pub const TOKEN: u32 = 11;
+    /// Number of defined fields; unknown fields read as empty strings.
+    pub const COUNT: u32 = 12;
+}
+
+/// Log levels accepted by [`ContextVTable::log`] (same numbering as the `log` crate).
+pub mod level {
+    /// Error.
+    pub const ERROR: u32 = 1;
+    /// Warning.
+    pub const WARN: u32 = 2;
+    /// Information (what `Logf` writes in FunctionGraph's Go runtime).
+    pub const INFO: u32 = 3;
+    /// Debug.
+    pub const DEBUG: u32 = 4;
+    /// Trace.
+    pub const TRACE: u32 = 5;
+}
+
+/// How the host should label a result body ([`ContextVTable::set_output`]).
+pub mod output_kind {
+    /// No body.
+    pub const EMPTY: u32 = 0;
+    /// Raw bytes (`application/octet-stream`).
+    pub const BYTES: u32 = 1;
+    /// UTF-8 text (`text/plain; charset=utf-8`).
+    pub const TEXT: u32 = 2;
+    /// A JSON document (`application/json`).
+    pub const JSON: u32 = 3;
+}
+
+/// Bytes owned by the host, lent to the plugin until the current call returns.
+/// Not NUL-terminated. `ptr` may be dangling when `len == 0`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HostStr {
+    /// First byte.
+    pub ptr: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+/// Bytes owned by the plugin. When passed to a context function, the host
+/// copies them before that function returns; in the descriptor they must stay
+/// valid while the library is mapped. Not NUL-terminated.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PluginStr {
+    /// First byte.
+    pub ptr: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+impl HostStr {
+    /// The empty string.
+    pub const EMPTY: HostStr = HostStr {
+        ptr: core::ptr::NonNull::<u8>::dangling().as_ptr(),
+        len: 0,
+    };
+
+    /// Lends `bytes` to the plugin.
+    pub fn from_slice(bytes: &[u8]) -> HostStr {
+        HostStr {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+
+    /// Views the lent bytes.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be readable for the chosen lifetime `'a`, which the
+    /// host guarantees until the call that produced this value returns.
+    pub unsafe fn as_slice<'a>(self) -> &'a [u8] {
+        if self.len == 0 || self.ptr.is_null() {
+            return &[];
+        }
+        // SAFETY: non-null and readable for `len` bytes per the caller's contract.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl PluginStr {
+    /// Points at `s` (which must outlive every use the host makes of it).
+    pub const fn from_static(s: &'static str) -> PluginStr {
+        PluginStr {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// Points at `bytes` for the duration of one context call.
+    pub fn from_slice(bytes: &[u8]) -> PluginStr {
+        PluginStr {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+
+    /// Views the plugin's bytes.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be readable for `'a`.
+    pub unsafe fn as_slice<'a>(self) -> &'a [u8] {
+        if self.len == 0 || self.ptr.is_null() {
+            return &[];
+        }
+        // SAFETY: non-null and readable for `len` bytes per the caller's contract.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// Opaque host state behind a [`Context`]. Plugins only pass the pointer back.
+#[repr(C)]
+pub struct HostData {
+    _opaque: [u8; 0],
+    _not_send_sync: PhantomData<*mut c_void>,
+}
+
+/// What a handler or initializer receives: the host's function table and the
+/// opaque state it operates on. Valid only during the call it was passed to.
+#[repr(C)]
+pub struct Context {
+    /// Host functions; static for the host's lifetime.
+    pub vtable: *const ContextVTable,
+    /// Host state of this invocation; pass it back to every vtable function.
+    pub host: *mut HostData,
+}
+
+/// Functions the host offers to a running handler. All are thread-safe and
+/// never unwind. Strings they return are [`HostStr`]s valid until the handler
+/// (or initializer) call returns.
+#[repr(C)]
+pub struct ContextVTable {
+    /// `size_of::<ContextVTable>()` as the host compiled it; a plugin of a newer
+    /// minor checks it before touching functions appended after this version.
+    pub struct_size: u32,
+    /// Always 0.
+    pub reserved: u32,
+    /// A string field (see [`field`]); unknown fields and unset values are empty.
+    pub get_field: unsafe extern "C" fn(host: *const HostData, field: u32) -> HostStr,
+    /// Milliseconds left before the deadline, floored at 0.
+    pub remaining_time_ms: unsafe extern "C" fn(host: *const HostData) -> i64,
+    /// The deadline as milliseconds since the Unix epoch.
+    pub deadline_unix_ms: unsafe extern "C" fn(host: *const HostData) -> i64,
+    /// The configured timeout in seconds (`GetRunningTimeInSeconds`).
+    pub running_time_s: unsafe extern "C" fn(host: *const HostData) -> u32,
+    /// The configured memory size in MB.
+    pub memory_size_mb: unsafe extern "C" fn(host: *const HostData) -> u32,
+    /// CPU share in millicores (`memory / 128 * 100 + 200`).
+    pub cpu_millicores: unsafe extern "C" fn(host: *const HostData) -> u32,
+    /// Looks up user data (the function's environment). Returns 1 and writes
+    /// `*value` when found, 0 when not. `key` is copied before return.
+    pub get_user_data:
+        unsafe extern "C" fn(host: *const HostData, key: PluginStr, value: *mut HostStr) -> i32,
+    /// Appends one line to the invocation's log; the host adds the time and
+    /// request-id prefix and the newline. `message` is copied before return.
+    pub log: unsafe extern "C" fn(host: *mut HostData, level: u32, message: PluginStr),
+    /// Sets the result (see [`output_kind`]); the host copies `body` before
+    /// return. Calling it again replaces the previous result.
+    pub set_output: unsafe extern "C" fn(host: *mut HostData, kind: u32, body: PluginStr),
+    /// Sets the error reported when the call returns [`STATUS_ERROR`]; both
+    /// strings are copied before return. An empty type means `FunctionReturnError`.
+    pub set_error:
+        unsafe extern "C" fn(host: *mut HostData, error_type: PluginStr, message: PluginStr),
+    /// Reports the peak bytes the plugin allocated during this call
+    /// (`memoryUsed` in the summary). Optional: plugins that do not call it
+    /// report 0.
+    pub report_memory_peak: unsafe extern "C" fn(host: *mut HostData, peak_bytes: u64),
+}
+
+/// `int32_t handler(const fnhost_context *ctx, fnhost_host_str payload)`.
+pub type HandlerFn = unsafe extern "C" fn(ctx: *const Context, payload: HostStr) -> i32;
+/// `int32_t initializer(const fnhost_context *ctx)`.
+pub type InitializerFn = unsafe extern "C" fn(ctx: *const Context) -> i32;
+
+/// One named handler in the descriptor's table.
+#[repr(C)]
+pub struct HandlerEntry {
+    /// The handler part of the entry (`Handler` in `testplugin.Handler`).
+    pub name: PluginStr,
+    /// The function.
+    pub handler: HandlerFn,
+}
+
+/// One named initializer in the descriptor's table.
+#[repr(C)]
+pub struct InitializerEntry {
+    /// The initializer part of the entry (`Init` in `testplugin.Init`).
+    pub name: PluginStr,
+    /// The function.
+    pub initializer: InitializerFn,
+}
+
+/// One field of a [`TypeLayout`].
+#[repr(C)]
+pub struct FieldLayout {
+    /// Field name as spelled in `fnhost.h`.
+    pub name: PluginStr,
+    /// Byte offset.
+    pub offset: u64,
+    /// Byte size.
+    pub size: u64,
+}
+
+/// The layout of one ABI type as the plugin was compiled, for the host's
+/// structural check.
+#[repr(C)]
+pub struct TypeLayout {
+    /// Type name as spelled in `fnhost.h` (`fnhost_context_vtable`, ...).
+    pub name: PluginStr,
+    /// `sizeof`.
+    pub size: u64,
+    /// `alignof`.
+    pub align: u64,
+    /// The fields, in declaration order.
+    pub fields: *const FieldLayout,
+    /// Number of fields.
+    pub field_count: usize,
+}
+
+/// The descriptor a plugin exports as the data symbol `fnhost_plugin_descriptor`.
+/// The host reads and checks it before calling any plugin code. The first
+/// three fields never change position in any ABI version.
+#[repr(C)]
+pub struct Descriptor {
+    /// [`DESCRIPTOR_MAGIC`].
+    pub magic: u32,
+    /// ABI major the plugin was built against.
+    pub abi_major: u16,
+    /// ABI minor the plugin was built against.
+    pub abi_minor: u16,
+    /// `size_of::<Descriptor>()` as the plugin compiled it.
+    pub descriptor_size: u64,
+    /// The plugin's name (informational; the entry uses the file name).
+    pub plugin_name: PluginStr,
+    /// What built the plugin, e.g. `fnhost-api 0.1.0` (informational).
+    pub sdk: PluginStr,
+    /// Handler table.
+    pub handlers: *const HandlerEntry,
+    /// Number of handlers.
+    pub handler_count: usize,
+    /// Initializer table (may be null when `initializer_count` is 0).
+    pub initializers: *const InitializerEntry,
+    /// Number of initializers.
+    pub initializer_count: usize,
+    /// Layout of the ABI types as the plugin saw them; null skips the
+    /// structural check (only the version check applies).
+    pub layout: *const TypeLayout,
+    /// Number of entries in `layout`.
+    pub layout_count: usize,
+}
+
+// SAFETY: a descriptor and the tables it points to are immutable static data
+// (the header requires `const`), so sharing references across threads is sound.
+unsafe impl Sync for Descriptor {}
+// SAFETY: as for `Descriptor`: immutable static data.
+unsafe impl Sync for HandlerEntry {}
+// SAFETY: as for `Descriptor`: immutable static data.
+unsafe impl Sync for InitializerEntry {}
+// SAFETY: as for `Descriptor`: immutable static data.
+unsafe impl Sync for TypeLayout {}
+// SAFETY: as for `Descriptor`: immutable static data.
+unsafe impl Sync for FieldLayout {}
+// SAFETY: the host's vtable is an immutable static table of function pointers.
+unsafe impl Sync for ContextVTable {}
+
+/// Builds a [`TypeLayout`] from a Rust type and its fields, naming them as the
+/// C header does.
+macro_rules! type_layout {
+    ($cname:literal, $ty:ty, [$($field:ident),* $(,)?]) => {{
+        const FIELDS: &[FieldLayout] = &[$(FieldLayout {
+            name: PluginStr::from_static(stringify!($field)),
+            offset: core::mem::offset_of!($ty, $field) as u64,
+            size: {
+                // The size of a field, computed without a value of the type.
+                const fn size_of_field<T, F>(_: fn(&T) -> &F) -> usize {
+                    core::mem::size_of::<F>()
+                }
+                size_of_field::<$ty, _>(|v| &v.$field) as u64
+            },
+        }),*];
+        TypeLayout {
+            name: PluginStr::from_static($cname),
+            size: core::mem::size_of::<$ty>() as u64,
+            align: core::mem::align_of::<$ty>() as u64,
+            fields: FIELDS.as_ptr(),
+            field_count: FIELDS.len(),
+        }
+    }};
+}
+
+/// The layout of every ABI type as this crate compiles them. Plugins built
+/// with `export_plugin!` embed it in their descriptor; the host compares it
+/// with its own copy and refuses a plugin whose layout differs.
+pub static LAYOUT: [TypeLayout; 9] = [
+    type_layout!("fnhost_host_str", HostStr, [ptr, len]),
+    type_layout!("fnhost_plugin_str", PluginStr, [ptr, len]),
+    type_layout!("fnhost_context", Context, [vtable, host]),
+    type_layout!(
+        "fnhost_context_vtable",
+        ContextVTable,
+        [
+            struct_size,
+            reserved,
+            get_field,
+            remaining_time_ms,
+            deadline_unix_ms,
+            running_time_s,
+            memory_size_mb,
+            cpu_millicores,
+            get_user_data,
+            log,
+            set_output,
+            set_error,
+            report_memory_peak,
+        ]
+    ),
+    type_layout!("fnhost_handler_entry", HandlerEntry, [name, handler]),
+    type_layout!("fnhost_initializer_entry", InitializerEntry, [name, initializer]),
+    type_layout!("fnhost_field_layout", FieldLayout, [name, offset, size]),
+    type_layout!(
+        "fnhost_type_layout",
+        TypeLayout,
+        [name, size, align, fields, field_count]
+    ),
+    type_layout!(
+        "fnhost_descriptor",
+        Descriptor,
+        [
+            magic,
+            abi_major,
+            abi_minor,
+            descriptor_size,
+            plugin_name,
+            sdk,
+            handlers,
+            handler_count,
+            initializers,
+            initializer_count,
+            layout,
+            layout_count,
+        ]
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(name: &str) -> &'static TypeLayout {
+        LAYOUT
+            .iter()
+            .find(|t| unsafe { t.name.as_slice() } == name.as_bytes())
+            .expect("type in layout table")
+    }
+
+    #[test]
+    fn layout_table_records_offsets_and_sizes_of_each_field() {
+        let vt = find("fnhost_context_vtable");
+        assert_eq!(vt.size as usize, core::mem::size_of::<ContextVTable>());
+        // SAFETY: `fields` points at a static array of `field_count` entries.
+        let fields = unsafe { core::slice::from_raw_parts(vt.fields, vt.field_count) };
+        assert_eq!(fields.len(), 13);
+        let log = fields
+            .iter()
+            .find(|f| unsafe { f.name.as_slice() } == b"log")
+            .unwrap();
+        assert_eq!(log.offset as usize, core::mem::offset_of!(ContextVTable, log));
+        assert_eq!(log.size as usize, core::mem::size_of::<usize>());
+        let d = find("fnhost_descriptor");
+        // SAFETY: as above.
+        let fields = unsafe { core::slice::from_raw_parts(d.fields, d.field_count) };
+        assert_eq!(unsafe { fields[0].name.as_slice() }, b"magic");
+        assert_eq!(fields[0].size, 4);
+        assert_eq!(fields[1].offset, 4);
+    }
+
+    #[test]
+    fn magic_spells_fnhp() {
+        assert_eq!(&DESCRIPTOR_MAGIC.to_le_bytes(), b"FNHP");
+    }
+}

@@ -1,0 +1,279 @@
+//! The glue `export_plugin!` expands to: trampolines that turn a Rust handler
+//! into an `extern "C"` function, catch panics, convert results and errors,
+//! and make the invocation's context reachable from the `log` crate and the
+//! panic hook. Not part of the public API (reached through `__private`).
+
+use core::cell::Cell;
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+use crate::abi::{self, level, STATUS_ERROR, STATUS_OK};
+use crate::log::InvocationLogBridge;
+use crate::{alloc, Context, HandlerError, IntoOutput};
+
+thread_local! {
+    // The `Context` of the handler running on this thread, or null. Const,
+    // no destructor (see `alloc`).
+    static CURRENT: Cell<*const Context> = const { Cell::new(core::ptr::null()) };
+}
+
+/// Runs `f` with the context of the invocation running on this thread, if any.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
+    let ptr = CURRENT.try_with(Cell::get).ok()?;
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `CURRENT` is non-null only between `Entered::new` and its drop,
+    // during which the pointed-to `Context` lives on the trampoline's stack.
+    Some(f(unsafe { &*ptr }))
+}
+
+/// Marks this thread as running an invocation for the guard's lifetime.
+struct Entered {
+    previous: *const Context,
+}
+
+impl Entered {
+    fn new(ctx: &Context) -> Entered {
+        let previous = CURRENT
+            .try_with(|c| c.replace(ctx as *const Context))
+            .unwrap_or(core::ptr::null());
+        alloc::start_tracking();
+        Entered { previous }
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| c.set(self.previous));
+    }
+}
+
+static SETUP: Once = Once::new();
+
+/// Installs, once per plugin, the panic hook that writes a handler's panic
+/// message into its invocation's log (this plugin's std has its own hook, the
+/// host's does not cover it) and the `log` crate bridge.
+fn setup() {
+    SETUP.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let logged = with_current(|ctx| ctx.write_log(level::ERROR, &format!("panic: {info}")));
+            if logged.is_none() {
+                previous(info);
+            }
+        }));
+        if log::set_logger(&InvocationLogBridge).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+    });
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Drops a panic payload without letting a panicking destructor escape.
+fn discard(payload: Box<dyn Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        core::mem::forget(again);
+    }
+}
+
+/// Runs `body` with `raw` as the current context, converting panics into an
+/// error of type `panic`. Never unwinds.
+///
+/// # Safety
+/// `raw` must be null or a context valid for this call (the host's contract).
+unsafe fn guarded(raw: *const abi::Context, body: impl FnOnce(&Context) -> i32) -> i32 {
+    let outer = panic::catch_unwind(AssertUnwindSafe(|| {
+        setup();
+        if raw.is_null() {
+            return STATUS_ERROR;
+        }
+        // SAFETY: non-null and valid for this call per the function's contract.
+        let ctx = unsafe { Context::from_raw(&*raw) };
+        let entered = Entered::new(&ctx);
+        let status = match panic::catch_unwind(AssertUnwindSafe(|| body(&ctx))) {
+            Ok(status) => status,
+            Err(payload) => {
+                ctx.set_error("panic", &panic_message(&*payload));
+                discard(payload);
+                STATUS_ERROR
+            }
+        };
+        ctx.report_memory_peak(alloc::current_peak());
+        alloc::stop_tracking();
+        drop(entered);
+        status
+    }));
+    match outer {
+        Ok(status) => status,
+        Err(payload) => {
+            discard(payload);
+            STATUS_ERROR
+        }
+    }
+}
+
+/// The body of a handler trampoline.
+///
+/// # Safety
+/// `raw` and `payload` must satisfy the host's contract for a handler call.
+pub unsafe fn run_handler<R, F>(raw: *const abi::Context, payload: abi::HostStr, handler: F) -> i32
+where
+    F: FnOnce(&[u8], &Context) -> Result<R, HandlerError>,
+    R: IntoOutput,
+{
+    // SAFETY: host-owned payload, valid until this call returns.
+    let payload = unsafe { payload.as_slice() };
+    // SAFETY: forwarded contract.
+    unsafe {
+        guarded(raw, |ctx| {
+            match handler(payload, ctx).and_then(IntoOutput::into_output) {
+                Ok(output) => {
+                    let (kind, body) = output.as_parts();
+                    ctx.set_output(kind, body);
+                    STATUS_OK
+                }
+                Err(e) => {
+                    ctx.set_error(e.error_type(), e.message());
+                    STATUS_ERROR
+                }
+            }
+        })
+    }
+}
+
+/// The body of an initializer trampoline.
+///
+/// # Safety
+/// `raw` must satisfy the host's contract for an initializer call.
+pub unsafe fn run_initializer<F>(raw: *const abi::Context, initializer: F) -> i32
+where
+    F: FnOnce(&Context) -> Result<(), HandlerError>,
+{
+    // SAFETY: forwarded contract.
+    unsafe {
+        guarded(raw, |ctx| match initializer(ctx) {
+            Ok(()) => STATUS_OK,
+            Err(e) => {
+                ctx.set_error(e.error_type(), e.message());
+                STATUS_ERROR
+            }
+        })
+    }
+}
+
+/// Exports a plugin: the descriptor symbol `fnhost_plugin_descriptor` with
+/// its handler and initializer tables, panic-safe `extern "C"` trampolines
+/// around each function, and (unless `global_allocator: false` is given) the
+/// [`CountingAllocator`](crate::alloc::CountingAllocator) that measures each
+/// invocation's memory.
+///
+/// Handlers are `fn(&[u8], &Context) -> Result<R, HandlerError>` where `R` is
+/// any [`IntoOutput`](crate::IntoOutput); initializers are
+/// `fn(&Context) -> Result<(), HandlerError>`. Use it once, at the crate root
+/// of a `cdylib`.
+///
+/// ```ignore
+/// fnhost_api::export_plugin! {
+///     handlers: { "Handler" => handler, "Other" => other },
+///     initializers: { "Init" => init },
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    (
+        handlers: { $($hname:literal => $hfn:path),+ $(,)? }
+        $(, initializers: { $($iname:literal => $ifn:path),* $(,)? })?
+        , global_allocator: false $(,)?
+    ) => {
+        $crate::__export_descriptor! {
+            handlers: { $($hname => $hfn),+ }
+            initializers: { $($($iname => $ifn),*)? }
+        }
+    };
+    (
+        handlers: { $($hname:literal => $hfn:path),+ $(,)? }
+        $(, initializers: { $($iname:literal => $ifn:path),* $(,)? })?
+        $(,)?
+    ) => {
+        #[global_allocator]
+        static __FNHOST_GLOBAL_ALLOCATOR: $crate::alloc::CountingAllocator =
+            $crate::alloc::CountingAllocator::new();
+        $crate::__export_descriptor! {
+            handlers: { $($hname => $hfn),+ }
+            initializers: { $($($iname => $ifn),*)? }
+        }
+    };
+}
+
+/// Implementation detail of [`export_plugin!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_descriptor {
+    (
+        handlers: { $($hname:literal => $hfn:path),+ }
+        initializers: { $($iname:literal => $ifn:path),* }
+    ) => {
+        const _: () = {
+            use $crate::abi as __abi;
+
+            const __HANDLER_COUNT: usize = <[&str]>::len(&[$($hname),+]);
+            const __INITIALIZER_COUNT: usize = <[&str]>::len(&[$($iname),*]);
+
+            static __HANDLERS: [__abi::HandlerEntry; __HANDLER_COUNT] = [$(
+                __abi::HandlerEntry {
+                    name: __abi::PluginStr::from_static($hname),
+                    handler: {
+                        unsafe extern "C" fn __trampoline(
+                            ctx: *const __abi::Context,
+                            payload: __abi::HostStr,
+                        ) -> i32 {
+                            // SAFETY: called by the host under the handler contract.
+                            unsafe { $crate::__private::run_handler(ctx, payload, $hfn) }
+                        }
+                        __trampoline
+                    },
+                }
+            ),+];
+
+            static __INITIALIZERS: [__abi::InitializerEntry; __INITIALIZER_COUNT] = [$(
+                __abi::InitializerEntry {
+                    name: __abi::PluginStr::from_static($iname),
+                    initializer: {
+                        unsafe extern "C" fn __trampoline(ctx: *const __abi::Context) -> i32 {
+                            // SAFETY: called by the host under the initializer contract.
+                            unsafe { $crate::__private::run_initializer(ctx, $ifn) }
+                        }
+                        __trampoline
+                    },
+                }
+            ),*];
+
+            #[unsafe(export_name = "fnhost_plugin_descriptor")]
+            pub static __FNHOST_PLUGIN_DESCRIPTOR: __abi::Descriptor = __abi::Descriptor {
+                magic: __abi::DESCRIPTOR_MAGIC,
+                abi_major: __abi::ABI_MAJOR,
+                abi_minor: __abi::ABI_MINOR,
+                descriptor_size: ::core::mem::size_of::<__abi::Descriptor>() as u64,
+                plugin_name: __abi::PluginStr::from_static(env!("CARGO_PKG_NAME")),
+                sdk: __abi::PluginStr::from_static($crate::SDK_ID),
+                handlers: __HANDLERS.as_ptr(),
+                handler_count: __HANDLER_COUNT,
+                initializers: __INITIALIZERS.as_ptr(),
+                initializer_count: __INITIALIZER_COUNT,
+                layout: __abi::LAYOUT.as_ptr(),
+                layout_count: __abi::LAYOUT.len(),
+            };
+        };
+    };
+}

@@ -1,0 +1,246 @@
+//! [`TestContext`]: a context for unit-testing handlers without a host.
+//!
+//! ```
+//! use fnhost_api::{testing::TestContext, Context, HandlerError};
+//!
+//! fn greet(_payload: &[u8], ctx: &Context) -> Result<String, HandlerError> {
+//!     ctx.logger().info("greeting");
+//!     Ok(format!("hello {}", ctx.user_data("NAME").unwrap_or("nobody")))
+//! }
+//!
+//! let test = TestContext::new().user_data("NAME", "fnhost");
+//! assert_eq!(greet(b"", test.context()).unwrap(), "hello fnhost");
+//! assert_eq!(test.log(), "greeting\n");
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::abi::{self, field, HostData, HostStr, PluginStr};
+use crate::Context;
+
+struct TestHost {
+    fields: Vec<String>,
+    user_data: HashMap<String, String>,
+    timeout: Duration,
+    deadline_unix_ms: i64,
+    memory_mb: u32,
+    log: Mutex<String>,
+    result: Mutex<(Option<(u32, Vec<u8>)>, Option<(String, String)>, u64)>,
+}
+
+/// A context backed by plain Rust values, for handler unit tests and
+/// benchmarks. Lines logged through it are collected without prefixes.
+pub struct TestContext {
+    host: Box<TestHost>,
+    ctx: Context,
+}
+
+// SAFETY: `TestHost` is only read except for its `Mutex`es.
+unsafe impl Send for TestContext {}
+// SAFETY: as above.
+unsafe impl Sync for TestContext {}
+
+fn host<'a>(ptr: *const HostData) -> &'a TestHost {
+    // SAFETY: every vtable call passes the pointer `TestContext::new` stored,
+    // which points into the `Box<TestHost>` that owns the context.
+    unsafe { &*(ptr as *const TestHost) }
+}
+
+unsafe extern "C" fn get_field(h: *const HostData, f: u32) -> HostStr {
+    match host(h).fields.get(f as usize) {
+        Some(s) => HostStr::from_slice(s.as_bytes()),
+        None => HostStr::EMPTY,
+    }
+}
+unsafe extern "C" fn remaining_time_ms(h: *const HostData) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    (host(h).deadline_unix_ms - now).max(0)
+}
+unsafe extern "C" fn deadline_unix_ms(h: *const HostData) -> i64 {
+    host(h).deadline_unix_ms
+}
+unsafe extern "C" fn running_time_s(h: *const HostData) -> u32 {
+    host(h).timeout.as_secs() as u32
+}
+unsafe extern "C" fn memory_size_mb(h: *const HostData) -> u32 {
+    host(h).memory_mb
+}
+unsafe extern "C" fn cpu_millicores(h: *const HostData) -> u32 {
+    host(h).memory_mb / 128 * 100 + 200
+}
+unsafe extern "C" fn get_user_data(h: *const HostData, key: PluginStr, out: *mut HostStr) -> i32 {
+    // SAFETY: the plugin lends `key` for this call.
+    let key = String::from_utf8_lossy(unsafe { key.as_slice() });
+    match host(h).user_data.get(key.as_ref()) {
+        Some(v) => {
+            // SAFETY: `out` is a valid pointer supplied by the caller.
+            unsafe { *out = HostStr::from_slice(v.as_bytes()) };
+            1
+        }
+        None => 0,
+    }
+}
+unsafe extern "C" fn log(h: *mut HostData, _level: u32, message: PluginStr) {
+    // SAFETY: the plugin lends `message` for this call.
+    let message = String::from_utf8_lossy(unsafe { message.as_slice() });
+    if let Ok(mut log) = host(h).log.lock() {
+        log.push_str(&message);
+        log.push('\n');
+    }
+}
+unsafe extern "C" fn set_output(h: *mut HostData, kind: u32, body: PluginStr) {
+    if let Ok(mut r) = host(h).result.lock() {
+        // SAFETY: the plugin lends `body` for this call.
+        r.0 = Some((kind, unsafe { body.as_slice() }.to_vec()));
+    }
+}
+unsafe extern "C" fn set_error(h: *mut HostData, ty: PluginStr, message: PluginStr) {
+    if let Ok(mut r) = host(h).result.lock() {
+        // SAFETY: the plugin lends both strings for this call.
+        let (ty, message) = unsafe { (ty.as_slice(), message.as_slice()) };
+        r.1 = Some((
+            String::from_utf8_lossy(ty).into_owned(),
+            String::from_utf8_lossy(message).into_owned(),
+        ));
+    }
+}
+unsafe extern "C" fn report_memory_peak(h: *mut HostData, bytes: u64) {
+    if let Ok(mut r) = host(h).result.lock() {
+        r.2 = bytes;
+    }
+}
+
+static VTABLE: abi::ContextVTable = abi::ContextVTable {
+    struct_size: core::mem::size_of::<abi::ContextVTable>() as u32,
+    reserved: 0,
+    get_field,
+    remaining_time_ms,
+    deadline_unix_ms,
+    running_time_s,
+    memory_size_mb,
+    cpu_millicores,
+    get_user_data,
+    log,
+    set_output,
+    set_error,
+    report_memory_peak,
+};
+
+impl Default for TestContext {
+    fn default() -> Self {
+        TestContext::new()
+    }
+}
+
+impl TestContext {
+    /// A context with request id `test-request`, function `test`, version
+    /// `latest`, package `default`, 3 s timeout and 128 MB.
+    pub fn new() -> TestContext {
+        let mut fields = vec![String::new(); field::COUNT as usize];
+        fields[field::REQUEST_ID as usize] = "test-request".into();
+        fields[field::FUNCTION_NAME as usize] = "test".into();
+        fields[field::VERSION as usize] = "latest".into();
+        fields[field::PACKAGE as usize] = "default".into();
+        let host = Box::new(TestHost {
+            fields,
+            user_data: HashMap::new(),
+            timeout: Duration::from_secs(3),
+            deadline_unix_ms: 0,
+            memory_mb: 128,
+            log: Mutex::new(String::new()),
+            result: Mutex::new((None, None, 0)),
+        });
+        let raw = abi::Context {
+            vtable: &VTABLE,
+            host: &*host as *const TestHost as *mut HostData,
+        };
+        // SAFETY: the vtable is static and `host` points into the boxed
+        // `TestHost` (its address never changes), which lives exactly as long
+        // as the `Context` stored beside it.
+        let ctx = unsafe { Context::from_raw(&raw) };
+        TestContext { host, ctx }.refresh_deadline()
+    }
+
+    fn refresh_deadline(mut self) -> TestContext {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.host.deadline_unix_ms = now + self.host.timeout.as_millis() as i64;
+        self
+    }
+
+    fn with_field(mut self, f: u32, value: &str) -> TestContext {
+        self.host.fields[f as usize] = value.to_owned();
+        self
+    }
+
+    /// Sets the request id.
+    pub fn request_id(self, id: &str) -> TestContext {
+        self.with_field(field::REQUEST_ID, id)
+    }
+    /// Sets the function name.
+    pub fn function_name(self, name: &str) -> TestContext {
+        self.with_field(field::FUNCTION_NAME, name)
+    }
+    /// Sets the version.
+    pub fn version(self, version: &str) -> TestContext {
+        self.with_field(field::VERSION, version)
+    }
+    /// Sets the alias.
+    pub fn alias(self, alias: &str) -> TestContext {
+        self.with_field(field::ALIAS, alias)
+    }
+    /// Sets the package.
+    pub fn package(self, package: &str) -> TestContext {
+        self.with_field(field::PACKAGE, package)
+    }
+    /// Sets the project id.
+    pub fn project_id(self, project: &str) -> TestContext {
+        self.with_field(field::PROJECT_ID, project)
+    }
+    /// Sets the security token.
+    pub fn security_token(self, token: &str) -> TestContext {
+        self.with_field(field::SECURITY_TOKEN, token)
+    }
+    /// Adds a user data entry.
+    pub fn user_data(mut self, key: &str, value: &str) -> TestContext {
+        self.host.user_data.insert(key.to_owned(), value.to_owned());
+        self
+    }
+    /// Sets the memory size in MB.
+    pub fn memory_size_mb(mut self, mb: u32) -> TestContext {
+        self.host.memory_mb = mb;
+        self
+    }
+    /// Sets the timeout; the deadline becomes now + timeout.
+    pub fn timeout(mut self, timeout: Duration) -> TestContext {
+        self.host.timeout = timeout;
+        self.refresh_deadline()
+    }
+
+    /// The context to pass to a handler.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Every line logged so far, each followed by a newline.
+    pub fn log(&self) -> String {
+        self.host.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The error set through the raw ABI (`set_error`), as `(type, message)`.
+    pub fn error(&self) -> Option<(String, String)> {
+        self.host.result.lock().ok().and_then(|r| r.1.clone())
+    }
+
+    /// The output set through the raw ABI (`set_output`), as `(kind, body)`.
+    pub fn output(&self) -> Option<(u32, Vec<u8>)> {
+        self.host.result.lock().ok().and_then(|r| r.0.clone())
+    }
+}

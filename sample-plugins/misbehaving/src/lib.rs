@@ -1,0 +1,93 @@
+//! `misbehaving`: handlers that fail in every way a runtime must contain.
+
+use std::time::Duration;
+
+use fnhost_api::{Context, HandlerError};
+
+/// Returns an error of type `FunctionReturnError`.
+pub fn error(_: &[u8], _: &Context) -> Result<(), HandlerError> {
+    Err(HandlerError::new("the handler returned an error"))
+}
+
+/// Returns an error of a custom type.
+pub fn custom_error(_: &[u8], _: &Context) -> Result<(), HandlerError> {
+    Err(HandlerError::new("no such order").with_type("OrderNotFound"))
+}
+
+/// Panics with a message.
+pub fn panic(_: &[u8], _: &Context) -> Result<(), HandlerError> {
+    panic!("misbehaving handler panicked on purpose")
+}
+
+/// Spins forever (until the process ends).
+pub fn spin(_: &[u8], _: &Context) -> Result<(), HandlerError> {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+/// Sleeps for the number of milliseconds in the payload (default 1000),
+/// then answers `"slept"`.
+pub fn sleep(payload: &[u8], _: &Context) -> Result<&'static str, HandlerError> {
+    let ms = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1000);
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok("slept")
+}
+
+/// Allocates and touches 64 MB, then answers how many bytes it held.
+pub fn alloc64(_: &[u8], _: &Context) -> Result<String, HandlerError> {
+    let block = vec![1u8; 64 * 1024 * 1024];
+    let sum: usize = block.iter().step_by(4096).map(|&b| b as usize).sum();
+    Ok(format!("held {} bytes ({} pages)", block.len(), sum))
+}
+
+/// Returns 10 MB of bytes, over the 6 MB response limit.
+pub fn big(_: &[u8], _: &Context) -> Result<Vec<u8>, HandlerError> {
+    Ok(vec![b'x'; 10 * 1024 * 1024])
+}
+
+/// Writes 10,000 numbered log lines (far more than the 4 KB tail).
+pub fn chatty(_: &[u8], ctx: &Context) -> Result<(), HandlerError> {
+    for i in 0..10_000 {
+        ctx.logger().info(format_args!("line {i:05}"));
+    }
+    Ok(())
+}
+
+/// An initializer that fails.
+pub fn init_fail(_: &Context) -> Result<(), HandlerError> {
+    Err(HandlerError::new("database unreachable"))
+}
+
+/// An initializer that panics.
+pub fn init_panic(_: &Context) -> Result<(), HandlerError> {
+    panic!("initializer panicked on purpose")
+}
+
+/// An initializer that never finishes in time.
+pub fn init_slow(_: &Context) -> Result<(), HandlerError> {
+    std::thread::sleep(Duration::from_secs(30));
+    Ok(())
+}
+
+fnhost_api::export_plugin! {
+    handlers: {
+        "Error" => error,
+        "CustomError" => custom_error,
+        "Panic" => panic,
+        "Spin" => spin,
+        "Sleep" => sleep,
+        "Alloc64" => alloc64,
+        "Big" => big,
+        "Chatty" => chatty,
+    },
+    initializers: {
+        "InitFail" => init_fail,
+        "InitPanic" => init_panic,
+        "InitSlow" => init_slow,
+    },
+}
