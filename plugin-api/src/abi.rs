@@ -240,8 +240,8 @@ pub type InitializerFn = unsafe extern "C" fn(ctx: *const Context) -> i32;
 pub struct HandlerEntry {
     /// The handler part of the entry (`Handler` in `testplugin.Handler`).
     pub name: PluginStr,
-    /// The function.
-    pub handler: HandlerFn,
+    /// The function; never null (the host refuses a descriptor with a null entry).
+    pub handler: Option<HandlerFn>,
 }
 
 /// One named initializer in the descriptor's table.
@@ -249,8 +249,8 @@ pub struct HandlerEntry {
 pub struct InitializerEntry {
     /// The initializer part of the entry (`Init` in `testplugin.Init`).
     pub name: PluginStr,
-    /// The function.
-    pub initializer: InitializerFn,
+    /// The function; never null (the host refuses a descriptor with a null entry).
+    pub initializer: Option<InitializerFn>,
 }
 
 /// One field of a [`TypeLayout`].

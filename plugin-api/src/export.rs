@@ -233,7 +233,7 @@ macro_rules! __export_descriptor {
             static __HANDLERS: [__abi::HandlerEntry; __HANDLER_COUNT] = [$(
                 __abi::HandlerEntry {
                     name: __abi::PluginStr::from_static($hname),
-                    handler: {
+                    handler: Some({
                         unsafe extern "C" fn __trampoline(
                             ctx: *const __abi::Context,
                             payload: __abi::HostStr,
@@ -242,20 +242,20 @@ macro_rules! __export_descriptor {
                             unsafe { $crate::__private::run_handler(ctx, payload, $hfn) }
                         }
                         __trampoline
-                    },
+                    }),
                 }
             ),+];
 
             static __INITIALIZERS: [__abi::InitializerEntry; __INITIALIZER_COUNT] = [$(
                 __abi::InitializerEntry {
                     name: __abi::PluginStr::from_static($iname),
-                    initializer: {
+                    initializer: Some({
                         unsafe extern "C" fn __trampoline(ctx: *const __abi::Context) -> i32 {
                             // SAFETY: called by the host under the initializer contract.
                             unsafe { $crate::__private::run_initializer(ctx, $ifn) }
                         }
                         __trampoline
-                    },
+                    }),
                 }
             ),*];
 

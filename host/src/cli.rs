@@ -1,0 +1,274 @@
+//! The `fnhost` command line: flags wired to the library. `main.rs` only
+//! calls [`run`].
+//!
+//! Exit status: 0 when the function succeeded, 1 when it failed (error,
+//! panic, timeout...), 2 for usage and load errors (message on stderr).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{FunctionConfig, InvokeResult, Outcome, Runtime, RuntimeConfig};
+
+/// Exit status when the function failed.
+pub const EXIT_FUNCTION_FAILED: i32 = 1;
+/// Exit status for usage and load errors.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs native FaaS handlers (cdylib plugins) the way FunctionGraph runs functions.
+#[derive(Debug, Parser)]
+#[command(name = "fnhost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Invoke a handler once and print its return, execution summary and log.
+    Invoke(InvokeArgs),
+    /// Show a plugin's ABI version, name, handlers and initializers.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct InvokeArgs {
+    /// The entry, NAME.HANDLER: library NAME.so (or libNAME.so), handler HANDLER.
+    entry: String,
+    /// Directory holding the library.
+    #[arg(long, value_name = "DIR")]
+    code_dir: PathBuf,
+    /// Read the event (payload) from FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    event: Option<PathBuf>,
+    /// The event as a JSON string. With neither --event nor --data, stdin is read.
+    #[arg(long, value_name = "JSON")]
+    data: Option<String>,
+    /// User data (environment) entry, repeatable.
+    #[arg(long = "user-data", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    user_data: Vec<(String, String)>,
+    /// Timeout in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    timeout: f64,
+    /// Memory size in MB (one of FunctionGraph's sizes).
+    #[arg(long, value_name = "MB", default_value_t = 128)]
+    memory: u32,
+    /// Initializer entry NAME.INIT, run once before the handler.
+    #[arg(long, value_name = "ENTRY")]
+    init: Option<String>,
+    /// Initializer timeout in seconds (default: --timeout).
+    #[arg(long, value_name = "SECONDS")]
+    init_timeout: Option<f64>,
+    /// Print one JSON object instead of the three-part report.
+    #[arg(long)]
+    json: bool,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// Path to the library.
+    library: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+fn seconds(s: f64, flag: &str) -> anyhow::Result<Duration> {
+    if !s.is_finite() || s <= 0.0 {
+        bail!("{flag} must be a positive number of seconds, got {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// Parses `args` and runs the command; returns the process exit status.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Invoke(a) => invoke(a),
+        Command::Inspect(a) => inspect(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn runtime(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+    Ok(Runtime::new(RuntimeConfig {
+        cache_dir,
+        ..RuntimeConfig::default()
+    })?)
+}
+
+fn read_payload(a: &InvokeArgs) -> anyhow::Result<Vec<u8>> {
+    if let Some(data) = &a.data {
+        serde_json::from_str::<serde_json::Value>(data).with_context(|| {
+            "--data is not valid JSON (use --event FILE to send arbitrary bytes)".to_string()
+        })?;
+        return Ok(data.clone().into_bytes());
+    }
+    if let Some(path) = &a.event {
+        return std::fs::read(path).with_context(|| format!("cannot read event file {}", path.display()));
+    }
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("cannot read the event from stdin")?;
+    Ok(buf)
+}
+
+fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
+    let payload = read_payload(&a)?;
+    let mut config = FunctionConfig::new(a.entry.clone(), a.code_dir.clone())
+        .timeout(seconds(a.timeout, "--timeout")?)
+        .memory_mb(a.memory);
+    config.user_data = a.user_data.iter().cloned().collect::<BTreeMap<_, _>>();
+    if let Some(init) = &a.init {
+        config = config.initializer(init.clone());
+    }
+    if let Some(t) = a.init_timeout {
+        config = config.initializer_timeout(seconds(t, "--init-timeout")?);
+    }
+    let runtime = runtime(a.cache_dir.clone())?;
+    let function = runtime.load(config)?;
+    let init_log = function
+        .initializer_report()
+        .filter(|r| r.error.is_none())
+        .map(|r| r.log)
+        .unwrap_or_default();
+    let result = function.invoke(&payload)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", json_report(&result))?;
+    } else {
+        write!(out, "{}", human_report(&result, &init_log))?;
+    }
+    out.flush()?;
+    Ok(if result.outcome.is_success() {
+        0
+    } else {
+        EXIT_FUNCTION_FAILED
+    })
+}
+
+/// The `--json` report: `{"request_id","result"|"error","summary","log"}`.
+pub fn json_report(result: &InvokeResult) -> serde_json::Value {
+    let mut report = serde_json::json!({
+        "request_id": result.request_id,
+        "summary": result.summary,
+        "log": result.log_tail(),
+    });
+    match &result.outcome {
+        Outcome::Success(body) => {
+            report["result"] = String::from_utf8_lossy(&body.bytes).into_owned().into();
+        }
+        Outcome::Failure(e) => {
+            report["error"] = serde_json::to_value(e).unwrap_or_default();
+        }
+    }
+    report
+}
+
+fn printable_body(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => {
+            let hex: String = bytes.iter().take(64).map(|b| format!("{b:02x}")).collect();
+            format!(
+                "({} bytes of binary data; first bytes in hex: {hex})",
+                bytes.len()
+            )
+        }
+    }
+}
+
+/// The console's three parts: function return, execution summary, log.
+pub fn human_report(result: &InvokeResult, init_log: &str) -> String {
+    let body = match &result.outcome {
+        Outcome::Success(b) => printable_body(&b.bytes),
+        Outcome::Failure(e) => serde_json::to_string_pretty(e).unwrap_or_default(),
+    };
+    let s = &result.summary;
+    let full = format!("{init_log}{}", result.log);
+    let log = crate::tail(&full, result.tail_bytes);
+    format!(
+        "Function Return:\n{body}\n\nExecution Summary:\nRequest ID:         {}\nMemory Configured:  {} MB\nExecution Duration: {:.3} ms\nMemory Used:        {:.3} MB\nBilled Duration:    {} ms\n\nLog Output:\n{log}",
+        result.request_id, s.memory_size_mb, s.duration_ms, s.memory_used_mb, s.billing_duration_ms
+    )
+}
+
+fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
+    let runtime = runtime(a.cache_dir.clone())?;
+    let lib = runtime.open_library(&a.library)?;
+    let info = lib.info();
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let report = serde_json::json!({
+            "path": a.library,
+            "digest": lib.digest().to_hex(),
+            "size": lib.size(),
+            "abi_version": format!("{}.{}", info.abi.0, info.abi.1),
+            "plugin_name": info.name,
+            "sdk": info.sdk,
+            "layout_checked": info.layout_checked,
+            "handlers": lib.handler_names(),
+            "initializers": lib.initializer_names(),
+        });
+        writeln!(out, "{report}")?;
+    } else {
+        writeln!(out, "Library:      {}", a.library.display())?;
+        writeln!(out, "Digest:       {}", lib.digest())?;
+        writeln!(out, "Size:         {} bytes", lib.size())?;
+        writeln!(out, "Plugin:       {}", info.name)?;
+        writeln!(out, "Built with:   {}", info.sdk)?;
+        writeln!(
+            out,
+            "ABI:          {}.{} (layout {})",
+            info.abi.0,
+            info.abi.1,
+            if info.layout_checked {
+                "checked"
+            } else {
+                "not provided"
+            }
+        )?;
+        writeln!(out, "Handlers:     {}", lib.handler_names().join(", "))?;
+        let inits = lib.initializer_names();
+        writeln!(
+            out,
+            "Initializers: {}",
+            if inits.is_empty() {
+                "(none)".to_owned()
+            } else {
+                inits.join(", ")
+            }
+        )?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,135 @@
+//! Content-addressed copies of libraries. Every library is copied to
+//! `<cache>/<blake3 hex>.so` (written to a temporary file, then renamed)
+//! before it is opened, so the host never `dlopen`s a path a build can
+//! overwrite, and two different builds never share a path (the dynamic loader
+//! returns the already-mapped library for a path it has seen).
+//!
+//! Byte-identical code maps to one path and therefore one loaded library:
+//! redeploying identical bytes is a no-op for the code (its statics are shared).
+//!
+//! The cache is derived data: it is not fsynced. A file that exists is reused
+//! when its size matches (rename makes a complete file appear atomically; a
+//! crash-torn file has the wrong size and is rewritten).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A library's content address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Hashes `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// A directory of content-addressed library copies.
+#[derive(Debug)]
+pub struct CodeCache {
+    dir: PathBuf,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl CodeCache {
+    /// Uses (and creates) `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<CodeCache> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        Ok(CodeCache { dir })
+    }
+
+    /// The default directory: `$TMPDIR/fnhost-<uid>/libs`.
+    pub fn default_dir() -> PathBuf {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        std::env::temp_dir()
+            .join(format!("fnhost-{uid}"))
+            .join("libs")
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stores `bytes` under `digest` and returns the path to open.
+    pub fn store(&self, digest: &Digest, bytes: &[u8]) -> io::Result<PathBuf> {
+        let path = self.dir.join(format!("{}.so", digest.to_hex()));
+        if let Ok(meta) = fs::metadata(&path) {
+            if meta.len() == bytes.len() as u64 {
+                return Ok(path);
+            }
+        }
+        let tmp = self.dir.join(format!(
+            ".{}.{}.{}.tmp",
+            digest.to_hex(),
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            drop(f);
+            fs::rename(&tmp, &path)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map(|()| path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_share_a_path_and_different_bytes_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path()).unwrap();
+        let a = cache.store(&Digest::of(b"one"), b"one").unwrap();
+        let a2 = cache.store(&Digest::of(b"one"), b"one").unwrap();
+        let b = cache.store(&Digest::of(b"two"), b"two").unwrap();
+        assert_eq!(a, a2);
+        assert_ne!(a, b);
+        assert_eq!(fs::read(&b).unwrap(), b"two");
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_torn_copy_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path()).unwrap();
+        let d = Digest::of(b"complete");
+        let path = cache.store(&d, b"complete").unwrap();
+        fs::write(&path, b"comp").unwrap();
+        cache.store(&d, b"complete").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"complete");
+    }
+}

@@ -1,0 +1,226 @@
+//! A function's configuration: what to load and the context it runs with.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// FunctionGraph's memory sizes, in MB.
+pub const MEMORY_SIZES_MB: [u32; 15] = [
+    128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 8192, 10240,
+];
+
+/// The longest synchronous timeout FunctionGraph allows.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Delegated credentials handed to the function through its context. Never
+/// printed by `Debug`, never written to fnhost's logs or summaries.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// Deprecated temporary access key.
+    pub access_key: String,
+    /// Deprecated temporary secret key.
+    pub secret_key: String,
+    /// Security access key.
+    pub security_access_key: String,
+    /// Security secret key.
+    pub security_secret_key: String,
+    /// Security token.
+    pub security_token: String,
+    /// IAM token.
+    pub token: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |s: &String| if s.is_empty() { "unset" } else { "<redacted>" };
+        f.debug_struct("Credentials")
+            .field("access_key", &set(&self.access_key))
+            .field("secret_key", &set(&self.secret_key))
+            .field("security_access_key", &set(&self.security_access_key))
+            .field("security_secret_key", &set(&self.security_secret_key))
+            .field("security_token", &set(&self.security_token))
+            .field("token", &set(&self.token))
+            .finish()
+    }
+}
+
+/// How to load and run one function.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = fnhost::FunctionConfig::new("testplugin.Handler", "/srv/functions/testplugin")
+///     .initializer("testplugin.Init")
+///     .timeout(Duration::from_secs(10))
+///     .memory_mb(256)
+///     .user_data("NAME", "fnhost");
+/// assert_eq!(config.function_name(), "testplugin");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionConfig {
+    /// `NAME.HANDLER`: library `NAME.so` (or `libNAME.so`), handler `HANDLER`.
+    pub entry: String,
+    /// Directory holding the library.
+    pub code_dir: PathBuf,
+    /// Optional initializer entry `NAME.INIT` in the same library.
+    pub initializer: Option<String>,
+    /// The initializer's own timeout (default: the function's timeout).
+    pub initializer_timeout: Option<Duration>,
+    /// Invocation timeout (default 3 s).
+    pub timeout: Duration,
+    /// Configured memory in MB (default 128).
+    pub memory_mb: u32,
+    /// User data (the function's environment), read with `Context::user_data`.
+    pub user_data: BTreeMap<String, String>,
+    /// Function name (default: the library part of the entry).
+    pub name: Option<String>,
+    /// Version served (default `latest`).
+    pub version: String,
+    /// Alias invoked through (default none).
+    pub alias: String,
+    /// Package / function group (default `default`).
+    pub package: String,
+    /// Project id (default empty).
+    pub project_id: String,
+    /// Delegated credentials.
+    pub credentials: Credentials,
+}
+
+impl FunctionConfig {
+    /// A function of `entry` in `code_dir` with FunctionGraph's defaults.
+    pub fn new(entry: impl Into<String>, code_dir: impl Into<PathBuf>) -> FunctionConfig {
+        FunctionConfig {
+            entry: entry.into(),
+            code_dir: code_dir.into(),
+            initializer: None,
+            initializer_timeout: None,
+            timeout: Duration::from_secs(3),
+            memory_mb: 128,
+            user_data: BTreeMap::new(),
+            name: None,
+            version: "latest".into(),
+            alias: String::new(),
+            package: "default".into(),
+            project_id: String::new(),
+            credentials: Credentials::default(),
+        }
+    }
+
+    /// Sets the initializer entry.
+    pub fn initializer(mut self, entry: impl Into<String>) -> Self {
+        self.initializer = Some(entry.into());
+        self
+    }
+    /// Sets the initializer's timeout.
+    pub fn initializer_timeout(mut self, timeout: Duration) -> Self {
+        self.initializer_timeout = Some(timeout);
+        self
+    }
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Sets the memory size in MB.
+    pub fn memory_mb(mut self, mb: u32) -> Self {
+        self.memory_mb = mb;
+        self
+    }
+    /// Adds a user data entry.
+    pub fn user_data(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.user_data.insert(key.into(), value.into());
+        self
+    }
+    /// Sets the function name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Sets the version.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+    /// Sets the alias.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.alias = alias.into();
+        self
+    }
+    /// Sets the package.
+    pub fn package(mut self, package: impl Into<String>) -> Self {
+        self.package = package.into();
+        self
+    }
+    /// Sets the project id.
+    pub fn project_id(mut self, project: impl Into<String>) -> Self {
+        self.project_id = project.into();
+        self
+    }
+    /// Sets the delegated credentials.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The function's name: the configured one, else the entry's library part.
+    pub fn function_name(&self) -> &str {
+        match &self.name {
+            Some(n) => n,
+            None => self
+                .entry
+                .rsplit_once('.')
+                .map(|(lib, _)| lib)
+                .unwrap_or(&self.entry),
+        }
+    }
+
+    /// The initializer's timeout.
+    pub fn effective_initializer_timeout(&self) -> Duration {
+        self.initializer_timeout.unwrap_or(self.timeout)
+    }
+
+    /// Checks memory size and timeouts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !MEMORY_SIZES_MB.contains(&self.memory_mb) {
+            return Err(ConfigError::MemorySize(self.memory_mb));
+        }
+        for t in [self.timeout, self.effective_initializer_timeout()] {
+            if t < Duration::from_millis(1) || t > MAX_TIMEOUT {
+                return Err(ConfigError::Timeout(t));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_print() {
+        let c = Credentials {
+            security_token: "very-secret".into(),
+            ..Credentials::default()
+        };
+        let printed = format!("{:?}", FunctionConfig::new("a.B", "/x").credentials(c));
+        assert!(!printed.contains("very-secret"), "{printed}");
+        assert!(printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn rejects_memory_sizes_functiongraph_does_not_offer() {
+        let c = FunctionConfig::new("a.B", "/x").memory_mb(100);
+        assert_eq!(c.validate(), Err(ConfigError::MemorySize(100)));
+        assert!(c.validate().unwrap_err().to_string().contains("128, 256"));
+        assert_eq!(FunctionConfig::new("a.B", "/x").memory_mb(10240).validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_timeouts_beyond_the_sync_limit() {
+        let c = FunctionConfig::new("a.B", "/x").timeout(Duration::from_secs(901));
+        assert!(matches!(c.validate(), Err(ConfigError::Timeout(_))));
+    }
+}

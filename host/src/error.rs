@@ -1,0 +1,157 @@
+//! The host's typed errors. A *function* failing (an error result, a panic,
+//! a timeout) is not an error here: it is an [`Outcome::Failure`](crate::Outcome)
+//! of a successful invocation. These are the caller's and the deployer's
+//! mistakes: bad libraries, bad configuration, bad requests.
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::elf::ElfError;
+
+/// Why a library or function could not be loaded. The host is unaffected:
+/// nothing of the library was called (or, for an initializer, its failure is
+/// reported per invocation instead).
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The entry is not of the form `NAME.HANDLER`.
+    #[error("invalid entry `{0}`: expected NAME.HANDLER, e.g. testplugin.Handler")]
+    InvalidEntry(String),
+    /// Neither `NAME.so` nor `libNAME.so` exists in the code directory.
+    #[error("no library for `{name}` in {}: looked for {}", dir.display(), tried.join(" and "))]
+    LibraryNotFound {
+        /// The library part of the entry.
+        name: String,
+        /// The code directory.
+        dir: PathBuf,
+        /// File names tried.
+        tried: Vec<String>,
+    },
+    /// The initializer entry names another library than the handler.
+    #[error("initializer `{initializer}` must be in the same library as handler `{handler}`")]
+    InitializerInOtherLibrary {
+        /// The handler entry.
+        handler: String,
+        /// The initializer entry.
+        initializer: String,
+    },
+    /// Reading the library (or writing its cached copy) failed.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// The file is not a complete ELF shared object for this machine.
+    #[error("{} is not a loadable library: {reason}", path.display())]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: ElfError,
+    },
+    /// The dynamic loader refused the library (missing dependency, bad relocation...).
+    #[error("cannot load {}: {message}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The loader's message.
+        message: String,
+    },
+    /// A shared library, but it does not export `fnhost_plugin_descriptor`.
+    #[error("{} is not an fnhost plugin: it does not export the `fnhost_plugin_descriptor` symbol (build it with fnhost_api::export_plugin! or FNHOST_EXPORT_DESCRIPTOR)", path.display())]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The plugin was built against an ABI this host cannot run.
+    #[error("{} was built for fnhost ABI {plugin_major}.{plugin_minor}, but this host runs ABI {host_major}.{host_minor} (it accepts {host_major}.0 to {host_major}.{host_minor}); rebuild the plugin against a matching fnhost-api", path.display())]
+    AbiVersion {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's major.
+        plugin_major: u16,
+        /// The plugin's minor.
+        plugin_minor: u16,
+        /// The host's major.
+        host_major: u16,
+        /// The host's minor.
+        host_minor: u16,
+    },
+    /// The plugin's ABI types are laid out differently from the host's.
+    #[error("{} was built against a different fnhost ABI layout; rebuild it against this host's fnhost-api:\n  {}", path.display(), differences.join("\n  "))]
+    AbiLayout {
+        /// The file.
+        path: PathBuf,
+        /// One readable line per difference.
+        differences: Vec<String>,
+    },
+    /// The descriptor is malformed (bad magic, null tables, bad names...).
+    #[error("{} has an invalid fnhost descriptor: {reason}", path.display())]
+    InvalidDescriptor {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The library has no handler of that name.
+    #[error("library `{library}` has no handler `{handler}`; its handlers are: {}", list_or_none(available))]
+    UnknownHandler {
+        /// The library name.
+        library: String,
+        /// The handler asked for.
+        handler: String,
+        /// The handlers it has.
+        available: Vec<String>,
+    },
+    /// The library has no initializer of that name.
+    #[error("library `{library}` has no initializer `{initializer}`; its initializers are: {}", list_or_none(available))]
+    UnknownInitializer {
+        /// The library name.
+        library: String,
+        /// The initializer asked for.
+        initializer: String,
+        /// The initializers it has.
+        available: Vec<String>,
+    },
+    /// The function's configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// An invalid function configuration.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Memory size not among FunctionGraph's sizes.
+    #[error("memory size {0} MB is not supported; choose one of {sizes}", sizes = crate::config::MEMORY_SIZES_MB.map(|m| m.to_string()).join(", "))]
+    MemorySize(u32),
+    /// Timeout out of range.
+    #[error("timeout {0:?} is out of range (1 ms to 900 s for synchronous invocation)")]
+    Timeout(std::time::Duration),
+}
+
+/// Why an invocation was refused before the function ran.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InvokeError {
+    /// The payload is over the runtime's limit (6 MB by default, as FunctionGraph's sync limit).
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Payload size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The host could not start a worker thread.
+    #[error("cannot start a worker thread: {0}")]
+    NoWorker(String),
+}

@@ -1,0 +1,416 @@
+//! One invocation: the host state behind the plugin's context (request id,
+//! deadline, function data, log, result), the `extern "C"` functions of the
+//! context vtable that operate on it, and the conversion of what the plugin
+//! reported into an [`InvokeResult`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fnhost_api::abi::{self, field, HostData, HostStr, PluginStr};
+use parking_lot::{Condvar, Mutex};
+
+use crate::config::{Credentials, FunctionConfig};
+use crate::log_buffer::LogBuffer;
+use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
+
+/// Per-function values offered through the context, resolved once when the
+/// function is loaded and shared by all its invocations.
+#[derive(Debug)]
+pub(crate) struct FunctionContext {
+    pub(crate) function_name: String,
+    pub(crate) version: String,
+    pub(crate) alias: String,
+    pub(crate) package: String,
+    pub(crate) project_id: String,
+    pub(crate) credentials: Credentials,
+    pub(crate) user_data: BTreeMap<String, String>,
+    pub(crate) memory_mb: u32,
+}
+
+impl FunctionContext {
+    pub(crate) fn from_config(config: &FunctionConfig) -> FunctionContext {
+        FunctionContext {
+            function_name: config.function_name().to_owned(),
+            version: config.version.clone(),
+            alias: config.alias.clone(),
+            package: config.package.clone(),
+            project_id: config.project_id.clone(),
+            credentials: config.credentials.clone(),
+            user_data: config.user_data.clone(),
+            memory_mb: config.memory_mb,
+        }
+    }
+}
+
+/// Limits that apply to every invocation of a runtime.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_response_bytes: usize,
+    pub(crate) max_log_bytes: usize,
+    pub(crate) log_tail_bytes: usize,
+}
+
+/// What the plugin reported during the call, plus completion bookkeeping.
+#[derive(Debug)]
+struct Sink {
+    log: LogBuffer,
+    output: Option<(u32, Vec<u8>)>,
+    error: Option<FunctionError>,
+    oversized_output: Option<usize>,
+    memory_peak: u64,
+    /// Set by the thread that ran the plugin when the call returned.
+    finished: Option<(i32, Duration)>,
+    /// Set by the caller that stopped waiting at the deadline.
+    abandoned: bool,
+}
+
+/// The host state of one invocation; the plugin sees it as `fnhost_host_data`.
+#[derive(Debug)]
+pub(crate) struct InvocationState {
+    request_id: String,
+    function: Arc<FunctionContext>,
+    timeout: Duration,
+    deadline: Instant,
+    deadline_unix_ms: i64,
+    limits: Limits,
+    sink: Mutex<Sink>,
+    done: Condvar,
+}
+
+/// How waiting for a call ended.
+pub(crate) enum Completion {
+    /// The call returned with this status after this long.
+    Finished(i32, Duration),
+    /// The deadline passed first; the call is still running (a runaway).
+    TimedOut,
+}
+
+impl InvocationState {
+    pub(crate) fn new(function: Arc<FunctionContext>, timeout: Duration, limits: Limits) -> InvocationState {
+        let now = SystemTime::now();
+        let unix_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        InvocationState {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            function,
+            timeout,
+            deadline: Instant::now() + timeout,
+            deadline_unix_ms: unix_ms + timeout.as_millis() as i64,
+            limits,
+            sink: Mutex::new(Sink {
+                log: LogBuffer::new(limits.max_log_bytes),
+                output: None,
+                error: None,
+                oversized_output: None,
+                memory_peak: 0,
+                finished: None,
+                abandoned: false,
+            }),
+            done: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The raw context to pass to the plugin. Valid while `self` is.
+    pub(crate) fn raw_context(&self) -> abi::Context {
+        abi::Context {
+            vtable: &HOST_VTABLE,
+            host: self as *const InvocationState as *mut HostData,
+        }
+    }
+
+    /// Calls the plugin on this thread and records the completion. Returns
+    /// `true` when a caller had already given up on it (it was a runaway).
+    pub(crate) fn run(&self, call: impl FnOnce(&abi::Context) -> i32) -> bool {
+        let ctx = self.raw_context();
+        let start = Instant::now();
+        let status = call(&ctx);
+        let elapsed = start.elapsed();
+        let mut sink = self.sink.lock();
+        sink.finished = Some((status, elapsed));
+        let abandoned = sink.abandoned;
+        drop(sink);
+        self.done.notify_one();
+        abandoned
+    }
+
+    /// Waits for [`run`](Self::run) on another thread until the deadline.
+    /// On timeout the invocation is marked abandoned, so a late completion is
+    /// reported as a finished runaway.
+    pub(crate) fn wait(&self) -> Completion {
+        let mut sink = self.sink.lock();
+        loop {
+            if let Some((status, elapsed)) = sink.finished {
+                return Completion::Finished(status, elapsed);
+            }
+            if self.done.wait_until(&mut sink, self.deadline).timed_out() {
+                if let Some((status, elapsed)) = sink.finished {
+                    return Completion::Finished(status, elapsed);
+                }
+                sink.abandoned = true;
+                return Completion::TimedOut;
+            }
+        }
+    }
+
+    /// Appends a host-written line (e.g. a timeout notice) to the log.
+    pub(crate) fn log_line(&self, message: &str) {
+        self.sink
+            .lock()
+            .log
+            .push(SystemTime::now(), &self.request_id, message.as_bytes());
+    }
+
+    /// Turns what the plugin reported into the caller's result.
+    pub(crate) fn finish(&self, completion: Completion, handler_kind: CallKind) -> InvokeResult {
+        let mut sink = self.sink.lock();
+        let (outcome, elapsed) = match completion {
+            Completion::TimedOut => (
+                Outcome::Failure(FunctionError::new(
+                    error_type::TIMEOUT,
+                    format!(
+                        "{} timed out after {}",
+                        handler_kind.noun(),
+                        format_timeout(self.timeout)
+                    ),
+                )),
+                self.timeout,
+            ),
+            Completion::Finished(status, elapsed) => {
+                let outcome = if status == abi::STATUS_OK {
+                    if let Some(size) = sink.oversized_output {
+                        Outcome::Failure(FunctionError::new(
+                            error_type::RESPONSE_TOO_LARGE,
+                            format!(
+                                "response of {size} bytes exceeds the limit of {} bytes",
+                                self.limits.max_response_bytes
+                            ),
+                        ))
+                    } else {
+                        let (kind, bytes) = sink.output.take().unwrap_or((abi::output_kind::EMPTY, Vec::new()));
+                        Outcome::Success(Body {
+                            kind: BodyKind::from_abi(kind),
+                            bytes,
+                        })
+                    }
+                } else {
+                    Outcome::Failure(sink.error.take().unwrap_or_else(|| {
+                        FunctionError::new(
+                            error_type::FUNCTION_RETURN_ERROR,
+                            if status == abi::STATUS_ERROR {
+                                format!("the {} failed without an error message", handler_kind.noun())
+                            } else {
+                                format!("the {} returned unknown status {status}", handler_kind.noun())
+                            },
+                        )
+                    }))
+                };
+                (outcome, elapsed)
+            }
+        };
+        let summary = Summary::new(elapsed, self.function.memory_mb, sink.memory_peak);
+        InvokeResult {
+            request_id: self.request_id.clone(),
+            outcome,
+            summary,
+            log: if sink.log.dropped_bytes() > 0 {
+                format!(
+                    "[{} bytes of earlier log lines dropped]\n{}",
+                    sink.log.dropped_bytes(),
+                    sink.log.to_string_lossy()
+                )
+            } else {
+                sink.log.to_string_lossy()
+            },
+            tail_bytes: self.limits.log_tail_bytes,
+        }
+    }
+}
+
+/// What was called, for messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CallKind {
+    Handler,
+    Initializer,
+}
+
+impl CallKind {
+    fn noun(self) -> &'static str {
+        match self {
+            CallKind::Handler => "invocation",
+            CallKind::Initializer => "initializer",
+        }
+    }
+}
+
+pub(crate) fn format_timeout(t: Duration) -> String {
+    if t.subsec_millis() == 0 {
+        format!("{} seconds", t.as_secs())
+    } else {
+        format!("{:.3} seconds", t.as_secs_f64())
+    }
+}
+
+// ---- the context vtable ---------------------------------------------------
+//
+// These functions are called by plugin code with the `host` pointer from
+// `raw_context`. None of them can panic (no indexing, no unwrap; parking_lot
+// locks do not poison), so nothing unwinds into the plugin.
+
+/// # Safety
+/// `host` must come from `InvocationState::raw_context` of a state that is
+/// still alive: the thread running the plugin holds an `Arc` (or a borrow) of
+/// it for the whole call, and the plugin may only use the context during it.
+unsafe fn state<'a>(host: *const HostData) -> &'a InvocationState {
+    // SAFETY: the caller's contract.
+    unsafe { &*(host as *const InvocationState) }
+}
+
+fn lend(s: &str) -> HostStr {
+    HostStr::from_slice(s.as_bytes())
+}
+
+unsafe extern "C" fn get_field(host: *const HostData, f: u32) -> HostStr {
+    // SAFETY: the vtable contract (see `state`).
+    let s = unsafe { state(host) };
+    let c = &s.function.credentials;
+    match f {
+        field::REQUEST_ID => lend(&s.request_id),
+        field::FUNCTION_NAME => lend(&s.function.function_name),
+        field::VERSION => lend(&s.function.version),
+        field::ALIAS => lend(&s.function.alias),
+        field::PACKAGE => lend(&s.function.package),
+        field::PROJECT_ID => lend(&s.function.project_id),
+        field::ACCESS_KEY => lend(&c.access_key),
+        field::SECRET_KEY => lend(&c.secret_key),
+        field::SECURITY_ACCESS_KEY => lend(&c.security_access_key),
+        field::SECURITY_SECRET_KEY => lend(&c.security_secret_key),
+        field::SECURITY_TOKEN => lend(&c.security_token),
+        field::TOKEN => lend(&c.token),
+        _ => HostStr::EMPTY,
+    }
+}
+
+unsafe extern "C" fn remaining_time_ms(host: *const HostData) -> i64 {
+    // SAFETY: the vtable contract.
+    let s = unsafe { state(host) };
+    s.deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis() as i64
+}
+
+unsafe extern "C" fn deadline_unix_ms(host: *const HostData) -> i64 {
+    // SAFETY: the vtable contract.
+    unsafe { state(host) }.deadline_unix_ms
+}
+
+unsafe extern "C" fn running_time_s(host: *const HostData) -> u32 {
+    // SAFETY: the vtable contract.
+    let t = unsafe { state(host) }.timeout;
+    t.as_millis().div_ceil(1000) as u32
+}
+
+unsafe extern "C" fn memory_size_mb(host: *const HostData) -> u32 {
+    // SAFETY: the vtable contract.
+    unsafe { state(host) }.function.memory_mb
+}
+
+unsafe extern "C" fn cpu_millicores(host: *const HostData) -> u32 {
+    // SAFETY: the vtable contract.
+    let mb = unsafe { state(host) }.function.memory_mb;
+    mb / 128 * 100 + 200
+}
+
+unsafe extern "C" fn get_user_data(host: *const HostData, key: PluginStr, value: *mut HostStr) -> i32 {
+    // SAFETY: the vtable contract; the plugin lends `key` for this call.
+    let (s, key) = unsafe { (state(host), key.as_slice()) };
+    let Ok(key) = std::str::from_utf8(key) else {
+        return 0;
+    };
+    match s.function.user_data.get(key) {
+        Some(v) if !value.is_null() => {
+            // SAFETY: non-null out-pointer supplied by the plugin for this call.
+            unsafe { value.write(lend(v)) };
+            1
+        }
+        _ => 0,
+    }
+}
+
+unsafe extern "C" fn write_log(host: *mut HostData, level: u32, message: PluginStr) {
+    // SAFETY: the vtable contract; the plugin lends `message` for this call.
+    let (s, message) = unsafe { (state(host), message.as_slice()) };
+    let now = SystemTime::now();
+    s.sink.lock().log.push(now, &s.request_id, message);
+    let level = match level {
+        abi::level::ERROR => log::Level::Error,
+        abi::level::WARN => log::Level::Warn,
+        abi::level::DEBUG => log::Level::Debug,
+        abi::level::TRACE => log::Level::Trace,
+        _ => log::Level::Info,
+    };
+    if log::log_enabled!(target: "fnhost::function", level) {
+        log::log!(
+            target: "fnhost::function",
+            level,
+            "[{}] {} {} {}",
+            s.function.function_name,
+            humantime::format_rfc3339_millis(now),
+            s.request_id,
+            String::from_utf8_lossy(message)
+        );
+    }
+}
+
+unsafe extern "C" fn set_output(host: *mut HostData, kind: u32, body: PluginStr) {
+    // SAFETY: the vtable contract; the plugin lends `body` for this call.
+    let (s, body) = unsafe { (state(host), body.as_slice()) };
+    let mut sink = s.sink.lock();
+    if body.len() > s.limits.max_response_bytes {
+        sink.output = None;
+        sink.oversized_output = Some(body.len());
+    } else {
+        sink.oversized_output = None;
+        // The one copy: plugin memory never outlives this call on the host side.
+        sink.output = Some((kind, body.to_vec()));
+    }
+}
+
+unsafe extern "C" fn set_error(host: *mut HostData, error_type: PluginStr, message: PluginStr) {
+    // SAFETY: the vtable contract; the plugin lends both strings for this call.
+    let (s, ty, msg) = unsafe { (state(host), error_type.as_slice(), message.as_slice()) };
+    let ty = if ty.is_empty() {
+        error_type::FUNCTION_RETURN_ERROR.to_owned()
+    } else {
+        String::from_utf8_lossy(ty).into_owned()
+    };
+    s.sink.lock().error = Some(FunctionError::new(ty, String::from_utf8_lossy(msg)));
+}
+
+unsafe extern "C" fn report_memory_peak(host: *mut HostData, peak_bytes: u64) {
+    // SAFETY: the vtable contract.
+    unsafe { state(host) }.sink.lock().memory_peak = peak_bytes;
+}
+
+/// The host's context function table (ABI 1.0).
+pub(crate) static HOST_VTABLE: abi::ContextVTable = abi::ContextVTable {
+    struct_size: std::mem::size_of::<abi::ContextVTable>() as u32,
+    reserved: 0,
+    get_field,
+    remaining_time_ms,
+    deadline_unix_ms,
+    running_time_s,
+    memory_size_mb,
+    cpu_millicores,
+    get_user_data,
+    log: write_log,
+    set_output,
+    set_error,
+    report_memory_peak,
+};

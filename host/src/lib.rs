@@ -1,0 +1,47 @@
+//! # fnhost
+//!
+//! Runs native FaaS handlers the way Huawei FunctionGraph's Go runtime runs
+//! functions: a handler is a function in a shared library (`testplugin.so`,
+//! entry `testplugin.Handler`) built against [`fnhost_api`]. fnhost checks the
+//! library's ABI before calling anything, calls the handler with the payload
+//! and a runtime context, and returns its result or error with an execution
+//! summary and the invocation's log.
+//!
+//! The nouns, from longest-lived to shortest:
+//! - [`Runtime`]: one per process; the loader, code cache, worker pool, counters.
+//! - [`Library`]: a checked, mapped plugin build, identified by its content
+//!   digest; lives as long as the process.
+//! - [`Function`]: a configuration bound to a library and a resolved handler,
+//!   with its initializer state.
+//! - an invocation: one call, with its request id, deadline, log and result
+//!   ([`InvokeResult`]).
+//!
+//! One invocation: [`Function::invoke`] → payload check → initializer (first
+//! time) → a worker thread calls the handler through the plugin's
+//! panic-catching trampoline, with a context whose vtable reads this
+//! invocation's state → the plugin's result is copied into host memory
+//! through that vtable → the caller, waiting until the deadline, turns it
+//! into an [`Outcome`], a [`Summary`] and the log.
+
+pub mod abi_check;
+pub mod cli;
+pub mod code_cache;
+pub mod config;
+pub mod elf;
+pub mod entry;
+pub mod error;
+mod function;
+mod invocation;
+pub mod loader;
+mod log_buffer;
+mod outcome;
+mod pool;
+mod runtime;
+
+pub use config::{Credentials, FunctionConfig, MEMORY_SIZES_MB};
+pub use error::{ConfigError, InvokeError, LoadError};
+pub use function::{Function, InitReport};
+pub use loader::Library;
+pub use log_buffer::tail;
+pub use outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
+pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};

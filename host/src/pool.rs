@@ -1,0 +1,173 @@
+//! Worker threads that run plugin calls, so that a caller can be answered at
+//! the deadline even when a handler never returns.
+//!
+//! The pool grows on demand (a call never waits for a busy worker) and shrinks
+//! when workers stay idle. A worker stuck in a runaway handler simply stays
+//! busy; it rejoins the pool if the handler ever returns.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A growable pool of worker threads.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerPool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sender: Sender<Job>,
+    receiver: Receiver<Job>,
+    /// Workers waiting for a job and not yet reserved by a submitter.
+    idle: AtomicUsize,
+    threads: AtomicUsize,
+    idle_timeout: Duration,
+    stack_size: usize,
+}
+
+impl WorkerPool {
+    pub(crate) fn new(idle_timeout: Duration, stack_size: usize) -> WorkerPool {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        WorkerPool {
+            inner: Arc::new(Inner {
+                sender,
+                receiver,
+                idle: AtomicUsize::new(0),
+                threads: AtomicUsize::new(0),
+                idle_timeout,
+                stack_size,
+            }),
+        }
+    }
+
+    /// Worker threads alive (busy or idle).
+    pub(crate) fn threads(&self) -> usize {
+        self.inner.threads.load(Ordering::Relaxed)
+    }
+
+    /// Workers waiting for work.
+    pub(crate) fn idle(&self) -> usize {
+        self.inner.idle.load(Ordering::Relaxed)
+    }
+
+    /// Runs `job` on an idle worker, or on a new one if none is idle.
+    pub(crate) fn execute(&self, job: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        let job: Job = Box::new(job);
+        // Reserve an idle worker; each reservation matches one queued job.
+        let reserved = self
+            .inner
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if reserved {
+            // Cannot fail: `inner` holds a receiver for as long as we hold a sender.
+            let _ = self.inner.sender.send(job);
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        inner.threads.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("fnhost-worker".into())
+            .stack_size(self.inner.stack_size)
+            .spawn(move || worker(inner, job));
+        if spawned.is_err() {
+            self.inner.threads.fetch_sub(1, Ordering::Relaxed);
+        }
+        spawned.map(|_| ())
+    }
+}
+
+fn run(job: Job) {
+    // Jobs are host code that calls plugins through panic-catching trampolines;
+    // should host code itself panic, the worker survives it.
+    let _ = panic::catch_unwind(AssertUnwindSafe(job));
+}
+
+fn worker(inner: Arc<Inner>, first: Job) {
+    run(first);
+    loop {
+        inner.idle.fetch_add(1, Ordering::AcqRel);
+        let job = loop {
+            match inner.receiver.recv_timeout(inner.idle_timeout) {
+                Ok(job) => break Some(job),
+                Err(RecvTimeoutError::Timeout) => {
+                    // Leave only if nobody reserved this idle slot meanwhile;
+                    // otherwise a job is on its way.
+                    if inner
+                        .idle
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        break None;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break None,
+            }
+        };
+        match job {
+            Some(job) => run(job),
+            None => {
+                inner.threads.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn reuses_idle_workers_and_grows_when_all_are_busy() {
+        let pool = WorkerPool::new(Duration::from_secs(60), 256 * 1024);
+        let (tx, rx) = mpsc::channel();
+        for i in 0..50 {
+            let tx = tx.clone();
+            pool.execute(move || tx.send(i).unwrap()).unwrap();
+            rx.recv().unwrap();
+        }
+        // Sequential jobs: one or two workers suffice (a worker may not be
+        // idle yet when the next job arrives).
+        assert!(pool.threads() <= 2, "{}", pool.threads());
+        let (block_tx, block_rx) = crossbeam_channel::bounded::<()>(0);
+        for _ in 0..4 {
+            let r = block_rx.clone();
+            pool.execute(move || {
+                let _ = r.recv();
+            })
+            .unwrap();
+        }
+        assert!(pool.threads() >= 4);
+        drop(block_tx);
+    }
+
+    #[test]
+    fn idle_workers_leave_after_the_idle_timeout() {
+        let pool = WorkerPool::new(Duration::from_millis(20), 256 * 1024);
+        let (tx, rx) = mpsc::channel();
+        pool.execute(move || tx.send(()).unwrap()).unwrap();
+        rx.recv().unwrap();
+        let start = std::time::Instant::now();
+        while pool.threads() > 0 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(pool.threads(), 0);
+    }
+
+    #[test]
+    fn a_panicking_job_does_not_kill_the_worker() {
+        let pool = WorkerPool::new(Duration::from_secs(60), 256 * 1024);
+        pool.execute(|| panic!("host bug")).unwrap();
+        let (tx, rx) = mpsc::channel();
+        pool.execute(move || tx.send(()).unwrap()).unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+}

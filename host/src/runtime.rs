@@ -1,0 +1,224 @@
+//! [`Runtime`]: what every function of a process shares: the loader and its
+//! content-addressed code cache, the worker pool, limits and counters.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::code_cache::CodeCache;
+use crate::config::FunctionConfig;
+use crate::entry::Entry;
+use crate::error::LoadError;
+use crate::function::Function;
+use crate::invocation::Limits;
+use crate::loader::{Library, Loader};
+use crate::pool::WorkerPool;
+
+/// Limits and locations shared by all functions of a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where content-addressed library copies go (default `$TMPDIR/fnhost-<uid>/libs`).
+    pub cache_dir: Option<PathBuf>,
+    /// Largest accepted payload (default 6 MB, FunctionGraph's sync limit).
+    pub max_payload_bytes: usize,
+    /// Largest accepted result (default 6 MB); over it: `FunctionResponseTooLarge`.
+    pub max_response_bytes: usize,
+    /// Most log bytes kept per invocation (default 1 MiB; older lines dropped first).
+    pub max_log_bytes: usize,
+    /// Log bytes shown to the caller (default 4 KB, as the console).
+    pub log_tail_bytes: usize,
+    /// Idle worker threads exit after this long (default 60 s).
+    pub worker_idle_timeout: Duration,
+    /// Stack size of worker threads (default 8 MiB, like a main thread).
+    pub worker_stack_size: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            max_payload_bytes: 6 * 1024 * 1024,
+            max_response_bytes: 6 * 1024 * 1024,
+            max_log_bytes: 1024 * 1024,
+            log_tail_bytes: 4096,
+            worker_idle_timeout: Duration::from_secs(60),
+            worker_stack_size: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Counters of a runtime, readable at any time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Invocations answered (success or failure).
+    pub invocations: u64,
+    /// Invocations and initializers answered with `timeout`.
+    pub timeouts: u64,
+    /// Handlers still running past their deadline right now.
+    pub runaway_invocations: usize,
+    /// Worker threads alive.
+    pub worker_threads: usize,
+    /// Worker threads waiting for work.
+    pub idle_workers: usize,
+    /// Distinct libraries mapped (kept for the life of the process).
+    pub libraries_mapped: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    invocations: AtomicU64,
+    timeouts: AtomicU64,
+    runaway: AtomicUsize,
+}
+
+impl Counters {
+    pub(crate) fn invoked(&self) {
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn timed_out(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        self.runaway.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn runaway(&self) -> usize {
+        self.runaway.load(Ordering::Relaxed)
+    }
+    pub(crate) fn runaway_finished(&self, request_id: &str) {
+        self.runaway.fetch_sub(1, Ordering::Relaxed);
+        log::info!(target: "fnhost::invoke", "runaway invocation {request_id} finished");
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: RuntimeConfig,
+    pub(crate) loader: Loader,
+    pub(crate) pool: WorkerPool,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_response_bytes: self.config.max_response_bytes,
+            max_log_bytes: self.config.max_log_bytes,
+            log_tail_bytes: self.config.log_tail_bytes,
+        }
+    }
+}
+
+/// The fnhost runtime: loads functions and runs them. Cheap to clone; all
+/// clones share one loader, worker pool and set of counters.
+///
+/// ```no_run
+/// use fnhost::{FunctionConfig, Outcome, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let function = runtime.load(
+///     FunctionConfig::new("testplugin.Handler", "target/release").user_data("NAME", "fnhost"),
+/// )?;
+/// let result = function.invoke(br#"{"key": "NAME"}"#)?;
+/// if let Outcome::Success(body) = &result.outcome {
+///     println!("{}", String::from_utf8_lossy(&body.bytes));
+/// }
+/// println!("{} {}", result.request_id, result.summary.to_json());
+/// print!("{}", result.log_tail());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl Runtime {
+    /// A runtime with `config`; creates the code cache directory.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, LoadError> {
+        let dir = config.cache_dir.clone().unwrap_or_else(CodeCache::default_dir);
+        let cache = CodeCache::new(&dir).map_err(|error| LoadError::Io {
+            path: dir.clone(),
+            error,
+        })?;
+        let pool = WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size);
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                config,
+                loader: Loader::new(cache),
+                pool,
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// Loads a function: validates the configuration, finds and checks its
+    /// library, resolves the handler (and initializer), then runs the
+    /// initializer once. An initializer failure does not fail the load: the
+    /// function's invocations report `HandledInitializationError` (and retry
+    /// it, up to 3 runs in all).
+    pub fn load(&self, config: FunctionConfig) -> Result<Function, LoadError> {
+        config.validate()?;
+        let entry = Entry::parse(&config.entry)?;
+        let init_entry = config.initializer.as_deref().map(Entry::parse).transpose()?;
+        if let Some(init) = &init_entry {
+            if init.library != entry.library {
+                return Err(LoadError::InitializerInOtherLibrary {
+                    handler: config.entry.clone(),
+                    initializer: init.to_string(),
+                });
+            }
+        }
+        let path = entry.locate(&config.code_dir)?;
+        let library = self.shared.loader.load(&path)?;
+        let handler = library
+            .handler(&entry.symbol)
+            .ok_or_else(|| LoadError::UnknownHandler {
+                library: entry.library.clone(),
+                handler: entry.symbol.clone(),
+                available: library.handler_names(),
+            })?;
+        let initializer = match &init_entry {
+            None => None,
+            Some(init) => Some((
+                init.to_string(),
+                library
+                    .initializer(&init.symbol)
+                    .ok_or_else(|| LoadError::UnknownInitializer {
+                        library: init.library.clone(),
+                        initializer: init.symbol.clone(),
+                        available: library.initializer_names(),
+                    })?,
+            )),
+        };
+        let function = Function::new(
+            Arc::clone(&self.shared),
+            config,
+            library,
+            handler,
+            initializer,
+        );
+        function.initialize();
+        Ok(function)
+    }
+
+    /// Opens and checks a library without running any of its code (the
+    /// dynamic loader's constructors aside): for `fnhost inspect`.
+    pub fn open_library(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
+        self.shared.loader.load(path)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            invocations: self.shared.counters.invocations.load(Ordering::Relaxed),
+            timeouts: self.shared.counters.timeouts.load(Ordering::Relaxed),
+            runaway_invocations: self.shared.counters.runaway(),
+            worker_threads: self.shared.pool.threads(),
+            idle_workers: self.shared.pool.idle(),
+            libraries_mapped: self.shared.loader.mapped_count(),
+        }
+    }
+}
