@@ -31,7 +31,10 @@ impl std::fmt::Debug for PluginInfo {
             .field("name", &self.name)
             .field("sdk", &self.sdk)
             .field("abi", &self.abi)
-            .field("handlers", &self.handlers.iter().map(|h| &h.0).collect::<Vec<_>>())
+            .field(
+                "handlers",
+                &self.handlers.iter().map(|h| &h.0).collect::<Vec<_>>(),
+            )
             .field(
                 "initializers",
                 &self.initializers.iter().map(|h| &h.0).collect::<Vec<_>>(),
@@ -65,7 +68,10 @@ const MAX_NAME: usize = 256;
 /// `s` must point at `len` readable bytes while the library is mapped.
 unsafe fn read_name(s: PluginStr, what: &str) -> Result<String, CheckError> {
     if s.len > MAX_NAME {
-        return Err(CheckError::Invalid(format!("{what} is {} bytes long", s.len)));
+        return Err(CheckError::Invalid(format!(
+            "{what} is {} bytes long",
+            s.len
+        )));
     }
     if s.len > 0 && s.ptr.is_null() {
         return Err(CheckError::Invalid(format!("{what} is a null pointer")));
@@ -240,7 +246,10 @@ unsafe fn compare_layouts(
         .collect::<Result<_, _>>()?;
     for p in &plugin {
         let Some(h) = host.iter().find(|h| h.name == p.name) else {
-            diffs.push(format!("type {} exists in the plugin but not in the host", p.name));
+            diffs.push(format!(
+                "type {} exists in the plugin but not in the host",
+                p.name
+            ));
             continue;
         };
         if p.align != h.align {
@@ -280,7 +289,10 @@ unsafe fn compare_layouts(
         if exact {
             for (hname, _, _) in &h.fields {
                 if !p.fields.iter().any(|(n, _, _)| n == hname) {
-                    diffs.push(format!("field {}.{} is missing in the plugin", h.name, hname));
+                    diffs.push(format!(
+                        "field {}.{} is missing in the plugin",
+                        h.name, hname
+                    ));
                 }
             }
         }
@@ -329,7 +341,12 @@ mod tests {
         }];
         // SAFETY: a static table built above.
         let diffs = unsafe { compare_layouts(&plugin, &abi::LAYOUT, abi::ABI_MINOR) }.unwrap();
-        assert!(diffs.contains(&"field fnhost_host_str.ptr: offset 8 in the plugin, 0 in the host".to_string()), "{diffs:?}");
+        assert!(
+            diffs.contains(
+                &"field fnhost_host_str.ptr: offset 8 in the plugin, 0 in the host".to_string()
+            ),
+            "{diffs:?}"
+        );
         assert!(diffs.contains(&"type fnhost_context_vtable is missing in the plugin".to_string()));
     }
 }

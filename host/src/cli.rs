@@ -134,7 +134,8 @@ fn read_payload(a: &InvokeArgs) -> anyhow::Result<Vec<u8>> {
         return Ok(data.clone().into_bytes());
     }
     if let Some(path) = &a.event {
-        return std::fs::read(path).with_context(|| format!("cannot read event file {}", path.display()));
+        return std::fs::read(path)
+            .with_context(|| format!("cannot read event file {}", path.display()));
     }
     let mut buf = Vec::new();
     std::io::stdin()

@@ -215,7 +215,10 @@ mod tests {
         let c = FunctionConfig::new("a.B", "/x").memory_mb(100);
         assert_eq!(c.validate(), Err(ConfigError::MemorySize(100)));
         assert!(c.validate().unwrap_err().to_string().contains("128, 256"));
-        assert_eq!(FunctionConfig::new("a.B", "/x").memory_mb(10240).validate(), Ok(()));
+        assert_eq!(
+            FunctionConfig::new("a.B", "/x").memory_mb(10240).validate(),
+            Ok(())
+        );
     }
 
     #[test]

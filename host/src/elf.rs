@@ -186,7 +186,10 @@ mod tests {
     fn rejects_executables_and_other_architectures() {
         let mut lib = own_library();
         lib[16] = 2;
-        assert!(check_shared_object(&lib).unwrap_err().to_string().contains("executable"));
+        assert!(check_shared_object(&lib)
+            .unwrap_err()
+            .to_string()
+            .contains("executable"));
         lib[16] = 3;
         lib[18] = 40;
         lib[19] = 0;

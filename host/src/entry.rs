@@ -65,13 +65,19 @@ mod tests {
     #[test]
     fn splits_at_the_last_dot() {
         let e = Entry::parse("my.plugin.Handler").unwrap();
-        assert_eq!((e.library.as_str(), e.symbol.as_str()), ("my.plugin", "Handler"));
+        assert_eq!(
+            (e.library.as_str(), e.symbol.as_str()),
+            ("my.plugin", "Handler")
+        );
     }
 
     #[test]
     fn rejects_entries_without_both_parts_or_with_paths() {
         for bad in ["Handler", ".Handler", "plugin.", "", "../x.Handler"] {
-            assert!(matches!(Entry::parse(bad), Err(LoadError::InvalidEntry(_))), "{bad}");
+            assert!(
+                matches!(Entry::parse(bad), Err(LoadError::InvalidEntry(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -97,7 +97,10 @@ pub enum LoadError {
         reason: String,
     },
     /// The library has no handler of that name.
-    #[error("library `{library}` has no handler `{handler}`; its handlers are: {}", list_or_none(available))]
+    #[error(
+        "library `{library}` has no handler `{handler}`; its handlers are: {}",
+        list_or_none(available)
+    )]
     UnknownHandler {
         /// The library name.
         library: String,
@@ -107,7 +110,10 @@ pub enum LoadError {
         available: Vec<String>,
     },
     /// The library has no initializer of that name.
-    #[error("library `{library}` has no initializer `{initializer}`; its initializers are: {}", list_or_none(available))]
+    #[error(
+        "library `{library}` has no initializer `{initializer}`; its initializers are: {}",
+        list_or_none(available)
+    )]
     UnknownInitializer {
         /// The library name.
         library: String,

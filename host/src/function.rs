@@ -233,7 +233,10 @@ impl Function {
             InitState::Ready => return Ok(None),
             InitState::Failed => {
                 return Err(init.last_report.lock().clone().unwrap_or(InitReport {
-                    error: Some(FunctionError::new(error_type::INITIALIZATION, "initializer failed")),
+                    error: Some(FunctionError::new(
+                        error_type::INITIALIZATION,
+                        "initializer failed",
+                    )),
                     log: String::new(),
                     duration: Duration::ZERO,
                 }))
@@ -294,7 +297,10 @@ impl Function {
         let error = result.outcome.error().map(|e| {
             FunctionError::new(
                 error_type::INITIALIZATION,
-                format!("initializer {} failed ({}): {}", init.entry, e.error_type, e.message),
+                format!(
+                    "initializer {} failed ({}): {}",
+                    init.entry, e.error_type, e.message
+                ),
             )
         });
         if let Some(e) = &error {

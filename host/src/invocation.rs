@@ -87,7 +87,11 @@ pub(crate) enum Completion {
 }
 
 impl InvocationState {
-    pub(crate) fn new(function: Arc<FunctionContext>, timeout: Duration, limits: Limits) -> InvocationState {
+    pub(crate) fn new(
+        function: Arc<FunctionContext>,
+        timeout: Duration,
+        limits: Limits,
+    ) -> InvocationState {
         let now = SystemTime::now();
         let unix_ms = now
             .duration_since(UNIX_EPOCH)
@@ -193,7 +197,10 @@ impl InvocationState {
                             ),
                         ))
                     } else {
-                        let (kind, bytes) = sink.output.take().unwrap_or((abi::output_kind::EMPTY, Vec::new()));
+                        let (kind, bytes) = sink
+                            .output
+                            .take()
+                            .unwrap_or((abi::output_kind::EMPTY, Vec::new()));
                         Outcome::Success(Body {
                             kind: BodyKind::from_abi(kind),
                             bytes,
@@ -204,9 +211,15 @@ impl InvocationState {
                         FunctionError::new(
                             error_type::FUNCTION_RETURN_ERROR,
                             if status == abi::STATUS_ERROR {
-                                format!("the {} failed without an error message", handler_kind.noun())
+                                format!(
+                                    "the {} failed without an error message",
+                                    handler_kind.noun()
+                                )
                             } else {
-                                format!("the {} returned unknown status {status}", handler_kind.noun())
+                                format!(
+                                    "the {} returned unknown status {status}",
+                                    handler_kind.noun()
+                                )
                             },
                         )
                     }))
@@ -327,7 +340,11 @@ unsafe extern "C" fn cpu_millicores(host: *const HostData) -> u32 {
     mb / 128 * 100 + 200
 }
 
-unsafe extern "C" fn get_user_data(host: *const HostData, key: PluginStr, value: *mut HostStr) -> i32 {
+unsafe extern "C" fn get_user_data(
+    host: *const HostData,
+    key: PluginStr,
+    value: *mut HostStr,
+) -> i32 {
     // SAFETY: the vtable contract; the plugin lends `key` for this call.
     let (s, key) = unsafe { (state(host), key.as_slice()) };
     let Ok(key) = std::str::from_utf8(key) else {
@@ -414,3 +431,78 @@ pub(crate) static HOST_VTABLE: abi::ContextVTable = abi::ContextVTable {
     set_error,
     report_memory_peak,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(timeout: Duration) -> InvocationState {
+        let config = FunctionConfig::new("t.Handler", "/nowhere").memory_mb(1024);
+        let limits = Limits {
+            max_response_bytes: 16,
+            max_log_bytes: 1024,
+            log_tail_bytes: 64,
+        };
+        InvocationState::new(
+            Arc::new(FunctionContext::from_config(&config)),
+            timeout,
+            limits,
+        )
+    }
+
+    #[test]
+    fn remaining_time_is_floored_at_zero_after_the_deadline() {
+        let s = state(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        let ctx = s.raw_context();
+        // SAFETY: `ctx` comes from `s`, alive for the whole test.
+        let remaining = unsafe { (HOST_VTABLE.remaining_time_ms)(ctx.host) };
+        assert_eq!(remaining, 0);
+    }
+
+    #[test]
+    fn cpu_follows_functiongraphs_formula_and_timeout_rounds_up_to_seconds() {
+        let s = state(Duration::from_millis(1500));
+        let ctx = s.raw_context();
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(
+                (HOST_VTABLE.cpu_millicores)(ctx.host),
+                1024 / 128 * 100 + 200
+            );
+            assert_eq!((HOST_VTABLE.running_time_s)(ctx.host), 2);
+            assert_eq!((HOST_VTABLE.get_field)(ctx.host, 999).len, 0);
+        }
+    }
+
+    #[test]
+    fn an_oversized_output_is_not_copied_and_fails_the_call() {
+        let s = state(Duration::from_secs(1));
+        s.run(|ctx| {
+            // SAFETY: `ctx` is valid during `run`.
+            unsafe {
+                ((*ctx.vtable).set_output)(
+                    ctx.host,
+                    abi::output_kind::BYTES,
+                    PluginStr::from_slice(&[0u8; 17]),
+                )
+            };
+            abi::STATUS_OK
+        });
+        let r = s.finish(s.wait(), CallKind::Handler);
+        assert_eq!(
+            r.outcome.error().unwrap().error_type,
+            error_type::RESPONSE_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn an_error_status_without_an_error_gets_a_generic_function_error() {
+        let s = state(Duration::from_secs(1));
+        s.run(|_| abi::STATUS_ERROR);
+        let r = s.finish(s.wait(), CallKind::Handler);
+        let e = r.outcome.error().unwrap();
+        assert_eq!(e.error_type, error_type::FUNCTION_RETURN_ERROR);
+        assert!(e.message.contains("without an error message"));
+    }
+}

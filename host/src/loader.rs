@@ -60,7 +60,11 @@ impl Library {
     }
     /// Initializer names, in table order.
     pub fn initializer_names(&self) -> Vec<String> {
-        self.info.initializers.iter().map(|(n, _)| n.clone()).collect()
+        self.info
+            .initializers
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
     }
     /// A handler by name.
     pub fn handler(&self, name: &str) -> Option<abi::HandlerFn> {
@@ -167,17 +171,16 @@ fn open_checked(
     let handle = libloading::Library::from(handle);
     let symbol = format!("{}\0", abi::DESCRIPTOR_SYMBOL);
     // SAFETY: we only take the symbol's address; it is not dereferenced here.
-    let descriptor: *const Descriptor = match unsafe {
-        handle.get::<*const Descriptor>(symbol.as_bytes())
-    } {
-        // A `Symbol<*const T>` of a data symbol derefs to the symbol's address.
-        Ok(sym) => *sym,
-        Err(_) => {
-            return Err(LoadError::NotAPlugin {
-                path: source.to_owned(),
-            })
-        }
-    };
+    let descriptor: *const Descriptor =
+        match unsafe { handle.get::<*const Descriptor>(symbol.as_bytes()) } {
+            // A `Symbol<*const T>` of a data symbol derefs to the symbol's address.
+            Ok(sym) => *sym,
+            Err(_) => {
+                return Err(LoadError::NotAPlugin {
+                    path: source.to_owned(),
+                })
+            }
+        };
     if descriptor.is_null() {
         return Err(LoadError::NotAPlugin {
             path: source.to_owned(),

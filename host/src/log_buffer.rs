@@ -77,7 +77,10 @@ mod tests {
         let mut log = LogBuffer::new(1024);
         let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         log.push(t, "req-1", b"hello");
-        assert_eq!(log.to_string_lossy(), "2023-11-14T22:13:20.123Z req-1 hello\n");
+        assert_eq!(
+            log.to_string_lossy(),
+            "2023-11-14T22:13:20.123Z req-1 hello\n"
+        );
     }
 
     #[test]

@@ -140,7 +140,11 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub(crate) fn new(elapsed: std::time::Duration, memory_size_mb: u32, peak_bytes: u64) -> Summary {
+    pub(crate) fn new(
+        elapsed: std::time::Duration,
+        memory_size_mb: u32,
+        peak_bytes: u64,
+    ) -> Summary {
         let duration_ms = (elapsed.as_nanos() as f64 / 1_000.0).round() / 1_000.0;
         Summary {
             duration_ms,
@@ -194,7 +198,10 @@ mod tests {
             s.to_json(),
             r#"{"duration":1.913,"billingDuration":2,"memorySize":128,"memoryUsed":41.5}"#
         );
-        assert_eq!(Summary::new(Duration::from_nanos(10), 128, 0).billing_duration_ms, 1);
+        assert_eq!(
+            Summary::new(Duration::from_nanos(10), 128, 0).billing_duration_ms,
+            1
+        );
     }
 
     #[test]

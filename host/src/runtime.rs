@@ -133,7 +133,10 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime with `config`; creates the code cache directory.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, LoadError> {
-        let dir = config.cache_dir.clone().unwrap_or_else(CodeCache::default_dir);
+        let dir = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(CodeCache::default_dir);
         let cache = CodeCache::new(&dir).map_err(|error| LoadError::Io {
             path: dir.clone(),
             error,
@@ -162,7 +165,11 @@ impl Runtime {
     pub fn load(&self, config: FunctionConfig) -> Result<Function, LoadError> {
         config.validate()?;
         let entry = Entry::parse(&config.entry)?;
-        let init_entry = config.initializer.as_deref().map(Entry::parse).transpose()?;
+        let init_entry = config
+            .initializer
+            .as_deref()
+            .map(Entry::parse)
+            .transpose()?;
         if let Some(init) = &init_entry {
             if init.library != entry.library {
                 return Err(LoadError::InitializerInOtherLibrary {

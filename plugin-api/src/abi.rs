@@ -378,7 +378,11 @@ pub static LAYOUT: [TypeLayout; 9] = [
         ]
     ),
     type_layout!("fnhost_handler_entry", HandlerEntry, [name, handler]),
-    type_layout!("fnhost_initializer_entry", InitializerEntry, [name, initializer]),
+    type_layout!(
+        "fnhost_initializer_entry",
+        InitializerEntry,
+        [name, initializer]
+    ),
     type_layout!("fnhost_field_layout", FieldLayout, [name, offset, size]),
     type_layout!(
         "fnhost_type_layout",
@@ -427,7 +431,10 @@ mod tests {
             .iter()
             .find(|f| unsafe { f.name.as_slice() } == b"log")
             .unwrap();
-        assert_eq!(log.offset as usize, core::mem::offset_of!(ContextVTable, log));
+        assert_eq!(
+            log.offset as usize,
+            core::mem::offset_of!(ContextVTable, log)
+        );
         assert_eq!(log.size as usize, core::mem::size_of::<usize>());
         let d = find("fnhost_descriptor");
         // SAFETY: as above.

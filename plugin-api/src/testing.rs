@@ -27,7 +27,15 @@ struct TestHost {
     deadline_unix_ms: i64,
     memory_mb: u32,
     log: Mutex<String>,
-    result: Mutex<(Option<(u32, Vec<u8>)>, Option<(String, String)>, u64)>,
+    result: Mutex<Reported>,
+}
+
+/// What the code under test reported through the raw ABI.
+#[derive(Default)]
+struct Reported {
+    output: Option<(u32, Vec<u8>)>,
+    error: Option<(String, String)>,
+    memory_peak: u64,
 }
 
 /// A context backed by plain Rust values, for handler unit tests and
@@ -96,14 +104,14 @@ unsafe extern "C" fn log(h: *mut HostData, _level: u32, message: PluginStr) {
 unsafe extern "C" fn set_output(h: *mut HostData, kind: u32, body: PluginStr) {
     if let Ok(mut r) = host(h).result.lock() {
         // SAFETY: the plugin lends `body` for this call.
-        r.0 = Some((kind, unsafe { body.as_slice() }.to_vec()));
+        r.output = Some((kind, unsafe { body.as_slice() }.to_vec()));
     }
 }
 unsafe extern "C" fn set_error(h: *mut HostData, ty: PluginStr, message: PluginStr) {
     if let Ok(mut r) = host(h).result.lock() {
         // SAFETY: the plugin lends both strings for this call.
         let (ty, message) = unsafe { (ty.as_slice(), message.as_slice()) };
-        r.1 = Some((
+        r.error = Some((
             String::from_utf8_lossy(ty).into_owned(),
             String::from_utf8_lossy(message).into_owned(),
         ));
@@ -111,7 +119,7 @@ unsafe extern "C" fn set_error(h: *mut HostData, ty: PluginStr, message: PluginS
 }
 unsafe extern "C" fn report_memory_peak(h: *mut HostData, bytes: u64) {
     if let Ok(mut r) = host(h).result.lock() {
-        r.2 = bytes;
+        r.memory_peak = bytes;
     }
 }
 
@@ -153,7 +161,7 @@ impl TestContext {
             deadline_unix_ms: 0,
             memory_mb: 128,
             log: Mutex::new(String::new()),
-            result: Mutex::new((None, None, 0)),
+            result: Mutex::new(Reported::default()),
         });
         let raw = abi::Context {
             vtable: &VTABLE,
@@ -236,11 +244,11 @@ impl TestContext {
 
     /// The error set through the raw ABI (`set_error`), as `(type, message)`.
     pub fn error(&self) -> Option<(String, String)> {
-        self.host.result.lock().ok().and_then(|r| r.1.clone())
+        self.host.result.lock().ok().and_then(|r| r.error.clone())
     }
 
     /// The output set through the raw ABI (`set_output`), as `(kind, body)`.
     pub fn output(&self) -> Option<(u32, Vec<u8>)> {
-        self.host.result.lock().ok().and_then(|r| r.0.clone())
+        self.host.result.lock().ok().and_then(|r| r.output.clone())
     }
 }

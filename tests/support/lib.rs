@@ -1,1 +1,140 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests: where the workspace build put the
+//! `fnhost` binary and the sample plugins, how to compile the C fixtures, and
+//! a runtime with a private code cache.
+//!
+//! The tests do not build the sample plugins themselves: `scripts/test.sh`
+//! runs `cargo build --workspace` once before `cargo test`, and every test
+//! uses those libraries.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use fnhost::{Runtime, RuntimeConfig};
+
+/// The cargo target profile directory these tests were built into.
+pub fn target_dir() -> PathBuf {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+/// The directory holding `libecho.so`, `libtestplugin.so`, `libmisbehaving.so`.
+pub fn plugin_dir() -> PathBuf {
+    let dir = target_dir();
+    for lib in ["libecho.so", "libtestplugin.so", "libmisbehaving.so"] {
+        assert!(
+            dir.join(lib).is_file(),
+            "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test.sh does)",
+            dir.join(lib).display()
+        );
+    }
+    dir
+}
+
+/// The `fnhost` binary built with the workspace.
+pub fn fnhost_bin() -> PathBuf {
+    let bin = target_dir().join("fnhost");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A scratch directory under the target directory (kept for inspection).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = target_dir().join("e2e-scratch").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Compiles a C source against `plugin-api/include/fnhost.h` into
+/// `out_dir/<name>.so` with the system `cc`.
+pub fn compile_c(source: &Path, out_dir: &Path, name: &str) -> PathBuf {
+    let out = out_dir.join(format!("{name}.so"));
+    let status = Command::new("cc")
+        .args([
+            "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-I",
+        ])
+        .arg(workspace_root().join("plugin-api/include"))
+        .arg("-o")
+        .arg(&out)
+        .arg(source)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed for {}", source.display());
+    out
+}
+
+/// Compiles `tests/fixtures/<name>.c` into `out_dir/<name>.so`.
+pub fn compile_fixture(name: &str, out_dir: &Path) -> PathBuf {
+    compile_c(
+        &workspace_root()
+            .join("tests/fixtures")
+            .join(format!("{name}.c")),
+        out_dir,
+        name,
+    )
+}
+
+/// A private code cache for this test binary.
+pub fn cache_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let name = exe.file_name().unwrap().to_string_lossy().into_owned();
+        target_dir().join("e2e-cache").join(name)
+    })
+    .clone()
+}
+
+/// A runtime whose code cache is private to this test binary.
+pub fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
+/// Checks that a log line starts with `<RFC3339 UTC time with ms> <request id> `.
+pub fn assert_log_prefix(line: &str, request_id: &str) {
+    let (time, rest) = line
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("no prefix: {line:?}"));
+    let b = time.as_bytes();
+    let shape_ok = b.len() == 24
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && time
+            .chars()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10, 13, 16, 19, 23].contains(&i) || c.is_ascii_digit());
+    assert!(
+        shape_ok,
+        "time prefix {time:?} is not RFC3339 UTC with ms in {line:?}"
+    );
+    assert!(
+        rest.starts_with(&format!("{request_id} ")),
+        "request id {request_id} missing in {line:?}"
+    );
+}

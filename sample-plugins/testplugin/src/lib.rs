@@ -17,8 +17,9 @@ pub fn handler(payload: &[u8], ctx: &Context) -> Result<Json<Value>, HandlerErro
     let request: Value = if payload.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(payload)
-            .map_err(|e| HandlerError::new(format!("payload is not JSON: {e}")).with_type("InvalidPayload"))?
+        serde_json::from_slice(payload).map_err(|e| {
+            HandlerError::new(format!("payload is not JSON: {e}")).with_type("InvalidPayload")
+        })?
     };
     let key = request.get("key").and_then(Value::as_str).unwrap_or("NAME");
     ctx.logger()

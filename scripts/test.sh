@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, one build of the
+# workspace (the sample plugins the tests load), then every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cc >/dev/null || { echo "error: a C compiler (cc) is needed for the C plugin tests" >&2; exit 1; }
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build --workspace (sample plugins, fnhost binary)"
+cargo build --workspace --locked
+echo "== cargo test --workspace"
+cargo test --workspace --locked

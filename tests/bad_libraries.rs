@@ -1,0 +1,182 @@
+//! Bad libraries get typed errors and the process keeps serving. Each failure
+//! mode has its own tiny fixture (tests/fixtures/*.c), compiled here with `cc`.
+
+use std::path::Path;
+
+use fnhost::{FunctionConfig, LoadError, Outcome, Runtime};
+use fnhost_e2e::{compile_fixture, plugin_dir, runtime, scratch};
+
+/// After every bad load, the same runtime still invokes a good function.
+fn still_serving(rt: &Runtime) {
+    let echo = rt
+        .load(FunctionConfig::new("echo.Handler", plugin_dir()))
+        .unwrap();
+    let r = echo.invoke(b"alive").unwrap();
+    assert!(matches!(r.outcome, Outcome::Success(ref b) if b.bytes == b"alive"));
+}
+
+fn load_from(rt: &Runtime, dir: &Path, entry: &str) -> LoadError {
+    rt.load(FunctionConfig::new(entry, dir))
+        .expect_err("must be refused")
+}
+
+#[test]
+fn a_text_file_named_so_is_not_a_library() {
+    let dir = scratch("text-file");
+    std::fs::write(dir.join("x.so"), "this is text, not ELF\n").unwrap();
+    let rt = runtime();
+    let e = load_from(&rt, &dir, "x.Handler");
+    assert!(matches!(e, LoadError::NotALibrary { .. }), "{e:?}");
+    assert!(e.to_string().contains("not an ELF file"), "{e}");
+    still_serving(&rt);
+}
+
+#[test]
+fn a_shared_library_without_a_descriptor_is_not_a_plugin() {
+    let dir = scratch("not-plugin");
+    compile_fixture("not_plugin", &dir);
+    let rt = runtime();
+    let e = load_from(&rt, &dir, "not_plugin.Handler");
+    assert!(matches!(e, LoadError::NotAPlugin { .. }), "{e:?}");
+    assert!(e.to_string().contains("fnhost_plugin_descriptor"), "{e}");
+    still_serving(&rt);
+}
+
+#[test]
+fn a_truncated_plugin_is_refused_before_the_loader_sees_it() {
+    let dir = scratch("truncated");
+    let whole = std::fs::read(plugin_dir().join("libecho.so")).unwrap();
+    let rt = runtime();
+    for cut in [whole.len() / 3, whole.len() - 100] {
+        std::fs::write(dir.join("echo.so"), &whole[..cut]).unwrap();
+        let e = load_from(&rt, &dir, "echo.Handler");
+        match &e {
+            LoadError::NotALibrary { reason, .. } => {
+                assert!(
+                    matches!(reason, fnhost::elf::ElfError::Truncated(_)),
+                    "{reason:?}"
+                )
+            }
+            other => panic!("expected NotALibrary, got {other:?}"),
+        }
+    }
+    still_serving(&rt);
+}
+
+#[test]
+fn another_abi_major_is_refused_naming_both_versions() {
+    let dir = scratch("wrong-major");
+    compile_fixture("wrong_major", &dir);
+    let rt = runtime();
+    let e = load_from(&rt, &dir, "wrong_major.Handler");
+    assert!(
+        matches!(
+            e,
+            LoadError::AbiVersion {
+                plugin_major: 2,
+                plugin_minor: 0,
+                host_major: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("ABI 2.0") && msg.contains("ABI 1.0"), "{msg}");
+    still_serving(&rt);
+}
+
+#[test]
+fn a_newer_minor_is_refused() {
+    let dir = scratch("newer-minor");
+    compile_fixture("newer_minor", &dir);
+    let rt = runtime();
+    let e = load_from(&rt, &dir, "newer_minor.Handler");
+    assert!(
+        matches!(
+            e,
+            LoadError::AbiVersion {
+                plugin_major: 1,
+                plugin_minor: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    still_serving(&rt);
+}
+
+#[test]
+fn a_plugin_built_against_a_changed_layout_is_refused_with_the_difference() {
+    let dir = scratch("changed-layout");
+    compile_fixture("changed_layout", &dir);
+    let rt = runtime();
+    let e = load_from(&rt, &dir, "changed_layout.Handler");
+    let LoadError::AbiLayout { differences, .. } = &e else {
+        panic!("expected AbiLayout, got {e:?}")
+    };
+    assert!(
+        differences.contains(
+            &"field fnhost_context_vtable.log: offset 72 in the plugin, 64 in the host".to_string()
+        ),
+        "{differences:#?}"
+    );
+    assert!(differences
+        .iter()
+        .any(|d| d
+            == "field fnhost_context_vtable.flush_log exists in the plugin but not in the host"));
+    still_serving(&rt);
+}
+
+#[test]
+fn a_null_handler_pointer_is_an_invalid_descriptor() {
+    let dir = scratch("null-handler");
+    compile_fixture("null_handler", &dir);
+    let rt = runtime();
+    let e = load_from(&rt, &dir, "null_handler.Handler");
+    assert!(matches!(e, LoadError::InvalidDescriptor { .. }), "{e:?}");
+    still_serving(&rt);
+}
+
+#[test]
+fn a_missing_handler_lists_the_handlers_the_library_has() {
+    let rt = runtime();
+    let e = load_from(&rt, &plugin_dir(), "echo.Missing");
+    match &e {
+        LoadError::UnknownHandler {
+            handler, available, ..
+        } => {
+            assert_eq!(handler, "Missing");
+            assert_eq!(available, &["Handler".to_string(), "Logged".to_string()]);
+        }
+        other => panic!("expected UnknownHandler, got {other:?}"),
+    }
+    assert!(
+        e.to_string().contains("its handlers are: Handler, Logged"),
+        "{e}"
+    );
+    let e = rt
+        .load(FunctionConfig::new("echo.Handler", plugin_dir()).initializer("echo.Init"))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no initializer `Init`; its initializers are: (none)"),
+        "{e}"
+    );
+    still_serving(&rt);
+}
+
+#[test]
+fn a_missing_library_and_a_malformed_entry_are_explained() {
+    let rt = runtime();
+    let dir = scratch("empty");
+    let e = load_from(&rt, &dir, "ghost.Handler");
+    assert!(e.to_string().contains("ghost.so and libghost.so"), "{e}");
+    let e = load_from(&rt, &dir, "NoDot");
+    assert!(matches!(e, LoadError::InvalidEntry(_)), "{e:?}");
+    let e = rt
+        .load(FunctionConfig::new("echo.Handler", plugin_dir()).memory_mb(100))
+        .unwrap_err();
+    assert!(matches!(e, LoadError::Config(_)), "{e:?}");
+    still_serving(&rt);
+}

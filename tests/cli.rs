@@ -1,0 +1,281 @@
+//! The `fnhost` command line, run as a user would: three-part output, `--json`,
+//! payload sources, exit statuses, and clean errors (no panics, no backtraces).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use fnhost_e2e::{cache_dir, compile_fixture, fnhost_bin, plugin_dir, scratch};
+use serde_json::Value;
+
+fn fnhost(args: &[&str]) -> Output {
+    fnhost_stdin(args, None)
+}
+
+fn fnhost_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(fnhost_bin())
+        .args(args)
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fnhost");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        input.write_all(data).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_clean_failure(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout: {} stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+    let err = stderr(o);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn invoke_prints_the_function_return_the_summary_and_the_log() {
+    let dir = plugin_dir();
+    let o = fnhost(&[
+        "invoke",
+        "testplugin.Handler",
+        "--code-dir",
+        dir.to_str().unwrap(),
+        "--init",
+        "testplugin.Init",
+        "--data",
+        r#"{"key":"NAME"}"#,
+        "--user-data",
+        "NAME=cli",
+        "--memory",
+        "256",
+        "--timeout",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let return_part = out.split("\n\nExecution Summary:").next().unwrap();
+    let json: Value =
+        serde_json::from_str(return_part.strip_prefix("Function Return:\n").unwrap()).unwrap();
+    assert_eq!(json["user_data"], "cli");
+    assert_eq!(json["memory_size_mb"], 256);
+    assert_eq!(json["running_time_seconds"], 5);
+    for label in [
+        "Request ID:",
+        "Memory Configured:  256 MB",
+        "Execution Duration:",
+        "Memory Used:",
+        "Billed Duration:",
+        "\nLog Output:\n",
+    ] {
+        assert!(out.contains(label), "{label} missing in {out}");
+    }
+    assert!(
+        out.contains("testplugin initialized"),
+        "the initializer's log is shown: {out}"
+    );
+    assert!(out.contains("testplugin handling 14 bytes"), "{out}");
+}
+
+#[test]
+fn invoke_json_reports_success_and_failure_with_exit_statuses() {
+    let dir = plugin_dir();
+    let dir = dir.to_str().unwrap();
+    let o = fnhost(&[
+        "invoke",
+        "echo.Handler",
+        "--code-dir",
+        dir,
+        "--data",
+        "[1,2]",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], "[1,2]");
+    assert!(v["request_id"].as_str().unwrap().len() == 36);
+    for key in ["duration", "billingDuration", "memorySize", "memoryUsed"] {
+        assert!(v["summary"][key].is_number(), "{key}: {v}");
+    }
+    assert!(v.get("error").is_none());
+
+    let o = fnhost(&[
+        "invoke",
+        "misbehaving.Panic",
+        "--code-dir",
+        dir,
+        "--data",
+        "{}",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["errorType"], "panic");
+    assert_eq!(
+        v["error"]["errorMessage"],
+        "misbehaving handler panicked on purpose"
+    );
+    assert!(v.get("result").is_none());
+    assert!(v["log"].as_str().unwrap().contains("panicked at"));
+    // The panic message went to the invocation's log, not to stderr.
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+
+    let o = fnhost(&[
+        "invoke",
+        "misbehaving.Spin",
+        "--code-dir",
+        dir,
+        "--data",
+        "{}",
+        "--json",
+        "--timeout",
+        "0.3",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["errorType"], "timeout");
+}
+
+#[test]
+fn the_payload_comes_from_data_event_file_or_stdin() {
+    let dir = plugin_dir();
+    let dir = dir.to_str().unwrap();
+    let scratch = scratch("cli-event");
+    let event = scratch.join("event.bin");
+    std::fs::write(&event, b"from a file").unwrap();
+    let o = fnhost(&[
+        "invoke",
+        "echo.Handler",
+        "--code-dir",
+        dir,
+        "--event",
+        event.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["result"],
+        "from a file"
+    );
+    let o = fnhost_stdin(
+        &["invoke", "echo.Handler", "--code-dir", dir, "--json"],
+        Some(b"from stdin"),
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["result"],
+        "from stdin"
+    );
+    let o = fnhost(&[
+        "invoke",
+        "echo.Handler",
+        "--code-dir",
+        dir,
+        "--data",
+        "{not json",
+    ]);
+    assert_clean_failure(&o);
+    assert!(stderr(&o).contains("--data is not valid JSON"));
+}
+
+#[test]
+fn usage_and_load_errors_exit_2_with_a_message() {
+    let dir = plugin_dir();
+    let dir = dir.to_str().unwrap();
+    assert_clean_failure(&fnhost(&[
+        "invoke",
+        "echo.Nope",
+        "--code-dir",
+        dir,
+        "--data",
+        "1",
+    ]));
+    assert_clean_failure(&fnhost(&[
+        "invoke",
+        "echo.Handler",
+        "--code-dir",
+        dir,
+        "--data",
+        "1",
+        "--memory",
+        "100",
+    ]));
+    assert_clean_failure(&fnhost(&[
+        "invoke",
+        "echo.Handler",
+        "--code-dir",
+        dir,
+        "--data",
+        "1",
+        "--timeout",
+        "-1",
+    ]));
+    assert_clean_failure(&fnhost(&[
+        "invoke",
+        "ghost.Handler",
+        "--code-dir",
+        dir,
+        "--data",
+        "1",
+    ]));
+    let o = fnhost(&["invoke", "echo.Handler"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "missing --code-dir is a usage error"
+    );
+    let o = fnhost(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_shows_the_descriptor_and_refuses_non_plugins() {
+    let lib = plugin_dir().join("libmisbehaving.so");
+    let o = fnhost(&["inspect", lib.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["abi_version"], "1.0");
+    assert_eq!(v["plugin_name"], "misbehaving");
+    assert_eq!(v["layout_checked"], true);
+    assert_eq!(v["handlers"][0], "Error");
+    assert_eq!(
+        v["initializers"],
+        serde_json::json!(["InitFail", "InitPanic", "InitSlow"])
+    );
+    let o = fnhost(&["inspect", lib.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("Handlers:     Error, CustomError, Panic"),
+        "{}",
+        stdout(&o)
+    );
+
+    let dir = scratch("cli-inspect");
+    let not_plugin = compile_fixture("not_plugin", &dir);
+    let o = fnhost(&["inspect", not_plugin.to_str().unwrap()]);
+    assert_clean_failure(&o);
+    assert!(stderr(&o).contains("is not an fnhost plugin"));
+    let wrong = compile_fixture("wrong_major", &dir);
+    let o = fnhost(&["inspect", wrong.to_str().unwrap()]);
+    assert_clean_failure(&o);
+    assert!(stderr(&o).contains("ABI 2.0"));
+    std::fs::write(dir.join("text.so"), "text").unwrap();
+    assert_clean_failure(&fnhost(&["inspect", dir.join("text.so").to_str().unwrap()]));
+}
