@@ -7,12 +7,18 @@
 //! Byte-identical code maps to one path and therefore one loaded library:
 //! redeploying identical bytes is a no-op for the code (its statics are shared).
 //!
-//! The cache is derived data: it is not fsynced. A file that exists is reused
-//! when its size matches (rename makes a complete file appear atomically; a
-//! crash-torn file has the wrong size and is rewritten).
+//! The cache is derived data: it is not fsynced, and by default it lives on a
+//! per-user tmpfs (`$XDG_RUNTIME_DIR/fnhost/libs`, else
+//! `/dev/shm/fnhost-<uid>/libs`, else `$TMPDIR/fnhost-<uid>/libs`), where
+//! writing a copy costs a third of what it costs on disk. A file that exists
+//! is reused when its size matches (rename makes a complete file appear
+//! atomically; a crash-torn file has the wrong size and is rewritten). Since
+//! existing files are trusted, the directory must belong to this user and
+//! must not be writable by anyone else; the cache refuses it otherwise.
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,17 +59,42 @@ pub struct CodeCache {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl CodeCache {
-    /// Uses (and creates) `dir`.
+    /// Uses (and creates, mode 0700) `dir`, which must be owned by this
+    /// user and writable by nobody else.
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<CodeCache> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let meta = fs::metadata(&dir)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        if meta.uid() != uid || meta.permissions().mode() & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "code cache {} must be owned by uid {uid} and not writable by group or others (owner {}, mode {:o})",
+                    dir.display(),
+                    meta.uid(),
+                    meta.permissions().mode() & 0o777
+                ),
+            ));
+        }
         Ok(CodeCache { dir })
     }
 
-    /// The default directory: `$TMPDIR/fnhost-<uid>/libs`.
+    /// The default directory (see the module docs).
     pub fn default_dir() -> PathBuf {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let uid = unsafe { libc::geteuid() };
+        if let Some(runtime_dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(runtime_dir).join("fnhost").join("libs");
+        }
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            return shm.join(format!("fnhost-{uid}")).join("libs");
+        }
         std::env::temp_dir()
             .join(format!("fnhost-{uid}"))
             .join("libs")
@@ -126,6 +157,17 @@ mod tests {
             })
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn refuses_a_directory_others_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = CodeCache::new(&shared).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("mode 777"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! reported into an [`InvokeResult`].
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -76,7 +77,14 @@ pub(crate) struct InvocationState {
     limits: Limits,
     sink: Mutex<Sink>,
     done: Condvar,
+    /// Mirrors `sink.finished.is_some()` for lock-free polling by the caller.
+    finished: AtomicBool,
 }
+
+/// How long a caller polls for a completion before it sleeps on the condvar:
+/// long enough for a short handler on another core, short enough not to
+/// matter for a long one.
+const POLL_FOR_COMPLETION: Duration = Duration::from_micros(50);
 
 /// How waiting for a call ended.
 pub(crate) enum Completion {
@@ -114,6 +122,7 @@ impl InvocationState {
                 abandoned: false,
             }),
             done: Condvar::new(),
+            finished: AtomicBool::new(false),
         }
     }
 
@@ -139,6 +148,7 @@ impl InvocationState {
         let mut sink = self.sink.lock();
         sink.finished = Some((status, elapsed));
         let abandoned = sink.abandoned;
+        self.finished.store(true, Ordering::Release);
         drop(sink);
         self.done.notify_one();
         abandoned
@@ -148,6 +158,9 @@ impl InvocationState {
     /// On timeout the invocation is marked abandoned, so a late completion is
     /// reported as a finished runaway.
     pub(crate) fn wait(&self) -> Completion {
+        crate::spin::spin_until(POLL_FOR_COMPLETION, || {
+            self.finished.load(Ordering::Acquire)
+        });
         let mut sink = self.sink.lock();
         loop {
             if let Some((status, elapsed)) = sink.finished {

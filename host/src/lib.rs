@@ -37,6 +37,7 @@ mod log_buffer;
 mod outcome;
 mod pool;
 mod runtime;
+mod spin;
 
 pub use config::{Credentials, FunctionConfig, MEMORY_SIZES_MB};
 pub use error::{ConfigError, InvokeError, LoadError};

@@ -20,6 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::abi::{self, field, HostData, HostStr, PluginStr};
 use crate::Context;
 
+const LOG_LIMIT: usize = 1024 * 1024;
+
 struct TestHost {
     fields: Vec<String>,
     user_data: HashMap<String, String>,
@@ -99,6 +101,14 @@ unsafe extern "C" fn log(h: *mut HostData, _level: u32, message: PluginStr) {
     if let Ok(mut log) = host(h).log.lock() {
         log.push_str(&message);
         log.push('\n');
+        // Bounded like the host's log, so a long benchmark does not grow it forever.
+        if log.len() > LOG_LIMIT * 2 {
+            let mut cut = log.len() - LOG_LIMIT;
+            while !log.is_char_boundary(cut) {
+                cut += 1;
+            }
+            log.drain(..cut);
+        }
     }
 }
 unsafe extern "C" fn set_output(h: *mut HostData, kind: u32, body: PluginStr) {
@@ -237,7 +247,7 @@ impl TestContext {
         &self.ctx
     }
 
-    /// Every line logged so far, each followed by a newline.
+    /// The lines logged so far (the last 1 MiB or more), each followed by a newline.
     pub fn log(&self) -> String {
         self.host.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
