@@ -4,7 +4,7 @@
 //! reported into an [`InvokeResult`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,7 +59,6 @@ struct Sink {
     output: Option<(u32, Vec<u8>)>,
     error: Option<FunctionError>,
     oversized_output: Option<usize>,
-    memory_peak: u64,
     /// Set by the thread that ran the plugin when the call returned.
     finished: Option<(i32, Duration)>,
     /// Set by the caller that stopped waiting at the deadline.
@@ -69,12 +68,13 @@ struct Sink {
 /// The host state of one invocation; the plugin sees it as `fnhost_host_data`.
 #[derive(Debug)]
 pub(crate) struct InvocationState {
-    request_id: String,
+    /// Hyphenated lowercase UUID v4, kept inline (no allocation).
+    request_id: [u8; 36],
     function: Arc<FunctionContext>,
     timeout: Duration,
     deadline: Instant,
-    deadline_unix_ms: i64,
     limits: Limits,
+    memory_peak: AtomicU64,
     sink: Mutex<Sink>,
     done: Condvar,
     /// Mirrors `sink.finished.is_some()` for lock-free polling by the caller.
@@ -100,24 +100,22 @@ impl InvocationState {
         timeout: Duration,
         limits: Limits,
     ) -> InvocationState {
-        let now = SystemTime::now();
-        let unix_ms = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let mut request_id = [0u8; 36];
+        uuid::Uuid::new_v4()
+            .hyphenated()
+            .encode_lower(&mut request_id);
         InvocationState {
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id,
             function,
             timeout,
             deadline: Instant::now() + timeout,
-            deadline_unix_ms: unix_ms + timeout.as_millis() as i64,
             limits,
+            memory_peak: AtomicU64::new(0),
             sink: Mutex::new(Sink {
                 log: LogBuffer::new(limits.max_log_bytes),
                 output: None,
                 error: None,
                 oversized_output: None,
-                memory_peak: 0,
                 finished: None,
                 abandoned: false,
             }),
@@ -127,7 +125,8 @@ impl InvocationState {
     }
 
     pub(crate) fn request_id(&self) -> &str {
-        &self.request_id
+        // An encoded UUID is ASCII.
+        std::str::from_utf8(&self.request_id).unwrap_or_default()
     }
 
     /// The raw context to pass to the plugin. Valid while `self` is.
@@ -181,7 +180,7 @@ impl InvocationState {
         self.sink
             .lock()
             .log
-            .push(SystemTime::now(), &self.request_id, message.as_bytes());
+            .push(SystemTime::now(), self.request_id(), message.as_bytes());
     }
 
     /// Turns what the plugin reported into the caller's result.
@@ -240,19 +239,23 @@ impl InvocationState {
                 (outcome, elapsed)
             }
         };
-        let summary = Summary::new(elapsed, self.function.memory_mb, sink.memory_peak);
+        let summary = Summary::new(
+            elapsed,
+            self.function.memory_mb,
+            self.memory_peak.load(Ordering::Relaxed),
+        );
         InvokeResult {
-            request_id: self.request_id.clone(),
+            request_id: self.request_id().to_owned(),
             outcome,
             summary,
             log: if sink.log.dropped_bytes() > 0 {
                 format!(
                     "[{} bytes of earlier log lines dropped]\n{}",
                     sink.log.dropped_bytes(),
-                    sink.log.to_string_lossy()
+                    sink.log.take_string()
                 )
             } else {
-                sink.log.to_string_lossy()
+                sink.log.take_string()
             },
             tail_bytes: self.limits.log_tail_bytes,
         }
@@ -307,7 +310,7 @@ unsafe extern "C" fn get_field(host: *const HostData, f: u32) -> HostStr {
     let s = unsafe { state(host) };
     let c = &s.function.credentials;
     match f {
-        field::REQUEST_ID => lend(&s.request_id),
+        field::REQUEST_ID => lend(s.request_id()),
         field::FUNCTION_NAME => lend(&s.function.function_name),
         field::VERSION => lend(&s.function.version),
         field::ALIAS => lend(&s.function.alias),
@@ -333,7 +336,16 @@ unsafe extern "C" fn remaining_time_ms(host: *const HostData) -> i64 {
 
 unsafe extern "C" fn deadline_unix_ms(host: *const HostData) -> i64 {
     // SAFETY: the vtable contract.
-    unsafe { state(host) }.deadline_unix_ms
+    let s = unsafe { state(host) };
+    // Derived on demand: one wall-clock read fewer per invocation.
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let now = Instant::now();
+    let remaining = s.deadline.saturating_duration_since(now).as_millis() as i64;
+    let overdue = now.saturating_duration_since(s.deadline).as_millis() as i64;
+    now_ms + remaining - overdue
 }
 
 unsafe extern "C" fn running_time_s(host: *const HostData) -> u32 {
@@ -377,7 +389,7 @@ unsafe extern "C" fn write_log(host: *mut HostData, level: u32, message: PluginS
     // SAFETY: the vtable contract; the plugin lends `message` for this call.
     let (s, message) = unsafe { (state(host), message.as_slice()) };
     let now = SystemTime::now();
-    s.sink.lock().log.push(now, &s.request_id, message);
+    s.sink.lock().log.push(now, s.request_id(), message);
     let level = match level {
         abi::level::ERROR => log::Level::Error,
         abi::level::WARN => log::Level::Warn,
@@ -392,7 +404,7 @@ unsafe extern "C" fn write_log(host: *mut HostData, level: u32, message: PluginS
             "[{}] {} {} {}",
             s.function.function_name,
             humantime::format_rfc3339_millis(now),
-            s.request_id,
+            s.request_id(),
             String::from_utf8_lossy(message)
         );
     }
@@ -425,7 +437,9 @@ unsafe extern "C" fn set_error(host: *mut HostData, error_type: PluginStr, messa
 
 unsafe extern "C" fn report_memory_peak(host: *mut HostData, peak_bytes: u64) {
     // SAFETY: the vtable contract.
-    unsafe { state(host) }.sink.lock().memory_peak = peak_bytes;
+    unsafe { state(host) }
+        .memory_peak
+        .store(peak_bytes, Ordering::Relaxed);
 }
 
 /// The host's context function table (ABI 1.0).

@@ -1,7 +1,45 @@
 //! An invocation's log: prefixed lines, bounded in memory, with the tail the
 //! caller gets back.
 
-use std::time::SystemTime;
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    // The formatted "YYYY-MM-DDTHH:MM:SS" of the last second seen on this
+    // thread: log lines within one second only format their milliseconds.
+    static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+}
+
+const TIME_LEN: usize = 24;
+
+/// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC, milliseconds) to `out`.
+pub(crate) fn push_rfc3339_millis(out: &mut Vec<u8>, now: SystemTime) {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let millis = since.subsec_millis();
+    SECOND.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.0 != secs {
+            let formatted = humantime::format_rfc3339_seconds(
+                UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            )
+            .to_string();
+            let bytes = formatted.as_bytes();
+            if bytes.len() >= 19 {
+                cache.1.copy_from_slice(&bytes[..19]);
+                cache.0 = secs;
+            }
+        }
+        out.extend_from_slice(&cache.1);
+    });
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
+}
 
 /// Lines of one invocation, each `<RFC3339 UTC time with ms> <request id> <message>\n`.
 /// Holds at most `limit` bytes; older whole lines are dropped first.
@@ -23,9 +61,13 @@ impl LogBuffer {
 
     /// Appends one prefixed line.
     pub(crate) fn push(&mut self, now: SystemTime, request_id: &str, message: &[u8]) {
-        use std::io::Write;
-        let time = humantime::format_rfc3339_millis(now);
-        let _ = write!(self.buf, "{time} {request_id} ");
+        // One reservation per line instead of several growth steps.
+        self.buf
+            .reserve(TIME_LEN + 1 + request_id.len() + 1 + message.len() + 1);
+        push_rfc3339_millis(&mut self.buf, now);
+        self.buf.push(b' ');
+        self.buf.extend_from_slice(request_id.as_bytes());
+        self.buf.push(b' ');
         self.buf.extend_from_slice(message);
         self.buf.push(b'\n');
         // Trim in batches so a chatty handler costs amortized O(1) per line.
@@ -50,8 +92,17 @@ impl LogBuffer {
         self.dropped_bytes
     }
 
+    #[cfg(test)]
     pub(crate) fn to_string_lossy(&self) -> String {
         String::from_utf8_lossy(&self.buf).into_owned()
+    }
+
+    /// Moves the text out (no copy when it is valid UTF-8), leaving the buffer empty.
+    pub(crate) fn take_string(&mut self) -> String {
+        match String::from_utf8(std::mem::take(&mut self.buf)) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
     }
 }
 
@@ -81,6 +132,27 @@ mod tests {
             log.to_string_lossy(),
             "2023-11-14T22:13:20.123Z req-1 hello\n"
         );
+    }
+
+    #[test]
+    fn the_cached_second_matches_a_fresh_format_across_boundaries() {
+        for ms in [
+            0u64,
+            999,
+            1000,
+            59_999,
+            60_000,
+            1_700_000_000_999,
+            1_700_000_001_000,
+        ] {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            let mut out = Vec::new();
+            push_rfc3339_millis(&mut out, t);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                humantime::format_rfc3339_millis(t).to_string()
+            );
+        }
     }
 
     #[test]
