@@ -22,4 +22,7 @@ run invoke testplugin.Handler --code-dir "$out" --init testplugin.Init \
 run invoke misbehaving.Panic --code-dir "$out" --data '{}'
 run invoke misbehaving.Spin --code-dir "$out" --data '{}' --timeout 1 --json
 run invoke misbehaving.Alloc64 --code-dir "$out" --data '{}' --json
+echo
+echo '$ fnhost event apig | fnhost invoke testplugin.ApigTest --code-dir target/release'
+"$fnhost" event apig | "$fnhost" invoke testplugin.ApigTest --code-dir "$out"
 run invoke hello.Handler --code-dir "$out" --init hello.Init --data '{}' --user-data NAME=C

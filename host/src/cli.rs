@@ -33,6 +33,15 @@ enum Command {
     Invoke(InvokeArgs),
     /// Show a plugin's ABI version, name, handlers and initializers.
     Inspect(InspectArgs),
+    /// Print a ready-to-edit sample event of a trigger type (pipe it into `invoke`).
+    Event(EventArgs),
+}
+
+#[derive(Debug, Args)]
+struct EventArgs {
+    /// The trigger type: apig, timer, kafka, smn, dis, cts, dds or lts.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(fnhost_api::events::samples::KINDS))]
+    kind: String,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +118,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let result = match cli.command {
         Command::Invoke(a) => invoke(a),
         Command::Inspect(a) => inspect(a),
+        Command::Event(a) => event(a),
     };
     match result {
         Ok(code) => code,
@@ -222,6 +232,14 @@ pub fn human_report(result: &InvokeResult, init_log: &str) -> String {
         "Function Return:\n{body}\n\nExecution Summary:\nRequest ID:         {}\nMemory Configured:  {} MB\nExecution Duration: {:.3} ms\nMemory Used:        {:.3} MB\nBilled Duration:    {} ms\n\nLog Output:\n{log}",
         result.request_id, s.memory_size_mb, s.duration_ms, s.memory_used_mb, s.billing_duration_ms
     )
+}
+
+fn event(a: EventArgs) -> anyhow::Result<i32> {
+    let Some(sample) = fnhost_api::events::samples::sample(&a.kind) else {
+        bail!("no sample event for `{}`", a.kind);
+    };
+    print!("{sample}");
+    Ok(0)
 }
 
 fn inspect(a: InspectArgs) -> anyhow::Result<i32> {

@@ -280,7 +280,10 @@ impl CallKind {
 
 pub(crate) fn format_timeout(t: Duration) -> String {
     if t.subsec_millis() == 0 {
-        format!("{} seconds", t.as_secs())
+        match t.as_secs() {
+            1 => "1 second".to_owned(),
+            s => format!("{s} seconds"),
+        }
     } else {
         format!("{:.3} seconds", t.as_secs_f64())
     }

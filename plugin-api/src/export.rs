@@ -8,9 +8,49 @@ use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
+use core::marker::PhantomData;
+
 use crate::abi::{self, level, STATUS_ERROR, STATUS_OK};
+use crate::events::FromPayload;
 use crate::log::InvocationLogBridge;
-use crate::{alloc, Context, HandlerError, IntoOutput};
+use crate::{alloc, Context, HandlerError, IntoOutput, Output};
+
+/// Marks handlers that take the raw payload: `fn(&[u8], &Context)`.
+pub struct RawPayload;
+/// Marks handlers that take a parsed payload: `fn(T, &Context)` with
+/// `T: FromPayload` (an event type, or `Json<T>`).
+pub struct TypedPayload<T>(PhantomData<T>);
+
+/// A function `export_plugin!` can export as a handler. Implemented for
+/// `fn(&[u8], &Context) -> Result<R, HandlerError>` and for
+/// `fn(T, &Context) -> Result<R, HandlerError>` where `T: FromPayload`, with
+/// any `R: IntoOutput`. The marker `M` only tells the two apart.
+pub trait Handler<M> {
+    /// Runs the handler on `payload`.
+    fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError>;
+}
+
+impl<F, R> Handler<RawPayload> for F
+where
+    F: FnOnce(&[u8], &Context) -> Result<R, HandlerError>,
+    R: IntoOutput,
+{
+    fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError> {
+        self(payload, ctx).and_then(IntoOutput::into_output)
+    }
+}
+
+impl<F, T, R> Handler<TypedPayload<T>> for F
+where
+    F: FnOnce(T, &Context) -> Result<R, HandlerError>,
+    T: FromPayload,
+    R: IntoOutput,
+{
+    fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError> {
+        let event = T::from_payload(payload)?;
+        self(event, ctx).and_then(IntoOutput::into_output)
+    }
+}
 
 thread_local! {
     // The `Context` of the handler running on this thread, or null. Const,
@@ -127,26 +167,24 @@ unsafe fn guarded(raw: *const abi::Context, body: impl FnOnce(&Context) -> i32) 
 ///
 /// # Safety
 /// `raw` and `payload` must satisfy the host's contract for a handler call.
-pub unsafe fn run_handler<R, F>(raw: *const abi::Context, payload: abi::HostStr, handler: F) -> i32
-where
-    F: FnOnce(&[u8], &Context) -> Result<R, HandlerError>,
-    R: IntoOutput,
-{
+pub unsafe fn run_handler<M, H: Handler<M>>(
+    raw: *const abi::Context,
+    payload: abi::HostStr,
+    handler: H,
+) -> i32 {
     // SAFETY: host-owned payload, valid until this call returns.
     let payload = unsafe { payload.as_slice() };
     // SAFETY: forwarded contract.
     unsafe {
-        guarded(raw, |ctx| {
-            match handler(payload, ctx).and_then(IntoOutput::into_output) {
-                Ok(output) => {
-                    let (kind, body) = output.as_parts();
-                    ctx.set_output(kind, body);
-                    STATUS_OK
-                }
-                Err(e) => {
-                    ctx.set_error(e.error_type(), e.message());
-                    STATUS_ERROR
-                }
+        guarded(raw, |ctx| match handler.call(payload, ctx) {
+            Ok(output) => {
+                let (kind, body) = output.as_parts();
+                ctx.set_output(kind, body);
+                STATUS_OK
+            }
+            Err(e) => {
+                ctx.set_error(e.error_type(), e.message());
+                STATUS_ERROR
             }
         })
     }
@@ -178,7 +216,9 @@ where
 /// [`CountingAllocator`](crate::alloc::CountingAllocator) that measures each
 /// invocation's memory.
 ///
-/// Handlers are `fn(&[u8], &Context) -> Result<R, HandlerError>` where `R` is
+/// Handlers are `fn(&[u8], &Context) -> Result<R, HandlerError>`, or take a
+/// parsed payload instead of bytes (`fn(ApigEvent, &Context)`, any
+/// [`events`](crate::events) type, or [`Json<T>`](crate::Json)), where `R` is
 /// any [`IntoOutput`](crate::IntoOutput); initializers are
 /// `fn(&Context) -> Result<(), HandlerError>`. Use it once, at the crate root
 /// of a `cdylib`.

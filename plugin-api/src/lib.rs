@@ -40,6 +40,7 @@ pub mod abi;
 pub mod alloc;
 mod context;
 mod error;
+pub mod events;
 mod export;
 mod log;
 mod output;
@@ -47,6 +48,7 @@ pub mod testing;
 
 pub use context::Context;
 pub use error::{HandlerError, FUNCTION_RETURN_ERROR};
+pub use export::{Handler, RawPayload, TypedPayload};
 pub use log::Logger;
 pub use output::{IntoOutput, Json, Output};
 

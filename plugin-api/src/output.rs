@@ -1,6 +1,9 @@
 //! What a handler returns: raw bytes, text, JSON or nothing.
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::events::FromPayload;
 
 use crate::abi::output_kind;
 use crate::HandlerError;
@@ -30,8 +33,9 @@ impl Output {
     }
 }
 
-/// A value serialized to JSON as the result, as FunctionGraph does for any
-/// return value that is not bytes or a string.
+/// JSON both ways: as a result, a value serialized to JSON (as FunctionGraph
+/// does for any return value that is not bytes or a string); as a handler's
+/// argument, the payload parsed into `T`.
 ///
 /// ```
 /// use fnhost_api::{IntoOutput, Json, Output};
@@ -98,5 +102,13 @@ impl<T: Serialize> IntoOutput for Json<T> {
         serde_json::to_vec(&self.0)
             .map(Output::Json)
             .map_err(|e| HandlerError::new(format!("failed to serialize the result as JSON: {e}")))
+    }
+}
+
+impl<T: DeserializeOwned> FromPayload for Json<T> {
+    fn from_payload(payload: &[u8]) -> Result<Self, HandlerError> {
+        let name = std::any::type_name::<T>();
+        let short = name.rsplit("::").next().unwrap_or(name);
+        crate::events::parse(payload, short).map(Json)
     }
 }

@@ -1,8 +1,14 @@
 //! `testplugin`: the seed document's `testplugin.Handler`, returning every
-//! context field, plus the `Init` initializer.
+//! context field, the `Init` initializer, and the seed's trigger examples one
+//! for one (`ApigTest`, `CtsTest`, `DdsTest`, `DisTest`, `KafkaTest`,
+//! `LtsTest`, `SmnTest`, `TimerTest`), written as typed-event handlers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use fnhost_api::events::{
+    ApigEvent, ApigResponse, CtsEvent, DdsEvent, DisEvent, KafkaEvent, LtsEvent, SmnEvent,
+    TimerEvent,
+};
 use fnhost_api::{Context, HandlerError, Json};
 use serde_json::{json, Value};
 
@@ -56,7 +62,66 @@ pub fn init(ctx: &Context) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Logs the event and answers 200 with the event as a JSON body.
+pub fn apig_test(event: ApigEvent, ctx: &Context) -> Result<ApigResponse, HandlerError> {
+    ctx.logger().logf(format_args!("payload:{event}"));
+    Ok(ApigResponse::new(200)
+        .with_header("content-type", "application/json")
+        .with_body(event.to_string()))
+}
+
+/// Logs the event and answers `ok`.
+pub fn cts_test(event: CtsEvent, ctx: &Context) -> Result<&'static str, HandlerError> {
+    ctx.logger().logf(format_args!("payload:{event}"));
+    Ok("ok")
+}
+
+/// Logs the event and answers `ok`.
+pub fn dds_test(event: DdsEvent, ctx: &Context) -> Result<&'static str, HandlerError> {
+    ctx.logger().logf(format_args!("payload:{event}"));
+    Ok("ok")
+}
+
+/// Logs the event and answers `ok`.
+pub fn dis_test(event: DisEvent, ctx: &Context) -> Result<&'static str, HandlerError> {
+    ctx.logger().logf(format_args!("payload:{event}"));
+    Ok("ok")
+}
+
+/// Logs the event and answers `ok`.
+pub fn kafka_test(event: KafkaEvent, ctx: &Context) -> Result<&'static str, HandlerError> {
+    ctx.logger().logf(format_args!("payload:{event}"));
+    Ok("ok")
+}
+
+/// Logs the event and answers `ok`.
+pub fn lts_test(event: LtsEvent, ctx: &Context) -> Result<&'static str, HandlerError> {
+    ctx.logger().logf(format_args!("payload:{event}"));
+    Ok("ok")
+}
+
+/// Logs the event and answers `ok`.
+pub fn smn_test(event: SmnEvent, ctx: &Context) -> Result<&'static str, HandlerError> {
+    ctx.logger().logf(format_args!("payload:{event}"));
+    Ok("ok")
+}
+
+/// Answers the event's string form.
+pub fn timer_test(event: TimerEvent, _ctx: &Context) -> Result<String, HandlerError> {
+    Ok(event.to_string())
+}
+
 fnhost_api::export_plugin! {
-    handlers: { "Handler" => handler },
+    handlers: {
+        "Handler" => handler,
+        "ApigTest" => apig_test,
+        "CtsTest" => cts_test,
+        "DdsTest" => dds_test,
+        "DisTest" => dis_test,
+        "KafkaTest" => kafka_test,
+        "LtsTest" => lts_test,
+        "SmnTest" => smn_test,
+        "TimerTest" => timer_test,
+    },
     initializers: { "Init" => init },
 }
