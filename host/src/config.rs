@@ -86,6 +86,42 @@ pub struct FunctionConfig {
     pub project_id: String,
     /// Delegated credentials.
     pub credentials: Credentials,
+    /// Instances and concurrency.
+    pub instances: InstanceConfig,
+}
+
+/// How many invocations of a function may run at once, FunctionGraph's way:
+/// an *instance* runs the initializer once and then serves up to
+/// `concurrency_per_instance` invocations at a time; at most `max_instances`
+/// exist. Invocations beyond that wait in a queue of at most `max_queued`,
+/// for at most the function's timeout, and then fail with
+/// [`InvokeError::TooManyRequests`](crate::InvokeError).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceConfig {
+    /// Invocations one instance serves at once (default 1, FunctionGraph's default).
+    pub concurrency_per_instance: u32,
+    /// Most instances (default 400).
+    pub max_instances: u32,
+    /// Instances created and initialized at deploy time and never released
+    /// for idleness (default 0).
+    pub reserved_instances: u32,
+    /// Instances unused this long are released; the next invocation creates
+    /// (and initializes) a new one (default 10 minutes).
+    pub idle_timeout: Duration,
+    /// Most invocations waiting for a free instance (default 1000).
+    pub max_queued: u32,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        InstanceConfig {
+            concurrency_per_instance: 1,
+            max_instances: 400,
+            reserved_instances: 0,
+            idle_timeout: Duration::from_secs(600),
+            max_queued: 1000,
+        }
+    }
 }
 
 impl FunctionConfig {
@@ -105,6 +141,7 @@ impl FunctionConfig {
             package: "default".into(),
             project_id: String::new(),
             credentials: Credentials::default(),
+            instances: InstanceConfig::default(),
         }
     }
 
@@ -164,6 +201,12 @@ impl FunctionConfig {
         self
     }
 
+    /// Sets instances and concurrency.
+    pub fn instances(mut self, instances: InstanceConfig) -> Self {
+        self.instances = instances;
+        self
+    }
+
     /// The function's name: the configured one, else the entry's library part.
     pub fn function_name(&self) -> &str {
         match &self.name {
@@ -181,8 +224,30 @@ impl FunctionConfig {
         self.initializer_timeout.unwrap_or(self.timeout)
     }
 
-    /// Checks memory size and timeouts.
+    /// Checks memory size, timeouts and instance limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let i = &self.instances;
+        if i.concurrency_per_instance == 0 || i.concurrency_per_instance > 1000 {
+            return Err(ConfigError::Instances(format!(
+                "concurrency per instance must be 1 to 1000, got {}",
+                i.concurrency_per_instance
+            )));
+        }
+        if i.max_instances == 0 || i.reserved_instances > i.max_instances {
+            return Err(ConfigError::Instances(format!(
+                "need 1 <= max instances ({}) and reserved instances ({}) <= max instances",
+                i.max_instances, i.reserved_instances
+            )));
+        }
+        let name = self.function_name();
+        if name.is_empty()
+            || name.len() > 60
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Name(name.to_owned()));
+        }
         if !MEMORY_SIZES_MB.contains(&self.memory_mb) {
             return Err(ConfigError::MemorySize(self.memory_mb));
         }

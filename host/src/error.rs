@@ -144,6 +144,12 @@ pub enum ConfigError {
     /// Timeout out of range.
     #[error("timeout {0:?} is out of range (1 ms to 900 s for synchronous invocation)")]
     Timeout(std::time::Duration),
+    /// Instance limits out of range.
+    #[error("invalid instance settings: {0}")]
+    Instances(String),
+    /// A function name FunctionGraph would not accept.
+    #[error("invalid function name `{0}`: use 1 to 60 letters, digits, `-` and `_`")]
+    Name(String),
 }
 
 /// Why an invocation was refused before the function ran.
@@ -160,4 +166,61 @@ pub enum InvokeError {
     /// The host could not start a worker thread.
     #[error("cannot start a worker thread: {0}")]
     NoWorker(String),
+    /// Every instance is busy and the queue is full, or the wait for a free
+    /// instance outlasted the function's timeout.
+    #[error("too many requests for function `{function}`: {reason}")]
+    TooManyRequests {
+        /// The function.
+        function: String,
+        /// Queue full, or waited too long.
+        reason: String,
+    },
+    /// No such function, version or alias.
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
+}
+
+/// A function, version or alias that does not exist.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum NotFound {
+    /// No function of that name.
+    #[error("function `{0}` not found")]
+    Function(String),
+    /// No published version of that name.
+    #[error("version `{version}` of function `{function}` not found")]
+    Version {
+        /// The function.
+        function: String,
+        /// The version.
+        version: String,
+    },
+    /// No alias of that name.
+    #[error("alias `{alias}` of function `{function}` not found")]
+    Alias {
+        /// The function.
+        function: String,
+        /// The alias.
+        alias: String,
+    },
+}
+
+/// Why a deploy (or another change to a function) was refused. The function
+/// keeps serving exactly as before.
+#[derive(Debug, Error)]
+pub enum DeployError {
+    /// The new code could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The new code's initializer failed, panicked or timed out.
+    #[error("the initializer of the new code failed ({}): {}", .0.error_type, .0.message)]
+    Initializer(crate::FunctionError),
+    /// No such function, version or alias.
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
+    /// The change conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is invalid.
+    #[error("{0}")]
+    Invalid(String),
 }

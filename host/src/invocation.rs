@@ -74,6 +74,8 @@ pub(crate) struct InvocationState {
     timeout: Duration,
     deadline: Instant,
     limits: Limits,
+    /// The alias this invocation came through, overriding the configured one.
+    alias: Option<Arc<str>>,
     memory_peak: AtomicU64,
     sink: Mutex<Sink>,
     done: Condvar,
@@ -99,6 +101,7 @@ impl InvocationState {
         function: Arc<FunctionContext>,
         timeout: Duration,
         limits: Limits,
+        alias: Option<Arc<str>>,
     ) -> InvocationState {
         let mut request_id = [0u8; 36];
         uuid::Uuid::new_v4()
@@ -110,6 +113,7 @@ impl InvocationState {
             timeout,
             deadline: Instant::now() + timeout,
             limits,
+            alias,
             memory_peak: AtomicU64::new(0),
             sink: Mutex::new(Sink {
                 log: LogBuffer::new(limits.max_log_bytes),
@@ -316,7 +320,7 @@ unsafe extern "C" fn get_field(host: *const HostData, f: u32) -> HostStr {
         field::REQUEST_ID => lend(s.request_id()),
         field::FUNCTION_NAME => lend(&s.function.function_name),
         field::VERSION => lend(&s.function.version),
-        field::ALIAS => lend(&s.function.alias),
+        field::ALIAS => lend(s.alias.as_deref().unwrap_or(&s.function.alias)),
         field::PACKAGE => lend(&s.function.package),
         field::PROJECT_ID => lend(&s.function.project_id),
         field::ACCESS_KEY => lend(&c.access_key),
@@ -477,6 +481,7 @@ mod tests {
             Arc::new(FunctionContext::from_config(&config)),
             timeout,
             limits,
+            None,
         )
     }
 

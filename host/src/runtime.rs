@@ -11,6 +11,7 @@ use crate::config::FunctionConfig;
 use crate::entry::Entry;
 use crate::error::LoadError;
 use crate::function::Function;
+use crate::generation::Generation;
 use crate::invocation::Limits;
 use crate::loader::{Library, Loader};
 use crate::pool::WorkerPool;
@@ -70,9 +71,13 @@ pub(crate) struct Counters {
     invocations: AtomicU64,
     timeouts: AtomicU64,
     runaway: AtomicUsize,
+    generations: AtomicU64,
 }
 
 impl Counters {
+    pub(crate) fn next_generation_id(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
     pub(crate) fn invoked(&self) {
         self.invocations.fetch_add(1, Ordering::Relaxed);
     }
@@ -158,11 +163,21 @@ impl Runtime {
     }
 
     /// Loads a function: validates the configuration, finds and checks its
-    /// library, resolves the handler (and initializer), then runs the
-    /// initializer once. An initializer failure does not fail the load: the
-    /// function's invocations report `HandledInitializationError` (and retry
-    /// it, up to 3 runs in all).
+    /// library, resolves the handler (and initializer), then creates its
+    /// first instance (running the initializer). An initializer failure does
+    /// not fail the load: the function's invocations report
+    /// `HandledInitializationError` (and retry it, up to 3 runs in all).
     pub fn load(&self, config: FunctionConfig) -> Result<Function, LoadError> {
+        let generation = self.build_generation(config)?;
+        let _ = generation.warm_up();
+        Ok(Function::new(generation))
+    }
+
+    /// Validates, loads and resolves a generation without running anything.
+    pub(crate) fn build_generation(
+        &self,
+        config: FunctionConfig,
+    ) -> Result<Arc<Generation>, LoadError> {
         config.validate()?;
         let entry = Entry::parse(&config.entry)?;
         let init_entry = config
@@ -200,15 +215,13 @@ impl Runtime {
                     })?,
             )),
         };
-        let function = Function::new(
+        Ok(Generation::new(
             Arc::clone(&self.shared),
             config,
             library,
             handler,
             initializer,
-        );
-        function.initialize();
-        Ok(function)
+        ))
     }
 
     /// Opens and checks a library without running any of its code (the

@@ -1,0 +1,390 @@
+//! A [`Generation`]: one deployment of a function's code and configuration.
+//! It owns the resolved handler, the library it lives in (kept mapped), the
+//! instance pool (initializer runs, concurrency), and counts its in-flight
+//! invocations so a replaced generation can drain before it is retired.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use fnhost_api::abi::{self, HostStr};
+use parking_lot::Mutex;
+
+use crate::config::FunctionConfig;
+use crate::error::InvokeError;
+use crate::instances::{InstancePool, InstanceStats, Lease};
+use crate::invocation::{CallKind, Completion, FunctionContext, InvocationState};
+use crate::loader::Library;
+use crate::outcome::{error_type, FunctionError, InvokeResult, Outcome, Summary};
+use crate::runtime::Shared;
+
+/// FunctionGraph retries a failing initializer up to 3 times; after that (or
+/// after an initializer timeout) the generation answers with the last
+/// initialization error without running it again.
+const MAX_INIT_FAILURES: u32 = 3;
+
+/// The outcome of an initializer run.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// `None` when it succeeded.
+    pub error: Option<FunctionError>,
+    /// What it logged.
+    pub log: String,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+#[derive(Default)]
+struct InitTracker {
+    consecutive_failures: u32,
+    broken: bool,
+    last: Option<InitReport>,
+}
+
+/// Where the handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// On a worker thread; the caller is answered at the deadline.
+    Worker,
+    /// On the calling thread.
+    CurrentThread,
+}
+
+/// One deployment of a function: code (a [`Library`] and a handler in it) and
+/// the configuration it runs with. Immutable; replaced, never changed.
+pub struct Generation {
+    id: u64,
+    shared: Arc<Shared>,
+    config: FunctionConfig,
+    context: Arc<FunctionContext>,
+    library: Arc<Library>,
+    handler: abi::HandlerFn,
+    initializer: Option<(String, abi::InitializerFn)>,
+    pool: Arc<InstancePool>,
+    init: Mutex<InitTracker>,
+    in_flight: AtomicUsize,
+    live: AtomicBool,
+    created: SystemTime,
+}
+
+/// Counts an invocation as in flight on its generation until dropped (which,
+/// for a runaway handler, is when the handler finally returns).
+struct InFlight(Arc<Generation>);
+
+impl InFlight {
+    fn new(generation: &Arc<Generation>) -> InFlight {
+        generation.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(generation))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Generation {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: FunctionConfig,
+        library: Arc<Library>,
+        handler: abi::HandlerFn,
+        initializer: Option<(String, abi::InitializerFn)>,
+    ) -> Arc<Generation> {
+        let id = shared.counters.next_generation_id();
+        Arc::new(Generation {
+            id,
+            shared,
+            context: Arc::new(FunctionContext::from_config(&config)),
+            pool: InstancePool::new(config.instances),
+            config,
+            library,
+            handler,
+            initializer,
+            init: Mutex::new(InitTracker::default()),
+            in_flight: AtomicUsize::new(0),
+            live: AtomicBool::new(true),
+            created: SystemTime::now(),
+        })
+    }
+
+    /// A process-wide unique, increasing id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// The configuration it runs with.
+    pub fn config(&self) -> &FunctionConfig {
+        &self.config
+    }
+    /// Its code.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.library
+    }
+    /// When it was created.
+    pub fn created(&self) -> SystemTime {
+        self.created
+    }
+    /// Invocations running on it now (runaway handlers included).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+    /// Whether it still serves new invocations (as the head or a published version).
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+    pub(crate) fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::Release);
+    }
+    /// Its instances.
+    pub fn instance_stats(&self) -> InstanceStats {
+        self.pool.stats()
+    }
+    /// Releases instances idle past the idle timeout (beyond the reserved ones).
+    pub fn release_idle_instances(&self) -> usize {
+        self.pool.release_idle()
+    }
+    /// The report of the initializer's most recent run, if it has run.
+    pub fn initializer_report(&self) -> Option<InitReport> {
+        self.init.lock().last.clone()
+    }
+
+    /// Creates the reserved instances (at least one), running the
+    /// initializer for each. Returns the first failure.
+    pub(crate) fn warm_up(self: &Arc<Self>) -> Result<(), InitReport> {
+        let wanted = self.config.instances.reserved_instances.max(1);
+        for _ in 0..wanted {
+            let Some(mut lease) = self.pool.create() else {
+                break;
+            };
+            self.initialize(&mut lease)?;
+        }
+        Ok(())
+    }
+
+    /// Initializes the instance behind a fresh lease.
+    fn initialize(self: &Arc<Self>, lease: &mut Lease) -> Result<(), InitReport> {
+        let Some((entry, function)) = &self.initializer else {
+            lease.mark_ready();
+            return Ok(());
+        };
+        let (report, timed_out) = self.run_initializer(entry, *function);
+        let mut init = self.init.lock();
+        init.last = Some(report.clone());
+        if report.error.is_none() {
+            init.consecutive_failures = 0;
+            drop(init);
+            lease.mark_ready();
+            return Ok(());
+        }
+        init.consecutive_failures += 1;
+        if timed_out || init.consecutive_failures >= MAX_INIT_FAILURES {
+            init.broken = true;
+        }
+        lease.discard();
+        Err(report)
+    }
+
+    fn new_state(&self, timeout: Duration, alias: Option<Arc<str>>) -> InvocationState {
+        InvocationState::new(
+            Arc::clone(&self.context),
+            timeout,
+            self.shared.limits(),
+            alias,
+        )
+    }
+
+    fn run_initializer(
+        self: &Arc<Self>,
+        entry: &str,
+        function: abi::InitializerFn,
+    ) -> (InitReport, bool) {
+        let timeout = self.config.effective_initializer_timeout();
+        let state = Arc::new(self.new_state(timeout, None));
+        let job_state = Arc::clone(&state);
+        let keep = Arc::clone(self);
+        let started = Instant::now();
+        let spawned = self.shared.pool.execute(move || {
+            // SAFETY: `function` comes from the checked descriptor of the
+            // generation's library, which `keep` holds mapped; `ctx` is valid
+            // for the call.
+            let runaway = job_state.run(|ctx| unsafe { function(ctx) });
+            if runaway {
+                keep.shared
+                    .counters
+                    .runaway_finished(job_state.request_id());
+            }
+            drop(keep);
+        });
+        if let Err(e) = spawned {
+            let error = FunctionError::new(
+                error_type::INITIALIZATION,
+                format!("cannot start a worker thread for the initializer: {e}"),
+            );
+            return (
+                InitReport {
+                    error: Some(error),
+                    log: String::new(),
+                    duration: Duration::ZERO,
+                },
+                false,
+            );
+        }
+        let completion = state.wait();
+        let timed_out = matches!(completion, Completion::TimedOut);
+        if timed_out {
+            self.shared.counters.timed_out();
+        }
+        let result = state.finish(completion, CallKind::Initializer);
+        let error = result.outcome.error().map(|e| {
+            FunctionError::new(
+                error_type::INITIALIZATION,
+                format!(
+                    "initializer {entry} failed ({}): {}",
+                    e.error_type, e.message
+                ),
+            )
+        });
+        if let Some(e) = &error {
+            log::error!(target: "fnhost::invoke", "function {}: {}", self.context.function_name, e.message);
+        }
+        let report = InitReport {
+            error,
+            log: result.log,
+            duration: started.elapsed(),
+        };
+        (report, timed_out)
+    }
+
+    /// Invokes the handler (see [`crate::Function::invoke`]). `alias` is what
+    /// the context reports as the alias served.
+    pub(crate) fn invoke(
+        self: &Arc<Self>,
+        payload: &[u8],
+        alias: Option<Arc<str>>,
+        mode: Mode,
+    ) -> Result<InvokeResult, InvokeError> {
+        let limit = self.shared.config.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(InvokeError::PayloadTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        if let Some(report) = self.broken_initializer() {
+            return Ok(self.initialization_failure(report));
+        }
+        let flight = InFlight::new(self);
+        let timeout = self.config.timeout;
+        let mut lease = self.pool.acquire(Instant::now() + timeout).map_err(|e| {
+            InvokeError::TooManyRequests {
+                function: self.context.function_name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        if lease.is_fresh() {
+            if let Err(report) = self.initialize(&mut lease) {
+                return Ok(self.initialization_failure(report));
+            }
+        }
+        let handler = self.handler;
+        match mode {
+            Mode::CurrentThread => {
+                let state = self.new_state(timeout, alias);
+                state.run(|ctx| {
+                    // SAFETY: `handler` comes from the checked descriptor of
+                    // this generation's library, mapped while `self` lives;
+                    // the context and payload are valid for the call.
+                    unsafe { handler(ctx, HostStr::from_slice(payload)) }
+                });
+                let completion = match state.wait() {
+                    Completion::Finished(_, elapsed) if elapsed > timeout => Completion::TimedOut,
+                    c => c,
+                };
+                drop((lease, flight));
+                self.record(&state, &completion);
+                Ok(state.finish(completion, CallKind::Handler))
+            }
+            Mode::Worker => {
+                let state = Arc::new(self.new_state(timeout, alias));
+                let job_state = Arc::clone(&state);
+                let payload = payload.to_vec();
+                let spawned = self.shared.pool.execute(move || {
+                    let runaway = job_state.run(|ctx| {
+                        // SAFETY: as above; `flight` holds the generation (and
+                        // so its library) until the handler returns.
+                        unsafe { handler(ctx, HostStr::from_slice(&payload)) }
+                    });
+                    if runaway {
+                        flight
+                            .0
+                            .shared
+                            .counters
+                            .runaway_finished(job_state.request_id());
+                    }
+                    drop((lease, flight));
+                });
+                spawned.map_err(|e| InvokeError::NoWorker(e.to_string()))?;
+                let completion = state.wait();
+                self.record(&state, &completion);
+                Ok(state.finish(completion, CallKind::Handler))
+            }
+        }
+    }
+
+    fn broken_initializer(&self) -> Option<InitReport> {
+        let init = self.init.lock();
+        if init.broken {
+            init.last.clone()
+        } else {
+            None
+        }
+    }
+
+    fn record(&self, state: &InvocationState, completion: &Completion) {
+        let counters = &self.shared.counters;
+        counters.invoked();
+        if let Completion::TimedOut = completion {
+            counters.timed_out();
+            state.log_line(&format!(
+                "invocation timed out after {}; its thread keeps running until the handler returns",
+                crate::invocation::format_timeout(self.config.timeout)
+            ));
+            log::warn!(
+                target: "fnhost::invoke",
+                "function {} request {} timed out after {:?}; runaway handler threads: {}",
+                self.context.function_name,
+                state.request_id(),
+                self.config.timeout,
+                counters.runaway()
+            );
+        }
+    }
+
+    fn initialization_failure(&self, report: InitReport) -> InvokeResult {
+        self.shared.counters.invoked();
+        let error = report.error.unwrap_or_else(|| {
+            FunctionError::new(error_type::INITIALIZATION, "initializer failed")
+        });
+        InvokeResult {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            outcome: Outcome::Failure(error),
+            summary: Summary::new(report.duration, self.config.memory_mb, 0),
+            log: report.log,
+            tail_bytes: self.shared.config.log_tail_bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("id", &self.id)
+            .field("function", &self.context.function_name)
+            .field("entry", &self.config.entry)
+            .field("library", &self.library.digest())
+            .field("in_flight", &self.in_flight())
+            .field("live", &self.is_live())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,350 @@
+//! Instances of one generation, FunctionGraph's concurrency model in process:
+//! an instance is initialized once (the initializer runs for it) and then
+//! serves up to `concurrency_per_instance` invocations at a time; at most
+//! `max_instances` exist; invocations beyond that wait in a bounded queue for
+//! a free slot; instances idle past `idle_timeout` are released (beyond the
+//! reserved ones) and the next invocation creates and initializes a new one.
+//!
+//! All instances of a generation share the library's code and statics: an
+//! instance is the unit of initialization and of concurrency, not of memory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::config::InstanceConfig;
+
+/// Counters of one pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceStats {
+    /// Instances alive (initialized or initializing).
+    pub instances: usize,
+    /// Invocations holding a slot right now.
+    pub active: usize,
+    /// Invocations waiting for a slot right now.
+    pub queued: usize,
+    /// Instances created so far (each ran the initializer, if any).
+    pub created: u64,
+    /// Instances released for idleness so far.
+    pub released_idle: u64,
+    /// Invocations refused because the queue was full or the wait too long.
+    pub rejected: u64,
+}
+
+struct Slot {
+    id: u64,
+    active: u32,
+    ready: bool,
+    last_used: Instant,
+}
+
+struct State {
+    slots: Vec<Slot>,
+    queued: u32,
+    next_id: u64,
+    stats: InstanceStats,
+}
+
+/// The instances of one generation.
+pub(crate) struct InstancePool {
+    limits: InstanceConfig,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// Why no slot was granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AcquireError {
+    /// Every instance busy and `max_queued` invocations already waiting.
+    QueueFull(u32),
+    /// Waited until the deadline.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AcquireError::QueueFull(n) => {
+                write!(
+                    f,
+                    "all instances are busy and {n} invocations are already queued"
+                )
+            }
+            AcquireError::TimedOut(d) => {
+                write!(f, "all instances stayed busy for {:.3} s", d.as_secs_f64())
+            }
+        }
+    }
+}
+
+/// A slot on an instance, held for one invocation; released on drop.
+pub(crate) struct Lease {
+    pool: Arc<InstancePool>,
+    instance: u64,
+    /// The instance was created for this lease and still needs its initializer.
+    fresh: bool,
+    discard: bool,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("instance", &self.instance)
+            .field("fresh", &self.fresh)
+            .finish()
+    }
+}
+
+impl Lease {
+    /// Whether the instance is new and must be initialized by the holder.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// The new instance initialized: other invocations may use it now.
+    pub(crate) fn mark_ready(&mut self) {
+        if self.fresh {
+            self.fresh = false;
+            let mut st = self.pool.state.lock();
+            if let Some(s) = st.slots.iter_mut().find(|s| s.id == self.instance) {
+                s.ready = true;
+            }
+            drop(st);
+            self.pool.changed.notify_all();
+        }
+    }
+
+    /// The new instance failed to initialize: drop it when the lease ends.
+    pub(crate) fn discard(&mut self) {
+        self.discard = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut st = self.pool.state.lock();
+        st.stats.active = st.stats.active.saturating_sub(1);
+        if self.discard {
+            st.slots.retain(|s| s.id != self.instance);
+        } else if let Some(s) = st.slots.iter_mut().find(|s| s.id == self.instance) {
+            s.active = s.active.saturating_sub(1);
+            s.last_used = Instant::now();
+        }
+        st.stats.instances = st.slots.len();
+        drop(st);
+        self.pool.changed.notify_all();
+    }
+}
+
+impl InstancePool {
+    pub(crate) fn new(limits: InstanceConfig) -> Arc<InstancePool> {
+        Arc::new(InstancePool {
+            limits,
+            state: Mutex::new(State {
+                slots: Vec::new(),
+                queued: 0,
+                next_id: 0,
+                stats: InstanceStats::default(),
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn stats(&self) -> InstanceStats {
+        let st = self.state.lock();
+        let mut s = st.stats;
+        s.instances = st.slots.len();
+        s.queued = st.queued as usize;
+        s
+    }
+
+    /// Releases idle instances beyond the reserved ones. Called on every
+    /// acquire; callers may also call it periodically.
+    pub(crate) fn release_idle(&self) -> usize {
+        let mut st = self.state.lock();
+        self.release_idle_locked(&mut st, Instant::now())
+    }
+
+    fn release_idle_locked(&self, st: &mut State, now: Instant) -> usize {
+        let reserved = self.limits.reserved_instances as usize;
+        let idle = self.limits.idle_timeout;
+        let mut released = 0;
+        while st.slots.len() > reserved {
+            let Some(pos) = st.slots.iter().position(|s| {
+                s.ready && s.active == 0 && now.saturating_duration_since(s.last_used) >= idle
+            }) else {
+                break;
+            };
+            st.slots.remove(pos);
+            released += 1;
+        }
+        st.stats.released_idle += released as u64;
+        st.stats.instances = st.slots.len();
+        released
+    }
+
+    /// Creates a new instance that the caller initializes (for reserved
+    /// capacity and the deploy-time check); `None` at `max_instances`.
+    pub(crate) fn create(self: &Arc<Self>) -> Option<Lease> {
+        let mut st = self.state.lock();
+        if st.slots.len() >= self.limits.max_instances as usize {
+            return None;
+        }
+        Some(self.new_instance(&mut st))
+    }
+
+    fn new_instance(self: &Arc<Self>, st: &mut State) -> Lease {
+        st.next_id += 1;
+        let id = st.next_id;
+        st.slots.push(Slot {
+            id,
+            active: 1,
+            ready: false,
+            last_used: Instant::now(),
+        });
+        st.stats.created += 1;
+        st.stats.active += 1;
+        st.stats.instances = st.slots.len();
+        Lease {
+            pool: Arc::clone(self),
+            instance: id,
+            fresh: true,
+            discard: false,
+        }
+    }
+
+    /// A slot on a ready instance, or a new instance to initialize, waiting
+    /// until `deadline` when every instance is busy.
+    pub(crate) fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Lease, AcquireError> {
+        let started = Instant::now();
+        let mut st = self.state.lock();
+        self.release_idle_locked(&mut st, started);
+        let mut queued = false;
+        loop {
+            let concurrency = self.limits.concurrency_per_instance;
+            // The least busy ready instance keeps load spread across instances.
+            if let Some(slot) = st
+                .slots
+                .iter_mut()
+                .filter(|s| s.ready && s.active < concurrency)
+                .min_by_key(|s| s.active)
+            {
+                slot.active += 1;
+                let id = slot.id;
+                st.stats.active += 1;
+                if queued {
+                    st.queued -= 1;
+                }
+                return Ok(Lease {
+                    pool: Arc::clone(self),
+                    instance: id,
+                    fresh: false,
+                    discard: false,
+                });
+            }
+            if st.slots.len() < self.limits.max_instances as usize {
+                if queued {
+                    st.queued -= 1;
+                }
+                return Ok(self.new_instance(&mut st));
+            }
+            if !queued {
+                if st.queued >= self.limits.max_queued {
+                    st.stats.rejected += 1;
+                    return Err(AcquireError::QueueFull(st.queued));
+                }
+                st.queued += 1;
+                queued = true;
+            }
+            if self.changed.wait_until(&mut st, deadline).timed_out() {
+                st.queued -= 1;
+                st.stats.rejected += 1;
+                return Err(AcquireError::TimedOut(started.elapsed()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(concurrency: u32, max: u32, queue: u32) -> Arc<InstancePool> {
+        InstancePool::new(InstanceConfig {
+            concurrency_per_instance: concurrency,
+            max_instances: max,
+            reserved_instances: 0,
+            idle_timeout: Duration::from_millis(50),
+            max_queued: queue,
+        })
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_millis(100)
+    }
+
+    #[test]
+    fn fills_instances_up_to_concurrency_then_creates_more() {
+        let p = pool(2, 2, 0);
+        let mut a = p.acquire(soon()).unwrap();
+        assert!(a.is_fresh());
+        a.mark_ready();
+        let b = p.acquire(soon()).unwrap();
+        assert!(!b.is_fresh(), "second invocation shares the ready instance");
+        let mut c = p.acquire(soon()).unwrap();
+        assert!(c.is_fresh(), "instance full: a new one");
+        c.mark_ready();
+        let _d = p.acquire(soon()).unwrap();
+        assert_eq!(p.acquire(soon()).unwrap_err(), AcquireError::QueueFull(0));
+        assert_eq!(p.stats().instances, 2);
+        assert_eq!(p.stats().active, 4);
+        drop(b);
+        assert!(!p.acquire(soon()).unwrap().is_fresh());
+    }
+
+    #[test]
+    fn a_queued_invocation_gets_the_next_free_slot_or_times_out() {
+        let p = pool(1, 1, 1);
+        let mut first = p.acquire(soon()).unwrap();
+        first.mark_ready();
+        let waiter = {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                p.acquire(Instant::now() + Duration::from_secs(5))
+                    .map(|l| l.is_fresh())
+            })
+        };
+        while p.stats().queued == 0 {
+            std::thread::yield_now();
+        }
+        assert!(matches!(p.acquire(soon()), Err(AcquireError::QueueFull(1))));
+        drop(first);
+        assert_eq!(waiter.join().unwrap(), Ok(false));
+        let _busy = p.acquire(soon()).unwrap();
+        let start = Instant::now();
+        let e = p
+            .acquire(Instant::now() + Duration::from_millis(30))
+            .unwrap_err();
+        assert!(matches!(e, AcquireError::TimedOut(_)));
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert_eq!(p.stats().rejected, 2);
+    }
+
+    #[test]
+    fn idle_instances_are_released_and_a_failed_one_is_discarded() {
+        let p = pool(1, 4, 0);
+        let mut a = p.acquire(soon()).unwrap();
+        a.mark_ready();
+        drop(a);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(p.release_idle(), 1);
+        assert_eq!(p.stats().instances, 0);
+        let mut b = p.acquire(soon()).unwrap();
+        assert!(b.is_fresh(), "a released instance is re-created");
+        b.discard();
+        drop(b);
+        assert_eq!(p.stats().instances, 0);
+        assert_eq!(p.stats().created, 2);
+    }
+}
