@@ -93,7 +93,7 @@ unsafe fn table<'a, T>(ptr: *const T, count: usize, what: &str) -> Result<&'a [T
     if count > MAX_TABLE {
         return Err(CheckError::Invalid(format!("{what} has {count} entries")));
     }
-    if ptr.is_null() || (ptr as usize) % std::mem::align_of::<T>() != 0 {
+    if ptr.is_null() || !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(CheckError::Invalid(format!(
             "{what} pointer is null or misaligned"
         )));

@@ -7,6 +7,7 @@ use crate::config::FunctionConfig;
 use crate::error::InvokeError;
 use crate::generation::{Generation, InitReport, Mode};
 use crate::instances::InstanceStats;
+use crate::invocation::Served;
 use crate::loader::Library;
 use crate::outcome::InvokeResult;
 
@@ -54,13 +55,15 @@ impl Function {
     /// When every instance is busy the call waits (bounded) for one, or fails
     /// with [`InvokeError::TooManyRequests`].
     pub fn invoke(&self, payload: &[u8]) -> Result<InvokeResult, InvokeError> {
-        self.generation.invoke(payload, None, Mode::Worker)
+        self.generation
+            .invoke(payload, Served::default(), Mode::Worker)
     }
 
     /// Invokes the function on the calling thread: no thread hand-off (the
     /// fastest path), but a handler that overruns its timeout cannot be
     /// abandoned, so the caller waits for it and then gets `timeout`.
     pub fn invoke_on_current_thread(&self, payload: &[u8]) -> Result<InvokeResult, InvokeError> {
-        self.generation.invoke(payload, None, Mode::CurrentThread)
+        self.generation
+            .invoke(payload, Served::default(), Mode::CurrentThread)
     }
 }

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use crate::config::FunctionConfig;
 use crate::error::InvokeError;
 use crate::instances::{InstancePool, InstanceStats, Lease};
-use crate::invocation::{CallKind, Completion, FunctionContext, InvocationState};
+use crate::invocation::{CallKind, Completion, FunctionContext, InvocationState, Served};
 use crate::loader::Library;
 use crate::outcome::{error_type, FunctionError, InvokeResult, Outcome, Summary};
 use crate::runtime::Shared;
@@ -185,12 +185,12 @@ impl Generation {
         Err(report)
     }
 
-    fn new_state(&self, timeout: Duration, alias: Option<Arc<str>>) -> InvocationState {
+    fn new_state(&self, timeout: Duration, served: Served) -> InvocationState {
         InvocationState::new(
             Arc::clone(&self.context),
             timeout,
             self.shared.limits(),
-            alias,
+            served,
         )
     }
 
@@ -200,7 +200,7 @@ impl Generation {
         function: abi::InitializerFn,
     ) -> (InitReport, bool) {
         let timeout = self.config.effective_initializer_timeout();
-        let state = Arc::new(self.new_state(timeout, None));
+        let state = Arc::new(self.new_state(timeout, Served::default()));
         let job_state = Arc::clone(&state);
         let keep = Arc::clone(self);
         let started = Instant::now();
@@ -256,12 +256,12 @@ impl Generation {
         (report, timed_out)
     }
 
-    /// Invokes the handler (see [`crate::Function::invoke`]). `alias` is what
-    /// the context reports as the alias served.
+    /// Invokes the handler (see [`crate::Function::invoke`]). `served` is
+    /// what the context reports as the version and alias.
     pub(crate) fn invoke(
         self: &Arc<Self>,
         payload: &[u8],
-        alias: Option<Arc<str>>,
+        served: Served,
         mode: Mode,
     ) -> Result<InvokeResult, InvokeError> {
         let limit = self.shared.config.max_payload_bytes;
@@ -290,7 +290,7 @@ impl Generation {
         let handler = self.handler;
         match mode {
             Mode::CurrentThread => {
-                let state = self.new_state(timeout, alias);
+                let state = self.new_state(timeout, served);
                 state.run(|ctx| {
                     // SAFETY: `handler` comes from the checked descriptor of
                     // this generation's library, mapped while `self` lives;
@@ -306,7 +306,7 @@ impl Generation {
                 Ok(state.finish(completion, CallKind::Handler))
             }
             Mode::Worker => {
-                let state = Arc::new(self.new_state(timeout, alias));
+                let state = Arc::new(self.new_state(timeout, served));
                 let job_state = Arc::clone(&state);
                 let payload = payload.to_vec();
                 let spawned = self.shared.pool.execute(move || {

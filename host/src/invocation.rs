@@ -44,6 +44,14 @@ impl FunctionContext {
     }
 }
 
+/// The version and alias an invocation was routed to (overriding the
+/// function's configured ones when set).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Served {
+    pub(crate) version: Option<Arc<str>>,
+    pub(crate) alias: Option<Arc<str>>,
+}
+
 /// Limits that apply to every invocation of a runtime.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -74,8 +82,8 @@ pub(crate) struct InvocationState {
     timeout: Duration,
     deadline: Instant,
     limits: Limits,
-    /// The alias this invocation came through, overriding the configured one.
-    alias: Option<Arc<str>>,
+    /// The version and alias this invocation was routed to.
+    served: Served,
     memory_peak: AtomicU64,
     sink: Mutex<Sink>,
     done: Condvar,
@@ -101,7 +109,7 @@ impl InvocationState {
         function: Arc<FunctionContext>,
         timeout: Duration,
         limits: Limits,
-        alias: Option<Arc<str>>,
+        served: Served,
     ) -> InvocationState {
         let mut request_id = [0u8; 36];
         uuid::Uuid::new_v4()
@@ -113,7 +121,7 @@ impl InvocationState {
             timeout,
             deadline: Instant::now() + timeout,
             limits,
-            alias,
+            served,
             memory_peak: AtomicU64::new(0),
             sink: Mutex::new(Sink {
                 log: LogBuffer::new(limits.max_log_bytes),
@@ -319,8 +327,8 @@ unsafe extern "C" fn get_field(host: *const HostData, f: u32) -> HostStr {
     match f {
         field::REQUEST_ID => lend(s.request_id()),
         field::FUNCTION_NAME => lend(&s.function.function_name),
-        field::VERSION => lend(&s.function.version),
-        field::ALIAS => lend(s.alias.as_deref().unwrap_or(&s.function.alias)),
+        field::VERSION => lend(s.served.version.as_deref().unwrap_or(&s.function.version)),
+        field::ALIAS => lend(s.served.alias.as_deref().unwrap_or(&s.function.alias)),
         field::PACKAGE => lend(&s.function.package),
         field::PROJECT_ID => lend(&s.function.project_id),
         field::ACCESS_KEY => lend(&c.access_key),
@@ -481,7 +489,7 @@ mod tests {
             Arc::new(FunctionContext::from_config(&config)),
             timeout,
             limits,
-            None,
+            Served::default(),
         )
     }
 

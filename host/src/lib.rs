@@ -38,6 +38,7 @@ pub mod loader;
 mod log_buffer;
 mod outcome;
 mod pool;
+pub mod registry;
 mod runtime;
 mod spin;
 
@@ -51,4 +52,7 @@ pub use instances::InstanceStats;
 pub use loader::Library;
 pub use log_buffer::tail;
 pub use outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
+pub use registry::{
+    Alias, Deployment, FunctionInfo, GenerationStats, Registry, Route, VersionInfo,
+};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStats};

@@ -15,6 +15,7 @@ use crate::generation::Generation;
 use crate::invocation::Limits;
 use crate::loader::{Library, Loader};
 use crate::pool::WorkerPool;
+use crate::registry::{GenerationStats, Registry};
 
 /// Limits and locations shared by all functions of a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -64,6 +65,8 @@ pub struct RuntimeStats {
     pub idle_workers: usize,
     /// Distinct libraries mapped (kept for the life of the process).
     pub libraries_mapped: usize,
+    /// The registry's generations: live, draining, retired.
+    pub generations: GenerationStats,
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +136,7 @@ impl Shared {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     shared: Arc<Shared>,
+    registry: Arc<Registry>,
 }
 
 impl Runtime {
@@ -147,14 +151,21 @@ impl Runtime {
             error,
         })?;
         let pool = WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size);
+        let shared = Arc::new(Shared {
+            config,
+            loader: Loader::new(cache),
+            pool,
+            counters: Counters::default(),
+        });
         Ok(Runtime {
-            shared: Arc::new(Shared {
-                config,
-                loader: Loader::new(cache),
-                pool,
-                counters: Counters::default(),
-            }),
+            registry: Arc::new(Registry::new(Arc::clone(&shared))),
+            shared,
         })
+    }
+
+    /// Named functions with versions, aliases and hot swap.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The runtime's configuration.
@@ -168,60 +179,9 @@ impl Runtime {
     /// not fail the load: the function's invocations report
     /// `HandledInitializationError` (and retry it, up to 3 runs in all).
     pub fn load(&self, config: FunctionConfig) -> Result<Function, LoadError> {
-        let generation = self.build_generation(config)?;
+        let generation = build_generation(&self.shared, config)?;
         let _ = generation.warm_up();
         Ok(Function::new(generation))
-    }
-
-    /// Validates, loads and resolves a generation without running anything.
-    pub(crate) fn build_generation(
-        &self,
-        config: FunctionConfig,
-    ) -> Result<Arc<Generation>, LoadError> {
-        config.validate()?;
-        let entry = Entry::parse(&config.entry)?;
-        let init_entry = config
-            .initializer
-            .as_deref()
-            .map(Entry::parse)
-            .transpose()?;
-        if let Some(init) = &init_entry {
-            if init.library != entry.library {
-                return Err(LoadError::InitializerInOtherLibrary {
-                    handler: config.entry.clone(),
-                    initializer: init.to_string(),
-                });
-            }
-        }
-        let path = entry.locate(&config.code_dir)?;
-        let library = self.shared.loader.load(&path)?;
-        let handler = library
-            .handler(&entry.symbol)
-            .ok_or_else(|| LoadError::UnknownHandler {
-                library: entry.library.clone(),
-                handler: entry.symbol.clone(),
-                available: library.handler_names(),
-            })?;
-        let initializer = match &init_entry {
-            None => None,
-            Some(init) => Some((
-                init.to_string(),
-                library
-                    .initializer(&init.symbol)
-                    .ok_or_else(|| LoadError::UnknownInitializer {
-                        library: init.library.clone(),
-                        initializer: init.symbol.clone(),
-                        available: library.initializer_names(),
-                    })?,
-            )),
-        };
-        Ok(Generation::new(
-            Arc::clone(&self.shared),
-            config,
-            library,
-            handler,
-            initializer,
-        ))
     }
 
     /// Opens and checks a library without running any of its code (the
@@ -239,6 +199,58 @@ impl Runtime {
             worker_threads: self.shared.pool.threads(),
             idle_workers: self.shared.pool.idle(),
             libraries_mapped: self.shared.loader.mapped_count(),
+            generations: self.registry.generation_stats(),
         }
     }
+}
+
+/// Validates, loads and resolves a generation without running anything.
+pub(crate) fn build_generation(
+    shared: &Arc<Shared>,
+    config: FunctionConfig,
+) -> Result<Arc<Generation>, LoadError> {
+    config.validate()?;
+    let entry = Entry::parse(&config.entry)?;
+    let init_entry = config
+        .initializer
+        .as_deref()
+        .map(Entry::parse)
+        .transpose()?;
+    if let Some(init) = &init_entry {
+        if init.library != entry.library {
+            return Err(LoadError::InitializerInOtherLibrary {
+                handler: config.entry.clone(),
+                initializer: init.to_string(),
+            });
+        }
+    }
+    let path = entry.locate(&config.code_dir)?;
+    let library = shared.loader.load(&path)?;
+    let handler = library
+        .handler(&entry.symbol)
+        .ok_or_else(|| LoadError::UnknownHandler {
+            library: entry.library.clone(),
+            handler: entry.symbol.clone(),
+            available: library.handler_names(),
+        })?;
+    let initializer = match &init_entry {
+        None => None,
+        Some(init) => Some((
+            init.to_string(),
+            library
+                .initializer(&init.symbol)
+                .ok_or_else(|| LoadError::UnknownInitializer {
+                    library: init.library.clone(),
+                    initializer: init.symbol.clone(),
+                    available: library.initializer_names(),
+                })?,
+        )),
+    };
+    Ok(Generation::new(
+        Arc::clone(shared),
+        config,
+        library,
+        handler,
+        initializer,
+    ))
 }

@@ -33,7 +33,12 @@ pub fn workspace_root() -> PathBuf {
 /// The directory holding `libecho.so`, `libtestplugin.so`, `libmisbehaving.so`.
 pub fn plugin_dir() -> PathBuf {
     let dir = target_dir();
-    for lib in ["libecho.so", "libtestplugin.so", "libmisbehaving.so"] {
+    for lib in [
+        "libecho.so",
+        "libtestplugin.so",
+        "libmisbehaving.so",
+        "libhotswap.so",
+    ] {
         assert!(
             dir.join(lib).is_file(),
             "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test.sh does)",
@@ -137,4 +142,30 @@ pub fn assert_log_prefix(line: &str, request_id: &str) {
         rest.starts_with(&format!("{request_id} ")),
         "request id {request_id} missing in {line:?}"
     );
+}
+
+/// The `hotswap` sample plugin with its build tag set to `tag` (one ASCII
+/// byte), plus `suffix` appended after the ELF image when given: distinct
+/// builds from one compiled library, with no recompilation.
+pub fn hotswap_build(tag: u8, suffix: Option<u64>) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin_dir().join("libhotswap.so")).expect("libhotswap.so");
+    let marker = b"fnhost-build-tag:";
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("build marker in libhotswap.so");
+    bytes[at + marker.len()] = tag;
+    if let Some(s) = suffix {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    bytes
+}
+
+/// Writes `bytes` to `dir/name` completely before it appears (temp + rename).
+pub fn write_complete(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let tmp = dir.join(format!(".{name}.partial"));
+    std::fs::write(&tmp, bytes).expect("write");
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path).expect("rename");
+    path
 }

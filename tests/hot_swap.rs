@@ -1,0 +1,445 @@
+//! Hot swap and lifecycle through the registry: swaps under load, failed
+//! deploys, drain and retirement, versions, weighted aliases, instance limits,
+//! idle release and reserved instances.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fnhost::{
+    Alias, DeployError, FunctionConfig, InstanceConfig, InvokeError, LoadError, NotFound, Outcome,
+    Runtime,
+};
+use fnhost_e2e::{hotswap_build, plugin_dir, runtime, scratch, write_complete};
+use serde_json::Value;
+
+/// Two directories holding builds `A` and `B` of the `hotswap` plugin.
+fn builds(test: &str) -> (PathBuf, PathBuf) {
+    let root = scratch(test);
+    let (a, b) = (root.join("a"), root.join("b"));
+    for (dir, tag) in [(&a, b'A'), (&b, b'B')] {
+        std::fs::create_dir_all(dir).unwrap();
+        write_complete(dir, "hotswap.so", &hotswap_build(tag, None));
+    }
+    (a, b)
+}
+
+fn config(dir: &PathBuf) -> FunctionConfig {
+    FunctionConfig::new("hotswap.Handler", dir).initializer("hotswap.Init")
+}
+
+fn answer(rt: &Runtime, target: &str, payload: &[u8]) -> String {
+    let r = rt.registry().invoke(target, payload).unwrap();
+    match r.outcome {
+        Outcome::Success(b) => String::from_utf8(b.bytes).unwrap(),
+        Outcome::Failure(e) => panic!("{target}: {e:?}"),
+    }
+}
+
+#[test]
+fn swapping_200_times_under_load_loses_nothing() {
+    let (a, b) = builds("swap-under-load");
+    let rt = runtime();
+    rt.registry().deploy(config(&a)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (rt, stop, served) = (rt.clone(), Arc::clone(&stop), Arc::clone(&served));
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match rt.registry().invoke("hotswap", b"") {
+                        Ok(r) => match r.outcome {
+                            Outcome::Success(body) => {
+                                let text = String::from_utf8(body.bytes).unwrap();
+                                if !(text.starts_with("build A") || text.starts_with("build B")) {
+                                    failures.push(format!("unexpected answer {text}"));
+                                }
+                            }
+                            Outcome::Failure(e) => failures.push(format!("{e:?}")),
+                        },
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+                failures
+            })
+        })
+        .collect();
+    let bad_dir = scratch("swap-under-load-bad");
+    std::fs::write(
+        bad_dir.join("hotswap.so"),
+        &hotswap_build(b'C', None)[..4096],
+    )
+    .unwrap();
+    for i in 0..200 {
+        let dir = if i % 2 == 0 { &b } else { &a };
+        let d = rt.registry().deploy(config(dir)).unwrap();
+        assert!(d.changed);
+        if i == 100 {
+            // A bad deploy in the middle changes nothing.
+            let e = rt.registry().deploy(config(&bad_dir)).unwrap_err();
+            assert!(
+                matches!(e, DeployError::Load(LoadError::NotALibrary { .. })),
+                "{e:?}"
+            );
+            assert_eq!(
+                rt.registry().function("hotswap").unwrap().latest.id(),
+                d.generation.id()
+            );
+        }
+    }
+    // The last deploy (i = 199) installed A: from now on only A answers.
+    for _ in 0..200 {
+        assert!(answer(&rt, "hotswap", b"").starts_with("build A"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(
+        served.load(Ordering::Relaxed) > 200,
+        "the load ran during the swaps"
+    );
+    let stats = rt.registry().generation_stats();
+    assert_eq!(stats.live, 1);
+    assert_eq!(stats.draining, 0);
+    assert_eq!(
+        stats.retired, 200,
+        "every replaced generation retired once drained"
+    );
+}
+
+#[test]
+fn an_invocation_in_flight_finishes_on_the_old_generation() {
+    let (a, b) = builds("drain");
+    let rt = runtime();
+    let first = rt.registry().deploy(config(&a)).unwrap().generation;
+    let slow = {
+        let rt = rt.clone();
+        std::thread::spawn(move || answer(&rt, "hotswap", b"sleep:400"))
+    };
+    while first.in_flight() == 0 {
+        std::thread::yield_now();
+    }
+    rt.registry().deploy(config(&b)).unwrap();
+    assert!(
+        answer(&rt, "hotswap", b"").starts_with("build B"),
+        "new invocations use the new code"
+    );
+    let stats = rt.registry().generation_stats();
+    assert_eq!((stats.live, stats.draining), (1, 1), "{stats:?}");
+    assert!(!first.is_live());
+    assert!(
+        slow.join().unwrap().starts_with("build A"),
+        "the running call finished on the old code"
+    );
+    let stats = rt.registry().generation_stats();
+    assert_eq!(
+        (stats.live, stats.draining, stats.retired),
+        (1, 0, 1),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn failed_deploys_leave_the_previous_generation_serving() {
+    let (a, _) = builds("failed-deploys");
+    let rt = runtime();
+    let reg = rt.registry();
+    let serving = reg.deploy(config(&a)).unwrap().generation;
+    let plugins = plugin_dir();
+    let attempts: Vec<(FunctionConfig, &str)> = vec![
+        (
+            FunctionConfig::new("misbehaving.Error", &plugins)
+                .name("hotswap")
+                .initializer("misbehaving.InitFail"),
+            "database unreachable",
+        ),
+        (
+            FunctionConfig::new("misbehaving.Error", &plugins)
+                .name("hotswap")
+                .initializer("misbehaving.InitPanic"),
+            "initializer panicked on purpose",
+        ),
+        (
+            FunctionConfig::new("hotswap.Missing", &a),
+            "no handler `Missing`",
+        ),
+        (
+            FunctionConfig::new("hotswap.Handler", &a).memory_mb(100),
+            "memory size 100 MB",
+        ),
+        (
+            FunctionConfig::new("echo.Handler", scratch("empty-dir")).name("hotswap"),
+            "no library for `echo`",
+        ),
+    ];
+    for (config, expected) in attempts {
+        let e = reg.deploy(config).unwrap_err();
+        assert!(e.to_string().contains(expected), "{e}");
+        assert_eq!(reg.function("hotswap").unwrap().latest.id(), serving.id());
+        assert!(answer(&rt, "hotswap", b"").starts_with("build A"));
+    }
+    // Identical code and configuration: a no-op.
+    let again = reg.deploy(config(&a)).unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.generation.id(), serving.id());
+}
+
+#[test]
+fn versions_are_immutable_and_aliases_route_by_weight() {
+    let (a, b) = builds("versions");
+    let rt = runtime();
+    let reg = rt.registry();
+    reg.deploy(config(&a)).unwrap();
+    let v1 = reg
+        .publish_version("hotswap", Some("v1"), "first", None)
+        .unwrap();
+    assert_eq!(
+        v1.digest,
+        reg.function("hotswap")
+            .unwrap()
+            .latest
+            .library()
+            .digest()
+            .to_hex()
+    );
+    reg.deploy(config(&b)).unwrap();
+    let e = reg
+        .publish_version("hotswap", None, "", Some(&v1.digest))
+        .unwrap_err();
+    assert!(
+        matches!(e, DeployError::Conflict(_)),
+        "a stale digest is refused: {e}"
+    );
+    let v2 = reg
+        .publish_version("hotswap", None, "second", None)
+        .unwrap();
+    assert_eq!(v2.version, "v2");
+    assert!(matches!(
+        reg.publish_version("hotswap", Some("v1"), "", None),
+        Err(DeployError::Conflict(_))
+    ));
+
+    assert!(answer(&rt, "hotswap:v1", b"").starts_with("build A"));
+    assert!(answer(&rt, "hotswap:v2", b"").starts_with("build B"));
+    assert!(answer(&rt, "hotswap", b"").starts_with("build B"));
+    assert!(answer(&rt, "hotswap:latest", b"").starts_with("build B"));
+
+    reg.create_alias("hotswap", Alias::new("canary", "v1").with_weight("v2", 10))
+        .unwrap();
+    let mut b_answers = 0;
+    for _ in 0..10_000 {
+        if answer(&rt, "hotswap:canary", b"").starts_with("build B") {
+            b_answers += 1;
+        }
+    }
+    // 10 % of 10,000: mean 1000, standard deviation 30; allow 4 sigma.
+    assert!(
+        (880..=1120).contains(&b_answers),
+        "{b_answers} of 10000 went to v2"
+    );
+
+    let bad = [
+        Alias::new("canary2", "v9"),
+        Alias::new("canary3", "v1").with_weight("v2", 101),
+        Alias::new("v2", "v1"),
+        Alias::new("latest", "v1"),
+    ];
+    for alias in bad {
+        assert!(
+            reg.create_alias("hotswap", alias.clone()).is_err(),
+            "{alias:?} accepted"
+        );
+    }
+    assert!(matches!(
+        reg.delete_version("hotswap", "v2"),
+        Err(DeployError::Conflict(_))
+    ));
+    reg.update_alias("hotswap", Alias::new("canary", "v1"))
+        .unwrap();
+    reg.delete_version("hotswap", "v2").unwrap();
+    assert!(matches!(
+        rt.registry().invoke("hotswap:v2", b""),
+        Err(InvokeError::NotFound(NotFound::Alias { .. }))
+    ));
+    assert!(matches!(
+        rt.registry().invoke("nothing", b""),
+        Err(InvokeError::NotFound(NotFound::Function(_)))
+    ));
+    reg.delete_alias("hotswap", "canary").unwrap();
+    reg.delete_function("hotswap").unwrap();
+    assert!(reg.function("hotswap").is_err());
+}
+
+#[test]
+fn the_context_reports_the_version_and_alias_actually_served() {
+    let rt = runtime();
+    let reg = rt.registry();
+    reg.deploy(FunctionConfig::new("testplugin.Handler", plugin_dir()).name("ctx-routes"))
+        .unwrap();
+    reg.publish_version("ctx-routes", Some("v1"), "", None)
+        .unwrap();
+    reg.create_alias("ctx-routes", Alias::new("prod", "v1"))
+        .unwrap();
+    let fields = |target: &str| -> (String, String) {
+        let r = reg.invoke(target, b"{}").unwrap();
+        let v: Value = serde_json::from_slice(&r.outcome.body_bytes()).unwrap();
+        (
+            v["version"].as_str().unwrap().into(),
+            v["alias"].as_str().unwrap().into(),
+        )
+    };
+    assert_eq!(fields("ctx-routes"), ("latest".into(), "".into()));
+    assert_eq!(fields("ctx-routes:v1"), ("v1".into(), "".into()));
+    assert_eq!(fields("ctx-routes:prod"), ("v1".into(), "prod".into()));
+}
+
+#[test]
+fn the_concurrency_limit_queues_then_refuses() {
+    let (a, _) = builds("concurrency");
+    let rt = runtime();
+    let limits = InstanceConfig {
+        concurrency_per_instance: 1,
+        max_instances: 2,
+        max_queued: 1,
+        ..InstanceConfig::default()
+    };
+    let g = rt
+        .registry()
+        .deploy(config(&a).instances(limits).timeout(Duration::from_secs(5)))
+        .unwrap()
+        .generation;
+    let wait_for = |what: &dyn Fn(fnhost::InstanceStats) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !what(g.instance_stats()) {
+            assert!(Instant::now() < deadline, "{:?}", g.instance_stats());
+            std::thread::yield_now();
+        }
+    };
+    let call = || {
+        let rt = rt.clone();
+        std::thread::spawn(move || {
+            rt.registry()
+                .invoke("hotswap", b"sleep:400")
+                .map(|r| r.outcome.is_success())
+        })
+    };
+    // Two run (one per instance), the third queues, the fourth finds the queue full.
+    let first = call();
+    wait_for(&|s| s.active == 1);
+    let second = call();
+    wait_for(&|s| s.active == 2);
+    let third = call();
+    wait_for(&|s| s.queued == 1);
+    let e = rt.registry().invoke("hotswap", b"sleep:400").unwrap_err();
+    match &e {
+        InvokeError::TooManyRequests { reason, .. } => {
+            assert!(
+                reason.contains("1 invocations are already queued"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected TooManyRequests, got {other:?}"),
+    }
+    for c in [first, second, third] {
+        assert_eq!(
+            c.join().unwrap(),
+            Ok(true),
+            "the queued call ran once a slot freed"
+        );
+    }
+    assert_eq!(g.instance_stats().instances, 2);
+
+    // A queued invocation waits at most the function's timeout.
+    rt.registry()
+        .deploy(
+            config(&a)
+                .instances(InstanceConfig {
+                    max_queued: 5,
+                    ..limits
+                })
+                .timeout(Duration::from_millis(300)),
+        )
+        .unwrap();
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                rt.registry()
+                    .invoke("hotswap", b"sleep:1000")
+                    .map(|r| r.outcome.error().cloned())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    let e = rt.registry().invoke("hotswap", b"").unwrap_err();
+    assert!(matches!(e, InvokeError::TooManyRequests { .. }), "{e:?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+    for b in busy {
+        assert_eq!(b.join().unwrap().unwrap().unwrap().error_type, "timeout");
+    }
+}
+
+#[test]
+fn idle_instances_are_released_and_reinitialized_on_next_use() {
+    let (a, _) = builds("idle");
+    let rt = runtime();
+    let limits = InstanceConfig {
+        idle_timeout: Duration::from_millis(100),
+        ..InstanceConfig::default()
+    };
+    let g = rt
+        .registry()
+        .deploy(config(&a).instances(limits))
+        .unwrap()
+        .generation;
+    let inits = |s: &str| -> u64 { s.rsplit(' ').next().unwrap().parse().unwrap() };
+    let before = inits(&answer(&rt, "hotswap", b""));
+    assert_eq!(g.instance_stats().created, 1);
+    std::thread::sleep(Duration::from_millis(250));
+    let after = inits(&answer(&rt, "hotswap", b""));
+    let stats = g.instance_stats();
+    assert_eq!(stats.released_idle, 1, "{stats:?}");
+    assert_eq!(stats.created, 2, "a new instance was created");
+    assert!(
+        after > before,
+        "the initializer ran again ({before} -> {after})"
+    );
+}
+
+#[test]
+fn reserved_instances_are_initialized_at_deploy_and_kept() {
+    let (a, _) = builds("reserved");
+    let rt = runtime();
+    let limits = InstanceConfig {
+        reserved_instances: 3,
+        idle_timeout: Duration::from_millis(10),
+        ..InstanceConfig::default()
+    };
+    let g = rt
+        .registry()
+        .deploy(config(&a).instances(limits))
+        .unwrap()
+        .generation;
+    assert_eq!(g.instance_stats().instances, 3);
+    assert_eq!(g.instance_stats().created, 3);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(rt.registry().release_idle_instances(), 0);
+    assert_eq!(g.instance_stats().instances, 3);
+}
