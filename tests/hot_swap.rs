@@ -443,3 +443,112 @@ fn reserved_instances_are_initialized_at_deploy_and_kept() {
     assert_eq!(rt.registry().release_idle_instances(), 0);
     assert_eq!(g.instance_stats().instances, 3);
 }
+
+#[test]
+fn the_watcher_deploys_rebuilds_and_never_a_half_written_file() {
+    use fnhost::watch::{WatchEvent, WatchOptions};
+    let dir = scratch("watch");
+    write_complete(&dir, "libhotswap.so", &hotswap_build(b'A', None));
+    let rt = runtime();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = WatchOptions {
+        debounce: Duration::from_millis(100),
+        initializer: Some("Init".into()),
+        ..WatchOptions::default()
+    };
+    let _watcher = rt
+        .watch(&dir, options, move |e| {
+            let _ = tx.send(e);
+        })
+        .unwrap();
+    let next = |what: &str, matches: &dyn Fn(&WatchEvent) -> bool| -> WatchEvent {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(e) if matches(&e) => return e,
+                Ok(_) => continue,
+                Err(_) => panic!("no {what} event"),
+            }
+        }
+    };
+    let deployed = |e: &WatchEvent| matches!(e, WatchEvent::Deployed { changed: true, .. });
+    next("initial deploy", &deployed);
+    assert!(answer(&rt, "hotswap", b"").starts_with("build A"));
+    let init = rt
+        .registry()
+        .function("hotswap")
+        .unwrap()
+        .latest
+        .config()
+        .initializer
+        .clone();
+    assert_eq!(
+        init.as_deref(),
+        Some("hotswap.Init"),
+        "the library's Init was picked up"
+    );
+
+    // A half-written rebuild (written in place, cut short) is not deployed.
+    let b = hotswap_build(b'B', None);
+    std::fs::write(dir.join("libhotswap.so"), &b[..b.len() / 2]).unwrap();
+    let e = next("incomplete", &|e| {
+        matches!(e, WatchEvent::Incomplete { .. })
+    });
+    assert!(format!("{e:?}").contains("file has"), "{e:?}");
+    assert!(answer(&rt, "hotswap", b"").starts_with("build A"));
+
+    // Completed, it is.
+    std::fs::write(dir.join("libhotswap.so"), &b).unwrap();
+    next("rebuild deploy", &deployed);
+    assert!(answer(&rt, "hotswap", b"").starts_with("build B"));
+
+    // A complete library that fails to deploy is reported; B keeps serving.
+    std::fs::copy(
+        plugin_dir().join("libmisbehaving.so"),
+        dir.join("libhotswap.so"),
+    )
+    .unwrap();
+    let e = next("failed deploy", &|e| matches!(e, WatchEvent::Failed { .. }));
+    assert!(format!("{e:?}").contains("no handler `Handler`"), "{e:?}");
+    assert!(answer(&rt, "hotswap", b"").starts_with("build B"));
+}
+
+#[test]
+fn fnhost_watch_prints_each_deploy_and_invokes_after_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = scratch("watch-cli");
+    write_complete(&dir, "hotswap.so", &hotswap_build(b'A', None));
+    let mut child = Command::new(fnhost_e2e::fnhost_bin())
+        .args([
+            "watch",
+            dir.to_str().unwrap(),
+            "--invoke",
+            "hotswap.Handler",
+            "--data",
+            "\"go\"",
+        ])
+        .arg("--cache-dir")
+        .arg(fnhost_e2e::cache_dir())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |needle: &str| {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("fnhost watch ended before printing {needle}");
+    };
+    wait_for("deployed hotswap");
+    assert!(wait_for("invoked hotswap.Handler").contains("build A"));
+    write_complete(&dir, "hotswap.so", &hotswap_build(b'B', None));
+    wait_for("deployed hotswap");
+    assert!(wait_for("invoked hotswap.Handler").contains("build B"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -35,6 +35,40 @@ enum Command {
     Inspect(InspectArgs),
     /// Print a ready-to-edit sample event of a trigger type (pipe it into `invoke`).
     Event(EventArgs),
+    /// Deploy every NAME.so (or libNAME.so) in DIR as function NAME, redeploy
+    /// on every rebuild, and optionally invoke after each deploy.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+struct WatchArgs {
+    /// The directory to watch (e.g. target/debug).
+    dir: PathBuf,
+    /// After each successful deploy of NAME, invoke this entry NAME.HANDLER
+    /// (which also sets NAME's handler).
+    #[arg(long, value_name = "ENTRY")]
+    invoke: Option<String>,
+    /// The payload for --invoke, as JSON (default `{}`).
+    #[arg(long, value_name = "JSON", requires = "invoke")]
+    data: Option<String>,
+    /// The handler every function gets unless --invoke names another.
+    #[arg(long, value_name = "NAME", default_value = "Handler")]
+    handler: String,
+    /// Initializer name, used for every library that has it (e.g. Init).
+    #[arg(long, value_name = "NAME")]
+    init: Option<String>,
+    /// User data (environment) entry, repeatable.
+    #[arg(long = "user-data", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    user_data: Vec<(String, String)>,
+    /// Timeout in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    timeout: f64,
+    /// Memory size in MB.
+    #[arg(long, value_name = "MB", default_value_t = 128)]
+    memory: u32,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +153,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Command::Invoke(a) => invoke(a),
         Command::Inspect(a) => inspect(a),
         Command::Event(a) => event(a),
+        Command::Watch(a) => watch(a),
     };
     match result {
         Ok(code) => code,
@@ -232,6 +267,87 @@ pub fn human_report(result: &InvokeResult, init_log: &str) -> String {
         "Function Return:\n{body}\n\nExecution Summary:\nRequest ID:         {}\nMemory Configured:  {} MB\nExecution Duration: {:.3} ms\nMemory Used:        {:.3} MB\nBilled Duration:    {} ms\n\nLog Output:\n{log}",
         result.request_id, s.memory_size_mb, s.duration_ms, s.memory_used_mb, s.billing_duration_ms
     )
+}
+
+fn watch(a: WatchArgs) -> anyhow::Result<i32> {
+    use crate::watch::{WatchEvent, WatchOptions};
+
+    if !a.dir.is_dir() {
+        bail!("{} is not a directory", a.dir.display());
+    }
+    let payload = match &a.data {
+        Some(data) => {
+            serde_json::from_str::<serde_json::Value>(data).context("--data is not valid JSON")?;
+            data.clone().into_bytes()
+        }
+        None => b"{}".to_vec(),
+    };
+    let mut options = WatchOptions {
+        handler: a.handler.clone(),
+        initializer: a.init.clone(),
+        ..WatchOptions::default()
+    };
+    let target = match &a.invoke {
+        Some(entry) => {
+            let parsed = crate::entry::Entry::parse(entry)?;
+            options
+                .handlers
+                .insert(parsed.library.clone(), parsed.symbol.clone());
+            Some(parsed)
+        }
+        None => None,
+    };
+    let mut template = FunctionConfig::new("watch.Handler", &a.dir)
+        .timeout(seconds(a.timeout, "--timeout")?)
+        .memory_mb(a.memory);
+    template.user_data = a.user_data.iter().cloned().collect();
+    template.validate()?;
+    options.template = template;
+    let runtime = runtime(a.cache_dir.clone())?;
+    let invoker = runtime.clone();
+    println!("watching {} (Ctrl-C to stop)", a.dir.display());
+    let _watcher = runtime.watch(&a.dir, options, move |event| {
+        match &event {
+            WatchEvent::Deployed {
+                function,
+                generation,
+                digest,
+                changed,
+                duration,
+            } => {
+                if *changed {
+                    println!(
+                        "deployed {function}: generation {generation}, code {}, in {:.3} ms",
+                        &digest[..12],
+                        duration.as_secs_f64() * 1000.0
+                    );
+                } else {
+                    println!("unchanged {function}: generation {generation} keeps serving");
+                }
+            }
+            WatchEvent::Failed { function, error } => {
+                println!("failed {function}: {error}; the previous code (if any) keeps serving")
+            }
+            WatchEvent::Incomplete { function, reason } => {
+                println!("waiting for {function}: not a complete library yet ({reason})")
+            }
+            WatchEvent::Removed { function } => {
+                println!("removed {function}: its last generation keeps serving")
+            }
+        }
+        if let (WatchEvent::Deployed { function, .. }, Some(target)) = (&event, &target) {
+            if *function == target.library {
+                match invoker.registry().invoke(function, &payload) {
+                    Ok(result) => println!("invoked {target}: {}", json_report(&result)),
+                    Err(e) => println!("invoked {target}: error: {e}"),
+                }
+            }
+        }
+        let _ = std::io::stdout().flush();
+    })?;
+    loop {
+        std::thread::park();
+    }
 }
 
 fn event(a: EventArgs) -> anyhow::Result<i32> {

@@ -41,6 +41,7 @@ mod pool;
 pub mod registry;
 mod runtime;
 mod spin;
+pub mod watch;
 
 pub use config::InstanceConfig;
 pub use config::{Credentials, FunctionConfig, MEMORY_SIZES_MB};
