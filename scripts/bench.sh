@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked -p echo -p testplugin
+cargo build --release --locked -p echo -p testplugin -p hotswap
 cargo bench --locked -p fnhost --bench invoke -- "$@"
+cargo bench --locked -p fnhost --bench lifecycle -- "$@"
 
 python3 - <<'PY'
 import json, pathlib
@@ -32,4 +33,17 @@ for group in ["echo_1KiB", "logged_1KiB"]:
 cold = median("cold_load", "testplugin/copy+open+check+init")
 if cold is not None:
     print(f"| cold load of testplugin (copy, open, check, init) | {cold / 1000:.0f} us | | |")
+print()
+print("| hot swap | median | ratio |")
+print("|---|---|---|")
+for bench, label in [("new_build_to_serving", "deploy a never-seen build until it serves"),
+                     ("mapped_build_to_serving", "deploy an already-mapped build until it serves")]:
+    m = median("deploy", bench)
+    if m is not None:
+        print(f"| {label} | {m / 1000:.0f} us | |")
+steady = median("invoke_hotswap", "steady_state")
+during = median("invoke_hotswap", "while_swapping")
+if steady is not None and during is not None:
+    print(f"| invoke (registry, 1 KiB), steady state (baseline) | {steady:.0f} ns | 1.00x |")
+    print(f"| invoke (registry, 1 KiB), while another thread swaps the code every ms | {during:.0f} ns | {during / steady:.2f}x |")
 PY

@@ -451,3 +451,21 @@ fn the_context_and_log_crate_work_from_the_logged_benchmark_handler() {
         "{line}"
     );
 }
+
+#[test]
+fn sequential_invocations_reuse_one_instance_and_its_initialization() {
+    // The worker frees the instance slot before the caller hears back, so a
+    // caller that invokes again at once finds the instance free instead of
+    // creating (and initializing) another.
+    let f = runtime()
+        .load(
+            FunctionConfig::new("testplugin.Handler", plugin_dir()).initializer("testplugin.Init"),
+        )
+        .unwrap();
+    for _ in 0..2000 {
+        assert!(f.invoke(b"{}").unwrap().outcome.is_success());
+    }
+    let stats = f.instance_stats();
+    assert_eq!(stats.created, 1, "{stats:?}");
+    assert_eq!(stats.active, 0);
+}

@@ -62,6 +62,8 @@ pub struct Generation {
     initializer: Option<(String, abi::InitializerFn)>,
     pool: Arc<InstancePool>,
     init: Mutex<InitTracker>,
+    /// Mirrors `init.broken` for a lock-free check on every invocation.
+    init_broken: AtomicBool,
     in_flight: AtomicUsize,
     live: AtomicBool,
     created: SystemTime,
@@ -103,6 +105,7 @@ impl Generation {
             handler,
             initializer,
             init: Mutex::new(InitTracker::default()),
+            init_broken: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             live: AtomicBool::new(true),
             created: SystemTime::now(),
@@ -180,6 +183,7 @@ impl Generation {
         init.consecutive_failures += 1;
         if timed_out || init.consecutive_failures >= MAX_INIT_FAILURES {
             init.broken = true;
+            self.init_broken.store(true, Ordering::Release);
         }
         lease.discard();
         Err(report)
@@ -276,12 +280,13 @@ impl Generation {
         }
         let flight = InFlight::new(self);
         let timeout = self.config.timeout;
-        let mut lease = self.pool.acquire(Instant::now() + timeout).map_err(|e| {
-            InvokeError::TooManyRequests {
+        let mut lease = self
+            .pool
+            .acquire(timeout)
+            .map_err(|e| InvokeError::TooManyRequests {
                 function: self.context.function_name.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         if lease.is_fresh() {
             if let Err(report) = self.initialize(&mut lease) {
                 return Ok(self.initialization_failure(report));
@@ -310,19 +315,22 @@ impl Generation {
                 let job_state = Arc::clone(&state);
                 let payload = payload.to_vec();
                 let spawned = self.shared.pool.execute(move || {
-                    let runaway = job_state.run(|ctx| {
-                        // SAFETY: as above; `flight` holds the generation (and
-                        // so its library) until the handler returns.
-                        unsafe { handler(ctx, HostStr::from_slice(&payload)) }
-                    });
+                    let generation = Arc::clone(&flight.0);
+                    let runaway = job_state.run_then(
+                        |ctx| {
+                            // SAFETY: as above; `generation` holds the
+                            // generation (and so its library) for the call.
+                            unsafe { handler(ctx, HostStr::from_slice(&payload)) }
+                        },
+                        // Free the instance slot before the caller hears back.
+                        || drop((lease, flight)),
+                    );
                     if runaway {
-                        flight
-                            .0
+                        generation
                             .shared
                             .counters
                             .runaway_finished(job_state.request_id());
                     }
-                    drop((lease, flight));
                 });
                 spawned.map_err(|e| InvokeError::NoWorker(e.to_string()))?;
                 let completion = state.wait();
@@ -333,6 +341,9 @@ impl Generation {
     }
 
     fn broken_initializer(&self) -> Option<InitReport> {
+        if !self.init_broken.load(Ordering::Acquire) {
+            return None;
+        }
         let init = self.init.lock();
         if init.broken {
             init.last.clone()

@@ -43,6 +43,8 @@ struct State {
     slots: Vec<Slot>,
     queued: u32,
     next_id: u64,
+    /// Idle instances are looked for at most this often on the hot path.
+    next_idle_scan: Instant,
     stats: InstanceStats,
 }
 
@@ -145,6 +147,7 @@ impl InstancePool {
                 slots: Vec::new(),
                 queued: 0,
                 next_id: 0,
+                next_idle_scan: Instant::now(),
                 stats: InstanceStats::default(),
             }),
             changed: Condvar::new(),
@@ -167,6 +170,7 @@ impl InstancePool {
     }
 
     fn release_idle_locked(&self, st: &mut State, now: Instant) -> usize {
+        st.next_idle_scan = now + (self.limits.idle_timeout / 4).min(Duration::from_secs(1));
         let reserved = self.limits.reserved_instances as usize;
         let idle = self.limits.idle_timeout;
         let mut released = 0;
@@ -215,11 +219,15 @@ impl InstancePool {
     }
 
     /// A slot on a ready instance, or a new instance to initialize, waiting
-    /// until `deadline` when every instance is busy.
-    pub(crate) fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Lease, AcquireError> {
+    /// up to `max_wait` when every instance is busy.
+    pub(crate) fn acquire(self: &Arc<Self>, max_wait: Duration) -> Result<Lease, AcquireError> {
         let started = Instant::now();
+        let deadline = started + max_wait;
         let mut st = self.state.lock();
-        self.release_idle_locked(&mut st, started);
+        if started >= st.next_idle_scan && st.slots.len() > self.limits.reserved_instances as usize
+        {
+            self.release_idle_locked(&mut st, started);
+        }
         let mut queued = false;
         loop {
             let concurrency = self.limits.concurrency_per_instance;
@@ -280,8 +288,8 @@ mod tests {
         })
     }
 
-    fn soon() -> Instant {
-        Instant::now() + Duration::from_millis(100)
+    fn soon() -> Duration {
+        Duration::from_millis(100)
     }
 
     #[test]
@@ -310,10 +318,7 @@ mod tests {
         first.mark_ready();
         let waiter = {
             let p = Arc::clone(&p);
-            std::thread::spawn(move || {
-                p.acquire(Instant::now() + Duration::from_secs(5))
-                    .map(|l| l.is_fresh())
-            })
+            std::thread::spawn(move || p.acquire(Duration::from_secs(5)).map(|l| l.is_fresh()))
         };
         while p.stats().queued == 0 {
             std::thread::yield_now();
@@ -323,9 +328,7 @@ mod tests {
         assert_eq!(waiter.join().unwrap(), Ok(false));
         let _busy = p.acquire(soon()).unwrap();
         let start = Instant::now();
-        let e = p
-            .acquire(Instant::now() + Duration::from_millis(30))
-            .unwrap_err();
+        let e = p.acquire(Duration::from_millis(30)).unwrap_err();
         assert!(matches!(e, AcquireError::TimedOut(_)));
         assert!(start.elapsed() >= Duration::from_millis(30));
         assert_eq!(p.stats().rejected, 2);

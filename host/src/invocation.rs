@@ -152,10 +152,22 @@ impl InvocationState {
     /// Calls the plugin on this thread and records the completion. Returns
     /// `true` when a caller had already given up on it (it was a runaway).
     pub(crate) fn run(&self, call: impl FnOnce(&abi::Context) -> i32) -> bool {
+        self.run_then(call, || ())
+    }
+
+    /// Like [`run`](Self::run), running `after_call` once the plugin returned
+    /// and before the caller is told: resources the call held (its instance
+    /// slot) are free by the time the caller can invoke again.
+    pub(crate) fn run_then(
+        &self,
+        call: impl FnOnce(&abi::Context) -> i32,
+        after_call: impl FnOnce(),
+    ) -> bool {
         let ctx = self.raw_context();
         let start = Instant::now();
         let status = call(&ctx);
         let elapsed = start.elapsed();
+        after_call();
         let mut sink = self.sink.lock();
         sink.finished = Some((status, elapsed));
         let abandoned = sink.abandoned;
@@ -537,6 +549,30 @@ mod tests {
             r.outcome.error().unwrap().error_type,
             error_type::RESPONSE_TOO_LARGE
         );
+    }
+
+    #[test]
+    fn the_caller_hears_back_only_after_the_after_call_work() {
+        let s = Arc::new(state(Duration::from_secs(5)));
+        let released = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (s, released) = (Arc::clone(&s), Arc::clone(&released));
+            std::thread::spawn(move || {
+                s.run_then(
+                    |_| abi::STATUS_OK,
+                    || {
+                        std::thread::sleep(Duration::from_millis(50));
+                        released.store(true, Ordering::SeqCst);
+                    },
+                )
+            })
+        };
+        assert!(matches!(s.wait(), Completion::Finished(abi::STATUS_OK, _)));
+        assert!(
+            released.load(Ordering::SeqCst),
+            "completion was published before the slot was freed"
+        );
+        assert!(!worker.join().unwrap());
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl Alias {
 
 /// A published, immutable version.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct VersionInfo {
     /// Its name (e.g. `v1`).
     pub version: String,
@@ -93,6 +94,8 @@ pub struct VersionInfo {
     pub published: SystemTime,
     /// Its generation.
     pub generation: Arc<Generation>,
+    /// `version`, shared with every invocation's context (no allocation per call).
+    route_name: Arc<str>,
 }
 
 /// A function as the registry sees it.
@@ -137,11 +140,11 @@ pub struct Route {
 }
 
 impl Route {
-    fn new(generation: Arc<Generation>, version: &str, alias: Option<&str>) -> Route {
+    fn new(generation: Arc<Generation>, version: Arc<str>, alias: Option<Arc<str>>) -> Route {
         Route {
             generation,
-            version: Arc::from(version),
-            alias: alias.map(Arc::from),
+            version,
+            alias,
         }
     }
 
@@ -170,7 +173,8 @@ struct Entry {
     name: String,
     latest: ArcSwap<Generation>,
     versions: RwLock<BTreeMap<String, VersionInfo>>,
-    aliases: RwLock<BTreeMap<String, Alias>>,
+    /// Aliases, each with its name shared by the invocations routed through it.
+    aliases: RwLock<BTreeMap<String, (Alias, Arc<str>)>>,
     last_modified: Mutex<SystemTime>,
     /// Serializes changes to this function (deploys, publishes, aliases).
     change: Mutex<()>,
@@ -356,29 +360,39 @@ impl Registry {
         let (name, qualifier) = split_target(target);
         let entry = self.entry(name)?;
         let qualifier = match qualifier {
-            None | Some(LATEST) => return Ok(Route::new(entry.latest.load_full(), LATEST, None)),
+            None | Some(LATEST) => {
+                return Ok(Route::new(entry.latest.load_full(), latest_name(), None))
+            }
             Some(q) => q,
         };
         if let Some(v) = entry.versions.read().get(qualifier) {
-            return Ok(Route::new(Arc::clone(&v.generation), qualifier, None));
+            return Ok(Route::new(
+                Arc::clone(&v.generation),
+                Arc::clone(&v.route_name),
+                None,
+            ));
         }
         let aliases = entry.aliases.read();
-        let alias = aliases.get(qualifier).ok_or_else(|| NotFound::Alias {
+        let (alias, alias_name) = aliases.get(qualifier).ok_or_else(|| NotFound::Alias {
             function: name.to_owned(),
             alias: qualifier.to_owned(),
         })?;
         let version = alias.pick();
-        let generation = if version == LATEST {
-            entry.latest.load_full()
+        let (generation, version) = if version == LATEST {
+            (entry.latest.load_full(), latest_name())
         } else {
             let versions = entry.versions.read();
             let v = versions.get(version).ok_or_else(|| NotFound::Version {
                 function: name.to_owned(),
                 version: version.to_owned(),
             })?;
-            Arc::clone(&v.generation)
+            (Arc::clone(&v.generation), Arc::clone(&v.route_name))
         };
-        Ok(Route::new(generation, version, Some(&alias.name)))
+        Ok(Route::new(
+            generation,
+            version,
+            Some(Arc::clone(alias_name)),
+        ))
     }
 
     /// Invokes `target` (see [`resolve`](Self::resolve)) on a worker thread.
@@ -427,6 +441,7 @@ impl Registry {
             )));
         }
         let info = VersionInfo {
+            route_name: Arc::from(name.as_str()),
             version: name.clone(),
             description: description.to_owned(),
             digest,
@@ -443,11 +458,9 @@ impl Registry {
     pub fn delete_version(&self, function: &str, version: &str) -> Result<(), DeployError> {
         let entry = self.entry(function)?;
         let _change = entry.change.lock();
-        if let Some(alias) =
-            entry.aliases.read().values().find(|a| {
-                a.version == version || a.additional_version_weights.contains_key(version)
-            })
-        {
+        if let Some((alias, _)) = entry.aliases.read().values().find(|(a, _)| {
+            a.version == version || a.additional_version_weights.contains_key(version)
+        }) {
             return Err(DeployError::Conflict(format!(
                 "alias `{}` still routes to version `{version}`",
                 alias.name
@@ -517,7 +530,8 @@ impl Registry {
                 alias.name
             )));
         }
-        aliases.insert(alias.name.clone(), alias.clone());
+        let shared_name = Arc::from(alias.name.as_str());
+        aliases.insert(alias.name.clone(), (alias.clone(), shared_name));
         Ok(alias)
     }
 
@@ -533,7 +547,7 @@ impl Registry {
                 function: function.to_owned(),
                 alias: alias.name.clone(),
             })?;
-        *slot = alias.clone();
+        slot.0 = alias.clone();
         Ok(alias)
     }
 
@@ -581,7 +595,12 @@ impl Registry {
             name: entry.name.clone(),
             latest: entry.latest.load_full(),
             versions: entry.versions.read().values().cloned().collect(),
-            aliases: entry.aliases.read().values().cloned().collect(),
+            aliases: entry
+                .aliases
+                .read()
+                .values()
+                .map(|(a, _)| a.clone())
+                .collect(),
             last_modified: *entry.last_modified.lock(),
         }
     }
@@ -604,6 +623,12 @@ impl Registry {
             .map(|g| g.release_idle_instances())
             .sum()
     }
+}
+
+/// The shared name of the head version.
+fn latest_name() -> Arc<str> {
+    static NAME: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(LATEST));
+    Arc::clone(&NAME)
 }
 
 fn init_failed() -> crate::FunctionError {

@@ -1,0 +1,95 @@
+//! The host's resident memory growth per hot swap: 1,000 swaps between two
+//! builds (already mapped after the first two), then 1,000 swaps to
+//! never-seen builds (each maps one more library, kept for good).
+//!
+//!     cargo build --release -p hotswap
+//!     cargo run --release --example swap_rss -p fnhost
+
+use std::path::Path;
+
+use fnhost::{FunctionConfig, Runtime, RuntimeConfig};
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    pages * page / 1024
+}
+
+fn build(base: &[u8], tag: u8, suffix: Option<u64>) -> Vec<u8> {
+    let mut bytes = base.to_vec();
+    let marker = b"fnhost-build-tag:";
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap();
+    bytes[at + marker.len()] = tag;
+    if let Some(s) = suffix {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    bytes
+}
+
+fn put(dir: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let tmp = dir.join(".hotswap.so.tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(tmp, dir.join("hotswap.so")).unwrap();
+}
+
+fn main() {
+    let base = std::fs::read("target/release/libhotswap.so")
+        .expect("build it: cargo build --release -p hotswap");
+    let work = tempfile::tempdir_in("/dev/shm").unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(work.path().join("cache")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let (a, b, fresh) = (
+        work.path().join("a"),
+        work.path().join("b"),
+        work.path().join("fresh"),
+    );
+    put(&a, &build(&base, b'A', None));
+    put(&b, &build(&base, b'B', None));
+    let config =
+        |dir: &Path| FunctionConfig::new("hotswap.Handler", dir).initializer("hotswap.Init");
+    let reg = rt.registry();
+    reg.deploy(config(&a)).unwrap();
+    reg.deploy(config(&b)).unwrap();
+    reg.invoke("hotswap", b"").unwrap();
+    let swaps = 1000;
+    let before = rss_kib();
+    for i in 0..swaps {
+        reg.deploy(config(if i % 2 == 0 { &a } else { &b }))
+            .unwrap();
+        reg.invoke("hotswap", b"").unwrap();
+    }
+    let flips = rss_kib();
+    for i in 0..swaps {
+        put(&fresh, &build(&base, b'N', Some(i)));
+        let d = reg.deploy(config(&fresh)).unwrap();
+        reg.invoke("hotswap", b"").unwrap();
+        let _ = std::fs::remove_file(d.generation.library().mapped_path());
+    }
+    let fresh_rss = rss_kib();
+    let stats = rt.stats();
+    println!("library size: {} KiB", base.len() / 1024);
+    println!(
+        "1000 swaps between two builds:  RSS {before} -> {flips} KiB, {:.1} KiB per swap",
+        (flips as f64 - before as f64) / swaps as f64
+    );
+    println!(
+        "1000 swaps to never-seen builds: RSS {flips} -> {fresh_rss} KiB, {:.1} KiB per swap",
+        (fresh_rss as f64 - flips as f64) / swaps as f64
+    );
+    println!(
+        "generations: {} live, {} draining, {} retired; libraries mapped: {}",
+        stats.generations.live,
+        stats.generations.draining,
+        stats.generations.retired,
+        stats.libraries_mapped
+    );
+}
