@@ -296,13 +296,13 @@ impl Generation {
         match mode {
             Mode::CurrentThread => {
                 let state = self.new_state(timeout, served);
-                state.run(|ctx| {
+                let completion = state.run_here(|ctx| {
                     // SAFETY: `handler` comes from the checked descriptor of
                     // this generation's library, mapped while `self` lives;
                     // the context and payload are valid for the call.
                     unsafe { handler(ctx, HostStr::from_slice(payload)) }
                 });
-                let completion = match state.wait() {
+                let completion = match completion {
                     Completion::Finished(_, elapsed) if elapsed > timeout => Completion::TimedOut,
                     c => c,
                 };

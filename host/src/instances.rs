@@ -11,6 +11,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Milliseconds of a coarse monotonic clock (a few ms resolution, a fraction
+/// of the cost of a precise read): enough for idle bookkeeping, and read on
+/// every invocation.
+fn coarse_now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE
+    // exists on every Linux this runs on (2.6.32+).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::InstanceConfig;
@@ -36,15 +50,17 @@ struct Slot {
     id: u64,
     active: u32,
     ready: bool,
-    last_used: Instant,
+    /// `coarse_now_ms()` when it last finished an invocation.
+    last_used_ms: u64,
 }
 
 struct State {
     slots: Vec<Slot>,
     queued: u32,
     next_id: u64,
-    /// Idle instances are looked for at most this often on the hot path.
-    next_idle_scan: Instant,
+    /// Idle instances are looked for at most this often on the hot path
+    /// (`coarse_now_ms()` deadline).
+    next_idle_scan_ms: u64,
     stats: InstanceStats,
 }
 
@@ -131,7 +147,7 @@ impl Drop for Lease {
             st.slots.retain(|s| s.id != self.instance);
         } else if let Some(s) = st.slots.iter_mut().find(|s| s.id == self.instance) {
             s.active = s.active.saturating_sub(1);
-            s.last_used = Instant::now();
+            s.last_used_ms = coarse_now_ms();
         }
         st.stats.instances = st.slots.len();
         drop(st);
@@ -147,7 +163,7 @@ impl InstancePool {
                 slots: Vec::new(),
                 queued: 0,
                 next_id: 0,
-                next_idle_scan: Instant::now(),
+                next_idle_scan_ms: 0,
                 stats: InstanceStats::default(),
             }),
             changed: Condvar::new(),
@@ -166,17 +182,17 @@ impl InstancePool {
     /// acquire; callers may also call it periodically.
     pub(crate) fn release_idle(&self) -> usize {
         let mut st = self.state.lock();
-        self.release_idle_locked(&mut st, Instant::now())
+        self.release_idle_locked(&mut st, coarse_now_ms())
     }
 
-    fn release_idle_locked(&self, st: &mut State, now: Instant) -> usize {
-        st.next_idle_scan = now + (self.limits.idle_timeout / 4).min(Duration::from_secs(1));
+    fn release_idle_locked(&self, st: &mut State, now_ms: u64) -> usize {
+        let idle_ms = self.limits.idle_timeout.as_millis() as u64;
+        st.next_idle_scan_ms = now_ms + (idle_ms / 4).min(1000);
         let reserved = self.limits.reserved_instances as usize;
-        let idle = self.limits.idle_timeout;
         let mut released = 0;
         while st.slots.len() > reserved {
             let Some(pos) = st.slots.iter().position(|s| {
-                s.ready && s.active == 0 && now.saturating_duration_since(s.last_used) >= idle
+                s.ready && s.active == 0 && now_ms.saturating_sub(s.last_used_ms) >= idle_ms
             }) else {
                 break;
             };
@@ -205,7 +221,7 @@ impl InstancePool {
             id,
             active: 1,
             ready: false,
-            last_used: Instant::now(),
+            last_used_ms: coarse_now_ms(),
         });
         st.stats.created += 1;
         st.stats.active += 1;
@@ -221,13 +237,15 @@ impl InstancePool {
     /// A slot on a ready instance, or a new instance to initialize, waiting
     /// up to `max_wait` when every instance is busy.
     pub(crate) fn acquire(self: &Arc<Self>, max_wait: Duration) -> Result<Lease, AcquireError> {
-        let started = Instant::now();
-        let deadline = started + max_wait;
         let mut st = self.state.lock();
-        if started >= st.next_idle_scan && st.slots.len() > self.limits.reserved_instances as usize
+        let now_ms = coarse_now_ms();
+        if now_ms >= st.next_idle_scan_ms
+            && st.slots.len() > self.limits.reserved_instances as usize
         {
-            self.release_idle_locked(&mut st, started);
+            self.release_idle_locked(&mut st, now_ms);
         }
+        // The precise clock is read only if this call has to wait.
+        let mut waiting_since: Option<Instant> = None;
         let mut queued = false;
         loop {
             let concurrency = self.limits.concurrency_per_instance;
@@ -265,7 +283,12 @@ impl InstancePool {
                 st.queued += 1;
                 queued = true;
             }
-            if self.changed.wait_until(&mut st, deadline).timed_out() {
+            let started = *waiting_since.get_or_insert_with(Instant::now);
+            if self
+                .changed
+                .wait_until(&mut st, started + max_wait)
+                .timed_out()
+            {
                 st.queued -= 1;
                 st.stats.rejected += 1;
                 return Err(AcquireError::TimedOut(started.elapsed()));

@@ -155,6 +155,15 @@ impl InvocationState {
         self.run_then(call, || ())
     }
 
+    /// Calls the plugin on this thread for a caller on this same thread: no
+    /// completion is published (nobody else waits for it).
+    pub(crate) fn run_here(&self, call: impl FnOnce(&abi::Context) -> i32) -> Completion {
+        let ctx = self.raw_context();
+        let start = Instant::now();
+        let status = call(&ctx);
+        Completion::Finished(status, start.elapsed())
+    }
+
     /// Like [`run`](Self::run), running `after_call` once the plugin returned
     /// and before the caller is told: resources the call held (its instance
     /// slot) are free by the time the caller can invoke again.
