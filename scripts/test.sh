@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cc >/dev/null || { echo "error: a C compiler (cc) is needed for the C plugin tests" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "error: python3 is needed for the SDK compatibility tests" >&2; exit 1; }
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -14,3 +15,13 @@ echo "== cargo build --workspace (sample plugins, fnhost binary)"
 cargo build --workspace --locked
 echo "== cargo test --workspace"
 cargo test --workspace --locked
+
+echo "== FunctionGraph SDK compatibility (pytest, official SDK from PyPI)"
+venv=target/sdk-venv
+if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/sdk/requirements.txt "$venv/requirements.txt"; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+    cp tests/sdk/requirements.txt "$venv/requirements.txt"
+fi
+(cd tests/sdk && "../../$venv/bin/python" -m pytest -q -p no:cacheprovider)

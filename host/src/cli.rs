@@ -38,6 +38,52 @@ enum Command {
     /// Deploy every NAME.so (or libNAME.so) in DIR as function NAME, redeploy
     /// on every rebuild, and optionally invoke after each deploy.
     Watch(WatchArgs),
+    /// Serve the FunctionGraph-compatible HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// JSON config: {"listen": "...", "data_dir": "...", "access_keys": [{"access_key": "...", "secret_key": "..."}]}.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8000).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// State and code packages (default: the user's data directory, fnhost/).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    #[serde(default)]
+    listen: Option<std::net::SocketAddr>,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    access_keys: Vec<KeyPair>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPair {
+    access_key: String,
+    secret_key: String,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("fnhost");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/share/fnhost");
+    }
+    PathBuf::from("fnhost-data")
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +200,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Command::Inspect(a) => inspect(a),
         Command::Event(a) => event(a),
         Command::Watch(a) => watch(a),
+        Command::Serve(a) => serve(a),
     };
     match result {
         Ok(code) => code,
@@ -267,6 +314,39 @@ pub fn human_report(result: &InvokeResult, init_log: &str) -> String {
         "Function Return:\n{body}\n\nExecution Summary:\nRequest ID:         {}\nMemory Configured:  {} MB\nExecution Duration: {:.3} ms\nMemory Used:        {:.3} MB\nBilled Duration:    {} ms\n\nLog Output:\n{log}",
         result.request_id, s.memory_size_mb, s.duration_ms, s.memory_used_mb, s.billing_duration_ms
     )
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<i32> {
+    let file: ServeFile = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid fnhost config", path.display()))?
+        }
+        None => ServeFile::default(),
+    };
+    let data_dir = a
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(default_data_dir);
+    let mut config = crate::server::ServeConfig::new(data_dir);
+    if let Some(listen) = a.listen.or(file.listen) {
+        config.listen = listen;
+    }
+    config.access_keys = crate::server::auth::AccessKeys::new(
+        file.access_keys
+            .into_iter()
+            .map(|k| (k.access_key, k.secret_key)),
+    );
+    let runtime = runtime(a.cache_dir)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fnhost-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(crate::server::serve(config, runtime))?;
+    Ok(0)
 }
 
 fn watch(a: WatchArgs) -> anyhow::Result<i32> {

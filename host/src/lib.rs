@@ -40,7 +40,9 @@ mod outcome;
 mod pool;
 pub mod registry;
 mod runtime;
+pub mod server;
 mod spin;
+pub mod store;
 pub mod watch;
 
 pub use config::InstanceConfig;

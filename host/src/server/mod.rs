@@ -1,0 +1,330 @@
+//! `fnhost serve`: the FunctionGraph-compatible HTTP API on tokio + axum.
+//!
+//! Management (functions, code, configuration, versions, aliases, instance
+//! limits) and invocation under `/v2/{project_id}/fgs/...` with the paths,
+//! fields and headers the official SDK uses; the APIG gateway under
+//! `/apig/{function}/...`; `/healthz`, `/readyz` and `/metrics`.
+//!
+//! State lives in the data directory: `state.db` (SQLite, see
+//! [`crate::store`]) and `code/` (content-addressed packages). On start every
+//! function, version and alias is restored and deployed.
+
+pub mod auth;
+pub mod error;
+mod functions;
+mod invoke;
+pub mod model;
+pub mod package;
+pub mod urn;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use parking_lot::Mutex;
+
+use self::auth::AccessKeys;
+use self::error::ApiError;
+use self::model::{AliasRecord, FunctionRecord, VersionRecord};
+use self::package::PackageStore;
+use crate::registry::Alias;
+use crate::runtime::Runtime;
+use crate::store::Store;
+
+/// Largest request body (code packages arrive base64 in JSON).
+pub const MAX_REQUEST_BYTES: usize = 96 * 1024 * 1024;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (default `127.0.0.1:8000`).
+    pub listen: SocketAddr,
+    /// Where state and code packages live.
+    pub data_dir: PathBuf,
+    /// Access keys that may sign requests; empty: no authentication, and
+    /// only loopback addresses are allowed.
+    pub access_keys: AccessKeys,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: data_dir.into(),
+            access_keys: AccessKeys::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Refusing an unsafe configuration.
+    #[error("{0}")]
+    Config(String),
+    /// I/O (binding, data directory).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The state store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The server's shared state, passed to every handler.
+pub(crate) struct AppState {
+    pub(crate) runtime: Runtime,
+    pub(crate) store: Store,
+    pub(crate) packages: PackageStore,
+    pub(crate) keys: AccessKeys,
+    /// Current records by function name (mirrors the store).
+    pub(crate) functions: Mutex<BTreeMap<String, FunctionRecord>>,
+    /// Serializes management changes (the registry serializes per function;
+    /// this keeps store and registry in step).
+    pub(crate) changes: tokio::sync::Mutex<()>,
+    pub(crate) asynchronous: invoke::AsyncQueue,
+    pub(crate) metrics: invoke::Metrics,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route(
+            "/v2/{project_id}/fgs/functions",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}",
+            axum::routing::delete(functions::delete),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/config",
+            get(functions::show_config).put(functions::update_config),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/code",
+            get(functions::show_code).put(functions::update_code),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/versions",
+            post(functions::publish_version).get(functions::list_versions),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/aliases",
+            post(functions::create_alias).get(functions::list_aliases),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/aliases/{alias}",
+            get(functions::show_alias)
+                .put(functions::update_alias)
+                .delete(functions::delete_alias),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/config-max-instance",
+            put(functions::update_max_instances),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/reservedinstances",
+            put(functions::update_reserved_instances),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/invocations",
+            post(invoke::sync),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/invocations-async",
+            post(invoke::asynchronous),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/async-invocations",
+            get(invoke::list_async),
+        )
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/metrics", get(invoke::metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "FSS.0404", "no such API") })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+/// Verifies `SDK-HMAC-SHA256` signatures when access keys are configured.
+async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    if state.keys.is_empty() {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "FSS.0413",
+                "request body too large",
+            )
+            .into_response()
+        }
+    };
+    let signed = auth::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &bytes,
+    };
+    if let Err(why) = auth::verify(&state.keys, &signed, SystemTime::now()) {
+        log::warn!(target: "fnhost::server", "{} {}: signature refused: {why}", parts.method, parts.uri.path());
+        return ApiError::unauthorized(format!("Incorrect IAM authentication information: {why}"))
+            .into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+impl AppState {
+    /// Deploys a record's code and configuration as the function's head.
+    pub(crate) fn deploy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
+        let package = self.packages.get(&record.digest).ok_or_else(|| {
+            ApiError::internal(format!("code package {} is missing", record.digest))
+        })?;
+        let config = record.to_config(&package.dir)?;
+        self.runtime.registry().deploy(config)?;
+        Ok(())
+    }
+
+    /// Restores every function, version and alias from the store.
+    fn restore(&self) -> Result<(), ServeError> {
+        let records: Vec<FunctionRecord> = self.store.functions()?;
+        for record in records {
+            let name = record.func_name.clone();
+            let versions: Vec<VersionRecord> = self.store.versions(&name)?;
+            let aliases: Vec<AliasRecord> = self.store.aliases(&name)?;
+            let restored = (|| -> Result<(), ApiError> {
+                for v in &versions {
+                    self.deploy(&v.function)?;
+                    self.runtime.registry().publish_version(
+                        &name,
+                        Some(&v.version),
+                        &v.description,
+                        None,
+                    )?;
+                }
+                self.deploy(&record)?;
+                for a in &aliases {
+                    let alias = Alias {
+                        name: a.name.clone(),
+                        version: a.version.clone(),
+                        additional_version_weights: a.additional_version_weights.clone(),
+                        description: a.description.clone(),
+                    };
+                    self.runtime.registry().create_alias(&name, alias)?;
+                }
+                Ok(())
+            })();
+            match restored {
+                Ok(()) => log::info!(
+                    target: "fnhost::server",
+                    "restored function {name} ({} versions, {} aliases)",
+                    versions.len(),
+                    aliases.len()
+                ),
+                Err(e) => {
+                    log::error!(target: "fnhost::server", "cannot restore function {name}: {}", e.message)
+                }
+            }
+            self.functions.lock().insert(name, record);
+        }
+        Ok(())
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then drains: stops accepting,
+/// lets in-flight requests and the asynchronous queue finish (up to the
+/// grace period), and returns.
+pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeError> {
+    if config.access_keys.is_empty() && !config.listen.ip().is_loopback() {
+        return Err(ServeError::Config(format!(
+            "refusing to listen on {} without access keys: configure keys, or listen on a loopback address",
+            config.listen
+        )));
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Store::open(&config.data_dir.join("state.db"))?;
+    let packages = PackageStore::new(config.data_dir.join("code"))?;
+    let state = Arc::new(AppState {
+        runtime,
+        store,
+        packages,
+        keys: config.access_keys.clone(),
+        functions: Mutex::new(BTreeMap::new()),
+        changes: tokio::sync::Mutex::new(()),
+        asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
+        metrics: invoke::Metrics::default(),
+    });
+    let restore_state = Arc::clone(&state);
+    tokio::task::spawn_blocking(move || restore_state.restore())
+        .await
+        .map_err(|e| ServeError::Config(e.to_string()))??;
+    let workers = invoke::start_async_workers(Arc::clone(&state), 4);
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let bound = listener.local_addr()?;
+    if state.keys.is_empty() {
+        log::warn!(target: "fnhost::server", "no access keys configured: requests are not authenticated (loopback only)");
+    }
+    println!(
+        "fnhost serving on http://{bound} (data in {})",
+        config.data_dir.display()
+    );
+    let app = router(Arc::clone(&state));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    log::info!(target: "fnhost::server", "stopped accepting; draining the asynchronous queue");
+    state.asynchronous.close();
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        for w in workers {
+            let _ = w.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        log::warn!(target: "fnhost::server", "shutdown grace period over; abandoning queued invocations");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,169 @@
+"""fnhost serve driven by the official FunctionGraph Python SDK, unchanged."""
+import json
+import signal
+
+import pytest
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkfunctiongraph.v2 import (
+    CreateFunctionRequest, CreateFunctionRequestBody, CreateVersionAliasRequest,
+    CreateVersionAliasRequestBody, CreateFunctionVersionRequest, CreateFunctionVersionRequestBody,
+    DeleteFunctionRequest, FuncCode, InvokeFunctionRequest, ListFunctionsRequest,
+    ListFunctionVersionsRequest, ListVersionAliasesRequest, ShowFunctionConfigRequest,
+    UpdateFunctionCodeRequest, UpdateFunctionCodeRequestBody, UpdateFunctionConfigRequest,
+    UpdateFunctionConfigRequestBody, AsyncInvokeFunctionRequest, ListAsyncInvocationsRequest,
+)
+
+from conftest import client_for, zip_b64, zip_entries_b64
+
+
+def create(client, name="tp", library="libtestplugin.so", module="testplugin", patch_tag=None,
+           user_data=None, code=None, handler="Handler"):
+    body = CreateFunctionRequestBody(
+        func_name=name, package="default", runtime="Rust1.x", handler=f"{module}.{handler}",
+        memory_size=256, timeout=5, code_type="zip",
+        func_code=FuncCode(file=code or zip_b64(library, module, patch_tag)),
+        user_data=json.dumps(user_data or {"NAME": "sdk"}))
+    return client.create_function(CreateFunctionRequest(body=body))
+
+
+def invoke(client, urn, payload=None, version="v1"):
+    return client.invoke_function(InvokeFunctionRequest(
+        function_urn=urn, x_cff_log_type="tail", x_cff_request_version=version,
+        body=payload if payload is not None else {"key": "NAME"}))
+
+
+def test_create_invoke_and_read_back_a_function(client):
+    created = create(client)
+    assert created.func_name == "tp"
+    assert created.runtime == "Rust1.x"
+    assert created.memory_size == 256
+    assert len(created.digest) == 64
+    urn = created.func_urn
+    assert urn == "urn:fss:local:proj1:function:default:tp:latest"
+
+    result = invoke(client, urn)
+    assert result.status == 200
+    value = json.loads(result.result)
+    assert value["user_data"] == "sdk"
+    assert value["function_name"] == "tp"
+    assert value["memory_size_mb"] == 256
+    assert value["request_id"] == result.request_id
+    lines = result.log.strip().splitlines()
+    assert lines[0].split(" ")[1] == result.request_id
+    assert lines[0].endswith("testplugin handling 15 bytes")
+
+    listed = client.list_functions(ListFunctionsRequest())
+    assert [f.func_name for f in listed.functions] == ["tp"]
+    config = client.show_function_config(ShowFunctionConfigRequest(function_urn="urn:fss:local:proj1:function:default:tp"))
+    assert config.handler == "testplugin.Handler"
+
+
+def test_function_errors_are_results_and_unknown_functions_are_404(client):
+    created = create(client, name="bad", library="libmisbehaving.so", module="misbehaving", handler="Error")
+    result = invoke(client, created.func_urn, {})
+    assert json.loads(result.result)["errorType"] == "FunctionReturnError"
+    client.update_function_config(UpdateFunctionConfigRequest(
+        function_urn=created.func_urn,
+        body=UpdateFunctionConfigRequestBody(func_name="bad", runtime="Rust1.x", handler="misbehaving.Panic",
+                                             memory_size=256, timeout=5)))
+    result = invoke(client, created.func_urn, {})
+    assert result.status == 200
+    assert json.loads(result.result) == {"errorMessage": "misbehaving handler panicked on purpose", "errorType": "panic"}
+
+    with pytest.raises(ClientRequestException) as e:
+        invoke(client, "urn:fss:local:proj1:function:default:nothing:latest")
+    assert e.value.status_code == 404
+    assert e.value.error_code == "FSS.1051"
+
+
+def test_update_code_swaps_versions_and_weighted_alias(client):
+    created = create(client, name="swap", library="libhotswap.so", module="hotswap", patch_tag=b"A")
+    urn = created.func_urn
+    assert invoke(client, urn, "").result.startswith("build A")
+    client.create_function_version(CreateFunctionVersionRequest(
+        function_urn=urn, body=CreateFunctionVersionRequestBody(version="v1", description="first")))
+
+    updated = client.update_function_code(UpdateFunctionCodeRequest(
+        function_urn=urn, body=UpdateFunctionCodeRequestBody(
+            code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
+    assert updated.digest != created.digest
+    assert invoke(client, urn, "").result.startswith("build B")
+    client.create_function_version(CreateFunctionVersionRequest(
+        function_urn=urn, body=CreateFunctionVersionRequestBody(version="v2")))
+
+    base = "urn:fss:local:proj1:function:default:swap"
+    assert invoke(client, base + ":v1", "").result.startswith("build A")
+    assert invoke(client, base + ":v2", "").result.startswith("build B")
+    versions = client.list_function_versions(ListFunctionVersionsRequest(function_urn=base))
+    assert [v.version for v in versions.versions] == ["latest", "v1", "v2"]
+
+    client.create_version_alias(CreateVersionAliasRequest(
+        function_urn=base, body=CreateVersionAliasRequestBody(
+            name="canary", version="v1", additional_version_weights={"v2": 50})))
+    answers = {invoke(client, base + ":canary", "").result[:7] for _ in range(60)}
+    assert answers == {"build A", "build B"}
+    aliases = client.list_version_aliases(ListVersionAliasesRequest(function_urn=base))
+    assert [a.name for a in aliases.body] == ["canary"]
+
+
+def test_async_invocation_runs_and_is_listed(client):
+    created = create(client, name="later")
+    accepted = client.async_invoke_function(AsyncInvokeFunctionRequest(function_urn=created.func_urn, body={}))
+    assert accepted.request_id
+    import time
+    deadline = time.time() + 10
+    while True:
+        listed = client.list_async_invocations(ListAsyncInvocationsRequest(
+            function_urn=created.func_urn, request_id=accepted.request_id))
+        if listed.invocations and listed.invocations[0].status == "SUCCESS":
+            break
+        assert time.time() < deadline, listed
+        time.sleep(0.05)
+
+
+def test_bad_packages_are_refused_without_changing_anything(client):
+    created = create(client, name="keep")
+    bad = {
+        "not a zip": "bm90IGEgemlw",
+        "path traversal": zip_entries_b64({"../escape.so": b"x", "testplugin.so": b"x"}),
+        "not a library": zip_entries_b64({"testplugin.so": b"this is text"}),
+    }
+    for what, code in bad.items():
+        with pytest.raises(ClientRequestException) as e:
+            client.update_function_code(UpdateFunctionCodeRequest(
+                function_urn=created.func_urn,
+                body=UpdateFunctionCodeRequestBody(code_type="zip", func_code=FuncCode(file=code))))
+        assert e.value.status_code == 400, what
+    assert json.loads(invoke(client, created.func_urn).result)["user_data"] == "sdk"
+
+
+def test_wrong_credentials_are_refused(server):
+    with pytest.raises(ClientRequestException) as e:
+        client_for(server, sk="wrong-secret").list_functions(ListFunctionsRequest())
+    assert e.value.status_code == 401
+    with pytest.raises(ClientRequestException) as e:
+        client_for(server, ak="unknown").list_functions(ListFunctionsRequest())
+    assert e.value.status_code == 401
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_state_survives_a_restart(server, how):
+    client = client_for(server)
+    created = create(client, name="durable", library="libhotswap.so", module="hotswap", patch_tag=b"A")
+    client.create_function_version(CreateFunctionVersionRequest(
+        function_urn=created.func_urn, body=CreateFunctionVersionRequestBody(version="v1")))
+    client.update_function_code(UpdateFunctionCodeRequest(
+        function_urn=created.func_urn, body=UpdateFunctionCodeRequestBody(
+            code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
+    client.create_version_alias(CreateVersionAliasRequest(
+        function_urn=created.func_urn, body=CreateVersionAliasRequestBody(name="stable", version="v1")))
+    server.stop(how)
+    server.start()
+    client = client_for(server)
+    base = "urn:fss:local:proj1:function:default:durable"
+    assert invoke(client, base, "").result.startswith("build B")
+    assert invoke(client, base + ":v1", "").result.startswith("build A")
+    assert invoke(client, base + ":stable", "").result.startswith("build A")
+    client.delete_function(DeleteFunctionRequest(function_urn=base))
+    with pytest.raises(ClientRequestException):
+        invoke(client, base)
