@@ -167,3 +167,64 @@ def test_state_survives_a_restart(server, how):
     client.delete_function(DeleteFunctionRequest(function_urn=base))
     with pytest.raises(ClientRequestException):
         invoke(client, base)
+
+
+def test_timer_trigger_fires_every_second_until_disabled(client):
+    from huaweicloudsdkfunctiongraph.v2 import (
+        CreateFunctionTriggerRequest, CreateFunctionTriggerRequestBody, TriggerEventDataRequestBody,
+        UpdateTriggerRequest, UpdateTriggerRequestBody, ListFunctionTriggersRequest)
+    import time
+    created = create(client, name="tick", handler="TimerTest")
+    trigger = client.create_function_trigger(CreateFunctionTriggerRequest(
+        function_urn=created.func_urn, body=CreateFunctionTriggerRequestBody(
+            trigger_type_code="TIMER", trigger_status="ACTIVE",
+            event_data=TriggerEventDataRequestBody(name="every-second", schedule_type="Rate",
+                                                   schedule="1s", user_event="hello"))))
+    assert trigger.trigger_id
+
+    def fired():
+        listed = client.list_async_invocations(ListAsyncInvocationsRequest(function_urn=created.func_urn))
+        return [i for i in listed.invocations if i.status == "SUCCESS"]
+
+    deadline = time.time() + 10
+    while len(fired()) < 2:
+        assert time.time() < deadline, "the 1 s timer did not fire twice in 10 s"
+        time.sleep(0.2)
+    triggers = client.list_function_triggers(ListFunctionTriggersRequest(function_urn=created.func_urn))
+    assert [t.trigger_type_code for t in triggers.body] == ["TIMER"]
+
+    client.update_trigger(UpdateTriggerRequest(
+        function_urn=created.func_urn, trigger_type_code="TIMER", trigger_id=trigger.trigger_id,
+        body=UpdateTriggerRequestBody(trigger_status="DISABLED")))
+    time.sleep(0.3)
+    before = len(fired())
+    time.sleep(2.5)
+    assert len(fired()) == before, "a disabled timer kept firing"
+
+
+def test_apig_gateway_serves_plain_http_with_text_and_binary_bodies(server, client):
+    import base64
+    import urllib.request
+    create(client, name="web", handler="ApigTest")
+    req = urllib.request.Request(server.url + "/apig/web/items/7?verbose=1", data=b"hello", method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 200
+        assert r.headers["content-type"] == "application/json"
+        event = json.loads(r.read())
+    assert event["httpMethod"] == "POST"
+    assert event["path"] == "/items/7"
+    assert event["body"] == "hello" and event["isBase64Encoded"] is False
+    assert event["queryStringParameters"] == {"verbose": "1"}
+    assert event["requestContext"]["sourceIp"] == "127.0.0.1"
+
+    blob = bytes(range(256))
+    req = urllib.request.Request(server.url + "/apig/web/upload", data=blob, method="PUT",
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req) as r:
+        event = json.loads(r.read())
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == blob
+
+    with urllib.request.urlopen(server.url + "/apig/web") as r:
+        assert json.loads(r.read())["httpMethod"] == "GET"

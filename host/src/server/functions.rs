@@ -360,6 +360,7 @@ pub(crate) async fn delete(
 ) -> Result<axum::http::StatusCode, ApiError> {
     let _change = state.changes.lock().await;
     let (record, _) = lookup(&state, &urn)?;
+    state.timers.stop_function(&state, &record.func_name);
     let s = Arc::clone(&state);
     blocking(move || {
         s.store

@@ -60,6 +60,16 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// Invokes `route` off the async executor and records metrics.
+pub(crate) async fn run_route(
+    state: &Shared,
+    function: &str,
+    route: Route,
+    payload: Bytes,
+) -> Result<InvokeResult, ApiError> {
+    run(state, function, route, payload).await
+}
+
 async fn run(
     state: &Shared,
     function: &str,
@@ -263,6 +273,25 @@ pub(crate) async fn asynchronous(
         }
         .into());
     }
+    let request_id = enqueue(&state, &function, route, body)?;
+    let mut headers = HeaderMap::new();
+    set(&mut headers, "x-cff-request-id", &request_id);
+    Ok((
+        StatusCode::ACCEPTED,
+        headers,
+        Json(json!({"request_id": request_id})),
+    )
+        .into_response())
+}
+
+/// Queues an asynchronous invocation and returns its request id; 429 when
+/// the queue is full, 503 when shutting down.
+pub(crate) fn enqueue(
+    state: &Shared,
+    function: &str,
+    route: Route,
+    body: Bytes,
+) -> Result<String, ApiError> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let sender = state.asynchronous.sender.lock().clone().ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "FSS.0503", "shutting down")
@@ -271,7 +300,7 @@ pub(crate) async fn asynchronous(
         let mut records = state.asynchronous.records.lock();
         records.push_back(AsyncRecord {
             request_id: request_id.clone(),
-            function: function.clone(),
+            function: function.to_owned(),
             status: "WAIT",
             error_message: String::new(),
             error_code: 0,
@@ -284,7 +313,7 @@ pub(crate) async fn asynchronous(
     }
     let job = AsyncJob {
         request_id: request_id.clone(),
-        function,
+        function: function.to_owned(),
         route,
         payload: body,
     };
@@ -300,14 +329,7 @@ pub(crate) async fn asynchronous(
             "the asynchronous invocation queue is full",
         ));
     }
-    let mut headers = HeaderMap::new();
-    set(&mut headers, "x-cff-request-id", &request_id);
-    Ok((
-        StatusCode::ACCEPTED,
-        headers,
-        Json(json!({"request_id": request_id})),
-    )
-        .into_response())
+    Ok(request_id)
 }
 
 #[derive(Deserialize)]

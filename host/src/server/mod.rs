@@ -9,12 +9,14 @@
 //! [`crate::store`]) and `code/` (content-addressed packages). On start every
 //! function, version and alias is restored and deployed.
 
+pub mod apig;
 pub mod auth;
 pub mod error;
 mod functions;
 mod invoke;
 pub mod model;
 pub mod package;
+pub mod triggers;
 pub mod urn;
 
 use std::collections::BTreeMap;
@@ -96,6 +98,7 @@ pub(crate) struct AppState {
     pub(crate) changes: tokio::sync::Mutex<()>,
     pub(crate) asynchronous: invoke::AsyncQueue,
     pub(crate) metrics: invoke::Metrics,
+    pub(crate) timers: triggers::Timers,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -152,6 +155,16 @@ fn router(state: Shared) -> Router {
             "/v2/{project_id}/fgs/functions/{urn}/async-invocations",
             get(invoke::list_async),
         )
+        .route(
+            "/v2/{project_id}/fgs/triggers/{urn}",
+            post(triggers::create).get(triggers::list),
+        )
+        .route(
+            "/v2/{project_id}/fgs/triggers/{urn}/{trigger_type}/{trigger_id}",
+            get(triggers::show)
+                .put(triggers::update)
+                .delete(triggers::delete),
+        )
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,
@@ -161,6 +174,12 @@ fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(invoke::metrics))
+        .route("/apig/{function}", axum::routing::any(apig::root))
+        .route("/apig/{function}/", axum::routing::any(apig::root))
+        .route(
+            "/apig/{function}/{*path}",
+            axum::routing::any(apig::with_path),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "FSS.0404", "no such API") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
@@ -278,11 +297,13 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         changes: tokio::sync::Mutex::new(()),
         asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
         metrics: invoke::Metrics::default(),
+        timers: triggers::Timers::default(),
     });
     let restore_state = Arc::clone(&state);
     tokio::task::spawn_blocking(move || restore_state.restore())
         .await
         .map_err(|e| ServeError::Config(e.to_string()))??;
+    triggers::restore(&state);
     let workers = invoke::start_async_workers(Arc::clone(&state), 4);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let bound = listener.local_addr()?;
@@ -294,9 +315,12 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         config.data_dir.display()
     );
     let app = router(Arc::clone(&state));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     log::info!(target: "fnhost::server", "stopped accepting; draining the asynchronous queue");
     state.asynchronous.close();
     let drained = tokio::time::timeout(config.shutdown_grace, async {

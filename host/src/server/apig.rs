@@ -1,0 +1,198 @@
+//! The APIG gateway: `ANY /apig/{function}/{*path}` (and `/apig/{function}`)
+//! turns a plain HTTP request into FunctionGraph's APIG event (headers,
+//! query, path parameters, base64 body for non-UTF-8 content, request context
+//! with a request id and the source IP), invokes the function (`name` or
+//! `name:qualifier`), and turns its APIG response (status, headers, body,
+//! base64) back into HTTP. A handler that does not answer an APIG response has
+//! its result returned as the body with status 200.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use fnhost_api::events::{ApigEvent, ApigRequestContext, ApigResponse};
+
+use super::error::ApiError;
+use super::Shared;
+use crate::outcome::Outcome;
+
+/// Builds the APIG event of a request.
+pub fn event_of(
+    method: &Method,
+    path: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    source: Option<SocketAddr>,
+) -> ApigEvent {
+    let mut header_map = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        header_map
+            .entry(name.as_str().to_owned())
+            .and_modify(|v: &mut String| {
+                v.push(',');
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let mut query = BTreeMap::new();
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            String::from_utf8_lossy(&super::auth::decode(&s.replace('+', " "))).into_owned()
+        };
+        query.insert(decode(k), decode(v));
+    }
+    let text = std::str::from_utf8(body).ok();
+    let mut event = ApigEvent::new(
+        method.as_str(),
+        format!("/{}", path.trim_start_matches('/')),
+    );
+    event = match text {
+        Some(t) => event.with_body(t),
+        None => event.with_raw_body(body),
+    };
+    event.headers = header_map;
+    event.query_string_parameters = query;
+    event.path_parameters = BTreeMap::from([("path".to_owned(), path.to_owned())]);
+    event.request_context = ApigRequestContext {
+        api_id: "fnhost".into(),
+        request_id: uuid::Uuid::new_v4().simple().to_string(),
+        stage: "RELEASE".into(),
+        source_ip: source.map(|a| a.ip().to_string()),
+    };
+    event
+}
+
+async fn gateway(
+    state: Shared,
+    function: String,
+    path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    source: SocketAddr,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let target = function.clone();
+    let name = target.split(':').next().unwrap_or_default().to_owned();
+    if !state.functions.lock().contains_key(&name) {
+        return Err(ApiError::function_not_found());
+    }
+    let route = state.runtime.registry().resolve(&target)?;
+    let event = event_of(&method, &path, &uri, &headers, &body, Some(source));
+    let payload = Bytes::from(event.to_string());
+    let result = super::invoke::run_route(&state, &name, route, payload).await?;
+    let bytes = match &result.outcome {
+        Outcome::Success(b) => b.bytes.clone(),
+        Outcome::Failure(e) => {
+            return Ok((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [("content-type", "application/json")],
+                e.to_json(),
+            )
+                .into_response());
+        }
+    };
+    let Ok(response) = serde_json::from_slice::<ApigResponse>(&bytes) else {
+        return Ok((StatusCode::OK, bytes).into_response());
+    };
+    let status = StatusCode::from_u16(response.status_code).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = response.raw_body().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "FSS.0502",
+            format!("the function's APIG response: {e}"),
+        )
+    })?;
+    let mut out = HeaderMap::new();
+    for (k, v) in &response.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
+        {
+            out.insert(name, value);
+        }
+    }
+    out.insert(
+        "x-apig-request-id",
+        HeaderValue::from_str(&result.request_id).unwrap_or(HeaderValue::from_static("")),
+    );
+    Ok((status, out, body).into_response())
+}
+
+/// `ANY /apig/{function}/{*path}`
+pub(crate) async fn with_path(
+    State(state): State<Shared>,
+    Path((function, path)): Path<(String, String)>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    gateway(state, function, path, method, uri, headers, source, body).await
+}
+
+/// `ANY /apig/{function}`
+pub(crate) async fn root(
+    State(state): State<Shared>,
+    Path(function): Path<String>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    gateway(
+        state,
+        function,
+        String::new(),
+        method,
+        uri,
+        headers,
+        source,
+        body,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_become_apig_events() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        headers.append("x-multi", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_static("b"));
+        let uri: Uri = "/apig/f/items/7?q=a+b&flag".parse().unwrap();
+        let e = event_of(
+            &Method::POST,
+            "items/7",
+            &uri,
+            &headers,
+            b"hello",
+            Some(([127, 0, 0, 1], 9).into()),
+        );
+        assert_eq!(e.http_method, "POST");
+        assert_eq!(e.path, "/items/7");
+        assert_eq!(e.body, "hello");
+        assert!(!e.is_base64_encoded);
+        assert_eq!(e.headers["x-multi"], "a,b");
+        assert_eq!(e.query_string_parameters["q"], "a b");
+        assert_eq!(e.query_string_parameters["flag"], "");
+        assert_eq!(e.request_context.source_ip.as_deref(), Some("127.0.0.1"));
+        let binary = event_of(&Method::PUT, "", &uri, &headers, b"\xff\x00", None);
+        assert!(binary.is_base64_encoded);
+        assert_eq!(binary.raw_body().unwrap().as_ref(), b"\xff\x00");
+    }
+}

@@ -1,0 +1,368 @@
+//! Triggers: the API (`/v2/{project_id}/fgs/triggers/{urn}[/{type}/{id}]`)
+//! and the timer scheduler. A TIMER trigger with a `Rate` (`30s`, `3m`, `1h`,
+//! `1d`) or `Cron` schedule fires asynchronous invocations carrying the Timer
+//! event; enabling or disabling it takes effect at once. APIG triggers are
+//! recorded; the gateway (`/apig/{function}/...`) serves every function.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use croner::parser::{CronParser, Seconds};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::functions::{lookup, parse_body};
+use super::model::now_rfc3339;
+use super::{AppState, Shared};
+
+/// A trigger as stored and served.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TriggerRecord {
+    /// Id.
+    pub trigger_id: String,
+    /// The function's name.
+    pub function: String,
+    /// `TIMER` or `APIG`.
+    pub trigger_type_code: String,
+    /// `ACTIVE` or `DISABLED`.
+    pub trigger_status: String,
+    /// Type-specific settings (TIMER: name, schedule_type, schedule, user_event).
+    pub event_data: Value,
+    /// RFC 3339.
+    pub created_time: String,
+    /// RFC 3339.
+    pub last_updated_time: String,
+}
+
+impl TriggerRecord {
+    fn to_json(&self) -> Value {
+        json!({
+            "trigger_id": self.trigger_id,
+            "trigger_type_code": self.trigger_type_code,
+            "trigger_status": self.trigger_status,
+            "event_data": self.event_data,
+            "created_time": self.created_time,
+            "last_updated_time": self.last_updated_time,
+        })
+    }
+}
+
+/// When a timer fires.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Every interval.
+    Rate(Duration),
+    /// On a cron pattern (seconds optional; `?` allowed), in UTC.
+    Cron(Box<croner::Cron>),
+}
+
+/// Parses a TIMER schedule.
+pub fn parse_schedule(schedule_type: &str, schedule: &str) -> Result<Schedule, String> {
+    match schedule_type {
+        "Rate" => {
+            let s = schedule.trim();
+            let (number, unit) =
+                s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+            let n: u64 = number
+                .parse()
+                .map_err(|_| format!("rate `{schedule}` does not start with a number"))?;
+            let secs = match unit.trim() {
+                "s" => n,
+                "m" => n * 60,
+                "h" => n * 3600,
+                "d" => n * 86_400,
+                other => return Err(format!("rate unit `{other}` is not one of s, m, h, d")),
+            };
+            if secs == 0 {
+                return Err("a rate must be at least 1s".into());
+            }
+            Ok(Schedule::Rate(Duration::from_secs(secs)))
+        }
+        "Cron" => CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(schedule.trim_start_matches("@cron").trim())
+            .map(|c| Schedule::Cron(Box::new(c)))
+            .map_err(|e| format!("cron `{schedule}`: {e}")),
+        other => Err(format!("schedule_type `{other}` is not Rate or Cron")),
+    }
+}
+
+impl Schedule {
+    /// How long until the next firing.
+    fn next_delay(&self) -> Option<Duration> {
+        match self {
+            Schedule::Rate(d) => Some(*d),
+            Schedule::Cron(c) => {
+                let now = chrono::Utc::now();
+                let next = c.find_next_occurrence(&now, false).ok()?;
+                (next - now).to_std().ok()
+            }
+        }
+    }
+}
+
+/// Running timer tasks by trigger id.
+#[derive(Default)]
+pub(crate) struct Timers {
+    tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl Timers {
+    fn stop(&self, id: &str) {
+        if let Some(task) = self.tasks.lock().remove(id) {
+            task.abort();
+        }
+    }
+
+    /// Stops every timer of `function`.
+    pub(crate) fn stop_function(&self, state: &AppState, function: &str) {
+        if let Ok(triggers) = state.store.triggers::<TriggerRecord>(Some(function)) {
+            for t in triggers {
+                self.stop(&t.trigger_id);
+            }
+        }
+    }
+}
+
+/// Starts the timer of an active TIMER trigger (replacing a running one).
+pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), String> {
+    state.timers.stop(&record.trigger_id);
+    if record.trigger_type_code != "TIMER" || record.trigger_status != "ACTIVE" {
+        return Ok(());
+    }
+    let data = &record.event_data;
+    let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let schedule = parse_schedule(&text("schedule_type"), &text("schedule"))?;
+    let (name, user_event) = (text("name"), text("user_event"));
+    let function = record.function.clone();
+    let s = Arc::clone(state);
+    let task = tokio::spawn(async move {
+        loop {
+            let Some(delay) = schedule.next_delay() else {
+                log::warn!(target: "fnhost::timer", "timer {name}: no next firing time; stopping");
+                return;
+            };
+            tokio::time::sleep(delay).await;
+            let event = fnhost_api::events::TimerEvent::new(
+                name.clone(),
+                now_rfc3339(),
+                user_event.clone(),
+            );
+            let payload = Bytes::from(event.to_string());
+            match s.runtime.registry().resolve(&function) {
+                Ok(route) => {
+                    if let Err(e) = super::invoke::enqueue(&s, &function, route, payload) {
+                        log::warn!(target: "fnhost::timer", "timer {name} of {function}: {}", e.message);
+                    }
+                }
+                Err(e) => log::warn!(target: "fnhost::timer", "timer {name}: {e}"),
+            }
+        }
+    });
+    state
+        .timers
+        .tasks
+        .lock()
+        .insert(record.trigger_id.clone(), task);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    trigger_type_code: String,
+    #[serde(default)]
+    trigger_status: Option<String>,
+    #[serde(default)]
+    event_data: Option<Value>,
+}
+
+fn check_status(status: &str) -> Result<(), ApiError> {
+    match status {
+        "ACTIVE" | "DISABLED" => Ok(()),
+        other => Err(ApiError::bad_request(format!(
+            "trigger_status `{other}` is not ACTIVE or DISABLED"
+        ))),
+    }
+}
+
+/// `POST /v2/{project_id}/fgs/triggers/{urn}`
+pub(crate) async fn create(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body: CreateBody = parse_body(&body)?;
+    let (function, _) = lookup(&state, &urn)?;
+    let status = body.trigger_status.unwrap_or_else(|| "ACTIVE".into());
+    check_status(&status)?;
+    let event_data = body.event_data.unwrap_or_else(|| json!({}));
+    match body.trigger_type_code.as_str() {
+        "TIMER" => {
+            let text = |k: &str| {
+                event_data
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            parse_schedule(&text("schedule_type"), &text("schedule"))
+                .map_err(ApiError::bad_request)?;
+        }
+        "APIG" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "trigger type `{other}` is not supported; use TIMER or APIG"
+            )))
+        }
+    }
+    let now = now_rfc3339();
+    let record = TriggerRecord {
+        trigger_id: uuid::Uuid::new_v4().to_string(),
+        function: function.func_name,
+        trigger_type_code: body.trigger_type_code,
+        trigger_status: status,
+        event_data,
+        created_time: now.clone(),
+        last_updated_time: now,
+    };
+    state
+        .store
+        .put_trigger(&record.trigger_id, &record.function, &record)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    start_timer(&state, &record).map_err(ApiError::bad_request)?;
+    Ok((StatusCode::CREATED, Json(record.to_json())))
+}
+
+/// `GET /v2/{project_id}/fgs/triggers/{urn}`
+pub(crate) async fn list(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (function, _) = lookup(&state, &urn)?;
+    let triggers: Vec<TriggerRecord> = state
+        .store
+        .triggers(Some(&function.func_name))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(Value::Array(
+        triggers.iter().map(TriggerRecord::to_json).collect(),
+    )))
+}
+
+fn find(state: &AppState, urn: &str, id: &str) -> Result<TriggerRecord, ApiError> {
+    let (function, _) = lookup(state, urn)?;
+    state
+        .store
+        .trigger::<TriggerRecord>(id)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .filter(|t| t.function == function.func_name)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "FSS.1054",
+                format!("trigger `{id}` not found"),
+            )
+        })
+}
+
+/// `GET .../triggers/{urn}/{type}/{id}`
+pub(crate) async fn show(
+    State(state): State<Shared>,
+    Path((_, urn, _, id)): Path<(String, String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(find(&state, &urn, &id)?.to_json()))
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    trigger_status: String,
+}
+
+/// `PUT .../triggers/{urn}/{type}/{id}`: enable or disable, at once.
+pub(crate) async fn update(
+    State(state): State<Shared>,
+    Path((_, urn, _, id)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: UpdateBody = parse_body(&body)?;
+    check_status(&body.trigger_status)?;
+    let mut record = find(&state, &urn, &id)?;
+    record.trigger_status = body.trigger_status;
+    record.last_updated_time = now_rfc3339();
+    state
+        .store
+        .put_trigger(&record.trigger_id, &record.function, &record)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    start_timer(&state, &record).map_err(ApiError::bad_request)?;
+    Ok(Json(record.to_json()))
+}
+
+/// `DELETE .../triggers/{urn}/{type}/{id}`
+pub(crate) async fn delete(
+    State(state): State<Shared>,
+    Path((_, urn, _, id)): Path<(String, String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let record = find(&state, &urn, &id)?;
+    state.timers.stop(&record.trigger_id);
+    state
+        .store
+        .delete_trigger(&record.trigger_id)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Restarts the timers of every stored active TIMER trigger.
+pub(crate) fn restore(state: &Shared) {
+    let Ok(triggers) = state.store.triggers::<TriggerRecord>(None) else {
+        return;
+    };
+    for t in triggers {
+        if let Err(e) = start_timer(state, &t) {
+            log::error!(target: "fnhost::timer", "trigger {}: {e}", t.trigger_id);
+        }
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    /// `Rate:30s` or `Cron:0 * * * * ?`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (t, v) = s.split_once(':').ok_or("expected TYPE:SCHEDULE")?;
+        parse_schedule(t, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_crons_parse_and_nonsense_does_not() {
+        assert!(
+            matches!(parse_schedule("Rate", "30s"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(30))
+        );
+        assert!(
+            matches!(parse_schedule("Rate", "3m"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(180))
+        );
+        assert!(
+            matches!(parse_schedule("Rate", "1d"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(86_400))
+        );
+        assert!(parse_schedule("Rate", "0s").is_err());
+        assert!(parse_schedule("Rate", "5 parsecs").is_err());
+        assert!(parse_schedule("Rate", "m").is_err());
+        let c = parse_schedule("Cron", "0 15 2 * * ?").unwrap();
+        assert!(c.next_delay().unwrap() <= Duration::from_secs(86_400));
+        assert!(parse_schedule("Cron", "*/5 * * * *").is_ok());
+        assert!(parse_schedule("Cron", "not a cron").is_err());
+        assert!(parse_schedule("Hourly", "1").is_err());
+        assert!("Rate:2h".parse::<Schedule>().is_ok());
+    }
+}
