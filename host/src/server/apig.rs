@@ -73,16 +73,28 @@ pub fn event_of(
     event
 }
 
-async fn gateway(
-    state: Shared,
-    function: String,
-    path: String,
+/// The parts of an HTTP request the gateway turns into an event.
+struct Incoming {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     source: SocketAddr,
     body: Bytes,
+}
+
+async fn gateway(
+    state: Shared,
+    function: String,
+    path: String,
+    req: Incoming,
 ) -> Result<Response, ApiError> {
+    let Incoming {
+        method,
+        uri,
+        headers,
+        source,
+        body,
+    } = req;
     let target = function.clone();
     let name = target.split(':').next().unwrap_or_default().to_owned();
     if !state.functions.lock().contains_key(&name) {
@@ -138,7 +150,14 @@ pub(crate) async fn with_path(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    gateway(state, function, path, method, uri, headers, source, body).await
+    let req = Incoming {
+        method,
+        uri,
+        headers,
+        source,
+        body,
+    };
+    gateway(state, function, path, req).await
 }
 
 /// `ANY /apig/{function}`
