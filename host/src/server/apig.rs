@@ -174,11 +174,13 @@ pub(crate) async fn root(
         state,
         function,
         String::new(),
-        method,
-        uri,
-        headers,
-        source,
-        body,
+        Incoming {
+            method,
+            uri,
+            headers,
+            source,
+            body,
+        },
     )
     .await
 }
