@@ -33,14 +33,14 @@ def free_port():
 class Server:
     """One `fnhost serve` process with its own data directory."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, keys=True):
         self.tmp = tmp
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp / "fnhost.json"
         self.config.write_text(json.dumps({
             "listen": f"127.0.0.1:{self.port}",
-            "access_keys": [{"access_key": AK, "secret_key": SK}],
+            "access_keys": [{"access_key": AK, "secret_key": SK}] if keys else [],
         }))
         self.proc = None
 
@@ -73,6 +73,14 @@ class Server:
 @pytest.fixture
 def server(tmp_path):
     s = Server(tmp_path).start()
+    yield s
+    s.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def open_server(tmp_path):
+    """A server without access keys (loopback only, unauthenticated)."""
+    s = Server(tmp_path, keys=False).start()
     yield s
     s.stop(signal.SIGKILL)
 

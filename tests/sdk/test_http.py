@@ -1,0 +1,101 @@
+"""The HTTP surface without the SDK: FunctionGraph's response headers, error
+shapes and limits, metrics, and the server's own safety rules."""
+import base64
+import json
+import subprocess
+import urllib.error
+import urllib.request
+
+from conftest import TARGET, free_port, zip_b64
+
+BASE = "/v2/proj1/fgs/functions"
+
+
+def call(server, method, path, body=None, headers=None):
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def create(server, name, module="testplugin", handler="Handler", library="libtestplugin.so"):
+    status, _, body = call(server, "POST", BASE, {
+        "func_name": name, "package": "default", "runtime": "Rust1.x", "handler": f"{module}.{handler}",
+        "memory_size": 128, "timeout": 3, "code_type": "zip",
+        "func_code": {"file": zip_b64(library, module)}, "user_data": json.dumps({"NAME": "raw"}),
+    })
+    assert status == 200, body
+    return json.loads(body)["func_urn"]
+
+
+def test_sync_invoke_answers_with_functiongraph_headers(open_server):
+    urn = create(open_server, "hdr")
+    status, headers, body = call(open_server, "POST", f"{BASE}/{urn}/invocations", {"key": "NAME"},
+                                 {"X-Cff-Log-Type": "tail", "Content-Type": "application/json"})
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    result = json.loads(body)
+    assert result["user_data"] == "raw"
+    assert headers["X-Cff-Request-Id"] == result["request_id"]
+    summary = json.loads(headers["X-Cff-Invoke-Summary"])
+    assert set(summary) == {"duration", "billingDuration", "memorySize", "memoryUsed"}
+    assert summary["memorySize"] == 128
+    assert headers["X-Cff-Billing-Duration"] == str(summary["billingDuration"])
+    assert headers["X-Cff-Response-Version"] == "v0"
+    assert headers["X-Func-Err-Code"] == "0" and headers["X-Is-Func-Err"] == "false"
+    log = base64.b64decode(headers["X-Cff-Function-Log"]).decode()
+    assert result["request_id"] in log and "testplugin handling" in log
+
+    failing = create(open_server, "fails", module="misbehaving", handler="CustomError", library="libmisbehaving.so")
+    status, headers, body = call(open_server, "POST", f"{BASE}/{failing}/invocations", b"{}")
+    assert status == 200
+    assert headers["X-Is-Func-Err"] == "true" and headers["X-Func-Err-Code"] != "0"
+    assert json.loads(body) == {"errorMessage": "no such order", "errorType": "OrderNotFound"}
+    assert "X-Cff-Function-Log" not in headers
+
+
+def test_callers_mistakes_get_4xx_in_functiongraph_shape(open_server):
+    urn = create(open_server, "limits")
+    status, _, body = call(open_server, "POST", f"{BASE}/{urn}/invocations", b"x" * (6 * 1024 * 1024 + 1))
+    assert status == 413
+    assert json.loads(body)["error_code"] == "FSS.0413"
+    status, _, body = call(open_server, "POST", BASE, b"{not json")
+    assert status == 400 and set(json.loads(body)) == {"error_code", "error_msg"}
+    status, _, body = call(open_server, "POST", BASE, {"func_name": "x", "runtime": "Python3.9", "handler": "x.y",
+                                                     "memory_size": 128, "timeout": 3,
+                                                     "func_code": {"file": zip_b64("libecho.so", "echo")}})
+    assert status == 400 and "runtime" in json.loads(body)["error_msg"]
+    status, _, body = call(open_server, "POST", f"{BASE}/urn:fss:local:proj1:function:default:ghost/invocations", b"{}")
+    assert status == 404 and json.loads(body)["error_code"] == "FSS.1051"
+    status, _, body = call(open_server, "GET", "/v3/nothing")
+    assert status == 404 and "error_code" in json.loads(body)
+    status, _, _ = call(open_server, "POST", BASE, {"func_name": "limits", "runtime": "Rust1.x", "handler": "echo.Handler",
+                                                   "memory_size": 128, "timeout": 3,
+                                                   "func_code": {"file": zip_b64("libecho.so", "echo")}})
+    assert status == 409
+
+
+def test_metrics_health_and_readiness(open_server):
+    urn = create(open_server, "counted")
+    for _ in range(3):
+        call(open_server, "POST", f"{BASE}/{urn}/invocations", b"{}")
+    assert call(open_server, "GET", "/healthz")[0] == 200
+    assert call(open_server, "GET", "/readyz")[0] == 200
+    status, headers, body = call(open_server, "GET", "/metrics")
+    text = body.decode()
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'fnhost_invocations_total{function="counted",version="latest",outcome="success"} 3' in text
+    assert 'fnhost_invocation_duration_seconds_count{function="counted"} 3' in text
+    assert 'fnhost_generations{state="live"} 1' in text
+    assert "fnhost_async_queue_depth 0" in text
+
+
+def test_refuses_a_public_address_without_access_keys(tmp_path):
+    port = free_port()
+    r = subprocess.run([str(TARGET / "fnhost"), "serve", "--listen", f"0.0.0.0:{port}",
+                        "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "without access keys" in r.stderr
