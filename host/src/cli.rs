@@ -53,6 +53,10 @@ struct ServeArgs {
     /// State and code packages (default: the user's data directory, fnhost/).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Deploy every NAME.so in DIR as function NAME (package default) and
+    /// redeploy it when it changes.
+    #[arg(long, value_name = "DIR")]
+    functions_dir: Option<PathBuf>,
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -339,6 +343,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             .into_iter()
             .map(|k| (k.access_key, k.secret_key)),
     );
+    config.functions_dir = a.functions_dir;
     let runtime = runtime(a.cache_dir)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -33,8 +33,9 @@ def free_port():
 class Server:
     """One `fnhost serve` process with its own data directory."""
 
-    def __init__(self, tmp: Path, keys=True):
+    def __init__(self, tmp: Path, keys=True, extra_args=()):
         self.tmp = tmp
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp / "fnhost.json"
@@ -48,7 +49,7 @@ class Server:
         log = open(self.tmp / "server.log", "ab")
         self.proc = subprocess.Popen(
             [str(TARGET / "fnhost"), "serve", "--config", str(self.config),
-             "--data-dir", str(self.tmp / "data"), "--cache-dir", str(self.tmp / "cache")],
+             "--data-dir", str(self.tmp / "data"), "--cache-dir", str(self.tmp / "cache")] + self.extra_args,
             stdout=log, stderr=log)
         deadline = time.time() + 30
         while time.time() < deadline:

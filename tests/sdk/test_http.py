@@ -99,3 +99,29 @@ def test_refuses_a_public_address_without_access_keys(tmp_path):
                         "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "without access keys" in r.stderr
+
+
+def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path):
+    import shutil
+    import time
+    from conftest import Server
+    fns = tmp_path / "functions"
+    fns.mkdir()
+    shutil.copy(TARGET / "libecho.so", fns / "echo.so")
+    server = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(fns)]).start()
+    try:
+        deadline = time.time() + 10
+        while call(server, "POST", f"{BASE}/echo/invocations", b"ping")[0] != 200:
+            assert time.time() < deadline, "echo was not deployed from --functions-dir"
+            time.sleep(0.1)
+        assert call(server, "POST", f"{BASE}/urn:fss:local:proj1:function:default:echo/invocations", b"ping")[2] == b"ping"
+        listed = json.loads(call(server, "GET", BASE)[2])
+        assert [f["func_name"] for f in listed["functions"]] == ["echo"]
+        # A new library dropped in is deployed too.
+        shutil.copy(TARGET / "libtestplugin.so", fns / "testplugin.so.partial")
+        (fns / "testplugin.so.partial").rename(fns / "testplugin.so")
+        while call(server, "POST", f"{BASE}/testplugin/invocations", b"{}")[0] != 200:
+            assert time.time() < deadline + 10, "testplugin was not deployed"
+            time.sleep(0.1)
+    finally:
+        server.stop()

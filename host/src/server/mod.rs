@@ -42,6 +42,10 @@ use crate::registry::Alias;
 use crate::runtime::Runtime;
 use crate::store::Store;
 
+/// The `digest` prefix of functions deployed from `--functions-dir`: their
+/// code is the directory, not a stored package.
+const WATCHED: &str = "dir:";
+
 /// Largest request body (code packages arrive base64 in JSON).
 pub const MAX_REQUEST_BYTES: usize = 96 * 1024 * 1024;
 
@@ -57,6 +61,9 @@ pub struct ServeConfig {
     pub access_keys: AccessKeys,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// A directory whose `NAME.so` files are deployed (and redeployed on
+    /// change) as functions `NAME` in package `default`.
+    pub functions_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -67,6 +74,7 @@ impl ServeConfig {
             data_dir: data_dir.into(),
             access_keys: AccessKeys::default(),
             shutdown_grace: Duration::from_secs(30),
+            functions_dir: None,
         }
     }
 }
@@ -304,6 +312,10 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         .await
         .map_err(|e| ServeError::Config(e.to_string()))??;
     triggers::restore(&state);
+    let _watcher = match &config.functions_dir {
+        Some(dir) => Some(watch_functions_dir(&state, dir)?),
+        None => None,
+    };
     let workers = invoke::start_async_workers(Arc::clone(&state), 4);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let bound = listener.local_addr()?;
@@ -333,6 +345,64 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         log::warn!(target: "fnhost::server", "shutdown grace period over; abandoning queued invocations");
     }
     Ok(())
+}
+
+/// Deploys every library of `dir` as a function of package `default`, and
+/// keeps the server's records in step with the watcher.
+fn watch_functions_dir(
+    state: &Shared,
+    dir: &std::path::Path,
+) -> Result<crate::watch::Watcher, ServeError> {
+    use crate::watch::{WatchEvent, WatchOptions};
+    let dir = std::fs::canonicalize(dir)?;
+    let options = WatchOptions {
+        initializer: Some("Init".into()),
+        ..WatchOptions::default()
+    };
+    let s = Arc::clone(state);
+    let code_dir = dir.clone();
+    let watcher = state
+        .runtime
+        .watch(&dir, options, move |event| match event {
+            WatchEvent::Deployed { function, .. } => {
+                let Ok(info) = s.runtime.registry().function(&function) else {
+                    return;
+                };
+                let config = info.latest.config();
+                let record = FunctionRecord {
+                    project_id: "local".into(),
+                    func_name: function.clone(),
+                    package: "default".into(),
+                    runtime: "Rust1.x".into(),
+                    handler: config.entry.clone(),
+                    memory_size: config.memory_mb,
+                    timeout: config.timeout.as_secs() as u32,
+                    user_data: String::new(),
+                    initializer_handler: config.initializer.clone().unwrap_or_default(),
+                    initializer_timeout: 0,
+                    description: format!("deployed from {}", code_dir.display()),
+                    digest: format!("{WATCHED}{}", code_dir.display()),
+                    code_size: info.latest.library().size(),
+                    max_instance_num: 0,
+                    reserved_instance_count: 0,
+                    concurrent_num: 0,
+                    last_modified: model::now_rfc3339(),
+                };
+                log::info!(target: "fnhost::server", "deployed {function} from {}", code_dir.display());
+                s.functions.lock().insert(function, record);
+            }
+            WatchEvent::Failed { function, error } => {
+                log::error!(target: "fnhost::server", "{function}: {error}; the previous code keeps serving")
+            }
+            WatchEvent::Incomplete { function, reason } => {
+                log::info!(target: "fnhost::server", "{function}: waiting for a complete library ({reason})")
+            }
+            WatchEvent::Removed { function } => {
+                log::info!(target: "fnhost::server", "{function}: library removed; it keeps serving")
+            }
+        })
+        .map_err(|e| ServeError::Config(format!("cannot watch {}: {e}", dir.display())))?;
+    Ok(watcher)
 }
 
 async fn shutdown_signal() {
