@@ -340,6 +340,58 @@ impl Generation {
         }
     }
 
+    /// Starts an invocation on a worker thread without blocking the caller,
+    /// when a ready instance has a free slot now. `Ok(None)`: it would have
+    /// to wait for a slot or initialize an instance; use the blocking
+    /// [`invoke`](Self::invoke) instead.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        payload: Vec<u8>,
+        served: Served,
+    ) -> Result<Option<Pending>, InvokeError> {
+        let limit = self.shared.config.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(InvokeError::PayloadTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        if self.init_broken.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let Some(lease) = self.pool.try_acquire() else {
+            return Ok(None);
+        };
+        let flight = InFlight::new(self);
+        let state = Arc::new(self.new_state(self.config.timeout, served));
+        let job_state = Arc::clone(&state);
+        let handler = self.handler;
+        self.shared
+            .pool
+            .execute(move || {
+                let generation = Arc::clone(&flight.0);
+                let runaway = job_state.run_then(
+                    |ctx| {
+                        // SAFETY: as in `invoke`: `generation` keeps the
+                        // library mapped for the call.
+                        unsafe { handler(ctx, HostStr::from_slice(&payload)) }
+                    },
+                    || drop((lease, flight)),
+                );
+                if runaway {
+                    generation
+                        .shared
+                        .counters
+                        .runaway_finished(job_state.request_id());
+                }
+            })
+            .map_err(|e| InvokeError::NoWorker(e.to_string()))?;
+        Ok(Some(Pending {
+            generation: Arc::clone(self),
+            state,
+        }))
+    }
+
     fn broken_initializer(&self) -> Option<InitReport> {
         if !self.init_broken.load(Ordering::Acquire) {
             return None;
@@ -384,6 +436,42 @@ impl Generation {
             log: report.log,
             tail_bytes: self.shared.config.log_tail_bytes,
         }
+    }
+}
+
+/// An invocation running on a worker, for callers that wait asynchronously
+/// (see [`crate::Route::start`]).
+pub struct Pending {
+    generation: Arc<Generation>,
+    state: Arc<InvocationState>,
+}
+
+impl Pending {
+    /// Calls `hook` (once, from the worker) when the invocation completes,
+    /// or at once if it already has.
+    pub fn on_complete(&self, hook: impl FnOnce() + Send + 'static) {
+        self.state.on_complete(hook);
+    }
+
+    /// When the caller must be answered at the latest.
+    pub fn deadline(&self) -> Instant {
+        self.state.deadline()
+    }
+
+    /// The result: the completion if there is one, else `timeout` (the
+    /// handler becomes a counted runaway).
+    pub fn finish(self) -> InvokeResult {
+        let completion = self.state.give_up();
+        self.generation.record(&self.state, &completion);
+        self.state.finish(completion, CallKind::Handler)
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("request_id", &self.state.request_id())
+            .finish_non_exhaustive()
     }
 }
 

@@ -234,6 +234,27 @@ impl InstancePool {
         }
     }
 
+    /// A slot on a ready instance without waiting and without creating an
+    /// instance; `None` when that would need either.
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Lease> {
+        let mut st = self.state.lock();
+        let concurrency = self.limits.concurrency_per_instance;
+        let slot = st
+            .slots
+            .iter_mut()
+            .filter(|s| s.ready && s.active < concurrency)
+            .min_by_key(|s| s.active)?;
+        slot.active += 1;
+        let id = slot.id;
+        st.stats.active += 1;
+        Some(Lease {
+            pool: Arc::clone(self),
+            instance: id,
+            fresh: false,
+            discard: false,
+        })
+    }
+
     /// A slot on a ready instance, or a new instance to initialize, waiting
     /// up to `max_wait` when every instance is busy.
     pub(crate) fn acquire(self: &Arc<Self>, max_wait: Duration) -> Result<Lease, AcquireError> {

@@ -89,6 +89,17 @@ pub(crate) struct InvocationState {
     done: Condvar,
     /// Mirrors `sink.finished.is_some()` for lock-free polling by the caller.
     finished: AtomicBool,
+    /// Called once the call completes (for callers that wait asynchronously).
+    on_complete: Mutex<Option<Hook>>,
+}
+
+/// A completion callback.
+struct Hook(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// How long a caller polls for a completion before it sleeps on the condvar:
@@ -133,6 +144,7 @@ impl InvocationState {
             }),
             done: Condvar::new(),
             finished: AtomicBool::new(false),
+            on_complete: Mutex::new(None),
         }
     }
 
@@ -183,7 +195,40 @@ impl InvocationState {
         self.finished.store(true, Ordering::Release);
         drop(sink);
         self.done.notify_one();
+        let hook = self.on_complete.lock().take();
+        if let Some(Hook(hook)) = hook {
+            hook();
+        }
         abandoned
+    }
+
+    /// Calls `hook` once the call completes (at once if it already has).
+    pub(crate) fn on_complete(&self, hook: impl FnOnce() + Send + 'static) {
+        let mut slot = self.on_complete.lock();
+        if self.finished.load(Ordering::Acquire) {
+            drop(slot);
+            hook();
+        } else {
+            *slot = Some(Hook(Box::new(hook)));
+        }
+    }
+
+    /// For a caller that stopped waiting at the deadline: the completion if
+    /// the call did finish, else marks it abandoned (a runaway).
+    pub(crate) fn give_up(&self) -> Completion {
+        let mut sink = self.sink.lock();
+        match sink.finished {
+            Some((status, elapsed)) => Completion::Finished(status, elapsed),
+            None => {
+                sink.abandoned = true;
+                Completion::TimedOut
+            }
+        }
+    }
+
+    /// The deadline of the call.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     /// Waits for [`run`](Self::run) on another thread until the deadline.
@@ -582,6 +627,37 @@ mod tests {
             "completion was published before the slot was freed"
         );
         assert!(!worker.join().unwrap());
+    }
+
+    #[test]
+    fn completion_hooks_fire_once_whether_set_before_or_after_completion() {
+        use std::sync::atomic::AtomicUsize;
+        let fired = Arc::new(AtomicUsize::new(0));
+        let early = state(Duration::from_secs(1));
+        let f = Arc::clone(&fired);
+        early.on_complete(move || {
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(fired.load(Ordering::SeqCst), 0);
+        early.run(|_| abi::STATUS_OK);
+        assert_eq!(fired.load(Ordering::SeqCst), 1);
+        let late = state(Duration::from_secs(1));
+        late.run(|_| abi::STATUS_OK);
+        let f = Arc::clone(&fired);
+        late.on_complete(move || {
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(fired.load(Ordering::SeqCst), 2);
+        assert!(matches!(
+            late.give_up(),
+            Completion::Finished(abi::STATUS_OK, _)
+        ));
+        let never = state(Duration::from_secs(1));
+        assert!(matches!(never.give_up(), Completion::TimedOut));
+        assert!(
+            never.run(|_| abi::STATUS_OK),
+            "a call given up on is reported as a runaway"
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub use config::{Credentials, FunctionConfig, MEMORY_SIZES_MB};
 pub use error::{ConfigError, InvokeError, LoadError};
 pub use error::{DeployError, NotFound};
 pub use function::Function;
-pub use generation::{Generation, InitReport};
+pub use generation::{Generation, InitReport, Pending};
 pub use instances::InstanceStats;
 pub use loader::Library;
 pub use log_buffer::tail;

@@ -148,6 +148,23 @@ impl Route {
         }
     }
 
+    /// Starts the invocation on a worker thread without blocking, when an
+    /// initialized instance has a free slot now; `Ok(None)` when it would
+    /// have to wait or initialize (then call [`invoke`](Self::invoke) from a
+    /// thread that may block). For async callers: wait for
+    /// [`Pending::on_complete`](crate::generation::Pending::on_complete) or the
+    /// deadline, then [`Pending::finish`](crate::generation::Pending::finish).
+    pub fn start(
+        &self,
+        payload: Vec<u8>,
+    ) -> Result<Option<crate::generation::Pending>, InvokeError> {
+        let served = Served {
+            version: Some(Arc::clone(&self.version)),
+            alias: self.alias.clone(),
+        };
+        self.generation.start(payload, served)
+    }
+
     /// Invokes the route's generation on a worker thread.
     pub fn invoke(&self, payload: &[u8]) -> Result<InvokeResult, InvokeError> {
         let served = Served {

@@ -125,3 +125,22 @@ def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path):
             time.sleep(0.1)
     finally:
         server.stop()
+
+
+def test_a_spinning_handler_is_answered_with_timeout_and_the_server_keeps_serving(open_server):
+    import time
+    status, _, body = call(open_server, "POST", BASE, {
+        "func_name": "spin", "runtime": "Rust1.x", "handler": "misbehaving.Spin", "memory_size": 128, "timeout": 1,
+        "func_code": {"file": zip_b64("libmisbehaving.so", "misbehaving")}})
+    assert status == 200, body
+    start = time.time()
+    status, headers, body = call(open_server, "POST", f"{BASE}/spin/invocations", b"{}")
+    took = time.time() - start
+    assert status == 200 and headers["X-Is-Func-Err"] == "true"
+    assert json.loads(body)["errorType"] == "timeout"
+    assert 0.9 < took < 3, took
+    urn = create(open_server, "alive")
+    assert call(open_server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200
+    metrics = call(open_server, "GET", "/metrics")[2].decode()
+    assert 'outcome="timeout"} 1' in metrics
+    assert "fnhost_runaway_invocations 1" in metrics

@@ -79,7 +79,22 @@ async fn run(
     state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let version = route.version.to_string();
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || route.invoke(&payload)).await;
+    // Fast path: straight onto a worker, awaited without blocking a thread.
+    // Slow path (the call must queue for an instance or initialize one):
+    // a blocking task.
+    let result = match route.start(payload.to_vec()) {
+        Ok(Some(pending)) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            pending.on_complete(move || {
+                let _ = tx.send(());
+            });
+            let deadline = tokio::time::Instant::from_std(pending.deadline());
+            let _ = tokio::time::timeout_at(deadline, rx).await;
+            Ok(Ok(pending.finish()))
+        }
+        Ok(None) => tokio::task::spawn_blocking(move || route.invoke(&payload)).await,
+        Err(e) => Ok(Err(e)),
+    };
     state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let result = result.map_err(|e| ApiError::internal(format!("invocation task failed: {e}")))?;
     let outcome = match &result {
