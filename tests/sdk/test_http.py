@@ -144,3 +144,21 @@ def test_a_spinning_handler_is_answered_with_timeout_and_the_server_keeps_servin
     metrics = call(open_server, "GET", "/metrics")[2].decode()
     assert 'outcome="timeout"} 1' in metrics
     assert "fnhost_runaway_invocations 1" in metrics
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_0(open_server):
+    import signal
+    import threading
+    import time
+    status, _, _ = call(open_server, "POST", BASE, {
+        "func_name": "slow", "runtime": "Rust1.x", "handler": "misbehaving.Sleep", "memory_size": 128, "timeout": 5,
+        "func_code": {"file": zip_b64("libmisbehaving.so", "misbehaving")}})
+    assert status == 200
+    answers = []
+    t = threading.Thread(target=lambda: answers.append(call(open_server, "POST", f"{BASE}/slow/invocations", b"800")))
+    t.start()
+    time.sleep(0.3)
+    code = open_server.stop(signal.SIGTERM)
+    t.join()
+    assert code == 0
+    assert answers[0][0] == 200 and answers[0][2] == b"slept", answers

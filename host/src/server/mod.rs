@@ -189,8 +189,32 @@ fn router(state: Shared) -> Router {
             axum::routing::any(apig::with_path),
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "FSS.0404", "no such API") })
+        .layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
+}
+
+/// One structured line per request (target `fnhost::http`, info level):
+/// method, path, status, duration and the invocation's request id.
+async fn log_request(request: Request, next: Next) -> Response {
+    if !log::log_enabled!(target: "fnhost::http", log::Level::Info) {
+        return next.run(request).await;
+    }
+    let started = std::time::Instant::now();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let request_id = response
+        .headers()
+        .get("x-cff-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    log::info!(
+        target: "fnhost::http",
+        "method={method} path={path} status={} duration_ms={:.3} request_id={request_id}",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
 }
 
 /// Verifies `SDK-HMAC-SHA256` signatures when access keys are configured.
