@@ -228,3 +228,25 @@ def test_apig_gateway_serves_plain_http_with_text_and_binary_bodies(server, clie
 
     with urllib.request.urlopen(server.url + "/apig/web") as r:
         assert json.loads(r.read())["httpMethod"] == "GET"
+
+
+def test_an_apig_trigger_serves_its_own_path(server, client):
+    import urllib.error
+    import urllib.request
+    from huaweicloudsdkfunctiongraph.v2 import (
+        CreateFunctionTriggerRequest, CreateFunctionTriggerRequestBody, TriggerEventDataRequestBody)
+    created = create(client, name="shop", handler="ApigTest")
+    client.create_function_trigger(CreateFunctionTriggerRequest(
+        function_urn=created.func_urn, body=CreateFunctionTriggerRequestBody(
+            trigger_type_code="APIG", trigger_status="ACTIVE",
+            event_data=TriggerEventDataRequestBody(path="/shop/orders", req_method="ANY", protocol="HTTP"))))
+    req = urllib.request.Request(server.url + "/shop/orders/42?expand=1", data=b"{}", method="POST")
+    with urllib.request.urlopen(req) as r:
+        event = json.loads(r.read())
+    assert event["path"] == "/shop/orders/42"
+    assert event["queryStringParameters"] == {"expand": "1"}
+    with urllib.request.urlopen(server.url + "/shop/orders") as r:
+        assert json.loads(r.read())["httpMethod"] == "GET"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server.url + "/shop/other")
+    assert e.value.code == 404

@@ -140,6 +140,64 @@ async fn gateway(
     Ok((status, out, body).into_response())
 }
 
+/// Any path no route claims: served when an active APIG trigger's `path`
+/// (and `req_method`, `ANY` by default) matches, else FunctionGraph's 404.
+pub(crate) async fn by_trigger_path(
+    State(state): State<Shared>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let path = uri.path().to_owned();
+    let triggers: Vec<super::triggers::TriggerRecord> =
+        state.store.triggers(None).unwrap_or_default();
+    let matched = triggers
+        .into_iter()
+        .filter(|t| t.trigger_type_code == "APIG" && t.trigger_status == "ACTIVE")
+        .filter_map(|t| {
+            let base = t
+                .event_data
+                .get("path")
+                .and_then(|p| p.as_str())?
+                .trim_end_matches('/')
+                .to_owned();
+            let req_method = t
+                .event_data
+                .get("req_method")
+                .and_then(|m| m.as_str())
+                .unwrap_or("ANY")
+                .to_ascii_uppercase();
+            let method_ok = req_method == "ANY" || req_method == method.as_str();
+            let rest = if path == base {
+                Some(String::new())
+            } else {
+                path.strip_prefix(&format!("{base}/")).map(str::to_owned)
+            };
+            (method_ok && !base.is_empty()).then_some(())?;
+            rest.map(|rest| (base.len(), t.function, rest))
+        })
+        // The longest matching path wins.
+        .max_by_key(|(len, _, _)| *len);
+    let Some((_, function, _)) = matched else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "FSS.0404",
+            "no such API",
+        ));
+    };
+    let req = Incoming {
+        method,
+        uri,
+        headers,
+        source,
+        body,
+    };
+    let event_path = path.trim_start_matches('/').to_owned();
+    gateway(state, function, event_path, req).await
+}
+
 /// `ANY /apig/{function}/{*path}`
 pub(crate) async fn with_path(
     State(state): State<Shared>,

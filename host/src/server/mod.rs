@@ -188,7 +188,7 @@ fn router(state: Shared) -> Router {
             "/apig/{function}/{*path}",
             axum::routing::any(apig::with_path),
         )
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "FSS.0404", "no such API") })
+        .fallback(apig::by_trigger_path)
         .layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
