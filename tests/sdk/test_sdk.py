@@ -250,3 +250,32 @@ def test_an_apig_trigger_serves_its_own_path(server, client):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(server.url + "/shop/other")
     assert e.value.code == 404
+
+
+def test_a_waiting_async_invocation_can_be_cancelled(client):
+    import time
+    from huaweicloudsdkfunctiongraph.v2 import CancelAsyncInvocationRequest, CancelAsyncInvocationRequestBody
+    created = create(client, name="slowpoke", library="libmisbehaving.so", module="misbehaving", handler="Sleep")
+    # Four queue workers: the fifth invocation waits.
+    ids = [client.async_invoke_function(AsyncInvokeFunctionRequest(function_urn=created.func_urn, body="1500")).request_id
+           for _ in range(5)]
+
+    def status(rid):
+        listed = client.list_async_invocations(ListAsyncInvocationsRequest(function_urn=created.func_urn, request_id=rid))
+        return listed.invocations[0].status
+
+    deadline = time.time() + 5
+    while status(ids[0]) != "RUNNING":
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert status(ids[4]) == "WAIT"
+    client.cancel_async_invocation(CancelAsyncInvocationRequest(
+        function_urn=created.func_urn, body=CancelAsyncInvocationRequestBody(request_id=ids[4])))
+    assert status(ids[4]) == "DISCARD"
+    with pytest.raises(ClientRequestException) as e:
+        client.cancel_async_invocation(CancelAsyncInvocationRequest(
+            function_urn=created.func_urn, body=CancelAsyncInvocationRequestBody(request_id=ids[0])))
+    assert e.value.status_code == 409
+    time.sleep(2)
+    assert status(ids[4]) == "DISCARD", "a cancelled invocation never runs"
+    assert status(ids[0]) == "SUCCESS"

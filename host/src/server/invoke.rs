@@ -221,6 +221,15 @@ impl AsyncQueue {
         self.depth.load(Ordering::Relaxed)
     }
 
+    fn status(&self, request_id: &str) -> Option<&'static str> {
+        self.records
+            .lock()
+            .iter()
+            .rev()
+            .find(|r| r.request_id == request_id)
+            .map(|r| r.status)
+    }
+
     fn update(&self, request_id: &str, f: impl FnOnce(&mut AsyncRecord)) {
         if let Some(r) = self
             .records
@@ -244,6 +253,9 @@ pub(crate) fn start_async_workers(state: Shared, n: usize) -> Vec<tokio::task::J
                     let job = { state.asynchronous.receiver.lock().await.recv().await };
                     let Some(job) = job else { return };
                     state.asynchronous.depth.fetch_sub(1, Ordering::Relaxed);
+                    if state.asynchronous.status(&job.request_id) == Some("DISCARD") {
+                        continue; // cancelled while waiting
+                    }
                     state.asynchronous.update(&job.request_id, |r| {
                         r.status = "RUNNING";
                         r.start_time = now_rfc3339();
@@ -345,6 +357,54 @@ pub(crate) fn enqueue(
         ));
     }
     Ok(request_id)
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    request_id: String,
+}
+
+/// `POST .../functions/{urn}/cancel`: a waiting asynchronous invocation is
+/// discarded; a running one cannot be stopped in process (409).
+pub(crate) async fn cancel(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let body: CancelBody = super::functions::parse_body(&body)?;
+    let (function, _) = route_for(&state, &urn)?;
+    let mut outcome = Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "FSS.1055",
+        format!(
+            "no asynchronous invocation `{}` of `{function}`",
+            body.request_id
+        ),
+    ));
+    state.asynchronous.update(&body.request_id, |r| {
+        if r.function != function {
+            return;
+        }
+        outcome = match r.status {
+            "WAIT" => {
+                r.status = "DISCARD";
+                r.end_time = now_rfc3339();
+                r.error_message = "cancelled".into();
+                Ok(StatusCode::NO_CONTENT)
+            }
+            "RUNNING" => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "FSS.1062",
+                "a running in-process invocation cannot be stopped; it finishes or times out",
+            )),
+            done => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "FSS.1062",
+                format!("the invocation already ended ({done})"),
+            )),
+        };
+    });
+    outcome
 }
 
 #[derive(Deserialize)]

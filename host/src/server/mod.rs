@@ -164,6 +164,10 @@ fn router(state: Shared) -> Router {
             get(invoke::list_async),
         )
         .route(
+            "/v2/{project_id}/fgs/functions/{urn}/cancel",
+            post(invoke::cancel),
+        )
+        .route(
             "/v2/{project_id}/fgs/triggers/{urn}",
             post(triggers::create).get(triggers::list),
         )
