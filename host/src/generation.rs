@@ -268,13 +268,7 @@ impl Generation {
         served: Served,
         mode: Mode,
     ) -> Result<InvokeResult, InvokeError> {
-        let limit = self.shared.config.max_payload_bytes;
-        if payload.len() > limit {
-            return Err(InvokeError::PayloadTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
+        self.check_payload(payload.len())?;
         if let Some(report) = self.broken_initializer() {
             return Ok(self.initialization_failure(report));
         }
@@ -311,28 +305,7 @@ impl Generation {
                 Ok(state.finish(completion, CallKind::Handler))
             }
             Mode::Worker => {
-                let state = Arc::new(self.new_state(timeout, served));
-                let job_state = Arc::clone(&state);
-                let payload = payload.to_vec();
-                let spawned = self.shared.pool.execute(move || {
-                    let generation = Arc::clone(&flight.0);
-                    let runaway = job_state.run_then(
-                        |ctx| {
-                            // SAFETY: as above; `generation` holds the
-                            // generation (and so its library) for the call.
-                            unsafe { handler(ctx, HostStr::from_slice(&payload)) }
-                        },
-                        // Free the instance slot before the caller hears back.
-                        || drop((lease, flight)),
-                    );
-                    if runaway {
-                        generation
-                            .shared
-                            .counters
-                            .runaway_finished(job_state.request_id());
-                    }
-                });
-                spawned.map_err(|e| InvokeError::NoWorker(e.to_string()))?;
+                let state = self.dispatch(lease, flight, served, payload.to_vec())?;
                 let completion = state.wait();
                 self.record(&state, &completion);
                 Ok(state.finish(completion, CallKind::Handler))
@@ -349,13 +322,7 @@ impl Generation {
         payload: Vec<u8>,
         served: Served,
     ) -> Result<Option<Pending>, InvokeError> {
-        let limit = self.shared.config.max_payload_bytes;
-        if payload.len() > limit {
-            return Err(InvokeError::PayloadTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
+        self.check_payload(payload.len())?;
         if self.init_broken.load(Ordering::Acquire) {
             return Ok(None);
         }
@@ -363,6 +330,31 @@ impl Generation {
             return Ok(None);
         };
         let flight = InFlight::new(self);
+        let state = self.dispatch(lease, flight, served, payload)?;
+        Ok(Some(Pending {
+            generation: Arc::clone(self),
+            state,
+        }))
+    }
+
+    fn check_payload(&self, size: usize) -> Result<(), InvokeError> {
+        let limit = self.shared.config.max_payload_bytes;
+        if size > limit {
+            return Err(InvokeError::PayloadTooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Runs the handler on a worker thread. The lease and the in-flight
+    /// count are released when the handler returns, before the caller hears
+    /// back (so its next call finds the instance free).
+    fn dispatch(
+        self: &Arc<Self>,
+        lease: Lease,
+        flight: InFlight,
+        served: Served,
+        payload: Vec<u8>,
+    ) -> Result<Arc<InvocationState>, InvokeError> {
         let state = Arc::new(self.new_state(self.config.timeout, served));
         let job_state = Arc::clone(&state);
         let handler = self.handler;
@@ -372,8 +364,10 @@ impl Generation {
                 let generation = Arc::clone(&flight.0);
                 let runaway = job_state.run_then(
                     |ctx| {
-                        // SAFETY: as in `invoke`: `generation` keeps the
-                        // library mapped for the call.
+                        // SAFETY: `handler` comes from the checked descriptor
+                        // of the generation's library, which `generation`
+                        // keeps mapped; context and payload are valid for the
+                        // call.
                         unsafe { handler(ctx, HostStr::from_slice(&payload)) }
                     },
                     || drop((lease, flight)),
@@ -386,10 +380,7 @@ impl Generation {
                 }
             })
             .map_err(|e| InvokeError::NoWorker(e.to_string()))?;
-        Ok(Some(Pending {
-            generation: Arc::clone(self),
-            state,
-        }))
+        Ok(state)
     }
 
     fn broken_initializer(&self) -> Option<InitReport> {

@@ -128,6 +128,20 @@ fn apply(
     Ok(record)
 }
 
+/// Changes a function's record with `edit`, deploys the result and persists
+/// it, serialized with every other change; a failure changes nothing.
+async fn change(
+    state: &Shared,
+    urn: &str,
+    edit: impl FnOnce(&mut FunctionRecord) -> Result<(), ApiError> + Send + 'static,
+) -> Result<FunctionRecord, ApiError> {
+    let _change = state.changes.lock().await;
+    let (mut record, _) = lookup(state, urn)?;
+    edit(&mut record)?;
+    let s = Arc::clone(state);
+    blocking(move || apply(&s, record, None)).await
+}
+
 /// `POST /v2/{project_id}/fgs/functions`
 pub(crate) async fn create(
     State(state): State<Shared>,
@@ -282,35 +296,35 @@ pub(crate) async fn update_config(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body: UpdateConfigBody = parse_body(&body)?;
-    let _change = state.changes.lock().await;
-    let (mut record, _) = lookup(&state, &urn)?;
-    if let Some(runtime) = body.runtime {
-        check_runtime(&runtime)?;
-        record.runtime = runtime;
-    }
-    if let Some(v) = body.handler {
-        record.handler = v;
-    }
-    if let Some(v) = body.memory_size {
-        record.memory_size = v;
-    }
-    if let Some(v) = body.timeout {
-        record.timeout = v;
-    }
-    if let Some(v) = body.user_data {
-        record.user_data = v;
-    }
-    if let Some(v) = body.initializer_handler {
-        record.initializer_handler = v;
-    }
-    if let Some(v) = body.initializer_timeout {
-        record.initializer_timeout = v;
-    }
-    if let Some(v) = body.description {
-        record.description = v;
-    }
-    let s = Arc::clone(&state);
-    let record = blocking(move || apply(&s, record, None)).await?;
+    let record = change(&state, &urn, move |record| {
+        if let Some(runtime) = body.runtime {
+            check_runtime(&runtime)?;
+            record.runtime = runtime;
+        }
+        if let Some(v) = body.handler {
+            record.handler = v;
+        }
+        if let Some(v) = body.memory_size {
+            record.memory_size = v;
+        }
+        if let Some(v) = body.timeout {
+            record.timeout = v;
+        }
+        if let Some(v) = body.user_data {
+            record.user_data = v;
+        }
+        if let Some(v) = body.initializer_handler {
+            record.initializer_handler = v;
+        }
+        if let Some(v) = body.initializer_timeout {
+            record.initializer_timeout = v;
+        }
+        if let Some(v) = body.description {
+            record.description = v;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Json(record.to_json("latest")))
 }
 
@@ -598,11 +612,11 @@ pub(crate) async fn update_max_instances(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body: MaxInstanceBody = parse_body(&body)?;
-    let _change = state.changes.lock().await;
-    let (mut record, _) = lookup(&state, &urn)?;
-    record.max_instance_num = body.max_instance_num;
-    let s = Arc::clone(&state);
-    let record = blocking(move || apply(&s, record, None)).await?;
+    let record = change(&state, &urn, move |record| {
+        record.max_instance_num = body.max_instance_num;
+        Ok(())
+    })
+    .await?;
     Ok(Json(record.to_json("latest")))
 }
 
@@ -618,10 +632,11 @@ pub(crate) async fn update_reserved_instances(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body: ReservedBody = parse_body(&body)?;
-    let _change = state.changes.lock().await;
-    let (mut record, _) = lookup(&state, &urn)?;
-    record.reserved_instance_count = body.count;
-    let s = Arc::clone(&state);
-    blocking(move || apply(&s, record, None)).await?;
-    Ok(Json(json!({"count": body.count})))
+    let count = body.count;
+    change(&state, &urn, move |record| {
+        record.reserved_instance_count = count;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({"count": count})))
 }
