@@ -139,22 +139,27 @@ pub unsafe fn check_descriptor(d: *const Descriptor) -> Result<PluginInfo, Check
             std::mem::size_of::<Descriptor>()
         )));
     }
-    // SAFETY (this and the following reads): pointers and counts come from the
-    // plugin's static descriptor, valid while the library is mapped; `table`
-    // and `read_name` reject null, misaligned and absurd values.
+    // SAFETY (this and the reads below, each marked): pointers and counts come
+    // from the plugin's static descriptor, valid while the library is mapped;
+    // `table` and `read_name` reject null, misaligned and absurd values.
     let layout = unsafe { table(d.layout, d.layout_count, "layout table")? };
     let layout_checked = !layout.is_empty();
     if layout_checked {
+        // SAFETY: `layout` is the checked table above; LAYOUT is the host's own.
         let differences = unsafe { compare_layouts(layout, &abi::LAYOUT, minor)? };
         if !differences.is_empty() {
             return Err(CheckError::Layout(differences));
         }
     }
+    // SAFETY: descriptor strings, static in the mapped library.
     let name = unsafe { read_name(d.plugin_name, "plugin name")? };
+    // SAFETY: as above.
     let sdk = unsafe { read_name(d.sdk, "sdk")? };
     let mut seen = HashSet::new();
     let mut handlers = Vec::with_capacity(d.handler_count);
+    // SAFETY: the descriptor's handler table, static in the mapped library.
     for entry in unsafe { table(d.handlers, d.handler_count, "handler table")? } {
+        // SAFETY: a name in that table.
         let n = unsafe { read_name(entry.name, "a handler name")? };
         let f = entry
             .handler
@@ -171,7 +176,9 @@ pub unsafe fn check_descriptor(d: *const Descriptor) -> Result<PluginInfo, Check
     }
     let mut initializers = Vec::with_capacity(d.initializer_count);
     let mut seen = HashSet::new();
+    // SAFETY: the descriptor's initializer table, static in the mapped library.
     for entry in unsafe { table(d.initializers, d.initializer_count, "initializer table")? } {
+        // SAFETY: a name in that table.
         let n = unsafe { read_name(entry.name, "an initializer name")? };
         let f = entry
             .initializer

@@ -416,6 +416,7 @@ mod tests {
     fn find(name: &str) -> &'static TypeLayout {
         LAYOUT
             .iter()
+            // SAFETY: names in LAYOUT point at static strings.
             .find(|t| unsafe { t.name.as_slice() } == name.as_bytes())
             .expect("type in layout table")
     }
@@ -429,6 +430,7 @@ mod tests {
         assert_eq!(fields.len(), 13);
         let log = fields
             .iter()
+            // SAFETY: field names in LAYOUT point at static strings.
             .find(|f| unsafe { f.name.as_slice() } == b"log")
             .unwrap();
         assert_eq!(
