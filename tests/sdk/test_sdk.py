@@ -279,3 +279,63 @@ def test_a_waiting_async_invocation_can_be_cancelled(client):
     time.sleep(2)
     assert status(ids[4]) == "DISCARD", "a cancelled invocation never runs"
     assert status(ids[0]) == "SUCCESS"
+
+
+def test_kill_9_in_the_middle_of_an_update_leaves_old_or_new_code_never_a_torn_package(server):
+    import base64
+    import io
+    import os
+    import threading
+    import time
+    import zipfile
+    from conftest import TARGET
+    client = client_for(server)
+    created = create(client, name="atomic", library="libhotswap.so", module="hotswap", patch_tag=b"A")
+    base = "urn:fss:local:proj1:function:default:atomic"
+    lib = bytearray((TARGET / "libhotswap.so").read_bytes())
+    at = lib.index(b"fnhost-build-tag:") + len(b"fnhost-build-tag:")
+    seen = []
+    # Kill at several points of the update; the last waits for it to finish.
+    for attempt, delay in enumerate([0.05, 0.3, 0.8, 1.2, 1.6, 2.0, 3.0, None]):
+        # A large package (the library plus 40 MB of incompressible data)
+        # takes long enough to upload, store and extract to be interrupted.
+        lib[at] = ord("B")
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("hotswap.so", bytes(lib))
+            z.writestr("data/blob.bin", os.urandom(40 * 1024 * 1024))
+        code = base64.b64encode(buf.getvalue()).decode()
+
+        def update():
+            try:
+                client.update_function_code(UpdateFunctionCodeRequest(
+                    function_urn=created.func_urn,
+                    body=UpdateFunctionCodeRequestBody(code_type="zip", func_code=FuncCode(file=code))))
+            except Exception:
+                pass  # the server was killed under it
+
+        t = threading.Thread(target=update)
+        t.start()
+        if delay is None:
+            t.join()
+        else:
+            time.sleep(delay)
+        server.stop(signal.SIGKILL)
+        t.join()
+        server.start()
+        client = client_for(server)
+        answer = invoke(client, base, "").result
+        seen.append(answer[:7])
+        assert answer.startswith("build A") or answer.startswith("build B"), (attempt, answer)
+        code_dir = server.tmp / "data" / "code"
+        leftovers = [p.name for p in code_dir.iterdir() if p.name.startswith(".tmp-")]
+        assert leftovers == [], leftovers
+        for package in code_dir.iterdir():
+            if package.is_dir():
+                assert (package / "hotswap.so").is_file(), f"torn package {package.name}"
+                zip_file = code_dir / f"{package.name}.zip"
+                assert zip_file.is_file(), f"package {package.name} without its zip"
+        if answer.startswith("build B"):
+            break
+    # Killed early the update never happened; given time it did: both are whole.
+    assert seen[0] == "build A" and seen[-1] == "build B", seen
