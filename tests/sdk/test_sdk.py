@@ -339,3 +339,31 @@ def test_kill_9_in_the_middle_of_an_update_leaves_old_or_new_code_never_a_torn_p
             break
     # Killed early the update never happened; given time it did: both are whole.
     assert seen[0] == "build A" and seen[-1] == "build B", seen
+
+
+def test_a_cron_timer_fires_with_the_timer_event_and_stops_when_deleted(client):
+    from huaweicloudsdkfunctiongraph.v2 import (
+        CreateFunctionTriggerRequest, CreateFunctionTriggerRequestBody, TriggerEventDataRequestBody,
+        DeleteFunctionTriggerRequest)
+    import time
+    created = create(client, name="cronned", handler="TimerTest")
+    trigger = client.create_function_trigger(CreateFunctionTriggerRequest(
+        function_urn=created.func_urn, body=CreateFunctionTriggerRequestBody(
+            trigger_type_code="TIMER", trigger_status="ACTIVE",
+            event_data=TriggerEventDataRequestBody(name="each-second", schedule_type="Cron",
+                                                   schedule="* * * * * ?", user_event="from cron"))))
+
+    def succeeded():
+        listed = client.list_async_invocations(ListAsyncInvocationsRequest(function_urn=created.func_urn))
+        return [i for i in listed.invocations if i.status == "SUCCESS"]
+
+    deadline = time.time() + 10
+    while not succeeded():
+        assert time.time() < deadline, "the cron timer did not fire"
+        time.sleep(0.2)
+    client.delete_function_trigger(DeleteFunctionTriggerRequest(
+        function_urn=created.func_urn, trigger_type_code="TIMER", trigger_id=trigger.trigger_id))
+    time.sleep(0.3)
+    before = len(succeeded())
+    time.sleep(2.2)
+    assert len(succeeded()) == before, "a deleted timer kept firing"
