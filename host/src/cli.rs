@@ -159,6 +159,10 @@ struct InvokeArgs {
     /// Print one JSON object instead of the three-part report.
     #[arg(long)]
     json: bool,
+    /// Where the handler runs: in-process, or process (a worker process with
+    /// a hard timeout, the memory limit enforced, crashes contained).
+    #[arg(long, value_name = "MODE", default_value = "in-process")]
+    isolation: crate::config::Isolation,
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -244,7 +248,8 @@ fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
     let payload = read_payload(&a)?;
     let mut config = FunctionConfig::new(a.entry.clone(), a.code_dir.clone())
         .timeout(seconds(a.timeout, "--timeout")?)
-        .memory_mb(a.memory);
+        .memory_mb(a.memory)
+        .isolation(a.isolation);
     config.user_data = a.user_data.iter().cloned().collect::<BTreeMap<_, _>>();
     if let Some(init) = &a.init {
         config = config.initializer(init.clone());

@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::ConfigError;
 
 /// FunctionGraph's memory sizes, in MB.
@@ -17,7 +19,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Delegated credentials handed to the function through its context. Never
 /// printed by `Debug`, never written to fnhost's logs or summaries.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     /// Deprecated temporary access key.
     pub access_key: String,
@@ -58,7 +60,7 @@ impl fmt::Debug for Credentials {
 ///     .user_data("NAME", "fnhost");
 /// assert_eq!(config.function_name(), "testplugin");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionConfig {
     /// `NAME.HANDLER`: library `NAME.so` (or `libNAME.so`), handler `HANDLER`.
     pub entry: String,
@@ -88,6 +90,33 @@ pub struct FunctionConfig {
     pub credentials: Credentials,
     /// Instances and concurrency.
     pub instances: InstanceConfig,
+    /// Where the handler runs (default in process).
+    pub isolation: Isolation,
+}
+
+/// Where a function's handler runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In the host process: fastest; a timeout cannot stop the handler and a
+    /// crash takes the host down.
+    #[default]
+    InProcess,
+    /// In worker processes: a timeout kills the worker, the memory size is
+    /// enforced, a crash is answered `runtime exited unexpectedly` and the
+    /// worker replaced (see [`crate::isolation`]).
+    Process,
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "in-process" => Ok(Isolation::InProcess),
+            "process" => Ok(Isolation::Process),
+            other => Err(format!("isolation `{other}` is not in-process or process")),
+        }
+    }
 }
 
 /// How many invocations of a function may run at once, FunctionGraph's way:
@@ -96,7 +125,7 @@ pub struct FunctionConfig {
 /// exist. Invocations beyond that wait in a queue of at most `max_queued`,
 /// for at most the function's timeout, and then fail with
 /// [`InvokeError::TooManyRequests`](crate::InvokeError).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceConfig {
     /// Invocations one instance serves at once (default 1, FunctionGraph's default).
     pub concurrency_per_instance: u32,
@@ -142,6 +171,7 @@ impl FunctionConfig {
             project_id: String::new(),
             credentials: Credentials::default(),
             instances: InstanceConfig::default(),
+            isolation: Isolation::InProcess,
         }
     }
 
@@ -198,6 +228,12 @@ impl FunctionConfig {
     /// Sets the delegated credentials.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = credentials;
+        self
+    }
+
+    /// Sets where the handler runs.
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
         self
     }
 

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use fnhost_api::abi::{self, HostStr};
 use parking_lot::Mutex;
 
-use crate::config::FunctionConfig;
+use crate::config::{FunctionConfig, Isolation};
 use crate::error::InvokeError;
 use crate::instances::{InstancePool, InstanceStats, Lease};
 use crate::invocation::{CallKind, Completion, FunctionContext, InvocationState, Served};
+use crate::isolation::process::ProcessPool;
 use crate::loader::Library;
 use crate::outcome::{error_type, FunctionError, InvokeResult, Outcome, Summary};
 use crate::runtime::Shared;
@@ -67,6 +68,8 @@ pub struct Generation {
     in_flight: AtomicUsize,
     live: AtomicBool,
     created: SystemTime,
+    /// Worker processes, when the function runs with process isolation.
+    process: Option<ProcessPool>,
 }
 
 /// Counts an invocation as in flight on its generation until dropped (which,
@@ -95,7 +98,22 @@ impl Generation {
         initializer: Option<(String, abi::InitializerFn)>,
     ) -> Arc<Generation> {
         let id = shared.counters.next_generation_id();
+        let process = (config.isolation == Isolation::Process).then(|| {
+            let executable = shared
+                .config
+                .worker_executable
+                .clone()
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_else(|| "fnhost".into());
+            ProcessPool::new(
+                executable,
+                library.mapped_path().to_owned(),
+                config.clone(),
+                shared.config.log_tail_bytes,
+            )
+        });
         Arc::new(Generation {
+            process,
             id,
             shared,
             context: Arc::new(FunctionContext::from_config(&config)),
@@ -143,6 +161,11 @@ impl Generation {
     pub fn instance_stats(&self) -> InstanceStats {
         self.pool.stats()
     }
+    /// Worker processes idle in this generation's pool (process isolation).
+    pub fn idle_worker_processes(&self) -> usize {
+        self.process.as_ref().map_or(0, ProcessPool::idle_workers)
+    }
+
     /// Releases instances idle past the idle timeout (beyond the reserved ones).
     pub fn release_idle_instances(&self) -> usize {
         self.pool.release_idle()
@@ -156,6 +179,29 @@ impl Generation {
     /// initializer for each. Returns the first failure.
     pub(crate) fn warm_up(self: &Arc<Self>) -> Result<(), InitReport> {
         let wanted = self.config.instances.reserved_instances.max(1);
+        if let Some(pool) = &self.process {
+            // The initializer runs in each worker as it starts.
+            for _ in 0..wanted {
+                let started = Instant::now();
+                let report = match pool.prestart() {
+                    Ok(log) => InitReport {
+                        error: None,
+                        log,
+                        duration: started.elapsed(),
+                    },
+                    Err(e) => InitReport {
+                        error: Some(e.error),
+                        log: e.log,
+                        duration: started.elapsed(),
+                    },
+                };
+                self.init.lock().last = Some(report.clone());
+                if report.error.is_some() {
+                    return Err(report);
+                }
+            }
+            return Ok(());
+        }
         for _ in 0..wanted {
             let Some(mut lease) = self.pool.create() else {
                 break;
@@ -281,6 +327,22 @@ impl Generation {
                 function: self.context.function_name.clone(),
                 reason: e.to_string(),
             })?;
+        if let Some(pool) = &self.process {
+            // Instances are worker processes, initialized as they start.
+            lease.mark_ready();
+            let result = pool.invoke(payload, &served);
+            drop((lease, flight));
+            let counters = &self.shared.counters;
+            counters.invoked();
+            if result
+                .outcome
+                .error()
+                .is_some_and(|e| e.error_type == error_type::TIMEOUT)
+            {
+                counters.timed_out_and_killed();
+            }
+            return Ok(result);
+        }
         if lease.is_fresh() {
             if let Err(report) = self.initialize(&mut lease) {
                 return Ok(self.initialization_failure(report));
@@ -323,7 +385,7 @@ impl Generation {
         served: Served,
     ) -> Result<Option<Pending>, InvokeError> {
         self.check_payload(payload.len())?;
-        if self.init_broken.load(Ordering::Acquire) {
+        if self.init_broken.load(Ordering::Acquire) || self.process.is_some() {
             return Ok(None);
         }
         let Some(lease) = self.pool.try_acquire() else {

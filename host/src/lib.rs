@@ -34,6 +34,7 @@ mod function;
 mod generation;
 mod instances;
 mod invocation;
+pub mod isolation;
 pub mod loader;
 mod log_buffer;
 mod outcome;
@@ -45,8 +46,8 @@ mod spin;
 pub mod store;
 pub mod watch;
 
-pub use config::InstanceConfig;
 pub use config::{Credentials, FunctionConfig, MEMORY_SIZES_MB};
+pub use config::{InstanceConfig, Isolation};
 pub use error::{ConfigError, InvokeError, LoadError};
 pub use error::{DeployError, NotFound};
 pub use function::Function;

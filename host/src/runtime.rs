@@ -34,6 +34,12 @@ pub struct RuntimeConfig {
     pub worker_idle_timeout: Duration,
     /// Stack size of worker threads (default 8 MiB, like a main thread).
     pub worker_stack_size: usize,
+    /// The `fnhost` executable that runs worker processes for functions
+    /// with process isolation (default: the running executable, right for
+    /// the `fnhost` binary; an embedding program either names an `fnhost`
+    /// binary here or calls [`crate::isolation::worker_main`] when started
+    /// with the `__worker` argument).
+    pub worker_executable: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -46,6 +52,7 @@ impl Default for RuntimeConfig {
             log_tail_bytes: 4096,
             worker_idle_timeout: Duration::from_secs(60),
             worker_stack_size: 8 * 1024 * 1024,
+            worker_executable: None,
         }
     }
 }
@@ -87,6 +94,10 @@ impl Counters {
     pub(crate) fn timed_out(&self) {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         self.runaway.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A timeout whose handler was stopped (its worker process killed).
+    pub(crate) fn timed_out_and_killed(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn runaway(&self) -> usize {
         self.runaway.load(Ordering::Relaxed)
@@ -163,6 +174,10 @@ impl Runtime {
         })
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Named functions with versions, aliases and hot swap.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -225,7 +240,18 @@ pub(crate) fn build_generation(
         }
     }
     let path = entry.locate(&config.code_dir)?;
-    let library = shared.loader.load(&path)?;
+    build_generation_at(shared, config, &path, entry, init_entry)
+}
+
+/// Builds a generation from the library at `path` (already located).
+pub(crate) fn build_generation_at(
+    shared: &Arc<Shared>,
+    config: FunctionConfig,
+    path: &Path,
+    entry: Entry,
+    init_entry: Option<Entry>,
+) -> Result<Arc<Generation>, LoadError> {
+    let library = shared.loader.load(path)?;
     let handler = library
         .handler(&entry.symbol)
         .ok_or_else(|| LoadError::UnknownHandler {

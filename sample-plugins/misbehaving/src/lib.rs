@@ -1,4 +1,6 @@
 //! `misbehaving`: handlers that fail in every way a runtime must contain.
+//! `Segfault`, `Abort` and `Exit` end the process they run in: use them only
+//! with process isolation.
 
 use std::time::Duration;
 
@@ -58,6 +60,44 @@ pub fn chatty(_: &[u8], ctx: &Context) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Allocates and touches the number of megabytes in the payload (default 256).
+pub fn alloc_mb(payload: &[u8], _: &Context) -> Result<String, HandlerError> {
+    let mb: usize = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(256);
+    let block = vec![1u8; mb * 1024 * 1024];
+    Ok(format!(
+        "held {} MB",
+        std::hint::black_box(&block).len() / (1024 * 1024)
+    ))
+}
+
+/// Writes through a null pointer: SIGSEGV. Only an isolated worker survives it.
+pub fn segfault(_: &[u8], _: &Context) -> Result<(), HandlerError> {
+    let p: *mut u8 = std::hint::black_box(std::ptr::null_mut());
+    // SAFETY: none: this is the point. It must only run in a worker process.
+    unsafe { std::ptr::write_volatile(p, 1) };
+    Ok(())
+}
+
+/// Aborts the process (SIGABRT).
+pub fn abort(_: &[u8], _: &Context) -> Result<(), HandlerError> {
+    std::process::abort()
+}
+
+/// Exits the process with status 3.
+pub fn exit(_: &[u8], _: &Context) -> Result<(), HandlerError> {
+    std::process::exit(3)
+}
+
+/// Prints to stdout and stderr, then answers `printed`.
+pub fn print(_: &[u8], _: &Context) -> Result<&'static str, HandlerError> {
+    println!("hello on stdout");
+    eprintln!("hello on stderr");
+    Ok("printed")
+}
+
 /// An initializer that fails.
 pub fn init_fail(_: &Context) -> Result<(), HandlerError> {
     Err(HandlerError::new("database unreachable"))
@@ -84,6 +124,11 @@ fnhost_api::export_plugin! {
         "Alloc64" => alloc64,
         "Big" => big,
         "Chatty" => chatty,
+        "AllocMb" => alloc_mb,
+        "Segfault" => segfault,
+        "Abort" => abort,
+        "Exit" => exit,
+        "Print" => print,
     },
     initializers: {
         "InitFail" => init_fail,

@@ -1,0 +1,138 @@
+//! The framing between the host and a worker process, over a Unix socket:
+//! each frame is a little-endian `u32` length and a JSON header, then a
+//! `u32` length and raw bytes (payloads and bodies cross untouched, binary
+//! included).
+
+use std::io::{self, Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::config::FunctionConfig;
+
+/// Largest header accepted.
+const MAX_HEADER: usize = 64 * 1024 * 1024;
+/// Largest body accepted (above the 6 MB limits, with room).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Host → worker, first frame: what to load.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Start {
+    /// The content-addressed copy of the library.
+    pub library: std::path::PathBuf,
+    /// The function, as the host configured it.
+    pub config: FunctionConfig,
+}
+
+/// Worker → host, answer to `Start`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Ready {
+    /// Why the library or its initializer failed, when it did: `(type, message)`.
+    pub error: Option<(String, String)>,
+    /// The initializer's log.
+    pub init_log: String,
+}
+
+/// Host → worker: one invocation (the payload is the frame's body).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Invoke {
+    /// Version served.
+    pub version: Option<String>,
+    /// Alias served.
+    pub alias: Option<String>,
+}
+
+/// Worker → host: one result (the result body, if any, is the frame's body).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Done {
+    pub request_id: String,
+    /// `None` on success, else `(errorType, errorMessage)`.
+    pub error: Option<(String, String)>,
+    /// Body kind on success: 0 empty, 1 bytes, 2 text, 3 JSON.
+    pub kind: u32,
+    pub duration_ms: f64,
+    pub billing_duration_ms: u64,
+    pub memory_used_mb: f64,
+    pub log: String,
+}
+
+fn read_exact_vec(r: &mut impl Read, limit: usize, what: &str) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what} of {len} bytes is over the limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Writes one frame.
+pub(crate) fn write_frame(
+    w: &mut impl Write,
+    header: &impl Serialize,
+    body: &[u8],
+) -> io::Result<()> {
+    let header = serde_json::to_vec(header).map_err(io::Error::other)?;
+    let mut out = Vec::with_capacity(8 + header.len() + body.len());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    w.write_all(&out)?;
+    w.flush()
+}
+
+/// Reads one frame.
+pub(crate) fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<(T, Vec<u8>)> {
+    let header = read_exact_vec(r, MAX_HEADER, "header")?;
+    let body = read_exact_vec(r, MAX_BODY, "body")?;
+    let header = serde_json::from_slice(&header)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((header, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_binary_bodies_intact() {
+        let mut wire = Vec::new();
+        let body: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        write_frame(
+            &mut wire,
+            &Invoke {
+                version: Some("v1".into()),
+                alias: None,
+            },
+            &body,
+        )
+        .unwrap();
+        let (h, b): (Invoke, Vec<u8>) = read_frame(&mut wire.as_slice()).unwrap();
+        assert_eq!(h.version.as_deref(), Some("v1"));
+        assert_eq!(b, body);
+    }
+
+    #[test]
+    fn a_truncated_frame_is_an_error_not_a_hang() {
+        let mut wire = Vec::new();
+        write_frame(
+            &mut wire,
+            &Invoke {
+                version: None,
+                alias: None,
+            },
+            b"abc",
+        )
+        .unwrap();
+        wire.truncate(wire.len() - 1);
+        assert!(read_frame::<Invoke>(&mut wire.as_slice()).is_err());
+        let huge = (u32::MAX).to_le_bytes();
+        assert!(read_frame::<Invoke>(&mut &huge[..]).is_err());
+    }
+}

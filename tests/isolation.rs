@@ -1,0 +1,311 @@
+//! Process isolation: every misbehaving handler is contained in a worker
+//! process with the platform's error type, and the host stays healthy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fnhost::{error_type, FunctionConfig, Isolation, Outcome, Runtime, RuntimeConfig};
+use fnhost_e2e::{cache_dir, fnhost_bin, plugin_dir};
+use serde_json::Value;
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+fn isolated(entry: &str) -> FunctionConfig {
+    FunctionConfig::new(entry, plugin_dir()).isolation(Isolation::Process)
+}
+
+fn error(r: &fnhost::InvokeResult) -> (String, String) {
+    let e = r
+        .outcome
+        .error()
+        .unwrap_or_else(|| panic!("expected a failure: {:?}", r.outcome));
+    (e.error_type.clone(), e.message.clone())
+}
+
+/// The host is fine: an in-process function still answers.
+fn host_healthy(rt: &Runtime) {
+    let echo = rt
+        .load(FunctionConfig::new("echo.Handler", plugin_dir()))
+        .unwrap();
+    assert_eq!(echo.invoke(b"fine").unwrap().outcome.body_bytes(), b"fine");
+}
+
+#[test]
+fn payloads_context_results_and_logs_cross_the_process_boundary_intact() {
+    let rt = runtime();
+    let echo = rt.load(isolated("echo.Handler")).unwrap();
+    let big: Vec<u8> = (0..=255u8).cycle().take(5 * 1024 * 1024).collect();
+    assert_eq!(echo.invoke(&big).unwrap().outcome.body_bytes(), big);
+    let f = rt
+        .load(
+            isolated("testplugin.Handler")
+                .initializer("testplugin.Init")
+                .user_data("NAME", "iso")
+                .memory_mb(256),
+        )
+        .unwrap();
+    let r = f.invoke(br#"{"key": "NAME"}"#).unwrap();
+    let v: Value = serde_json::from_slice(&r.outcome.body_bytes()).unwrap();
+    assert_eq!(v["user_data"], "iso");
+    assert_eq!(v["memory_size_mb"], 256);
+    assert_eq!(v["request_id"], r.request_id.as_str());
+    assert_eq!(v["init_calls"], 1, "the initializer ran in the worker");
+    assert!(
+        r.log
+            .contains(&format!("{} testplugin handling", r.request_id)),
+        "{}",
+        r.log
+    );
+    assert!(
+        r.summary.memory_used_mb > 1.0,
+        "the worker's real peak: {:?}",
+        r.summary
+    );
+}
+
+#[test]
+fn stdout_and_stderr_land_in_the_invocation_log() {
+    let rt = runtime();
+    let r = rt
+        .load(isolated("misbehaving.Print"))
+        .unwrap()
+        .invoke(b"")
+        .unwrap();
+    assert_eq!(r.outcome.body_bytes(), b"printed");
+    for line in ["hello on stdout", "hello on stderr"] {
+        assert!(
+            r.log.contains(&format!("{} {line}", r.request_id)),
+            "{line} missing: {}",
+            r.log
+        );
+    }
+}
+
+#[test]
+fn a_spinning_handler_is_killed_at_the_deadline_and_replaced() {
+    let rt = runtime();
+    let f = rt
+        .load(isolated("misbehaving.Spin").timeout(Duration::from_millis(500)))
+        .unwrap();
+    let start = Instant::now();
+    let r = f.invoke(b"").unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let (ty, msg) = error(&r);
+    assert_eq!(ty, error_type::TIMEOUT);
+    assert!(
+        msg.contains("0.500 seconds") && msg.contains("killed"),
+        "{msg}"
+    );
+    assert_eq!(
+        rt.stats().runaway_invocations,
+        0,
+        "nothing keeps running in the host"
+    );
+    // The next invocation gets a fresh worker.
+    assert_eq!(error(&f.invoke(b"").unwrap()).0, error_type::TIMEOUT);
+    let sleepy = rt
+        .load(isolated("misbehaving.Sleep").timeout(Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(
+        error(&sleepy.invoke(b"2000").unwrap()).0,
+        error_type::TIMEOUT
+    );
+    assert_eq!(sleepy.invoke(b"10").unwrap().outcome.body_bytes(), b"slept");
+    host_healthy(&rt);
+}
+
+#[test]
+fn crashes_are_contained_and_reported_with_the_signal_or_status() {
+    let rt = runtime();
+    for (handler, expected) in [
+        ("Segfault", "killed by signal 11 (SIGSEGV)"),
+        ("Abort", "killed by signal 6 (SIGABRT)"),
+        ("Exit", "exit status 3"),
+    ] {
+        let f = rt
+            .load(isolated(&format!("misbehaving.{handler}")))
+            .unwrap();
+        for _ in 0..2 {
+            let (ty, msg) = error(&f.invoke(b"").unwrap());
+            assert_eq!(ty, error_type::RUNTIME_EXITED, "{handler}");
+            assert!(msg.contains(expected), "{handler}: {msg}");
+        }
+    }
+    let (ty, msg) = error(
+        &rt.load(isolated("misbehaving.Panic"))
+            .unwrap()
+            .invoke(b"")
+            .unwrap(),
+    );
+    assert_eq!(
+        (ty.as_str(), msg.as_str()),
+        ("panic", "misbehaving handler panicked on purpose")
+    );
+    host_healthy(&rt);
+}
+
+#[test]
+fn the_memory_size_is_enforced() {
+    let rt = runtime();
+    let f = rt
+        .load(isolated("misbehaving.AllocMb").memory_mb(128))
+        .unwrap();
+    let (ty, msg) = error(&f.invoke(b"512").unwrap());
+    assert_eq!(ty, error_type::MEMORY_LIMIT);
+    assert!(msg.contains("128 MB"), "{msg}");
+    let r = f.invoke(b"32").unwrap();
+    assert!(matches!(r.outcome, Outcome::Success(_)), "{:?}", r.outcome);
+    assert!(r.summary.memory_used_mb >= 32.0, "{:?}", r.summary);
+    let bigger = rt
+        .load(isolated("misbehaving.AllocMb").memory_mb(1024))
+        .unwrap();
+    assert!(bigger.invoke(b"512").unwrap().outcome.is_success());
+    host_healthy(&rt);
+}
+
+#[test]
+fn initializer_failures_in_a_worker_are_handled_initialization_errors() {
+    let rt = runtime();
+    let f = rt
+        .load(isolated("misbehaving.Error").initializer("misbehaving.InitFail"))
+        .unwrap();
+    let (ty, msg) = error(&f.invoke(b"").unwrap());
+    assert_eq!(ty, error_type::INITIALIZATION);
+    assert!(msg.contains("database unreachable"), "{msg}");
+}
+
+#[test]
+fn eight_callers_times_two_thousand_invocations() {
+    let rt = runtime();
+    let echo = Arc::new(rt.load(isolated("echo.Handler")).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let echo = Arc::clone(&echo);
+            std::thread::spawn(move || {
+                for i in 0..2000 {
+                    let payload = format!("{t}:{i}");
+                    let r = echo.invoke(payload.as_bytes()).unwrap();
+                    assert_eq!(r.outcome.body_bytes(), payload.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(echo.generation().idle_worker_processes() >= 1);
+}
+
+#[test]
+fn swapping_an_isolated_function_ends_the_old_workers() {
+    let rt = runtime();
+    let reg = rt.registry();
+    let first = reg
+        .deploy(isolated("echo.Handler").name("iso-swap"))
+        .unwrap()
+        .generation;
+    assert_eq!(
+        first.idle_worker_processes(),
+        1,
+        "a worker was started (and checked) at deploy"
+    );
+    let pids = |g: &fnhost::Generation| g.idle_worker_processes();
+    reg.deploy(isolated("echo.Logged").name("iso-swap"))
+        .unwrap();
+    assert!(reg.invoke("iso-swap", b"x").unwrap().outcome.is_success());
+    let stats = reg.generation_stats();
+    assert_eq!((stats.live, stats.draining), (1, 0), "{stats:?}");
+    // The retired generation's pool is dropped with it, ending its workers,
+    // once nothing else holds it.
+    let weak = Arc::downgrade(&first);
+    assert_eq!(pids(&first), 1);
+    drop(first);
+    assert!(
+        weak.upgrade().is_none(),
+        "the retired generation was released"
+    );
+}
+
+/// Pids of processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let ppid: u32 = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == parent {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn workers_die_with_their_host_even_when_it_is_killed() {
+    let mut host = std::process::Command::new(fnhost_bin())
+        .args(["invoke", "misbehaving.Sleep", "--code-dir"])
+        .arg(plugin_dir())
+        .args([
+            "--data",
+            "20000",
+            "--isolation",
+            "process",
+            "--timeout",
+            "30",
+            "--cache-dir",
+        ])
+        .arg(cache_dir())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let w = children_of(host.id());
+        if !w.is_empty() {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "no worker process appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while workers.iter().any(|&w| alive(w)) {
+        assert!(
+            Instant::now() < deadline,
+            "worker {workers:?} outlived its killed host"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
