@@ -162,3 +162,20 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(open_server):
     t.join()
     assert code == 0
     assert answers[0][0] == 200 and answers[0][2] == b"slept", answers
+
+
+def test_an_isolated_function_that_segfaults_leaves_the_server_serving(open_server):
+    status, _, body = call(open_server, "POST", BASE, {
+        "func_name": "crashy", "runtime": "Rust1.x", "handler": "misbehaving.Segfault", "memory_size": 128,
+        "timeout": 3, "isolation": "process",
+        "func_code": {"file": zip_b64("libmisbehaving.so", "misbehaving")}})
+    assert status == 200, body
+    assert json.loads(body)["isolation"] == "process"
+    for _ in range(2):
+        status, headers, body = call(open_server, "POST", f"{BASE}/crashy/invocations", b"{}")
+        assert status == 200 and headers["X-Is-Func-Err"] == "true"
+        error = json.loads(body)
+        assert error["errorType"] == "runtime exited unexpectedly"
+        assert "SIGSEGV" in error["errorMessage"]
+    urn = create(open_server, "still-here")
+    assert call(open_server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200

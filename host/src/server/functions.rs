@@ -68,6 +68,8 @@ struct CreateBody {
     initializer_timeout: Option<u32>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    isolation: Option<crate::config::Isolation>,
 }
 
 fn decode_package(code_type: Option<&str>, code: Option<&FuncCode>) -> Result<Vec<u8>, ApiError> {
@@ -176,6 +178,7 @@ pub(crate) async fn create(
         max_instance_num: 0,
         reserved_instance_count: 0,
         concurrent_num: 0,
+        isolation: body.isolation.unwrap_or_default(),
         last_modified: String::new(),
     };
     let s = Arc::clone(&state);
@@ -287,6 +290,8 @@ struct UpdateConfigBody {
     initializer_timeout: Option<u32>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    isolation: Option<crate::config::Isolation>,
 }
 
 /// `PUT .../functions/{urn}/config`
@@ -321,6 +326,9 @@ pub(crate) async fn update_config(
         }
         if let Some(v) = body.description {
             record.description = v;
+        }
+        if let Some(v) = body.isolation {
+            record.isolation = v;
         }
         Ok(())
     })

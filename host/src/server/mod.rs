@@ -414,6 +414,7 @@ fn watch_functions_dir(
                     max_instance_num: 0,
                     reserved_instance_count: 0,
                     concurrent_num: 0,
+                    isolation: config.isolation,
                     last_modified: model::now_rfc3339(),
                 };
                 log::info!(target: "fnhost::server", "deployed {function} from {}", code_dir.display());

@@ -57,6 +57,9 @@ pub struct FunctionRecord {
     /// Per-instance concurrency (0: 1).
     #[serde(default)]
     pub concurrent_num: u32,
+    /// `in-process` (default) or `process` (fnhost's extension).
+    #[serde(default)]
+    pub isolation: crate::config::Isolation,
     /// RFC 3339.
     pub last_modified: String,
 }
@@ -150,6 +153,7 @@ impl FunctionRecord {
             reserved_instances: self.reserved_instance_count,
             ..defaults
         };
+        config.isolation = self.isolation;
         config
             .validate()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -197,6 +201,7 @@ impl FunctionRecord {
             "reserved_instance_count": self.reserved_instance_count,
             "strategy_config": {"concurrency": self.max_instance_num, "concurrent_num": self.concurrent_num.max(1)},
             "type": "v2",
+            "isolation": self.isolation,
         })
     }
 }
