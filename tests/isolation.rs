@@ -309,3 +309,46 @@ fn workers_die_with_their_host_even_when_it_is_killed() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn idle_workers_end_after_the_idle_time_and_reserved_ones_stay() {
+    let rt = runtime();
+    let limits = fnhost::InstanceConfig {
+        idle_timeout: Duration::from_millis(100),
+        ..fnhost::InstanceConfig::default()
+    };
+    let f = rt.load(isolated("echo.Handler").instances(limits)).unwrap();
+    assert_eq!(f.invoke(b"x").unwrap().outcome.body_bytes(), b"x");
+    assert_eq!(f.generation().idle_worker_processes(), 1);
+    std::thread::sleep(Duration::from_millis(250));
+    f.generation().release_idle_instances();
+    assert_eq!(
+        f.generation().idle_worker_processes(),
+        0,
+        "the idle worker was ended"
+    );
+    assert_eq!(
+        f.invoke(b"y").unwrap().outcome.body_bytes(),
+        b"y",
+        "a new worker serves"
+    );
+
+    let reserved = rt
+        .load(isolated("echo.Handler").instances(fnhost::InstanceConfig {
+            reserved_instances: 2,
+            ..limits
+        }))
+        .unwrap();
+    assert_eq!(
+        reserved.generation().idle_worker_processes(),
+        2,
+        "reserved workers are started at load"
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    reserved.generation().release_idle_instances();
+    assert_eq!(
+        reserved.generation().idle_worker_processes(),
+        2,
+        "reserved workers are kept"
+    );
+}

@@ -168,7 +168,8 @@ impl Generation {
 
     /// Releases instances idle past the idle timeout (beyond the reserved ones).
     pub fn release_idle_instances(&self) -> usize {
-        self.pool.release_idle()
+        let processes = self.process.as_ref().map_or(0, ProcessPool::release_idle);
+        self.pool.release_idle() + processes
     }
     /// The report of the initializer's most recent run, if it has run.
     pub fn initializer_report(&self) -> Option<InitReport> {

@@ -132,7 +132,8 @@ pub(crate) struct ProcessPool {
     library: PathBuf,
     config: FunctionConfig,
     tail_bytes: usize,
-    idle: Mutex<Vec<Worker>>,
+    /// Idle workers and since when.
+    idle: Mutex<Vec<(Worker, Instant)>>,
     failures: Mutex<StartFailures>,
 }
 
@@ -163,7 +164,7 @@ impl ProcessPool {
     /// the deploy-time check).
     pub(crate) fn prestart(&self) -> Result<String, StartError> {
         let (worker, init_log) = self.start()?;
-        self.idle.lock().push(worker);
+        self.idle.lock().push((worker, Instant::now()));
         Ok(init_log)
     }
 
@@ -308,7 +309,8 @@ impl ProcessPool {
         let started = Instant::now();
         let timeout = self.config.timeout;
         let deadline = started + timeout;
-        let worker = self.idle.lock().pop();
+        self.release_idle();
+        let worker = self.idle.lock().pop().map(|(w, _)| w);
         let worker = match worker {
             Some(w) => w,
             None => match self.start() {
@@ -333,7 +335,7 @@ impl ProcessPool {
                 // Give output written just before the answer a moment to arrive.
                 let output = worker.take_output();
                 let result = self.success(done, body, &output);
-                self.idle.lock().push(worker);
+                self.idle.lock().push((worker, Instant::now()));
                 result
             }
             Err(e)
@@ -440,11 +442,36 @@ impl ProcessPool {
     pub(crate) fn idle_workers(&self) -> usize {
         self.idle.lock().len()
     }
+
+    /// Ends workers idle longer than the idle timeout, keeping the reserved
+    /// number; returns how many ended.
+    pub(crate) fn release_idle(&self) -> usize {
+        let keep = self.config.instances.reserved_instances as usize;
+        let timeout = self.config.instances.idle_timeout;
+        let mut ended = Vec::new();
+        {
+            let mut idle = self.idle.lock();
+            // Oldest first: the most recently used workers stay warm.
+            idle.sort_by_key(|(_, since)| *since);
+            while idle.len() > keep
+                && idle
+                    .first()
+                    .is_some_and(|(_, since)| since.elapsed() >= timeout)
+            {
+                ended.push(idle.remove(0).0);
+            }
+        }
+        let n = ended.len();
+        for worker in ended {
+            worker.end();
+        }
+        n
+    }
 }
 
 impl Drop for ProcessPool {
     fn drop(&mut self) {
-        for worker in self.idle.get_mut().drain(..) {
+        for (worker, _) in self.idle.get_mut().drain(..) {
             worker.end();
         }
     }
