@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked -p echo -p testplugin -p hotswap
+cargo build --release --locked -p echo -p testplugin -p hotswap -p fnhost --bin fnhost
 cargo bench --locked -p fnhost --bench invoke -- "$@"
 cargo bench --locked -p fnhost --bench lifecycle -- "$@"
+cargo bench --locked -p fnhost --bench isolation -- "$@"
 
 python3 - <<'PY'
 import json, pathlib
@@ -41,6 +42,17 @@ for bench, label in [("new_build_to_serving", "deploy a never-seen build until i
     m = median("deploy", bench)
     if m is not None:
         print(f"| {label} | {m / 1000:.0f} us | |")
+raw = median("isolation_1KiB", "raw_unix_socket_round_trip")
+iso = median("isolation_1KiB", "fnhost_process_isolation")
+inp = median("isolation_1KiB", "fnhost_in_process")
+if raw is not None and iso is not None:
+    print()
+    print("| process isolation, 1 KiB | median | ratio |")
+    print("|---|---|---|")
+    print(f"| raw round trip over a Unix socket to a child (baseline) | {raw / 1000:.1f} us | 1.00x |")
+    print(f"| fnhost, echo in a worker process | {iso / 1000:.1f} us | {iso / raw:.2f}x |")
+    if inp is not None:
+        print(f"| fnhost, echo in process (reference) | {inp / 1000:.1f} us | {inp / raw:.2f}x |")
 steady = median("invoke_hotswap", "steady_state")
 during = median("invoke_hotswap", "while_swapping")
 if steady is not None and during is not None:
