@@ -352,3 +352,40 @@ fn idle_workers_end_after_the_idle_time_and_reserved_ones_stay() {
         "reserved workers are kept"
     );
 }
+
+#[test]
+fn the_host_never_maps_an_isolated_library_and_bad_ones_are_load_errors() {
+    let rt = runtime();
+    let dir = fnhost_e2e::scratch("isolated-unmapped");
+    fnhost_e2e::write_complete(
+        &dir,
+        "hotswap.so",
+        &fnhost_e2e::hotswap_build(b'I', Some(0x150_1a7e)),
+    );
+    let before = rt.stats().libraries_mapped;
+    let f = rt
+        .load(FunctionConfig::new("hotswap.Handler", &dir).isolation(Isolation::Process))
+        .unwrap();
+    assert!(!f.library().is_mapped());
+    assert_eq!(
+        rt.stats().libraries_mapped,
+        before,
+        "the host did not map it"
+    );
+    assert!(f
+        .invoke(b"")
+        .unwrap()
+        .outcome
+        .body_bytes()
+        .starts_with(b"build I"));
+
+    let e = rt.load(isolated("echo.Missing")).unwrap_err();
+    assert!(matches!(e, fnhost::LoadError::InWorker(_)), "{e:?}");
+    assert!(e.to_string().contains("no handler `Missing`"), "{e}");
+    let text = fnhost_e2e::scratch("isolated-text");
+    std::fs::write(text.join("x.so"), "not a library").unwrap();
+    let e = rt
+        .load(FunctionConfig::new("x.Handler", &text).isolation(Isolation::Process))
+        .unwrap_err();
+    assert!(matches!(e, fnhost::LoadError::NotALibrary { .. }), "{e:?}");
+}

@@ -2,7 +2,9 @@
 //! builds (already mapped after the first two), then 1,000 swaps to
 //! never-seen builds (each maps one more library, kept for good).
 //!
-//!     cargo build --release -p hotswap
+//! Then 500 swaps of a process-isolated function to never-seen builds.
+//!
+//!     cargo build --release -p hotswap -p fnhost --bin fnhost
 //!     cargo run --release --example swap_rss -p fnhost
 
 use std::path::Path;
@@ -75,6 +77,40 @@ fn main() {
         let _ = std::fs::remove_file(d.generation.library().mapped_path());
     }
     let fresh_rss = rss_kib();
+    // Process isolation: the host never maps the library; retiring a
+    // generation ends its workers.
+    let isolated_swaps = 500;
+    let iso = work.path().join("isolated");
+    let fnhost_exe = std::env::current_dir()
+        .unwrap()
+        .join("target/release/fnhost");
+    let iso_rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(work.path().join("iso-cache")),
+        worker_executable: Some(fnhost_exe),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let iso_config = |dir: &Path| config(dir).isolation(fnhost::Isolation::Process);
+    put(&iso, &build(&base, b'I', Some(u64::MAX)));
+    iso_rt.registry().deploy(iso_config(&iso)).unwrap();
+    let iso_before = rss_kib();
+    for i in 0..isolated_swaps {
+        put(&iso, &build(&base, b'I', Some(1_000_000 + i)));
+        let d = iso_rt.registry().deploy(iso_config(&iso)).unwrap();
+        iso_rt.registry().invoke("hotswap", b"").unwrap();
+        let _ = std::fs::remove_file(d.generation.library().mapped_path());
+    }
+    let iso_after = rss_kib();
+    let me = std::process::id();
+    let workers = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            rest.split_whitespace().nth(1) == Some(me.to_string().as_str())
+        })
+        .count();
     let stats = rt.stats();
     println!("library size: {} KiB", base.len() / 1024);
     println!(
@@ -84,6 +120,11 @@ fn main() {
     println!(
         "1000 swaps to never-seen builds: RSS {flips} -> {fresh_rss} KiB, {:.1} KiB per swap",
         (fresh_rss as f64 - flips as f64) / swaps as f64
+    );
+    println!(
+        "{isolated_swaps} swaps of a process-isolated function to never-seen builds: RSS {iso_before} -> {iso_after} KiB, {:.1} KiB per swap; libraries mapped in the host: {}; worker processes alive: {workers}",
+        (iso_after as f64 - iso_before as f64) / isolated_swaps as f64,
+        iso_rt.stats().libraries_mapped
     );
     println!(
         "generations: {} live, {} draining, {} retired; libraries mapped: {}",

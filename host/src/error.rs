@@ -125,6 +125,10 @@ pub enum LoadError {
     /// The function's configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A worker process could not load the library (process isolation: the
+    /// ABI and handler checks happen in the worker).
+    #[error("{0}")]
+    InWorker(String),
 }
 
 fn list_or_none(names: &[String]) -> String {

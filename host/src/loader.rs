@@ -29,8 +29,9 @@ pub struct Library {
     mapped_path: PathBuf,
     size: u64,
     info: PluginInfo,
-    // Held, never dropped while referenced; see the module docs.
-    _handle: libloading::Library,
+    // Held, never dropped while referenced; see the module docs. `None` for
+    // a library stored for worker processes and never mapped here.
+    _handle: Option<libloading::Library>,
 }
 
 impl Library {
@@ -54,6 +55,12 @@ impl Library {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
+    /// Whether the library is mapped in this process (false for a library
+    /// stored only for worker processes).
+    pub fn is_mapped(&self) -> bool {
+        self._handle.is_some()
+    }
+
     /// Handler names, in table order.
     pub fn handler_names(&self) -> Vec<String> {
         self.info.handlers.iter().map(|(n, _)| n.clone()).collect()
@@ -122,6 +129,44 @@ impl Loader {
             error,
         })?;
         self.load_bytes(path, &bytes)
+    }
+
+    /// Checks that `path` is a complete shared object for this machine and
+    /// stores its content-addressed copy, without mapping it: for functions
+    /// whose workers load it (process isolation). The ABI check happens in
+    /// the worker.
+    pub fn store_unmapped(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
+            path: path.to_owned(),
+            reason,
+        })?;
+        let digest = Digest::of(&bytes);
+        let mapped_path = self
+            .cache
+            .store(&digest, &bytes)
+            .map_err(|error| LoadError::Io {
+                path: self.cache.dir().to_owned(),
+                error,
+            })?;
+        Ok(Arc::new(Library {
+            digest,
+            source: path.to_owned(),
+            mapped_path,
+            size: bytes.len() as u64,
+            info: PluginInfo {
+                name: String::new(),
+                sdk: String::new(),
+                abi: (0, 0),
+                layout_checked: false,
+                handlers: Vec::new(),
+                initializers: Vec::new(),
+            },
+            _handle: None,
+        }))
     }
 
     /// Loads a library from bytes already read from `source`.
@@ -211,6 +256,6 @@ fn open_checked(
         mapped_path: mapped_path.to_owned(),
         size,
         info,
-        _handle: handle,
+        _handle: Some(handle),
     })
 }

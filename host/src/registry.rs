@@ -268,9 +268,7 @@ impl Registry {
                 duration: started.elapsed(),
             });
         }
-        generation
-            .warm_up()
-            .map_err(|report| DeployError::Initializer(report.error.unwrap_or_else(init_failed)))?;
+        generation.warm_up().map_err(warm_up_error)?;
         self.track(&generation);
         let replaced = entry.latest.swap(Arc::clone(&generation));
         *entry.last_modified.lock() = SystemTime::now();
@@ -297,9 +295,7 @@ impl Registry {
         generation: Arc<Generation>,
         started: Instant,
     ) -> Result<Deployment, DeployError> {
-        generation
-            .warm_up()
-            .map_err(|report| DeployError::Initializer(report.error.unwrap_or_else(init_failed)))?;
+        generation.warm_up().map_err(warm_up_error)?;
         let mut functions = self.functions.write();
         if functions.contains_key(&name) {
             drop(functions);
@@ -646,6 +642,17 @@ impl Registry {
 fn latest_name() -> Arc<str> {
     static NAME: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(LATEST));
     Arc::clone(&NAME)
+}
+
+/// A failed warm-up as a deploy error: a library a worker could not load is
+/// a load error, anything else the initializer's.
+fn warm_up_error(report: crate::generation::InitReport) -> DeployError {
+    let error = report.error.unwrap_or_else(init_failed);
+    if error.error_type == crate::isolation::process::LOAD_ERROR {
+        DeployError::Load(crate::error::LoadError::InWorker(error.message))
+    } else {
+        DeployError::Initializer(error)
+    }
 }
 
 fn init_failed() -> crate::FunctionError {

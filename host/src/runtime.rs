@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fnhost_api::abi;
+
 use crate::code_cache::CodeCache;
 use crate::config::FunctionConfig;
 use crate::entry::Entry;
@@ -195,7 +197,14 @@ impl Runtime {
     /// `HandledInitializationError` (and retry it, up to 3 runs in all).
     pub fn load(&self, config: FunctionConfig) -> Result<Function, LoadError> {
         let generation = build_generation(&self.shared, config)?;
-        let _ = generation.warm_up();
+        if let Err(report) = generation.warm_up() {
+            if let Some(e) = report
+                .error
+                .filter(|e| e.error_type == crate::isolation::process::LOAD_ERROR)
+            {
+                return Err(LoadError::InWorker(e.message));
+            }
+        }
         Ok(Function::new(generation))
     }
 
@@ -251,6 +260,20 @@ pub(crate) fn build_generation_at(
     entry: Entry,
     init_entry: Option<Entry>,
 ) -> Result<Arc<Generation>, LoadError> {
+    if config.isolation == crate::config::Isolation::Process {
+        // Workers load and check it; the host never maps it (so retiring the
+        // generation reclaims everything).
+        let library = shared.loader.store_unmapped(path)?;
+        let initializer =
+            init_entry.map(|init| (init.to_string(), isolated_initializer as abi::InitializerFn));
+        return Ok(Generation::new(
+            Arc::clone(shared),
+            config,
+            library,
+            isolated_handler,
+            initializer,
+        ));
+    }
     let library = shared.loader.load(path)?;
     let handler = library
         .handler(&entry.symbol)
@@ -279,4 +302,15 @@ pub(crate) fn build_generation_at(
         handler,
         initializer,
     ))
+}
+
+/// Stands in for the handler of a process-isolated function, whose code the
+/// host never maps: never called (invocations go to worker processes).
+unsafe extern "C" fn isolated_handler(_ctx: *const abi::Context, _payload: abi::HostStr) -> i32 {
+    abi::STATUS_ERROR
+}
+
+/// Stands in for the initializer of a process-isolated function: never called.
+unsafe extern "C" fn isolated_initializer(_ctx: *const abi::Context) -> i32 {
+    abi::STATUS_ERROR
 }

@@ -20,6 +20,9 @@ use crate::invocation::{format_timeout, Served};
 use crate::log_buffer::push_rfc3339_millis;
 use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
 
+/// The error type a worker reports when it cannot load the library.
+pub(crate) const LOAD_ERROR: &str = "LoadError";
+
 /// Captured output kept per worker between invocations.
 const MAX_CAPTURED: usize = 1024 * 1024;
 /// After this many consecutive failed starts, starts back off.
@@ -281,7 +284,9 @@ impl ProcessPool {
                 },
                 _,
             )) => {
-                let error_type = if ty == error_type::INITIALIZATION {
+                // A library the worker could not load keeps its own type, so
+                // callers report it as a load error rather than an initializer's.
+                let error_type = if ty == LOAD_ERROR {
                     ty
                 } else {
                     error_type::INITIALIZATION.to_owned()
