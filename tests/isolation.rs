@@ -389,3 +389,56 @@ fn the_host_never_maps_an_isolated_library_and_bad_ones_are_load_errors() {
         .unwrap_err();
     assert!(matches!(e, fnhost::LoadError::NotALibrary { .. }), "{e:?}");
 }
+
+#[test]
+fn swapping_an_isolated_function_under_load_loses_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rt = runtime();
+    let root = fnhost_e2e::scratch("isolated-swap-load");
+    let (a, b) = (root.join("a"), root.join("b"));
+    for (dir, tag) in [(&a, b'A'), (&b, b'B')] {
+        std::fs::create_dir_all(dir).unwrap();
+        fnhost_e2e::write_complete(dir, "hotswap.so", &fnhost_e2e::hotswap_build(tag, None));
+    }
+    let config = |dir: &std::path::Path| {
+        FunctionConfig::new("hotswap.Handler", dir)
+            .name("iso-load")
+            .isolation(Isolation::Process)
+    };
+    rt.registry().deploy(config(&a)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (rt, stop) = (rt.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut answers = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = rt.registry().invoke("iso-load", b"").unwrap();
+                    let body = r.outcome.body_bytes();
+                    assert!(
+                        body.starts_with(b"build A") || body.starts_with(b"build B"),
+                        "{:?}",
+                        r.outcome
+                    );
+                    answers += 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    for i in 0..30 {
+        rt.registry()
+            .deploy(config(if i % 2 == 0 { &b } else { &a }))
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let answered: usize = callers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(answered > 30, "{answered}");
+    assert!(rt
+        .registry()
+        .invoke("iso-load", b"")
+        .unwrap()
+        .outcome
+        .body_bytes()
+        .starts_with(b"build B"));
+}
