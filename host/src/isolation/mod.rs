@@ -26,6 +26,10 @@ mod worker;
 
 pub use worker::worker_main;
 
+/// Starts the line a worker writes to stdout and stderr after each
+/// invocation, followed by the invocation's sequence number.
+pub(crate) const SYNC_MARKER: &str = "\u{1}fnhost-output-end:";
+
 /// The argument that starts the `fnhost` executable as a worker.
 pub const WORKER_ARG: &str = "__worker";
 

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::protocol::{read_frame, write_frame, Done, Invoke, Ready, Start};
 use super::{RUNTIME_HEADROOM_MB, WORKER_ARG};
@@ -55,17 +55,42 @@ fn spawn(command: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
+/// What the output readers collected, and the last end-of-output marker
+/// each stream (stdout, stderr) has passed.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    marks: [u64; 2],
+}
+
 /// One worker process.
 struct Worker {
     child: Child,
     socket: UnixStream,
     /// Everything the worker wrote to stdout and stderr since last taken.
-    output: Arc<Mutex<Vec<u8>>>,
+    output: Arc<(Mutex<Captured>, Condvar)>,
+    /// Invocations this worker has answered.
+    answered: u64,
 }
 
 impl Worker {
     fn take_output(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.output.lock())
+        std::mem::take(&mut self.output.0.lock().bytes)
+    }
+
+    /// The output of the invocation just answered: waits (briefly) until
+    /// both streams passed its end marker, so no line is left behind.
+    fn take_output_of_answered(&mut self) -> Vec<u8> {
+        self.answered += 1;
+        let (lock, passed) = &*self.output;
+        let mut captured = lock.lock();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while captured.marks.iter().any(|&m| m < self.answered) {
+            if passed.wait_until(&mut captured, deadline).timed_out() {
+                break;
+            }
+        }
+        std::mem::take(&mut captured.bytes)
     }
 
     /// Kills the worker and reaps it; returns how it ended.
@@ -103,19 +128,33 @@ impl Drop for Worker {
     }
 }
 
-fn capture(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+fn capture(
+    stream: impl Read + Send + 'static,
+    into: Arc<(Mutex<Captured>, Condvar)>,
+    index: usize,
+) {
     let _ = std::thread::Builder::new()
         .name("fnhost-worker-output".into())
         .spawn(move || {
             let mut reader = BufReader::new(stream);
             let mut line = Vec::new();
+            let marker = super::SYNC_MARKER.as_bytes();
             while let Ok(n) = reader.read_until(b'\n', &mut line) {
                 if n == 0 {
                     break;
                 }
-                let mut out = into.lock();
-                if out.len() + line.len() <= MAX_CAPTURED {
-                    out.extend_from_slice(&line);
+                let (lock, passed) = &*into;
+                let mut captured = lock.lock();
+                if let Some(rest) = line.strip_prefix(marker) {
+                    let seq = std::str::from_utf8(rest)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok());
+                    if let Some(seq) = seq {
+                        captured.marks[index] = seq;
+                        passed.notify_all();
+                    }
+                } else if captured.bytes.len() + line.len() <= MAX_CAPTURED {
+                    captured.bytes.extend_from_slice(&line);
                 }
                 line.clear();
             }
@@ -247,17 +286,18 @@ impl ProcessPool {
             ))
         })?;
         drop(worker_end);
-        let output = Arc::new(Mutex::new(Vec::new()));
+        let output = Arc::new((Mutex::new(Captured::default()), Condvar::new()));
         if let Some(out) = child.stdout.take() {
-            capture(out, Arc::clone(&output));
+            capture(out, Arc::clone(&output), 0);
         }
         if let Some(err) = child.stderr.take() {
-            capture(err, Arc::clone(&output));
+            capture(err, Arc::clone(&output), 1);
         }
         let worker = Worker {
             child,
             socket: host_end,
             output,
+            answered: 0,
         };
         let start = Start {
             library: self.library.clone(),
@@ -316,7 +356,7 @@ impl ProcessPool {
         let deadline = started + timeout;
         self.release_idle();
         let worker = self.idle.lock().pop().map(|(w, _)| w);
-        let worker = match worker {
+        let mut worker = match worker {
             Some(w) => w,
             None => match self.start() {
                 Ok((w, _)) => w,
@@ -337,8 +377,7 @@ impl ProcessPool {
         let answer: std::io::Result<(Done, Vec<u8>)> = sent.and_then(|()| read_frame(&mut socket));
         match answer {
             Ok((done, body)) => {
-                // Give output written just before the answer a moment to arrive.
-                let output = worker.take_output();
+                let output = worker.take_output_of_answered();
                 let result = self.success(done, body, &output);
                 self.idle.lock().push((worker, Instant::now()));
                 result

@@ -120,6 +120,7 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
         },
         &[],
     )?;
+    let mut sequence: u64 = 0;
     loop {
         let (invoke, payload): (Invoke, Vec<u8>) = match read_frame(&mut reader) {
             Ok(frame) => frame,
@@ -169,6 +170,12 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
             memory_used_mb: peak_rss_mb(),
             log: result.log.clone(),
         };
+        // Mark the end of this invocation's output on both streams: the host
+        // waits for the markers before taking the output, so every line the
+        // handler wrote is attributed to this invocation.
+        sequence += 1;
+        println!("{}{sequence}", super::SYNC_MARKER);
+        eprintln!("{}{sequence}", super::SYNC_MARKER);
         write_frame(&mut writer, &done, body)?;
     }
 }
