@@ -445,3 +445,38 @@ fn swapping_an_isolated_function_under_load_loses_nothing() {
         last.outcome
     );
 }
+
+#[test]
+fn a_library_that_crashes_at_start_is_restarted_with_backoff() {
+    let rt = runtime();
+    let f = rt
+        .load(isolated("misbehaving.Error").initializer("misbehaving.InitAbort"))
+        .unwrap();
+    let g = f.generation();
+    // The load's start and two invocations' starts fail: three in a row.
+    for _ in 0..2 {
+        let (ty, msg) = error(&f.invoke(b"").unwrap());
+        assert_eq!(ty, error_type::INITIALIZATION);
+        assert!(msg.contains("SIGABRT"), "{msg}");
+    }
+    assert_eq!(g.worker_process_starts(), 3);
+    // Now starts back off: invocations answer the last error at once.
+    let start = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(error(&f.invoke(b"").unwrap()).0, error_type::INITIALIZATION);
+    }
+    assert_eq!(
+        g.worker_process_starts(),
+        3,
+        "no worker started during the backoff"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    // After the backoff, it tries again.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(error(&f.invoke(b"").unwrap()).0, error_type::INITIALIZATION);
+    assert_eq!(g.worker_process_starts(), 4);
+}

@@ -161,6 +161,11 @@ impl Generation {
     pub fn instance_stats(&self) -> InstanceStats {
         self.pool.stats()
     }
+    /// Worker processes started for this generation so far (process isolation).
+    pub fn worker_process_starts(&self) -> u64 {
+        self.process.as_ref().map_or(0, ProcessPool::starts)
+    }
+
     /// Worker processes idle in this generation's pool (process isolation).
     pub fn idle_worker_processes(&self) -> usize {
         self.process.as_ref().map_or(0, ProcessPool::idle_workers)

@@ -177,6 +177,8 @@ pub(crate) struct ProcessPool {
     /// Idle workers and since when.
     idle: Mutex<Vec<(Worker, Instant)>>,
     failures: Mutex<StartFailures>,
+    /// Worker processes started so far (successfully or not).
+    starts: std::sync::atomic::AtomicU64,
 }
 
 /// Why the pool could not produce a worker.
@@ -199,6 +201,7 @@ impl ProcessPool {
             tail_bytes,
             idle: Mutex::new(Vec::new()),
             failures: Mutex::new(StartFailures::default()),
+            starts: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -222,6 +225,8 @@ impl ProcessPool {
                 }
             }
         }
+        self.starts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = self.start_once();
         let mut f = self.failures.lock();
         match &result {
@@ -480,6 +485,11 @@ impl ProcessPool {
             request_id,
             tail_bytes: self.tail_bytes,
         }
+    }
+
+    /// Worker processes started so far.
+    pub(crate) fn starts(&self) -> u64 {
+        self.starts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Worker processes alive and idle.

@@ -108,6 +108,11 @@ pub fn init_panic(_: &Context) -> Result<(), HandlerError> {
     panic!("initializer panicked on purpose")
 }
 
+/// An initializer that aborts its process: a library that crashes at start.
+pub fn init_abort(_: &Context) -> Result<(), HandlerError> {
+    std::process::abort()
+}
+
 /// An initializer that never finishes in time.
 pub fn init_slow(_: &Context) -> Result<(), HandlerError> {
     std::thread::sleep(Duration::from_secs(30));
@@ -134,5 +139,6 @@ fnhost_api::export_plugin! {
         "InitFail" => init_fail,
         "InitPanic" => init_panic,
         "InitSlow" => init_slow,
+        "InitAbort" => init_abort,
     },
 }
