@@ -258,7 +258,7 @@ fn inspect_shows_the_descriptor_and_refuses_non_plugins() {
     assert_eq!(v["handlers"][0], "Error");
     assert_eq!(
         v["initializers"],
-        serde_json::json!(["InitFail", "InitPanic", "InitSlow"])
+        serde_json::json!(["InitFail", "InitPanic", "InitSlow", "InitAbort"])
     );
     let o = fnhost(&["inspect", lib.to_str().unwrap()]);
     assert!(
