@@ -8,20 +8,26 @@
 //! summary and the invocation's log.
 //!
 //! The nouns, from longest-lived to shortest:
-//! - [`Runtime`]: one per process; the loader, code cache, worker pool, counters.
+//! - [`Runtime`]: one per process; the loader, code cache, worker pool,
+//!   counters and the [`Registry`].
 //! - [`Library`]: a checked, mapped plugin build, identified by its content
 //!   digest; lives as long as the process.
-//! - [`Function`]: a configuration bound to a library and a resolved handler,
-//!   with its initializer state.
+//! - [`Generation`]: one immutable deployment of a function: library, resolved
+//!   handler, configuration, instances, in-flight count. The [`Registry`] names
+//!   functions, swaps their generations atomically, and keeps published
+//!   versions and aliases; a [`Function`] is a standalone handle to one.
 //! - an invocation: one call, with its request id, deadline, log and result
 //!   ([`InvokeResult`]).
 //!
-//! One invocation: [`Function::invoke`] → payload check → initializer (first
-//! time) → a worker thread calls the handler through the plugin's
+//! One invocation: [`Registry::invoke`] (or [`Function::invoke`]) → the
+//! generation → payload check → an instance slot (initializer on a new
+//! instance) → a worker thread calls the handler through the plugin's
 //! panic-catching trampoline, with a context whose vtable reads this
 //! invocation's state → the plugin's result is copied into host memory
 //! through that vtable → the caller, waiting until the deadline, turns it
-//! into an [`Outcome`], a [`Summary`] and the log.
+//! into an [`Outcome`], a [`Summary`] and the log. With
+//! [`Isolation::Process`] the call runs in a worker process instead
+//! ([`isolation`]); [`server`] serves all of it over FunctionGraph's HTTP API.
 
 pub mod abi_check;
 pub mod cli;
