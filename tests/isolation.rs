@@ -480,3 +480,20 @@ fn a_library_that_crashes_at_start_is_restarted_with_backoff() {
     assert_eq!(error(&f.invoke(b"").unwrap()).0, error_type::INITIALIZATION);
     assert_eq!(g.worker_process_starts(), 4);
 }
+
+#[test]
+fn an_idle_worker_killed_from_outside_is_replaced_without_failing_a_call() {
+    let rt = runtime();
+    let f = rt.load(isolated("echo.Handler")).unwrap();
+    assert_eq!(f.invoke(b"1").unwrap().outcome.body_bytes(), b"1");
+    // Kill its idle worker behind the runtime's back (as the OOM killer would).
+    let workers = f.generation().idle_worker_pids();
+    assert_eq!(workers.len(), 1);
+    for pid in &workers {
+        // SAFETY: kill(2) on the pid of this function's own idle worker.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let r = f.invoke(b"2").unwrap();
+    assert_eq!(r.outcome.body_bytes(), b"2", "{:?}", r.outcome);
+}

@@ -166,6 +166,13 @@ impl Generation {
         self.process.as_ref().map_or(0, ProcessPool::starts)
     }
 
+    /// Process ids of the idle worker processes (process isolation).
+    pub fn idle_worker_pids(&self) -> Vec<u32> {
+        self.process
+            .as_ref()
+            .map_or_else(Vec::new, ProcessPool::idle_pids)
+    }
+
     /// Worker processes idle in this generation's pool (process isolation).
     pub fn idle_worker_processes(&self) -> usize {
         self.process.as_ref().map_or(0, ProcessPool::idle_workers)

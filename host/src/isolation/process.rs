@@ -360,21 +360,35 @@ impl ProcessPool {
         let timeout = self.config.timeout;
         let deadline = started + timeout;
         self.release_idle();
-        let worker = self.idle.lock().pop().map(|(w, _)| w);
-        let mut worker = match worker {
-            Some(w) => w,
-            None => match self.start() {
-                Ok((w, _)) => w,
-                Err(e) => return self.failure(None, e.error, e.log.as_bytes(), started.elapsed()),
-            },
-        };
-        worker.take_output();
         let request = Invoke {
             version: served.version.as_deref().map(str::to_owned),
             alias: served.alias.as_deref().map(str::to_owned),
         };
+        // An idle worker may have died while waiting (the kernel's OOM killer,
+        // an operator): if the request cannot even be sent, the handler never
+        // ran, so a fresh worker takes it.
+        let mut reused = self.idle.lock().pop().map(|(w, _)| w);
+        let (mut worker, sent) = loop {
+            let (worker, was_idle) = match reused.take() {
+                Some(w) => (w, true),
+                None => match self.start() {
+                    Ok((w, _)) => (w, false),
+                    Err(e) => {
+                        return self.failure(None, e.error, e.log.as_bytes(), started.elapsed())
+                    }
+                },
+            };
+            worker.take_output();
+            let mut socket = &worker.socket;
+            let sent = write_frame(&mut socket, &request, payload);
+            if sent.is_err() && was_idle {
+                worker.end();
+                reused = self.idle.lock().pop().map(|(w, _)| w);
+                continue;
+            }
+            break (worker, sent);
+        };
         let mut socket = &worker.socket;
-        let sent = write_frame(&mut socket, &request, payload);
         let remaining = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
@@ -485,6 +499,11 @@ impl ProcessPool {
             request_id,
             tail_bytes: self.tail_bytes,
         }
+    }
+
+    /// Process ids of the idle workers.
+    pub(crate) fn idle_pids(&self) -> Vec<u32> {
+        self.idle.lock().iter().map(|(w, _)| w.child.id()).collect()
     }
 
     /// Worker processes started so far.
