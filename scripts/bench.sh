@@ -42,6 +42,11 @@ for bench, label in [("new_build_to_serving", "deploy a never-seen build until i
     m = median("deploy", bench)
     if m is not None:
         print(f"| {label} | {m / 1000:.0f} us | |")
+steady = median("invoke_hotswap", "steady_state")
+during = median("invoke_hotswap", "while_swapping")
+if steady is not None and during is not None:
+    print(f"| invoke (registry, 1 KiB), steady state (baseline) | {steady:.0f} ns | 1.00x |")
+    print(f"| invoke (registry, 1 KiB), while another thread swaps the code every ms | {during:.0f} ns | {during / steady:.2f}x |")
 raw = median("isolation_1KiB", "raw_unix_socket_round_trip")
 iso = median("isolation_1KiB", "fnhost_process_isolation")
 inp = median("isolation_1KiB", "fnhost_in_process")
@@ -53,9 +58,4 @@ if raw is not None and iso is not None:
     print(f"| fnhost, echo in a worker process | {iso / 1000:.1f} us | {iso / raw:.2f}x |")
     if inp is not None:
         print(f"| fnhost, echo in process (reference) | {inp / 1000:.1f} us | {inp / raw:.2f}x |")
-steady = median("invoke_hotswap", "steady_state")
-during = median("invoke_hotswap", "while_swapping")
-if steady is not None and during is not None:
-    print(f"| invoke (registry, 1 KiB), steady state (baseline) | {steady:.0f} ns | 1.00x |")
-    print(f"| invoke (registry, 1 KiB), while another thread swaps the code every ms | {during:.0f} ns | {during / steady:.2f}x |")
 PY
