@@ -26,26 +26,17 @@ fn release_dir() -> PathBuf {
     dir
 }
 
-/// The hotswap plugin with build tag `tag`, plus an optional suffix that
-/// makes the bytes (and so the content address) unique.
-fn build(tag: u8, suffix: Option<u64>) -> Vec<u8> {
-    let mut bytes = std::fs::read(release_dir().join("libhotswap.so")).unwrap();
-    let marker = b"fnhost-build-tag:";
-    let at = bytes
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .unwrap();
-    bytes[at + marker.len()] = tag;
-    if let Some(s) = suffix {
-        bytes.extend_from_slice(&s.to_le_bytes());
-    }
-    bytes
-}
+#[path = "support/hotswap.rs"]
+mod hotswap;
+use hotswap::put;
 
-fn put(dir: &Path, bytes: &[u8]) {
-    let tmp = dir.join(".hotswap.so.tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(tmp, dir.join("hotswap.so")).unwrap();
+/// The release `hotswap` plugin with build tag `tag` (and a unique suffix).
+fn build(tag: u8, suffix: Option<u64>) -> Vec<u8> {
+    hotswap::build(
+        &std::fs::read(release_dir().join("libhotswap.so")).unwrap(),
+        tag,
+        suffix,
+    )
 }
 
 fn config(dir: &Path) -> FunctionConfig {

@@ -19,26 +19,9 @@ fn rss_kib() -> u64 {
     pages * page / 1024
 }
 
-fn build(base: &[u8], tag: u8, suffix: Option<u64>) -> Vec<u8> {
-    let mut bytes = base.to_vec();
-    let marker = b"fnhost-build-tag:";
-    let at = bytes
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .unwrap();
-    bytes[at + marker.len()] = tag;
-    if let Some(s) = suffix {
-        bytes.extend_from_slice(&s.to_le_bytes());
-    }
-    bytes
-}
-
-fn put(dir: &Path, bytes: &[u8]) {
-    std::fs::create_dir_all(dir).unwrap();
-    let tmp = dir.join(".hotswap.so.tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(tmp, dir.join("hotswap.so")).unwrap();
-}
+#[path = "../benches/support/hotswap.rs"]
+mod hotswap;
+use hotswap::{build, put};
 
 fn main() {
     let base = std::fs::read("target/release/libhotswap.so")

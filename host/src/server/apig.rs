@@ -198,16 +198,18 @@ pub(crate) async fn by_trigger_path(
     gateway(state, function, event_path, req).await
 }
 
-/// `ANY /apig/{function}/{*path}`
-pub(crate) async fn with_path(
+/// `ANY /apig/{function}` and `ANY /apig/{function}/{*path}`
+pub(crate) async fn route(
     State(state): State<Shared>,
-    Path((function, path)): Path<(String, String)>,
+    Path(params): Path<BTreeMap<String, String>>,
     ConnectInfo(source): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let function = params.get("function").cloned().unwrap_or_default();
+    let path = params.get("path").cloned().unwrap_or_default();
     let req = Incoming {
         method,
         uri,
@@ -216,31 +218,6 @@ pub(crate) async fn with_path(
         body,
     };
     gateway(state, function, path, req).await
-}
-
-/// `ANY /apig/{function}`
-pub(crate) async fn root(
-    State(state): State<Shared>,
-    Path(function): Path<String>,
-    ConnectInfo(source): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    gateway(
-        state,
-        function,
-        String::new(),
-        Incoming {
-            method,
-            uri,
-            headers,
-            source,
-            body,
-        },
-    )
-    .await
 }
 
 #[cfg(test)]

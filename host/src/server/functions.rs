@@ -516,12 +516,21 @@ pub(crate) async fn create_alias(
         .runtime
         .registry()
         .create_alias(&record.func_name, alias_of(name, body))?;
-    let stored = alias_record(&alias);
+    persist_alias(&state, &record, &alias)
+}
+
+/// Stores an alias the registry accepted and answers its representation.
+fn persist_alias(
+    state: &AppState,
+    record: &FunctionRecord,
+    alias: &Alias,
+) -> Result<Json<Value>, ApiError> {
+    let stored = alias_record(alias);
     state
         .store
         .put_alias(&record.func_name, &alias.name, &stored)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(stored.to_json(&record)))
+    Ok(Json(stored.to_json(record)))
 }
 
 /// `GET .../functions/{urn}/aliases`
@@ -582,12 +591,7 @@ pub(crate) async fn update_alias(
         .runtime
         .registry()
         .update_alias(&record.func_name, alias_of(alias, body))?;
-    let stored = alias_record(&updated);
-    state
-        .store
-        .put_alias(&record.func_name, &updated.name, &stored)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(stored.to_json(&record)))
+    persist_alias(&state, &record, &updated)
 }
 
 /// `DELETE .../functions/{urn}/aliases/{alias}`

@@ -186,12 +186,9 @@ fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(invoke::metrics))
-        .route("/apig/{function}", axum::routing::any(apig::root))
-        .route("/apig/{function}/", axum::routing::any(apig::root))
-        .route(
-            "/apig/{function}/{*path}",
-            axum::routing::any(apig::with_path),
-        )
+        .route("/apig/{function}", axum::routing::any(apig::route))
+        .route("/apig/{function}/", axum::routing::any(apig::route))
+        .route("/apig/{function}/{*path}", axum::routing::any(apig::route))
         .fallback(apig::by_trigger_path)
         .layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
