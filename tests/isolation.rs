@@ -497,3 +497,70 @@ fn an_idle_worker_killed_from_outside_is_replaced_without_failing_a_call() {
     let r = f.invoke(b"2").unwrap();
     assert_eq!(r.outcome.body_bytes(), b"2", "{:?}", r.outcome);
 }
+
+/// `Isolation::Inline`: the call completes on the calling thread, with the
+/// same results, errors and summary as on a worker thread; the timeout is
+/// checked when the handler returns.
+#[test]
+fn an_inline_function_runs_on_the_calling_thread_and_is_checked_when_it_returns() {
+    use fnhost::Started;
+    let rt = runtime();
+    let inline = |entry: &str, name: &str| {
+        FunctionConfig::new(entry, plugin_dir())
+            .name(name)
+            .isolation(Isolation::Inline)
+    };
+    rt.registry()
+        .deploy(inline("echo.Handler", "fast"))
+        .unwrap();
+    rt.registry()
+        .deploy(FunctionConfig::new("echo.Handler", plugin_dir()).name("threaded"))
+        .unwrap();
+    for name in ["fast", "threaded"] {
+        // The first call initializes the instance (off the caller's thread).
+        assert_eq!(
+            rt.registry()
+                .invoke(name, b"warm")
+                .unwrap()
+                .outcome
+                .body_bytes(),
+            b"warm"
+        );
+    }
+    let route = rt.registry().resolve("fast").unwrap();
+    match route.start(b"inline".to_vec()).unwrap() {
+        Started::Done(r) => {
+            assert_eq!(r.outcome.body_bytes(), b"inline");
+            assert!(r.summary.duration_ms >= 0.0 && r.summary.billing_duration_ms >= 1);
+        }
+        other => panic!("an inline call must complete in start: {other:?}"),
+    }
+    let route = rt.registry().resolve("threaded").unwrap();
+    match route.start(b"worker".to_vec()).unwrap() {
+        Started::Running(p) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            p.on_complete(move || tx.send(()).unwrap());
+            rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(p.finish().outcome.body_bytes(), b"worker");
+        }
+        other => panic!("an in-process call runs on a worker: {other:?}"),
+    }
+
+    // Over its timeout: answered when the handler returns, as `timeout`.
+    let slow = rt
+        .load(inline("misbehaving.Sleep", "slow-inline").timeout(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let r = slow.invoke(b"400").unwrap();
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert_eq!(error(&r).0, error_type::TIMEOUT);
+    assert_eq!(slow.invoke(b"1").unwrap().outcome.body_bytes(), b"slept");
+
+    // A panic is contained by the plugin's trampoline, as on a worker.
+    let panicky = rt
+        .load(inline("misbehaving.Panic", "panicky-inline"))
+        .unwrap();
+    assert_eq!(error(&panicky.invoke(b"{}").unwrap()).0, "panic");
+    host_healthy(&rt);
+}

@@ -57,6 +57,12 @@ struct ServeArgs {
     /// redeploy it when it changes.
     #[arg(long, value_name = "DIR")]
     functions_dir: Option<PathBuf>,
+    /// Where the handlers of the --functions-dir functions run: in-process
+    /// (a worker thread), inline (the HTTP I/O thread: fastest, for short
+    /// trusted handlers; the timeout is checked when the handler returns)
+    /// or process (worker processes).
+    #[arg(long, value_name = "MODE", default_value = "in-process")]
+    isolation: crate::config::Isolation,
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -159,8 +165,10 @@ struct InvokeArgs {
     /// Print one JSON object instead of the three-part report.
     #[arg(long)]
     json: bool,
-    /// Where the handler runs: in-process, or process (a worker process with
-    /// a hard timeout, the memory limit enforced, crashes contained).
+    /// Where the handler runs: in-process (a worker thread), inline (the
+    /// calling thread; the timeout is checked when the handler returns), or
+    /// process (a worker process with a hard timeout, the memory limit
+    /// enforced, crashes contained).
     #[arg(long, value_name = "MODE", default_value = "in-process")]
     isolation: crate::config::Isolation,
     /// Directory for content-addressed library copies.
@@ -349,6 +357,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             .map(|k| (k.access_key, k.secret_key)),
     );
     config.functions_dir = a.functions_dir;
+    config.functions_isolation = a.isolation;
     let runtime = runtime(a.cache_dir)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -98,8 +98,18 @@ pub struct FunctionConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
-    /// In the host process: fastest; a timeout cannot stop the handler and a
-    /// crash takes the host down.
+    /// On the calling thread (for `fnhost serve`, the HTTP I/O thread that
+    /// read the request): no hand-off to a worker thread, which on a busy
+    /// server is most of an invocation's cost. The timeout is checked only
+    /// when the handler returns (a late result is answered `timeout`), a
+    /// handler that blocks holds up the other requests of that thread, and
+    /// a crash takes the host down: for short handlers that are trusted not
+    /// to block. Calls that must wait for an instance or an initializer
+    /// still run off the I/O threads.
+    Inline,
+    /// In the host process, on a worker thread: the caller is answered at
+    /// the deadline even if the handler never returns (it is counted as a
+    /// runaway); a crash takes the host down.
     #[default]
     InProcess,
     /// In worker processes: a timeout kills the worker, the memory size is
@@ -112,9 +122,12 @@ impl std::str::FromStr for Isolation {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "inline" => Ok(Isolation::Inline),
             "in-process" => Ok(Isolation::InProcess),
             "process" => Ok(Isolation::Process),
-            other => Err(format!("isolation `{other}` is not in-process or process")),
+            other => Err(format!(
+                "isolation `{other}` is not inline, in-process or process"
+            )),
         }
     }
 }

@@ -361,24 +361,12 @@ impl Generation {
                 return Ok(self.initialization_failure(report));
             }
         }
-        let handler = self.handler;
+        let mode = match self.config.isolation {
+            Isolation::Inline => Mode::CurrentThread,
+            _ => mode,
+        };
         match mode {
-            Mode::CurrentThread => {
-                let state = self.new_state(timeout, served);
-                let completion = state.run_here(|ctx| {
-                    // SAFETY: `handler` comes from the checked descriptor of
-                    // this generation's library, mapped while `self` lives;
-                    // the context and payload are valid for the call.
-                    unsafe { handler(ctx, HostStr::from_slice(payload)) }
-                });
-                let completion = match completion {
-                    Completion::Finished(_, elapsed) if elapsed > timeout => Completion::TimedOut,
-                    c => c,
-                };
-                drop((lease, flight));
-                self.record(&state, &completion);
-                Ok(state.finish(completion, CallKind::Handler))
-            }
+            Mode::CurrentThread => Ok(self.run_here(lease, flight, served, payload)),
             Mode::Worker => {
                 let state = self.dispatch(lease, flight, served, payload.to_vec())?;
                 let completion = state.wait();
@@ -388,25 +376,58 @@ impl Generation {
         }
     }
 
-    /// Starts an invocation on a worker thread without blocking the caller,
-    /// when a ready instance has a free slot now. `Ok(None)`: it would have
-    /// to wait for a slot or initialize an instance; use the blocking
-    /// [`invoke`](Self::invoke) instead.
-    pub(crate) fn start(
-        self: &Arc<Self>,
-        payload: Vec<u8>,
+    /// Runs the handler on the calling thread. The deadline is checked when
+    /// the handler returns: a late result is answered `timeout`.
+    fn run_here(
+        &self,
+        lease: Lease,
+        flight: InFlight,
         served: Served,
-    ) -> Result<Option<Pending>, InvokeError> {
-        self.check_payload(payload.len())?;
+        payload: &[u8],
+    ) -> InvokeResult {
+        let timeout = self.config.timeout;
+        let handler = self.handler;
+        let state = self.new_state(timeout, served);
+        let completion = state.run_here(|ctx| {
+            // SAFETY: `handler` comes from the checked descriptor of this
+            // generation's library, mapped while `self` lives; the context
+            // and payload are valid for the call.
+            unsafe { handler(ctx, HostStr::from_slice(payload)) }
+        });
+        let completion = match completion {
+            Completion::Finished(_, elapsed) if elapsed > timeout => Completion::TimedOut,
+            c => c,
+        };
+        drop((lease, flight));
+        self.record(&state, &completion);
+        state.finish(completion, CallKind::Handler)
+    }
+
+    /// Starts an invocation without blocking the caller, when a ready
+    /// instance has a free slot now: on a worker thread, or for
+    /// [`Isolation::Inline`] to completion on the calling thread.
+    pub(crate) fn start<P>(
+        self: &Arc<Self>,
+        payload: P,
+        served: Served,
+    ) -> Result<Started, InvokeError>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+    {
+        self.check_payload(payload.as_ref().len())?;
         if self.init_broken.load(Ordering::Acquire) || self.process.is_some() {
-            return Ok(None);
+            return Ok(Started::MustBlock);
         }
         let Some(lease) = self.pool.try_acquire() else {
-            return Ok(None);
+            return Ok(Started::MustBlock);
         };
         let flight = InFlight::new(self);
+        if self.config.isolation == Isolation::Inline {
+            let result = self.run_here(lease, flight, served, payload.as_ref());
+            return Ok(Started::Done(result));
+        }
         let state = self.dispatch(lease, flight, served, payload)?;
-        Ok(Some(Pending {
+        Ok(Started::Running(Pending {
             generation: Arc::clone(self),
             state,
         }))
@@ -423,13 +444,16 @@ impl Generation {
     /// Runs the handler on a worker thread. The lease and the in-flight
     /// count are released when the handler returns, before the caller hears
     /// back (so its next call finds the instance free).
-    fn dispatch(
+    fn dispatch<P>(
         self: &Arc<Self>,
         lease: Lease,
         flight: InFlight,
         served: Served,
-        payload: Vec<u8>,
-    ) -> Result<Arc<InvocationState>, InvokeError> {
+        payload: P,
+    ) -> Result<Arc<InvocationState>, InvokeError>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+    {
         let state = Arc::new(self.new_state(self.config.timeout, served));
         let job_state = Arc::clone(&state);
         let handler = self.handler;
@@ -443,7 +467,7 @@ impl Generation {
                         // of the generation's library, which `generation`
                         // keeps mapped; context and payload are valid for the
                         // call.
-                        unsafe { handler(ctx, HostStr::from_slice(&payload)) }
+                        unsafe { handler(ctx, HostStr::from_slice(payload.as_ref())) }
                     },
                     || drop((lease, flight)),
                 );
@@ -503,6 +527,19 @@ impl Generation {
             tail_bytes: self.shared.config.log_tail_bytes,
         }
     }
+}
+
+/// How [`crate::Route::start`] began an invocation.
+#[derive(Debug)]
+pub enum Started {
+    /// Ran to completion on the calling thread ([`Isolation::Inline`]).
+    Done(InvokeResult),
+    /// Running on a worker thread.
+    Running(Pending),
+    /// Not started: it must wait for an instance slot or an initializer, or
+    /// runs in a worker process. Call the blocking [`crate::Route::invoke`]
+    /// from a thread that may block.
+    MustBlock,
 }
 
 /// An invocation running on a worker, for callers that wait asynchronously

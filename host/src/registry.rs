@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::FunctionConfig;
 use crate::error::{DeployError, InvokeError, NotFound};
-use crate::generation::{Generation, Mode};
+use crate::generation::{Generation, Mode, Started};
 use crate::invocation::Served;
 use crate::outcome::InvokeResult;
 use crate::runtime::{build_generation, Shared};
@@ -148,16 +148,19 @@ impl Route {
         }
     }
 
-    /// Starts the invocation on a worker thread without blocking, when an
-    /// initialized instance has a free slot now; `Ok(None)` when it would
-    /// have to wait or initialize (then call [`invoke`](Self::invoke) from a
-    /// thread that may block). For async callers: wait for
+    /// Starts the invocation without blocking, when an initialized instance
+    /// has a free slot now: on a worker thread ([`Started::Running`]), or,
+    /// for [`Isolation::Inline`](crate::config::Isolation::Inline), to
+    /// completion on this thread ([`Started::Done`]).
+    /// [`Started::MustBlock`]: it would have to wait or initialize; call
+    /// [`invoke`](Self::invoke) from a thread that may block. For async
+    /// callers of a running invocation: wait for
     /// [`Pending::on_complete`](crate::generation::Pending::on_complete) or the
     /// deadline, then [`Pending::finish`](crate::generation::Pending::finish).
-    pub fn start(
-        &self,
-        payload: Vec<u8>,
-    ) -> Result<Option<crate::generation::Pending>, InvokeError> {
+    pub fn start<P>(&self, payload: P) -> Result<Started, InvokeError>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+    {
         let served = Served {
             version: Some(Arc::clone(&self.version)),
             alias: self.alias.clone(),

@@ -6,6 +6,8 @@ import subprocess
 import urllib.error
 import urllib.request
 
+import pytest
+
 from conftest import TARGET, free_port, zip_b64
 
 BASE = "/v2/proj1/fgs/functions"
@@ -101,14 +103,15 @@ def test_refuses_a_public_address_without_access_keys(tmp_path):
     assert "without access keys" in r.stderr
 
 
-def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path):
+@pytest.mark.parametrize("isolation", ["in-process", "inline"])
+def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path, isolation):
     import shutil
     import time
     from conftest import Server
     fns = tmp_path / "functions"
     fns.mkdir()
     shutil.copy(TARGET / "libecho.so", fns / "echo.so")
-    server = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(fns)]).start()
+    server = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(fns), "--isolation", isolation]).start()
     try:
         deadline = time.time() + 10
         while call(server, "POST", f"{BASE}/echo/invocations", b"ping")[0] != 200:
@@ -116,7 +119,7 @@ def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path):
             time.sleep(0.1)
         assert call(server, "POST", f"{BASE}/urn:fss:local:proj1:function:default:echo/invocations", b"ping")[2] == b"ping"
         listed = json.loads(call(server, "GET", BASE)[2])
-        assert [f["func_name"] for f in listed["functions"]] == ["echo"]
+        assert [(f["func_name"], f["isolation"]) for f in listed["functions"]] == [("echo", isolation)]
         # A new library dropped in is deployed too.
         shutil.copy(TARGET / "libtestplugin.so", fns / "testplugin.so.partial")
         (fns / "testplugin.so.partial").rename(fns / "testplugin.so")
@@ -179,3 +182,30 @@ def test_an_isolated_function_that_segfaults_leaves_the_server_serving(open_serv
         assert "SIGSEGV" in error["errorMessage"]
     urn = create(open_server, "still-here")
     assert call(open_server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200
+
+
+def test_an_inline_function_answers_like_a_threaded_one(open_server):
+    import time
+    status, _, body = call(open_server, "POST", BASE, {
+        "func_name": "inl", "runtime": "Rust1.x", "handler": "testplugin.Handler", "memory_size": 128,
+        "timeout": 1, "isolation": "inline", "user_data": json.dumps({"NAME": "raw"}),
+        "func_code": {"file": zip_b64("libtestplugin.so", "testplugin")}})
+    assert status == 200, body
+    assert json.loads(body)["isolation"] == "inline"
+    status, headers, body = call(open_server, "POST", f"{BASE}/inl/invocations", b'{"key": "NAME"}',
+                                 {"X-Cff-Log-Type": "tail"})
+    assert status == 200 and headers["X-Is-Func-Err"] == "false", body
+    value = json.loads(body)
+    assert value["user_data"] == "raw" and value["request_id"] == headers["X-Cff-Request-Id"]
+    assert "testplugin handling" in base64.b64decode(headers["X-Cff-Function-Log"]).decode()
+    assert json.loads(headers["X-Cff-Invoke-Summary"])["memorySize"] == 128
+    # Over the timeout: the inline handler is answered `timeout` when it returns.
+    status, _, body = call(open_server, "POST", BASE, {
+        "func_name": "inl-slow", "runtime": "Rust1.x", "handler": "misbehaving.Sleep", "memory_size": 128,
+        "timeout": 1, "isolation": "inline", "func_code": {"file": zip_b64("libmisbehaving.so", "misbehaving")}})
+    assert status == 200, body
+    start = time.time()
+    status, headers, body = call(open_server, "POST", f"{BASE}/inl-slow/invocations", b"1300")
+    assert status == 200 and json.loads(body)["errorType"] == "timeout", body
+    assert time.time() - start >= 1.3
+    assert call(open_server, "POST", f"{BASE}/inl-slow/invocations", b"10")[2] == b"slept"

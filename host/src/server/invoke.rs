@@ -22,6 +22,7 @@ use super::error::ApiError;
 use super::model::now_rfc3339;
 use super::urn::FunctionRef;
 use super::Shared;
+use crate::generation::Started;
 use crate::outcome::{InvokeResult, Outcome};
 use crate::registry::Route;
 
@@ -79,11 +80,12 @@ async fn run(
     state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let version = route.version.to_string();
     let started = Instant::now();
-    // Fast path: straight onto a worker, awaited without blocking a thread.
-    // Slow path (the call must queue for an instance or initialize one):
-    // a blocking task.
-    let result = match route.start(payload.to_vec()) {
-        Ok(Some(pending)) => {
+    // Fast path: straight onto a worker, awaited without blocking a thread
+    // (or, for an inline function, run right here). Slow path (the call
+    // must queue for an instance or initialize one): a blocking task.
+    let result = match route.start(payload.clone()) {
+        Ok(Started::Done(result)) => Ok(Ok(result)),
+        Ok(Started::Running(pending)) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             pending.on_complete(move || {
                 let _ = tx.send(());
@@ -92,7 +94,7 @@ async fn run(
             let _ = tokio::time::timeout_at(deadline, rx).await;
             Ok(Ok(pending.finish()))
         }
-        Ok(None) => tokio::task::spawn_blocking(move || route.invoke(&payload)).await,
+        Ok(Started::MustBlock) => tokio::task::spawn_blocking(move || route.invoke(&payload)).await,
         Err(e) => Ok(Err(e)),
     };
     state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -64,6 +64,8 @@ pub struct ServeConfig {
     /// A directory whose `NAME.so` files are deployed (and redeployed on
     /// change) as functions `NAME` in package `default`.
     pub functions_dir: Option<PathBuf>,
+    /// Where the handlers of the `functions_dir` functions run.
+    pub functions_isolation: crate::config::Isolation,
 }
 
 impl ServeConfig {
@@ -75,6 +77,7 @@ impl ServeConfig {
             access_keys: AccessKeys::default(),
             shutdown_grace: Duration::from_secs(30),
             functions_dir: None,
+            functions_isolation: crate::config::Isolation::default(),
         }
     }
 }
@@ -338,7 +341,11 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         .map_err(|e| ServeError::Config(e.to_string()))??;
     triggers::restore(&state);
     let _watcher = match &config.functions_dir {
-        Some(dir) => Some(watch_functions_dir(&state, dir)?),
+        Some(dir) => Some(watch_functions_dir(
+            &state,
+            dir,
+            config.functions_isolation,
+        )?),
         None => None,
     };
     let workers = invoke::start_async_workers(Arc::clone(&state), 4);
@@ -377,13 +384,15 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
 fn watch_functions_dir(
     state: &Shared,
     dir: &std::path::Path,
+    isolation: crate::config::Isolation,
 ) -> Result<crate::watch::Watcher, ServeError> {
     use crate::watch::{WatchEvent, WatchOptions};
     let dir = std::fs::canonicalize(dir)?;
-    let options = WatchOptions {
+    let mut options = WatchOptions {
         initializer: Some("Init".into()),
         ..WatchOptions::default()
     };
+    options.template.isolation = isolation;
     let s = Arc::clone(state);
     let code_dir = dir.clone();
     let watcher = state
