@@ -120,6 +120,14 @@ impl Outcome {
             Outcome::Failure(e) => e.to_json().into_bytes(),
         }
     }
+
+    /// The body, without copying the result bytes.
+    pub fn into_body_bytes(self) -> Vec<u8> {
+        match self {
+            Outcome::Success(b) => b.bytes,
+            Outcome::Failure(e) => e.to_json().into_bytes(),
+        }
+    }
 }
 
 /// The execution summary, serialized with FunctionGraph's keys.

@@ -2,13 +2,14 @@
 //! and `v0`/`v1` bodies), asynchronous (a bounded queue drained by workers,
 //! with a listing of recent invocations), and `/metrics`.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,8 +20,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
+use super::metrics;
 use super::model::now_rfc3339;
-use super::urn::FunctionRef;
+use super::urn::FunctionRefStr;
 use super::Shared;
 use crate::generation::Started;
 use crate::outcome::{InvokeResult, Outcome};
@@ -33,31 +35,41 @@ const ASYNC_RECORDS_KEPT: usize = 10_000;
 /// Bytes of log returned in `X-Cff-Function-Log` (base64 of the tail).
 const HEADER_LOG_BYTES: usize = 2000;
 
-fn route_for(state: &Shared, urn: &str) -> Result<(String, Route), ApiError> {
-    let r = FunctionRef::parse(urn).ok_or_else(ApiError::function_not_found)?;
+fn route_for<'a>(state: &Shared, urn: &'a str) -> Result<(&'a str, Route), ApiError> {
+    let r = FunctionRefStr::parse(urn).ok_or_else(ApiError::function_not_found)?;
     {
         let functions = state.functions.lock();
         let record = functions
-            .get(&r.name)
+            .get(r.name)
             .ok_or_else(ApiError::function_not_found)?;
-        if r.package.as_deref().is_some_and(|p| p != record.package) {
+        if r.package.is_some_and(|p| p != record.package) {
             return Err(ApiError::function_not_found());
         }
     }
-    let route = state.runtime.registry().resolve(&r.target())?;
+    let route = state.runtime.registry().resolve(r.target)?;
     Ok((r.name, route))
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+/// Whether header `name` is `value`, ignoring ASCII case.
+fn header_is(headers: &HeaderMap, name: &str, value: &str) -> bool {
     headers
         .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(HeaderName::from_static(name), v);
+const X_CFF_REQUEST_ID: HeaderName = HeaderName::from_static("x-cff-request-id");
+const X_CFF_INVOKE_SUMMARY: HeaderName = HeaderName::from_static("x-cff-invoke-summary");
+const X_CFF_BILLING_DURATION: HeaderName = HeaderName::from_static("x-cff-billing-duration");
+const X_CFF_RESPONSE_VERSION: HeaderName = HeaderName::from_static("x-cff-response-version");
+const X_CFF_FUNCTION_LOG: HeaderName = HeaderName::from_static("x-cff-function-log");
+const X_FUNC_ERR_CODE: HeaderName = HeaderName::from_static("x-func-err-code");
+const X_IS_FUNC_ERR: HeaderName = HeaderName::from_static("x-is-func-err");
+
+/// Sets a header from an owned string without copying it (a value that is
+/// not a valid header value is left out).
+fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+        headers.insert(name, v);
     }
 }
 
@@ -78,7 +90,7 @@ async fn run(
     payload: Bytes,
 ) -> Result<InvokeResult, ApiError> {
     state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let version = route.version.to_string();
+    let version = Arc::clone(&route.version);
     let started = Instant::now();
     // Fast path: straight onto a worker, awaited without blocking a thread
     // (or, for an inline function, run right here). Slow path (the call
@@ -100,60 +112,70 @@ async fn run(
     state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let result = result.map_err(|e| ApiError::internal(format!("invocation task failed: {e}")))?;
     let outcome = match &result {
-        Ok(r) if r.outcome.is_success() => "success",
+        Ok(r) if r.outcome.is_success() => metrics::Outcome::Success,
         Ok(r)
             if r.outcome
                 .error()
                 .is_some_and(|e| e.error_type == crate::error_type::TIMEOUT) =>
         {
-            "timeout"
+            metrics::Outcome::Timeout
         }
-        Ok(_) => "error",
-        Err(_) => "rejected",
+        Ok(_) => metrics::Outcome::Error,
+        Err(_) => metrics::Outcome::Rejected,
     };
     state
         .metrics
-        .record(function, &version, outcome, started.elapsed().as_secs_f64());
+        .record(function, &version, outcome, started.elapsed());
     Ok(result?)
+}
+
+/// What a synchronous invocation's request headers ask for (read in place:
+/// the `HeaderMap` extractor would copy every header).
+pub(crate) struct InvokeOptions {
+    /// `X-Cff-Log-Type: tail`: return the log tail.
+    tail: bool,
+    /// `X-CFF-Request-Version: v1`: the JSON envelope body.
+    v1: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for InvokeOptions {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(InvokeOptions {
+            tail: header_is(&parts.headers, "x-cff-log-type", "tail"),
+            v1: header_is(&parts.headers, "x-cff-request-version", "v1"),
+        })
+    }
 }
 
 /// `POST .../functions/{urn}/invocations`
 pub(crate) async fn sync(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
-    headers: HeaderMap,
+    InvokeOptions { tail, v1 }: InvokeOptions,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (function, route) = route_for(&state, &urn)?;
-    let tail = header(&headers, "x-cff-log-type").as_deref() == Some("tail");
-    let v1 = header(&headers, "x-cff-request-version").as_deref() == Some("v1");
-    let result = run(&state, &function, route, body).await?;
-    let mut out = HeaderMap::new();
-    set(&mut out, "x-cff-request-id", &result.request_id);
-    set(&mut out, "x-cff-invoke-summary", &result.summary.to_json());
-    set(
-        &mut out,
-        "x-cff-billing-duration",
-        &result.summary.billing_duration_ms.to_string(),
-    );
-    set(
-        &mut out,
-        "x-cff-response-version",
-        if v1 { "v1" } else { "v0" },
-    );
+    let result = run(&state, function, route, body).await?;
     let failed = !result.outcome.is_success();
-    set(&mut out, "x-func-err-code", if failed { "1" } else { "0" });
+    let mut out = HeaderMap::with_capacity(8);
+    let s = HeaderValue::from_static;
+    out.insert(X_CFF_RESPONSE_VERSION, s(if v1 { "v1" } else { "v0" }));
+    out.insert(X_FUNC_ERR_CODE, s(if failed { "1" } else { "0" }));
+    out.insert(X_IS_FUNC_ERR, s(if failed { "true" } else { "false" }));
+    set(&mut out, X_CFF_INVOKE_SUMMARY, result.summary.to_json());
     set(
         &mut out,
-        "x-is-func-err",
-        if failed { "true" } else { "false" },
+        X_CFF_BILLING_DURATION,
+        result.summary.billing_duration_ms.to_string(),
     );
     if tail {
         let log = crate::tail(&result.log, HEADER_LOG_BYTES);
         set(
             &mut out,
-            "x-cff-function-log",
-            &base64::engine::general_purpose::STANDARD.encode(log),
+            X_CFF_FUNCTION_LOG,
+            base64::engine::general_purpose::STANDARD.encode(log),
         );
     }
     if v1 {
@@ -163,16 +185,18 @@ pub(crate) async fn sync(
             "log": if tail { result.log_tail().to_owned() } else { String::new() },
             "status": 200,
         });
+        set(&mut out, X_CFF_REQUEST_ID, result.request_id);
         return Ok((StatusCode::OK, out, Json(body)).into_response());
     }
+    set(&mut out, X_CFF_REQUEST_ID, result.request_id);
     let content_type = match &result.outcome {
         Outcome::Success(b) => b.kind.content_type(),
         Outcome::Failure(_) => Some("application/json"),
     };
     if let Some(ct) = content_type {
-        set(&mut out, "content-type", ct);
+        out.insert(axum::http::header::CONTENT_TYPE, s(ct));
     }
-    Ok((StatusCode::OK, out, result.outcome.body_bytes()).into_response())
+    Ok((StatusCode::OK, out, result.outcome.into_body_bytes()).into_response())
 }
 
 /// One asynchronous invocation, as listed by `async-invocations`.
@@ -302,9 +326,9 @@ pub(crate) async fn asynchronous(
         }
         .into());
     }
-    let request_id = enqueue(&state, &function, route, body)?;
+    let request_id = enqueue(&state, function, route, body)?;
     let mut headers = HeaderMap::new();
-    set(&mut headers, "x-cff-request-id", &request_id);
+    set(&mut headers, X_CFF_REQUEST_ID, request_id.clone());
     Ok((
         StatusCode::ACCEPTED,
         headers,
@@ -448,142 +472,4 @@ pub(crate) async fn list_async(
     Ok(Json(
         json!({"invocations": page, "next_marker": next, "count": count}),
     ))
-}
-
-/// Duration histogram bucket bounds, in seconds.
-const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-/// Invocation metrics for `/metrics`.
-#[derive(Default)]
-pub(crate) struct Metrics {
-    invocations: Mutex<BTreeMap<(String, String, &'static str), u64>>,
-    durations: Mutex<BTreeMap<String, Histogram>>,
-    pub(crate) in_flight: AtomicI64,
-}
-
-impl Metrics {
-    fn record(&self, function: &str, version: &str, outcome: &'static str, seconds: f64) {
-        *self
-            .invocations
-            .lock()
-            .entry((function.to_owned(), version.to_owned(), outcome))
-            .or_default() += 1;
-        let mut durations = self.durations.lock();
-        let h = durations.entry(function.to_owned()).or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += seconds;
-        h.count += 1;
-    }
-}
-
-/// `GET /metrics`: Prometheus text format.
-pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let m = &state.metrics;
-    let _ = writeln!(
-        out,
-        "# HELP fnhost_invocations_total Invocations by function, version and outcome."
-    );
-    let _ = writeln!(out, "# TYPE fnhost_invocations_total counter");
-    for ((f, v, o), n) in m.invocations.lock().iter() {
-        let _ = writeln!(
-            out,
-            "fnhost_invocations_total{{function=\"{f}\",version=\"{v}\",outcome=\"{o}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP fnhost_invocation_duration_seconds Invocation duration, queueing included."
-    );
-    let _ = writeln!(out, "# TYPE fnhost_invocation_duration_seconds histogram");
-    for (f, h) in m.durations.lock().iter() {
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "fnhost_invocation_duration_seconds_bucket{{function=\"{f}\",le=\"{bound}\"}} {}",
-                h.counts[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "fnhost_invocation_duration_seconds_bucket{{function=\"{f}\",le=\"+Inf\"}} {}",
-            h.count
-        );
-        let _ = writeln!(
-            out,
-            "fnhost_invocation_duration_seconds_sum{{function=\"{f}\"}} {}",
-            h.sum
-        );
-        let _ = writeln!(
-            out,
-            "fnhost_invocation_duration_seconds_count{{function=\"{f}\"}} {}",
-            h.count
-        );
-    }
-    let stats = state.runtime.stats();
-    let gauges = [
-        (
-            "fnhost_invocations_in_flight",
-            "Invocations running now.",
-            m.in_flight.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "fnhost_async_queue_depth",
-            "Asynchronous invocations waiting.",
-            state.asynchronous.depth().to_string(),
-        ),
-        (
-            "fnhost_runaway_invocations",
-            "Handlers still running past their deadline.",
-            stats.runaway_invocations.to_string(),
-        ),
-        (
-            "fnhost_libraries_mapped",
-            "Distinct libraries mapped (never unmapped).",
-            stats.libraries_mapped.to_string(),
-        ),
-        (
-            "fnhost_worker_threads",
-            "Worker threads alive.",
-            stats.worker_threads.to_string(),
-        ),
-    ];
-    for (name, help, value) in gauges {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
-    }
-    let g = stats.generations;
-    let _ = writeln!(
-        out,
-        "# HELP fnhost_generations Code generations by state.\n# TYPE fnhost_generations gauge"
-    );
-    let _ = writeln!(out, "fnhost_generations{{state=\"live\"}} {}", g.live);
-    let _ = writeln!(
-        out,
-        "fnhost_generations{{state=\"draining\"}} {}",
-        g.draining
-    );
-    let _ = writeln!(out, "fnhost_generations{{state=\"retired\"}} {}", g.retired);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        out,
-    )
-        .into_response()
 }

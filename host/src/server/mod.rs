@@ -14,6 +14,7 @@ pub mod auth;
 pub mod error;
 mod functions;
 mod invoke;
+mod metrics;
 pub mod model;
 pub mod package;
 pub mod triggers;
@@ -108,14 +109,14 @@ pub(crate) struct AppState {
     /// this keeps store and registry in step).
     pub(crate) changes: tokio::sync::Mutex<()>,
     pub(crate) asynchronous: invoke::AsyncQueue,
-    pub(crate) metrics: invoke::Metrics,
+    pub(crate) metrics: metrics::Metrics,
     pub(crate) timers: triggers::Timers,
 }
 
 pub(crate) type Shared = Arc<AppState>;
 
 fn router(state: Shared) -> Router {
-    let api = Router::new()
+    let mut api = Router::new()
         .route(
             "/v2/{project_id}/fgs/functions",
             post(functions::create).get(functions::list),
@@ -179,31 +180,34 @@ fn router(state: Shared) -> Router {
             get(triggers::show)
                 .put(triggers::update)
                 .delete(triggers::delete),
-        )
-        .layer(middleware::from_fn_with_state(
+        );
+    // Layers that would do nothing are left out: each costs every request
+    // a boxed future and a service clone.
+    if !state.keys.is_empty() {
+        api = api.layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,
         ));
-    Router::new()
+    }
+    let mut app = Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
-        .route("/metrics", get(invoke::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/apig/{function}", axum::routing::any(apig::route))
         .route("/apig/{function}/", axum::routing::any(apig::route))
         .route("/apig/{function}/{*path}", axum::routing::any(apig::route))
-        .fallback(apig::by_trigger_path)
-        .layer(middleware::from_fn(log_request))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .fallback(apig::by_trigger_path);
+    if log::log_enabled!(target: "fnhost::http", log::Level::Info) {
+        app = app.layer(middleware::from_fn(log_request));
+    }
+    app.layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
 
 /// One structured line per request (target `fnhost::http`, info level):
 /// method, path, status, duration and the invocation's request id.
 async fn log_request(request: Request, next: Next) -> Response {
-    if !log::log_enabled!(target: "fnhost::http", log::Level::Info) {
-        return next.run(request).await;
-    }
     let started = std::time::Instant::now();
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let response = next.run(request).await;
@@ -221,11 +225,9 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// Verifies `SDK-HMAC-SHA256` signatures when access keys are configured.
+/// Verifies `SDK-HMAC-SHA256` signatures (a layer only when access keys
+/// are configured).
 async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    if state.keys.is_empty() {
-        return next.run(request).await;
-    }
     let (parts, body) = request.into_parts();
     let bytes = match to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(b) => b,
@@ -332,7 +334,7 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         functions: Mutex::new(BTreeMap::new()),
         changes: tokio::sync::Mutex::new(()),
         asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
-        metrics: invoke::Metrics::default(),
+        metrics: metrics::Metrics::default(),
         timers: triggers::Timers::default(),
     });
     let restore_state = Arc::clone(&state);

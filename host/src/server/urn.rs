@@ -15,28 +15,66 @@ pub struct FunctionRef {
     pub qualifier: Option<String>,
 }
 
-impl FunctionRef {
+/// A function reference borrowed from the string it was parsed from (no
+/// allocation: it is parsed on every invocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionRefStr<'a> {
+    /// Package (function group), when the URN names one.
+    pub package: Option<&'a str>,
+    /// Function name.
+    pub name: &'a str,
+    /// The registry target: `name` or `name:qualifier`.
+    pub target: &'a str,
+}
+
+impl<'a> FunctionRefStr<'a> {
     /// Parses a URN or `name[:qualifier]`.
-    pub fn parse(s: &str) -> Option<FunctionRef> {
-        let parts: Vec<&str> = s.split(':').collect();
-        let (package, name, qualifier) = match parts.as_slice() {
+    pub fn parse(s: &'a str) -> Option<FunctionRefStr<'a>> {
+        let mut parts = [""; 9];
+        let mut n = 0;
+        for part in s.split(':') {
+            if n == parts.len() {
+                return None;
+            }
+            parts[n] = part;
+            n += 1;
+        }
+        let (package, name, qualifier) = match &parts[..n] {
             ["urn", "fss", _region, _project, "function", package, name] => {
-                (Some(*package), *name, None)
+                (Some(*package), *name, "")
             }
             ["urn", "fss", _region, _project, "function", package, name, q] => {
-                (Some(*package), *name, Some(*q))
+                (Some(*package), *name, *q)
             }
-            [name] => (None, *name, None),
-            [name, q] => (None, *name, Some(*q)),
+            [name] => (None, *name, ""),
+            [name, q] => (None, *name, *q),
             _ => return None,
         };
         if name.is_empty() {
             return None;
         }
+        // `name[:qualifier]` is the end of `s`; an empty qualifier is none.
+        let target = if qualifier.is_empty() {
+            name
+        } else {
+            &s[s.len() - name.len() - 1 - qualifier.len()..]
+        };
+        Some(FunctionRefStr {
+            package,
+            name,
+            target,
+        })
+    }
+}
+
+impl FunctionRef {
+    /// Parses a URN or `name[:qualifier]`.
+    pub fn parse(s: &str) -> Option<FunctionRef> {
+        let r = FunctionRefStr::parse(s)?;
         Some(FunctionRef {
-            package: package.map(str::to_owned),
-            name: name.to_owned(),
-            qualifier: qualifier.filter(|q| !q.is_empty()).map(str::to_owned),
+            package: r.package.map(str::to_owned),
+            name: r.name.to_owned(),
+            qualifier: r.target.split_once(':').map(|(_, q)| q.to_owned()),
         })
     }
 
@@ -71,6 +109,15 @@ mod tests {
         );
         assert_eq!(FunctionRef::parse("orders").unwrap().qualifier, None);
         assert!(FunctionRef::parse("urn:fss:x").is_none());
+        assert!(FunctionRef::parse("urn:fss:r:p:function:pkg:name:q:extra").is_none());
+        assert_eq!(FunctionRef::parse("orders:").unwrap().qualifier, None);
+        let r = FunctionRefStr::parse("urn:fss:r:p:function:pkg:orders:prod").unwrap();
+        assert_eq!(
+            (r.package, r.name, r.target),
+            (Some("pkg"), "orders", "orders:prod")
+        );
+        let r = FunctionRefStr::parse("urn:fss:r:p:function:pkg:orders:").unwrap();
+        assert_eq!(r.target, "orders");
         assert!(FunctionRef::parse("").is_none());
         assert_eq!(
             function_urn("p1", "default", "echo"),

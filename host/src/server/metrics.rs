@@ -1,0 +1,253 @@
+//! Invocation metrics and `GET /metrics` (Prometheus text format).
+//!
+//! Recording is on every invocation's path, so it takes no lock for writing
+//! and allocates nothing once a function's series exist: read locks to find
+//! the series, then atomic counters.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use parking_lot::RwLock;
+
+use super::Shared;
+
+/// Duration histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+
+/// How an invocation ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Success,
+    Error,
+    Timeout,
+    /// Refused before it ran (too many requests, payload too large, ...).
+    Rejected,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::Error,
+        Outcome::Timeout,
+        Outcome::Rejected,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// One function's series.
+#[derive(Default)]
+struct FunctionSeries {
+    /// Invocations by version, then by [`Outcome`] (in `Outcome::ALL` order).
+    by_version: RwLock<BTreeMap<String, [AtomicU64; 4]>>,
+    /// Durations: observations per bucket (not cumulative; the `+Inf`
+    /// bucket last), and their sum in nanoseconds.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// Invocation metrics for `/metrics`.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    functions: RwLock<BTreeMap<String, Arc<FunctionSeries>>>,
+    pub(crate) in_flight: AtomicI64,
+}
+
+impl Metrics {
+    pub(crate) fn record(&self, function: &str, version: &str, outcome: Outcome, took: Duration) {
+        let series = self.series(function);
+        let counted = series
+            .by_version
+            .read()
+            .get(version)
+            .map(|c| c[outcome as usize].fetch_add(1, Ordering::Relaxed))
+            .is_some();
+        if !counted {
+            series
+                .by_version
+                .write()
+                .entry(version.to_owned())
+                .or_default()[outcome as usize]
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let seconds = took.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        series.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        series.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn series(&self, function: &str) -> Arc<FunctionSeries> {
+        if let Some(s) = self.functions.read().get(function) {
+            return Arc::clone(s);
+        }
+        Arc::clone(
+            self.functions
+                .write()
+                .entry(function.to_owned())
+                .or_default(),
+        )
+    }
+
+    fn render(&self, out: &mut String) {
+        let functions = self.functions.read();
+        let _ = writeln!(
+            out,
+            "# HELP fnhost_invocations_total Invocations by function, version and outcome."
+        );
+        let _ = writeln!(out, "# TYPE fnhost_invocations_total counter");
+        for (f, series) in functions.iter() {
+            for (v, counts) in series.by_version.read().iter() {
+                for outcome in Outcome::ALL {
+                    let n = counts[outcome as usize].load(Ordering::Relaxed);
+                    if n > 0 {
+                        let o = outcome.label();
+                        let _ = writeln!(
+                            out,
+                            "fnhost_invocations_total{{function=\"{f}\",version=\"{v}\",outcome=\"{o}\"}} {n}"
+                        );
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fnhost_invocation_duration_seconds Invocation duration, queueing included."
+        );
+        let _ = writeln!(out, "# TYPE fnhost_invocation_duration_seconds histogram");
+        for (f, series) in functions.iter() {
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += series.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "fnhost_invocation_duration_seconds_bucket{{function=\"{f}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            cumulative += series.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "fnhost_invocation_duration_seconds_bucket{{function=\"{f}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let sum = series.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "fnhost_invocation_duration_seconds_sum{{function=\"{f}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "fnhost_invocation_duration_seconds_count{{function=\"{f}\"}} {cumulative}"
+            );
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
+    let mut out = String::new();
+    let m = &state.metrics;
+    m.render(&mut out);
+    let stats = state.runtime.stats();
+    let gauges = [
+        (
+            "fnhost_invocations_in_flight",
+            "Invocations running now.",
+            m.in_flight.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "fnhost_async_queue_depth",
+            "Asynchronous invocations waiting.",
+            state.asynchronous.depth().to_string(),
+        ),
+        (
+            "fnhost_runaway_invocations",
+            "Handlers still running past their deadline.",
+            stats.runaway_invocations.to_string(),
+        ),
+        (
+            "fnhost_libraries_mapped",
+            "Distinct libraries mapped (never unmapped).",
+            stats.libraries_mapped.to_string(),
+        ),
+        (
+            "fnhost_worker_threads",
+            "Worker threads alive.",
+            stats.worker_threads.to_string(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
+    let g = stats.generations;
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_generations Code generations by state.\n# TYPE fnhost_generations gauge"
+    );
+    let _ = writeln!(out, "fnhost_generations{{state=\"live\"}} {}", g.live);
+    let _ = writeln!(
+        out,
+        "fnhost_generations{{state=\"draining\"}} {}",
+        g.draining
+    );
+    let _ = writeln!(out, "fnhost_generations{{state=\"retired\"}} {}", g.retired);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_version_and_outcome_and_renders_cumulative_buckets() {
+        let m = Metrics::default();
+        m.record("f", "latest", Outcome::Success, Duration::from_micros(100));
+        m.record("f", "latest", Outcome::Success, Duration::from_millis(3));
+        m.record("f", "1", Outcome::Timeout, Duration::from_secs(40));
+        m.record("g", "latest", Outcome::Rejected, Duration::ZERO);
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            r#"fnhost_invocations_total{function="f",version="latest",outcome="success"} 2"#,
+            r#"fnhost_invocations_total{function="f",version="1",outcome="timeout"} 1"#,
+            r#"fnhost_invocations_total{function="g",version="latest",outcome="rejected"} 1"#,
+            r#"fnhost_invocation_duration_seconds_bucket{function="f",le="0.0005"} 1"#,
+            r#"fnhost_invocation_duration_seconds_bucket{function="f",le="0.001"} 1"#,
+            r#"fnhost_invocation_duration_seconds_bucket{function="f",le="0.005"} 2"#,
+            r#"fnhost_invocation_duration_seconds_bucket{function="f",le="30"} 2"#,
+            r#"fnhost_invocation_duration_seconds_bucket{function="f",le="+Inf"} 3"#,
+            r#"fnhost_invocation_duration_seconds_sum{function="f"} 40.0031"#,
+            r#"fnhost_invocation_duration_seconds_count{function="f"} 3"#,
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line} in\n{out}");
+        }
+        assert!(
+            !out.contains(r#"outcome="error""#),
+            "zero series are left out"
+        );
+    }
+}
