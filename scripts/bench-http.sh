@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # HTTP benchmark on loopback, bounded in time:
-#  1. sync invoke of `echo` (1 KiB body) through `fnhost serve` under wrk,
-#     versus a minimal server on the same stack answering the same bytes
-#     (host/examples/http_baseline.rs), both started here, in the same run;
-#  2. hot swap under load: 20 code updates during a 20 s wrk run, counting
-#     non-2xx answers and socket errors.
+#  1. sync invoke of `echo` (1 KiB body) through `fnhost serve`, in-process
+#     (worker thread, the default) and inline (`--isolation inline`), under
+#     wrk, versus a minimal server on the same stack answering the same bytes
+#     (host/examples/http_baseline.rs): once with the body alone, once with
+#     the FunctionGraph response headers fnhost sends, as constants. All are
+#     started here and measured in interleaved rounds (the machine's speed
+#     drifts over seconds); ratios are medians of the per-round ratios;
+#  2. hot swap under load: 20 code updates during a 20 s wrk run, for each
+#     mode, counting non-2xx answers and socket errors.
 # Installs wrk from the distribution's packages when it is missing.
+# ROUNDS (default 3) and DURATION (seconds per run, default 5) bound it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,54 +21,95 @@ cargo build --release --locked -p fnhost -p echo --bin fnhost --example http_bas
 out=target/release
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
-mkdir -p "$work/functions"
-cp "$out/libecho.so" "$work/functions/echo.so"
 cat > "$work/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = string.rep("x", 1024)
 wrk.headers["Content-Type"] = "application/octet-stream"
 LUA
-duration=${DURATION:-10}
+rounds=${ROUNDS:-3}
+duration=${DURATION:-5}
 
-RUST_LOG="warn,fnhost::server=info" "$out/fnhost" serve --listen 127.0.0.1:18000 --data-dir "$work/data" --cache-dir "$work/cache" \
-    --functions-dir "$work/functions" > "$work/fnhost.log" 2>&1 &
+# start_fnhost MODE PORT: a server deploying $work/MODE/echo.so.
+start_fnhost() {
+    mkdir -p "$work/$1"
+    cp "$out/libecho.so" "$work/$1/echo.so"
+    RUST_LOG="warn,fnhost::server=info" "$out/fnhost" serve --listen "127.0.0.1:$2" \
+        --data-dir "$work/data-$1" --cache-dir "$work/cache-$1" \
+        --functions-dir "$work/$1" --isolation "$1" > "$work/fnhost-$1.log" 2>&1 &
+}
+start_fnhost in-process 18000
+start_fnhost inline 18002
 "$out/examples/http_baseline" 127.0.0.1:18001 > "$work/baseline.log" 2>&1 &
-url=http://127.0.0.1:18000/v2/bench/fgs/functions/echo/invocations
+declare -A url=(
+    [base]=http://127.0.0.1:18001/x
+    [base-fg]=http://127.0.0.1:18001/fg/x
+    [in-process]=http://127.0.0.1:18000/v2/bench/fgs/functions/echo/invocations
+    [inline]=http://127.0.0.1:18002/v2/bench/fgs/functions/echo/invocations
+)
+runs=(base base-fg in-process inline)
 for _ in $(seq 100); do
-    curl -sf -XPOST --data x "$url" >/dev/null 2>&1 && curl -sf -XPOST --data x http://127.0.0.1:18001/x >/dev/null 2>&1 && break
+    ready=1
+    for r in "${runs[@]}"; do curl -sf -XPOST --data x "${url[$r]}" >/dev/null 2>&1 || ready=0; done
+    [ $ready = 1 ] && break
     sleep 0.1
 done
 
-run() { wrk -t2 -c32 -d"${duration}s" --latency -s "$work/post.lua" "$1"; }
+wrk_run() { wrk -t2 -c32 -d"$2" --latency -s "$work/post.lua" "$1"; }
 reqs() { awk '/Requests\/sec/ {print $2}' "$1"; }
-p99() { awk '$1 == "99%" {print $2}' "$1"; }
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v); print v } else { sub(/s/, "", v); print v * 1000 } }'; }
+p99() { to_ms "$(awk '$1 == "99%" {print $2}' "$1")"; }
+median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-echo "== baseline (minimal axum/hyper server, same bytes)"; run http://127.0.0.1:18001/x | tee "$work/base.txt"
-echo "== fnhost serve, sync invoke of echo"; run "$url" | tee "$work/fnhost.txt"
-
-echo "== hot swap under load: 20 code updates during a 20 s run"
-(
-    sleep 2
-    for i in $(seq 20); do
-        cp "$out/libecho.so" "$work/functions/.echo.so.tmp"
-        printf '%08d' "$i" >> "$work/functions/.echo.so.tmp"   # a distinct build each time
-        mv "$work/functions/.echo.so.tmp" "$work/functions/echo.so"
-        sleep 0.8
+echo "== $rounds interleaved rounds of ${duration}s per server (wrk -t2 -c32, 1 KiB POST)"
+for round in $(seq "$rounds"); do
+    for r in "${runs[@]}"; do
+        wrk_run "${url[$r]}" "${duration}s" > "$work/$r.$round.txt"
+        printf '%-10s round %s: %8s req/s, p99 %s ms\n' "$r" "$round" \
+            "$(reqs "$work/$r.$round.txt")" "$(p99 "$work/$r.$round.txt")"
     done
-) &
-wrk -t2 -c32 -d20s --latency -s "$work/post.lua" "$url" | tee "$work/swap.txt"
-wait %3 2>/dev/null || true
-deploys=$(grep -c "deployed echo" "$work/fnhost.log" || true)
+done
 
-b=$(reqs "$work/base.txt"); f=$(reqs "$work/fnhost.txt")
-bp=$(to_ms "$(p99 "$work/base.txt")"); fp=$(to_ms "$(p99 "$work/fnhost.txt")")
-non2xx=$(awk '/Non-2xx/ {print $5}' "$work/swap.txt"); non2xx=${non2xx:-0}
-sockerr=$(awk '/Socket errors/ {print $0}' "$work/swap.txt"); sockerr=${sockerr:-none}
+# ratio KIND RUN BASE: median over rounds of RUN's value / BASE's value.
+ratio() {
+    for round in $(seq "$rounds"); do
+        awk -v a="$($1 "$work/$2.$round.txt")" -v b="$($1 "$work/$3.$round.txt")" 'BEGIN {print a / b}'
+    done | median
+}
+med() { for round in $(seq "$rounds"); do $1 "$work/$2.$round.txt"; done | median; }
+
+for mode in in-process inline; do
+    echo "== hot swap under load ($mode): 20 code updates during a 20 s run"
+    (
+        sleep 2
+        for i in $(seq 20); do
+            cp "$out/libecho.so" "$work/$mode/.echo.so.tmp"
+            printf '%08d' "$i" >> "$work/$mode/.echo.so.tmp"   # a distinct build each time
+            mv "$work/$mode/.echo.so.tmp" "$work/$mode/echo.so"
+            sleep 0.8
+        done
+    ) &
+    swapper=$!
+    wrk_run "${url[$mode]}" 20s > "$work/swap-$mode.txt"
+    wait $swapper
+    grep -E "Requests/sec|Non-2xx|Socket errors" "$work/swap-$mode.txt" || true
+done
+
 echo
-echo "| run (wrk -t2 -c32, ${duration}s, 1 KiB POST) | requests/s | p99 | ratio to baseline |"
-echo "|---|---|---|---|"
-echo "| minimal axum/hyper server (baseline) | $b | ${bp} ms | 1.00x |"
-echo "| fnhost serve, sync invoke of echo | $f | ${fp} ms | $(awk -v a="$f" -v b="$b" 'BEGIN{printf "%.2fx req/s", a/b}'), $(awk -v a="$fp" -v b="$bp" 'BEGIN{printf "%.2fx p99", a/b}') |"
+echo "| run (wrk -t2 -c32, 1 KiB POST, median of $rounds × ${duration}s) | requests/s | p99 | req/s vs bare | req/s vs same headers | p99 vs bare |"
+echo "|---|---|---|---|---|---|"
+row() {
+    printf '| %s | %.0f | %.2f ms | %.2fx | %.2fx | %.2fx |\n' "$1" "$(med reqs "$2")" "$(med p99 "$2")" \
+        "$(ratio reqs "$2" base)" "$(ratio reqs "$2" base-fg)" "$(ratio p99 "$2" base)"
+}
+row "minimal axum/hyper server, body only (baseline)" base
+row "minimal server, same body and FunctionGraph headers" base-fg
+row "fnhost serve, sync invoke of echo, in-process (default)" in-process
+row "fnhost serve, sync invoke of echo, inline" inline
 echo
-echo "hot swap under load: $(reqs "$work/swap.txt") requests/s, non-2xx: $non2xx, socket errors: $sockerr, deploys logged: $deploys"
+for mode in in-process inline; do
+    f="$work/swap-$mode.txt"
+    non2xx=$(awk '/Non-2xx/ {print $5}' "$f"); non2xx=${non2xx:-0}
+    sockerr=$(awk '/Socket errors/ {print $0}' "$f"); sockerr=${sockerr:-none}
+    deploys=$(grep -c "deployed echo" "$work/fnhost-$mode.log" || true)
+    echo "hot swap under load ($mode): $(reqs "$f") requests/s, non-2xx: $non2xx, socket errors: $sockerr, deploys logged: $deploys"
+done
