@@ -52,6 +52,9 @@ impl Function {
     /// deadline. A handler that overruns is answered with error type
     /// `timeout` at the deadline; its thread keeps running until the handler
     /// returns and is counted in [`RuntimeStats::runaway_invocations`](crate::RuntimeStats).
+    /// A function configured [`Isolation::Inline`](crate::Isolation::Inline)
+    /// runs on the calling thread instead (as
+    /// [`invoke_on_current_thread`](Self::invoke_on_current_thread)).
     /// When every instance is busy the call waits (bounded) for one, or fails
     /// with [`InvokeError::TooManyRequests`].
     pub fn invoke(&self, payload: &[u8]) -> Result<InvokeResult, InvokeError> {

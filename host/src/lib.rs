@@ -27,7 +27,9 @@
 //! through that vtable → the caller, waiting until the deadline, turns it
 //! into an [`Outcome`], a [`Summary`] and the log. With
 //! [`Isolation::Process`] the call runs in a worker process instead
-//! ([`isolation`]); [`server`] serves all of it over FunctionGraph's HTTP API.
+//! ([`isolation`]); with [`Isolation::Inline`] on the calling thread, with no
+//! hand-off (the timeout is then checked when the handler returns);
+//! [`server`] serves all of it over FunctionGraph's HTTP API.
 
 pub mod abi_check;
 pub mod cli;
