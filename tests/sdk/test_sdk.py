@@ -146,6 +146,22 @@ def test_wrong_credentials_are_refused(server):
     assert e.value.status_code == 401
 
 
+def test_invocations_are_refused_without_a_valid_signature(client, server):
+    import urllib.error
+    import urllib.request
+    created = create(client, name="guarded")
+    with pytest.raises(ClientRequestException) as e:
+        invoke(client_for(server, sk="wrong-secret"), created.func_urn)
+    assert e.value.status_code == 401
+    request = urllib.request.Request(
+        f"{server.url}/v2/proj1/fgs/functions/{created.func_urn}/invocations", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request)
+    assert e.value.code == 401
+    assert json.loads(e.value.read())["error_code"] == "APIGW.0301"
+    assert json.loads(invoke(client, created.func_urn).result)["user_data"] == "sdk"
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_state_survives_a_restart(server, how):
     client = client_for(server)

@@ -138,26 +138,43 @@ pub(crate) struct InvokeOptions {
     v1: bool,
 }
 
+impl InvokeOptions {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> InvokeOptions {
+        InvokeOptions {
+            tail: header_is(headers, "x-cff-log-type", "tail"),
+            v1: header_is(headers, "x-cff-request-version", "v1"),
+        }
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for InvokeOptions {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(InvokeOptions {
-            tail: header_is(&parts.headers, "x-cff-log-type", "tail"),
-            v1: header_is(&parts.headers, "x-cff-request-version", "v1"),
-        })
+        Ok(InvokeOptions::from_headers(&parts.headers))
     }
 }
 
-/// `POST .../functions/{urn}/invocations`
+/// `POST .../functions/{urn}/invocations` through the router. The same
+/// requests normally take [`super::front`]'s shortcut to [`sync_invoke`].
 pub(crate) async fn sync(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
+    options: InvokeOptions,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    sync_invoke(&state, &urn, options, body).await
+}
+
+/// A synchronous invocation: the result with FunctionGraph's headers.
+pub(crate) async fn sync_invoke(
+    state: &Shared,
+    urn: &str,
     InvokeOptions { tail, v1 }: InvokeOptions,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (function, route) = route_for(&state, &urn)?;
-    let result = run(&state, function, route, body).await?;
+    let (function, route) = route_for(state, urn)?;
+    let result = run(state, function, route, body).await?;
     let failed = !result.outcome.is_success();
     let mut out = HeaderMap::with_capacity(8);
     let s = HeaderValue::from_static;

@@ -12,6 +12,7 @@
 pub mod apig;
 pub mod auth;
 pub mod error;
+mod front;
 mod functions;
 mod invoke;
 mod metrics;
@@ -201,8 +202,24 @@ fn router(state: Shared) -> Router {
     if log::log_enabled!(target: "fnhost::http", log::Level::Info) {
         app = app.layer(middleware::from_fn(log_request));
     }
-    app.layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+    // Bodies are read whole here, so that one over the limit is refused in
+    // FunctionGraph's error shape (axum's own rejection is plain text).
+    app.layer(middleware::from_fn(limit_body))
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// Reads the body up to [`MAX_REQUEST_BYTES`] (413 in FunctionGraph's shape
+/// beyond it) and hands the request on with the body in memory.
+async fn limit_body(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match read_body(body).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// One structured line per request (target `fnhost::http`, info level):
@@ -211,6 +228,16 @@ async fn log_request(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let response = next.run(request).await;
+    log_response(&method, &path, &response, started);
+    response
+}
+
+fn log_response(
+    method: &axum::http::Method,
+    path: &str,
+    response: &Response,
+    started: std::time::Instant,
+) {
     let request_id = response
         .headers()
         .get("x-cff-request-id")
@@ -222,41 +249,72 @@ async fn log_request(request: Request, next: Next) -> Response {
         response.status().as_u16(),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    response
 }
 
 /// Verifies `SDK-HMAC-SHA256` signatures (a layer only when access keys
 /// are configured).
 async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match to_bytes(body, MAX_REQUEST_BYTES).await {
+    let bytes = match read_body(body).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "FSS.0413",
-                "request body too large",
-            )
-            .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
-    let signed = auth::SignedRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body: &bytes,
-    };
-    if let Err(why) = auth::verify(&state.keys, &signed, SystemTime::now()) {
-        log::warn!(target: "fnhost::server", "{} {}: signature refused: {why}", parts.method, parts.uri.path());
-        return ApiError::unauthorized(format!("Incorrect IAM authentication information: {why}"))
-            .into_response();
+    if let Err(e) = check_signature(&state, &parts, &bytes) {
+        return e.into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
 
+/// Reads a whole request body, up to [`MAX_REQUEST_BYTES`].
+async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "FSS.0413",
+            "request body too large",
+        )
+    })
+}
+
+/// The request's `SDK-HMAC-SHA256` signature against the configured keys.
+fn check_signature(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let signed = auth::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body,
+    };
+    auth::verify(&state.keys, &signed, SystemTime::now()).map_err(|why| {
+        log::warn!(target: "fnhost::server", "{} {}: signature refused: {why}", parts.method, parts.uri.path());
+        ApiError::unauthorized(format!("Incorrect IAM authentication information: {why}"))
+    })
+}
+
 impl AppState {
+    /// The state in `config.data_dir` (created if missing), not yet restored.
+    fn open(config: &ServeConfig, runtime: Runtime) -> Result<AppState, ServeError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("state.db"))?;
+        let packages = PackageStore::new(config.data_dir.join("code"))?;
+        Ok(AppState {
+            runtime,
+            store,
+            packages,
+            keys: config.access_keys.clone(),
+            functions: Mutex::new(BTreeMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+            asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
+            metrics: metrics::Metrics::default(),
+            timers: triggers::Timers::default(),
+        })
+    }
+
     /// Deploys a record's code and configuration as the function's head.
     pub(crate) fn deploy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
         let package = self.packages.get(&record.digest).ok_or_else(|| {
@@ -323,20 +381,7 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
             config.listen
         )));
     }
-    std::fs::create_dir_all(&config.data_dir)?;
-    let store = Store::open(&config.data_dir.join("state.db"))?;
-    let packages = PackageStore::new(config.data_dir.join("code"))?;
-    let state = Arc::new(AppState {
-        runtime,
-        store,
-        packages,
-        keys: config.access_keys.clone(),
-        functions: Mutex::new(BTreeMap::new()),
-        changes: tokio::sync::Mutex::new(()),
-        asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
-        metrics: metrics::Metrics::default(),
-        timers: triggers::Timers::default(),
-    });
+    let state = Arc::new(AppState::open(&config, runtime)?);
     let restore_state = Arc::clone(&state);
     tokio::task::spawn_blocking(move || restore_state.restore())
         .await
@@ -360,10 +405,10 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         "fnhost serving on http://{bound} (data in {})",
         config.data_dir.display()
     );
-    let app = router(Arc::clone(&state));
+    let app = front::Front::new(Arc::clone(&state), router(Arc::clone(&state)));
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
