@@ -555,6 +555,13 @@ fn an_inline_function_runs_on_the_calling_thread_and_is_checked_when_it_returns(
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(400), "{took:?}");
     assert_eq!(error(&r).0, error_type::TIMEOUT);
+    assert!(
+        r.log
+            .contains("past its timeout of 0.100 seconds; answered when it returned"),
+        "{}",
+        r.log
+    );
+    assert_eq!(rt.stats().runaway_invocations, 0, "nothing is left running");
     assert_eq!(slow.invoke(b"1").unwrap().outcome.body_bytes(), b"slept");
 
     // A panic is contained by the plugin's trampoline, as on a worker.

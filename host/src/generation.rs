@@ -352,7 +352,7 @@ impl Generation {
                 .error()
                 .is_some_and(|e| e.error_type == error_type::TIMEOUT)
             {
-                counters.timed_out_and_killed();
+                counters.timed_out_and_ended();
             }
             return Ok(result);
         }
@@ -394,13 +394,31 @@ impl Generation {
             // and payload are valid for the call.
             unsafe { handler(ctx, HostStr::from_slice(payload)) }
         });
-        let completion = match completion {
-            Completion::Finished(_, elapsed) if elapsed > timeout => Completion::TimedOut,
-            c => c,
-        };
         drop((lease, flight));
-        self.record(&state, &completion);
-        state.finish(completion, CallKind::Handler)
+        match completion {
+            Completion::Finished(_, elapsed) if elapsed > timeout => {
+                // Nothing is left running: a timeout, not a runaway.
+                let counters = &self.shared.counters;
+                counters.invoked();
+                counters.timed_out_and_ended();
+                state.log_line(&format!(
+                    "invocation ran {:.3} ms, past its timeout of {}; answered when it returned",
+                    elapsed.as_secs_f64() * 1000.0,
+                    crate::invocation::format_timeout(timeout)
+                ));
+                log::warn!(
+                    target: "fnhost::invoke",
+                    "function {} request {} ran {elapsed:?} on the caller's thread, past its timeout of {timeout:?}",
+                    self.context.function_name,
+                    state.request_id(),
+                );
+                state.finish(Completion::TimedOut, CallKind::Handler)
+            }
+            completion => {
+                self.record(&state, &completion);
+                state.finish(completion, CallKind::Handler)
+            }
+        }
     }
 
     /// Starts an invocation without blocking the caller, when a ready

@@ -97,8 +97,9 @@ impl Counters {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         self.runaway.fetch_add(1, Ordering::Relaxed);
     }
-    /// A timeout whose handler was stopped (its worker process killed).
-    pub(crate) fn timed_out_and_killed(&self) {
+    /// A timeout whose handler is no longer running: its worker process was
+    /// killed, or it ran on the caller's thread and returned late.
+    pub(crate) fn timed_out_and_ended(&self) {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn runaway(&self) -> usize {
