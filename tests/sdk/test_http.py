@@ -209,3 +209,24 @@ def test_an_inline_function_answers_like_a_threaded_one(open_server):
     assert status == 200 and json.loads(body)["errorType"] == "timeout", body
     assert time.time() - start >= 1.3
     assert call(open_server, "POST", f"{BASE}/inl-slow/invocations", b"10")[2] == b"slept"
+
+
+def test_every_request_is_logged_with_its_status_and_request_id(tmp_path, monkeypatch):
+    import re
+    from conftest import Server
+    monkeypatch.setenv("RUST_LOG", "warn,fnhost::http=info")
+    server = Server(tmp_path, keys=False).start()
+    try:
+        urn = create(server, "logged")
+        status, headers, _ = call(server, "POST", f"{BASE}/{urn}/invocations", b"{}")
+        assert status == 200
+        assert call(server, "POST", f"{BASE}/missing/invocations", b"{}")[0] == 404
+        assert call(server, "GET", BASE)[0] == 200
+    finally:
+        server.stop()
+    log = (tmp_path / "server.log").read_text()
+    rid = headers["X-Cff-Request-Id"]
+    assert re.search(rf"method=POST path={re.escape(BASE)}/{re.escape(urn)}/invocations status=200 "
+                     rf"duration_ms=[0-9.]+ request_id={rid}", log), log
+    assert f"method=POST path={BASE}/missing/invocations status=404" in log, log
+    assert f"method=GET path={BASE} status=200" in log, log

@@ -16,7 +16,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -67,25 +69,28 @@ impl Service<Request> for Front {
 async fn sync(state: Shared, request: Request, log: bool) -> Response {
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
+    let response = answer(&state, &parts, body).await;
+    if log {
+        super::log_response(&parts.method, parts.uri.path(), &response, started);
+    }
+    response
+}
+
+async fn answer(state: &Shared, parts: &Parts, body: Body) -> Response {
     let body = match super::read_body(body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     if !state.keys.is_empty() {
-        if let Err(e) = super::check_signature(&state, &parts, &body) {
+        if let Err(e) = super::check_signature(state, parts, &body) {
             return e.into_response();
         }
     }
-    let path = parts.uri.path();
-    let urn = invocation_urn(path).unwrap_or_default();
+    let urn = invocation_urn(parts.uri.path()).unwrap_or_default();
     let options = InvokeOptions::from_headers(&parts.headers);
-    let response = invoke::sync_invoke(&state, &urn, options, body)
+    invoke::sync_invoke(state, &urn, options, body)
         .await
-        .into_response();
-    if log {
-        super::log_response(&parts.method, path, &response, started);
-    }
-    response
+        .into_response()
 }
 
 /// The URN of `/v2/{project_id}/fgs/functions/{urn}/invocations`,
@@ -105,7 +110,6 @@ fn invocation_urn(path: &str) -> Option<Cow<'_, str>> {
 mod tests {
     use super::*;
     use crate::server::{router, AppState, ServeConfig, MAX_REQUEST_BYTES};
-    use axum::body::Body;
     use axum::http::StatusCode;
 
     /// The shortcut and the router answer an invocation request alike.
