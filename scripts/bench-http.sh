@@ -37,9 +37,11 @@ start_fnhost() {
         --data-dir "$work/data-$1" --cache-dir "$work/cache-$1" \
         --functions-dir "$work/$1" --isolation "$1" > "$work/fnhost-$1.log" 2>&1 &
 }
-start_fnhost in-process 18000
-start_fnhost inline 18002
+declare -A pid
+start_fnhost in-process 18000; pid[in-process]=$!
+start_fnhost inline 18002; pid[inline]=$!
 "$out/examples/http_baseline" 127.0.0.1:18001 > "$work/baseline.log" 2>&1 &
+pid[base]=$!; pid[base-fg]=$!
 declare -A url=(
     [base]=http://127.0.0.1:18001/x
     [base-fg]=http://127.0.0.1:18001/fg/x
@@ -58,14 +60,23 @@ wrk_run() { wrk -t2 -c32 -d"$2" --latency -s "$work/post.lua" "$1"; }
 reqs() { awk '/Requests\/sec/ {print $2}' "$1"; }
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v); print v } else { sub(/s/, "", v); print v * 1000 } }'; }
 p99() { to_ms "$(awk '$1 == "99%" {print $2}' "$1")"; }
+# Server CPU (user + system) per request, in µs: less noisy than requests/s
+# when the machine's speed drifts, and free of the client's share.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+cpu() { cat "${1%.txt}.cpu"; }
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 echo "== $rounds interleaved rounds of ${duration}s per server (wrk -t2 -c32, 1 KiB POST)"
 for round in $(seq "$rounds"); do
     for r in "${runs[@]}"; do
+        before=$(ticks "${pid[$r]}")
         wrk_run "${url[$r]}" "${duration}s" > "$work/$r.$round.txt"
-        printf '%-10s round %s: %8s req/s, p99 %s ms\n' "$r" "$round" \
-            "$(reqs "$work/$r.$round.txt")" "$(p99 "$work/$r.$round.txt")"
+        after=$(ticks "${pid[$r]}")
+        awk -v t=$((after - before)) -v hz="$hz" '/requests in/ {printf "%.2f\n", t * 1e6 / hz / $1}' \
+            "$work/$r.$round.txt" > "$work/$r.$round.cpu"
+        printf '%-10s round %s: %8s req/s, p99 %s ms, server CPU %s us/request\n' "$r" "$round" \
+            "$(reqs "$work/$r.$round.txt")" "$(p99 "$work/$r.$round.txt")" "$(cpu "$work/$r.$round.txt")"
     done
 done
 
@@ -95,10 +106,11 @@ for mode in in-process inline; do
 done
 
 echo
-echo "| run (wrk -t2 -c32, 1 KiB POST, median of $rounds × ${duration}s) | requests/s | p99 | req/s vs bare | req/s vs same headers | p99 vs bare |"
-echo "|---|---|---|---|---|---|"
+echo "| run (wrk -t2 -c32, 1 KiB POST, median of $rounds × ${duration}s) | requests/s | p99 | server CPU/request | req/s vs bare | req/s vs same headers | p99 vs bare |"
+echo "|---|---|---|---|---|---|---|"
 row() {
-    printf '| %s | %.0f | %.2f ms | %.2fx | %.2fx | %.2fx |\n' "$1" "$(med reqs "$2")" "$(med p99 "$2")" \
+    printf '| %s | %.0f | %.2f ms | %.2f us | %.2fx | %.2fx | %.2fx |\n' "$1" "$(med reqs "$2")" \
+        "$(med p99 "$2")" "$(med cpu "$2")" \
         "$(ratio reqs "$2" base)" "$(ratio reqs "$2" base-fg)" "$(ratio p99 "$2" base)"
 }
 row "minimal axum/hyper server, body only (baseline)" base
