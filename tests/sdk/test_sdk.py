@@ -250,9 +250,10 @@ def test_an_apig_trigger_serves_its_own_path(server, client):
     import urllib.error
     import urllib.request
     from huaweicloudsdkfunctiongraph.v2 import (
-        CreateFunctionTriggerRequest, CreateFunctionTriggerRequestBody, TriggerEventDataRequestBody)
+        CreateFunctionTriggerRequest, CreateFunctionTriggerRequestBody, DeleteFunctionTriggerRequest,
+        TriggerEventDataRequestBody, UpdateTriggerRequest, UpdateTriggerRequestBody)
     created = create(client, name="shop", handler="ApigTest")
-    client.create_function_trigger(CreateFunctionTriggerRequest(
+    trigger = client.create_function_trigger(CreateFunctionTriggerRequest(
         function_urn=created.func_urn, body=CreateFunctionTriggerRequestBody(
             trigger_type_code="APIG", trigger_status="ACTIVE",
             event_data=TriggerEventDataRequestBody(path="/shop/orders", req_method="ANY", protocol="HTTP"))))
@@ -266,6 +267,41 @@ def test_an_apig_trigger_serves_its_own_path(server, client):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(server.url + "/shop/other")
     assert e.value.code == 404
+
+    def status(path="/shop/orders"):
+        try:
+            with urllib.request.urlopen(server.url + path) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def set_status(value):
+        client.update_trigger(UpdateTriggerRequest(
+            function_urn=created.func_urn, trigger_type_code="APIG", trigger_id=trigger.trigger_id,
+            body=UpdateTriggerRequestBody(trigger_status=value)))
+
+    # Disabling and enabling take effect at once; the routes survive a restart.
+    set_status("DISABLED")
+    assert status() == 404
+    set_status("ACTIVE")
+    assert status() == 200
+    server.stop()
+    server.start()
+    client = client_for(server)
+    assert status() == 200
+    client.delete_function_trigger(DeleteFunctionTriggerRequest(
+        function_urn=created.func_urn, trigger_type_code="APIG", trigger_id=trigger.trigger_id))
+    assert status() == 404
+    # Deleting the function takes its routes with it.
+    client.create_function_trigger(CreateFunctionTriggerRequest(
+        function_urn=created.func_urn, body=CreateFunctionTriggerRequestBody(
+            trigger_type_code="APIG", trigger_status="ACTIVE",
+            event_data=TriggerEventDataRequestBody(path="/shop/orders", req_method="ANY", protocol="HTTP"))))
+    assert status() == 200
+    client.delete_function(DeleteFunctionRequest(function_urn=created.func_urn))
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server.url + "/shop/orders")
+    assert json.loads(e.value.read())["error_code"] == "FSS.0404", "no route is left"
 
 
 def test_a_waiting_async_invocation_can_be_cancelled(client):

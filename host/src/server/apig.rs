@@ -151,36 +151,20 @@ pub(crate) async fn by_trigger_path(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let path = uri.path().to_owned();
-    let triggers: Vec<super::triggers::TriggerRecord> =
-        state.store.triggers(None).unwrap_or_default();
-    let matched = triggers
-        .into_iter()
-        .filter(|t| t.trigger_type_code == "APIG" && t.trigger_status == "ACTIVE")
-        .filter_map(|t| {
-            let base = t
-                .event_data
-                .get("path")
-                .and_then(|p| p.as_str())?
-                .trim_end_matches('/')
-                .to_owned();
-            let req_method = t
-                .event_data
-                .get("req_method")
-                .and_then(|m| m.as_str())
-                .unwrap_or("ANY")
-                .to_ascii_uppercase();
-            let method_ok = req_method == "ANY" || req_method == method.as_str();
-            let rest = if path == base {
-                Some(String::new())
-            } else {
-                path.strip_prefix(&format!("{base}/")).map(str::to_owned)
-            };
-            (method_ok && !base.is_empty()).then_some(())?;
-            rest.map(|rest| (base.len(), t.function, rest))
+    let routes = state.apig_routes.get();
+    let matched = routes
+        .iter()
+        .filter(|r| r.method == "ANY" || r.method == method.as_str())
+        .filter(|r| {
+            path == r.base
+                || path
+                    .strip_prefix(r.base.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
         })
         // The longest matching path wins.
-        .max_by_key(|(len, _, _)| *len);
-    let Some((_, function, _)) = matched else {
+        .max_by_key(|r| r.base.len())
+        .map(|r| r.function.clone());
+    let Some(function) = matched else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "FSS.0404",

@@ -390,6 +390,7 @@ pub(crate) async fn delete(
             .map_err(|e| ApiError::internal(e.to_string()))?;
         s.functions.lock().remove(&record.func_name);
         s.runtime.registry().delete_function(&record.func_name)?;
+        s.apig_routes.reload(&s);
         Ok(())
     })
     .await?;

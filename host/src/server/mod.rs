@@ -112,6 +112,7 @@ pub(crate) struct AppState {
     pub(crate) asynchronous: invoke::AsyncQueue,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) timers: triggers::Timers,
+    pub(crate) apig_routes: triggers::ApigRoutes,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -312,6 +313,7 @@ impl AppState {
             asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
             metrics: metrics::Metrics::default(),
             timers: triggers::Timers::default(),
+            apig_routes: triggers::ApigRoutes::default(),
         })
     }
 

@@ -1,8 +1,9 @@
 //! Triggers: the API (`/v2/{project_id}/fgs/triggers/{urn}[/{type}/{id}]`)
 //! and the timer scheduler. A TIMER trigger with a `Rate` (`30s`, `3m`, `1h`,
 //! `1d`) or `Cron` schedule fires asynchronous invocations carrying the Timer
-//! event; enabling or disabling it takes effect at once. APIG triggers are
-//! recorded; the gateway (`/apig/{function}/...`) serves every function.
+//! event; enabling or disabling it takes effect at once. Active APIG
+//! triggers route their `path` to their function through the gateway
+//! (which also serves every function under `/apig/{function}/...`).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -134,6 +135,57 @@ impl Timers {
 }
 
 /// Starts the timer of an active TIMER trigger (replacing a running one).
+/// One active APIG trigger's route: requests under `base` (with method
+/// `method`, or any for `ANY`) go to `function`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ApigRoute {
+    pub(crate) base: String,
+    pub(crate) method: String,
+    pub(crate) function: String,
+}
+
+/// The active APIG triggers' routes, in memory: the gateway serves public
+/// traffic, so matching a path must not read the store (a management write
+/// holds it for a disk sync). Reloaded after every change to triggers.
+#[derive(Default)]
+pub(crate) struct ApigRoutes(parking_lot::RwLock<Arc<Vec<ApigRoute>>>);
+
+impl ApigRoutes {
+    /// Rebuilds the table from the store.
+    pub(crate) fn reload(&self, state: &AppState) {
+        match state.store.triggers::<TriggerRecord>(None) {
+            Ok(triggers) => *self.0.write() = Arc::new(apig_routes(&triggers)),
+            Err(e) => log::error!(target: "fnhost::server", "cannot reload APIG routes: {e}"),
+        }
+    }
+
+    /// The current table.
+    pub(crate) fn get(&self) -> Arc<Vec<ApigRoute>> {
+        Arc::clone(&self.0.read())
+    }
+}
+
+fn apig_routes(triggers: &[TriggerRecord]) -> Vec<ApigRoute> {
+    triggers
+        .iter()
+        .filter(|t| t.trigger_type_code == "APIG" && t.trigger_status == "ACTIVE")
+        .filter_map(|t| {
+            let base = t.event_data.get("path")?.as_str()?.trim_end_matches('/');
+            let method = t
+                .event_data
+                .get("req_method")
+                .and_then(Value::as_str)
+                .unwrap_or("ANY")
+                .to_ascii_uppercase();
+            (!base.is_empty()).then(|| ApigRoute {
+                base: base.to_owned(),
+                method,
+                function: t.function.clone(),
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), String> {
     state.timers.stop(&record.trigger_id);
     if record.trigger_type_code != "TIMER" || record.trigger_status != "ACTIVE" {
@@ -238,6 +290,7 @@ pub(crate) async fn create(
         .store
         .put_trigger(&record.trigger_id, &record.function, &record)
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    state.apig_routes.reload(&state);
     start_timer(&state, &record).map_err(ApiError::bad_request)?;
     Ok((StatusCode::CREATED, Json(record.to_json())))
 }
@@ -301,6 +354,7 @@ pub(crate) async fn update(
         .store
         .put_trigger(&record.trigger_id, &record.function, &record)
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    state.apig_routes.reload(&state);
     start_timer(&state, &record).map_err(ApiError::bad_request)?;
     Ok(Json(record.to_json()))
 }
@@ -316,11 +370,14 @@ pub(crate) async fn delete(
         .store
         .delete_trigger(&record.trigger_id)
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    state.apig_routes.reload(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Restarts the timers of every stored active TIMER trigger.
+/// Restarts the timers of every stored active TIMER trigger and loads the
+/// APIG routes.
 pub(crate) fn restore(state: &Shared) {
+    state.apig_routes.reload(state);
     let Ok(triggers) = state.store.triggers::<TriggerRecord>(None) else {
         return;
     };
@@ -343,6 +400,37 @@ impl FromStr for Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_active_apig_triggers_with_a_path_become_routes() {
+        let trigger = |kind: &str, status: &str, data: Value| TriggerRecord {
+            trigger_id: "id".into(),
+            function: "f".into(),
+            trigger_type_code: kind.into(),
+            trigger_status: status.into(),
+            event_data: data,
+            created_time: String::new(),
+            last_updated_time: String::new(),
+        };
+        let routes = apig_routes(&[
+            trigger(
+                "APIG",
+                "ACTIVE",
+                json!({"path": "/shop/", "req_method": "get"}),
+            ),
+            trigger("APIG", "ACTIVE", json!({"path": "/any"})),
+            trigger("APIG", "DISABLED", json!({"path": "/off"})),
+            trigger("APIG", "ACTIVE", json!({"path": "/"})),
+            trigger("APIG", "ACTIVE", json!({})),
+            trigger("TIMER", "ACTIVE", json!({"path": "/timer"})),
+        ]);
+        let route = |base: &str, method: &str| ApigRoute {
+            base: base.into(),
+            method: method.into(),
+            function: "f".into(),
+        };
+        assert_eq!(routes, [route("/shop", "GET"), route("/any", "ANY")]);
+    }
 
     #[test]
     fn rates_and_crons_parse_and_nonsense_does_not() {
