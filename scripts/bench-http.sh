@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HTTP benchmark on loopback, bounded in time:
 #  1. sync invoke of `echo` (1 KiB body) through `fnhost serve`, in-process
-#     (worker thread, the default) and inline (`--isolation inline`), under
-#     wrk, versus a minimal server on the same stack answering the same bytes
+#     (the default: a proven-short handler runs on the I/O-thread lane),
+#     in-process on worker threads only (`--no-io-lane`) and inline
+#     (`--isolation inline`), under wrk, versus a minimal server on the same stack answering the same bytes
 #     (host/examples/http_baseline.rs): once with the body alone, once with
 #     the FunctionGraph response headers fnhost sends, as constants. All are
 #     started here and measured in interleaved rounds (the machine's speed
@@ -29,26 +30,30 @@ LUA
 rounds=${ROUNDS:-3}
 duration=${DURATION:-5}
 
-# start_fnhost MODE PORT: a server deploying $work/MODE/echo.so.
+# start_fnhost NAME PORT FLAGS...: a server deploying $work/NAME/echo.so.
 start_fnhost() {
-    mkdir -p "$work/$1"
-    cp "$out/libecho.so" "$work/$1/echo.so"
-    RUST_LOG="warn,fnhost::server=info" "$out/fnhost" serve --listen "127.0.0.1:$2" \
-        --data-dir "$work/data-$1" --cache-dir "$work/cache-$1" \
-        --functions-dir "$work/$1" --isolation "$1" > "$work/fnhost-$1.log" 2>&1 &
+    local name=$1 port=$2
+    shift 2
+    mkdir -p "$work/$name"
+    cp "$out/libecho.so" "$work/$name/echo.so"
+    RUST_LOG="warn,fnhost::server=info" "$out/fnhost" serve --listen "127.0.0.1:$port" \
+        --data-dir "$work/data-$name" --cache-dir "$work/cache-$name" \
+        --functions-dir "$work/$name" "$@" > "$work/fnhost-$name.log" 2>&1 &
 }
 declare -A pid
 start_fnhost in-process 18000; pid[in-process]=$!
-start_fnhost inline 18002; pid[inline]=$!
+start_fnhost workers 18003 --no-io-lane; pid[workers]=$!
+start_fnhost inline 18002 --isolation inline; pid[inline]=$!
 "$out/examples/http_baseline" 127.0.0.1:18001 > "$work/baseline.log" 2>&1 &
 pid[base]=$!; pid[base-fg]=$!
 declare -A url=(
     [base]=http://127.0.0.1:18001/x
     [base-fg]=http://127.0.0.1:18001/fg/x
     [in-process]=http://127.0.0.1:18000/v2/bench/fgs/functions/echo/invocations
+    [workers]=http://127.0.0.1:18003/v2/bench/fgs/functions/echo/invocations
     [inline]=http://127.0.0.1:18002/v2/bench/fgs/functions/echo/invocations
 )
-runs=(base base-fg in-process inline)
+runs=(base base-fg in-process workers inline)
 for _ in $(seq 100); do
     ready=1
     for r in "${runs[@]}"; do curl -sf -XPOST --data x "${url[$r]}" >/dev/null 2>&1 || ready=0; done
@@ -105,6 +110,9 @@ for mode in in-process inline; do
     grep -E "Requests/sec|Non-2xx|Socket errors" "$work/swap-$mode.txt" || true
 done
 
+echo "== I/O-thread lane of the default server (handler calls on the lane vs in all):"
+curl -s http://127.0.0.1:18000/metrics | grep -E '^fnhost_(io_lane_[a-z_]+|invocations_total)' || true
+
 echo
 echo "| run (wrk -t2 -c32, 1 KiB POST, median of $rounds × ${duration}s) | requests/s | p99 | server CPU/request | req/s vs bare | req/s vs same headers | p99 vs bare |"
 echo "|---|---|---|---|---|---|---|"
@@ -115,7 +123,8 @@ row() {
 }
 row "minimal axum/hyper server, body only (baseline)" base
 row "minimal server, same body and FunctionGraph headers" base-fg
-row "fnhost serve, sync invoke of echo, in-process (default)" in-process
+row "fnhost serve, sync invoke of echo, in-process (default: I/O-thread lane)" in-process
+row "fnhost serve, sync invoke of echo, in-process, worker threads only (--no-io-lane)" workers
 row "fnhost serve, sync invoke of echo, inline" inline
 echo
 for mode in in-process inline; do

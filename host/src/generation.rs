@@ -14,6 +14,7 @@ use crate::config::{FunctionConfig, Isolation};
 use crate::error::InvokeError;
 use crate::instances::{InstancePool, InstanceStats, Lease};
 use crate::invocation::{CallKind, Completion, FunctionContext, InvocationState, Served};
+use crate::io_lane::{IoLane, ShortRecord, Slot};
 use crate::isolation::process::ProcessPool;
 use crate::loader::Library;
 use crate::outcome::{error_type, FunctionError, InvokeResult, Outcome, Summary};
@@ -70,6 +71,8 @@ pub struct Generation {
     created: SystemTime,
     /// Worker processes, when the function runs with process isolation.
     process: Option<ProcessPool>,
+    /// Whether its handler has proven short enough for an [`IoLane`].
+    short: Arc<ShortRecord>,
 }
 
 /// Counts an invocation as in flight on its generation until dropped (which,
@@ -127,6 +130,7 @@ impl Generation {
             in_flight: AtomicUsize::new(0),
             live: AtomicBool::new(true),
             created: SystemTime::now(),
+            short: Arc::default(),
         })
     }
 
@@ -368,7 +372,8 @@ impl Generation {
         match mode {
             Mode::CurrentThread => Ok(self.run_here(lease, flight, served, payload)),
             Mode::Worker => {
-                let state = self.dispatch(lease, flight, served, payload.to_vec())?;
+                let state = Arc::new(self.new_state(timeout, served));
+                self.dispatch(&state, lease, flight, payload.to_vec())?;
                 let completion = state.wait();
                 self.record(&state, &completion);
                 Ok(state.finish(completion, CallKind::Handler))
@@ -422,12 +427,14 @@ impl Generation {
     }
 
     /// Starts an invocation without blocking the caller, when a ready
-    /// instance has a free slot now: on a worker thread, or for
-    /// [`Isolation::Inline`] to completion on the calling thread.
+    /// instance has a free slot now: on `lane` if the handler qualifies and
+    /// a lane slot is free, else on a worker thread; or, for
+    /// [`Isolation::Inline`], to completion on the calling thread.
     pub(crate) fn start<P>(
         self: &Arc<Self>,
         payload: P,
         served: Served,
+        lane: Option<&IoLane>,
     ) -> Result<Started, InvokeError>
     where
         P: AsRef<[u8]> + Send + 'static,
@@ -444,10 +451,19 @@ impl Generation {
             let result = self.run_here(lease, flight, served, payload.as_ref());
             return Ok(Started::Done(result));
         }
-        let state = self.dispatch(lease, flight, served, payload)?;
+        let state = Arc::new(self.new_state(self.config.timeout, served));
+        let on_lane = lane
+            .filter(|_| self.short.qualifies())
+            .and_then(|lane| Some((lane, lane.claim(&state, Arc::clone(&self.short))?)));
+        let deadline_watched = on_lane.is_some();
+        match on_lane {
+            Some((lane, slot)) => lane.spawn(self.job(&state, lease, flight, payload, Some(slot))),
+            None => self.dispatch(&state, lease, flight, payload)?,
+        }
         Ok(Started::Running(Pending {
             generation: Arc::clone(self),
             state,
+            deadline_watched,
         }))
     }
 
@@ -459,45 +475,65 @@ impl Generation {
         Ok(())
     }
 
-    /// Runs the handler on a worker thread. The lease and the in-flight
-    /// count are released when the handler returns, before the caller hears
-    /// back (so its next call finds the instance free).
+    /// Runs the handler on a worker thread.
     fn dispatch<P>(
         self: &Arc<Self>,
+        state: &Arc<InvocationState>,
         lease: Lease,
         flight: InFlight,
-        served: Served,
         payload: P,
-    ) -> Result<Arc<InvocationState>, InvokeError>
+    ) -> Result<(), InvokeError>
     where
         P: AsRef<[u8]> + Send + 'static,
     {
-        let state = Arc::new(self.new_state(self.config.timeout, served));
-        let job_state = Arc::clone(&state);
-        let handler = self.handler;
+        let job = self.job(state, lease, flight, payload, None);
         self.shared
             .pool
-            .execute(move || {
-                let generation = Arc::clone(&flight.0);
-                let runaway = job_state.run_then(
-                    |ctx| {
-                        // SAFETY: `handler` comes from the checked descriptor
-                        // of the generation's library, which `generation`
-                        // keeps mapped; context and payload are valid for the
-                        // call.
-                        unsafe { handler(ctx, HostStr::from_slice(payload.as_ref())) }
-                    },
-                    || drop((lease, flight)),
-                );
-                if runaway {
-                    generation
-                        .shared
-                        .counters
-                        .runaway_finished(job_state.request_id());
-                }
-            })
-            .map_err(|e| InvokeError::NoWorker(e.to_string()))?;
-        Ok(state)
+            .execute(job)
+            .map_err(|e| InvokeError::NoWorker(e.to_string()))
+    }
+
+    /// The job that calls the handler for `state`. The lease, the in-flight
+    /// count and the lane slot (if any) are released when the handler
+    /// returns, before the caller hears back (so its next call finds them
+    /// free); the call's duration counts towards the lane's probation.
+    fn job<P>(
+        &self,
+        state: &Arc<InvocationState>,
+        lease: Lease,
+        flight: InFlight,
+        payload: P,
+        slot: Option<Slot>,
+    ) -> Box<dyn FnOnce() + Send + 'static>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+    {
+        let job_state = Arc::clone(state);
+        let handler = self.handler;
+        Box::new(move || {
+            let generation = Arc::clone(&flight.0);
+            let runaway = job_state.run_then(
+                |ctx| {
+                    // SAFETY: `handler` comes from the checked descriptor of
+                    // the generation's library, which `generation` keeps
+                    // mapped; context and payload are valid for the call.
+                    unsafe { handler(ctx, HostStr::from_slice(payload.as_ref())) }
+                },
+                |elapsed| {
+                    generation.short.record(elapsed);
+                    if let Some(slot) = slot {
+                        slot.release(elapsed);
+                    }
+                    drop((lease, flight));
+                },
+            );
+            if runaway {
+                generation
+                    .shared
+                    .counters
+                    .runaway_finished(job_state.request_id());
+            }
+        })
     }
 
     fn broken_initializer(&self) -> Option<InitReport> {
@@ -565,13 +601,34 @@ pub enum Started {
 pub struct Pending {
     generation: Arc<Generation>,
     state: Arc<InvocationState>,
+    deadline_watched: bool,
 }
 
 impl Pending {
+    /// Whether the call runs on an [`IoLane`], whose watchdog calls the
+    /// [`on_complete`](Self::on_complete) hook at the deadline if the call
+    /// has not completed by then (the caller needs no timer of its own).
+    pub fn deadline_watched(&self) -> bool {
+        self.deadline_watched
+    }
+
     /// Calls `hook` (once, from the worker) when the invocation completes,
-    /// or at once if it already has.
+    /// or at once if it already has; for a call on an [`IoLane`], at the
+    /// deadline at the latest (from the lane's watchdog).
     pub fn on_complete(&self, hook: impl FnOnce() + Send + 'static) {
         self.state.on_complete(hook);
+    }
+
+    /// Resolves when the invocation completes (at once if it already has);
+    /// for a call on an [`IoLane`], at the deadline at the latest. Replaces
+    /// an [`on_complete`](Self::on_complete) hook.
+    pub fn completion(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.state.poll_woken(cx))
+    }
+
+    /// Whether the handler has returned.
+    pub fn has_completed(&self) -> bool {
+        self.state.has_finished()
     }
 
     /// When the caller must be answered at the latest.
@@ -592,6 +649,7 @@ impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending")
             .field("request_id", &self.state.request_id())
+            .field("deadline_watched", &self.deadline_watched)
             .finish_non_exhaustive()
     }
 }

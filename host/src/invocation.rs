@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fnhost_api::abi::{self, field, HostData, HostStr, PluginStr};
@@ -90,11 +91,32 @@ pub(crate) struct InvocationState {
     /// Mirrors `sink.finished.is_some()` for lock-free polling by the caller.
     finished: AtomicBool,
     /// Called once the call completes (for callers that wait asynchronously).
-    on_complete: Mutex<Option<Hook>>,
+    on_complete: Mutex<Waiter>,
 }
 
-/// A completion callback.
-struct Hook(Box<dyn FnOnce() + Send>);
+/// The asynchronous waiter of a call.
+#[derive(Debug, Default)]
+struct Waiter {
+    hook: Option<Hook>,
+    /// Woken already (by the completion, or early at the deadline): a hook
+    /// set from now on is called at once.
+    woken: bool,
+}
+
+/// What to do when the call completes.
+enum Hook {
+    Call(Box<dyn FnOnce() + Send>),
+    Wake(Waker),
+}
+
+impl Hook {
+    fn fire(self) {
+        match self {
+            Hook::Call(hook) => hook(),
+            Hook::Wake(waker) => waker.wake(),
+        }
+    }
+}
 
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,7 +166,7 @@ impl InvocationState {
             }),
             done: Condvar::new(),
             finished: AtomicBool::new(false),
-            on_complete: Mutex::new(None),
+            on_complete: Mutex::new(Waiter::default()),
         }
     }
 
@@ -164,7 +186,7 @@ impl InvocationState {
     /// Calls the plugin on this thread and records the completion. Returns
     /// `true` when a caller had already given up on it (it was a runaway).
     pub(crate) fn run(&self, call: impl FnOnce(&abi::Context) -> i32) -> bool {
-        self.run_then(call, || ())
+        self.run_then(call, |_| ())
     }
 
     /// Calls the plugin on this thread for a caller on this same thread: no
@@ -176,40 +198,73 @@ impl InvocationState {
         Completion::Finished(status, start.elapsed())
     }
 
-    /// Like [`run`](Self::run), running `after_call` once the plugin returned
-    /// and before the caller is told: resources the call held (its instance
-    /// slot) are free by the time the caller can invoke again.
+    /// Like [`run`](Self::run), running `after_call` with the call's
+    /// duration once the plugin returned and before the caller is told:
+    /// resources the call held (its instance slot) are free by the time the
+    /// caller can invoke again.
     pub(crate) fn run_then(
         &self,
         call: impl FnOnce(&abi::Context) -> i32,
-        after_call: impl FnOnce(),
+        after_call: impl FnOnce(Duration),
     ) -> bool {
         let ctx = self.raw_context();
         let start = Instant::now();
         let status = call(&ctx);
         let elapsed = start.elapsed();
-        after_call();
+        after_call(elapsed);
         let mut sink = self.sink.lock();
         sink.finished = Some((status, elapsed));
         let abandoned = sink.abandoned;
         self.finished.store(true, Ordering::Release);
         drop(sink);
         self.done.notify_one();
-        let hook = self.on_complete.lock().take();
-        if let Some(Hook(hook)) = hook {
-            hook();
-        }
+        self.wake_waiter();
         abandoned
     }
 
-    /// Calls `hook` once the call completes (at once if it already has).
+    /// Calls `hook` once the call completes (at once if it already has), or
+    /// when [`wake_waiter`](Self::wake_waiter) is called first.
     pub(crate) fn on_complete(&self, hook: impl FnOnce() + Send + 'static) {
-        let mut slot = self.on_complete.lock();
-        if self.finished.load(Ordering::Acquire) {
-            drop(slot);
+        let mut waiter = self.on_complete.lock();
+        if waiter.woken || self.finished.load(Ordering::Acquire) {
+            drop(waiter);
             hook();
         } else {
-            *slot = Some(Hook(Box::new(hook)));
+            waiter.hook = Some(Hook::Call(Box::new(hook)));
+        }
+    }
+
+    /// Ready once the call completed or [`wake_waiter`](Self::wake_waiter)
+    /// was called; otherwise wakes `cx`'s task then (it replaces any
+    /// [`on_complete`](Self::on_complete) hook).
+    pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut waiter = self.on_complete.lock();
+        if waiter.woken || self.finished.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        match &mut waiter.hook {
+            Some(Hook::Wake(waker)) => waker.clone_from(cx.waker()),
+            hook => *hook = Some(Hook::Wake(cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+
+    /// Whether the call has returned.
+    pub(crate) fn has_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Calls the [`on_complete`](Self::on_complete) hook now (or as soon as
+    /// it is set), whether or not the call has completed: the lane's
+    /// watchdog wakes the caller at the deadline this way.
+    pub(crate) fn wake_waiter(&self) {
+        let hook = {
+            let mut waiter = self.on_complete.lock();
+            waiter.woken = true;
+            waiter.hook.take()
+        };
+        if let Some(hook) = hook {
+            hook.fire();
         }
     }
 
@@ -229,6 +284,11 @@ impl InvocationState {
     /// The deadline of the call.
     pub(crate) fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// When the invocation began (its deadline less its timeout).
+    pub(crate) fn started(&self) -> Instant {
+        self.deadline - self.timeout
     }
 
     /// Waits for [`run`](Self::run) on another thread until the deadline.
@@ -614,7 +674,7 @@ mod tests {
             std::thread::spawn(move || {
                 s.run_then(
                     |_| abi::STATUS_OK,
-                    || {
+                    |_| {
                         std::thread::sleep(Duration::from_millis(50));
                         released.store(true, Ordering::SeqCst);
                     },

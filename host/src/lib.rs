@@ -42,6 +42,7 @@ mod function;
 mod generation;
 mod instances;
 mod invocation;
+pub mod io_lane;
 pub mod isolation;
 pub mod loader;
 mod log_buffer;

@@ -24,6 +24,7 @@ use crate::config::FunctionConfig;
 use crate::error::{DeployError, InvokeError, NotFound};
 use crate::generation::{Generation, Mode, Started};
 use crate::invocation::Served;
+use crate::io_lane::IoLane;
 use crate::outcome::InvokeResult;
 use crate::runtime::{build_generation, Shared};
 
@@ -161,11 +162,20 @@ impl Route {
     where
         P: AsRef<[u8]> + Send + 'static,
     {
+        self.start_in(payload, None)
+    }
+
+    /// Like [`start`](Self::start), running the handler on `lane` when it
+    /// has proven short and a lane slot is free (see [`IoLane`]).
+    pub fn start_in<P>(&self, payload: P, lane: Option<&IoLane>) -> Result<Started, InvokeError>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+    {
         let served = Served {
             version: Some(Arc::clone(&self.version)),
             alias: self.alias.clone(),
         };
-        self.generation.start(payload, served)
+        self.generation.start(payload, served, lane)
     }
 
     /// Invokes the route's generation on a worker thread.

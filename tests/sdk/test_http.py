@@ -230,3 +230,72 @@ def test_every_request_is_logged_with_its_status_and_request_id(tmp_path, monkey
                      rf"duration_ms=[0-9.]+ request_id={rid}", log), log
     assert f"method=POST path={BASE}/missing/invocations status=404" in log, log
     assert f"method=GET path={BASE} status=200" in log, log
+
+
+def metric(server, name):
+    """The value of an unlabelled metric, or None when it is not exported."""
+    for line in call(server, "GET", "/metrics")[2].decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_the_deadline(open_server):
+    import threading
+    import time
+    status, _, body = call(open_server, "POST", BASE, {
+        "func_name": "nap", "runtime": "Rust1.x", "handler": "misbehaving.Sleep", "memory_size": 128, "timeout": 1,
+        "func_code": {"file": zip_b64("libmisbehaving.so", "misbehaving")}})
+    assert status == 200, body
+    nap = f"{BASE}/nap/invocations"
+    # Probation: 100 short calls in a row on worker threads, then the lane.
+    for i in range(1000):
+        assert call(open_server, "POST", nap, b"0")[2] == b"slept"
+        if i % 50 == 49 and metric(open_server, "fnhost_io_lane_runs_total") >= 20:
+            break
+    assert metric(open_server, "fnhost_io_lane_runs_total") >= 20
+
+    # A call that sleeps 3 s on an I/O thread: answered `timeout` at the 1 s
+    # deadline, while the server keeps answering other requests at once.
+    answer = {}
+
+    def hang():
+        start = time.time()
+        answer["response"] = call(open_server, "POST", nap, b"3000")
+        answer["took"] = time.time() - start
+
+    hanging = threading.Thread(target=hang)
+    hanging.start()
+    deadline = time.time() + 0.5
+    while metric(open_server, "fnhost_io_lane_running") != 1 and time.time() < deadline:
+        time.sleep(0.01)
+    assert metric(open_server, "fnhost_io_lane_running") == 1, "the hanging call runs on the lane"
+    urn = create(open_server, "alive")
+    for _ in range(20):
+        start = time.time()
+        assert call(open_server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200
+        assert time.time() - start < 0.5
+    hanging.join()
+    status, headers, body = answer["response"]
+    assert status == 200 and headers["X-Is-Func-Err"] == "true"
+    assert json.loads(body)["errorType"] == "timeout"
+    assert 0.9 < answer["took"] < 2.5, answer["took"]
+    assert metric(open_server, "fnhost_io_lane_deadline_answers_total") == 1
+    assert metric(open_server, "fnhost_io_lane_strikes_total") == 1
+    assert metric(open_server, "fnhost_runaway_invocations") == 1
+    # Struck: its next calls run on worker threads, and still answer.
+    runs = metric(open_server, "fnhost_io_lane_runs_total")
+    assert call(open_server, "POST", nap, b"0")[2] == b"slept"
+    assert metric(open_server, "fnhost_io_lane_runs_total") == runs
+
+
+def test_no_io_lane_keeps_every_handler_on_worker_threads(tmp_path):
+    from conftest import Server
+    server = Server(tmp_path, keys=False, extra_args=["--no-io-lane"]).start()
+    try:
+        urn = create(server, "threaded")
+        for _ in range(150):
+            assert call(server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200
+        assert metric(server, "fnhost_io_lane_runs_total") is None
+    finally:
+        server.stop()

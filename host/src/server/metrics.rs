@@ -196,6 +196,37 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    if let Some(lane) = &state.lane {
+        let l = lane.stats();
+        let counters = [
+            (
+                "fnhost_io_lane_runs_total",
+                "Handler calls run on the I/O threads.",
+                l.runs,
+            ),
+            (
+                "fnhost_io_lane_strikes_total",
+                "I/O-thread calls that ran long (each sent its function back to worker threads).",
+                l.strikes,
+            ),
+            (
+                "fnhost_io_lane_deadline_answers_total",
+                "Callers of I/O-thread calls answered at the deadline by the watchdog.",
+                l.deadline_answers,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fnhost_io_lane_running Handler calls running on the I/O threads now.\n# TYPE fnhost_io_lane_running gauge\nfnhost_io_lane_running {}",
+            l.running
+        );
+    }
     let g = stats.generations;
     let _ = writeln!(
         out,

@@ -40,6 +40,7 @@ use self::auth::AccessKeys;
 use self::error::ApiError;
 use self::model::{AliasRecord, FunctionRecord, VersionRecord};
 use self::package::PackageStore;
+use crate::io_lane::IoLane;
 use crate::registry::Alias;
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -68,6 +69,9 @@ pub struct ServeConfig {
     pub functions_dir: Option<PathBuf>,
     /// Where the handlers of the `functions_dir` functions run.
     pub functions_isolation: crate::config::Isolation,
+    /// Run in-process handlers that have proven short on the HTTP I/O
+    /// threads (see [`crate::io_lane`]); `false`: always on worker threads.
+    pub io_lane: bool,
 }
 
 impl ServeConfig {
@@ -80,6 +84,7 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             functions_dir: None,
             functions_isolation: crate::config::Isolation::default(),
+            io_lane: true,
         }
     }
 }
@@ -113,6 +118,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: metrics::Metrics,
     pub(crate) timers: triggers::Timers,
     pub(crate) apig_routes: triggers::ApigRoutes,
+    /// Where proven-short handlers run (on this server's executor).
+    pub(crate) lane: Option<IoLane>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -314,6 +321,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             timers: triggers::Timers::default(),
             apig_routes: triggers::ApigRoutes::default(),
+            lane: config.io_lane.then(io_lane).flatten(),
         })
     }
 
@@ -376,6 +384,23 @@ impl AppState {
 /// Runs the server until SIGTERM or Ctrl-C, then drains: stops accepting,
 /// lets in-flight requests and the asynchronous queue finish (up to the
 /// grace period), and returns.
+/// A lane on the current executor, one slot fewer than it has threads: a
+/// thread stays free to answer callers even if every lane call hangs.
+fn io_lane() -> Option<IoLane> {
+    let executor = tokio::runtime::Handle::current();
+    let slots = executor.metrics().num_workers().saturating_sub(1);
+    let lane = IoLane::new(slots, move |job| drop(executor.spawn(async move { job() })));
+    match &lane {
+        Some(lane) => {
+            log::info!(target: "fnhost::server", "short handlers run on the I/O threads ({} at once)", lane.slots())
+        }
+        None => {
+            log::info!(target: "fnhost::server", "handlers run on worker threads only (no I/O-thread lane)")
+        }
+    }
+    lane
+}
+
 pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeError> {
     if config.access_keys.is_empty() && !config.listen.ip().is_loopback() {
         return Err(ServeError::Config(format!(

@@ -1,0 +1,234 @@
+//! The I/O-thread lane: a handler runs on the caller's executor only after
+//! its probation, within the lane's slots; a lane call that hangs is answered
+//! at its deadline by the watchdog, and sends its function back to worker
+//! threads. The executor here is a few plain threads; `fnhost serve` uses its
+//! tokio runtime the same way (tests/sdk/test_http.py covers that).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fnhost::io_lane::{IoLane, Job, PROBATION};
+use fnhost::{error_type, FunctionConfig, InvokeResult, Route, Runtime, Started};
+use fnhost_e2e::{plugin_dir, runtime};
+
+/// A lane of `slots` over an executor of `threads` threads; counts the jobs
+/// the executor ran.
+fn lane(slots: usize, threads: usize) -> (IoLane, Arc<AtomicUsize>) {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    let ran = Arc::new(AtomicUsize::new(0));
+    for i in 0..threads {
+        let (rx, ran) = (Arc::clone(&rx), Arc::clone(&ran));
+        std::thread::Builder::new()
+            .name(format!("test-executor-{i}"))
+            .spawn(move || loop {
+                let job = rx.lock().unwrap().recv();
+                match job {
+                    Ok(job) => {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        job();
+                    }
+                    Err(_) => return,
+                }
+            })
+            .unwrap();
+    }
+    let tx = Mutex::new(tx);
+    let lane = IoLane::new(slots, move |job| tx.lock().unwrap().send(job).unwrap()).unwrap();
+    (lane, ran)
+}
+
+/// Where a call ran, and its result.
+#[derive(Debug, PartialEq)]
+enum Ran {
+    Lane,
+    Worker,
+}
+
+/// Starts a call on `lane` (or a worker thread) and waits for it as
+/// `fnhost serve` does: until it completes or, on the lane, until the
+/// watchdog wakes the caller at the deadline.
+fn call(route: &Route, lane: &IoLane, payload: &[u8]) -> (Ran, InvokeResult, Duration) {
+    let started = Instant::now();
+    match route.start_in(payload.to_vec(), Some(lane)).unwrap() {
+        Started::Running(pending) => {
+            let ran = if pending.deadline_watched() {
+                Ran::Lane
+            } else {
+                Ran::Worker
+            };
+            let (tx, rx) = mpsc::channel();
+            pending.on_complete(move || {
+                let _ = tx.send(());
+            });
+            if ran == Ran::Lane {
+                // No timer of our own: the watchdog must wake us.
+                rx.recv_timeout(Duration::from_secs(30))
+                    .expect("the lane's watchdog wakes the caller at the deadline");
+            } else {
+                let _ =
+                    rx.recv_timeout(pending.deadline().saturating_duration_since(Instant::now()));
+            }
+            let result = pending.finish();
+            (ran, result, started.elapsed())
+        }
+        // No idle instance (one is held by a runaway): a new one is created
+        // on the blocking path.
+        Started::MustBlock => (
+            Ran::Worker,
+            route.invoke(payload).unwrap(),
+            started.elapsed(),
+        ),
+        Started::Done(_) => panic!("an in-process call does not complete in start"),
+    }
+}
+
+fn deploy(rt: &Runtime, entry: &str, name: &str, timeout: Duration) -> Route {
+    rt.registry()
+        .deploy(
+            FunctionConfig::new(entry, plugin_dir())
+                .name(name)
+                .timeout(timeout),
+        )
+        .unwrap();
+    // The first call creates the instance (a blocking path).
+    rt.registry().invoke(name, b"0").unwrap();
+    rt.registry().resolve(name).unwrap()
+}
+
+/// Calls until 3 calls in a row run on the lane (a handler's first call on
+/// a thread can be slow, touching its thread-locals, and disqualify it once
+/// more); returns how many ran on workers.
+fn qualify(route: &Route, lane: &IoLane, payload: &[u8]) -> usize {
+    let (mut on_workers, mut on_lane) = (0, 0);
+    while on_lane < 3 {
+        let (ran, r, _) = call(route, lane, payload);
+        assert!(r.outcome.is_success(), "{:?}", r.outcome);
+        if ran == Ran::Lane {
+            on_lane += 1;
+        } else {
+            on_lane = 0;
+            on_workers += 1;
+        }
+        assert!(on_workers < 20 * PROBATION as usize, "never qualified");
+    }
+    on_workers
+}
+
+#[test]
+fn a_proven_short_handler_runs_on_the_lane_with_the_same_results() {
+    let rt = runtime();
+    let (lane, ran) = lane(1, 2);
+    let echo = deploy(&rt, "echo.Handler", "lane-echo", Duration::from_secs(3));
+    // The deploy's first call counts too: at least PROBATION - 1 more.
+    let on_workers = qualify(&echo, &lane, b"probation");
+    assert!(on_workers >= PROBATION as usize - 1, "{on_workers}");
+    let before = lane.stats();
+    assert_eq!(
+        before.runs as usize,
+        ran.load(Ordering::SeqCst),
+        "the executor ran lane calls only"
+    );
+    for i in 0..50 {
+        let payload = format!("call {i}");
+        let (where_, r, _) = call(&echo, &lane, payload.as_bytes());
+        assert_eq!(where_, Ran::Lane);
+        assert_eq!(r.outcome.body_bytes(), payload.as_bytes());
+        assert_eq!(r.request_id.len(), 36);
+        assert!(r.summary.billing_duration_ms >= 1);
+    }
+    let stats = lane.stats();
+    assert_eq!(stats.runs, before.runs + 50);
+    assert_eq!(stats.runs as usize, ran.load(Ordering::SeqCst));
+    assert_eq!((stats.strikes, stats.running), (0, 0));
+    assert_eq!(rt.stats().runaway_invocations, 0);
+}
+
+#[test]
+fn a_hanging_lane_call_is_answered_at_its_deadline_and_its_function_leaves_the_lane() {
+    let rt = runtime();
+    let (lane, _) = lane(1, 2);
+    let sleep = deploy(
+        &rt,
+        "misbehaving.Sleep",
+        "lane-sleep",
+        Duration::from_millis(300),
+    );
+    qualify(&sleep, &lane, b"0");
+    // Idle long enough for the watchdog to sleep: the hanging call must wake it.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (where_, r, took) = call(&sleep, &lane, b"1500");
+    assert_eq!(where_, Ran::Lane);
+    let e = r.outcome.error().expect("a timeout");
+    assert_eq!(e.error_type, error_type::TIMEOUT);
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1200),
+        "answered after {took:?}, not at the 300 ms deadline"
+    );
+    let stats = lane.stats();
+    assert_eq!((stats.deadline_answers, stats.strikes), (1, 1));
+    assert_eq!(stats.running, 1, "the handler still holds its slot");
+    assert_eq!(rt.stats().runaway_invocations, 1);
+
+    // Struck: its calls go to worker threads, even once the handler returns.
+    let (where_, r, _) = call(&sleep, &lane, b"0");
+    assert_eq!(
+        (where_, r.outcome.body_bytes()),
+        (Ran::Worker, b"slept".to_vec())
+    );
+    let until = Instant::now() + Duration::from_secs(5);
+    while rt.stats().runaway_invocations > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rt.stats().runaway_invocations, 0, "the runaway ended");
+    assert_eq!(lane.stats().running, 0, "and freed its slot");
+    assert_eq!(call(&sleep, &lane, b"0").0, Ran::Worker);
+}
+
+#[test]
+fn calls_beyond_the_lane_slots_run_on_workers_and_repeat_strikes_lengthen_probation() {
+    let rt = runtime();
+    let lane = Arc::new(lane(1, 2).0);
+    let slow = deploy(
+        &rt,
+        "misbehaving.Sleep",
+        "lane-slow",
+        Duration::from_secs(5),
+    );
+    let echo = deploy(&rt, "echo.Handler", "lane-echo2", Duration::from_secs(3));
+    qualify(&slow, &lane, b"0");
+    qualify(&echo, &lane, b"x");
+
+    // A 400 ms call holds the only slot: echo runs on a worker meanwhile.
+    let thread = {
+        let (slow, lane) = (slow.clone(), Arc::clone(&lane));
+        std::thread::spawn(move || call(&slow, &lane, b"400"))
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    while lane.stats().running == 0 && Instant::now() < until {
+        std::thread::yield_now();
+    }
+    let (where_, r, _) = call(&echo, &lane, b"beside");
+    assert_eq!(
+        (where_, r.outcome.body_bytes()),
+        (Ran::Worker, b"beside".to_vec())
+    );
+    let (where_, r, took) = thread.join().unwrap();
+    assert_eq!(
+        (where_, r.outcome.body_bytes()),
+        (Ran::Lane, b"slept".to_vec())
+    );
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    // The slot is free again: echo is back on the lane.
+    assert_eq!(call(&echo, &lane, b"x").0, Ran::Lane);
+
+    // `slow` was struck once (probation as at first); struck again soon
+    // after, it needs twice the streak.
+    assert!(qualify(&slow, &lane, b"0") >= PROBATION as usize);
+    assert_eq!(call(&slow, &lane, b"50").0, Ran::Lane);
+    assert_eq!(lane.stats().strikes, 2);
+    let on_workers = qualify(&slow, &lane, b"0");
+    assert!(on_workers >= 2 * PROBATION as usize, "{on_workers}");
+}
