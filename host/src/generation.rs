@@ -489,7 +489,7 @@ impl Generation {
         let job = self.job(state, lease, flight, payload, None);
         self.shared
             .pool
-            .execute(job)
+            .execute_boxed(job)
             .map_err(|e| InvokeError::NoWorker(e.to_string()))
     }
 

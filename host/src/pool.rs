@@ -19,7 +19,7 @@ use crate::spin::spin_until;
 /// ~10 us on this machine class); the cost is at most this much CPU per job.
 const POLL_FOR_NEXT_JOB: Duration = Duration::from_micros(50);
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A growable pool of worker threads.
 #[derive(Debug, Clone)]
@@ -71,7 +71,11 @@ impl WorkerPool {
 
     /// Runs `job` on an idle worker, or on a new one if none is idle.
     pub(crate) fn execute(&self, job: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-        let job: Job = Box::new(job);
+        self.execute_boxed(Box::new(job))
+    }
+
+    /// [`execute`](Self::execute) for a job that is boxed already.
+    pub(crate) fn execute_boxed(&self, job: Job) -> std::io::Result<()> {
         // Reserve an idle worker; each reservation matches one queued job.
         let reserved = self
             .inner
