@@ -116,6 +116,30 @@ fn qualify(route: &Route, lane: &IoLane, payload: &[u8]) -> usize {
     on_workers
 }
 
+/// A call of `payload` that runs on the lane, after qualifying with
+/// `short`: a qualified handler can lose its place again in between when
+/// its last short call was preempted for over 100 µs (a loaded machine).
+/// `pause`: idle time before the call; `settle` runs after an attempt that
+/// landed on a worker instead.
+fn on_lane(
+    route: &Route,
+    lane: &IoLane,
+    (short, payload): (&[u8], &[u8]),
+    pause: Duration,
+    settle: impl Fn(),
+) -> (InvokeResult, Duration) {
+    for _ in 0..5 {
+        qualify(route, lane, short);
+        std::thread::sleep(pause);
+        let (ran, r, took) = call(route, lane, payload);
+        if ran == Ran::Lane {
+            return (r, took);
+        }
+        settle();
+    }
+    panic!("the call never ran on the lane");
+}
+
 #[test]
 fn a_proven_short_handler_runs_on_the_lane_with_the_same_results() {
     let rt = runtime();
@@ -130,13 +154,19 @@ fn a_proven_short_handler_runs_on_the_lane_with_the_same_results() {
         ran.load(Ordering::SeqCst),
         "the executor ran lane calls only"
     );
-    for i in 0..50 {
+    // (A call preempted for over 100 µs sends it back for a probation: on
+    // a loaded machine it may take more than 50 calls to get 50 on the lane.)
+    let mut on_lane = 0;
+    for i in 0..2000 {
         let payload = format!("call {i}");
         let (where_, r, _) = call(&echo, &lane, payload.as_bytes());
-        assert_eq!(where_, Ran::Lane);
         assert_eq!(r.outcome.body_bytes(), payload.as_bytes());
         assert_eq!(r.request_id.len(), 36);
         assert!(r.summary.billing_duration_ms >= 1);
+        on_lane += (where_ == Ran::Lane) as u64;
+        if on_lane == 50 {
+            break;
+        }
     }
     let stats = lane.stats();
     assert_eq!(stats.runs, before.runs + 50);
@@ -155,12 +185,17 @@ fn a_hanging_lane_call_is_answered_at_its_deadline_and_its_function_leaves_the_l
         "lane-sleep",
         Duration::from_millis(300),
     );
-    qualify(&sleep, &lane, b"0");
-    // Idle long enough for the watchdog to sleep: the hanging call must wake it.
-    std::thread::sleep(Duration::from_millis(300));
-
-    let (where_, r, took) = call(&sleep, &lane, b"1500");
-    assert_eq!(where_, Ran::Lane);
+    let runaways_end = || {
+        let until = Instant::now() + Duration::from_secs(5);
+        while rt.stats().runaway_invocations > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(rt.stats().runaway_invocations, 0, "the runaway ended");
+    };
+    // Idle long enough before the hanging call for the watchdog to sleep:
+    // the call must wake it.
+    let idle = Duration::from_millis(300);
+    let (r, took) = on_lane(&sleep, &lane, (b"0", b"1500"), idle, runaways_end);
     let e = r.outcome.error().expect("a timeout");
     assert_eq!(e.error_type, error_type::TIMEOUT);
     assert!(
@@ -178,11 +213,7 @@ fn a_hanging_lane_call_is_answered_at_its_deadline_and_its_function_leaves_the_l
         (where_, r.outcome.body_bytes()),
         (Ran::Worker, b"slept".to_vec())
     );
-    let until = Instant::now() + Duration::from_secs(5);
-    while rt.stats().runaway_invocations > 0 && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(rt.stats().runaway_invocations, 0, "the runaway ended");
+    runaways_end();
     assert_eq!(lane.stats().running, 0, "and freed its slot");
     assert_eq!(call(&sleep, &lane, b"0").0, Ran::Worker);
 }
@@ -204,7 +235,7 @@ fn calls_beyond_the_lane_slots_run_on_workers_and_repeat_strikes_lengthen_probat
     // A 400 ms call holds the only slot: echo runs on a worker meanwhile.
     let thread = {
         let (slow, lane) = (slow.clone(), Arc::clone(&lane));
-        std::thread::spawn(move || call(&slow, &lane, b"400"))
+        std::thread::spawn(move || on_lane(&slow, &lane, (b"0", b"400"), Duration::ZERO, || ()))
     };
     let until = Instant::now() + Duration::from_secs(5);
     while lane.stats().running == 0 && Instant::now() < until {
@@ -215,19 +246,16 @@ fn calls_beyond_the_lane_slots_run_on_workers_and_repeat_strikes_lengthen_probat
         (where_, r.outcome.body_bytes()),
         (Ran::Worker, b"beside".to_vec())
     );
-    let (where_, r, took) = thread.join().unwrap();
-    assert_eq!(
-        (where_, r.outcome.body_bytes()),
-        (Ran::Lane, b"slept".to_vec())
-    );
+    let (r, took) = thread.join().unwrap();
+    assert_eq!(r.outcome.body_bytes(), b"slept");
     assert!(took >= Duration::from_millis(400), "{took:?}");
-    // The slot is free again: echo is back on the lane.
-    assert_eq!(call(&echo, &lane, b"x").0, Ran::Lane);
+    // The slot is free again: echo gets back on the lane.
+    qualify(&echo, &lane, b"x");
 
     // `slow` was struck once (probation as at first); struck again soon
     // after, it needs twice the streak.
     assert!(qualify(&slow, &lane, b"0") >= PROBATION as usize);
-    assert_eq!(call(&slow, &lane, b"50").0, Ran::Lane);
+    on_lane(&slow, &lane, (b"0", b"50"), Duration::ZERO, || ());
     assert_eq!(lane.stats().strikes, 2);
     let on_workers = qualify(&slow, &lane, b"0");
     assert!(on_workers >= 2 * PROBATION as usize, "{on_workers}");

@@ -248,28 +248,41 @@ def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_th
         "func_code": {"file": zip_b64("libmisbehaving.so", "misbehaving")}})
     assert status == 200, body
     nap = f"{BASE}/nap/invocations"
-    # Probation: 100 short calls in a row on worker threads, then the lane.
-    for i in range(1000):
-        assert call(open_server, "POST", nap, b"0")[2] == b"slept"
-        if i % 50 == 49 and metric(open_server, "fnhost_io_lane_runs_total") >= 20:
-            break
-    assert metric(open_server, "fnhost_io_lane_runs_total") >= 20
+
+    def qualify():
+        # Probation: 100 short calls in a row on worker threads, then the lane.
+        runs = metric(open_server, "fnhost_io_lane_runs_total")
+        for i in range(1000):
+            assert call(open_server, "POST", nap, b"0")[2] == b"slept"
+            if i % 20 == 19 and metric(open_server, "fnhost_io_lane_runs_total") >= runs + 10:
+                return
+        raise AssertionError("never ran on the I/O-thread lane")
 
     # A call that sleeps 3 s on an I/O thread: answered `timeout` at the 1 s
     # deadline, while the server keeps answering other requests at once.
-    answer = {}
+    for attempt in range(3):
+        qualify()
+        answer = {}
 
-    def hang():
-        start = time.time()
-        answer["response"] = call(open_server, "POST", nap, b"3000")
-        answer["took"] = time.time() - start
+        def hang():
+            start = time.time()
+            answer["response"] = call(open_server, "POST", nap, b"3000")
+            answer["took"] = time.time() - start
 
-    hanging = threading.Thread(target=hang)
-    hanging.start()
-    deadline = time.time() + 0.5
-    while metric(open_server, "fnhost_io_lane_running") != 1 and time.time() < deadline:
-        time.sleep(0.01)
-    assert metric(open_server, "fnhost_io_lane_running") == 1, "the hanging call runs on the lane"
+        hanging = threading.Thread(target=hang)
+        hanging.start()
+        deadline = time.time() + 0.5
+        while metric(open_server, "fnhost_io_lane_running") != 1 and time.time() < deadline:
+            time.sleep(0.01)
+        if metric(open_server, "fnhost_io_lane_running") == 1:
+            break
+        # A short call preempted past 100 us just before (a loaded machine)
+        # sent the function back to probation: this one ran on a worker.
+        hanging.join()
+        while metric(open_server, "fnhost_runaway_invocations") != 0:
+            time.sleep(0.1)
+    else:
+        raise AssertionError("the hanging call never ran on the lane")
     urn = create(open_server, "alive")
     for _ in range(20):
         start = time.time()
