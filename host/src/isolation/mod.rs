@@ -33,6 +33,10 @@ pub(crate) const SYNC_MARKER: &str = "\u{1}fnhost-output-end:";
 /// The argument that starts the `fnhost` executable as a worker.
 pub const WORKER_ARG: &str = "__worker";
 
+/// Set (to `1`) in a worker process's environment, so that the `fnhost`
+/// executable can pick its allocator before parsing its arguments.
+pub const WORKER_ENV: &std::ffi::CStr = c"FNHOST_WORKER_PROCESS";
+
 /// Memory a worker may use beyond the function's configured size: the
 /// runtime's own heap, thread stacks and the library's data.
 pub const RUNTIME_HEADROOM_MB: u64 = 64;

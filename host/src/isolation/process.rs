@@ -1,7 +1,9 @@
 //! The host side of process isolation: a pool of worker processes for one
 //! generation, each serving one invocation at a time.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -256,6 +258,7 @@ impl ProcessPool {
         let mut command = Command::new(&self.executable);
         command
             .arg(WORKER_ARG)
+            .env(OsStr::from_bytes(super::WORKER_ENV.to_bytes()), "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
