@@ -92,9 +92,10 @@ async fn run(
     state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let version = Arc::clone(&route.version);
     let started = Instant::now();
-    // Fast path: straight onto a worker, awaited without blocking a thread
-    // (or, for an inline function, run right here). Slow path (the call
-    // must queue for an instance or initialize one): a blocking task.
+    // Fast path: onto the I/O-thread lane (a proven-short handler) or a
+    // worker, awaited without blocking a thread (or, for an inline function,
+    // run right here). Slow path (the call must queue for an instance or
+    // initialize one): a blocking task.
     let result = match route.start_in(payload.clone(), state.lane.as_ref()) {
         Ok(Started::Done(result)) => Ok(Ok(result)),
         Ok(Started::Running(pending)) => {

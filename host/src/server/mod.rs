@@ -381,9 +381,6 @@ impl AppState {
     }
 }
 
-/// Runs the server until SIGTERM or Ctrl-C, then drains: stops accepting,
-/// lets in-flight requests and the asynchronous queue finish (up to the
-/// grace period), and returns.
 /// A lane on the current executor, one slot fewer than it has threads: a
 /// thread stays free to answer callers even if every lane call hangs.
 fn io_lane() -> Option<IoLane> {
@@ -401,6 +398,9 @@ fn io_lane() -> Option<IoLane> {
     lane
 }
 
+/// Runs the server until SIGTERM or Ctrl-C, then drains: stops accepting,
+/// lets in-flight requests and the asynchronous queue finish (up to the
+/// grace period), and returns.
 pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeError> {
     if config.access_keys.is_empty() && !config.listen.ip().is_loopback() {
         return Err(ServeError::Config(format!(
