@@ -14,7 +14,7 @@ use crate::config::{FunctionConfig, Isolation};
 use crate::error::InvokeError;
 use crate::instances::{InstancePool, InstanceStats, Lease};
 use crate::invocation::{CallKind, Completion, FunctionContext, InvocationState, Served};
-use crate::io_lane::{IoLane, ShortRecord, Slot};
+use crate::io_lane::{IoLane, Job, ShortRecord, Slot};
 use crate::isolation::process::ProcessPool;
 use crate::loader::Library;
 use crate::outcome::{error_type, FunctionError, InvokeResult, Outcome, Summary};
@@ -504,7 +504,7 @@ impl Generation {
         flight: InFlight,
         payload: P,
         slot: Option<Slot>,
-    ) -> Box<dyn FnOnce() + Send + 'static>
+    ) -> Job
     where
         P: AsRef<[u8]> + Send + 'static,
     {

@@ -302,11 +302,18 @@ impl Slot {
         self.released = true;
         let occupant = self.inner.slots[self.index].lock().take();
         self.inner.taken.fetch_sub(1, Ordering::SeqCst);
-        if let (Some(o), Some(elapsed)) = (occupant, elapsed) {
-            if elapsed > LONG && !o.struck {
-                o.record.strike();
-                self.inner.strikes.fetch_add(1, Ordering::Relaxed);
+        match (occupant, elapsed) {
+            (Some(o), Some(elapsed)) => {
+                if elapsed > LONG && !o.struck {
+                    o.record.strike();
+                    self.inner.strikes.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            // The job was dropped without running the call to its end (the
+            // executor shut down, or host code panicked): nobody else would
+            // wake the caller, who has no timer of its own.
+            (Some(o), None) => o.state.wake_waiter(),
+            (None, _) => {}
         }
     }
 }
@@ -395,6 +402,35 @@ mod tests {
             PROBATION,
             "without a strike, no longer probation"
         );
+    }
+
+    #[test]
+    fn a_lane_call_dropped_before_it_ran_wakes_its_caller() {
+        use crate::config::FunctionConfig;
+        use crate::invocation::{FunctionContext, Limits, Served};
+
+        // An executor that drops what it is given (as one does when shutting down).
+        let lane = IoLane::new(1, drop).unwrap();
+        let config = FunctionConfig::new("t.Handler", "/nowhere");
+        let limits = Limits {
+            max_response_bytes: 16,
+            max_log_bytes: 1024,
+            log_tail_bytes: 64,
+        };
+        let state = Arc::new(InvocationState::new(
+            Arc::new(FunctionContext::from_config(&config)),
+            Duration::from_secs(60),
+            limits,
+            Served::default(),
+        ));
+        let (tx, rx) = std::sync::mpsc::channel();
+        state.on_complete(move || tx.send(()).unwrap());
+        let slot = lane.claim(&state, Arc::default()).unwrap();
+        assert_eq!(lane.stats().running, 1);
+        lane.spawn(Box::new(move || slot.release(Duration::ZERO)));
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the caller is woken at once, not at its 60 s deadline");
+        assert_eq!(lane.stats().running, 0, "and the slot is free");
     }
 
     #[test]
