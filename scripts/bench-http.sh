@@ -11,7 +11,7 @@
 #  2. hot swap under load: 20 code updates during a 20 s wrk run, for each
 #     mode, counting non-2xx answers and socket errors.
 # Installs wrk from the distribution's packages when it is missing.
-# ROUNDS (default 3) and DURATION (seconds per run, default 5) bound it.
+# ROUNDS (default 5) and DURATION (seconds per run, default 5) bound it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +27,7 @@ wrk.method = "POST"
 wrk.body = string.rep("x", 1024)
 wrk.headers["Content-Type"] = "application/octet-stream"
 LUA
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 duration=${DURATION:-5}
 
 # start_fnhost NAME PORT FLAGS...: a server deploying $work/NAME/echo.so.
