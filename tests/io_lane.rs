@@ -34,8 +34,7 @@ fn lane(slots: usize, threads: usize) -> (IoLane, Arc<AtomicUsize>) {
             })
             .unwrap();
     }
-    let tx = Mutex::new(tx);
-    let lane = IoLane::new(slots, move |job| tx.lock().unwrap().send(job).unwrap()).unwrap();
+    let lane = IoLane::new(slots, move |job| tx.send(job).unwrap()).unwrap();
     (lane, ran)
 }
 

@@ -90,8 +90,8 @@ pub(crate) struct InvocationState {
     done: Condvar,
     /// Mirrors `sink.finished.is_some()` for lock-free polling by the caller.
     finished: AtomicBool,
-    /// Called once the call completes (for callers that wait asynchronously).
-    on_complete: Mutex<Waiter>,
+    /// The caller that waits asynchronously, woken when the call completes.
+    waiter: Mutex<Waiter>,
 }
 
 /// The asynchronous waiter of a call.
@@ -166,7 +166,7 @@ impl InvocationState {
             }),
             done: Condvar::new(),
             finished: AtomicBool::new(false),
-            on_complete: Mutex::new(Waiter::default()),
+            waiter: Mutex::new(Waiter::default()),
         }
     }
 
@@ -225,7 +225,7 @@ impl InvocationState {
     /// Calls `hook` once the call completes (at once if it already has), or
     /// when [`wake_waiter`](Self::wake_waiter) is called first.
     pub(crate) fn on_complete(&self, hook: impl FnOnce() + Send + 'static) {
-        let mut waiter = self.on_complete.lock();
+        let mut waiter = self.waiter.lock();
         if waiter.woken || self.finished.load(Ordering::Acquire) {
             drop(waiter);
             hook();
@@ -238,7 +238,7 @@ impl InvocationState {
     /// was called; otherwise wakes `cx`'s task then (it replaces any
     /// [`on_complete`](Self::on_complete) hook).
     pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut waiter = self.on_complete.lock();
+        let mut waiter = self.waiter.lock();
         if waiter.woken || self.finished.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
@@ -259,7 +259,7 @@ impl InvocationState {
     /// watchdog wakes the caller at the deadline this way.
     pub(crate) fn wake_waiter(&self) {
         let hook = {
-            let mut waiter = self.on_complete.lock();
+            let mut waiter = self.waiter.lock();
             waiter.woken = true;
             waiter.hook.take()
         };
