@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fnhost::io_lane::{IoLane, Job, PROBATION};
-use fnhost::{error_type, FunctionConfig, InvokeResult, Route, Runtime, Started};
+use fnhost::{error_type, AtDeadline, FunctionConfig, InvokeResult, Route, Runtime, Started};
 use fnhost_e2e::{plugin_dir, runtime};
 
 /// A lane of `slots` over an executor of `threads` threads; counts the jobs
@@ -79,7 +79,9 @@ fn call(route: &Route, lane: &IoLane, payload: &[u8]) -> (Ran, InvokeResult, Dur
             route.invoke(payload).unwrap(),
             started.elapsed(),
         ),
-        Started::Done(_) => panic!("an in-process call does not complete in start"),
+        Started::Done(_) | Started::AnsweredAtDeadline => {
+            panic!("an in-process call does not complete in start_in")
+        }
     }
 }
 
@@ -139,6 +141,18 @@ fn on_lane(
     panic!("the call never ran on the lane");
 }
 
+/// The executor ran every lane call and nothing else, but for the
+/// watchdog's nudges (empty jobs, when a preempted call ran past 100 µs;
+/// one may still be on its way).
+fn assert_ran_lane_calls_only(lane: &IoLane, ran: &AtomicUsize) {
+    let stats = lane.stats();
+    let ran = ran.load(Ordering::SeqCst) as u64;
+    assert!(
+        stats.runs <= ran && ran <= stats.runs + stats.nudges,
+        "the executor ran {ran} jobs for {stats:?}"
+    );
+}
+
 #[test]
 fn a_proven_short_handler_runs_on_the_lane_with_the_same_results() {
     let rt = runtime();
@@ -148,11 +162,7 @@ fn a_proven_short_handler_runs_on_the_lane_with_the_same_results() {
     let on_workers = qualify(&echo, &lane, b"probation");
     assert!(on_workers >= PROBATION as usize - 1, "{on_workers}");
     let before = lane.stats();
-    assert_eq!(
-        before.runs as usize,
-        ran.load(Ordering::SeqCst),
-        "the executor ran lane calls only"
-    );
+    assert_ran_lane_calls_only(&lane, &ran);
     // (A call preempted for over 100 µs sends it back for a probation: on
     // a loaded machine it may take more than 50 calls to get 50 on the lane.)
     let mut on_lane = 0;
@@ -169,7 +179,7 @@ fn a_proven_short_handler_runs_on_the_lane_with_the_same_results() {
     }
     let stats = lane.stats();
     assert_eq!(stats.runs, before.runs + 50);
-    assert_eq!(stats.runs as usize, ran.load(Ordering::SeqCst));
+    assert_ran_lane_calls_only(&lane, &ran);
     assert_eq!((stats.strikes, stats.running), (0, 0));
     assert_eq!(rt.stats().runaway_invocations, 0);
 }
@@ -258,4 +268,96 @@ fn calls_beyond_the_lane_slots_run_on_workers_and_repeat_strikes_lengthen_probat
     assert_eq!(lane.stats().strikes, 2);
     let on_workers = qualify(&slow, &lane, b"0");
     assert!(on_workers >= 2 * PROBATION as usize, "{on_workers}");
+}
+
+/// A qualified handler run on its caller's thread ([`Route::start_here`]):
+/// the same results with no job for the executor; a hang there is answered
+/// through the caller's callback, from the watchdog's thread, at the
+/// deadline, while the caller's thread is still blocked in the handler.
+#[test]
+fn a_lane_call_on_its_callers_thread_is_answered_through_its_callback_at_the_deadline() {
+    let rt = runtime();
+    let (lane, ran) = lane(1, 2);
+    let unused = || -> AtDeadline { Box::new(|r| panic!("answered at the deadline: {r:?}")) };
+
+    let echo = deploy(&rt, "echo.Handler", "here-echo", Duration::from_secs(3));
+    let mut here = 0;
+    for i in 0..2000 {
+        qualify(&echo, &lane, b"x");
+        let jobs = ran.load(Ordering::SeqCst);
+        let payload = format!("call {i}");
+        match echo.start_here(payload.clone(), &lane, unused()).unwrap() {
+            Started::Done(r) => {
+                assert_eq!(r.outcome.body_bytes(), payload.as_bytes());
+                assert_eq!(r.request_id.len(), 36);
+                assert_eq!(ran.load(Ordering::SeqCst), jobs, "no job for the executor");
+                here += 1;
+            }
+            // Sent back to probation by a preempted call: on a worker.
+            Started::Running(pending) => {
+                assert!(!pending.deadline_watched());
+                while !pending.has_completed() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert_eq!(pending.finish().outcome.body_bytes(), payload.as_bytes());
+            }
+            other => panic!("{other:?}"),
+        }
+        if here == 20 {
+            break;
+        }
+    }
+    assert_eq!(here, 20);
+    assert_eq!(lane.stats().running, 0);
+
+    let sleep = deploy(
+        &rt,
+        "misbehaving.Sleep",
+        "here-sleep",
+        Duration::from_millis(300),
+    );
+    let caller = std::thread::current().id();
+    for _ in 0..5 {
+        qualify(&sleep, &lane, b"0");
+        let before = lane.stats();
+        let timeouts = rt.stats().timeouts;
+        let (tx, rx) = mpsc::channel();
+        let started = Instant::now();
+        let at_deadline: AtDeadline = Box::new(move |r: InvokeResult| {
+            tx.send((r, started.elapsed(), std::thread::current().id()))
+                .unwrap();
+        });
+        match sleep
+            .start_here(b"1500".to_vec(), &lane, at_deadline)
+            .unwrap()
+        {
+            Started::AnsweredAtDeadline => {
+                let returned = started.elapsed();
+                let (r, answered, thread) = rx.try_recv().expect("answered meanwhile");
+                assert_ne!(thread, caller, "from another thread");
+                assert_eq!(r.outcome.error().unwrap().error_type, error_type::TIMEOUT);
+                assert!(
+                    answered >= Duration::from_millis(300)
+                        && answered < Duration::from_millis(1200),
+                    "answered after {answered:?}, not at the 300 ms deadline"
+                );
+                assert!(returned >= Duration::from_millis(1500), "{returned:?}");
+                let stats = lane.stats();
+                assert_eq!(stats.deadline_answers, before.deadline_answers + 1);
+                assert_eq!(stats.strikes, before.strikes + 1);
+                assert!(stats.nudges > before.nudges, "the executor was nudged");
+                assert_eq!(stats.running, 0, "the slot is free again");
+                assert_eq!(rt.stats().runaway_invocations, 0, "the runaway has ended");
+                assert_eq!(rt.stats().timeouts, timeouts + 1);
+                return;
+            }
+            // Not on the lane (see above): a worker's timeout.
+            Started::Running(pending) => {
+                std::thread::sleep(Duration::from_millis(1600));
+                let _ = pending.finish();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("the hanging call never ran on the caller's thread");
 }

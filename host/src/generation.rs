@@ -434,7 +434,7 @@ impl Generation {
         self: &Arc<Self>,
         payload: P,
         served: Served,
-        lane: Option<&IoLane>,
+        lane: Option<OnLane<'_>>,
     ) -> Result<Started, InvokeError>
     where
         P: AsRef<[u8]> + Send + 'static,
@@ -452,12 +452,18 @@ impl Generation {
             return Ok(Started::Done(result));
         }
         let state = Arc::new(self.new_state(self.config.timeout, served));
-        let on_lane = lane
-            .filter(|_| self.short.qualifies())
-            .and_then(|lane| Some((lane, lane.claim(&state, Arc::clone(&self.short))?)));
+        let on_lane = lane.filter(|_| self.short.qualifies()).and_then(|lane| {
+            let slot = lane.lane().claim(&state, Arc::clone(&self.short))?;
+            Some((lane, slot))
+        });
         let deadline_watched = on_lane.is_some();
         match on_lane {
-            Some((lane, slot)) => lane.spawn(self.job(&state, lease, flight, payload, Some(slot))),
+            Some((OnLane::Spawned(lane), slot)) => {
+                lane.spawn(self.job(&state, lease, flight, payload, Some(slot)))
+            }
+            Some((OnLane::Here(_, at_deadline), slot)) => {
+                return Ok(self.run_on_caller(state, lease, flight, payload, slot, at_deadline));
+            }
             None => self.dispatch(&state, lease, flight, payload)?,
         }
         Ok(Started::Running(Pending {
@@ -465,6 +471,47 @@ impl Generation {
             state,
             deadline_watched,
         }))
+    }
+
+    /// Runs a lane call on this thread. At the deadline, if the handler has
+    /// not returned, the lane's watchdog gives up on it and hands the
+    /// `timeout` result to `at_deadline`, on the watchdog's thread.
+    fn run_on_caller<P>(
+        self: &Arc<Self>,
+        state: Arc<InvocationState>,
+        lease: Lease,
+        flight: InFlight,
+        payload: P,
+        slot: Slot,
+        at_deadline: AtDeadline,
+    ) -> Started
+    where
+        P: AsRef<[u8]>,
+    {
+        let watched = Pending {
+            generation: Arc::clone(self),
+            state: Arc::clone(&state),
+            deadline_watched: true,
+        };
+        // The watchdog wakes the waiter at the deadline; the handler's
+        // return wakes it too, and then the call is finished and there is
+        // nothing to answer from there.
+        state.on_complete(move || {
+            if let Some(result) = watched.finish_if_timed_out() {
+                at_deadline(result);
+            }
+        });
+        if Self::call(&state, lease, flight, payload, Some(slot)) {
+            return Started::AnsweredAtDeadline;
+        }
+        Started::Done(
+            Pending {
+                generation: Arc::clone(self),
+                state,
+                deadline_watched: true,
+            }
+            .finish(),
+        )
     }
 
     fn check_payload(&self, size: usize) -> Result<(), InvokeError> {
@@ -508,32 +555,49 @@ impl Generation {
     where
         P: AsRef<[u8]> + Send + 'static,
     {
-        let job_state = Arc::clone(state);
-        let handler = self.handler;
+        let state = Arc::clone(state);
         Box::new(move || {
-            let generation = Arc::clone(&flight.0);
-            let runaway = job_state.run_then(
-                |ctx| {
-                    // SAFETY: `handler` comes from the checked descriptor of
-                    // the generation's library, which `generation` keeps
-                    // mapped; context and payload are valid for the call.
-                    unsafe { handler(ctx, HostStr::from_slice(payload.as_ref())) }
-                },
-                |elapsed| {
-                    generation.short.record(elapsed);
-                    if let Some(slot) = slot {
-                        slot.release(elapsed);
-                    }
-                    drop((lease, flight));
-                },
-            );
-            if runaway {
-                generation
-                    .shared
-                    .counters
-                    .runaway_finished(job_state.request_id());
-            }
+            Self::call(&state, lease, flight, payload, slot);
         })
+    }
+
+    /// Calls the handler for `state` on this thread (see [`job`](Self::job)).
+    /// Returns `true` when the caller had given up on the call by the time
+    /// it returned (a runaway).
+    fn call<P>(
+        state: &InvocationState,
+        lease: Lease,
+        flight: InFlight,
+        payload: P,
+        slot: Option<Slot>,
+    ) -> bool
+    where
+        P: AsRef<[u8]>,
+    {
+        let generation = Arc::clone(&flight.0);
+        let handler = generation.handler;
+        let runaway = state.run_then(
+            |ctx| {
+                // SAFETY: `handler` comes from the checked descriptor of the
+                // generation's library, which `generation` keeps mapped;
+                // context and payload are valid for the call.
+                unsafe { handler(ctx, HostStr::from_slice(payload.as_ref())) }
+            },
+            |elapsed| {
+                generation.short.record(elapsed);
+                if let Some(slot) = slot {
+                    slot.release(elapsed);
+                }
+                drop((lease, flight));
+            },
+        );
+        if runaway {
+            generation
+                .shared
+                .counters
+                .runaway_finished(state.request_id());
+        }
+        runaway
     }
 
     fn broken_initializer(&self) -> Option<InitReport> {
@@ -594,6 +658,32 @@ pub enum Started {
     /// runs in a worker process. Call the blocking [`crate::Route::invoke`]
     /// from a thread that may block.
     MustBlock,
+    /// Ran on the calling thread ([`crate::Route::start_here`]) and was
+    /// still running at its deadline: the lane's watchdog has passed the
+    /// `timeout` result to the caller's `at_deadline` meanwhile (the
+    /// handler was counted as a runaway, and has since returned).
+    AnsweredAtDeadline,
+}
+
+/// What answers the caller of a call run on its own thread
+/// ([`crate::Route::start_here`]) if the handler has not returned by the
+/// deadline; called on the lane's watchdog thread.
+pub type AtDeadline = Box<dyn FnOnce(InvokeResult) + Send>;
+
+/// Where a call that qualifies for an [`IoLane`] runs.
+pub(crate) enum OnLane<'a> {
+    /// A job given to the lane's executor.
+    Spawned(&'a IoLane),
+    /// The calling thread, answered through the [`AtDeadline`] if late.
+    Here(&'a IoLane, AtDeadline),
+}
+
+impl OnLane<'_> {
+    fn lane(&self) -> &IoLane {
+        match self {
+            OnLane::Spawned(lane) | OnLane::Here(lane, _) => lane,
+        }
+    }
 }
 
 /// An invocation running on a worker, for callers that wait asynchronously
@@ -642,6 +732,18 @@ impl Pending {
         let completion = self.state.give_up();
         self.generation.record(&self.state, &completion);
         self.state.finish(completion, CallKind::Handler)
+    }
+
+    /// The `timeout` result if the handler has not returned (it becomes a
+    /// counted runaway); `None` if it has, leaving the result to whoever
+    /// ran it.
+    fn finish_if_timed_out(self) -> Option<InvokeResult> {
+        let completion = self.state.give_up();
+        if !matches!(completion, Completion::TimedOut) {
+            return None;
+        }
+        self.generation.record(&self.state, &completion);
+        Some(self.state.finish(completion, CallKind::Handler))
     }
 }
 

@@ -26,6 +26,13 @@
 //!   sets fewer than the executor's threads, so even handlers that never
 //!   return leave a thread to serve requests and deliver deadline answers.
 //!   A call that finds no free slot goes to a worker thread.
+//! - **Nudge.** When a lane call runs past [`SHORT`], the watchdog hands the
+//!   executor an empty job from outside, which wakes one of its idle
+//!   threads. The thread that the request's I/O readiness woke, now running
+//!   the handler, may be the one that was polling the executor's I/O; the
+//!   idle ones sleep until something wakes them, and until then nobody would
+//!   accept connections or read requests. The nudged thread takes the I/O
+//!   over when it goes idle again.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -134,6 +141,8 @@ pub struct IoLaneStats {
     pub deadline_answers: u64,
     /// Lane calls running now.
     pub running: usize,
+    /// Empty jobs the watchdog gave the executor to wake an idle thread.
+    pub nudges: u64,
 }
 
 /// A lane call in progress, as the watchdog sees it.
@@ -142,6 +151,8 @@ struct Occupant {
     record: Arc<ShortRecord>,
     struck: bool,
     answered: bool,
+    /// The executor was nudged for this call (see [`watchdog`]).
+    nudged: bool,
 }
 
 struct Inner {
@@ -158,6 +169,7 @@ struct Inner {
     runs: AtomicU64,
     strikes: AtomicU64,
     deadline_answers: AtomicU64,
+    nudges: AtomicU64,
 }
 
 /// The lane (see the module documentation). Dropping it stops its watchdog.
@@ -177,7 +189,9 @@ impl std::fmt::Debug for IoLane {
 impl IoLane {
     /// A lane of `slots` concurrent calls, run by `spawn` (which must run the
     /// job soon, on an executor thread; e.g. `tokio::runtime::Handle::spawn`).
-    /// Give it fewer slots than the executor has threads. `None` for zero
+    /// Give it fewer slots than the executor has threads. The watchdog also
+    /// spawns an empty job from its own thread when a lane call runs long,
+    /// to wake an idle executor thread (see the module documentation). `None` for zero
     /// slots, or when the watchdog thread cannot start.
     pub fn new(slots: usize, spawn: impl Fn(Job) + Send + Sync + 'static) -> Option<IoLane> {
         if slots == 0 {
@@ -194,6 +208,7 @@ impl IoLane {
             runs: AtomicU64::new(0),
             strikes: AtomicU64::new(0),
             deadline_answers: AtomicU64::new(0),
+            nudges: AtomicU64::new(0),
         });
         let watched = Arc::clone(&inner);
         std::thread::Builder::new()
@@ -217,6 +232,7 @@ impl IoLane {
             strikes: i.strikes.load(Ordering::Relaxed),
             deadline_answers: i.deadline_answers.load(Ordering::Relaxed),
             running: i.taken.load(Ordering::Relaxed),
+            nudges: i.nudges.load(Ordering::Relaxed),
         }
     }
 
@@ -238,6 +254,7 @@ impl IoLane {
             record,
             struck: false,
             answered: false,
+            nudged: false,
         };
         // `taken` never counts fewer than the occupants, so one is free.
         let mut occupant = Some(occupant);
@@ -324,11 +341,14 @@ impl Drop for Slot {
     }
 }
 
+/// The watchdog's loop: deadlines, strikes and nudges (see the module
+/// documentation).
 fn watchdog(inner: &Inner) {
     let mut idle_ticks = 0;
     let mut last_runs = 0;
     while !inner.stop.load(Ordering::SeqCst) {
         let now = Instant::now();
+        let mut nudge = false;
         for slot in inner.slots.iter() {
             let mut slot = slot.lock();
             let Some(o) = slot.as_mut() else { continue };
@@ -336,6 +356,7 @@ fn watchdog(inner: &Inner) {
             if running > SHORT {
                 // Later calls go to worker threads while this one runs.
                 o.record.disqualify();
+                nudge |= !std::mem::replace(&mut o.nudged, true);
             }
             if !o.struck && running > LONG {
                 o.struck = true;
@@ -347,6 +368,10 @@ fn watchdog(inner: &Inner) {
                 inner.deadline_answers.fetch_add(1, Ordering::Relaxed);
                 o.state.wake_waiter();
             }
+        }
+        if nudge {
+            inner.nudges.fetch_add(1, Ordering::Relaxed);
+            (inner.spawn)(Box::new(|| ()));
         }
         let runs = inner.runs.load(Ordering::Relaxed);
         if runs != last_runs || inner.taken.load(Ordering::SeqCst) != 0 {

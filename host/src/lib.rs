@@ -60,7 +60,7 @@ pub use config::{InstanceConfig, Isolation};
 pub use error::{ConfigError, InvokeError, LoadError};
 pub use error::{DeployError, NotFound};
 pub use function::Function;
-pub use generation::{Generation, InitReport, Pending, Started};
+pub use generation::{AtDeadline, Generation, InitReport, Pending, Started};
 pub use instances::InstanceStats;
 pub use loader::Library;
 pub use log_buffer::tail;

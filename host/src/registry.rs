@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::FunctionConfig;
 use crate::error::{DeployError, InvokeError, NotFound};
-use crate::generation::{Generation, Mode, Started};
+use crate::generation::{AtDeadline, Generation, Mode, OnLane, Started};
 use crate::invocation::Served;
 use crate::io_lane::IoLane;
 use crate::outcome::InvokeResult;
@@ -175,7 +175,35 @@ impl Route {
             version: Some(Arc::clone(&self.version)),
             alias: self.alias.clone(),
         };
-        self.generation.start(payload, served, lane)
+        self.generation
+            .start(payload, served, lane.map(OnLane::Spawned))
+    }
+
+    /// Like [`start_in`](Self::start_in), but a call that qualifies for
+    /// `lane` runs on this thread: the caller blocks until the handler
+    /// returns and gets [`Started::Done`], sparing the hand-over to another
+    /// task or thread. If the handler is still running at the deadline, the
+    /// lane's watchdog calls `at_deadline` with the `timeout` result from its
+    /// own thread (the caller, blocked, could not answer), and this returns
+    /// [`Started::AnsweredAtDeadline`] once the handler has returned.
+    ///
+    /// For a server that can answer a request from another thread: the
+    /// handler occupies this thread meanwhile, up to forever for a runaway.
+    pub fn start_here<P>(
+        &self,
+        payload: P,
+        lane: &IoLane,
+        at_deadline: AtDeadline,
+    ) -> Result<Started, InvokeError>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+    {
+        let served = Served {
+            version: Some(Arc::clone(&self.version)),
+            alias: self.alias.clone(),
+        };
+        self.generation
+            .start(payload, served, Some(OnLane::Here(lane, at_deadline)))
     }
 
     /// Invokes the route's generation on a worker thread.

@@ -258,15 +258,27 @@ def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_th
                 return
         raise AssertionError("never ran on the I/O-thread lane")
 
-    # A call that sleeps 3 s on an I/O thread: answered `timeout` at the 1 s
-    # deadline, while the server keeps answering other requests at once.
+    # A call that sleeps 3 s on an I/O thread, inside its connection's task:
+    # answered `timeout` at the 1 s deadline by the lane's watchdog, on a
+    # kept-alive connection that served calls before, while the server
+    # keeps answering other requests at once.
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", open_server.port, timeout=30)
+
+    def post(body):
+        connection.request("POST", nap, body=body)
+        r = connection.getresponse()
+        return r.status, r.headers, r.read()
+
     for attempt in range(3):
         qualify()
+        for _ in range(3):
+            assert post(b"0")[2] == b"slept"
         answer = {}
 
         def hang():
             start = time.time()
-            answer["response"] = call(open_server, "POST", nap, b"3000")
+            answer["response"] = post(b"3000")
             answer["took"] = time.time() - start
 
         hanging = threading.Thread(target=hang)
@@ -292,7 +304,18 @@ def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_th
     status, headers, body = answer["response"]
     assert status == 200 and headers["X-Is-Func-Err"] == "true"
     assert json.loads(body)["errorType"] == "timeout"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(headers["X-Cff-Invoke-Summary"])["duration"] >= 1000
+    assert headers["Connection"] == "close"
     assert 0.9 < answer["took"] < 2.5, answer["took"]
+    # Answered from the watchdog's thread (the handler still sleeps in the
+    # connection's task), and no longer counted in flight.
+    rid = headers["X-Cff-Request-Id"]
+    assert f"request {rid}: answered at its deadline" in (open_server.tmp / "server.log").read_text()
+    assert metric(open_server, "fnhost_invocations_in_flight") == 0
+    # The client reconnects (the answer closed the connection) and is served.
+    status, _, body = post(b"0")
+    assert (status, body) == (200, b"slept")
     assert metric(open_server, "fnhost_io_lane_deadline_answers_total") == 1
     assert metric(open_server, "fnhost_io_lane_strikes_total") == 1
     assert metric(open_server, "fnhost_runaway_invocations") == 1

@@ -13,35 +13,74 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::request::Parts;
-use axum::http::Method;
+use axum::http::{Method, Version};
 use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
 use axum::Router;
 use tower::{Service, ServiceExt as _};
 
 use super::invoke::{self, InvokeOptions};
+use super::link::{Link, LinkedListener};
 use super::Shared;
 
-/// The front service (cloned per connection).
+/// The front service of a connection.
 #[derive(Clone)]
 pub(crate) struct Front {
     state: Shared,
     router: Router,
     log: bool,
+    /// The client's address, for the router's `ConnectInfo`.
+    peer: Option<SocketAddr>,
+    /// The connection's link: an invocation may block its task (see
+    /// [`super::link`]).
+    link: Option<Arc<Link>>,
 }
 
 impl Front {
+    /// A front service for connections without a [`Link`] (each call runs
+    /// on a task or thread of its own).
     pub(crate) fn new(state: Shared, router: Router) -> Front {
         Front {
             state,
             router,
             log: log::log_enabled!(target: "fnhost::http", log::Level::Info),
+            peer: None,
+            link: None,
         }
+    }
+
+    /// Makes a front service for each connection of a [`LinkedListener`].
+    pub(crate) fn into_make_service(self) -> MakeFront {
+        MakeFront(self)
+    }
+}
+
+/// Makes a connection's [`Front`].
+#[derive(Clone)]
+pub(crate) struct MakeFront(Front);
+
+impl Service<IncomingStream<'_, LinkedListener>> for MakeFront {
+    type Response = Front;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Front, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, connection: IncomingStream<'_, LinkedListener>) -> Self::Future {
+        let mut front = self.0.clone();
+        front.peer = Some(*connection.remote_addr());
+        front.link = Some(Arc::clone(connection.io().link()));
+        std::future::ready(Ok(front))
     }
 }
 
@@ -55,28 +94,36 @@ impl Service<Request> for Front {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
         if request.method() == Method::POST && invocation_urn(request.uri().path()).is_some() {
             let state = Shared::clone(&self.state);
             let log = self.log;
-            return Box::pin(async move { Ok(sync(state, request, log).await) });
+            // Only an HTTP/1 connection can be answered from another thread.
+            let link = self
+                .link
+                .clone()
+                .filter(|_| request.version() <= Version::HTTP_11);
+            return Box::pin(async move { Ok(sync(state, request, log, link).await) });
+        }
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
         }
         let router = self.router.clone();
         Box::pin(router.oneshot(request))
     }
 }
 
-async fn sync(state: Shared, request: Request, log: bool) -> Response {
+async fn sync(state: Shared, request: Request, log: bool, link: Option<Arc<Link>>) -> Response {
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
-    let response = answer(&state, &parts, body).await;
+    let response = answer(&state, &parts, body, link.as_ref()).await;
     if log {
         super::log_response(&parts.method, parts.uri.path(), &response, started);
     }
     response
 }
 
-async fn answer(state: &Shared, parts: &Parts, body: Body) -> Response {
+async fn answer(state: &Shared, parts: &Parts, body: Body, link: Option<&Arc<Link>>) -> Response {
     let body = match super::read_body(body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -88,7 +135,7 @@ async fn answer(state: &Shared, parts: &Parts, body: Body) -> Response {
     }
     let urn = invocation_urn(parts.uri.path()).unwrap_or_default();
     let options = InvokeOptions::from_headers(&parts.headers);
-    invoke::sync_invoke(state, &urn, options, body)
+    invoke::sync_invoke(state, &urn, options, body, link)
         .await
         .into_response()
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,11 +21,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
+use super::link::{self, Link};
 use super::metrics;
 use super::model::now_rfc3339;
 use super::urn::FunctionRefStr;
 use super::Shared;
-use crate::generation::Started;
+use crate::generation::{AtDeadline, Started};
 use crate::outcome::{InvokeResult, Outcome};
 use crate::registry::Route;
 
@@ -80,7 +82,29 @@ pub(crate) async fn run_route(
     route: Route,
     payload: Bytes,
 ) -> Result<InvokeResult, ApiError> {
-    run(state, function, route, payload).await
+    match run(state, function, route, payload, None).await? {
+        Ran::Result(result) => Ok(result),
+        Ran::AnsweredAtDeadline => Err(ApiError::internal(
+            "an invocation without a connection was answered on one".to_owned(),
+        )),
+    }
+}
+
+/// A synchronous invocation's connection, through which the lane's
+/// watchdog answers the caller if a handler run in the connection's own
+/// task is still running at the deadline (see [`super::link`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    pub(crate) link: &'a Arc<Link>,
+    pub(crate) options: InvokeOptions,
+}
+
+/// How an invocation ended for its caller.
+enum Ran {
+    /// With this result, to answer.
+    Result(InvokeResult),
+    /// The caller was answered at the deadline from another thread.
+    AnsweredAtDeadline,
 }
 
 async fn run(
@@ -88,15 +112,33 @@ async fn run(
     function: &str,
     route: Route,
     payload: Bytes,
-) -> Result<InvokeResult, ApiError> {
+    caller: Option<Caller<'_>>,
+) -> Result<Ran, ApiError> {
     state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let version = Arc::clone(&route.version);
     let started = Instant::now();
-    // Fast path: onto the I/O-thread lane (a proven-short handler) or a
-    // worker, awaited without blocking a thread (or, for an inline function,
-    // run right here). Slow path (the call must queue for an instance or
-    // initialize one): a blocking task.
-    let result = match route.start_in(payload.clone(), state.lane.as_ref()) {
+    // Fastest path: a proven-short handler runs right here, in the
+    // connection's task, if the connection can be answered from another
+    // thread (for an inline function, any handler runs here). Fast path:
+    // onto the I/O-thread lane as a task of its own, or onto a worker,
+    // awaited without blocking a thread. Slow path (the call must queue
+    // for an instance or initialize one): a blocking task.
+    let start = match (caller.filter(|c| c.link.is_flushed()), &state.lane) {
+        (Some(caller), Some(lane)) => {
+            let at_deadline = answer_at_deadline(state, function, &version, caller, started);
+            route.start_here(payload.clone(), lane, at_deadline)
+        }
+        _ => route.start_in(payload.clone(), state.lane.as_ref()),
+    };
+    let result = match start {
+        Ok(Started::AnsweredAtDeadline) => {
+            // The watchdog is writing the answer to the socket: the
+            // connection must not close it meanwhile.
+            if let Some(caller) = caller {
+                caller.link.wait_until_answered();
+            }
+            return Ok(Ran::AnsweredAtDeadline);
+        }
         Ok(Started::Done(result)) => Ok(Ok(result)),
         Ok(Started::Running(pending)) => {
             if pending.deadline_watched() {
@@ -137,11 +179,48 @@ async fn run(
     state
         .metrics
         .record(function, &version, outcome, started.elapsed());
-    Ok(result?)
+    Ok(Ran::Result(result?))
+}
+
+/// The lane watchdog's answer to `caller` at the deadline, for a handler
+/// run in the connection's task: the `timeout` result, with the headers of
+/// any synchronous answer, written to the socket from the watchdog's
+/// thread; the connection closes.
+fn answer_at_deadline(
+    state: &Shared,
+    function: &str,
+    version: &Arc<str>,
+    caller: Caller<'_>,
+    started: Instant,
+) -> AtDeadline {
+    let state = Arc::clone(state);
+    let link = Arc::clone(caller.link);
+    let function = function.to_owned();
+    let version = Arc::clone(version);
+    let options = caller.options;
+    Box::new(move |result: InvokeResult| {
+        let socket = link.take_over();
+        let metrics = &state.metrics;
+        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        metrics.record(
+            &function,
+            &version,
+            metrics::Outcome::Timeout,
+            started.elapsed(),
+        );
+        log::warn!(
+            target: "fnhost::http",
+            "request {}: answered at its deadline from the I/O-thread lane's watchdog; the connection closes",
+            result.request_id
+        );
+        let (headers, body) = sync_answer(result, options);
+        socket.send(&link::http1_response(StatusCode::OK, &headers, &body));
+    })
 }
 
 /// What a synchronous invocation's request headers ask for (read in place:
 /// the `HeaderMap` extractor would copy every header).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct InvokeOptions {
     /// `X-Cff-Log-Type: tail`: return the log tail.
     tail: bool,
@@ -174,18 +253,37 @@ pub(crate) async fn sync(
     options: InvokeOptions,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    sync_invoke(&state, &urn, options, body).await
+    sync_invoke(&state, &urn, options, body, None).await
 }
 
 /// A synchronous invocation: the result with FunctionGraph's headers.
+/// `link`: the request's connection, if a call may block its task.
 pub(crate) async fn sync_invoke(
     state: &Shared,
     urn: &str,
-    InvokeOptions { tail, v1 }: InvokeOptions,
+    options: InvokeOptions,
     body: Bytes,
+    link: Option<&Arc<Link>>,
 ) -> Result<Response, ApiError> {
     let (function, route) = route_for(state, urn)?;
-    let result = run(state, function, route, body).await?;
+    let caller = link.map(|link| Caller { link, options });
+    let result = match run(state, function, route, body, caller).await? {
+        Ran::Result(result) => result,
+        // What hyper will fail to send: the connection is shut down.
+        Ran::AnsweredAtDeadline => return Ok(StatusCode::REQUEST_TIMEOUT.into_response()),
+    };
+    let (headers, body) = sync_answer(result, options);
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+/// A synchronous invocation's answer (status 200): FunctionGraph's headers
+/// and the `v0` (the result as is) or `v1` (a JSON envelope) body.
+fn sync_answer(
+    result: InvokeResult,
+    InvokeOptions { tail, v1 }: InvokeOptions,
+) -> (HeaderMap, Bytes) {
     let failed = !result.outcome.is_success();
     let mut out = HeaderMap::with_capacity(8);
     let s = HeaderValue::from_static;
@@ -214,17 +312,19 @@ pub(crate) async fn sync_invoke(
             "status": 200,
         });
         set(&mut out, X_CFF_REQUEST_ID, result.request_id);
-        return Ok((StatusCode::OK, out, Json(body)).into_response());
+        out.insert(CONTENT_TYPE, s("application/json"));
+        return (out, Bytes::from(body.to_string()));
     }
     set(&mut out, X_CFF_REQUEST_ID, result.request_id);
     let content_type = match &result.outcome {
         Outcome::Success(b) => b.kind.content_type(),
         Outcome::Failure(_) => Some("application/json"),
     };
-    if let Some(ct) = content_type {
-        out.insert(axum::http::header::CONTENT_TYPE, s(ct));
-    }
-    Ok((StatusCode::OK, out, result.outcome.into_body_bytes()).into_response())
+    out.insert(
+        CONTENT_TYPE,
+        s(content_type.unwrap_or("application/octet-stream")),
+    );
+    (out, Bytes::from(result.outcome.into_body_bytes()))
 }
 
 /// One asynchronous invocation, as listed by `async-invocations`.
@@ -314,7 +414,7 @@ pub(crate) fn start_async_workers(state: Shared, n: usize) -> Vec<tokio::task::J
                         r.status = "RUNNING";
                         r.start_time = now_rfc3339();
                     });
-                    let result = run(&state, &job.function, job.route, job.payload).await;
+                    let result = run_route(&state, &job.function, job.route, job.payload).await;
                     state.asynchronous.update(&job.request_id, |r| {
                         r.end_time = now_rfc3339();
                         match &result {

@@ -15,6 +15,7 @@ pub mod error;
 mod front;
 mod functions;
 mod invoke;
+mod link;
 mod metrics;
 pub mod model;
 pub mod package;
@@ -433,12 +434,9 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         config.data_dir.display()
     );
     let app = front::Front::new(Arc::clone(&state), router(Arc::clone(&state)));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    axum::serve(link::LinkedListener::new(listener), app.into_make_service())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     log::info!(target: "fnhost::server", "stopped accepting; draining the asynchronous queue");
     state.asynchronous.close();
     let drained = tokio::time::timeout(config.shutdown_grace, async {

@@ -1,0 +1,313 @@
+//! The server's connections, each with a [`Link`] through which its caller
+//! can be answered from another thread.
+//!
+//! The I/O-thread lane runs a proven-short handler inside the task of the
+//! connection that asked for it, which then cannot write anything until the
+//! handler returns. If the handler is still running at the deadline, the
+//! lane's watchdog answers the caller itself: it writes a complete HTTP/1.1
+//! response (`Connection: close`) to the socket and shuts the connection
+//! down; the connection's own writes and reads fail from then on, so hyper
+//! drops the connection once the handler returns.
+//!
+//! That answer is only safe as the next bytes on the wire: a call runs in
+//! its connection's task only when hyper has flushed everything it wrote
+//! before ([`Link::is_flushed`]). hyper flushes each response before it
+//! polls the next request's service future, so that is the usual case; a
+//! pipelining client whose earlier answer is stuck in a full socket buffer
+//! gets its call run on another task instead.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::http::{HeaderMap, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The connection is hyper's.
+const OPEN: u8 = 0;
+/// Another thread is answering on the socket.
+const ANSWERING: u8 = 1;
+/// Answered and shut down from another thread.
+const ANSWERED: u8 = 2;
+
+/// A connection's socket as another thread may use it (see the module
+/// documentation).
+#[derive(Debug)]
+pub(crate) struct Link {
+    fd: RawFd,
+    state: AtomicU8,
+    /// hyper wrote to the socket after its last completed flush: bytes of
+    /// an earlier answer may still wait in its buffer.
+    unflushed: AtomicBool,
+}
+
+impl Link {
+    /// Whether everything hyper wrote has reached the socket: an answer
+    /// written by another thread now would be the next bytes on the wire.
+    pub(crate) fn is_flushed(&self) -> bool {
+        !self.unflushed.load(Ordering::Relaxed)
+    }
+
+    /// Takes the socket over from hyper, to answer the request whose call
+    /// blocks the connection's task. Call at most once, and only while that
+    /// task is blocked in the call (it cannot close the socket meanwhile).
+    /// The connection is shut down when the returned guard is dropped,
+    /// whether or not an answer was sent.
+    pub(crate) fn take_over(&self) -> TakeOver<'_> {
+        self.state.store(ANSWERING, Ordering::SeqCst);
+        TakeOver { link: self }
+    }
+
+    /// Waits until a [`take_over`](Self::take_over) guard has been dropped:
+    /// the connection's task calls this before it lets the socket close
+    /// (once it knows the caller was answered from elsewhere), so another
+    /// thread never writes to a closed, or reused, descriptor.
+    pub(crate) fn wait_until_answered(&self) {
+        while self.state.load(Ordering::SeqCst) != ANSWERED {
+            std::thread::yield_now();
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == OPEN
+    }
+}
+
+/// The socket, taken over from hyper (see [`Link::take_over`]).
+pub(crate) struct TakeOver<'a> {
+    link: &'a Link,
+}
+
+impl TakeOver<'_> {
+    /// Writes `response` as far as the socket takes it without blocking (a
+    /// client that reads nothing may get it cut short; it is disconnected
+    /// either way).
+    pub(crate) fn send(&self, response: &[u8]) {
+        let mut rest = response;
+        while !rest.is_empty() {
+            // SAFETY: the descriptor is the connection's socket, open while
+            // its task is blocked in the call (see `Link::take_over`); the
+            // buffer is valid for `rest.len()` bytes.
+            let sent = unsafe {
+                libc::send(
+                    self.link.fd,
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if sent > 0 {
+                rest = &rest[sent as usize..];
+            } else if sent == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for TakeOver<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `send`. Shutting down (not closing) leaves the
+        // descriptor to its owner, whose reads and writes now fail.
+        unsafe { libc::shutdown(self.link.fd, libc::SHUT_RDWR) };
+        self.link.state.store(ANSWERED, Ordering::SeqCst);
+    }
+}
+
+/// An HTTP/1.1 response, whole, that closes the connection.
+pub(crate) fn http1_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let framing = format!(
+        "content-length: {}\r\nconnection: close\r\ndate: {date}\r\n\r\n",
+        body.len()
+    );
+    out.extend_from_slice(framing.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A TCP listener whose connections carry a [`Link`].
+pub(crate) struct LinkedListener(TcpListener);
+
+impl LinkedListener {
+    pub(crate) fn new(listener: TcpListener) -> LinkedListener {
+        LinkedListener(listener)
+    }
+}
+
+impl axum::serve::Listener for LinkedListener {
+    type Io = LinkedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (LinkedStream, SocketAddr) {
+        // axum's accept for a TCP listener logs and retries errors.
+        let (stream, peer) = axum::serve::Listener::accept(&mut self.0).await;
+        let link = Arc::new(Link {
+            fd: stream.as_raw_fd(),
+            state: AtomicU8::new(OPEN),
+            unflushed: AtomicBool::new(false),
+        });
+        (LinkedStream { stream, link }, peer)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// A connection's stream; refuses reads and writes once its caller was
+/// answered from another thread.
+pub(crate) struct LinkedStream {
+    stream: TcpStream,
+    link: Arc<Link>,
+}
+
+impl LinkedStream {
+    pub(crate) fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+}
+
+fn answered_elsewhere() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "answered at the deadline from another thread",
+    )
+}
+
+impl AsyncRead for LinkedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.link.is_open() {
+            // The end of the stream.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LinkedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if !self.link.is_open() {
+            return Poll::Ready(Err(answered_elsewhere()));
+        }
+        self.link.unflushed.store(true, Ordering::Relaxed);
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if !self.link.is_open() {
+            return Poll::Ready(Err(answered_elsewhere()));
+        }
+        self.link.unflushed.store(true, Ordering::Relaxed);
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.link.is_open() {
+            return Poll::Ready(Err(answered_elsewhere()));
+        }
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            self.link.unflushed.store(false, Ordering::Relaxed);
+        }
+        flushed
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.link.is_open() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair() -> (LinkedStream, TcpStream) {
+        let mut listener = LinkedListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = axum::serve::Listener::accept(&mut listener).await;
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn an_answer_from_another_thread_reaches_the_client_and_closes_the_connection() {
+        let (mut server, mut client) = pair().await;
+        server.write_all(b"first ").await.unwrap();
+        assert!(!server.link().is_flushed(), "written, not yet flushed");
+        server.flush().await.unwrap();
+        assert!(server.link().is_flushed());
+
+        let link = Arc::clone(server.link());
+        std::thread::spawn(move || {
+            let answer = link.take_over();
+            answer.send(b"answer");
+        })
+        .join()
+        .unwrap();
+        server.link().wait_until_answered();
+        let mut seen = Vec::new();
+        client.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen, b"first answer", "then the end of the stream");
+
+        let refused = server.write_all(b"late").await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::BrokenPipe);
+        let mut buf = [0u8; 8];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 0, "reads end");
+    }
+
+    #[test]
+    fn a_whole_http1_response_that_closes() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-cff-request-id", HeaderValue::from_static("r1"));
+        let bytes = http1_response(StatusCode::OK, &headers, b"{}");
+        let text = String::from_utf8(bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some("HTTP/1.1 200 OK"));
+        let fields: Vec<&str> = lines.collect();
+        assert!(fields.contains(&"x-cff-request-id: r1"));
+        assert!(fields.contains(&"content-length: 2"));
+        assert!(fields.contains(&"connection: close"));
+        assert!(fields.iter().any(|f| f.starts_with("date: ")));
+        assert_eq!(body, "{}");
+    }
+}
