@@ -738,6 +738,10 @@ impl Pending {
     /// counted runaway); `None` if it has, leaving the result to whoever
     /// ran it.
     fn finish_if_timed_out(self) -> Option<InvokeResult> {
+        if self.state.has_finished() {
+            // The usual case, told without the lock.
+            return None;
+        }
         let completion = self.state.give_up();
         if !matches!(completion, Completion::TimedOut) {
             return None;

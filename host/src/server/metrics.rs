@@ -58,25 +58,16 @@ struct FunctionSeries {
     sum_nanos: AtomicU64,
 }
 
-/// Invocation metrics for `/metrics`.
-#[derive(Default)]
-pub(crate) struct Metrics {
-    functions: RwLock<BTreeMap<String, Arc<FunctionSeries>>>,
-    pub(crate) in_flight: AtomicI64,
-}
-
-impl Metrics {
-    pub(crate) fn record(&self, function: &str, version: &str, outcome: Outcome, took: Duration) {
-        let series = self.series(function);
-        let counted = series
+impl FunctionSeries {
+    fn record(&self, version: &str, outcome: Outcome, took: Duration) {
+        let counted = self
             .by_version
             .read()
             .get(version)
             .map(|c| c[outcome as usize].fetch_add(1, Ordering::Relaxed))
             .is_some();
         if !counted {
-            series
-                .by_version
+            self.by_version
                 .write()
                 .entry(version.to_owned())
                 .or_default()[outcome as usize]
@@ -87,21 +78,34 @@ impl Metrics {
             .iter()
             .position(|bound| seconds <= *bound)
             .unwrap_or(BUCKETS.len());
-        series.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        series.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
+}
 
-    fn series(&self, function: &str) -> Arc<FunctionSeries> {
-        if let Some(s) = self.functions.read().get(function) {
-            return Arc::clone(s);
+/// Invocation metrics for `/metrics`.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    functions: RwLock<BTreeMap<String, Arc<FunctionSeries>>>,
+    pub(crate) in_flight: AtomicI64,
+}
+
+impl Metrics {
+    pub(crate) fn record(&self, function: &str, version: &str, outcome: Outcome, took: Duration) {
+        // Recorded under the read lock: no reference count to bounce
+        // between cores on every invocation.
+        if let Some(series) = self.functions.read().get(function) {
+            series.record(version, outcome, took);
+            return;
         }
-        Arc::clone(
+        let series = Arc::clone(
             self.functions
                 .write()
                 .entry(function.to_owned())
                 .or_default(),
-        )
+        );
+        series.record(version, outcome, took);
     }
 
     fn render(&self, out: &mut String) {
