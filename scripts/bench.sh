@@ -27,7 +27,7 @@ for group in ["echo_1KiB", "logged_1KiB"]:
     if base is None:
         continue
     print(f"| {group} direct call (baseline) | {base:.0f} ns | | 1.00x |")
-    for bench in ["fnhost_current_thread", "fnhost_worker_thread"]:
+    for bench in ["fnhost_current_thread", "fnhost_worker_thread", "fnhost_io_lane_here"]:
         m = median(group, bench)
         if m is not None:
             print(f"| {group} {bench} | {m:.0f} ns | +{m - base:.0f} ns | {m / base:.2f}x |")

@@ -3,8 +3,10 @@
 //!
 //! - `echo_1KiB`: the `echo` handler called directly in Rust (with a
 //!   `TestContext`) versus through fnhost on the calling thread
-//!   (`invoke_on_current_thread`) and through a worker thread with deadline
-//!   enforcement (`invoke`).
+//!   (`invoke_on_current_thread`), through a worker thread with deadline
+//!   enforcement (`invoke`), and on the calling thread through an I/O-thread
+//!   lane with deadline enforcement (`Route::start_here`, as `fnhost serve`
+//!   runs a proven-short handler).
 //! - `logged_1KiB`: the same for `echo.Logged` (3 context reads, 1 log line).
 //! - `cold_load`: copy, open, check and initializer of a never-seen build of
 //!   `testplugin` (each iteration loads a distinct library).
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
-use fnhost::{FunctionConfig, Runtime, RuntimeConfig};
+use fnhost::io_lane::{IoLane, PROBATION};
+use fnhost::{FunctionConfig, Runtime, RuntimeConfig, Started};
 use fnhost_api::testing::TestContext;
 
 type Handler = fn(&[u8], &fnhost_api::Context) -> Result<Vec<u8>, fnhost_api::HandlerError>;
@@ -66,8 +69,64 @@ fn invocation(c: &mut Criterion) {
         g.bench_function("fnhost_worker_thread", |b| {
             b.iter(|| black_box(f.invoke(black_box(&payload)).unwrap()))
         });
+        let here = lane_route(&rt, entry, &dir, group);
+        g.bench_function("fnhost_io_lane_here", |b| {
+            b.iter(|| black_box(here.call(black_box(payload.clone()))))
+        });
         g.finish();
     }
+}
+
+/// A deployed function whose calls run on the calling thread through an
+/// I/O-thread lane (`Route::start_here`, what `fnhost serve` does): the
+/// lane's bookkeeping (slot, deadline watch, shared invocation state) on
+/// top of a call on the current thread.
+struct LaneRoute {
+    route: fnhost::Route,
+    lane: IoLane,
+}
+
+impl LaneRoute {
+    fn call(&self, payload: Vec<u8>) -> fnhost::InvokeResult {
+        self.start(payload).1
+    }
+
+    /// The result, and whether the call ran on this thread: a call
+    /// preempted for over 100 µs sends the handler back to probation, on
+    /// worker threads meanwhile (rare here, but possible on a busy machine).
+    fn start(&self, payload: Vec<u8>) -> (bool, fnhost::InvokeResult) {
+        match self.route.start_here(payload, &self.lane, Box::new(drop)) {
+            Ok(Started::Done(result)) => (true, result),
+            Ok(Started::Running(pending)) => {
+                while !pending.has_completed() {
+                    std::hint::spin_loop();
+                }
+                (false, pending.finish())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn lane_route(rt: &Runtime, entry: &str, dir: &Path, name: &str) -> LaneRoute {
+    let name = format!("lane-{name}");
+    let config = FunctionConfig::new(entry, dir)
+        .name(name.as_str())
+        .user_data("NAME", "bench");
+    rt.registry().deploy(config).unwrap();
+    rt.registry().invoke(&name, b"").unwrap();
+    let route = LaneRoute {
+        route: rt.registry().resolve(&name).unwrap(),
+        // Never given a job: calls run on the calling thread.
+        lane: IoLane::new(1, drop).unwrap(),
+    };
+    // Probation: short calls on worker threads until it qualifies.
+    for _ in 0..10 * PROBATION {
+        if route.start(b"x".to_vec()).0 {
+            return route;
+        }
+    }
+    panic!("never qualified for the lane");
 }
 
 fn cold_load(c: &mut Criterion) {
