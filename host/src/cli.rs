@@ -68,6 +68,11 @@ struct ServeArgs {
     /// HTTP I/O threads, with the deadline still enforced by a watchdog.
     #[arg(long)]
     no_io_lane: bool,
+    /// On SIGTERM or Ctrl-C, how long to wait for in-flight requests and
+    /// the asynchronous queue before exiting anyway (handlers that never
+    /// return are abandoned then).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    shutdown_grace: u64,
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -364,6 +369,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     config.functions_dir = a.functions_dir;
     config.functions_isolation = a.isolation;
     config.io_lane = !a.no_io_lane;
+    config.shutdown_grace = std::time::Duration::from_secs(a.shutdown_grace);
     let runtime = runtime(a.cache_dir)?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.io_lane && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
@@ -378,7 +384,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         .thread_name("fnhost-http")
         .build()
         .context("cannot start the async runtime")?;
-    tokio.block_on(crate::server::serve(config, runtime))?;
+    let served = tokio.block_on(crate::server::serve(config, runtime));
+    // Not dropped: that would wait for every executor thread, including
+    // one that still runs a handler that never returned.
+    tokio.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     Ok(0)
 }
 

@@ -240,23 +240,32 @@ def metric(server, name):
     return None
 
 
-def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_the_deadline(open_server):
-    import threading
-    import time
-    status, _, body = call(open_server, "POST", BASE, {
+def create_nap(server):
+    """Function `nap` (misbehaving.Sleep: sleeps the payload's milliseconds), 1 s timeout."""
+    status, _, body = call(server, "POST", BASE, {
         "func_name": "nap", "runtime": "Rust1.x", "handler": "misbehaving.Sleep", "memory_size": 128, "timeout": 1,
         "func_code": {"file": zip_b64("libmisbehaving.so", "misbehaving")}})
     assert status == 200, body
-    nap = f"{BASE}/nap/invocations"
+    return f"{BASE}/nap/invocations"
+
+
+def qualify_for_lane(server, path):
+    """Probation: 100 short calls in a row on worker threads, then the lane."""
+    runs = metric(server, "fnhost_io_lane_runs_total")
+    for i in range(1000):
+        assert call(server, "POST", path, b"0")[2] == b"slept"
+        if i % 20 == 19 and metric(server, "fnhost_io_lane_runs_total") >= runs + 10:
+            return
+    raise AssertionError("never ran on the I/O-thread lane")
+
+
+def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_the_deadline(open_server):
+    import threading
+    import time
+    nap = create_nap(open_server)
 
     def qualify():
-        # Probation: 100 short calls in a row on worker threads, then the lane.
-        runs = metric(open_server, "fnhost_io_lane_runs_total")
-        for i in range(1000):
-            assert call(open_server, "POST", nap, b"0")[2] == b"slept"
-            if i % 20 == 19 and metric(open_server, "fnhost_io_lane_runs_total") >= runs + 10:
-                return
-        raise AssertionError("never ran on the I/O-thread lane")
+        qualify_for_lane(open_server, nap)
 
     # A call that sleeps 3 s on an I/O thread, inside its connection's task:
     # answered `timeout` at the 1 s deadline by the lane's watchdog, on a
@@ -335,3 +344,34 @@ def test_no_io_lane_keeps_every_handler_on_worker_threads(tmp_path):
         assert metric(server, "fnhost_io_lane_runs_total") is None
     finally:
         server.stop()
+
+
+def test_sigterm_exits_after_the_grace_period_when_a_handler_never_returns(tmp_path):
+    import signal
+    import time
+    from conftest import Server
+    server = Server(tmp_path, keys=False, extra_args=["--shutdown-grace", "2"]).start()
+    try:
+        nap = create_nap(server)
+        # A call that sleeps a minute on the I/O-thread lane: its
+        # connection's task stays blocked long after the timeout answer.
+        for attempt in range(3):
+            qualify_for_lane(server, nap)
+            lane_runs = metric(server, "fnhost_io_lane_runs_total")
+            status, _, body = call(server, "POST", nap, b"60000")
+            assert json.loads(body)["errorType"] == "timeout"
+            if metric(server, "fnhost_io_lane_runs_total") > lane_runs:
+                break
+            # Sent back to probation by a preempted short call: it ran (and
+            # still sleeps) on a worker thread, which does not hold the exit.
+        else:
+            raise AssertionError("the hanging call never ran on the lane")
+        start = time.time()
+        code = server.stop(signal.SIGTERM)
+        took = time.time() - start
+        assert code == 0
+        # The 2 s grace period, then at most 1 s for the executor.
+        assert 1.5 < took < 6, took
+        assert "shutdown grace period over with connections still open" in (tmp_path / "server.log").read_text()
+    finally:
+        server.stop(signal.SIGKILL)

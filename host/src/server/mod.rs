@@ -434,12 +434,40 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         config.data_dir.display()
     );
     let app = front::Front::new(Arc::clone(&state), router(Arc::clone(&state)));
-    axum::serve(link::LinkedListener::new(listener), app.into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The grace period runs from the signal; connections still open at its
+    // end (a handler that never returns blocks its connection's task) are
+    // left behind.
+    let deadline = Arc::new(std::sync::OnceLock::new());
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(link::LinkedListener::new(listener), app.into_make_service())
+        .with_graceful_shutdown({
+            let (deadline, signalled) = (Arc::clone(&deadline), Arc::clone(&signalled));
+            let grace = config.shutdown_grace;
+            async move {
+                shutdown_signal().await;
+                let _ = deadline.set(tokio::time::Instant::now() + grace);
+                signalled.notify_one();
+            }
+        });
+    let grace_over = async {
+        signalled.notified().await;
+        if let Some(deadline) = deadline.get() {
+            tokio::time::sleep_until(*deadline).await;
+        }
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served?,
+        () = grace_over => {
+            log::warn!(target: "fnhost::server", "shutdown grace period over with connections still open; leaving them");
+        }
+    }
     log::info!(target: "fnhost::server", "stopped accepting; draining the asynchronous queue");
     state.asynchronous.close();
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
+    let deadline = deadline
+        .get()
+        .copied()
+        .unwrap_or_else(|| tokio::time::Instant::now() + config.shutdown_grace);
+    let drained = tokio::time::timeout_at(deadline, async {
         for w in workers {
             let _ = w.await;
         }
