@@ -141,6 +141,14 @@ pub struct Route {
 }
 
 impl Route {
+    /// The version and alias an invocation through this route reports.
+    fn served(&self) -> Served {
+        Served {
+            version: Some(Arc::clone(&self.version)),
+            alias: self.alias.clone(),
+        }
+    }
+
     fn new(generation: Arc<Generation>, version: Arc<str>, alias: Option<Arc<str>>) -> Route {
         Route {
             generation,
@@ -171,12 +179,8 @@ impl Route {
     where
         P: AsRef<[u8]> + Send + 'static,
     {
-        let served = Served {
-            version: Some(Arc::clone(&self.version)),
-            alias: self.alias.clone(),
-        };
         self.generation
-            .start(payload, served, lane.map(OnLane::Spawned))
+            .start(payload, self.served(), lane.map(OnLane::Spawned))
     }
 
     /// Like [`start_in`](Self::start_in), but a call that qualifies for
@@ -198,21 +202,16 @@ impl Route {
     where
         P: AsRef<[u8]> + Send + 'static,
     {
-        let served = Served {
-            version: Some(Arc::clone(&self.version)),
-            alias: self.alias.clone(),
-        };
-        self.generation
-            .start(payload, served, Some(OnLane::Here(lane, at_deadline)))
+        self.generation.start(
+            payload,
+            self.served(),
+            Some(OnLane::Here(lane, at_deadline)),
+        )
     }
 
     /// Invokes the route's generation on a worker thread.
     pub fn invoke(&self, payload: &[u8]) -> Result<InvokeResult, InvokeError> {
-        let served = Served {
-            version: Some(Arc::clone(&self.version)),
-            alias: self.alias.clone(),
-        };
-        self.generation.invoke(payload, served, Mode::Worker)
+        self.generation.invoke(payload, self.served(), Mode::Worker)
     }
 }
 
