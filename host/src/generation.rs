@@ -158,6 +158,11 @@ impl Generation {
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
     }
+    /// Whether its calls qualify for an [`IoLane`] now: an in-process
+    /// handler that has proven short (see the lane's probation).
+    pub fn qualifies_for_lane(&self) -> bool {
+        self.config.isolation == Isolation::InProcess && self.short.qualifies()
+    }
     pub(crate) fn set_live(&self, live: bool) {
         self.live.store(live, Ordering::Release);
     }

@@ -123,7 +123,8 @@ async fn run(
     // onto the I/O-thread lane as a task of its own, or onto a worker,
     // awaited without blocking a thread. Slow path (the call must queue
     // for an instance or initialize one): a blocking task.
-    let start = match (caller.filter(|c| c.link.is_flushed()), &state.lane) {
+    let here = caller.filter(|c| c.link.is_flushed() && route.generation.qualifies_for_lane());
+    let start = match (here, &state.lane) {
         (Some(caller), Some(lane)) => {
             let at_deadline = answer_at_deadline(state, function, &version, caller, started);
             route.start_here(payload.clone(), lane, at_deadline)
