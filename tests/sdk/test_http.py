@@ -327,6 +327,7 @@ def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_th
     assert (status, body) == (200, b"slept")
     assert metric(open_server, "fnhost_io_lane_deadline_answers_total") == 1
     assert metric(open_server, "fnhost_io_lane_strikes_total") == 1
+    assert metric(open_server, "fnhost_io_lane_nudges_total") >= 1
     assert metric(open_server, "fnhost_runaway_invocations") == 1
     # Struck: its next calls run on worker threads, and still answer.
     runs = metric(open_server, "fnhost_io_lane_runs_total")

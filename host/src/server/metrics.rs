@@ -218,6 +218,11 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
                 "Callers of I/O-thread calls answered at the deadline by the watchdog.",
                 l.deadline_answers,
             ),
+            (
+                "fnhost_io_lane_nudges_total",
+                "Idle I/O threads woken by the watchdog because an I/O-thread call ran past 100 us.",
+                l.nudges,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
