@@ -134,7 +134,6 @@ impl Timers {
     }
 }
 
-/// Starts the timer of an active TIMER trigger (replacing a running one).
 /// One active APIG trigger's route: requests under `base` (with method
 /// `method`, or any for `ANY`) go to `function`.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +185,7 @@ fn apig_routes(triggers: &[TriggerRecord]) -> Vec<ApigRoute> {
         .collect()
 }
 
+/// Starts the timer of an active TIMER trigger (replacing a running one).
 pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), String> {
     state.timers.stop(&record.trigger_id);
     if record.trigger_type_code != "TIMER" || record.trigger_status != "ACTIVE" {
