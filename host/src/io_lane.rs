@@ -59,7 +59,8 @@ const TICK: Duration = Duration::from_millis(1);
 /// Ticks without a lane call before the watchdog sleeps until the next one.
 const IDLE_TICKS: u32 = 100;
 
-/// A job the lane's executor runs: it calls the handler and returns.
+/// A job for an executor (the lane's, or the worker pool): it calls a
+/// handler and returns.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Whether a generation's handler qualifies for the lane: its streak of

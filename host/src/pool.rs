@@ -12,14 +12,13 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
+use crate::io_lane::Job;
 use crate::spin::spin_until;
 
 /// How long an idle worker polls for the next job before it parks. Polling
 /// keeps back-to-back invocations off the futex path (a park and wake costs
 /// ~10 us on this machine class); the cost is at most this much CPU per job.
 const POLL_FOR_NEXT_JOB: Duration = Duration::from_micros(50);
-
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A growable pool of worker threads.
 #[derive(Debug, Clone)]
