@@ -44,7 +44,9 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// JSON config: {"listen": "...", "data_dir": "...", "access_keys": [{"access_key": "...", "secret_key": "..."}]}.
+    /// JSON config: {"listen": "...", "data_dir": "...", "access_keys": [{"access_key": "...", "secret_key": "..."}],
+    /// "limits": {...}, "metrics_auth": false, "apig_any_function": false, "allow_unsigned_payload": false,
+    /// "min_timer_rate_seconds": 60} (see the README).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:8000).
@@ -87,6 +89,21 @@ struct ServeFile {
     data_dir: Option<PathBuf>,
     #[serde(default)]
     access_keys: Vec<KeyPair>,
+    /// Request, time and connection limits (see `server::limits::Limits`).
+    #[serde(default)]
+    limits: crate::server::limits::Limits,
+    /// Accept `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` (the body unsigned).
+    #[serde(default)]
+    allow_unsigned_payload: bool,
+    /// Serve every function under `/apig/{function}/...` with keys configured.
+    #[serde(default)]
+    apig_any_function: bool,
+    /// `/metrics` needs a signature.
+    #[serde(default)]
+    metrics_auth: bool,
+    /// The shortest timer `Rate`, in seconds (default 60).
+    #[serde(default)]
+    min_timer_rate_seconds: Option<u64>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -365,7 +382,15 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         file.access_keys
             .into_iter()
             .map(|k| (k.access_key, k.secret_key)),
-    );
+    )
+    .context("the access keys of the configuration are refused")?;
+    config.limits = file.limits;
+    config.signature_policy.allow_unsigned_payload = file.allow_unsigned_payload;
+    config.apig_any_function = file.apig_any_function;
+    config.metrics_auth = file.metrics_auth;
+    if let Some(secs) = file.min_timer_rate_seconds {
+        config.min_timer_rate = std::time::Duration::from_secs(secs.max(1));
+    }
     config.functions_dir = a.functions_dir;
     config.functions_isolation = a.isolation;
     config.io_lane = !a.no_io_lane;

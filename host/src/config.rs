@@ -16,6 +16,8 @@ pub const MEMORY_SIZES_MB: [u32; 15] = [
 
 /// The longest synchronous timeout FunctionGraph allows.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(900);
+/// The most instances of one function (FunctionGraph's per-function limit).
+pub const MAX_INSTANCES: u32 = 1000;
 
 /// Delegated credentials handed to the function through its context. Never
 /// printed by `Debug`, never written to fnhost's logs or summaries.
@@ -282,9 +284,12 @@ impl FunctionConfig {
                 i.concurrency_per_instance
             )));
         }
-        if i.max_instances == 0 || i.reserved_instances > i.max_instances {
+        if i.max_instances == 0
+            || i.max_instances > MAX_INSTANCES
+            || i.reserved_instances > i.max_instances
+        {
             return Err(ConfigError::Instances(format!(
-                "need 1 <= max instances ({}) and reserved instances ({}) <= max instances",
+                "need 1 <= max instances ({}) <= {MAX_INSTANCES} and reserved instances ({}) <= max instances",
                 i.max_instances, i.reserved_instances
             )));
         }

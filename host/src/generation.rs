@@ -200,7 +200,11 @@ impl Generation {
     /// Creates the reserved instances (at least one), running the
     /// initializer for each. Returns the first failure.
     pub(crate) fn warm_up(self: &Arc<Self>) -> Result<(), InitReport> {
-        let wanted = self.config.instances.reserved_instances.max(1);
+        let instances = &self.config.instances;
+        let wanted = instances
+            .reserved_instances
+            .max(1)
+            .min(instances.max_instances);
         if let Some(pool) = &self.process {
             // The initializer runs in each worker as it starts.
             for _ in 0..wanted {

@@ -70,9 +70,9 @@ impl Alias {
             return &self.version;
         }
         let draw = fastrand::u32(0..100);
-        let mut cumulative = 0;
+        let mut cumulative: u32 = 0;
         for (version, weight) in &self.additional_version_weights {
-            cumulative += weight;
+            cumulative = cumulative.saturating_add(*weight);
             if draw < cumulative {
                 return version;
             }
@@ -547,7 +547,7 @@ impl Registry {
             }
             .into());
         }
-        let mut total = 0;
+        let mut total: u32 = 0;
         for (v, w) in &alias.additional_version_weights {
             if !exists(v) {
                 return Err(NotFound::Version {
@@ -561,7 +561,12 @@ impl Registry {
                     "version `{v}` is both the alias's version and a weighted version"
                 )));
             }
-            total += w;
+            if *w > 100 {
+                return Err(DeployError::Invalid(format!(
+                    "the weight of version `{v}` is {w} %: a weight is a percentage, 0 to 100"
+                )));
+            }
+            total = total.saturating_add(*w);
         }
         if total > 100 {
             return Err(DeployError::Invalid(format!(

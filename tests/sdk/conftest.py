@@ -33,16 +33,21 @@ def free_port():
 class Server:
     """One `fnhost serve` process with its own data directory."""
 
-    def __init__(self, tmp: Path, keys=True, extra_args=()):
+    def __init__(self, tmp: Path, keys=True, extra_args=(), config=None):
         self.tmp = tmp
         self.extra_args = list(extra_args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp / "fnhost.json"
-        self.config.write_text(json.dumps({
+        settings = {
             "listen": f"127.0.0.1:{self.port}",
             "access_keys": [{"access_key": AK, "secret_key": SK}] if keys else [],
-        }))
+            # The tests' timers fire every second (FunctionGraph's minimum,
+            # the server's default, is a minute).
+            "min_timer_rate_seconds": 1,
+        }
+        settings.update(config or {})
+        self.config.write_text(json.dumps(settings))
         self.proc = None
 
     def start(self):

@@ -218,9 +218,25 @@ def test_timer_trigger_fires_every_second_until_disabled(client):
     assert len(fired()) == before, "a disabled timer kept firing"
 
 
-def test_apig_gateway_serves_plain_http_with_text_and_binary_bodies(server, client):
+def test_apig_gateway_serves_plain_http_with_text_and_binary_bodies(tmp_path):
     import base64
+    import urllib.error
     import urllib.request
+    from conftest import Server
+    # With access keys, /apig/{function} serves functions only when the
+    # configuration turns it on.
+    (tmp_path / "closed").mkdir()
+    closed = Server(tmp_path / "closed").start()
+    try:
+        create(client_for(closed), name="web", handler="ApigTest")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(closed.url + "/apig/web/items/7")
+        assert e.value.code == 404
+    finally:
+        closed.stop(signal.SIGKILL)
+    (tmp_path / "open").mkdir()
+    server = Server(tmp_path / "open", config={"apig_any_function": True}).start()
+    client = client_for(server)
     create(client, name="web", handler="ApigTest")
     req = urllib.request.Request(server.url + "/apig/web/items/7?verbose=1", data=b"hello", method="POST",
                                  headers={"Content-Type": "text/plain"})
@@ -244,6 +260,7 @@ def test_apig_gateway_serves_plain_http_with_text_and_binary_bodies(server, clie
 
     with urllib.request.urlopen(server.url + "/apig/web") as r:
         assert json.loads(r.read())["httpMethod"] == "GET"
+    server.stop(signal.SIGKILL)
 
 
 def test_an_apig_trigger_serves_its_own_path(server, client):

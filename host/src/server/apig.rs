@@ -126,18 +126,69 @@ async fn gateway(
             format!("the function's APIG response: {e}"),
         )
     })?;
-    let mut out = HeaderMap::new();
-    for (k, v) in &response.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
-        {
-            out.insert(name, value);
-        }
-    }
+    let out = response_headers(&response.headers);
+    let mut out = out;
     out.insert(
         "x-apig-request-id",
         HeaderValue::from_str(&result.request_id).unwrap_or(HeaderValue::from_static("")),
     );
     Ok((status, out, body).into_response())
+}
+
+/// Headers of the connection, not of the answer (RFC 9110 section 7.6.1),
+/// and the framing the server sets itself: a function may not set them.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// The HTTP headers of a function's APIG response: valid ones only, without
+/// hop-by-hop and framing headers (nor those its `Connection` names).
+fn response_headers(headers: &BTreeMap<String, String>) -> HeaderMap {
+    let named_by_connection: Vec<String> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::new();
+    for (k, v) in headers {
+        let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
+        else {
+            continue;
+        };
+        if HOP_BY_HOP.contains(&name.as_str())
+            || named_by_connection.iter().any(|n| n == name.as_str())
+        {
+            continue;
+        }
+        out.insert(name, value);
+    }
+    out
+}
+
+/// Paths of the server itself, which an APIG trigger may not claim.
+const RESERVED_PREFIXES: [&str; 6] = [
+    "/v2", "/healthz", "/readyz", "/metrics", "/apig", "/console",
+];
+
+/// Whether `path` is, or is under, one of the server's own paths.
+pub(crate) fn is_reserved_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    RESERVED_PREFIXES.iter().any(|prefix| {
+        lower == *prefix
+            || lower
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// Any path no route claims: served when an active APIG trigger's `path`
@@ -151,6 +202,14 @@ pub(crate) async fn by_trigger_path(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let path = uri.path().to_owned();
+    if is_reserved_path(&path) {
+        // An API path no route matched: never a trigger's.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "FSS.0404",
+            "no such API",
+        ));
+    }
     let routes = state.apig_routes.get();
     let matched = routes
         .iter()
@@ -193,6 +252,14 @@ pub(crate) async fn route(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let function = params.get("function").cloned().unwrap_or_default();
+    if !state.apig_any_function {
+        // With access keys, only APIG triggers expose functions anonymously.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "FSS.0404",
+            "no such API",
+        ));
+    }
     let path = params.get("path").cloned().unwrap_or_default();
     let req = Incoming {
         method,
@@ -207,6 +274,46 @@ pub(crate) async fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_and_framing_headers_of_a_function_are_dropped() {
+        let headers: BTreeMap<String, String> = [
+            ("Content-Type", "text/plain"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Length", "999"),
+            ("Connection", "close, X-Secret-Hop"),
+            ("X-Secret-Hop", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Upgrade", "websocket"),
+            ("X-Kept", "yes"),
+            ("Bad\nName", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let out = response_headers(&headers);
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-type", "x-kept"]);
+    }
+
+    #[test]
+    fn the_servers_own_paths_are_reserved() {
+        for p in [
+            "/v2",
+            "/v2/",
+            "/V2/p/fgs",
+            "/healthz",
+            "/metrics",
+            "/apig/x",
+            "/console",
+        ] {
+            assert!(is_reserved_path(p), "{p}");
+        }
+        for p in ["/v2x", "/shop", "/", "/api/v2", "/metricsx"] {
+            assert!(!is_reserved_path(p), "{p}");
+        }
+    }
 
     #[test]
     fn requests_become_apig_events() {

@@ -21,14 +21,17 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::http::{Method, Version};
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use axum::Router;
 use tower::{Service, ServiceExt as _};
 
+use super::connections::Mode;
+use super::error::ApiError;
+use super::gate::{classify, Class};
 use super::invoke::{self, InvokeOptions};
-use super::link::{Link, LinkedListener};
+use super::link::Link;
 use super::Shared;
 
 /// The front service of a connection.
@@ -40,8 +43,11 @@ pub(crate) struct Front {
     /// The client's address, for the router's `ConnectInfo`.
     peer: Option<SocketAddr>,
     /// The connection's link: an invocation may block its task (see
-    /// [`super::link`]).
+    /// [`super::link`]), and its timeouts follow the requests.
     link: Option<Arc<Link>>,
+    /// How the connection is served (beyond the connection cap, only
+    /// health checks and management calls are answered).
+    mode: Mode,
 }
 
 impl Front {
@@ -54,33 +60,18 @@ impl Front {
             log: log::log_enabled!(target: "fnhost::http", log::Level::Info),
             peer: None,
             link: None,
+            mode: Mode::Normal,
         }
     }
 
-    /// Makes a front service for each connection of a [`LinkedListener`].
-    pub(crate) fn into_make_service(self) -> MakeFront {
-        MakeFront(self)
-    }
-}
-
-/// Makes a connection's [`Front`].
-#[derive(Clone)]
-pub(crate) struct MakeFront(Front);
-
-impl Service<IncomingStream<'_, LinkedListener>> for MakeFront {
-    type Response = Front;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Front, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, connection: IncomingStream<'_, LinkedListener>) -> Self::Future {
-        let mut front = self.0.clone();
-        front.peer = Some(*connection.remote_addr());
-        front.link = Some(Arc::clone(connection.io().link()));
-        std::future::ready(Ok(front))
+    /// The front service of one accepted connection.
+    pub(crate) fn for_connection(&self, peer: SocketAddr, link: Arc<Link>, mode: Mode) -> Front {
+        Front {
+            peer: Some(peer),
+            link: Some(link),
+            mode,
+            ..self.clone()
+        }
     }
 }
 
@@ -95,22 +86,64 @@ impl Service<Request> for Front {
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        if request.method() == Method::POST && invocation_urn(request.uri().path()).is_some() {
+        let link = self.link.clone();
+        if let Some(link) = &link {
+            link.begin_request();
+        }
+        let invocation =
+            request.method() == Method::POST && invocation_urn(request.uri().path()).is_some();
+        if self.mode == Mode::Priority
+            && (invocation || !classify(request.method(), request.uri().path()).has_priority())
+        {
+            return Box::pin(async move {
+                if let Some(link) = link {
+                    link.end_request();
+                }
+                Ok(at_capacity())
+            });
+        }
+        if invocation {
             let state = Shared::clone(&self.state);
             let log = self.log;
-            // Only an HTTP/1 connection can be answered from another thread.
-            let link = self
-                .link
-                .clone()
-                .filter(|_| request.version() <= Version::HTTP_11);
-            return Box::pin(async move { Ok(sync(state, request, log, link).await) });
+            return Box::pin(async move {
+                // Only an HTTP/1 connection can be answered from another thread.
+                let caller = link
+                    .as_ref()
+                    .filter(|_| request.version() <= Version::HTTP_11);
+                let response = sync(state, request, log, caller.cloned()).await;
+                if let Some(link) = link {
+                    link.end_request();
+                }
+                Ok(response)
+            });
         }
         if let Some(peer) = self.peer {
             request.extensions_mut().insert(ConnectInfo(peer));
         }
-        let router = self.router.clone();
-        Box::pin(router.oneshot(request))
+        let routed = self.router.clone().oneshot(request);
+        Box::pin(async move {
+            let response = routed.await;
+            if let Some(link) = link {
+                link.end_request();
+            }
+            response
+        })
     }
+}
+
+/// The answer to traffic on a connection beyond the connection cap.
+fn at_capacity() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "FSS.0503",
+        "the server is at its connection limit; retry later",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 async fn sync(state: Shared, request: Request, log: bool, link: Option<Arc<Link>>) -> Response {
@@ -125,15 +158,10 @@ async fn sync(state: Shared, request: Request, log: bool, link: Option<Arc<Link>
 }
 
 async fn answer(state: &Shared, parts: &Parts, body: Body, link: Option<&Arc<Link>>) -> Response {
-    let body = match super::read_body(body).await {
-        Ok(b) => b,
+    let body = match state.gate.admit(parts, body, Class::Invoke).await {
+        Ok(admitted) => admitted.body,
         Err(e) => return e.into_response(),
     };
-    if !state.keys.is_empty() {
-        if let Err(e) = super::check_signature(state, parts, &body) {
-            return e.into_response();
-        }
-    }
     let urn = invocation_urn(parts.uri.path()).unwrap_or_default();
     let options = InvokeOptions::from_headers(&parts.headers);
     invoke::sync_invoke(state, &urn, options, body, link)
@@ -157,8 +185,7 @@ fn invocation_urn(path: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::{router, AppState, ServeConfig, MAX_REQUEST_BYTES};
-    use axum::http::StatusCode;
+    use crate::server::{router, AppState, ServeConfig};
 
     /// The shortcut and the router answer an invocation request alike.
     #[tokio::test]
@@ -166,7 +193,7 @@ mod tests {
         for keys in [vec![], vec![("ak".to_owned(), "sk".to_owned())]] {
             let dir = tempfile::tempdir().unwrap();
             let mut config = ServeConfig::new(dir.path().join("data"));
-            config.access_keys = crate::server::auth::AccessKeys::new(keys.clone());
+            config.access_keys = crate::server::auth::AccessKeys::new(keys.clone()).unwrap();
             let runtime = crate::Runtime::new(crate::RuntimeConfig {
                 cache_dir: Some(dir.path().join("cache")),
                 ..crate::RuntimeConfig::default()
@@ -175,7 +202,8 @@ mod tests {
             let state = Shared::new(AppState::open(&config, runtime).unwrap());
             let mut front = Front::new(Shared::clone(&state), router(Shared::clone(&state)));
             let path = "/v2/p1/fgs/functions/urn%3Afss%3Alocal%3Ap1%3Afunction%3Adefault%3Anone/invocations";
-            let oversized = vec![b'x'; MAX_REQUEST_BYTES + 1];
+            let limit = config.limits.invoke_body_bytes;
+            let oversized = vec![b'x'; limit + 1];
             for body in [b"{}".to_vec(), oversized] {
                 let request = || Request::post(path).body(Body::from(body.clone())).unwrap();
                 let by_front = front.call(request()).await.unwrap();
@@ -183,7 +211,7 @@ mod tests {
                     .oneshot(request())
                     .await
                     .unwrap();
-                let expected = if body.len() > MAX_REQUEST_BYTES {
+                let expected = if keys.is_empty() && body.len() > limit {
                     StatusCode::PAYLOAD_TOO_LARGE
                 } else if keys.is_empty() {
                     StatusCode::NOT_FOUND

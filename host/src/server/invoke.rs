@@ -107,6 +107,61 @@ enum Ran {
     AnsweredAtDeadline,
 }
 
+/// One invocation's place in the metrics: the in-flight gauge is raised
+/// while it lives, and the invocation is counted once, as it ended, or as
+/// `cancelled` when its caller went away first (its future was dropped).
+struct Counted {
+    state: Shared,
+    function: String,
+    version: Arc<str>,
+    started: Instant,
+    /// Counted already (or handed to the lane's watchdog, which counts it).
+    done: bool,
+}
+
+impl Counted {
+    fn new(state: &Shared, function: &str, version: &Arc<str>) -> Counted {
+        state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            state: Arc::clone(state),
+            function: function.to_owned(),
+            version: Arc::clone(version),
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// Counts the invocation as it ended.
+    fn finish(mut self, outcome: metrics::Outcome) {
+        self.record(outcome);
+    }
+
+    /// The lane's watchdog answered (and counted) the invocation.
+    fn counted_elsewhere(mut self) {
+        self.done = true;
+    }
+
+    fn record(&mut self, outcome: metrics::Outcome) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let metrics = &self.state.metrics;
+        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        metrics.record(
+            &self.function,
+            &self.version,
+            outcome,
+            self.started.elapsed(),
+        );
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.record(metrics::Outcome::Cancelled);
+    }
+}
+
 async fn run(
     state: &Shared,
     function: &str,
@@ -114,9 +169,9 @@ async fn run(
     payload: Bytes,
     caller: Option<Caller<'_>>,
 ) -> Result<Ran, ApiError> {
-    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let version = Arc::clone(&route.version);
-    let started = Instant::now();
+    let counted = Counted::new(state, function, &version);
+    let started = counted.started;
     // Fastest path: a proven-short handler runs right here, in the
     // connection's task, if the connection can be answered from another
     // thread (for an inline function, any handler runs here). Fast path:
@@ -133,6 +188,7 @@ async fn run(
     };
     let result = match start {
         Ok(Started::AnsweredAtDeadline) => {
+            counted.counted_elsewhere();
             // The watchdog is writing the answer to the socket: the
             // connection must not close it meanwhile.
             if let Some(caller) = caller {
@@ -163,9 +219,8 @@ async fn run(
         Ok(Started::MustBlock) => tokio::task::spawn_blocking(move || route.invoke(&payload)).await,
         Err(e) => Ok(Err(e)),
     };
-    state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let result = result.map_err(|e| ApiError::internal(format!("invocation task failed: {e}")))?;
-    let outcome = match &result {
+    counted.finish(match &result {
         Ok(r) if r.outcome.is_success() => metrics::Outcome::Success,
         Ok(r)
             if r.outcome
@@ -176,10 +231,7 @@ async fn run(
         }
         Ok(_) => metrics::Outcome::Error,
         Err(_) => metrics::Outcome::Rejected,
-    };
-    state
-        .metrics
-        .record(function, &version, outcome, started.elapsed());
+    });
     Ok(Ran::Result(result?))
 }
 

@@ -17,16 +17,16 @@
 //! gets its call run on another task instead.
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The connection is hyper's.
 const OPEN: u8 = 0;
@@ -34,6 +34,30 @@ const OPEN: u8 = 0;
 const ANSWERING: u8 = 1;
 /// Answered and shut down from another thread.
 const ANSWERED: u8 = 2;
+
+/// Phases of a connection, for its timeouts (see [`Link::expiry`]).
+/// Waiting for the next request, nothing of it received yet.
+const IDLE: u8 = 0;
+/// Part of a request's head received.
+const HEAD: u8 = 1;
+/// A request is being served.
+const BUSY: u8 = 2;
+
+/// The clock of [`Link::since`]: milliseconds from the first use.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// When a connection's current phase ends it (see [`Link::expiry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// Its time is up: close it.
+    Now,
+    /// Look again at this instant.
+    At(Instant),
+}
 
 /// A connection's socket as another thread may use it (see the module
 /// documentation).
@@ -44,9 +68,67 @@ pub(crate) struct Link {
     /// hyper wrote to the socket after its last completed flush: bytes of
     /// an earlier answer may still wait in its buffer.
     unflushed: AtomicBool,
+    /// [`IDLE`], [`HEAD`] or [`BUSY`].
+    phase: AtomicU8,
+    /// When the phase began ([`now_ms`]).
+    since: AtomicU64,
+    /// Whether a request was served on this connection.
+    served: AtomicBool,
 }
 
 impl Link {
+    /// The link of a connection's socket, idle from now.
+    pub(crate) fn new(fd: RawFd) -> Link {
+        Link {
+            fd,
+            state: AtomicU8::new(OPEN),
+            unflushed: AtomicBool::new(false),
+            phase: AtomicU8::new(IDLE),
+            since: AtomicU64::new(now_ms()),
+            served: AtomicBool::new(false),
+        }
+    }
+
+    /// A request's head is complete: it is being served.
+    pub(crate) fn begin_request(&self) {
+        self.phase.store(BUSY, Ordering::Relaxed);
+    }
+
+    /// Its answer is ready: the connection waits for the next request.
+    pub(crate) fn end_request(&self) {
+        self.served.store(true, Ordering::Relaxed);
+        self.since.store(now_ms(), Ordering::Relaxed);
+        self.phase.store(IDLE, Ordering::Relaxed);
+    }
+
+    /// Bytes arrived: while idle, the next request's head has begun.
+    fn received(&self) {
+        if self.phase.load(Ordering::Relaxed) == IDLE {
+            self.since.store(now_ms(), Ordering::Relaxed);
+            self.phase.store(HEAD, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the connection has outlived its phase: a head not complete
+    /// within `header_timeout` of its first byte (or of the connection's
+    /// start, for its first request), or no next request within
+    /// `idle_timeout`. A request being served has no expiry here (its body
+    /// and its invocation have timeouts of their own).
+    pub(crate) fn expiry(&self, header_timeout: Duration, idle_timeout: Duration) -> Expiry {
+        let phase = self.phase.load(Ordering::Relaxed);
+        let since = *EPOCH + Duration::from_millis(self.since.load(Ordering::Relaxed));
+        let limit = match phase {
+            BUSY => return Expiry::At(Instant::now() + header_timeout),
+            IDLE if self.served.load(Ordering::Relaxed) => idle_timeout,
+            _ => header_timeout,
+        };
+        let end = since + limit;
+        if Instant::now() >= end {
+            Expiry::Now
+        } else {
+            Expiry::At(end)
+        }
+    }
     /// Whether everything hyper wrote has reached the socket: an answer
     /// written by another thread now would be the next bytes on the wire.
     pub(crate) fn is_flushed(&self) -> bool {
@@ -143,35 +225,6 @@ pub(crate) fn http1_response(status: StatusCode, headers: &HeaderMap, body: &[u8
     out
 }
 
-/// A TCP listener whose connections carry a [`Link`].
-pub(crate) struct LinkedListener(TcpListener);
-
-impl LinkedListener {
-    pub(crate) fn new(listener: TcpListener) -> LinkedListener {
-        LinkedListener(listener)
-    }
-}
-
-impl axum::serve::Listener for LinkedListener {
-    type Io = LinkedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (LinkedStream, SocketAddr) {
-        // axum's accept for a TCP listener logs and retries errors.
-        let (stream, peer) = axum::serve::Listener::accept(&mut self.0).await;
-        let link = Arc::new(Link {
-            fd: stream.as_raw_fd(),
-            state: AtomicU8::new(OPEN),
-            unflushed: AtomicBool::new(false),
-        });
-        (LinkedStream { stream, link }, peer)
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
 /// A connection's stream; refuses reads and writes once its caller was
 /// answered from another thread.
 pub(crate) struct LinkedStream {
@@ -180,6 +233,12 @@ pub(crate) struct LinkedStream {
 }
 
 impl LinkedStream {
+    /// The stream of an accepted connection, with a new [`Link`].
+    pub(crate) fn new(stream: TcpStream) -> LinkedStream {
+        let link = Arc::new(Link::new(stream.as_raw_fd()));
+        LinkedStream { stream, link }
+    }
+
     pub(crate) fn link(&self) -> &Arc<Link> {
         &self.link
     }
@@ -202,7 +261,12 @@ impl AsyncRead for LinkedStream {
             // The end of the stream.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.link.received();
+        }
+        read
     }
 }
 
@@ -261,11 +325,45 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn pair() -> (LinkedStream, TcpStream) {
-        let mut listener = LinkedListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
-        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = axum::serve::Listener::accept(&mut listener).await;
-        (server, client)
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (LinkedStream::new(server), client)
+    }
+
+    #[tokio::test]
+    async fn a_connection_expires_when_its_head_or_its_next_request_is_late() {
+        let (mut server, mut client) = pair().await;
+        let link = Arc::clone(server.link());
+        let (head, idle) = (Duration::from_millis(300), Duration::from_millis(600));
+        // A new connection has the header timeout to send its first request.
+        let Expiry::At(first) = link.expiry(head, idle) else {
+            panic!("expired at once")
+        };
+        assert!(first <= Instant::now() + head);
+        client.write_all(b"GET / HT").await.unwrap();
+        let mut buf = [0u8; 16];
+        let _ = server.read(&mut buf).await.unwrap();
+        std::thread::sleep(head);
+        assert_eq!(
+            link.expiry(head, idle),
+            Expiry::Now,
+            "a head sent too slowly"
+        );
+        // Served: no expiry while busy; then the idle timeout runs.
+        link.begin_request();
+        std::thread::sleep(head);
+        assert!(matches!(link.expiry(head, idle), Expiry::At(_)));
+        link.end_request();
+        std::thread::sleep(head);
+        assert!(
+            matches!(link.expiry(head, idle), Expiry::At(_)),
+            "kept alive longer than the header timeout"
+        );
+        std::thread::sleep(idle - head);
+        assert_eq!(link.expiry(head, idle), Expiry::Now);
     }
 
     #[tokio::test]

@@ -27,14 +27,17 @@ pub(crate) enum Outcome {
     Timeout,
     /// Refused before it ran (too many requests, payload too large, ...).
     Rejected,
+    /// Its caller went away before it was answered.
+    Cancelled,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [
+    const ALL: [Outcome; 5] = [
         Outcome::Success,
         Outcome::Error,
         Outcome::Timeout,
         Outcome::Rejected,
+        Outcome::Cancelled,
     ];
 
     fn label(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::Timeout => "timeout",
             Outcome::Rejected => "rejected",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -51,7 +55,7 @@ impl Outcome {
 #[derive(Default)]
 struct FunctionSeries {
     /// Invocations by version, then by [`Outcome`] (in `Outcome::ALL` order).
-    by_version: RwLock<BTreeMap<String, [AtomicU64; 4]>>,
+    by_version: RwLock<BTreeMap<String, [AtomicU64; Outcome::ALL.len()]>>,
     /// Durations: observations per bucket (not cumulative; the `+Inf`
     /// bucket last), and their sum in nanoseconds.
     buckets: [AtomicU64; BUCKETS.len() + 1],

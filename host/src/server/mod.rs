@@ -11,10 +11,13 @@
 
 pub mod apig;
 pub mod auth;
+mod connections;
 pub mod error;
 mod front;
 mod functions;
+mod gate;
 mod invoke;
+pub mod limits;
 mod link;
 mod metrics;
 pub mod model;
@@ -26,19 +29,20 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use parking_lot::Mutex;
 
-use self::auth::AccessKeys;
+use self::auth::{AccessKeys, SignaturePolicy};
 use self::error::ApiError;
+use self::gate::Gate;
+use self::limits::Limits;
 use self::model::{AliasRecord, FunctionRecord, VersionRecord};
 use self::package::PackageStore;
 use crate::io_lane::IoLane;
@@ -49,9 +53,6 @@ use crate::store::Store;
 /// The `digest` prefix of functions deployed from `--functions-dir`: their
 /// code is the directory, not a stored package.
 const WATCHED: &str = "dir:";
-
-/// Largest request body (code packages arrive base64 in JSON).
-pub const MAX_REQUEST_BYTES: usize = 96 * 1024 * 1024;
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -73,6 +74,18 @@ pub struct ServeConfig {
     /// Run in-process handlers that have proven short on the HTTP I/O
     /// threads (see [`crate::io_lane`]); `false`: always on worker threads.
     pub io_lane: bool,
+    /// Limits on request bodies, time and connections.
+    pub limits: Limits,
+    /// What signatures may leave out (by default: nothing).
+    pub signature_policy: SignaturePolicy,
+    /// Serve every function anonymously under `/apig/{function}/...` even
+    /// with access keys configured (without keys it always is).
+    pub apig_any_function: bool,
+    /// `/metrics` needs a signature (when access keys are configured).
+    pub metrics_auth: bool,
+    /// The shortest `Rate` a timer trigger may have (FunctionGraph's: 1
+    /// minute).
+    pub min_timer_rate: Duration,
 }
 
 impl ServeConfig {
@@ -86,6 +99,11 @@ impl ServeConfig {
             functions_dir: None,
             functions_isolation: crate::config::Isolation::default(),
             io_lane: true,
+            limits: Limits::default(),
+            signature_policy: SignaturePolicy::default(),
+            apig_any_function: false,
+            metrics_auth: false,
+            min_timer_rate: Duration::from_secs(60),
         }
     }
 }
@@ -110,6 +128,12 @@ pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) packages: PackageStore,
     pub(crate) keys: AccessKeys,
+    /// What every request passes before a handler sees it.
+    pub(crate) gate: Gate,
+    /// `/apig/{function}/...` serves every function.
+    pub(crate) apig_any_function: bool,
+    /// The shortest timer `Rate`.
+    pub(crate) min_timer_rate: Duration,
     /// Current records by function name (mirrors the store).
     pub(crate) functions: Mutex<BTreeMap<String, FunctionRecord>>,
     /// Serializes management changes (the registry serializes per function;
@@ -121,12 +145,14 @@ pub(crate) struct AppState {
     pub(crate) apig_routes: triggers::ApigRoutes,
     /// Where proven-short handlers run (on this server's executor).
     pub(crate) lane: Option<IoLane>,
+    /// Open connections (for `/metrics`).
+    pub(crate) connections: Arc<connections::Counts>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
 
 fn router(state: Shared) -> Router {
-    let mut api = Router::new()
+    let api = Router::new()
         .route(
             "/v2/{project_id}/fgs/functions",
             post(functions::create).get(functions::list),
@@ -191,14 +217,6 @@ fn router(state: Shared) -> Router {
                 .put(triggers::update)
                 .delete(triggers::delete),
         );
-    // Layers that would do nothing are left out: each costs every request
-    // a boxed future and a service clone.
-    if !state.keys.is_empty() {
-        api = api.layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            authenticate,
-        ));
-    }
     let mut app = Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok" }))
@@ -211,21 +229,25 @@ fn router(state: Shared) -> Router {
     if log::log_enabled!(target: "fnhost::http", log::Level::Info) {
         app = app.layer(middleware::from_fn(log_request));
     }
-    // Bodies are read whole here, so that one over the limit is refused in
+    // Bodies are read whole by the gate, so that a refusal answers in
     // FunctionGraph's error shape (axum's own rejection is plain text).
-    app.layer(middleware::from_fn(limit_body))
+    app.layer(middleware::from_fn_with_state(Arc::clone(&state), admit))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-/// Reads the body up to [`MAX_REQUEST_BYTES`] (413 in FunctionGraph's shape
-/// beyond it) and hands the request on with the body in memory.
-async fn limit_body(request: Request, next: Next) -> Response {
+/// Runs a routed request through the [`gate`], and hands it on with its
+/// body in memory (holding its upload slot until it is answered).
+async fn admit(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let class = gate::classify(request.method(), request.uri().path());
     let (parts, body) = request.into_parts();
-    match read_body(body).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+    match state.gate.admit(&parts, body, class).await {
+        Ok(admitted) => {
+            let response = next
+                .run(Request::from_parts(parts, Body::from(admitted.body)))
+                .await;
+            drop(admitted.upload);
+            response
         }
         Err(e) => e.into_response(),
     }
@@ -260,51 +282,6 @@ fn log_response(
     );
 }
 
-/// Verifies `SDK-HMAC-SHA256` signatures (a layer only when access keys
-/// are configured).
-async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    let bytes = match read_body(body).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    if let Err(e) = check_signature(&state, &parts, &bytes) {
-        return e.into_response();
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
-}
-
-/// Reads a whole request body, up to [`MAX_REQUEST_BYTES`].
-async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
-    to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "FSS.0413",
-            "request body too large",
-        )
-    })
-}
-
-/// The request's `SDK-HMAC-SHA256` signature against the configured keys.
-fn check_signature(
-    state: &AppState,
-    parts: &axum::http::request::Parts,
-    body: &[u8],
-) -> Result<(), ApiError> {
-    let signed = auth::SignedRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body,
-    };
-    auth::verify(&state.keys, &signed, SystemTime::now()).map_err(|why| {
-        log::warn!(target: "fnhost::server", "{} {}: signature refused: {why}", parts.method, parts.uri.path());
-        ApiError::unauthorized(format!("Incorrect IAM authentication information: {why}"))
-    })
-}
-
 impl AppState {
     /// The state in `config.data_dir` (created if missing), not yet restored.
     fn open(config: &ServeConfig, runtime: Runtime) -> Result<AppState, ServeError> {
@@ -316,6 +293,14 @@ impl AppState {
             store,
             packages,
             keys: config.access_keys.clone(),
+            gate: Gate::new(
+                config.access_keys.clone(),
+                config.signature_policy,
+                config.limits.clone(),
+                config.metrics_auth,
+            ),
+            apig_any_function: config.apig_any_function || config.access_keys.is_empty(),
+            min_timer_rate: config.min_timer_rate,
             functions: Mutex::new(BTreeMap::new()),
             changes: tokio::sync::Mutex::new(()),
             asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
@@ -323,6 +308,7 @@ impl AppState {
             timers: triggers::Timers::default(),
             apig_routes: triggers::ApigRoutes::default(),
             lane: config.io_lane.then(io_lane).flatten(),
+            connections: Arc::default(),
         })
     }
 
@@ -409,6 +395,10 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
             config.listen
         )));
     }
+    config
+        .limits
+        .validate()
+        .map_err(|e| ServeError::Config(e.to_string()))?;
     let state = Arc::new(AppState::open(&config, runtime)?);
     let restore_state = Arc::clone(&state);
     tokio::task::spawn_blocking(move || restore_state.restore())
@@ -433,14 +423,26 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         "fnhost serving on http://{bound} (data in {})",
         config.data_dir.display()
     );
+    let descriptors = limits::raise_descriptor_limit();
+    let cap = config.limits.connection_cap(descriptors);
+    log::info!(
+        target: "fnhost::server",
+        "serving up to {cap} connections at once, {} more for health checks and management ({descriptors} descriptors)",
+        config.limits.priority_connections
+    );
     let app = front::Front::new(Arc::clone(&state), router(Arc::clone(&state)));
     // The grace period runs from the signal; connections still open at its
     // end (a handler that never returns blocks its connection's task) are
     // left behind.
     let deadline = Arc::new(std::sync::OnceLock::new());
     let signalled = Arc::new(tokio::sync::Notify::new());
-    let server = axum::serve(link::LinkedListener::new(listener), app.into_make_service())
-        .with_graceful_shutdown({
+    let server = connections::serve(
+        listener,
+        app,
+        Arc::new(config.limits.clone()),
+        cap,
+        Arc::clone(&state.connections),
+        {
             let (deadline, signalled) = (Arc::clone(&deadline), Arc::clone(&signalled));
             let grace = config.shutdown_grace;
             async move {
@@ -448,7 +450,8 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
                 let _ = deadline.set(tokio::time::Instant::now() + grace);
                 signalled.notify_one();
             }
-        });
+        },
+    );
     let grace_over = async {
         signalled.notified().await;
         if let Some(deadline) = deadline.get() {
@@ -456,7 +459,7 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         }
     };
     tokio::select! {
-        served = std::future::IntoFuture::into_future(server) => served?,
+        () = server => {},
         () = grace_over => {
             log::warn!(target: "fnhost::server", "shutdown grace period over with connections still open; leaving them");
         }

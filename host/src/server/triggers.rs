@@ -65,8 +65,16 @@ pub enum Schedule {
     Cron(Box<croner::Cron>),
 }
 
-/// Parses a TIMER schedule.
-pub fn parse_schedule(schedule_type: &str, schedule: &str) -> Result<Schedule, String> {
+/// The longest `Rate` a timer may have.
+pub const MAX_TIMER_RATE: Duration = Duration::from_secs(366 * 86_400);
+
+/// Parses a TIMER schedule; a `Rate` must be from `min_rate` to
+/// [`MAX_TIMER_RATE`].
+pub fn parse_schedule(
+    schedule_type: &str,
+    schedule: &str,
+    min_rate: Duration,
+) -> Result<Schedule, String> {
     match schedule_type {
         "Rate" => {
             let s = schedule.trim();
@@ -75,17 +83,25 @@ pub fn parse_schedule(schedule_type: &str, schedule: &str) -> Result<Schedule, S
             let n: u64 = number
                 .parse()
                 .map_err(|_| format!("rate `{schedule}` does not start with a number"))?;
-            let secs = match unit.trim() {
-                "s" => n,
-                "m" => n * 60,
-                "h" => n * 3600,
-                "d" => n * 86_400,
+            let unit_secs: u64 = match unit.trim() {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
                 other => return Err(format!("rate unit `{other}` is not one of s, m, h, d")),
             };
-            if secs == 0 {
-                return Err("a rate must be at least 1s".into());
+            let rate = n
+                .checked_mul(unit_secs)
+                .map(Duration::from_secs)
+                .filter(|d| *d <= MAX_TIMER_RATE)
+                .ok_or_else(|| format!("rate `{schedule}` is longer than a year"))?;
+            if rate < min_rate.max(Duration::from_secs(1)) {
+                return Err(format!(
+                    "rate `{schedule}` is shorter than this server's minimum of {} s",
+                    min_rate.as_secs().max(1)
+                ));
             }
-            Ok(Schedule::Rate(Duration::from_secs(secs)))
+            Ok(Schedule::Rate(rate))
         }
         "Cron" => CronParser::builder()
             .seconds(Seconds::Optional)
@@ -193,7 +209,11 @@ pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), 
     }
     let data = &record.event_data;
     let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let schedule = parse_schedule(&text("schedule_type"), &text("schedule"))?;
+    let schedule = parse_schedule(
+        &text("schedule_type"),
+        &text("schedule"),
+        state.min_timer_rate,
+    )?;
     let (name, user_event) = (text("name"), text("user_event"));
     let function = record.function.clone();
     let s = Arc::clone(state);
@@ -225,6 +245,56 @@ pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), 
         .tasks
         .lock()
         .insert(record.trigger_id.clone(), task);
+    Ok(())
+}
+
+/// Methods an APIG trigger may name.
+const APIG_METHODS: [&str; 8] = [
+    "ANY", "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
+];
+/// The longest APIG trigger path.
+const MAX_APIG_PATH: usize = 256;
+
+/// An APIG trigger's `path` and `req_method`: a path of its own, which no
+/// path of the server's (`/v2/...`, `/healthz`, ...) may be shadowed by.
+fn check_apig(event_data: &Value) -> Result<(), ApiError> {
+    let path = event_data
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("an APIG trigger needs event_data.path"))?;
+    let base = path.trim_end_matches('/');
+    if !path.starts_with('/') || base.is_empty() || path.len() > MAX_APIG_PATH {
+        return Err(ApiError::bad_request(format!(
+            "APIG path `{path}` must start with / and have 1 to {MAX_APIG_PATH} characters after it"
+        )));
+    }
+    let valid_segment = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    if !base[1..].split('/').all(valid_segment) {
+        return Err(ApiError::bad_request(format!(
+            "APIG path `{path}` may only have segments of letters, digits, -, ., _ and ~"
+        )));
+    }
+    if super::apig::is_reserved_path(base) {
+        return Err(ApiError::bad_request(format!(
+            "APIG path `{path}` is a path of the server itself (/v2, /healthz, /readyz, /metrics, /apig, /console)"
+        )));
+    }
+    if let Some(method) = event_data.get("req_method") {
+        let method = method.as_str().map(str::to_ascii_uppercase);
+        if !method.as_deref().is_some_and(|m| APIG_METHODS.contains(&m)) {
+            return Err(ApiError::bad_request(format!(
+                "APIG req_method must be one of {}",
+                APIG_METHODS.join(", ")
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -266,10 +336,14 @@ pub(crate) async fn create(
                     .unwrap_or("")
                     .to_owned()
             };
-            parse_schedule(&text("schedule_type"), &text("schedule"))
-                .map_err(ApiError::bad_request)?;
+            parse_schedule(
+                &text("schedule_type"),
+                &text("schedule"),
+                state.min_timer_rate,
+            )
+            .map_err(ApiError::bad_request)?;
         }
-        "APIG" => {}
+        "APIG" => check_apig(&event_data)?,
         other => {
             return Err(ApiError::bad_request(format!(
                 "trigger type `{other}` is not supported; use TIMER or APIG"
@@ -393,7 +467,7 @@ impl FromStr for Schedule {
     /// `Rate:30s` or `Cron:0 * * * * ?`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (t, v) = s.split_once(':').ok_or("expected TYPE:SCHEDULE")?;
-        parse_schedule(t, v)
+        parse_schedule(t, v, Duration::from_secs(1))
     }
 }
 
@@ -434,23 +508,69 @@ mod tests {
 
     #[test]
     fn rates_and_crons_parse_and_nonsense_does_not() {
+        let any = Duration::from_secs(1);
+        let parse = |t, s| parse_schedule(t, s, any);
         assert!(
-            matches!(parse_schedule("Rate", "30s"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(30))
+            matches!(parse("Rate", "30s"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(30))
         );
         assert!(
-            matches!(parse_schedule("Rate", "3m"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(180))
+            matches!(parse("Rate", "3m"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(180))
         );
         assert!(
-            matches!(parse_schedule("Rate", "1d"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(86_400))
+            matches!(parse("Rate", "1d"), Ok(Schedule::Rate(d)) if d == Duration::from_secs(86_400))
         );
-        assert!(parse_schedule("Rate", "0s").is_err());
-        assert!(parse_schedule("Rate", "5 parsecs").is_err());
-        assert!(parse_schedule("Rate", "m").is_err());
-        let c = parse_schedule("Cron", "0 15 2 * * ?").unwrap();
+        assert!(parse("Rate", "0s").is_err());
+        assert!(parse("Rate", "5 parsecs").is_err());
+        assert!(parse("Rate", "m").is_err());
+        let c = parse("Cron", "0 15 2 * * ?").unwrap();
         assert!(c.next_delay().unwrap() <= Duration::from_secs(86_400));
-        assert!(parse_schedule("Cron", "*/5 * * * *").is_ok());
-        assert!(parse_schedule("Cron", "not a cron").is_err());
-        assert!(parse_schedule("Hourly", "1").is_err());
+        assert!(parse("Cron", "*/5 * * * *").is_ok());
+        assert!(parse("Cron", "not a cron").is_err());
+        assert!(parse("Hourly", "1").is_err());
         assert!("Rate:2h".parse::<Schedule>().is_ok());
+    }
+
+    /// `213503982334602d` once wrapped to a rate of 17 hours.
+    #[test]
+    fn rates_are_checked_not_wrapped() {
+        let minute = Duration::from_secs(60);
+        for huge in ["213503982334602d", "18446744073709551615s", "367d", "9000h"] {
+            let e = parse_schedule("Rate", huge, minute).unwrap_err();
+            assert!(e.contains("longer than a year"), "{huge}: {e}");
+        }
+        assert!(parse_schedule("Rate", "366d", minute).is_ok());
+        assert!(parse_schedule("Rate", "99999999999999999999999d", minute).is_err());
+        let e = parse_schedule("Rate", "59s", minute).unwrap_err();
+        assert!(e.contains("minimum of 60 s"), "{e}");
+        assert!(parse_schedule("Rate", "1m", minute).is_ok());
+    }
+
+    #[test]
+    fn apig_paths_may_not_shadow_the_server() {
+        let ok = |path: &str| check_apig(&json!({ "path": path })).is_ok();
+        assert!(ok("/shop"));
+        assert!(ok("/shop/items/"));
+        assert!(ok("/v2x"));
+        for bad in [
+            "/v2",
+            "/v2/",
+            "/v2/p/fgs/functions",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/apig/f",
+            "/",
+            "",
+            "shop",
+            "/a/../v2",
+            "/a//b",
+            "/a b",
+            "/V2",
+        ] {
+            assert!(!ok(bad), "{bad:?} accepted");
+        }
+        assert!(check_apig(&json!({})).is_err());
+        assert!(check_apig(&json!({"path": "/shop", "req_method": "get"})).is_ok());
+        assert!(check_apig(&json!({"path": "/shop", "req_method": "BREW"})).is_err());
     }
 }
