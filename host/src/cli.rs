@@ -395,7 +395,18 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     config.functions_isolation = a.isolation;
     config.io_lane = !a.no_io_lane;
     config.shutdown_grace = std::time::Duration::from_secs(a.shutdown_grace);
-    let runtime = runtime(a.cache_dir)?;
+    // A server's code cache is its own (one per data directory), so that
+    // copies no function uses any more can be deleted.
+    let cache_dir = a.cache_dir.or_else(|| {
+        let data = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+        let tag = blake3::hash(data.as_os_str().as_encoded_bytes()).to_hex();
+        let shared = crate::code_cache::CodeCache::default_dir();
+        shared
+            .parent()
+            .map(|fnhost| fnhost.join(format!("serve-{}", &tag[..16])).join("libs"))
+    });
+    config.prune_code_cache = true;
+    let runtime = runtime(cache_dir)?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.io_lane && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         // The lane takes at most one thread fewer than the executor has:

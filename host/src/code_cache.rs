@@ -105,6 +105,26 @@ impl CodeCache {
         &self.dir
     }
 
+    /// Deletes every copy whose digest is not in `keep` (copies being
+    /// written are left alone); returns how many were deleted. Only for a
+    /// cache no other process uses: a copy deleted under another process
+    /// would be missing when it starts a worker from it.
+    pub fn retain(&self, keep: &std::collections::HashSet<Digest>) -> io::Result<usize> {
+        let keep: std::collections::HashSet<String> =
+            keep.iter().map(|d| format!("{}.so", d.to_hex())).collect();
+        let mut deleted = 0;
+        for entry in fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_copy = name.len() == 67
+                && name.ends_with(".so")
+                && name[..64].bytes().all(|b| b.is_ascii_hexdigit());
+            if is_copy && !keep.contains(&name) && fs::remove_file(entry.path()).is_ok() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Stores `bytes` under `digest` and returns the path to open.
     pub fn store(&self, digest: &Digest, bytes: &[u8]) -> io::Result<PathBuf> {
         let path = self.dir.join(format!("{}.so", digest.to_hex()));
@@ -135,6 +155,20 @@ impl CodeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retain_deletes_only_copies_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path().join("libs")).unwrap();
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let kept = cache.store(&a, b"a").unwrap();
+        let dropped = cache.store(&b, b"b").unwrap();
+        fs::write(cache.dir().join(".x.tmp"), b"in progress").unwrap();
+        let keep = std::collections::HashSet::from([a]);
+        assert_eq!(cache.retain(&keep).unwrap(), 1);
+        assert!(kept.exists() && !dropped.exists());
+        assert!(cache.dir().join(".x.tmp").exists());
+    }
 
     #[test]
     fn same_bytes_share_a_path_and_different_bytes_do_not() {

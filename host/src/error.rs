@@ -131,6 +131,71 @@ pub enum LoadError {
     InWorker(String),
 }
 
+impl LoadError {
+    /// The message without the host's filesystem paths: files by their
+    /// name, the code directory as "the code package". For answers to
+    /// clients, which must not learn how the server's disk is laid out.
+    pub fn public_message(&self) -> String {
+        match self {
+            LoadError::LibraryNotFound { name, tried, .. } => format!(
+                "no library for `{name}` in the code package: looked for {}",
+                tried.join(" and ")
+            ),
+            LoadError::Io { path, .. }
+            | LoadError::NotALibrary { path, .. }
+            | LoadError::Open { path, .. }
+            | LoadError::NotAPlugin { path }
+            | LoadError::AbiVersion { path, .. }
+            | LoadError::AbiLayout { path, .. }
+            | LoadError::InvalidDescriptor { path, .. } => {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "the library".to_owned());
+                file_names_only(&self.to_string().replace(&*path.to_string_lossy(), &name))
+            }
+            other => file_names_only(&other.to_string()),
+        }
+    }
+}
+
+/// `text` with every absolute path (a `/` that starts a word) cut to its
+/// last component.
+pub fn file_names_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut at_boundary = true;
+    while let Some(c) = rest.chars().next() {
+        if c == '/' && at_boundary {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || "`'\"(),;:".contains(c))
+                .unwrap_or(rest.len());
+            let path = &rest[..end];
+            if path.len() > 1 && path[1..].contains('/') {
+                out.push_str(path.trim_end_matches('/').rsplit('/').next().unwrap_or(""));
+                rest = &rest[end..];
+                at_boundary = false;
+                continue;
+            }
+        }
+        at_boundary = c.is_whitespace() || "`'\"(=:".contains(c);
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+impl DeployError {
+    /// The message without the host's filesystem paths (see
+    /// [`LoadError::public_message`]).
+    pub fn public_message(&self) -> String {
+        match self {
+            DeployError::Load(e) => e.public_message(),
+            other => file_names_only(&other.to_string()),
+        }
+    }
+}
+
 fn list_or_none(names: &[String]) -> String {
     if names.is_empty() {
         "(none)".into()
@@ -227,4 +292,35 @@ pub enum DeployError {
     /// The request is invalid.
     #[error("{0}")]
     Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_messages_name_files_not_paths() {
+        let e = LoadError::LibraryNotFound {
+            name: "orders".into(),
+            dir: "/var/lib/fnhost/code/abc/root".into(),
+            tried: vec!["orders.so".into(), "liborders.so".into()],
+        };
+        assert!(e.to_string().contains("/var/lib"));
+        assert_eq!(
+            e.public_message(),
+            "no library for `orders` in the code package: looked for orders.so and liborders.so"
+        );
+        let e = LoadError::Open {
+            path: "/run/user/0/fnhost/libs/0123.so".into(),
+            message: "/run/user/0/fnhost/libs/0123.so: undefined symbol: x, needed by /usr/lib/libz.so.1"
+                .into(),
+        };
+        let m = e.public_message();
+        assert!(!m.contains("/run") && !m.contains("/usr"), "{m}");
+        assert!(m.contains("0123.so") && m.contains("libz.so.1"), "{m}");
+        assert_eq!(
+            file_names_only("worker: `/tmp/x/y.so` is bad (in /a/b/c), not /v or a/b"),
+            "worker: `y.so` is bad (in c), not /v or a/b"
+        );
+    }
 }

@@ -109,6 +109,11 @@ pub struct Loader {
 }
 
 impl Loader {
+    /// The cache it copies libraries into.
+    pub fn cache(&self) -> &CodeCache {
+        &self.cache
+    }
+
     /// A loader that copies libraries into `cache`.
     pub fn new(cache: CodeCache) -> Loader {
         Loader {

@@ -215,6 +215,21 @@ impl Runtime {
         self.shared.loader.load(path)
     }
 
+    /// Deletes the code cache's copies of libraries that no function's
+    /// head or published version uses; returns how many were deleted. Only
+    /// for a cache directory this runtime has to itself (see
+    /// [`CodeCache::retain`]).
+    pub fn prune_code_cache(&self) -> std::io::Result<usize> {
+        let mut keep = std::collections::HashSet::new();
+        for function in self.registry.list() {
+            keep.insert(function.latest.library().digest());
+            for version in &function.versions {
+                keep.insert(version.generation.library().digest());
+            }
+        }
+        self.shared.loader.cache().retain(&keep)
+    }
+
     /// Current counters.
     pub fn stats(&self) -> RuntimeStats {
         RuntimeStats {

@@ -24,18 +24,39 @@ const MIGRATIONS: &[&str] = &[
 
 /// A store error (I/O, corruption, or a record that no longer parses).
 #[derive(Debug, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StoreError(String);
+#[error("state store: {message}")]
+pub struct StoreError {
+    message: String,
+    disk_full: bool,
+}
+
+impl StoreError {
+    fn new(message: String) -> StoreError {
+        StoreError {
+            message,
+            disk_full: false,
+        }
+    }
+
+    /// Whether the store failed because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
+        let disk_full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        StoreError {
+            message: e.to_string(),
+            disk_full,
+        }
     }
 }
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
-        StoreError(e.to_string())
+        StoreError::new(e.to_string())
     }
 }
 
@@ -68,7 +89,7 @@ impl Store {
         let applied: usize =
             db.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
         if applied > MIGRATIONS.len() {
-            return Err(StoreError(format!(
+            return Err(StoreError::new(format!(
                 "{} was written by a newer fnhost (schema {applied}, this one knows {})",
                 path.display(),
                 MIGRATIONS.len()

@@ -400,10 +400,9 @@ def test_kill_9_in_the_middle_of_an_update_leaves_old_or_new_code_never_a_torn_p
         leftovers = [p.name for p in code_dir.iterdir() if p.name.startswith(".tmp-")]
         assert leftovers == [], leftovers
         for package in code_dir.iterdir():
-            if package.is_dir():
-                assert (package / "hotswap.so").is_file(), f"torn package {package.name}"
-                zip_file = code_dir / f"{package.name}.zip"
-                assert zip_file.is_file(), f"package {package.name} without its zip"
+            assert package.is_dir(), f"stray file {package.name}"
+            assert (package / "root" / "hotswap.so").is_file(), f"torn package {package.name}"
+            assert (package / "package.zip").is_file(), f"package {package.name} without its zip"
         if answer.startswith("build B"):
             break
     # Killed early the update never happened; given time it did: both are whole.

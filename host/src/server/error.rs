@@ -39,6 +39,18 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "APIGW.0301", message)
     }
+    /// 507 when the server's disk is full.
+    pub fn disk_full(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "FSS.0507", message)
+    }
+    /// A failure of the state store: 507 when the disk is full, else 500.
+    pub fn store(e: crate::store::StoreError) -> ApiError {
+        if e.is_disk_full() {
+            ApiError::disk_full(format!("the server's disk is full: {e}"))
+        } else {
+            ApiError::internal(e.to_string())
+        }
+    }
     /// 500 for the server's own failures.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "FSS.0500", message)
@@ -83,8 +95,9 @@ impl From<InvokeError> for ApiError {
 
 impl From<LoadError> for ApiError {
     fn from(e: LoadError) -> ApiError {
-        // A bad package or configuration is the caller's mistake.
-        ApiError::new(StatusCode::BAD_REQUEST, "FSS.1040", e.to_string())
+        // A bad package or configuration is the caller's mistake; the
+        // answer names files, never the server's paths.
+        ApiError::new(StatusCode::BAD_REQUEST, "FSS.1040", e.public_message())
     }
 }
 
@@ -94,7 +107,7 @@ impl From<DeployError> for ApiError {
             DeployError::Load(l) => l.into(),
             DeployError::NotFound(nf) => nf.into(),
             DeployError::Initializer(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "FSS.1041", e.to_string())
+                ApiError::new(StatusCode::BAD_REQUEST, "FSS.1041", e.public_message())
             }
             DeployError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "FSS.1061", m),
             DeployError::Invalid(m) => ApiError::bad_request(m),

@@ -15,10 +15,14 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::model::{
-    now_rfc3339, parse_user_data, AliasRecord, FunctionRecord, VersionRecord, RUNTIMES,
+    now_rfc3339, parse_user_data, AliasRecord, FunctionRecord, VersionRecord, FAILED, RUNTIMES,
+    SUCCESSFUL,
 };
+use super::package::PackageError;
+use axum::http::StatusCode;
 use super::urn::FunctionRef;
 use super::{AppState, Shared};
+use crate::error::DeployError;
 use crate::registry::Alias;
 
 /// Parses a JSON body into `T`, answering FunctionGraph's 400 shape.
@@ -99,34 +103,98 @@ fn check_runtime(runtime: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Stores the package, deploys `record` with it, persists, and remembers it.
+/// What a change to a function is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A new function: it must load, or nothing is kept.
+    Create,
+    /// A new package or configuration for an existing function: kept even
+    /// when it does not load (then what it replaces keeps serving).
+    Update,
+}
+
+/// The answer to a package that was not stored.
+fn package_refused(e: PackageError) -> ApiError {
+    match e {
+        PackageError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "FSS.1040", e.to_string()),
+        PackageError::DiskFull(_) => ApiError::disk_full(e.to_string()),
+        PackageError::Io(_) => ApiError::internal(e.to_string()),
+    }
+}
+
+/// Checks `record`'s configuration, stores the package, deploys, persists
+/// and remembers the result. A configuration out of range or a package
+/// refused changes nothing. A created function must load; an update that
+/// does not load (its handler not in its package, not a plugin, another
+/// ABI, a failing initializer) is kept with `last_update_status` `Failed`
+/// and its reason, while the record it replaced keeps serving; the moment a
+/// later change makes the pair load, it serves.
 fn apply(
     state: &AppState,
     mut record: FunctionRecord,
     zip: Option<Vec<u8>>,
+    change: Change,
 ) -> Result<FunctionRecord, ApiError> {
+    record.last_modified = now_rfc3339();
+    parse_user_data(&record.user_data)?;
+    // Values out of range are refused before anything is stored.
+    record.to_config(std::path::Path::new("/"))?;
+    let replaced = state
+        .functions
+        .lock()
+        .get(&record.func_name)
+        .map(|current| current.served().clone());
     if let Some(zip) = zip {
-        let package = state.packages.store(&zip).map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "FSS.1040",
-                format!("invalid code package: {e}"),
-            )
-        })?;
+        let library = match change {
+            Change::Create => Some(
+                crate::entry::Entry::parse(&record.handler)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?
+                    .library,
+            ),
+            Change::Update => None,
+        };
+        let package = state
+            .packages
+            .store(&zip, library.as_deref())
+            .map_err(package_refused)?;
         record.digest = package.digest;
         record.code_size = package.size;
     }
-    record.last_modified = now_rfc3339();
-    parse_user_data(&record.user_data)?;
-    state.deploy(&record)?;
+    let config = state.config_of(&record)?;
+    match (state.runtime.registry().deploy(config), replaced) {
+        (Ok(_), _) => {
+            record.serving = None;
+            record.last_update_status = SUCCESSFUL.to_owned();
+            record.last_update_status_reason.clear();
+        }
+        (Err(e @ (DeployError::Load(_) | DeployError::Initializer(_))), Some(mut replaced))
+            if change == Change::Update =>
+        {
+            let reason = e.public_message();
+            log::warn!(
+                target: "fnhost::server",
+                "{}: the change is kept but does not load; the previous code and configuration keep serving: {e}",
+                record.func_name
+            );
+            replaced.serving = None;
+            record.serving = Some(Box::new(replaced));
+            record.last_update_status = FAILED.to_owned();
+            record.last_update_status_reason = reason;
+        }
+        (Err(e), _) => {
+            state.collect_garbage();
+            return Err(e.into());
+        }
+    }
     state
         .store
         .put_function(&record.func_name, &record)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(ApiError::store)?;
     state
         .functions
         .lock()
         .insert(record.func_name.clone(), record.clone());
+    state.collect_garbage();
     Ok(record)
 }
 
@@ -141,7 +209,7 @@ async fn change(
     let (mut record, _) = lookup(state, urn)?;
     edit(&mut record)?;
     let s = Arc::clone(state);
-    blocking(move || apply(&s, record, None)).await
+    blocking(move || apply(&s, record, None, Change::Update)).await
 }
 
 /// `POST /v2/{project_id}/fgs/functions`
@@ -180,9 +248,12 @@ pub(crate) async fn create(
         concurrent_num: 0,
         isolation: body.isolation.unwrap_or_default(),
         last_modified: String::new(),
+        last_update_status: SUCCESSFUL.to_owned(),
+        last_update_status_reason: String::new(),
+        serving: None,
     };
     let s = Arc::clone(&state);
-    let record = blocking(move || apply(&s, record, Some(zip))).await?;
+    let record = blocking(move || apply(&s, record, Some(zip), Change::Create)).await?;
     Ok(Json(record.to_json("latest")))
 }
 
@@ -371,7 +442,7 @@ pub(crate) async fn update_code(
     let _change = state.changes.lock().await;
     let (record, _) = lookup(&state, &urn)?;
     let s = Arc::clone(&state);
-    let record = blocking(move || apply(&s, record, Some(zip))).await?;
+    let record = blocking(move || apply(&s, record, Some(zip), Change::Update)).await?;
     Ok(Json(record.to_json("latest")))
 }
 
@@ -391,6 +462,7 @@ pub(crate) async fn delete(
         s.functions.lock().remove(&record.func_name);
         s.runtime.registry().delete_function(&record.func_name)?;
         s.apig_routes.reload(&s);
+        s.collect_garbage();
         Ok(())
     })
     .await?;
@@ -433,10 +505,13 @@ pub(crate) async fn publish_version(
             &description,
             body.digest.as_deref(),
         )?;
+        // The version is what serves `latest` (not a change that failed).
+        let mut function = record.served().clone();
+        function.serving = None;
         let v = VersionRecord {
             version: info.version.clone(),
             description,
-            function: record.clone(),
+            function,
             created: now_rfc3339(),
         };
         s.store

@@ -86,6 +86,11 @@ pub struct ServeConfig {
     /// The shortest `Rate` a timer trigger may have (FunctionGraph's: 1
     /// minute).
     pub min_timer_rate: Duration,
+    /// Delete the runtime's cached library copies that no generation of
+    /// this server uses, after changes and at start: only for a cache
+    /// directory that is this server's alone (`fnhost serve` gives each
+    /// data directory its own by default).
+    pub prune_code_cache: bool,
 }
 
 impl ServeConfig {
@@ -104,6 +109,7 @@ impl ServeConfig {
             apig_any_function: false,
             metrics_auth: false,
             min_timer_rate: Duration::from_secs(60),
+            prune_code_cache: false,
         }
     }
 }
@@ -134,6 +140,9 @@ pub(crate) struct AppState {
     pub(crate) apig_any_function: bool,
     /// The shortest timer `Rate`.
     pub(crate) min_timer_rate: Duration,
+    /// Delete cached library copies no generation uses (the cache is this
+    /// server's alone).
+    pub(crate) prune_code_cache: bool,
     /// Current records by function name (mirrors the store).
     pub(crate) functions: Mutex<BTreeMap<String, FunctionRecord>>,
     /// Serializes management changes (the registry serializes per function;
@@ -301,6 +310,7 @@ impl AppState {
             ),
             apig_any_function: config.apig_any_function || config.access_keys.is_empty(),
             min_timer_rate: config.min_timer_rate,
+            prune_code_cache: config.prune_code_cache,
             functions: Mutex::new(BTreeMap::new()),
             changes: tokio::sync::Mutex::new(()),
             asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
@@ -312,14 +322,59 @@ impl AppState {
         })
     }
 
-    /// Deploys a record's code and configuration as the function's head.
-    pub(crate) fn deploy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
+    /// The runtime configuration of a record, with its stored package.
+    pub(crate) fn config_of(
+        &self,
+        record: &FunctionRecord,
+    ) -> Result<crate::config::FunctionConfig, ApiError> {
         let package = self.packages.get(&record.digest).ok_or_else(|| {
             ApiError::internal(format!("code package {} is missing", record.digest))
         })?;
-        let config = record.to_config(&package.dir)?;
-        self.runtime.registry().deploy(config)?;
+        record.to_config(&package.dir)
+    }
+
+    /// Deploys a record's code and configuration as the function's head.
+    pub(crate) fn deploy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
+        self.runtime.registry().deploy(self.config_of(record)?)?;
         Ok(())
+    }
+
+    /// Deletes the packages that no function, version or (through its
+    /// version) alias references any more, and the cached library copies
+    /// that no live generation uses.
+    pub(crate) fn collect_garbage(&self) {
+        let mut keep = std::collections::HashSet::new();
+        let records: Result<Vec<FunctionRecord>, _> = self.store.functions();
+        let Ok(records) = records else {
+            return; // Unsure what is referenced: delete nothing.
+        };
+        for record in &records {
+            keep.extend(record.digests().map(str::to_owned));
+            let Ok(versions) = self.store.versions::<VersionRecord>(&record.func_name) else {
+                return;
+            };
+            for v in &versions {
+                keep.extend(v.function.digests().map(str::to_owned));
+            }
+        }
+        // A function being created is referenced once it is persisted.
+        keep.extend(
+            self.functions
+                .lock()
+                .values()
+                .flat_map(|r| r.digests().map(str::to_owned).collect::<Vec<_>>()),
+        );
+        let deleted = self.packages.retain(&keep);
+        if deleted > 0 {
+            log::info!(target: "fnhost::server", "deleted {deleted} code packages no function references");
+        }
+        if self.prune_code_cache {
+            match self.runtime.prune_code_cache() {
+                Ok(0) => {}
+                Ok(n) => log::info!(target: "fnhost::server", "deleted {n} cached library copies no generation uses"),
+                Err(e) => log::warn!(target: "fnhost::server", "cannot prune the code cache: {e}"),
+            }
+        }
     }
 
     /// Restores every function, version and alias from the store.
@@ -339,7 +394,9 @@ impl AppState {
                         None,
                     )?;
                 }
-                self.deploy(&record)?;
+                // What served before the restart serves after it (while a
+                // change has failed, the record it replaced).
+                self.deploy(record.served())?;
                 for a in &aliases {
                     let alias = Alias {
                         name: a.name.clone(),
@@ -401,9 +458,13 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let state = Arc::new(AppState::open(&config, runtime)?);
     let restore_state = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || restore_state.restore())
-        .await
-        .map_err(|e| ServeError::Config(e.to_string()))??;
+    tokio::task::spawn_blocking(move || {
+        restore_state.restore()?;
+        restore_state.collect_garbage();
+        Ok::<_, ServeError>(())
+    })
+    .await
+    .map_err(|e| ServeError::Config(e.to_string()))??;
     triggers::restore(&state);
     let _watcher = match &config.functions_dir {
         Some(dir) => Some(watch_functions_dir(
@@ -517,14 +578,17 @@ fn watch_functions_dir(
                     user_data: String::new(),
                     initializer_handler: config.initializer.clone().unwrap_or_default(),
                     initializer_timeout: 0,
-                    description: format!("deployed from {}", code_dir.display()),
-                    digest: format!("{WATCHED}{}", code_dir.display()),
+                    description: "deployed from the functions directory".to_owned(),
+                    digest: format!("{WATCHED}{}", info.latest.library().digest()),
                     code_size: info.latest.library().size(),
                     max_instance_num: 0,
                     reserved_instance_count: 0,
                     concurrent_num: 0,
                     isolation: config.isolation,
                     last_modified: model::now_rfc3339(),
+                    last_update_status: model::SUCCESSFUL.to_owned(),
+                    last_update_status_reason: String::new(),
+                    serving: None,
                 };
                 log::info!(target: "fnhost::server", "deployed {function} from {}", code_dir.display());
                 s.functions.lock().insert(function, record);

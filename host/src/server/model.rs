@@ -62,6 +62,25 @@ pub struct FunctionRecord {
     pub isolation: crate::config::Isolation,
     /// RFC 3339.
     pub last_modified: String,
+    /// How the last change of code or configuration went: `Successful`, or
+    /// `Failed` (it did not load; what it replaced keeps serving).
+    #[serde(default = "successful")]
+    pub last_update_status: String,
+    /// Why the last change failed (empty when it did not).
+    #[serde(default)]
+    pub last_update_status_reason: String,
+    /// While the last change has failed: the record that still serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<Box<FunctionRecord>>,
+}
+
+/// [`FunctionRecord::last_update_status`] of a change that loaded.
+pub const SUCCESSFUL: &str = "Successful";
+/// [`FunctionRecord::last_update_status`] of a change that did not load.
+pub const FAILED: &str = "Failed";
+
+fn successful() -> String {
+    SUCCESSFUL.to_owned()
 }
 
 /// A published version: a snapshot of the function record.
@@ -122,6 +141,18 @@ pub fn parse_user_data(s: &str) -> Result<BTreeMap<String, String>, ApiError> {
 }
 
 impl FunctionRecord {
+    /// The record that serves invocations: this one, or while its last
+    /// change has failed, the one before it.
+    pub fn served(&self) -> &FunctionRecord {
+        self.serving.as_deref().unwrap_or(self)
+    }
+
+    /// The code packages this record needs kept: its own, and the serving
+    /// record's while its last change has failed.
+    pub fn digests(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.digest.as_str()).chain(self.serving.as_deref().map(|s| s.digest.as_str()))
+    }
+
     /// The runtime configuration of this record, with its code in `code_dir`.
     pub fn to_config(&self, code_dir: &Path) -> Result<FunctionConfig, ApiError> {
         let mut config = FunctionConfig::new(self.handler.clone(), code_dir)
@@ -202,6 +233,14 @@ impl FunctionRecord {
             "strategy_config": {"concurrency": self.max_instance_num, "concurrent_num": self.concurrent_num.max(1)},
             "type": "v2",
             "isolation": self.isolation,
+            "last_update_status": self.last_update_status,
+            "last_update_status_reason": self.last_update_status_reason,
+            "serving": self.serving.as_deref().map(|s| json!({
+                "handler": s.handler,
+                "digest": s.digest,
+                "code_size": s.code_size,
+                "last_modified": s.last_modified,
+            })),
         })
     }
 }
