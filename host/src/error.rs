@@ -312,8 +312,9 @@ mod tests {
         );
         let e = LoadError::Open {
             path: "/run/user/0/fnhost/libs/0123.so".into(),
-            message: "/run/user/0/fnhost/libs/0123.so: undefined symbol: x, needed by /usr/lib/libz.so.1"
-                .into(),
+            message:
+                "/run/user/0/fnhost/libs/0123.so: undefined symbol: x, needed by /usr/lib/libz.so.1"
+                    .into(),
         };
         let m = e.public_message();
         assert!(!m.contains("/run") && !m.contains("/usr"), "{m}");

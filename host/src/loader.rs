@@ -181,9 +181,8 @@ impl Loader {
             reason: source_err,
         })?;
         let digest = Digest::of(bytes);
-        if let Some(lib) = self.loaded.lock().get(&digest) {
-            return Ok(Arc::clone(lib));
-        }
+        // The copy is stored (again, if it was pruned) even for a library
+        // already mapped: the cache holds every library in use.
         let mapped_path = self
             .cache
             .store(&digest, bytes)
@@ -191,6 +190,9 @@ impl Loader {
                 path: self.cache.dir().to_owned(),
                 error,
             })?;
+        if let Some(lib) = self.loaded.lock().get(&digest) {
+            return Ok(Arc::clone(lib));
+        }
         let library = open_checked(source, &mapped_path, digest, bytes.len() as u64)?;
         let mut loaded = self.loaded.lock();
         let entry = loaded.entry(digest).or_insert_with(|| Arc::new(library));

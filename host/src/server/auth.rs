@@ -187,11 +187,34 @@ impl Prechecked<'_> {
             Some(_) if !self.signed_headers.iter().any(|h| h == CONTENT_SHA256) => {
                 return Err(Refusal::UnsignedContentHash)
             }
+            // The Python SDK marks non-JSON requests UNSIGNED-PAYLOAD but
+            // signs an empty body's hash: nothing is left unsigned.
+            Some(UNSIGNED_PAYLOAD) if req.body.is_empty() => computed,
             Some(UNSIGNED_PAYLOAD) if policy.allow_unsigned_payload => UNSIGNED_PAYLOAD.to_owned(),
             Some(UNSIGNED_PAYLOAD) => return Err(Refusal::UnsignedPayload),
             Some(claimed) if claimed.eq_ignore_ascii_case(&computed) => computed,
             Some(_) => return Err(Refusal::BodyHashMismatch),
         };
+        self.check(req, &canonical_headers, &payload_hash)
+            .or_else(|refusal| {
+                // The Node.js SDK signs the literal for an empty body.
+                let literal = header(CONTENT_SHA256) == Some(UNSIGNED_PAYLOAD)
+                    && req.body.is_empty()
+                    && policy.allow_unsigned_payload;
+                if literal {
+                    self.check(req, &canonical_headers, UNSIGNED_PAYLOAD)
+                } else {
+                    Err(refusal)
+                }
+            })
+    }
+
+    fn check(
+        &self,
+        req: &SignedRequest<'_>,
+        canonical_headers: &str,
+        payload_hash: &str,
+    ) -> Result<(), Refusal> {
         let canonical = format!(
             "{}\n{}\n{}\n{}\n{}\n{}",
             req.method.to_ascii_uppercase(),

@@ -3,17 +3,24 @@
 //! and management calls, a quick 503 beyond those, header and idle
 //! timeouts, and graceful shutdown.
 //!
+//! A flood of idle connections fills the cap, then the priority
+//! connections; a new connection then takes the place of the oldest
+//! priority connection that has sent nothing yet, so that a health check
+//! still gets through. Only when every priority connection is sending a
+//! request is a new one refused without being read.
+//!
 //! Each connection is served by hyper's HTTP/1 server on a [`LinkedStream`]
 //! (see [`super::link`]). Its timeouts are kept by the connection's own task
 //! from the phase its [`Link`] records ([`Link::expiry`]): hyper's header
 //! timer would also end kept-alive connections as soon as the header
 //! timeout passed, and its idle and header timeouts are different numbers.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -58,6 +65,30 @@ pub(crate) struct Counts {
     ended: Notify,
 }
 
+/// The priority connections, oldest first, each with the signal that ends
+/// it early (only the accept loop uses this).
+#[derive(Default)]
+struct PriorityQueue(VecDeque<(Weak<Link>, Arc<Notify>)>);
+
+impl PriorityQueue {
+    /// Ends the oldest priority connection that has sent nothing yet;
+    /// whether there was one.
+    fn evict_one(&mut self) -> bool {
+        self.0.retain(|(link, _)| link.strong_count() > 0);
+        let fresh = self
+            .0
+            .iter()
+            .position(|(link, _)| link.upgrade().is_some_and(|l| l.is_fresh()));
+        match fresh.and_then(|i| self.0.remove(i)) {
+            Some((_, evict)) => {
+                evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 impl Counts {
     /// Connections being served (normal and priority).
     pub(crate) fn open(&self) -> usize {
@@ -98,6 +129,7 @@ pub(crate) async fn serve(
 ) {
     let (stop, stopped) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
+    let mut priority = PriorityQueue::default();
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -114,7 +146,9 @@ pub(crate) async fn serve(
         // the check and the increment.
         let mode = if counts.normal.load(Ordering::Relaxed) < cap {
             Mode::Normal
-        } else if counts.priority.load(Ordering::Relaxed) < limits.priority_connections {
+        } else if counts.priority.load(Ordering::Relaxed) < limits.priority_connections
+            || priority.evict_one()
+        {
             Mode::Priority
         } else {
             refuse(stream, &counts);
@@ -126,14 +160,21 @@ pub(crate) async fn serve(
             mode,
         };
         let stream = LinkedStream::new(stream);
-        let front = front.for_connection(peer, Arc::clone(stream.link()), mode);
+        let link = Arc::clone(stream.link());
+        let evict = Arc::new(Notify::new());
+        if mode == Mode::Priority {
+            priority
+                .0
+                .push_back((Arc::downgrade(&link), Arc::clone(&evict)));
+        }
+        let front = front.for_connection(peer, Arc::clone(&link), mode);
         tokio::spawn(connection(
             stream,
             front,
             Arc::clone(&limits),
             mode,
             stopped.clone(),
-            counted,
+            Ending { counted, evict },
         ));
     }
     drop(listener);
@@ -147,14 +188,25 @@ pub(crate) async fn serve(
     }
 }
 
+/// What ends a connection besides its client: its place in the counts is
+/// given back, and (for a priority one) a newer connection may evict it.
+struct Ending {
+    counted: Counted,
+    evict: Arc<Notify>,
+}
+
 async fn connection(
     stream: LinkedStream,
     front: Front,
     limits: Arc<Limits>,
     mode: Mode,
     mut stop: watch::Receiver<bool>,
-    _counted: Counted,
+    ending: Ending,
 ) {
+    let Ending {
+        counted: _counted,
+        evict,
+    } = ending;
     let link: Arc<Link> = Arc::clone(stream.link());
     let header_timeout = match mode {
         Mode::Normal => limits.header_timeout,
@@ -190,6 +242,13 @@ async fn connection(
             _ = stop.changed(), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            // Taken over by a newer priority connection (only while this
+            // one has sent nothing).
+            () = evict.notified(), if mode == Mode::Priority => {
+                if link.is_fresh() {
+                    return;
+                }
             }
         }
     }

@@ -19,11 +19,11 @@ use super::model::{
     SUCCESSFUL,
 };
 use super::package::PackageError;
-use axum::http::StatusCode;
 use super::urn::FunctionRef;
 use super::{AppState, Shared};
 use crate::error::DeployError;
 use crate::registry::Alias;
+use axum::http::StatusCode;
 
 /// Parses a JSON body into `T`, answering FunctionGraph's 400 shape.
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -116,7 +116,9 @@ enum Change {
 /// The answer to a package that was not stored.
 fn package_refused(e: PackageError) -> ApiError {
     match e {
-        PackageError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "FSS.1040", e.to_string()),
+        PackageError::Invalid(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "FSS.1040", e.to_string())
+        }
         PackageError::DiskFull(_) => ApiError::disk_full(e.to_string()),
         PackageError::Io(_) => ApiError::internal(e.to_string()),
     }

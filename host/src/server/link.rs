@@ -101,6 +101,11 @@ impl Link {
         self.phase.store(IDLE, Ordering::Relaxed);
     }
 
+    /// Whether nothing has arrived on the connection yet.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == IDLE && !self.served.load(Ordering::Relaxed)
+    }
+
     /// Bytes arrived: while idle, the next request's head has begun.
     fn received(&self) {
         if self.phase.load(Ordering::Relaxed) == IDLE {

@@ -371,7 +371,9 @@ impl AppState {
         if self.prune_code_cache {
             match self.runtime.prune_code_cache() {
                 Ok(0) => {}
-                Ok(n) => log::info!(target: "fnhost::server", "deleted {n} cached library copies no generation uses"),
+                Ok(n) => {
+                    log::info!(target: "fnhost::server", "deleted {n} cached library copies no generation uses")
+                }
                 Err(e) => log::warn!(target: "fnhost::server", "cannot prune the code cache: {e}"),
             }
         }

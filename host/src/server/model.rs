@@ -12,6 +12,9 @@ use super::error::ApiError;
 use super::urn::function_urn;
 use crate::config::{FunctionConfig, InstanceConfig};
 
+/// The longest initializer timeout (FunctionGraph's: 300 s).
+pub const MAX_INITIALIZER_TIMEOUT_SECS: u32 = 300;
+
 /// Runtimes a function may declare.
 pub const RUNTIMES: [&str; 2] = ["Rust1.x", "Custom"];
 
@@ -150,11 +153,18 @@ impl FunctionRecord {
     /// The code packages this record needs kept: its own, and the serving
     /// record's while its last change has failed.
     pub fn digests(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.digest.as_str()).chain(self.serving.as_deref().map(|s| s.digest.as_str()))
+        std::iter::once(self.digest.as_str())
+            .chain(self.serving.as_deref().map(|s| s.digest.as_str()))
     }
 
     /// The runtime configuration of this record, with its code in `code_dir`.
     pub fn to_config(&self, code_dir: &Path) -> Result<FunctionConfig, ApiError> {
+        if self.initializer_timeout > MAX_INITIALIZER_TIMEOUT_SECS {
+            return Err(ApiError::bad_request(format!(
+                "initializer_timeout must be 0 to {MAX_INITIALIZER_TIMEOUT_SECS} seconds, got {}",
+                self.initializer_timeout
+            )));
+        }
         let mut config = FunctionConfig::new(self.handler.clone(), code_dir)
             .name(self.func_name.clone())
             .package(self.package.clone())

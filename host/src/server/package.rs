@@ -114,7 +114,9 @@ impl PackageStore {
                         continue;
                     }
                 }
-                _ => log::warn!(target: "fnhost::server", "dropping package {digest}: its zip does not match its digest"),
+                _ => {
+                    log::warn!(target: "fnhost::server", "dropping package {digest}: its zip does not match its digest")
+                }
             }
             let _ = fs::remove_file(&zip_path);
         }
@@ -365,7 +367,7 @@ mod tests {
         assert_eq!(fs::read(p.dir.join("data/config.json")).unwrap(), b"{}");
         assert_eq!(store.store(&zip, None).unwrap(), p);
         assert_eq!(store.zip_bytes(&p.digest).unwrap(), zip);
-        assert_eq!(leftovers(dir.path()), [p.digest.clone()], "one directory");
+        assert_eq!(leftovers(dir.path()), std::slice::from_ref(&p.digest), "one directory");
         // Stored, but not for a handler whose library it lacks.
         let e = store.store(&zip, Some("orders")).unwrap_err();
         assert!(e.to_string().contains("orders.so and liborders.so"), "{e}");
@@ -377,11 +379,20 @@ mod tests {
         let store = PackageStore::new(dir.path().join("code")).unwrap();
         let lib = library();
         let refused = [
-            (zip_of(&[("../evil.so", &lib)]), "outside the package directory"),
+            (
+                zip_of(&[("../evil.so", &lib)]),
+                "outside the package directory",
+            ),
             (b"PK\x03\x04 truncated".to_vec(), "not a valid zip"),
             (zip_of(&[("lib/inner.so", &lib)]), "no .so file at the root"),
-            (zip_of(&[("echo.so", b"this is text")]), "not a loadable library"),
-            (zip_of(&[("echo.so", &lib[..lib.len() / 2])]), "not a loadable library"),
+            (
+                zip_of(&[("echo.so", b"this is text")]),
+                "not a loadable library",
+            ),
+            (
+                zip_of(&[("echo.so", &lib[..lib.len() / 2])]),
+                "not a loadable library",
+            ),
             (zip_of(&[("other.so", &lib)]), "echo.so and libecho.so"),
         ];
         for (zip, why) in refused {
@@ -392,7 +403,10 @@ mod tests {
         assert!(leftovers(&dir.path().join("code")).is_empty());
         // An absolute name is confined to the package directory.
         let p = store
-            .store(&zip_of(&[("/etc/fnhost-evil.so", &lib), ("ok.so", &lib)]), None)
+            .store(
+                &zip_of(&[("/etc/fnhost-evil.so", &lib), ("ok.so", &lib)]),
+                None,
+            )
             .unwrap();
         assert!(p.dir.join("etc/fnhost-evil.so").is_file());
         assert!(!Path::new("/etc/fnhost-evil.so").exists());
@@ -414,7 +428,7 @@ mod tests {
         fs::write(code.join(&digest).join("echo.so"), &lib).unwrap();
         fs::write(code.join(format!("{digest}.zip")), &zip).unwrap();
         let store = PackageStore::new(&code).unwrap();
-        assert_eq!(leftovers(&code), [digest.clone()]);
+        assert_eq!(leftovers(&code), std::slice::from_ref(&digest));
         let p = store.get(&digest).expect("moved to the current layout");
         assert_eq!(fs::read(p.dir.join("echo.so")).unwrap(), lib);
         // Storing the same bytes again works (it once failed with
@@ -438,7 +452,10 @@ mod tests {
     #[test]
     fn a_full_disk_is_told_apart_from_a_bad_package() {
         let full = io::Error::from_raw_os_error(libc::ENOSPC);
-        assert!(matches!(PackageError::from(full), PackageError::DiskFull(_)));
+        assert!(matches!(
+            PackageError::from(full),
+            PackageError::DiskFull(_)
+        ));
         let other = io::Error::from_raw_os_error(libc::EACCES);
         assert!(matches!(PackageError::from(other), PackageError::Io(_)));
         // Writing to a full device is such an error.

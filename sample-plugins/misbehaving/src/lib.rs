@@ -40,6 +40,22 @@ pub fn sleep(payload: &[u8], _: &Context) -> Result<&'static str, HandlerError> 
     Ok("slept")
 }
 
+/// An APIG response that tries to set the connection's own headers: its
+/// framing (`Transfer-Encoding`, `Content-Length`) and hop-by-hop ones.
+pub fn hop_headers(
+    _: &[u8],
+    _: &Context,
+) -> Result<fnhost_api::events::ApigResponse, HandlerError> {
+    Ok(fnhost_api::events::ApigResponse::new(200)
+        .with_header("Transfer-Encoding", "chunked")
+        .with_header("Content-Length", "100000")
+        .with_header("Connection", "keep-alive, X-Hop")
+        .with_header("X-Hop", "1")
+        .with_header("Upgrade", "h2c")
+        .with_header("X-Kept", "yes")
+        .with_body("short"))
+}
+
 /// Allocates and touches 64 MB, then answers how many bytes it held.
 pub fn alloc64(_: &[u8], _: &Context) -> Result<String, HandlerError> {
     let block = vec![1u8; 64 * 1024 * 1024];
@@ -126,6 +142,7 @@ fnhost_api::export_plugin! {
         "Panic" => panic,
         "Spin" => spin,
         "Sleep" => sleep,
+        "HopHeaders" => hop_headers,
         "Alloc64" => alloc64,
         "Big" => big,
         "Chatty" => chatty,
