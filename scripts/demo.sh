@@ -56,13 +56,8 @@ echo
 
 echo
 echo "=== The official FunctionGraph SDK (huaweicloudsdkfunctiongraph, installed into target/sdk-venv)"
-venv=target/sdk-venv
-if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/sdk/requirements.txt "$venv/requirements.txt"; then
-    rm -rf "$venv" && python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
-    cp tests/sdk/requirements.txt "$venv/requirements.txt"
-fi
-"$venv/bin/python" - "$port" <<'PY'
+python=$(./scripts/sdk-venv.sh)
+"$python" - "$port" <<'PY'
 import json, sys
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkfunctiongraph.v2 import FunctionGraphClient, InvokeFunctionRequest, ListFunctionsRequest

@@ -17,11 +17,5 @@ echo "== cargo test --workspace"
 cargo test --workspace --locked
 
 echo "== FunctionGraph SDK compatibility (pytest, official SDK from PyPI)"
-venv=target/sdk-venv
-if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/sdk/requirements.txt "$venv/requirements.txt"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
-    cp tests/sdk/requirements.txt "$venv/requirements.txt"
-fi
-(cd tests/sdk && "../../$venv/bin/python" -m pytest -q -p no:cacheprovider)
+python=$(./scripts/sdk-venv.sh)
+(cd tests/sdk && "$python" -m pytest -q -p no:cacheprovider)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The attack suite: builds fnhost and the sample plugins (debug, as the tests
+# do), starts `fnhost serve` on 127.0.0.1 and runs the hostile cases of
+# tests/attack/attack.py against it (forged and replayed bodies, pre-auth
+# floods, slow and idle connections, descriptor exhaustion, exposure,
+# wrapping numbers, disconnects, zip bombs, package pile-up, kill -9 during
+# uploads), then prints a table. Bounded: ATTACK_SECONDS (default 600) for
+# the whole suite, and every case bounds its own requests and waits.
+# Exits 1 if any attack failed, the server crashed, or anything was lost.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --workspace --locked
+python=$(./scripts/sdk-venv.sh)
+cd tests/attack
+exec timeout --signal=KILL $(( ${ATTACK_SECONDS:-600} + 120 )) "$python" attack.py

@@ -1,0 +1,439 @@
+"""The attack suite (scripts/attack.sh): starts `fnhost serve` servers on
+127.0.0.1 and runs the hostile cases of the front door against them, each
+bounded in count and time, then prints a table: what was tried, whether it
+held, degraded or failed, server crashes, and what was lost.
+
+Every request goes to 127.0.0.1; every loop has a bound.
+"""
+import base64
+import hashlib
+import io
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "sdk"))
+
+from conftest import PROJECT, TARGET, Server, zip_b64, zip_entries_b64  # noqa: E402
+from test_front_door import (BASE, build, call, create, create_body, raw, read_all, send,  # noqa: E402
+                             signed)
+
+RESULTS = []
+CRASHES = []
+
+
+def rss_mb(server):
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(server):
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def healthy(server, timeout=3):
+    try:
+        return send(server, "GET", "/healthz", timeout=timeout)[0] == 200
+    except OSError:
+        return False
+
+
+def attack(name, tried):
+    """Registers an attack: the function returns (verdict, note)."""
+    def wrap(fn):
+        def run(server):
+            started = time.time()
+            try:
+                verdict, note = fn(server)
+            except Exception as e:  # an attack that breaks the harness counts as failed
+                verdict, note = "failed", f"{type(e).__name__}: {e}"
+                traceback.print_exc()
+            if server.proc.poll() is not None:
+                CRASHES.append(name)
+                verdict, note = "failed", f"server exited with {server.proc.returncode}; " + note
+                server.proc = None
+                server.start()
+            RESULTS.append((name, tried, verdict, note, time.time() - started))
+            print(f"{verdict:9} {name}: {note}", flush=True)
+        run.attack_name = name
+        ATTACKS.append(run)
+        return run
+    return wrap
+
+
+ATTACKS = []
+
+
+@attack("replayed request, other body, unsigned X-Sdk-Content-Sha256", "2 requests")
+def forged_hash(server):
+    urn = create(server, "victim")
+    path = f"{BASE}/{urn}/code"
+    good = json.dumps({"code_type": "zip", "func_code": {"file": build(b"good")}}).encode()
+    evil = json.dumps({"code_type": "zip", "func_code": {"file": build(b"evil")}}).encode()
+    headers = signed(server, "PUT", path, good)
+    headers["X-Sdk-Content-Sha256"] = hashlib.sha256(good).hexdigest()
+    status = send(server, "PUT", path, evil, headers)[0]
+    return ("held" if status == 401 else "failed"), f"answered {status}"
+
+
+@attack("replayed request, other body, signed X-Sdk-Content-Sha256", "2 requests")
+def replay_signed_hash(server):
+    urn = create(server, "victim2")
+    path = f"{BASE}/{urn}/invocations"
+    good, evil = b'{"key": "NAME"}', b'{"key": "EVIL"}'
+    headers = signed(server, "POST", path, good, content_sha256=hashlib.sha256(good).hexdigest())
+    first = send(server, "POST", path, good, headers)[0]
+    replay = send(server, "POST", path, evil, headers)[0]
+    ok = first == 200 and replay == 401
+    return ("held" if ok else "failed"), f"original {first}, replay {replay}"
+
+
+@attack("UNSIGNED-PAYLOAD body", "1 request")
+def unsigned_payload(server):
+    urn = create(server, "victim3")
+    path = f"{BASE}/{urn}/invocations"
+    headers = signed(server, "POST", path, b"\x00x", {"Content-Type": "application/octet-stream"})
+    status = send(server, "POST", path, b"\x00x", headers)[0]
+    return ("held" if status == 401 else "failed"), f"answered {status}"
+
+
+@attack("probing keys: unknown key, bad signature, stale date tell nothing apart", "3 requests")
+def probe_keys(server):
+    probes = (signed(server, "GET", BASE, ak="nobody"), signed(server, "GET", BASE, sk="bad"),
+              signed(server, "GET", BASE, headers={"X-Sdk-Date": "20200101T000000Z"}))
+    answers = set()
+    for headers in probes:
+        status, _, body = send(server, "GET", BASE, b"", headers)
+        answers.add((status, body))
+    ok = len(answers) == 1 and next(iter(answers))[0] == 401
+    return ("held" if ok else "failed"), f"{len(answers)} distinct answer(s)"
+
+
+@attack("pre-auth flood: 12 connections announcing 90 MB, sending 8 MB each", "12 connections, 96 MB")
+def preauth_flood(server):
+    before = rss_mb(server)
+    head = (b"PUT /v2/proj1/fgs/functions/x/code HTTP/1.1\r\nHost: x\r\nContent-Length: 94371840\r\n\r\n")
+    chunk = b"x" * (1 << 20)
+    peak, refused = before, 0
+
+    def flood():
+        nonlocal refused
+        try:
+            s = raw(server, head, timeout=5)
+            for _ in range(8):
+                s.sendall(chunk)
+            if read_all(s).startswith(b"HTTP/1.1 401"):
+                refused += 1
+        except OSError:
+            refused += 1  # answered and closed before the body was sent
+    threads = [threading.Thread(target=flood) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for _ in range(20):
+        peak = max(peak, rss_mb(server))
+        time.sleep(0.05)
+    for t in threads:
+        t.join(timeout=15)
+    grown = peak - before
+    ok = grown < 64 and refused == 12 and healthy(server)
+    return ("held" if ok else "failed"), f"RSS +{grown:.0f} MB (peak {peak:.0f} MB), {refused}/12 refused"
+
+
+@attack("oversized management body (authenticated)", "1 request of 2 MB")
+def oversized_manage(server):
+    urn = create(server, "sized")
+    status = call(server, "PUT", f"{BASE}/{urn}/config", {"description": "x" * (2 << 20)})[0]
+    return ("held" if status == 413 else "failed"), f"answered {status}"
+
+
+@attack("slowloris: 300 connections sending a header byte a second", "300 connections, 6 s")
+def slowloris(server):
+    conns = []
+    for _ in range(300):
+        try:
+            conns.append(raw(server, b"G", timeout=2))
+        except OSError:
+            break
+    closed_at = None
+    served = True
+    started = time.time()
+    for i in range(6):
+        time.sleep(1)
+        alive = 0
+        for s in conns:
+            try:
+                s.sendall(b"E")
+                alive += 1
+            except OSError:
+                pass
+        served = served and healthy(server)
+        if alive == 0 and closed_at is None:
+            closed_at = time.time() - started
+    for s in conns:
+        s.close()
+    ok = served and closed_at is not None
+    note = f"all closed after {closed_at:.1f} s" if closed_at else "connections still open after 6 s"
+    return ("held" if ok else "failed"), note + ("; /healthz answered throughout" if served else "; /healthz failed")
+
+
+@attack("idle connections: 2,000 opened, none sending", "2,000 connections")
+def idle_connections(server):
+    conns = []
+    for _ in range(2000):
+        try:
+            conns.append(raw(server, timeout=2))
+        except OSError:
+            break
+    time.sleep(0.5)
+    ok_health = healthy(server)
+    ok_manage = call(server, "GET", BASE)[0] == 200
+    time.sleep(server_limits(server)["header_timeout"] + 1.5)
+    still = 0
+    for s in conns[:200]:
+        s.setblocking(False)
+        try:
+            if s.recv(1) != b"":
+                still += 1
+        except BlockingIOError:
+            still += 1
+        except OSError:
+            pass
+    for s in conns:
+        s.close()
+    ok = ok_health and ok_manage and still == 0
+    return ("held" if ok else "degraded" if ok_health else "failed"), \
+        f"{len(conns)} opened; /healthz {'ok' if ok_health else 'failed'}, management {'ok' if ok_manage else 'failed'}; {still}/200 sampled still open after the header timeout"
+
+
+def server_limits(server):
+    return json.loads(server.config.read_text()).get("limits", {"header_timeout": 10})
+
+
+@attack("descriptor exhaustion: 1,100 idle connections against a 1,024-descriptor limit", "1,100 connections")
+def descriptors(_):
+    tmp = Path(tempfile.mkdtemp(prefix="fnhost-attack-fd-"))
+    low = Server(tmp, config={"limits": {"header_timeout": 30}})
+    low.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+    low.start()
+    try:
+        urn = create(low, "fd")
+        conns = []
+        for _ in range(1100):
+            try:
+                conns.append(raw(low, timeout=2))
+            except OSError:
+                break
+        time.sleep(0.5)
+        results = {
+            "/healthz": healthy(low),
+            "/readyz": send(low, "GET", "/readyz")[0] == 200,
+            "management": call(low, "GET", BASE)[0] == 200,
+        }
+        invoke = call(low, "POST", f"{BASE}/{urn}/invocations", b"{}")[0]
+        for s in conns:
+            s.close()
+        time.sleep(0.5)
+        after = call(low, "POST", f"{BASE}/{urn}/invocations", b"{}")[0]
+        crashed = low.proc.poll() is not None
+        ok = all(results.values()) and after == 200 and not crashed
+        note = ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items())
+        return ("held" if ok else "failed"), f"{note}; invocation at the cap {invoke} (503 expected), after {after}"
+    finally:
+        low.stop(signal.SIGKILL)
+
+
+@attack("exposure: /apig/{function} without a trigger, APIG paths over /v2 and /healthz", "8 requests")
+def exposure(server):
+    urn = create(server, "private", handler="testplugin.ApigTest")
+    anon = send(server, "GET", "/apig/private/x")[0]
+    shadows = [call(server, "POST", f"/v2/{PROJECT}/fgs/triggers/{urn}",
+                    {"trigger_type_code": "APIG", "event_data": {"path": p}})[0]
+               for p in ("/v2", "/v2/proj1/fgs", "/healthz", "/metrics", "/readyz", "/apig")]
+    unrouted = call(server, "GET", "/v2/unrouted")[0]
+    ok = anon == 404 and all(s == 400 for s in shadows) and unrouted == 404
+    return ("held" if ok else "failed"), f"/apig {anon}, shadowing triggers {sorted(set(shadows))}, unrouted /v2 {unrouted}"
+
+
+@attack("a function's hop-by-hop and framing headers", "1 request")
+def hop_headers(server):
+    urn = create(server, "hops", handler="misbehaving.HopHeaders", library="libmisbehaving.so", module="misbehaving")
+    call(server, "POST", f"/v2/{PROJECT}/fgs/triggers/{urn}", {"trigger_type_code": "APIG", "event_data": {"path": "/hops"}})
+    s = raw(server, b"GET /hops HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = s.recv(65536).split(b"\r\n\r\n")[0].lower()
+    leaked = [h for h in (b"transfer-encoding", b"upgrade", b"x-hop", b"content-length: 100000") if h in head]
+    return ("held" if not leaked else "failed"), f"leaked: {leaked or 'none'}"
+
+
+@attack("server paths in error answers", "3 requests")
+def paths(server):
+    urn = create(server, "pathless")
+    bodies = [call(server, "POST", BASE, create_body("x1", handler="nosuch.Handler"))[2],
+              call(server, "PUT", f"{BASE}/{urn}/code", {"code_type": "zip", "func_code": {"file": zip_b64("libecho.so", "echo")}})[2],
+              call(server, "POST", BASE, create_body("x2", handler="testplugin.Missing"))[2]]
+    leaked = [b for b in bodies if str(server.tmp).encode() in b or b"/code/" in b or b"/libs/" in b]
+    return ("held" if not leaked else "failed"), f"{len(leaked)} of {len(bodies)} answers show a path"
+
+
+@attack("wrapping numbers: weights, rates, instance counts, timeouts", "9 requests")
+def wrapping(server):
+    urn = create(server, "numbers")
+    call(server, "POST", f"{BASE}/{urn}/versions", {"version": "v1"})
+    call(server, "POST", f"{BASE}/{urn}/versions", {"version": "v2"})
+    cases = [
+        ("POST", f"{BASE}/{urn}/aliases", {"name": "a", "version": "v1", "additional_version_weights": {"v2": 4294967295}}),
+        ("POST", f"/v2/{PROJECT}/fgs/triggers/{urn}", {"trigger_type_code": "TIMER", "event_data": {
+            "name": "t", "schedule_type": "Rate", "schedule": "213503982334602d"}}),
+        ("PUT", f"{BASE}/{urn}/config-max-instance", {"max_instance_num": 4294967295}),
+        ("PUT", f"{BASE}/{urn}/reservedinstances", {"count": 4294967295}),
+        ("PUT", f"{BASE}/{urn}/config", {"timeout": 4294967295}),
+        ("PUT", f"{BASE}/{urn}/config", {"initializer_timeout": 4294967295}),
+        ("PUT", f"{BASE}/{urn}/config", {"memory_size": 4294967295}),
+    ]
+    statuses = [call(server, m, p, b)[0] for m, p, b in cases]
+    before = cpu_seconds(server)
+    time.sleep(1)
+    busy = cpu_seconds(server) - before
+    started = time.time()
+    followup = call(server, "GET", f"{BASE}/{urn}/config")[0]
+    ok = all(s == 400 for s in statuses) and busy < 0.3 and followup == 200 and time.time() - started < 1
+    return ("held" if ok else "failed"), f"answers {sorted(set(statuses))}; server CPU {busy * 100:.0f} % in the next second"
+
+
+@attack("disconnecting during a synchronous invocation", "5 connections")
+def disconnects(server):
+    urn = create(server, "slow", handler="misbehaving.Sleep", library="libmisbehaving.so", module="misbehaving")
+    path = f"{BASE}/{urn}/invocations"
+    for _ in range(5):
+        headers = signed(server, "POST", path, b"500")
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        s = raw(server, f"POST {path} HTTP/1.1\r\n{head}Content-Length: 3\r\n\r\n500".encode())
+        time.sleep(0.1)
+        s.close()
+    time.sleep(1)
+    metrics = call(server, "GET", "/metrics")[2].decode()
+    gauge = "fnhost_invocations_in_flight 0" in metrics
+    cancelled = f'fnhost_invocations_total{{function="slow",version="latest",outcome="cancelled"}} 5' in metrics
+    return ("held" if gauge and cancelled else "failed"), \
+        f"gauge back to 0: {gauge}; 5 counted as cancelled: {cancelled}"
+
+
+@attack("zip bomb (1 GB of zeros in a small zip)", "1 upload")
+def zip_bomb(server):
+    urn = create(server, "bombed")
+    before = sorted(p.name for p in (server.tmp / "data" / "code").iterdir())
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("testplugin.so", (TARGET / "libtestplugin.so").read_bytes())
+        with z.open("bomb.bin", "w", force_zip64=True) as f:
+            zero = b"\0" * (1 << 20)
+            for _ in range(1024):
+                f.write(zero)
+    code = base64.b64encode(buf.getvalue()).decode()
+    status = call(server, "PUT", f"{BASE}/{urn}/code", {"code_type": "zip", "func_code": {"file": code}})[0]
+    after = sorted(p.name for p in (server.tmp / "data" / "code").iterdir())
+    ok = status == 400 and before == after
+    return ("held" if ok else "failed"), f"{len(buf.getvalue()) >> 10} KB zip answered {status}; disk {'unchanged' if before == after else 'CHANGED'}"
+
+
+@attack("package pile-up: 30 code updates, then deleting the function", "31 requests")
+def pile_up(server):
+    urn = create(server, "churn")
+    code_dir = server.tmp / "data" / "code"
+    for i in range(30):
+        call(server, "PUT", f"{BASE}/{urn}/code", {"code_type": "zip", "func_code": {"file": build(str(i).encode())}})
+    functions = len(json.loads(call(server, "GET", BASE)[2])["functions"])
+    kept = len(list(code_dir.iterdir()))
+    call(server, "DELETE", f"{BASE}/{urn}")
+    left = len(list(code_dir.iterdir()))
+    # No versions are published here: one package per live function at most.
+    ok = kept <= functions and left <= functions - 1
+    return ("held" if ok else "failed"), f"{kept} packages for {functions} functions after 30 updates, {left} after the delete"
+
+
+@attack("kill -9 in the middle of uploads", "6 crashes")
+def upload_crash(server):
+    urn = create(server, "atomic", handler="hotswap.Handler",
+                 func_code={"file": zip_b64("libhotswap.so", "hotswap", b"A")})
+    lib = bytearray((TARGET / "libhotswap.so").read_bytes())
+    at = lib.index(b"fnhost-build-tag:") + len(b"fnhost-build-tag:")
+    lib[at] = ord("B")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("hotswap.so", bytes(lib))
+        z.writestr("blob.bin", os.urandom(30 << 20))
+    body = json.dumps({"code_type": "zip", "func_code": {"file": base64.b64encode(buf.getvalue()).decode()}}).encode()
+    path = f"{BASE}/{urn}/code"
+    answers, torn = [], 0
+    for delay in (0.05, 0.2, 0.5, 0.8, 1.2, 2.0):
+        t = threading.Thread(target=lambda: _quiet(lambda: send(server, "PUT", path, body, signed(server, "PUT", path, body), timeout=30)))
+        t.start()
+        time.sleep(delay)
+        server.stop(signal.SIGKILL)
+        t.join()
+        server.start()
+        result = call(server, "POST", f"{BASE}/{urn}/invocations", b"")[2].decode()
+        answers.append(result[:7])
+        code_dir = server.tmp / "data" / "code"
+        for p in code_dir.iterdir():
+            if p.name.startswith(".tmp-") or not (p / "package.zip").is_file() or not (p / "root").is_dir():
+                torn += 1
+    ok = torn == 0 and all(a in ("build A", "build B") for a in answers)
+    return ("held" if ok else "failed"), f"served after each restart: {answers}; torn or leftover packages: {torn}"
+
+
+def _quiet(fn):
+    try:
+        fn()
+    except Exception:
+        pass
+
+
+def main():
+    deadline = time.time() + float(os.environ.get("ATTACK_SECONDS", "600"))
+    tmp = Path(tempfile.mkdtemp(prefix="fnhost-attack-"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    server = Server(tmp, config={"limits": {"header_timeout": 3, "idle_timeout": 10}}).start()
+    acknowledged = set()
+    try:
+        for run in ATTACKS:
+            if time.time() > deadline:
+                RESULTS.append((run.attack_name, "-", "skipped", "the suite's time ran out", 0))
+                continue
+            run(server)
+            acknowledged = {f["func_name"] for f in json.loads(call(server, "GET", BASE)[2])["functions"]}
+        # What was acknowledged survives a final kill -9.
+        server.stop(signal.SIGKILL)
+        server.start()
+        after = {f["func_name"] for f in json.loads(call(server, "GET", BASE)[2])["functions"]}
+        lost = sorted(acknowledged - after)
+    finally:
+        server.stop(signal.SIGKILL)
+    held = sum(1 for r in RESULTS if r[2] == "held")
+    degraded = sum(1 for r in RESULTS if r[2] == "degraded")
+    failed = sum(1 for r in RESULTS if r[2] == "failed")
+    print()
+    print("| attack | load | result | what happened |")
+    print("|---|---|---|---|")
+    for name, tried, verdict, note, _ in RESULTS:
+        print(f"| {name} | {tried} | {verdict} | {note} |")
+    print()
+    print(f"attacks tried: {len(RESULTS)}, held: {held}, degraded: {degraded}, failed: {failed}, "
+          f"server crashes: {len(CRASHES)}, acknowledged functions lost after a final kill -9: {len(lost)} {lost or ''}")
+    return 0 if failed == 0 and not CRASHES and not lost else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
