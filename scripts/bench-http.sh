@@ -12,13 +12,16 @@
 #     mode, counting non-2xx answers and socket errors.
 # Installs wrk from the distribution's packages when it is missing.
 # ROUNDS (default 5) and DURATION (seconds per run, default 5) bound it.
+# COMPARE_BIN=/path/to/another/fnhost adds that build in the default mode to
+# the same interleaved rounds (an A/B of two builds against one baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v wrk >/dev/null; then
     echo "installing wrk"; apt-get update -qq && apt-get install -y -qq wrk
 fi
-cargo build --release --locked -p fnhost -p echo --bin fnhost --example http_baseline
+cargo build --release --locked -p fnhost --bin fnhost --example http_baseline
+cargo build --release --locked -p echo   # the cdylib (a --bin build of the line above skips it)
 out=target/release
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
@@ -44,6 +47,15 @@ declare -A pid
 start_fnhost in-process 18000; pid[in-process]=$!
 start_fnhost workers 18003 --no-io-lane; pid[workers]=$!
 start_fnhost inline 18002 --isolation inline; pid[inline]=$!
+runs=(base base-fg in-process workers inline)
+if [ -n "${COMPARE_BIN:-}" ]; then
+    mkdir -p "$work/compare"
+    cp "$out/libecho.so" "$work/compare/echo.so"
+    RUST_LOG="warn" "$COMPARE_BIN" serve --listen 127.0.0.1:18004 --data-dir "$work/data-compare" \
+        --cache-dir "$work/cache-compare" --functions-dir "$work/compare" > "$work/fnhost-compare.log" 2>&1 &
+    pid[compare]=$!
+    runs+=(compare)
+fi
 "$out/examples/http_baseline" 127.0.0.1:18001 > "$work/baseline.log" 2>&1 &
 pid[base]=$!; pid[base-fg]=$!
 declare -A url=(
@@ -52,8 +64,8 @@ declare -A url=(
     [in-process]=http://127.0.0.1:18000/v2/bench/fgs/functions/echo/invocations
     [workers]=http://127.0.0.1:18003/v2/bench/fgs/functions/echo/invocations
     [inline]=http://127.0.0.1:18002/v2/bench/fgs/functions/echo/invocations
+    [compare]=http://127.0.0.1:18004/v2/bench/fgs/functions/echo/invocations
 )
-runs=(base base-fg in-process workers inline)
 for _ in $(seq 100); do
     ready=1
     for r in "${runs[@]}"; do curl -sf -XPOST --data x "${url[$r]}" >/dev/null 2>&1 || ready=0; done
@@ -126,6 +138,10 @@ row "minimal server, same body and FunctionGraph headers" base-fg
 row "fnhost serve, sync invoke of echo, in-process (default: I/O-thread lane)" in-process
 row "fnhost serve, sync invoke of echo, in-process, worker threads only (--no-io-lane)" workers
 row "fnhost serve, sync invoke of echo, inline" inline
+if [ -n "${COMPARE_BIN:-}" ]; then
+    row "$COMPARE_BIN (COMPARE_BIN), in-process, default mode" compare
+    echo "this build / COMPARE_BIN, default mode, req/s: $(ratio reqs in-process compare)x; server CPU/request: $(ratio cpu in-process compare)x (medians of per-round ratios)"
+fi
 echo
 for mode in in-process inline; do
     f="$work/swap-$mode.txt"

@@ -1,10 +1,13 @@
-//! The APIG gateway: `ANY /apig/{function}/{*path}` (and `/apig/{function}`)
-//! turns a plain HTTP request into FunctionGraph's APIG event (headers,
+//! The APIG gateway: the path of an active APIG trigger, or (without access
+//! keys, or with `apig_any_function`) `ANY /apig/{function}/{*path}` and
+//! `/apig/{function}`, turns a plain HTTP request into FunctionGraph's APIG event (headers,
 //! query, path parameters, base64 body for non-UTF-8 content, request context
 //! with a request id and the source IP), invokes the function (`name` or
 //! `name:qualifier`), and turns its APIG response (status, headers, body,
 //! base64) back into HTTP. A handler that does not answer an APIG response has
-//! its result returned as the body with status 200.
+//! its result returned as the body with status 200. A function may not set
+//! the connection's own headers (hop-by-hop, framing), and no trigger may
+//! claim a path of the server's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -228,6 +228,8 @@ async fn connection(
     }
     loop {
         tokio::select! {
+            // The connection first: the other branches are rare.
+            biased;
             served = conn.as_mut() => {
                 if let Err(e) = served {
                     log::debug!(target: "fnhost::http", "connection ended: {e}");

@@ -110,22 +110,23 @@ enum Ran {
 /// One invocation's place in the metrics: the in-flight gauge is raised
 /// while it lives, and the invocation is counted once, as it ended, or as
 /// `cancelled` when its caller went away first (its future was dropped).
-struct Counted {
-    state: Shared,
-    function: String,
-    version: Arc<str>,
+/// It borrows what it names (no allocation on the invocation path).
+struct Counted<'a> {
+    state: &'a Shared,
+    function: &'a str,
+    version: &'a str,
     started: Instant,
     /// Counted already (or handed to the lane's watchdog, which counts it).
     done: bool,
 }
 
-impl Counted {
-    fn new(state: &Shared, function: &str, version: &Arc<str>) -> Counted {
+impl<'a> Counted<'a> {
+    fn new(state: &'a Shared, function: &'a str, version: &'a str) -> Counted<'a> {
         state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         Counted {
-            state: Arc::clone(state),
-            function: function.to_owned(),
-            version: Arc::clone(version),
+            state,
+            function,
+            version,
             started: Instant::now(),
             done: false,
         }
@@ -147,16 +148,11 @@ impl Counted {
         }
         let metrics = &self.state.metrics;
         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        metrics.record(
-            &self.function,
-            &self.version,
-            outcome,
-            self.started.elapsed(),
-        );
+        metrics.record(self.function, self.version, outcome, self.started.elapsed());
     }
 }
 
-impl Drop for Counted {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.record(metrics::Outcome::Cancelled);
     }

@@ -3,7 +3,10 @@
 //! Management (functions, code, configuration, versions, aliases, instance
 //! limits) and invocation under `/v2/{project_id}/fgs/...` with the paths,
 //! fields and headers the official SDK uses; the APIG gateway under
-//! `/apig/{function}/...`; `/healthz`, `/readyz` and `/metrics`.
+//! paths of active APIG triggers (and, without access keys or with
+//! `apig_any_function`, `/apig/{function}/...`); `/healthz`, `/readyz` and
+//! `/metrics`. Every request first passes [`gate`]; connections are
+//! accepted and timed out by [`connections`].
 //!
 //! State lives in the data directory: `state.db` (SQLite, see
 //! [`crate::store`]) and `code/` (content-addressed packages). On start every

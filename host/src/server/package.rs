@@ -367,7 +367,11 @@ mod tests {
         assert_eq!(fs::read(p.dir.join("data/config.json")).unwrap(), b"{}");
         assert_eq!(store.store(&zip, None).unwrap(), p);
         assert_eq!(store.zip_bytes(&p.digest).unwrap(), zip);
-        assert_eq!(leftovers(dir.path()), std::slice::from_ref(&p.digest), "one directory");
+        assert_eq!(
+            leftovers(dir.path()),
+            std::slice::from_ref(&p.digest),
+            "one directory"
+        );
         // Stored, but not for a handler whose library it lacks.
         let e = store.store(&zip, Some("orders")).unwrap_err();
         assert!(e.to_string().contains("orders.so and liborders.so"), "{e}");

@@ -3,7 +3,8 @@
 //! `1d`) or `Cron` schedule fires asynchronous invocations carrying the Timer
 //! event; enabling or disabling it takes effect at once. Active APIG
 //! triggers route their `path` to their function through the gateway
-//! (which also serves every function under `/apig/{function}/...`).
+//! (which, without access keys or with `apig_any_function`, also serves
+//! every function under `/apig/{function}/...`).
 
 use std::collections::HashMap;
 use std::str::FromStr;
