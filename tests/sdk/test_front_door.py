@@ -231,6 +231,30 @@ def test_slow_headers_slow_bodies_and_idle_connections_are_closed(fast):
     assert 2 < time.time() - started < 6
 
 
+def test_a_client_that_does_not_read_its_answer_is_disconnected(tmp_path):
+    # Kept-alive connections may idle for 30 s: only the unread answer ends this one.
+    fast = Server(tmp_path, config={"limits": {"header_timeout": 1, "body_timeout": 1, "idle_timeout": 30}}).start()
+    urn = create(fast, "reader", module="echo", library="libecho.so", handler="echo.Handler")
+    path = f"{BASE}/{urn}/invocations"
+    body = b"x" * 6_000_000  # more than the loopback socket buffers hold
+    headers = signed(fast, "POST", path, body)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", fast.port))
+    s.sendall(f"POST {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    def open_connections():
+        metrics = call(fast, "GET", "/metrics")[2].decode()
+        return int(metrics.split("\nfnhost_connections_open ")[1].split()[0])
+    deadline = time.time() + 8
+    while open_connections() > 1:  # the /metrics request's own connection
+        assert time.time() < deadline, "a stalled reader kept its connection past the body timeout"
+        time.sleep(0.5)
+    s.close()
+    fast.stop(signal.SIGKILL)
+
+
 def test_at_the_connection_cap_health_and_management_still_answer(tmp_path):
     server = Server(tmp_path, config={"limits": {"max_connections": 20, "priority_connections": 4,
                                                  "header_timeout": 30, "idle_timeout": 30}}).start()

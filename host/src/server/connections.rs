@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -61,6 +61,8 @@ pub(crate) struct Counts {
     normal: AtomicUsize,
     priority: AtomicUsize,
     refusing: AtomicUsize,
+    /// Connections answered 503 without being read, since start.
+    refused: AtomicU64,
     /// Told when a connection ends.
     ended: Notify,
 }
@@ -93,6 +95,16 @@ impl Counts {
     /// Connections being served (normal and priority).
     pub(crate) fn open(&self) -> usize {
         self.normal.load(Ordering::Relaxed) + self.priority.load(Ordering::Relaxed)
+    }
+
+    /// Connections served beyond the cap (priority connections).
+    pub(crate) fn priority(&self) -> usize {
+        self.priority.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused without being read, since start.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     fn of(&self, mode: Mode) -> &AtomicUsize {
@@ -236,7 +248,7 @@ async fn connection(
                 }
                 return;
             }
-            () = &mut watchdog => match link.expiry(header_timeout, limits.idle_timeout) {
+            () = &mut watchdog => match link.expiry(header_timeout, limits.idle_timeout, limits.body_timeout) {
                 // Dropping the connection closes it.
                 Expiry::Now => return,
                 Expiry::At(at) => watchdog.as_mut().reset(tokio::time::Instant::from_std(at)),
@@ -264,6 +276,7 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: appli
 /// a reset.
 fn refuse(stream: TcpStream, counts: &Arc<Counts>) {
     log::debug!(target: "fnhost::http", "connection refused: at the connection limit");
+    counts.refused.fetch_add(1, Ordering::Relaxed);
     let _ = stream.try_write(REFUSAL);
     if counts.refusing.fetch_add(1, Ordering::Relaxed) >= REFUSING_AT_ONCE {
         counts.refusing.fetch_sub(1, Ordering::Relaxed);

@@ -29,7 +29,9 @@ pub struct Limits {
     /// or from the connection's start for its first request).
     #[serde(with = "seconds")]
     pub header_timeout: Duration,
-    /// Time for a client to send a request's whole body.
+    /// Time for a client to send a request's whole body; also the longest
+    /// a client may leave an answer unread (writes refused for a full
+    /// socket buffer) before its connection is closed.
     #[serde(with = "seconds")]
     pub body_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request.

@@ -74,6 +74,9 @@ pub(crate) struct Link {
     since: AtomicU64,
     /// Whether a request was served on this connection.
     served: AtomicBool,
+    /// Since when ([`now_ms`] + 1) writes have been refused for a full
+    /// socket buffer: the client is not reading; 0 while writes go through.
+    write_stalled: AtomicU64,
 }
 
 impl Link {
@@ -86,6 +89,7 @@ impl Link {
             phase: AtomicU8::new(IDLE),
             since: AtomicU64::new(now_ms()),
             served: AtomicBool::new(false),
+            write_stalled: AtomicU64::new(0),
         }
     }
 
@@ -114,16 +118,51 @@ impl Link {
         }
     }
 
+    /// A write went through (`stalled`: false) or found the socket's
+    /// buffer full. An answer still being written after its request ended
+    /// keeps the connection from counting as idle.
+    fn wrote(&self, stalled: bool) {
+        let mark = self.write_stalled.load(Ordering::Relaxed);
+        if stalled {
+            if mark == 0 {
+                self.write_stalled.store(now_ms() + 1, Ordering::Relaxed);
+            }
+            return;
+        }
+        if mark != 0 {
+            self.write_stalled.store(0, Ordering::Relaxed);
+        }
+        if self.phase.load(Ordering::Relaxed) == IDLE {
+            self.since.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
     /// Whether the connection has outlived its phase: a head not complete
     /// within `header_timeout` of its first byte (or of the connection's
-    /// start, for its first request), or no next request within
-    /// `idle_timeout`. A request being served has no expiry here (its body
-    /// and its invocation have timeouts of their own).
-    pub(crate) fn expiry(&self, header_timeout: Duration, idle_timeout: Duration) -> Expiry {
+    /// start, for its first request), no next request within
+    /// `idle_timeout` of the last answer's last write, or an answer the
+    /// client has not read any of for `write_timeout`. A request being
+    /// served has no other expiry here (its body and its invocation have
+    /// timeouts of their own).
+    pub(crate) fn expiry(
+        &self,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        write_timeout: Duration,
+    ) -> Expiry {
+        let stalled = self.write_stalled.load(Ordering::Relaxed);
+        if stalled != 0 {
+            let end = *EPOCH + Duration::from_millis(stalled - 1) + write_timeout;
+            return if Instant::now() >= end {
+                Expiry::Now
+            } else {
+                Expiry::At(end)
+            };
+        }
         let phase = self.phase.load(Ordering::Relaxed);
         let since = *EPOCH + Duration::from_millis(self.since.load(Ordering::Relaxed));
         let limit = match phase {
-            BUSY => return Expiry::At(Instant::now() + header_timeout),
+            BUSY => return Expiry::At(Instant::now() + header_timeout.min(write_timeout)),
             IDLE if self.served.load(Ordering::Relaxed) => idle_timeout,
             _ => header_timeout,
         };
@@ -285,7 +324,9 @@ impl AsyncWrite for LinkedStream {
             return Poll::Ready(Err(answered_elsewhere()));
         }
         self.link.unflushed.store(true, Ordering::Relaxed);
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.link.wrote(written.is_pending());
+        written
     }
 
     fn poll_write_vectored(
@@ -297,7 +338,9 @@ impl AsyncWrite for LinkedStream {
             return Poll::Ready(Err(answered_elsewhere()));
         }
         self.link.unflushed.store(true, Ordering::Relaxed);
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.link.wrote(written.is_pending());
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -344,7 +387,7 @@ mod tests {
         let link = Arc::clone(server.link());
         let (head, idle) = (Duration::from_millis(300), Duration::from_millis(600));
         // A new connection has the header timeout to send its first request.
-        let Expiry::At(first) = link.expiry(head, idle) else {
+        let Expiry::At(first) = link.expiry(head, idle, idle) else {
             panic!("expired at once")
         };
         assert!(first <= Instant::now() + head);
@@ -353,22 +396,35 @@ mod tests {
         let _ = server.read(&mut buf).await.unwrap();
         std::thread::sleep(head);
         assert_eq!(
-            link.expiry(head, idle),
+            link.expiry(head, idle, idle),
             Expiry::Now,
             "a head sent too slowly"
         );
         // Served: no expiry while busy; then the idle timeout runs.
         link.begin_request();
         std::thread::sleep(head);
-        assert!(matches!(link.expiry(head, idle), Expiry::At(_)));
+        assert!(matches!(link.expiry(head, idle, idle), Expiry::At(_)));
         link.end_request();
         std::thread::sleep(head);
         assert!(
-            matches!(link.expiry(head, idle), Expiry::At(_)),
+            matches!(link.expiry(head, idle, idle), Expiry::At(_)),
             "kept alive longer than the header timeout"
         );
         std::thread::sleep(idle - head);
-        assert_eq!(link.expiry(head, idle), Expiry::Now);
+        assert_eq!(link.expiry(head, idle, idle), Expiry::Now);
+        // An answer still being written keeps the connection from idling.
+        std::thread::sleep(head);
+        link.wrote(false);
+        assert!(matches!(link.expiry(head, idle, idle), Expiry::At(_)));
+        // An answer the client does not read: stalled too long.
+        link.begin_request();
+        link.wrote(true);
+        assert!(matches!(link.expiry(head, idle, head), Expiry::At(_)));
+        link.wrote(true);
+        std::thread::sleep(head);
+        assert_eq!(link.expiry(head, idle, head), Expiry::Now);
+        link.wrote(false);
+        assert!(matches!(link.expiry(head, idle, head), Expiry::At(_)));
     }
 
     #[tokio::test]

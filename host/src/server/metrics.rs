@@ -173,6 +173,16 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
     let stats = state.runtime.stats();
     let gauges = [
         (
+            "fnhost_connections_open",
+            "Connections being served (priority connections included).",
+            state.connections.open().to_string(),
+        ),
+        (
+            "fnhost_connections_priority",
+            "Connections served beyond the connection cap (health checks and management only).",
+            state.connections.priority().to_string(),
+        ),
+        (
             "fnhost_invocations_in_flight",
             "Invocations running now.",
             m.in_flight.load(Ordering::Relaxed).to_string(),
@@ -204,6 +214,11 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_connections_refused_total Connections answered 503 without being read (every cap full).\n# TYPE fnhost_connections_refused_total counter\nfnhost_connections_refused_total {}",
+        state.connections.refused()
+    );
     if let Some(lane) = &state.lane {
         let l = lane.stats();
         let counters = [
