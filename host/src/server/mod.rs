@@ -136,7 +136,6 @@ pub(crate) struct AppState {
     pub(crate) runtime: Runtime,
     pub(crate) store: Store,
     pub(crate) packages: PackageStore,
-    pub(crate) keys: AccessKeys,
     /// What every request passes before a handler sees it.
     pub(crate) gate: Gate,
     /// `/apig/{function}/...` serves every function.
@@ -304,7 +303,6 @@ impl AppState {
             runtime,
             store,
             packages,
-            keys: config.access_keys.clone(),
             gate: Gate::new(
                 config.access_keys.clone(),
                 config.signature_policy,
@@ -482,7 +480,7 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
     let workers = invoke::start_async_workers(Arc::clone(&state), 4);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let bound = listener.local_addr()?;
-    if state.keys.is_empty() {
+    if config.access_keys.is_empty() {
         log::warn!(target: "fnhost::server", "no access keys configured: requests are not authenticated (loopback only)");
     }
     println!(
