@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::model::{
-    now_rfc3339, parse_user_data, AliasRecord, FunctionRecord, VersionRecord, FAILED, RUNTIMES,
-    SUCCESSFUL,
+    now_rfc3339, AliasRecord, FunctionRecord, VersionRecord, FAILED, RUNTIMES, SUCCESSFUL,
 };
 use super::package::PackageError;
 use super::urn::FunctionRef;
@@ -138,9 +137,8 @@ fn apply(
     change: Change,
 ) -> Result<FunctionRecord, ApiError> {
     record.last_modified = now_rfc3339();
-    parse_user_data(&record.user_data)?;
     // Values out of range are refused before anything is stored.
-    record.to_config(std::path::Path::new("/"))?;
+    record.validate()?;
     let replaced = state
         .functions
         .lock()

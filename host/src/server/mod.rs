@@ -358,7 +358,8 @@ impl AppState {
                 keep.extend(v.function.digests().map(str::to_owned));
             }
         }
-        // A function being created is referenced once it is persisted.
+        // And what is in memory, should a record have been deployed but not
+        // (yet) persisted: deleting too little is safe, too much is not.
         keep.extend(
             self.functions
                 .lock()

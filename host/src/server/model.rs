@@ -157,6 +157,13 @@ impl FunctionRecord {
             .chain(self.serving.as_deref().map(|s| s.digest.as_str()))
     }
 
+    /// Checks every value of the record (user data, ranges), without its
+    /// code: what [`to_config`](Self::to_config) would refuse.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        // The code directory plays no part in the checks.
+        self.to_config(Path::new("")).map(drop)
+    }
+
     /// The runtime configuration of this record, with its code in `code_dir`.
     pub fn to_config(&self, code_dir: &Path) -> Result<FunctionConfig, ApiError> {
         if self.initializer_timeout > MAX_INITIALIZER_TIMEOUT_SECS {
