@@ -40,6 +40,7 @@ fn release_dir() -> PathBuf {
 fn runtime(cache: &Path) -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(cache.to_owned()),
+        worker_executable: Some(env!("CARGO_BIN_EXE_fnhost").into()),
         ..RuntimeConfig::default()
     })
     .unwrap()
@@ -134,7 +135,11 @@ fn cold_load(c: &mut Criterion) {
     let original = std::fs::read(dir.join("libtestplugin.so")).unwrap();
     let work = tempfile::tempdir_in("/dev/shm").unwrap();
     // The default cache location, as users get it.
-    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        worker_executable: Some(env!("CARGO_BIN_EXE_fnhost").into()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let mut generation: u64 = 0;
     let mut g = c.benchmark_group("cold_load");
     // Every iteration maps one more library for good; past ~2,000 mapped

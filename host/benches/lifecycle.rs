@@ -44,7 +44,11 @@ fn config(dir: &Path) -> FunctionConfig {
 }
 
 fn deploy(c: &mut Criterion) {
-    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        worker_executable: Some(env!("CARGO_BIN_EXE_fnhost").into()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let work = tempfile::tempdir_in("/dev/shm").unwrap();
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     for (dir, tag) in [(&a, b'A'), (&b, b'B')] {
@@ -96,7 +100,11 @@ fn deploy(c: &mut Criterion) {
 }
 
 fn invoke_during_swap(c: &mut Criterion) {
-    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        worker_executable: Some(env!("CARGO_BIN_EXE_fnhost").into()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let work = tempfile::tempdir_in("/dev/shm").unwrap();
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     for (dir, tag) in [(&a, b'A'), (&b, b'B')] {

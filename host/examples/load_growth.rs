@@ -12,6 +12,7 @@ fn main() {
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
     let rt = fnhost::Runtime::new(fnhost::RuntimeConfig {
         cache_dir: Some(dir.path().join("r")),
+        worker_executable: Some("target/release/fnhost".into()),
         ..Default::default()
     })
     .unwrap();

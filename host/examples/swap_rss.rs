@@ -29,6 +29,7 @@ fn main() {
     let work = tempfile::tempdir_in("/dev/shm").unwrap();
     let rt = Runtime::new(RuntimeConfig {
         cache_dir: Some(work.path().join("cache")),
+        worker_executable: Some("target/release/fnhost".into()),
         ..RuntimeConfig::default()
     })
     .unwrap();

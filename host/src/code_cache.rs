@@ -10,15 +10,25 @@
 //! The cache is derived data: it is not fsynced, and by default it lives on a
 //! per-user tmpfs (`$XDG_RUNTIME_DIR/fnhost/libs`, else
 //! `/dev/shm/fnhost-<uid>/libs`, else `$TMPDIR/fnhost-<uid>/libs`), where
-//! writing a copy costs a third of what it costs on disk. A file that exists
-//! is reused when its size matches (rename makes a complete file appear
-//! atomically; a crash-torn file has the wrong size and is rewritten). Since
-//! existing files are trusted, the directory must belong to this user and
-//! must not be writable by anyone else; the cache refuses it otherwise.
+//! writing a copy costs a third of what it costs on disk.
+//!
+//! The cache trusts nothing it did not write:
+//! - every directory on its path, from `/` down, belongs to this user or to
+//!   root, and one that others may write (`/tmp`, `/dev/shm`) must be
+//!   sticky, so nobody else can replace what lies below it; the cache's own
+//!   directories belong to this user and nobody else may write them
+//!   ([`CodeCache::new`] refuses the cache otherwise);
+//! - a copy that already exists is re-hashed before it is reused, and
+//!   rewritten when its bytes are not the ones its name promises;
+//! - a copy is opened for use with `O_NOFOLLOW`, checked (a regular file of
+//!   this user's that nobody else may write) and hashed from the open
+//!   descriptor ([`CodeCache::open_verified`]); worker processes inherit
+//!   that descriptor and load it, never a path.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -59,29 +69,25 @@ pub struct CodeCache {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl CodeCache {
-    /// Uses (and creates, mode 0700) `dir`, which must be owned by this
-    /// user and writable by nobody else.
+    /// Uses (and creates, mode 0700) `dir`: refused unless every directory
+    /// on its path is safe from other users (see the module docs).
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<CodeCache> {
         let dir = dir.into();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)?;
-        let meta = fs::metadata(&dir)?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::geteuid() };
-        if meta.uid() != uid || meta.permissions().mode() & 0o022 != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "code cache {} must be owned by uid {uid} and not writable by group or others (owner {}, mode {:o})",
-                    dir.display(),
-                    meta.uid(),
-                    meta.permissions().mode() & 0o777
-                ),
-            ));
-        }
+        let dir = fs::canonicalize(&dir)?;
+        check_chain(&dir)?;
         Ok(CodeCache { dir })
+    }
+
+    /// A cache that holds nothing and refuses writes: a worker process
+    /// loads its one library in place, from the descriptor it inherited.
+    pub(crate) fn none() -> CodeCache {
+        CodeCache {
+            dir: PathBuf::new(),
+        }
     }
 
     /// The default directory (see the module docs).
@@ -125,12 +131,71 @@ impl CodeCache {
         Ok(deleted)
     }
 
-    /// Stores `bytes` under `digest` and returns the path to open.
+    /// The path of the copy of `digest`.
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.so", digest.to_hex()))
+    }
+
+    /// Opens the copy of `digest` for use: without following a symbolic
+    /// link, checked to be a regular file of this user's that nobody else
+    /// may write, and hashed from the open descriptor. `InvalidData` when its
+    /// bytes are not the ones its name promises.
+    pub fn open_verified(&self, digest: &Digest) -> io::Result<OwnedFd> {
+        let path = self.path_of(digest);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)?;
+        let meta = file.metadata()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        if !meta.file_type().is_file() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is not a private regular file of uid {uid} (owner {}, mode {:o})",
+                    path.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&chunk[..n]);
+        }
+        if Digest(*hasher.finalize().as_bytes()) != *digest {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} does not hold the bytes its name promises: refused",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(file.into())
+    }
+
+    /// Stores `bytes` under `digest` and returns the path to open. An
+    /// existing copy is reused only when it hashes to `digest`.
     pub fn store(&self, digest: &Digest, bytes: &[u8]) -> io::Result<PathBuf> {
-        let path = self.dir.join(format!("{}.so", digest.to_hex()));
-        if let Ok(meta) = fs::metadata(&path) {
-            if meta.len() == bytes.len() as u64 {
-                return Ok(path);
+        if self.dir.as_os_str().is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this process has no code cache",
+            ));
+        }
+        let path = self.path_of(digest);
+        match self.open_verified(digest) {
+            Ok(_) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                log::warn!(target: "fnhost::cache", "rewriting a cached copy: {e}");
             }
         }
         let tmp = self.dir.join(format!(
@@ -140,7 +205,12 @@ impl CodeCache {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let written = (|| {
-            let mut f = fs::File::create(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
             f.write_all(bytes)?;
             drop(f);
             fs::rename(&tmp, &path)
@@ -150,6 +220,45 @@ impl CodeCache {
         }
         written.map(|()| path)
     }
+}
+
+/// Checks every directory from `/` down to `dir` (canonical): owned by this
+/// user or root, and sticky where others may write; `dir` and the
+/// directories below the last root-owned one belong to this user and
+/// nobody else may write them.
+fn check_chain(dir: &Path) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let ancestors: Vec<&Path> = dir.ancestors().collect();
+    for (i, path) in ancestors.iter().rev().enumerate() {
+        let meta = fs::symlink_metadata(path)?;
+        let mode = meta.permissions().mode();
+        let leaf = i + 1 == ancestors.len();
+        let others_may_write = mode & 0o022 != 0;
+        let sticky = mode & 0o1000 != 0;
+        let refused = if !meta.file_type().is_dir() {
+            Some("is not a directory")
+        } else if meta.uid() != uid && (leaf || meta.uid() != 0) {
+            Some("belongs to another user")
+        } else if others_may_write && (leaf || !sticky) {
+            Some("is writable by other users")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "code cache {}: {} {why} (owner {}, mode {:o}); it must be owned by uid {uid} and not writable by group or others",
+                    dir.display(),
+                    path.display(),
+                    meta.uid(),
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -202,6 +311,58 @@ mod tests {
         let e = CodeCache::new(&shared).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
         assert!(e.to_string().contains("mode 777"), "{e}");
+        // Below it, even a private directory is refused: whoever may write
+        // `shared` may replace it.
+        let below = shared.join("libs");
+        fs::DirBuilder::new().mode(0o700).create(&below).unwrap();
+        let e = CodeCache::new(&below).unwrap_err();
+        assert!(e.to_string().contains("writable by other users"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_of_another_user_is_refused_anywhere_on_the_path() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to give a directory to another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join("fnhost-0");
+        fs::DirBuilder::new().mode(0o755).create(&planted).unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        let e = CodeCache::new(planted.join("libs")).unwrap_err();
+        assert!(e.to_string().contains("belongs to another user"), "{e}");
+    }
+
+    #[test]
+    fn a_planted_file_of_the_right_size_is_rewritten_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path()).unwrap();
+        let d = Digest::of(b"genuine!");
+        let path = cache.path_of(&d);
+        fs::write(&path, b"planted!").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        let e = cache.open_verified(&d).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        cache.store(&d, b"genuine!").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"genuine!");
+        cache.open_verified(&d).unwrap();
+    }
+
+    #[test]
+    fn a_symbolic_link_in_place_of_a_copy_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path().join("libs")).unwrap();
+        let d = Digest::of(b"real");
+        fs::write(dir.path().join("elsewhere"), b"real").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), cache.path_of(&d)).unwrap();
+        assert!(cache.open_verified(&d).is_err());
+        cache.store(&d, b"real").unwrap();
+        assert!(!fs::symlink_metadata(cache.path_of(&d))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        cache.open_verified(&d).unwrap();
     }
 
     #[test]
@@ -210,6 +371,7 @@ mod tests {
         let cache = CodeCache::new(dir.path()).unwrap();
         let d = Digest::of(b"complete");
         let path = cache.store(&d, b"complete").unwrap();
+        fs::remove_file(&path).unwrap();
         fs::write(&path, b"comp").unwrap();
         cache.store(&d, b"complete").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"complete");

@@ -96,6 +96,16 @@ pub enum LoadError {
         /// What is wrong.
         reason: String,
     },
+    /// Loading the library in a throwaway worker process (the pre-flight)
+    /// showed its initialization code (ELF constructors) crashing, exiting
+    /// or blocking; it was never mapped in the host.
+    #[error("{}: {what}", path.display())]
+    Initialization {
+        /// The file.
+        path: PathBuf,
+        /// What happened, e.g. "the library's initialization code crashed: SIGABRT".
+        what: String,
+    },
     /// The library has no handler of that name.
     #[error(
         "library `{library}` has no handler `{handler}`; its handlers are: {}",
@@ -147,7 +157,8 @@ impl LoadError {
             | LoadError::NotAPlugin { path }
             | LoadError::AbiVersion { path, .. }
             | LoadError::AbiLayout { path, .. }
-            | LoadError::InvalidDescriptor { path, .. } => {
+            | LoadError::InvalidDescriptor { path, .. }
+            | LoadError::Initialization { path, .. } => {
                 let name = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())

@@ -101,20 +101,18 @@ impl Generation {
         initializer: Option<(String, abi::InitializerFn)>,
     ) -> Arc<Generation> {
         let id = shared.counters.next_generation_id();
-        let process = (config.isolation == Isolation::Process).then(|| {
-            let executable = shared
-                .config
-                .worker_executable
-                .clone()
-                .or_else(|| std::env::current_exe().ok())
-                .unwrap_or_else(|| "fnhost".into());
-            ProcessPool::new(
-                executable,
-                library.mapped_path().to_owned(),
-                config.clone(),
-                shared.config.log_tail_bytes,
-            )
-        });
+        let process = library
+            .file()
+            .filter(|_| config.isolation == Isolation::Process)
+            .map(|file| {
+                ProcessPool::new(
+                    shared.config.worker_executable(),
+                    Arc::clone(file),
+                    config.clone(),
+                    shared.config.log_tail_bytes,
+                    shared.config.worker_queue_timeout,
+                )
+            });
         Arc::new(Generation {
             process,
             id,
@@ -358,6 +356,10 @@ impl Generation {
             lease.mark_ready();
             let result = pool.invoke(payload, &served);
             drop((lease, flight));
+            let result = result.map_err(|busy| InvokeError::TooManyRequests {
+                function: self.context.function_name.clone(),
+                reason: busy.to_string(),
+            })?;
             let counters = &self.shared.counters;
             counters.invoked();
             if result

@@ -1,15 +1,17 @@
 //! Opens a library as fnhost code: validate the file, copy it to its content
-//! address, `dlopen` that copy, read and check the descriptor, and only then
-//! hand out its handlers.
+//! address, load that copy once in a throwaway worker process (the
+//! pre-flight: its constructors run there, not here), then `dlopen` the
+//! copy, read and check the descriptor, and only then hand out its handlers.
 //!
-//! A library whose check fails is closed again (none of its code ran, apart
-//! from the loader's own constructors). A library that passed is kept mapped
+//! A library whose pre-flight or check fails is never mapped here (or is
+//! closed again). A library that passed is kept mapped
 //! for the life of the process: a Rust cdylib that has run cannot be unloaded
 //! soundly on glibc (thread-local and pthread-key destructors may still point
 //! into it), so the loader never `dlclose`s it. Loading the same bytes again
 //! returns the same [`Library`].
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use crate::abi_check::{check_descriptor, CheckError, PluginInfo};
 use crate::code_cache::{CodeCache, Digest};
 use crate::elf;
 use crate::error::LoadError;
+use crate::isolation::preflight::{Failure, Preflight};
 
 /// A checked, mapped plugin library: the code shared by every function and
 /// generation built from the same bytes. Lives as long as the process.
@@ -32,6 +35,9 @@ pub struct Library {
     // Held, never dropped while referenced; see the module docs. `None` for
     // a library stored for worker processes and never mapped here.
     _handle: Option<libloading::Library>,
+    /// The verified cache copy, open, for worker processes to inherit
+    /// (libraries stored for process isolation).
+    file: Option<Arc<OwnedFd>>,
 }
 
 impl Library {
@@ -59,6 +65,11 @@ impl Library {
     /// stored only for worker processes).
     pub fn is_mapped(&self) -> bool {
         self._handle.is_some()
+    }
+
+    /// The verified cache copy, open (for libraries stored for worker processes).
+    pub(crate) fn file(&self) -> Option<&Arc<OwnedFd>> {
+        self.file.as_ref()
     }
 
     /// Handler names, in table order.
@@ -105,6 +116,9 @@ impl std::fmt::Debug for Library {
 #[derive(Debug)]
 pub struct Loader {
     cache: CodeCache,
+    /// `None` only in a worker process, which is itself the throwaway
+    /// process a library is tried in.
+    preflight: Option<Preflight>,
     loaded: Mutex<HashMap<Digest, Arc<Library>>>,
 }
 
@@ -114,12 +128,63 @@ impl Loader {
         &self.cache
     }
 
-    /// A loader that copies libraries into `cache`.
-    pub fn new(cache: CodeCache) -> Loader {
+    /// A loader that copies libraries into `cache` and tries each new one
+    /// in a worker process as `preflight` says before mapping it.
+    pub fn new(cache: CodeCache, preflight: Preflight) -> Loader {
         Loader {
             cache,
+            preflight: Some(preflight),
             loaded: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The loader of a worker process: it loads its one library in place
+    /// ([`Loader::open_in_place`]) and has nothing to pre-flight or cache.
+    pub(crate) fn in_worker() -> Loader {
+        Loader {
+            cache: CodeCache::none(),
+            preflight: None,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Loads the library at `path` without copying or pre-flighting it: for
+    /// a worker process, given the host's verified copy as a descriptor.
+    /// `name` names it in messages.
+    pub(crate) fn open_in_place(
+        &self,
+        name: &Path,
+        path: &Path,
+    ) -> Result<Arc<Library>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
+            path: name.to_owned(),
+            error,
+        })?;
+        elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
+            path: name.to_owned(),
+            reason,
+        })?;
+        let digest = Digest::of(&bytes);
+        let library = open_checked(name, path, digest, bytes.len() as u64)?;
+        Ok(Arc::new(library))
+    }
+
+    /// Tries the verified copy of `digest` in a throwaway worker process.
+    fn preflight(&self, source: &Path, digest: &Digest) -> Result<(), LoadError> {
+        let Some(preflight) = &self.preflight else {
+            return Ok(());
+        };
+        let file = self
+            .cache
+            .open_verified(digest)
+            .map_err(|error| LoadError::Io {
+                path: self.cache.dir().to_owned(),
+                error,
+            })?;
+        preflight
+            .check(&file)
+            .map(|_| ())
+            .map_err(|failure| failure_to_error(source, failure))
     }
 
     /// Number of distinct libraries mapped (none is ever unmapped).
@@ -157,11 +222,19 @@ impl Loader {
                 path: self.cache.dir().to_owned(),
                 error,
             })?;
+        let file = self
+            .cache
+            .open_verified(&digest)
+            .map_err(|error| LoadError::Io {
+                path: self.cache.dir().to_owned(),
+                error,
+            })?;
         Ok(Arc::new(Library {
             digest,
             source: path.to_owned(),
             mapped_path,
             size: bytes.len() as u64,
+            file: Some(Arc::new(file)),
             info: PluginInfo {
                 name: String::new(),
                 sdk: String::new(),
@@ -193,6 +266,8 @@ impl Loader {
         if let Some(lib) = self.loaded.lock().get(&digest) {
             return Ok(Arc::clone(lib));
         }
+        // Nothing of a library runs here before it ran once elsewhere.
+        self.preflight(source, &digest)?;
         let library = open_checked(source, &mapped_path, digest, bytes.len() as u64)?;
         let mut loaded = self.loaded.lock();
         let entry = loaded.entry(digest).or_insert_with(|| Arc::new(library));
@@ -264,5 +339,52 @@ fn open_checked(
         size,
         info,
         _handle: Some(handle),
+        file: None,
     })
+}
+
+/// The load error a failed pre-flight stands for.
+pub(crate) fn failure_to_error(source: &Path, failure: Failure) -> LoadError {
+    use crate::isolation::protocol::Refusal;
+    let path = source.to_owned();
+    match failure {
+        Failure::Refused(Refusal::Open(message)) => LoadError::Open { path, message },
+        Failure::Refused(Refusal::NotAPlugin) => LoadError::NotAPlugin { path },
+        Failure::Refused(Refusal::Version { major, minor }) => LoadError::AbiVersion {
+            path,
+            plugin_major: major,
+            plugin_minor: minor,
+            host_major: abi::ABI_MAJOR,
+            host_minor: abi::ABI_MINOR,
+        },
+        Failure::Refused(Refusal::Layout(differences)) => {
+            LoadError::AbiLayout { path, differences }
+        }
+        Failure::Refused(Refusal::Invalid(reason)) => LoadError::InvalidDescriptor { path, reason },
+        Failure::Refused(Refusal::Other(reason)) => LoadError::InvalidDescriptor { path, reason },
+        other => LoadError::Initialization {
+            path,
+            what: other.describe(),
+        },
+    }
+}
+
+/// What a pre-flight worker reports about a load error it met.
+pub(crate) fn error_to_refusal(error: &LoadError) -> crate::isolation::protocol::Refusal {
+    use crate::isolation::protocol::Refusal;
+    match error {
+        LoadError::Open { message, .. } => Refusal::Open(message.clone()),
+        LoadError::NotAPlugin { .. } => Refusal::NotAPlugin,
+        LoadError::AbiVersion {
+            plugin_major,
+            plugin_minor,
+            ..
+        } => Refusal::Version {
+            major: *plugin_major,
+            minor: *plugin_minor,
+        },
+        LoadError::AbiLayout { differences, .. } => Refusal::Layout(differences.clone()),
+        LoadError::InvalidDescriptor { reason, .. } => Refusal::Invalid(reason.clone()),
+        other => Refusal::Other(other.to_string()),
+    }
 }

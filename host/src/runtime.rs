@@ -15,6 +15,7 @@ use crate::error::LoadError;
 use crate::function::Function;
 use crate::generation::Generation;
 use crate::invocation::Limits;
+use crate::isolation::preflight::Preflight;
 use crate::loader::{Library, Loader};
 use crate::pool::WorkerPool;
 use crate::registry::{GenerationStats, Registry};
@@ -42,6 +43,27 @@ pub struct RuntimeConfig {
     /// binary here or calls [`crate::isolation::worker_main`] when started
     /// with the `__worker` argument).
     pub worker_executable: Option<PathBuf>,
+    /// How long loading a new library in its pre-flight worker may take
+    /// (its constructors; default 10 s). The same executable runs it.
+    pub preflight_timeout: Duration,
+    /// Most worker processes alive at once, across every function (default
+    /// 64). The cap is process-wide: the last runtime created sets it.
+    pub max_worker_processes: usize,
+    /// How long a call waits for a worker process when the cap is reached
+    /// and no worker is idle, before `TooManyRequests` (default 10 s, never
+    /// past the call's deadline).
+    pub worker_queue_timeout: Duration,
+}
+
+impl RuntimeConfig {
+    /// The executable worker processes run: `worker_executable`, else the
+    /// running one.
+    pub fn worker_executable(&self) -> PathBuf {
+        self.worker_executable
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| "fnhost".into())
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +77,9 @@ impl Default for RuntimeConfig {
             worker_idle_timeout: Duration::from_secs(60),
             worker_stack_size: 8 * 1024 * 1024,
             worker_executable: None,
+            preflight_timeout: crate::isolation::preflight::DEFAULT_PREFLIGHT_TIMEOUT,
+            max_worker_processes: crate::isolation::DEFAULT_MAX_WORKER_PROCESSES,
+            worker_queue_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -74,6 +99,9 @@ pub struct RuntimeStats {
     pub idle_workers: usize,
     /// Distinct libraries mapped (kept for the life of the process).
     pub libraries_mapped: usize,
+    /// Worker processes alive in this process, across every runtime
+    /// (pre-flights included).
+    pub worker_processes: usize,
     /// The registry's generations: live, draining, retired.
     pub generations: GenerationStats,
 }
@@ -165,9 +193,14 @@ impl Runtime {
             error,
         })?;
         let pool = WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size);
+        crate::isolation::budget::set_max(config.max_worker_processes);
+        let preflight = Preflight {
+            executable: config.worker_executable(),
+            timeout: config.preflight_timeout,
+        };
         let shared = Arc::new(Shared {
             config,
-            loader: Loader::new(cache),
+            loader: Loader::new(cache, preflight),
             pool,
             counters: Counters::default(),
         });
@@ -175,6 +208,22 @@ impl Runtime {
             registry: Arc::new(Registry::new(Arc::clone(&shared))),
             shared,
         })
+    }
+
+    /// The runtime of a worker process: no code cache and no pre-flight
+    /// (the worker is the throwaway process libraries are tried in).
+    pub(crate) fn for_worker(config: RuntimeConfig) -> Runtime {
+        let pool = WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size);
+        let shared = Arc::new(Shared {
+            config,
+            loader: Loader::in_worker(),
+            pool,
+            counters: Counters::default(),
+        });
+        Runtime {
+            registry: Arc::new(Registry::new(Arc::clone(&shared))),
+            shared,
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -238,6 +287,7 @@ impl Runtime {
             runaway_invocations: self.shared.counters.runaway(),
             worker_threads: self.shared.pool.threads(),
             idle_workers: self.shared.pool.idle(),
+            worker_processes: crate::isolation::budget::live(),
             libraries_mapped: self.shared.loader.mapped_count(),
             generations: self.registry.generation_stats(),
         }
@@ -291,6 +341,18 @@ pub(crate) fn build_generation_at(
         ));
     }
     let library = shared.loader.load(path)?;
+    generation_of(shared, config, library, &entry, init_entry.as_ref())
+}
+
+/// Builds an in-process generation of `library`: resolves the handler and
+/// initializer.
+pub(crate) fn generation_of(
+    shared: &Arc<Shared>,
+    config: FunctionConfig,
+    library: Arc<Library>,
+    entry: &Entry,
+    init_entry: Option<&Entry>,
+) -> Result<Arc<Generation>, LoadError> {
     let handler = library
         .handler(&entry.symbol)
         .ok_or_else(|| LoadError::UnknownHandler {
@@ -298,7 +360,7 @@ pub(crate) fn build_generation_at(
             handler: entry.symbol.clone(),
             available: library.handler_names(),
         })?;
-    let initializer = match &init_entry {
+    let initializer = match init_entry {
         None => None,
         Some(init) => Some((
             init.to_string(),

@@ -107,10 +107,12 @@ pub fn cache_dir() -> PathBuf {
     .clone()
 }
 
-/// A runtime whose code cache is private to this test binary.
+/// A runtime whose code cache is private to this test binary, and whose
+/// worker processes (pre-flights included) run the workspace's `fnhost`.
 pub fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
         ..RuntimeConfig::default()
     })
     .expect("runtime")

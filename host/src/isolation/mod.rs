@@ -15,20 +15,46 @@
 //!   answered `runtime exited unexpectedly` with the signal or exit status,
 //!   and only that worker is replaced;
 //! - **output capture**: the worker's stdout and stderr (a handler's
-//!   `println!` included) land in the invocation's log with the usual prefix.
+//!   `println!` included) land in the invocation's log with the usual
+//!   prefix, at most 1 MiB per invocation, with a note when more was
+//!   dropped ([`output`](self) explains how each byte is attributed);
+//! - **containment**: each worker is the leader of its own process group;
+//!   a timeout, a crash, retirement and the host's death end the whole
+//!   group, so no process a handler started outlives its worker (one that
+//!   leaves the group with `setsid`/`setpgid` is beyond this reach: that
+//!   takes a cgroup). A worker inherits only its socket, its library and
+//!   stdio; every other descriptor is closed;
+//! - **a host-wide cap** on worker processes ([`RuntimeConfig::max_worker_processes`](crate::RuntimeConfig)):
+//!   starting one past it ends the longest-idle worker of any function
+//!   first, then waits; a call that still finds none is refused with
+//!   `TooManyRequests`.
 //!
 //! Workers are started from one long-lived thread with `PR_SET_PDEATHSIG`,
-//! so they die with the host even when it is killed.
+//! so they die with the host even when it is killed. Each checks, before it
+//! runs anything, that its parent is still the host by the pid captured
+//! before the spawn (so isolation holds as PID 1 of a container and under a
+//! subreaper). Workers receive the library as an open descriptor of the
+//! verified cache copy, never a path.
+//!
+//! The same worker, started in check mode, is the pre-flight every library
+//! passes before the host maps it ([`preflight`]).
 
+pub(crate) mod budget;
+mod output;
+pub mod preflight;
 pub(crate) mod process;
-mod protocol;
+pub(crate) mod protocol;
 mod worker;
 
+pub use budget::DEFAULT_MAX_WORKER_PROCESSES;
 pub use worker::worker_main;
 
-/// Starts the line a worker writes to stdout and stderr after each
-/// invocation, followed by the invocation's sequence number.
-pub(crate) const SYNC_MARKER: &str = "\u{1}fnhost-output-end:";
+/// The worker's socket to the host.
+pub(crate) const SOCKET_FD: i32 = 3;
+/// The worker's library (an open descriptor of the verified cache copy).
+pub(crate) const LIBRARY_FD: i32 = 4;
+/// Descriptors from this one up are closed in a worker.
+pub(crate) const FIRST_CLOSED_FD: i32 = 5;
 
 /// The argument that starts the `fnhost` executable as a worker.
 pub const WORKER_ARG: &str = "__worker";

@@ -2,20 +2,22 @@
 //! generation, each serving one invocation at a time.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
-use super::protocol::{read_frame, write_frame, Done, Invoke, Ready, Start};
+use super::budget::{self, IdleWorkers, Slot};
+use super::output::{self, Taken, WorkerOutput, MAX_CAPTURED};
+use super::protocol::{read_frame, write_frame, Deadline, Done, Invoke, Ready, Start};
 use super::{RUNTIME_HEADROOM_MB, WORKER_ARG};
 use crate::config::FunctionConfig;
 use crate::invocation::{format_timeout, Served};
@@ -25,8 +27,6 @@ use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Ou
 /// The error type a worker reports when it cannot load the library.
 pub(crate) const LOAD_ERROR: &str = "LoadError";
 
-/// Captured output kept per worker between invocations.
-const MAX_CAPTURED: usize = 1024 * 1024;
 /// After this many consecutive failed starts, starts back off.
 const START_FAILURES_BEFORE_BACKOFF: u32 = 3;
 
@@ -57,110 +57,173 @@ fn spawn(command: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
-/// What the output readers collected, and the last end-of-output marker
-/// each stream (stdout, stderr) has passed.
-#[derive(Default)]
-struct Captured {
-    bytes: Vec<u8>,
-    marks: [u64; 2],
+/// How to start a worker process.
+pub(crate) struct Launch<'a> {
+    pub(crate) executable: &'a Path,
+    /// The library, opened by the host from its verified cache copy.
+    pub(crate) library: &'a OwnedFd,
+    /// `RLIMIT_DATA` of the worker, in bytes.
+    pub(crate) data_limit: u64,
+    /// A slot in the host-wide worker budget.
+    pub(crate) slot: Slot,
 }
 
-/// One worker process.
-struct Worker {
-    child: Child,
-    socket: UnixStream,
-    /// Everything the worker wrote to stdout and stderr since last taken.
-    output: Arc<(Mutex<Captured>, Condvar)>,
-    /// Invocations this worker has answered.
-    answered: u64,
+/// One worker process, in its own process group: ending it ends every
+/// process its handler started (unless one left the group itself).
+pub(crate) struct Worker {
+    /// `None` once reaped.
+    child: Option<Child>,
+    pid: i32,
+    pub(crate) socket: UnixStream,
+    output: Arc<WorkerOutput>,
+    _slot: Slot,
 }
 
 impl Worker {
-    fn take_output(&self) -> Vec<u8> {
-        std::mem::take(&mut self.output.0.lock().bytes)
-    }
-
-    /// The output of the invocation just answered: waits (briefly) until
-    /// both streams passed its end marker, so no line is left behind.
-    fn take_output_of_answered(&mut self) -> Vec<u8> {
-        self.answered += 1;
-        let (lock, passed) = &*self.output;
-        let mut captured = lock.lock();
-        let deadline = Instant::now() + Duration::from_millis(200);
-        while captured.marks.iter().any(|&m| m < self.answered) {
-            if passed.wait_until(&mut captured, deadline).timed_out() {
-                break;
-            }
+    /// Starts the `fnhost` executable as a worker: its socket on fd 3, the
+    /// library on fd 4, every other inherited descriptor closed at `exec`.
+    pub(crate) fn launch(launch: Launch<'_>) -> std::io::Result<Worker> {
+        let (host_end, worker_end) = UnixStream::pair()?;
+        let worker_fd = worker_end.as_raw_fd();
+        let library_fd = launch.library.as_raw_fd();
+        let data_limit = launch.data_limit;
+        let host_pid = std::process::id() as libc::pid_t;
+        let mut command = Command::new(launch.executable);
+        command
+            .arg(WORKER_ARG)
+            .env(OsStr::from_bytes(super::WORKER_ENV.to_bytes()), "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: the closure runs in the child between fork and exec and only
+        // makes async-signal-safe system calls (fcntl, dup2, prctl, getppid,
+        // setrlimit, close_range) on values computed before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                // Move both descriptors out of the way first, so that placing
+                // one on 3 or 4 cannot overwrite the other.
+                let socket = libc::fcntl(worker_fd, libc::F_DUPFD, 10);
+                let library = libc::fcntl(library_fd, libc::F_DUPFD, 10);
+                if socket < 0
+                    || library < 0
+                    || libc::dup2(socket, super::SOCKET_FD) < 0
+                    || libc::dup2(library, super::LIBRARY_FD) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The worker turns this signal into the end of its whole
+                // process group (see `worker::contain`).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Compared with the host's own pid, not with 1: as PID 1 of a
+                // container the host is 1, and under a subreaper an orphan's
+                // parent is not.
+                if libc::getppid() != host_pid {
+                    libc::_exit(1);
+                }
+                let limit = libc::rlimit {
+                    rlim_cur: data_limit,
+                    rlim_max: data_limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_DATA, &limit) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Every other descriptor the host has open (a plugin's, a
+                // connection's) closes at exec. std's own exec-error pipe is
+                // close-on-exec already, so it keeps working.
+                libc::syscall(
+                    libc::SYS_close_range,
+                    super::FIRST_CLOSED_FD as libc::c_uint,
+                    libc::c_uint::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
+                Ok(())
+            });
         }
-        std::mem::take(&mut captured.bytes)
-    }
-
-    /// Kills the worker and reaps it; returns how it ended.
-    fn end(mut self) -> Option<std::process::ExitStatus> {
-        let _ = self.child.kill();
-        self.child.wait().ok()
-    }
-
-    /// Reaps a worker that closed its socket, waiting briefly for it to exit.
-    fn reap(mut self) -> (Option<std::process::ExitStatus>, Vec<u8>) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    break self.child.wait().ok();
-                }
+        let mut child = spawn(command)?;
+        drop(worker_end);
+        let pid = child.id() as i32;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(std::io::Error::other("worker stdio missing"));
+        };
+        let output = match WorkerOutput::register(stdout.into(), stderr.into()) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
             }
         };
-        // Let the output readers drain what the worker wrote before dying.
-        std::thread::sleep(Duration::from_millis(20));
-        let output = self.take_output();
-        (status, output)
+        Ok(Worker {
+            child: Some(child),
+            pid,
+            socket: host_end,
+            output,
+            _slot: launch.slot,
+        })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Everything the worker wrote since the last take.
+    pub(crate) fn take_output(&self) -> Taken {
+        self.output.take()
+    }
+
+    /// Kills the worker's process group and reaps the worker. The group is
+    /// signalled only while the worker is unreaped, so its id cannot have
+    /// been reused by then.
+    fn finish(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill has no memory preconditions; the group id is the
+        // worker's pid, still held by the unreaped worker.
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Kills the worker (and its process group) and reaps it; returns how it ended.
+    pub(crate) fn end(mut self) -> Option<std::process::ExitStatus> {
+        self.finish()
+    }
+
+    /// Reaps a worker that closed its socket, waiting briefly for it to
+    /// exit; ends its process group, and returns its exit and its output.
+    pub(crate) fn reap(mut self) -> (Option<std::process::ExitStatus>, Taken) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let exited = loop {
+            match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(_))) => break true,
+                Some(Ok(None)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                _ => break false,
+            }
+        };
+        // The worker is a zombie (or still alive): ending its group now is
+        // safe, and `finish` collects its status.
+        let status = if exited {
+            let mut child = self.child.take();
+            // SAFETY: as in `finish`: the unreaped worker holds the group id.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+            child.as_mut().and_then(|c| c.wait().ok())
+        } else {
+            self.finish()
+        };
+        // What it wrote before dying is in its pipes (closed now): drain it.
+        (status, self.take_output())
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.finish();
+        output::release(&self.output);
     }
-}
-
-fn capture(
-    stream: impl Read + Send + 'static,
-    into: Arc<(Mutex<Captured>, Condvar)>,
-    index: usize,
-) {
-    let _ = std::thread::Builder::new()
-        .name("fnhost-worker-output".into())
-        .spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::new();
-            let marker = super::SYNC_MARKER.as_bytes();
-            while let Ok(n) = reader.read_until(b'\n', &mut line) {
-                if n == 0 {
-                    break;
-                }
-                let (lock, passed) = &*into;
-                let mut captured = lock.lock();
-                if let Some(rest) = line.strip_prefix(marker) {
-                    let seq = std::str::from_utf8(rest)
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok());
-                    if let Some(seq) = seq {
-                        captured.marks[index] = seq;
-                        passed.notify_all();
-                    }
-                } else if captured.bytes.len() + line.len() <= MAX_CAPTURED {
-                    captured.bytes.extend_from_slice(&line);
-                }
-                line.clear();
-            }
-        });
 }
 
 #[derive(Default)]
@@ -170,14 +233,48 @@ struct StartFailures {
     last: Option<FunctionError>,
 }
 
+/// Idle workers of one pool, oldest first, and since when each is idle.
+#[derive(Default)]
+struct Idle(Mutex<Vec<(Worker, Instant)>>);
+
+impl IdleWorkers for Idle {
+    fn oldest_idle(&self) -> Option<Instant> {
+        self.0.lock().first().map(|(_, since)| *since)
+    }
+    fn end_oldest_idle(&self) -> bool {
+        let worker = {
+            let mut idle = self.0.lock();
+            if idle.is_empty() {
+                return false;
+            }
+            idle.remove(0).0
+        };
+        worker.end();
+        true
+    }
+}
+
+impl Idle {
+    fn push(&self, worker: Worker) {
+        self.0.lock().push((worker, Instant::now()));
+    }
+    /// The most recently used idle worker.
+    fn pop(&self) -> Option<Worker> {
+        self.0.lock().pop().map(|(w, _)| w)
+    }
+}
+
 /// The worker processes of one generation.
 pub(crate) struct ProcessPool {
     executable: PathBuf,
-    library: PathBuf,
+    /// The library, opened from its verified cache copy; each worker
+    /// inherits it (see [`Worker::launch`]).
+    library: Arc<OwnedFd>,
     config: FunctionConfig,
     tail_bytes: usize,
-    /// Idle workers and since when.
-    idle: Mutex<Vec<(Worker, Instant)>>,
+    /// How long a call waits for a slot in the host-wide worker budget.
+    queue_timeout: Duration,
+    idle: Arc<Idle>,
     failures: Mutex<StartFailures>,
     /// Worker processes started so far (successfully or not).
     starts: std::sync::atomic::AtomicU64,
@@ -189,19 +286,50 @@ pub(crate) struct StartError {
     pub(crate) log: String,
 }
 
+/// The host-wide cap on worker processes held for the whole wait.
+#[derive(Debug)]
+pub(crate) struct Saturated {
+    /// The cap.
+    pub(crate) max: usize,
+    /// How long the call waited.
+    pub(crate) waited: Duration,
+}
+
+impl std::fmt::Display for Saturated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "all {} worker processes this host allows are busy (waited {} ms)",
+            self.max,
+            self.waited.as_millis()
+        )
+    }
+}
+
+enum Acquired {
+    Worker(Worker, String),
+    Failed(StartError),
+    Saturated(Saturated),
+}
+
 impl ProcessPool {
     pub(crate) fn new(
         executable: PathBuf,
-        library: PathBuf,
+        library: Arc<OwnedFd>,
         config: FunctionConfig,
         tail_bytes: usize,
+        queue_timeout: Duration,
     ) -> ProcessPool {
+        let idle = Arc::new(Idle::default());
+        let holder: Arc<dyn IdleWorkers> = idle.clone();
+        budget::register(Arc::downgrade(&holder));
         ProcessPool {
             executable,
             library,
             config,
             tail_bytes,
-            idle: Mutex::new(Vec::new()),
+            queue_timeout,
+            idle,
             failures: Mutex::new(StartFailures::default()),
             starts: std::sync::atomic::AtomicU64::new(0),
         }
@@ -210,29 +338,51 @@ impl ProcessPool {
     /// Starts a worker and returns it to the idle set (reserved capacity and
     /// the deploy-time check).
     pub(crate) fn prestart(&self) -> Result<String, StartError> {
-        let (worker, init_log) = self.start()?;
-        self.idle.lock().push((worker, Instant::now()));
-        Ok(init_log)
+        let deadline = Instant::now() + self.queue_timeout;
+        match self.start(deadline) {
+            Acquired::Worker(worker, init_log) => {
+                self.idle.push(worker);
+                Ok(init_log)
+            }
+            Acquired::Failed(e) => Err(e),
+            Acquired::Saturated(s) => Err(StartError {
+                error: FunctionError::new(error_type::INITIALIZATION, s.to_string()),
+                log: String::new(),
+            }),
+        }
     }
 
-    fn start(&self) -> Result<(Worker, String), StartError> {
+    fn start(&self, deadline: Instant) -> Acquired {
         {
             let f = self.failures.lock();
             if let (Some(until), Some(last)) = (f.retry_after, &f.last) {
                 if Instant::now() < until {
-                    return Err(StartError {
+                    return Acquired::Failed(StartError {
                         error: last.clone(),
                         log: String::new(),
                     });
                 }
             }
         }
+        let waiting = Instant::now();
+        let slot = match budget::acquire(deadline) {
+            Ok(slot) => slot,
+            Err(e) => {
+                return Acquired::Saturated(Saturated {
+                    max: e.max,
+                    waited: waiting.elapsed(),
+                })
+            }
+        };
         self.starts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let result = self.start_once();
+        let result = self.start_once(slot);
         let mut f = self.failures.lock();
-        match &result {
-            Ok(_) => *f = StartFailures::default(),
+        match result {
+            Ok((worker, log)) => {
+                *f = StartFailures::default();
+                Acquired::Worker(worker, log)
+            }
             Err(e) => {
                 f.consecutive += 1;
                 f.last = Some(e.error.clone());
@@ -241,87 +391,48 @@ impl ProcessPool {
                     let exp = (f.consecutive - START_FAILURES_BEFORE_BACKOFF).min(6);
                     f.retry_after = Some(Instant::now() + Duration::from_secs(1 << exp));
                 }
+                Acquired::Failed(e)
             }
         }
-        result
     }
 
-    fn start_once(&self) -> Result<(Worker, String), StartError> {
+    fn start_once(&self, slot: Slot) -> Result<(Worker, String), StartError> {
         let fail = |message: String| StartError {
             error: FunctionError::new(error_type::INITIALIZATION, message),
             log: String::new(),
         };
-        let (host_end, worker_end) =
-            UnixStream::pair().map_err(|e| fail(format!("socketpair: {e}")))?;
-        let worker_fd = worker_end.as_raw_fd();
         let data_limit = (u64::from(self.config.memory_mb) + RUNTIME_HEADROOM_MB) * 1024 * 1024;
-        let mut command = Command::new(&self.executable);
-        command
-            .arg(WORKER_ARG)
-            .env(OsStr::from_bytes(super::WORKER_ENV.to_bytes()), "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: the closure runs in the child between fork and exec and only
-        // makes async-signal-safe system calls (dup2, prctl, getppid,
-        // setrlimit) on values computed before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::dup2(worker_fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() == 1 {
-                    // The host died before we could ask to follow it.
-                    libc::_exit(1);
-                }
-                let limit = libc::rlimit {
-                    rlim_cur: data_limit,
-                    rlim_max: data_limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_DATA, &limit) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = spawn(command).map_err(|e| {
+        let worker = Worker::launch(Launch {
+            executable: &self.executable,
+            library: &self.library,
+            data_limit,
+            slot,
+        })
+        .map_err(|e| {
             fail(format!(
                 "cannot start a worker process ({}): {e}",
-                self.executable.display()
+                self.executable
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             ))
         })?;
-        drop(worker_end);
-        let output = Arc::new((Mutex::new(Captured::default()), Condvar::new()));
-        if let Some(out) = child.stdout.take() {
-            capture(out, Arc::clone(&output), 0);
-        }
-        if let Some(err) = child.stderr.take() {
-            capture(err, Arc::clone(&output), 1);
-        }
-        let worker = Worker {
-            child,
-            socket: host_end,
-            output,
-            answered: 0,
-        };
         let start = Start {
-            library: self.library.clone(),
+            check_only: false,
             config: self.config.clone(),
         };
         let mut socket = &worker.socket;
         write_frame(&mut socket, &start, &[])
             .map_err(|e| fail(format!("worker did not start: {e}")))?;
         let wait = self.config.effective_initializer_timeout() + Duration::from_secs(10);
-        let _ = worker.socket.set_read_timeout(Some(wait));
-        let ready: Result<(Ready, Vec<u8>), _> = read_frame(&mut socket);
+        let ready: Result<(Ready, Vec<u8>), _> =
+            read_frame(&mut Deadline::new(&worker.socket, Instant::now() + wait));
         match ready {
             Ok((
                 Ready {
                     error: None,
                     init_log,
+                    ..
                 },
                 _,
             )) => Ok((worker, init_log)),
@@ -329,6 +440,7 @@ impl ProcessPool {
                 Ready {
                     error: Some((ty, message)),
                     init_log,
+                    ..
                 },
                 _,
             )) => {
@@ -351,14 +463,19 @@ impl ProcessPool {
                         error_type::INITIALIZATION,
                         format!("the worker failed to start ({}): {e}", describe(status)),
                     ),
-                    log: String::from_utf8_lossy(&output).into_owned(),
+                    log: String::from_utf8_lossy(&output.bytes).into_owned(),
                 })
             }
         }
     }
 
-    /// Runs one invocation in a worker, answering at the deadline at the latest.
-    pub(crate) fn invoke(&self, payload: &[u8], served: &Served) -> InvokeResult {
+    /// Runs one invocation in a worker, answering at the deadline at the
+    /// latest; `Err` when the host-wide worker budget stayed exhausted.
+    pub(crate) fn invoke(
+        &self,
+        payload: &[u8],
+        served: &Served,
+    ) -> Result<InvokeResult, Saturated> {
         let started = Instant::now();
         let timeout = self.config.timeout;
         let deadline = started + timeout;
@@ -370,38 +487,46 @@ impl ProcessPool {
         // An idle worker may have died while waiting (the kernel's OOM killer,
         // an operator): if the request cannot even be sent, the handler never
         // ran, so a fresh worker takes it.
-        let mut reused = self.idle.lock().pop().map(|(w, _)| w);
-        let (mut worker, sent) = loop {
+        let mut reused = self.idle.pop();
+        let (worker, sent) = loop {
             let (worker, was_idle) = match reused.take() {
                 Some(w) => (w, true),
-                None => match self.start() {
-                    Ok((w, _)) => (w, false),
-                    Err(e) => {
-                        return self.failure(None, e.error, e.log.as_bytes(), started.elapsed())
+                None => match self.start(deadline.min(started + self.queue_timeout)) {
+                    Acquired::Worker(w, _) => (w, false),
+                    Acquired::Failed(e) => {
+                        return Ok(self.failure(
+                            None,
+                            e.error,
+                            &Taken {
+                                bytes: e.log.into_bytes(),
+                                dropped: 0,
+                            },
+                            started.elapsed(),
+                        ))
                     }
+                    Acquired::Saturated(s) => return Err(s),
                 },
             };
+            // Output of background threads between invocations is not this
+            // invocation's.
             worker.take_output();
             let mut socket = &worker.socket;
             let sent = write_frame(&mut socket, &request, payload);
             if sent.is_err() && was_idle {
                 worker.end();
-                reused = self.idle.lock().pop().map(|(w, _)| w);
+                reused = self.idle.pop();
                 continue;
             }
             break (worker, sent);
         };
-        let mut socket = &worker.socket;
-        let remaining = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
-        let _ = worker.socket.set_read_timeout(Some(remaining));
-        let answer: std::io::Result<(Done, Vec<u8>)> = sent.and_then(|()| read_frame(&mut socket));
-        match answer {
+        // The deadline bounds the whole answer, however the worker drips it.
+        let answer: std::io::Result<(Done, Vec<u8>)> =
+            sent.and_then(|()| read_frame(&mut Deadline::new(&worker.socket, deadline)));
+        Ok(match answer {
             Ok((done, body)) => {
-                let output = worker.take_output_of_answered();
+                let output = worker.take_output();
                 let result = self.success(done, body, &output);
-                self.idle.lock().push((worker, Instant::now()));
+                self.idle.push(worker);
                 result
             }
             Err(e)
@@ -423,7 +548,7 @@ impl ProcessPool {
             }
             Err(_) => {
                 let (status, output) = worker.reap();
-                let text = String::from_utf8_lossy(&output);
+                let text = String::from_utf8_lossy(&output.bytes);
                 let error = if text.contains("memory allocation of") {
                     FunctionError::new(
                         error_type::MEMORY_LIMIT,
@@ -440,7 +565,7 @@ impl ProcessPool {
                 };
                 self.failure(None, error, &output, started.elapsed())
             }
-        }
+        })
     }
 
     fn prefix_lines(&self, request_id: &str, output: &[u8]) -> String {
@@ -457,7 +582,24 @@ impl ProcessPool {
         String::from_utf8_lossy(&log).into_owned()
     }
 
-    fn success(&self, done: Done, body: Vec<u8>, output: &[u8]) -> InvokeResult {
+    /// The captured output as log lines, with a note when some was dropped.
+    fn output_lines(&self, request_id: &str, output: &Taken) -> String {
+        let mut lines = self.prefix_lines(request_id, &output.bytes);
+        if output.dropped > 0 {
+            lines.push_str(&self.prefix_lines(
+                request_id,
+                format!(
+                    "[fnhost: output truncated: {} more bytes past the {} KiB limit per invocation were dropped]",
+                    output.dropped,
+                    MAX_CAPTURED / 1024
+                )
+                .as_bytes(),
+            ));
+        }
+        lines
+    }
+
+    fn success(&self, done: Done, body: Vec<u8>, output: &Taken) -> InvokeResult {
         let outcome = match done.error {
             None => Outcome::Success(Body {
                 kind: match done.kind {
@@ -470,7 +612,7 @@ impl ProcessPool {
             }),
             Some((ty, message)) => Outcome::Failure(FunctionError::new(ty, message)),
         };
-        let captured = self.prefix_lines(&done.request_id, output);
+        let captured = self.output_lines(&done.request_id, output);
         InvokeResult {
             outcome,
             summary: Summary {
@@ -489,11 +631,11 @@ impl ProcessPool {
         &self,
         request_id: Option<String>,
         error: FunctionError,
-        output: &[u8],
+        output: &Taken,
         elapsed: Duration,
     ) -> InvokeResult {
         let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut log = self.prefix_lines(&request_id, output);
+        let mut log = self.output_lines(&request_id, output);
         log.push_str(&self.prefix_lines(&request_id, error.message.as_bytes()));
         InvokeResult {
             summary: Summary::new(elapsed, self.config.memory_mb, 0),
@@ -506,7 +648,7 @@ impl ProcessPool {
 
     /// Process ids of the idle workers.
     pub(crate) fn idle_pids(&self) -> Vec<u32> {
-        self.idle.lock().iter().map(|(w, _)| w.child.id()).collect()
+        self.idle.0.lock().iter().map(|(w, _)| w.pid()).collect()
     }
 
     /// Worker processes started so far.
@@ -516,7 +658,7 @@ impl ProcessPool {
 
     /// Worker processes alive and idle.
     pub(crate) fn idle_workers(&self) -> usize {
-        self.idle.lock().len()
+        self.idle.0.lock().len()
     }
 
     /// Ends workers idle longer than the idle timeout, keeping the reserved
@@ -526,7 +668,7 @@ impl ProcessPool {
         let timeout = self.config.instances.idle_timeout;
         let mut ended = Vec::new();
         {
-            let mut idle = self.idle.lock();
+            let mut idle = self.idle.0.lock();
             // Oldest first: the most recently used workers stay warm.
             idle.sort_by_key(|(_, since)| *since);
             while idle.len() > keep
@@ -547,13 +689,14 @@ impl ProcessPool {
 
 impl Drop for ProcessPool {
     fn drop(&mut self) {
-        for (worker, _) in self.idle.get_mut().drain(..) {
+        let workers: Vec<_> = self.idle.0.lock().drain(..).collect();
+        for (worker, _) in workers {
             worker.end();
         }
     }
 }
 
-fn signal_name(sig: i32) -> &'static str {
+pub(crate) fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGSEGV => "SIGSEGV",
         libc::SIGABRT => "SIGABRT",

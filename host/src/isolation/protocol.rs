@@ -4,24 +4,63 @@
 //! included).
 
 use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::FunctionConfig;
 
-/// Largest header accepted.
-const MAX_HEADER: usize = 64 * 1024 * 1024;
-/// Largest body accepted (above the 6 MB limits, with room).
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest header accepted: a result's log (1 MiB at most) and error
+/// message (capped at the ABI boundary), JSON-escaped, with room.
+pub(crate) const MAX_HEADER: usize = 8 * 1024 * 1024;
+/// Largest body accepted (above the 6 MB payload and response limits).
+pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// Host → worker, first frame: what to load.
+/// Host → worker, first frame: what to do with the library the worker
+/// inherited on its library descriptor.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Start {
-    /// The content-addressed copy of the library.
-    pub library: std::path::PathBuf,
+    /// Only load and check the library, answer [`Verdict`] and exit (the
+    /// pre-flight of a library before the host maps it).
+    pub check_only: bool,
     /// The function, as the host configured it.
     pub config: FunctionConfig,
+}
+
+/// What a pre-flight worker found in a library it loaded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Checked {
+    pub name: String,
+    pub sdk: String,
+    pub abi: (u16, u16),
+    pub layout_checked: bool,
+    pub handlers: Vec<String>,
+    pub initializers: Vec<String>,
+}
+
+/// Why a pre-flight worker refused a library (the host names the file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Refusal {
+    /// The dynamic loader refused it.
+    Open(String),
+    /// No descriptor symbol.
+    NotAPlugin,
+    /// Another ABI version.
+    Version { major: u16, minor: u16 },
+    /// Different layouts.
+    Layout(Vec<String>),
+    /// A malformed descriptor.
+    Invalid(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// Worker → host, answer to a `check_only` [`Start`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Verdict {
+    pub result: Result<Checked, Refusal>,
 }
 
 /// Worker → host, answer to `Start`.
@@ -71,6 +110,32 @@ fn read_exact_vec(r: &mut impl Read, limit: usize, what: &str) -> io::Result<Vec
     Ok(buf)
 }
 
+/// Reads from a worker's socket until a deadline: every `read` gets the
+/// time that is left, so a worker dripping bytes cannot stretch a frame
+/// past it.
+pub(crate) struct Deadline<'a> {
+    socket: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    pub(crate) fn new(socket: &'a UnixStream, deadline: Instant) -> Deadline<'a> {
+        Deadline { socket, deadline }
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.socket.set_read_timeout(Some(left))?;
+        let mut socket = self.socket;
+        socket.read(buf)
+    }
+}
+
 /// Writes one frame.
 pub(crate) fn write_frame(
     w: &mut impl Write,
@@ -78,10 +143,17 @@ pub(crate) fn write_frame(
     body: &[u8],
 ) -> io::Result<()> {
     let header = serde_json::to_vec(header).map_err(io::Error::other)?;
+    let (Ok(header_len), Ok(body_len)) = (u32::try_from(header.len()), u32::try_from(body.len()))
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame part over 4 GiB",
+        ));
+    };
     let mut out = Vec::with_capacity(8 + header.len() + body.len());
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(&header);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body_len.to_le_bytes());
     out.extend_from_slice(body);
     w.write_all(&out)?;
     w.flush()
@@ -116,6 +188,42 @@ mod tests {
         let (h, b): (Invoke, Vec<u8>) = read_frame(&mut wire.as_slice()).unwrap();
         assert_eq!(h.version.as_deref(), Some("v1"));
         assert_eq!(b, body);
+    }
+
+    #[test]
+    fn a_dripping_peer_cannot_stretch_a_frame_past_the_deadline() {
+        let (mut worker, host) = UnixStream::pair().unwrap();
+        let dripper = std::thread::spawn(move || {
+            let mut frame = Vec::new();
+            write_frame(
+                &mut frame,
+                &Invoke {
+                    version: None,
+                    alias: None,
+                },
+                b"x",
+            )
+            .unwrap();
+            for byte in frame {
+                if worker.write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(40));
+            }
+        });
+        let started = Instant::now();
+        let deadline = started + std::time::Duration::from_millis(300);
+        let e = read_frame::<Invoke>(&mut Deadline::new(&host, deadline)).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{e}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_millis(600));
+        drop(host);
+        dripper.join().unwrap();
     }
 
     #[test]

@@ -1,25 +1,27 @@
-//! The worker side: load the function from the host's `Start` frame, then
-//! serve `Invoke` frames one at a time on this thread until the socket closes.
+//! The worker side: contain this process, load the library the host passed
+//! as a descriptor, then either report what it found and exit (a
+//! pre-flight) or serve `Invoke` frames one at a time on this thread until
+//! the socket closes.
 
 use std::io::BufReader;
 use std::os::unix::io::FromRawFd;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::Arc;
 
-use super::protocol::{read_frame, write_frame, Done, Invoke, Ready, Start};
+use super::protocol::{read_frame, write_frame, Checked, Done, Invoke, Ready, Start, Verdict};
+use super::{FIRST_CLOSED_FD, LIBRARY_FD, SOCKET_FD};
 use crate::config::Isolation;
 use crate::entry::Entry;
 use crate::generation::Mode;
 use crate::invocation::Served;
 use crate::outcome::{BodyKind, Outcome};
-use crate::runtime::{build_generation_at, Runtime, RuntimeConfig};
-
-/// The socket the host passes to a worker.
-const SOCKET_FD: i32 = 3;
+use crate::runtime::{generation_of, Runtime, RuntimeConfig};
 
 /// Runs this process as a worker (the host starts the `fnhost` executable
 /// with [`super::WORKER_ARG`]). Returns the exit status.
 pub fn worker_main() -> i32 {
+    contain();
     // SAFETY: the host starts workers with its end of a socketpair dup2'ed
     // onto fd 3 and nothing else using that descriptor; we take ownership
     // once, here.
@@ -31,6 +33,67 @@ pub fn worker_main() -> i32 {
             1
         }
     }
+}
+
+/// Ends this worker's whole process group (the worker and whatever its
+/// handler started).
+extern "C" fn end_group(_signal: libc::c_int) {
+    // SAFETY: kill is async-signal-safe and has no memory preconditions.
+    unsafe { libc::kill(0, libc::SIGKILL) };
+}
+
+/// Makes sure nothing of this worker outlives the host: the host's death
+/// (the `SIGTERM` of `PR_SET_PDEATHSIG`) or its closing the socket ends the
+/// whole process group. Also closes every descriptor inherited by mistake.
+fn contain() {
+    // SAFETY: close_range takes no pointers; descriptors from
+    // FIRST_CLOSED_FD up are not used by anything in this process yet (the
+    // host passed only stdio, the socket and the library).
+    let closed = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            FIRST_CLOSED_FD as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    };
+    if closed != 0 {
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&fd| fd >= FIRST_CLOSED_FD)
+                .collect();
+            for fd in fds {
+                // SAFETY: as above; a descriptor that was the directory's own
+                // is already closed and this fails harmlessly.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+    // SAFETY: installs an async-signal-safe handler for SIGTERM; the
+    // sigaction struct is zeroed and then filled in full.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = end_group as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+    let _ = std::thread::Builder::new()
+        .name("fnhost-host-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(|| loop {
+            let mut fd = libc::pollfd {
+                fd: SOCKET_FD,
+                events: libc::POLLRDHUP,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, for the socket this process owns.
+            let n = unsafe { libc::poll(&mut fd, 1, -1) };
+            if n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+                end_group(0);
+            }
+        });
 }
 
 fn peak_rss_mb() -> f64 {
@@ -48,29 +111,49 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// The library the host passed, as the dynamic loader opens it.
+fn library_path() -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{LIBRARY_FD}"))
+}
+
+/// Loads the library and reports what it found (the pre-flight).
+fn check(writer: &mut UnixStream) -> std::io::Result<()> {
+    let runtime = Runtime::for_worker(RuntimeConfig::default());
+    let loaded = runtime
+        .shared()
+        .loader
+        .open_in_place(Path::new("the library"), &library_path());
+    let result = match loaded {
+        Ok(library) => {
+            let info = library.info();
+            Ok(Checked {
+                name: info.name.clone(),
+                sdk: info.sdk.clone(),
+                abi: info.abi,
+                layout_checked: info.layout_checked,
+                handlers: library.handler_names(),
+                initializers: library.initializer_names(),
+            })
+        }
+        Err(e) => Err(crate::loader::error_to_refusal(&e)),
+    };
+    write_frame(writer, &Verdict { result }, &[])
+}
+
 fn serve(socket: UnixStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(socket.try_clone()?);
     let mut writer = socket;
     let (start, _): (Start, Vec<u8>) = read_frame(&mut reader)?;
+    if start.check_only {
+        return check(&mut writer);
+    }
     let mut config = start.config;
     config.isolation = Isolation::InProcess;
     let loaded = (|| {
-        let cache = start
-            .library
-            .parent()
-            .map(|p| p.to_owned())
-            .ok_or_else(|| {
-                (
-                    "LoadError".to_owned(),
-                    "library path has no directory".to_owned(),
-                )
-            })?;
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache),
+        let runtime = Runtime::for_worker(RuntimeConfig {
             worker_stack_size: 2 * 1024 * 1024,
             ..RuntimeConfig::default()
-        })
-        .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
+        });
         let entry =
             Entry::parse(&config.entry).map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
         let init = config
@@ -79,7 +162,13 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
             .map(Entry::parse)
             .transpose()
             .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
-        let generation = build_generation_at(runtime.shared(), config, &start.library, entry, init)
+        let name = format!("{}.so", entry.library);
+        let library = runtime
+            .shared()
+            .loader
+            .open_in_place(Path::new(&name), &library_path())
+            .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
+        let generation = generation_of(runtime.shared(), config, library, &entry, init.as_ref())
             .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
         let init_log = match generation.warm_up() {
             Ok(()) => generation
@@ -120,7 +209,6 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
         },
         &[],
     )?;
-    let mut sequence: u64 = 0;
     loop {
         let (invoke, payload): (Invoke, Vec<u8>) = match read_frame(&mut reader) {
             Ok(frame) => frame,
@@ -170,12 +258,12 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
             memory_used_mb: peak_rss_mb(),
             log: result.log.clone(),
         };
-        // Mark the end of this invocation's output on both streams: the host
-        // waits for the markers before taking the output, so every line the
-        // handler wrote is attributed to this invocation.
-        sequence += 1;
-        println!("{}{sequence}", super::SYNC_MARKER);
-        eprintln!("{}{sequence}", super::SYNC_MARKER);
+        // What C stdio (and C++ iostreams synced with it) still buffers was
+        // written by this invocation: out before the answer, so the host
+        // finds it in the pipes when the answer arrives.
+        // SAFETY: fflush(NULL) flushes every open C stream; no pointer is
+        // passed.
+        unsafe { libc::fflush(std::ptr::null_mut()) };
         write_frame(&mut writer, &done, body)?;
     }
 }
