@@ -180,3 +180,53 @@ fn a_missing_library_and_a_malformed_entry_are_explained() {
     assert!(matches!(e, LoadError::Config(_)), "{e:?}");
     still_serving(&rt);
 }
+
+/// Loads a fixture whose constructor misbehaves: the pre-flight worker meets
+/// it, the host never maps it, and says what happened.
+fn constructor_refused(rt: &Runtime, fixture: &str, what: &str) {
+    let dir = scratch(fixture);
+    compile_fixture(fixture, &dir);
+    let e = load_from(rt, &dir, &format!("{fixture}.Handler"));
+    assert!(matches!(e, LoadError::Initialization { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains(&format!("the library's initialization code {what}")),
+        "{e}"
+    );
+    // Nothing about the refused library reached this process.
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(
+        !maps.contains(&format!("{fixture}.so")),
+        "{fixture} is mapped"
+    );
+    still_serving(rt);
+}
+
+#[test]
+fn a_constructor_that_aborts_fails_the_load_not_the_host() {
+    constructor_refused(&runtime(), "ctor_abort", "crashed: SIGABRT");
+}
+
+#[test]
+fn a_constructor_that_segfaults_fails_the_load_not_the_host() {
+    constructor_refused(&runtime(), "ctor_segv", "crashed: SIGSEGV");
+}
+
+#[test]
+fn a_constructor_that_exits_fails_the_load_not_the_host() {
+    constructor_refused(&runtime(), "ctor_exit", "exited the process with status 7");
+}
+
+#[test]
+fn a_constructor_that_blocks_fails_the_load_within_the_timeout() {
+    let rt = Runtime::new(fnhost::RuntimeConfig {
+        cache_dir: Some(fnhost_e2e::cache_dir()),
+        worker_executable: Some(fnhost_e2e::fnhost_bin()),
+        preflight_timeout: std::time::Duration::from_millis(500),
+        ..fnhost::RuntimeConfig::default()
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    constructor_refused(&rt, "ctor_block", "did not finish within 0.5 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -571,3 +571,236 @@ fn an_inline_function_runs_on_the_calling_thread_and_is_checked_when_it_returns(
     assert_eq!(error(&panicky.invoke(b"{}").unwrap()).0, "panic");
     host_healthy(&rt);
 }
+
+/// A runtime whose worker processes run `fixture` from a scratch directory.
+fn fixture_function(
+    rt: &Runtime,
+    fixture: &str,
+    handler: &str,
+    timeout: Duration,
+) -> fnhost::Function {
+    let dir = fnhost_e2e::scratch(&format!("iso-{fixture}"));
+    fnhost_e2e::compile_fixture(fixture, &dir);
+    rt.load(
+        FunctionConfig::new(format!("{fixture}.{handler}"), &dir)
+            .isolation(Isolation::Process)
+            .timeout(timeout),
+    )
+    .unwrap()
+}
+
+fn pids_in(text: &str) -> Vec<u32> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect()
+}
+
+fn gone_within(pids: &[u32], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(Instant::now() < deadline, "{pids:?} outlived their worker");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every process of the group a child `pid` belongs to (the worker's).
+fn group_of(pid: u32) -> Vec<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(pgid) = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+        .and_then(|g| g.parse::<u32>().ok())
+    else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().nth(2)?.parse::<u32>().ok())
+                })
+                == Some(pgid)
+        })
+        .collect()
+}
+
+#[test]
+fn processes_a_handler_starts_end_with_its_worker_at_the_deadline() {
+    let rt = runtime();
+    let f = fixture_function(&rt, "forks", "ForkAndSpin", Duration::from_millis(700));
+    let r = f.invoke(b"{}").unwrap();
+    assert_eq!(error(&r).0, error_type::TIMEOUT);
+    let children = pids_in(
+        r.log
+            .lines()
+            .find(|l| l.contains("child "))
+            .expect("the handler logged its child"),
+    );
+    let child = *children.last().unwrap();
+    gone_within(&[child], Duration::from_secs(5));
+    host_healthy(&rt);
+}
+
+#[test]
+fn processes_a_handler_starts_end_when_its_worker_is_retired() {
+    let rt = runtime();
+    let f = fixture_function(&rt, "forks", "Fork", Duration::from_secs(3));
+    let r = f.invoke(b"{}").unwrap();
+    let child: u32 = String::from_utf8(r.outcome.body_bytes())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let family = group_of(child);
+    assert!(
+        family.len() >= 3,
+        "worker, child and grandchild: {family:?}"
+    );
+    drop(f);
+    rt.registry().release_idle_instances();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Retiring ends idle workers; dropping the only handle retires it.
+    while family.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(rt);
+    gone_within(&family, Duration::from_secs(5));
+}
+
+#[test]
+fn processes_a_handler_starts_die_with_a_killed_host() {
+    let dir = fnhost_e2e::scratch("iso-forks-kill");
+    fnhost_e2e::compile_fixture("forks", &dir);
+    let mut host = std::process::Command::new(fnhost_bin())
+        .args(["invoke", "forks.ForkAndSpin", "--code-dir"])
+        .arg(&dir)
+        .args(["--isolation", "process", "--timeout", "60", "--cache-dir"])
+        .arg(cache_dir())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let family = loop {
+        let workers = children_of(host.id());
+        let family: Vec<u32> = workers.iter().flat_map(|&w| group_of(w)).collect();
+        if family.len() >= 3 {
+            break family;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handler's children did not appear"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    gone_within(&family, Duration::from_secs(5));
+}
+
+#[test]
+fn output_without_newlines_is_capped_in_bytes_with_a_note() {
+    let rt = runtime();
+    let f = fixture_function(&rt, "no_newline", "Handler", Duration::from_secs(10));
+    for _ in 0..2 {
+        let started = Instant::now();
+        let r = f.invoke(b"done").unwrap();
+        assert_eq!(r.outcome.body_bytes(), b"done");
+        assert!(
+            r.log.contains("output truncated"),
+            "{}",
+            &r.log[r.log.len().saturating_sub(300)..]
+        );
+        // 4 MiB written, at most 1 MiB (plus prefixes) kept.
+        assert!(
+            r.log.len() < 2 * 1024 * 1024,
+            "{} bytes of log",
+            r.log.len()
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn a_handler_cannot_forge_the_end_of_its_output_and_stdio_buffers_land_in_their_own_call() {
+    let rt = runtime();
+    let f = fixture_function(&rt, "forged_marker", "Handler", Duration::from_secs(3));
+    for call in ["one", "two", "three"] {
+        let r = f.invoke(call.as_bytes()).unwrap();
+        assert_eq!(r.outcome.body_bytes(), call.as_bytes());
+        let own = format!("call {call} ends without a newline");
+        assert!(r.log.contains(&own), "{call}: {}", r.log);
+        assert!(
+            r.log.contains("fnhost-output-end:999"),
+            "printed text is kept as printed"
+        );
+        for other in ["one", "two", "three"].iter().filter(|o| **o != call) {
+            assert!(
+                !r.log.contains(&format!("call {other} ")),
+                "{call} got {other}'s output: {}",
+                r.log
+            );
+        }
+    }
+}
+
+#[test]
+fn a_worker_holds_only_its_socket_its_library_and_stdio() {
+    // A descriptor the host has open without close-on-exec must not leak.
+    let leaked = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: clears FD_CLOEXEC on a descriptor this test owns.
+    unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) };
+    let rt = runtime();
+    let f = fixture_function(&rt, "list_fds", "Handler", Duration::from_secs(3));
+    let r = f.invoke(b"{}").unwrap();
+    let fds = pids_in(&String::from_utf8(r.outcome.body_bytes()).unwrap());
+    assert!(fds.iter().all(|&fd| fd <= 4), "the worker holds {fds:?}");
+    drop(leaked);
+}
+
+#[test]
+fn isolation_works_as_pid_1_of_a_pid_namespace() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!(
+            "skipped: unprivileged PID namespaces are not available here (unshare --pid failed)"
+        );
+        return;
+    }
+    for (entry, data, expect) in [
+        ("testplugin.Handler", "{}", "request_id"),
+        ("misbehaving.Spin", "{}", "timed out"),
+        ("misbehaving.Abort", "{}", "runtime exited unexpectedly"),
+    ] {
+        let out = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(fnhost_bin())
+            .args(["invoke", entry, "--code-dir"])
+            .arg(plugin_dir())
+            .args([
+                "--isolation",
+                "process",
+                "--timeout",
+                "1",
+                "--data",
+                data,
+                "--cache-dir",
+            ])
+            .arg(cache_dir())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(expect), "{entry} as PID 1: {text}");
+        assert!(!text.contains("did not start"), "{entry} as PID 1: {text}");
+    }
+}

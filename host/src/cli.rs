@@ -70,6 +70,12 @@ struct ServeArgs {
     /// HTTP I/O threads, with the deadline still enforced by a watchdog.
     #[arg(long)]
     no_io_lane: bool,
+    /// Most worker processes alive at once, across every function (process
+    /// isolation and the pre-flight of new libraries). Past it, the
+    /// longest-idle worker ends first; then calls wait up to 10 s and are
+    /// answered 429.
+    #[arg(long, value_name = "N", default_value_t = crate::isolation::DEFAULT_MAX_WORKER_PROCESSES)]
+    max_worker_processes: usize,
     /// On SIGTERM or Ctrl-C, how long to wait for in-flight requests and
     /// the asynchronous queue before exiting anyway (handlers that never
     /// return are abandoned then).
@@ -394,6 +400,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     config.functions_dir = a.functions_dir;
     config.functions_isolation = a.isolation;
     config.io_lane = !a.no_io_lane;
+    let max_workers = a.max_worker_processes;
     config.shutdown_grace = std::time::Duration::from_secs(a.shutdown_grace);
     // A server's code cache is its own (one per data directory), so that
     // copies no function uses any more can be deleted.
@@ -406,7 +413,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             .map(|fnhost| fnhost.join(format!("serve-{}", &tag[..16])).join("libs"))
     });
     config.prune_code_cache = true;
-    let runtime = runtime(cache_dir)?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir,
+        max_worker_processes: max_workers,
+        ..RuntimeConfig::default()
+    })?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.io_lane && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         // The lane takes at most one thread fewer than the executor has:

@@ -117,7 +117,7 @@ fn library_path() -> std::path::PathBuf {
 }
 
 /// Loads the library and reports what it found (the pre-flight).
-fn check(writer: &mut UnixStream) -> std::io::Result<()> {
+fn check(mut writer: &UnixStream) -> std::io::Result<()> {
     let runtime = Runtime::for_worker(RuntimeConfig::default());
     let loaded = runtime
         .shared()
@@ -137,15 +137,17 @@ fn check(writer: &mut UnixStream) -> std::io::Result<()> {
         }
         Err(e) => Err(crate::loader::error_to_refusal(&e)),
     };
-    write_frame(writer, &Verdict { result }, &[])
+    write_frame(&mut writer, &Verdict { result }, &[])
 }
 
 fn serve(socket: UnixStream) -> std::io::Result<()> {
-    let mut reader = BufReader::new(socket.try_clone()?);
-    let mut writer = socket;
+    // One descriptor for both directions (a clone would be one more
+    // descriptor the handler's process holds).
+    let mut reader = BufReader::new(&socket);
+    let mut writer = &socket;
     let (start, _): (Start, Vec<u8>) = read_frame(&mut reader)?;
     if start.check_only {
-        return check(&mut writer);
+        return check(writer);
     }
     let mut config = start.config;
     config.isolation = Isolation::InProcess;
