@@ -279,3 +279,31 @@ fn inspect_shows_the_descriptor_and_refuses_non_plugins() {
     std::fs::write(dir.join("text.so"), "text").unwrap();
     assert_clean_failure(&fnhost(&["inspect", dir.join("text.so").to_str().unwrap()]));
 }
+
+#[test]
+fn inspect_runs_nothing_of_the_library_and_refuses_what_is_not_a_file() {
+    let dir = scratch("cli-inspect-hostile");
+    // Its constructor exits 7: inspect reports it, in its own words.
+    let ctor = compile_fixture("ctor_exit", &dir);
+    let o = fnhost(&["inspect", ctor.to_str().unwrap()]);
+    assert_clean_failure(&o);
+    assert!(
+        stderr(&o).contains("the library's initialization code exited the process with status 7"),
+        "{}",
+        stderr(&o)
+    );
+    // A device would be read without end, a FIFO would block the open.
+    let fifo = dir.join("fifo.so");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for path in [std::path::Path::new("/dev/zero"), fifo.as_path()] {
+        let started = std::time::Instant::now();
+        let o = fnhost(&["inspect", path.to_str().unwrap()]);
+        assert_clean_failure(&o);
+        assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}

@@ -530,41 +530,40 @@ fn event(a: EventArgs) -> anyhow::Result<i32> {
 
 fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
     let runtime = runtime(a.cache_dir.clone())?;
-    let lib = runtime.open_library(&a.library)?;
-    let info = lib.info();
+    let lib = runtime.inspect_library(&a.library)?;
     let mut out = std::io::stdout().lock();
     if a.json {
         let report = serde_json::json!({
             "path": a.library,
-            "digest": lib.digest().to_hex(),
-            "size": lib.size(),
-            "abi_version": format!("{}.{}", info.abi.0, info.abi.1),
-            "plugin_name": info.name,
-            "sdk": info.sdk,
-            "layout_checked": info.layout_checked,
-            "handlers": lib.handler_names(),
-            "initializers": lib.initializer_names(),
+            "digest": lib.digest.to_hex(),
+            "size": lib.size,
+            "abi_version": format!("{}.{}", lib.abi.0, lib.abi.1),
+            "plugin_name": lib.name,
+            "sdk": lib.sdk,
+            "layout_checked": lib.layout_checked,
+            "handlers": lib.handlers,
+            "initializers": lib.initializers,
         });
         writeln!(out, "{report}")?;
     } else {
         writeln!(out, "Library:      {}", a.library.display())?;
-        writeln!(out, "Digest:       {}", lib.digest())?;
-        writeln!(out, "Size:         {} bytes", lib.size())?;
-        writeln!(out, "Plugin:       {}", info.name)?;
-        writeln!(out, "Built with:   {}", info.sdk)?;
+        writeln!(out, "Digest:       {}", lib.digest)?;
+        writeln!(out, "Size:         {} bytes", lib.size)?;
+        writeln!(out, "Plugin:       {}", lib.name)?;
+        writeln!(out, "Built with:   {}", lib.sdk)?;
         writeln!(
             out,
             "ABI:          {}.{} (layout {})",
-            info.abi.0,
-            info.abi.1,
-            if info.layout_checked {
+            lib.abi.0,
+            lib.abi.1,
+            if lib.layout_checked {
                 "checked"
             } else {
                 "not provided"
             }
         )?;
-        writeln!(out, "Handlers:     {}", lib.handler_names().join(", "))?;
-        let inits = lib.initializer_names();
+        writeln!(out, "Handlers:     {}", lib.handlers.join(", "))?;
+        let inits = lib.initializers;
         writeln!(
             out,
             "Initializers: {}",

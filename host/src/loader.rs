@@ -112,6 +112,77 @@ impl std::fmt::Debug for Library {
     }
 }
 
+/// Largest library file read (a plugin is a few MB; this bounds what a
+/// wrong path, `/dev/zero` say, can cost).
+pub const MAX_LIBRARY_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Reads a library file: a regular file only (a FIFO or a device is
+/// refused without blocking on it), at most [`MAX_LIBRARY_BYTES`].
+pub fn read_library(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |error: std::io::Error| LoadError::Io {
+        path: path.to_owned(),
+        error,
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.file_type().is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    if meta.len() > MAX_LIBRARY_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} bytes is over the {} MiB a library may have",
+                meta.len(),
+                MAX_LIBRARY_BYTES >> 20
+            ),
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_LIBRARY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_LIBRARY_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the file grew past the library size limit while it was read",
+        )));
+    }
+    Ok(bytes)
+}
+
+/// What a library declares, as a pre-flight worker read it: nothing of the
+/// library ran in this process ([`Loader::inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryReport {
+    /// The content address of its bytes.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// The plugin's declared name.
+    pub name: String,
+    /// What built it.
+    pub sdk: String,
+    /// ABI major.minor it was built against.
+    pub abi: (u16, u16),
+    /// Whether it carried a layout table.
+    pub layout_checked: bool,
+    /// Handler names, in table order.
+    pub handlers: Vec<String>,
+    /// Initializer names, in table order.
+    pub initializers: Vec<String>,
+}
+
 /// Loads libraries through a [`CodeCache`] and remembers every accepted one.
 #[derive(Debug)]
 pub struct Loader {
@@ -194,11 +265,51 @@ impl Loader {
 
     /// Loads the library at `path` (see the module docs).
     pub fn load(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
-            path: path.to_owned(),
-            error,
-        })?;
+        let bytes = read_library(path)?;
         self.load_bytes(path, &bytes)
+    }
+
+    /// What the library at `path` declares, read by a pre-flight worker
+    /// process: nothing of it is mapped or run here (for `fnhost inspect`
+    /// and for the watcher, which looks for an initializer).
+    pub fn inspect(&self, path: &Path) -> Result<LibraryReport, LoadError> {
+        let bytes = read_library(path)?;
+        elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
+            path: path.to_owned(),
+            reason,
+        })?;
+        let digest = Digest::of(&bytes);
+        self.cache
+            .store(&digest, &bytes)
+            .map_err(|error| LoadError::Io {
+                path: self.cache.dir().to_owned(),
+                error,
+            })?;
+        let file = self
+            .cache
+            .open_verified(&digest)
+            .map_err(|error| LoadError::Io {
+                path: self.cache.dir().to_owned(),
+                error,
+            })?;
+        let Some(preflight) = &self.preflight else {
+            return Err(LoadError::InWorker(
+                "a worker process cannot inspect libraries".to_owned(),
+            ));
+        };
+        let checked = preflight
+            .check(&file)
+            .map_err(|failure| failure_to_error(path, failure))?;
+        Ok(LibraryReport {
+            digest,
+            size: bytes.len() as u64,
+            name: checked.name,
+            sdk: checked.sdk,
+            abi: checked.abi,
+            layout_checked: checked.layout_checked,
+            handlers: checked.handlers,
+            initializers: checked.initializers,
+        })
     }
 
     /// Checks that `path` is a complete shared object for this machine and
@@ -206,10 +317,7 @@ impl Loader {
     /// whose workers load it (process isolation). The ABI check happens in
     /// the worker.
     pub fn store_unmapped(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
-            path: path.to_owned(),
-            error,
-        })?;
+        let bytes = read_library(path)?;
         elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
             path: path.to_owned(),
             reason,

@@ -258,10 +258,16 @@ impl Runtime {
         Ok(Function::new(generation))
     }
 
-    /// Opens and checks a library without running any of its code (the
-    /// dynamic loader's constructors aside): for `fnhost inspect`.
+    /// Opens and checks a library, mapping it in this process (after its
+    /// pre-flight in a worker process passed).
     pub fn open_library(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
         self.shared.loader.load(path)
+    }
+
+    /// What a library declares, read in a pre-flight worker process;
+    /// nothing of it is mapped or run in this process.
+    pub fn inspect_library(&self, path: &Path) -> Result<crate::loader::LibraryReport, LoadError> {
+        self.shared.loader.inspect(path)
     }
 
     /// Deletes the code cache's copies of libraries that no function's

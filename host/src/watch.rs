@@ -243,7 +243,7 @@ fn deploy_one(runtime: &Runtime, dir: &Path, options: &WatchOptions, name: &str)
     let Some(path) = path else {
         return WatchEvent::Removed { function };
     };
-    match std::fs::read(&path) {
+    match crate::loader::read_library(&path) {
         Ok(bytes) => {
             if let Err(e) = elf::check_shared_object(&bytes) {
                 return WatchEvent::Incomplete {
@@ -266,9 +266,11 @@ fn deploy_one(runtime: &Runtime, dir: &Path, options: &WatchOptions, name: &str)
     config.name = Some(name.to_owned());
     config.initializer = None;
     if let Some(init) = &options.initializer {
+        // Read by a pre-flight worker: nothing of the library is mapped
+        // here just to look (and in process isolation, never).
         let has_init = runtime
-            .open_library(&path)
-            .map(|lib| lib.initializer(init).is_some())
+            .inspect_library(&path)
+            .map(|report| report.initializers.iter().any(|i| i == init))
             .unwrap_or(false);
         if has_init {
             config.initializer = Some(format!("{name}.{init}"));

@@ -1,0 +1,136 @@
+"""Native code contained, seen from the server: a library whose constructor
+crashes, exits or blocks fails its deploy and nothing else; the server
+restarts with such a library in --functions-dir; process isolation maps no
+library in the server."""
+import json
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from conftest import ROOT, TARGET, Server, client_for, zip_entries_b64
+from test_front_door import BASE, call, create, create_body, sdk_invoke, send, signed
+
+
+def fixture(name: str, out: Path) -> Path:
+    """tests/fixtures/<name>.c compiled against fnhost.h."""
+    lib = out / f"{name}.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror",
+                    "-I", str(ROOT / "plugin-api" / "include"), "-o", str(lib),
+                    str(ROOT / "tests" / "fixtures" / f"{name}.c")], check=True)
+    return lib
+
+
+def invoke_until_served(url, data, limit=15):
+    """The --functions-dir deploys run beside the server's start."""
+    deadline = time.time() + limit
+    while True:
+        req = urllib.request.Request(url, data=data, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            if e.code != 404 or time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def get(server, path, timeout=5):
+    with urllib.request.urlopen(server.url + path, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def test_a_library_whose_constructor_crashes_fails_its_deploy_not_the_server(server, tmp_path):
+    client = client_for(server)
+    steady = create(server, "steady")
+    for ctor, what in [("ctor_abort", "crashed: SIGABRT"), ("ctor_segv", "crashed: SIGSEGV"),
+                       ("ctor_exit", "exited the process with status 7")]:
+        lib = fixture(ctor, tmp_path)
+        body = create_body(ctor.replace("_", "-"), handler="testplugin.Handler")
+        body["func_code"] = {"file": zip_entries_b64({"testplugin.so": lib.read_bytes()})}
+        status, _, answer = call(server, "POST", BASE, body)
+        text = answer.decode()
+        assert status in (200, 400), text
+        assert f"the library's initialization code {what}" in text, text
+        assert str(tmp_path) not in text and "/code/" not in text, text
+        # The server and every other function keep serving.
+        assert "request_id" in json.loads(sdk_invoke(client, steady))
+    assert server.proc.poll() is None
+
+
+def test_a_blocking_constructor_holds_nothing_while_its_deploy_waits(server, tmp_path):
+    client = client_for(server)
+    steady = create(server, "steady")
+    lib = fixture("ctor_block", tmp_path)
+    body = create_body("blocked", handler="testplugin.Handler")
+    body["func_code"] = {"file": zip_entries_b64({"testplugin.so": lib.read_bytes()})}
+    result = {}
+    data = json.dumps(body).encode()
+    headers = signed(server, "POST", BASE, data)
+    deploy = threading.Thread(
+        target=lambda: result.update(answer=send(server, "POST", BASE, data, headers, timeout=40)))
+    deploy.start()
+    time.sleep(1)
+    assert deploy.is_alive(), "the pre-flight gives the constructor its 10 s"
+    started = time.time()
+    assert "request_id" in json.loads(sdk_invoke(client, steady))
+    assert get(server, "/metrics")[0] == 200
+    status, _, _ = call(server, "GET", BASE)
+    assert status == 200
+    assert time.time() - started < 3, "invocations, metrics and listings answer during the deploy"
+    deploy.join(timeout=30)
+    status, _, answer = result["answer"]
+    assert "did not finish within 10 s" in answer.decode(), answer
+
+
+def test_the_server_restarts_with_a_crashing_library_in_its_functions_dir(tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    shutil.copy(TARGET / "libecho.so", functions / "echo.so")
+    for ctor in ["ctor_abort", "ctor_exit"]:
+        fixture(ctor, functions)
+    s = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(functions)])
+    try:
+        s.start()
+        url = f"{s.url}/v2/default/fgs/functions/echo/invocations"
+        assert invoke_until_served(url, b'"still here"') == b'"still here"'
+        time.sleep(0.5)
+        log = (tmp_path / "server.log").read_text()
+        assert "the library's initialization code crashed: SIGABRT" in log, log
+        assert "the library's initialization code exited the process with status 7" in log, log
+    finally:
+        s.stop(signal.SIGKILL)
+
+
+def test_process_isolation_maps_no_library_in_the_server(tmp_path):
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    shutil.copy(TARGET / "libecho.so", functions / "echo.so")
+    s = Server(tmp_path, keys=False,
+               extra_args=["--functions-dir", str(functions), "--isolation", "process"])
+    try:
+        s.start()
+        url = f"{s.url}/v2/default/fgs/functions/echo/invocations"
+        req = urllib.request.Request(url, data=b'"isolated"', method="POST")
+        assert invoke_until_served(url, b'"isolated"') == b'"isolated"'
+        maps = Path(f"/proc/{s.proc.pid}/maps").read_text()
+        assert "echo.so" not in maps and str(tmp_path / "cache") not in maps, maps
+        # Rebuilt in place, it is redeployed, still without being mapped.
+        data = bytearray((TARGET / "libecho.so").read_bytes())
+        marker = b"fnhost-build-tag:"
+        if marker in data:
+            at = data.index(marker) + len(marker)
+            data[at] = ord("Z")
+        (functions / ".echo.so.tmp").write_bytes(bytes(data))
+        (functions / ".echo.so.tmp").rename(functions / "echo.so")
+        time.sleep(1.5)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.read() == b'"isolated"'
+        maps = Path(f"/proc/{s.proc.pid}/maps").read_text()
+        assert "echo.so" not in maps and str(tmp_path / "cache") not in maps
+    finally:
+        s.stop(signal.SIGKILL)
