@@ -82,7 +82,10 @@ fn another_abi_major_is_refused_naming_both_versions() {
         "{e:?}"
     );
     let msg = e.to_string();
-    assert!(msg.contains("ABI 2.0") && msg.contains("ABI 1.0"), "{msg}");
+    assert!(
+        msg.contains("ABI 2.0") && msg.contains("runs ABI 1.1"),
+        "{msg}"
+    );
     still_serving(&rt);
 }
 
@@ -97,11 +100,16 @@ fn a_newer_minor_is_refused() {
             e,
             LoadError::AbiVersion {
                 plugin_major: 1,
-                plugin_minor: 1,
+                plugin_minor: 2,
                 ..
             }
         ),
         "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("ABI 1.2") && message.contains("runs ABI 1.1"),
+        "both versions named: {message}"
     );
     still_serving(&rt);
 }

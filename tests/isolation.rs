@@ -655,11 +655,19 @@ fn processes_a_handler_starts_end_when_its_worker_is_retired() {
         .unwrap()
         .parse()
         .unwrap();
-    let family = group_of(child);
-    assert!(
-        family.len() >= 3,
-        "worker, child and grandchild: {family:?}"
-    );
+    // The child starts its own child after the handler answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let family = loop {
+        let family = group_of(child);
+        if family.len() >= 3 {
+            break family;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker, child and grandchild: {family:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     drop(f);
     rt.registry().release_idle_instances();
     let deadline = Instant::now() + Duration::from_secs(5);

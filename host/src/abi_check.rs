@@ -6,7 +6,9 @@
 
 use std::collections::HashSet;
 
-use fnhost_api::abi::{self, Descriptor, FieldLayout, PluginStr, TypeLayout};
+use fnhost_api::abi::{
+    self, Descriptor, FieldLayout, HandlerEntry, InitializerEntry, PluginStr, TypeLayout,
+};
 
 /// The checked contents of a descriptor, copied into host memory.
 #[derive(Clone)]
@@ -61,6 +63,8 @@ pub enum CheckError {
 
 const MAX_TABLE: usize = 4096;
 const MAX_NAME: usize = 256;
+/// Largest table element accepted (entries are a few pointers each).
+const MAX_ENTRY: usize = 4096;
 
 /// Reads a descriptor string.
 ///
@@ -82,40 +86,108 @@ unsafe fn read_name(s: PluginStr, what: &str) -> Result<String, CheckError> {
         .map_err(|_| CheckError::Invalid(format!("{what} is not UTF-8")))
 }
 
-/// Views a descriptor table.
+/// Copies a descriptor table, entry by entry, with the plugin's element
+/// size as the stride: each entry's first `min(elem_size, size_of::<T>())`
+/// bytes land in a zeroed `T`, so entries may grow in later minors.
 ///
 /// # Safety
-/// `ptr` must point at `count` valid `T`s while the library is mapped.
-unsafe fn table<'a, T>(ptr: *const T, count: usize, what: &str) -> Result<&'a [T], CheckError> {
+/// `ptr` must point at `count` entries of `elem_size` bytes each, readable
+/// while the library is mapped, and `T` must be valid when zeroed.
+unsafe fn table<T>(
+    ptr: *const T,
+    count: usize,
+    elem_size: usize,
+    what: &str,
+) -> Result<Vec<T>, CheckError> {
     if count == 0 {
-        return Ok(&[]);
+        return Ok(Vec::new());
     }
     if count > MAX_TABLE {
         return Err(CheckError::Invalid(format!("{what} has {count} entries")));
     }
-    if ptr.is_null() || !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+    let align = std::mem::align_of::<T>();
+    if elem_size < std::mem::size_of::<T>()
+        || elem_size > MAX_ENTRY
+        || !elem_size.is_multiple_of(align)
+    {
+        return Err(CheckError::Invalid(format!(
+            "{what} entries are {elem_size} bytes, expected at least {} in multiples of {align}",
+            std::mem::size_of::<T>()
+        )));
+    }
+    if ptr.is_null() || !(ptr as usize).is_multiple_of(align) {
         return Err(CheckError::Invalid(format!(
             "{what} pointer is null or misaligned"
         )));
     }
-    // SAFETY: non-null, aligned, `count` entries per the caller's contract.
-    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
+    let copied = elem_size.min(std::mem::size_of::<T>());
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut entry = std::mem::MaybeUninit::<T>::zeroed();
+        // SAFETY: entry `i` starts `i * elem_size` bytes in (no overflow:
+        // both factors are bounded above) and has `copied` readable bytes per
+        // the caller's contract; the destination is a distinct local.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (ptr as *const u8).add(i * elem_size),
+                entry.as_mut_ptr() as *mut u8,
+                copied,
+            );
+        }
+        // SAFETY: zeroed bytes are valid for every ABI table type (raw
+        // pointers, integers, `Option<fn>`), overwritten by a prefix of an
+        // entry the plugin laid out as the same type.
+        out.push(unsafe { entry.assume_init() });
+    }
+    Ok(out)
 }
 
-/// Checks `d`, which the plugin exports.
+/// The element size a descriptor gives for a table: from 1.1 on the
+/// plugin's own field; a 1.0 descriptor has none and used the 1.0 sizes,
+/// which are this host's.
+fn entry_size<T>(declared: u32, minor: u16) -> usize {
+    if minor == 0 {
+        std::mem::size_of::<T>()
+    } else {
+        declared as usize
+    }
+}
+
+/// Checks the descriptor at `d`, which the plugin exports, with
+/// `symbol_size` the size the library's symbol table gives it (when known).
+///
+/// The descriptor is read in two steps: the never-moving header (magic,
+/// version, size) first, then `min(descriptor_size, size_of::<Descriptor>())`
+/// bytes into a zeroed descriptor, so an older minor's shorter descriptor
+/// loads and no byte past it is read.
 ///
 /// # Safety
-/// `d` must point at the plugin's exported descriptor symbol, in a library
-/// that stays mapped for the duration of the call. Only the first 8 bytes are
-/// read until the version is known to match.
-pub unsafe fn check_descriptor(d: *const Descriptor) -> Result<PluginInfo, CheckError> {
-    // SAFETY: the symbol is at least as large as the never-moving header
-    // (magic, major, minor), which every ABI version starts with.
-    let (magic, major, minor) = unsafe {
+/// `d` must point at the plugin's exported descriptor symbol (at least
+/// `symbol_size` bytes, or when that is unknown at least the bytes its
+/// `descriptor_size` declares), in a library that stays mapped for the
+/// duration of the call.
+pub unsafe fn check_descriptor(
+    d: *const Descriptor,
+    symbol_size: Option<u64>,
+) -> Result<PluginInfo, CheckError> {
+    if let Some(size) = symbol_size.filter(|&s| s < 16) {
+        return Err(CheckError::Invalid(format!(
+            "the descriptor symbol is {size} bytes, smaller than its 16-byte header"
+        )));
+    }
+    if !(d as usize).is_multiple_of(std::mem::align_of::<Descriptor>()) {
+        return Err(CheckError::Invalid(
+            "the descriptor symbol is misaligned".into(),
+        ));
+    }
+    // SAFETY: the symbol holds at least the 16-byte header (checked above
+    // when its size is known; every ABI version starts with it).
+    let (magic, major, minor, declared) = unsafe {
         (
             std::ptr::read_unaligned(d as *const u32),
             std::ptr::read_unaligned((d as *const u8).add(4) as *const u16),
             std::ptr::read_unaligned((d as *const u8).add(6) as *const u16),
+            std::ptr::read_unaligned((d as *const u8).add(8) as *const u64),
         )
     };
     if magic != abi::DESCRIPTOR_MAGIC {
@@ -127,26 +199,46 @@ pub unsafe fn check_descriptor(d: *const Descriptor) -> Result<PluginInfo, Check
     if major != abi::ABI_MAJOR || minor > abi::ABI_MINOR {
         return Err(CheckError::Version { major, minor });
     }
-    // SAFETY: same major and an accepted minor: the plugin's descriptor has
-    // this host's layout (fields are only appended in later minors).
-    let d = unsafe { &*d };
-    if d.descriptor_size < std::mem::size_of::<Descriptor>() as u64 {
+    let minimum = if minor == 0 {
+        abi::DESCRIPTOR_SIZE_1_0
+    } else {
+        std::mem::size_of::<Descriptor>() as u64
+    };
+    if declared < minimum || symbol_size.is_some_and(|s| declared > s) {
         return Err(CheckError::Invalid(format!(
-            "descriptor_size is {}, ABI {}.{} requires {}",
-            d.descriptor_size,
-            major,
-            minor,
-            std::mem::size_of::<Descriptor>()
+            "descriptor_size is {declared}, ABI {major}.{minor} requires {minimum}{}",
+            symbol_size
+                .map(|s| format!(" and the symbol has {s} bytes"))
+                .unwrap_or_default()
         )));
     }
+    let copied = (declared as usize).min(std::mem::size_of::<Descriptor>());
+    let mut copy = std::mem::MaybeUninit::<Descriptor>::zeroed();
+    // SAFETY: the plugin declared (and the symbol table, when known,
+    // confirms) `declared` readable bytes; `copied` is no more than that,
+    // nor than the destination's size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(d as *const u8, copy.as_mut_ptr() as *mut u8, copied);
+    }
+    // SAFETY: every descriptor field is valid zeroed (integers, raw
+    // pointers, pointer + length strings).
+    let d = unsafe { copy.assume_init() };
     // SAFETY (this and the reads below, each marked): pointers and counts come
     // from the plugin's static descriptor, valid while the library is mapped;
     // `table` and `read_name` reject null, misaligned and absurd values.
-    let layout = unsafe { table(d.layout, d.layout_count, "layout table")? };
+    let layout = unsafe {
+        table(
+            d.layout,
+            d.layout_count,
+            entry_size::<TypeLayout>(d.layout_entry_size, minor),
+            "layout table",
+        )?
+    };
     let layout_checked = !layout.is_empty();
     if layout_checked {
+        let field_size = entry_size::<FieldLayout>(d.field_entry_size, minor);
         // SAFETY: `layout` is the checked table above; LAYOUT is the host's own.
-        let differences = unsafe { compare_layouts(layout, &abi::LAYOUT, minor)? };
+        let differences = unsafe { compare_layouts(&layout, field_size, &abi::LAYOUT, minor)? };
         if !differences.is_empty() {
             return Err(CheckError::Layout(differences));
         }
@@ -156,9 +248,17 @@ pub unsafe fn check_descriptor(d: *const Descriptor) -> Result<PluginInfo, Check
     // SAFETY: as above.
     let sdk = unsafe { read_name(d.sdk, "sdk")? };
     let mut seen = HashSet::new();
-    let mut handlers = Vec::with_capacity(d.handler_count);
+    let mut handlers = Vec::with_capacity(d.handler_count.min(MAX_TABLE));
     // SAFETY: the descriptor's handler table, static in the mapped library.
-    for entry in unsafe { table(d.handlers, d.handler_count, "handler table")? } {
+    let entries = unsafe {
+        table(
+            d.handlers,
+            d.handler_count,
+            entry_size::<HandlerEntry>(d.handler_entry_size, minor),
+            "handler table",
+        )?
+    };
+    for entry in &entries {
         // SAFETY: a name in that table.
         let n = unsafe { read_name(entry.name, "a handler name")? };
         let f = entry
@@ -174,10 +274,18 @@ pub unsafe fn check_descriptor(d: *const Descriptor) -> Result<PluginInfo, Check
     if handlers.is_empty() {
         return Err(CheckError::Invalid("the handler table is empty".into()));
     }
-    let mut initializers = Vec::with_capacity(d.initializer_count);
+    let mut initializers = Vec::with_capacity(d.initializer_count.min(MAX_TABLE));
     let mut seen = HashSet::new();
     // SAFETY: the descriptor's initializer table, static in the mapped library.
-    for entry in unsafe { table(d.initializers, d.initializer_count, "initializer table")? } {
+    let entries = unsafe {
+        table(
+            d.initializers,
+            d.initializer_count,
+            entry_size::<InitializerEntry>(d.initializer_entry_size, minor),
+            "initializer table",
+        )?
+    };
+    for entry in &entries {
         // SAFETY: a name in that table.
         let n = unsafe { read_name(entry.name, "an initializer name")? };
         let f = entry
@@ -209,12 +317,14 @@ struct Fields {
 
 /// # Safety
 /// `t` comes from a checked table (see `check_descriptor`).
-unsafe fn read_type(t: &TypeLayout) -> Result<Fields, CheckError> {
+unsafe fn read_type(t: &TypeLayout, field_size: usize) -> Result<Fields, CheckError> {
     // SAFETY: forwarded contract.
     let name = unsafe { read_name(t.name, "a layout type name")? };
     let mut fields = Vec::new();
     // SAFETY: forwarded contract.
-    for f in unsafe { table::<FieldLayout>(t.fields, t.field_count, "layout field table")? } {
+    for f in
+        unsafe { table::<FieldLayout>(t.fields, t.field_count, field_size, "layout field table")? }
+    {
         // SAFETY: forwarded contract.
         let fname = unsafe { read_name(f.name, "a layout field name")? };
         fields.push((fname, f.offset, f.size));
@@ -236,6 +346,7 @@ unsafe fn read_type(t: &TypeLayout) -> Result<Fields, CheckError> {
 /// `plugin` comes from a checked table.
 unsafe fn compare_layouts(
     plugin: &[TypeLayout],
+    plugin_field_size: usize,
     host: &[TypeLayout],
     plugin_minor: u16,
 ) -> Result<Vec<String>, CheckError> {
@@ -244,12 +355,12 @@ unsafe fn compare_layouts(
     let plugin: Vec<Fields> = plugin
         .iter()
         // SAFETY: forwarded contract.
-        .map(|t| unsafe { read_type(t) })
+        .map(|t| unsafe { read_type(t, plugin_field_size) })
         .collect::<Result<_, _>>()?;
     let host: Vec<Fields> = host
         .iter()
         // SAFETY: the host's own static table.
-        .map(|t| unsafe { read_type(t) })
+        .map(|t| unsafe { read_type(t, std::mem::size_of::<FieldLayout>()) })
         .collect::<Result<_, _>>()?;
     for p in &plugin {
         let Some(h) = host.iter().find(|h| h.name == p.name) else {
@@ -318,10 +429,12 @@ unsafe fn compare_layouts(
 mod tests {
     use super::*;
 
+    const FIELD: usize = std::mem::size_of::<FieldLayout>();
+
     #[test]
     fn the_host_layout_matches_itself() {
         // SAFETY: both tables are the host's own statics.
-        let diffs = unsafe { compare_layouts(&abi::LAYOUT, &abi::LAYOUT, abi::ABI_MINOR) };
+        let diffs = unsafe { compare_layouts(&abi::LAYOUT, FIELD, &abi::LAYOUT, abi::ABI_MINOR) };
         assert_eq!(diffs, Ok(vec![]));
     }
 
@@ -347,7 +460,8 @@ mod tests {
             field_count: 2,
         }];
         // SAFETY: a static table built above.
-        let diffs = unsafe { compare_layouts(&plugin, &abi::LAYOUT, abi::ABI_MINOR) }.unwrap();
+        let diffs =
+            unsafe { compare_layouts(&plugin, FIELD, &abi::LAYOUT, abi::ABI_MINOR) }.unwrap();
         assert!(
             diffs.contains(
                 &"field fnhost_host_str.ptr: offset 8 in the plugin, 0 in the host".to_string()
@@ -355,5 +469,73 @@ mod tests {
             "{diffs:?}"
         );
         assert!(diffs.contains(&"type fnhost_context_vtable is missing in the plugin".to_string()));
+    }
+
+    unsafe extern "C-unwind" fn noop(_: *const abi::Context, _: abi::HostStr) -> i32 {
+        0
+    }
+
+    static HANDLERS: [HandlerEntry; 1] = [HandlerEntry {
+        name: PluginStr::from_static("Handler"),
+        handler: Some(noop),
+    }];
+
+    fn descriptor(minor: u16, size: u64, entry: u32) -> Descriptor {
+        Descriptor {
+            magic: abi::DESCRIPTOR_MAGIC,
+            abi_major: 1,
+            abi_minor: minor,
+            descriptor_size: size,
+            plugin_name: PluginStr::from_static("t"),
+            sdk: PluginStr::from_static("test"),
+            handlers: HANDLERS.as_ptr(),
+            handler_count: 1,
+            initializers: std::ptr::null(),
+            initializer_count: 0,
+            layout: std::ptr::null(),
+            layout_count: 0,
+            handler_entry_size: entry,
+            initializer_entry_size: entry,
+            layout_entry_size: entry,
+            field_entry_size: entry,
+        }
+    }
+
+    #[test]
+    fn a_1_0_descriptor_is_read_only_as_far_as_it_goes() {
+        // Past a 1.0 descriptor's end the element sizes are nonsense: a 1.0
+        // plugin has none, and the 1.0 sizes apply.
+        let d = descriptor(0, abi::DESCRIPTOR_SIZE_1_0, 3);
+        // SAFETY: a live descriptor of the full size.
+        let info = unsafe { check_descriptor(&d, Some(abi::DESCRIPTOR_SIZE_1_0)) }.unwrap();
+        assert_eq!(info.abi, (1, 0));
+        assert_eq!(info.handlers.len(), 1);
+    }
+
+    #[test]
+    fn sizes_that_do_not_add_up_are_refused() {
+        let size = std::mem::size_of::<Descriptor>() as u64;
+        let entry = std::mem::size_of::<HandlerEntry>() as u32;
+        for (d, symbol, why) in [
+            (
+                descriptor(1, abi::DESCRIPTOR_SIZE_1_0, entry),
+                Some(size),
+                "descriptor_size is 96",
+            ),
+            (descriptor(1, size, entry), Some(size - 8), "the symbol has"),
+            (descriptor(1, size, 3), Some(size), "entries are 3 bytes"),
+            (
+                descriptor(1, size, entry),
+                Some(8),
+                "smaller than its 16-byte header",
+            ),
+        ] {
+            // SAFETY: a live descriptor of the full size.
+            let e = unsafe { check_descriptor(&d, symbol) }.unwrap_err();
+            assert!(format!("{e:?}").contains(why), "{e:?} lacks {why}");
+        }
+        // SAFETY: as above.
+        let ok = unsafe { check_descriptor(&descriptor(1, size, entry), Some(size)) };
+        assert_eq!(ok.unwrap().abi, (1, 1));
     }
 }

@@ -526,9 +526,47 @@ unsafe extern "C" fn get_user_data(
     }
 }
 
+/// The first `max` bytes of a plugin string, followed by a truncation mark
+/// when it was longer. Only those bytes are read: a plugin's length is not
+/// trusted to describe that much readable memory beyond the cap.
+///
+/// # Safety
+/// The first `min(len, max)` bytes at `s.ptr` must be readable for the call.
+pub(crate) unsafe fn capped(s: PluginStr, max: usize) -> Vec<u8> {
+    let kept = PluginStr {
+        ptr: s.ptr,
+        len: s.len.min(max),
+    };
+    // SAFETY: forwarded contract, for the kept prefix only.
+    let bytes = unsafe { kept.as_slice() };
+    let mut out = bytes.to_vec();
+    if s.len > max {
+        out.extend_from_slice(format!("...[truncated {} bytes]", s.len - max).as_bytes());
+    }
+    out
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary) and marked,
+/// for strings that crossed from a worker process. A string the worker's own
+/// boundary already cut and marked (`max` plus its mark) is left as it is.
+pub(crate) fn cut(mut text: String, max: usize) -> String {
+    const MARK_ROOM: usize = 64;
+    if text.len() > max + MARK_ROOM {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let dropped = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!("...[truncated {dropped} bytes]"));
+    }
+    text
+}
+
 unsafe extern "C" fn write_log(host: *mut HostData, level: u32, message: PluginStr) {
     // SAFETY: the vtable contract; the plugin lends `message` for this call.
-    let (s, message) = unsafe { (state(host), message.as_slice()) };
+    let (s, message) = unsafe { (state(host), capped(message, abi::MAX_LOG_LINE)) };
+    let message = &message[..];
     let now = SystemTime::now();
     s.sink.lock().log.push(now, s.request_id(), message);
     let level = match level {
@@ -567,13 +605,19 @@ unsafe extern "C" fn set_output(host: *mut HostData, kind: u32, body: PluginStr)
 
 unsafe extern "C" fn set_error(host: *mut HostData, error_type: PluginStr, message: PluginStr) {
     // SAFETY: the vtable contract; the plugin lends both strings for this call.
-    let (s, ty, msg) = unsafe { (state(host), error_type.as_slice(), message.as_slice()) };
+    let (s, ty, msg) = unsafe {
+        (
+            state(host),
+            capped(error_type, abi::MAX_ERROR_TYPE),
+            capped(message, abi::MAX_ERROR_MESSAGE),
+        )
+    };
     let ty = if ty.is_empty() {
         error_type::FUNCTION_RETURN_ERROR.to_owned()
     } else {
-        String::from_utf8_lossy(ty).into_owned()
+        String::from_utf8_lossy(&ty).into_owned()
     };
-    s.sink.lock().error = Some(FunctionError::new(ty, String::from_utf8_lossy(msg)));
+    s.sink.lock().error = Some(FunctionError::new(ty, String::from_utf8_lossy(&msg)));
 }
 
 unsafe extern "C" fn report_memory_peak(host: *mut HostData, peak_bytes: u64) {
@@ -583,7 +627,7 @@ unsafe extern "C" fn report_memory_peak(host: *mut HostData, peak_bytes: u64) {
         .store(peak_bytes, Ordering::Relaxed);
 }
 
-/// The host's context function table (ABI 1.0).
+/// The host's context function table (unchanged since ABI 1.0).
 pub(crate) static HOST_VTABLE: abi::ContextVTable = abi::ContextVTable {
     struct_size: std::mem::size_of::<abi::ContextVTable>() as u32,
     reserved: 0,

@@ -421,9 +421,11 @@ fn open_checked(
             path: source.to_owned(),
         });
     }
+    let symbol_size = symbol_size(descriptor);
     // SAFETY: `descriptor` is the address of the exported symbol in `handle`,
-    // which stays mapped for this call (and, if accepted, forever).
-    let info = unsafe { check_descriptor(descriptor) }.map_err(|e| match e {
+    // which stays mapped for this call (and, if accepted, forever), and
+    // `symbol_size` is what the library's own symbol table says it spans.
+    let info = unsafe { check_descriptor(descriptor, symbol_size) }.map_err(|e| match e {
         CheckError::Version { major, minor } => LoadError::AbiVersion {
             path: source.to_owned(),
             plugin_major: major,
@@ -449,6 +451,34 @@ fn open_checked(
         _handle: Some(handle),
         file: None,
     })
+}
+
+/// The size of the data symbol at `address`, from the library's symbol
+/// table (`dladdr1` with `RTLD_DL_SYMENT`), when the loader knows it.
+fn symbol_size(address: *const Descriptor) -> Option<u64> {
+    const RTLD_DL_SYMENT: libc::c_int = 1;
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    let mut symbol: *const libc::Elf64_Sym = std::ptr::null();
+    // SAFETY: dladdr1 writes a Dl_info and, for RTLD_DL_SYMENT, a pointer to
+    // the symbol's table entry (owned by the loader, valid while the library
+    // is mapped) into the two out-parameters given.
+    let found = unsafe {
+        libc::dladdr1(
+            address.cast(),
+            info.as_mut_ptr(),
+            (&mut symbol as *mut *const libc::Elf64_Sym).cast(),
+            RTLD_DL_SYMENT,
+        )
+    };
+    if found == 0 || symbol.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, pointing into the mapped library's symbol table.
+    let symbol = unsafe { &*symbol };
+    // Only when the entry found is the symbol itself, not a neighbour.
+    // SAFETY: dladdr1 filled in `info` since it returned non-zero.
+    let info = unsafe { info.assume_init() };
+    (info.dli_saddr == address as *mut libc::c_void && symbol.st_size > 0).then_some(symbol.st_size)
 }
 
 /// The load error a failed pre-flight stands for.

@@ -390,11 +390,14 @@ pub(crate) fn generation_of(
 
 /// Stands in for the handler of a process-isolated function, whose code the
 /// host never maps: never called (invocations go to worker processes).
-unsafe extern "C" fn isolated_handler(_ctx: *const abi::Context, _payload: abi::HostStr) -> i32 {
+unsafe extern "C-unwind" fn isolated_handler(
+    _ctx: *const abi::Context,
+    _payload: abi::HostStr,
+) -> i32 {
     abi::STATUS_ERROR
 }
 
 /// Stands in for the initializer of a process-isolated function: never called.
-unsafe extern "C" fn isolated_initializer(_ctx: *const abi::Context) -> i32 {
+unsafe extern "C-unwind" fn isolated_initializer(_ctx: *const abi::Context) -> i32 {
     abi::STATUS_ERROR
 }

@@ -1,5 +1,5 @@
 /*
- * fnhost.h: the fnhost plugin ABI, version 1.0.
+ * fnhost.h: the fnhost plugin ABI, version 1.1 (1.0 plugins still load).
  *
  * A plugin is a shared library that exports ONE data symbol,
  * `fnhost_plugin_descriptor` (type fnhost_descriptor). The host maps the
@@ -25,14 +25,55 @@
  * thread-safe and may be called from threads the handler starts, but only
  * until the handler returns. They never unwind or longjmp.
  *
+ * Concurrency and lifetime, which a plugin must plan for:
+ *  - Handlers run concurrently: up to the function's concurrency per
+ *    instance at once in one instance, and several instances (and several
+ *    functions using the same library) share one loaded image and so its
+ *    static data. Guard shared state.
+ *  - An initializer runs once per instance, before that instance's first
+ *    handler call; several instances may run it concurrently.
+ *  - In process (not process isolation), a call that passes its timeout is
+ *    answered `timeout` but keeps running until it returns: nothing can stop
+ *    a thread safely. Its context stays valid until it returns.
+ *  - Libraries are never unloaded: a library that was loaded stays mapped
+ *    for the life of the host process (process isolation ends the worker
+ *    instead). Redeploying identical bytes reuses the loaded image.
+ *  - Before the host maps a library it loads it once in a throwaway worker
+ *    process, so constructors may run more than once per host (once there,
+ *    once in the host, once in every worker process).
+ *
+ * What a plugin must not touch process-wide (in process it shares the host
+ * process; in process isolation it breaks only its own worker):
+ *  signal dispositions and masks, fork() without exec in process mode,
+ *  exit()/_exit()/abort(), the environment (setenv, putenv), the working
+ *  directory, the process's resource limits, and descriptors it did not
+ *  open. A Rust plugin built with panic = "abort" aborts the host on any
+ *  panic. In process mode the host trusts the plugin not to crash it; that
+ *  is the price of native speed (see the README's trust boundary).
+ *
+ * Empty strings: a string whose len is 0 may carry any pointer, NULL
+ * included; neither side reads through it.
+ *
+ * Limits at the boundary (longer input is cut and marked, never refused):
+ *  set_error: errorType at most FNHOST_MAX_ERROR_TYPE bytes, errorMessage
+ *  at most FNHOST_MAX_ERROR_MESSAGE bytes; log: a line at most
+ *  FNHOST_MAX_LOG_LINE bytes. A cut string ends with "...[truncated N
+ *  bytes]". The response limit applies to error results as to bodies.
+ *
  * Errors: a handler returns FNHOST_STATUS_OK or FNHOST_STATUS_ERROR. Before
  * returning ERROR it calls ctx->vtable->set_error(); the host reports
  * {"errorMessage", "errorType"} to the caller. A handler must not let a
  * C++ exception or a Rust panic escape: the host cannot catch it.
  *
  * Versioning: a host refuses a plugin of another major version, and of a
- * newer minor than its own. Fields are only ever appended within a major;
- * the first three descriptor fields never move.
+ * newer minor than its own; it accepts every older minor. Fields are only
+ * ever appended within a major; the first four descriptor fields never
+ * move. The host reads min(descriptor_size, its own size) bytes of the
+ * descriptor, and from 1.1 on reads every table with the element size the
+ * descriptor gives for it, so structures can grow.
+ *  1.0  the first ABI
+ *  1.1  handler_entry_size, initializer_entry_size, layout_entry_size and
+ *       field_entry_size appended to the descriptor
  *
  * Example (a complete plugin):
  *
@@ -59,10 +100,15 @@ extern "C" {
 #endif
 
 #define FNHOST_ABI_MAJOR 1
-#define FNHOST_ABI_MINOR 0
+#define FNHOST_ABI_MINOR 1
 /* "FNHP" read as a little-endian uint32. */
 #define FNHOST_DESCRIPTOR_MAGIC 0x50484E46u
 #define FNHOST_DESCRIPTOR_SYMBOL "fnhost_plugin_descriptor"
+
+/* Caps applied by the host at the boundary (see "Limits" above). */
+#define FNHOST_MAX_ERROR_TYPE 256u
+#define FNHOST_MAX_ERROR_MESSAGE (64u * 1024u)
+#define FNHOST_MAX_LOG_LINE (16u * 1024u)
 
 #define FNHOST_STATUS_OK 0
 #define FNHOST_STATUS_ERROR 1
@@ -106,8 +152,10 @@ typedef struct fnhost_plugin_str {
     size_t len;
 } fnhost_plugin_str;
 
-/* A static string literal as an fnhost_plugin_str. */
-#define FNHOST_STR(lit) { (const uint8_t *)(lit), sizeof(lit) - 1 }
+/* A string literal as an fnhost_plugin_str. Only a literal compiles (the
+ * empty literals around it make anything else a syntax error): sizeof of a
+ * pointer would silently give the wrong length. */
+#define FNHOST_STR(lit) { (const uint8_t *)("" lit ""), sizeof("" lit "") - 1 }
 
 /* Opaque host state of one invocation. */
 typedef struct fnhost_host_data fnhost_host_data;
@@ -200,14 +248,24 @@ typedef struct fnhost_descriptor {
     size_t initializer_count;
     const fnhost_type_layout *layout; /* NULL: skip the structural check */
     size_t layout_count;
+    /* ---- 1.1 ---- */
+    uint32_t handler_entry_size;     /* sizeof(fnhost_handler_entry) */
+    uint32_t initializer_entry_size; /* sizeof(fnhost_initializer_entry) */
+    uint32_t layout_entry_size;      /* sizeof(fnhost_type_layout) */
+    uint32_t field_entry_size;       /* sizeof(fnhost_field_layout) */
 } fnhost_descriptor;
 
 /* ---- helpers for C plugins ------------------------------------------- */
 
 #define FNHOST__FIELD(type, field) \
     { FNHOST_STR(#field), offsetof(type, field), sizeof(((type *)0)->field) }
+#ifdef __cplusplus
+#define FNHOST__ALIGNOF(type) alignof(type)
+#else
+#define FNHOST__ALIGNOF(type) _Alignof(type)
+#endif
 #define FNHOST__TYPE(cname, fields) \
-    { FNHOST_STR(#cname), sizeof(cname), _Alignof(cname), fields, \
+    { FNHOST_STR(#cname), sizeof(cname), FNHOST__ALIGNOF(cname), fields, \
       sizeof(fields) / sizeof(fields[0]) }
 
 /* Defines `static const fnhost_type_layout NAME[]` describing every ABI type
@@ -261,7 +319,11 @@ typedef struct fnhost_descriptor {
         FNHOST__FIELD(fnhost_descriptor, initializers),                               \
         FNHOST__FIELD(fnhost_descriptor, initializer_count),                          \
         FNHOST__FIELD(fnhost_descriptor, layout),                                     \
-        FNHOST__FIELD(fnhost_descriptor, layout_count)};                              \
+        FNHOST__FIELD(fnhost_descriptor, layout_count),                               \
+        FNHOST__FIELD(fnhost_descriptor, handler_entry_size),                         \
+        FNHOST__FIELD(fnhost_descriptor, initializer_entry_size),                     \
+        FNHOST__FIELD(fnhost_descriptor, layout_entry_size),                          \
+        FNHOST__FIELD(fnhost_descriptor, field_entry_size)};                          \
     static const fnhost_type_layout NAME[] = {                                        \
         FNHOST__TYPE(fnhost_host_str, NAME##_host_str),                               \
         FNHOST__TYPE(fnhost_plugin_str, NAME##_plugin_str),                           \
@@ -279,15 +341,32 @@ typedef struct fnhost_descriptor {
 #define FNHOST_EXPORT
 #endif
 
+/* The four 1.1 element sizes, for a descriptor written out by hand. */
+#define FNHOST_ENTRY_SIZES                                                       \
+    (uint32_t)sizeof(fnhost_handler_entry), (uint32_t)sizeof(fnhost_initializer_entry), \
+        (uint32_t)sizeof(fnhost_type_layout), (uint32_t)sizeof(fnhost_field_layout)
+
+/* C++ gives a namespace-scope const internal linkage: the descriptor is
+ * declared extern "C" first so that the host finds it by its C name. */
+#ifdef __cplusplus
+#define FNHOST__DECLARE_DESCRIPTOR \
+    extern "C" FNHOST_EXPORT const fnhost_descriptor fnhost_plugin_descriptor;
+#define FNHOST__DEFINE_EXPORT /* the declaration carries the visibility */
+#else
+#define FNHOST__DECLARE_DESCRIPTOR
+#define FNHOST__DEFINE_EXPORT FNHOST_EXPORT
+#endif
+
 /* Defines the exported descriptor. HANDLERS and (unless NULL) INITIALIZERS
  * are static arrays; LAYOUT is the array FNHOST_DEFINE_LAYOUT defined. */
 #define FNHOST_EXPORT_DESCRIPTOR(NAME, HANDLERS, INITIALIZERS, INITIALIZER_COUNT, LAYOUT) \
-    FNHOST_EXPORT const fnhost_descriptor fnhost_plugin_descriptor = {                   \
+    FNHOST__DECLARE_DESCRIPTOR                                                           \
+    FNHOST__DEFINE_EXPORT const fnhost_descriptor fnhost_plugin_descriptor = {                   \
         FNHOST_DESCRIPTOR_MAGIC, FNHOST_ABI_MAJOR, FNHOST_ABI_MINOR,                     \
-        sizeof(fnhost_descriptor), FNHOST_STR(NAME), FNHOST_STR("fnhost.h 1.0"),          \
+        sizeof(fnhost_descriptor), FNHOST_STR(NAME), FNHOST_STR("fnhost.h 1.1"),          \
         HANDLERS, sizeof(HANDLERS) / sizeof(HANDLERS[0]),                                \
         INITIALIZERS, INITIALIZER_COUNT,                                                 \
-        LAYOUT, sizeof(LAYOUT) / sizeof(LAYOUT[0])}
+        LAYOUT, sizeof(LAYOUT) / sizeof(LAYOUT[0]), FNHOST_ENTRY_SIZES}
 
 #ifdef __cplusplus
 }

@@ -20,11 +20,26 @@ use core::marker::PhantomData;
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version. A plugin of an older or equal minor is accepted; a newer
 /// minor is refused (it may call context functions this host lacks).
-pub const ABI_MINOR: u16 = 0;
+///
+/// - 1.0: the first ABI.
+/// - 1.1: the descriptor gives the element size of every table
+///   (`*_entry_size`), so entries can grow in later minors; handlers and
+///   initializers are called as `"C-unwind"` functions.
+pub const ABI_MINOR: u16 = 1;
+/// `descriptor_size` of a 1.0 descriptor: the smallest the host accepts.
+pub const DESCRIPTOR_SIZE_1_0: u64 = 96;
 /// First field of every descriptor: the bytes `FNHP` read as a little-endian `u32`.
 pub const DESCRIPTOR_MAGIC: u32 = u32::from_le_bytes(*b"FNHP");
 /// Name of the data symbol every plugin exports (type [`Descriptor`]).
 pub const DESCRIPTOR_SYMBOL: &str = "fnhost_plugin_descriptor";
+
+/// Most bytes of an error type the host keeps from `set_error` (longer ones
+/// are cut and marked).
+pub const MAX_ERROR_TYPE: usize = 256;
+/// Most bytes of an error message the host keeps from `set_error`.
+pub const MAX_ERROR_MESSAGE: usize = 64 * 1024;
+/// Most bytes of one log line the host keeps from `log`.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
 
 /// Status returned by handlers and initializers: success.
 pub const STATUS_OK: i32 = 0;
@@ -231,9 +246,14 @@ pub struct ContextVTable {
 }
 
 /// `int32_t handler(const fnhost_context *ctx, fnhost_host_str payload)`.
-pub type HandlerFn = unsafe extern "C" fn(ctx: *const Context, payload: HostStr) -> i32;
-/// `int32_t initializer(const fnhost_context *ctx)`.
-pub type InitializerFn = unsafe extern "C" fn(ctx: *const Context) -> i32;
+///
+/// Called as `"C-unwind"`: a C++ exception or a foreign unwind that escapes
+/// a handler (which the header forbids) then ends the host with a defined
+/// abort instead of undefined behaviour. The C side declares it as a plain
+/// C function; the calling convention is the same.
+pub type HandlerFn = unsafe extern "C-unwind" fn(ctx: *const Context, payload: HostStr) -> i32;
+/// `int32_t initializer(const fnhost_context *ctx)`, called as a handler is.
+pub type InitializerFn = unsafe extern "C-unwind" fn(ctx: *const Context) -> i32;
 
 /// One named handler in the descriptor's table.
 #[repr(C)]
@@ -310,6 +330,17 @@ pub struct Descriptor {
     pub layout: *const TypeLayout,
     /// Number of entries in `layout`.
     pub layout_count: usize,
+    // ---- appended in 1.1 (a 1.0 descriptor ends above; the host reads
+    // these as 0 for it and uses the 1.0 element sizes) ----
+    /// `size_of::<HandlerEntry>()` as the plugin compiled it.
+    pub handler_entry_size: u32,
+    /// `size_of::<InitializerEntry>()` as the plugin compiled it.
+    pub initializer_entry_size: u32,
+    /// `size_of::<TypeLayout>()` as the plugin compiled it.
+    pub layout_entry_size: u32,
+    /// `size_of::<FieldLayout>()` as the plugin compiled it (every layout
+    /// field table).
+    pub field_entry_size: u32,
 }
 
 // SAFETY: a descriptor and the tables it points to are immutable static data
@@ -405,6 +436,10 @@ pub static LAYOUT: [TypeLayout; 9] = [
             initializer_count,
             layout,
             layout_count,
+            handler_entry_size,
+            initializer_entry_size,
+            layout_entry_size,
+            field_entry_size,
         ]
     ),
 ];
@@ -444,6 +479,14 @@ mod tests {
         assert_eq!(unsafe { fields[0].name.as_slice() }, b"magic");
         assert_eq!(fields[0].size, 4);
         assert_eq!(fields[1].offset, 4);
+    }
+
+    #[test]
+    fn a_1_0_descriptor_ends_where_1_1_appended_its_fields() {
+        assert_eq!(
+            core::mem::offset_of!(Descriptor, handler_entry_size) as u64,
+            DESCRIPTOR_SIZE_1_0
+        );
     }
 
     #[test]

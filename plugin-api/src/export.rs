@@ -274,7 +274,7 @@ macro_rules! __export_descriptor {
                 __abi::HandlerEntry {
                     name: __abi::PluginStr::from_static($hname),
                     handler: Some({
-                        unsafe extern "C" fn __trampoline(
+                        unsafe extern "C-unwind" fn __trampoline(
                             ctx: *const __abi::Context,
                             payload: __abi::HostStr,
                         ) -> i32 {
@@ -290,7 +290,7 @@ macro_rules! __export_descriptor {
                 __abi::InitializerEntry {
                     name: __abi::PluginStr::from_static($iname),
                     initializer: Some({
-                        unsafe extern "C" fn __trampoline(ctx: *const __abi::Context) -> i32 {
+                        unsafe extern "C-unwind" fn __trampoline(ctx: *const __abi::Context) -> i32 {
                             // SAFETY: called by the host under the initializer contract.
                             unsafe { $crate::__private::run_initializer(ctx, $ifn) }
                         }
@@ -313,6 +313,10 @@ macro_rules! __export_descriptor {
                 initializer_count: __INITIALIZER_COUNT,
                 layout: __abi::LAYOUT.as_ptr(),
                 layout_count: __abi::LAYOUT.len(),
+                handler_entry_size: ::core::mem::size_of::<__abi::HandlerEntry>() as u32,
+                initializer_entry_size: ::core::mem::size_of::<__abi::InitializerEntry>() as u32,
+                layout_entry_size: ::core::mem::size_of::<__abi::TypeLayout>() as u32,
+                field_entry_size: ::core::mem::size_of::<__abi::FieldLayout>() as u32,
             };
         };
     };

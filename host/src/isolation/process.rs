@@ -20,12 +20,16 @@ use super::output::{self, Taken, WorkerOutput, MAX_CAPTURED};
 use super::protocol::{read_frame, write_frame, Deadline, Done, Invoke, Ready, Start};
 use super::{RUNTIME_HEADROOM_MB, WORKER_ARG};
 use crate::config::FunctionConfig;
-use crate::invocation::{format_timeout, Served};
+use crate::invocation::{cut, format_timeout, Served};
 use crate::log_buffer::push_rfc3339_millis;
 use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
 
 /// The error type a worker reports when it cannot load the library.
 pub(crate) const LOAD_ERROR: &str = "LoadError";
+
+/// Most log bytes taken from a worker's answer (its own log buffer keeps
+/// 1 MiB; a hostile worker could send up to the frame limit).
+const MAX_WORKER_LOG: usize = 1024 * 1024;
 
 /// After this many consecutive failed starts, starts back off.
 const START_FAILURES_BEFORE_BACKOFF: u32 = 3;
@@ -599,7 +603,7 @@ impl ProcessPool {
         lines
     }
 
-    fn success(&self, done: Done, body: Vec<u8>, output: &Taken) -> InvokeResult {
+    fn success(&self, mut done: Done, body: Vec<u8>, output: &Taken) -> InvokeResult {
         let outcome = match done.error {
             None => Outcome::Success(Body {
                 kind: match done.kind {
@@ -610,8 +614,21 @@ impl ProcessPool {
                 },
                 bytes: body,
             }),
-            Some((ty, message)) => Outcome::Failure(FunctionError::new(ty, message)),
+            // A worker is an untrusted peer: its strings get the caps a
+            // plugin's get at the ABI boundary.
+            Some((ty, message)) => Outcome::Failure(FunctionError::new(
+                cut(ty, fnhost_api::abi::MAX_ERROR_TYPE),
+                cut(message, fnhost_api::abi::MAX_ERROR_MESSAGE),
+            )),
         };
+        if done.log.len() > MAX_WORKER_LOG {
+            // Keep the end, as the log buffer does.
+            let mut start = done.log.len() - MAX_WORKER_LOG;
+            while !done.log.is_char_boundary(start) {
+                start += 1;
+            }
+            done.log.drain(..start);
+        }
         let captured = self.output_lines(&done.request_id, output);
         InvokeResult {
             outcome,
