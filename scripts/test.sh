@@ -15,6 +15,8 @@ echo "== cargo build --workspace (sample plugins, fnhost binary)"
 cargo build --workspace --locked
 echo "== cargo test --workspace"
 cargo test --workspace --locked
+echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"
+./scripts/miri.sh
 
 echo "== FunctionGraph SDK compatibility (pytest, official SDK from PyPI)"
 python=$(./scripts/sdk-venv.sh)

@@ -43,11 +43,26 @@ struct Reported {
 /// A context backed by plain Rust values, for handler unit tests and
 /// benchmarks. Lines logged through it are collected without prefixes.
 pub struct TestContext {
-    host: Box<TestHost>,
+    /// Owned (from `Box::into_raw`, freed in `Drop`). Kept as a raw pointer,
+    /// never as a `Box`: the context holds a copy of it, and a `Box` (or a
+    /// reference) re-asserted for the builder's writes would invalidate that
+    /// copy. Every access goes through this pointer, so they share its
+    /// permission (checked by Miri under Stacked and Tree Borrows).
+    host: std::ptr::NonNull<TestHost>,
     ctx: Context,
 }
 
-// SAFETY: `TestHost` is only read except for its `Mutex`es.
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        // SAFETY: `host` came from `Box::into_raw` in `new` and is freed only
+        // here; the context that copies it is dropped with `self`.
+        drop(unsafe { Box::from_raw(self.host.as_ptr()) });
+    }
+}
+
+// SAFETY: `TestHost` is only read through shared references except for its
+// `Mutex`es, and written only by the builder methods, which take `self` by
+// value (no shared reference can exist then).
 unsafe impl Send for TestContext {}
 // SAFETY: as above.
 unsafe impl Sync for TestContext {}
@@ -164,7 +179,7 @@ impl TestContext {
         fields[field::FUNCTION_NAME as usize] = "test".into();
         fields[field::VERSION as usize] = "latest".into();
         fields[field::PACKAGE as usize] = "default".into();
-        let host = Box::new(TestHost {
+        let host = Box::into_raw(Box::new(TestHost {
             fields,
             user_data: HashMap::new(),
             timeout: Duration::from_secs(3),
@@ -172,16 +187,31 @@ impl TestContext {
             memory_mb: 128,
             log: Mutex::new(String::new()),
             result: Mutex::new(Reported::default()),
-        });
+        }));
         let raw = abi::Context {
             vtable: &VTABLE,
-            host: &*host as *const TestHost as *mut HostData,
+            host: host as *mut HostData,
         };
-        // SAFETY: the vtable is static and `host` points into the boxed
+        // SAFETY: the vtable is static and `host` points at the heap
         // `TestHost` (its address never changes), which lives exactly as long
         // as the `Context` stored beside it.
         let ctx = unsafe { Context::from_raw(&raw) };
+        // SAFETY: `Box::into_raw` never returns null.
+        let host = unsafe { std::ptr::NonNull::new_unchecked(host) };
         TestContext { host, ctx }.refresh_deadline()
+    }
+
+    fn host(&self) -> &TestHost {
+        // SAFETY: owned by `self` (see the field); writes happen only
+        // through `host_mut`, which needs `&mut self`.
+        unsafe { self.host.as_ref() }
+    }
+
+    fn host_mut(&mut self) -> &mut TestHost {
+        // SAFETY: as in `host`; `&mut self` rules out any other reference
+        // derived from `self`, and the context's copy of the pointer is not
+        // used while this borrow lives.
+        unsafe { self.host.as_mut() }
     }
 
     fn refresh_deadline(mut self) -> TestContext {
@@ -189,12 +219,13 @@ impl TestContext {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        self.host.deadline_unix_ms = now + self.host.timeout.as_millis() as i64;
+        let timeout = self.host().timeout;
+        self.host_mut().deadline_unix_ms = now + timeout.as_millis() as i64;
         self
     }
 
     fn with_field(mut self, f: u32, value: &str) -> TestContext {
-        self.host.fields[f as usize] = value.to_owned();
+        self.host_mut().fields[f as usize] = value.to_owned();
         self
     }
 
@@ -228,17 +259,19 @@ impl TestContext {
     }
     /// Adds a user data entry.
     pub fn user_data(mut self, key: &str, value: &str) -> TestContext {
-        self.host.user_data.insert(key.to_owned(), value.to_owned());
+        self.host_mut()
+            .user_data
+            .insert(key.to_owned(), value.to_owned());
         self
     }
     /// Sets the memory size in MB.
     pub fn memory_size_mb(mut self, mb: u32) -> TestContext {
-        self.host.memory_mb = mb;
+        self.host_mut().memory_mb = mb;
         self
     }
     /// Sets the timeout; the deadline becomes now + timeout.
     pub fn timeout(mut self, timeout: Duration) -> TestContext {
-        self.host.timeout = timeout;
+        self.host_mut().timeout = timeout;
         self.refresh_deadline()
     }
 
@@ -249,16 +282,62 @@ impl TestContext {
 
     /// The lines logged so far (the last 1 MiB or more), each followed by a newline.
     pub fn log(&self) -> String {
-        self.host.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.host()
+            .log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// The error set through the raw ABI (`set_error`), as `(type, message)`.
     pub fn error(&self) -> Option<(String, String)> {
-        self.host.result.lock().ok().and_then(|r| r.error.clone())
+        self.host().result.lock().ok().and_then(|r| r.error.clone())
     }
 
     /// The output set through the raw ABI (`set_output`), as `(kind, body)`.
     pub fn output(&self) -> Option<(u32, Vec<u8>)> {
-        self.host.result.lock().ok().and_then(|r| r.output.clone())
+        self.host()
+            .result
+            .lock()
+            .ok()
+            .and_then(|r| r.output.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Built, changed and then used, as every test does: Miri (Stacked and
+    /// Tree Borrows) checks that the host pointer inside the context stays
+    /// valid across the builder's writes and the vtable's reads.
+    #[test]
+    fn a_context_changed_after_creation_reads_and_writes_soundly() {
+        let test = TestContext::new()
+            .user_data("NAME", "fnhost")
+            .request_id("r-1")
+            .memory_size_mb(256)
+            .timeout(Duration::from_secs(5));
+        let ctx = test.context();
+        assert_eq!(ctx.user_data("NAME"), Some("fnhost"));
+        assert_eq!(ctx.request_id(), "r-1");
+        assert_eq!(ctx.memory_size_mb(), 256);
+        ctx.logger().info("one");
+        std::thread::scope(|s| {
+            s.spawn(|| ctx.logger().info("two"));
+        });
+        // SAFETY: the raw vtable of a live context, called as a plugin would.
+        unsafe {
+            let raw = ctx.as_raw();
+            ((*raw.vtable).set_error)(
+                raw.host,
+                PluginStr::from_static("Mine"),
+                PluginStr::from_static("failed"),
+            );
+        }
+        assert_eq!(test.log(), "one\ntwo\n");
+        assert_eq!(test.error(), Some(("Mine".into(), "failed".into())));
+        let moved = test;
+        assert_eq!(moved.context().request_id(), "r-1");
     }
 }
