@@ -4,7 +4,10 @@
 # tests/attack/attack.py against it (forged and replayed bodies, pre-auth
 # floods, slow and idle connections, descriptor exhaustion, exposure,
 # wrapping numbers, disconnects, zip bombs, package pile-up, kill -9 during
-# uploads), then prints a table. Bounded: ATTACK_SECONDS (default 600) for
+# uploads; library constructors that abort, segfault, exit or block; output
+# floods without newlines, forged end-of-output markers, handlers that fork
+# past their deadline, 64 MiB error messages, worker pile-ups past the cap),
+# then prints a table. Bounded: ATTACK_SECONDS (default 600) for
 # the whole suite, and every case bounds its own requests and waits.
 # Exits 1 if any attack failed, the server crashed, or anything was lost.
 set -euo pipefail

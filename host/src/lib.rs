@@ -39,6 +39,9 @@ pub mod elf;
 pub mod entry;
 pub mod error;
 mod function;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod generation;
 mod instances;
 mod invocation;

@@ -1,7 +1,9 @@
 """The attack suite (scripts/attack.sh): starts `fnhost serve` servers on
-127.0.0.1 and runs the hostile cases of the front door against them, each
-bounded in count and time, then prints a table: what was tried, whether it
-held, degraded or failed, server crashes, and what was lost.
+127.0.0.1 and runs the hostile cases of the front door and of native code
+(constructors that crash or block, output floods, forged markers, forking
+handlers, huge error messages, worker pile-ups) against them, each bounded
+in count and time, then prints a table: what was tried, whether it held,
+degraded or failed, server crashes, and what was lost.
 
 Every request goes to 127.0.0.1; every loop has a bound.
 """
@@ -413,6 +415,164 @@ def upload_crash(server):
         f"served after each restart: {answers}; torn or leftover packages: {torn}; uninterrupted: {finished}"
 
 
+# ---- native code: constructors, output, forks, workers ----------------------
+
+FIXTURES = Path(tempfile.mkdtemp(prefix="fnhost-attack-fixtures-"))
+
+
+def fixture_zip(name, as_name):
+    from test_native import fixture
+    lib = fixture(name, FIXTURES)
+    return zip_entries_b64({f"{as_name}.so": lib.read_bytes()})
+
+
+def deploy_fixture(server, func, fixture_name, isolation=None, timeout=3):
+    body = create_body(func, handler=f"{fixture_name}.Handler", timeout=timeout)
+    body["func_code"] = {"file": fixture_zip(fixture_name, fixture_name)}
+    if isolation:
+        body["isolation"] = isolation
+    return call(server, "POST", BASE, body)
+
+
+def invoke_v1(server, func, data=b"{}", timeout=30):
+    path = f"{BASE}/urn:fss:local:{PROJECT}:function:default:{func}:latest/invocations"
+    headers = signed(server, "POST", path, data, headers={"X-CFF-Request-Version": "v1", "X-Cff-Log-Type": "tail"})
+    status, _, body = send(server, "POST", path, data, headers, timeout=timeout)
+    return status, body
+
+
+@attack("library constructors that abort, segfault and exit, deployed through the API", "3 deploys")
+def constructors(server):
+    notes = []
+    for name in ("ctor_abort", "ctor_segv", "ctor_exit"):
+        status, _, body = deploy_fixture(server, name.replace("_", "-"), name)
+        said = "initialization code" in body.decode()
+        notes.append(f"{name}: {status}{' named' if said else ' UNNAMED'}")
+        if not said:
+            return "failed", "; ".join(notes)
+    return ("held" if healthy(server) else "failed"), "; ".join(notes) + "; server serving"
+
+
+@attack("a constructor that blocks forever, deployed while others are served", "1 deploy, 3 probes")
+def constructor_blocks(server):
+    name = "ctor_block"
+    body = create_body("ctor-block", handler=f"{name}.Handler")
+    body["func_code"] = {"file": fixture_zip(name, name)}
+    data = json.dumps(body).encode()
+    headers = signed(server, "POST", BASE, data)
+    done = {}
+    t = threading.Thread(target=lambda: done.update(r=send(server, "POST", BASE, data, headers, timeout=40)))
+    t.start()
+    time.sleep(1)
+    started = time.time()
+    probes = [send(server, "GET", "/metrics", timeout=5)[0], call(server, "GET", BASE)[0], healthy(server)]
+    took = time.time() - started
+    t.join(45)
+    answered = done.get("r", (0, None, b""))
+    ok = probes[:2] == [200, 200] and probes[2] and took < 3 and b"did not finish" in answered[2]
+    return ("held" if ok else "failed"), f"metrics, listing, health answered in {took:.2f} s during the deploy; deploy answered {answered[0]}"
+
+
+@attack("process isolation: 5 calls printing 4 MiB each without a newline", "5 calls")
+def output_flood(server):
+    status, _, body = deploy_fixture(server, "flood", "no_newline", isolation="process", timeout=10)
+    if status != 200:
+        return "failed", f"deploy answered {status}: {body[:200]}"
+    before = rss_mb(server)
+    worst = 0.0
+    for _ in range(5):
+        started = time.time()
+        status, _ = invoke_v1(server, "flood", b'"x"')
+        worst = max(worst, time.time() - started)
+    grown = rss_mb(server) - before
+    ok = status == 200 and grown < 64
+    return ("held" if ok else "failed"), f"server RSS grew {grown:.0f} MB over 20 MiB printed; slowest call {worst:.2f} s"
+
+
+@attack("process isolation: a forged end-of-output marker and stdio left buffered", "3 calls")
+def forged_marker(server):
+    deploy_fixture(server, "forger", "forged_marker", isolation="process")
+    worst, own = 0.0, True
+    for call_id in ("one", "two", "three"):
+        started = time.time()
+        status, body = invoke_v1(server, "forger", json.dumps(call_id).encode())
+        worst = max(worst, time.time() - started)
+        log = json.loads(body).get("log", "") if status == 200 else ""
+        own = own and f'call "{call_id}" ends' in log
+    ok = own and worst < 1.0
+    return ("held" if ok else "failed"), f"each call's own output in its own log: {own}; slowest call {worst * 1000:.0f} ms"
+
+
+@attack("process isolation: a handler that forks, then spins past its deadline", "1 call")
+def fork_escape(server):
+    body = create_body("forker", handler="forks.ForkAndSpin", timeout=1)
+    body["func_code"] = {"file": fixture_zip("forks", "forks")}
+    body["isolation"] = "process"
+    call(server, "POST", BASE, body)
+    status, answer = invoke_v1(server, "forker")
+    log = json.loads(answer).get("log", "") if answer else ""
+    pids = [int(w) for line in log.splitlines() if "child " in line for w in line.split() if w.isdigit()]
+    time.sleep(1)
+    alive = [p for p in pids if Path(f"/proc/{p}").exists() and " Z " not in Path(f"/proc/{p}/stat").read_text()]
+    ok = bool(pids) and not alive
+    return ("held" if ok else "failed"), f"answered {status}; children {pids}, still alive: {alive}"
+
+
+@attack("a 64 MiB error message from an in-process C handler", "1 call")
+def big_error(server):
+    body = create_body("big-error", handler="big_error.Handler", memory_size=256)
+    body["func_code"] = {"file": fixture_zip("big_error", "big_error")}
+    call(server, "POST", BASE, body)
+    status, answer = invoke_v1(server, "big-error")
+    ok = len(answer) < 256 * 1024 and b"truncated" in answer
+    return ("held" if ok else "failed"), f"answered {status} with {len(answer) >> 10} KB"
+
+
+@attack("60 concurrent calls to 3 process-isolated functions, cap 16 workers", "60 calls")
+def worker_pile_up(server):
+    for i in range(3):
+        body = create_body(f"sleeper{i}", handler="misbehaving.Sleep", library="libmisbehaving.so",
+                           module="misbehaving", timeout=5)
+        body["isolation"] = "process"
+        call(server, "POST", BASE, body)
+    answers, lock = [], threading.Lock()
+
+    def one(i):
+        try:
+            status, _ = invoke_v1(server, f"sleeper{i % 3}", b"300", timeout=30)
+        except OSError:
+            status = 0
+        with lock:
+            answers.append(status)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(60)]
+    for t in threads:
+        t.start()
+    peak = 0
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, workers_of(server))
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    threads_now = int(next(l.split()[1] for l in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines()
+                           if l.startswith("Threads:")))
+    ok = peak <= 16 and set(answers) <= {200, 429}
+    return ("held" if ok else "failed"), \
+        f"answers {sorted(set(answers))} ({answers.count(200)} served, {answers.count(429)} refused); peak workers {peak}; server threads after: {threads_now}"
+
+
+def workers_of(server):
+    n = 0
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == server.proc.pid:
+                n += 1
+    return n
+
+
 def _quiet(fn):
     try:
         fn()
@@ -424,7 +584,8 @@ def main():
     deadline = time.time() + float(os.environ.get("ATTACK_SECONDS", "600"))
     tmp = Path(tempfile.mkdtemp(prefix="fnhost-attack-"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-    server = Server(tmp, config={"limits": {"header_timeout": 3, "idle_timeout": 10}}).start()
+    server = Server(tmp, config={"limits": {"header_timeout": 3, "idle_timeout": 10}},
+                    extra_args=["--max-worker-processes", "16"]).start()
     acknowledged = set()
     try:
         for run in ATTACKS:

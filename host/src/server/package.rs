@@ -259,7 +259,7 @@ fn invalid(message: impl Into<String>) -> PackageError {
 
 /// Extracts `zip` into `dir` (created), refusing unsafe, oversized or
 /// incomplete content.
-fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
+pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
         .map_err(|e| invalid(format!("not a valid zip archive: {e}")))?;
     if archive.len() > MAX_ENTRIES {

@@ -116,7 +116,7 @@ pub fn parse_schedule(
 
 impl Schedule {
     /// How long until the next firing.
-    fn next_delay(&self) -> Option<Duration> {
+    pub(crate) fn next_delay(&self) -> Option<Duration> {
         match self {
             Schedule::Rate(d) => Some(*d),
             Schedule::Cron(c) => {
