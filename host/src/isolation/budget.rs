@@ -67,7 +67,7 @@ impl Drop for Slot {
         let mut live = BUDGET.live.lock();
         *live = live.saturating_sub(1);
         drop(live);
-        BUDGET.freed.notify_one();
+        BUDGET.freed.notify_all();
     }
 }
 
@@ -78,32 +78,55 @@ pub(crate) struct Exhausted {
     pub max: usize,
 }
 
+/// Takes a slot if one is free now.
+pub(crate) fn try_acquire() -> Option<Slot> {
+    let mut live = BUDGET.live.lock();
+    if *live < max() {
+        *live += 1;
+        Some(Slot(()))
+    } else {
+        None
+    }
+}
+
+/// Tells waiters that a worker became idle (they may reuse or end it).
+pub(crate) fn idle_available() {
+    BUDGET.freed.notify_all();
+}
+
+/// Waits until a slot frees up or a worker becomes idle, or briefly (so a
+/// wake-up missed between a check and this wait costs little); false once
+/// `deadline` has passed.
+pub(crate) fn wait_for_change(deadline: Instant) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
+    }
+    let until = deadline.min(now + std::time::Duration::from_millis(50));
+    let mut live = BUDGET.live.lock();
+    let _ = BUDGET.freed.wait_until(&mut live, until);
+    true
+}
+
 /// Takes a slot: at once if one is free, else after ending the
 /// longest-idle worker of any function, else when one frees up before
 /// `deadline`.
 pub(crate) fn acquire(deadline: Instant) -> Result<Slot, Exhausted> {
     loop {
-        {
-            let mut live = BUDGET.live.lock();
-            if *live < max() {
-                *live += 1;
-                return Ok(Slot(()));
-            }
+        if let Some(slot) = try_acquire() {
+            return Ok(slot);
         }
         if end_longest_idle() {
             continue;
         }
-        let mut live = BUDGET.live.lock();
-        if *live < max() {
-            continue;
-        }
-        if BUDGET.freed.wait_until(&mut live, deadline).timed_out() && *live >= max() {
+        if !wait_for_change(deadline) {
             return Err(Exhausted { max: max() });
         }
     }
 }
 
-fn end_longest_idle() -> bool {
+/// Ends the longest-idle worker of any function; false if none is idle.
+pub(crate) fn end_longest_idle() -> bool {
     let holders: Vec<Arc<dyn IdleWorkers>> = BUDGET
         .holders
         .lock()

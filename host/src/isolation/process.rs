@@ -261,6 +261,7 @@ impl IdleWorkers for Idle {
 impl Idle {
     fn push(&self, worker: Worker) {
         self.0.lock().push((worker, Instant::now()));
+        budget::idle_available();
     }
     /// The most recently used idle worker.
     fn pop(&self) -> Option<Worker> {
@@ -310,6 +311,16 @@ impl std::fmt::Display for Saturated {
     }
 }
 
+enum Obtained {
+    /// One of this pool's idle workers.
+    Idle(Worker),
+    /// A slot to start a new worker in.
+    Slot(Slot),
+    /// Starts back off after failing: the last failure.
+    BackingOff(StartError),
+    Saturated(Saturated),
+}
+
 enum Acquired {
     Worker(Worker, String),
     Failed(StartError),
@@ -356,17 +367,21 @@ impl ProcessPool {
         }
     }
 
+    /// The last start failure, while starts back off.
+    fn backing_off(&self) -> Option<StartError> {
+        let f = self.failures.lock();
+        match (f.retry_after, &f.last) {
+            (Some(until), Some(last)) if Instant::now() < until => Some(StartError {
+                error: last.clone(),
+                log: String::new(),
+            }),
+            _ => None,
+        }
+    }
+
     fn start(&self, deadline: Instant) -> Acquired {
-        {
-            let f = self.failures.lock();
-            if let (Some(until), Some(last)) = (f.retry_after, &f.last) {
-                if Instant::now() < until {
-                    return Acquired::Failed(StartError {
-                        error: last.clone(),
-                        log: String::new(),
-                    });
-                }
-            }
+        if let Some(e) = self.backing_off() {
+            return Acquired::Failed(e);
         }
         let waiting = Instant::now();
         let slot = match budget::acquire(deadline) {
@@ -378,6 +393,15 @@ impl ProcessPool {
                 })
             }
         };
+        self.start_with(slot)
+    }
+
+    /// Starts a worker in `slot`, counting failed starts for the back-off
+    /// (during which it answers the last failure without starting one).
+    fn start_with(&self, slot: Slot) -> Acquired {
+        if let Some(e) = self.backing_off() {
+            return Acquired::Failed(e);
+        }
         self.starts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = self.start_once(slot);
@@ -473,6 +497,34 @@ impl ProcessPool {
         }
     }
 
+    /// A worker for the next call: this pool's most recently used idle one,
+    /// else a free slot, else (at the host-wide cap) one freed by ending the
+    /// longest-idle worker of any function, else whichever of those comes
+    /// first before `deadline`.
+    fn obtain(&self, deadline: Instant) -> Obtained {
+        let waiting = Instant::now();
+        loop {
+            if let Some(worker) = self.idle.pop() {
+                return Obtained::Idle(worker);
+            }
+            if let Some(e) = self.backing_off() {
+                return Obtained::BackingOff(e);
+            }
+            if let Some(slot) = budget::try_acquire() {
+                return Obtained::Slot(slot);
+            }
+            if budget::end_longest_idle() {
+                continue;
+            }
+            if !budget::wait_for_change(deadline) {
+                return Obtained::Saturated(Saturated {
+                    max: budget::max(),
+                    waited: waiting.elapsed(),
+                });
+            }
+        }
+    }
+
     /// Runs one invocation in a worker, answering at the deadline at the
     /// latest; `Err` when the host-wide worker budget stayed exhausted.
     pub(crate) fn invoke(
@@ -491,11 +543,15 @@ impl ProcessPool {
         // An idle worker may have died while waiting (the kernel's OOM killer,
         // an operator): if the request cannot even be sent, the handler never
         // ran, so a fresh worker takes it.
-        let mut reused = self.idle.pop();
+        let queue_deadline = deadline.min(started + self.queue_timeout);
         let (worker, sent) = loop {
-            let (worker, was_idle) = match reused.take() {
-                Some(w) => (w, true),
-                None => match self.start(deadline.min(started + self.queue_timeout)) {
+            let (worker, was_idle) = match self.obtain(queue_deadline) {
+                Obtained::Idle(w) => (w, true),
+                Obtained::Saturated(s) => return Err(s),
+                Obtained::BackingOff(e) => {
+                    return Ok(self.failure(None, e.error, &Taken::default(), started.elapsed()))
+                }
+                Obtained::Slot(slot) => match self.start_with(slot) {
                     Acquired::Worker(w, _) => (w, false),
                     Acquired::Failed(e) => {
                         return Ok(self.failure(
@@ -518,7 +574,6 @@ impl ProcessPool {
             let sent = write_frame(&mut socket, &request, payload);
             if sent.is_err() && was_idle {
                 worker.end();
-                reused = self.idle.pop();
                 continue;
             }
             break (worker, sent);
