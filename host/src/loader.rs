@@ -362,8 +362,21 @@ impl Loader {
             reason: source_err,
         })?;
         let digest = Digest::of(bytes);
-        // The copy is stored (again, if it was pruned) even for a library
-        // already mapped: the cache holds every library in use.
+        let mapped = self.loaded.lock().get(&digest).cloned();
+        if let Some(lib) = mapped {
+            // Already mapped: its copy is never opened again, so it is not
+            // re-verified, only put back if it was pruned (the cache holds
+            // every library in use).
+            if !lib.mapped_path().exists() {
+                self.cache
+                    .store(&digest, bytes)
+                    .map_err(|error| LoadError::Io {
+                        path: self.cache.dir().to_owned(),
+                        error,
+                    })?;
+            }
+            return Ok(lib);
+        }
         let mapped_path = self
             .cache
             .store(&digest, bytes)
@@ -371,9 +384,6 @@ impl Loader {
                 path: self.cache.dir().to_owned(),
                 error,
             })?;
-        if let Some(lib) = self.loaded.lock().get(&digest) {
-            return Ok(Arc::clone(lib));
-        }
         // Nothing of a library runs here before it ran once elsewhere.
         self.preflight(source, &digest)?;
         let library = open_checked(source, &mapped_path, digest, bytes.len() as u64)?;
