@@ -238,3 +238,42 @@ fn a_constructor_that_blocks_fails_the_load_within_the_timeout() {
     constructor_refused(&rt, "ctor_block", "did not finish within 0.5 s");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn a_file_planted_in_the_code_cache_is_never_run() {
+    // A fresh cache, and a build of `echo` it has not seen: someone who can
+    // write there plants other code of the same size under echo's digest.
+    let dir = scratch("planted");
+    let cache = dir.join("cache");
+    let code = dir.join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    let echo = std::fs::read(plugin_dir().join("libecho.so")).unwrap();
+    std::fs::write(code.join("echo.so"), &echo).unwrap();
+    let mut planted = std::fs::read(plugin_dir().join("libmisbehaving.so")).unwrap();
+    planted.resize(echo.len(), 0);
+    std::fs::create_dir_all(&cache).unwrap();
+    let digest = fnhost::code_cache::Digest::of(&echo);
+    std::fs::write(cache.join(format!("{digest}.so")), &planted).unwrap();
+    for isolation in [fnhost::Isolation::InProcess, fnhost::Isolation::Process] {
+        let rt = Runtime::new(fnhost::RuntimeConfig {
+            cache_dir: Some(cache.clone()),
+            worker_executable: Some(fnhost_e2e::fnhost_bin()),
+            ..fnhost::RuntimeConfig::default()
+        })
+        .unwrap();
+        let f = rt
+            .load(FunctionConfig::new("echo.Handler", &code).isolation(isolation))
+            .unwrap();
+        let r = f.invoke(b"genuine").unwrap();
+        assert_eq!(r.outcome.body_bytes(), b"genuine", "{isolation:?}");
+        // The copy now holds echo's bytes.
+        assert_eq!(
+            std::fs::read(cache.join(format!("{digest}.so"))).unwrap(),
+            echo
+        );
+        // Plant again for the next round, as a new file: writing into the
+        // genuine copy in place would rewrite the pages this process mapped.
+        std::fs::remove_file(cache.join(format!("{digest}.so"))).unwrap();
+        std::fs::write(cache.join(format!("{digest}.so")), &planted).unwrap();
+    }
+}
