@@ -50,11 +50,12 @@ class Server:
         self.config.write_text(json.dumps(settings))
         self.proc = None
         self.preexec = None  # run in the server's process before exec
+        self.wrapper = []  # a command the server runs under (e.g. unshare)
 
     def start(self):
         log = open(self.tmp / "server.log", "ab")
         self.proc = subprocess.Popen(
-            [str(TARGET / "fnhost"), "serve", "--config", str(self.config),
+            self.wrapper + [str(TARGET / "fnhost"), "serve", "--config", str(self.config),
              "--data-dir", str(self.tmp / "data"), "--cache-dir", str(self.tmp / "cache")] + self.extra_args,
             stdout=log, stderr=log, preexec_fn=self.preexec)
         deadline = time.time() + 30

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import pytest
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -132,5 +133,51 @@ def test_process_isolation_maps_no_library_in_the_server(tmp_path):
             assert r.read() == b'"isolated"'
         maps = Path(f"/proc/{s.proc.pid}/maps").read_text()
         assert "echo.so" not in maps and str(tmp_path / "cache") not in maps
+    finally:
+        s.stop(signal.SIGKILL)
+
+
+def children(pid):
+    """(pid, state) of every process whose parent is `pid`."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append((int(p.name), fields[0]))
+    return found
+
+
+def test_as_pid_1_the_server_reaps_what_killed_handlers_leave_behind(tmp_path):
+    if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode != 0:
+        pytest.skip("unprivileged PID namespaces are not available here")
+    s = Server(tmp_path, keys=False)
+    s.wrapper = ["unshare", "--pid", "--fork", "--mount-proc"]
+    try:
+        s.start()
+        host = [pid for pid, _ in children(s.proc.pid)]
+        assert len(host) == 1, host
+        host = host[0]
+        body = create_body("forker", handler="forks.ForkAndSpin", timeout=1)
+        body["func_code"] = {"file": zip_entries_b64({"forks.so": fixture("forks", tmp_path).read_bytes()})}
+        body["isolation"] = "process"
+        status, _, answer = call(s, "POST", BASE, body)
+        assert status == 200, answer
+        for _ in range(3):
+            status, _, answer = call(s, "POST", f"{BASE}/forker/invocations", b"{}")
+            assert b"timed out" in answer, answer
+        # Each call left a child and a grandchild, killed with their worker's
+        # group and reparented to the server: it must have reaped them.
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            zombies = [pid for pid, state in children(host) if state == "Z"]
+            if not zombies:
+                break
+            time.sleep(0.1)
+        assert not zombies, f"unreaped: {zombies}"
     finally:
         s.stop(signal.SIGKILL)

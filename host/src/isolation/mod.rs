@@ -33,7 +33,9 @@
 //! so they die with the host even when it is killed. Each checks, before it
 //! runs anything, that its parent is still the host by the pid captured
 //! before the spawn (so isolation holds as PID 1 of a container and under a
-//! subreaper). Workers receive the library as an open descriptor of the
+//! subreaper); a host that adopts orphans (PID 1, or a subreaper) reaps the
+//! zombies of the processes handlers started ([`reaper`](self)). Workers
+//! receive the library as an open descriptor of the
 //! verified cache copy, never a path.
 //!
 //! The same worker, started in check mode, is the pre-flight every library
@@ -44,6 +46,7 @@ mod output;
 pub mod preflight;
 pub(crate) mod process;
 pub(crate) mod protocol;
+mod reaper;
 mod worker;
 
 pub use budget::DEFAULT_MAX_WORKER_PROCESSES;

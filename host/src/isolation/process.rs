@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use super::budget::{self, IdleWorkers, Slot};
 use super::output::{self, Taken, WorkerOutput, MAX_CAPTURED};
 use super::protocol::{read_frame, write_frame, Deadline, Done, Invoke, Ready, Start};
+use super::reaper;
 use super::{RUNTIME_HEADROOM_MB, WORKER_ARG};
 use crate::config::FunctionConfig;
 use crate::invocation::{cut, format_timeout, Served};
@@ -149,6 +150,7 @@ impl Worker {
         let mut child = spawn(command)?;
         drop(worker_end);
         let pid = child.id() as i32;
+        reaper::worker_started(pid);
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(std::io::Error::other("worker stdio missing"));
         };
@@ -157,6 +159,7 @@ impl Worker {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
+                reaper::worker_reaped(pid);
                 return Err(e);
             }
         };
@@ -226,6 +229,7 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.finish();
+        reaper::worker_reaped(self.pid);
         output::release(&self.output);
     }
 }
