@@ -190,6 +190,9 @@ pub struct Loader {
     /// `None` only in a worker process, which is itself the throwaway
     /// process a library is tried in.
     preflight: Option<Preflight>,
+    /// Digests whose pre-flight passed (an inspected library is not tried
+    /// again when it is then loaded).
+    passed: Mutex<std::collections::HashSet<Digest>>,
     loaded: Mutex<HashMap<Digest, Arc<Library>>>,
 }
 
@@ -205,6 +208,7 @@ impl Loader {
         Loader {
             cache,
             preflight: Some(preflight),
+            passed: Mutex::new(std::collections::HashSet::new()),
             loaded: Mutex::new(HashMap::new()),
         }
     }
@@ -215,6 +219,7 @@ impl Loader {
         Loader {
             cache: CodeCache::none(),
             preflight: None,
+            passed: Mutex::new(std::collections::HashSet::new()),
             loaded: Mutex::new(HashMap::new()),
         }
     }
@@ -245,6 +250,9 @@ impl Loader {
         let Some(preflight) = &self.preflight else {
             return Ok(());
         };
+        if self.passed.lock().contains(digest) {
+            return Ok(());
+        }
         let file = self
             .cache
             .open_verified(digest)
@@ -254,8 +262,9 @@ impl Loader {
             })?;
         preflight
             .check(&file)
-            .map(|_| ())
-            .map_err(|failure| failure_to_error(source, failure))
+            .map_err(|failure| failure_to_error(source, failure))?;
+        self.passed.lock().insert(*digest);
+        Ok(())
     }
 
     /// Number of distinct libraries mapped (none is ever unmapped).
@@ -300,6 +309,7 @@ impl Loader {
         let checked = preflight
             .check(&file)
             .map_err(|failure| failure_to_error(path, failure))?;
+        self.passed.lock().insert(digest);
         Ok(LibraryReport {
             digest,
             size: bytes.len() as u64,
