@@ -812,3 +812,24 @@ fn isolation_works_as_pid_1_of_a_pid_namespace() {
         assert!(!text.contains("did not start"), "{entry} as PID 1: {text}");
     }
 }
+
+#[test]
+fn a_rust_print_without_a_newline_lands_in_its_own_call() {
+    let rt = runtime();
+    let f = rt.load(isolated("misbehaving.PrintPartial")).unwrap();
+    for call in ["one", "two", "three"] {
+        let r = f.invoke(call.as_bytes()).unwrap();
+        assert!(
+            r.log.contains(&format!("partial {call}")),
+            "{call}: {}",
+            r.log
+        );
+        for other in ["one", "two", "three"].iter().filter(|o| **o != call) {
+            assert!(
+                !r.log.contains(&format!("partial {other}")),
+                "{call}: {}",
+                r.log
+            );
+        }
+    }
+}

@@ -41,6 +41,9 @@ pub const MAX_ERROR_MESSAGE: usize = 64 * 1024;
 /// Most bytes of one log line the host keeps from `log`.
 pub const MAX_LOG_LINE: usize = 16 * 1024;
 
+/// Set (to `1`) in the environment of a worker process (process isolation).
+pub const WORKER_PROCESS_ENV: &str = "FNHOST_WORKER_PROCESS";
+
 /// Status returned by handlers and initializers: success.
 pub const STATUS_OK: i32 = 0;
 /// Status returned by handlers and initializers: failure; the plugin reported

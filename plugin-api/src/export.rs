@@ -151,6 +151,7 @@ unsafe fn guarded(raw: *const abi::Context, body: impl FnOnce(&Context) -> i32) 
         };
         ctx.report_memory_peak(alloc::current_peak());
         alloc::stop_tracking();
+        flush_stdout_in_worker();
         drop(entered);
         status
     }));
@@ -160,6 +161,18 @@ unsafe fn guarded(raw: *const abi::Context, body: impl FnOnce(&Context) -> i32) 
             discard(payload);
             STATUS_ERROR
         }
+    }
+}
+
+/// In a worker process (process isolation), what the handler left in this
+/// plugin's own std stdout buffer (a `print!` without a newline) is written
+/// out before the call returns, so it lands in this invocation's log. In
+/// process the host's stdout is shared, and nothing is flushed (a check of
+/// one cached flag).
+fn flush_stdout_in_worker() {
+    static IN_WORKER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *IN_WORKER.get_or_init(|| std::env::var_os(abi::WORKER_PROCESS_ENV).is_some()) {
+        let _ = std::io::Write::flush(&mut std::io::stdout());
     }
 }
 

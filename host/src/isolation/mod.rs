@@ -63,8 +63,21 @@ pub(crate) const FIRST_CLOSED_FD: i32 = 5;
 pub const WORKER_ARG: &str = "__worker";
 
 /// Set (to `1`) in a worker process's environment, so that the `fnhost`
-/// executable can pick its allocator before parsing its arguments.
+/// executable can pick its allocator before parsing its arguments, and a
+/// plugin's trampolines know to flush its stdout after each call
+/// ([`fnhost_api::abi::WORKER_PROCESS_ENV`], the same name).
 pub const WORKER_ENV: &std::ffi::CStr = c"FNHOST_WORKER_PROCESS";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_worker_environment_variable_is_the_one_plugins_read() {
+        assert_eq!(
+            super::WORKER_ENV.to_str().unwrap(),
+            fnhost_api::abi::WORKER_PROCESS_ENV
+        );
+    }
+}
 
 /// Memory a worker may use beyond the function's configured size: the
 /// runtime's own heap, thread stacks and the library's data.

@@ -114,6 +114,12 @@ pub fn print(_: &[u8], _: &Context) -> Result<&'static str, HandlerError> {
     Ok("printed")
 }
 
+/// Prints its payload to stdout without a newline (std's line buffer holds it).
+pub fn print_partial(payload: &[u8], _: &Context) -> Result<&'static str, HandlerError> {
+    print!("partial {}", String::from_utf8_lossy(payload));
+    Ok("printed")
+}
+
 /// An initializer that fails.
 pub fn init_fail(_: &Context) -> Result<(), HandlerError> {
     Err(HandlerError::new("database unreachable"))
@@ -151,6 +157,7 @@ fnhost_api::export_plugin! {
         "Abort" => abort,
         "Exit" => exit,
         "Print" => print,
+        "PrintPartial" => print_partial,
     },
     initializers: {
         "InitFail" => init_fail,
