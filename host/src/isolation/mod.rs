@@ -68,6 +68,10 @@ pub const WORKER_ARG: &str = "__worker";
 /// ([`fnhost_api::abi::WORKER_PROCESS_ENV`], the same name).
 pub const WORKER_ENV: &std::ffi::CStr = c"FNHOST_WORKER_PROCESS";
 
+/// Memory a worker may use beyond the function's configured size: the
+/// runtime's own heap, thread stacks and the library's data.
+pub const RUNTIME_HEADROOM_MB: u64 = 64;
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -78,7 +82,3 @@ mod tests {
         );
     }
 }
-
-/// Memory a worker may use beyond the function's configured size: the
-/// runtime's own heap, thread stacks and the library's data.
-pub const RUNTIME_HEADROOM_MB: u64 = 64;
