@@ -1,0 +1,125 @@
+/*
+ * fnhost_embed.h: the C API of fnhost, for programs that embed it
+ * (libfnhost_embed.so / libfnhost_embed.a). The plugin side of the boundary
+ * is fnhost.h; this header is the host side.
+ *
+ * Ownership, visible in each function's comment:
+ *  - Objects (fnhost_runtime, fnhost_function, fnhost_result) are created
+ *    by this library and freed by the caller with their own free function,
+ *    exactly once. Every free accepts NULL.
+ *  - Strings returned as `const char *` are owned by the object they come
+ *    from and live until that object is freed. Strings returned as
+ *    `char *` (error messages, JSON) are the caller's: free them with
+ *    fnhost_string_free.
+ *  - Strings passed in are NUL-terminated UTF-8, read during the call only.
+ *    Payloads are pointer + length (binary is fine), read during the call.
+ *
+ * Threads: every function may be called from any thread, concurrently; a
+ * runtime and its functions may be shared between threads. A function
+ * handle must not be freed while another thread invokes it, nor a runtime
+ * while its functions are in use.
+ *
+ * Errors: nothing unwinds out of this library; a panic inside becomes an
+ * error result or an error message. Invalid UTF-8, invalid JSON or unknown
+ * keys in a configuration are error messages, never crashes.
+ *
+ * Worker processes: process isolation and the pre-flight every new library
+ * gets (a throwaway process loads it before the host maps it) run the
+ * `fnhost` executable. It is "worker_executable" in the runtime's
+ * configuration, else $FNHOST_WORKER_EXECUTABLE, else `fnhost` next to
+ * libfnhost_embed.so, else `fnhost` on the PATH. A program can be its own
+ * worker executable by calling fnhost_worker_main_if_worker() first thing
+ * in main().
+ */
+#ifndef FNHOST_EMBED_H
+#define FNHOST_EMBED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fnhost_runtime fnhost_runtime;   /* opaque */
+typedef struct fnhost_function fnhost_function; /* opaque */
+typedef struct fnhost_result fnhost_result;     /* opaque */
+
+/* The library's version and the plugin ABI it runs, e.g. "0.1.0 (ABI 1.1)".
+ * Static: never freed. */
+const char *fnhost_version(void);
+
+/* A runtime. config_json may be NULL (defaults); keys: "cache_dir",
+ * "worker_executable", "max_worker_processes". On failure returns NULL
+ * and, when error_out is not NULL, sets *error_out to a message the caller
+ * frees with fnhost_string_free. */
+fnhost_runtime *fnhost_runtime_new(const char *config_json, char **error_out);
+/* Frees a runtime (NULL is fine). Its functions must be freed first. */
+void fnhost_runtime_free(fnhost_runtime *rt);
+/* The runtime's counters as JSON ({"invocations", "timeouts",
+ * "runaway_invocations", "worker_threads", "libraries_mapped",
+ * "worker_processes"}); the caller frees it with fnhost_string_free. NULL
+ * when rt is NULL. */
+char *fnhost_runtime_stats_json(const fnhost_runtime *rt);
+
+/* Loads a function. Keys: "entry" (required, NAME.HANDLER), "code_dir"
+ * (required), "name", "initializer", "timeout_s", "memory_mb", "user_data"
+ * (an object of strings), "isolation" ("inline" | "in-process" |
+ * "process"). NULL on failure, with *error_out set as for
+ * fnhost_runtime_new (a bad library's message names what is wrong). */
+fnhost_function *fnhost_function_load(fnhost_runtime *rt, const char *config_json, char **error_out);
+/* Frees a function (NULL is fine); not while another thread invokes it. */
+void fnhost_function_free(fnhost_function *f);
+/* Invokes a loaded function. Never NULL for valid arguments: the
+ * function's own failures and the platform's (payload too large, too many
+ * requests) are error results with their error type. */
+fnhost_result *fnhost_function_invoke(const fnhost_function *f, const uint8_t *payload, size_t payload_len);
+
+/* The registry: deploys (creates, or hot-swaps with in-flight calls
+ * finishing on the old code) a named function, from the same keys as
+ * fnhost_function_load ("name" required). 0 on success, -1 with *error_out
+ * set on failure (the previous code keeps serving). */
+int fnhost_deploy(fnhost_runtime *rt, const char *config_json, char **error_out);
+/* Publishes the function's current code as a version (version NULL: v1,
+ * v2, ...). 0 or -1 as fnhost_deploy. */
+int fnhost_publish_version(fnhost_runtime *rt, const char *name, const char *version, char **error_out);
+/* Creates or updates an alias of function `name`: alias_json is
+ * {"name": "prod", "version": "v1", "weights": {"v2": 10}} (weights:
+ * percentages of calls sent to other versions). 0 or -1 as fnhost_deploy. */
+int fnhost_set_alias(fnhost_runtime *rt, const char *name, const char *alias_json, char **error_out);
+/* Invokes "name", "name:VERSION" or "name:ALIAS" through the registry.
+ * Never NULL: an unknown function is an error result (FunctionNotFound). */
+fnhost_result *fnhost_invoke(fnhost_runtime *rt, const char *target, const uint8_t *payload, size_t payload_len);
+
+/* Results. A NULL result reads as an error with no body. */
+int fnhost_result_is_error(const fnhost_result *r);
+/* The body (the result, or the error JSON {"errorMessage","errorType"});
+ * *len_out gets its length when len_out is not NULL. */
+const uint8_t *fnhost_result_body(const fnhost_result *r, size_t *len_out);
+/* "application/json", "text/plain; charset=utf-8",
+ * "application/octet-stream", or NULL for an empty body. */
+const char *fnhost_result_content_type(const fnhost_result *r);
+/* The error type ("FunctionReturnError", "timeout", ...); NULL on success. */
+const char *fnhost_result_error_type(const fnhost_result *r);
+/* The request id (a UUID; empty for platform failures before a call). */
+const char *fnhost_result_request_id(const fnhost_result *r);
+/* {"duration","billingDuration","memorySize","memoryUsed"}. */
+const char *fnhost_result_summary_json(const fnhost_result *r);
+/* The last 4 KB of the invocation's log. */
+const char *fnhost_result_log(const fnhost_result *r);
+/* Frees a result and every string it handed out (NULL is fine). */
+void fnhost_result_free(fnhost_result *r);
+
+/* Frees a string this library gave the caller (NULL is fine). */
+void fnhost_string_free(char *s);
+
+/* When the program was started as an fnhost worker process (argv[1] is
+ * "__worker"), runs the worker and exits; otherwise returns at once. Call
+ * it first in main() to let the program be its own worker_executable. */
+void fnhost_worker_main_if_worker(int argc, const char *const *argv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FNHOST_EMBED_H */

@@ -1,0 +1,794 @@
+//! The C API of fnhost (`include/fnhost_embed.h` is the normative
+//! description: ownership, lifetimes, threads). Every function here is
+//! `extern "C"`, catches panics (nothing unwinds into the caller), checks
+//! its pointers for NULL, and reads strings as NUL-terminated UTF-8,
+//! refusing anything else with an error message rather than crashing.
+
+// The opaque types keep the C header's names.
+#![allow(non_camel_case_types)]
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fnhost::{
+    Alias, Function, FunctionConfig, InvokeResult, Isolation, Outcome, Runtime, RuntimeConfig,
+};
+use serde::Deserialize;
+
+/// A runtime (opaque to C).
+pub struct fnhost_runtime {
+    runtime: Runtime,
+}
+
+/// A loaded function (opaque to C).
+pub struct fnhost_function {
+    function: Function,
+}
+
+/// One invocation's result (opaque to C); owns every string it hands out.
+pub struct fnhost_result {
+    is_error: bool,
+    body: Vec<u8>,
+    content_type: Option<CString>,
+    error_type: Option<CString>,
+    request_id: CString,
+    summary_json: CString,
+    log: CString,
+}
+
+/// A string for C: interior NULs (which C cannot see past) become U+FFFD.
+fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', "\u{fffd}")).unwrap_or_default()
+}
+
+/// Writes `message` to `*error_out` (a string the caller frees with
+/// `fnhost_string_free`) when `error_out` is not NULL.
+///
+/// # Safety
+/// `error_out` is NULL or valid for one pointer write.
+unsafe fn set_error(error_out: *mut *mut c_char, message: &str) {
+    if !error_out.is_null() {
+        // SAFETY: non-null and writable per the contract.
+        unsafe { *error_out = c_string(message).into_raw() };
+    }
+}
+
+/// Reads a NUL-terminated UTF-8 string.
+///
+/// # Safety
+/// `s` is NULL or points at a NUL-terminated string.
+unsafe fn read_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> {
+    if s.is_null() {
+        return Err(format!("{what} is NULL"));
+    }
+    // SAFETY: non-null and NUL-terminated per the contract.
+    unsafe { CStr::from_ptr(s) }
+        .to_str()
+        .map_err(|_| format!("{what} is not valid UTF-8"))
+}
+
+/// Runs `f`, turning a panic into `fallback` (nothing unwinds into C).
+fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RuntimeJson {
+    cache_dir: Option<PathBuf>,
+    worker_executable: Option<PathBuf>,
+    max_worker_processes: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FunctionJson {
+    entry: String,
+    code_dir: PathBuf,
+    name: Option<String>,
+    initializer: Option<String>,
+    timeout_s: Option<f64>,
+    memory_mb: Option<u32>,
+    #[serde(default)]
+    user_data: BTreeMap<String, String>,
+    isolation: Option<String>,
+}
+
+impl FunctionJson {
+    fn into_config(self) -> Result<FunctionConfig, String> {
+        let mut config = FunctionConfig::new(self.entry, self.code_dir);
+        if let Some(name) = self.name {
+            config = config.name(name);
+        }
+        if let Some(init) = self.initializer {
+            config = config.initializer(init);
+        }
+        if let Some(t) = self.timeout_s {
+            if !t.is_finite() || t <= 0.0 || t > 86_400.0 {
+                return Err(format!(
+                    "timeout_s must be a number of seconds in (0, 86400], got {t}"
+                ));
+            }
+            config = config.timeout(Duration::from_secs_f64(t));
+        }
+        if let Some(mb) = self.memory_mb {
+            config = config.memory_mb(mb);
+        }
+        for (k, v) in self.user_data {
+            config = config.user_data(k, v);
+        }
+        if let Some(i) = self.isolation {
+            let isolation: Isolation = i.parse().map_err(|e| format!("isolation: {e}"))?;
+            config = config.isolation(isolation);
+        }
+        Ok(config)
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("{what} is not valid: {e}"))
+}
+
+/// The `fnhost` executable worker processes (and pre-flights) run: the
+/// configured one, else `$FNHOST_WORKER_EXECUTABLE`, else `fnhost` next to
+/// this library, else `fnhost` on the `PATH`.
+fn default_worker_executable() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FNHOST_WORKER_EXECUTABLE") {
+        return Some(PathBuf::from(p));
+    }
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr fills `info` for an address inside a loaded object; the
+    // address is one of this library's functions.
+    let found = unsafe { libc::dladdr(fnhost_version as *const libc::c_void, info.as_mut_ptr()) };
+    if found != 0 {
+        // SAFETY: dladdr succeeded, so `info` is initialized.
+        let info = unsafe { info.assume_init() };
+        if !info.dli_fname.is_null() {
+            // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+            let lib = PathBuf::from(
+                unsafe { CStr::from_ptr(info.dli_fname) }
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            if let Some(sibling) = lib
+                .parent()
+                .map(|d| d.join("fnhost"))
+                .filter(|p| p.is_file())
+            {
+                return Some(sibling);
+            }
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("fnhost"))
+            .find(|p| p.is_file())
+    })
+}
+
+fn result_of(r: InvokeResult) -> Box<fnhost_result> {
+    let (is_error, content_type, error_type) = match &r.outcome {
+        Outcome::Success(b) => (false, b.kind.content_type().map(c_string), None),
+        Outcome::Failure(e) => (
+            true,
+            Some(c_string("application/json")),
+            Some(c_string(&e.error_type)),
+        ),
+    };
+    Box::new(fnhost_result {
+        is_error,
+        content_type,
+        error_type,
+        request_id: c_string(&r.request_id),
+        summary_json: c_string(&r.summary.to_json()),
+        log: c_string(r.log_tail()),
+        body: r.outcome.into_body_bytes(),
+    })
+}
+
+/// A platform failure (no such function, too many requests...) as an error result.
+fn error_result(error_type: &str, message: &str) -> *mut fnhost_result {
+    let body = serde_json::json!({"errorMessage": message, "errorType": error_type}).to_string();
+    Box::into_raw(Box::new(fnhost_result {
+        is_error: true,
+        body: body.into_bytes(),
+        content_type: Some(c_string("application/json")),
+        error_type: Some(c_string(error_type)),
+        request_id: c_string(""),
+        summary_json: c_string("{}"),
+        log: c_string(""),
+    }))
+}
+
+fn invoke_error_type(e: &fnhost::InvokeError) -> &'static str {
+    match e {
+        fnhost::InvokeError::PayloadTooLarge { .. } => "PayloadTooLarge",
+        fnhost::InvokeError::TooManyRequests { .. } => "TooManyRequests",
+        fnhost::InvokeError::NotFound(_) => "FunctionNotFound",
+        _ => "FunctionInvokeError",
+    }
+}
+
+/// # Safety
+/// `payload` is NULL with `len` 0, or points at `len` readable bytes.
+unsafe fn payload_of<'a>(payload: *const u8, len: usize) -> Option<&'a [u8]> {
+    if len == 0 {
+        return Some(&[]);
+    }
+    if payload.is_null() {
+        return None;
+    }
+    // SAFETY: non-null with `len` readable bytes per the contract.
+    Some(unsafe { std::slice::from_raw_parts(payload, len) })
+}
+
+/// The library's version, e.g. `"0.1.0 (ABI 1.1)"`; static, never freed.
+#[no_mangle]
+pub extern "C" fn fnhost_version() -> *const c_char {
+    static VERSION: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            c_string(&format!(
+                "{} (ABI {}.{})",
+                env!("CARGO_PKG_VERSION"),
+                fnhost_api_abi().0,
+                fnhost_api_abi().1
+            ))
+        })
+        .as_ptr()
+}
+
+fn fnhost_api_abi() -> (u16, u16) {
+    (fnhost_api::abi::ABI_MAJOR, fnhost_api::abi::ABI_MINOR)
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `config_json` is NULL or a NUL-terminated string; `error_out` is NULL or
+/// valid for one pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_runtime_new(
+    config_json: *const c_char,
+    error_out: *mut *mut c_char,
+) -> *mut fnhost_runtime {
+    let made = guard(Err("panic while creating the runtime".to_owned()), || {
+        let json: RuntimeJson = if config_json.is_null() {
+            RuntimeJson::default()
+        } else {
+            // SAFETY: forwarded contract.
+            parse_json(
+                unsafe { read_str(config_json, "config_json")? },
+                "config_json",
+            )?
+        };
+        let mut config = RuntimeConfig {
+            cache_dir: json.cache_dir,
+            worker_executable: json.worker_executable.or_else(default_worker_executable),
+            ..RuntimeConfig::default()
+        };
+        if let Some(max) = json.max_worker_processes {
+            config.max_worker_processes = max;
+        }
+        Runtime::new(config).map_err(|e| e.to_string())
+    });
+    match made {
+        Ok(runtime) => Box::into_raw(Box::new(fnhost_runtime { runtime })),
+        Err(message) => {
+            // SAFETY: forwarded contract.
+            unsafe { set_error(error_out, &message) };
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `rt` is NULL or a runtime from `fnhost_runtime_new`, not used after.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_runtime_free(rt: *mut fnhost_runtime) {
+    if !rt.is_null() {
+        // SAFETY: from Box::into_raw in fnhost_runtime_new, freed once.
+        guard((), || drop(unsafe { Box::from_raw(rt) }));
+    }
+}
+
+/// # Safety
+/// `rt` is NULL or a live runtime; `config_json` NULL or NUL-terminated.
+unsafe fn config_from<'a>(
+    rt: *const fnhost_runtime,
+    config_json: *const c_char,
+) -> Result<(&'a fnhost_runtime, FunctionConfig), String> {
+    if rt.is_null() {
+        return Err("rt is NULL".into());
+    }
+    // SAFETY: forwarded contract.
+    let text = unsafe { read_str(config_json, "config_json")? };
+    let json: FunctionJson = parse_json(text, "config_json")?;
+    // SAFETY: non-null, live per the contract.
+    Ok((unsafe { &*rt }, json.into_config()?))
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// As the header says: a live runtime, a NUL-terminated config, an
+/// `error_out` that is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_function_load(
+    rt: *mut fnhost_runtime,
+    config_json: *const c_char,
+    error_out: *mut *mut c_char,
+) -> *mut fnhost_function {
+    let loaded = guard(Err("panic while loading the function".to_owned()), || {
+        // SAFETY: forwarded contract.
+        let (rt, config) = unsafe { config_from(rt, config_json)? };
+        rt.runtime.load(config).map_err(|e| e.to_string())
+    });
+    match loaded {
+        Ok(function) => Box::into_raw(Box::new(fnhost_function { function })),
+        Err(message) => {
+            // SAFETY: forwarded contract.
+            unsafe { set_error(error_out, &message) };
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `f` is NULL or a function from `fnhost_function_load`, not used after.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_function_free(f: *mut fnhost_function) {
+    if !f.is_null() {
+        // SAFETY: from Box::into_raw in fnhost_function_load, freed once.
+        guard((), || drop(unsafe { Box::from_raw(f) }));
+    }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `f` is a live function; `payload` points at `payload_len` bytes (or is
+/// NULL with 0).
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_function_invoke(
+    f: *const fnhost_function,
+    payload: *const u8,
+    payload_len: usize,
+) -> *mut fnhost_result {
+    guard(error_result("panic", "panic inside fnhost"), || {
+        if f.is_null() {
+            return error_result("InvalidArgument", "f is NULL");
+        }
+        // SAFETY: forwarded contract.
+        let Some(payload) = (unsafe { payload_of(payload, payload_len) }) else {
+            return error_result("InvalidArgument", "payload is NULL with a non-zero length");
+        };
+        // SAFETY: non-null, live per the contract.
+        match unsafe { &*f }.function.invoke(payload) {
+            Ok(r) => Box::into_raw(result_of(r)),
+            Err(e) => error_result(invoke_error_type(&e), &e.to_string()),
+        }
+    })
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// As for `fnhost_function_load`.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_deploy(
+    rt: *mut fnhost_runtime,
+    config_json: *const c_char,
+    error_out: *mut *mut c_char,
+) -> c_int {
+    let done = guard(Err("panic while deploying".to_owned()), || {
+        // SAFETY: forwarded contract.
+        let (rt, config) = unsafe { config_from(rt, config_json)? };
+        if config.name.is_none() {
+            return Err("config_json needs a \"name\" to deploy under".into());
+        }
+        rt.runtime
+            .registry()
+            .deploy(config)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    match done {
+        Ok(()) => 0,
+        Err(message) => {
+            // SAFETY: forwarded contract.
+            unsafe { set_error(error_out, &message) };
+            -1
+        }
+    }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// A live runtime; `name` and `version` NUL-terminated (`version` may be NULL).
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_publish_version(
+    rt: *mut fnhost_runtime,
+    name: *const c_char,
+    version: *const c_char,
+    error_out: *mut *mut c_char,
+) -> c_int {
+    let done = guard(Err("panic while publishing".to_owned()), || {
+        if rt.is_null() {
+            return Err("rt is NULL".to_owned());
+        }
+        // SAFETY: forwarded contract.
+        let name = unsafe { read_str(name, "name")? };
+        let version = if version.is_null() {
+            None
+        } else {
+            // SAFETY: forwarded contract.
+            Some(unsafe { read_str(version, "version")? })
+        };
+        // SAFETY: non-null, live per the contract.
+        unsafe { &*rt }
+            .runtime
+            .registry()
+            .publish_version(name, version, "", None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    match done {
+        Ok(()) => 0,
+        Err(message) => {
+            // SAFETY: forwarded contract.
+            unsafe { set_error(error_out, &message) };
+            -1
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliasJson {
+    name: String,
+    version: String,
+    #[serde(default)]
+    weights: BTreeMap<String, u32>,
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// A live runtime; `name` and `alias_json` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_set_alias(
+    rt: *mut fnhost_runtime,
+    name: *const c_char,
+    alias_json: *const c_char,
+    error_out: *mut *mut c_char,
+) -> c_int {
+    let done = guard(Err("panic while setting the alias".to_owned()), || {
+        if rt.is_null() {
+            return Err("rt is NULL".to_owned());
+        }
+        // SAFETY: forwarded contract.
+        let function = unsafe { read_str(name, "name")? };
+        // SAFETY: forwarded contract.
+        let json: AliasJson =
+            parse_json(unsafe { read_str(alias_json, "alias_json")? }, "alias_json")?;
+        let mut alias = Alias::new(json.name, json.version);
+        for (version, percent) in json.weights {
+            alias = alias.with_weight(version, percent);
+        }
+        // SAFETY: non-null, live per the contract.
+        let registry = unsafe { &*rt }.runtime.registry();
+        let exists = registry
+            .function(function)
+            .map_err(|e| e.to_string())?
+            .aliases
+            .iter()
+            .any(|a| a.name == alias.name);
+        let set = if exists {
+            registry.update_alias(function, alias)
+        } else {
+            registry.create_alias(function, alias)
+        };
+        set.map(|_| ()).map_err(|e| e.to_string())
+    });
+    match done {
+        Ok(()) => 0,
+        Err(message) => {
+            // SAFETY: forwarded contract.
+            unsafe { set_error(error_out, &message) };
+            -1
+        }
+    }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// A live runtime; `target` NUL-terminated; `payload` as for
+/// `fnhost_function_invoke`.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_invoke(
+    rt: *mut fnhost_runtime,
+    target: *const c_char,
+    payload: *const u8,
+    payload_len: usize,
+) -> *mut fnhost_result {
+    guard(error_result("panic", "panic inside fnhost"), || {
+        if rt.is_null() {
+            return error_result("InvalidArgument", "rt is NULL");
+        }
+        // SAFETY: forwarded contract.
+        let target = match unsafe { read_str(target, "target") } {
+            Ok(t) => t,
+            Err(e) => return error_result("InvalidArgument", &e),
+        };
+        // SAFETY: forwarded contract.
+        let Some(payload) = (unsafe { payload_of(payload, payload_len) }) else {
+            return error_result("InvalidArgument", "payload is NULL with a non-zero length");
+        };
+        // SAFETY: non-null, live per the contract.
+        match unsafe { &*rt }.runtime.registry().invoke(target, payload) {
+            Ok(r) => Box::into_raw(result_of(r)),
+            Err(e) => error_result(invoke_error_type(&e), &e.to_string()),
+        }
+    })
+}
+
+/// # Safety
+/// `r` is NULL or a live result.
+unsafe fn result<'a>(r: *const fnhost_result) -> Option<&'a fnhost_result> {
+    // SAFETY: forwarded contract.
+    unsafe { r.as_ref() }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `r` is NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_result_is_error(r: *const fnhost_result) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { result(r) }.map_or(1, |r| c_int::from(r.is_error))
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `r` is NULL or a live result; `len_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_result_body(
+    r: *const fnhost_result,
+    len_out: *mut usize,
+) -> *const u8 {
+    // SAFETY: forwarded contract.
+    let (ptr, len) = match unsafe { result(r) } {
+        Some(r) => (r.body.as_ptr(), r.body.len()),
+        None => (std::ptr::null(), 0),
+    };
+    if !len_out.is_null() {
+        // SAFETY: non-null and writable per the contract.
+        unsafe { *len_out = len };
+    }
+    ptr
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `r` is NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_result_content_type(r: *const fnhost_result) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { result(r) }
+        .and_then(|r| r.content_type.as_ref())
+        .map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `r` is NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_result_error_type(r: *const fnhost_result) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { result(r) }
+        .and_then(|r| r.error_type.as_ref())
+        .map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `r` is NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_result_request_id(r: *const fnhost_result) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { result(r) }.map_or(std::ptr::null(), |r| r.request_id.as_ptr())
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `r` is NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_result_summary_json(r: *const fnhost_result) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { result(r) }.map_or(std::ptr::null(), |r| r.summary_json.as_ptr())
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `r` is NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_result_log(r: *const fnhost_result) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { result(r) }.map_or(std::ptr::null(), |r| r.log.as_ptr())
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `r` is NULL or a result from this library, not used after.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_result_free(r: *mut fnhost_result) {
+    if !r.is_null() {
+        // SAFETY: from Box::into_raw in this library, freed once.
+        guard((), || drop(unsafe { Box::from_raw(r) }));
+    }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `s` is NULL or a string this library returned through `error_out`.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: from CString::into_raw in `set_error`, freed once.
+        guard((), || drop(unsafe { CString::from_raw(s) }));
+    }
+}
+
+/// See `fnhost_embed.h`: the runtime's counters as JSON.
+///
+/// # Safety
+/// `rt` is NULL or a live runtime. The string is the caller's, freed with
+/// `fnhost_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_runtime_stats_json(rt: *const fnhost_runtime) -> *mut c_char {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: forwarded contract.
+        let Some(rt) = (unsafe { rt.as_ref() }) else {
+            return std::ptr::null_mut();
+        };
+        let s = rt.runtime.stats();
+        c_string(
+            &serde_json::json!({
+                "invocations": s.invocations,
+                "timeouts": s.timeouts,
+                "runaway_invocations": s.runaway_invocations,
+                "worker_threads": s.worker_threads,
+                "libraries_mapped": s.libraries_mapped,
+                "worker_processes": s.worker_processes,
+            })
+            .to_string(),
+        )
+        .into_raw()
+    })
+}
+
+/// Worker processes of an embedding program: call from `main` first; when
+/// the program was started as a worker (`__worker`), this runs the worker
+/// and never returns. Lets the program itself be `worker_executable`.
+///
+/// # Safety
+/// `argc` and `argv` are `main`'s.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_worker_main_if_worker(argc: c_int, argv: *const *const c_char) {
+    if argc >= 2 && !argv.is_null() {
+        // SAFETY: argv has argc entries per C's main contract.
+        let arg = unsafe { *argv.add(1) };
+        if !arg.is_null() {
+            // SAFETY: a NUL-terminated argument.
+            let arg = unsafe { CStr::from_ptr(arg) };
+            if arg.to_bytes() == fnhost::isolation::WORKER_ARG.as_bytes() {
+                let code = guard(1, fnhost::isolation::worker_main);
+                std::process::exit(code);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take_error(e: *mut c_char) -> String {
+        assert!(!e.is_null());
+        // SAFETY: a message this library returned, freed right after.
+        let s = unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned();
+        // SAFETY: as above.
+        unsafe { fnhost_string_free(e) };
+        s
+    }
+
+    #[test]
+    fn null_and_malformed_arguments_are_errors_not_crashes() {
+        let mut error = std::ptr::null_mut();
+        // SAFETY: every pointer below is NULL or a valid C string.
+        unsafe {
+            let rt = fnhost_runtime_new(c"{\"cache_dirr\": 1}".as_ptr(), &mut error);
+            assert!(rt.is_null());
+            assert!(take_error(error).contains("unknown field"));
+            let rt = fnhost_runtime_new(c"{".as_ptr(), &mut error);
+            assert!(rt.is_null());
+            assert!(take_error(error).contains("not valid"));
+            assert!(
+                fnhost_function_load(std::ptr::null_mut(), c"{}".as_ptr(), &mut error).is_null()
+            );
+            assert!(take_error(error).contains("rt is NULL"));
+            let r = fnhost_function_invoke(std::ptr::null(), std::ptr::null(), 0);
+            assert_eq!(fnhost_result_is_error(r), 1);
+            let ty = CStr::from_ptr(fnhost_result_error_type(r));
+            assert_eq!(ty.to_str().unwrap(), "InvalidArgument");
+            fnhost_result_free(r);
+            assert_eq!(fnhost_result_is_error(std::ptr::null()), 1);
+            assert!(fnhost_result_body(std::ptr::null(), std::ptr::null_mut()).is_null());
+            fnhost_result_free(std::ptr::null_mut());
+            fnhost_function_free(std::ptr::null_mut());
+            fnhost_runtime_free(std::ptr::null_mut());
+            fnhost_string_free(std::ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn a_configuration_is_checked_before_anything_loads() {
+        let dir = std::env::temp_dir().join(format!("fnhost-embed-test-{}", std::process::id()));
+        let config = CString::new(format!("{{\"cache_dir\": {:?}}}", dir.join("cache"))).unwrap();
+        let mut error = std::ptr::null_mut();
+        // SAFETY: valid C strings; the runtime is freed at the end.
+        unsafe {
+            let rt = fnhost_runtime_new(config.as_ptr(), &mut error);
+            assert!(!rt.is_null());
+            let cases: [(&CStr, &str); 4] = [
+                (c"{\"entry\": \"x.Handler\"}", "missing field `code_dir`"),
+                (c"{\"entry\": \"x.Handler\", \"code_dir\": \"/nowhere\", \"timeout_s\": -1}", "timeout_s"),
+                (c"{\"entry\": \"x.Handler\", \"code_dir\": \"/nowhere\", \"isolation\": \"jail\"}", "isolation"),
+                (c"{\"entry\": \"x\", \"code_dir\": \"/nowhere\"}", "NAME.HANDLER"),
+            ];
+            for (json, expect) in cases {
+                assert!(fnhost_function_load(rt, json.as_ptr(), &mut error).is_null());
+                let message = take_error(error);
+                assert!(message.contains(expect), "{message}");
+            }
+            assert_eq!(
+                fnhost_deploy(
+                    rt,
+                    c"{\"entry\": \"x.Handler\", \"code_dir\": \"/\"}".as_ptr(),
+                    &mut error
+                ),
+                -1
+            );
+            assert!(take_error(error).contains("\"name\""));
+            let r = fnhost_invoke(rt, c"nobody".as_ptr(), std::ptr::null(), 0);
+            assert_eq!(
+                CStr::from_ptr(fnhost_result_error_type(r))
+                    .to_str()
+                    .unwrap(),
+                "FunctionNotFound"
+            );
+            fnhost_result_free(r);
+            fnhost_runtime_free(rt);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

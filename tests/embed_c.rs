@@ -1,0 +1,99 @@
+//! The C API (`host/embed`): its example program, compiled here with `cc`
+//! against `fnhost_embed.h` and `libfnhost_embed.so`, loads and invokes in
+//! process, contains a crash in a worker process, hot-swaps under 4 calling
+//! threads and sees a bad library refused; the header compiles as strict
+//! C11 and C++17.
+
+use std::path::Path;
+use std::process::Command;
+
+use fnhost_e2e::{plugin_dir, scratch, target_dir, workspace_root};
+
+fn hotswap_build(tag: u8, dir: &Path) {
+    let mut lib = std::fs::read(plugin_dir().join("libhotswap.so")).unwrap();
+    let marker = b"fnhost-build-tag:";
+    let at = lib
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the build tag marker")
+        + marker.len();
+    lib[at] = tag;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("hotswap.so"), lib).unwrap();
+}
+
+#[test]
+fn the_c_example_embeds_fnhost() {
+    let dir = scratch("embed-c");
+    let (a, b, bad) = (dir.join("a"), dir.join("b"), dir.join("bad"));
+    hotswap_build(b'A', &a);
+    hotswap_build(b'B', &b);
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("bad.so"), "not a library\n").unwrap();
+    assert!(
+        target_dir().join("libfnhost_embed.so").is_file(),
+        "build the workspace first"
+    );
+    let exe = dir.join("embed");
+    let built = Command::new("cc")
+        .args([
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-std=c11",
+            "-pedantic",
+            "-pthread",
+            "-I",
+        ])
+        .arg(workspace_root().join("host/embed/include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(workspace_root().join("host/embed/examples/embed.c"))
+        .arg("-L")
+        .arg(target_dir())
+        .arg("-lfnhost_embed")
+        .status()
+        .unwrap();
+    assert!(built.success(), "cc failed");
+    let out = Command::new(&exe)
+        .args([plugin_dir(), a, b, bad])
+        .env("LD_LIBRARY_PATH", target_dir())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("embed: all checks passed"), "{text}");
+    assert!(
+        text.contains("hot swap: 800 calls during 20 swaps, 0 failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_embedding_header_compiles_as_strict_c11_and_cxx17() {
+    let dir = scratch("embed-header");
+    for (compiler, std, ext) in [("cc", "-std=c11", "c"), ("c++", "-std=c++17", "cpp")] {
+        let source = dir.join(format!("uses.{ext}"));
+        std::fs::write(
+            &source,
+            "#include \"fnhost_embed.h\"\nint main(void) { fnhost_result_free(0); return fnhost_version() == 0; }\n",
+        )
+        .unwrap();
+        let status = Command::new(compiler)
+            .args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+            .arg(workspace_root().join("host/embed/include"))
+            .arg("-o")
+            .arg(dir.join(format!("uses-{ext}")))
+            .arg(&source)
+            .arg("-L")
+            .arg(target_dir())
+            .arg("-lfnhost_embed")
+            .status()
+            .unwrap();
+        assert!(status.success(), "{compiler} {std}");
+    }
+}
