@@ -70,9 +70,11 @@ unsafe fn read_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> 
         .map_err(|_| format!("{what} is not valid UTF-8"))
 }
 
-/// Runs `f`, turning a panic into `fallback` (nothing unwinds into C).
-fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+/// Runs `f`, turning a panic into what `fallback` makes (nothing unwinds
+/// into C). The fallback is made only on a panic: made up front, an error
+/// result would leak on every call that succeeds.
+fn guard<T>(fallback: impl FnOnce() -> T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| fallback())
 }
 
 #[derive(Deserialize, Default)]
@@ -255,26 +257,29 @@ pub unsafe extern "C" fn fnhost_runtime_new(
     config_json: *const c_char,
     error_out: *mut *mut c_char,
 ) -> *mut fnhost_runtime {
-    let made = guard(Err("panic while creating the runtime".to_owned()), || {
-        let json: RuntimeJson = if config_json.is_null() {
-            RuntimeJson::default()
-        } else {
-            // SAFETY: forwarded contract.
-            parse_json(
-                unsafe { read_str(config_json, "config_json")? },
-                "config_json",
-            )?
-        };
-        let mut config = RuntimeConfig {
-            cache_dir: json.cache_dir,
-            worker_executable: json.worker_executable.or_else(default_worker_executable),
-            ..RuntimeConfig::default()
-        };
-        if let Some(max) = json.max_worker_processes {
-            config.max_worker_processes = max;
-        }
-        Runtime::new(config).map_err(|e| e.to_string())
-    });
+    let made = guard(
+        || Err("panic while creating the runtime".to_owned()),
+        || {
+            let json: RuntimeJson = if config_json.is_null() {
+                RuntimeJson::default()
+            } else {
+                // SAFETY: forwarded contract.
+                parse_json(
+                    unsafe { read_str(config_json, "config_json")? },
+                    "config_json",
+                )?
+            };
+            let mut config = RuntimeConfig {
+                cache_dir: json.cache_dir,
+                worker_executable: json.worker_executable.or_else(default_worker_executable),
+                ..RuntimeConfig::default()
+            };
+            if let Some(max) = json.max_worker_processes {
+                config.max_worker_processes = max;
+            }
+            Runtime::new(config).map_err(|e| e.to_string())
+        },
+    );
     match made {
         Ok(runtime) => Box::into_raw(Box::new(fnhost_runtime { runtime })),
         Err(message) => {
@@ -293,7 +298,7 @@ pub unsafe extern "C" fn fnhost_runtime_new(
 pub unsafe extern "C" fn fnhost_runtime_free(rt: *mut fnhost_runtime) {
     if !rt.is_null() {
         // SAFETY: from Box::into_raw in fnhost_runtime_new, freed once.
-        guard((), || drop(unsafe { Box::from_raw(rt) }));
+        guard(|| (), || drop(unsafe { Box::from_raw(rt) }));
     }
 }
 
@@ -324,11 +329,14 @@ pub unsafe extern "C" fn fnhost_function_load(
     config_json: *const c_char,
     error_out: *mut *mut c_char,
 ) -> *mut fnhost_function {
-    let loaded = guard(Err("panic while loading the function".to_owned()), || {
-        // SAFETY: forwarded contract.
-        let (rt, config) = unsafe { config_from(rt, config_json)? };
-        rt.runtime.load(config).map_err(|e| e.to_string())
-    });
+    let loaded = guard(
+        || Err("panic while loading the function".to_owned()),
+        || {
+            // SAFETY: forwarded contract.
+            let (rt, config) = unsafe { config_from(rt, config_json)? };
+            rt.runtime.load(config).map_err(|e| e.to_string())
+        },
+    );
     match loaded {
         Ok(function) => Box::into_raw(Box::new(fnhost_function { function })),
         Err(message) => {
@@ -347,7 +355,7 @@ pub unsafe extern "C" fn fnhost_function_load(
 pub unsafe extern "C" fn fnhost_function_free(f: *mut fnhost_function) {
     if !f.is_null() {
         // SAFETY: from Box::into_raw in fnhost_function_load, freed once.
-        guard((), || drop(unsafe { Box::from_raw(f) }));
+        guard(|| (), || drop(unsafe { Box::from_raw(f) }));
     }
 }
 
@@ -362,20 +370,23 @@ pub unsafe extern "C" fn fnhost_function_invoke(
     payload: *const u8,
     payload_len: usize,
 ) -> *mut fnhost_result {
-    guard(error_result("panic", "panic inside fnhost"), || {
-        if f.is_null() {
-            return error_result("InvalidArgument", "f is NULL");
-        }
-        // SAFETY: forwarded contract.
-        let Some(payload) = (unsafe { payload_of(payload, payload_len) }) else {
-            return error_result("InvalidArgument", "payload is NULL with a non-zero length");
-        };
-        // SAFETY: non-null, live per the contract.
-        match unsafe { &*f }.function.invoke(payload) {
-            Ok(r) => Box::into_raw(result_of(r)),
-            Err(e) => error_result(invoke_error_type(&e), &e.to_string()),
-        }
-    })
+    guard(
+        || error_result("panic", "panic inside fnhost"),
+        || {
+            if f.is_null() {
+                return error_result("InvalidArgument", "f is NULL");
+            }
+            // SAFETY: forwarded contract.
+            let Some(payload) = (unsafe { payload_of(payload, payload_len) }) else {
+                return error_result("InvalidArgument", "payload is NULL with a non-zero length");
+            };
+            // SAFETY: non-null, live per the contract.
+            match unsafe { &*f }.function.invoke(payload) {
+                Ok(r) => Box::into_raw(result_of(r)),
+                Err(e) => error_result(invoke_error_type(&e), &e.to_string()),
+            }
+        },
+    )
 }
 
 /// See `fnhost_embed.h`.
@@ -388,18 +399,21 @@ pub unsafe extern "C" fn fnhost_deploy(
     config_json: *const c_char,
     error_out: *mut *mut c_char,
 ) -> c_int {
-    let done = guard(Err("panic while deploying".to_owned()), || {
-        // SAFETY: forwarded contract.
-        let (rt, config) = unsafe { config_from(rt, config_json)? };
-        if config.name.is_none() {
-            return Err("config_json needs a \"name\" to deploy under".into());
-        }
-        rt.runtime
-            .registry()
-            .deploy(config)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
+    let done = guard(
+        || Err("panic while deploying".to_owned()),
+        || {
+            // SAFETY: forwarded contract.
+            let (rt, config) = unsafe { config_from(rt, config_json)? };
+            if config.name.is_none() {
+                return Err("config_json needs a \"name\" to deploy under".into());
+            }
+            rt.runtime
+                .registry()
+                .deploy(config)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
     match done {
         Ok(()) => 0,
         Err(message) => {
@@ -421,26 +435,29 @@ pub unsafe extern "C" fn fnhost_publish_version(
     version: *const c_char,
     error_out: *mut *mut c_char,
 ) -> c_int {
-    let done = guard(Err("panic while publishing".to_owned()), || {
-        if rt.is_null() {
-            return Err("rt is NULL".to_owned());
-        }
-        // SAFETY: forwarded contract.
-        let name = unsafe { read_str(name, "name")? };
-        let version = if version.is_null() {
-            None
-        } else {
+    let done = guard(
+        || Err("panic while publishing".to_owned()),
+        || {
+            if rt.is_null() {
+                return Err("rt is NULL".to_owned());
+            }
             // SAFETY: forwarded contract.
-            Some(unsafe { read_str(version, "version")? })
-        };
-        // SAFETY: non-null, live per the contract.
-        unsafe { &*rt }
-            .runtime
-            .registry()
-            .publish_version(name, version, "", None)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
+            let name = unsafe { read_str(name, "name")? };
+            let version = if version.is_null() {
+                None
+            } else {
+                // SAFETY: forwarded contract.
+                Some(unsafe { read_str(version, "version")? })
+            };
+            // SAFETY: non-null, live per the contract.
+            unsafe { &*rt }
+                .runtime
+                .registry()
+                .publish_version(name, version, "", None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
     match done {
         Ok(()) => 0,
         Err(message) => {
@@ -471,34 +488,37 @@ pub unsafe extern "C" fn fnhost_set_alias(
     alias_json: *const c_char,
     error_out: *mut *mut c_char,
 ) -> c_int {
-    let done = guard(Err("panic while setting the alias".to_owned()), || {
-        if rt.is_null() {
-            return Err("rt is NULL".to_owned());
-        }
-        // SAFETY: forwarded contract.
-        let function = unsafe { read_str(name, "name")? };
-        // SAFETY: forwarded contract.
-        let json: AliasJson =
-            parse_json(unsafe { read_str(alias_json, "alias_json")? }, "alias_json")?;
-        let mut alias = Alias::new(json.name, json.version);
-        for (version, percent) in json.weights {
-            alias = alias.with_weight(version, percent);
-        }
-        // SAFETY: non-null, live per the contract.
-        let registry = unsafe { &*rt }.runtime.registry();
-        let exists = registry
-            .function(function)
-            .map_err(|e| e.to_string())?
-            .aliases
-            .iter()
-            .any(|a| a.name == alias.name);
-        let set = if exists {
-            registry.update_alias(function, alias)
-        } else {
-            registry.create_alias(function, alias)
-        };
-        set.map(|_| ()).map_err(|e| e.to_string())
-    });
+    let done = guard(
+        || Err("panic while setting the alias".to_owned()),
+        || {
+            if rt.is_null() {
+                return Err("rt is NULL".to_owned());
+            }
+            // SAFETY: forwarded contract.
+            let function = unsafe { read_str(name, "name")? };
+            // SAFETY: forwarded contract.
+            let json: AliasJson =
+                parse_json(unsafe { read_str(alias_json, "alias_json")? }, "alias_json")?;
+            let mut alias = Alias::new(json.name, json.version);
+            for (version, percent) in json.weights {
+                alias = alias.with_weight(version, percent);
+            }
+            // SAFETY: non-null, live per the contract.
+            let registry = unsafe { &*rt }.runtime.registry();
+            let exists = registry
+                .function(function)
+                .map_err(|e| e.to_string())?
+                .aliases
+                .iter()
+                .any(|a| a.name == alias.name);
+            let set = if exists {
+                registry.update_alias(function, alias)
+            } else {
+                registry.create_alias(function, alias)
+            };
+            set.map(|_| ()).map_err(|e| e.to_string())
+        },
+    );
     match done {
         Ok(()) => 0,
         Err(message) => {
@@ -521,25 +541,28 @@ pub unsafe extern "C" fn fnhost_invoke(
     payload: *const u8,
     payload_len: usize,
 ) -> *mut fnhost_result {
-    guard(error_result("panic", "panic inside fnhost"), || {
-        if rt.is_null() {
-            return error_result("InvalidArgument", "rt is NULL");
-        }
-        // SAFETY: forwarded contract.
-        let target = match unsafe { read_str(target, "target") } {
-            Ok(t) => t,
-            Err(e) => return error_result("InvalidArgument", &e),
-        };
-        // SAFETY: forwarded contract.
-        let Some(payload) = (unsafe { payload_of(payload, payload_len) }) else {
-            return error_result("InvalidArgument", "payload is NULL with a non-zero length");
-        };
-        // SAFETY: non-null, live per the contract.
-        match unsafe { &*rt }.runtime.registry().invoke(target, payload) {
-            Ok(r) => Box::into_raw(result_of(r)),
-            Err(e) => error_result(invoke_error_type(&e), &e.to_string()),
-        }
-    })
+    guard(
+        || error_result("panic", "panic inside fnhost"),
+        || {
+            if rt.is_null() {
+                return error_result("InvalidArgument", "rt is NULL");
+            }
+            // SAFETY: forwarded contract.
+            let target = match unsafe { read_str(target, "target") } {
+                Ok(t) => t,
+                Err(e) => return error_result("InvalidArgument", &e),
+            };
+            // SAFETY: forwarded contract.
+            let Some(payload) = (unsafe { payload_of(payload, payload_len) }) else {
+                return error_result("InvalidArgument", "payload is NULL with a non-zero length");
+            };
+            // SAFETY: non-null, live per the contract.
+            match unsafe { &*rt }.runtime.registry().invoke(target, payload) {
+                Ok(r) => Box::into_raw(result_of(r)),
+                Err(e) => error_result(invoke_error_type(&e), &e.to_string()),
+            }
+        },
+    )
 }
 
 /// # Safety
@@ -642,7 +665,7 @@ pub unsafe extern "C" fn fnhost_result_log(r: *const fnhost_result) -> *const c_
 pub unsafe extern "C" fn fnhost_result_free(r: *mut fnhost_result) {
     if !r.is_null() {
         // SAFETY: from Box::into_raw in this library, freed once.
-        guard((), || drop(unsafe { Box::from_raw(r) }));
+        guard(|| (), || drop(unsafe { Box::from_raw(r) }));
     }
 }
 
@@ -654,7 +677,7 @@ pub unsafe extern "C" fn fnhost_result_free(r: *mut fnhost_result) {
 pub unsafe extern "C" fn fnhost_string_free(s: *mut c_char) {
     if !s.is_null() {
         // SAFETY: from CString::into_raw in `set_error`, freed once.
-        guard((), || drop(unsafe { CString::from_raw(s) }));
+        guard(|| (), || drop(unsafe { CString::from_raw(s) }));
     }
 }
 
@@ -665,7 +688,7 @@ pub unsafe extern "C" fn fnhost_string_free(s: *mut c_char) {
 /// `fnhost_string_free`.
 #[no_mangle]
 pub unsafe extern "C" fn fnhost_runtime_stats_json(rt: *const fnhost_runtime) -> *mut c_char {
-    guard(std::ptr::null_mut(), || {
+    guard(std::ptr::null_mut, || {
         // SAFETY: forwarded contract.
         let Some(rt) = (unsafe { rt.as_ref() }) else {
             return std::ptr::null_mut();
@@ -701,7 +724,7 @@ pub unsafe extern "C" fn fnhost_worker_main_if_worker(argc: c_int, argv: *const 
             // SAFETY: a NUL-terminated argument.
             let arg = unsafe { CStr::from_ptr(arg) };
             if arg.to_bytes() == fnhost::isolation::WORKER_ARG.as_bytes() {
-                let code = guard(1, fnhost::isolation::worker_main);
+                let code = guard(|| 1, fnhost::isolation::worker_main);
                 std::process::exit(code);
             }
         }
