@@ -70,10 +70,17 @@ char *fnhost_runtime_stats_json(const fnhost_runtime *rt);
 fnhost_function *fnhost_function_load(fnhost_runtime *rt, const char *config_json, char **error_out);
 /* Frees a function (NULL is fine); not while another thread invokes it. */
 void fnhost_function_free(fnhost_function *f);
-/* Invokes a loaded function. Never NULL for valid arguments: the
+/* Invokes a loaded function on a worker thread; the caller is answered
+ * `timeout` at the deadline even if the handler keeps running. Never NULL for valid arguments: the
  * function's own failures and the platform's (payload too large, too many
  * requests) are error results with their error type. */
 fnhost_result *fnhost_function_invoke(const fnhost_function *f, const uint8_t *payload, size_t payload_len);
+/* The same, run on the calling thread: no hand-off to a worker thread (the
+ * fastest call), but a handler that overruns its timeout is answered
+ * `timeout` only when it returns (with process isolation, the worker is
+ * still killed at the deadline). */
+fnhost_result *fnhost_function_invoke_on_current_thread(const fnhost_function *f, const uint8_t *payload,
+                                                        size_t payload_len);
 
 /* The registry: deploys (creates, or hot-swaps with in-flight calls
  * finishing on the old code) a named function, from the same keys as

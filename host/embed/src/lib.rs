@@ -29,14 +29,35 @@ pub struct fnhost_function {
 }
 
 /// One invocation's result (opaque to C); owns every string it hands out.
+/// The strings are made when first asked for, so a caller that reads only
+/// the body pays for no formatting.
 pub struct fnhost_result {
     is_error: bool,
     body: Vec<u8>,
-    content_type: Option<CString>,
-    error_type: Option<CString>,
-    request_id: CString,
-    summary_json: CString,
-    log: CString,
+    content_type: Option<&'static CStr>,
+    error_type: Option<String>,
+    request_id: String,
+    summary: Option<fnhost::Summary>,
+    log: String,
+    made: Made,
+}
+
+/// The C strings of a result, made on first use.
+#[derive(Default)]
+struct Made {
+    error_type: std::sync::OnceLock<CString>,
+    request_id: std::sync::OnceLock<CString>,
+    summary_json: std::sync::OnceLock<CString>,
+    log: std::sync::OnceLock<CString>,
+}
+
+fn content_type_of(kind: fnhost::BodyKind) -> Option<&'static CStr> {
+    match kind {
+        fnhost::BodyKind::Empty => None,
+        fnhost::BodyKind::Bytes => Some(c"application/octet-stream"),
+        fnhost::BodyKind::Text => Some(c"text/plain; charset=utf-8"),
+        fnhost::BodyKind::Json => Some(c"application/json"),
+    }
 }
 
 /// A string for C: interior NULs (which C cannot see past) become U+FFFD.
@@ -173,21 +194,26 @@ fn default_worker_executable() -> Option<PathBuf> {
 
 fn result_of(r: InvokeResult) -> Box<fnhost_result> {
     let (is_error, content_type, error_type) = match &r.outcome {
-        Outcome::Success(b) => (false, b.kind.content_type().map(c_string), None),
-        Outcome::Failure(e) => (
-            true,
-            Some(c_string("application/json")),
-            Some(c_string(&e.error_type)),
-        ),
+        Outcome::Success(b) => (false, content_type_of(b.kind), None),
+        Outcome::Failure(e) => (true, Some(c"application/json"), Some(e.error_type.clone())),
     };
+    // The tail is the whole log unless the log is longer (then it is cut).
+    let tail = r.log_tail();
+    let log = if tail.len() == r.log.len() {
+        None
+    } else {
+        Some(tail.to_owned())
+    };
+    let log = log.unwrap_or(r.log);
     Box::new(fnhost_result {
         is_error,
         content_type,
         error_type,
-        request_id: c_string(&r.request_id),
-        summary_json: c_string(&r.summary.to_json()),
-        log: c_string(r.log_tail()),
+        request_id: r.request_id,
+        summary: Some(r.summary),
+        log,
         body: r.outcome.into_body_bytes(),
+        made: Made::default(),
     })
 }
 
@@ -197,11 +223,12 @@ fn error_result(error_type: &str, message: &str) -> *mut fnhost_result {
     Box::into_raw(Box::new(fnhost_result {
         is_error: true,
         body: body.into_bytes(),
-        content_type: Some(c_string("application/json")),
-        error_type: Some(c_string(error_type)),
-        request_id: c_string(""),
-        summary_json: c_string("{}"),
-        log: c_string(""),
+        content_type: Some(c"application/json"),
+        error_type: Some(error_type.to_owned()),
+        request_id: String::new(),
+        summary: None,
+        log: String::new(),
+        made: Made::default(),
     }))
 }
 
@@ -359,16 +386,14 @@ pub unsafe extern "C" fn fnhost_function_free(f: *mut fnhost_function) {
     }
 }
 
-/// See `fnhost_embed.h`.
-///
 /// # Safety
-/// `f` is a live function; `payload` points at `payload_len` bytes (or is
-/// NULL with 0).
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_function_invoke(
+/// `f` is NULL or a live function; `payload` points at `payload_len` bytes
+/// (or is NULL with 0).
+unsafe fn invoke_with(
     f: *const fnhost_function,
     payload: *const u8,
     payload_len: usize,
+    call: impl FnOnce(&Function, &[u8]) -> Result<InvokeResult, fnhost::InvokeError>,
 ) -> *mut fnhost_result {
     guard(
         || error_result("panic", "panic inside fnhost"),
@@ -381,12 +406,41 @@ pub unsafe extern "C" fn fnhost_function_invoke(
                 return error_result("InvalidArgument", "payload is NULL with a non-zero length");
             };
             // SAFETY: non-null, live per the contract.
-            match unsafe { &*f }.function.invoke(payload) {
+            match call(&unsafe { &*f }.function, payload) {
                 Ok(r) => Box::into_raw(result_of(r)),
                 Err(e) => error_result(invoke_error_type(&e), &e.to_string()),
             }
         },
     )
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `f` is a live function; `payload` points at `payload_len` bytes (or is
+/// NULL with 0).
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_function_invoke(
+    f: *const fnhost_function,
+    payload: *const u8,
+    payload_len: usize,
+) -> *mut fnhost_result {
+    // SAFETY: forwarded contract.
+    unsafe { invoke_with(f, payload, payload_len, Function::invoke) }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// As for `fnhost_function_invoke`.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_function_invoke_on_current_thread(
+    f: *const fnhost_function,
+    payload: *const u8,
+    payload_len: usize,
+) -> *mut fnhost_result {
+    // SAFETY: forwarded contract.
+    unsafe { invoke_with(f, payload, payload_len, Function::invoke_on_current_thread) }
 }
 
 /// See `fnhost_embed.h`.
@@ -611,8 +665,8 @@ pub unsafe extern "C" fn fnhost_result_body(
 pub unsafe extern "C" fn fnhost_result_content_type(r: *const fnhost_result) -> *const c_char {
     // SAFETY: forwarded contract.
     unsafe { result(r) }
-        .and_then(|r| r.content_type.as_ref())
-        .map_or(std::ptr::null(), |s| s.as_ptr())
+        .and_then(|r| r.content_type)
+        .map_or(std::ptr::null(), CStr::as_ptr)
 }
 
 /// See `fnhost_embed.h`.
@@ -623,8 +677,11 @@ pub unsafe extern "C" fn fnhost_result_content_type(r: *const fnhost_result) -> 
 pub unsafe extern "C" fn fnhost_result_error_type(r: *const fnhost_result) -> *const c_char {
     // SAFETY: forwarded contract.
     unsafe { result(r) }
-        .and_then(|r| r.error_type.as_ref())
-        .map_or(std::ptr::null(), |s| s.as_ptr())
+        .and_then(|r| {
+            let ty = r.error_type.as_deref()?;
+            Some(r.made.error_type.get_or_init(|| c_string(ty)).as_ptr())
+        })
+        .unwrap_or(std::ptr::null())
 }
 
 /// See `fnhost_embed.h`.
@@ -634,7 +691,12 @@ pub unsafe extern "C" fn fnhost_result_error_type(r: *const fnhost_result) -> *c
 #[no_mangle]
 pub unsafe extern "C" fn fnhost_result_request_id(r: *const fnhost_result) -> *const c_char {
     // SAFETY: forwarded contract.
-    unsafe { result(r) }.map_or(std::ptr::null(), |r| r.request_id.as_ptr())
+    unsafe { result(r) }.map_or(std::ptr::null(), |r| {
+        r.made
+            .request_id
+            .get_or_init(|| c_string(&r.request_id))
+            .as_ptr()
+    })
 }
 
 /// See `fnhost_embed.h`.
@@ -644,7 +706,12 @@ pub unsafe extern "C" fn fnhost_result_request_id(r: *const fnhost_result) -> *c
 #[no_mangle]
 pub unsafe extern "C" fn fnhost_result_summary_json(r: *const fnhost_result) -> *const c_char {
     // SAFETY: forwarded contract.
-    unsafe { result(r) }.map_or(std::ptr::null(), |r| r.summary_json.as_ptr())
+    unsafe { result(r) }.map_or(std::ptr::null(), |r| {
+        r.made
+            .summary_json
+            .get_or_init(|| c_string(&r.summary.as_ref().map_or("{}".to_owned(), |s| s.to_json())))
+            .as_ptr()
+    })
 }
 
 /// See `fnhost_embed.h`.
@@ -654,7 +721,9 @@ pub unsafe extern "C" fn fnhost_result_summary_json(r: *const fnhost_result) -> 
 #[no_mangle]
 pub unsafe extern "C" fn fnhost_result_log(r: *const fnhost_result) -> *const c_char {
     // SAFETY: forwarded contract.
-    unsafe { result(r) }.map_or(std::ptr::null(), |r| r.log.as_ptr())
+    unsafe { result(r) }.map_or(std::ptr::null(), |r| {
+        r.made.log.get_or_init(|| c_string(&r.log)).as_ptr()
+    })
 }
 
 /// See `fnhost_embed.h`.
