@@ -184,6 +184,14 @@ impl CodeCache {
     /// Stores `bytes` under `digest` and returns the path to open. An
     /// existing copy is reused only when it hashes to `digest`.
     pub fn store(&self, digest: &Digest, bytes: &[u8]) -> io::Result<PathBuf> {
+        self.store_verified(digest, bytes).map(|(path, _)| path)
+    }
+
+    /// Stores `bytes` under `digest` and returns the copy's path and an open
+    /// descriptor of it: an existing copy that hashes to `digest` (see
+    /// [`CodeCache::open_verified`]), else the file just written (from the
+    /// descriptor that wrote it, so it is not read back).
+    pub fn store_verified(&self, digest: &Digest, bytes: &[u8]) -> io::Result<(PathBuf, OwnedFd)> {
         if self.dir.as_os_str().is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -192,7 +200,7 @@ impl CodeCache {
         }
         let path = self.path_of(digest);
         match self.open_verified(digest) {
-            Ok(_) => return Ok(path),
+            Ok(file) => return Ok((path, file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
                 log::warn!(target: "fnhost::cache", "rewriting a cached copy: {e}");
@@ -205,20 +213,23 @@ impl CodeCache {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let written = (|| {
+            // Read-only for everyone (mode 0400); this descriptor may still
+            // read and write it.
             let mut f = fs::OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create_new(true)
                 .mode(0o400)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&tmp)?;
             f.write_all(bytes)?;
-            drop(f);
-            fs::rename(&tmp, &path)
+            fs::rename(&tmp, &path)?;
+            Ok(f.into())
         })();
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        written.map(|()| path)
+        written.map(|file| (path, file))
     }
 }
 

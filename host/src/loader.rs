@@ -245,23 +245,38 @@ impl Loader {
         Ok(Arc::new(library))
     }
 
-    /// Tries the verified copy of `digest` in a throwaway worker process.
-    fn preflight(&self, source: &Path, digest: &Digest) -> Result<(), LoadError> {
+    /// Reads the library at `path` and checks it is a complete shared
+    /// object for this machine.
+    fn read_checked(path: &Path) -> Result<Vec<u8>, LoadError> {
+        let bytes = read_library(path)?;
+        elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(bytes)
+    }
+
+    /// Stores the copy of `bytes` and opens it, verified.
+    fn store(&self, digest: &Digest, bytes: &[u8]) -> Result<(PathBuf, OwnedFd), LoadError> {
+        self.cache
+            .store_verified(digest, bytes)
+            .map_err(|error| LoadError::Io {
+                path: self.cache.dir().to_owned(),
+                error,
+            })
+    }
+
+    /// Tries the verified copy `file` of `digest` in a throwaway worker
+    /// process (once per digest).
+    fn preflight(&self, source: &Path, digest: &Digest, file: &OwnedFd) -> Result<(), LoadError> {
         let Some(preflight) = &self.preflight else {
             return Ok(());
         };
         if self.passed.lock().contains(digest) {
             return Ok(());
         }
-        let file = self
-            .cache
-            .open_verified(digest)
-            .map_err(|error| LoadError::Io {
-                path: self.cache.dir().to_owned(),
-                error,
-            })?;
         preflight
-            .check(&file)
+            .check(file)
             .map_err(|failure| failure_to_error(source, failure))?;
         self.passed.lock().insert(*digest);
         Ok(())
@@ -282,25 +297,9 @@ impl Loader {
     /// process: nothing of it is mapped or run here (for `fnhost inspect`
     /// and for the watcher, which looks for an initializer).
     pub fn inspect(&self, path: &Path) -> Result<LibraryReport, LoadError> {
-        let bytes = read_library(path)?;
-        elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
-            path: path.to_owned(),
-            reason,
-        })?;
+        let bytes = Self::read_checked(path)?;
         let digest = Digest::of(&bytes);
-        self.cache
-            .store(&digest, &bytes)
-            .map_err(|error| LoadError::Io {
-                path: self.cache.dir().to_owned(),
-                error,
-            })?;
-        let file = self
-            .cache
-            .open_verified(&digest)
-            .map_err(|error| LoadError::Io {
-                path: self.cache.dir().to_owned(),
-                error,
-            })?;
+        let (_, file) = self.store(&digest, &bytes)?;
         let Some(preflight) = &self.preflight else {
             return Err(LoadError::InWorker(
                 "a worker process cannot inspect libraries".to_owned(),
@@ -327,26 +326,9 @@ impl Loader {
     /// whose workers load it (process isolation). The ABI check happens in
     /// the worker.
     pub fn store_unmapped(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
-        let bytes = read_library(path)?;
-        elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
-            path: path.to_owned(),
-            reason,
-        })?;
+        let bytes = Self::read_checked(path)?;
         let digest = Digest::of(&bytes);
-        let mapped_path = self
-            .cache
-            .store(&digest, &bytes)
-            .map_err(|error| LoadError::Io {
-                path: self.cache.dir().to_owned(),
-                error,
-            })?;
-        let file = self
-            .cache
-            .open_verified(&digest)
-            .map_err(|error| LoadError::Io {
-                path: self.cache.dir().to_owned(),
-                error,
-            })?;
+        let (mapped_path, file) = self.store(&digest, &bytes)?;
         Ok(Arc::new(Library {
             digest,
             source: path.to_owned(),
@@ -378,24 +360,13 @@ impl Loader {
             // re-verified, only put back if it was pruned (the cache holds
             // every library in use).
             if !lib.mapped_path().exists() {
-                self.cache
-                    .store(&digest, bytes)
-                    .map_err(|error| LoadError::Io {
-                        path: self.cache.dir().to_owned(),
-                        error,
-                    })?;
+                self.store(&digest, bytes)?;
             }
             return Ok(lib);
         }
-        let mapped_path = self
-            .cache
-            .store(&digest, bytes)
-            .map_err(|error| LoadError::Io {
-                path: self.cache.dir().to_owned(),
-                error,
-            })?;
+        let (mapped_path, file) = self.store(&digest, bytes)?;
         // Nothing of a library runs here before it ran once elsewhere.
-        self.preflight(source, &digest)?;
+        self.preflight(source, &digest, &file)?;
         let library = open_checked(source, &mapped_path, digest, bytes.len() as u64)?;
         let mut loaded = self.loaded.lock();
         let entry = loaded.entry(digest).or_insert_with(|| Arc::new(library));

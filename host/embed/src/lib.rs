@@ -77,6 +77,36 @@ unsafe fn set_error(error_out: *mut *mut c_char, message: &str) {
     }
 }
 
+/// 0 for success; -1 with the message in `*error_out` for a failure.
+///
+/// # Safety
+/// As for [`set_error`].
+unsafe fn status(done: Result<(), String>, error_out: *mut *mut c_char) -> c_int {
+    match done {
+        Ok(()) => 0,
+        Err(message) => {
+            // SAFETY: forwarded contract.
+            unsafe { set_error(error_out, &message) };
+            -1
+        }
+    }
+}
+
+/// The object, boxed for C; NULL with the message in `*error_out` for a failure.
+///
+/// # Safety
+/// As for [`set_error`].
+unsafe fn object<T>(made: Result<T, String>, error_out: *mut *mut c_char) -> *mut T {
+    match made {
+        Ok(value) => Box::into_raw(Box::new(value)),
+        Err(message) => {
+            // SAFETY: forwarded contract.
+            unsafe { set_error(error_out, &message) };
+            std::ptr::null_mut()
+        }
+    }
+}
+
 /// Reads a NUL-terminated UTF-8 string.
 ///
 /// # Safety
@@ -307,14 +337,8 @@ pub unsafe extern "C" fn fnhost_runtime_new(
             Runtime::new(config).map_err(|e| e.to_string())
         },
     );
-    match made {
-        Ok(runtime) => Box::into_raw(Box::new(fnhost_runtime { runtime })),
-        Err(message) => {
-            // SAFETY: forwarded contract.
-            unsafe { set_error(error_out, &message) };
-            std::ptr::null_mut()
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { object(made.map(|runtime| fnhost_runtime { runtime }), error_out) }
 }
 
 /// See `fnhost_embed.h`.
@@ -364,13 +388,12 @@ pub unsafe extern "C" fn fnhost_function_load(
             rt.runtime.load(config).map_err(|e| e.to_string())
         },
     );
-    match loaded {
-        Ok(function) => Box::into_raw(Box::new(fnhost_function { function })),
-        Err(message) => {
-            // SAFETY: forwarded contract.
-            unsafe { set_error(error_out, &message) };
-            std::ptr::null_mut()
-        }
+    // SAFETY: forwarded contract.
+    unsafe {
+        object(
+            loaded.map(|function| fnhost_function { function }),
+            error_out,
+        )
     }
 }
 
@@ -468,14 +491,8 @@ pub unsafe extern "C" fn fnhost_deploy(
                 .map_err(|e| e.to_string())
         },
     );
-    match done {
-        Ok(()) => 0,
-        Err(message) => {
-            // SAFETY: forwarded contract.
-            unsafe { set_error(error_out, &message) };
-            -1
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { status(done, error_out) }
 }
 
 /// See `fnhost_embed.h`.
@@ -512,14 +529,8 @@ pub unsafe extern "C" fn fnhost_publish_version(
                 .map_err(|e| e.to_string())
         },
     );
-    match done {
-        Ok(()) => 0,
-        Err(message) => {
-            // SAFETY: forwarded contract.
-            unsafe { set_error(error_out, &message) };
-            -1
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { status(done, error_out) }
 }
 
 #[derive(Deserialize)]
@@ -573,14 +584,8 @@ pub unsafe extern "C" fn fnhost_set_alias(
             set.map(|_| ()).map_err(|e| e.to_string())
         },
     );
-    match done {
-        Ok(()) => 0,
-        Err(message) => {
-            // SAFETY: forwarded contract.
-            unsafe { set_error(error_out, &message) };
-            -1
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { status(done, error_out) }
 }
 
 /// See `fnhost_embed.h`.
