@@ -53,7 +53,7 @@ fn a_truncated_plugin_is_refused_before_the_loader_sees_it() {
         match &e {
             LoadError::NotALibrary { reason, .. } => {
                 assert!(
-                    matches!(reason, fnhost::elf::ElfError::Truncated(_)),
+                    matches!(reason, fnhost::ElfError::Truncated(_)),
                     "{reason:?}"
                 )
             }
@@ -252,7 +252,7 @@ fn a_file_planted_in_the_code_cache_is_never_run() {
     let mut planted = std::fs::read(plugin_dir().join("libmisbehaving.so")).unwrap();
     planted.resize(echo.len(), 0);
     std::fs::create_dir_all(&cache).unwrap();
-    let digest = fnhost::code_cache::Digest::of(&echo);
+    let digest = fnhost::Digest::of(&echo);
     std::fs::write(cache.join(format!("{digest}.so")), &planted).unwrap();
     for isolation in [fnhost::Isolation::InProcess, fnhost::Isolation::Process] {
         let rt = Runtime::new(fnhost::RuntimeConfig {

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fnhost::io_lane::{IoLane, Job, PROBATION};
-use fnhost::{error_type, AtDeadline, FunctionConfig, InvokeResult, Route, Runtime, Started};
+use fnhost::dispatch::{start_here, start_on, AtDeadline, Started};
+use fnhost::dispatch::{IoLane, Job, PROBATION};
+use fnhost::{error_type, FunctionConfig, InvokeResult, Route, Runtime};
 use fnhost_e2e::{plugin_dir, runtime};
 
 /// A lane of `slots` over an executor of `threads` threads; counts the jobs
@@ -50,7 +51,7 @@ enum Ran {
 /// watchdog wakes the caller at the deadline.
 fn call(route: &Route, lane: &IoLane, payload: &[u8]) -> (Ran, InvokeResult, Duration) {
     let started = Instant::now();
-    match route.start_in(payload.to_vec(), Some(lane)).unwrap() {
+    match start_on(route, payload.to_vec(), Some(lane)).unwrap() {
         Started::Running(pending) => {
             let ran = if pending.deadline_watched() {
                 Ran::Lane
@@ -80,7 +81,7 @@ fn call(route: &Route, lane: &IoLane, payload: &[u8]) -> (Ran, InvokeResult, Dur
             started.elapsed(),
         ),
         Started::Done(_) | Started::AnsweredAtDeadline => {
-            panic!("an in-process call does not complete in start_in")
+            panic!("an in-process call does not complete in start_on")
         }
     }
 }
@@ -270,7 +271,7 @@ fn calls_beyond_the_lane_slots_run_on_workers_and_repeat_strikes_lengthen_probat
     assert!(on_workers >= 2 * PROBATION as usize, "{on_workers}");
 }
 
-/// A qualified handler run on its caller's thread ([`Route::start_here`]):
+/// A qualified handler run on its caller's thread ([`start_here`]):
 /// the same results with no job for the executor; a hang there is answered
 /// through the caller's callback, from the watchdog's thread, at the
 /// deadline, while the caller's thread is still blocked in the handler.
@@ -286,7 +287,7 @@ fn a_lane_call_on_its_callers_thread_is_answered_through_its_callback_at_the_dea
         qualify(&echo, &lane, b"x");
         let jobs = ran.load(Ordering::SeqCst);
         let payload = format!("call {i}");
-        match echo.start_here(payload.clone(), &lane, unused()).unwrap() {
+        match start_here(&echo, payload.clone(), &lane, unused()).unwrap() {
             Started::Done(r) => {
                 assert_eq!(r.outcome.body_bytes(), payload.as_bytes());
                 assert_eq!(r.request_id.len(), 36);
@@ -327,10 +328,7 @@ fn a_lane_call_on_its_callers_thread_is_answered_through_its_callback_at_the_dea
             tx.send((r, started.elapsed(), std::thread::current().id()))
                 .unwrap();
         });
-        match sleep
-            .start_here(b"1500".to_vec(), &lane, at_deadline)
-            .unwrap()
-        {
+        match start_here(&sleep, b"1500".to_vec(), &lane, at_deadline).unwrap() {
             Started::AnsweredAtDeadline => {
                 let returned = started.elapsed();
                 let (r, answered, thread) = rx.try_recv().expect("answered meanwhile");

@@ -503,7 +503,7 @@ fn an_idle_worker_killed_from_outside_is_replaced_without_failing_a_call() {
 /// checked when the handler returns.
 #[test]
 fn an_inline_function_runs_on_the_calling_thread_and_is_checked_when_it_returns() {
-    use fnhost::Started;
+    use fnhost::dispatch::Started;
     let rt = runtime();
     let inline = |entry: &str, name: &str| {
         FunctionConfig::new(entry, plugin_dir())
@@ -528,7 +528,7 @@ fn an_inline_function_runs_on_the_calling_thread_and_is_checked_when_it_returns(
         );
     }
     let route = rt.registry().resolve("fast").unwrap();
-    match route.start(b"inline".to_vec()).unwrap() {
+    match fnhost::dispatch::start(&route, b"inline".to_vec()).unwrap() {
         Started::Done(r) => {
             assert_eq!(r.outcome.body_bytes(), b"inline");
             assert!(r.summary.duration_ms >= 0.0 && r.summary.billing_duration_ms >= 1);
@@ -536,7 +536,7 @@ fn an_inline_function_runs_on_the_calling_thread_and_is_checked_when_it_returns(
         other => panic!("an inline call must complete in start: {other:?}"),
     }
     let route = rt.registry().resolve("threaded").unwrap();
-    match route.start(b"worker".to_vec()).unwrap() {
+    match fnhost::dispatch::start(&route, b"worker".to_vec()).unwrap() {
         Started::Running(p) => {
             let (tx, rx) = std::sync::mpsc::channel();
             p.on_complete(move || tx.send(()).unwrap());

@@ -1,3 +1,3 @@
 #![no_main]
-//! Fuzz target: see `fnhost::fuzzing::schedule`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fnhost::fuzzing::schedule(data));
+//! Fuzz target: see `fnhost_server::fuzzing::schedule`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fnhost_server::fuzzing::schedule(data));

@@ -1,3 +1,3 @@
 #![no_main]
-//! Fuzz target: see `fnhost::fuzzing::signature`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fnhost::fuzzing::signature(data));
+//! Fuzz target: see `fnhost_server::fuzzing::signature`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fnhost_server::fuzzing::signature(data));

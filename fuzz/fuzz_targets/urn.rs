@@ -1,3 +1,3 @@
 #![no_main]
-//! Fuzz target: see `fnhost::fuzzing::urn`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fnhost::fuzzing::urn(data));
+//! Fuzz target: see `fnhost_server::fuzzing::urn`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fnhost_server::fuzzing::urn(data));

@@ -797,8 +797,8 @@ pub unsafe extern "C" fn fnhost_worker_main_if_worker(argc: c_int, argv: *const 
         if !arg.is_null() {
             // SAFETY: a NUL-terminated argument.
             let arg = unsafe { CStr::from_ptr(arg) };
-            if arg.to_bytes() == fnhost::isolation::WORKER_ARG.as_bytes() {
-                let code = guard(|| 1, fnhost::isolation::worker_main);
+            if arg.to_bytes() == fnhost::worker::ARG.as_bytes() {
+                let code = guard(|| 1, fnhost::worker::main);
                 std::process::exit(code);
             }
         }

@@ -1,0 +1,578 @@
+//! The `fnhost` command line: flags wired to the library. `main.rs` only
+//! calls [`run`].
+//!
+//! Exit status: 0 when the function succeeded, 1 when it failed (error,
+//! panic, timeout...), 2 for usage and load errors (message on stderr).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use fnhost::{FunctionConfig, InvokeResult, Outcome, Runtime, RuntimeConfig};
+
+/// Exit status when the function failed.
+pub const EXIT_FUNCTION_FAILED: i32 = 1;
+/// Exit status for usage and load errors.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs native FaaS handlers (cdylib plugins) the way FunctionGraph runs functions.
+#[derive(Debug, Parser)]
+#[command(name = "fnhost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Invoke a handler once and print its return, execution summary and log.
+    Invoke(InvokeArgs),
+    /// Show a plugin's ABI version, name, handlers and initializers.
+    Inspect(InspectArgs),
+    /// Print a ready-to-edit sample event of a trigger type (pipe it into `invoke`).
+    Event(EventArgs),
+    /// Deploy every NAME.so (or libNAME.so) in DIR as function NAME, redeploy
+    /// on every rebuild, and optionally invoke after each deploy.
+    Watch(WatchArgs),
+    /// Serve the FunctionGraph-compatible HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// JSON config: {"listen": "...", "data_dir": "...", "access_keys": [{"access_key": "...", "secret_key": "..."}],
+    /// "limits": {...}, "metrics_auth": false, "apig_any_function": false, "allow_unsigned_payload": false,
+    /// "min_timer_rate_seconds": 60} (see the README).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8000).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// State and code packages (default: the user's data directory, fnhost/).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Deploy every NAME.so in DIR as function NAME (package default) and
+    /// redeploy it when it changes.
+    #[arg(long, value_name = "DIR")]
+    functions_dir: Option<PathBuf>,
+    /// Where the handlers of the --functions-dir functions run: in-process
+    /// (a worker thread), inline (the HTTP I/O thread: fastest, for short
+    /// trusted handlers; the timeout is checked when the handler returns)
+    /// or process (worker processes).
+    #[arg(long, value_name = "MODE", default_value = "in-process")]
+    isolation: fnhost::Isolation,
+    /// Run every in-process handler on a worker thread. By default, handlers
+    /// that have proven short (100 calls in a row under 100 µs) run on the
+    /// HTTP I/O threads, with the deadline still enforced by a watchdog.
+    #[arg(long)]
+    no_io_lane: bool,
+    /// Most worker processes alive at once, across every function (process
+    /// isolation and the pre-flight of new libraries). Past it, the
+    /// longest-idle worker ends first; then calls wait up to 10 s and are
+    /// answered 429.
+    #[arg(long, value_name = "N", default_value_t = fnhost::DEFAULT_MAX_WORKER_PROCESSES)]
+    max_worker_processes: usize,
+    /// On SIGTERM or Ctrl-C, how long to wait for in-flight requests and
+    /// the asynchronous queue before exiting anyway (handlers that never
+    /// return are abandoned then).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    shutdown_grace: u64,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    #[serde(default)]
+    listen: Option<std::net::SocketAddr>,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    access_keys: Vec<KeyPair>,
+    /// Request, time and connection limits (see `server::limits::Limits`).
+    #[serde(default)]
+    limits: fnhost_server::limits::Limits,
+    /// Accept `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` (the body unsigned).
+    #[serde(default)]
+    allow_unsigned_payload: bool,
+    /// Serve every function under `/apig/{function}/...` with keys configured.
+    #[serde(default)]
+    apig_any_function: bool,
+    /// `/metrics` needs a signature.
+    #[serde(default)]
+    metrics_auth: bool,
+    /// The shortest timer `Rate`, in seconds (default 60).
+    #[serde(default)]
+    min_timer_rate_seconds: Option<u64>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPair {
+    access_key: String,
+    secret_key: String,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("fnhost");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/share/fnhost");
+    }
+    PathBuf::from("fnhost-data")
+}
+
+#[derive(Debug, Args)]
+struct WatchArgs {
+    /// The directory to watch (e.g. target/debug).
+    dir: PathBuf,
+    /// After each successful deploy of NAME, invoke this entry NAME.HANDLER
+    /// (which also sets NAME's handler).
+    #[arg(long, value_name = "ENTRY")]
+    invoke: Option<String>,
+    /// The payload for --invoke, as JSON (default `{}`).
+    #[arg(long, value_name = "JSON", requires = "invoke")]
+    data: Option<String>,
+    /// The handler every function gets unless --invoke names another.
+    #[arg(long, value_name = "NAME", default_value = "Handler")]
+    handler: String,
+    /// Initializer name, used for every library that has it (e.g. Init).
+    #[arg(long, value_name = "NAME")]
+    init: Option<String>,
+    /// User data (environment) entry, repeatable.
+    #[arg(long = "user-data", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    user_data: Vec<(String, String)>,
+    /// Timeout in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    timeout: f64,
+    /// Memory size in MB.
+    #[arg(long, value_name = "MB", default_value_t = 128)]
+    memory: u32,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct EventArgs {
+    /// The trigger type: apig, timer, kafka, smn, dis, cts, dds or lts.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(fnhost_api::events::samples::KINDS))]
+    kind: String,
+}
+
+#[derive(Debug, Args)]
+struct InvokeArgs {
+    /// The entry, NAME.HANDLER: library NAME.so (or libNAME.so), handler HANDLER.
+    entry: String,
+    /// Directory holding the library.
+    #[arg(long, value_name = "DIR")]
+    code_dir: PathBuf,
+    /// Read the event (payload) from FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    event: Option<PathBuf>,
+    /// The event as a JSON string. With neither --event nor --data, stdin is read.
+    #[arg(long, value_name = "JSON")]
+    data: Option<String>,
+    /// User data (environment) entry, repeatable.
+    #[arg(long = "user-data", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    user_data: Vec<(String, String)>,
+    /// Timeout in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    timeout: f64,
+    /// Memory size in MB (one of FunctionGraph's sizes).
+    #[arg(long, value_name = "MB", default_value_t = 128)]
+    memory: u32,
+    /// Initializer entry NAME.INIT, run once before the handler.
+    #[arg(long, value_name = "ENTRY")]
+    init: Option<String>,
+    /// Initializer timeout in seconds (default: --timeout).
+    #[arg(long, value_name = "SECONDS")]
+    init_timeout: Option<f64>,
+    /// Print one JSON object instead of the three-part report.
+    #[arg(long)]
+    json: bool,
+    /// Where the handler runs: in-process (a worker thread), inline (the
+    /// calling thread; the timeout is checked when the handler returns), or
+    /// process (a worker process with a hard timeout, the memory limit
+    /// enforced, crashes contained).
+    #[arg(long, value_name = "MODE", default_value = "in-process")]
+    isolation: fnhost::Isolation,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// Path to the library.
+    library: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+fn seconds(s: f64, flag: &str) -> anyhow::Result<Duration> {
+    if !s.is_finite() || s <= 0.0 {
+        bail!("{flag} must be a positive number of seconds, got {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// Parses `args` and runs the command; returns the process exit status.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Invoke(a) => invoke(a),
+        Command::Inspect(a) => inspect(a),
+        Command::Event(a) => event(a),
+        Command::Watch(a) => watch(a),
+        Command::Serve(a) => serve(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn runtime(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+    Ok(Runtime::new(RuntimeConfig {
+        cache_dir,
+        ..RuntimeConfig::default()
+    })?)
+}
+
+fn read_payload(a: &InvokeArgs) -> anyhow::Result<Vec<u8>> {
+    if let Some(data) = &a.data {
+        serde_json::from_str::<serde_json::Value>(data).with_context(|| {
+            "--data is not valid JSON (use --event FILE to send arbitrary bytes)".to_string()
+        })?;
+        return Ok(data.clone().into_bytes());
+    }
+    if let Some(path) = &a.event {
+        return std::fs::read(path)
+            .with_context(|| format!("cannot read event file {}", path.display()));
+    }
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("cannot read the event from stdin")?;
+    Ok(buf)
+}
+
+fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
+    let payload = read_payload(&a)?;
+    let mut config = FunctionConfig::new(a.entry.clone(), a.code_dir.clone())
+        .timeout(seconds(a.timeout, "--timeout")?)
+        .memory_mb(a.memory)
+        .isolation(a.isolation);
+    config.user_data = a.user_data.iter().cloned().collect::<BTreeMap<_, _>>();
+    if let Some(init) = &a.init {
+        config = config.initializer(init.clone());
+    }
+    if let Some(t) = a.init_timeout {
+        config = config.initializer_timeout(seconds(t, "--init-timeout")?);
+    }
+    let runtime = runtime(a.cache_dir.clone())?;
+    let function = runtime.load(config)?;
+    let init_log = function
+        .initializer_report()
+        .filter(|r| r.error.is_none())
+        .map(|r| r.log)
+        .unwrap_or_default();
+    let result = function.invoke(&payload)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", json_report(&result))?;
+    } else {
+        write!(out, "{}", human_report(&result, &init_log))?;
+    }
+    out.flush()?;
+    Ok(if result.outcome.is_success() {
+        0
+    } else {
+        EXIT_FUNCTION_FAILED
+    })
+}
+
+/// The `--json` report: `{"request_id","result"|"error","summary","log"}`.
+pub fn json_report(result: &InvokeResult) -> serde_json::Value {
+    let mut report = serde_json::json!({
+        "request_id": result.request_id,
+        "summary": result.summary,
+        "log": result.log_tail(),
+    });
+    match &result.outcome {
+        Outcome::Success(body) => {
+            report["result"] = String::from_utf8_lossy(&body.bytes).into_owned().into();
+        }
+        Outcome::Failure(e) => {
+            report["error"] = serde_json::to_value(e).unwrap_or_default();
+        }
+    }
+    report
+}
+
+fn printable_body(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => {
+            let hex: String = bytes.iter().take(64).map(|b| format!("{b:02x}")).collect();
+            format!(
+                "({} bytes of binary data; first bytes in hex: {hex})",
+                bytes.len()
+            )
+        }
+    }
+}
+
+/// The console's three parts: function return, execution summary, log.
+pub fn human_report(result: &InvokeResult, init_log: &str) -> String {
+    let body = match &result.outcome {
+        Outcome::Success(b) => printable_body(&b.bytes),
+        Outcome::Failure(e) => serde_json::to_string_pretty(e).unwrap_or_default(),
+    };
+    let s = &result.summary;
+    let full = format!("{init_log}{}", result.log);
+    let log = fnhost::tail(&full, result.tail_bytes());
+    format!(
+        "Function Return:\n{body}\n\nExecution Summary:\nRequest ID:         {}\nMemory Configured:  {} MB\nExecution Duration: {:.3} ms\nMemory Used:        {:.3} MB\nBilled Duration:    {} ms\n\nLog Output:\n{log}",
+        result.request_id, s.memory_size_mb, s.duration_ms, s.memory_used_mb, s.billing_duration_ms
+    )
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<i32> {
+    let file: ServeFile = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid fnhost config", path.display()))?
+        }
+        None => ServeFile::default(),
+    };
+    let data_dir = a
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(default_data_dir);
+    let mut config = fnhost_server::ServeConfig::new(data_dir);
+    if let Some(listen) = a.listen.or(file.listen) {
+        config.listen = listen;
+    }
+    config.access_keys = fnhost_server::auth::AccessKeys::new(
+        file.access_keys
+            .into_iter()
+            .map(|k| (k.access_key, k.secret_key)),
+    )
+    .context("the access keys of the configuration are refused")?;
+    config.limits = file.limits;
+    config.signature_policy.allow_unsigned_payload = file.allow_unsigned_payload;
+    config.apig_any_function = file.apig_any_function;
+    config.metrics_auth = file.metrics_auth;
+    if let Some(secs) = file.min_timer_rate_seconds {
+        config.min_timer_rate = std::time::Duration::from_secs(secs.max(1));
+    }
+    config.functions_dir = a.functions_dir;
+    config.functions_isolation = a.isolation;
+    config.io_lane = !a.no_io_lane;
+    let max_workers = a.max_worker_processes;
+    config.shutdown_grace = std::time::Duration::from_secs(a.shutdown_grace);
+    // A server's code cache is its own (one per data directory), so that
+    // copies no function uses any more can be deleted.
+    let cache_dir = a.cache_dir.or_else(|| {
+        let data = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+        let tag = fnhost::Digest::of(data.as_os_str().as_encoded_bytes()).to_hex();
+        let shared = fnhost::RuntimeConfig::default_cache_dir();
+        shared
+            .parent()
+            .map(|fnhost| fnhost.join(format!("serve-{}", &tag[..16])).join("libs"))
+    });
+    config.prune_code_cache = true;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir,
+        max_worker_processes: max_workers,
+        ..RuntimeConfig::default()
+    })?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.io_lane && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        // The lane takes at most one thread fewer than the executor has:
+        // with one thread beyond the cores, short handlers may run on as
+        // many threads at once as there are cores.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        builder.worker_threads(cores + 1);
+    }
+    let tokio = builder
+        .enable_all()
+        .thread_name("fnhost-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let served = tokio.block_on(fnhost_server::serve(config, runtime));
+    // Not dropped: that would wait for every executor thread, including
+    // one that still runs a handler that never returned.
+    tokio.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
+    Ok(0)
+}
+
+fn watch(a: WatchArgs) -> anyhow::Result<i32> {
+    use fnhost::watch::{WatchEvent, WatchOptions};
+
+    if !a.dir.is_dir() {
+        bail!("{} is not a directory", a.dir.display());
+    }
+    let payload = match &a.data {
+        Some(data) => {
+            serde_json::from_str::<serde_json::Value>(data).context("--data is not valid JSON")?;
+            data.clone().into_bytes()
+        }
+        None => b"{}".to_vec(),
+    };
+    let mut options = WatchOptions {
+        handler: a.handler.clone(),
+        initializer: a.init.clone(),
+        ..WatchOptions::default()
+    };
+    let target = match &a.invoke {
+        Some(entry) => {
+            let parsed = fnhost::Entry::parse(entry)?;
+            options
+                .handlers
+                .insert(parsed.library.clone(), parsed.symbol.clone());
+            Some(parsed)
+        }
+        None => None,
+    };
+    let mut template = FunctionConfig::new("watch.Handler", &a.dir)
+        .timeout(seconds(a.timeout, "--timeout")?)
+        .memory_mb(a.memory);
+    template.user_data = a.user_data.iter().cloned().collect();
+    template.validate()?;
+    options.template = template;
+    let runtime = runtime(a.cache_dir.clone())?;
+    let invoker = runtime.clone();
+    println!("watching {} (Ctrl-C to stop)", a.dir.display());
+    let _watcher = runtime.watch(&a.dir, options, move |event| {
+        match &event {
+            WatchEvent::Deployed {
+                function,
+                generation,
+                digest,
+                changed,
+                duration,
+            } => {
+                if *changed {
+                    println!(
+                        "deployed {function}: generation {generation}, code {}, in {:.3} ms",
+                        &digest[..12],
+                        duration.as_secs_f64() * 1000.0
+                    );
+                } else {
+                    println!("unchanged {function}: generation {generation} keeps serving");
+                }
+            }
+            WatchEvent::Failed { function, error } => {
+                println!("failed {function}: {error}; the previous code (if any) keeps serving")
+            }
+            WatchEvent::Incomplete { function, reason } => {
+                println!("waiting for {function}: not a complete library yet ({reason})")
+            }
+            WatchEvent::Removed { function } => {
+                println!("removed {function}: its last generation keeps serving")
+            }
+        }
+        if let (WatchEvent::Deployed { function, .. }, Some(target)) = (&event, &target) {
+            if *function == target.library {
+                match invoker.registry().invoke(function, &payload) {
+                    Ok(result) => println!("invoked {target}: {}", json_report(&result)),
+                    Err(e) => println!("invoked {target}: error: {e}"),
+                }
+            }
+        }
+        let _ = std::io::stdout().flush();
+    })?;
+    loop {
+        std::thread::park();
+    }
+}
+
+fn event(a: EventArgs) -> anyhow::Result<i32> {
+    let Some(sample) = fnhost_api::events::samples::sample(&a.kind) else {
+        bail!("no sample event for `{}`", a.kind);
+    };
+    print!("{sample}");
+    Ok(0)
+}
+
+fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
+    let runtime = runtime(a.cache_dir.clone())?;
+    let lib = runtime.inspect_library(&a.library)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let report = serde_json::json!({
+            "path": a.library,
+            "digest": lib.digest.to_hex(),
+            "size": lib.size,
+            "abi_version": format!("{}.{}", lib.abi.0, lib.abi.1),
+            "plugin_name": lib.name,
+            "sdk": lib.sdk,
+            "layout_checked": lib.layout_checked,
+            "handlers": lib.handlers,
+            "initializers": lib.initializers,
+        });
+        writeln!(out, "{report}")?;
+    } else {
+        writeln!(out, "Library:      {}", a.library.display())?;
+        writeln!(out, "Digest:       {}", lib.digest)?;
+        writeln!(out, "Size:         {} bytes", lib.size)?;
+        writeln!(out, "Plugin:       {}", lib.name)?;
+        writeln!(out, "Built with:   {}", lib.sdk)?;
+        writeln!(
+            out,
+            "ABI:          {}.{} (layout {})",
+            lib.abi.0,
+            lib.abi.1,
+            if lib.layout_checked {
+                "checked"
+            } else {
+                "not provided"
+            }
+        )?;
+        writeln!(out, "Handlers:     {}", lib.handlers.join(", "))?;
+        let inits = lib.initializers;
+        writeln!(
+            out,
+            "Initializers: {}",
+            if inits.is_empty() {
+                "(none)".to_owned()
+            } else {
+                inits.join(", ")
+            }
+        )?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,88 @@
+//! The `fnhost` binary: flags ([`cli`]), logging set-up and the allocator
+//! choice over the `fnhost` and `fnhost-server` libraries.
+
+mod cli;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The server role allocates with mimalloc: with glibc's malloc, the HTTP
+/// executor threads contend on arena locks (cross-thread frees; `perf`:
+/// 20,000 futex waits a second in malloc/free under load). Worker processes
+/// keep glibc's malloc: their memory limit (`RLIMIT_DATA`) is sized for it,
+/// and mimalloc's address-space reservations would count against it.
+#[global_allocator]
+static ALLOCATOR: RoleAllocator = RoleAllocator;
+
+struct RoleAllocator;
+
+const UNDECIDED: u8 = 0;
+const SYSTEM: u8 = 1;
+const MIMALLOC: u8 = 2;
+static CHOICE: AtomicU8 = AtomicU8::new(UNDECIDED);
+
+/// Decided at the first allocation (before any memory exists to mismatch),
+/// from the environment a worker process is started with.
+#[inline]
+fn use_system() -> bool {
+    match CHOICE.load(Ordering::Relaxed) {
+        SYSTEM => true,
+        MIMALLOC => false,
+        _ => {
+            // SAFETY: `getenv` reads the environment without allocating; the
+            // name is a NUL-terminated literal. Nothing modifies the
+            // environment this early (the first allocation).
+            let worker = unsafe { !libc::getenv(fnhost::worker::ENV.as_ptr()).is_null() };
+            let choice = if worker { SYSTEM } else { MIMALLOC };
+            // A racing first allocation computes the same choice.
+            CHOICE.store(choice, Ordering::Relaxed);
+            worker
+        }
+    }
+}
+
+// SAFETY: every call is forwarded to one allocator, the same for the whole
+// process (fixed before the first allocation), so memory is always freed or
+// resized by the allocator that gave it out.
+unsafe impl GlobalAlloc for RoleAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if use_system() {
+            System.alloc(layout)
+        } else {
+            mimalloc::MiMalloc.alloc(layout)
+        }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if use_system() {
+            System.alloc_zeroed(layout)
+        } else {
+            mimalloc::MiMalloc.alloc_zeroed(layout)
+        }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if use_system() {
+            System.dealloc(ptr, layout)
+        } else {
+            mimalloc::MiMalloc.dealloc(ptr, layout)
+        }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if use_system() {
+            System.realloc(ptr, layout, new_size)
+        } else {
+            mimalloc::MiMalloc.realloc(ptr, layout, new_size)
+        }
+    }
+}
+
+fn main() {
+    // A worker process (its stderr is captured into invocation logs) runs
+    // and exits here.
+    fnhost::worker::main_if_worker();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,fnhost::function=off"),
+    )
+    .format_timestamp_millis()
+    .init();
+    std::process::exit(cli::run(std::env::args_os()));
+}

@@ -1,0 +1,391 @@
+//! Content-addressed copies of libraries. Every library is copied to
+//! `<cache>/<blake3 hex>.so` (written to a temporary file, then renamed)
+//! before it is opened, so the host never `dlopen`s a path a build can
+//! overwrite, and two different builds never share a path (the dynamic loader
+//! returns the already-mapped library for a path it has seen).
+//!
+//! Byte-identical code maps to one path and therefore one loaded library:
+//! redeploying identical bytes is a no-op for the code (its statics are shared).
+//!
+//! The cache is derived data: it is not fsynced, and by default it lives on a
+//! per-user tmpfs (`$XDG_RUNTIME_DIR/fnhost/libs`, else
+//! `/dev/shm/fnhost-<uid>/libs`, else `$TMPDIR/fnhost-<uid>/libs`), where
+//! writing a copy costs a third of what it costs on disk.
+//!
+//! The cache trusts nothing it did not write:
+//! - every directory on its path, from `/` down, belongs to this user or to
+//!   root, and one that others may write (`/tmp`, `/dev/shm`) must be
+//!   sticky, so nobody else can replace what lies below it; the cache's own
+//!   directories belong to this user and nobody else may write them
+//!   ([`CodeCache::new`] refuses the cache otherwise);
+//! - a copy that already exists is re-hashed before it is reused, and
+//!   rewritten when its bytes are not the ones its name promises;
+//! - a copy is opened for use with `O_NOFOLLOW`, checked (a regular file of
+//!   this user's that nobody else may write) and hashed from the open
+//!   descriptor ([`CodeCache::open_verified`]); worker processes inherit
+//!   that descriptor and load it, never a path.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A library's content address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Hashes `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// A directory of content-addressed library copies.
+#[derive(Debug)]
+pub struct CodeCache {
+    dir: PathBuf,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl CodeCache {
+    /// Uses (and creates, mode 0700) `dir`: refused unless every directory
+    /// on its path is safe from other users (see the module docs).
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<CodeCache> {
+        let dir = dir.into();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let dir = fs::canonicalize(&dir)?;
+        check_chain(&dir)?;
+        Ok(CodeCache { dir })
+    }
+
+    /// A cache that holds nothing and refuses writes: a worker process
+    /// loads its one library in place, from the descriptor it inherited.
+    pub(crate) fn none() -> CodeCache {
+        CodeCache {
+            dir: PathBuf::new(),
+        }
+    }
+
+    /// The default directory (see the module docs).
+    pub fn default_dir() -> PathBuf {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        if let Some(runtime_dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(runtime_dir).join("fnhost").join("libs");
+        }
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            return shm.join(format!("fnhost-{uid}")).join("libs");
+        }
+        std::env::temp_dir()
+            .join(format!("fnhost-{uid}"))
+            .join("libs")
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Deletes every copy whose digest is not in `keep` (copies being
+    /// written are left alone); returns how many were deleted. Only for a
+    /// cache no other process uses: a copy deleted under another process
+    /// would be missing when it starts a worker from it.
+    pub fn retain(&self, keep: &std::collections::HashSet<Digest>) -> io::Result<usize> {
+        let keep: std::collections::HashSet<String> =
+            keep.iter().map(|d| format!("{}.so", d.to_hex())).collect();
+        let mut deleted = 0;
+        for entry in fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_copy = name.len() == 67
+                && name.ends_with(".so")
+                && name[..64].bytes().all(|b| b.is_ascii_hexdigit());
+            if is_copy && !keep.contains(&name) && fs::remove_file(entry.path()).is_ok() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The path of the copy of `digest`.
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.so", digest.to_hex()))
+    }
+
+    /// Opens the copy of `digest` for use: without following a symbolic
+    /// link, checked to be a regular file of this user's that nobody else
+    /// may write, and hashed from the open descriptor. `InvalidData` when its
+    /// bytes are not the ones its name promises.
+    pub fn open_verified(&self, digest: &Digest) -> io::Result<OwnedFd> {
+        let path = self.path_of(digest);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)?;
+        let meta = file.metadata()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        if !meta.file_type().is_file() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is not a private regular file of uid {uid} (owner {}, mode {:o})",
+                    path.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&chunk[..n]);
+        }
+        if Digest(*hasher.finalize().as_bytes()) != *digest {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} does not hold the bytes its name promises: refused",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(file.into())
+    }
+
+    /// Stores `bytes` under `digest` and returns the path to open. An
+    /// existing copy is reused only when it hashes to `digest`.
+    #[cfg(test)]
+    pub fn store(&self, digest: &Digest, bytes: &[u8]) -> io::Result<PathBuf> {
+        self.store_verified(digest, bytes).map(|(path, _)| path)
+    }
+
+    /// Stores `bytes` under `digest` and returns the copy's path and an open
+    /// descriptor of it: an existing copy that hashes to `digest` (see
+    /// [`CodeCache::open_verified`]), else the file just written (from the
+    /// descriptor that wrote it, so it is not read back).
+    pub fn store_verified(&self, digest: &Digest, bytes: &[u8]) -> io::Result<(PathBuf, OwnedFd)> {
+        if self.dir.as_os_str().is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this process has no code cache",
+            ));
+        }
+        let path = self.path_of(digest);
+        match self.open_verified(digest) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                log::warn!(target: "fnhost::cache", "rewriting a cached copy: {e}");
+            }
+        }
+        let tmp = self.dir.join(format!(
+            ".{}.{}.{}.tmp",
+            digest.to_hex(),
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            // Read-only for everyone (mode 0400); this descriptor may still
+            // read and write it.
+            let mut f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            fs::rename(&tmp, &path)?;
+            Ok(f.into())
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map(|file| (path, file))
+    }
+}
+
+/// Checks every directory from `/` down to `dir` (canonical): owned by this
+/// user or root, and sticky where others may write; `dir` and the
+/// directories below the last root-owned one belong to this user and
+/// nobody else may write them.
+fn check_chain(dir: &Path) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let ancestors: Vec<&Path> = dir.ancestors().collect();
+    for (i, path) in ancestors.iter().rev().enumerate() {
+        let meta = fs::symlink_metadata(path)?;
+        let mode = meta.permissions().mode();
+        let leaf = i + 1 == ancestors.len();
+        let others_may_write = mode & 0o022 != 0;
+        let sticky = mode & 0o1000 != 0;
+        let refused = if !meta.file_type().is_dir() {
+            Some("is not a directory")
+        } else if meta.uid() != uid && (leaf || meta.uid() != 0) {
+            Some("belongs to another user")
+        } else if others_may_write && (leaf || !sticky) {
+            Some("is writable by other users")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "code cache {}: {} {why} (owner {}, mode {:o}); it must be owned by uid {uid} and not writable by group or others",
+                    dir.display(),
+                    path.display(),
+                    meta.uid(),
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retain_deletes_only_copies_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path().join("libs")).unwrap();
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let kept = cache.store(&a, b"a").unwrap();
+        let dropped = cache.store(&b, b"b").unwrap();
+        fs::write(cache.dir().join(".x.tmp"), b"in progress").unwrap();
+        let keep = std::collections::HashSet::from([a]);
+        assert_eq!(cache.retain(&keep).unwrap(), 1);
+        assert!(kept.exists() && !dropped.exists());
+        assert!(cache.dir().join(".x.tmp").exists());
+    }
+
+    #[test]
+    fn same_bytes_share_a_path_and_different_bytes_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path()).unwrap();
+        let a = cache.store(&Digest::of(b"one"), b"one").unwrap();
+        let a2 = cache.store(&Digest::of(b"one"), b"one").unwrap();
+        let b = cache.store(&Digest::of(b"two"), b"two").unwrap();
+        assert_eq!(a, a2);
+        assert_ne!(a, b);
+        assert_eq!(fs::read(&b).unwrap(), b"two");
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn refuses_a_directory_others_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = CodeCache::new(&shared).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("mode 777"), "{e}");
+        // Below it, even a private directory is refused: whoever may write
+        // `shared` may replace it.
+        let below = shared.join("libs");
+        fs::DirBuilder::new().mode(0o700).create(&below).unwrap();
+        let e = CodeCache::new(&below).unwrap_err();
+        assert!(e.to_string().contains("writable by other users"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_of_another_user_is_refused_anywhere_on_the_path() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to give a directory to another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join("fnhost-0");
+        fs::DirBuilder::new().mode(0o755).create(&planted).unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        let e = CodeCache::new(planted.join("libs")).unwrap_err();
+        assert!(e.to_string().contains("belongs to another user"), "{e}");
+    }
+
+    #[test]
+    fn a_planted_file_of_the_right_size_is_rewritten_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path()).unwrap();
+        let d = Digest::of(b"genuine!");
+        let path = cache.path_of(&d);
+        fs::write(&path, b"planted!").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        let e = cache.open_verified(&d).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        cache.store(&d, b"genuine!").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"genuine!");
+        cache.open_verified(&d).unwrap();
+    }
+
+    #[test]
+    fn a_symbolic_link_in_place_of_a_copy_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path().join("libs")).unwrap();
+        let d = Digest::of(b"real");
+        fs::write(dir.path().join("elsewhere"), b"real").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), cache.path_of(&d)).unwrap();
+        assert!(cache.open_verified(&d).is_err());
+        cache.store(&d, b"real").unwrap();
+        assert!(!fs::symlink_metadata(cache.path_of(&d))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        cache.open_verified(&d).unwrap();
+    }
+
+    #[test]
+    fn a_torn_copy_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path()).unwrap();
+        let d = Digest::of(b"complete");
+        let path = cache.store(&d, b"complete").unwrap();
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"comp").unwrap();
+        cache.store(&d, b"complete").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"complete");
+    }
+}

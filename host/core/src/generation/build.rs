@@ -1,0 +1,109 @@
+//! Building a [`Generation`] from a configuration: validate it, find the
+//! library, check and store (or map) it, resolve the handler and
+//! initializer. Nothing of the function runs here ([`Generation::warm_up`]
+//! does that).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Execution, Generation, InProcess, Workers};
+use crate::config::{FunctionConfig, Isolation};
+use crate::entry::Entry;
+use crate::error::LoadError;
+use crate::isolation::process::ProcessPool;
+use crate::loader::Library;
+use crate::shared::Shared;
+
+/// Validates, loads and resolves a generation without running anything.
+pub(crate) fn build_generation(
+    shared: &Arc<Shared>,
+    config: FunctionConfig,
+) -> Result<Arc<Generation>, LoadError> {
+    config.validate()?;
+    let entry = Entry::parse(&config.entry)?;
+    let init_entry = config
+        .initializer
+        .as_deref()
+        .map(Entry::parse)
+        .transpose()?;
+    if let Some(init) = &init_entry {
+        if init.library != entry.library {
+            return Err(LoadError::InitializerInOtherLibrary {
+                handler: config.entry.clone(),
+                initializer: init.to_string(),
+            });
+        }
+    }
+    let path = entry.locate(&config.code_dir)?;
+    if config.isolation == Isolation::Process {
+        return build_in_workers(shared, config, &path);
+    }
+    let library = shared.loader.load(&path)?;
+    generation_of(shared, config, library, &entry, init_entry.as_ref())
+}
+
+/// A process-isolated generation: workers load and check the library at
+/// `path`; the host only stores it, never maps it (so retiring the
+/// generation reclaims everything). Its handler and initializer are
+/// resolved in each worker.
+fn build_in_workers(
+    shared: &Arc<Shared>,
+    config: FunctionConfig,
+    path: &Path,
+) -> Result<Arc<Generation>, LoadError> {
+    let library = shared.loader.store_unmapped(path)?;
+    let file = library
+        .file()
+        .cloned()
+        .ok_or_else(|| LoadError::InWorker("the stored library has no open descriptor".into()))?;
+    let pool = ProcessPool::new(
+        shared.config.worker_executable(),
+        file,
+        config.clone(),
+        shared.config.log_tail_bytes,
+        shared.config.worker_queue_timeout,
+    );
+    Ok(Generation::new(
+        Arc::clone(shared),
+        config,
+        library,
+        Execution::Workers(Box::new(Workers::new(pool))),
+    ))
+}
+
+/// An in-process generation of the mapped `library`: resolves the handler
+/// and initializer in its checked descriptor.
+pub(crate) fn generation_of(
+    shared: &Arc<Shared>,
+    config: FunctionConfig,
+    library: Arc<Library>,
+    entry: &Entry,
+    init_entry: Option<&Entry>,
+) -> Result<Arc<Generation>, LoadError> {
+    let handler = library
+        .handler(&entry.symbol)
+        .ok_or_else(|| LoadError::UnknownHandler {
+            library: entry.library.clone(),
+            handler: entry.symbol.clone(),
+            available: library.handler_names(),
+        })?;
+    let initializer = match init_entry {
+        None => None,
+        Some(init) => Some((
+            init.to_string(),
+            library
+                .initializer(&init.symbol)
+                .ok_or_else(|| LoadError::UnknownInitializer {
+                    library: init.library.clone(),
+                    initializer: init.symbol.clone(),
+                    available: library.initializer_names(),
+                })?,
+        )),
+    };
+    Ok(Generation::new(
+        Arc::clone(shared),
+        config,
+        library,
+        Execution::InProcess(InProcess::new(handler, initializer)),
+    ))
+}

@@ -1,0 +1,161 @@
+//! [`Runtime`]: what every function of a process shares: the loader and its
+//! content-addressed code cache, the worker pool, limits and counters.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::code_cache::CodeCache;
+use crate::config::{FunctionConfig, RuntimeConfig};
+use crate::error::LoadError;
+use crate::function::Function;
+use crate::generation::build::build_generation;
+use crate::isolation::preflight::Preflight;
+use crate::loader::{Library, LibraryReport, Loader};
+use crate::pool::WorkerPool;
+use crate::registry::{GenerationStats, Registry};
+use crate::shared::{Counters, Shared};
+
+/// Counters of a runtime, readable at any time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Invocations answered (success or failure).
+    pub invocations: u64,
+    /// Invocations and initializers answered with `timeout`.
+    pub timeouts: u64,
+    /// Handlers still running past their deadline right now.
+    pub runaway_invocations: usize,
+    /// Worker threads alive.
+    pub worker_threads: usize,
+    /// Worker threads waiting for work.
+    pub idle_workers: usize,
+    /// Distinct libraries mapped (kept for the life of the process).
+    pub libraries_mapped: usize,
+    /// Worker processes alive in this process, across every runtime
+    /// (pre-flights included).
+    pub worker_processes: usize,
+    /// The registry's generations: live, draining, retired.
+    pub generations: GenerationStats,
+}
+
+/// The fnhost runtime: loads functions and runs them. Cheap to clone; all
+/// clones share one loader, worker pool and set of counters.
+///
+/// ```no_run
+/// use fnhost::{FunctionConfig, Outcome, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let function = runtime.load(
+///     FunctionConfig::new("testplugin.Handler", "target/release").user_data("NAME", "fnhost"),
+/// )?;
+/// let result = function.invoke(br#"{"key": "NAME"}"#)?;
+/// if let Outcome::Success(body) = &result.outcome {
+///     println!("{}", String::from_utf8_lossy(&body.bytes));
+/// }
+/// println!("{} {}", result.request_id, result.summary.to_json());
+/// print!("{}", result.log_tail());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+}
+
+impl Runtime {
+    /// A runtime with `config`; creates the code cache directory.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, LoadError> {
+        let dir = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(CodeCache::default_dir);
+        let cache = CodeCache::new(&dir).map_err(|error| LoadError::Io {
+            path: dir.clone(),
+            error,
+        })?;
+        let pool = WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size);
+        crate::isolation::budget::set_max(config.max_worker_processes);
+        let preflight = Preflight {
+            executable: config.worker_executable(),
+            timeout: config.preflight_timeout,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            loader: Loader::new(cache, preflight),
+            pool,
+            counters: Counters::default(),
+        });
+        Ok(Runtime {
+            registry: Arc::new(Registry::new(Arc::clone(&shared))),
+            shared,
+        })
+    }
+
+    /// Named functions with versions, aliases and hot swap.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// Loads a function: validates the configuration, finds and checks its
+    /// library, resolves the handler (and initializer), then creates its
+    /// first instance (running the initializer). An initializer failure does
+    /// not fail the load: the function's invocations report
+    /// `HandledInitializationError` (and retry it, up to 3 runs in all).
+    pub fn load(&self, config: FunctionConfig) -> Result<Function, LoadError> {
+        let generation = build_generation(&self.shared, config)?;
+        if let Err(report) = generation.warm_up() {
+            if let Some(e) = report
+                .error
+                .filter(|e| e.error_type == crate::isolation::process::LOAD_ERROR)
+            {
+                return Err(LoadError::InWorker(e.message));
+            }
+        }
+        Ok(Function::new(generation))
+    }
+
+    /// Opens and checks a library, mapping it in this process (after its
+    /// pre-flight in a worker process passed).
+    pub fn open_library(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
+        self.shared.loader.load(path)
+    }
+
+    /// What a library declares, read in a pre-flight worker process;
+    /// nothing of it is mapped or run in this process.
+    pub fn inspect_library(&self, path: &Path) -> Result<LibraryReport, LoadError> {
+        self.shared.loader.inspect(path)
+    }
+
+    /// Deletes the code cache's copies of libraries that no function's
+    /// head or published version uses; returns how many were deleted. Only
+    /// for a cache directory this runtime has to itself (see
+    /// [`CodeCache::retain`]).
+    pub fn prune_code_cache(&self) -> std::io::Result<usize> {
+        let mut keep = std::collections::HashSet::new();
+        for function in self.registry.list() {
+            keep.insert(function.latest.library().digest());
+            for version in &function.versions {
+                keep.insert(version.generation.library().digest());
+            }
+        }
+        self.shared.loader.cache().retain(&keep)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            invocations: self.shared.counters.invocations(),
+            timeouts: self.shared.counters.timeouts(),
+            runaway_invocations: self.shared.counters.runaway(),
+            worker_threads: self.shared.pool.threads(),
+            idle_workers: self.shared.pool.idle(),
+            worker_processes: crate::isolation::budget::live(),
+            libraries_mapped: self.shared.loader.mapped_count(),
+            generations: self.registry.generation_stats(),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! What every function of a [`Runtime`](crate::Runtime) shares: its
+//! configuration, the loader, the worker-thread pool and the counters.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::RuntimeConfig;
+use crate::invocation::Limits;
+use crate::loader::Loader;
+use crate::pool::WorkerPool;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    invocations: AtomicU64,
+    timeouts: AtomicU64,
+    runaway: AtomicUsize,
+    generations: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn next_generation_id(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    pub(crate) fn invoked(&self) {
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn timed_out(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        self.runaway.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A timeout whose handler is no longer running: its worker process was
+    /// killed, or it ran on the caller's thread and returned late.
+    pub(crate) fn timed_out_and_ended(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn invocations(&self) -> u64 {
+        self.invocations.load(Ordering::Relaxed)
+    }
+    pub(crate) fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
+    }
+    pub(crate) fn runaway(&self) -> usize {
+        self.runaway.load(Ordering::Relaxed)
+    }
+    pub(crate) fn runaway_finished(&self, request_id: &str) {
+        self.runaway.fetch_sub(1, Ordering::Relaxed);
+        log::info!(target: "fnhost::invoke", "runaway invocation {request_id} finished");
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: RuntimeConfig,
+    pub(crate) loader: Loader,
+    pub(crate) pool: WorkerPool,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_response_bytes: self.config.max_response_bytes,
+            max_log_bytes: self.config.max_log_bytes,
+            log_tail_bytes: self.config.log_tail_bytes,
+        }
+    }
+}
+
+impl Shared {
+    /// What a worker process's functions share: no code cache and no
+    /// pre-flight (the worker is the throwaway process libraries are tried
+    /// in).
+    pub(crate) fn for_worker(config: RuntimeConfig) -> Arc<Shared> {
+        Arc::new(Shared {
+            pool: WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size),
+            config,
+            loader: Loader::in_worker(),
+            counters: Counters::default(),
+        })
+    }
+}

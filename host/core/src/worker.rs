@@ -1,0 +1,302 @@
+//! The worker process: what runs when the host starts its executable with
+//! [`ARG`] for a process-isolated function or a pre-flight.
+//!
+//! A program that embeds fnhost and runs functions with
+//! [`Isolation::Process`](crate::Isolation::Process) is its own worker
+//! executable by default ([`RuntimeConfig::worker_executable`](crate::RuntimeConfig)):
+//! it calls [`main_if_worker`] first thing in `main`. (Or it names the
+//! `fnhost` binary as the worker executable.)
+//!
+//! A worker contains itself, loads the library the host passed as a
+//! descriptor, then either reports what it found and exits (a pre-flight)
+//! or serves `Invoke` frames one at a time on its main thread until the
+//! socket closes.
+
+use std::io::BufReader;
+use std::os::unix::io::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Isolation, RuntimeConfig};
+use crate::entry::Entry;
+use crate::generation::build::generation_of;
+use crate::generation::Mode;
+use crate::invocation::Served;
+use crate::isolation::protocol::{
+    read_frame, write_frame, Checked, Done, Invoke, Ready, Start, Verdict,
+};
+use crate::isolation::{FIRST_CLOSED_FD, LIBRARY_FD, SOCKET_FD};
+use crate::outcome::{BodyKind, Outcome};
+use crate::shared::Shared;
+
+/// The argument (the first after the program name) that starts an
+/// executable as a worker.
+pub const ARG: &str = crate::isolation::WORKER_ARG;
+
+/// Set (to `1`) in a worker process's environment, so that an executable
+/// can pick its allocator before it parses its arguments (the `fnhost`
+/// binary keeps glibc's malloc in workers), and a plugin's trampolines know
+/// to flush its stdout after each call
+/// ([`fnhost_api::abi::WORKER_PROCESS_ENV`], the same name).
+pub const ENV: &std::ffi::CStr = crate::isolation::WORKER_ENV;
+
+/// If this process was started as a worker (its first argument is
+/// [`ARG`]), runs it as one and exits with its status; otherwise returns at
+/// once. Call it first thing in `main` of a program that runs functions
+/// with process isolation and is its own worker executable.
+pub fn main_if_worker() {
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(ARG)) {
+        std::process::exit(main());
+    }
+}
+
+/// Runs this process as a worker; returns the exit status. For programs
+/// that recognise [`ARG`] themselves (see [`main_if_worker`]).
+pub fn main() -> i32 {
+    contain();
+    // SAFETY: the host starts workers with its end of a socketpair dup2'ed
+    // onto fd 3 and nothing else using that descriptor; we take ownership
+    // once, here.
+    let socket = unsafe { UnixStream::from_raw_fd(SOCKET_FD) };
+    match serve(socket) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("fnhost worker: {e}");
+            1
+        }
+    }
+}
+
+/// Ends this worker's whole process group (the worker and whatever its
+/// handler started).
+extern "C" fn end_group(_signal: libc::c_int) {
+    // SAFETY: kill is async-signal-safe and has no memory preconditions.
+    unsafe { libc::kill(0, libc::SIGKILL) };
+}
+
+/// Makes sure nothing of this worker outlives the host: the host's death
+/// (the `SIGTERM` of `PR_SET_PDEATHSIG`) or its closing the socket ends the
+/// whole process group. Also closes every descriptor inherited by mistake.
+fn contain() {
+    // SAFETY: close_range takes no pointers; descriptors from
+    // FIRST_CLOSED_FD up are not used by anything in this process yet (the
+    // host passed only stdio, the socket and the library).
+    let closed = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            FIRST_CLOSED_FD as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    };
+    if closed != 0 {
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&fd| fd >= FIRST_CLOSED_FD)
+                .collect();
+            for fd in fds {
+                // SAFETY: as above; a descriptor that was the directory's own
+                // is already closed and this fails harmlessly.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+    // SAFETY: installs an async-signal-safe handler for SIGTERM; the
+    // sigaction struct is zeroed and then filled in full.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = end_group as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+    let _ = std::thread::Builder::new()
+        .name("fnhost-host-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(|| loop {
+            let mut fd = libc::pollfd {
+                fd: SOCKET_FD,
+                events: libc::POLLRDHUP,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, for the socket this process owns.
+            let n = unsafe { libc::poll(&mut fd, 1, -1) };
+            if n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+                end_group(0);
+            }
+        });
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    (kib / 1024.0 * 1000.0).round() / 1000.0
+}
+
+fn reset_peak_rss() {
+    // Writing 5 resets VmHWM to the current RSS (Linux 4.0+).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The library the host passed, as the dynamic loader opens it.
+fn library_path() -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{LIBRARY_FD}"))
+}
+
+/// Loads the library and reports what it found (the pre-flight).
+fn check(mut writer: &UnixStream) -> std::io::Result<()> {
+    let shared = Shared::for_worker(RuntimeConfig::default());
+    let loaded = shared
+        .loader
+        .open_in_place(Path::new("the library"), &library_path());
+    let result = match loaded {
+        Ok(library) => {
+            let info = library.info();
+            Ok(Checked {
+                name: info.name.clone(),
+                sdk: info.sdk.clone(),
+                abi: info.abi,
+                layout_checked: info.layout_checked,
+                handlers: library.handler_names(),
+                initializers: library.initializer_names(),
+            })
+        }
+        Err(e) => Err(crate::loader::error_to_refusal(&e)),
+    };
+    write_frame(&mut writer, &Verdict { result }, &[])
+}
+
+fn serve(socket: UnixStream) -> std::io::Result<()> {
+    // One descriptor for both directions (a clone would be one more
+    // descriptor the handler's process holds).
+    let mut reader = BufReader::new(&socket);
+    let mut writer = &socket;
+    let (start, _): (Start, Vec<u8>) = read_frame(&mut reader)?;
+    if start.check_only {
+        return check(writer);
+    }
+    let mut config = start.config;
+    config.isolation = Isolation::InProcess;
+    let loaded = (|| {
+        let shared = Shared::for_worker(RuntimeConfig {
+            worker_stack_size: 2 * 1024 * 1024,
+            ..RuntimeConfig::default()
+        });
+        let entry =
+            Entry::parse(&config.entry).map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
+        let init = config
+            .initializer
+            .as_deref()
+            .map(Entry::parse)
+            .transpose()
+            .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
+        let name = format!("{}.so", entry.library);
+        let library = shared
+            .loader
+            .open_in_place(Path::new(&name), &library_path())
+            .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
+        let generation = generation_of(&shared, config, library, &entry, init.as_ref())
+            .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
+        let init_log = match generation.warm_up() {
+            Ok(()) => generation
+                .initializer_report()
+                .map(|r| r.log)
+                .unwrap_or_default(),
+            Err(report) => {
+                let e = report.error.unwrap_or_else(|| {
+                    crate::FunctionError::new(
+                        crate::error_type::INITIALIZATION,
+                        "initializer failed",
+                    )
+                });
+                return Err((e.error_type, format!("{}\n{}", e.message, report.log)));
+            }
+        };
+        Ok((shared, generation, init_log))
+    })();
+    let (_shared, generation, init_log) = match loaded {
+        Ok(v) => v,
+        Err(error) => {
+            write_frame(
+                &mut writer,
+                &Ready {
+                    error: Some(error),
+                    init_log: String::new(),
+                },
+                &[],
+            )?;
+            return Ok(());
+        }
+    };
+    write_frame(
+        &mut writer,
+        &Ready {
+            error: None,
+            init_log,
+        },
+        &[],
+    )?;
+    loop {
+        let (invoke, payload): (Invoke, Vec<u8>) = match read_frame(&mut reader) {
+            Ok(frame) => frame,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        reset_peak_rss();
+        let served = Served {
+            version: invoke.version.map(Arc::from),
+            alias: invoke.alias.map(Arc::from),
+        };
+        let result = match generation.invoke(&payload, served, Mode::CurrentThread) {
+            Ok(r) => r,
+            Err(e) => {
+                let done = Done {
+                    request_id: String::new(),
+                    error: Some(("FunctionInvokeError".into(), e.to_string())),
+                    kind: 0,
+                    duration_ms: 0.0,
+                    billing_duration_ms: 0,
+                    memory_used_mb: 0.0,
+                    log: String::new(),
+                };
+                write_frame(&mut writer, &done, &[])?;
+                continue;
+            }
+        };
+        let (error, kind, body) = match &result.outcome {
+            Outcome::Success(b) => (
+                None,
+                match b.kind {
+                    BodyKind::Empty => 0,
+                    BodyKind::Bytes => 1,
+                    BodyKind::Text => 2,
+                    BodyKind::Json => 3,
+                },
+                b.bytes.as_slice(),
+            ),
+            Outcome::Failure(e) => (Some((e.error_type.clone(), e.message.clone())), 0, &[][..]),
+        };
+        let done = Done {
+            request_id: result.request_id.clone(),
+            error,
+            kind,
+            duration_ms: result.summary.duration_ms,
+            billing_duration_ms: result.summary.billing_duration_ms,
+            memory_used_mb: peak_rss_mb(),
+            log: result.log.clone(),
+        };
+        // What C stdio (and C++ iostreams synced with it) still buffers was
+        // written by this invocation: out before the answer, so the host
+        // finds it in the pipes when the answer arrives.
+        // SAFETY: fflush(NULL) flushes every open C stream; no pointer is
+        // passed.
+        unsafe { libc::fflush(std::ptr::null_mut()) };
+        write_frame(&mut writer, &done, body)?;
+    }
+}

@@ -1,0 +1,730 @@
+//! Management API handlers: functions, code, configuration, versions,
+//! aliases and instance limits. Every change is deployed first (a failed
+//! deploy changes nothing) and then persisted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::model::{
+    now_rfc3339, AliasRecord, FunctionRecord, VersionRecord, FAILED, RUNTIMES, SUCCESSFUL,
+};
+use super::package::PackageError;
+use super::urn::FunctionRef;
+use super::{AppState, Shared};
+use axum::http::StatusCode;
+use fnhost::Alias;
+use fnhost::DeployError;
+
+/// Parses a JSON body into `T`, answering FunctionGraph's 400 shape.
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))
+}
+
+/// Runs blocking work (loading libraries, initializers, SQLite) off the
+/// async executor.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker task failed: {e}")))?
+}
+
+fn default_package() -> String {
+    "default".into()
+}
+
+#[derive(Deserialize)]
+struct FuncCode {
+    #[serde(default)]
+    file: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    func_name: String,
+    #[serde(default = "default_package")]
+    package: String,
+    runtime: String,
+    handler: String,
+    memory_size: u32,
+    timeout: u32,
+    #[serde(default)]
+    code_type: Option<String>,
+    #[serde(default)]
+    func_code: Option<FuncCode>,
+    #[serde(default)]
+    user_data: Option<String>,
+    #[serde(default)]
+    initializer_handler: Option<String>,
+    #[serde(default)]
+    initializer_timeout: Option<u32>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    isolation: Option<fnhost::Isolation>,
+}
+
+fn decode_package(code_type: Option<&str>, code: Option<&FuncCode>) -> Result<Vec<u8>, ApiError> {
+    if let Some(t) = code_type {
+        if t != "zip" {
+            return Err(ApiError::bad_request(format!(
+                "code_type `{t}` is not supported; use zip"
+            )));
+        }
+    }
+    let file = code
+        .and_then(|c| c.file.as_deref())
+        .ok_or_else(|| ApiError::bad_request("func_code.file (a base64 zip) is required"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(file.trim())
+        .map_err(|e| ApiError::bad_request(format!("func_code.file is not base64: {e}")))
+}
+
+fn check_runtime(runtime: &str) -> Result<(), ApiError> {
+    if RUNTIMES.contains(&runtime) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "runtime `{runtime}` is not supported; use {}",
+            RUNTIMES.join(" or ")
+        )))
+    }
+}
+
+/// What a change to a function is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A new function: it must load, or nothing is kept.
+    Create,
+    /// A new package or configuration for an existing function: kept even
+    /// when it does not load (then what it replaces keeps serving).
+    Update,
+}
+
+/// The answer to a package that was not stored.
+fn package_refused(e: PackageError) -> ApiError {
+    match e {
+        PackageError::Invalid(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "FSS.1040", e.to_string())
+        }
+        PackageError::DiskFull(_) => ApiError::disk_full(e.to_string()),
+        PackageError::Io(_) => ApiError::internal(e.to_string()),
+    }
+}
+
+/// Checks `record`'s configuration, stores the package, deploys, persists
+/// and remembers the result. A configuration out of range or a package
+/// refused changes nothing. A created function must load; an update that
+/// does not load (its handler not in its package, not a plugin, another
+/// ABI, a failing initializer) is kept with `last_update_status` `Failed`
+/// and its reason, while the record it replaced keeps serving; the moment a
+/// later change makes the pair load, it serves.
+fn apply(
+    state: &AppState,
+    mut record: FunctionRecord,
+    zip: Option<Vec<u8>>,
+    change: Change,
+) -> Result<FunctionRecord, ApiError> {
+    record.last_modified = now_rfc3339();
+    // Values out of range are refused before anything is stored.
+    record.validate()?;
+    let replaced = state
+        .functions
+        .lock()
+        .get(&record.func_name)
+        .map(|current| current.served().clone());
+    if let Some(zip) = zip {
+        let library = match change {
+            Change::Create => Some(
+                fnhost::Entry::parse(&record.handler)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?
+                    .library,
+            ),
+            Change::Update => None,
+        };
+        let package = state
+            .packages
+            .store(&zip, library.as_deref())
+            .map_err(package_refused)?;
+        record.digest = package.digest;
+        record.code_size = package.size;
+    }
+    let config = state.config_of(&record)?;
+    match (state.runtime.registry().deploy(config), replaced) {
+        (Ok(_), _) => {
+            record.serving = None;
+            record.last_update_status = SUCCESSFUL.to_owned();
+            record.last_update_status_reason.clear();
+        }
+        (Err(e @ (DeployError::Load(_) | DeployError::Initializer(_))), Some(mut replaced))
+            if change == Change::Update =>
+        {
+            let reason = e.public_message();
+            log::warn!(
+                target: "fnhost::server",
+                "{}: the change is kept but does not load; the previous code and configuration keep serving: {e}",
+                record.func_name
+            );
+            replaced.serving = None;
+            record.serving = Some(Box::new(replaced));
+            record.last_update_status = FAILED.to_owned();
+            record.last_update_status_reason = reason;
+        }
+        (Err(e), _) => {
+            state.collect_garbage();
+            return Err(e.into());
+        }
+    }
+    state
+        .store
+        .put_function(&record.func_name, &record)
+        .map_err(ApiError::store)?;
+    state
+        .functions
+        .lock()
+        .insert(record.func_name.clone(), record.clone());
+    state.collect_garbage();
+    Ok(record)
+}
+
+/// Changes a function's record with `edit`, deploys the result and persists
+/// it, serialized with every other change; a failure changes nothing.
+async fn change(
+    state: &Shared,
+    urn: &str,
+    edit: impl FnOnce(&mut FunctionRecord) -> Result<(), ApiError> + Send + 'static,
+) -> Result<FunctionRecord, ApiError> {
+    let _change = state.changes.lock().await;
+    let (mut record, _) = lookup(state, urn)?;
+    edit(&mut record)?;
+    let s = Arc::clone(state);
+    blocking(move || apply(&s, record, None, Change::Update)).await
+}
+
+/// `POST /v2/{project_id}/fgs/functions`
+pub(crate) async fn create(
+    State(state): State<Shared>,
+    Path(project_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: CreateBody = parse_body(&body)?;
+    check_runtime(&body.runtime)?;
+    let zip = decode_package(body.code_type.as_deref(), body.func_code.as_ref())?;
+    let _change = state.changes.lock().await;
+    if state.functions.lock().contains_key(&body.func_name) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "FSS.1060",
+            format!("function `{}` already exists", body.func_name),
+        ));
+    }
+    let record = FunctionRecord {
+        project_id,
+        func_name: body.func_name,
+        package: body.package,
+        runtime: body.runtime,
+        handler: body.handler,
+        memory_size: body.memory_size,
+        timeout: body.timeout,
+        user_data: body.user_data.unwrap_or_default(),
+        initializer_handler: body.initializer_handler.unwrap_or_default(),
+        initializer_timeout: body.initializer_timeout.unwrap_or(0),
+        description: body.description.unwrap_or_default(),
+        digest: String::new(),
+        code_size: 0,
+        max_instance_num: 0,
+        reserved_instance_count: 0,
+        concurrent_num: 0,
+        isolation: body.isolation.unwrap_or_default(),
+        last_modified: String::new(),
+        last_update_status: SUCCESSFUL.to_owned(),
+        last_update_status_reason: String::new(),
+        serving: None,
+    };
+    let s = Arc::clone(&state);
+    let record = blocking(move || apply(&s, record, Some(zip), Change::Create)).await?;
+    Ok(Json(record.to_json("latest")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    marker: Option<String>,
+    #[serde(default)]
+    maxitems: Option<String>,
+}
+
+/// `GET /v2/{project_id}/fgs/functions`
+pub(crate) async fn list(State(state): State<Shared>, Query(q): Query<ListQuery>) -> Json<Value> {
+    let start: usize = q.marker.and_then(|m| m.parse().ok()).unwrap_or(0);
+    let max: usize = q
+        .maxitems
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(400)
+        .clamp(1, 400);
+    let all: Vec<Value> = state
+        .functions
+        .lock()
+        .values()
+        .map(|r| r.to_json("latest"))
+        .collect();
+    let count = all.len();
+    let page: Vec<Value> = all.into_iter().skip(start).take(max).collect();
+    let next = if start + page.len() < count {
+        start + page.len()
+    } else {
+        count
+    };
+    Json(json!({"functions": page, "next_marker": next, "count": count}))
+}
+
+/// The current record of the function a URN names (and the parsed URN).
+pub(crate) fn lookup(
+    state: &AppState,
+    urn: &str,
+) -> Result<(FunctionRecord, FunctionRef), ApiError> {
+    let r = FunctionRef::parse(urn).ok_or_else(ApiError::function_not_found)?;
+    let record = state
+        .functions
+        .lock()
+        .get(&r.name)
+        .cloned()
+        .ok_or_else(ApiError::function_not_found)?;
+    if let Some(package) = &r.package {
+        if *package != record.package {
+            return Err(ApiError::function_not_found());
+        }
+    }
+    Ok((record, r))
+}
+
+fn version_record(
+    state: &AppState,
+    record: &FunctionRecord,
+    version: &str,
+) -> Result<FunctionRecord, ApiError> {
+    let versions: Vec<VersionRecord> = state
+        .store
+        .versions(&record.func_name)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    versions
+        .into_iter()
+        .find(|v| v.version == version)
+        .map(|v| v.function)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "FSS.1052",
+                format!("version `{version}` not found"),
+            )
+        })
+}
+
+/// `GET .../functions/{urn}/config`
+pub(crate) async fn show_config(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (record, r) = lookup(&state, &urn)?;
+    match r.qualifier.as_deref() {
+        None | Some("latest") => Ok(Json(record.to_json("latest"))),
+        Some(v) => Ok(Json(version_record(&state, &record, v)?.to_json(v))),
+    }
+}
+
+#[derive(Deserialize)]
+struct UpdateConfigBody {
+    #[serde(default)]
+    runtime: Option<String>,
+    #[serde(default)]
+    handler: Option<String>,
+    #[serde(default)]
+    memory_size: Option<u32>,
+    #[serde(default)]
+    timeout: Option<u32>,
+    #[serde(default)]
+    user_data: Option<String>,
+    #[serde(default)]
+    initializer_handler: Option<String>,
+    #[serde(default)]
+    initializer_timeout: Option<u32>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    isolation: Option<fnhost::Isolation>,
+}
+
+/// `PUT .../functions/{urn}/config`
+pub(crate) async fn update_config(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: UpdateConfigBody = parse_body(&body)?;
+    let record = change(&state, &urn, move |record| {
+        if let Some(runtime) = body.runtime {
+            check_runtime(&runtime)?;
+            record.runtime = runtime;
+        }
+        if let Some(v) = body.handler {
+            record.handler = v;
+        }
+        if let Some(v) = body.memory_size {
+            record.memory_size = v;
+        }
+        if let Some(v) = body.timeout {
+            record.timeout = v;
+        }
+        if let Some(v) = body.user_data {
+            record.user_data = v;
+        }
+        if let Some(v) = body.initializer_handler {
+            record.initializer_handler = v;
+        }
+        if let Some(v) = body.initializer_timeout {
+            record.initializer_timeout = v;
+        }
+        if let Some(v) = body.description {
+            record.description = v;
+        }
+        if let Some(v) = body.isolation {
+            record.isolation = v;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(record.to_json("latest")))
+}
+
+/// `GET .../functions/{urn}/code`
+pub(crate) async fn show_code(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (record, _) = lookup(&state, &urn)?;
+    let zip = state
+        .packages
+        .zip_bytes(&record.digest)
+        .map_err(|e| ApiError::internal(format!("code package unreadable: {e}")))?;
+    let mut v = record.to_json("latest");
+    v["func_code"] =
+        json!({"file": base64::engine::general_purpose::STANDARD.encode(zip), "link": ""});
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+struct UpdateCodeBody {
+    #[serde(default)]
+    code_type: Option<String>,
+    #[serde(default)]
+    func_code: Option<FuncCode>,
+}
+
+/// `PUT .../functions/{urn}/code`: hot swap.
+pub(crate) async fn update_code(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: UpdateCodeBody = parse_body(&body)?;
+    let zip = decode_package(body.code_type.as_deref(), body.func_code.as_ref())?;
+    let _change = state.changes.lock().await;
+    let (record, _) = lookup(&state, &urn)?;
+    let s = Arc::clone(&state);
+    let record = blocking(move || apply(&s, record, Some(zip), Change::Update)).await?;
+    Ok(Json(record.to_json("latest")))
+}
+
+/// `DELETE .../functions/{urn}`
+pub(crate) async fn delete(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let _change = state.changes.lock().await;
+    let (record, _) = lookup(&state, &urn)?;
+    state.timers.stop_function(&state, &record.func_name);
+    let s = Arc::clone(&state);
+    blocking(move || {
+        s.store
+            .delete_function(&record.func_name)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        s.functions.lock().remove(&record.func_name);
+        s.runtime.registry().delete_function(&record.func_name)?;
+        s.apig_routes.reload(&s);
+        s.collect_garbage();
+        Ok(())
+    })
+    .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `POST .../functions/{urn}/versions`
+pub(crate) async fn publish_version(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: PublishBody = if body.is_empty() {
+        PublishBody {
+            digest: None,
+            version: None,
+            description: None,
+        }
+    } else {
+        parse_body(&body)?
+    };
+    let _change = state.changes.lock().await;
+    let (record, _) = lookup(&state, &urn)?;
+    let s = Arc::clone(&state);
+    let (record, version) = blocking(move || {
+        let description = body.description.unwrap_or_default();
+        let info = s.runtime.registry().publish_version(
+            &record.func_name,
+            body.version.as_deref(),
+            &description,
+            body.digest.as_deref(),
+        )?;
+        // The version is what serves `latest` (not a change that failed).
+        let mut function = record.served().clone();
+        function.serving = None;
+        let v = VersionRecord {
+            version: info.version.clone(),
+            description,
+            function,
+            created: now_rfc3339(),
+        };
+        s.store
+            .put_version(&record.func_name, &info.version, &v)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok((record, info.version))
+    })
+    .await?;
+    Ok(Json(record.to_json(&version)))
+}
+
+/// `GET .../functions/{urn}/versions`
+pub(crate) async fn list_versions(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (record, _) = lookup(&state, &urn)?;
+    let versions: Vec<VersionRecord> = state
+        .store
+        .versions(&record.func_name)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut list = vec![record.to_json("latest")];
+    list.extend(versions.iter().map(|v| {
+        let mut j = v.function.to_json(&v.version);
+        j["version_description"] = json!(v.description);
+        j
+    }));
+    let count = list.len();
+    Ok(Json(
+        json!({"versions": list, "next_marker": count, "count": count}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct AliasBody {
+    #[serde(default)]
+    name: Option<String>,
+    version: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    additional_version_weights: Option<BTreeMap<String, u32>>,
+}
+
+fn alias_of(name: String, body: AliasBody) -> Alias {
+    Alias {
+        name,
+        version: body.version,
+        additional_version_weights: body.additional_version_weights.unwrap_or_default(),
+        description: body.description.unwrap_or_default(),
+    }
+}
+
+fn alias_record(alias: &Alias) -> AliasRecord {
+    AliasRecord {
+        name: alias.name.clone(),
+        version: alias.version.clone(),
+        description: alias.description.clone(),
+        additional_version_weights: alias.additional_version_weights.clone(),
+        last_modified: now_rfc3339(),
+    }
+}
+
+/// `POST .../functions/{urn}/aliases`
+pub(crate) async fn create_alias(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mut body: AliasBody = parse_body(&body)?;
+    let name = body
+        .name
+        .take()
+        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let _change = state.changes.lock().await;
+    let (record, _) = lookup(&state, &urn)?;
+    let alias = state
+        .runtime
+        .registry()
+        .create_alias(&record.func_name, alias_of(name, body))?;
+    persist_alias(&state, &record, &alias)
+}
+
+/// Stores an alias the registry accepted and answers its representation.
+fn persist_alias(
+    state: &AppState,
+    record: &FunctionRecord,
+    alias: &Alias,
+) -> Result<Json<Value>, ApiError> {
+    let stored = alias_record(alias);
+    state
+        .store
+        .put_alias(&record.func_name, &alias.name, &stored)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(stored.to_json(record)))
+}
+
+/// `GET .../functions/{urn}/aliases`
+pub(crate) async fn list_aliases(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (record, _) = lookup(&state, &urn)?;
+    let aliases: Vec<AliasRecord> = state
+        .store
+        .aliases(&record.func_name)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(Value::Array(
+        aliases.iter().map(|a| a.to_json(&record)).collect(),
+    )))
+}
+
+fn find_alias(
+    state: &AppState,
+    record: &FunctionRecord,
+    alias: &str,
+) -> Result<AliasRecord, ApiError> {
+    let aliases: Vec<AliasRecord> = state
+        .store
+        .aliases(&record.func_name)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    aliases
+        .into_iter()
+        .find(|a| a.name == alias)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "FSS.1053",
+                format!("alias `{alias}` not found"),
+            )
+        })
+}
+
+/// `GET .../functions/{urn}/aliases/{alias}`
+pub(crate) async fn show_alias(
+    State(state): State<Shared>,
+    Path((_, urn, alias)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (record, _) = lookup(&state, &urn)?;
+    Ok(Json(find_alias(&state, &record, &alias)?.to_json(&record)))
+}
+
+/// `PUT .../functions/{urn}/aliases/{alias}`
+pub(crate) async fn update_alias(
+    State(state): State<Shared>,
+    Path((_, urn, alias)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: AliasBody = parse_body(&body)?;
+    let _change = state.changes.lock().await;
+    let (record, _) = lookup(&state, &urn)?;
+    let updated = state
+        .runtime
+        .registry()
+        .update_alias(&record.func_name, alias_of(alias, body))?;
+    persist_alias(&state, &record, &updated)
+}
+
+/// `DELETE .../functions/{urn}/aliases/{alias}`
+pub(crate) async fn delete_alias(
+    State(state): State<Shared>,
+    Path((_, urn, alias)): Path<(String, String, String)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let _change = state.changes.lock().await;
+    let (record, _) = lookup(&state, &urn)?;
+    state
+        .runtime
+        .registry()
+        .delete_alias(&record.func_name, &alias)?;
+    state
+        .store
+        .delete_alias(&record.func_name, &alias)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct MaxInstanceBody {
+    max_instance_num: u32,
+}
+
+/// `PUT .../functions/{urn}/config-max-instance`
+pub(crate) async fn update_max_instances(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: MaxInstanceBody = parse_body(&body)?;
+    let record = change(&state, &urn, move |record| {
+        record.max_instance_num = body.max_instance_num;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(record.to_json("latest")))
+}
+
+#[derive(Deserialize)]
+struct ReservedBody {
+    count: u32,
+}
+
+/// `PUT .../functions/{urn}/reservedinstances`
+pub(crate) async fn update_reserved_instances(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: ReservedBody = parse_body(&body)?;
+    let count = body.count;
+    change(&state, &urn, move |record| {
+        record.reserved_instance_count = count;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({"count": count})))
+}

@@ -1,0 +1,634 @@
+//! `fnhost serve`: the FunctionGraph-compatible HTTP API on tokio + axum.
+//!
+//! Management (functions, code, configuration, versions, aliases, instance
+//! limits) and invocation under `/v2/{project_id}/fgs/...` with the paths,
+//! fields and headers the official SDK uses; the APIG gateway under
+//! paths of active APIG triggers (and, without access keys or with
+//! `apig_any_function`, `/apig/{function}/...`); `/healthz`, `/readyz` and
+//! `/metrics`. Every request first passes [`gate`]; connections are
+//! accepted and timed out by [`connections`].
+//!
+//! State lives in the data directory: `state.db` (SQLite, see
+//! [`crate::store`]) and `code/` (content-addressed packages). On start every
+//! function, version and alias is restored and deployed.
+
+pub mod apig;
+pub mod auth;
+mod connections;
+pub mod error;
+mod front;
+mod functions;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+mod gate;
+mod invoke;
+pub mod limits;
+mod link;
+mod metrics;
+pub mod model;
+pub mod package;
+pub mod store;
+pub mod triggers;
+pub mod urn;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use parking_lot::Mutex;
+
+use self::auth::{AccessKeys, SignaturePolicy};
+use self::error::ApiError;
+use self::gate::Gate;
+use self::limits::Limits;
+use self::model::{AliasRecord, FunctionRecord, VersionRecord};
+use self::package::PackageStore;
+use crate::store::Store;
+use fnhost::dispatch::IoLane;
+use fnhost::Alias;
+use fnhost::Runtime;
+
+/// The `digest` prefix of functions deployed from `--functions-dir`: their
+/// code is the directory, not a stored package.
+const WATCHED: &str = "dir:";
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (default `127.0.0.1:8000`).
+    pub listen: SocketAddr,
+    /// Where state and code packages live.
+    pub data_dir: PathBuf,
+    /// Access keys that may sign requests; empty: no authentication, and
+    /// only loopback addresses are allowed.
+    pub access_keys: AccessKeys,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Duration,
+    /// A directory whose `NAME.so` files are deployed (and redeployed on
+    /// change) as functions `NAME` in package `default`.
+    pub functions_dir: Option<PathBuf>,
+    /// Where the handlers of the `functions_dir` functions run.
+    pub functions_isolation: fnhost::Isolation,
+    /// Run in-process handlers that have proven short on the HTTP I/O
+    /// threads (see [`fnhost::dispatch`]); `false`: always on worker threads.
+    pub io_lane: bool,
+    /// Limits on request bodies, time and connections.
+    pub limits: Limits,
+    /// What signatures may leave out (by default: nothing).
+    pub signature_policy: SignaturePolicy,
+    /// Serve every function anonymously under `/apig/{function}/...` even
+    /// with access keys configured (without keys it always is).
+    pub apig_any_function: bool,
+    /// `/metrics` needs a signature (when access keys are configured).
+    pub metrics_auth: bool,
+    /// The shortest `Rate` a timer trigger may have (FunctionGraph's: 1
+    /// minute).
+    pub min_timer_rate: Duration,
+    /// Delete the runtime's cached library copies that no generation of
+    /// this server uses, after changes and at start: only for a cache
+    /// directory that is this server's alone (`fnhost serve` gives each
+    /// data directory its own by default).
+    pub prune_code_cache: bool,
+}
+
+impl ServeConfig {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: data_dir.into(),
+            access_keys: AccessKeys::default(),
+            shutdown_grace: Duration::from_secs(30),
+            functions_dir: None,
+            functions_isolation: fnhost::Isolation::default(),
+            io_lane: true,
+            limits: Limits::default(),
+            signature_policy: SignaturePolicy::default(),
+            apig_any_function: false,
+            metrics_auth: false,
+            min_timer_rate: Duration::from_secs(60),
+            prune_code_cache: false,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Refusing an unsafe configuration.
+    #[error("{0}")]
+    Config(String),
+    /// I/O (binding, data directory).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The state store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The server's shared state, passed to every handler.
+pub(crate) struct AppState {
+    pub(crate) runtime: Runtime,
+    pub(crate) store: Store,
+    pub(crate) packages: PackageStore,
+    /// What every request passes before a handler sees it.
+    pub(crate) gate: Gate,
+    /// `/apig/{function}/...` serves every function.
+    pub(crate) apig_any_function: bool,
+    /// The shortest timer `Rate`.
+    pub(crate) min_timer_rate: Duration,
+    /// Delete cached library copies no generation uses (the cache is this
+    /// server's alone).
+    pub(crate) prune_code_cache: bool,
+    /// Current records by function name (mirrors the store).
+    pub(crate) functions: Mutex<BTreeMap<String, FunctionRecord>>,
+    /// Serializes management changes (the registry serializes per function;
+    /// this keeps store and registry in step).
+    pub(crate) changes: tokio::sync::Mutex<()>,
+    pub(crate) asynchronous: invoke::AsyncQueue,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) timers: triggers::Timers,
+    pub(crate) apig_routes: triggers::ApigRoutes,
+    /// Where proven-short handlers run (on this server's executor).
+    pub(crate) lane: Option<IoLane>,
+    /// Open connections (for `/metrics`).
+    pub(crate) connections: Arc<connections::Counts>,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route(
+            "/v2/{project_id}/fgs/functions",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}",
+            axum::routing::delete(functions::delete),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/config",
+            get(functions::show_config).put(functions::update_config),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/code",
+            get(functions::show_code).put(functions::update_code),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/versions",
+            post(functions::publish_version).get(functions::list_versions),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/aliases",
+            post(functions::create_alias).get(functions::list_aliases),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/aliases/{alias}",
+            get(functions::show_alias)
+                .put(functions::update_alias)
+                .delete(functions::delete_alias),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/config-max-instance",
+            put(functions::update_max_instances),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/reservedinstances",
+            put(functions::update_reserved_instances),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/invocations",
+            post(invoke::sync),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/invocations-async",
+            post(invoke::asynchronous),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/async-invocations",
+            get(invoke::list_async),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/cancel",
+            post(invoke::cancel),
+        )
+        .route(
+            "/v2/{project_id}/fgs/triggers/{urn}",
+            post(triggers::create).get(triggers::list),
+        )
+        .route(
+            "/v2/{project_id}/fgs/triggers/{urn}/{trigger_type}/{trigger_id}",
+            get(triggers::show)
+                .put(triggers::update)
+                .delete(triggers::delete),
+        );
+    let mut app = Router::new()
+        .merge(api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/metrics", get(metrics::metrics))
+        .route("/apig/{function}", axum::routing::any(apig::route))
+        .route("/apig/{function}/", axum::routing::any(apig::route))
+        .route("/apig/{function}/{*path}", axum::routing::any(apig::route))
+        .fallback(apig::by_trigger_path);
+    if log::log_enabled!(target: "fnhost::http", log::Level::Info) {
+        app = app.layer(middleware::from_fn(log_request));
+    }
+    // Bodies are read whole by the gate, so that a refusal answers in
+    // FunctionGraph's error shape (axum's own rejection is plain text).
+    app.layer(middleware::from_fn_with_state(Arc::clone(&state), admit))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Runs a routed request through the [`gate`], and hands it on with its
+/// body in memory (holding its upload slot until it is answered).
+async fn admit(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let class = gate::classify(request.method(), request.uri().path());
+    let (parts, body) = request.into_parts();
+    match state.gate.admit(&parts, body, class).await {
+        Ok(admitted) => {
+            let response = next
+                .run(Request::from_parts(parts, Body::from(admitted.body)))
+                .await;
+            drop(admitted.upload);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// One structured line per request (target `fnhost::http`, info level):
+/// method, path, status, duration and the invocation's request id.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    log_response(&method, &path, &response, started);
+    response
+}
+
+fn log_response(
+    method: &axum::http::Method,
+    path: &str,
+    response: &Response,
+    started: std::time::Instant,
+) {
+    let request_id = response
+        .headers()
+        .get("x-cff-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    log::info!(
+        target: "fnhost::http",
+        "method={method} path={path} status={} duration_ms={:.3} request_id={request_id}",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+impl AppState {
+    /// The state in `config.data_dir` (created if missing), not yet restored.
+    fn open(config: &ServeConfig, runtime: Runtime) -> Result<AppState, ServeError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("state.db"))?;
+        let packages = PackageStore::new(config.data_dir.join("code"))?;
+        Ok(AppState {
+            runtime,
+            store,
+            packages,
+            gate: Gate::new(
+                config.access_keys.clone(),
+                config.signature_policy,
+                config.limits.clone(),
+                config.metrics_auth,
+            ),
+            apig_any_function: config.apig_any_function || config.access_keys.is_empty(),
+            min_timer_rate: config.min_timer_rate,
+            prune_code_cache: config.prune_code_cache,
+            functions: Mutex::new(BTreeMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+            asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
+            metrics: metrics::Metrics::default(),
+            timers: triggers::Timers::default(),
+            apig_routes: triggers::ApigRoutes::default(),
+            lane: config.io_lane.then(io_lane).flatten(),
+            connections: Arc::default(),
+        })
+    }
+
+    /// The runtime configuration of a record, with its stored package.
+    pub(crate) fn config_of(
+        &self,
+        record: &FunctionRecord,
+    ) -> Result<fnhost::FunctionConfig, ApiError> {
+        let package = self.packages.get(&record.digest).ok_or_else(|| {
+            ApiError::internal(format!("code package {} is missing", record.digest))
+        })?;
+        record.to_config(&package.dir)
+    }
+
+    /// Deploys a record's code and configuration as the function's head.
+    pub(crate) fn deploy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
+        self.runtime.registry().deploy(self.config_of(record)?)?;
+        Ok(())
+    }
+
+    /// Deletes the packages that no function, version or (through its
+    /// version) alias references any more, and the cached library copies
+    /// that no live generation uses.
+    pub(crate) fn collect_garbage(&self) {
+        let mut keep = std::collections::HashSet::new();
+        let records: Result<Vec<FunctionRecord>, _> = self.store.functions();
+        let Ok(records) = records else {
+            return; // Unsure what is referenced: delete nothing.
+        };
+        for record in &records {
+            keep.extend(record.digests().map(str::to_owned));
+            let Ok(versions) = self.store.versions::<VersionRecord>(&record.func_name) else {
+                return;
+            };
+            for v in &versions {
+                keep.extend(v.function.digests().map(str::to_owned));
+            }
+        }
+        // And what is in memory, should a record have been deployed but not
+        // (yet) persisted: deleting too little is safe, too much is not.
+        keep.extend(
+            self.functions
+                .lock()
+                .values()
+                .flat_map(|r| r.digests().map(str::to_owned).collect::<Vec<_>>()),
+        );
+        let deleted = self.packages.retain(&keep);
+        if deleted > 0 {
+            log::info!(target: "fnhost::server", "deleted {deleted} code packages no function references");
+        }
+        if self.prune_code_cache {
+            match self.runtime.prune_code_cache() {
+                Ok(0) => {}
+                Ok(n) => {
+                    log::info!(target: "fnhost::server", "deleted {n} cached library copies no generation uses")
+                }
+                Err(e) => log::warn!(target: "fnhost::server", "cannot prune the code cache: {e}"),
+            }
+        }
+    }
+
+    /// Restores every function, version and alias from the store.
+    fn restore(&self) -> Result<(), ServeError> {
+        let records: Vec<FunctionRecord> = self.store.functions()?;
+        for record in records {
+            let name = record.func_name.clone();
+            let versions: Vec<VersionRecord> = self.store.versions(&name)?;
+            let aliases: Vec<AliasRecord> = self.store.aliases(&name)?;
+            let restored = (|| -> Result<(), ApiError> {
+                for v in &versions {
+                    self.deploy(&v.function)?;
+                    self.runtime.registry().publish_version(
+                        &name,
+                        Some(&v.version),
+                        &v.description,
+                        None,
+                    )?;
+                }
+                // What served before the restart serves after it (while a
+                // change has failed, the record it replaced).
+                self.deploy(record.served())?;
+                for a in &aliases {
+                    let alias = Alias {
+                        name: a.name.clone(),
+                        version: a.version.clone(),
+                        additional_version_weights: a.additional_version_weights.clone(),
+                        description: a.description.clone(),
+                    };
+                    self.runtime.registry().create_alias(&name, alias)?;
+                }
+                Ok(())
+            })();
+            match restored {
+                Ok(()) => log::info!(
+                    target: "fnhost::server",
+                    "restored function {name} ({} versions, {} aliases)",
+                    versions.len(),
+                    aliases.len()
+                ),
+                Err(e) => {
+                    log::error!(target: "fnhost::server", "cannot restore function {name}: {}", e.message)
+                }
+            }
+            self.functions.lock().insert(name, record);
+        }
+        Ok(())
+    }
+}
+
+/// A lane on the current executor, one slot fewer than it has threads: a
+/// thread stays free to answer callers even if every lane call hangs.
+fn io_lane() -> Option<IoLane> {
+    let executor = tokio::runtime::Handle::current();
+    let slots = executor.metrics().num_workers().saturating_sub(1);
+    let lane = IoLane::new(slots, move |job| drop(executor.spawn(async move { job() })));
+    match &lane {
+        Some(lane) => {
+            log::info!(target: "fnhost::server", "short handlers run on the I/O threads ({} at once)", lane.slots())
+        }
+        None => {
+            log::info!(target: "fnhost::server", "handlers run on worker threads only (no I/O-thread lane)")
+        }
+    }
+    lane
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then drains: stops accepting,
+/// lets in-flight requests and the asynchronous queue finish (up to the
+/// grace period), and returns.
+pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeError> {
+    if config.access_keys.is_empty() && !config.listen.ip().is_loopback() {
+        return Err(ServeError::Config(format!(
+            "refusing to listen on {} without access keys: configure keys, or listen on a loopback address",
+            config.listen
+        )));
+    }
+    config
+        .limits
+        .validate()
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let state = Arc::new(AppState::open(&config, runtime)?);
+    let restore_state = Arc::clone(&state);
+    tokio::task::spawn_blocking(move || {
+        restore_state.restore()?;
+        restore_state.collect_garbage();
+        Ok::<_, ServeError>(())
+    })
+    .await
+    .map_err(|e| ServeError::Config(e.to_string()))??;
+    triggers::restore(&state);
+    let _watcher = match &config.functions_dir {
+        Some(dir) => Some(watch_functions_dir(
+            &state,
+            dir,
+            config.functions_isolation,
+        )?),
+        None => None,
+    };
+    let workers = invoke::start_async_workers(Arc::clone(&state), 4);
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let bound = listener.local_addr()?;
+    if config.access_keys.is_empty() {
+        log::warn!(target: "fnhost::server", "no access keys configured: requests are not authenticated (loopback only)");
+    }
+    println!(
+        "fnhost serving on http://{bound} (data in {})",
+        config.data_dir.display()
+    );
+    let descriptors = limits::raise_descriptor_limit();
+    let cap = config.limits.connection_cap(descriptors);
+    log::info!(
+        target: "fnhost::server",
+        "serving up to {cap} connections at once, {} more for health checks and management ({descriptors} descriptors)",
+        config.limits.priority_connections
+    );
+    let app = front::Front::new(Arc::clone(&state), router(Arc::clone(&state)));
+    // The grace period runs from the signal; connections still open at its
+    // end (a handler that never returns blocks its connection's task) are
+    // left behind.
+    let deadline = Arc::new(std::sync::OnceLock::new());
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let server = connections::serve(
+        listener,
+        app,
+        Arc::new(config.limits.clone()),
+        cap,
+        Arc::clone(&state.connections),
+        {
+            let (deadline, signalled) = (Arc::clone(&deadline), Arc::clone(&signalled));
+            let grace = config.shutdown_grace;
+            async move {
+                shutdown_signal().await;
+                let _ = deadline.set(tokio::time::Instant::now() + grace);
+                signalled.notify_one();
+            }
+        },
+    );
+    let grace_over = async {
+        signalled.notified().await;
+        if let Some(deadline) = deadline.get() {
+            tokio::time::sleep_until(*deadline).await;
+        }
+    };
+    tokio::select! {
+        () = server => {},
+        () = grace_over => {
+            log::warn!(target: "fnhost::server", "shutdown grace period over with connections still open; leaving them");
+        }
+    }
+    log::info!(target: "fnhost::server", "stopped accepting; draining the asynchronous queue");
+    state.asynchronous.close();
+    let deadline = deadline
+        .get()
+        .copied()
+        .unwrap_or_else(|| tokio::time::Instant::now() + config.shutdown_grace);
+    let drained = tokio::time::timeout_at(deadline, async {
+        for w in workers {
+            let _ = w.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        log::warn!(target: "fnhost::server", "shutdown grace period over; abandoning queued invocations");
+    }
+    Ok(())
+}
+
+/// Deploys every library of `dir` as a function of package `default`, and
+/// keeps the server's records in step with the watcher.
+fn watch_functions_dir(
+    state: &Shared,
+    dir: &std::path::Path,
+    isolation: fnhost::Isolation,
+) -> Result<fnhost::watch::Watcher, ServeError> {
+    use fnhost::watch::{WatchEvent, WatchOptions};
+    let dir = std::fs::canonicalize(dir)?;
+    let mut options = WatchOptions {
+        initializer: Some("Init".into()),
+        ..WatchOptions::default()
+    };
+    options.template.isolation = isolation;
+    let s = Arc::clone(state);
+    let code_dir = dir.clone();
+    let watcher = state
+        .runtime
+        .watch(&dir, options, move |event| match event {
+            WatchEvent::Deployed { function, .. } => {
+                let Ok(info) = s.runtime.registry().function(&function) else {
+                    return;
+                };
+                let config = info.latest.config();
+                let record = FunctionRecord {
+                    project_id: "local".into(),
+                    func_name: function.clone(),
+                    package: "default".into(),
+                    runtime: "Rust1.x".into(),
+                    handler: config.entry.clone(),
+                    memory_size: config.memory_mb,
+                    timeout: config.timeout.as_secs() as u32,
+                    user_data: String::new(),
+                    initializer_handler: config.initializer.clone().unwrap_or_default(),
+                    initializer_timeout: 0,
+                    description: "deployed from the functions directory".to_owned(),
+                    digest: format!("{WATCHED}{}", info.latest.library().digest()),
+                    code_size: info.latest.library().size(),
+                    max_instance_num: 0,
+                    reserved_instance_count: 0,
+                    concurrent_num: 0,
+                    isolation: config.isolation,
+                    last_modified: model::now_rfc3339(),
+                    last_update_status: model::SUCCESSFUL.to_owned(),
+                    last_update_status_reason: String::new(),
+                    serving: None,
+                };
+                log::info!(target: "fnhost::server", "deployed {function} from {}", code_dir.display());
+                s.functions.lock().insert(function, record);
+            }
+            WatchEvent::Failed { function, error } => {
+                log::error!(target: "fnhost::server", "{function}: {error}; the previous code keeps serving")
+            }
+            WatchEvent::Incomplete { function, reason } => {
+                log::info!(target: "fnhost::server", "{function}: waiting for a complete library ({reason})")
+            }
+            WatchEvent::Removed { function } => {
+                log::info!(target: "fnhost::server", "{function}: library removed; it keeps serving")
+            }
+        })
+        .map_err(|e| ServeError::Config(format!("cannot watch {}: {e}", dir.display())))?;
+    Ok(watcher)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

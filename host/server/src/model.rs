@@ -1,0 +1,277 @@
+//! The records the API serves and the store keeps, with FunctionGraph's field
+//! names, and their conversion into the runtime's configuration.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::urn::function_urn;
+use fnhost::{FunctionConfig, InstanceConfig};
+
+/// The longest initializer timeout (FunctionGraph's: 300 s).
+pub const MAX_INITIALIZER_TIMEOUT_SECS: u32 = 300;
+
+/// Runtimes a function may declare.
+pub const RUNTIMES: [&str; 2] = ["Rust1.x", "Custom"];
+
+/// A function as created and updated through the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionRecord {
+    /// Project id of the URN.
+    pub project_id: String,
+    /// Name.
+    pub func_name: String,
+    /// Package (function group).
+    pub package: String,
+    /// `Rust1.x` or `Custom`.
+    pub runtime: String,
+    /// Entry `NAME.HANDLER`.
+    pub handler: String,
+    /// MB.
+    pub memory_size: u32,
+    /// Seconds.
+    pub timeout: u32,
+    /// User data as a JSON object string.
+    #[serde(default)]
+    pub user_data: String,
+    /// Initializer entry, empty for none.
+    #[serde(default)]
+    pub initializer_handler: String,
+    /// Initializer timeout in seconds, 0 for the function's timeout.
+    #[serde(default)]
+    pub initializer_timeout: u32,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// SHA-256 of the code package.
+    pub digest: String,
+    /// Size of the code package.
+    pub code_size: u64,
+    /// Maximum instances (0: the default).
+    #[serde(default)]
+    pub max_instance_num: u32,
+    /// Reserved instances.
+    #[serde(default)]
+    pub reserved_instance_count: u32,
+    /// Per-instance concurrency (0: 1).
+    #[serde(default)]
+    pub concurrent_num: u32,
+    /// `in-process` (default) or `process` (fnhost's extension).
+    #[serde(default)]
+    pub isolation: fnhost::Isolation,
+    /// RFC 3339.
+    pub last_modified: String,
+    /// How the last change of code or configuration went: `Successful`, or
+    /// `Failed` (it did not load; what it replaced keeps serving).
+    #[serde(default = "successful")]
+    pub last_update_status: String,
+    /// Why the last change failed (empty when it did not).
+    #[serde(default)]
+    pub last_update_status_reason: String,
+    /// While the last change has failed: the record that still serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<Box<FunctionRecord>>,
+}
+
+/// [`FunctionRecord::last_update_status`] of a change that loaded.
+pub const SUCCESSFUL: &str = "Successful";
+/// [`FunctionRecord::last_update_status`] of a change that did not load.
+pub const FAILED: &str = "Failed";
+
+fn successful() -> String {
+    SUCCESSFUL.to_owned()
+}
+
+/// A published version: a snapshot of the function record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VersionRecord {
+    /// Version name.
+    pub version: String,
+    /// Free text.
+    pub description: String,
+    /// The function as it was when published.
+    pub function: FunctionRecord,
+    /// RFC 3339.
+    pub created: String,
+}
+
+/// An alias.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AliasRecord {
+    /// Alias name.
+    pub name: String,
+    /// Version it points at.
+    pub version: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Weighted additional versions.
+    #[serde(default)]
+    pub additional_version_weights: BTreeMap<String, u32>,
+    /// RFC 3339.
+    pub last_modified: String,
+}
+
+/// Now, as FunctionGraph writes times.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+/// Parses a user data JSON object string into a map of strings.
+pub fn parse_user_data(s: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    if s.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let v: Value = serde_json::from_str(s)
+        .map_err(|e| ApiError::bad_request(format!("user_data is not a JSON object: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("user_data is not a JSON object"))?;
+    Ok(obj
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), v)
+        })
+        .collect())
+}
+
+impl FunctionRecord {
+    /// The record that serves invocations: this one, or while its last
+    /// change has failed, the one before it.
+    pub fn served(&self) -> &FunctionRecord {
+        self.serving.as_deref().unwrap_or(self)
+    }
+
+    /// The code packages this record needs kept: its own, and the serving
+    /// record's while its last change has failed.
+    pub fn digests(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.digest.as_str())
+            .chain(self.serving.as_deref().map(|s| s.digest.as_str()))
+    }
+
+    /// Checks every value of the record (user data, ranges), without its
+    /// code: what [`to_config`](Self::to_config) would refuse.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        // The code directory plays no part in the checks.
+        self.to_config(Path::new("")).map(drop)
+    }
+
+    /// The runtime configuration of this record, with its code in `code_dir`.
+    pub fn to_config(&self, code_dir: &Path) -> Result<FunctionConfig, ApiError> {
+        if self.initializer_timeout > MAX_INITIALIZER_TIMEOUT_SECS {
+            return Err(ApiError::bad_request(format!(
+                "initializer_timeout must be 0 to {MAX_INITIALIZER_TIMEOUT_SECS} seconds, got {}",
+                self.initializer_timeout
+            )));
+        }
+        let mut config = FunctionConfig::new(self.handler.clone(), code_dir)
+            .name(self.func_name.clone())
+            .package(self.package.clone())
+            .project_id(self.project_id.clone())
+            .memory_mb(self.memory_size)
+            .timeout(Duration::from_secs(u64::from(self.timeout.max(1))));
+        config.user_data = parse_user_data(&self.user_data)?;
+        if !self.initializer_handler.is_empty() {
+            config = config.initializer(self.initializer_handler.clone());
+            if self.initializer_timeout > 0 {
+                config = config
+                    .initializer_timeout(Duration::from_secs(u64::from(self.initializer_timeout)));
+            }
+        }
+        let defaults = InstanceConfig::default();
+        config.instances = InstanceConfig {
+            concurrency_per_instance: if self.concurrent_num == 0 {
+                1
+            } else {
+                self.concurrent_num
+            },
+            max_instances: if self.max_instance_num == 0 {
+                defaults.max_instances
+            } else {
+                self.max_instance_num
+            },
+            reserved_instances: self.reserved_instance_count,
+            ..defaults
+        };
+        config.isolation = self.isolation;
+        config
+            .validate()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// The function's URN (without version).
+    pub fn urn(&self) -> String {
+        function_urn(&self.project_id, &self.package, &self.func_name)
+    }
+
+    /// The API representation (the SDK's function models), for `version`.
+    pub fn to_json(&self, version: &str) -> Value {
+        let urn = if version == "latest" {
+            format!("{}:latest", self.urn())
+        } else {
+            format!("{}:{version}", self.urn())
+        };
+        json!({
+            "func_id": self.digest.get(..32).unwrap_or(&self.digest),
+            "func_urn": urn,
+            "func_name": self.func_name,
+            "domain_id": self.project_id,
+            "namespace": self.project_id,
+            "project_name": super::urn::REGION,
+            "package": self.package,
+            "runtime": self.runtime,
+            "timeout": self.timeout,
+            "handler": self.handler,
+            "memory_size": self.memory_size,
+            "cpu": self.memory_size / 128 * 100 + 200,
+            "code_type": "zip",
+            "code_url": "",
+            "code_filename": format!("{}.zip", self.func_name),
+            "code_size": self.code_size,
+            "user_data": self.user_data,
+            "encrypted_user_data": "",
+            "digest": self.digest,
+            "version": version,
+            "image_name": format!("{}-{}", self.func_name, self.digest.get(..12).unwrap_or(&self.digest)),
+            "description": self.description,
+            "last_modified": self.last_modified,
+            "initializer_handler": self.initializer_handler,
+            "initializer_timeout": self.initializer_timeout,
+            "reserved_instance_count": self.reserved_instance_count,
+            "strategy_config": {"concurrency": self.max_instance_num, "concurrent_num": self.concurrent_num.max(1)},
+            "type": "v2",
+            "isolation": self.isolation,
+            "last_update_status": self.last_update_status,
+            "last_update_status_reason": self.last_update_status_reason,
+            "serving": self.serving.as_deref().map(|s| json!({
+                "handler": s.handler,
+                "digest": s.digest,
+                "code_size": s.code_size,
+                "last_modified": s.last_modified,
+            })),
+        })
+    }
+}
+
+impl AliasRecord {
+    /// The API representation.
+    pub fn to_json(&self, function: &FunctionRecord) -> Value {
+        json!({
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "last_modified": self.last_modified,
+            "alias_urn": format!("{}:{}", function.urn(), self.name),
+            "additional_version_weights": self.additional_version_weights,
+        })
+    }
+}

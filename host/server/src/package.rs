@@ -1,0 +1,469 @@
+//! Code packages: a zip archive (FunctionGraph's `code_type=zip`) holding the
+//! `.so` at its root. Each package is stored once, content-addressed by the
+//! SHA-256 of the zip, as one directory `<digest>/` holding `package.zip`
+//! and the extracted tree `root/`.
+//!
+//! A package is checked before anything of it is kept: a valid zip, at
+//! most [`MAX_ENTRIES`] entries and [`MAX_EXTRACTED_BYTES`] once extracted,
+//! no entry outside its directory and no symbolic link, at least one `.so`
+//! at its root, every root `.so` a complete ELF shared object for this
+//! machine, and, when asked for, the handler's library among them. It is
+//! extracted into a temporary directory, synced, and renamed into place in
+//! one step: a crash at any point leaves either no package or a complete
+//! one, and [`PackageStore::new`] removes what an interrupted upload left.
+//! [`PackageStore::retain`] deletes the packages nothing references.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+/// Largest total of extracted bytes accepted from one package.
+pub const MAX_EXTRACTED_BYTES: u64 = 512 * 1024 * 1024;
+/// Most entries accepted in one package.
+pub const MAX_ENTRIES: usize = 10_000;
+/// The zip's name inside a package directory.
+const ZIP: &str = "package.zip";
+/// The extracted tree's name inside a package directory.
+const ROOT: &str = "root";
+/// Prefix of directories being written.
+const TMP: &str = ".tmp-";
+
+/// A stored package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    /// SHA-256 (hex) of the zip: FunctionGraph's `digest`.
+    pub digest: String,
+    /// The directory it was extracted into (the function's code directory).
+    pub dir: PathBuf,
+    /// Size of the zip in bytes (`code_size`).
+    pub size: u64,
+}
+
+/// Why a package was not stored. Nothing of it is left on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// The package itself is unacceptable (the uploader's mistake).
+    #[error("invalid code package: {0}")]
+    Invalid(String),
+    /// The disk (or the quota) is full.
+    #[error("the server's disk is full: {0}")]
+    DiskFull(io::Error),
+    /// Another I/O failure of the server.
+    #[error("cannot store the code package: {0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for PackageError {
+    fn from(e: io::Error) -> PackageError {
+        if is_disk_full(&e) {
+            PackageError::DiskFull(e)
+        } else {
+            PackageError::Io(e)
+        }
+    }
+}
+
+/// Whether an I/O error says the disk or the quota is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Content-addressed package storage under one directory.
+#[derive(Debug)]
+pub struct PackageStore {
+    root: PathBuf,
+}
+
+static TEMP: AtomicU64 = AtomicU64::new(0);
+
+fn is_digest(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl PackageStore {
+    /// Uses (and creates) `root`, removing what interrupted uploads left
+    /// (temporary directories, package directories without their zip) and
+    /// moving packages of the older layout (`<digest>/` beside
+    /// `<digest>.zip`) into the current one.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<PackageStore> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        let store = PackageStore { root };
+        let mut older = Vec::new();
+        for entry in fs::read_dir(&store.root)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with(TMP) {
+                remove(&path);
+            } else if let Some(digest) = name.strip_suffix(".zip").filter(|d| is_digest(d)) {
+                older.push((digest.to_owned(), path));
+            } else if is_digest(&name) && !path.join(ZIP).is_file() {
+                // Torn (or of the older layout; restored from its zip below).
+                remove(&path);
+            }
+        }
+        for (digest, zip_path) in older {
+            match fs::read(&zip_path) {
+                Ok(zip) if hex::encode(Sha256::digest(&zip)) == digest => {
+                    if let Err(e) = store.store(&zip, None) {
+                        log::error!(target: "fnhost::server", "cannot move package {digest} to the current layout: {e}");
+                        continue;
+                    }
+                }
+                _ => {
+                    log::warn!(target: "fnhost::server", "dropping package {digest}: its zip does not match its digest")
+                }
+            }
+            let _ = fs::remove_file(&zip_path);
+        }
+        sync_dir(&store.root);
+        Ok(store)
+    }
+
+    /// The package stored under `digest`, if any.
+    pub fn get(&self, digest: &str) -> Option<Package> {
+        if !is_digest(digest) {
+            return None;
+        }
+        let dir = self.root.join(digest);
+        let size = fs::metadata(dir.join(ZIP)).ok()?.len();
+        let root = dir.join(ROOT);
+        root.is_dir().then(|| Package {
+            digest: digest.to_owned(),
+            dir: root,
+            size,
+        })
+    }
+
+    /// The zip bytes of a stored package.
+    pub fn zip_bytes(&self, digest: &str) -> io::Result<Vec<u8>> {
+        if !is_digest(digest) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such package"));
+        }
+        fs::read(self.root.join(digest).join(ZIP))
+    }
+
+    /// Checks and stores a zip (idempotent: the same bytes give the same
+    /// package, also when two uploads of them race). `library`: the name
+    /// of the handler's library (`NAME` of `NAME.HANDLER`), which must then
+    /// be at the root as `NAME.so` or `libNAME.so`.
+    pub fn store(&self, zip: &[u8], library: Option<&str>) -> Result<Package, PackageError> {
+        let digest = hex::encode(Sha256::digest(zip));
+        if let Some(p) = self.get(&digest) {
+            if let Some(library) = library {
+                check_library_present(&p.dir, library)?;
+            }
+            return Ok(p);
+        }
+        let n = TEMP.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join(format!("{TMP}{digest}-{}-{n}", std::process::id()));
+        let result = (|| -> Result<(), PackageError> {
+            fs::create_dir_all(&tmp)?;
+            extract(zip, &tmp.join(ROOT))?;
+            if let Some(library) = library {
+                check_library_present(&tmp.join(ROOT), library)?;
+            }
+            write_synced(&tmp.join(ZIP), zip)?;
+            sync_dir(&tmp);
+            match fs::rename(&tmp, self.root.join(&digest)) {
+                Ok(()) => {}
+                // Stored meanwhile by a concurrent upload of the same bytes.
+                Err(_) if self.get(&digest).is_some() => remove(&tmp),
+                Err(e) => return Err(e.into()),
+            }
+            sync_dir(&self.root);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            remove(&tmp);
+            return Err(e);
+        }
+        self.get(&digest)
+            .ok_or_else(|| PackageError::Io(io::Error::other("package vanished after storing")))
+    }
+
+    /// Deletes every package whose digest is not in `keep`; returns how
+    /// many were deleted.
+    pub fn retain(&self, keep: &HashSet<String>) -> usize {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_digest(&name) && !keep.contains(&name) {
+                remove(&entry.path());
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            sync_dir(&self.root);
+        }
+        deleted
+    }
+
+    /// The digests of every stored package.
+    pub fn digests(&self) -> Vec<String> {
+        fs::read_dir(&self.root)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| is_digest(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn remove(path: &Path) {
+    if fs::remove_dir_all(path).is_err() {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// The handler's library, `NAME.so` or `libNAME.so`, at the root of `dir`.
+fn check_library_present(dir: &Path, library: &str) -> Result<(), PackageError> {
+    let names = [format!("{library}.so"), format!("lib{library}.so")];
+    if names.iter().any(|n| dir.join(n).is_file()) {
+        Ok(())
+    } else {
+        Err(PackageError::Invalid(format!(
+            "the handler's library is not at the root of the package: looked for {}",
+            names.join(" and ")
+        )))
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn invalid(message: impl Into<String>) -> PackageError {
+    PackageError::Invalid(message.into())
+}
+
+/// Extracts `zip` into `dir` (created), refusing unsafe, oversized or
+/// incomplete content.
+pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
+        .map_err(|e| invalid(format!("not a valid zip archive: {e}")))?;
+    if archive.len() > MAX_ENTRIES {
+        return Err(invalid(format!(
+            "{} entries, more than {MAX_ENTRIES}",
+            archive.len()
+        )));
+    }
+    fs::create_dir_all(dir)?;
+    let mut total = 0u64;
+    let mut libraries = 0;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| invalid(format!("entry {i}: {e}")))?;
+        let name = entry
+            .name()
+            .map(|n| n.into_owned())
+            .unwrap_or_else(|_| format!("#{i}"));
+        let relative = entry.enclosed_name().ok_or_else(|| {
+            invalid(format!(
+                "entry `{name}` would be written outside the package directory"
+            ))
+        })?;
+        if entry.is_symlink() {
+            return Err(invalid(format!("entry `{name}` is a symbolic link")));
+        }
+        let target = dir.join(&relative);
+        if entry.is_dir() {
+            fs::create_dir_all(&target)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mut data = Vec::new();
+        let limit = MAX_EXTRACTED_BYTES.saturating_sub(total) + 1;
+        (&mut entry)
+            .take(limit)
+            .read_to_end(&mut data)
+            .map_err(|e| invalid(format!("entry `{name}`: {e}")))?;
+        total += data.len() as u64;
+        if total > MAX_EXTRACTED_BYTES {
+            return Err(invalid(format!(
+                "more than {MAX_EXTRACTED_BYTES} bytes once extracted"
+            )));
+        }
+        if relative.components().count() == 1 && name.ends_with(".so") {
+            fnhost::check_shared_object(&data)
+                .map_err(|e| invalid(format!("`{name}` is not a loadable library: {e}")))?;
+            libraries += 1;
+        }
+        write_synced(&target, &data)?;
+    }
+    if libraries == 0 {
+        return Err(invalid("no .so file at the root of the package"));
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zip::write::SimpleFileOptions;
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut w = zip::ZipWriter::new(&mut out);
+        for (name, data) in files {
+            w.start_file(*name, SimpleFileOptions::default()).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap();
+        out.into_inner()
+    }
+
+    /// A complete shared object: the C library this test runs with.
+    fn library() -> Vec<u8> {
+        let maps = fs::read_to_string("/proc/self/maps").unwrap();
+        let path = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.contains("libc.so"))
+            .expect("a C library is mapped");
+        fs::read(path).unwrap()
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn stores_once_by_digest_and_extracts_the_library() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackageStore::new(dir.path()).unwrap();
+        let lib = library();
+        let zip = zip_of(&[("echo.so", &lib), ("data/config.json", b"{}")]);
+        let p = store.store(&zip, Some("echo")).unwrap();
+        assert_eq!(p.digest.len(), 64);
+        assert_eq!(fs::read(p.dir.join("echo.so")).unwrap(), lib);
+        assert_eq!(fs::read(p.dir.join("data/config.json")).unwrap(), b"{}");
+        assert_eq!(store.store(&zip, None).unwrap(), p);
+        assert_eq!(store.zip_bytes(&p.digest).unwrap(), zip);
+        assert_eq!(
+            leftovers(dir.path()),
+            std::slice::from_ref(&p.digest),
+            "one directory"
+        );
+        // Stored, but not for a handler whose library it lacks.
+        let e = store.store(&zip, Some("orders")).unwrap_err();
+        assert!(e.to_string().contains("orders.so and liborders.so"), "{e}");
+    }
+
+    #[test]
+    fn refused_packages_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackageStore::new(dir.path().join("code")).unwrap();
+        let lib = library();
+        let refused = [
+            (
+                zip_of(&[("../evil.so", &lib)]),
+                "outside the package directory",
+            ),
+            (b"PK\x03\x04 truncated".to_vec(), "not a valid zip"),
+            (zip_of(&[("lib/inner.so", &lib)]), "no .so file at the root"),
+            (
+                zip_of(&[("echo.so", b"this is text")]),
+                "not a loadable library",
+            ),
+            (
+                zip_of(&[("echo.so", &lib[..lib.len() / 2])]),
+                "not a loadable library",
+            ),
+            (zip_of(&[("other.so", &lib)]), "echo.so and libecho.so"),
+        ];
+        for (zip, why) in refused {
+            let e = store.store(&zip, Some("echo")).unwrap_err();
+            assert!(matches!(e, PackageError::Invalid(_)), "{e}");
+            assert!(e.to_string().contains(why), "{why}: {e}");
+        }
+        assert!(leftovers(&dir.path().join("code")).is_empty());
+        // An absolute name is confined to the package directory.
+        let p = store
+            .store(
+                &zip_of(&[("/etc/fnhost-evil.so", &lib), ("ok.so", &lib)]),
+                None,
+            )
+            .unwrap();
+        assert!(p.dir.join("etc/fnhost-evil.so").is_file());
+        assert!(!Path::new("/etc/fnhost-evil.so").exists());
+    }
+
+    #[test]
+    fn interrupted_uploads_and_the_older_layout_are_tidied_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("code");
+        let lib = library();
+        let zip = zip_of(&[("echo.so", &lib)]);
+        let digest = hex::encode(Sha256::digest(&zip));
+        fs::create_dir_all(code.join(format!(".tmp-{digest}-1-0/root"))).unwrap();
+        // A package directory whose zip never landed (the older layout's
+        // torn state), and one of the older layout whose zip did.
+        let torn = "ab".repeat(32);
+        fs::create_dir_all(code.join(&torn)).unwrap();
+        fs::create_dir_all(code.join(&digest)).unwrap();
+        fs::write(code.join(&digest).join("echo.so"), &lib).unwrap();
+        fs::write(code.join(format!("{digest}.zip")), &zip).unwrap();
+        let store = PackageStore::new(&code).unwrap();
+        assert_eq!(leftovers(&code), std::slice::from_ref(&digest));
+        let p = store.get(&digest).expect("moved to the current layout");
+        assert_eq!(fs::read(p.dir.join("echo.so")).unwrap(), lib);
+        // Storing the same bytes again works (it once failed with
+        // "Directory not empty").
+        assert_eq!(store.store(&zip, Some("echo")).unwrap(), p);
+    }
+
+    #[test]
+    fn unreferenced_packages_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackageStore::new(dir.path()).unwrap();
+        let lib = library();
+        let a = store.store(&zip_of(&[("a.so", &lib)]), None).unwrap();
+        let b = store.store(&zip_of(&[("b.so", &lib)]), None).unwrap();
+        assert_eq!(store.retain(&HashSet::from([a.digest.clone()])), 1);
+        assert!(store.get(&a.digest).is_some());
+        assert!(store.get(&b.digest).is_none());
+        assert_eq!(store.digests(), [a.digest]);
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_a_bad_package() {
+        let full = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(matches!(
+            PackageError::from(full),
+            PackageError::DiskFull(_)
+        ));
+        let other = io::Error::from_raw_os_error(libc::EACCES);
+        assert!(matches!(PackageError::from(other), PackageError::Io(_)));
+        // Writing to a full device is such an error.
+        let e = write_synced(Path::new("/dev/full"), b"x").unwrap_err();
+        assert!(is_disk_full(&e), "{e}");
+    }
+}
