@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p echo
-cargo build --release --locked -p fnhost --bin fnhost
+cargo build --release --locked -p fnhost-cli   # the fnhost binary the worker processes run
 cargo bench --locked -p fnhost-embed --bench capi

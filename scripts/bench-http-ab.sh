@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null; then
     echo "installing wrk"; apt-get update -qq && apt-get install -y -qq wrk
 fi
-cargo build --release --locked -p fnhost --bin fnhost --example http_baseline
+cargo build --release --locked -p fnhost-cli -p fnhost-server --example http_baseline
 cargo build --release --locked -p echo
 old=$(realpath "$1") new=$(realpath "${2:-target/release/fnhost}")
 rounds=${ROUNDS:-10} dur=${DURATION:-4}

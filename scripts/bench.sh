@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked -p echo -p testplugin -p hotswap
-cargo build --release --locked -p fnhost --bin fnhost
+cargo build --release --locked -p fnhost-cli   # the fnhost binary the worker processes run
 cargo bench --locked -p fnhost --bench invoke -- "$@"
 cargo bench --locked -p fnhost --bench lifecycle -- "$@"
 cargo bench --locked -p fnhost --bench isolation -- "$@"

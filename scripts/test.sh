@@ -11,6 +11,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== layout: a lean runtime crate, no module cycles"
+./scripts/check-layout.sh
 echo "== cargo build --workspace (sample plugins, fnhost binary)"
 cargo build --workspace --locked
 echo "== cargo test --workspace"

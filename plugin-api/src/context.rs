@@ -3,7 +3,6 @@
 use core::fmt;
 
 use crate::abi;
-use crate::log::Logger;
 
 /// The runtime context of one invocation (FunctionGraph's `RuntimeContext`).
 ///
@@ -174,11 +173,6 @@ impl Context {
     pub fn cpu_millicores(&self) -> u32 {
         // SAFETY: host pointer valid per `from_raw`.
         unsafe { (self.vtable().cpu_millicores)(self.raw.host) }
-    }
-
-    /// The invocation's logger (`GetLogger`).
-    pub fn logger(&self) -> Logger<'_> {
-        Logger::new(self)
     }
 
     pub(crate) fn write_log(&self, level: u32, message: &str) {

@@ -3,7 +3,6 @@
 //! and make the invocation's context reachable from the `log` crate and the
 //! panic hook. Not part of the public API (reached through `__private`).
 
-use core::cell::Cell;
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
@@ -11,8 +10,9 @@ use std::sync::Once;
 use core::marker::PhantomData;
 
 use crate::abi::{self, level, STATUS_ERROR, STATUS_OK};
-use crate::events::FromPayload;
+use crate::current::{with_current, Entered};
 use crate::log::InvocationLogBridge;
+use crate::payload::FromPayload;
 use crate::{alloc, Context, HandlerError, IntoOutput, Output};
 
 /// Marks handlers that take the raw payload: `fn(&[u8], &Context)`.
@@ -49,44 +49,6 @@ where
     fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError> {
         let event = T::from_payload(payload)?;
         self(event, ctx).and_then(IntoOutput::into_output)
-    }
-}
-
-thread_local! {
-    // The `Context` of the handler running on this thread, or null. Const,
-    // no destructor (see `alloc`).
-    static CURRENT: Cell<*const Context> = const { Cell::new(core::ptr::null()) };
-}
-
-/// Runs `f` with the context of the invocation running on this thread, if any.
-pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
-    let ptr = CURRENT.try_with(Cell::get).ok()?;
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: `CURRENT` is non-null only between `Entered::new` and its drop,
-    // during which the pointed-to `Context` lives on the trampoline's stack.
-    Some(f(unsafe { &*ptr }))
-}
-
-/// Marks this thread as running an invocation for the guard's lifetime.
-struct Entered {
-    previous: *const Context,
-}
-
-impl Entered {
-    fn new(ctx: &Context) -> Entered {
-        let previous = CURRENT
-            .try_with(|c| c.replace(ctx as *const Context))
-            .unwrap_or(core::ptr::null());
-        alloc::start_tracking();
-        Entered { previous }
-    }
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        let _ = CURRENT.try_with(|c| c.set(self.previous));
     }
 }
 

@@ -39,17 +39,20 @@
 pub mod abi;
 pub mod alloc;
 mod context;
+mod current;
 mod error;
 pub mod events;
 mod export;
 mod log;
+mod logger;
 mod output;
+mod payload;
 pub mod testing;
 
 pub use context::Context;
 pub use error::{HandlerError, FUNCTION_RETURN_ERROR};
 pub use export::{Handler, RawPayload, TypedPayload};
-pub use log::Logger;
+pub use logger::Logger;
 pub use output::{IntoOutput, Json, Output};
 
 /// Identifies this SDK in a plugin's descriptor.

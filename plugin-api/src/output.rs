@@ -1,9 +1,6 @@
 //! What a handler returns: raw bytes, text, JSON or nothing.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use crate::events::FromPayload;
 
 use crate::abi::output_kind;
 use crate::HandlerError;
@@ -102,13 +99,5 @@ impl<T: Serialize> IntoOutput for Json<T> {
         serde_json::to_vec(&self.0)
             .map(Output::Json)
             .map_err(|e| HandlerError::new(format!("failed to serialize the result as JSON: {e}")))
-    }
-}
-
-impl<T: DeserializeOwned> FromPayload for Json<T> {
-    fn from_payload(payload: &[u8]) -> Result<Self, HandlerError> {
-        let name = std::any::type_name::<T>();
-        let short = name.rsplit("::").next().unwrap_or(name);
-        crate::events::parse(payload, short).map(Json)
     }
 }

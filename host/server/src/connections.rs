@@ -34,7 +34,7 @@ use tower::ServiceExt as _;
 
 use super::front::Front;
 use super::limits::Limits;
-use super::link::{Expiry, Link, LinkedStream};
+use super::link::{Expiry, Link, LinkedStream, Mode};
 
 /// The longest a priority connection may take to send its request head.
 const PRIORITY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,16 +44,6 @@ const MAX_BUF_BYTES: usize = 64 * 1024;
 /// Connections refused at once while their request is drained (so they
 /// read the 503 instead of a reset); beyond these, refused ones are closed.
 const REFUSING_AT_ONCE: usize = 64;
-
-/// How a connection is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Within the cap: every request, kept alive.
-    Normal,
-    /// Beyond the cap: one request, answered only if it is a health check
-    /// or a management call.
-    Priority,
-}
 
 /// Live connection counts.
 #[derive(Default)]

@@ -27,11 +27,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::{Service, ServiceExt as _};
 
-use super::connections::Mode;
 use super::error::ApiError;
 use super::gate::{classify, Class};
 use super::invoke::{self, InvokeOptions};
-use super::link::Link;
+use super::link::{Link, Mode};
 use super::Shared;
 
 /// The front service of a connection.

@@ -28,6 +28,16 @@ use axum::http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// How a connection is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Within the cap: every request, kept alive.
+    Normal,
+    /// Beyond the cap: one request, answered only if it is a health check
+    /// or a management call.
+    Priority,
+}
+
 /// The connection is hyper's.
 const OPEN: u8 = 0;
 /// Another thread is answering on the socket.

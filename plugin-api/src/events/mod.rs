@@ -44,23 +44,7 @@ pub use lts::{LtsBody, LtsEvent};
 pub use smn::{SmnBody, SmnEvent, SmnRecord};
 pub use timer::TimerEvent;
 
-use crate::HandlerError;
-
-/// A payload type a handler can take instead of `&[u8]`: every event type of
-/// this module, and [`Json<T>`](crate::Json) for any `T: DeserializeOwned`.
-pub trait FromPayload: Sized {
-    /// Parses the payload; the error names the expected type.
-    fn from_payload(payload: &[u8]) -> Result<Self, HandlerError>;
-}
-
-/// Parses `payload` as JSON into `T`, naming `what` in the error.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(
-    payload: &[u8],
-    what: &str,
-) -> Result<T, HandlerError> {
-    serde_json::from_slice(payload)
-        .map_err(|e| HandlerError::new(format!("the payload is not a valid {what}: {e}")))
-}
+pub use crate::payload::FromPayload;
 
 /// Why an event's base64 content could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +86,7 @@ macro_rules! event_type {
 
         impl $crate::events::FromPayload for $ty {
             fn from_payload(payload: &[u8]) -> Result<Self, $crate::HandlerError> {
-                $crate::events::parse(payload, $name)
+                $crate::payload::parse(payload, $name)
             }
         }
 
