@@ -164,8 +164,9 @@ fn the_memory_size_is_enforced() {
     let f = rt
         .load(isolated("misbehaving.AllocMb").memory_mb(128))
         .unwrap();
-    let (ty, msg) = error(&f.invoke(b"512").unwrap());
-    assert_eq!(ty, error_type::MEMORY_LIMIT);
+    let r = f.invoke(b"512").unwrap();
+    let (ty, msg) = error(&r);
+    assert_eq!(ty, error_type::MEMORY_LIMIT, "{msg}\n{:?}\n{}", r.summary, r.log);
     assert!(msg.contains("128 MB"), "{msg}");
     let r = f.invoke(b"32").unwrap();
     assert!(matches!(r.outcome, Outcome::Success(_)), "{:?}", r.outcome);
