@@ -166,7 +166,13 @@ fn the_memory_size_is_enforced() {
         .unwrap();
     let r = f.invoke(b"512").unwrap();
     let (ty, msg) = error(&r);
-    assert_eq!(ty, error_type::MEMORY_LIMIT, "{msg}\n{:?}\n{}", r.summary, r.log);
+    assert_eq!(
+        ty,
+        error_type::MEMORY_LIMIT,
+        "{msg}\n{:?}\n{}",
+        r.summary,
+        r.log
+    );
     assert!(msg.contains("128 MB"), "{msg}");
     let r = f.invoke(b"32").unwrap();
     assert!(matches!(r.outcome, Outcome::Success(_)), "{:?}", r.outcome);

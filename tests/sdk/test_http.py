@@ -120,6 +120,13 @@ def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path, i
         assert call(server, "POST", f"{BASE}/urn:fss:local:proj1:function:default:echo/invocations", b"ping")[2] == b"ping"
         listed = json.loads(call(server, "GET", BASE)[2])
         assert [(f["func_name"], f["isolation"]) for f in listed["functions"]] == [("echo", isolation)]
+        # Its code is the directory: the API refuses to change it, in
+        # FunctionGraph's error shape and without the server's paths.
+        status, _, body = call(server, "PUT", f"{BASE}/echo/config", {"timeout": 5})
+        assert status == 409, body
+        error = json.loads(body)
+        assert error["error_code"] == "FSS.1061" and "functions directory" in error["error_msg"]
+        assert str(fns) not in body.decode()
         # A new library dropped in is deployed too.
         shutil.copy(TARGET / "libtestplugin.so", fns / "testplugin.so.partial")
         (fns / "testplugin.so.partial").rename(fns / "testplugin.so")

@@ -19,7 +19,27 @@ use notify::{RecursiveMode, Watcher as _};
 
 use crate::config::FunctionConfig;
 use crate::elf;
+use crate::error::DeployError;
+use crate::registry::{Deployment, Registry};
 use crate::runtime::Runtime;
+
+/// Where the watcher sends the configuration of each complete library: the
+/// runtime's [`Registry`] by default ([`Runtime::watch`]); a program that
+/// keeps its own records, or serializes its changes, passes its own
+/// ([`Runtime::watch_with`]). Called on the watcher's thread.
+pub trait Deploy: Send + 'static {
+    /// Creates or hot-swaps the function `config` names.
+    fn deploy(&mut self, config: FunctionConfig) -> Result<Deployment, DeployError>;
+}
+
+/// Deploys straight into a runtime's registry.
+struct IntoRegistry(Runtime);
+
+impl Deploy for IntoRegistry {
+    fn deploy(&mut self, config: FunctionConfig) -> Result<Deployment, DeployError> {
+        Registry::deploy(self.0.registry(), config)
+    }
+}
 
 /// What to deploy for each library.
 #[derive(Debug, Clone)]
@@ -139,6 +159,18 @@ impl Runtime {
         options: WatchOptions,
         on_event: impl FnMut(WatchEvent) + Send + 'static,
     ) -> Result<Watcher, notify::Error> {
+        self.watch_with(dir, options, IntoRegistry(self.clone()), on_event)
+    }
+
+    /// Like [`watch`](Self::watch), deploying through `deploy` instead of
+    /// straight into the registry.
+    pub fn watch_with(
+        &self,
+        dir: impl Into<PathBuf>,
+        options: WatchOptions,
+        deploy: impl Deploy,
+        on_event: impl FnMut(WatchEvent) + Send + 'static,
+    ) -> Result<Watcher, notify::Error> {
         let dir = dir.into();
         let (changes_tx, changes) = crossbeam_channel::unbounded::<PathBuf>();
         let mut watcher =
@@ -158,7 +190,7 @@ impl Runtime {
             .name("fnhost-watch".into())
             .spawn(move || {
                 let _watcher = watcher;
-                run(runtime, dir, options, changes, stop, on_event)
+                run(runtime, deploy, dir, options, changes, stop, on_event)
             })
             .map_err(|e| notify::Error::generic(&e.to_string()))?;
         Ok(Watcher {
@@ -184,6 +216,7 @@ fn changes_content(kind: &notify::EventKind) -> bool {
 
 fn run(
     runtime: Runtime,
+    mut deploy: impl Deploy,
     dir: PathBuf,
     options: WatchOptions,
     changes: Receiver<PathBuf>,
@@ -209,7 +242,7 @@ fn run(
             .collect();
         for name in ready {
             pending.remove(&name);
-            on_event(deploy_one(&runtime, &dir, &options, &name));
+            on_event(deploy_one(&runtime, &mut deploy, &dir, &options, &name));
         }
         let wait = pending
             .values()
@@ -232,7 +265,13 @@ fn run(
     }
 }
 
-fn deploy_one(runtime: &Runtime, dir: &Path, options: &WatchOptions, name: &str) -> WatchEvent {
+fn deploy_one(
+    runtime: &Runtime,
+    deploy: &mut impl Deploy,
+    dir: &Path,
+    options: &WatchOptions,
+    name: &str,
+) -> WatchEvent {
     let function = name.to_owned();
     let path = [
         dir.join(format!("{name}.so")),
@@ -276,7 +315,7 @@ fn deploy_one(runtime: &Runtime, dir: &Path, options: &WatchOptions, name: &str)
             config.initializer = Some(format!("{name}.{init}"));
         }
     }
-    match runtime.registry().deploy(config) {
+    match deploy.deploy(config) {
         Ok(d) => WatchEvent::Deployed {
             function,
             generation: d.generation.id(),

@@ -100,7 +100,7 @@ async fn gateway(
     } = req;
     let target = function.clone();
     let name = target.split(':').next().unwrap_or_default().to_owned();
-    if !state.functions.lock().contains_key(&name) {
+    if !state.management.has_function(&name) {
         return Err(ApiError::function_not_found());
     }
     let route = state.runtime.registry().resolve(&target)?;

@@ -1,6 +1,8 @@
 //! Management API handlers: functions, code, configuration, versions,
-//! aliases and instance limits. Every change is deployed first (a failed
-//! deploy changes nothing) and then persisted.
+//! aliases and instance limits, over FunctionGraph's request and answer
+//! shapes. Every change goes through [`Management`](crate::management):
+//! deployed first (a failed deploy changes nothing), then persisted, under
+//! its lock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,15 +16,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::model::{
-    now_rfc3339, AliasRecord, FunctionRecord, VersionRecord, FAILED, RUNTIMES, SUCCESSFUL,
-};
-use super::package::PackageError;
-use super::urn::FunctionRef;
-use super::{AppState, Shared};
-use axum::http::StatusCode;
+use super::management::Change;
+use super::model::{AliasRecord, FunctionRecord, VersionRecord, RUNTIMES, SUCCESSFUL};
+use super::Shared;
 use fnhost::Alias;
-use fnhost::DeployError;
 
 /// Parses a JSON body into `T`, answering FunctionGraph's 400 shape.
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -102,102 +99,6 @@ fn check_runtime(runtime: &str) -> Result<(), ApiError> {
     }
 }
 
-/// What a change to a function is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
-    /// A new function: it must load, or nothing is kept.
-    Create,
-    /// A new package or configuration for an existing function: kept even
-    /// when it does not load (then what it replaces keeps serving).
-    Update,
-}
-
-/// The answer to a package that was not stored.
-fn package_refused(e: PackageError) -> ApiError {
-    match e {
-        PackageError::Invalid(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "FSS.1040", e.to_string())
-        }
-        PackageError::DiskFull(_) => ApiError::disk_full(e.to_string()),
-        PackageError::Io(_) => ApiError::internal(e.to_string()),
-    }
-}
-
-/// Checks `record`'s configuration, stores the package, deploys, persists
-/// and remembers the result. A configuration out of range or a package
-/// refused changes nothing. A created function must load; an update that
-/// does not load (its handler not in its package, not a plugin, another
-/// ABI, a failing initializer) is kept with `last_update_status` `Failed`
-/// and its reason, while the record it replaced keeps serving; the moment a
-/// later change makes the pair load, it serves.
-fn apply(
-    state: &AppState,
-    mut record: FunctionRecord,
-    zip: Option<Vec<u8>>,
-    change: Change,
-) -> Result<FunctionRecord, ApiError> {
-    record.last_modified = now_rfc3339();
-    // Values out of range are refused before anything is stored.
-    record.validate()?;
-    let replaced = state
-        .functions
-        .lock()
-        .get(&record.func_name)
-        .map(|current| current.served().clone());
-    if let Some(zip) = zip {
-        let library = match change {
-            Change::Create => Some(
-                fnhost::Entry::parse(&record.handler)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?
-                    .library,
-            ),
-            Change::Update => None,
-        };
-        let package = state
-            .packages
-            .store(&zip, library.as_deref())
-            .map_err(package_refused)?;
-        record.digest = package.digest;
-        record.code_size = package.size;
-    }
-    let config = state.config_of(&record)?;
-    match (state.runtime.registry().deploy(config), replaced) {
-        (Ok(_), _) => {
-            record.serving = None;
-            record.last_update_status = SUCCESSFUL.to_owned();
-            record.last_update_status_reason.clear();
-        }
-        (Err(e @ (DeployError::Load(_) | DeployError::Initializer(_))), Some(mut replaced))
-            if change == Change::Update =>
-        {
-            let reason = e.public_message();
-            log::warn!(
-                target: "fnhost::server",
-                "{}: the change is kept but does not load; the previous code and configuration keep serving: {e}",
-                record.func_name
-            );
-            replaced.serving = None;
-            record.serving = Some(Box::new(replaced));
-            record.last_update_status = FAILED.to_owned();
-            record.last_update_status_reason = reason;
-        }
-        (Err(e), _) => {
-            state.collect_garbage();
-            return Err(e.into());
-        }
-    }
-    state
-        .store
-        .put_function(&record.func_name, &record)
-        .map_err(ApiError::store)?;
-    state
-        .functions
-        .lock()
-        .insert(record.func_name.clone(), record.clone());
-    state.collect_garbage();
-    Ok(record)
-}
-
 /// Changes a function's record with `edit`, deploys the result and persists
 /// it, serialized with every other change; a failure changes nothing.
 async fn change(
@@ -205,11 +106,10 @@ async fn change(
     urn: &str,
     edit: impl FnOnce(&mut FunctionRecord) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<FunctionRecord, ApiError> {
-    let _change = state.changes.lock().await;
-    let (mut record, _) = lookup(state, urn)?;
+    let changing = state.management.begin().await;
+    let (mut record, _) = changing.management().lookup(urn)?;
     edit(&mut record)?;
-    let s = Arc::clone(state);
-    blocking(move || apply(&s, record, None, Change::Update)).await
+    blocking(move || changing.apply(record, None, Change::Update)).await
 }
 
 /// `POST /v2/{project_id}/fgs/functions`
@@ -221,14 +121,6 @@ pub(crate) async fn create(
     let body: CreateBody = parse_body(&body)?;
     check_runtime(&body.runtime)?;
     let zip = decode_package(body.code_type.as_deref(), body.func_code.as_ref())?;
-    let _change = state.changes.lock().await;
-    if state.functions.lock().contains_key(&body.func_name) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "FSS.1060",
-            format!("function `{}` already exists", body.func_name),
-        ));
-    }
     let record = FunctionRecord {
         project_id,
         func_name: body.func_name,
@@ -252,8 +144,8 @@ pub(crate) async fn create(
         last_update_status_reason: String::new(),
         serving: None,
     };
-    let s = Arc::clone(&state);
-    let record = blocking(move || apply(&s, record, Some(zip), Change::Create)).await?;
+    let changing = state.management.begin().await;
+    let record = blocking(move || changing.apply(record, Some(zip), Change::Create)).await?;
     Ok(Json(record.to_json("latest")))
 }
 
@@ -274,9 +166,9 @@ pub(crate) async fn list(State(state): State<Shared>, Query(q): Query<ListQuery>
         .unwrap_or(400)
         .clamp(1, 400);
     let all: Vec<Value> = state
-        .functions
-        .lock()
-        .values()
+        .management
+        .records()
+        .iter()
         .map(|r| r.to_json("latest"))
         .collect();
     let count = all.len();
@@ -289,57 +181,17 @@ pub(crate) async fn list(State(state): State<Shared>, Query(q): Query<ListQuery>
     Json(json!({"functions": page, "next_marker": next, "count": count}))
 }
 
-/// The current record of the function a URN names (and the parsed URN).
-pub(crate) fn lookup(
-    state: &AppState,
-    urn: &str,
-) -> Result<(FunctionRecord, FunctionRef), ApiError> {
-    let r = FunctionRef::parse(urn).ok_or_else(ApiError::function_not_found)?;
-    let record = state
-        .functions
-        .lock()
-        .get(&r.name)
-        .cloned()
-        .ok_or_else(ApiError::function_not_found)?;
-    if let Some(package) = &r.package {
-        if *package != record.package {
-            return Err(ApiError::function_not_found());
-        }
-    }
-    Ok((record, r))
-}
-
-fn version_record(
-    state: &AppState,
-    record: &FunctionRecord,
-    version: &str,
-) -> Result<FunctionRecord, ApiError> {
-    let versions: Vec<VersionRecord> = state
-        .store
-        .versions(&record.func_name)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    versions
-        .into_iter()
-        .find(|v| v.version == version)
-        .map(|v| v.function)
-        .ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "FSS.1052",
-                format!("version `{version}` not found"),
-            )
-        })
-}
-
 /// `GET .../functions/{urn}/config`
 pub(crate) async fn show_config(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (record, r) = lookup(&state, &urn)?;
+    let (record, r) = state.management.lookup(&urn)?;
     match r.qualifier.as_deref() {
         None | Some("latest") => Ok(Json(record.to_json("latest"))),
-        Some(v) => Ok(Json(version_record(&state, &record, v)?.to_json(v))),
+        Some(v) => Ok(Json(
+            state.management.version_record(&record, v)?.to_json(v),
+        )),
     }
 }
 
@@ -412,9 +264,10 @@ pub(crate) async fn show_code(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (record, _) = lookup(&state, &urn)?;
+    let (record, _) = state.management.lookup(&urn)?;
     let zip = state
-        .packages
+        .management
+        .packages()
         .zip_bytes(&record.digest)
         .map_err(|e| ApiError::internal(format!("code package unreadable: {e}")))?;
     let mut v = record.to_json("latest");
@@ -439,10 +292,9 @@ pub(crate) async fn update_code(
 ) -> Result<Json<Value>, ApiError> {
     let body: UpdateCodeBody = parse_body(&body)?;
     let zip = decode_package(body.code_type.as_deref(), body.func_code.as_ref())?;
-    let _change = state.changes.lock().await;
-    let (record, _) = lookup(&state, &urn)?;
-    let s = Arc::clone(&state);
-    let record = blocking(move || apply(&s, record, Some(zip), Change::Update)).await?;
+    let changing = state.management.begin().await;
+    let (record, _) = changing.management().lookup(&urn)?;
+    let record = blocking(move || changing.apply(record, Some(zip), Change::Update)).await?;
     Ok(Json(record.to_json("latest")))
 }
 
@@ -451,19 +303,14 @@ pub(crate) async fn delete(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let _change = state.changes.lock().await;
-    let (record, _) = lookup(&state, &urn)?;
+    let changing = state.management.begin().await;
+    let (record, _) = changing.management().lookup(&urn)?;
     state.timers.stop_function(&state, &record.func_name);
     let s = Arc::clone(&state);
     blocking(move || {
-        s.store
-            .delete_function(&record.func_name)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        s.functions.lock().remove(&record.func_name);
-        s.runtime.registry().delete_function(&record.func_name)?;
+        let deleted = changing.delete_function(&record.func_name);
         s.apig_routes.reload(&s);
-        s.collect_garbage();
-        Ok(())
+        deleted
     })
     .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
@@ -494,30 +341,16 @@ pub(crate) async fn publish_version(
     } else {
         parse_body(&body)?
     };
-    let _change = state.changes.lock().await;
-    let (record, _) = lookup(&state, &urn)?;
-    let s = Arc::clone(&state);
+    let changing = state.management.begin().await;
+    let (record, _) = changing.management().lookup(&urn)?;
     let (record, version) = blocking(move || {
-        let description = body.description.unwrap_or_default();
-        let info = s.runtime.registry().publish_version(
-            &record.func_name,
+        let version = changing.publish_version(
+            &record,
             body.version.as_deref(),
-            &description,
+            &body.description.unwrap_or_default(),
             body.digest.as_deref(),
         )?;
-        // The version is what serves `latest` (not a change that failed).
-        let mut function = record.served().clone();
-        function.serving = None;
-        let v = VersionRecord {
-            version: info.version.clone(),
-            description,
-            function,
-            created: now_rfc3339(),
-        };
-        s.store
-            .put_version(&record.func_name, &info.version, &v)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok((record, info.version))
+        Ok((record, version))
     })
     .await?;
     Ok(Json(record.to_json(&version)))
@@ -528,11 +361,8 @@ pub(crate) async fn list_versions(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (record, _) = lookup(&state, &urn)?;
-    let versions: Vec<VersionRecord> = state
-        .store
-        .versions(&record.func_name)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (record, _) = state.management.lookup(&urn)?;
+    let versions: Vec<VersionRecord> = state.management.versions(&record.func_name)?;
     let mut list = vec![record.to_json("latest")];
     list.extend(versions.iter().map(|v| {
         let mut j = v.function.to_json(&v.version);
@@ -565,16 +395,6 @@ fn alias_of(name: String, body: AliasBody) -> Alias {
     }
 }
 
-fn alias_record(alias: &Alias) -> AliasRecord {
-    AliasRecord {
-        name: alias.name.clone(),
-        version: alias.version.clone(),
-        description: alias.description.clone(),
-        additional_version_weights: alias.additional_version_weights.clone(),
-        last_modified: now_rfc3339(),
-    }
-}
-
 /// `POST .../functions/{urn}/aliases`
 pub(crate) async fn create_alias(
     State(state): State<Shared>,
@@ -586,27 +406,10 @@ pub(crate) async fn create_alias(
         .name
         .take()
         .ok_or_else(|| ApiError::bad_request("name is required"))?;
-    let _change = state.changes.lock().await;
-    let (record, _) = lookup(&state, &urn)?;
-    let alias = state
-        .runtime
-        .registry()
-        .create_alias(&record.func_name, alias_of(name, body))?;
-    persist_alias(&state, &record, &alias)
-}
-
-/// Stores an alias the registry accepted and answers its representation.
-fn persist_alias(
-    state: &AppState,
-    record: &FunctionRecord,
-    alias: &Alias,
-) -> Result<Json<Value>, ApiError> {
-    let stored = alias_record(alias);
-    state
-        .store
-        .put_alias(&record.func_name, &alias.name, &stored)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(stored.to_json(record)))
+    let changing = state.management.begin().await;
+    let (record, _) = changing.management().lookup(&urn)?;
+    let stored = changing.put_alias(&record, alias_of(name, body), false)?;
+    Ok(Json(stored.to_json(&record)))
 }
 
 /// `GET .../functions/{urn}/aliases`
@@ -614,25 +417,19 @@ pub(crate) async fn list_aliases(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (record, _) = lookup(&state, &urn)?;
-    let aliases: Vec<AliasRecord> = state
-        .store
-        .aliases(&record.func_name)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (record, _) = state.management.lookup(&urn)?;
+    let aliases: Vec<AliasRecord> = state.management.aliases(&record.func_name)?;
     Ok(Json(Value::Array(
         aliases.iter().map(|a| a.to_json(&record)).collect(),
     )))
 }
 
 fn find_alias(
-    state: &AppState,
+    state: &Shared,
     record: &FunctionRecord,
     alias: &str,
 ) -> Result<AliasRecord, ApiError> {
-    let aliases: Vec<AliasRecord> = state
-        .store
-        .aliases(&record.func_name)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let aliases: Vec<AliasRecord> = state.management.aliases(&record.func_name)?;
     aliases
         .into_iter()
         .find(|a| a.name == alias)
@@ -650,7 +447,7 @@ pub(crate) async fn show_alias(
     State(state): State<Shared>,
     Path((_, urn, alias)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (record, _) = lookup(&state, &urn)?;
+    let (record, _) = state.management.lookup(&urn)?;
     Ok(Json(find_alias(&state, &record, &alias)?.to_json(&record)))
 }
 
@@ -661,13 +458,10 @@ pub(crate) async fn update_alias(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body: AliasBody = parse_body(&body)?;
-    let _change = state.changes.lock().await;
-    let (record, _) = lookup(&state, &urn)?;
-    let updated = state
-        .runtime
-        .registry()
-        .update_alias(&record.func_name, alias_of(alias, body))?;
-    persist_alias(&state, &record, &updated)
+    let changing = state.management.begin().await;
+    let (record, _) = changing.management().lookup(&urn)?;
+    let stored = changing.put_alias(&record, alias_of(alias, body), true)?;
+    Ok(Json(stored.to_json(&record)))
 }
 
 /// `DELETE .../functions/{urn}/aliases/{alias}`
@@ -675,16 +469,9 @@ pub(crate) async fn delete_alias(
     State(state): State<Shared>,
     Path((_, urn, alias)): Path<(String, String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let _change = state.changes.lock().await;
-    let (record, _) = lookup(&state, &urn)?;
-    state
-        .runtime
-        .registry()
-        .delete_alias(&record.func_name, &alias)?;
-    state
-        .store
-        .delete_alias(&record.func_name, &alias)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let changing = state.management.begin().await;
+    let (record, _) = changing.management().lookup(&urn)?;
+    changing.delete_alias(&record, &alias)?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 

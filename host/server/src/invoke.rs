@@ -39,14 +39,12 @@ const HEADER_LOG_BYTES: usize = 2000;
 
 fn route_for<'a>(state: &Shared, urn: &'a str) -> Result<(&'a str, Route), ApiError> {
     let r = FunctionRefStr::parse(urn).ok_or_else(ApiError::function_not_found)?;
-    {
-        let functions = state.functions.lock();
-        let record = functions
-            .get(r.name)
-            .ok_or_else(ApiError::function_not_found)?;
-        if r.package.is_some_and(|p| p != record.package) {
-            return Err(ApiError::function_not_found());
-        }
+    let record = state
+        .management
+        .record(r.name)
+        .ok_or_else(ApiError::function_not_found)?;
+    if r.package.is_some_and(|p| p != record.package) {
+        return Err(ApiError::function_not_found());
     }
     let route = state.runtime.registry().resolve(r.target)?;
     Ok((r.name, route))

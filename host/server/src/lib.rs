@@ -25,6 +25,7 @@ mod gate;
 mod invoke;
 pub mod limits;
 mod link;
+mod management;
 mod metrics;
 pub mod model;
 pub mod package;
@@ -32,7 +33,6 @@ pub mod store;
 pub mod triggers;
 pub mod urn;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,22 +44,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use parking_lot::Mutex;
 
 use self::auth::{AccessKeys, SignaturePolicy};
-use self::error::ApiError;
 use self::gate::Gate;
 use self::limits::Limits;
-use self::model::{AliasRecord, FunctionRecord, VersionRecord};
+use self::management::{Management, WatchedDeploys};
 use self::package::PackageStore;
 use crate::store::Store;
 use fnhost::dispatch::IoLane;
-use fnhost::Alias;
 use fnhost::Runtime;
-
-/// The `digest` prefix of functions deployed from `--functions-dir`: their
-/// code is the directory, not a stored package.
-const WATCHED: &str = "dir:";
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -138,22 +131,14 @@ pub enum ServeError {
 /// The server's shared state, passed to every handler.
 pub(crate) struct AppState {
     pub(crate) runtime: Runtime,
-    pub(crate) store: Store,
-    pub(crate) packages: PackageStore,
+    /// Functions' records and every change to them.
+    pub(crate) management: Arc<Management>,
     /// What every request passes before a handler sees it.
     pub(crate) gate: Gate,
     /// `/apig/{function}/...` serves every function.
     pub(crate) apig_any_function: bool,
     /// The shortest timer `Rate`.
     pub(crate) min_timer_rate: Duration,
-    /// Delete cached library copies no generation uses (the cache is this
-    /// server's alone).
-    pub(crate) prune_code_cache: bool,
-    /// Current records by function name (mirrors the store).
-    pub(crate) functions: Mutex<BTreeMap<String, FunctionRecord>>,
-    /// Serializes management changes (the registry serializes per function;
-    /// this keeps store and registry in step).
-    pub(crate) changes: tokio::sync::Mutex<()>,
     pub(crate) asynchronous: invoke::AsyncQueue,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) timers: triggers::Timers,
@@ -304,9 +289,13 @@ impl AppState {
         let store = Store::open(&config.data_dir.join("state.db"))?;
         let packages = PackageStore::new(config.data_dir.join("code"))?;
         Ok(AppState {
+            management: Arc::new(Management::new(
+                runtime.clone(),
+                store,
+                packages,
+                config.prune_code_cache,
+            )),
             runtime,
-            store,
-            packages,
             gate: Gate::new(
                 config.access_keys.clone(),
                 config.signature_policy,
@@ -315,9 +304,6 @@ impl AppState {
             ),
             apig_any_function: config.apig_any_function || config.access_keys.is_empty(),
             min_timer_rate: config.min_timer_rate,
-            prune_code_cache: config.prune_code_cache,
-            functions: Mutex::new(BTreeMap::new()),
-            changes: tokio::sync::Mutex::new(()),
             asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
             metrics: metrics::Metrics::default(),
             timers: triggers::Timers::default(),
@@ -325,111 +311,6 @@ impl AppState {
             lane: config.io_lane.then(io_lane).flatten(),
             connections: Arc::default(),
         })
-    }
-
-    /// The runtime configuration of a record, with its stored package.
-    pub(crate) fn config_of(
-        &self,
-        record: &FunctionRecord,
-    ) -> Result<fnhost::FunctionConfig, ApiError> {
-        let package = self.packages.get(&record.digest).ok_or_else(|| {
-            ApiError::internal(format!("code package {} is missing", record.digest))
-        })?;
-        record.to_config(&package.dir)
-    }
-
-    /// Deploys a record's code and configuration as the function's head.
-    pub(crate) fn deploy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
-        self.runtime.registry().deploy(self.config_of(record)?)?;
-        Ok(())
-    }
-
-    /// Deletes the packages that no function, version or (through its
-    /// version) alias references any more, and the cached library copies
-    /// that no live generation uses.
-    pub(crate) fn collect_garbage(&self) {
-        let mut keep = std::collections::HashSet::new();
-        let records: Result<Vec<FunctionRecord>, _> = self.store.functions();
-        let Ok(records) = records else {
-            return; // Unsure what is referenced: delete nothing.
-        };
-        for record in &records {
-            keep.extend(record.digests().map(str::to_owned));
-            let Ok(versions) = self.store.versions::<VersionRecord>(&record.func_name) else {
-                return;
-            };
-            for v in &versions {
-                keep.extend(v.function.digests().map(str::to_owned));
-            }
-        }
-        // And what is in memory, should a record have been deployed but not
-        // (yet) persisted: deleting too little is safe, too much is not.
-        keep.extend(
-            self.functions
-                .lock()
-                .values()
-                .flat_map(|r| r.digests().map(str::to_owned).collect::<Vec<_>>()),
-        );
-        let deleted = self.packages.retain(&keep);
-        if deleted > 0 {
-            log::info!(target: "fnhost::server", "deleted {deleted} code packages no function references");
-        }
-        if self.prune_code_cache {
-            match self.runtime.prune_code_cache() {
-                Ok(0) => {}
-                Ok(n) => {
-                    log::info!(target: "fnhost::server", "deleted {n} cached library copies no generation uses")
-                }
-                Err(e) => log::warn!(target: "fnhost::server", "cannot prune the code cache: {e}"),
-            }
-        }
-    }
-
-    /// Restores every function, version and alias from the store.
-    fn restore(&self) -> Result<(), ServeError> {
-        let records: Vec<FunctionRecord> = self.store.functions()?;
-        for record in records {
-            let name = record.func_name.clone();
-            let versions: Vec<VersionRecord> = self.store.versions(&name)?;
-            let aliases: Vec<AliasRecord> = self.store.aliases(&name)?;
-            let restored = (|| -> Result<(), ApiError> {
-                for v in &versions {
-                    self.deploy(&v.function)?;
-                    self.runtime.registry().publish_version(
-                        &name,
-                        Some(&v.version),
-                        &v.description,
-                        None,
-                    )?;
-                }
-                // What served before the restart serves after it (while a
-                // change has failed, the record it replaced).
-                self.deploy(record.served())?;
-                for a in &aliases {
-                    let alias = Alias {
-                        name: a.name.clone(),
-                        version: a.version.clone(),
-                        additional_version_weights: a.additional_version_weights.clone(),
-                        description: a.description.clone(),
-                    };
-                    self.runtime.registry().create_alias(&name, alias)?;
-                }
-                Ok(())
-            })();
-            match restored {
-                Ok(()) => log::info!(
-                    target: "fnhost::server",
-                    "restored function {name} ({} versions, {} aliases)",
-                    versions.len(),
-                    aliases.len()
-                ),
-                Err(e) => {
-                    log::error!(target: "fnhost::server", "cannot restore function {name}: {}", e.message)
-                }
-            }
-            self.functions.lock().insert(name, record);
-        }
-        Ok(())
     }
 }
 
@@ -465,10 +346,9 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         .validate()
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let state = Arc::new(AppState::open(&config, runtime)?);
-    let restore_state = Arc::clone(&state);
+    let changing = state.management.begin().await;
     tokio::task::spawn_blocking(move || {
-        restore_state.restore()?;
-        restore_state.collect_garbage();
+        changing.restore()?;
         Ok::<_, ServeError>(())
     })
     .await
@@ -565,41 +445,13 @@ fn watch_functions_dir(
         ..WatchOptions::default()
     };
     options.template.isolation = isolation;
-    let s = Arc::clone(state);
     let code_dir = dir.clone();
+    let deploys = WatchedDeploys(Arc::clone(&state.management));
     let watcher = state
         .runtime
-        .watch(&dir, options, move |event| match event {
+        .watch_with(&dir, options, deploys, move |event| match event {
             WatchEvent::Deployed { function, .. } => {
-                let Ok(info) = s.runtime.registry().function(&function) else {
-                    return;
-                };
-                let config = info.latest.config();
-                let record = FunctionRecord {
-                    project_id: "local".into(),
-                    func_name: function.clone(),
-                    package: "default".into(),
-                    runtime: "Rust1.x".into(),
-                    handler: config.entry.clone(),
-                    memory_size: config.memory_mb,
-                    timeout: config.timeout.as_secs() as u32,
-                    user_data: String::new(),
-                    initializer_handler: config.initializer.clone().unwrap_or_default(),
-                    initializer_timeout: 0,
-                    description: "deployed from the functions directory".to_owned(),
-                    digest: format!("{WATCHED}{}", info.latest.library().digest()),
-                    code_size: info.latest.library().size(),
-                    max_instance_num: 0,
-                    reserved_instance_count: 0,
-                    concurrent_num: 0,
-                    isolation: config.isolation,
-                    last_modified: model::now_rfc3339(),
-                    last_update_status: model::SUCCESSFUL.to_owned(),
-                    last_update_status_reason: String::new(),
-                    serving: None,
-                };
                 log::info!(target: "fnhost::server", "deployed {function} from {}", code_dir.display());
-                s.functions.lock().insert(function, record);
             }
             WatchEvent::Failed { function, error } => {
                 log::error!(target: "fnhost::server", "{function}: {error}; the previous code keeps serving")

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::functions::{lookup, parse_body};
+use super::functions::parse_body;
 use super::model::now_rfc3339;
 use super::{AppState, Shared};
 
@@ -143,7 +143,11 @@ impl Timers {
 
     /// Stops every timer of `function`.
     pub(crate) fn stop_function(&self, state: &AppState, function: &str) {
-        if let Ok(triggers) = state.store.triggers::<TriggerRecord>(Some(function)) {
+        if let Ok(triggers) = state
+            .management
+            .store()
+            .triggers::<TriggerRecord>(Some(function))
+        {
             for t in triggers {
                 self.stop(&t.trigger_id);
             }
@@ -169,7 +173,7 @@ pub(crate) struct ApigRoutes(parking_lot::RwLock<Arc<Vec<ApigRoute>>>);
 impl ApigRoutes {
     /// Rebuilds the table from the store.
     pub(crate) fn reload(&self, state: &AppState) {
-        match state.store.triggers::<TriggerRecord>(None) {
+        match state.management.store().triggers::<TriggerRecord>(None) {
             Ok(triggers) => *self.0.write() = Arc::new(apig_routes(&triggers)),
             Err(e) => log::error!(target: "fnhost::server", "cannot reload APIG routes: {e}"),
         }
@@ -324,7 +328,10 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: CreateBody = parse_body(&body)?;
-    let (function, _) = lookup(&state, &urn)?;
+    // Under the management lock: a trigger is never created for a function
+    // being deleted.
+    let _changing = state.management.begin().await;
+    let (function, _) = state.management.lookup(&urn)?;
     let status = body.trigger_status.unwrap_or_else(|| "ACTIVE".into());
     check_status(&status)?;
     let event_data = body.event_data.unwrap_or_else(|| json!({}));
@@ -362,7 +369,8 @@ pub(crate) async fn create(
         last_updated_time: now,
     };
     state
-        .store
+        .management
+        .store()
         .put_trigger(&record.trigger_id, &record.function, &record)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     state.apig_routes.reload(&state);
@@ -375,9 +383,10 @@ pub(crate) async fn list(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (function, _) = lookup(&state, &urn)?;
+    let (function, _) = state.management.lookup(&urn)?;
     let triggers: Vec<TriggerRecord> = state
-        .store
+        .management
+        .store()
         .triggers(Some(&function.func_name))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(Value::Array(
@@ -386,9 +395,10 @@ pub(crate) async fn list(
 }
 
 fn find(state: &AppState, urn: &str, id: &str) -> Result<TriggerRecord, ApiError> {
-    let (function, _) = lookup(state, urn)?;
+    let (function, _) = state.management.lookup(urn)?;
     state
-        .store
+        .management
+        .store()
         .trigger::<TriggerRecord>(id)
         .map_err(|e| ApiError::internal(e.to_string()))?
         .filter(|t| t.function == function.func_name)
@@ -422,11 +432,13 @@ pub(crate) async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let body: UpdateBody = parse_body(&body)?;
     check_status(&body.trigger_status)?;
+    let _changing = state.management.begin().await;
     let mut record = find(&state, &urn, &id)?;
     record.trigger_status = body.trigger_status;
     record.last_updated_time = now_rfc3339();
     state
-        .store
+        .management
+        .store()
         .put_trigger(&record.trigger_id, &record.function, &record)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     state.apig_routes.reload(&state);
@@ -439,10 +451,12 @@ pub(crate) async fn delete(
     State(state): State<Shared>,
     Path((_, urn, _, id)): Path<(String, String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    let _changing = state.management.begin().await;
     let record = find(&state, &urn, &id)?;
     state.timers.stop(&record.trigger_id);
     state
-        .store
+        .management
+        .store()
         .delete_trigger(&record.trigger_id)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     state.apig_routes.reload(&state);
@@ -453,7 +467,7 @@ pub(crate) async fn delete(
 /// APIG routes.
 pub(crate) fn restore(state: &Shared) {
     state.apig_routes.reload(state);
-    let Ok(triggers) = state.store.triggers::<TriggerRecord>(None) else {
+    let Ok(triggers) = state.management.store().triggers::<TriggerRecord>(None) else {
         return;
     };
     for t in triggers {

@@ -1,0 +1,568 @@
+//! [`Management`]: the one owner of the sequence every change to a function
+//! goes through — check, store the code package, deploy, persist, remember —
+//! and of the lock that serializes those changes.
+//!
+//! A change starts with [`Management::begin`] (from async code) or
+//! [`Management::begin_blocking`] (from a thread, as the directory
+//! watcher's), which takes the lock and returns a [`Changing`]; only a
+//! `Changing` can change anything, so no path (HTTP handlers, the watcher,
+//! the restore at start) deploys or persists without holding the lock, and
+//! the store and the registry stay in step. Reads (records, lookups, the
+//! store's listings) take no lock.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use fnhost::{Alias, DeployError, Deployment, FunctionConfig, Runtime};
+use parking_lot::Mutex;
+use tokio::sync::OwnedMutexGuard;
+
+use crate::error::ApiError;
+use crate::model::{now_rfc3339, AliasRecord, FunctionRecord, VersionRecord, FAILED, SUCCESSFUL};
+use crate::package::{PackageError, PackageStore};
+use crate::store::{Store, StoreError};
+use crate::urn::FunctionRef;
+
+/// The `digest` prefix of functions deployed from `--functions-dir`: their
+/// code is the directory, not a stored package.
+pub(crate) const WATCHED: &str = "dir:";
+
+/// What a change to a function is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A new function: it must load, or nothing is kept.
+    Create,
+    /// A new package or configuration for an existing function: kept even
+    /// when it does not load (then what it replaces keeps serving).
+    Update,
+}
+
+/// Functions' records, their packages and their persistence, over the
+/// runtime's registry.
+pub(crate) struct Management {
+    runtime: Runtime,
+    store: Store,
+    packages: PackageStore,
+    /// Current records by function name (mirrors the store, plus the
+    /// functions of the watched directory).
+    functions: Mutex<BTreeMap<String, FunctionRecord>>,
+    /// Serializes changes (the registry serializes per function; this keeps
+    /// store, packages and registry in step).
+    changes: Arc<tokio::sync::Mutex<()>>,
+    /// Delete cached library copies no generation uses (the cache is this
+    /// server's alone).
+    prune_code_cache: bool,
+}
+
+/// A change in progress: holds the management lock until dropped. `Send`
+/// and `'static`, so that the blocking work (loading libraries, running
+/// initializers, SQLite) moves to a blocking thread with the lock held.
+pub(crate) struct Changing {
+    management: Arc<Management>,
+    _lock: OwnedMutexGuard<()>,
+}
+
+impl Management {
+    pub(crate) fn new(
+        runtime: Runtime,
+        store: Store,
+        packages: PackageStore,
+        prune_code_cache: bool,
+    ) -> Management {
+        Management {
+            runtime,
+            store,
+            packages,
+            functions: Mutex::new(BTreeMap::new()),
+            changes: Arc::new(tokio::sync::Mutex::new(())),
+            prune_code_cache,
+        }
+    }
+
+    /// Waits for the lock; the change runs while the result lives.
+    pub(crate) async fn begin(self: &Arc<Self>) -> Changing {
+        Changing {
+            _lock: Arc::clone(&self.changes).lock_owned().await,
+            management: Arc::clone(self),
+        }
+    }
+
+    /// [`begin`](Self::begin) from a thread outside the async executor.
+    pub(crate) fn begin_blocking(self: &Arc<Self>) -> Changing {
+        Changing {
+            _lock: Arc::clone(&self.changes).blocking_lock_owned(),
+            management: Arc::clone(self),
+        }
+    }
+
+    /// The state store (triggers read and write their records there).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The code packages.
+    pub(crate) fn packages(&self) -> &PackageStore {
+        &self.packages
+    }
+
+    /// Whether a function of this name exists.
+    pub(crate) fn has_function(&self, name: &str) -> bool {
+        self.functions.lock().contains_key(name)
+    }
+
+    /// The current record of function `name`.
+    pub(crate) fn record(&self, name: &str) -> Option<FunctionRecord> {
+        self.functions.lock().get(name).cloned()
+    }
+
+    /// Every current record, by name.
+    pub(crate) fn records(&self) -> Vec<FunctionRecord> {
+        self.functions.lock().values().cloned().collect()
+    }
+
+    /// The current record of the function a URN names (and the parsed URN).
+    pub(crate) fn lookup(&self, urn: &str) -> Result<(FunctionRecord, FunctionRef), ApiError> {
+        let r = FunctionRef::parse(urn).ok_or_else(ApiError::function_not_found)?;
+        let record = self
+            .record(&r.name)
+            .ok_or_else(ApiError::function_not_found)?;
+        if let Some(package) = &r.package {
+            if *package != record.package {
+                return Err(ApiError::function_not_found());
+            }
+        }
+        Ok((record, r))
+    }
+
+    /// The record of `record`'s published `version`.
+    pub(crate) fn version_record(
+        &self,
+        record: &FunctionRecord,
+        version: &str,
+    ) -> Result<FunctionRecord, ApiError> {
+        let versions: Vec<VersionRecord> = self
+            .store
+            .versions(&record.func_name)
+            .map_err(ApiError::store)?;
+        versions
+            .into_iter()
+            .find(|v| v.version == version)
+            .map(|v| v.function)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "FSS.1052",
+                    format!("version `{version}` not found"),
+                )
+            })
+    }
+
+    /// The published versions of function `name`.
+    pub(crate) fn versions(&self, name: &str) -> Result<Vec<VersionRecord>, ApiError> {
+        self.store.versions(name).map_err(ApiError::store)
+    }
+
+    /// The aliases of function `name`.
+    pub(crate) fn aliases(&self, name: &str) -> Result<Vec<AliasRecord>, ApiError> {
+        self.store.aliases(name).map_err(ApiError::store)
+    }
+
+    /// The runtime configuration of a record, with its stored package.
+    fn config_of(&self, record: &FunctionRecord) -> Result<FunctionConfig, ApiError> {
+        if record.digest.starts_with(WATCHED) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "FSS.1061",
+                format!(
+                    "function `{}` is deployed from the functions directory; change its library there",
+                    record.func_name
+                ),
+            ));
+        }
+        let package = self.packages.get(&record.digest).ok_or_else(|| {
+            ApiError::internal(format!("code package {} is missing", record.digest))
+        })?;
+        record.to_config(&package.dir)
+    }
+
+    /// Deploys a record's code and configuration as the function's head.
+    fn deploy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
+        self.runtime.registry().deploy(self.config_of(record)?)?;
+        Ok(())
+    }
+
+    /// Deletes the packages that no function, version or (through its
+    /// version) alias references any more, and the cached library copies
+    /// that no live generation uses.
+    fn collect_garbage(&self) {
+        let mut keep = HashSet::new();
+        let records: Result<Vec<FunctionRecord>, _> = self.store.functions();
+        let Ok(records) = records else {
+            return; // Unsure what is referenced: delete nothing.
+        };
+        for record in &records {
+            keep.extend(record.digests().map(str::to_owned));
+            let Ok(versions) = self.store.versions::<VersionRecord>(&record.func_name) else {
+                return;
+            };
+            for v in &versions {
+                keep.extend(v.function.digests().map(str::to_owned));
+            }
+        }
+        // And what is in memory, should a record have been deployed but not
+        // (yet) persisted: deleting too little is safe, too much is not.
+        keep.extend(
+            self.functions
+                .lock()
+                .values()
+                .flat_map(|r| r.digests().map(str::to_owned).collect::<Vec<_>>()),
+        );
+        let deleted = self.packages.retain(&keep);
+        if deleted > 0 {
+            log::info!(target: "fnhost::server", "deleted {deleted} code packages no function references");
+        }
+        if self.prune_code_cache {
+            match self.runtime.prune_code_cache() {
+                Ok(0) => {}
+                Ok(n) => {
+                    log::info!(target: "fnhost::server", "deleted {n} cached library copies no generation uses")
+                }
+                Err(e) => log::warn!(target: "fnhost::server", "cannot prune the code cache: {e}"),
+            }
+        }
+    }
+}
+
+/// The answer to a package that was not stored.
+fn package_refused(e: PackageError) -> ApiError {
+    match e {
+        PackageError::Invalid(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "FSS.1040", e.to_string())
+        }
+        PackageError::DiskFull(_) => ApiError::disk_full(e.to_string()),
+        PackageError::Io(_) => ApiError::internal(e.to_string()),
+    }
+}
+
+fn alias_record(alias: &Alias) -> AliasRecord {
+    AliasRecord {
+        name: alias.name.clone(),
+        version: alias.version.clone(),
+        description: alias.description.clone(),
+        additional_version_weights: alias.additional_version_weights.clone(),
+        last_modified: now_rfc3339(),
+    }
+}
+
+impl Changing {
+    /// The service this change is made to.
+    pub(crate) fn management(&self) -> &Management {
+        &self.management
+    }
+
+    /// Checks `record`'s configuration, stores the package, deploys,
+    /// persists and remembers the result. A configuration out of range or a
+    /// package refused changes nothing. A created function must load; an
+    /// update that does not load (its handler not in its package, not a
+    /// plugin, another ABI, a failing initializer) is kept with
+    /// `last_update_status` `Failed` and its reason, while the record it
+    /// replaced keeps serving; the moment a later change makes the pair
+    /// load, it serves.
+    pub(crate) fn apply(
+        &self,
+        mut record: FunctionRecord,
+        zip: Option<Vec<u8>>,
+        change: Change,
+    ) -> Result<FunctionRecord, ApiError> {
+        let m = &*self.management;
+        if change == Change::Create && m.has_function(&record.func_name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "FSS.1060",
+                format!("function `{}` already exists", record.func_name),
+            ));
+        }
+        record.last_modified = now_rfc3339();
+        // Values out of range are refused before anything is stored.
+        record.validate()?;
+        let replaced = m
+            .functions
+            .lock()
+            .get(&record.func_name)
+            .map(|current| current.served().clone());
+        if let Some(zip) = zip {
+            let library = match change {
+                Change::Create => Some(
+                    fnhost::Entry::parse(&record.handler)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?
+                        .library,
+                ),
+                Change::Update => None,
+            };
+            let package = m
+                .packages
+                .store(&zip, library.as_deref())
+                .map_err(package_refused)?;
+            record.digest = package.digest;
+            record.code_size = package.size;
+        }
+        let config = m.config_of(&record)?;
+        match (m.runtime.registry().deploy(config), replaced) {
+            (Ok(_), _) => {
+                record.serving = None;
+                record.last_update_status = SUCCESSFUL.to_owned();
+                record.last_update_status_reason.clear();
+            }
+            (Err(e @ (DeployError::Load(_) | DeployError::Initializer(_))), Some(mut replaced))
+                if change == Change::Update =>
+            {
+                let reason = e.public_message();
+                log::warn!(
+                    target: "fnhost::server",
+                    "{}: the change is kept but does not load; the previous code and configuration keep serving: {e}",
+                    record.func_name
+                );
+                replaced.serving = None;
+                record.serving = Some(Box::new(replaced));
+                record.last_update_status = FAILED.to_owned();
+                record.last_update_status_reason = reason;
+            }
+            (Err(e), _) => {
+                m.collect_garbage();
+                return Err(e.into());
+            }
+        }
+        m.store
+            .put_function(&record.func_name, &record)
+            .map_err(ApiError::store)?;
+        m.functions
+            .lock()
+            .insert(record.func_name.clone(), record.clone());
+        m.collect_garbage();
+        Ok(record)
+    }
+
+    /// Deletes function `name`: its records, its generations, and the
+    /// packages nothing else references.
+    pub(crate) fn delete_function(&self, name: &str) -> Result<(), ApiError> {
+        let m = &*self.management;
+        m.store.delete_function(name).map_err(ApiError::store)?;
+        m.functions.lock().remove(name);
+        let deleted = m.runtime.registry().delete_function(name);
+        m.collect_garbage();
+        deleted?;
+        Ok(())
+    }
+
+    /// Publishes what serves `latest` of `record`'s function as a version,
+    /// and persists it. Returns the version's name.
+    pub(crate) fn publish_version(
+        &self,
+        record: &FunctionRecord,
+        version: Option<&str>,
+        description: &str,
+        digest: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let m = &*self.management;
+        let info = m.runtime.registry().publish_version(
+            &record.func_name,
+            version,
+            description,
+            digest,
+        )?;
+        // The version is what serves `latest` (not a change that failed).
+        let mut function = record.served().clone();
+        function.serving = None;
+        let v = VersionRecord {
+            version: info.version.clone(),
+            description: description.to_owned(),
+            function,
+            created: now_rfc3339(),
+        };
+        m.store
+            .put_version(&record.func_name, &info.version, &v)
+            .map_err(ApiError::store)?;
+        Ok(info.version)
+    }
+
+    /// Creates an alias, or with `update` replaces one, and persists it.
+    pub(crate) fn put_alias(
+        &self,
+        record: &FunctionRecord,
+        alias: Alias,
+        update: bool,
+    ) -> Result<AliasRecord, ApiError> {
+        let m = &*self.management;
+        let registry = m.runtime.registry();
+        let alias = if update {
+            registry.update_alias(&record.func_name, alias)?
+        } else {
+            registry.create_alias(&record.func_name, alias)?
+        };
+        let stored = alias_record(&alias);
+        m.store
+            .put_alias(&record.func_name, &alias.name, &stored)
+            .map_err(ApiError::store)?;
+        Ok(stored)
+    }
+
+    /// Deletes an alias.
+    pub(crate) fn delete_alias(
+        &self,
+        record: &FunctionRecord,
+        alias: &str,
+    ) -> Result<(), ApiError> {
+        let m = &*self.management;
+        m.runtime
+            .registry()
+            .delete_alias(&record.func_name, alias)?;
+        m.store
+            .delete_alias(&record.func_name, alias)
+            .map_err(ApiError::store)
+    }
+
+    /// Deploys a library of the watched functions directory (`config` from
+    /// the watcher) and remembers its record; such functions are not
+    /// persisted (the directory is their source, redeployed at start).
+    pub(crate) fn deploy_watched(&self, config: FunctionConfig) -> Result<Deployment, DeployError> {
+        let m = &*self.management;
+        let deployment = m.runtime.registry().deploy(config)?;
+        let generation = &deployment.generation;
+        let config = generation.config();
+        let function = config.function_name().to_owned();
+        if m.functions
+            .lock()
+            .get(&function)
+            .is_some_and(|r| !r.digest.starts_with(WATCHED))
+        {
+            log::warn!(target: "fnhost::server", "{function}: a library in the functions directory replaced the function deployed through the API");
+        }
+        let record = FunctionRecord {
+            project_id: "local".into(),
+            func_name: function.clone(),
+            package: "default".into(),
+            runtime: "Rust1.x".into(),
+            handler: config.entry.clone(),
+            memory_size: config.memory_mb,
+            timeout: u32::try_from(config.timeout.as_secs()).unwrap_or(u32::MAX),
+            user_data: String::new(),
+            initializer_handler: config.initializer.clone().unwrap_or_default(),
+            initializer_timeout: 0,
+            description: "deployed from the functions directory".to_owned(),
+            digest: format!("{WATCHED}{}", generation.library().digest()),
+            code_size: generation.library().size(),
+            max_instance_num: 0,
+            reserved_instance_count: 0,
+            concurrent_num: 0,
+            isolation: config.isolation,
+            last_modified: now_rfc3339(),
+            last_update_status: SUCCESSFUL.to_owned(),
+            last_update_status_reason: String::new(),
+            serving: None,
+        };
+        m.functions.lock().insert(function, record);
+        Ok(deployment)
+    }
+
+    /// Restores every function, version and alias from the store, then
+    /// deletes what nothing references.
+    pub(crate) fn restore(&self) -> Result<(), StoreError> {
+        let m = &*self.management;
+        let records: Vec<FunctionRecord> = m.store.functions()?;
+        for record in records {
+            let name = record.func_name.clone();
+            let versions: Vec<VersionRecord> = m.store.versions(&name)?;
+            let aliases: Vec<AliasRecord> = m.store.aliases(&name)?;
+            let restored = (|| -> Result<(), ApiError> {
+                for v in &versions {
+                    m.deploy(&v.function)?;
+                    m.runtime.registry().publish_version(
+                        &name,
+                        Some(&v.version),
+                        &v.description,
+                        None,
+                    )?;
+                }
+                // What served before the restart serves after it (while a
+                // change has failed, the record it replaced).
+                m.deploy(record.served())?;
+                for a in &aliases {
+                    let alias = Alias {
+                        name: a.name.clone(),
+                        version: a.version.clone(),
+                        additional_version_weights: a.additional_version_weights.clone(),
+                        description: a.description.clone(),
+                    };
+                    m.runtime.registry().create_alias(&name, alias)?;
+                }
+                Ok(())
+            })();
+            match restored {
+                Ok(()) => log::info!(
+                    target: "fnhost::server",
+                    "restored function {name} ({} versions, {} aliases)",
+                    versions.len(),
+                    aliases.len()
+                ),
+                Err(e) => {
+                    log::error!(target: "fnhost::server", "cannot restore function {name}: {}", e.message)
+                }
+            }
+            m.functions.lock().insert(name, record);
+        }
+        m.collect_garbage();
+        Ok(())
+    }
+}
+
+/// The watcher's deploys go through the management service: each takes the
+/// lock for its deploy and record.
+pub(crate) struct WatchedDeploys(pub(crate) Arc<Management>);
+
+impl fnhost::watch::Deploy for WatchedDeploys {
+    fn deploy(&mut self, config: FunctionConfig) -> Result<Deployment, DeployError> {
+        self.0.begin_blocking().deploy_watched(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The watcher's deploys ([`WatchedDeploys`] takes `begin_blocking`)
+    /// wait for a change an HTTP handler has begun, and then proceed.
+    #[test]
+    fn a_blocking_change_waits_for_the_async_change_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(fnhost::RuntimeConfig {
+            cache_dir: Some(dir.path().join("cache")),
+            ..fnhost::RuntimeConfig::default()
+        })
+        .unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let packages = PackageStore::new(dir.path().join("code")).unwrap();
+        let management = Arc::new(Management::new(runtime, store, packages, false));
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let held = executor.block_on(management.begin());
+        let (began, heard) = std::sync::mpsc::channel();
+        let other = Arc::clone(&management);
+        let watcher = std::thread::spawn(move || {
+            let _changing = other.begin_blocking();
+            began.send(()).unwrap();
+        });
+        assert!(
+            heard.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a second change began while the first was in progress"
+        );
+        drop(held);
+        heard
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the second change began once the first ended");
+        watcher.join().unwrap();
+    }
+}
