@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of two fnhost builds over HTTP: `scripts/bench-http-ab.sh OLD_FNHOST [NEW_FNHOST]`
 # (NEW defaults to this checkout's release build). Both serve `echo` in the
-# default mode beside the same-bytes baseline (host/examples/http_baseline.rs);
+# default mode beside the same-bytes baseline (host/server/examples/http_baseline.rs);
 # wrk -t2 -c32 with a 1 KiB POST runs against each in interleaved rounds
 # (the order alternates per round), and the medians of per-round ratios are
 # printed with their spread. ROUNDS (default 10) and DURATION (seconds, 4).

@@ -4,7 +4,7 @@
 #     (the default: a proven-short handler runs on the I/O-thread lane),
 #     in-process on worker threads only (`--no-io-lane`) and inline
 #     (`--isolation inline`), under wrk, versus a minimal server on the same stack answering the same bytes
-#     (host/examples/http_baseline.rs): once with the body alone, once with
+#     (host/server/examples/http_baseline.rs): once with the body alone, once with
 #     the FunctionGraph response headers fnhost sends, as constants. All are
 #     started here and measured in interleaved rounds (the machine's speed
 #     drifts over seconds); ratios are medians of the per-round ratios;

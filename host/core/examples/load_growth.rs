@@ -3,7 +3,7 @@
 //! that ran). Loads N distinct builds of `testplugin` (default 3000) and
 //! prints the median load time per 500 loads.
 //!
-//!     cargo build --release -p testplugin
+//!     cargo build --release -p testplugin -p fnhost-cli
 //!     N=3000 cargo run --release --example load_growth -p fnhost
 use std::time::Instant;
 fn main() {

@@ -4,7 +4,7 @@
 //!
 //! Then 500 swaps of a process-isolated function to never-seen builds.
 //!
-//!     cargo build --release -p hotswap -p fnhost --bin fnhost
+//!     cargo build --release -p hotswap -p fnhost-cli
 //!     cargo run --release --example swap_rss -p fnhost
 
 use std::path::Path;

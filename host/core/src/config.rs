@@ -208,9 +208,11 @@ pub enum Isolation {
     /// runaway); a crash takes the host down.
     #[default]
     InProcess,
-    /// In worker processes: a timeout kills the worker, the memory size is
-    /// enforced, a crash is answered `runtime exited unexpectedly` and the
-    /// worker replaced (see [`crate::isolation`]).
+    /// In worker processes: a timeout kills the worker (and every process
+    /// it started), the memory size is enforced (`RLIMIT_DATA`), a crash is
+    /// answered `runtime exited unexpectedly` and the worker replaced, and
+    /// the host never maps the library. Workers run the worker executable
+    /// ([`RuntimeConfig::worker_executable`], [`crate::worker`]).
     Process,
 }
 

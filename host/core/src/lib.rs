@@ -47,6 +47,8 @@
 //! the plugin, but a segfault or `abort` ends the host. With
 //! [`Isolation::Process`] nothing a handler does reaches the host.
 
+#![warn(missing_docs)]
+
 mod abi_check;
 mod code_cache;
 mod config;

@@ -162,7 +162,7 @@ pub fn read_library(path: &Path) -> Result<Vec<u8>, LoadError> {
 }
 
 /// What a library declares, as a pre-flight worker read it: nothing of the
-/// library ran in this process ([`Loader::inspect`]).
+/// library ran in this process ([`Runtime::inspect_library`](crate::Runtime::inspect_library)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LibraryReport {
     /// The content address of its bytes.

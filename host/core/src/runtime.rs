@@ -132,8 +132,8 @@ impl Runtime {
 
     /// Deletes the code cache's copies of libraries that no function's
     /// head or published version uses; returns how many were deleted. Only
-    /// for a cache directory this runtime has to itself (see
-    /// [`CodeCache::retain`]).
+    /// for a cache directory this runtime has to itself: another process's
+    /// copies in a shared one would be deleted too.
     pub fn prune_code_cache(&self) -> std::io::Result<usize> {
         let mut keep = std::collections::HashSet::new();
         for function in self.registry.list() {

@@ -2,7 +2,7 @@
 //! [`ARG`] for a process-isolated function or a pre-flight.
 //!
 //! A program that embeds fnhost and runs functions with
-//! [`Isolation::Process`](crate::Isolation::Process) is its own worker
+//! [`Isolation::Process`] is its own worker
 //! executable by default ([`RuntimeConfig::worker_executable`](crate::RuntimeConfig)):
 //! it calls [`main_if_worker`] first thing in `main`. (Or it names the
 //! `fnhost` binary as the worker executable.)

@@ -9,7 +9,7 @@
 //!   the two baselines is what the protocol's headers cost (server and client).
 //! - `POST` anything else: the bytes alone.
 //!
-//!     cargo run --release --example http_baseline -p fnhost -- 127.0.0.1:18001
+//!     cargo run --release --example http_baseline -p fnhost-server -- 127.0.0.1:18001
 
 use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue};
