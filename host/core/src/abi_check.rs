@@ -21,10 +21,10 @@ pub struct PluginInfo {
     pub abi: (u16, u16),
     /// Whether it carried a layout table (and so was structurally checked).
     pub layout_checked: bool,
-    /// Handlers by name, in table order.
-    pub handlers: Vec<(String, abi::HandlerFn)>,
+    /// Handlers by name, in table order (names: [`Library::handler_names`](crate::Library::handler_names)).
+    pub(crate) handlers: Vec<(String, abi::HandlerFn)>,
     /// Initializers by name, in table order.
-    pub initializers: Vec<(String, abi::InitializerFn)>,
+    pub(crate) initializers: Vec<(String, abi::InitializerFn)>,
 }
 
 impl std::fmt::Debug for PluginInfo {

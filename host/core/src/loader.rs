@@ -85,7 +85,7 @@ impl Library {
             .collect()
     }
     /// A handler by name.
-    pub fn handler(&self, name: &str) -> Option<abi::HandlerFn> {
+    pub(crate) fn handler(&self, name: &str) -> Option<abi::HandlerFn> {
         self.info
             .handlers
             .iter()
@@ -93,7 +93,7 @@ impl Library {
             .map(|(_, f)| *f)
     }
     /// An initializer by name.
-    pub fn initializer(&self, name: &str) -> Option<abi::InitializerFn> {
+    pub(crate) fn initializer(&self, name: &str) -> Option<abi::InitializerFn> {
         self.info
             .initializers
             .iter()
