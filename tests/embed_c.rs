@@ -1,7 +1,8 @@
 //! The C API (`host/embed`): its example program, compiled here with `cc`
 //! against `fnhost_embed.h` and `libfnhost_embed.so`, loads and invokes in
 //! process, contains a crash in a worker process, hot-swaps under 4 calling
-//! threads and sees a bad library refused; the header compiles as strict
+//! threads (hearing each swap through the log callback) and sees a bad
+//! library refused; the header compiles as strict
 //! C11 and C++17.
 
 use std::path::Path;
@@ -71,6 +72,7 @@ fn the_c_example_embeds_fnhost() {
         text.contains("hot swap: 800 calls during 20 swaps, 0 failed"),
         "{text}"
     );
+    assert!(text.contains("log callback: 20 swaps reported"), "{text}");
 }
 
 #[test]

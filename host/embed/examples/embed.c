@@ -1,7 +1,8 @@
 /*
  * Embedding fnhost from C: load and invoke in process, contain a crash in a
- * worker process, hot-swap a function while 4 threads invoke it, and see a
- * bad library refused with its message. Exits 0 when everything behaved.
+ * worker process, hot-swap a function while 4 threads invoke it (hearing
+ * each swap through the log callback), and see a bad library refused with
+ * its message. Exits 0 when everything behaved.
  *
  * Build (from the workspace root, after `cargo build --workspace`):
  *   cc -Wall -Wextra -Werror -std=c11 -pthread -I host/embed/include \
@@ -15,6 +16,7 @@
 #include "fnhost_embed.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,13 @@ static void *call_loop(void *arg) {
     return NULL;
 }
 
+/* fnhost's own log records: counts the swaps it reports. Called from any
+ * thread. */
+static void on_log(int level, const char *target, const char *message, void *user) {
+    if (level == 3 && strcmp(target, "fnhost::registry") == 0 && strstr(message, "replaced generation"))
+        atomic_fetch_add((atomic_int *)user, 1);
+}
+
 int main(int argc, char **argv) {
     fnhost_worker_main_if_worker(argc, (const char *const *)argv);
     if (argc != 5) {
@@ -73,6 +82,8 @@ int main(int argc, char **argv) {
     char *error = NULL;
 
     printf("fnhost %s\n", fnhost_version());
+    static atomic_int swaps_logged;
+    CHECK(fnhost_set_log_callback(on_log, &swaps_logged, 3) == 0, "log callback refused");
     fnhost_runtime *rt = fnhost_runtime_new(NULL, &error);
     CHECK(rt != NULL, "runtime: %s", error ? error : "?");
     fnhost_string_free(error);
@@ -139,6 +150,9 @@ int main(int argc, char **argv) {
     }
     CHECK(wrong == 0, "%d of %d calls failed during the swaps", wrong, calls);
     printf("hot swap: %d calls during 20 swaps, %d failed\n", calls, wrong);
+    CHECK(atomic_load(&swaps_logged) == 20, "%d swaps logged", atomic_load(&swaps_logged));
+    printf("log callback: %d swaps reported\n", atomic_load(&swaps_logged));
+    CHECK(fnhost_set_log_callback(NULL, NULL, 0) == 0, "log callback not removed");
     CHECK(fnhost_publish_version(rt, "swapped", "v1", &error) == 0, "publish: %s", error ? error : "?");
     fnhost_string_free(error);
     error = NULL;

@@ -56,6 +56,19 @@ const char *fnhost_version(void);
 fnhost_runtime *fnhost_runtime_new(const char *config_json, char **error_out);
 /* Frees a runtime (NULL is fine). Its functions must be freed first. */
 void fnhost_runtime_free(fnhost_runtime *rt);
+/* fnhost's own log records: deploys and swaps (3, info), timeouts and
+ * worker crashes (2, warn), refused libraries and failed initializers
+ * (1, error); not the functions' logs, which are in each result. None are
+ * shown by default. Sets the process-wide callback that receives those at
+ * max_level and more severe (1 error, 2 warn, 3 info, 4 debug, 5 trace; 0
+ * or less: none); NULL removes it. The callback is called from any thread,
+ * concurrently, with NUL-terminated strings that live for the call only and
+ * with `user` as given; it may call into this library. Returns 0, or -1
+ * when the process's Rust `log` logger is already another one (then
+ * nothing changes). */
+typedef void (*fnhost_log_fn)(int level, const char *target, const char *message, void *user);
+int fnhost_set_log_callback(fnhost_log_fn callback, void *user, int max_level);
+
 /* The runtime's counters as JSON ({"invocations", "timeouts",
  * "runaway_invocations", "worker_threads", "libraries_mapped",
  * "worker_processes"}); the caller frees it with fnhost_string_free. NULL

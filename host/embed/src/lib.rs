@@ -7,8 +7,12 @@
 // The opaque types keep the C header's names.
 #![allow(non_camel_case_types)]
 
+mod logging;
+
+pub use logging::fnhost_log_fn;
+
 use std::collections::BTreeMap;
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -781,6 +785,20 @@ pub unsafe extern "C" fn fnhost_runtime_stats_json(rt: *const fnhost_runtime) ->
         )
         .into_raw()
     })
+}
+
+/// See `fnhost_embed.h`: fnhost's own log records to `callback`.
+///
+/// # Safety
+/// `callback` is NULL or a function that may be called from any thread,
+/// concurrently, until it is replaced; `user` is whatever it needs.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_set_log_callback(
+    callback: fnhost_log_fn,
+    user: *mut c_void,
+    max_level: c_int,
+) -> c_int {
+    guard(|| -1, || logging::set(callback, user, max_level))
 }
 
 /// Worker processes of an embedding program: call from `main` first; when
