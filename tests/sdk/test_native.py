@@ -156,7 +156,9 @@ def test_as_pid_1_the_server_reaps_what_killed_handlers_leave_behind(tmp_path):
     if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode != 0:
         pytest.skip("unprivileged PID namespaces are not available here")
     s = Server(tmp_path, keys=False)
-    s.wrapper = ["unshare", "--pid", "--fork", "--mount-proc"]
+    # --kill-child: the server (PID 1 inside) dies with the wrapper, which
+    # stop() kills.
+    s.wrapper = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
     try:
         s.start()
         host = [pid for pid, _ in children(s.proc.pid)]
