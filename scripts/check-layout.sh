@@ -26,7 +26,8 @@ if ((${#bad[@]})); then
 fi
 echo "crate fnhost: $(wc -l <<<"$deps") crates in its normal dependency tree, none of: ${heavy[*]}"
 
-python3 scripts/module-cycles.py host/core/src host/server/src host/cli/src host/embed/src plugin-api/src
+python3 scripts/module-cycles.py host/core/src host/server/src host/cli/src host/embed/src \
+    host/manifest/src host/author/src plugin-api/src
 
 RUSTDOCFLAGS="-D warnings" cargo doc -q -p fnhost --no-deps --locked
 echo "crate fnhost: the documentation builds without warnings"

@@ -29,7 +29,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a handler project (a Rust crate or a C project) with its fnhost.toml.
+    New(crate::author::NewArgs),
+    /// Build the project in the current directory (cargo or make), then check
+    /// the library it built: its ABI, its handler and initializer.
+    Build(crate::author::BuildArgs),
+    /// Build and check the project, then write its FunctionGraph code package
+    /// (a zip with the library at its root); prints the zip's path last.
+    Package(crate::author::PackageArgs),
     /// Invoke a handler once and print its return, execution summary and log.
+    /// Without an ENTRY, the function of ./fnhost.toml with its built library.
     Invoke(InvokeArgs),
     /// Show a plugin's ABI version, name, handlers and initializers.
     Inspect(InspectArgs),
@@ -169,11 +178,21 @@ struct EventArgs {
 
 #[derive(Debug, Args)]
 struct InvokeArgs {
-    /// The entry, NAME.HANDLER: library NAME.so (or libNAME.so), handler HANDLER.
-    entry: String,
-    /// Directory holding the library.
+    /// The entry, NAME.HANDLER: library NAME.so (or libNAME.so), handler
+    /// HANDLER. Without it: the function fnhost.toml describes (in --dir).
+    entry: Option<String>,
+    /// Directory holding the library (default: the project's build output
+    /// without an ENTRY, else the current directory).
     #[arg(long, value_name = "DIR")]
-    code_dir: PathBuf,
+    code_dir: Option<PathBuf>,
+    /// The project whose fnhost.toml describes the function (without an ENTRY).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".",
+        conflicts_with = "entry"
+    )]
+    dir: PathBuf,
     /// Read the event (payload) from FILE.
     #[arg(long, value_name = "FILE", conflicts_with = "data")]
     event: Option<PathBuf>,
@@ -183,12 +202,13 @@ struct InvokeArgs {
     /// User data (environment) entry, repeatable.
     #[arg(long = "user-data", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     user_data: Vec<(String, String)>,
-    /// Timeout in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
-    timeout: f64,
-    /// Memory size in MB (one of FunctionGraph's sizes).
-    #[arg(long, value_name = "MB", default_value_t = 128)]
-    memory: u32,
+    /// Timeout in seconds (default 3, or the manifest's).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+    /// Memory size in MB, one of FunctionGraph's sizes (default 128, or the
+    /// manifest's).
+    #[arg(long, value_name = "MB")]
+    memory: Option<u32>,
     /// Initializer entry NAME.INIT, run once before the handler.
     #[arg(long, value_name = "ENTRY")]
     init: Option<String>,
@@ -201,9 +221,9 @@ struct InvokeArgs {
     /// Where the handler runs: in-process (a worker thread), inline (the
     /// calling thread; the timeout is checked when the handler returns), or
     /// process (a worker process with a hard timeout, the memory limit
-    /// enforced, crashes contained).
-    #[arg(long, value_name = "MODE", default_value = "in-process")]
-    isolation: fnhost::Isolation,
+    /// enforced, crashes contained). Default in-process, or the manifest's.
+    #[arg(long, value_name = "MODE")]
+    isolation: Option<fnhost::Isolation>,
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -245,6 +265,9 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         }
     };
     let result = match cli.command {
+        Command::New(a) => crate::author::new(a),
+        Command::Build(a) => crate::author::build(a),
+        Command::Package(a) => crate::author::package(a),
         Command::Invoke(a) => invoke(a),
         Command::Inspect(a) => inspect(a),
         Command::Event(a) => event(a),
@@ -285,13 +308,38 @@ fn read_payload(a: &InvokeArgs) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The configuration `invoke` runs: the entry's, or the manifest's, with the
+/// flags given over either.
+fn invoke_config(a: &InvokeArgs) -> anyhow::Result<FunctionConfig> {
+    let mut config = match &a.entry {
+        Some(entry) => FunctionConfig::new(
+            entry.clone(),
+            a.code_dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+        ),
+        None => {
+            let project = fnhost_author::project::Project::open(&a.dir)?;
+            let code_dir = a.code_dir.clone().unwrap_or_else(|| project.code_dir());
+            project.manifest.function_config(code_dir)
+        }
+    };
+    if let Some(t) = a.timeout {
+        config = config.timeout(seconds(t, "--timeout")?);
+    }
+    if let Some(m) = a.memory {
+        config = config.memory_mb(m);
+    }
+    if let Some(i) = a.isolation {
+        config = config.isolation(i);
+    }
+    config
+        .user_data
+        .extend(a.user_data.iter().cloned().collect::<BTreeMap<_, _>>());
+    Ok(config)
+}
+
 fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
     let payload = read_payload(&a)?;
-    let mut config = FunctionConfig::new(a.entry.clone(), a.code_dir.clone())
-        .timeout(seconds(a.timeout, "--timeout")?)
-        .memory_mb(a.memory)
-        .isolation(a.isolation);
-    config.user_data = a.user_data.iter().cloned().collect::<BTreeMap<_, _>>();
+    let mut config = invoke_config(&a)?;
     if let Some(init) = &a.init {
         config = config.initializer(init.clone());
     }
@@ -308,7 +356,7 @@ fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
     let result = function.invoke(&payload)?;
     let mut out = std::io::stdout().lock();
     if a.json {
-        writeln!(out, "{}", json_report(&result))?;
+        writeln!(out, "{}", json_report(&result, &init_log))?;
     } else {
         write!(out, "{}", human_report(&result, &init_log))?;
     }
@@ -321,11 +369,14 @@ fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
 }
 
 /// The `--json` report: `{"request_id","result"|"error","summary","log"}`.
-pub fn json_report(result: &InvokeResult) -> serde_json::Value {
+/// `init_log` (the initializer's lines, when it ran for this call) comes
+/// first in `log`, as in the three-part report.
+pub fn json_report(result: &InvokeResult, init_log: &str) -> serde_json::Value {
+    let full = format!("{init_log}{}", result.log);
     let mut report = serde_json::json!({
         "request_id": result.request_id,
         "summary": result.summary,
-        "log": result.log_tail(),
+        "log": fnhost::tail(&full, result.tail_bytes()),
     });
     match &result.outcome {
         Outcome::Success(body) => {
@@ -508,7 +559,7 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
         if let (WatchEvent::Deployed { function, .. }, Some(target)) = (&event, &target) {
             if *function == target.library {
                 match invoker.registry().invoke(function, &payload) {
-                    Ok(result) => println!("invoked {target}: {}", json_report(&result)),
+                    Ok(result) => println!("invoked {target}: {}", json_report(&result, "")),
                     Err(e) => println!("invoked {target}: error: {e}"),
                 }
             }

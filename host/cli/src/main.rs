@@ -1,6 +1,7 @@
 //! The `fnhost` binary: flags ([`cli`]), logging set-up and the allocator
 //! choice over the `fnhost` and `fnhost-server` libraries.
 
+mod author;
 mod cli;
 
 use std::alloc::{GlobalAlloc, Layout, System};

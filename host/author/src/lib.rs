@@ -1,0 +1,12 @@
+//! The handler author's loop, as a library (the `fnhost` binary's `new`,
+//! `build` and `package` commands are thin wrappers):
+//! - [`scaffold`]: a ready project (Rust crate or C project) with its
+//!   `fnhost.toml`;
+//! - [`project`]: builds a project with its own tool (cargo or make) and
+//!   finds the library it produced, or says why there is none;
+//! - [`package`]: the FunctionGraph code package (a zip with the library at
+//!   its root) of a built project.
+
+pub mod package;
+pub mod project;
+pub mod scaffold;

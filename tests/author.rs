@@ -1,0 +1,268 @@
+//! The author's loop through the built `fnhost` binary: `fnhost new` makes
+//! a project that builds with its own tool and runs with `fnhost invoke`
+//! without edits (Rust plain, Rust APIG, C); `fnhost build` checks what was
+//! built; `fnhost package` writes a zip with the library at its root; bad
+//! builds and bad manifests are one clear message each.
+//!
+//! The Rust projects share one cargo target directory (their dependencies
+//! compile once) and build `--offline` from the registry cache the
+//! workspace's own build filled.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use fnhost_e2e::{fnhost_bin, scratch, target_dir};
+
+/// Runs `fnhost ARGS` in `dir` (with `stdin` as standard input).
+fn fnhost_in(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(fnhost_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", shared_target())
+        .env("CARGO_NET_OFFLINE", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn shared_target() -> PathBuf {
+    target_dir().join("e2e-author-target")
+}
+
+fn cargo_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
+        .args(args)
+        .arg("--offline")
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", shared_target())
+        .output()
+        .unwrap()
+}
+
+/// The `result` of an `invoke --json` report, parsed as JSON.
+fn result_of(out: &Output) -> serde_json::Value {
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)));
+    let body = report["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {report}"))
+}
+
+/// A fresh directory for project `name`.
+fn project_dir(name: &str) -> PathBuf {
+    let dir = scratch(&format!("author-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn zip_entries(path: &Path) -> Vec<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_new_rust_project_builds_tests_invokes_and_packages_without_edits() {
+    let dir = project_dir("rust-plain");
+    let out = fnhost_in(
+        dir.parent().unwrap(),
+        &["new", "greeter-fn", "--dir", dir.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("next: cd"), "{}", text(&out));
+    let built = cargo_in(&dir, &["build", "--release"]);
+    assert!(built.status.success(), "{}", text(&built));
+    let invoked = fnhost_in(&dir, &["invoke", "--data", r#"{"name": "ada"}"#], b"");
+    let report = text(&invoked);
+    assert!(invoked.status.success(), "{report}");
+    assert!(report.contains(r#""message":"hello, ada""#), "{report}");
+    // The initializer, the context's logger and the log crate, in the log.
+    for line in [
+        "greeter-fn initialized",
+        "greeting ada",
+        "greeting from user data: hello",
+    ] {
+        assert!(report.contains(line), "{line}: {report}");
+    }
+    // The manifest's user data, overridden by a flag.
+    let invoked = fnhost_in(
+        &dir,
+        &[
+            "invoke",
+            "--data",
+            "{}",
+            "--user-data",
+            "GREETING=hi",
+            "--json",
+        ],
+        b"",
+    );
+    let json = result_of(&invoked);
+    assert_eq!(json["message"], "hi, world", "{json}");
+    // The initializer's lines are in the JSON report's log too.
+    let report: serde_json::Value = serde_json::from_slice(&invoked.stdout).unwrap();
+    assert!(
+        report["log"]
+            .as_str()
+            .unwrap()
+            .contains("greeter-fn initialized"),
+        "{report}"
+    );
+    let tested = cargo_in(&dir, &["test"]);
+    assert!(tested.status.success(), "{}", text(&tested));
+    let checked = fnhost_in(&dir, &["build"], b"");
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(
+        text(&checked).contains("ABI 1.1, layout checked, handlers: Handler; initializers: Init"),
+        "{}",
+        text(&checked)
+    );
+    let packaged = fnhost_in(&dir, &["package"], b"");
+    assert!(packaged.status.success(), "{}", text(&packaged));
+    let stdout = String::from_utf8_lossy(&packaged.stdout);
+    let zip = PathBuf::from(stdout.lines().last().unwrap());
+    let zip = if zip.is_absolute() {
+        zip
+    } else {
+        dir.join(zip)
+    };
+    assert_eq!(zip_entries(&zip), ["greeter_fn.so"]);
+}
+
+#[test]
+fn a_new_apig_project_answers_a_sample_request() {
+    let dir = project_dir("rust-apig");
+    let out = fnhost_in(
+        dir.parent().unwrap(),
+        &[
+            "new",
+            "gateway",
+            "--template",
+            "apig",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = std::fs::read_to_string(dir.join("fnhost.toml")).unwrap();
+    assert!(manifest.contains("type = \"APIG\""), "{manifest}");
+    let built = fnhost_in(&dir, &["build"], b"");
+    assert!(built.status.success(), "{}", text(&built));
+    let event = fnhost_in(&dir, &["event", "apig"], b"");
+    let invoked = fnhost_in(&dir, &["invoke", "--json"], &event.stdout);
+    assert!(invoked.status.success(), "{}", text(&invoked));
+    let json = result_of(&invoked);
+    assert_eq!(json["statusCode"], 200, "{json}");
+    let tested = cargo_in(&dir, &["test"]);
+    assert!(tested.status.success(), "{}", text(&tested));
+}
+
+#[test]
+fn a_new_c_project_builds_with_make_and_invokes() {
+    let dir = project_dir("c");
+    let out = fnhost_in(
+        dir.parent().unwrap(),
+        &[
+            "new",
+            "cgreeter",
+            "--lang",
+            "c",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let made = Command::new("make").current_dir(&dir).output().unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let invoked = fnhost_in(&dir, &["invoke", "--data", "{}", "--json"], b"");
+    assert!(invoked.status.success(), "{}", text(&invoked));
+    let json = result_of(&invoked);
+    assert_eq!(json["message"], "hello from C", "{json}");
+    assert_eq!(json["init_runs"], 1, "{json}");
+    let packaged = fnhost_in(&dir, &["package"], b"");
+    assert!(packaged.status.success(), "{}", text(&packaged));
+    assert!(dir.join("target/fnhost/cgreeter.zip").is_file());
+}
+
+#[test]
+fn a_crate_built_without_cdylib_gets_the_crate_type_hint() {
+    let dir = project_dir("rlib-only");
+    let out = fnhost_in(
+        dir.parent().unwrap(),
+        &["new", "rlibonly", "--dir", dir.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let cargo_toml = dir.join("Cargo.toml");
+    let edited = std::fs::read_to_string(&cargo_toml)
+        .unwrap()
+        .replace(r#"crate-type = ["cdylib"]"#, r#"crate-type = ["rlib"]"#);
+    std::fs::write(&cargo_toml, edited).unwrap();
+    let built = fnhost_in(&dir, &["build"], b"");
+    assert_eq!(built.status.code(), Some(2), "{}", text(&built));
+    assert!(
+        text(&built).contains(r#"add `crate-type = ["cdylib"]` under [lib]"#),
+        "{}",
+        text(&built)
+    );
+}
+
+#[test]
+fn manifest_mistakes_name_the_file_line_and_key() {
+    let dir = project_dir("bad-manifest");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Makefile"), "all:\n").unwrap();
+    std::fs::write(
+        dir.join("fnhost.toml"),
+        "name = \"x\"\nhandler = \"x.Handler\"\nmemory = 256\n",
+    )
+    .unwrap();
+    let out = fnhost_in(&dir, &["invoke", "--data", "{}"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let message = text(&out);
+    assert!(
+        message.contains("fnhost.toml:3:1: `memory`: unknown field `memory`"),
+        "{message}"
+    );
+    std::fs::write(
+        dir.join("fnhost.toml"),
+        "name = \"x\"\nhandler = \"x.Handler\"\nmemory_mb = 100\n",
+    )
+    .unwrap();
+    let message = text(&fnhost_in(&dir, &["build"], b""));
+    assert!(
+        message.contains("fnhost.toml:3:1: `memory_mb`: 100 MB is not supported"),
+        "{message}"
+    );
+    let empty = project_dir("no-manifest");
+    std::fs::create_dir_all(&empty).unwrap();
+    let message = text(&fnhost_in(&empty, &["build"], b""));
+    assert!(message.contains("has no fnhost.toml"), "{message}");
+}
