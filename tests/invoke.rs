@@ -157,6 +157,18 @@ fn handler_errors_keep_their_type_and_message() {
     );
     let r = load("testplugin.Handler").invoke(b"{not json").unwrap();
     assert_eq!(failure(&r.outcome).0, "InvalidPayload");
+    // A handler returning its own error type (fnhost_api::ErrorType).
+    let own = load("misbehaving.OwnError");
+    let r = own.invoke(b"42").unwrap();
+    assert_eq!(failure(&r.outcome), ("OrderNotFound", "no order 42"));
+    let r = own.invoke(b"x").unwrap();
+    assert_eq!(
+        failure(&r.outcome),
+        (
+            "InvalidOrderId",
+            "bad order id: invalid digit found in string"
+        )
+    );
 }
 
 #[test]

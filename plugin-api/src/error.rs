@@ -6,8 +6,9 @@ use core::fmt;
 pub const FUNCTION_RETURN_ERROR: &str = "FunctionReturnError";
 
 /// A handler's failure. Its type defaults to `FunctionReturnError`; set your
-/// own with [`HandlerError::with_type`]. Any `std::error::Error` converts into
-/// it, so `?` works in handlers.
+/// own with [`HandlerError::with_type`], or return your own error type that
+/// implements [`ErrorType`]. Any `std::error::Error` converts into it, so `?`
+/// works in handlers.
 ///
 /// ```
 /// use fnhost_api::HandlerError;
@@ -45,6 +46,82 @@ impl HandlerError {
     /// The reported `errorMessage`.
     pub fn message(&self) -> &str {
         &self.message
+    }
+}
+
+/// An error type of your own that names its `errorType`: a handler (or an
+/// initializer) may return `Result<R, E>` for such an `E` instead of
+/// [`HandlerError`]. Its `Display` is the `errorMessage`; `?` inside the
+/// handler converts into `E` through your own `From` impls, so no call needs
+/// a `map_err`.
+///
+/// ```
+/// use fnhost_api::{Context, ErrorType, IntoHandlerError};
+///
+/// #[derive(Debug)]
+/// enum OrderError {
+///     NotFound(u64),
+///     BadId(std::num::ParseIntError),
+/// }
+///
+/// impl std::fmt::Display for OrderError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         match self {
+///             OrderError::NotFound(id) => write!(f, "no order {id}"),
+///             OrderError::BadId(e) => write!(f, "bad order id: {e}"),
+///         }
+///     }
+/// }
+///
+/// impl From<std::num::ParseIntError> for OrderError {
+///     fn from(e: std::num::ParseIntError) -> Self {
+///         OrderError::BadId(e)
+///     }
+/// }
+///
+/// impl ErrorType for OrderError {
+///     fn error_type(&self) -> &str {
+///         match self {
+///             OrderError::NotFound(_) => "OrderNotFound",
+///             OrderError::BadId(_) => "InvalidOrderId",
+///         }
+///     }
+/// }
+///
+/// fn handler(payload: &[u8], _: &Context) -> Result<String, OrderError> {
+///     let id: u64 = std::str::from_utf8(payload).unwrap_or("").parse()?; // no map_err
+///     Err(OrderError::NotFound(id))
+/// }
+///
+/// let test = fnhost_api::testing::TestContext::new();
+/// let e = handler(b"42", test.context()).unwrap_err().into_handler_error();
+/// assert_eq!((e.error_type(), e.message()), ("OrderNotFound", "no order 42"));
+/// let e = handler(b"x", test.context()).unwrap_err().into_handler_error();
+/// assert_eq!(e.error_type(), "InvalidOrderId");
+/// ```
+pub trait ErrorType: fmt::Display {
+    /// The reported `errorType` (default `FunctionReturnError`).
+    fn error_type(&self) -> &str {
+        FUNCTION_RETURN_ERROR
+    }
+}
+
+/// What a handler's `Err` becomes: a [`HandlerError`] as it is, or any
+/// [`ErrorType`] with its own type and its `Display` as the message.
+pub trait IntoHandlerError {
+    /// The error as the host reports it.
+    fn into_handler_error(self) -> HandlerError;
+}
+
+impl IntoHandlerError for HandlerError {
+    fn into_handler_error(self) -> HandlerError {
+        self
+    }
+}
+
+impl<E: ErrorType> IntoHandlerError for E {
+    fn into_handler_error(self) -> HandlerError {
+        HandlerError::new(self.to_string()).with_type(self.error_type())
     }
 }
 

@@ -13,7 +13,7 @@ use crate::abi::{self, level, STATUS_ERROR, STATUS_OK};
 use crate::current::{with_current, Entered};
 use crate::log::InvocationLogBridge;
 use crate::payload::FromPayload;
-use crate::{alloc, Context, HandlerError, IntoOutput, Output};
+use crate::{alloc, Context, HandlerError, IntoHandlerError, IntoOutput, Output};
 
 /// Marks handlers that take the raw payload: `fn(&[u8], &Context)`.
 pub struct RawPayload;
@@ -22,33 +22,40 @@ pub struct RawPayload;
 pub struct TypedPayload<T>(PhantomData<T>);
 
 /// A function `export_plugin!` can export as a handler. Implemented for
-/// `fn(&[u8], &Context) -> Result<R, HandlerError>` and for
-/// `fn(T, &Context) -> Result<R, HandlerError>` where `T: FromPayload`, with
-/// any `R: IntoOutput`. The marker `M` only tells the two apart.
+/// `fn(&[u8], &Context) -> Result<R, E>` and for
+/// `fn(T, &Context) -> Result<R, E>` where `T: FromPayload`, with any
+/// `R: IntoOutput` and `E: IntoHandlerError` ([`HandlerError`], or your own
+/// [`ErrorType`](crate::ErrorType)). The marker `M` only tells the two apart.
 pub trait Handler<M> {
     /// Runs the handler on `payload`.
     fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError>;
 }
 
-impl<F, R> Handler<RawPayload> for F
+impl<F, R, E> Handler<RawPayload> for F
 where
-    F: FnOnce(&[u8], &Context) -> Result<R, HandlerError>,
+    F: FnOnce(&[u8], &Context) -> Result<R, E>,
     R: IntoOutput,
+    E: IntoHandlerError,
 {
     fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError> {
-        self(payload, ctx).and_then(IntoOutput::into_output)
+        self(payload, ctx)
+            .map_err(IntoHandlerError::into_handler_error)
+            .and_then(IntoOutput::into_output)
     }
 }
 
-impl<F, T, R> Handler<TypedPayload<T>> for F
+impl<F, T, R, E> Handler<TypedPayload<T>> for F
 where
-    F: FnOnce(T, &Context) -> Result<R, HandlerError>,
+    F: FnOnce(T, &Context) -> Result<R, E>,
     T: FromPayload,
     R: IntoOutput,
+    E: IntoHandlerError,
 {
     fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError> {
         let event = T::from_payload(payload)?;
-        self(event, ctx).and_then(IntoOutput::into_output)
+        self(event, ctx)
+            .map_err(IntoHandlerError::into_handler_error)
+            .and_then(IntoOutput::into_output)
     }
 }
 
@@ -169,17 +176,20 @@ pub unsafe fn run_handler<M, H: Handler<M>>(
 ///
 /// # Safety
 /// `raw` must satisfy the host's contract for an initializer call.
-pub unsafe fn run_initializer<F>(raw: *const abi::Context, initializer: F) -> i32
+pub unsafe fn run_initializer<F, E>(raw: *const abi::Context, initializer: F) -> i32
 where
-    F: FnOnce(&Context) -> Result<(), HandlerError>,
+    F: FnOnce(&Context) -> Result<(), E>,
+    E: IntoHandlerError,
 {
     // SAFETY: forwarded contract.
     unsafe {
-        guarded(raw, |ctx| match initializer(ctx) {
-            Ok(()) => STATUS_OK,
-            Err(e) => {
-                ctx.set_error(e.error_type(), e.message());
-                STATUS_ERROR
+        guarded(raw, |ctx| {
+            match initializer(ctx).map_err(IntoHandlerError::into_handler_error) {
+                Ok(()) => STATUS_OK,
+                Err(e) => {
+                    ctx.set_error(e.error_type(), e.message());
+                    STATUS_ERROR
+                }
             }
         })
     }
@@ -195,7 +205,8 @@ where
 /// parsed payload instead of bytes (`fn(ApigEvent, &Context)`, any
 /// [`events`](crate::events) type, or [`Json<T>`](crate::Json)), where `R` is
 /// any [`IntoOutput`](crate::IntoOutput); initializers are
-/// `fn(&Context) -> Result<(), HandlerError>`. Use it once, at the crate root
+/// `fn(&Context) -> Result<(), E>`; `E` is [`HandlerError`] or an error type
+/// of your own that implements [`ErrorType`](crate::ErrorType). Use it once, at the crate root
 /// of a `cdylib`.
 ///
 /// ```ignore

@@ -16,6 +16,45 @@ pub fn custom_error(_: &[u8], _: &Context) -> Result<(), HandlerError> {
     Err(HandlerError::new("no such order").with_type("OrderNotFound"))
 }
 
+/// The handler's own error type, which names its `errorType` ([`ErrorType`]).
+#[derive(Debug)]
+pub enum OrderError {
+    /// No order with this id.
+    NotFound(u64),
+    /// The payload is not an order id.
+    BadId(std::num::ParseIntError),
+}
+
+impl std::fmt::Display for OrderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OrderError::NotFound(id) => write!(f, "no order {id}"),
+            OrderError::BadId(e) => write!(f, "bad order id: {e}"),
+        }
+    }
+}
+
+impl From<std::num::ParseIntError> for OrderError {
+    fn from(e: std::num::ParseIntError) -> Self {
+        OrderError::BadId(e)
+    }
+}
+
+impl fnhost_api::ErrorType for OrderError {
+    fn error_type(&self) -> &str {
+        match self {
+            OrderError::NotFound(_) => "OrderNotFound",
+            OrderError::BadId(_) => "InvalidOrderId",
+        }
+    }
+}
+
+/// Returns its own error type: `?` converts without `map_err`.
+pub fn own_error(payload: &[u8], _: &Context) -> Result<String, OrderError> {
+    let id: u64 = String::from_utf8_lossy(payload).trim().parse()?;
+    Err(OrderError::NotFound(id))
+}
+
 /// Panics with a message.
 pub fn panic(_: &[u8], _: &Context) -> Result<(), HandlerError> {
     panic!("misbehaving handler panicked on purpose")
@@ -145,6 +184,7 @@ fnhost_api::export_plugin! {
     handlers: {
         "Error" => error,
         "CustomError" => custom_error,
+        "OwnError" => own_error,
         "Panic" => panic,
         "Spin" => spin,
         "Sleep" => sleep,
