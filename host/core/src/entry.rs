@@ -48,7 +48,57 @@ impl Entry {
             name: self.library.clone(),
             dir: dir.to_owned(),
             tried: names.to_vec(),
+            hint: self.miss_hint(dir).unwrap_or_default(),
         })
+    }
+
+    /// Why the library is not in `dir`, as far as can be told, naming only
+    /// file names and relative places (never `dir` itself): the directory
+    /// does not exist; only a Rust library (`.rlib`) was built; the library
+    /// was built for the other profile (`target/debug` beside
+    /// `target/release`); or it sits in a subfolder.
+    pub fn miss_hint(&self, dir: &Path) -> Option<String> {
+        if !dir.is_dir() {
+            return Some("the directory does not exist".into());
+        }
+        let names = [
+            format!("{}.so", self.library),
+            format!("lib{}.so", self.library),
+        ];
+        let crate_name = self.library.replace('-', "_");
+        if dir.join(format!("lib{crate_name}.rlib")).is_file() {
+            return Some(format!(
+                "only lib{crate_name}.rlib is there, a Rust library rather than a shared one: add `crate-type = [\"cdylib\"]` under [lib] in Cargo.toml"
+            ));
+        }
+        let profile = dir.file_name().and_then(|n| n.to_str());
+        let other = match profile {
+            Some("release") => Some("debug"),
+            Some("debug") => Some("release"),
+            _ => None,
+        };
+        if let (Some(profile), Some(other), Some(parent)) = (profile, other, dir.parent()) {
+            if let Some(found) = names.iter().find(|n| parent.join(other).join(n).is_file()) {
+                return Some(format!(
+                    "{found} is in target/{other}, not target/{profile}: build with{} --release, or use the {other} directory",
+                    if other == "release" { "" } else { "out" }
+                ));
+            }
+        }
+        let entries = std::fs::read_dir(dir).ok()?;
+        for entry in entries.flatten().take(1000) {
+            let sub = entry.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            if let Some(found) = names.iter().find(|n| sub.join(n).is_file()) {
+                return Some(format!(
+                    "{}/{found} is in a subfolder: the library must be at the top level (of the zip, for a package)",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -79,6 +129,50 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_miss_says_what_was_found_instead() {
+        let root = tempfile::tempdir().unwrap();
+        let e = Entry::parse("my-fn.Handler").unwrap();
+        let hint = |dir: &Path| e.locate(dir).unwrap_err().to_string();
+        assert!(hint(&root.path().join("nope")).contains("the directory does not exist"));
+        let release = root.path().join("target/release");
+        let debug = root.path().join("target/debug");
+        std::fs::create_dir_all(&release).unwrap();
+        std::fs::create_dir_all(&debug).unwrap();
+        std::fs::write(release.join("libmy_fn.rlib"), b"x").unwrap();
+        assert!(
+            hint(&release).contains("crate-type = [\"cdylib\"]"),
+            "{}",
+            hint(&release)
+        );
+        std::fs::remove_file(release.join("libmy_fn.rlib")).unwrap();
+        std::fs::write(debug.join("libmy-fn.so"), b"x").unwrap();
+        assert!(
+            hint(&release).contains("libmy-fn.so is in target/debug, not target/release"),
+            "{}",
+            hint(&release)
+        );
+        let zip_root = root.path().join("pkg");
+        std::fs::create_dir_all(zip_root.join("build")).unwrap();
+        std::fs::write(zip_root.join("build/my-fn.so"), b"x").unwrap();
+        let miss = e.locate(&zip_root).unwrap_err();
+        assert!(
+            miss.to_string()
+                .contains("build/my-fn.so is in a subfolder"),
+            "{miss}"
+        );
+        // The public message keeps the hint and leaves out the directory.
+        let public = miss.public_message();
+        assert!(
+            public.contains("build/my-fn.so is in a subfolder"),
+            "{public}"
+        );
+        assert!(
+            !public.contains(&root.path().to_string_lossy().into_owned()),
+            "{public}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum LoadError {
     #[error("invalid entry `{0}`: expected NAME.HANDLER, e.g. testplugin.Handler")]
     InvalidEntry(String),
     /// Neither `NAME.so` nor `libNAME.so` exists in the code directory.
-    #[error("no library for `{name}` in {}: looked for {}", dir.display(), tried.join(" and "))]
+    #[error("no library for `{name}` in {}: looked for {}{}", dir.display(), tried.join(" and "), hint_suffix(hint))]
     LibraryNotFound {
         /// The library part of the entry.
         name: String,
@@ -28,6 +28,9 @@ pub enum LoadError {
         dir: PathBuf,
         /// File names tried.
         tried: Vec<String>,
+        /// What was found instead, when something was (see
+        /// [`Entry::miss_hint`](crate::Entry::miss_hint)); empty otherwise.
+        hint: String,
     },
     /// The initializer entry names another library than the handler.
     #[error("initializer `{initializer}` must be in the same library as handler `{handler}`")]
@@ -148,9 +151,12 @@ impl LoadError {
     /// clients, which must not learn how the server's disk is laid out.
     pub fn public_message(&self) -> String {
         match self {
-            LoadError::LibraryNotFound { name, tried, .. } => format!(
-                "no library for `{name}` in the code package: looked for {}",
-                tried.join(" and ")
+            LoadError::LibraryNotFound {
+                name, tried, hint, ..
+            } => format!(
+                "no library for `{name}` in the code package: looked for {}{}",
+                tried.join(" and "),
+                hint_suffix(hint)
             ),
             LoadError::Io { path, .. }
             | LoadError::NotALibrary { path, .. }
@@ -205,6 +211,15 @@ impl DeployError {
             DeployError::Load(e) => e.public_message(),
             other => file_names_only(&other.to_string()),
         }
+    }
+}
+
+/// `; HINT`, or nothing.
+fn hint_suffix(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!("; {hint}")
     }
 }
 
@@ -299,6 +314,7 @@ mod tests {
             name: "orders".into(),
             dir: "/var/lib/fnhost/code/abc/root".into(),
             tried: vec!["orders.so".into(), "liborders.so".into()],
+            hint: String::new(),
         };
         assert!(e.to_string().contains("/var/lib"));
         assert_eq!(

@@ -232,13 +232,19 @@ fn remove(path: &Path) {
 fn check_library_present(dir: &Path, library: &str) -> Result<(), PackageError> {
     let names = [format!("{library}.so"), format!("lib{library}.so")];
     if names.iter().any(|n| dir.join(n).is_file()) {
-        Ok(())
-    } else {
-        Err(PackageError::Invalid(format!(
-            "the handler's library is not at the root of the package: looked for {}",
-            names.join(" and ")
-        )))
+        return Ok(());
     }
+    let hint = fnhost::Entry {
+        library: library.to_owned(),
+        symbol: String::new(),
+    }
+    .miss_hint(dir)
+    .map(|h| format!("; {h}"))
+    .unwrap_or_default();
+    Err(PackageError::Invalid(format!(
+        "the handler's library is not at the root of the package: looked for {}{hint}",
+        names.join(" and ")
+    )))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -271,6 +277,8 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
     fs::create_dir_all(dir)?;
     let mut total = 0u64;
     let mut libraries = 0;
+    // The first library below the root, for the answer when none is at it.
+    let mut nested: Option<String> = None;
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
@@ -311,11 +319,19 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
             fnhost::check_shared_object(&data)
                 .map_err(|e| invalid(format!("`{name}` is not a loadable library: {e}")))?;
             libraries += 1;
+        } else if name.ends_with(".so") && nested.is_none() {
+            nested = Some(name.clone());
         }
         write_synced(&target, &data)?;
     }
     if libraries == 0 {
-        return Err(invalid("no .so file at the root of the package"));
+        return Err(invalid(match nested {
+            // A zip of a directory rather than of its contents.
+            Some(name) => format!(
+                "no .so file at the root of the package; `{name}` is in a subfolder: zip the library itself (`fnhost package` does)"
+            ),
+            None => "no .so file at the root of the package".to_owned(),
+        }));
     }
     sync_dir(dir);
     Ok(())
@@ -375,6 +391,22 @@ mod tests {
         // Stored, but not for a handler whose library it lacks.
         let e = store.store(&zip, Some("orders")).unwrap_err();
         assert!(e.to_string().contains("orders.so and liborders.so"), "{e}");
+        // A zip of a directory: the library one level down, and the answer
+        // says so (naming only the zip's own names).
+        let nested = zip_of(&[("target/release/libshop.so", &lib)]);
+        let e = store.store(&nested, Some("shop")).unwrap_err().to_string();
+        assert!(
+            e.contains("`target/release/libshop.so` is in a subfolder"),
+            "{e}"
+        );
+        // Another library at the root, the handler's one level down.
+        let beside = zip_of(&[("echo.so", &lib), ("release/libshop.so", &lib)]);
+        let e = store.store(&beside, Some("shop")).unwrap_err().to_string();
+        assert!(e.contains("release/libshop.so is in a subfolder"), "{e}");
+        assert!(
+            !e.contains(&dir.path().to_string_lossy().into_owned()),
+            "{e}"
+        );
     }
 
     #[test]
