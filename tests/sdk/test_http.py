@@ -137,6 +137,55 @@ def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path, i
         server.stop()
 
 
+def test_a_sidecar_manifest_configures_a_directory_function_and_redeploys_on_change(tmp_path):
+    import shutil
+    import time
+    from conftest import Server
+    fns = tmp_path / "functions"
+    fns.mkdir()
+    shutil.copy(TARGET / "libtestplugin.so", fns / "testplugin.so")
+
+    def sidecar(name_value, memory):
+        text = (
+            'name = "testplugin"\nhandler = "testplugin.Handler"\ninitializer = "Init"\n'
+            f'memory_mb = {memory}\ntimeout_s = 7\n[user_data]\nNAME = "{name_value}"\n'
+        )
+        (fns / "testplugin.toml.partial").write_text(text)
+        (fns / "testplugin.toml.partial").rename(fns / "testplugin.toml")
+
+    sidecar("from the sidecar", 256)
+    server = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(fns)]).start()
+    try:
+        def answer():
+            status, _, body = call(server, "POST", f"{BASE}/testplugin/invocations", b"{}")
+            return json.loads(body) if status == 200 else None
+
+        deadline = time.time() + 15
+        while (a := answer()) is None:
+            assert time.time() < deadline, "testplugin was not deployed"
+            time.sleep(0.1)
+        assert (a["user_data"], a["memory_size_mb"], a["init_calls"]) == ("from the sidecar", 256, 1), a
+        config = json.loads(call(server, "GET", f"{BASE}/testplugin/config")[2])
+        assert (config["memory_size"], config["timeout"]) == (256, 7), config
+        # A change to the sidecar alone redeploys the function.
+        sidecar("changed", 512)
+        while (a := answer())["user_data"] != "changed":
+            assert time.time() < deadline + 15, a
+            time.sleep(0.1)
+        assert a["memory_size_mb"] == 512, a
+        # A broken sidecar fails that deploy; what serves keeps serving.
+        (fns / "testplugin.toml").write_text('name = "testplugin"\nhandler = "testplugin.Handler"\nmemory = 1\n')
+        time.sleep(1.5)
+        assert answer()["user_data"] == "changed"
+        # Its configuration lives in the directory: the API says so.
+        status, _, body = call(server, "PUT", f"{BASE}/testplugin/config", {"timeout": 5})
+        assert status == 409 and b"testplugin.toml" in body, body
+    finally:
+        server.stop()
+    log = (tmp_path / "server.log").read_text()
+    assert "testplugin.toml:3:1: `memory`: unknown field `memory`" in log, log
+
+
 def test_a_spinning_handler_is_answered_with_timeout_and_the_server_keeps_serving(open_server):
     import time
     status, _, body = call(open_server, "POST", BASE, {

@@ -112,7 +112,7 @@ pub fn files(
         memory_mb: 128,
         timeout_s: 3,
         initializer_timeout_s: None,
-        isolation: fnhost::Isolation::InProcess,
+        isolation: Some(fnhost::Isolation::InProcess),
         concurrency: Default::default(),
         user_data: [("GREETING".to_owned(), "hello".to_owned())].into(),
         triggers: Vec::new(),

@@ -41,6 +41,30 @@ impl Deploy for IntoRegistry {
     }
 }
 
+/// Configures a function from a file of its own beside its library (a
+/// sidecar, e.g. the manifest `NAME.toml` beside `NAME.so`).
+#[derive(Clone)]
+pub struct Sidecar {
+    /// The sidecar's extension (`toml` for `NAME.toml`). A change to the
+    /// file redeploys the function.
+    pub extension: String,
+    /// Given the function's name, the sidecar's path and the configuration
+    /// the watcher made, returns the configuration to deploy; an error fails
+    /// that deploy (the previous generation keeps serving).
+    #[allow(clippy::type_complexity)]
+    pub apply: std::sync::Arc<
+        dyn Fn(&str, &Path, FunctionConfig) -> Result<FunctionConfig, String> + Send + Sync,
+    >,
+}
+
+impl std::fmt::Debug for Sidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sidecar")
+            .field("extension", &self.extension)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What to deploy for each library.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -55,6 +79,9 @@ pub struct WatchOptions {
     pub template: FunctionConfig,
     /// Quiet period before a changed file is deployed (default 200 ms).
     pub debounce: Duration,
+    /// A per-function configuration file beside each library, applied
+    /// when it exists (default none).
+    pub sidecar: Option<Sidecar>,
 }
 
 impl Default for WatchOptions {
@@ -65,7 +92,26 @@ impl Default for WatchOptions {
             initializer: None,
             template: FunctionConfig::new("watch.Handler", "."),
             debounce: Duration::from_millis(200),
+            sidecar: None,
         }
+    }
+}
+
+impl WatchOptions {
+    /// The function a changed file belongs to: its library, or its sidecar.
+    fn function_of(&self, path: &Path) -> Option<String> {
+        if let Some(sidecar) = &self.sidecar {
+            let file = path.file_name()?.to_str()?;
+            if let Some(stem) = file
+                .strip_suffix(sidecar.extension.as_str())
+                .and_then(|s| s.strip_suffix('.'))
+            {
+                if !stem.is_empty() && !stem.starts_with('.') {
+                    return Some(stem.to_owned());
+                }
+            }
+        }
+        function_name_of(path)
     }
 }
 
@@ -253,7 +299,7 @@ fn run(
             recv(changes) -> path => match path {
                 // The watch is not recursive: every path is a direct child.
                 Ok(path) => {
-                    if let Some(name) = function_name_of(&path) {
+                    if let Some(name) = options.function_of(&path) {
                         pending.insert(name, Instant::now());
                     }
                 }
@@ -304,6 +350,15 @@ fn deploy_one(
     config.code_dir = dir.to_owned();
     config.name = Some(name.to_owned());
     config.initializer = None;
+    if let Some(sidecar) = &options.sidecar {
+        let file = dir.join(format!("{name}.{}", sidecar.extension));
+        if file.is_file() {
+            return match (sidecar.apply)(name, &file, config) {
+                Ok(config) => deployed(deploy, function, config),
+                Err(error) => WatchEvent::Failed { function, error },
+            };
+        }
+    }
     if let Some(init) = &options.initializer {
         // Read by a pre-flight worker: nothing of the library is mapped
         // here just to look (and in process isolation, never).
@@ -315,6 +370,11 @@ fn deploy_one(
             config.initializer = Some(format!("{name}.{init}"));
         }
     }
+    deployed(deploy, function, config)
+}
+
+/// Deploys `config` and tells what happened.
+fn deployed(deploy: &mut impl Deploy, function: String, config: FunctionConfig) -> WatchEvent {
     match deploy.deploy(config) {
         Ok(d) => WatchEvent::Deployed {
             function,

@@ -68,9 +68,10 @@ pub struct Manifest {
     /// The initializer's timeout in seconds (default: the timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initializer_timeout_s: Option<u32>,
-    /// Where the handler runs (default `in-process`).
-    #[serde(default)]
-    pub isolation: Isolation,
+    /// Where the handler runs (default `in-process`; for a server's
+    /// directory function, the server's `--isolation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
     /// Instances and their concurrency.
     #[serde(default)]
     pub concurrency: Concurrency,
@@ -420,7 +421,7 @@ impl Manifest {
             .name(self.name.clone())
             .memory_mb(self.memory_mb)
             .timeout(Duration::from_secs(u64::from(self.timeout_s)))
-            .isolation(self.isolation)
+            .isolation(self.isolation.unwrap_or_default())
             .instances(InstanceConfig {
                 concurrency_per_instance: self.concurrency.per_instance,
                 max_instances: self.concurrency.max_instances,
@@ -520,7 +521,8 @@ user_event = "tick"
     fn defaults_fill_a_minimal_manifest() {
         let m = parse("name = \"echo\"\nhandler = \"echo.Handler\"\n").unwrap();
         assert_eq!((m.memory_mb, m.timeout_s), (128, 3));
-        assert_eq!(m.isolation, Isolation::InProcess);
+        assert_eq!(m.isolation, None);
+        assert_eq!(m.function_config(".").isolation, Isolation::InProcess);
         assert_eq!(m.concurrency, Concurrency::default());
     }
 

@@ -445,6 +445,10 @@ fn watch_functions_dir(
         ..WatchOptions::default()
     };
     options.template.isolation = isolation;
+    options.sidecar = Some(fnhost::watch::Sidecar {
+        extension: "toml".into(),
+        apply: Arc::new(management::apply_sidecar),
+    });
     let code_dir = dir.clone();
     let deploys = WatchedDeploys(Arc::clone(&state.management));
     let watcher = state

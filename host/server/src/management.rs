@@ -175,7 +175,7 @@ impl Management {
                 StatusCode::CONFLICT,
                 "FSS.1061",
                 format!(
-                    "function `{}` is deployed from the functions directory; change its library there",
+                    "function `{0}` is deployed from the functions directory: its code is {0}.so there and its configuration {0}.toml beside it; change them there",
                     record.func_name
                 ),
             ));
@@ -446,15 +446,21 @@ impl Changing {
             handler: config.entry.clone(),
             memory_size: config.memory_mb,
             timeout: u32::try_from(config.timeout.as_secs()).unwrap_or(u32::MAX),
-            user_data: String::new(),
+            user_data: if config.user_data.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&config.user_data).unwrap_or_default()
+            },
             initializer_handler: config.initializer.clone().unwrap_or_default(),
-            initializer_timeout: 0,
+            initializer_timeout: config
+                .initializer_timeout
+                .map_or(0, |t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
             description: "deployed from the functions directory".to_owned(),
             digest: format!("{WATCHED}{}", generation.library().digest()),
             code_size: generation.library().size(),
-            max_instance_num: 0,
-            reserved_instance_count: 0,
-            concurrent_num: 0,
+            max_instance_num: config.instances.max_instances,
+            reserved_instance_count: config.instances.reserved_instances,
+            concurrent_num: config.instances.concurrency_per_instance,
             isolation: config.isolation,
             last_modified: now_rfc3339(),
             last_update_status: SUCCESSFUL.to_owned(),
@@ -514,6 +520,40 @@ impl Changing {
         m.collect_garbage();
         Ok(())
     }
+}
+
+/// The configuration of directory function `name` from its sidecar
+/// manifest `file` (`NAME.toml` beside `NAME.so`), over what the watcher
+/// made (`watched`: the directory, and the server's `--isolation` unless the
+/// manifest names one).
+pub(crate) fn apply_sidecar(
+    name: &str,
+    file: &std::path::Path,
+    watched: FunctionConfig,
+) -> Result<FunctionConfig, String> {
+    let manifest = fnhost_manifest::Manifest::read(file).map_err(|e| e.to_string())?;
+    if manifest.name != name {
+        return Err(format!(
+            "{}: name is `{}`, but the sidecar of {name}.so describes function `{name}`",
+            file.display(),
+            manifest.name
+        ));
+    }
+    if manifest.library() != name {
+        return Err(format!(
+            "{}: handler `{}` is not in library `{name}` ({name}.so beside it)",
+            file.display(),
+            manifest.handler
+        ));
+    }
+    if !manifest.triggers.is_empty() {
+        log::warn!(target: "fnhost::server", "{}: triggers of directory functions are not applied yet; create them through the API", file.display());
+    }
+    let mut config = manifest.function_config(watched.code_dir.clone());
+    if manifest.isolation.is_none() {
+        config.isolation = watched.isolation;
+    }
+    Ok(config)
 }
 
 /// The watcher's deploys go through the management service: each takes the
