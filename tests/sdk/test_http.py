@@ -186,6 +186,33 @@ def test_a_sidecar_manifest_configures_a_directory_function_and_redeploys_on_cha
     assert "testplugin.toml:3:1: `memory`: unknown field `memory`" in log, log
 
 
+def test_by_default_the_server_logs_what_it_deploys_and_what_serves_nothing(tmp_path, monkeypatch):
+    import shutil
+    import time
+    from conftest import Server
+    monkeypatch.delenv("RUST_LOG", raising=False)
+    fns = tmp_path / "functions"
+    fns.mkdir()
+    # A library without the handler the directory's functions get (Handler).
+    shutil.copy(TARGET / "libmisbehaving.so", fns / "misbehaving.so")
+    server = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(fns)]).start()
+    try:
+        log_file = tmp_path / "server.log"
+        deadline = time.time() + 15
+        while "misbehaving" not in log_file.read_text():
+            assert time.time() < deadline, log_file.read_text()
+            time.sleep(0.1)
+        assert call(server, "POST", f"{BASE}/misbehaving/invocations", b"{}")[0] == 404
+        urn = create(server, "logged")
+        assert urn
+    finally:
+        server.stop()
+    log = log_file.read_text()
+    assert "no access keys configured" in log, log
+    assert "nothing serves misbehaving" in log and "previous code keeps serving" not in log, log
+    assert "created function logged: generation" in log, log
+
+
 def test_a_spinning_handler_is_answered_with_timeout_and_the_server_keeps_serving(open_server):
     import time
     status, _, body = call(open_server, "POST", BASE, {

@@ -451,14 +451,29 @@ fn watch_functions_dir(
     });
     let code_dir = dir.clone();
     let deploys = WatchedDeploys(Arc::clone(&state.management));
+    let management = Arc::clone(&state.management);
     let watcher = state
         .runtime
         .watch_with(&dir, options, deploys, move |event| match event {
-            WatchEvent::Deployed { function, .. } => {
-                log::info!(target: "fnhost::server", "deployed {function} from {}", code_dir.display());
+            WatchEvent::Deployed {
+                function,
+                generation,
+                changed,
+                duration,
+                ..
+            } => {
+                if changed {
+                    log::info!(target: "fnhost::server", "deployed {function} from {}: generation {generation} in {:.1} ms", code_dir.display(), duration.as_secs_f64() * 1000.0);
+                } else {
+                    log::info!(target: "fnhost::server", "{function}: unchanged, generation {generation} keeps serving");
+                }
             }
             WatchEvent::Failed { function, error } => {
-                log::error!(target: "fnhost::server", "{function}: {error}; the previous code keeps serving")
+                if management.has_function(&function) {
+                    log::error!(target: "fnhost::server", "{function}: {error}; the previous code keeps serving")
+                } else {
+                    log::error!(target: "fnhost::server", "{function}: {error}; nothing serves {function}")
+                }
             }
             WatchEvent::Incomplete { function, reason } => {
                 log::info!(target: "fnhost::server", "{function}: waiting for a complete library ({reason})")

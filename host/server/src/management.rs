@@ -309,7 +309,17 @@ impl Changing {
         }
         let config = m.config_of(&record)?;
         match (m.runtime.registry().deploy(config), replaced) {
-            (Ok(_), _) => {
+            (Ok(d), _) => {
+                let what = if change == Change::Create { "created" } else { "updated" };
+                if d.changed {
+                    log::info!(
+                        target: "fnhost::server",
+                        "{what} function {}: generation {} in {:.1} ms",
+                        record.func_name,
+                        d.generation.id(),
+                        d.duration.as_secs_f64() * 1000.0
+                    );
+                }
                 record.serving = None;
                 record.last_update_status = SUCCESSFUL.to_owned();
                 record.last_update_status_reason.clear();
@@ -329,6 +339,7 @@ impl Changing {
                 record.last_update_status_reason = reason;
             }
             (Err(e), _) => {
+                log::warn!(target: "fnhost::server", "{}: the deploy failed and changed nothing: {e}", record.func_name);
                 m.collect_garbage();
                 return Err(e.into());
             }
