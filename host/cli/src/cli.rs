@@ -37,8 +37,12 @@ enum Command {
     /// Build and check the project, then write its FunctionGraph code package
     /// (a zip with the library at its root); prints the zip's path last.
     Package(crate::author::PackageArgs),
+    /// Build, check and package the project, then create the function on a
+    /// server or update its code, configuration and triggers; prints the URN.
+    Deploy(crate::author::DeployArgs),
     /// Invoke a handler once and print its return, execution summary and log.
-    /// Without an ENTRY, the function of ./fnhost.toml with its built library.
+    /// Without an ENTRY, the function of ./fnhost.toml with its built library;
+    /// with --url, the deployed function NAME[:QUALIFIER] on that server.
     Invoke(InvokeArgs),
     /// Show a plugin's ABI version, name, handlers and initializers.
     Inspect(InspectArgs),
@@ -227,6 +231,16 @@ struct InvokeArgs {
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Invoke the deployed function ENTRY (NAME[:QUALIFIER], or its URN) on
+    /// this server instead (keys as for `fnhost deploy`).
+    #[arg(long, value_name = "URL", requires = "entry")]
+    url: Option<String>,
+    /// With --url: the project id (default $FNHOST_PROJECT_ID, else local).
+    #[arg(long, value_name = "ID", requires = "url")]
+    project: Option<String>,
+    /// With --url: a JSON file with "access_key" and "secret_key".
+    #[arg(long, value_name = "FILE", requires = "url")]
+    keys: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +282,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Command::New(a) => crate::author::new(a),
         Command::Build(a) => crate::author::build(a),
         Command::Package(a) => crate::author::package(a),
+        Command::Deploy(a) => crate::author::deploy(a),
         Command::Invoke(a) => invoke(a),
         Command::Inspect(a) => inspect(a),
         Command::Event(a) => event(a),
@@ -337,8 +352,88 @@ fn invoke_config(a: &InvokeArgs) -> anyhow::Result<FunctionConfig> {
     Ok(config)
 }
 
+/// `invoke --url`: the deployed function, through the server's API, with
+/// the same three-part output (or `--json` object) as a local call.
+fn invoke_remote(a: &InvokeArgs, url: &str, payload: Vec<u8>) -> anyhow::Result<i32> {
+    use base64::Engine as _;
+    let remote = crate::author::remote(Some(url.to_owned()), a.project.clone(), a.keys.as_deref())?;
+    let target = a.entry.clone().unwrap_or_default();
+    let path = format!(
+        "/v2/{}/fgs/functions/{}/invocations",
+        fnhost_server::auth::encode(remote.project.as_bytes()),
+        fnhost_server::auth::encode(target.as_bytes())
+    );
+    let mut headers = fnhost_server::client::HeaderMap::new();
+    headers.insert("x-cff-log-type", "tail".parse()?);
+    headers.insert("content-type", "application/json".parse()?);
+    let answer = remote
+        .client
+        .send(hyper_method_post(), &path, "", headers, payload)?;
+    let header = |name: &str| {
+        answer
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    if answer.status != 200 {
+        bail!(
+            "the server answered {} for {target}: {}",
+            answer.status,
+            answer.error_message()
+        );
+    }
+    let failed = header("x-is-func-err") == "true";
+    let summary: serde_json::Value =
+        serde_json::from_str(&header("x-cff-invoke-summary")).unwrap_or_default();
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(header("x-cff-function-log"))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let request_id = header("x-cff-request-id");
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let mut report = serde_json::json!({
+            "request_id": request_id, "summary": summary, "log": log,
+        });
+        if failed {
+            report["error"] = answer.json();
+        } else {
+            report["result"] = String::from_utf8_lossy(&answer.body).into_owned().into();
+        }
+        writeln!(out, "{report}")?;
+    } else {
+        write!(
+            out,
+            "{}",
+            three_part(&printable_body(&answer.body), &request_id, &summary, &log)
+        )?;
+    }
+    out.flush()?;
+    Ok(if failed { EXIT_FUNCTION_FAILED } else { 0 })
+}
+
+fn hyper_method_post() -> fnhost_server::client::Method {
+    fnhost_server::client::Method::POST
+}
+
+/// The three-part report of a call answered by a server.
+fn three_part(body: &str, request_id: &str, summary: &serde_json::Value, log: &str) -> String {
+    format!(
+        "Function Return:\n{body}\n\nExecution Summary:\nRequest ID:         {request_id}\nMemory Configured:  {} MB\nExecution Duration: {:.3} ms\nMemory Used:        {:.3} MB\nBilled Duration:    {} ms\n\nLog Output:\n{log}",
+        summary["memorySize"],
+        summary["duration"].as_f64().unwrap_or(0.0),
+        summary["memoryUsed"].as_f64().unwrap_or(0.0),
+        summary["billingDuration"]
+    )
+}
+
 fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
     let payload = read_payload(&a)?;
+    if let Some(url) = &a.url {
+        return invoke_remote(&a, url, payload);
+    }
     let mut config = invoke_config(&a)?;
     if let Some(init) = &a.init {
         config = config.initializer(init.clone());

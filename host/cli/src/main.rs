@@ -81,7 +81,8 @@ fn main() {
     // and exits here.
     fnhost::worker::main_if_worker();
     env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,fnhost::server=info,fnhost::function=off"),
+        env_logger::Env::default()
+            .default_filter_or("warn,fnhost::server=info,fnhost::function=off"),
     )
     .format_timestamp_millis()
     .init();

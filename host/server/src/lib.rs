@@ -14,6 +14,7 @@
 
 pub mod apig;
 pub mod auth;
+pub mod client;
 mod connections;
 pub mod error;
 mod front;

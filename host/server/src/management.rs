@@ -310,7 +310,11 @@ impl Changing {
         let config = m.config_of(&record)?;
         match (m.runtime.registry().deploy(config), replaced) {
             (Ok(d), _) => {
-                let what = if change == Change::Create { "created" } else { "updated" };
+                let what = if change == Change::Create {
+                    "created"
+                } else {
+                    "updated"
+                };
                 if d.changed {
                     log::info!(
                         target: "fnhost::server",
