@@ -266,3 +266,109 @@ fn manifest_mistakes_name_the_file_line_and_key() {
     let message = text(&fnhost_in(&empty, &["build"], b""));
     assert!(message.contains("has no fnhost.toml"), "{message}");
 }
+
+/// Reads lines until one contains `want` (within 30 s), appending them to
+/// `seen`; whether it came.
+fn read_until(lines: &std::sync::mpsc::Receiver<String>, want: &str, seen: &mut String) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(want) {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// `fnhost watch ARGS` in `dir`, with its stdout lines on a channel.
+fn watch_in(dir: &Path, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(fnhost_bin())
+        .arg("watch")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+#[test]
+fn watch_build_rebuilds_on_a_source_change_and_swaps_it_in() {
+    let dir = project_dir("watch-build");
+    let out = fnhost_in(
+        dir.parent().unwrap(),
+        &[
+            "new",
+            "watched",
+            "--lang",
+            "c",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (mut child, lines) = watch_in(&dir, &["--build", "--invoke", "watched.Handler"]);
+    let mut seen = String::new();
+    let first = read_until(&lines, "deployed watched: generation", &mut seen)
+        && read_until(&lines, "hello from C", &mut seen);
+    if first {
+        let source = dir.join("watched.c");
+        let edited = std::fs::read_to_string(&source)
+            .unwrap()
+            .replace("from C", "from a rebuild");
+        std::fs::write(&source, edited).unwrap();
+    }
+    let rebuilt = first
+        && read_until(&lines, "building watched", &mut seen)
+        && read_until(&lines, "hello from a rebuild", &mut seen);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(rebuilt, "{seen}");
+    // One readable line per deploy, with the generation and its time.
+    assert!(
+        seen.lines()
+            .any(|l| l.starts_with("deployed watched: generation 2 in ") && l.ends_with(" ms")),
+        "{seen}"
+    );
+}
+
+#[test]
+fn watch_warns_when_the_initializer_names_nothing_in_the_library() {
+    let dir = scratch("watch-init");
+    std::fs::copy(
+        fnhost_e2e::plugin_dir().join("libecho.so"),
+        dir.join("echo.so"),
+    )
+    .unwrap();
+    let (mut child, lines) = watch_in(&dir, &[dir.to_str().unwrap(), "--init", "echo.Init"]);
+    let mut seen = String::new();
+    let warned = read_until(
+        &lines,
+        "warning echo: initializer `Init` is not in the library",
+        &mut seen,
+    ) && read_until(&lines, "deployed echo: generation", &mut seen);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "{seen}");
+}

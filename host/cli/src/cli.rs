@@ -144,8 +144,24 @@ fn default_data_dir() -> PathBuf {
 
 #[derive(Debug, Args)]
 struct WatchArgs {
-    /// The directory to watch (e.g. target/debug).
+    /// The directory to watch (e.g. target/debug). Without it: the project
+    /// of fnhost.toml (--dir), watching its build output.
+    code_dir: Option<PathBuf>,
+    /// The project (without a directory to watch; default: the current one).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".",
+        conflicts_with = "code_dir"
+    )]
     dir: PathBuf,
+    /// Build the project (cargo or make) whenever its sources change; each
+    /// successful build is then swapped in.
+    #[arg(long, conflicts_with = "code_dir")]
+    build: bool,
+    /// With --build: build without --release (cargo).
+    #[arg(long, requires = "build")]
+    debug: bool,
     /// After each successful deploy of NAME, invoke this entry NAME.HANDLER
     /// (which also sets NAME's handler).
     #[arg(long, value_name = "ENTRY")]
@@ -156,18 +172,19 @@ struct WatchArgs {
     /// The handler every function gets unless --invoke names another.
     #[arg(long, value_name = "NAME", default_value = "Handler")]
     handler: String,
-    /// Initializer name, used for every library that has it (e.g. Init).
-    #[arg(long, value_name = "NAME")]
+    /// The initializer: NAME.INIT for library NAME's, or a bare INIT for
+    /// every library that has it (a warning for one that does not).
+    #[arg(long, value_name = "ENTRY")]
     init: Option<String>,
     /// User data (environment) entry, repeatable.
     #[arg(long = "user-data", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     user_data: Vec<(String, String)>,
-    /// Timeout in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
-    timeout: f64,
-    /// Memory size in MB.
-    #[arg(long, value_name = "MB", default_value_t = 128)]
-    memory: u32,
+    /// Timeout in seconds (default 3, or the manifest's).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+    /// Memory size in MB (default 128, or the manifest's).
+    #[arg(long, value_name = "MB")]
+    memory: Option<u32>,
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -436,7 +453,14 @@ fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
     }
     let mut config = invoke_config(&a)?;
     if let Some(init) = &a.init {
-        config = config.initializer(init.clone());
+        // A bare INIT is the handler library's, as in fnhost.toml and watch.
+        let init = if init.contains('.') {
+            init.clone()
+        } else {
+            let library = config.entry.rsplit_once('.').map_or("", |(l, _)| l);
+            format!("{library}.{init}")
+        };
+        config = config.initializer(init);
     }
     if let Some(t) = a.init_timeout {
         config = config.initializer_timeout(seconds(t, "--init-timeout")?);
@@ -588,9 +612,6 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
 fn watch(a: WatchArgs) -> anyhow::Result<i32> {
     use fnhost::watch::{WatchEvent, WatchOptions};
 
-    if !a.dir.is_dir() {
-        bail!("{} is not a directory", a.dir.display());
-    }
     let payload = match &a.data {
         Some(data) => {
             serde_json::from_str::<serde_json::Value>(data).context("--data is not valid JSON")?;
@@ -600,9 +621,64 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
     };
     let mut options = WatchOptions {
         handler: a.handler.clone(),
-        initializer: a.init.clone(),
         ..WatchOptions::default()
     };
+    // The project, when watching one: its manifest configures the function.
+    let project = match &a.code_dir {
+        Some(_) => None,
+        None => Some(fnhost_author::project::Project::open(&a.dir)?),
+    };
+    if let Some(project) = project.as_ref().filter(|_| a.build) {
+        eprintln!("building {}", project.dir.display());
+        if let Err(e) = project.build(a.debug) {
+            println!("build failed: {e}");
+        }
+    }
+    let dir = match (&a.code_dir, &project) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(project)) => project.code_dir(),
+        (None, None) => bail!("give a directory to watch, or run this in a project"),
+    };
+    if project.is_some() {
+        // The build output may not exist before the first build.
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let mut template = match &project {
+        Some(project) => {
+            let m = &project.manifest;
+            let symbol = m.handler.rsplit('.').next().unwrap_or("Handler").to_owned();
+            options.handlers.insert(m.library().to_owned(), symbol);
+            if let Some(init) = m.initializer_entry() {
+                let init = fnhost::Entry::parse(&init)?;
+                options.initializers.insert(init.library, init.symbol);
+            }
+            m.function_config(&dir)
+        }
+        None => FunctionConfig::new("watch.Handler", &dir),
+    };
+    if let Some(init) = &a.init {
+        if init.contains('.') {
+            let init = fnhost::Entry::parse(init)?;
+            options.initializers.insert(init.library, init.symbol);
+        } else {
+            options.initializer = Some(init.clone());
+        }
+    }
+    if let Some(t) = a.timeout {
+        template = template.timeout(seconds(t, "--timeout")?);
+    }
+    if let Some(m) = a.memory {
+        template = template.memory_mb(m);
+    }
+    template
+        .user_data
+        .extend(a.user_data.iter().cloned().collect::<BTreeMap<_, _>>());
+    template.validate()?;
+    options.template = template;
     let target = match &a.invoke {
         Some(entry) => {
             let parsed = fnhost::Entry::parse(entry)?;
@@ -613,28 +689,21 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let mut template = FunctionConfig::new("watch.Handler", &a.dir)
-        .timeout(seconds(a.timeout, "--timeout")?)
-        .memory_mb(a.memory);
-    template.user_data = a.user_data.iter().cloned().collect();
-    template.validate()?;
-    options.template = template;
     let runtime = runtime(a.cache_dir.clone())?;
     let invoker = runtime.clone();
-    println!("watching {} (Ctrl-C to stop)", a.dir.display());
-    let _watcher = runtime.watch(&a.dir, options, move |event| {
+    println!("watching {} (Ctrl-C to stop)", dir.display());
+    let _watcher = runtime.watch(&dir, options, move |event| {
         match &event {
             WatchEvent::Deployed {
                 function,
                 generation,
-                digest,
                 changed,
                 duration,
+                ..
             } => {
                 if *changed {
                     println!(
-                        "deployed {function}: generation {generation}, code {}, in {:.3} ms",
-                        &digest[..12],
+                        "deployed {function}: generation {generation} in {:.1} ms",
                         duration.as_secs_f64() * 1000.0
                     );
                 } else {
@@ -650,19 +719,93 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
             WatchEvent::Removed { function } => {
                 println!("removed {function}: its last generation keeps serving")
             }
+            WatchEvent::Warning { function, warning } => println!("warning {function}: {warning}"),
         }
         if let (WatchEvent::Deployed { function, .. }, Some(target)) = (&event, &target) {
             if *function == target.library {
                 match invoker.registry().invoke(function, &payload) {
-                    Ok(result) => println!("invoked {target}: {}", json_report(&result, "")),
-                    Err(e) => println!("invoked {target}: error: {e}"),
+                    Ok(result) => println!("invoked {target}: {}", one_line(&result)),
+                    Err(e) => println!("invoked {target}: refused: {e}"),
                 }
             }
         }
         let _ = std::io::stdout().flush();
     })?;
+    match project.filter(|_| a.build) {
+        Some(project) => rebuild_on_change(&project, &dir, a.debug),
+        None => loop {
+            std::thread::park();
+        },
+    }
+}
+
+/// A call's result on one readable line: the body (or the error) and the time.
+fn one_line(result: &InvokeResult) -> String {
+    let ms = result.summary.duration_ms;
+    match &result.outcome {
+        Outcome::Success(body) => {
+            format!(
+                "ok in {ms:.3} ms: {}",
+                printable_body(&body.bytes).trim_end()
+            )
+        }
+        Outcome::Failure(e) => format!("{} in {ms:.3} ms: {}", e.error_type, e.message),
+    }
+}
+
+/// Runs the project's build whenever a source file changes (anything in the
+/// project but its build output, `target/`, hidden files and built objects),
+/// until interrupted; the watcher swaps in what each successful build writes.
+fn rebuild_on_change(
+    project: &fnhost_author::project::Project,
+    output: &std::path::Path,
+    debug: bool,
+) -> anyhow::Result<i32> {
+    use notify::Watcher as _;
+    let root = std::fs::canonicalize(&project.dir)?;
+    let output = std::fs::canonicalize(output).unwrap_or_else(|_| output.to_owned());
+    let ignored = |path: &std::path::Path| {
+        let Ok(rel) = path.strip_prefix(&root) else {
+            return true;
+        };
+        (output != root && path.starts_with(&output))
+            || rel.starts_with("target")
+            || rel
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+            || path.extension().is_some_and(|e| e == "so" || e == "o")
+    };
+    let (changed, changes) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !matches!(event.kind, notify::EventKind::Access(_)) {
+                for path in event.paths {
+                    let _ = changed.send(path);
+                }
+            }
+        }
+    })?;
+    watcher.watch(&root, notify::RecursiveMode::Recursive)?;
+    let debounce = Duration::from_millis(300);
     loop {
-        std::thread::park();
+        let Ok(first) = changes.recv() else {
+            return Ok(0);
+        };
+        let mut relevant = !ignored(&first);
+        // Quiet for the debounce period: one build for a burst of saves.
+        while let Ok(path) = changes.recv_timeout(debounce) {
+            relevant |= !ignored(&path);
+        }
+        if !relevant {
+            continue;
+        }
+        println!("building {}", project.manifest.name);
+        let _ = std::io::stdout().flush();
+        match project.build(debug) {
+            Ok(library) => println!("built {}", library.display()),
+            Err(e) => println!("build failed: {e}"),
+        }
+        let _ = std::io::stdout().flush();
     }
 }
 

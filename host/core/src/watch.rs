@@ -72,8 +72,13 @@ pub struct WatchOptions {
     pub handler: String,
     /// Per-function handler overrides, by function name.
     pub handlers: BTreeMap<String, String>,
-    /// Initializer name applied to every function that has it (e.g. `Init`).
+    /// Initializer name applied to every function that has it (e.g. `Init`);
+    /// a library without it is deployed without one, with a
+    /// [`WatchEvent::Warning`].
     pub initializer: Option<String>,
+    /// Per-function initializer overrides, by function name (e.g. `orders`
+    /// → `Init` for `--init orders.Init`).
+    pub initializers: BTreeMap<String, String>,
     /// The configuration every function gets (entry and code directory are
     /// set by the watcher).
     pub template: FunctionConfig,
@@ -90,6 +95,7 @@ impl Default for WatchOptions {
             handler: "Handler".into(),
             handlers: BTreeMap::new(),
             initializer: None,
+            initializers: BTreeMap::new(),
             template: FunctionConfig::new("watch.Handler", "."),
             debounce: Duration::from_millis(200),
             sidecar: None,
@@ -150,6 +156,14 @@ pub enum WatchEvent {
     Removed {
         /// Function name.
         function: String,
+    },
+    /// Something about the deploy that follows is probably not what was
+    /// meant (an initializer the library does not have).
+    Warning {
+        /// Function name.
+        function: String,
+        /// What.
+        warning: String,
     },
 }
 
@@ -288,7 +302,9 @@ fn run(
             .collect();
         for name in ready {
             pending.remove(&name);
-            on_event(deploy_one(&runtime, &mut deploy, &dir, &options, &name));
+            for event in deploy_one(&runtime, &mut deploy, &dir, &options, &name) {
+                on_event(event);
+            }
         }
         let wait = pending
             .values()
@@ -317,7 +333,7 @@ fn deploy_one(
     dir: &Path,
     options: &WatchOptions,
     name: &str,
-) -> WatchEvent {
+) -> Vec<WatchEvent> {
     let function = name.to_owned();
     let path = [
         dir.join(format!("{name}.so")),
@@ -326,22 +342,22 @@ fn deploy_one(
     .into_iter()
     .find(|p| p.is_file());
     let Some(path) = path else {
-        return WatchEvent::Removed { function };
+        return vec![WatchEvent::Removed { function }];
     };
     match crate::loader::read_library(&path) {
         Ok(bytes) => {
             if let Err(e) = elf::check_shared_object(&bytes) {
-                return WatchEvent::Incomplete {
+                return vec![WatchEvent::Incomplete {
                     function,
                     reason: e.to_string(),
-                };
+                }];
             }
         }
         Err(e) => {
-            return WatchEvent::Incomplete {
+            return vec![WatchEvent::Incomplete {
                 function,
                 reason: e.to_string(),
-            }
+            }]
         }
     }
     let handler = options.handlers.get(name).unwrap_or(&options.handler);
@@ -353,24 +369,41 @@ fn deploy_one(
     if let Some(sidecar) = &options.sidecar {
         let file = dir.join(format!("{name}.{}", sidecar.extension));
         if file.is_file() {
-            return match (sidecar.apply)(name, &file, config) {
+            return vec![match (sidecar.apply)(name, &file, config) {
                 Ok(config) => deployed(deploy, function, config),
                 Err(error) => WatchEvent::Failed { function, error },
-            };
+            }];
         }
     }
-    if let Some(init) = &options.initializer {
+    let mut events = Vec::new();
+    if let Some(init) = options
+        .initializers
+        .get(name)
+        .or(options.initializer.as_ref())
+    {
         // Read by a pre-flight worker: nothing of the library is mapped
         // here just to look (and in process isolation, never).
-        let has_init = runtime
-            .inspect_library(&path)
-            .map(|report| report.initializers.iter().any(|i| i == init))
-            .unwrap_or(false);
-        if has_init {
-            config.initializer = Some(format!("{name}.{init}"));
+        match runtime.inspect_library(&path) {
+            Ok(report) if report.initializers.iter().any(|i| i == init) => {
+                config.initializer = Some(format!("{name}.{init}"));
+            }
+            Ok(report) => events.push(WatchEvent::Warning {
+                function: function.clone(),
+                warning: format!(
+                    "initializer `{init}` is not in the library (it has: {}); deployed without one",
+                    if report.initializers.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        report.initializers.join(", ")
+                    }
+                ),
+            }),
+            // The deploy itself reports why the library does not load.
+            Err(_) => {}
         }
     }
-    deployed(deploy, function, config)
+    events.push(deployed(deploy, function, config));
+    events
 }
 
 /// Deploys `config` and tells what happened.

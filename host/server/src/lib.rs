@@ -482,6 +482,10 @@ fn watch_functions_dir(
             WatchEvent::Removed { function } => {
                 log::info!(target: "fnhost::server", "{function}: library removed; it keeps serving")
             }
+            // `Init` is tried on every library: most have none.
+            WatchEvent::Warning { function, warning } => {
+                log::debug!(target: "fnhost::server", "{function}: {warning}")
+            }
         })
         .map_err(|e| ServeError::Config(format!("cannot watch {}: {e}", dir.display())))?;
     Ok(watcher)

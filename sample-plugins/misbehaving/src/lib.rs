@@ -184,7 +184,6 @@ fnhost_api::export_plugin! {
     handlers: {
         "Error" => error,
         "CustomError" => custom_error,
-        "OwnError" => own_error,
         "Panic" => panic,
         "Spin" => spin,
         "Sleep" => sleep,
@@ -198,6 +197,7 @@ fnhost_api::export_plugin! {
         "Exit" => exit,
         "Print" => print,
         "PrintPartial" => print_partial,
+        "OwnError" => own_error,
     },
     initializers: {
         "InitFail" => init_fail,
