@@ -145,15 +145,18 @@ def test_a_sidecar_manifest_configures_a_directory_function_and_redeploys_on_cha
     fns.mkdir()
     shutil.copy(TARGET / "libtestplugin.so", fns / "testplugin.so")
 
-    def sidecar(name_value, memory):
+    def sidecar(name_value, memory, trigger=False):
         text = (
             'name = "testplugin"\nhandler = "testplugin.Handler"\ninitializer = "Init"\n'
             f'memory_mb = {memory}\ntimeout_s = 7\n[user_data]\nNAME = "{name_value}"\n'
         )
+        if trigger:
+            text += '[[triggers]]\ntype = "APIG"\npath = "/tp"\nmethod = "POST"\n'
+
         (fns / "testplugin.toml.partial").write_text(text)
         (fns / "testplugin.toml.partial").rename(fns / "testplugin.toml")
 
-    sidecar("from the sidecar", 256)
+    sidecar("from the sidecar", 256, trigger=True)
     server = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(fns)]).start()
     try:
         def answer():
@@ -167,12 +170,20 @@ def test_a_sidecar_manifest_configures_a_directory_function_and_redeploys_on_cha
         assert (a["user_data"], a["memory_size_mb"], a["init_calls"]) == ("from the sidecar", 256, 1), a
         config = json.loads(call(server, "GET", f"{BASE}/testplugin/config")[2])
         assert (config["memory_size"], config["timeout"]) == (256, 7), config
-        # A change to the sidecar alone redeploys the function.
+        # Its trigger: listed, and the gateway routes its path to it.
+        triggers_path = "/v2/proj1/fgs/triggers/" + config["func_urn"]
+        listed = json.loads(call(server, "GET", triggers_path)[2])
+        assert [(t["trigger_type_code"], t["event_data"]["path"]) for t in listed] == [("APIG", "/tp")], listed
+        assert call(server, "POST", "/tp", b"{}")[0] == 200
+        # A change to the sidecar alone redeploys the function (and drops
+        # the trigger it no longer declares).
         sidecar("changed", 512)
         while (a := answer())["user_data"] != "changed":
             assert time.time() < deadline + 15, a
             time.sleep(0.1)
         assert a["memory_size_mb"] == 512, a
+        assert json.loads(call(server, "GET", triggers_path)[2]) == []
+        assert call(server, "POST", "/tp", b"{}")[0] == 404
         # A broken sidecar fails that deploy; what serves keeps serving.
         (fns / "testplugin.toml").write_text('name = "testplugin"\nhandler = "testplugin.Handler"\nmemory = 1\n')
         time.sleep(1.5)

@@ -451,7 +451,10 @@ fn watch_functions_dir(
         apply: Arc::new(management::apply_sidecar),
     });
     let code_dir = dir.clone();
-    let deploys = WatchedDeploys(Arc::clone(&state.management));
+    let deploys = WatchedDeploys {
+        state: Arc::clone(state),
+        executor: tokio::runtime::Handle::current(),
+    };
     let management = Arc::clone(&state.management);
     let watcher = state
         .runtime

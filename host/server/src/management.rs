@@ -561,9 +561,6 @@ pub(crate) fn apply_sidecar(
             manifest.handler
         ));
     }
-    if !manifest.triggers.is_empty() {
-        log::warn!(target: "fnhost::server", "{}: triggers of directory functions are not applied yet; create them through the API", file.display());
-    }
     let mut config = manifest.function_config(watched.code_dir.clone());
     if manifest.isolation.is_none() {
         config.isolation = watched.isolation;
@@ -572,12 +569,35 @@ pub(crate) fn apply_sidecar(
 }
 
 /// The watcher's deploys go through the management service: each takes the
-/// lock for its deploy and record.
-pub(crate) struct WatchedDeploys(pub(crate) Arc<Management>);
+/// lock for its deploy, its record and its sidecar's triggers.
+pub(crate) struct WatchedDeploys {
+    pub(crate) state: crate::Shared,
+    /// The server's executor: trigger timers are its tasks.
+    pub(crate) executor: tokio::runtime::Handle,
+}
 
 impl fnhost::watch::Deploy for WatchedDeploys {
     fn deploy(&mut self, config: FunctionConfig) -> Result<Deployment, DeployError> {
-        self.0.begin_blocking().deploy_watched(config)
+        let changing = self.state.management.begin_blocking();
+        let name = config.function_name().to_owned();
+        let sidecar = config.code_dir.join(format!("{name}.toml"));
+        let deployment = changing.deploy_watched(config)?;
+        let wanted = if sidecar.is_file() {
+            fnhost_manifest::Manifest::read(&sidecar).map(|m| m.triggers)
+        } else {
+            Ok(Vec::new())
+        };
+        match wanted {
+            Ok(wanted) => {
+                let _inside = self.executor.enter();
+                if let Err(e) = crate::triggers::sync_directory(&self.state, &name, &wanted) {
+                    log::error!(target: "fnhost::server", "{name}: the triggers of {} were not applied: {e}", sidecar.display());
+                }
+            }
+            Err(e) => log::error!(target: "fnhost::server", "{name}: triggers not applied: {e}"),
+        }
+        drop(changing);
+        Ok(deployment)
     }
 }
 
