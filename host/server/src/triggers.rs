@@ -486,6 +486,88 @@ impl FromStr for Schedule {
     }
 }
 
+/// The id prefix of triggers a functions-directory sidecar declares.
+const DIRECTORY: &str = "dir-";
+
+/// Makes directory function `function`'s sidecar triggers (`wanted`, from
+/// its `NAME.toml`) the ones it has: creates, replaces and deletes its
+/// `dir-` triggers in the store, restarts their timers and reloads the APIG
+/// routes. Triggers created through the API are left alone. Must run inside
+/// the server's executor (timers are its tasks), under the management lock.
+pub(crate) fn sync_directory(
+    state: &Shared,
+    function: &str,
+    wanted: &[fnhost_manifest::Trigger],
+) -> Result<(), String> {
+    let store = state.management.store();
+    let now = now_rfc3339();
+    let mut records = Vec::new();
+    for (i, trigger) in wanted.iter().enumerate() {
+        let trigger_id = format!("{DIRECTORY}{function}-{i}");
+        let (kind, event_data) = match trigger {
+            fnhost_manifest::Trigger::Apig { path, method } => {
+                let data = json!({"path": path, "req_method": method});
+                check_apig(&data).map_err(|e| format!("trigger {i}: {}", e.message))?;
+                ("APIG", data)
+            }
+            fnhost_manifest::Trigger::Timer {
+                schedule,
+                user_event,
+            } => {
+                let (kind, rest) = fnhost_manifest::split_schedule(schedule)
+                    .ok_or_else(|| format!("trigger {i}: `{schedule}` is not a schedule"))?;
+                parse_schedule(kind, rest, state.min_timer_rate)
+                    .map_err(|e| format!("trigger {i}: {e}"))?;
+                let data = json!({
+                    "name": trigger_id,
+                    "schedule_type": kind,
+                    "schedule": rest,
+                    "user_event": user_event.clone().unwrap_or_default(),
+                });
+                ("TIMER", data)
+            }
+        };
+        records.push(TriggerRecord {
+            trigger_id,
+            function: function.to_owned(),
+            trigger_type_code: kind.to_owned(),
+            trigger_status: "ACTIVE".to_owned(),
+            event_data,
+            created_time: now.clone(),
+            last_updated_time: now.clone(),
+        });
+    }
+    let existing: Vec<TriggerRecord> = store.triggers(Some(function)).map_err(|e| e.to_string())?;
+    for old in existing
+        .iter()
+        .filter(|t| t.trigger_id.starts_with(DIRECTORY))
+    {
+        if !records.iter().any(|r| r.trigger_id == old.trigger_id) {
+            state.timers.stop(&old.trigger_id);
+            store
+                .delete_trigger(&old.trigger_id)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    for record in &records {
+        let same = existing
+            .iter()
+            .find(|t| t.trigger_id == record.trigger_id)
+            .is_some_and(|t| {
+                t.event_data == record.event_data && t.trigger_type_code == record.trigger_type_code
+            });
+        if same {
+            continue;
+        }
+        store
+            .put_trigger(&record.trigger_id, &record.function, record)
+            .map_err(|e| e.to_string())?;
+        start_timer(state, record)?;
+    }
+    state.apig_routes.reload(state);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,86 +670,4 @@ mod tests {
         assert!(check_apig(&json!({"path": "/shop", "req_method": "get"})).is_ok());
         assert!(check_apig(&json!({"path": "/shop", "req_method": "BREW"})).is_err());
     }
-}
-
-/// The id prefix of triggers a functions-directory sidecar declares.
-const DIRECTORY: &str = "dir-";
-
-/// Makes directory function `function`'s sidecar triggers (`wanted`, from
-/// its `NAME.toml`) the ones it has: creates, replaces and deletes its
-/// `dir-` triggers in the store, restarts their timers and reloads the APIG
-/// routes. Triggers created through the API are left alone. Must run inside
-/// the server's executor (timers are its tasks), under the management lock.
-pub(crate) fn sync_directory(
-    state: &Shared,
-    function: &str,
-    wanted: &[fnhost_manifest::Trigger],
-) -> Result<(), String> {
-    let store = state.management.store();
-    let now = now_rfc3339();
-    let mut records = Vec::new();
-    for (i, trigger) in wanted.iter().enumerate() {
-        let trigger_id = format!("{DIRECTORY}{function}-{i}");
-        let (kind, event_data) = match trigger {
-            fnhost_manifest::Trigger::Apig { path, method } => {
-                let data = json!({"path": path, "req_method": method});
-                check_apig(&data).map_err(|e| format!("trigger {i}: {}", e.message))?;
-                ("APIG", data)
-            }
-            fnhost_manifest::Trigger::Timer {
-                schedule,
-                user_event,
-            } => {
-                let (kind, rest) = fnhost_manifest::split_schedule(schedule)
-                    .ok_or_else(|| format!("trigger {i}: `{schedule}` is not a schedule"))?;
-                parse_schedule(kind, rest, state.min_timer_rate)
-                    .map_err(|e| format!("trigger {i}: {e}"))?;
-                let data = json!({
-                    "name": trigger_id,
-                    "schedule_type": kind,
-                    "schedule": rest,
-                    "user_event": user_event.clone().unwrap_or_default(),
-                });
-                ("TIMER", data)
-            }
-        };
-        records.push(TriggerRecord {
-            trigger_id,
-            function: function.to_owned(),
-            trigger_type_code: kind.to_owned(),
-            trigger_status: "ACTIVE".to_owned(),
-            event_data,
-            created_time: now.clone(),
-            last_updated_time: now.clone(),
-        });
-    }
-    let existing: Vec<TriggerRecord> = store.triggers(Some(function)).map_err(|e| e.to_string())?;
-    for old in existing
-        .iter()
-        .filter(|t| t.trigger_id.starts_with(DIRECTORY))
-    {
-        if !records.iter().any(|r| r.trigger_id == old.trigger_id) {
-            state.timers.stop(&old.trigger_id);
-            store
-                .delete_trigger(&old.trigger_id)
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    for record in &records {
-        let same = existing
-            .iter()
-            .find(|t| t.trigger_id == record.trigger_id)
-            .is_some_and(|t| {
-                t.event_data == record.event_data && t.trigger_type_code == record.trigger_type_code
-            });
-        if same {
-            continue;
-        }
-        store
-            .put_trigger(&record.trigger_id, &record.function, record)
-            .map_err(|e| e.to_string())?;
-        start_timer(state, record)?;
-    }
-    state.apig_routes.reload(state);
-    Ok(())
 }
