@@ -58,7 +58,7 @@ impl Class {
 /// The class of a request, from its method and path.
 pub(crate) fn classify(method: &Method, path: &str) -> Class {
     match path {
-        "/healthz" | "/readyz" => return Class::Probe,
+        "/healthz" | "/readyz" | "/openapi.json" => return Class::Probe,
         "/metrics" => return Class::Metrics,
         _ => {}
     }

@@ -223,6 +223,7 @@ fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi))
         .route("/apig/{function}", axum::routing::any(apig::route))
         .route("/apig/{function}/", axum::routing::any(apig::route))
         .route("/apig/{function}/{*path}", axum::routing::any(apig::route))
@@ -235,6 +236,18 @@ fn router(state: Shared) -> Router {
     app.layer(middleware::from_fn_with_state(Arc::clone(&state), admit))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// The API's OpenAPI 3 description (`host/server/api/openapi.json`).
+pub const OPENAPI: &str = include_str!("../api/openapi.json");
+
+/// `GET /openapi.json`.
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 /// Runs a routed request through the [`gate`], and hands it on with its
@@ -509,5 +522,74 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    use std::collections::BTreeSet;
+
+    /// `(METHOD, path)` of every `.route(...)` in this file's router, with
+    /// axum's `{*rest}` written as OpenAPI's `{rest}` and `any` as the
+    /// methods the document lists for the gateway.
+    fn routed() -> BTreeSet<(String, String)> {
+        let source = include_str!("lib.rs");
+        let router = &source[source.find("fn router(").unwrap()..];
+        let router = &router[..router.find("\n}\n").unwrap()];
+        let mut out = BTreeSet::new();
+        for call in router.split(".route(").skip(1) {
+            let mut depth = 1;
+            let end = call
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map_or(call.len(), |(i, _)| i);
+            let call = &call[..end];
+            let path = call.split('"').nth(1).unwrap().replace("{*", "{");
+            let handlers = &call[call.find(',').unwrap()..];
+            for word in handlers.split(|c: char| !c.is_ascii_alphanumeric() && c != '_') {
+                let methods: &[&str] = match word {
+                    "get" => &["GET"],
+                    "post" => &["POST"],
+                    "put" => &["PUT"],
+                    "delete" => &["DELETE"],
+                    "any" => &["GET", "POST", "PUT", "DELETE", "PATCH"],
+                    _ => &[],
+                };
+                for m in methods {
+                    out.insert((m.to_string(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                out.insert((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_is_routed() {
+        let (routed, documented) = (routed(), documented());
+        assert!(routed.len() > 30, "{routed:?}");
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "not in openapi.json: {undocumented:?}; documented but not routed: {unrouted:?}"
+        );
     }
 }
