@@ -18,6 +18,12 @@ def call_json(server, path):
         return r.status, r.headers["Content-Type"], json.loads(r.read())
 
 
+def test_the_shipped_description_is_what_its_generator_writes():
+    r = subprocess.run([sys.executable, str(SHIPPED.with_name("openapi.py")), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def test_the_served_description_is_the_shipped_one(open_server):
     status, content_type, served = call_json(open_server, "/openapi.json")
     assert status == 200 and content_type == "application/json"

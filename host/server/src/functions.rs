@@ -70,6 +70,9 @@ struct CreateBody {
     description: Option<String>,
     #[serde(default)]
     isolation: Option<fnhost::Isolation>,
+    /// Invocations one instance serves at once (default 1).
+    #[serde(default)]
+    concurrent_num: Option<u32>,
 }
 
 fn decode_package(code_type: Option<&str>, code: Option<&FuncCode>) -> Result<Vec<u8>, ApiError> {
@@ -137,7 +140,7 @@ pub(crate) async fn create(
         code_size: 0,
         max_instance_num: 0,
         reserved_instance_count: 0,
-        concurrent_num: 0,
+        concurrent_num: body.concurrent_num.unwrap_or(0),
         isolation: body.isolation.unwrap_or_default(),
         last_modified: String::new(),
         last_update_status: SUCCESSFUL.to_owned(),
@@ -215,6 +218,8 @@ struct UpdateConfigBody {
     description: Option<String>,
     #[serde(default)]
     isolation: Option<fnhost::Isolation>,
+    #[serde(default)]
+    concurrent_num: Option<u32>,
 }
 
 /// `PUT .../functions/{urn}/config`
@@ -252,6 +257,9 @@ pub(crate) async fn update_config(
         }
         if let Some(v) = body.isolation {
             record.isolation = v;
+        }
+        if let Some(v) = body.concurrent_num {
+            record.concurrent_num = v;
         }
         Ok(())
     })

@@ -16,6 +16,7 @@ pub mod apig;
 pub mod auth;
 pub mod client;
 mod connections;
+mod directory;
 pub mod error;
 mod front;
 mod functions;
@@ -49,7 +50,7 @@ use axum::Router;
 use self::auth::{AccessKeys, SignaturePolicy};
 use self::gate::Gate;
 use self::limits::Limits;
-use self::management::{Management, WatchedDeploys};
+use self::management::Management;
 use self::package::PackageStore;
 use crate::store::Store;
 use fnhost::dispatch::IoLane;
@@ -369,11 +370,7 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
     .map_err(|e| ServeError::Config(e.to_string()))??;
     triggers::restore(&state);
     let _watcher = match &config.functions_dir {
-        Some(dir) => Some(watch_functions_dir(
-            &state,
-            dir,
-            config.functions_isolation,
-        )?),
+        Some(dir) => Some(directory::watch(&state, dir, config.functions_isolation)?),
         None => None,
     };
     let workers = invoke::start_async_workers(Arc::clone(&state), 4);
@@ -443,68 +440,6 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         log::warn!(target: "fnhost::server", "shutdown grace period over; abandoning queued invocations");
     }
     Ok(())
-}
-
-/// Deploys every library of `dir` as a function of package `default`, and
-/// keeps the server's records in step with the watcher.
-fn watch_functions_dir(
-    state: &Shared,
-    dir: &std::path::Path,
-    isolation: fnhost::Isolation,
-) -> Result<fnhost::watch::Watcher, ServeError> {
-    use fnhost::watch::{WatchEvent, WatchOptions};
-    let dir = std::fs::canonicalize(dir)?;
-    let mut options = WatchOptions {
-        initializer: Some("Init".into()),
-        ..WatchOptions::default()
-    };
-    options.template.isolation = isolation;
-    options.sidecar = Some(fnhost::watch::Sidecar {
-        extension: "toml".into(),
-        apply: Arc::new(management::apply_sidecar),
-    });
-    let code_dir = dir.clone();
-    let deploys = WatchedDeploys {
-        state: Arc::clone(state),
-        executor: tokio::runtime::Handle::current(),
-    };
-    let management = Arc::clone(&state.management);
-    let watcher = state
-        .runtime
-        .watch_with(&dir, options, deploys, move |event| match event {
-            WatchEvent::Deployed {
-                function,
-                generation,
-                changed,
-                duration,
-                ..
-            } => {
-                if changed {
-                    log::info!(target: "fnhost::server", "deployed {function} from {}: generation {generation} in {:.1} ms", code_dir.display(), duration.as_secs_f64() * 1000.0);
-                } else {
-                    log::info!(target: "fnhost::server", "{function}: unchanged, generation {generation} keeps serving");
-                }
-            }
-            WatchEvent::Failed { function, error } => {
-                if management.has_function(&function) {
-                    log::error!(target: "fnhost::server", "{function}: {error}; the previous code keeps serving")
-                } else {
-                    log::error!(target: "fnhost::server", "{function}: {error}; nothing serves {function}")
-                }
-            }
-            WatchEvent::Incomplete { function, reason } => {
-                log::info!(target: "fnhost::server", "{function}: waiting for a complete library ({reason})")
-            }
-            WatchEvent::Removed { function } => {
-                log::info!(target: "fnhost::server", "{function}: library removed; it keeps serving")
-            }
-            // `Init` is tried on every library: most have none.
-            WatchEvent::Warning { function, warning } => {
-                log::debug!(target: "fnhost::server", "{function}: {warning}")
-            }
-        })
-        .map_err(|e| ServeError::Config(format!("cannot watch {}: {e}", dir.display())))?;
-    Ok(watcher)
 }
 
 async fn shutdown_signal() {

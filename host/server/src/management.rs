@@ -537,77 +537,13 @@ impl Changing {
     }
 }
 
-/// The configuration of directory function `name` from its sidecar
-/// manifest `file` (`NAME.toml` beside `NAME.so`), over what the watcher
-/// made (`watched`: the directory, and the server's `--isolation` unless the
-/// manifest names one).
-pub(crate) fn apply_sidecar(
-    name: &str,
-    file: &std::path::Path,
-    watched: FunctionConfig,
-) -> Result<FunctionConfig, String> {
-    let manifest = fnhost_manifest::Manifest::read(file).map_err(|e| e.to_string())?;
-    if manifest.name != name {
-        return Err(format!(
-            "{}: name is `{}`, but the sidecar of {name}.so describes function `{name}`",
-            file.display(),
-            manifest.name
-        ));
-    }
-    if manifest.library() != name {
-        return Err(format!(
-            "{}: handler `{}` is not in library `{name}` ({name}.so beside it)",
-            file.display(),
-            manifest.handler
-        ));
-    }
-    let mut config = manifest.function_config(watched.code_dir.clone());
-    if manifest.isolation.is_none() {
-        config.isolation = watched.isolation;
-    }
-    Ok(config)
-}
-
-/// The watcher's deploys go through the management service: each takes the
-/// lock for its deploy, its record and its sidecar's triggers.
-pub(crate) struct WatchedDeploys {
-    pub(crate) state: crate::Shared,
-    /// The server's executor: trigger timers are its tasks.
-    pub(crate) executor: tokio::runtime::Handle,
-}
-
-impl fnhost::watch::Deploy for WatchedDeploys {
-    fn deploy(&mut self, config: FunctionConfig) -> Result<Deployment, DeployError> {
-        let changing = self.state.management.begin_blocking();
-        let name = config.function_name().to_owned();
-        let sidecar = config.code_dir.join(format!("{name}.toml"));
-        let deployment = changing.deploy_watched(config)?;
-        let wanted = if sidecar.is_file() {
-            fnhost_manifest::Manifest::read(&sidecar).map(|m| m.triggers)
-        } else {
-            Ok(Vec::new())
-        };
-        match wanted {
-            Ok(wanted) => {
-                let _inside = self.executor.enter();
-                if let Err(e) = crate::triggers::sync_directory(&self.state, &name, &wanted) {
-                    log::error!(target: "fnhost::server", "{name}: the triggers of {} were not applied: {e}", sidecar.display());
-                }
-            }
-            Err(e) => log::error!(target: "fnhost::server", "{name}: triggers not applied: {e}"),
-        }
-        drop(changing);
-        Ok(deployment)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
 
-    /// The watcher's deploys ([`WatchedDeploys`] takes `begin_blocking`)
+    /// The watcher's deploys (`directory::WatchedDeploys` takes `begin_blocking`)
     /// wait for a change an HTTP handler has begun, and then proceed.
     #[test]
     fn a_blocking_change_waits_for_the_async_change_in_progress() {

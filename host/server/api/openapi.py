@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Writes openapi.json beside this file: the OpenAPI 3 description of the
+API `fnhost serve` answers (the server embeds and serves the JSON). Edit
+this, then run it; `--check` fails when the JSON is not what this writes
+(the pytest suite runs it).
+"""
+import json
+import sys
+from pathlib import Path
+ERR = {"$ref": "#/components/responses/Error"}
+def op(summary, op_id, ok_status="200", ok=None, body=None, params=(), tags=("functions",), extra=None, ok_desc="OK"):
+    o = {"summary": summary, "operationId": op_id, "tags": list(tags), "parameters": [{"$ref": f"#/components/parameters/{p}"} for p in params]}
+    if body:
+        o["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    r = {ok_status: {"description": ok_desc}}
+    if ok:
+        r[ok_status]["content"] = {"application/json": {"schema": ok}}
+    r.update({"400": ERR, "401": ERR, "404": ERR, "409": ERR, "413": ERR, "429": ERR, "503": ERR, "507": ERR})
+    if extra:
+        r.update(extra)
+    o["responses"] = r
+    return o
+
+ref = lambda n: {"$ref": f"#/components/schemas/{n}"}
+F = "/v2/{project_id}/fgs/functions"
+T = "/v2/{project_id}/fgs/triggers"
+inv_ok = {"description": "The function's return (any content type), or its error as {\"errorMessage\",\"errorType\"} with X-Is-Func-Err: true",
+          "headers": {h: {"schema": {"type": "string"}} for h in ["X-Cff-Request-Id", "X-Cff-Invoke-Summary", "X-Cff-Billing-Duration", "X-Cff-Function-Log", "X-Is-Func-Err", "X-Func-Err-Code", "X-Cff-Response-Version"]},
+          "content": {"*/*": {"schema": {}}}}
+paths = {
+ F: {"post": op("Create a function with its code package", "createFunction", ok=ref("Function"), body="CreateFunction", params=["project_id"]),
+     "get": op("List functions", "listFunctions", ok=ref("FunctionList"), params=["project_id", "marker", "maxitems"])},
+ F + "/{urn}": {"delete": op("Delete a function", "deleteFunction", ok_status="204", params=["project_id", "urn"], ok_desc="Deleted")},
+ F + "/{urn}/config": {"get": op("Show a function's configuration", "showFunctionConfig", ok=ref("Function"), params=["project_id", "urn"]),
+                        "put": op("Update a function's configuration (hot swap)", "updateFunctionConfig", ok=ref("Function"), body="UpdateConfig", params=["project_id", "urn"])},
+ F + "/{urn}/code": {"get": op("Show a function's code package", "showFunctionCode", ok=ref("Function"), params=["project_id", "urn"]),
+                      "put": op("Update a function's code package (hot swap)", "updateFunctionCode", ok=ref("Function"), body="UpdateCode", params=["project_id", "urn"])},
+ F + "/{urn}/versions": {"post": op("Publish what serves latest as a version", "createFunctionVersion", ok=ref("Function"), body="PublishVersion", params=["project_id", "urn"]),
+                          "get": op("List a function's versions", "listFunctionVersions", ok=ref("VersionList"), params=["project_id", "urn"])},
+ F + "/{urn}/aliases": {"post": op("Create an alias", "createVersionAlias", ok=ref("Alias"), body="CreateAlias", params=["project_id", "urn"]),
+                         "get": op("List a function's aliases", "listVersionAliases", ok={"type": "array", "items": ref("Alias")}, params=["project_id", "urn"])},
+ F + "/{urn}/aliases/{alias}": {"get": op("Show an alias", "showVersionAlias", ok=ref("Alias"), params=["project_id", "urn", "alias"]),
+                                 "put": op("Update an alias", "updateVersionAlias", ok=ref("Alias"), body="UpdateAlias", params=["project_id", "urn", "alias"]),
+                                 "delete": op("Delete an alias", "deleteVersionAlias", ok_status="204", params=["project_id", "urn", "alias"], ok_desc="Deleted")},
+ F + "/{urn}/config-max-instance": {"put": op("Set the most instances", "updateFunctionMaxInstanceConfig", ok=ref("Function"), body="MaxInstances", params=["project_id", "urn"])},
+ F + "/{urn}/reservedinstances": {"put": op("Set the reserved instances", "updateFunctionReservedInstancesCount", ok={"type": "object", "properties": {"count": {"type": "integer"}}}, body="Reserved", params=["project_id", "urn"])},
+ F + "/{urn}/invocations": {"post": dict(op("Invoke synchronously (urn: a URN, or NAME[:QUALIFIER] as a shortcut)", "invokeFunction", params=["project_id", "urn", "log_type", "request_version"], tags=("invocation",)),
+                             requestBody={"required": False, "content": {"*/*": {"schema": {}}}})},
+ F + "/{urn}/invocations-async": {"post": dict(op("Invoke asynchronously", "asyncInvokeFunction", ok_status="202", ok={"type": "object", "properties": {"request_id": {"type": "string"}}}, params=["project_id", "urn"], tags=("invocation",), ok_desc="Accepted"),
+                                   requestBody={"required": False, "content": {"*/*": {"schema": {}}}})},
+ F + "/{urn}/async-invocations": {"get": op("List asynchronous invocations", "listFunctionAsyncInvocations", ok=ref("AsyncList"), params=["project_id", "urn"], tags=("invocation",))},
+ F + "/{urn}/cancel": {"post": op("Cancel a waiting asynchronous invocation", "cancelAsyncInvocation", ok=ref("Anything"), body="Cancel", params=["project_id", "urn"], tags=("invocation",))},
+ T + "/{urn}": {"post": op("Create a trigger", "createFunctionTrigger", ok_status="201", ok=ref("Trigger"), body="CreateTrigger", params=["project_id", "urn"], tags=("triggers",), ok_desc="Created"),
+                "get": op("List a function's triggers", "listFunctionTriggers", ok={"type": "array", "items": ref("Trigger")}, params=["project_id", "urn"], tags=("triggers",))},
+ T + "/{urn}/{trigger_type}/{trigger_id}": {
+     "get": op("Show a trigger", "showFunctionTrigger", ok=ref("Trigger"), params=["project_id", "urn", "trigger_type", "trigger_id"], tags=("triggers",)),
+     "put": op("Enable or disable a trigger", "updateTrigger", ok=ref("Trigger"), body="UpdateTrigger", params=["project_id", "urn", "trigger_type", "trigger_id"], tags=("triggers",)),
+     "delete": op("Delete a trigger", "deleteFunctionTrigger", ok_status="204", params=["project_id", "urn", "trigger_type", "trigger_id"], tags=("triggers",), ok_desc="Deleted")},
+ "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "tags": ["operations"], "responses": {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+ "/readyz": {"get": {"summary": "Readiness", "operationId": "readyz", "tags": ["operations"], "responses": {"200": {"description": "ready", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+ "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "tags": ["operations"], "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": ERR}}},
+ "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "tags": ["operations"], "responses": {"200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+}
+apig_params = [{"$ref": "#/components/parameters/function"}]
+apig_resp = {"default": {"description": "The function's APIG response (status, headers, body), or an error", "content": {"*/*": {"schema": {}}}}}
+for path, extra in [("/apig/{function}", []), ("/apig/{function}/", []), ("/apig/{function}/{path}", [{"$ref": "#/components/parameters/apig_path"}])]:
+    item = {}
+    for m in ["get", "post", "put", "delete", "patch"]:
+        item[m] = {"summary": "The APIG gateway: a request to a function as an APIG event", "operationId": f"apig_{m}_{len(extra)}_{path.count('/')}", "tags": ["gateway"], "parameters": apig_params + extra, "responses": apig_resp}
+        if m in ("post", "put", "patch"):
+            item[m]["requestBody"] = {"required": False, "content": {"*/*": {"schema": {}}}}
+    paths[path] = item
+
+s = lambda **kw: dict(type="string", **kw)
+i = lambda **kw: dict(type="integer", **kw)
+schemas = {
+ "Error": {"type": "object", "required": ["error_code", "error_msg"], "properties": {"error_code": s(), "error_msg": s()}},
+ "Anything": {},
+ "Function": {"type": "object", "description": "A function's record, as FunctionGraph's", "required": ["func_urn", "func_name"], "additionalProperties": True,
+              "properties": {"func_urn": s(), "func_name": s(), "package": s(), "runtime": s(), "handler": s(), "memory_size": i(), "timeout": i(),
+                             "user_data": s(), "initializer_handler": s(), "initializer_timeout": i(), "version": s(), "digest": s(), "code_size": i(),
+                             "last_update_status": s(), "last_update_status_reason": s(), "isolation": s()}},
+ "FunctionList": {"type": "object", "required": ["functions", "count"], "properties": {"functions": {"type": "array", "items": ref("Function")}, "next_marker": i(), "count": i()}},
+ "VersionList": {"type": "object", "required": ["versions", "count"], "properties": {"versions": {"type": "array", "items": ref("Function")}, "next_marker": i(), "count": i()}},
+ "AsyncList": {"type": "object", "additionalProperties": True},
+ "Isolation": s(enum=["inline", "in-process", "process"]),
+ "CreateFunction": {"type": "object", "required": ["func_name", "runtime", "handler", "memory_size", "timeout", "func_code"],
+                    "properties": {"func_name": s(description="1 to 60 letters, digits, - and _"), "package": s(default="default"), "runtime": s(enum=["Rust1.x", "Custom"]),
+                                   "handler": s(description="LIBRARY.HANDLER"), "memory_size": i(enum=[128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 8192, 10240]),
+                                   "timeout": i(minimum=1, maximum=900), "code_type": s(enum=["zip"]), "func_code": ref("FuncCode"),
+                                   "user_data": s(description="a JSON object of strings, as a string"), "initializer_handler": s(), "initializer_timeout": i(minimum=0),
+                                   "description": s(), "isolation": ref("Isolation"), "concurrent_num": i(minimum=0)}},
+ "FuncCode": {"type": "object", "required": ["file"], "properties": {"file": s(description="base64 of a zip with the library at its root"), "link": s()}},
+ "UpdateConfig": {"type": "object", "properties": {"runtime": s(), "handler": s(), "memory_size": i(), "timeout": i(), "user_data": s(), "initializer_handler": s(), "initializer_timeout": i(), "description": s(), "isolation": ref("Isolation"), "concurrent_num": i(minimum=0)}},
+ "UpdateCode": {"type": "object", "required": ["func_code"], "properties": {"code_type": s(enum=["zip"]), "func_code": ref("FuncCode")}},
+ "PublishVersion": {"type": "object", "properties": {"digest": s(), "version": s(), "description": s()}},
+ "CreateAlias": {"type": "object", "required": ["name", "version"], "properties": {"name": s(), "version": s(), "description": s(), "additional_version_weights": {"type": "object", "additionalProperties": i(minimum=0, maximum=100)}}},
+ "UpdateAlias": {"type": "object", "required": ["version"], "properties": {"version": s(), "description": s(), "additional_version_weights": {"type": "object", "additionalProperties": i(minimum=0, maximum=100)}}},
+ "Alias": {"type": "object", "additionalProperties": True, "properties": {"name": s(), "version": s(), "description": s(), "alias_urn": s()}},
+ "MaxInstances": {"type": "object", "required": ["max_instance_num"], "properties": {"max_instance_num": i(minimum=0)}},
+ "Reserved": {"type": "object", "required": ["count"], "properties": {"count": i(minimum=0)}},
+ "Cancel": {"type": "object", "properties": {"request_id": s()}, "additionalProperties": True},
+ "CreateTrigger": {"type": "object", "required": ["trigger_type_code"], "properties": {"trigger_type_code": s(enum=["TIMER", "APIG"]), "trigger_status": s(enum=["ACTIVE", "DISABLED"]), "event_data": {"type": "object", "additionalProperties": True}}},
+ "UpdateTrigger": {"type": "object", "required": ["trigger_status"], "properties": {"trigger_status": s(enum=["ACTIVE", "DISABLED"])}},
+ "Trigger": {"type": "object", "additionalProperties": True, "properties": {"trigger_id": s(), "trigger_type_code": s(), "trigger_status": s(), "event_data": {"type": "object"}}},
+}
+params = {
+ "project_id": {"name": "project_id", "in": "path", "required": True, "schema": s()},
+ "urn": {"name": "urn", "in": "path", "required": True, "description": "The function's URN, or NAME[:QUALIFIER]", "schema": s()},
+ "alias": {"name": "alias", "in": "path", "required": True, "schema": s()},
+ "trigger_type": {"name": "trigger_type", "in": "path", "required": True, "schema": s(enum=["TIMER", "APIG"])},
+ "trigger_id": {"name": "trigger_id", "in": "path", "required": True, "schema": s()},
+ "function": {"name": "function", "in": "path", "required": True, "description": "NAME[:QUALIFIER]", "schema": s()},
+ "apig_path": {"name": "path", "in": "path", "required": True, "description": "the rest of the request path", "schema": s()},
+ "marker": {"name": "marker", "in": "query", "required": False, "schema": s()},
+ "maxitems": {"name": "maxitems", "in": "query", "required": False, "schema": s()},
+ "log_type": {"name": "X-Cff-Log-Type", "in": "header", "required": False, "schema": s(enum=["tail", "None"])},
+ "request_version": {"name": "X-Cff-Request-Version", "in": "header", "required": False, "schema": s(enum=["v0", "v1"])},
+}
+for p, item in paths.items():
+    if p.endswith("/invocations"):
+        item["post"]["responses"]["200"] = inv_ok
+doc = {"openapi": "3.0.3",
+       "info": {"title": "fnhost: FunctionGraph's API", "version": "0.1.0",
+                "description": "The HTTP API of `fnhost serve`: FunctionGraph's management and invocation API (the paths, fields and headers the official SDKs use), the APIG gateway, and operations. Requests are signed with SDK-HMAC-SHA256 when the server has access keys; errors are {\"error_code\",\"error_msg\"}."},
+       "servers": [{"url": "http://127.0.0.1:8000"}],
+       "paths": paths,
+       "components": {"schemas": schemas, "parameters": params,
+                      "responses": {"Error": {"description": "FunctionGraph's error shape", "content": {"application/json": {"schema": ref("Error")}}}}}}
+out = Path(__file__).with_name("openapi.json")
+text = json.dumps(doc, indent=1) + "\n"
+if sys.argv[1:] == ["--check"]:
+    if out.read_text() != text:
+        sys.exit(f"{out} is not what {Path(__file__).name} writes: run it")
+else:
+    out.write_text(text)
+

@@ -1,0 +1,137 @@
+//! The functions directory (`--functions-dir`): every `NAME.so` in it is
+//! deployed as function `NAME` and redeployed on change, configured by its
+//! sidecar manifest `NAME.toml` when there is one (with its triggers),
+//! through the [management service](crate::management) like every other
+//! change.
+
+use std::sync::Arc;
+
+use fnhost::{DeployError, Deployment, FunctionConfig};
+
+use crate::{ServeError, Shared};
+
+/// Deploys every library of `dir` as a function of package `default`, and
+/// keeps the server's records in step with the watcher.
+pub(crate) fn watch(
+    state: &Shared,
+    dir: &std::path::Path,
+    isolation: fnhost::Isolation,
+) -> Result<fnhost::watch::Watcher, ServeError> {
+    use fnhost::watch::{WatchEvent, WatchOptions};
+    let dir = std::fs::canonicalize(dir)?;
+    let mut options = WatchOptions {
+        initializer: Some("Init".into()),
+        ..WatchOptions::default()
+    };
+    options.template.isolation = isolation;
+    options.sidecar = Some(fnhost::watch::Sidecar {
+        extension: "toml".into(),
+        apply: Arc::new(apply_sidecar),
+    });
+    let code_dir = dir.clone();
+    let deploys = WatchedDeploys {
+        state: Arc::clone(state),
+        executor: tokio::runtime::Handle::current(),
+    };
+    let management = Arc::clone(&state.management);
+    let watcher = state
+        .runtime
+        .watch_with(&dir, options, deploys, move |event| match event {
+            WatchEvent::Deployed {
+                function,
+                generation,
+                changed,
+                duration,
+                ..
+            } => {
+                if changed {
+                    log::info!(target: "fnhost::server", "deployed {function} from {}: generation {generation} in {:.1} ms", code_dir.display(), duration.as_secs_f64() * 1000.0);
+                } else {
+                    log::info!(target: "fnhost::server", "{function}: unchanged, generation {generation} keeps serving");
+                }
+            }
+            WatchEvent::Failed { function, error } => {
+                if management.has_function(&function) {
+                    log::error!(target: "fnhost::server", "{function}: {error}; the previous code keeps serving")
+                } else {
+                    log::error!(target: "fnhost::server", "{function}: {error}; nothing serves {function}")
+                }
+            }
+            WatchEvent::Incomplete { function, reason } => {
+                log::info!(target: "fnhost::server", "{function}: waiting for a complete library ({reason})")
+            }
+            WatchEvent::Removed { function } => {
+                log::info!(target: "fnhost::server", "{function}: library removed; it keeps serving")
+            }
+            // `Init` is tried on every library: most have none.
+            WatchEvent::Warning { function, warning } => {
+                log::debug!(target: "fnhost::server", "{function}: {warning}")
+            }
+        })
+        .map_err(|e| ServeError::Config(format!("cannot watch {}: {e}", dir.display())))?;
+    Ok(watcher)
+}
+
+/// The configuration of directory function `name` from its sidecar
+/// manifest `file` (`NAME.toml` beside `NAME.so`), over what the watcher
+/// made (`watched`: the directory, and the server's `--isolation` unless the
+/// manifest names one).
+pub(crate) fn apply_sidecar(
+    name: &str,
+    file: &std::path::Path,
+    watched: FunctionConfig,
+) -> Result<FunctionConfig, String> {
+    let manifest = fnhost_manifest::Manifest::read(file).map_err(|e| e.to_string())?;
+    if manifest.name != name {
+        return Err(format!(
+            "{}: name is `{}`, but the sidecar of {name}.so describes function `{name}`",
+            file.display(),
+            manifest.name
+        ));
+    }
+    if manifest.library() != name {
+        return Err(format!(
+            "{}: handler `{}` is not in library `{name}` ({name}.so beside it)",
+            file.display(),
+            manifest.handler
+        ));
+    }
+    let mut config = manifest.function_config(watched.code_dir.clone());
+    if manifest.isolation.is_none() {
+        config.isolation = watched.isolation;
+    }
+    Ok(config)
+}
+
+/// The watcher's deploys go through the management service: each takes the
+/// lock for its deploy, its record and its sidecar's triggers.
+pub(crate) struct WatchedDeploys {
+    pub(crate) state: crate::Shared,
+    /// The server's executor: trigger timers are its tasks.
+    pub(crate) executor: tokio::runtime::Handle,
+}
+
+impl fnhost::watch::Deploy for WatchedDeploys {
+    fn deploy(&mut self, config: FunctionConfig) -> Result<Deployment, DeployError> {
+        let changing = self.state.management.begin_blocking();
+        let name = config.function_name().to_owned();
+        let sidecar = config.code_dir.join(format!("{name}.toml"));
+        let deployment = changing.deploy_watched(config)?;
+        let wanted = if sidecar.is_file() {
+            fnhost_manifest::Manifest::read(&sidecar).map(|m| m.triggers)
+        } else {
+            Ok(Vec::new())
+        };
+        match wanted {
+            Ok(wanted) => {
+                let _inside = self.executor.enter();
+                if let Err(e) = crate::triggers::sync_directory(&self.state, &name, &wanted) {
+                    log::error!(target: "fnhost::server", "{name}: the triggers of {} were not applied: {e}", sidecar.display());
+                }
+            }
+            Err(e) => log::error!(target: "fnhost::server", "{name}: triggers not applied: {e}"),
+        }
+        drop(changing);
+        Ok(deployment)
+    }
+}
