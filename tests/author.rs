@@ -62,6 +62,17 @@ fn result_of(out: &Output) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {report}"))
 }
 
+/// `fnhost new NAME ARGS` into a fresh directory `scratch`; returns it and
+/// what `new` printed.
+fn new_project(scratch: &str, name: &str, args: &[&str]) -> (PathBuf, String) {
+    let dir = project_dir(scratch);
+    let mut all = vec!["new", name, "--dir", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = fnhost_in(dir.parent().unwrap(), &all, b"");
+    assert!(out.status.success(), "{}", text(&out));
+    (dir, text(&out))
+}
+
 /// A fresh directory for project `name`.
 fn project_dir(name: &str) -> PathBuf {
     let dir = scratch(&format!("author-{name}"));
@@ -87,14 +98,8 @@ fn zip_entries(path: &Path) -> Vec<String> {
 
 #[test]
 fn a_new_rust_project_builds_tests_invokes_and_packages_without_edits() {
-    let dir = project_dir("rust-plain");
-    let out = fnhost_in(
-        dir.parent().unwrap(),
-        &["new", "greeter-fn", "--dir", dir.to_str().unwrap()],
-        b"",
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("next: cd"), "{}", text(&out));
+    let (dir, said) = new_project("rust-plain", "greeter-fn", &[]);
+    assert!(said.contains("next: cd"), "{said}");
     let built = cargo_in(&dir, &["build", "--release"]);
     assert!(built.status.success(), "{}", text(&built));
     let invoked = fnhost_in(&dir, &["invoke", "--data", r#"{"name": "ada"}"#], b"");
@@ -156,20 +161,7 @@ fn a_new_rust_project_builds_tests_invokes_and_packages_without_edits() {
 
 #[test]
 fn a_new_apig_project_answers_a_sample_request() {
-    let dir = project_dir("rust-apig");
-    let out = fnhost_in(
-        dir.parent().unwrap(),
-        &[
-            "new",
-            "gateway",
-            "--template",
-            "apig",
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let (dir, _) = new_project("rust-apig", "gateway", &["--template", "apig"]);
     let manifest = std::fs::read_to_string(dir.join("fnhost.toml")).unwrap();
     assert!(manifest.contains("type = \"APIG\""), "{manifest}");
     let built = fnhost_in(&dir, &["build"], b"");
@@ -185,20 +177,7 @@ fn a_new_apig_project_answers_a_sample_request() {
 
 #[test]
 fn a_new_c_project_builds_with_make_and_invokes() {
-    let dir = project_dir("c");
-    let out = fnhost_in(
-        dir.parent().unwrap(),
-        &[
-            "new",
-            "cgreeter",
-            "--lang",
-            "c",
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let (dir, _) = new_project("c", "cgreeter", &["--lang", "c"]);
     let made = Command::new("make").current_dir(&dir).output().unwrap();
     assert!(made.status.success(), "{}", text(&made));
     let invoked = fnhost_in(&dir, &["invoke", "--data", "{}", "--json"], b"");
@@ -213,13 +192,7 @@ fn a_new_c_project_builds_with_make_and_invokes() {
 
 #[test]
 fn a_crate_built_without_cdylib_gets_the_crate_type_hint() {
-    let dir = project_dir("rlib-only");
-    let out = fnhost_in(
-        dir.parent().unwrap(),
-        &["new", "rlibonly", "--dir", dir.to_str().unwrap()],
-        b"",
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let (dir, _) = new_project("rlib-only", "rlibonly", &[]);
     let cargo_toml = dir.join("Cargo.toml");
     let edited = std::fs::read_to_string(&cargo_toml)
         .unwrap()
@@ -314,20 +287,7 @@ fn watch_in(dir: &Path, args: &[&str]) -> (std::process::Child, std::sync::mpsc:
 
 #[test]
 fn watch_build_rebuilds_on_a_source_change_and_swaps_it_in() {
-    let dir = project_dir("watch-build");
-    let out = fnhost_in(
-        dir.parent().unwrap(),
-        &[
-            "new",
-            "watched",
-            "--lang",
-            "c",
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let (dir, _) = new_project("watch-build", "watched", &["--lang", "c"]);
     let (mut child, lines) = watch_in(&dir, &["--build", "--invoke", "watched.Handler"]);
     let mut seen = String::new();
     let first = read_until(&lines, "deployed watched: generation", &mut seen)
