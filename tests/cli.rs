@@ -307,3 +307,37 @@ fn inspect_runs_nothing_of_the_library_and_refuses_what_is_not_a_file() {
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
+
+#[test]
+fn a_handlers_own_error_type_reaches_the_report_and_a_miss_says_what_it_found() {
+    let dir = plugin_dir();
+    let o = fnhost_stdin(
+        &[
+            "invoke",
+            "misbehaving.OwnError",
+            "--code-dir",
+            dir.to_str().unwrap(),
+            "--json",
+        ],
+        Some(b"42"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["errorType"], "OrderNotFound", "{v}");
+    assert_eq!(v["error"]["errorMessage"], "no order 42", "{v}");
+    let missing = scratch("cli-miss").join("not-there");
+    let o = fnhost(&[
+        "invoke",
+        "echo.Handler",
+        "--code-dir",
+        missing.to_str().unwrap(),
+        "--data",
+        "{}",
+    ]);
+    assert_clean_failure(&o);
+    assert!(
+        stderr(&o).contains("the directory does not exist"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -4,7 +4,6 @@
 //! Exit status: 0 when the function succeeded, 1 when it failed (error,
 //! panic, timeout...), 2 for usage and load errors (message on stderr).
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -176,18 +175,40 @@ struct WatchArgs {
     /// every library that has it (a warning for one that does not).
     #[arg(long, value_name = "ENTRY")]
     init: Option<String>,
+    #[command(flatten)]
+    overrides: Overrides,
+    /// Directory for content-addressed library copies.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// Settings that override the manifest's (or the defaults) for a local run.
+#[derive(Debug, Args)]
+struct Overrides {
     /// User data (environment) entry, repeatable.
     #[arg(long = "user-data", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     user_data: Vec<(String, String)>,
     /// Timeout in seconds (default 3, or the manifest's).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
-    /// Memory size in MB (default 128, or the manifest's).
+    /// Memory size in MB, one of FunctionGraph's sizes (default 128, or the
+    /// manifest's).
     #[arg(long, value_name = "MB")]
     memory: Option<u32>,
-    /// Directory for content-addressed library copies.
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// `config` with the settings given.
+    fn apply(&self, mut config: FunctionConfig) -> anyhow::Result<FunctionConfig> {
+        if let Some(t) = self.timeout {
+            config = config.timeout(seconds(t, "--timeout")?);
+        }
+        if let Some(m) = self.memory {
+            config = config.memory_mb(m);
+        }
+        config.user_data.extend(self.user_data.iter().cloned());
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -220,17 +241,10 @@ struct InvokeArgs {
     /// The event as a JSON string. With neither --event nor --data, stdin is read.
     #[arg(long, value_name = "JSON")]
     data: Option<String>,
-    /// User data (environment) entry, repeatable.
-    #[arg(long = "user-data", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    user_data: Vec<(String, String)>,
-    /// Timeout in seconds (default 3, or the manifest's).
-    #[arg(long, value_name = "SECONDS")]
-    timeout: Option<f64>,
-    /// Memory size in MB, one of FunctionGraph's sizes (default 128, or the
-    /// manifest's).
-    #[arg(long, value_name = "MB")]
-    memory: Option<u32>,
-    /// Initializer entry NAME.INIT, run once before the handler.
+    #[command(flatten)]
+    overrides: Overrides,
+    /// The initializer, NAME.INIT, or a bare INIT in the handler's library;
+    /// run once before the handler.
     #[arg(long, value_name = "ENTRY")]
     init: Option<String>,
     /// Initializer timeout in seconds (default: --timeout).
@@ -354,19 +368,10 @@ fn invoke_config(a: &InvokeArgs) -> anyhow::Result<FunctionConfig> {
             project.manifest.function_config(code_dir)
         }
     };
-    if let Some(t) = a.timeout {
-        config = config.timeout(seconds(t, "--timeout")?);
-    }
-    if let Some(m) = a.memory {
-        config = config.memory_mb(m);
-    }
     if let Some(i) = a.isolation {
         config = config.isolation(i);
     }
-    config
-        .user_data
-        .extend(a.user_data.iter().cloned().collect::<BTreeMap<_, _>>());
-    Ok(config)
+    a.overrides.apply(config)
 }
 
 /// `invoke --url`: the deployed function, through the server's API, with
@@ -647,7 +652,7 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    let mut template = match &project {
+    let template = match &project {
         Some(project) => {
             let m = &project.manifest;
             let symbol = m.handler.rsplit('.').next().unwrap_or("Handler").to_owned();
@@ -668,15 +673,7 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
             options.initializer = Some(init.clone());
         }
     }
-    if let Some(t) = a.timeout {
-        template = template.timeout(seconds(t, "--timeout")?);
-    }
-    if let Some(m) = a.memory {
-        template = template.memory_mb(m);
-    }
-    template
-        .user_data
-        .extend(a.user_data.iter().cloned().collect::<BTreeMap<_, _>>());
+    let template = a.overrides.apply(template)?;
     template.validate()?;
     options.template = template;
     let target = match &a.invoke {
