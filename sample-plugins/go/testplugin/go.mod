@@ -1,0 +1,11 @@
+module test
+
+go 1.14
+
+require (
+	huaweicloud.com/go-runtime v0.0.0-00010101000000-000000000000
+)
+
+replace (
+	huaweicloud.com/go-runtime => ../../../plugin-api/go-runtime
+)
