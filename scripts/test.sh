@@ -15,6 +15,8 @@ echo "== layout: a lean runtime crate, no module cycles"
 ./scripts/check-layout.sh
 echo "== cargo build --workspace (sample plugins, fnhost binary)"
 cargo build --workspace --locked
+echo "== Go: the go-runtime module (gofmt, vet, test) and the Go plugins"
+./scripts/go-plugins.sh
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"

@@ -48,6 +48,26 @@ pub fn plugin_dir() -> PathBuf {
     dir
 }
 
+/// `target/go-plugins`, with the Go plugins `scripts/go-plugins.sh` builds
+/// (run once per test binary; Go's build cache makes a rerun quick).
+pub fn go_plugins() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = workspace_root().join("scripts/go-plugins.sh");
+        let out = Command::new(&script)
+            .output()
+            .expect("run scripts/go-plugins.sh");
+        assert!(
+            out.status.success(),
+            "scripts/go-plugins.sh failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        workspace_root().join("target/go-plugins")
+    })
+    .clone()
+}
+
 /// The `fnhost` binary built with the workspace.
 pub fn fnhost_bin() -> PathBuf {
     let bin = target_dir().join("fnhost");

@@ -71,11 +71,12 @@ struct ServeArgs {
     /// redeploy it when it changes.
     #[arg(long, value_name = "DIR")]
     functions_dir: Option<PathBuf>,
-    /// Where the handlers of the --functions-dir functions run: in-process
+    /// Where the handlers of the --functions-dir functions run: auto
+    /// (process for Go libraries, in-process for the others), in-process
     /// (a worker thread), inline (the HTTP I/O thread: fastest, for short
     /// trusted handlers; the timeout is checked when the handler returns)
     /// or process (worker processes).
-    #[arg(long, value_name = "MODE", default_value = "in-process")]
+    #[arg(long, value_name = "MODE", default_value = "auto")]
     isolation: fnhost::Isolation,
     /// Run every in-process handler on a worker thread. By default, handlers
     /// that have proven short (100 calls in a row under 100 µs) run on the
@@ -256,7 +257,8 @@ struct InvokeArgs {
     /// Where the handler runs: in-process (a worker thread), inline (the
     /// calling thread; the timeout is checked when the handler returns), or
     /// process (a worker process with a hard timeout, the memory limit
-    /// enforced, crashes contained). Default in-process, or the manifest's.
+    /// enforced, crashes contained), or auto (process for a Go library,
+    /// in-process for the others). Default auto, or the manifest's.
     #[arg(long, value_name = "MODE")]
     isolation: Option<fnhost::Isolation>,
     /// Directory for content-addressed library copies.
@@ -829,6 +831,8 @@ fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
             "layout_checked": lib.layout_checked,
             "handlers": lib.handlers,
             "initializers": lib.initializers,
+            "go_runtime": lib.go_runtime,
+            "default_isolation": fnhost::Isolation::Auto.resolve(lib.go_runtime),
         });
         writeln!(out, "{report}")?;
     } else {
@@ -849,6 +853,15 @@ fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
             }
         )?;
         writeln!(out, "Handlers:     {}", lib.handlers.join(", "))?;
+        if lib.go_runtime {
+            writeln!(
+                out,
+                "Runtime:      Go (c-shared): runs with process isolation unless a \
+                 function sets isolation explicitly"
+            )?;
+        } else {
+            writeln!(out, "Runtime:      native: runs in process by default")?;
+        }
         let inits = lib.initializers;
         writeln!(
             out,

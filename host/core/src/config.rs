@@ -186,7 +186,7 @@ pub struct FunctionConfig {
     pub credentials: Credentials,
     /// Instances and concurrency.
     pub instances: InstanceConfig,
-    /// Where the handler runs (default in process).
+    /// Where the handler runs (default [`Isolation::Auto`]).
     pub isolation: Isolation,
 }
 
@@ -206,7 +206,6 @@ pub enum Isolation {
     /// In the host process, on a worker thread: the caller is answered at
     /// the deadline even if the handler never returns (it is counted as a
     /// runaway); a crash takes the host down.
-    #[default]
     InProcess,
     /// In worker processes: a timeout kills the worker (and every process
     /// it started), the memory size is enforced (`RLIMIT_DATA`), a crash is
@@ -214,6 +213,27 @@ pub enum Isolation {
     /// the host never maps the library. Workers run the worker executable
     /// ([`RuntimeConfig::worker_executable`], [`crate::worker`]).
     Process,
+    /// The default: [`Isolation::Process`] for a library that carries its
+    /// own language runtime which cannot share the host process safely (a
+    /// Go `c-shared` library: its runtime can never be unloaded, so every
+    /// hot swap would leave a whole Go runtime behind, and several of them
+    /// share one set of signal handlers; see the README), and
+    /// [`Isolation::InProcess`] for every other library. Decided from the
+    /// library's ELF when a generation is built; the generation's
+    /// configuration then names the mode chosen.
+    #[default]
+    Auto,
+}
+
+impl Isolation {
+    /// The mode for a library: `Auto` resolved by what the library is.
+    pub fn resolve(self, go_library: bool) -> Isolation {
+        match self {
+            Isolation::Auto if go_library => Isolation::Process,
+            Isolation::Auto => Isolation::InProcess,
+            other => other,
+        }
+    }
 }
 
 impl std::str::FromStr for Isolation {
@@ -223,8 +243,9 @@ impl std::str::FromStr for Isolation {
             "inline" => Ok(Isolation::Inline),
             "in-process" => Ok(Isolation::InProcess),
             "process" => Ok(Isolation::Process),
+            "auto" => Ok(Isolation::Auto),
             other => Err(format!(
-                "isolation `{other}` is not inline, in-process or process"
+                "isolation `{other}` is not auto, inline, in-process or process"
             )),
         }
     }
@@ -282,7 +303,7 @@ impl FunctionConfig {
             project_id: String::new(),
             credentials: Credentials::default(),
             instances: InstanceConfig::default(),
-            isolation: Isolation::InProcess,
+            isolation: Isolation::Auto,
         }
     }
 

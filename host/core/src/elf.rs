@@ -143,6 +143,51 @@ pub fn check_shared_object(bytes: &[u8]) -> Result<(), ElfError> {
     Ok(())
 }
 
+/// The magic at the start of a Go binary's `.go.buildinfo` data.
+const GO_BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
+
+/// Whether `bytes` (a shared object [`check_shared_object`] accepted) is a Go
+/// `c-shared` library: it has a `.go.buildinfo` or `.note.go.buildid`
+/// section, or, with its section headers stripped, the build-info magic
+/// Go writes at a 16-byte boundary. Never panics on hostile input: every
+/// offset is bounds-checked.
+pub fn is_go_library(bytes: &[u8]) -> bool {
+    if let Some(found) = has_go_section(bytes) {
+        return found;
+    }
+    (0..bytes.len())
+        .step_by(16)
+        .any(|at| bytes[at..].starts_with(GO_BUILDINFO_MAGIC))
+}
+
+/// `Some(found)` when the section header table and its name table can be
+/// read, `None` when they are absent or malformed.
+fn has_go_section(bytes: &[u8]) -> Option<bool> {
+    let read = |off: u64, len: u64| -> Option<&[u8]> {
+        let start = usize::try_from(off).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        bytes.get(start..end)
+    };
+    let header = read(0, 64)?;
+    let shoff = u64_at(header, 40);
+    let shentsize = u64::from(u16_at(header, 58));
+    let shnum = u64::from(u16_at(header, 60));
+    let shstrndx = u64::from(u16_at(header, 62));
+    if shoff == 0 || shentsize < 64 || shnum == 0 || shstrndx >= shnum {
+        return None;
+    }
+    let section = |i: u64| read(shoff.checked_add(i.checked_mul(shentsize)?)?, 64);
+    let names = section(shstrndx)?;
+    let names = read(u64_at(names, 24), u64_at(names, 32))?;
+    let found = (0..shnum).filter_map(section).any(|sh| {
+        let name_at = u32_at(sh, 0) as usize;
+        let name = names.get(name_at..).unwrap_or_default();
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        name == b".go.buildinfo" || name == b".note.go.buildid"
+    });
+    Some(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +205,28 @@ mod tests {
             }
         }
         panic!("no libc.so.6 found to test with");
+    }
+
+    #[test]
+    fn libc_is_not_go_and_hostile_headers_do_not_panic() {
+        let lib = own_library();
+        assert!(!is_go_library(&lib));
+        // Every truncation, and a section table pointing anywhere.
+        for cut in [0, 10, 63, 64, 100, lib.len() / 2] {
+            let _ = is_go_library(&lib[..cut]);
+        }
+        let mut bad = lib.clone();
+        bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+        let _ = is_go_library(&bad);
+        bad[40..48].copy_from_slice(&(lib.len() as u64 - 10).to_le_bytes());
+        let _ = is_go_library(&bad);
+        // Stripped section headers: only the build-info magic tells.
+        let mut stripped = lib.clone();
+        stripped[40..48].copy_from_slice(&0u64.to_le_bytes());
+        assert!(!is_go_library(&stripped));
+        stripped.resize(stripped.len().next_multiple_of(16), 0);
+        stripped.extend_from_slice(GO_BUILDINFO_MAGIC);
+        assert!(is_go_library(&stripped));
     }
 
     #[test]

@@ -181,6 +181,10 @@ pub struct LibraryReport {
     pub handlers: Vec<String>,
     /// Initializer names, in table order.
     pub initializers: Vec<String>,
+    /// Whether it is a Go `c-shared` library (it carries a Go runtime), so
+    /// that [`Isolation::Auto`](crate::Isolation::Auto) runs it in worker
+    /// processes.
+    pub go_runtime: bool,
 }
 
 /// Loads libraries through a [`CodeCache`] and remembers every accepted one.
@@ -318,6 +322,7 @@ impl Loader {
             layout_checked: checked.layout_checked,
             handlers: checked.handlers,
             initializers: checked.initializers,
+            go_runtime: elf::is_go_library(&bytes),
         })
     }
 

@@ -77,7 +77,8 @@ char *fnhost_runtime_stats_json(const fnhost_runtime *rt);
 
 /* Loads a function. Keys: "entry" (required, NAME.HANDLER), "code_dir"
  * (required), "name", "initializer", "timeout_s", "memory_mb", "user_data"
- * (an object of strings), "isolation" ("inline" | "in-process" |
+ * (an object of strings), "isolation" ("auto", the default: "process" for
+ * a Go library, "in-process" otherwise | "inline" | "in-process" |
  * "process"). NULL on failure, with *error_out set as for
  * fnhost_runtime_new (a bad library's message names what is wrong). */
 fnhost_function *fnhost_function_load(fnhost_runtime *rt, const char *config_json, char **error_out);

@@ -68,7 +68,8 @@ pub struct Manifest {
     /// The initializer's timeout in seconds (default: the timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initializer_timeout_s: Option<u32>,
-    /// Where the handler runs (default `in-process`; for a server's
+    /// Where the handler runs (default `auto`: process isolation for a Go
+    /// library, in process for the others; for a server's
     /// directory function, the server's `--isolation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Isolation>,
@@ -522,7 +523,7 @@ user_event = "tick"
         let m = parse("name = \"echo\"\nhandler = \"echo.Handler\"\n").unwrap();
         assert_eq!((m.memory_mb, m.timeout_s), (128, 3));
         assert_eq!(m.isolation, None);
-        assert_eq!(m.function_config(".").isolation, Isolation::InProcess);
+        assert_eq!(m.function_config(".").isolation, Isolation::Auto);
         assert_eq!(m.concurrency, Concurrency::default());
     }
 

@@ -83,7 +83,7 @@ schemas = {
  "FunctionList": {"type": "object", "required": ["functions", "count"], "properties": {"functions": {"type": "array", "items": ref("Function")}, "next_marker": i(), "count": i()}},
  "VersionList": {"type": "object", "required": ["versions", "count"], "properties": {"versions": {"type": "array", "items": ref("Function")}, "next_marker": i(), "count": i()}},
  "AsyncList": {"type": "object", "additionalProperties": True},
- "Isolation": s(enum=["inline", "in-process", "process"]),
+ "Isolation": s(enum=["auto", "inline", "in-process", "process"]),
  "CreateFunction": {"type": "object", "required": ["func_name", "runtime", "handler", "memory_size", "timeout", "func_code"],
                     "properties": {"func_name": s(description="1 to 60 letters, digits, - and _"), "package": s(default="default"), "runtime": s(enum=["Rust1.x", "Custom"]),
                                    "handler": s(description="LIBRARY.HANDLER"), "memory_size": i(enum=[128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 8192, 10240]),

@@ -60,7 +60,8 @@ pub struct FunctionRecord {
     /// Per-instance concurrency (0: 1).
     #[serde(default)]
     pub concurrent_num: u32,
-    /// `in-process` (default) or `process` (fnhost's extension).
+    /// `auto` (default: `process` for a Go library, `in-process` otherwise),
+    /// `in-process`, `inline` or `process` (fnhost's extension).
     #[serde(default)]
     pub isolation: fnhost::Isolation,
     /// RFC 3339.

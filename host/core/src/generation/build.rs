@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use super::{Execution, Generation, InProcess, Workers};
 use crate::config::{FunctionConfig, Isolation};
+use crate::elf;
 use crate::entry::Entry;
 use crate::error::LoadError;
 use crate::isolation::process::ProcessPool;
-use crate::loader::Library;
+use crate::loader::{read_library, Library};
 use crate::shared::Shared;
 
 /// Validates, loads and resolves a generation without running anything.
@@ -34,11 +35,19 @@ pub(crate) fn build_generation(
             });
         }
     }
+    let mut config = config;
     let path = entry.locate(&config.code_dir)?;
     if config.isolation == Isolation::Process {
         return build_in_workers(shared, config, &path);
     }
-    let library = shared.loader.load(&path)?;
+    let bytes = read_library(&path)?;
+    if config.isolation == Isolation::Auto {
+        config.isolation = config.isolation.resolve(elf::is_go_library(&bytes));
+        if config.isolation == Isolation::Process {
+            return build_in_workers(shared, config, &path);
+        }
+    }
+    let library = shared.loader.load_bytes(&path, &bytes)?;
     generation_of(shared, config, library, &entry, init_entry.as_ref())
 }
 

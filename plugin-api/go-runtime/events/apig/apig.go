@@ -17,7 +17,7 @@ type APIGTriggerEvent struct {
 	RequestContext        APIGRequestContext `json:"requestContext"`
 	Headers               map[string]string  `json:"headers"`
 	QueryStringParameters map[string]string  `json:"queryStringParameters"`
-	UserData              string             `json:"user_data,omitempty"`
+	UserData              string             `json:"user_data"`
 }
 
 // APIGRequestContext is the APIG configuration of the request.

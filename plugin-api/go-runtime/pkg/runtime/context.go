@@ -144,14 +144,32 @@ func (x *runtimeContext) reportMemory() {
 // At most this many stack frames of a panic reach the log.
 const maxPanicFrames = 32
 
-// logPanic writes the panic and its stack (file names only, no absolute
-// paths) into the invocation's log.
+// logPanic writes the panic and the stack of the handler's goroutine from
+// where it panicked (function names and file names only: no arguments, no
+// absolute paths) into the invocation's log.
 func (x *runtimeContext) logPanic(r interface{}) {
 	x.log(C.FNHOST_LEVEL_ERROR, fmt.Sprintf("panic: %v", r))
 	lines := strings.Split(strings.TrimSpace(string(debug.Stack())), "\n")
+	// Skip the goroutine header and the frames of the recovery itself, up to
+	// and including the runtime's panic().
+	start := 1
+	for i := 1; i+1 < len(lines); i += 2 {
+		if strings.HasPrefix(lines[i], "panic(") {
+			start = i + 2
+			break
+		}
+	}
 	frames := 0
-	for i := 1; i+1 < len(lines) && frames < maxPanicFrames; i += 2 {
+	for i := start; i+1 < len(lines) && frames < maxPanicFrames; i += 2 {
 		fn := strings.TrimSpace(lines[i])
+		if strings.HasSuffix(fn, ")") {
+			if j := strings.LastIndexByte(fn, '('); j > 0 {
+				fn = fn[:j]
+			}
+		}
+		if strings.HasPrefix(fn, "huaweicloud.com/go-runtime/pkg/runtime.") {
+			break // the bridge that called the handler
+		}
 		at := strings.TrimSpace(lines[i+1])
 		if j := strings.LastIndexByte(at, '/'); j >= 0 {
 			at = at[j+1:]

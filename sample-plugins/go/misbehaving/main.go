@@ -1,0 +1,85 @@
+// One Go handler that does, on request, each thing the Go tests check: the
+// payload names the case (a JSON string, or the bare word).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"huaweicloud.com/go-runtime/go-api/context"
+	"huaweicloud.com/go-runtime/pkg/runtime"
+)
+
+type quotaError struct{}
+
+func (quotaError) Error() string     { return "quota exhausted" }
+func (quotaError) ErrorType() string { return "QuotaError" }
+
+// BUILD is replaced by the hot-swap test to tell two builds apart.
+var BUILD = "1"
+
+var leaked context.RuntimeContext
+
+func Cases(payload []byte, ctx context.RuntimeContext) (interface{}, error) {
+	switch strings.Trim(strings.TrimSpace(string(payload)), `"`) {
+	case "error":
+		return "ignored", errors.New("the order was not found")
+	case "typed-error":
+		return nil, quotaError{}
+	case "panic":
+		panic("handler gave up")
+	case "nil-deref":
+		var m *map[string]int
+		return (*m)["x"], nil
+	case "println":
+		fmt.Println("from fmt.Println")
+		fmt.Fprintln(os.Stderr, "from stderr")
+		ctx.GetLogger().Logf("from Logf %d", 7)
+		return "printed", nil
+	case "context":
+		return map[string]interface{}{
+			"request_id": ctx.GetRequestID(), "remaining_ms": ctx.GetRemainingTimeInMilliSeconds(),
+			"running_s": ctx.GetRunningTimeInSeconds(), "function": ctx.GetFunctionName(),
+			"version": ctx.GetVersion(), "alias": ctx.GetAlias(), "package": ctx.GetPackage(),
+			"project": ctx.GetProjectID(), "memory": ctx.GetMemorySize(), "cpu": ctx.GetCPUNumber(),
+			"user": ctx.GetUserData("GREETING"), "missing": ctx.GetUserData("NOPE"),
+			"token": ctx.GetToken(), "security_token": ctx.GetSecurityToken(),
+			"security_access_key": ctx.GetSecurityAccessKey(), "security_secret_key": ctx.GetSecuritySecretKey(),
+			"access_key": ctx.GetAccessKey(), "secret_key": ctx.GetSecretKey(),
+		}, nil
+	case "bytes":
+		return []byte{0, 1, 2, 255}, nil
+	case "nil":
+		return nil, nil
+	case "unencodable":
+		return make(chan int), nil
+	case "sleep":
+		time.Sleep(30 * time.Second)
+		return "woke", nil
+	case "leak":
+		leaked = ctx
+		return "kept", nil
+	case "use-leaked":
+		// A context kept past its call reads nothing of the host.
+		if leaked == nil {
+			return "none", nil
+		}
+		leaked.GetLogger().Logf("late")
+		return "[" + leaked.GetRequestID() + "]", nil
+	case "build":
+		return BUILD, nil
+	case "goroutine-panic":
+		done := make(chan struct{})
+		go func() { defer close(done); panic("in a goroutine of its own") }()
+		<-done
+		return "unreachable", nil
+	}
+	return map[string]string{"echo": string(payload)}, nil
+}
+
+func main() {
+	runtime.Register(Cases)
+}
