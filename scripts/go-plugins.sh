@@ -36,6 +36,8 @@ build() { # DIR OUTPUT [go build flags...]
     (cd "$dir" && go build "$@" -o "$tmp" .) && mv -f "$tmp" "$output"
 }
 
+cmp -s plugin-api/include/fnhost.h plugin-api/go-runtime/pkg/runtime/fnhost.h ||
+    { echo "plugin-api/go-runtime/pkg/runtime/fnhost.h differs from plugin-api/include/fnhost.h: copy it" >&2; exit 1; }
 (cd plugin-api/go-runtime
  unformatted=$(gofmt -l .)
  [ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }

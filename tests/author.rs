@@ -1,6 +1,6 @@
 //! The author's loop through the built `fnhost` binary: `fnhost new` makes
 //! a project that builds with its own tool and runs with `fnhost invoke`
-//! without edits (Rust plain, Rust APIG, C); `fnhost build` checks what was
+//! without edits (Rust plain, Rust APIG, C, Go plain and APIG); `fnhost build` checks what was
 //! built; `fnhost package` writes a zip with the library at its root; bad
 //! builds and bad manifests are one clear message each.
 //!
@@ -188,6 +188,46 @@ fn a_new_c_project_builds_with_make_and_invokes() {
     let packaged = fnhost_in(&dir, &["package"], b"");
     assert!(packaged.status.success(), "{}", text(&packaged));
     assert!(dir.join("target/fnhost/cgreeter.zip").is_file());
+}
+
+/// A Go project (FunctionGraph's Go SDK) from both templates: `fnhost
+/// build` runs `go build -buildmode=c-shared`, the library is recognised as
+/// Go, and `fnhost invoke` answers without edits.
+#[test]
+fn a_new_go_project_builds_with_go_and_invokes() {
+    fnhost_e2e::go_plugins(); // installs Go where it is missing
+    let (dir, printed) = new_project("go", "go-greeter", &["--lang", "go"]);
+    assert!(
+        printed.contains("go build -buildmode=c-shared -o go_greeter.so"),
+        "{printed}"
+    );
+    let built = fnhost_in(&dir, &["build"], b"");
+    assert!(built.status.success(), "{}", text(&built));
+    assert!(dir.join("go_greeter.so").is_file());
+    let invoked = fnhost_in(
+        &dir,
+        &["invoke", "--data", "{\"name\": \"ada\"}", "--json"],
+        b"",
+    );
+    assert!(invoked.status.success(), "{}", text(&invoked));
+    let json = result_of(&invoked);
+    assert_eq!(json["message"], "hello, ada", "{json}");
+    let inspected = fnhost_in(&dir, &["inspect", "go_greeter.so", "--json"], b"");
+    let report: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(report["default_isolation"], "process", "{report}");
+
+    let (dir, _) = new_project("go-apig", "web", &["--lang", "go", "--template", "apig"]);
+    let built = fnhost_in(&dir, &["build"], b"");
+    assert!(built.status.success(), "{}", text(&built));
+    let event = fnhost_in(&dir, &["event", "apig"], b"");
+    let invoked = fnhost_in(&dir, &["invoke", "--json"], &event.stdout);
+    let json = result_of(&invoked);
+    assert_eq!(json["statusCode"], 200, "{json}");
+    let body: serde_json::Value = serde_json::from_str(json["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (body["method"].as_str(), body["greeting"].as_str()),
+        (Some("POST"), Some("hello"))
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! A handler project: a directory with `fnhost.toml` and either a
-//! `Cargo.toml` (built with cargo) or a `Makefile` (built with make), and
-//! the library its build produced.
+//! A handler project: a directory with `fnhost.toml` and a `Cargo.toml`
+//! (built with cargo), a `go.mod` (built with `go build -buildmode=c-shared`)
+//! or a `Makefile` (built with make), and the library its build produced.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,6 +14,8 @@ pub enum Tool {
     Cargo,
     /// `make` (a `Makefile` is there).
     Make,
+    /// `go build -buildmode=c-shared -o LIBRARY.so .` (a `go.mod` is there).
+    Go,
 }
 
 /// A project directory and its manifest.
@@ -37,7 +39,7 @@ pub enum ProjectError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// Neither a `Cargo.toml` nor a `Makefile`.
-    #[error("{} has neither a Cargo.toml nor a Makefile: fnhost does not know how to build it", .0.display())]
+    #[error("{} has no Cargo.toml, go.mod or Makefile: fnhost does not know how to build it", .0.display())]
     NoBuild(PathBuf),
     /// The build tool could not be started.
     #[error("cannot run {tool}: {error}")]
@@ -80,6 +82,8 @@ impl Project {
         let manifest = Manifest::read(&path)?;
         let tool = if dir.join("Cargo.toml").is_file() {
             Tool::Cargo
+        } else if dir.join("go.mod").is_file() {
+            Tool::Go
         } else if dir.join("Makefile").is_file() || dir.join("makefile").is_file() {
             Tool::Make
         } else {
@@ -98,24 +102,34 @@ impl Project {
         match self.tool {
             Tool::Cargo => self.cargo_build(debug),
             Tool::Make => {
-                let status = Command::new(std::env::var_os("MAKE").unwrap_or("make".into()))
-                    .current_dir(&self.dir)
-                    .stdout(Stdio::inherit())
-                    .stderr(Stdio::inherit())
-                    .status()
-                    .map_err(|error| ProjectError::Spawn {
-                        tool: "make",
-                        error,
-                    })?;
-                if !status.success() {
-                    return Err(ProjectError::BuildFailed {
-                        tool: "make",
-                        status,
-                    });
-                }
+                let mut make = Command::new(std::env::var_os("MAKE").unwrap_or("make".into()));
+                self.run("make", &mut make)?;
+                self.library_in(&self.dir)
+            }
+            Tool::Go => {
+                let mut go = Command::new(std::env::var_os("GO").unwrap_or("go".into()));
+                go.args(["build", "-buildmode=c-shared", "-o"])
+                    .arg(format!("{}.so", self.manifest.library()))
+                    .arg(".")
+                    .env("CGO_ENABLED", "1");
+                self.run("go", &mut go)?;
                 self.library_in(&self.dir)
             }
         }
+    }
+
+    /// Runs a build tool in the project directory, its output on stderr.
+    fn run(&self, tool: &'static str, command: &mut Command) -> Result<(), ProjectError> {
+        let status = command
+            .current_dir(&self.dir)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .status()
+            .map_err(|error| ProjectError::Spawn { tool, error })?;
+        if !status.success() {
+            return Err(ProjectError::BuildFailed { tool, status });
+        }
+        Ok(())
     }
 
     fn cargo_build(&self, debug: bool) -> Result<PathBuf, ProjectError> {
@@ -208,7 +222,7 @@ impl Project {
     /// make.
     pub fn code_dir(&self) -> PathBuf {
         match self.tool {
-            Tool::Make => self.dir.clone(),
+            Tool::Make | Tool::Go => self.dir.clone(),
             Tool::Cargo => {
                 let target = std::env::var_os("CARGO_TARGET_DIR")
                     .map(PathBuf::from)

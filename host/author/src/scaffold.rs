@@ -7,6 +7,11 @@
 //!   initializer, a unit test with `TestContext`, and `fnhost.toml`.
 //! - C: `fnhost.h` (copied in), a Makefile, a handler and an initializer,
 //!   and `fnhost.toml`.
+//! - Go: a FunctionGraph Go handler (`main.go`, `runtime.Register` in
+//!   `main()`), a `go.mod` whose `replace` points `huaweicloud.com/go-runtime`
+//!   at the `plugin-api/go-runtime` next to the `fnhost-api` above, and
+//!   `fnhost.toml` (no initializer: FunctionGraph's Go SDK has none; the
+//!   default isolation runs it in worker processes).
 //!
 //! Templates: `plain` (a JSON handler) and `apig` (an HTTP handler behind an
 //! APIG trigger).
@@ -22,6 +27,8 @@ pub enum Lang {
     Rust,
     /// A C project with a Makefile.
     C,
+    /// A Go module built with `go build -buildmode=c-shared`.
+    Go,
 }
 
 /// What the new handler does.
@@ -47,7 +54,7 @@ pub enum ScaffoldError {
     #[error("cannot find fnhost-api (the plugin-api directory of an fnhost checkout): set FNHOST_API_PATH to it")]
     NoApi,
     /// A template is not available for this language.
-    #[error("the {0} template is for Rust projects")]
+    #[error("the {0} template is for Rust and Go projects")]
     Unsupported(&'static str),
     /// Writing failed.
     #[error("cannot write {path}: {error}")]
@@ -64,6 +71,9 @@ const RUST_PLAIN: &str = include_str!("templates/rust_plain.rs");
 const RUST_APIG: &str = include_str!("templates/rust_apig.rs");
 const C_HANDLER: &str = include_str!("templates/c_handler.c");
 const C_MAKEFILE: &str = include_str!("templates/c_Makefile");
+const GO_MOD: &str = include_str!("templates/go_mod");
+const GO_PLAIN: &str = include_str!("templates/go_plain.go");
+const GO_APIG: &str = include_str!("templates/go_apig.go");
 /// The ABI header, as this fnhost was built with it.
 const FNHOST_H: &str = include_str!("../../../plugin-api/include/fnhost.h");
 
@@ -117,6 +127,10 @@ pub fn files(
         user_data: [("GREETING".to_owned(), "hello".to_owned())].into(),
         triggers: Vec::new(),
     };
+    if lang == Lang::Go {
+        manifest.initializer = None;
+        manifest.isolation = None;
+    }
     if template == Template::Apig {
         manifest.triggers.push(Trigger::Apig {
             path: format!("/{name}"),
@@ -148,6 +162,17 @@ pub fn files(
             out.push(("include/fnhost.h".into(), FNHOST_H.to_owned()));
             out.push((".gitignore".into(), "*.so\n".into()));
         }
+        Lang::Go => {
+            let api = api.ok_or(ScaffoldError::NoApi)?;
+            let api = api.to_string_lossy().replace('\\', "/");
+            let source = match template {
+                Template::Plain => GO_PLAIN,
+                Template::Apig => GO_APIG,
+            };
+            out.push(("go.mod".into(), fill(GO_MOD, &api)));
+            out.push(("main.go".into(), fill(source, &api)));
+            out.push((".gitignore".into(), "*.so\n*.h\n".into()));
+        }
     }
     Ok(out)
 }
@@ -161,7 +186,7 @@ pub fn create(
     template: Template,
 ) -> Result<Vec<PathBuf>, ScaffoldError> {
     let api = match lang {
-        Lang::Rust => Some(api_path().ok_or(ScaffoldError::NoApi)?),
+        Lang::Rust | Lang::Go => Some(api_path().ok_or(ScaffoldError::NoApi)?),
         Lang::C => None,
     };
     let files = files(name, lang, template, api.as_deref())?;
@@ -194,6 +219,8 @@ mod tests {
             (Lang::Rust, Template::Plain),
             (Lang::Rust, Template::Apig),
             (Lang::C, Template::Plain),
+            (Lang::Go, Template::Plain),
+            (Lang::Go, Template::Apig),
         ] {
             let files = files("my-fn", lang, template, Some(Path::new("/api"))).unwrap();
             for (path, text) in &files {
@@ -205,7 +232,8 @@ mod tests {
                 .unwrap();
             let m = Manifest::parse(manifest, Path::new(FILE_NAME)).unwrap();
             assert_eq!(m.handler, "my_fn.Handler");
-            assert_eq!(m.initializer_entry().as_deref(), Some("my_fn.Init"));
+            let init = (lang != Lang::Go).then_some("my_fn.Init");
+            assert_eq!(m.initializer_entry().as_deref(), init);
             assert_eq!(m.triggers.len(), usize::from(template == Template::Apig));
         }
     }

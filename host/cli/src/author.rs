@@ -13,13 +13,15 @@ use fnhost_author::scaffold::{self, Lang, Template};
 pub(crate) enum LangArg {
     Rust,
     C,
+    /// FunctionGraph's Go runtime SDK (huaweicloud.com/go-runtime).
+    Go,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum TemplateArg {
     /// Takes JSON, answers JSON.
     Plain,
-    /// An HTTP handler behind an APIG trigger (Rust).
+    /// An HTTP handler behind an APIG trigger (Rust, Go).
     Apig,
 }
 
@@ -161,6 +163,7 @@ pub(crate) fn new(a: NewArgs) -> anyhow::Result<i32> {
     let lang = match a.lang {
         LangArg::Rust => Lang::Rust,
         LangArg::C => Lang::C,
+        LangArg::Go => Lang::Go,
     };
     let template = match a.template {
         TemplateArg::Plain => Template::Plain,
@@ -171,9 +174,14 @@ pub(crate) fn new(a: NewArgs) -> anyhow::Result<i32> {
     for file in &files {
         println!("created {}", dir.join(file).display());
     }
+    let go_build = format!(
+        "go build -buildmode=c-shared -o {}.so .",
+        a.name.replace('-', "_")
+    );
     let build = match lang {
         Lang::Rust => "cargo build --release",
         Lang::C => "make",
+        Lang::Go => &go_build,
     };
     let data = match template {
         Template::Plain => "fnhost invoke --data '{\"name\": \"ada\"}'",

@@ -14,8 +14,11 @@ import (
 	"sync"
 	"unsafe"
 
+	"huaweicloud.com/go-runtime/go-api/context"
 	"huaweicloud.com/go-runtime/pkg/runtime/common"
 )
+
+var _ context.RuntimeContext = (*runtimeContext)(nil)
 
 // runtimeContext is context.RuntimeContext over the host's vtable. The host
 // pointer is valid only until the handler returns: every method holds the
