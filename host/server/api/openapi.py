@@ -85,7 +85,7 @@ schemas = {
  "AsyncList": {"type": "object", "additionalProperties": True},
  "Isolation": s(enum=["auto", "inline", "in-process", "process"]),
  "CreateFunction": {"type": "object", "required": ["func_name", "runtime", "handler", "memory_size", "timeout", "func_code"],
-                    "properties": {"func_name": s(description="1 to 60 letters, digits, - and _"), "package": s(default="default"), "runtime": s(enum=["Rust1.x", "Custom"]),
+                    "properties": {"func_name": s(description="1 to 60 letters, digits, - and _"), "package": s(default="default"), "runtime": s(enum=["Rust1.x", "Go1.x", "Custom"]),
                                    "handler": s(description="LIBRARY.HANDLER"), "memory_size": i(enum=[128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 8192, 10240]),
                                    "timeout": i(minimum=1, maximum=900), "code_type": s(enum=["zip"]), "func_code": ref("FuncCode"),
                                    "user_data": s(description="a JSON object of strings, as a string"), "initializer_handler": s(), "initializer_timeout": i(minimum=0),

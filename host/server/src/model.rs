@@ -16,7 +16,7 @@ use fnhost::{FunctionConfig, InstanceConfig};
 pub const MAX_INITIALIZER_TIMEOUT_SECS: u32 = 300;
 
 /// Runtimes a function may declare.
-pub const RUNTIMES: [&str; 2] = ["Rust1.x", "Custom"];
+pub const RUNTIMES: [&str; 3] = ["Rust1.x", "Go1.x", "Custom"];
 
 /// A function as created and updated through the API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -27,7 +27,7 @@ pub struct FunctionRecord {
     pub func_name: String,
     /// Package (function group).
     pub package: String,
-    /// `Rust1.x` or `Custom`.
+    /// `Rust1.x`, `Go1.x` or `Custom` (informational: the library decides).
     pub runtime: String,
     /// Entry `NAME.HANDLER`.
     pub handler: String,
