@@ -11,6 +11,9 @@ cargo build --release --locked -p fnhost-cli   # the fnhost binary the worker pr
 cargo bench --locked -p fnhost --bench invoke -- "$@"
 cargo bench --locked -p fnhost --bench lifecycle -- "$@"
 cargo bench --locked -p fnhost --bench isolation -- "$@"
+# A Go handler through fnhost against Go's own plugin package (prints its table).
+./scripts/go-plugins.sh >/dev/null
+cargo bench --locked -p fnhost --bench go_echo
 
 python3 - <<'PY'
 import json, pathlib

@@ -10,7 +10,9 @@
 #                        a second build of misbehaving (its "build" case
 #                        answers 2), for the hot-swap tests
 #   plugin/echo.so       the Go echo as a Go plugin (-buildmode=plugin), the
-#                        seed's original mechanism, for the benchmark
+#                        seed's original mechanism, and plugin/host, which
+#                        loads and calls it with Go's plugin package: the
+#                        baseline of the Go benchmark
 # Installs Go from the distribution's packages when `go` is missing. Checks the
 # SDK module first: gofmt, go vet, go test. Uses only Go's standard library:
 # no module proxy is needed (GOFLAGS=-mod=mod, GOPROXY=off).
@@ -45,7 +47,7 @@ cmp -s plugin-api/include/fnhost.h plugin-api/go-runtime/pkg/runtime/fnhost.h ||
 
 for dir in sample-plugins/go/*/; do
     name=$(basename "$dir")
-    [ "$name" = testplugin ] && continue
+    case $name in testplugin | plugin-*) continue ;; esac
     build "$dir" "$out/$name.so" -buildmode=c-shared
 done
 
@@ -66,5 +68,6 @@ for handler in ApigTest CtsTest DdsTest DisTest KafkaTest LtsTest SmnTest TimerT
     build "$seed" "$out/seed/$handler/testplugin.so" -buildmode=c-shared
 done
 
-build sample-plugins/go/plugin-echo "$out/plugin/echo.so" -buildmode=plugin 2>/dev/null || true
+build sample-plugins/go/plugin-echo "$out/plugin/echo.so" -buildmode=plugin
+build sample-plugins/go/plugin-host "$out/plugin/host"
 echo "$out"

@@ -1,0 +1,132 @@
+//! A Go handler through fnhost against the same handler through Go's own
+//! `plugin` package (the seed's original mechanism), in one run.
+//!
+//! Baseline: `target/go-plugins/plugin/host` opens the Go echo built with
+//! `-buildmode=plugin` and calls it N times with 1 KiB and a context,
+//! copying each result out (ns per call, printed by that Go program). Then:
+//! the Go echo built with `-buildmode=c-shared` (the go-runtime bridge),
+//! invoked with 1 KiB through `Function::invoke` in process and with the
+//! default isolation (a worker process, as fnhost runs a Go library unless
+//! told otherwise). Rounds are interleaved; the median ratio and its spread
+//! are printed. Run with `scripts/bench.sh go` (builds what it needs).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use fnhost::{FunctionConfig, Isolation, Runtime, RuntimeConfig};
+
+const ROUNDS: usize = 9;
+const IN_PROCESS_CALLS: usize = 100_000;
+const ISOLATED_CALLS: usize = 20_000;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ns_per_call(f: &fnhost::Function, payload: &[u8], n: usize, here: bool) -> f64 {
+    let call = |p: &[u8]| {
+        if here {
+            f.invoke_on_current_thread(p)
+        } else {
+            f.invoke(p)
+        }
+    };
+    for _ in 0..n / 10 {
+        call(payload).unwrap();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        let r = call(payload).unwrap();
+        assert_eq!(r.outcome.body_bytes().len(), payload.len());
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn go_plugin_ns(host: &Path, plugin: &Path) -> f64 {
+    let out = Command::new(host)
+        .arg(plugin)
+        .arg(IN_PROCESS_CALLS.to_string())
+        .output()
+        .expect("run the Go plugin host");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let go = workspace().join("target/go-plugins");
+    let release = std::env::current_exe().unwrap();
+    let release = release.parent().and_then(Path::parent).unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        worker_executable: Some(release.join("fnhost")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let in_process = rt
+        .load(FunctionConfig::new("echo.Handler", &go).isolation(Isolation::InProcess))
+        .unwrap();
+    let isolated = rt.load(FunctionConfig::new("echo.Handler", &go)).unwrap();
+    assert_eq!(isolated.config().isolation, Isolation::Process);
+    let payload = vec![b'x'; 1024];
+    let (host, plugin) = (go.join("plugin/host"), go.join("plugin/echo.so"));
+    let (mut base, mut inp, mut iso, mut here) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut r_in, mut r_iso, mut r_here) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let b = go_plugin_ns(&host, &plugin);
+        let h = ns_per_call(&in_process, &payload, IN_PROCESS_CALLS, true);
+        let i = ns_per_call(&in_process, &payload, IN_PROCESS_CALLS, false);
+        let p = ns_per_call(&isolated, &payload, ISOLATED_CALLS, false);
+        r_here.push(h / b);
+        r_in.push(i / b);
+        r_iso.push(p / b);
+        base.push(b);
+        here.push(h);
+        inp.push(i);
+        iso.push(p);
+    }
+    let spread = |v: &[f64]| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
+        (lo, hi)
+    };
+    let (rh_lo, rh_hi) = spread(&r_here);
+    let (ri_lo, ri_hi) = spread(&r_in);
+    let (rp_lo, rp_hi) = spread(&r_iso);
+    println!(
+        "Go echo, 1 KiB, {ROUNDS} interleaved rounds (median; min..max of the per-round ratios)"
+    );
+    println!("| path | median per call | ratio to Go's plugin package |");
+    println!("|---|---|---|");
+    println!(
+        "| Go `plugin` package, direct call (baseline) | {:.0} ns | 1.00x |",
+        median(&mut base)
+    );
+    println!(
+        "| fnhost, Go c-shared in process, calling thread (`invoke_on_current_thread`) | {:.0} ns | {:.1}x ({rh_lo:.1}..{rh_hi:.1}) |",
+        median(&mut here),
+        median(&mut r_here.clone())
+    );
+    println!(
+        "| fnhost, Go c-shared in process, worker thread (`Function::invoke`) | {:.0} ns | {:.1}x ({ri_lo:.1}..{ri_hi:.1}) |",
+        median(&mut inp),
+        median(&mut r_in.clone())
+    );
+    println!(
+        "| fnhost, Go c-shared in a worker process (the default) | {:.0} ns | {:.0}x ({rp_lo:.0}..{rp_hi:.0}) |",
+        median(&mut iso),
+        median(&mut r_iso.clone())
+    );
+}
