@@ -321,8 +321,14 @@ fn several_go_runtimes_share_one_process_at_a_cost() {
             .load(FunctionConfig::new(entry, &dir).isolation(Isolation::InProcess))
             .unwrap_or_else(|e| panic!("{entry}: {e}"));
         assert!(f.library().is_mapped());
-        // The first call completes the runtime's start.
-        let _ = f.invoke(&payload).unwrap();
+        // The first call completes the runtime's start; the bridge reports
+        // the Go heap in use as memoryUsed.
+        let first = f.invoke(&payload).unwrap();
+        assert!(
+            first.summary.memory_used_mb > 0.0,
+            "{entry}: {:?}",
+            first.summary
+        );
         growth.push((
             entry,
             threads() - before.0,

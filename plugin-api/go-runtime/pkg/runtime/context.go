@@ -128,17 +128,24 @@ func (x *runtimeContext) fail(kind, message string) {
 	})
 }
 
-// The Go heap in use after the call, as memoryUsed: Go's allocator is not
-// the plugin's to count per call, and a library has one heap.
-var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+// The Go heap in use after the call (its spans: objects and the free room
+// in spans being allocated from, Go's HeapInuse), as memoryUsed: Go's
+// allocator is not the plugin's to count per call, and a library has one
+// heap. Read through runtime/metrics, which does not stop the world.
+var heapSample = []metrics.Sample{
+	{Name: "/memory/classes/heap/objects:bytes"},
+	{Name: "/memory/classes/heap/unused:bytes"},
+}
 var heapMu sync.Mutex
 
 func (x *runtimeContext) reportMemory() {
 	heapMu.Lock()
 	metrics.Read(heapSample)
 	var used uint64
-	if heapSample[0].Value.Kind() == metrics.KindUint64 {
-		used = heapSample[0].Value.Uint64()
+	for _, sample := range heapSample {
+		if sample.Value.Kind() == metrics.KindUint64 {
+			used += sample.Value.Uint64()
+		}
 	}
 	heapMu.Unlock()
 	x.with(func(c *C.fnhost_context) { C.fnhost_go_memory(c, C.uint64_t(used)) })

@@ -142,8 +142,8 @@ func fnhostGoInvoke(c *C.fnhost_context, ptr *C.uint8_t, n C.size_t) (status C.i
 		return C.FNHOST_STATUS_ERROR
 	}
 	payload := copyIn(ptr, n)
+	defer ctx.reportMemory() // on every return, a panic's included
 	result, err := h(payload, ctx)
-	defer ctx.reportMemory()
 	if err != nil {
 		kind := "FunctionReturnError"
 		if typed, ok := err.(interface{ ErrorType() string }); ok && typed.ErrorType() != "" {
