@@ -110,3 +110,19 @@ def test_a_go_function_swapped_under_load_loses_no_request(server, client):
             t.join()
     assert failures == []
     assert answers == {"1", "2"}
+
+
+def test_fnhost_deploy_of_a_new_go_project_declares_go_and_serves(tmp_path, server, client):
+    from test_deploy import run
+    from conftest import AK, SK
+    r = run(["new", "gofn", "--lang", "go", "--dir", str(tmp_path / "gofn")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    keys = {"FNHOST_ACCESS_KEY": AK, "FNHOST_SECRET_KEY": SK, "FNHOST_URL": server.url,
+            "FNHOST_PROJECT_ID": "proj1"}
+    r = run(["deploy"], tmp_path / "gofn", keys)
+    assert r.returncode == 0, r.stdout + r.stderr
+    urn = r.stdout.strip().splitlines()[-1]
+    config = client.show_function_config(ShowFunctionConfigRequest(function_urn=urn))
+    assert config.runtime == "Go1.x"
+    answer = json.loads(invoke(client, urn, {"name": "ada"}).result)
+    assert answer["message"] == "hello, ada"

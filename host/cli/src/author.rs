@@ -137,8 +137,19 @@ pub(crate) fn deploy(a: DeployArgs) -> anyhow::Result<i32> {
         .join(format!("{}.zip", project.manifest.name));
     let zip = fnhost_author::package::write(&library, project.manifest.library(), &out)?;
     let bytes = std::fs::read(&zip)?;
-    match fnhost_server::client::deploy(&remote.client, &remote.project, &project.manifest, &bytes)
-    {
+    // The runtime a new function declares (informational; the library decides).
+    let runtime = if fnhost::is_go_library(&std::fs::read(&library)?) {
+        "Go1.x"
+    } else {
+        "Rust1.x"
+    };
+    match fnhost_server::client::deploy(
+        &remote.client,
+        &remote.project,
+        &project.manifest,
+        runtime,
+        &bytes,
+    ) {
         Ok(done) => {
             eprintln!(
                 "{} {}{}",

@@ -360,8 +360,8 @@ fn trigger_bodies(manifest: &fnhost_manifest::Manifest) -> Vec<(&'static str, se
         .collect()
 }
 
-/// Creates the function `manifest` describes with the code package `zip`,
-/// or updates its code and configuration, then its instance limits, then
+/// Creates the function `manifest` describes with the code package `zip`
+/// (declaring `runtime`, e.g. `Go1.x`, when it creates it), or updates its code and configuration, then its instance limits, then
 /// creates the manifest's triggers the function does not have yet. An
 /// update that the server keeps but cannot load (`last_update_status`
 /// `Failed`) is an error with the server's reason.
@@ -369,6 +369,7 @@ pub fn deploy(
     client: &Client,
     project: &str,
     manifest: &fnhost_manifest::Manifest,
+    runtime: &str,
     zip: &[u8],
 ) -> Result<Deployed, DeployFailure> {
     use base64::Engine as _;
@@ -401,7 +402,7 @@ pub fn deploy(
             let mut body = config_body(manifest);
             body["func_name"] = manifest.name.clone().into();
             body["package"] = "default".into();
-            body["runtime"] = "Rust1.x".into();
+            body["runtime"] = runtime.into();
             body["code_type"] = "zip".into();
             body["func_code"] = serde_json::json!({"file": file});
             body["description"] = "deployed with fnhost deploy".into();
