@@ -142,16 +142,36 @@ pub fn files(
     );
     let mut out = vec![(PathBuf::from(FILE_NAME), header + &manifest.to_toml())];
     match lang {
-        Lang::Rust => {
+        Lang::Rust | Lang::Go => {
             let api = api.ok_or(ScaffoldError::NoApi)?;
             let api = api.to_string_lossy().replace('\\', "/");
-            let source = match template {
-                Template::Plain => RUST_PLAIN,
-                Template::Apig => RUST_APIG,
+            // (build file, its template, source file, plain, apig, ignored)
+            let (build, build_text, source, plain, apig, ignore) = if lang == Lang::Rust {
+                (
+                    "Cargo.toml",
+                    RUST_CARGO,
+                    "src/lib.rs",
+                    RUST_PLAIN,
+                    RUST_APIG,
+                    "/target\n",
+                )
+            } else {
+                (
+                    "go.mod",
+                    GO_MOD,
+                    "main.go",
+                    GO_PLAIN,
+                    GO_APIG,
+                    "*.so\n*.h\n",
+                )
             };
-            out.push(("Cargo.toml".into(), fill(RUST_CARGO, &api)));
-            out.push(("src/lib.rs".into(), fill(source, &api)));
-            out.push((".gitignore".into(), "/target\n".into()));
+            let text = match template {
+                Template::Plain => plain,
+                Template::Apig => apig,
+            };
+            out.push((build.into(), fill(build_text, &api)));
+            out.push((source.into(), fill(text, &api)));
+            out.push((".gitignore".into(), ignore.into()));
         }
         Lang::C => {
             if template == Template::Apig {
@@ -161,17 +181,6 @@ pub fn files(
             out.push(("Makefile".into(), fill(C_MAKEFILE, "")));
             out.push(("include/fnhost.h".into(), FNHOST_H.to_owned()));
             out.push((".gitignore".into(), "*.so\n".into()));
-        }
-        Lang::Go => {
-            let api = api.ok_or(ScaffoldError::NoApi)?;
-            let api = api.to_string_lossy().replace('\\', "/");
-            let source = match template {
-                Template::Plain => GO_PLAIN,
-                Template::Apig => GO_APIG,
-            };
-            out.push(("go.mod".into(), fill(GO_MOD, &api)));
-            out.push(("main.go".into(), fill(source, &api)));
-            out.push((".gitignore".into(), "*.so\n*.h\n".into()));
         }
     }
     Ok(out)

@@ -332,8 +332,25 @@ impl Loader {
     /// the worker.
     pub fn store_unmapped(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
         let bytes = Self::read_checked(path)?;
-        let digest = Digest::of(&bytes);
-        let (mapped_path, file) = self.store(&digest, &bytes)?;
+        self.store_unmapped_checked(path, &bytes)
+    }
+
+    /// [`Loader::store_unmapped`] of bytes already read from `source`.
+    pub fn store_unmapped_bytes(
+        &self,
+        source: &Path,
+        bytes: &[u8],
+    ) -> Result<Arc<Library>, LoadError> {
+        elf::check_shared_object(bytes).map_err(|reason| LoadError::NotALibrary {
+            path: source.to_owned(),
+            reason,
+        })?;
+        self.store_unmapped_checked(source, bytes)
+    }
+
+    fn store_unmapped_checked(&self, path: &Path, bytes: &[u8]) -> Result<Arc<Library>, LoadError> {
+        let digest = Digest::of(bytes);
+        let (mapped_path, file) = self.store(&digest, bytes)?;
         Ok(Arc::new(Library {
             digest,
             source: path.to_owned(),

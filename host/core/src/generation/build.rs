@@ -3,7 +3,6 @@
 //! initializer. Nothing of the function runs here ([`Generation::warm_up`]
 //! does that).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use super::{Execution, Generation, InProcess, Workers};
@@ -38,29 +37,29 @@ pub(crate) fn build_generation(
     let mut config = config;
     let path = entry.locate(&config.code_dir)?;
     if config.isolation == Isolation::Process {
-        return build_in_workers(shared, config, &path);
+        let library = shared.loader.store_unmapped(&path)?;
+        return build_in_workers(shared, config, library);
     }
     let bytes = read_library(&path)?;
     if config.isolation == Isolation::Auto {
         config.isolation = config.isolation.resolve(elf::is_go_library(&bytes));
         if config.isolation == Isolation::Process {
-            return build_in_workers(shared, config, &path);
+            let library = shared.loader.store_unmapped_bytes(&path, &bytes)?;
+            return build_in_workers(shared, config, library);
         }
     }
     let library = shared.loader.load_bytes(&path, &bytes)?;
     generation_of(shared, config, library, &entry, init_entry.as_ref())
 }
 
-/// A process-isolated generation: workers load and check the library at
-/// `path`; the host only stores it, never maps it (so retiring the
-/// generation reclaims everything). Its handler and initializer are
-/// resolved in each worker.
+/// A process-isolated generation: workers load and check the stored
+/// `library`; the host never maps it (so retiring the generation reclaims
+/// everything). Its handler and initializer are resolved in each worker.
 fn build_in_workers(
     shared: &Arc<Shared>,
     config: FunctionConfig,
-    path: &Path,
+    library: Arc<Library>,
 ) -> Result<Arc<Generation>, LoadError> {
-    let library = shared.loader.store_unmapped(path)?;
     let file = library
         .file()
         .cloned()
