@@ -168,7 +168,7 @@ fn the_cpp_sample_throws_and_catches_its_own_exceptions() {
 }
 
 #[test]
-fn a_plugin_built_with_the_1_0_header_loads_and_runs_on_the_1_1_host() {
+fn a_plugin_built_with_the_1_0_header_loads_and_runs_on_the_1_2_host() {
     let dir = scratch("abi-1-0");
     fnhost_e2e::compile_fixture("abi_1_0", &dir);
     let rt = runtime();
@@ -179,6 +179,50 @@ fn a_plugin_built_with_the_1_0_header_loads_and_runs_on_the_1_1_host() {
         .load(FunctionConfig::new("abi_1_0.Handler", &dir))
         .unwrap();
     assert_eq!(f.invoke(b"old").unwrap().outcome.body_bytes(), b"old");
+}
+
+#[test]
+fn a_1_1_plugin_loads_and_runs_on_the_1_2_host() {
+    let dir = scratch("abi-1-1");
+    fnhost_e2e::compile_fixture("abi_1_1", &dir);
+    let rt = runtime();
+    let lib = rt.open_library(&dir.join("abi_1_1.so")).unwrap();
+    assert_eq!(lib.info().abi, (1, 1));
+    assert!(lib.info().layout_checked);
+    let f = rt
+        .load(FunctionConfig::new("abi_1_1.Handler", &dir))
+        .unwrap();
+    assert_eq!(f.invoke(b"older").unwrap().outcome.body_bytes(), b"older");
+}
+
+#[test]
+fn the_callers_request_and_trace_ids_reach_the_handler_in_and_out_of_process() {
+    let dir = scratch("trace-id");
+    fnhost_e2e::compile_fixture("trace_id", &dir);
+    let rt = runtime();
+    let request_id = uuid::Uuid::new_v4();
+    let trace_id = fnhost::TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    for isolation in [fnhost::Isolation::InProcess, fnhost::Isolation::Process] {
+        let f = rt
+            .load(FunctionConfig::new("trace_id.Handler", &dir).isolation(isolation))
+            .unwrap();
+        let ids = fnhost::CallIds {
+            request_id: Some(request_id),
+            trace_id: Some(trace_id),
+        };
+        let r = f.invoke_with(b"{}", ids).unwrap();
+        assert_eq!(r.request_id, request_id.to_string(), "{isolation:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&r.outcome.body_bytes()),
+            format!("{request_id} 4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{isolation:?}"
+        );
+        // Without ids: a fresh request id, an empty trace id.
+        let r = f.invoke(b"{}").unwrap();
+        let body = String::from_utf8_lossy(&r.outcome.body_bytes()).into_owned();
+        assert_eq!(body, format!("{} ", r.request_id), "{isolation:?}");
+        assert_ne!(r.request_id, request_id.to_string());
+    }
 }
 
 #[test]

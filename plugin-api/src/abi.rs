@@ -25,7 +25,9 @@ pub const ABI_MAJOR: u16 = 1;
 /// - 1.1: the descriptor gives the element size of every table
 ///   (`*_entry_size`), so entries can grow in later minors; handlers and
 ///   initializers are called as `"C-unwind"` functions.
-pub const ABI_MINOR: u16 = 1;
+/// - 1.2: [`field::TRACE_ID`], the invocation's W3C trace id (a 1.1 host
+///   reads unknown fields as empty, so a 1.2 plugin needs no check).
+pub const ABI_MINOR: u16 = 2;
 /// `descriptor_size` of a 1.0 descriptor: the smallest the host accepts.
 pub const DESCRIPTOR_SIZE_1_0: u64 = 96;
 /// First field of every descriptor: the bytes `FNHP` read as a little-endian `u32`.
@@ -77,8 +79,11 @@ pub mod field {
     pub const SECURITY_TOKEN: u32 = 10;
     /// IAM token.
     pub const TOKEN: u32 = 11;
+    /// (1.2) The invocation's W3C trace id: 32 lowercase hex digits, or
+    /// empty.
+    pub const TRACE_ID: u32 = 12;
     /// Number of defined fields; unknown fields read as empty strings.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
 }
 
 /// Log levels accepted by [`ContextVTable::log`] (same numbering as the `log` crate).

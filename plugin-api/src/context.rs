@@ -119,6 +119,14 @@ impl Context {
         self.field(abi::field::TOKEN)
     }
 
+    /// The W3C trace id of this invocation (32 lowercase hex digits): the
+    /// caller's `traceparent`, or one the host started. Empty on a host
+    /// older than ABI 1.2, or one that started no trace (an embedder that
+    /// gave none).
+    pub fn trace_id(&self) -> &str {
+        self.field(abi::field::TRACE_ID)
+    }
+
     /// A value of the function's user data (environment) (`GetUserData`).
     pub fn user_data(&self, key: &str) -> Option<&str> {
         let mut value = abi::HostStr::EMPTY;

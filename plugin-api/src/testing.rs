@@ -257,6 +257,11 @@ impl TestContext {
     pub fn security_token(self, token: &str) -> TestContext {
         self.with_field(field::SECURITY_TOKEN, token)
     }
+
+    /// Sets the trace id (`Context::trace_id`).
+    pub fn trace_id(self, trace_id: &str) -> TestContext {
+        self.with_field(field::TRACE_ID, trace_id)
+    }
     /// Adds a user data entry.
     pub fn user_data(mut self, key: &str, value: &str) -> TestContext {
         self.host_mut()

@@ -10,6 +10,7 @@ use crate::instances::InstanceStats;
 use crate::invocation::Served;
 use crate::loader::Library;
 use crate::outcome::InvokeResult;
+use crate::trace::CallIds;
 
 /// A function ready to invoke: one [`Generation`] of code. Cheap to clone;
 /// safe to invoke from many threads at once.
@@ -60,6 +61,15 @@ impl Function {
     pub fn invoke(&self, payload: &[u8]) -> Result<InvokeResult, InvokeError> {
         self.generation
             .invoke(payload, Served::default(), Mode::Worker)
+    }
+
+    /// [`invoke`](Self::invoke) under the caller's request and trace ids.
+    pub fn invoke_with(&self, payload: &[u8], ids: CallIds) -> Result<InvokeResult, InvokeError> {
+        let served = Served {
+            ids,
+            ..Served::default()
+        };
+        self.generation.invoke(payload, served, Mode::Worker)
     }
 
     /// Invokes the function on the calling thread: no thread hand-off (the

@@ -15,6 +15,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::config::{Credentials, FunctionConfig};
 use crate::log_buffer::LogBuffer;
 use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
+use crate::trace::CallIds;
 
 /// Per-function values offered through the context, resolved once when the
 /// function is loaded and shared by all its invocations.
@@ -51,6 +52,8 @@ impl FunctionContext {
 pub(crate) struct Served {
     pub(crate) version: Option<Arc<str>>,
     pub(crate) alias: Option<Arc<str>>,
+    /// The request and trace ids the caller gave.
+    pub(crate) ids: CallIds,
 }
 
 /// Limits that apply to every invocation of a runtime.
@@ -79,6 +82,9 @@ struct Sink {
 pub(crate) struct InvocationState {
     /// Hyphenated lowercase UUID v4, kept inline (no allocation).
     request_id: [u8; 36],
+    /// The trace id in lowercase hex, inline; empty when none was given.
+    trace_id: [u8; 32],
+    has_trace_id: bool,
     function: Arc<FunctionContext>,
     timeout: Duration,
     deadline: Instant,
@@ -145,11 +151,20 @@ impl InvocationState {
         served: Served,
     ) -> InvocationState {
         let mut request_id = [0u8; 36];
-        uuid::Uuid::new_v4()
+        served
+            .ids
+            .request_id
+            .unwrap_or_else(uuid::Uuid::new_v4)
             .hyphenated()
             .encode_lower(&mut request_id);
+        let (trace_id, has_trace_id) = match served.ids.trace_id {
+            Some(t) => (t.to_hex(), true),
+            None => ([0; 32], false),
+        };
         InvocationState {
             request_id,
+            trace_id,
+            has_trace_id,
             function,
             timeout,
             deadline: Instant::now() + timeout,
@@ -173,6 +188,15 @@ impl InvocationState {
     pub(crate) fn request_id(&self) -> &str {
         // An encoded UUID is ASCII.
         std::str::from_utf8(&self.request_id).unwrap_or_default()
+    }
+
+    /// The trace id in hex, or `""`.
+    pub(crate) fn trace_id(&self) -> &str {
+        if !self.has_trace_id {
+            return "";
+        }
+        // Hex digits are ASCII.
+        std::str::from_utf8(&self.trace_id).unwrap_or_default()
     }
 
     /// The raw context to pass to the plugin. Valid while `self` is.
@@ -463,6 +487,7 @@ unsafe extern "C" fn get_field(host: *const HostData, f: u32) -> HostStr {
         field::SECURITY_SECRET_KEY => lend(&c.security_secret_key),
         field::SECURITY_TOKEN => lend(&c.security_token),
         field::TOKEN => lend(&c.token),
+        field::TRACE_ID => lend(s.trace_id()),
         _ => HostStr::EMPTY,
     }
 }

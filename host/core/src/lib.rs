@@ -73,6 +73,7 @@ mod registry;
 mod runtime;
 mod shared;
 mod spin;
+mod trace;
 #[cfg(feature = "watch")]
 pub mod watch;
 pub mod worker;
@@ -95,3 +96,4 @@ pub use registry::{
     Alias, Deployment, FunctionInfo, GenerationStats, Registry, Route, VersionInfo, LATEST,
 };
 pub use runtime::{Runtime, RuntimeStats};
+pub use trace::{parse_hex, CallIds, TraceId};

@@ -27,6 +27,7 @@ use crate::generation::{Generation, InitReport, Mode};
 use crate::invocation::Served;
 use crate::outcome::InvokeResult;
 use crate::shared::Shared;
+use crate::trace::CallIds;
 
 /// The head version's name.
 pub const LATEST: &str = "latest";
@@ -138,14 +139,18 @@ pub struct Route {
     pub version: Arc<str>,
     /// The alias it came through.
     pub alias: Option<Arc<str>>,
+    /// The request and trace ids the invocation reports (generated where
+    /// `None`).
+    pub ids: CallIds,
 }
 
 impl Route {
-    /// The version and alias an invocation through this route reports.
+    /// The version, alias and ids an invocation through this route reports.
     pub(crate) fn served(&self) -> Served {
         Served {
             version: Some(Arc::clone(&self.version)),
             alias: self.alias.clone(),
+            ids: self.ids,
         }
     }
 
@@ -154,7 +159,14 @@ impl Route {
             generation,
             version,
             alias,
+            ids: CallIds::default(),
         }
+    }
+
+    /// The route with the caller's request and trace ids.
+    pub fn with_ids(mut self, ids: CallIds) -> Route {
+        self.ids = ids;
+        self
     }
 
     /// Invokes the route's generation on a worker thread.

@@ -29,6 +29,7 @@ use crate::isolation::protocol::{
 use crate::isolation::{FIRST_CLOSED_FD, LIBRARY_FD, SOCKET_FD};
 use crate::outcome::{BodyKind, Outcome};
 use crate::shared::Shared;
+use crate::trace::{CallIds, TraceId};
 
 /// The argument (the first after the program name) that starts an
 /// executable as a worker.
@@ -252,6 +253,13 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
         let served = Served {
             version: invoke.version.map(Arc::from),
             alias: invoke.alias.map(Arc::from),
+            ids: CallIds {
+                request_id: invoke
+                    .request_id
+                    .as_deref()
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok()),
+                trace_id: invoke.trace_id.as_deref().and_then(TraceId::parse),
+            },
         };
         let result = match generation.invoke(&payload, served, Mode::CurrentThread) {
             Ok(r) => r,

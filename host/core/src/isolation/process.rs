@@ -540,9 +540,14 @@ impl ProcessPool {
         let timeout = self.config.timeout;
         let deadline = started + timeout;
         self.release_idle();
+        // The host chooses the request id: what a worker answers cannot
+        // change it.
+        let request_id = served.ids.request_id.unwrap_or_else(uuid::Uuid::new_v4);
         let request = Invoke {
             version: served.version.as_deref().map(str::to_owned),
             alias: served.alias.as_deref().map(str::to_owned),
+            request_id: Some(request_id.to_string()),
+            trace_id: served.ids.trace_id.map(|t| t.to_string()),
         };
         // An idle worker may have died while waiting (the kernel's OOM killer,
         // an operator): if the request cannot even be sent, the handler never
@@ -553,13 +558,18 @@ impl ProcessPool {
                 Obtained::Idle(w) => (w, true),
                 Obtained::Saturated(s) => return Err(s),
                 Obtained::BackingOff(e) => {
-                    return Ok(self.failure(None, e.error, &Taken::default(), started.elapsed()))
+                    return Ok(self.failure(
+                        Some(request_id.to_string()),
+                        e.error,
+                        &Taken::default(),
+                        started.elapsed(),
+                    ))
                 }
                 Obtained::Slot(slot) => match self.start_with(slot) {
                     Acquired::Worker(w, _) => (w, false),
                     Acquired::Failed(e) => {
                         return Ok(self.failure(
-                            None,
+                            Some(request_id.to_string()),
                             e.error,
                             &Taken {
                                 bytes: e.log.into_bytes(),
@@ -586,7 +596,8 @@ impl ProcessPool {
         let answer: std::io::Result<(Done, Vec<u8>)> =
             sent.and_then(|()| read_frame(&mut Deadline::new(&worker.socket, deadline)));
         Ok(match answer {
-            Ok((done, body)) => {
+            Ok((mut done, body)) => {
+                done.request_id = request_id.to_string();
                 let output = worker.take_output();
                 let result = self.success(done, body, &output);
                 self.idle.push(worker);
@@ -607,7 +618,7 @@ impl ProcessPool {
                         format_timeout(timeout)
                     ),
                 );
-                self.failure(None, error, &output, timeout)
+                self.failure(Some(request_id.to_string()), error, &output, timeout)
             }
             Err(_) => {
                 let (status, output) = worker.reap();
@@ -626,7 +637,12 @@ impl ProcessPool {
                         format!("runtime exited unexpectedly: {}", describe(status)),
                     )
                 };
-                self.failure(None, error, &output, started.elapsed())
+                self.failure(
+                    Some(request_id.to_string()),
+                    error,
+                    &output,
+                    started.elapsed(),
+                )
             }
         })
     }

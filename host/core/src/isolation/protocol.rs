@@ -79,6 +79,12 @@ pub(crate) struct Invoke {
     pub version: Option<String>,
     /// Alias served.
     pub alias: Option<String>,
+    /// The request id the host chose (the worker's answer keeps it).
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// The trace id, in hex.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 /// Worker → host: one result (the result body, if any, is the frame's body).
@@ -181,6 +187,8 @@ mod tests {
             &Invoke {
                 version: Some("v1".into()),
                 alias: None,
+                request_id: None,
+                trace_id: None,
             },
             &body,
         )
@@ -200,6 +208,8 @@ mod tests {
                 &Invoke {
                     version: None,
                     alias: None,
+                    request_id: None,
+                    trace_id: None,
                 },
                 b"x",
             )
@@ -234,6 +244,8 @@ mod tests {
             &Invoke {
                 version: None,
                 alias: None,
+                request_id: None,
+                trace_id: None,
             },
             b"abc",
         )
