@@ -58,7 +58,9 @@ enum Command {
 struct ServeArgs {
     /// JSON config: {"listen": "...", "data_dir": "...", "access_keys": [{"access_key": "...", "secret_key": "..."}],
     /// "limits": {...}, "metrics_auth": false, "apig_any_function": false, "allow_unsigned_payload": false,
-    /// "min_timer_rate_seconds": 60} (see the README).
+    /// "min_timer_rate_seconds": 60, "asynchronous": {"workers": 4, "queue_capacity": 10000,
+    /// "records_max_age_seconds": 604800, "records_max": 100000, "retry_base_ms": 1000,
+    /// "http_destinations": "loopback"}} (see the README).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:8000).
@@ -97,6 +99,46 @@ struct ServeArgs {
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Asynchronous invocations run at once (default 4).
+    #[arg(long, value_name = "N")]
+    async_workers: Option<usize>,
+    /// Ended asynchronous invocation records older than this are pruned
+    /// (default 604800: a week).
+    #[arg(long, value_name = "SECONDS")]
+    async_records_max_age: Option<u64>,
+    /// Most ended asynchronous invocation records kept (default 100000).
+    #[arg(long, value_name = "N")]
+    async_records_max: Option<u64>,
+    /// Which hosts an HTTP destination of an asynchronous invocation may
+    /// name: loopback (default: local development) or any.
+    #[arg(long, value_name = "HOSTS")]
+    async_http_destinations: Option<HttpDestinationsArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum HttpDestinationsArg {
+    Loopback,
+    Any,
+}
+
+/// The `asynchronous` section of the config file (each key as its flag).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsyncFile {
+    #[serde(default)]
+    workers: Option<usize>,
+    #[serde(default)]
+    queue_capacity: Option<usize>,
+    #[serde(default)]
+    records_max_age_seconds: Option<u64>,
+    #[serde(default)]
+    records_max: Option<u64>,
+    /// The first retry's delay (it doubles with each retry).
+    #[serde(default)]
+    retry_base_ms: Option<u64>,
+    #[serde(default)]
+    http_destinations: Option<HttpDestinationsArg>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -123,6 +165,9 @@ struct ServeFile {
     /// The shortest timer `Rate`, in seconds (default 60).
     #[serde(default)]
     min_timer_rate_seconds: Option<u64>,
+    /// The asynchronous queue.
+    #[serde(default)]
+    asynchronous: AsyncFile,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -573,6 +618,33 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     config.metrics_auth = file.metrics_auth;
     if let Some(secs) = file.min_timer_rate_seconds {
         config.min_timer_rate = std::time::Duration::from_secs(secs.max(1));
+    }
+    let q = &mut config.asynchronous;
+    let f = &file.asynchronous;
+    if let Some(n) = a.async_workers.or(f.workers) {
+        q.workers = n.clamp(1, 256);
+    }
+    if let Some(n) = f.queue_capacity {
+        q.queue_capacity = n.max(1);
+    }
+    if let Some(secs) = a.async_records_max_age.or(f.records_max_age_seconds) {
+        q.records_max_age = std::time::Duration::from_secs(secs);
+    }
+    if let Some(n) = a.async_records_max.or(f.records_max) {
+        q.records_max = n;
+    }
+    if let Some(ms) = f.retry_base_ms {
+        q.retry_base = std::time::Duration::from_millis(ms.max(1));
+    }
+    if let Some(hosts) = a.async_http_destinations.or(f.http_destinations) {
+        q.http_destinations = match hosts {
+            HttpDestinationsArg::Loopback => {
+                fnhost_server::asynchronous::destinations::HttpDestinations::Loopback
+            }
+            HttpDestinationsArg::Any => {
+                fnhost_server::asynchronous::destinations::HttpDestinations::Any
+            }
+        };
     }
     config.functions_dir = a.functions_dir;
     config.functions_isolation = a.isolation;

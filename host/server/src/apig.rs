@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use fnhost_api::events::{ApigEvent, ApigRequestContext, ApigResponse};
 
 use super::error::ApiError;
+use super::trace::TraceContext;
 use super::Shared;
 use fnhost::Outcome;
 
@@ -103,10 +104,32 @@ async fn gateway(
     if !state.management.has_function(&name) {
         return Err(ApiError::function_not_found());
     }
-    let route = state.runtime.registry().resolve(&target)?;
+    let trace = TraceContext::from_headers(&headers);
+    let route = state
+        .runtime
+        .registry()
+        .resolve(&target)?
+        .with_ids(fnhost::CallIds {
+            request_id: None,
+            trace_id: Some(trace.trace_id),
+        });
     let event = event_of(&method, &path, &uri, &headers, &body, Some(source));
     let payload = Bytes::from(event.to_string());
     let result = super::invoke::run_route(&state, &name, route, payload).await?;
+    let mut response = answer(result)?;
+    let out = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&trace.trace_id.to_string()) {
+        out.insert(super::invoke::X_CFF_TRACE_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&trace.traceparent(crate::trace::span_id())) {
+        out.insert("traceresponse", v);
+    }
+    Ok(response)
+}
+
+/// The HTTP answer of a function's result (an APIG response, or its body
+/// as is).
+fn answer(result: fnhost::InvokeResult) -> Result<Response, ApiError> {
     let bytes = match &result.outcome {
         Outcome::Success(b) => b.bytes.clone(),
         Outcome::Failure(e) => {

@@ -74,6 +74,7 @@ pub struct Client {
     url: String,
     authority: String,
     keys: Option<(String, String)>,
+    request_timeout: Duration,
 }
 
 impl Client {
@@ -96,7 +97,15 @@ impl Client {
             url: url.trim_end_matches('/').to_owned(),
             authority,
             keys,
+            request_timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// The client with a shorter (or longer) bound on a whole request than
+    /// [`REQUEST_TIMEOUT`].
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Client {
+        self.request_timeout = timeout;
+        self
     }
 
     /// Sends one request (`path` percent-encoded, `query` without `?`) with
@@ -183,9 +192,10 @@ impl Client {
                     body,
                 })
             };
-            tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            let limit = self.request_timeout;
+            tokio::time::timeout(limit, exchange)
                 .await
-                .map_err(|_| no_answer(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+                .map_err(|_| no_answer(format!("no answer within {limit:?}")))?
         })
     }
 

@@ -1,43 +1,34 @@
-//! Invocation endpoints: synchronous (with FunctionGraph's response headers
-//! and `v0`/`v1` bodies), asynchronous (a bounded queue drained by workers,
-//! with a listing of recent invocations), and `/metrics`.
+//! Synchronous invocations, with FunctionGraph's response headers and
+//! `v0`/`v1` bodies; [`run_route`] runs any invocation (asynchronous ones
+//! too, see [`crate::asynchronous`]) with its metrics.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine as _;
-use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use super::error::ApiError;
 use super::link::{self, Link};
 use super::metrics;
-use super::model::now_rfc3339;
+use super::trace::TraceContext;
 use super::urn::FunctionRefStr;
 use super::Shared;
 use fnhost::dispatch::{AtDeadline, Started};
 use fnhost::Route;
 use fnhost::{InvokeResult, Outcome};
 
-/// Most asynchronous invocations waiting at once.
-pub const ASYNC_QUEUE_CAPACITY: usize = 1000;
-/// Asynchronous invocation records kept for listing.
-const ASYNC_RECORDS_KEPT: usize = 10_000;
 /// Bytes of log returned in `X-Cff-Function-Log` (base64 of the tail).
 const HEADER_LOG_BYTES: usize = 2000;
 
-fn route_for<'a>(state: &Shared, urn: &'a str) -> Result<(&'a str, Route), ApiError> {
+pub(crate) fn route_for<'a>(state: &Shared, urn: &'a str) -> Result<(&'a str, Route), ApiError> {
     let r = FunctionRefStr::parse(urn).ok_or_else(ApiError::function_not_found)?;
     let record = state
         .management
@@ -64,6 +55,11 @@ const X_CFF_RESPONSE_VERSION: HeaderName = HeaderName::from_static("x-cff-respon
 const X_CFF_FUNCTION_LOG: HeaderName = HeaderName::from_static("x-cff-function-log");
 const X_FUNC_ERR_CODE: HeaderName = HeaderName::from_static("x-func-err-code");
 const X_IS_FUNC_ERR: HeaderName = HeaderName::from_static("x-is-func-err");
+/// The invocation's W3C trace id (the caller's `traceparent`, or a new one).
+pub(crate) const X_CFF_TRACE_ID: HeaderName = HeaderName::from_static("x-cff-trace-id");
+/// W3C Trace Context level 2's answer header: the server's span of the
+/// trace.
+const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// Sets a header from an owned string without copying it (a value that is
 /// not a valid header value is left out).
@@ -273,6 +269,10 @@ pub(crate) struct InvokeOptions {
     tail: bool,
     /// `X-CFF-Request-Version: v1`: the JSON envelope body.
     v1: bool,
+    /// The caller's trace (`traceparent`), or a new one.
+    pub(crate) trace: TraceContext,
+    /// The server's span of it.
+    pub(crate) span: [u8; 8],
 }
 
 impl InvokeOptions {
@@ -280,6 +280,16 @@ impl InvokeOptions {
         InvokeOptions {
             tail: header_is(headers, "x-cff-log-type", "tail"),
             v1: header_is(headers, "x-cff-request-version", "v1"),
+            trace: TraceContext::from_headers(headers),
+            span: crate::trace::span_id(),
+        }
+    }
+
+    /// The ids an invocation under these options carries.
+    pub(crate) fn ids(&self) -> fnhost::CallIds {
+        fnhost::CallIds {
+            request_id: None,
+            trace_id: Some(self.trace.trace_id),
         }
     }
 }
@@ -313,6 +323,7 @@ pub(crate) async fn sync_invoke(
     link: Option<&Arc<Link>>,
 ) -> Result<Response, ApiError> {
     let (function, route) = route_for(state, urn)?;
+    let route = route.with_ids(options.ids());
     let caller = link.map(|link| Caller { link, options });
     let result = match run(state, function, route, body, caller).await? {
         Ran::Result(result) => result,
@@ -325,14 +336,19 @@ pub(crate) async fn sync_invoke(
     Ok(response)
 }
 
+/// `X-Cff-Trace-Id` and `traceresponse` of an answer.
+pub(crate) fn set_trace_headers(out: &mut HeaderMap, options: &InvokeOptions) {
+    set(out, X_CFF_TRACE_ID, options.trace.trace_id.to_string());
+    set(out, TRACERESPONSE, options.trace.traceparent(options.span));
+}
+
 /// A synchronous invocation's answer (status 200): FunctionGraph's headers
 /// and the `v0` (the result as is) or `v1` (a JSON envelope) body.
-fn sync_answer(
-    result: InvokeResult,
-    InvokeOptions { tail, v1 }: InvokeOptions,
-) -> (HeaderMap, Bytes) {
+fn sync_answer(result: InvokeResult, options: InvokeOptions) -> (HeaderMap, Bytes) {
+    let InvokeOptions { tail, v1, .. } = options;
     let failed = !result.outcome.is_success();
-    let mut out = HeaderMap::with_capacity(8);
+    let mut out = HeaderMap::with_capacity(10);
+    set_trace_headers(&mut out, &options);
     let s = HeaderValue::from_static;
     out.insert(X_CFF_RESPONSE_VERSION, s(if v1 { "v1" } else { "v0" }));
     out.insert(X_FUNC_ERR_CODE, s(if failed { "1" } else { "0" }));
@@ -372,279 +388,4 @@ fn sync_answer(
         s(content_type.unwrap_or("application/octet-stream")),
     );
     (out, Bytes::from(result.outcome.into_body_bytes()))
-}
-
-/// One asynchronous invocation, as listed by `async-invocations`.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct AsyncRecord {
-    request_id: String,
-    #[serde(skip)]
-    function: String,
-    status: &'static str,
-    error_message: String,
-    error_code: i32,
-    start_time: String,
-    end_time: String,
-}
-
-struct AsyncJob {
-    request_id: String,
-    function: String,
-    route: Route,
-    payload: Bytes,
-}
-
-/// The asynchronous invocation queue and its records.
-pub(crate) struct AsyncQueue {
-    sender: Mutex<Option<mpsc::Sender<AsyncJob>>>,
-    receiver: tokio::sync::Mutex<mpsc::Receiver<AsyncJob>>,
-    records: Mutex<VecDeque<AsyncRecord>>,
-    depth: AtomicUsize,
-}
-
-impl AsyncQueue {
-    pub(crate) fn new(capacity: usize) -> AsyncQueue {
-        let (tx, rx) = mpsc::channel(capacity);
-        AsyncQueue {
-            sender: Mutex::new(Some(tx)),
-            receiver: tokio::sync::Mutex::new(rx),
-            records: Mutex::new(VecDeque::new()),
-            depth: AtomicUsize::new(0),
-        }
-    }
-
-    /// Stops accepting; workers finish what is queued, then exit.
-    pub(crate) fn close(&self) {
-        self.sender.lock().take();
-    }
-
-    pub(crate) fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
-    }
-
-    fn status(&self, request_id: &str) -> Option<&'static str> {
-        self.records
-            .lock()
-            .iter()
-            .rev()
-            .find(|r| r.request_id == request_id)
-            .map(|r| r.status)
-    }
-
-    fn update(&self, request_id: &str, f: impl FnOnce(&mut AsyncRecord)) {
-        if let Some(r) = self
-            .records
-            .lock()
-            .iter_mut()
-            .rev()
-            .find(|r| r.request_id == request_id)
-        {
-            f(r);
-        }
-    }
-}
-
-/// Starts `n` workers draining the asynchronous queue.
-pub(crate) fn start_async_workers(state: Shared, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..n)
-        .map(|_| {
-            let state = Arc::clone(&state);
-            tokio::spawn(async move {
-                loop {
-                    let job = { state.asynchronous.receiver.lock().await.recv().await };
-                    let Some(job) = job else { return };
-                    state.asynchronous.depth.fetch_sub(1, Ordering::Relaxed);
-                    if state.asynchronous.status(&job.request_id) == Some("DISCARD") {
-                        continue; // cancelled while waiting
-                    }
-                    state.asynchronous.update(&job.request_id, |r| {
-                        r.status = "RUNNING";
-                        r.start_time = now_rfc3339();
-                    });
-                    let result = run_route(&state, &job.function, job.route, job.payload).await;
-                    state.asynchronous.update(&job.request_id, |r| {
-                        r.end_time = now_rfc3339();
-                        match &result {
-                            Ok(res) => match res.outcome.error() {
-                                None => r.status = "SUCCESS",
-                                Some(e) => {
-                                    r.status = "FAIL";
-                                    r.error_code = 1;
-                                    r.error_message = e.to_json();
-                                }
-                            },
-                            Err(e) => {
-                                r.status = "FAIL";
-                                r.error_code = i32::from(e.status.as_u16());
-                                r.error_message = e.message.clone();
-                            }
-                        }
-                    });
-                }
-            })
-        })
-        .collect()
-}
-
-/// `POST .../functions/{urn}/invocations-async`
-pub(crate) async fn asynchronous(
-    State(state): State<Shared>,
-    Path((_, urn)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let (function, route) = route_for(&state, &urn)?;
-    let limit = state.runtime.config().max_payload_bytes;
-    if body.len() > limit {
-        return Err(fnhost::InvokeError::PayloadTooLarge {
-            size: body.len(),
-            limit,
-        }
-        .into());
-    }
-    let request_id = enqueue(&state, function, route, body)?;
-    let mut headers = HeaderMap::new();
-    set(&mut headers, X_CFF_REQUEST_ID, request_id.clone());
-    Ok((
-        StatusCode::ACCEPTED,
-        headers,
-        Json(json!({"request_id": request_id})),
-    )
-        .into_response())
-}
-
-/// Queues an asynchronous invocation and returns its request id; 429 when
-/// the queue is full, 503 when shutting down.
-pub(crate) fn enqueue(
-    state: &Shared,
-    function: &str,
-    route: Route,
-    body: Bytes,
-) -> Result<String, ApiError> {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let sender = state.asynchronous.sender.lock().clone().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "FSS.0503", "shutting down")
-    })?;
-    {
-        let mut records = state.asynchronous.records.lock();
-        records.push_back(AsyncRecord {
-            request_id: request_id.clone(),
-            function: function.to_owned(),
-            status: "WAIT",
-            error_message: String::new(),
-            error_code: 0,
-            start_time: String::new(),
-            end_time: String::new(),
-        });
-        while records.len() > ASYNC_RECORDS_KEPT {
-            records.pop_front();
-        }
-    }
-    let job = AsyncJob {
-        request_id: request_id.clone(),
-        function: function.to_owned(),
-        route,
-        payload: body,
-    };
-    state.asynchronous.depth.fetch_add(1, Ordering::Relaxed);
-    if sender.try_send(job).is_err() {
-        state.asynchronous.depth.fetch_sub(1, Ordering::Relaxed);
-        state
-            .asynchronous
-            .update(&request_id, |r| r.status = "DISCARD");
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "FSS.0429",
-            "the asynchronous invocation queue is full",
-        ));
-    }
-    Ok(request_id)
-}
-
-#[derive(Deserialize)]
-struct CancelBody {
-    request_id: String,
-}
-
-/// `POST .../functions/{urn}/cancel`: a waiting asynchronous invocation is
-/// discarded; a running one cannot be stopped in process (409).
-pub(crate) async fn cancel(
-    State(state): State<Shared>,
-    Path((_, urn)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let body: CancelBody = super::functions::parse_body(&body)?;
-    let (function, _) = route_for(&state, &urn)?;
-    let mut outcome = Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "FSS.1055",
-        format!(
-            "no asynchronous invocation `{}` of `{function}`",
-            body.request_id
-        ),
-    ));
-    state.asynchronous.update(&body.request_id, |r| {
-        if r.function != function {
-            return;
-        }
-        outcome = match r.status {
-            "WAIT" => {
-                r.status = "DISCARD";
-                r.end_time = now_rfc3339();
-                r.error_message = "cancelled".into();
-                Ok(StatusCode::NO_CONTENT)
-            }
-            "RUNNING" => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "FSS.1062",
-                "a running in-process invocation cannot be stopped; it finishes or times out",
-            )),
-            done => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "FSS.1062",
-                format!("the invocation already ended ({done})"),
-            )),
-        };
-    });
-    outcome
-}
-
-#[derive(Deserialize)]
-pub(crate) struct AsyncQuery {
-    #[serde(default)]
-    request_id: Option<String>,
-    #[serde(default)]
-    marker: Option<String>,
-    #[serde(default)]
-    limit: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-}
-
-/// `GET .../functions/{urn}/async-invocations`
-pub(crate) async fn list_async(
-    State(state): State<Shared>,
-    Path((_, urn)): Path<(String, String)>,
-    Query(q): Query<AsyncQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (function, _) = route_for(&state, &urn)?;
-    let start: usize = q.marker.and_then(|m| m.parse().ok()).unwrap_or(0);
-    let limit: usize = q
-        .limit
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(100)
-        .clamp(1, 500);
-    let records = state.asynchronous.records.lock();
-    let matching: Vec<&AsyncRecord> = records
-        .iter()
-        .rev()
-        .filter(|r| r.function == function)
-        .filter(|r| q.request_id.as_deref().is_none_or(|id| r.request_id == id))
-        .filter(|r| q.status.as_deref().is_none_or(|s| r.status == s))
-        .collect();
-    let count = matching.len();
-    let page: Vec<&AsyncRecord> = matching.into_iter().skip(start).take(limit).collect();
-    let next = (start + page.len()).min(count);
-    Ok(Json(
-        json!({"invocations": page, "next_marker": next, "count": count}),
-    ))
 }

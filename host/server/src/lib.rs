@@ -13,6 +13,7 @@
 //! function, version and alias is restored and deployed.
 
 pub mod apig;
+pub mod asynchronous;
 pub mod auth;
 pub mod client;
 mod connections;
@@ -32,6 +33,7 @@ mod metrics;
 pub mod model;
 pub mod package;
 pub mod store;
+pub mod trace;
 pub mod triggers;
 pub mod urn;
 
@@ -93,6 +95,9 @@ pub struct ServeConfig {
     /// directory that is this server's alone (`fnhost serve` gives each
     /// data directory its own by default).
     pub prune_code_cache: bool,
+    /// The asynchronous queue: workers, capacity, record pruning, retry
+    /// backoff, HTTP destinations.
+    pub asynchronous: asynchronous::AsyncSettings,
 }
 
 impl ServeConfig {
@@ -112,6 +117,7 @@ impl ServeConfig {
             metrics_auth: false,
             min_timer_rate: Duration::from_secs(60),
             prune_code_cache: false,
+            asynchronous: asynchronous::AsyncSettings::default(),
         }
     }
 }
@@ -141,7 +147,7 @@ pub(crate) struct AppState {
     pub(crate) apig_any_function: bool,
     /// The shortest timer `Rate`.
     pub(crate) min_timer_rate: Duration,
-    pub(crate) asynchronous: invoke::AsyncQueue,
+    pub(crate) asynchronous: asynchronous::AsyncQueue,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) timers: triggers::Timers,
     pub(crate) apig_routes: triggers::ApigRoutes,
@@ -199,15 +205,25 @@ fn router(state: Shared) -> Router {
         )
         .route(
             "/v2/{project_id}/fgs/functions/{urn}/invocations-async",
-            post(invoke::asynchronous),
+            post(asynchronous::invoke),
         )
         .route(
             "/v2/{project_id}/fgs/functions/{urn}/async-invocations",
-            get(invoke::list_async),
+            get(asynchronous::list),
         )
         .route(
             "/v2/{project_id}/fgs/functions/{urn}/cancel",
-            post(invoke::cancel),
+            post(asynchronous::cancel),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/async-invoke-config",
+            get(asynchronous::config::show)
+                .put(asynchronous::config::update)
+                .delete(asynchronous::config::delete),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/async-invoke-configs",
+            get(asynchronous::config::list),
         )
         .route(
             "/v2/{project_id}/fgs/triggers/{urn}",
@@ -319,7 +335,7 @@ impl AppState {
             ),
             apig_any_function: config.apig_any_function || config.access_keys.is_empty(),
             min_timer_rate: config.min_timer_rate,
-            asynchronous: invoke::AsyncQueue::new(invoke::ASYNC_QUEUE_CAPACITY),
+            asynchronous: asynchronous::AsyncQueue::new(config.asynchronous.clone()),
             metrics: metrics::Metrics::default(),
             timers: triggers::Timers::default(),
             apig_routes: triggers::ApigRoutes::default(),
@@ -347,8 +363,9 @@ fn io_lane() -> Option<IoLane> {
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains: stops accepting,
-/// lets in-flight requests and the asynchronous queue finish (up to the
-/// grace period), and returns.
+/// lets in-flight requests and running asynchronous invocations finish (up
+/// to the grace period), and returns; asynchronous invocations still
+/// waiting stay in the store for the next start.
 pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeError> {
     if config.access_keys.is_empty() && !config.listen.ip().is_loopback() {
         return Err(ServeError::Config(format!(
@@ -373,7 +390,8 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         Some(dir) => Some(directory::watch(&state, dir, config.functions_isolation)?),
         None => None,
     };
-    let workers = invoke::start_async_workers(Arc::clone(&state), 4);
+    let workers = asynchronous::start(&state)
+        .map_err(|e| ServeError::Config(format!("the asynchronous queue: {}", e.message)))?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let bound = listener.local_addr()?;
     if config.access_keys.is_empty() {
@@ -424,7 +442,7 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
             log::warn!(target: "fnhost::server", "shutdown grace period over with connections still open; leaving them");
         }
     }
-    log::info!(target: "fnhost::server", "stopped accepting; draining the asynchronous queue");
+    log::info!(target: "fnhost::server", "stopped accepting; asynchronous invocations still waiting stay queued for the next start");
     state.asynchronous.close();
     let deadline = deadline
         .get()
@@ -437,7 +455,7 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
     })
     .await;
     if drained.is_err() {
-        log::warn!(target: "fnhost::server", "shutdown grace period over; abandoning queued invocations");
+        log::warn!(target: "fnhost::server", "shutdown grace period over with asynchronous invocations running; they run again at the next start");
     }
     Ok(())
 }

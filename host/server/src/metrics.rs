@@ -190,7 +190,7 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         (
             "fnhost_async_queue_depth",
             "Asynchronous invocations waiting.",
-            state.asynchronous.depth().to_string(),
+            state.asynchronous.unfinished().to_string(),
         ),
         (
             "fnhost_runaway_invocations",

@@ -235,13 +235,18 @@ pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), 
                 user_event.clone(),
             );
             let payload = Bytes::from(event.to_string());
-            match s.runtime.registry().resolve(&function) {
-                Ok(route) => {
-                    if let Err(e) = super::invoke::enqueue(&s, &function, route, payload) {
-                        log::warn!(target: "fnhost::timer", "timer {name} of {function}: {}", e.message);
-                    }
-                }
-                Err(e) => log::warn!(target: "fnhost::timer", "timer {name}: {e}"),
+            let trace = crate::trace::TraceContext::start();
+            let accepted = crate::asynchronous::Accepted {
+                function: function.clone(),
+                target: function.clone(),
+                payload,
+                traceparent: trace.incoming(),
+                tracestate: String::new(),
+                source: "timer",
+                depth: 0,
+            };
+            if let Err(e) = crate::asynchronous::enqueue(&s, accepted).await {
+                log::warn!(target: "fnhost::timer", "timer {name} of {function}: {}", e.message);
             }
         }
     });

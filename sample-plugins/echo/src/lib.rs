@@ -3,6 +3,8 @@
 //! - `echo.Handler` returns the payload as is.
 //! - `echo.Logged` does what a typical handler does around its work: three
 //!   context reads and one log line, then returns the payload.
+//! - `echo.Ids` answers its request id and trace id as JSON, and logs the
+//!   payload's size (tests follow ids through the server with it).
 //!
 //! It is also an `rlib` so benchmarks can call the very same functions
 //! directly, without the host, as a baseline.
@@ -27,6 +29,18 @@ pub fn logged(payload: &[u8], ctx: &Context) -> Result<Vec<u8>, HandlerError> {
     Ok(payload.to_vec())
 }
 
+/// Answers `{"request_id", "trace_id"}` of its context; logs one line.
+pub fn ids(payload: &[u8], ctx: &Context) -> Result<String, HandlerError> {
+    ctx.logger()
+        .info(format_args!("ids of a {}-byte payload", payload.len()));
+    // Both are ASCII (a UUID, hex digits): nothing to escape.
+    Ok(format!(
+        r#"{{"request_id":"{}","trace_id":"{}"}}"#,
+        ctx.request_id(),
+        ctx.trace_id()
+    ))
+}
+
 fnhost_api::export_plugin! {
-    handlers: { "Handler" => handler, "Logged" => logged },
+    handlers: { "Handler" => handler, "Logged" => logged, "Ids" => ids },
 }

@@ -3,6 +3,9 @@
 //! per change, so a crash leaves either the old or the new state. Code
 //! packages live beside it, content-addressed (see `server::package`).
 //! The schema is versioned (`PRAGMA user_version`) and migrated at open.
+//! Asynchronous invocations and their configuration: [`asynchronous`].
+
+pub mod asynchronous;
 
 use std::path::Path;
 
@@ -20,6 +23,30 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE aliases (function TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL,
                            PRIMARY KEY (function, name));
      CREATE TABLE triggers (id TEXT PRIMARY KEY, function TEXT NOT NULL, record TEXT NOT NULL);",
+    // 2: durable asynchronous invocations, and their configuration per
+    // function. Times are milliseconds since the Unix epoch; start and end
+    // times are kept as FunctionGraph lists them.
+    "CREATE TABLE async_invocations (
+         request_id TEXT PRIMARY KEY,
+         function TEXT NOT NULL,
+         target TEXT NOT NULL,
+         payload BLOB NOT NULL,
+         status TEXT NOT NULL,
+         attempts INTEGER NOT NULL DEFAULT 0,
+         interrupted INTEGER NOT NULL DEFAULT 0,
+         accepted_ms INTEGER NOT NULL,
+         next_ms INTEGER NOT NULL,
+         start_time TEXT NOT NULL DEFAULT '',
+         end_time TEXT NOT NULL DEFAULT '',
+         error_code INTEGER NOT NULL DEFAULT 0,
+         error_message TEXT NOT NULL DEFAULT '',
+         traceparent TEXT NOT NULL DEFAULT '',
+         tracestate TEXT NOT NULL DEFAULT '',
+         source TEXT NOT NULL DEFAULT 'api',
+         depth INTEGER NOT NULL DEFAULT 0);
+     CREATE INDEX async_by_function ON async_invocations (function, accepted_ms);
+     CREATE INDEX async_by_status ON async_invocations (status, next_ms);
+     CREATE TABLE async_configs (function TEXT PRIMARY KEY, record TEXT NOT NULL);",
 ];
 
 /// A store error (I/O, corruption, or a record that no longer parses).
@@ -123,9 +150,15 @@ impl Store {
             "versions WHERE function",
             "aliases WHERE function",
             "triggers WHERE function",
+            "async_configs WHERE function",
         ] {
             tx.execute(&format!("DELETE FROM {table} = ?1"), params![name])?;
         }
+        // The configurations of its versions and aliases (`name:qualifier`).
+        tx.execute(
+            "DELETE FROM async_configs WHERE substr(function, 1, length(?1) + 1) = ?1 || ':'",
+            params![name],
+        )?;
         tx.commit()?;
         Ok(())
     }

@@ -1,0 +1,685 @@
+//! Asynchronous invocations that survive the server: accepted into the store
+//! (committed before the 202), claimed by workers, retried with backoff,
+//! discarded past their maximum age, and delivered to destinations when they
+//! end. A server killed with work queued or running finds it at its next
+//! start: waiting work waits on, running work runs again (at least once);
+//! a graceful stop stops claiming and leaves what waits for the next start.
+//! The records are pruned by age and count.
+
+pub mod config;
+pub mod destinations;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use self::config::Policy;
+use self::destinations::{Destination, Ending, HttpDestinations};
+use crate::error::ApiError;
+use crate::functions::{blocking, parse_body};
+use crate::invoke::{route_for, run_route};
+use crate::model::now_rfc3339;
+use crate::store::asynchronous::{status, Claimed, NewInvocation};
+use crate::trace::{self, TraceContext};
+use crate::urn::function_urn;
+use crate::Shared;
+
+/// How the asynchronous queue runs.
+#[derive(Debug, Clone)]
+pub struct AsyncSettings {
+    /// Invocations run at once.
+    pub workers: usize,
+    /// Most invocations waiting or running at once (beyond: 429).
+    pub queue_capacity: usize,
+    /// Ended records older than this are pruned.
+    pub records_max_age: Duration,
+    /// Most ended records kept (the oldest go first).
+    pub records_max: u64,
+    /// The first retry's delay; each next one doubles, up to
+    /// [`MAX_RETRY_DELAY`].
+    pub retry_base: Duration,
+    /// Which hosts HTTP destinations may name.
+    pub http_destinations: HttpDestinations,
+}
+
+impl Default for AsyncSettings {
+    fn default() -> AsyncSettings {
+        AsyncSettings {
+            workers: 4,
+            queue_capacity: 10_000,
+            records_max_age: Duration::from_secs(7 * 24 * 3600),
+            records_max: 100_000,
+            retry_base: Duration::from_secs(1),
+            http_destinations: HttpDestinations::Loopback,
+        }
+    }
+}
+
+/// The longest delay between two attempts.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+/// A run the server stopped in the middle of is run again, this many times
+/// at most: a handler that takes the server down each time fails instead of
+/// taking it down forever.
+pub const MAX_INTERRUPTED: u32 = 3;
+/// How often ended records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// What the queue counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct AsyncCounters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) discarded_age: AtomicU64,
+    pub(crate) discarded_cancelled: AtomicU64,
+    pub(crate) requeued_at_start: AtomicU64,
+    pub(crate) failed_at_start: AtomicU64,
+    pub(crate) deliveries_function_ok: AtomicU64,
+    pub(crate) deliveries_function_failed: AtomicU64,
+    pub(crate) deliveries_http_ok: AtomicU64,
+    pub(crate) deliveries_http_failed: AtomicU64,
+}
+
+/// The queue's state in memory: whether it accepts, how much is unfinished,
+/// and the workers' doorbell. The work itself is in the store.
+pub(crate) struct AsyncQueue {
+    settings: AsyncSettings,
+    accepting: AtomicBool,
+    stopping: tokio::sync::watch::Sender<bool>,
+    doorbell: tokio::sync::Notify,
+    unfinished: AtomicUsize,
+    pub(crate) counters: AsyncCounters,
+}
+
+impl AsyncQueue {
+    pub(crate) fn new(settings: AsyncSettings) -> AsyncQueue {
+        AsyncQueue {
+            settings,
+            accepting: AtomicBool::new(true),
+            stopping: tokio::sync::watch::Sender::new(false),
+            doorbell: tokio::sync::Notify::new(),
+            unfinished: AtomicUsize::new(0),
+            counters: AsyncCounters::default(),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &AsyncSettings {
+        &self.settings
+    }
+
+    /// Stops accepting and claiming: workers finish what they run, what
+    /// waits stays in the store.
+    pub(crate) fn close(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+        self.stopping.send_replace(true);
+    }
+
+    /// Invocations waiting or running.
+    pub(crate) fn unfinished(&self) -> usize {
+        self.unfinished.load(Ordering::Relaxed)
+    }
+
+    fn ended(&self) {
+        let _ = self
+            .unfinished
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An invocation to accept.
+pub(crate) struct Accepted {
+    pub(crate) function: String,
+    pub(crate) target: String,
+    pub(crate) payload: Bytes,
+    pub(crate) traceparent: String,
+    pub(crate) tracestate: String,
+    pub(crate) source: &'static str,
+    pub(crate) depth: u32,
+}
+
+/// Accepts an invocation: it is in the store when this returns its request
+/// id. 429 when the queue is full, 503 when the server is stopping.
+pub(crate) async fn enqueue(state: &Shared, job: Accepted) -> Result<String, ApiError> {
+    let queue = &state.asynchronous;
+    if !queue.accepting.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "FSS.0503",
+            "shutting down",
+        ));
+    }
+    let reserved = queue
+        .unfinished
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < queue.settings.queue_capacity).then_some(n + 1)
+        });
+    if reserved.is_err() {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "FSS.0429",
+            "the asynchronous invocation queue is full",
+        ));
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let s = Shared::clone(state);
+    let id = request_id.clone();
+    let stored = blocking(move || {
+        s.management
+            .store()
+            .insert_invocation(&NewInvocation {
+                request_id: &id,
+                function: &job.function,
+                target: &job.target,
+                payload: &job.payload,
+                accepted_ms: now_ms(),
+                traceparent: &job.traceparent,
+                tracestate: &job.tracestate,
+                source: job.source,
+                depth: job.depth,
+            })
+            .map_err(ApiError::store)
+    })
+    .await;
+    if let Err(e) = stored {
+        queue.ended();
+        return Err(e);
+    }
+    queue.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    queue.doorbell.notify_one();
+    Ok(request_id)
+}
+
+/// At start: counts what is unfinished, queues again what a stopped server
+/// left running, and starts the workers and the pruner.
+pub(crate) fn start(state: &Shared) -> Result<Vec<tokio::task::JoinHandle<()>>, ApiError> {
+    let store = state.management.store();
+    let recovered = store
+        .recover_invocations(now_ms(), MAX_INTERRUPTED, &now_rfc3339())
+        .map_err(ApiError::store)?;
+    if recovered.requeued + recovered.failed > 0 {
+        log::warn!(
+            target: "fnhost::async",
+            "{} asynchronous invocations were running when the server stopped: {} run again, {} failed (interrupted {MAX_INTERRUPTED} times)",
+            recovered.requeued + recovered.failed,
+            recovered.requeued,
+            recovered.failed
+        );
+    }
+    let c = &state.asynchronous.counters;
+    c.requeued_at_start
+        .store(recovered.requeued as u64, Ordering::Relaxed);
+    c.failed_at_start
+        .store(recovered.failed as u64, Ordering::Relaxed);
+    let unfinished = store.unfinished_invocations().map_err(ApiError::store)?;
+    state
+        .asynchronous
+        .unfinished
+        .store(unfinished as usize, Ordering::Relaxed);
+    let mut tasks: Vec<_> = (0..state.asynchronous.settings.workers.max(1))
+        .map(|_| tokio::spawn(work(Shared::clone(state))))
+        .collect();
+    tasks.push(tokio::spawn(prune(Shared::clone(state))));
+    Ok(tasks)
+}
+
+/// Deletes old ended records, now and every minute.
+async fn prune(state: Shared) {
+    let mut stopping = state.asynchronous.stopping.subscribe();
+    loop {
+        let s = Shared::clone(&state);
+        let settings = s.asynchronous.settings.clone();
+        let pruned = blocking(move || {
+            let before = now_ms() - settings.records_max_age.as_millis() as i64;
+            s.management
+                .store()
+                .prune_invocations(before, settings.records_max)
+                .map_err(ApiError::store)
+        })
+        .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(n) => {
+                log::info!(target: "fnhost::async", "pruned {n} ended asynchronous invocation records")
+            }
+            Err(e) => log::warn!(target: "fnhost::async", "pruning records: {}", e.message),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One worker: claims what is due and runs it, until the queue closes.
+async fn work(state: Shared) {
+    let mut stopping = state.asynchronous.stopping.subscribe();
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        let s = Shared::clone(&state);
+        let claimed = blocking(move || {
+            s.management
+                .store()
+                .claim_invocation(now_ms(), &now_rfc3339())
+                .map_err(ApiError::store)
+        })
+        .await;
+        let wait = match claimed {
+            Ok(Some(job)) => {
+                run(&state, job).await;
+                continue;
+            }
+            Ok(None) => {
+                let s = Shared::clone(&state);
+                let due = blocking(move || {
+                    s.management
+                        .store()
+                        .next_invocation_due()
+                        .map_err(ApiError::store)
+                })
+                .await
+                .ok()
+                .flatten();
+                due.map_or(Duration::from_secs(1), |at| {
+                    Duration::from_millis((at - now_ms()).clamp(0, 1000) as u64)
+                })
+            }
+            Err(e) => {
+                log::warn!(target: "fnhost::async", "claiming an invocation: {}", e.message);
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = state.asynchronous.doorbell.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The delay before retry number `n` (1-based): `base`, doubling.
+fn retry_delay(base: Duration, n: u32) -> Duration {
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(20))
+        .min(MAX_RETRY_DELAY)
+}
+
+/// How a run ended, before the retry decision.
+enum Ran {
+    Success(Vec<u8>),
+    Failed { code: i64, message: String },
+}
+
+/// Runs one claimed invocation and records what became of it.
+async fn run(state: &Shared, job: Claimed) {
+    let policy = {
+        let s = Shared::clone(state);
+        let (function, target) = (job.function.clone(), job.target.clone());
+        blocking(move || Ok(config::policy_for(&s, &function, &target)))
+            .await
+            .unwrap_or_default()
+    };
+    let age = Duration::from_millis((now_ms() - job.accepted_ms).max(0) as u64);
+    if age > policy.max_age {
+        let message = format!(
+            "discarded: the event was {} s old, over its maximum age of {} s",
+            age.as_secs(),
+            policy.max_age.as_secs()
+        );
+        state
+            .asynchronous
+            .counters
+            .discarded_age
+            .fetch_add(1, Ordering::Relaxed);
+        end(
+            state,
+            &job,
+            &policy,
+            status::DISCARD,
+            "EventAgeExceeded",
+            None,
+            Some((0, &message)),
+        )
+        .await;
+        return;
+    }
+    let route = match state.runtime.registry().resolve(&job.target) {
+        Ok(route) => route,
+        Err(e) => {
+            let message = format!("the function is gone: {e}");
+            end(
+                state,
+                &job,
+                &policy,
+                status::FAIL,
+                "FunctionNotFound",
+                None,
+                Some((404, &message)),
+            )
+            .await;
+            return;
+        }
+    };
+    let trace = TraceContext::parse(&job.traceparent);
+    let ids = fnhost::CallIds {
+        request_id: uuid::Uuid::parse_str(&job.request_id).ok(),
+        trace_id: trace.map(|t| t.trace_id),
+    };
+    let payload = Bytes::from(job.payload.clone());
+    let ran = match run_route(state, &job.function, route.with_ids(ids), payload).await {
+        Ok(result) => match result.outcome.error() {
+            None => Ran::Success(result.outcome.into_body_bytes()),
+            Some(e) => Ran::Failed {
+                code: 1,
+                message: e.to_json(),
+            },
+        },
+        Err(e) => Ran::Failed {
+            code: i64::from(e.status.as_u16()),
+            message: e.message,
+        },
+    };
+    match ran {
+        Ran::Success(body) => {
+            end(
+                state,
+                &job,
+                &policy,
+                status::SUCCESS,
+                "Success",
+                Some(&body),
+                None,
+            )
+            .await;
+        }
+        Ran::Failed { code, message } => {
+            let failures = job.attempts.saturating_sub(job.interrupted);
+            if failures <= policy.retries {
+                let next = now_ms()
+                    + retry_delay(state.asynchronous.settings.retry_base, failures).as_millis()
+                        as i64;
+                state
+                    .asynchronous
+                    .counters
+                    .retries
+                    .fetch_add(1, Ordering::Relaxed);
+                let s = Shared::clone(state);
+                let id = job.request_id.clone();
+                let retried = blocking(move || {
+                    s.management
+                        .store()
+                        .retry_invocation(&id, next, code, &message)
+                        .map_err(ApiError::store)
+                })
+                .await;
+                if let Err(e) = retried {
+                    log::warn!(target: "fnhost::async", "request {}: recording a retry: {}", job.request_id, e.message);
+                }
+                return;
+            }
+            end(
+                state,
+                &job,
+                &policy,
+                status::FAIL,
+                "RetriesExhausted",
+                None,
+                Some((code, &message)),
+            )
+            .await;
+        }
+    }
+}
+
+/// Records a final status, then delivers the outcome to its destination.
+#[allow(clippy::too_many_arguments)]
+async fn end(
+    state: &Shared,
+    job: &Claimed,
+    policy: &Policy,
+    final_status: &'static str,
+    condition: &'static str,
+    response: Option<&[u8]>,
+    error: Option<(i64, &str)>,
+) {
+    let s = Shared::clone(state);
+    let id = job.request_id.clone();
+    let (code, message) = error.map_or((0, String::new()), |(c, m)| (c, m.to_owned()));
+    let finished = blocking(move || {
+        s.management
+            .store()
+            .finish_invocation(&id, final_status, code, &message, &now_rfc3339())
+            .map_err(ApiError::store)
+    })
+    .await;
+    state.asynchronous.ended();
+    if let Err(e) = finished {
+        log::warn!(target: "fnhost::async", "request {}: recording its end: {}", job.request_id, e.message);
+    }
+    let destination = if final_status == status::SUCCESS {
+        &policy.on_success
+    } else {
+        &policy.on_failure
+    };
+    let Some(destination) = destination else {
+        return;
+    };
+    let mut urn = state
+        .management
+        .record(&job.function)
+        .map_or_else(|| function_urn("-", "default", &job.function), |r| r.urn());
+    if let Some((_, qualifier)) = job.target.split_once(':') {
+        urn = format!("{urn}:{qualifier}");
+    }
+    let record = destinations::record(&Ending {
+        request_id: &job.request_id,
+        function_urn: urn,
+        status: final_status,
+        condition,
+        attempts: job.attempts,
+        traceparent: &job.traceparent,
+        source: &job.source,
+        payload: &job.payload,
+        response,
+        error,
+    });
+    let delivered =
+        destinations::deliver(state, destination, record, &job.traceparent, job.depth).await;
+    count_delivery(state, destination, delivered.is_ok());
+    if let Err(e) = delivered {
+        log::warn!(
+            target: "fnhost::async",
+            "request {}: its {} destination did not take the outcome: {e}",
+            job.request_id,
+            destination.kind()
+        );
+    }
+}
+
+fn count_delivery(state: &Shared, destination: &Destination, ok: bool) {
+    let c = &state.asynchronous.counters;
+    let counter = match (destination, ok) {
+        (Destination::Function { .. }, true) => &c.deliveries_function_ok,
+        (Destination::Function { .. }, false) => &c.deliveries_function_failed,
+        (Destination::Http { .. }, true) => &c.deliveries_http_ok,
+        (Destination::Http { .. }, false) => &c.deliveries_http_failed,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `POST .../functions/{urn}/invocations-async`
+pub(crate) async fn invoke(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (function, route) = route_for(&state, &urn)?;
+    let limit = state.runtime.config().max_payload_bytes;
+    if body.len() > limit {
+        return Err(fnhost::InvokeError::PayloadTooLarge {
+            size: body.len(),
+            limit,
+        }
+        .into());
+    }
+    let target = crate::urn::FunctionRefStr::parse(&urn)
+        .map_or(function, |r| r.target)
+        .to_owned();
+    drop(route);
+    let trace = TraceContext::from_headers(&headers);
+    let accepted = Accepted {
+        function: function.to_owned(),
+        target,
+        payload: body,
+        traceparent: trace.incoming(),
+        tracestate: trace::tracestate(&headers),
+        source: "api",
+        depth: 0,
+    };
+    let request_id = enqueue(&state, accepted).await?;
+    let mut out = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        out.insert("x-cff-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&trace.trace_id.to_string()) {
+        out.insert(crate::invoke::X_CFF_TRACE_ID, v);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        out,
+        Json(json!({"request_id": request_id})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    request_id: String,
+}
+
+/// `POST .../functions/{urn}/cancel`: a waiting asynchronous invocation is
+/// discarded; a running one cannot be stopped (409).
+pub(crate) async fn cancel(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let body: CancelBody = parse_body(&body)?;
+    let (function, _) = route_for(&state, &urn)?;
+    let function = function.to_owned();
+    let s = Shared::clone(&state);
+    let id = body.request_id.clone();
+    let f = function.clone();
+    let before = blocking(move || {
+        s.management
+            .store()
+            .cancel_invocation(&f, &id, &now_rfc3339())
+            .map_err(ApiError::store)
+    })
+    .await?;
+    match before.as_deref() {
+        Some(status::WAIT) => {
+            state.asynchronous.ended();
+            state
+                .asynchronous
+                .counters
+                .discarded_cancelled
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Some(status::RUNNING) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "FSS.1062",
+            "a running invocation cannot be stopped; it finishes or times out",
+        )),
+        Some(done) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "FSS.1062",
+            format!("the invocation already ended ({done})"),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "FSS.1055",
+            format!(
+                "no asynchronous invocation `{}` of `{function}`",
+                body.request_id
+            ),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    marker: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// `GET .../functions/{urn}/async-invocations`: newest first.
+pub(crate) async fn list(
+    State(state): State<Shared>,
+    Path((_, urn)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (function, _) = route_for(&state, &urn)?;
+    let function = function.to_owned();
+    let start: u64 = q.marker.and_then(|m| m.parse().ok()).unwrap_or(0);
+    let limit: u64 = q
+        .limit
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 500);
+    let s = Arc::clone(&state);
+    blocking(move || {
+        let (count, page) = s
+            .management
+            .store()
+            .list_invocations(
+                &function,
+                q.request_id.as_deref(),
+                q.status.as_deref(),
+                start,
+                limit,
+            )
+            .map_err(ApiError::store)?;
+        let next = (start + page.len() as u64).min(count);
+        Ok(Json(
+            json!({"invocations": page, "next_marker": next, "count": count}),
+        ))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_doubling_up_to_the_cap() {
+        let base = Duration::from_secs(1);
+        assert_eq!(retry_delay(base, 1), Duration::from_secs(1));
+        assert_eq!(retry_delay(base, 2), Duration::from_secs(2));
+        assert_eq!(retry_delay(base, 4), Duration::from_secs(8));
+        assert_eq!(retry_delay(base, 30), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(base, u32::MAX), MAX_RETRY_DELAY);
+    }
+}

@@ -1,0 +1,154 @@
+//! W3C Trace Context on invocation requests: a valid `traceparent` is
+//! carried on (its trace id reaches the handler, the answer, async records,
+//! destinations and exported spans); a missing or malformed one starts a new
+//! trace, as the recommendation asks of a server. `tracestate` is kept, up
+//! to its 512-byte bound, only beside a valid `traceparent`.
+
+use axum::http::HeaderMap;
+use fnhost::TraceId;
+
+/// The longest `tracestate` carried on (W3C: at most 32 members of at most
+/// 256 bytes, "SHOULD propagate at least 512").
+pub const MAX_TRACESTATE: usize = 512;
+
+/// The trace an invocation belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace id (the caller's, or a new one).
+    pub trace_id: TraceId,
+    /// The caller's span: the parent of the server's span.
+    pub parent_span: Option<[u8; 8]>,
+    /// The caller asked for the trace to be recorded (`sampled`); a new
+    /// trace is.
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// A new trace, sampled, with no parent.
+    pub fn start() -> TraceContext {
+        TraceContext {
+            trace_id: TraceId::random(),
+            parent_span: None,
+            sampled: true,
+        }
+    }
+
+    /// The caller's trace from `traceparent`, or a new one.
+    pub fn from_headers(headers: &HeaderMap) -> TraceContext {
+        headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse)
+            .unwrap_or_else(TraceContext::start)
+    }
+
+    /// Parses a `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`; a later
+    /// version may append fields, version `ff` is invalid).
+    pub fn parse(value: &str) -> Option<TraceContext> {
+        let value = value.trim_matches([' ', '\t']);
+        let mut parts = value.splitn(5, '-');
+        let version = fnhost::parse_hex::<1>(parts.next()?)?[0];
+        let trace_id = TraceId::parse(parts.next()?)?;
+        let span = fnhost::parse_hex::<8>(parts.next()?)?;
+        let flags = fnhost::parse_hex::<1>(parts.next()?)?[0];
+        let rest = parts.next();
+        if version == 0xff || (version == 0 && rest.is_some()) || span == [0; 8] {
+            return None;
+        }
+        Some(TraceContext {
+            trace_id,
+            parent_span: Some(span),
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// The `traceparent` of a span of this trace.
+    pub fn traceparent(&self, span: [u8; 8]) -> String {
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        s.push_str(&self.trace_id.to_string());
+        s.push('-');
+        for b in span {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s.push_str(if self.sampled { "-01" } else { "-00" });
+        s
+    }
+
+    /// The `traceparent` the caller sent (or, for a new trace, one naming
+    /// no parent span: the trace id alone matters to a stored record).
+    pub fn incoming(&self) -> String {
+        self.traceparent(self.parent_span.unwrap_or([0; 8]))
+    }
+}
+
+/// The caller's `tracestate`, when it is carried on.
+pub fn tracestate(headers: &HeaderMap) -> String {
+    headers
+        .get("tracestate")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| s.len() <= MAX_TRACESTATE && headers.contains_key("traceparent"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A fresh span id (never zero).
+pub fn span_id() -> [u8; 8] {
+    let bytes = *uuid::Uuid::new_v4().as_bytes();
+    let mut span = [0u8; 8];
+    span.copy_from_slice(&bytes[..8]);
+    if span == [0; 8] {
+        span[7] = 1;
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_traceparent_is_carried_and_an_invalid_one_starts_a_trace() {
+        let t =
+            TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(t.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            t.parent_span,
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
+        assert!(t.sampled);
+        assert_eq!(
+            t.incoming(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        // A later version may append fields; version 00 may not.
+        assert!(
+            TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x")
+                .is_some()
+        );
+        for bad in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "garbage",
+            "",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", "nonsense".parse().unwrap());
+        headers.insert("tracestate", "a=b".parse().unwrap());
+        let started = TraceContext::from_headers(&headers);
+        assert_eq!(started.parent_span, None);
+        assert!(started.sampled);
+        assert_eq!(tracestate(&headers), "a=b");
+        headers.insert(
+            "tracestate",
+            "x".repeat(MAX_TRACESTATE + 1).parse().unwrap(),
+        );
+        assert_eq!(tracestate(&headers), "");
+    }
+}
