@@ -255,3 +255,58 @@ def test_trace_context_reaches_the_handler_sync_async_and_through_apig(open_serv
     _, headers, body = post(f"{open_server.url}/apig/ids/x", headers={"traceparent": TRACEPARENT})
     assert headers["X-Cff-Trace-Id"] == TRACE_ID
     assert json.loads(body)["trace_id"] == TRACE_ID
+
+
+class Collector(http.server.BaseHTTPRequestHandler):
+    """A small OTLP/HTTP receiver: keeps every span it is sent."""
+    spans = []
+
+    def do_POST(self):
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        assert self.path == "/v1/traces", self.path
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                Collector.spans.extend(scope.spans)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_spans_with_the_callers_trace_id_reach_an_otlp_receiver(tmp_path):
+    Collector.spans = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{httpd.server_address[1]}"
+    server = Server(tmp_path, keys=False, extra_args=["--otlp-endpoint", endpoint]).start()
+    try:
+        client = client_for(server)
+        created = create(client, name="ids", library="libecho.so", module="echo", handler="Ids")
+        base = f"{server.url}/v2/proj1/fgs/functions/{created.func_urn}"
+        _, headers, _ = post(base + "/invocations", headers={"traceparent": TRACEPARENT})
+        server_span = headers["traceresponse"].split("-")[2]
+        trace = bytes.fromhex(TRACE_ID)
+        ours = wait_for(lambda: [s for s in Collector.spans if s.trace_id == trace and s.name == "fnhost.invoke"],
+                        "the request's span")
+        [invoke_span] = ours
+        assert invoke_span.parent_span_id.hex() == "00f067aa0ba902b7", "the caller's span is its parent"
+        assert invoke_span.span_id.hex() == server_span, "the span traceresponse named"
+        attributes = {a.key: a.value.string_value for a in invoke_span.attributes}
+        assert attributes["faas.name"] == "ids" and attributes["faas.trigger"] == "http"
+        handler = wait_for(lambda: [s for s in Collector.spans if s.trace_id == trace and s.name == "fnhost.handler"],
+                           "the handler's span")
+        assert handler[0].parent_span_id == invoke_span.span_id
+        # An asynchronous invocation: its queueing is a span of its own.
+        other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        post(base + "/invocations-async", headers={"traceparent": other})
+        names = wait_for(lambda: {s.name for s in Collector.spans if s.trace_id.hex() == other.split("-")[1]} >= {
+            "fnhost.invoke", "fnhost.queue", "fnhost.handler"} or None, "the async spans")
+        assert names
+    finally:
+        server.stop(signal.SIGKILL)
+        httpd.shutdown()

@@ -99,6 +99,15 @@ struct ServeArgs {
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Export spans of invocations over OTLP/HTTP to this endpoint (spans go
+    /// to /v1/traces under it); default: $OTEL_EXPORTER_OTLP_ENDPOINT, else
+    /// none (no spans are built).
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// The server's own log: text (default) or json (one JSON object per
+    /// line, with the request id and trace id of the invocation it is about).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: String,
     /// Asynchronous invocations run at once (default 4).
     #[arg(long, value_name = "N")]
     async_workers: Option<usize>,
@@ -646,6 +655,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             }
         };
     }
+    let otlp = a
+        .otlp_endpoint
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .filter(|e| !e.is_empty());
     config.functions_dir = a.functions_dir;
     config.functions_isolation = a.isolation;
     config.io_lane = !a.no_io_lane;
@@ -680,6 +693,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         .thread_name("fnhost-http")
         .build()
         .context("cannot start the async runtime")?;
+    if let Some(endpoint) = otlp {
+        // The exporter's HTTP client starts its own threads: outside the
+        // server's executor.
+        fnhost_server::telemetry::start(&endpoint).map_err(anyhow::Error::msg)?;
+    }
     let served = tokio.block_on(fnhost_server::serve(config, runtime));
     // Not dropped: that would wait for every executor thread, including
     // one that still runs a handler that never returned.

@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use fnhost_api::events::{ApigEvent, ApigRequestContext, ApigResponse};
 
 use super::error::ApiError;
-use super::trace::TraceContext;
 use super::Shared;
 use fnhost::Outcome;
 
@@ -104,7 +103,9 @@ async fn gateway(
     if !state.management.has_function(&name) {
         return Err(ApiError::function_not_found());
     }
-    let trace = TraceContext::from_headers(&headers);
+    let options = super::invoke::InvokeOptions::from_headers(&headers);
+    let trace = options.trace;
+    let started = std::time::SystemTime::now();
     let route = state
         .runtime
         .registry()
@@ -115,13 +116,15 @@ async fn gateway(
         });
     let event = event_of(&method, &path, &uri, &headers, &body, Some(source));
     let payload = Bytes::from(event.to_string());
+    let version = std::sync::Arc::clone(&route.version);
     let result = super::invoke::run_route(&state, &name, route, payload).await?;
+    super::invoke::export_spans(&options, "http", &name, &version, started, &result);
     let mut response = answer(result)?;
     let out = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&trace.trace_id.to_string()) {
         out.insert(super::invoke::X_CFF_TRACE_ID, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&trace.traceparent(crate::trace::span_id())) {
+    if let Ok(v) = HeaderValue::from_str(&trace.traceparent(options.span)) {
         out.insert("traceresponse", v);
     }
     Ok(response)

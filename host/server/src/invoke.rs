@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
@@ -324,16 +324,47 @@ pub(crate) async fn sync_invoke(
 ) -> Result<Response, ApiError> {
     let (function, route) = route_for(state, urn)?;
     let route = route.with_ids(options.ids());
+    let traced =
+        crate::telemetry::enabled().then(|| (SystemTime::now(), Arc::clone(&route.version)));
     let caller = link.map(|link| Caller { link, options });
     let result = match run(state, function, route, body, caller).await? {
         Ran::Result(result) => result,
         // What hyper will fail to send: the connection is shut down.
         Ran::AnsweredAtDeadline => return Ok(StatusCode::REQUEST_TIMEOUT.into_response()),
     };
+    if let Some((start, version)) = traced {
+        export_spans(&options, "http", function, &version, start, &result);
+    }
     let (headers, body) = sync_answer(result, options);
     let mut response = Response::new(axum::body::Body::from(body));
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// Exports the spans of a synchronous (or APIG) invocation.
+pub(crate) fn export_spans(
+    options: &InvokeOptions,
+    trigger: &str,
+    function: &str,
+    version: &str,
+    start: SystemTime,
+    result: &InvokeResult,
+) {
+    crate::telemetry::export(&crate::telemetry::Invocation {
+        trace: options.trace,
+        span: options.span,
+        trigger,
+        function,
+        version,
+        request_id: &result.request_id,
+        start,
+        end: SystemTime::now(),
+        queued_since: None,
+        handler: Some(Duration::from_secs_f64(
+            result.summary.duration_ms.max(0.0) / 1000.0,
+        )),
+        error: result.outcome.error().map(|e| e.error_type.as_str()),
+    });
 }
 
 /// `X-Cff-Trace-Id` and `traceresponse` of an answer.

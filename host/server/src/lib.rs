@@ -33,6 +33,7 @@ mod metrics;
 pub mod model;
 pub mod package;
 pub mod store;
+pub mod telemetry;
 pub mod trace;
 pub mod triggers;
 pub mod urn;
@@ -457,6 +458,7 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
     if drained.is_err() {
         log::warn!(target: "fnhost::server", "shutdown grace period over with asynchronous invocations running; they run again at the next start");
     }
+    telemetry::flush();
     Ok(())
 }
 

@@ -62,6 +62,21 @@ impl TraceContext {
         })
     }
 
+    /// The trace of a stored [`incoming`](Self::incoming) value (whose
+    /// parent span is all zeros when the trace started here).
+    pub fn from_stored(value: &str) -> Option<TraceContext> {
+        let mut parts = value.split('-');
+        let _version = parts.next()?;
+        let trace_id = TraceId::parse(parts.next()?)?;
+        let span = fnhost::parse_hex::<8>(parts.next()?)?;
+        let flags = fnhost::parse_hex::<1>(parts.next()?)?[0];
+        Some(TraceContext {
+            trace_id,
+            parent_span: (span != [0; 8]).then_some(span),
+            sampled: flags & 1 == 1,
+        })
+    }
+
     /// The `traceparent` of a span of this trace.
     pub fn traceparent(&self, span: [u8; 8]) -> String {
         let mut s = String::with_capacity(55);
@@ -143,6 +158,11 @@ mod tests {
         headers.insert("tracestate", "a=b".parse().unwrap());
         let started = TraceContext::from_headers(&headers);
         assert_eq!(started.parent_span, None);
+        assert_eq!(
+            TraceContext::from_stored(&started.incoming()),
+            Some(started)
+        );
+        assert_eq!(TraceContext::from_stored(&t.incoming()), Some(t));
         assert!(started.sampled);
         assert_eq!(tracestate(&headers), "a=b");
         headers.insert(

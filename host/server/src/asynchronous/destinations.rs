@@ -247,8 +247,12 @@ pub(crate) async fn deliver(
                 axum::http::header::CONTENT_TYPE,
                 axum::http::HeaderValue::from_static("application/json"),
             );
-            if let Ok(v) = axum::http::HeaderValue::from_str(traceparent) {
-                headers.insert("traceparent", v);
+            // A span of this delivery, in the invocation's trace.
+            if let Some(trace) = crate::trace::TraceContext::from_stored(traceparent) {
+                let value = trace.traceparent(crate::trace::span_id());
+                if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                    headers.insert("traceparent", v);
+                }
             }
             let target = path.clone();
             let answer = tokio::task::spawn_blocking(move || {

@@ -373,13 +373,42 @@ async fn run(state: &Shared, job: Claimed) {
             return;
         }
     };
-    let trace = TraceContext::parse(&job.traceparent);
+    let trace = TraceContext::from_stored(&job.traceparent);
     let ids = fnhost::CallIds {
         request_id: uuid::Uuid::parse_str(&job.request_id).ok(),
         trace_id: trace.map(|t| t.trace_id),
     };
     let payload = Bytes::from(job.payload.clone());
-    let ran = match run_route(state, &job.function, route.with_ids(ids), payload).await {
+    let started = SystemTime::now();
+    let version = Arc::clone(&route.version);
+    let result = run_route(state, &job.function, route.with_ids(ids), payload).await;
+    if let (true, Some(trace)) = (crate::telemetry::enabled(), trace) {
+        let accepted = UNIX_EPOCH + Duration::from_millis(job.accepted_ms.max(0) as u64);
+        crate::telemetry::export(&crate::telemetry::Invocation {
+            trace,
+            span: trace::span_id(),
+            trigger: if job.source == "timer" {
+                "timer"
+            } else {
+                "pubsub"
+            },
+            function: &job.function,
+            version: &version,
+            request_id: &job.request_id,
+            start: started,
+            end: SystemTime::now(),
+            queued_since: Some(accepted.min(started)),
+            handler: result
+                .as_ref()
+                .ok()
+                .map(|r| Duration::from_secs_f64(r.summary.duration_ms.max(0.0) / 1000.0)),
+            error: match &result {
+                Ok(r) => r.outcome.error().map(|e| e.error_type.as_str()),
+                Err(e) => Some(e.code),
+            },
+        });
+    }
+    let ran = match result {
         Ok(result) => match result.outcome.error() {
             None => Ran::Success(result.outcome.into_body_bytes()),
             Some(e) => Ran::Failed {
