@@ -52,6 +52,34 @@ enum Command {
     Watch(WatchArgs),
     /// Serve the FunctionGraph-compatible HTTP API.
     Serve(ServeArgs),
+    /// Print a deployed function's recent invocation log lines (with
+    /// --follow, keep printing new ones).
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Args)]
+struct LogsArgs {
+    /// The function.
+    name: String,
+    /// Keep printing new lines as they are written (polls every second).
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Only the lines of this invocation.
+    #[arg(long, value_name = "ID")]
+    request_id: Option<String>,
+    /// Only lines of the last SECONDS.
+    #[arg(long, value_name = "SECONDS")]
+    since: Option<u64>,
+    /// The server (default $FNHOST_URL, else http://127.0.0.1:8000).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// The project id in the API's paths (default $FNHOST_PROJECT_ID, else local).
+    #[arg(long, value_name = "ID")]
+    project: Option<String>,
+    /// A JSON file with "access_key" and "secret_key" (default: the
+    /// FNHOST_ACCESS_KEY and FNHOST_SECRET_KEY variables; neither: unsigned).
+    #[arg(long, value_name = "FILE")]
+    keys: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -106,8 +134,12 @@ struct ServeArgs {
     otlp_endpoint: Option<String>,
     /// The server's own log: text (default) or json (one JSON object per
     /// line, with the request id and trace id of the invocation it is about).
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Bytes of recent invocation log lines kept per function for the logs
+    /// endpoint and `fnhost logs` (default 1048576; 0 keeps none).
+    #[arg(long, value_name = "BYTES")]
+    function_log_bytes: Option<usize>,
     /// Asynchronous invocations run at once (default 4).
     #[arg(long, value_name = "N")]
     async_workers: Option<usize>,
@@ -375,6 +407,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Command::Event(a) => event(a),
         Command::Watch(a) => watch(a),
         Command::Serve(a) => serve(a),
+        Command::Logs(a) => logs(a),
     };
     match result {
         Ok(code) => code,
@@ -597,6 +630,63 @@ pub fn human_report(result: &InvokeResult, init_log: &str) -> String {
     )
 }
 
+fn logs(a: LogsArgs) -> anyhow::Result<i32> {
+    let remote = crate::author::remote(a.url, a.project, a.keys.as_deref())?;
+    // Function names, qualifiers and request ids need no escaping in a URL.
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.'))
+    };
+    if !plain(&a.name) || a.request_id.as_deref().is_some_and(|id| !plain(id)) {
+        anyhow::bail!("`{}` is not a function name", a.name);
+    }
+    let path = format!("/v2/{}/fgs/functions/{}/logs", remote.project, a.name);
+    let mut query = Vec::new();
+    if let Some(id) = &a.request_id {
+        query.push(format!("request_id={id}"));
+    }
+    if let Some(secs) = a.since {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_sub(secs.saturating_mul(1000));
+        query.push(format!("since_ms={since}"));
+    }
+    let mut after: Option<u64> = None;
+    loop {
+        let mut q = query.clone();
+        if let Some(after) = after {
+            q.push(format!("after={after}"));
+        }
+        let answer = remote.client.send(
+            fnhost_server::client::Method::GET,
+            &path,
+            &q.join("&"),
+            fnhost_server::client::HeaderMap::new(),
+            Vec::new(),
+        )?;
+        if answer.status != 200 {
+            eprintln!("{}", answer.error_message());
+            return Ok(1);
+        }
+        let body = answer.json();
+        let mut out = std::io::stdout().lock();
+        for line in body["lines"].as_array().into_iter().flatten() {
+            if let Some(text) = line["line"].as_str() {
+                writeln!(out, "{text}")?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        if !a.follow {
+            return Ok(0);
+        }
+        after = body["next_after"].as_u64().or(after);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     let file: ServeFile = match &a.config {
         Some(path) => {
@@ -655,10 +745,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             }
         };
     }
+    let _ = &a.log_format; // read by main, before parsing
     let otlp = a
         .otlp_endpoint
         .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
         .filter(|e| !e.is_empty());
+    if let Some(bytes) = a.function_log_bytes {
+        config.function_log_bytes = bytes;
+    }
     config.functions_dir = a.functions_dir;
     config.functions_isolation = a.isolation;
     config.io_lane = !a.no_io_lane;

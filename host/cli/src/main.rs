@@ -3,6 +3,7 @@
 
 mod author;
 mod cli;
+mod json_log;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -80,11 +81,20 @@ fn main() {
     // A worker process (its stderr is captured into invocation logs) runs
     // and exits here.
     fnhost::worker::main_if_worker();
-    env_logger::Builder::from_env(
-        env_logger::Env::default()
-            .default_filter_or("warn,fnhost::server=info,fnhost::function=off"),
-    )
-    .format_timestamp_millis()
-    .init();
+    let default = "warn,fnhost::server=info,fnhost::function=off";
+    // `--log-format json` (the logger is chosen before the command line is
+    // parsed, so that parsing itself may log).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = args
+        .windows(2)
+        .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || args.iter().any(|a| a == "--log-format=json");
+    if json {
+        json_log::init(default);
+    } else {
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+            .format_timestamp_millis()
+            .init();
+    }
     std::process::exit(cli::run(std::env::args_os()));
 }

@@ -605,6 +605,8 @@ unsafe extern "C" fn write_log(host: *mut HostData, level: u32, message: PluginS
         log::log!(
             target: "fnhost::function",
             level,
+            request_id = s.request_id(),
+            trace_id = s.trace_id();
             "[{}] {} {} {}",
             s.function.function_name,
             humantime::format_rfc3339_millis(now),

@@ -317,6 +317,7 @@ pub(crate) async fn delete(
     let s = Arc::clone(&state);
     blocking(move || {
         let deleted = changing.delete_function(&record.func_name);
+        s.logs.forget(&record.func_name);
         s.apig_routes.reload(&s);
         deleted
     })

@@ -210,6 +210,9 @@ async fn run(
         Err(e) => Ok(Err(e)),
     };
     let result = result.map_err(|e| ApiError::internal(format!("invocation task failed: {e}")))?;
+    if let Ok(r) = &result {
+        state.logs.record(function, &r.request_id, &r.log);
+    }
     counted.finish(match &result {
         Ok(r) if r.outcome.is_success() => metrics::Outcome::Success,
         Ok(r)

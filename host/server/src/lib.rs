@@ -28,6 +28,7 @@ mod gate;
 mod invoke;
 pub mod limits;
 mod link;
+pub mod logs;
 mod management;
 mod metrics;
 pub mod model;
@@ -99,6 +100,9 @@ pub struct ServeConfig {
     /// The asynchronous queue: workers, capacity, record pruning, retry
     /// backoff, HTTP destinations.
     pub asynchronous: asynchronous::AsyncSettings,
+    /// Bytes of recent invocation log lines kept per function (the `logs`
+    /// endpoint); 0 keeps none.
+    pub function_log_bytes: usize,
 }
 
 impl ServeConfig {
@@ -119,6 +123,7 @@ impl ServeConfig {
             min_timer_rate: Duration::from_secs(60),
             prune_code_cache: false,
             asynchronous: asynchronous::AsyncSettings::default(),
+            function_log_bytes: logs::DEFAULT_BYTES_PER_FUNCTION,
         }
     }
 }
@@ -149,6 +154,8 @@ pub(crate) struct AppState {
     /// The shortest timer `Rate`.
     pub(crate) min_timer_rate: Duration,
     pub(crate) asynchronous: asynchronous::AsyncQueue,
+    /// Recent invocation logs per function.
+    pub(crate) logs: logs::FunctionLogs,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) timers: triggers::Timers,
     pub(crate) apig_routes: triggers::ApigRoutes,
@@ -226,6 +233,7 @@ fn router(state: Shared) -> Router {
             "/v2/{project_id}/fgs/functions/{urn}/async-invoke-configs",
             get(asynchronous::config::list),
         )
+        .route("/v2/{project_id}/fgs/functions/{urn}/logs", get(logs::read))
         .route(
             "/v2/{project_id}/fgs/triggers/{urn}",
             post(triggers::create).get(triggers::list),
@@ -301,13 +309,18 @@ fn log_response(
     response: &Response,
     started: std::time::Instant,
 ) {
-    let request_id = response
-        .headers()
-        .get("x-cff-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+    };
+    let (request_id, trace_id) = (header("x-cff-request-id"), header("x-cff-trace-id"));
     log::info!(
         target: "fnhost::http",
+        request_id = request_id,
+        trace_id = trace_id;
         "method={method} path={path} status={} duration_ms={:.3} request_id={request_id}",
         response.status().as_u16(),
         started.elapsed().as_secs_f64() * 1000.0
@@ -337,6 +350,7 @@ impl AppState {
             apig_any_function: config.apig_any_function || config.access_keys.is_empty(),
             min_timer_rate: config.min_timer_rate,
             asynchronous: asynchronous::AsyncQueue::new(config.asynchronous.clone()),
+            logs: logs::FunctionLogs::new(config.function_log_bytes),
             metrics: metrics::Metrics::default(),
             timers: triggers::Timers::default(),
             apig_routes: triggers::ApigRoutes::default(),
