@@ -245,6 +245,39 @@ fn an_overrunning_handler_is_answered_with_timeout_at_the_deadline() {
 }
 
 #[test]
+fn a_call_that_starts_an_instance_reports_its_cold_start_in_and_out_of_process() {
+    let rt = runtime();
+    for isolation in [fnhost::Isolation::InProcess, fnhost::Isolation::Process] {
+        let f = rt
+            .load(
+                FunctionConfig::new("misbehaving.Sleep", plugin_dir())
+                    .isolation(isolation)
+                    .instances(fnhost::InstanceConfig {
+                        concurrency_per_instance: 1,
+                        max_instances: 3,
+                        ..fnhost::InstanceConfig::default()
+                    }),
+            )
+            .unwrap();
+        let f = Arc::new(f);
+        // Three at once: at least two of them start an instance.
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let f = Arc::clone(&f);
+                std::thread::spawn(move || f.invoke(b"300").unwrap())
+            })
+            .collect();
+        let results: Vec<_> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+        let cold = results.iter().filter(|r| r.cold_start.is_some()).count();
+        assert!(cold >= 2, "{isolation:?}: {cold} cold starts");
+        assert!(results.iter().all(|r| r.outcome.is_success()));
+        // An idle instance serves the next call: warm.
+        let warm = f.invoke(b"1").unwrap();
+        assert_eq!(warm.cold_start, None, "{isolation:?}");
+    }
+}
+
+#[test]
 fn the_initializer_runs_once_per_generation_before_the_first_invocation() {
     let rt = runtime();
     let f = rt

@@ -307,6 +307,23 @@ def test_spans_with_the_callers_trace_id_reach_an_otlp_receiver(tmp_path):
         names = wait_for(lambda: {s.name for s in Collector.spans if s.trace_id.hex() == other.split("-")[1]} >= {
             "fnhost.invoke", "fnhost.queue", "fnhost.handler"} or None, "the async spans")
         assert names
+        # Calls that waited for an instance to start: an initializer span.
+        slow = create(client, name="slow", library="libmisbehaving.so", module="misbehaving", handler="Sleep")
+        slow_base = f"{server.url}/v2/proj1/fgs/functions/{slow.func_urn}"
+        traces = [f"{i + 1:032x}" for i in range(3)]
+        calls = [threading.Thread(target=post, args=(slow_base + "/invocations", b"300"),
+                                  kwargs={"headers": {"traceparent": f"00-{t}-00f067aa0ba902b7-01"}}) for t in traces]
+        for c in calls:
+            c.start()
+        for c in calls:
+            c.join()
+        cold = wait_for(lambda: [s for s in Collector.spans if s.name == "fnhost.initializer"
+                                 and s.trace_id.hex() in traces], "an initializer span")
+        parents = {s.span_id for s in Collector.spans if s.name == "fnhost.invoke" and s.trace_id == cold[0].trace_id}
+        assert cold[0].parent_span_id in parents
+        [invoke_of_cold] = [s for s in Collector.spans if s.span_id == cold[0].parent_span_id]
+        flags = {a.key: a.value.bool_value for a in invoke_of_cold.attributes if a.key == "faas.coldstart"}
+        assert flags == {"faas.coldstart": True}
     finally:
         server.stop(signal.SIGKILL)
         httpd.shutdown()

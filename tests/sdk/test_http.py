@@ -92,7 +92,7 @@ def test_metrics_health_and_readiness(open_server):
     assert 'fnhost_invocations_total{function="counted",version="latest",outcome="success"} 3' in text
     assert 'fnhost_invocation_duration_seconds_count{function="counted"} 3' in text
     assert 'fnhost_generations{state="live"} 1' in text
-    assert "fnhost_async_queue_depth 0" in text
+    assert "fnhost_async_invocations_unfinished 0" in text
 
 
 def test_refuses_a_public_address_without_access_keys(tmp_path):

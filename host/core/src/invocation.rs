@@ -420,6 +420,7 @@ impl InvocationState {
                 sink.log.take_string()
             },
             tail_bytes: self.limits.log_tail_bytes,
+            cold_start: None,
         }
     }
 }

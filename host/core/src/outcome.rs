@@ -182,6 +182,10 @@ pub struct InvokeResult {
     pub log: String,
     /// How many bytes of the tail the caller is shown (4 KB by default).
     pub(crate) tail_bytes: usize,
+    /// `Some` when this invocation started a new instance (a cold start):
+    /// how long starting it took, its initializer included (zero for an
+    /// in-process function without one; for a worker process, its start).
+    pub cold_start: Option<std::time::Duration>,
 }
 
 impl InvokeResult {

@@ -212,6 +212,9 @@ async fn run(
     let result = result.map_err(|e| ApiError::internal(format!("invocation task failed: {e}")))?;
     if let Ok(r) = &result {
         state.logs.record(function, &r.request_id, &r.log);
+        if let Some(took) = r.cold_start {
+            state.metrics.record_cold_start(function, took);
+        }
     }
     counted.finish(match &result {
         Ok(r) if r.outcome.is_success() => metrics::Outcome::Success,
@@ -366,6 +369,7 @@ pub(crate) fn export_spans(
         handler: Some(Duration::from_secs_f64(
             result.summary.duration_ms.max(0.0) / 1000.0,
         )),
+        cold_start: result.cold_start,
         error: result.outcome.error().map(|e| e.error_type.as_str()),
     });
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use parking_lot::RwLock;
 
 use super::Shared;
+use crate::store::asynchronous::Backlog;
 
 /// Duration histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
@@ -60,6 +61,56 @@ struct FunctionSeries {
     /// bucket last), and their sum in nanoseconds.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
+    /// Cold starts (an instance started for the call): the same, of the
+    /// start's own duration (its initializer included).
+    cold_buckets: [AtomicU64; BUCKETS.len() + 1],
+    cold_sum_nanos: AtomicU64,
+}
+
+/// Counts `took` into a histogram's (non-cumulative) buckets and sum.
+fn observe(buckets: &[AtomicU64; BUCKETS.len() + 1], sum_nanos: &AtomicU64, took: Duration) {
+    let seconds = took.as_secs_f64();
+    let bucket = BUCKETS
+        .iter()
+        .position(|bound| seconds <= *bound)
+        .unwrap_or(BUCKETS.len());
+    buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+    sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+}
+
+/// A label value as the text format wants it (backslash, quote and newline
+/// escaped).
+pub(crate) fn label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    std::borrow::Cow::Owned(
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
+}
+
+/// Writes one histogram's samples (`name` with `labels`, e.g. `function="f"`).
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    buckets: &[AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: &AtomicU64,
+) {
+    let mut cumulative = 0;
+    for (i, bound) in BUCKETS.iter().enumerate() {
+        cumulative += buckets[i].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += buckets[BUCKETS.len()].load(Ordering::Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+    let sum = sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
 }
 
 impl FunctionSeries {
@@ -77,14 +128,7 @@ impl FunctionSeries {
                 .or_default()[outcome as usize]
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let seconds = took.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        observe(&self.buckets, &self.sum_nanos, took);
     }
 }
 
@@ -97,10 +141,21 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn record(&self, function: &str, version: &str, outcome: Outcome, took: Duration) {
-        // Recorded under the read lock: no reference count to bounce
-        // between cores on every invocation.
+        self.with_series(function, |series| series.record(version, outcome, took));
+    }
+
+    /// Counts a cold start of `function` that took `took`.
+    pub(crate) fn record_cold_start(&self, function: &str, took: Duration) {
+        self.with_series(function, |series| {
+            observe(&series.cold_buckets, &series.cold_sum_nanos, took)
+        });
+    }
+
+    fn with_series(&self, function: &str, f: impl FnOnce(&FunctionSeries)) {
+        // Under the read lock: no reference count to bounce between cores
+        // on every invocation.
         if let Some(series) = self.functions.read().get(function) {
-            series.record(version, outcome, took);
+            f(series);
             return;
         }
         let series = Arc::clone(
@@ -109,7 +164,7 @@ impl Metrics {
                 .entry(function.to_owned())
                 .or_default(),
         );
-        series.record(version, outcome, took);
+        f(&series);
     }
 
     fn render(&self, out: &mut String) {
@@ -120,7 +175,9 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE fnhost_invocations_total counter");
         for (f, series) in functions.iter() {
+            let f = label(f);
             for (v, counts) in series.by_version.read().iter() {
+                let v = label(v);
                 for outcome in Outcome::ALL {
                     let n = counts[outcome as usize].load(Ordering::Relaxed);
                     if n > 0 {
@@ -139,30 +196,107 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE fnhost_invocation_duration_seconds histogram");
         for (f, series) in functions.iter() {
-            let mut cumulative = 0;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += series.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "fnhost_invocation_duration_seconds_bucket{{function=\"{f}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            cumulative += series.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(
+            let labels = format!("function=\"{}\"", label(f));
+            render_histogram(
                 out,
-                "fnhost_invocation_duration_seconds_bucket{{function=\"{f}\",le=\"+Inf\"}} {cumulative}"
+                "fnhost_invocation_duration_seconds",
+                &labels,
+                &series.buckets,
+                &series.sum_nanos,
             );
-            let sum = series.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fnhost_cold_start_duration_seconds Instance starts that an invocation waited for (cold starts), by function: how long the start took, its initializer included."
+        );
+        let _ = writeln!(out, "# TYPE fnhost_cold_start_duration_seconds histogram");
+        for (f, series) in functions.iter() {
+            let labels = format!("function=\"{}\"", label(f));
+            render_histogram(
                 out,
-                "fnhost_invocation_duration_seconds_sum{{function=\"{f}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "fnhost_invocation_duration_seconds_count{{function=\"{f}\"}} {cumulative}"
+                "fnhost_cold_start_duration_seconds",
+                &labels,
+                &series.cold_buckets,
+                &series.cold_sum_nanos,
             );
         }
     }
+}
+
+/// The asynchronous queue's families: waiting invocations and the age of
+/// the oldest per function (from the store), and the queue's counters.
+fn render_async(state: &Shared, out: &mut String, backlog: &[Backlog], now_ms: i64) {
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_invocations_waiting Asynchronous invocations waiting to run (or to be retried), by function.\n# TYPE fnhost_async_invocations_waiting gauge"
+    );
+    for b in backlog {
+        let _ = writeln!(
+            out,
+            "fnhost_async_invocations_waiting{{function=\"{}\"}} {}",
+            label(&b.function),
+            b.waiting
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_oldest_waiting_age_seconds Age of the oldest waiting asynchronous invocation, by function.\n# TYPE fnhost_async_oldest_waiting_age_seconds gauge"
+    );
+    for b in backlog {
+        let age = (now_ms - b.oldest_accepted_ms).max(0) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "fnhost_async_oldest_waiting_age_seconds{{function=\"{}\"}} {age}",
+            label(&b.function)
+        );
+    }
+    let c = &state.asynchronous.counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_accepted_total Asynchronous invocations accepted (API, timers and destinations).\n# TYPE fnhost_async_accepted_total counter\nfnhost_async_accepted_total {}",
+        load(&c.accepted)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_retries_total Failed asynchronous attempts queued to run again.\n# TYPE fnhost_async_retries_total counter\nfnhost_async_retries_total {}",
+        load(&c.retries)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_discards_total Asynchronous invocations discarded before they ran, by reason.\n# TYPE fnhost_async_discards_total counter\nfnhost_async_discards_total{{reason=\"max_age\"}} {}\nfnhost_async_discards_total{{reason=\"cancelled\"}} {}",
+        load(&c.discarded_age),
+        load(&c.discarded_cancelled)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_destination_deliveries_total Outcome records delivered to destinations, by destination kind and result.\n# TYPE fnhost_async_destination_deliveries_total counter"
+    );
+    for (kind, result, n) in [
+        (
+            "FunctionGraph",
+            "delivered",
+            load(&c.deliveries_function_ok),
+        ),
+        (
+            "FunctionGraph",
+            "failed",
+            load(&c.deliveries_function_failed),
+        ),
+        ("HTTP", "delivered", load(&c.deliveries_http_ok)),
+        ("HTTP", "failed", load(&c.deliveries_http_failed)),
+    ] {
+        let _ = writeln!(
+            out,
+            "fnhost_async_destination_deliveries_total{{kind=\"{kind}\",result=\"{result}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_recovered_at_start Asynchronous invocations the previous server left running, at this start: run again, or failed (interrupted too often).\n# TYPE fnhost_async_recovered_at_start gauge\nfnhost_async_recovered_at_start{{result=\"requeued\"}} {}\nfnhost_async_recovered_at_start{{result=\"failed\"}} {}",
+        load(&c.requeued_at_start),
+        load(&c.failed_at_start)
+    );
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -170,6 +304,16 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
     let mut out = String::new();
     let m = &state.metrics;
     m.render(&mut out);
+    let s = Shared::clone(&state);
+    let backlog = tokio::task::spawn_blocking(move || s.management.store().invocation_backlog())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    render_async(&state, &mut out, &backlog, now_ms);
     let stats = state.runtime.stats();
     let gauges = [
         (
@@ -188,13 +332,13 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
             m.in_flight.load(Ordering::Relaxed).to_string(),
         ),
         (
-            "fnhost_async_queue_depth",
-            "Asynchronous invocations waiting.",
+            "fnhost_async_invocations_unfinished",
+            "Asynchronous invocations accepted and not yet ended (waiting or running).",
             state.asynchronous.unfinished().to_string(),
         ),
         (
             "fnhost_runaway_invocations",
-            "Handlers still running past their deadline.",
+            "Handlers still running past their deadline: each holds its instance slot (and, in process, a worker thread) until it returns.",
             stats.runaway_invocations.to_string(),
         ),
         (
@@ -214,6 +358,11 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_timeouts_total Invocations and initializers answered with timeout.\n# TYPE fnhost_timeouts_total counter\nfnhost_timeouts_total {}",
+        stats.timeouts
+    );
     let _ = writeln!(
         out,
         "# HELP fnhost_connections_refused_total Connections answered 503 without being read (every cap full).\n# TYPE fnhost_connections_refused_total counter\nfnhost_connections_refused_total {}",

@@ -2,8 +2,10 @@
 //! endpoint is configured (`--otlp-endpoint`, or the standard
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`): per invocation a server span
 //! (`fnhost.invoke`, the request or, for an asynchronous invocation, its
-//! run), and inside it the time it waited in the queue (`fnhost.queue`) and
-//! the handler's own time (`fnhost.handler`), with FaaS semantic attributes.
+//! run), and inside it the time it waited in the queue (`fnhost.queue`),
+//! the instance start it waited for, initializer included
+//! (`fnhost.initializer`, on a cold start), and the handler's own time
+//! (`fnhost.handler`), with FaaS semantic attributes (`faas.coldstart`).
 //! The spans are built when the invocation has ended, with its measured
 //! times, and handed to the SDK's batch processor, which exports them from
 //! its own thread: nothing waits for the collector. Off by default, and
@@ -106,6 +108,8 @@ pub(crate) struct Invocation<'a> {
     pub(crate) queued_since: Option<SystemTime>,
     /// The handler's own duration, when it ran.
     pub(crate) handler: Option<Duration>,
+    /// The instance start (initializer included) it waited for, if any.
+    pub(crate) cold_start: Option<Duration>,
     /// The error type, or the platform's refusal, when it failed.
     pub(crate) error: Option<&'a str>,
 }
@@ -133,6 +137,7 @@ pub(crate) fn export(inv: &Invocation<'_>) {
         KeyValue::new("faas.version", inv.version.to_owned()),
         KeyValue::new("faas.invocation_id", inv.request_id.to_owned()),
         KeyValue::new("faas.trigger", inv.trigger.to_owned()),
+        KeyValue::new("faas.coldstart", inv.cold_start.is_some()),
     ];
     let kind = if inv.queued_since.is_some() {
         SpanKind::Consumer
@@ -174,13 +179,20 @@ pub(crate) fn export(inv: &Invocation<'_>) {
     if let Some(accepted) = inv.queued_since {
         child("fnhost.queue", accepted, inv.start);
     }
-    if let Some(handler) = inv.handler {
-        let end = inv.end;
-        child(
-            "fnhost.handler",
-            end.checked_sub(handler).unwrap_or(inv.start).max(inv.start),
-            end,
-        );
+    let handler_start = inv
+        .handler
+        .and_then(|h| inv.end.checked_sub(h))
+        .unwrap_or(inv.end)
+        .max(inv.start);
+    if let Some(cold) = inv.cold_start {
+        let start = handler_start
+            .checked_sub(cold)
+            .unwrap_or(inv.start)
+            .max(inv.start);
+        child("fnhost.initializer", start, handler_start);
+    }
+    if inv.handler.is_some() {
+        child("fnhost.handler", handler_start, inv.end);
     }
     span.end_with_timestamp(inv.end);
 }

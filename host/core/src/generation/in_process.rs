@@ -86,25 +86,36 @@ impl InProcess {
         served: Served,
         mode: Mode,
     ) -> Result<InvokeResult, InvokeError> {
-        if lease.is_fresh() {
+        let cold_start = if lease.is_fresh() {
+            let started = std::time::Instant::now();
             if let Err(report) = self.initialize(generation, &mut lease) {
-                return Ok(generation.initialization_failure(report));
+                let mut failure = generation.initialization_failure(report);
+                failure.cold_start = Some(started.elapsed());
+                if let Some(id) = served.ids.request_id {
+                    failure.request_id = id.to_string();
+                }
+                return Ok(failure);
             }
-        }
+            Some(started.elapsed())
+        } else {
+            None
+        };
         let mode = match generation.config.isolation {
             Isolation::Inline => Mode::CurrentThread,
             _ => mode,
         };
-        match mode {
-            Mode::CurrentThread => Ok(generation.run_here(self, lease, flight, served, payload)),
+        let mut result = match mode {
+            Mode::CurrentThread => generation.run_here(self, lease, flight, served, payload),
             Mode::Worker => {
                 let state = Arc::new(generation.new_state(generation.config.timeout, served));
                 generation.dispatch(self, &state, lease, flight, payload.to_vec())?;
                 let completion = state.wait();
                 generation.record(&state, &completion);
-                Ok(state.finish(completion, CallKind::Handler))
+                state.finish(completion, CallKind::Handler)
             }
-        }
+        };
+        result.cold_start = cold_start;
+        Ok(result)
     }
 }
 

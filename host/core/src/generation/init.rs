@@ -103,6 +103,7 @@ pub(super) fn failure_result(
         summary: Summary::new(report.duration, memory_mb, 0),
         log: report.log,
         tail_bytes,
+        cold_start: None,
     }
 }
 

@@ -402,6 +402,17 @@ impl ProcessPool {
 
     /// Starts a worker in `slot`, counting failed starts for the back-off
     /// (during which it answers the last failure without starting one).
+    /// [`start_with`](Self::start_with), keeping how long a start that
+    /// produced a worker took.
+    fn start_with_timed(&self, slot: Slot, took: &mut Option<Duration>) -> Acquired {
+        let started = Instant::now();
+        let acquired = self.start_with(slot);
+        if matches!(acquired, Acquired::Worker(..)) {
+            *took = Some(started.elapsed());
+        }
+        acquired
+    }
+
     fn start_with(&self, slot: Slot) -> Acquired {
         if let Some(e) = self.backing_off() {
             return Acquired::Failed(e);
@@ -553,6 +564,7 @@ impl ProcessPool {
         // an operator): if the request cannot even be sent, the handler never
         // ran, so a fresh worker takes it.
         let queue_deadline = deadline.min(started + self.queue_timeout);
+        let mut cold_start = None;
         let (worker, sent) = loop {
             let (worker, was_idle) = match self.obtain(queue_deadline) {
                 Obtained::Idle(w) => (w, true),
@@ -565,7 +577,7 @@ impl ProcessPool {
                         started.elapsed(),
                     ))
                 }
-                Obtained::Slot(slot) => match self.start_with(slot) {
+                Obtained::Slot(slot) => match self.start_with_timed(slot, &mut cold_start) {
                     Acquired::Worker(w, _) => (w, false),
                     Acquired::Failed(e) => {
                         return Ok(self.failure(
@@ -599,7 +611,8 @@ impl ProcessPool {
             Ok((mut done, body)) => {
                 done.request_id = request_id.to_string();
                 let output = worker.take_output();
-                let result = self.success(done, body, &output);
+                let mut result = self.success(done, body, &output);
+                result.cold_start = cold_start;
                 self.idle.push(worker);
                 result
             }
@@ -716,6 +729,7 @@ impl ProcessPool {
             log: format!("{}{captured}", done.log),
             request_id: done.request_id,
             tail_bytes: self.tail_bytes,
+            cold_start: None,
         }
     }
 
@@ -735,6 +749,7 @@ impl ProcessPool {
             log,
             request_id,
             tail_bytes: self.tail_bytes,
+            cold_start: None,
         }
     }
 

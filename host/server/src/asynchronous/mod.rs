@@ -402,6 +402,7 @@ async fn run(state: &Shared, job: Claimed) {
                 .as_ref()
                 .ok()
                 .map(|r| Duration::from_secs_f64(r.summary.duration_ms.max(0.0) / 1000.0)),
+            cold_start: result.as_ref().ok().and_then(|r| r.cold_start),
             error: match &result {
                 Ok(r) => r.outcome.error().map(|e| e.error_type.as_str()),
                 Err(e) => Some(e.code),
