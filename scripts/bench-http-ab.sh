@@ -7,6 +7,9 @@
 # printed with their spread. ROUNDS (default 10) and DURATION (seconds, 4).
 # Loopback only, bounded. Used to check that a change costs the HTTP path
 # nothing measurable (e.g. the front door's checks: see the README).
+# NEW_ARGS: extra `fnhost serve` flags for the new build only; with
+# OTLP_SINK=1 a collector that takes and drops OTLP/HTTP posts runs on
+# 127.0.0.1:19003 (e.g. NEW_ARGS="--otlp-endpoint http://127.0.0.1:19003").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null; then
@@ -25,8 +28,19 @@ wrk.body = string.rep("x", 1024)
 wrk.headers["Content-Type"] = "application/octet-stream"
 LUA
 declare -A pid url
+if [ "${OTLP_SINK:-0}" = 1 ]; then
+  python3 -c '
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"])); self.send_response(200)
+        self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", 19003), H).serve_forever()' &
+fi
 start() { mkdir -p "$work/$1"; cp "$out/libecho.so" "$work/$1/echo.so";
-  RUST_LOG=warn "$2" serve --listen 127.0.0.1:$3 --data-dir "$work/d-$1" --cache-dir "$work/c-$1" --functions-dir "$work/$1" > "$work/$1.log" 2>&1 &
+  local extra=(); [ "$1" = new ] && extra=(${NEW_ARGS:-})
+  RUST_LOG=warn "$2" serve --listen 127.0.0.1:$3 --data-dir "$work/d-$1" --cache-dir "$work/c-$1" --functions-dir "$work/$1" "${extra[@]}" > "$work/$1.log" 2>&1 &
   pid[$1]=$!; url[$1]=http://127.0.0.1:$3/v2/bench/fgs/functions/echo/invocations; }
 start new "$new" 19000
 start old "$old" 19001

@@ -196,6 +196,18 @@ fn results_errors_and_panics_follow_the_seed() {
     );
     let b = ok("build");
     assert_eq!((b.kind, b.bytes), (BodyKind::Text, b"1".to_vec()));
+    // The caller's trace id reaches the Go handler (context.TraceID).
+    let trace = fnhost::TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    let ids = fnhost::CallIds {
+        request_id: None,
+        trace_id: Some(trace),
+    };
+    let traced = f.invoke_with(b"context", ids).unwrap();
+    let Outcome::Success(b) = &traced.outcome else {
+        panic!("{:?}", traced.outcome)
+    };
+    let c: Value = serde_json::from_slice(&b.bytes).unwrap();
+    assert_eq!(c["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
 
     let r = call(&f, "context");
     let Outcome::Success(b) = &r.outcome else {
@@ -203,6 +215,7 @@ fn results_errors_and_panics_follow_the_seed() {
     };
     let c: Value = serde_json::from_slice(&b.bytes).unwrap();
     assert_eq!(c["request_id"], r.request_id.as_str());
+    assert_eq!(c["trace_id"], "", "no trace given");
     assert_eq!(c["function"], "misbehaving");
     assert_eq!(c["version"], "latest");
     assert_eq!(c["package"], "default");

@@ -25,7 +25,7 @@ ref = lambda n: {"$ref": f"#/components/schemas/{n}"}
 F = "/v2/{project_id}/fgs/functions"
 T = "/v2/{project_id}/fgs/triggers"
 inv_ok = {"description": "The function's return (any content type), or its error as {\"errorMessage\",\"errorType\"} with X-Is-Func-Err: true",
-          "headers": {h: {"schema": {"type": "string"}} for h in ["X-Cff-Request-Id", "X-Cff-Invoke-Summary", "X-Cff-Billing-Duration", "X-Cff-Function-Log", "X-Is-Func-Err", "X-Func-Err-Code", "X-Cff-Response-Version"]},
+          "headers": {h: {"schema": {"type": "string"}} for h in ["X-Cff-Request-Id", "X-Cff-Trace-Id", "traceresponse", "X-Cff-Invoke-Summary", "X-Cff-Billing-Duration", "X-Cff-Function-Log", "X-Is-Func-Err", "X-Func-Err-Code", "X-Cff-Response-Version"]},
           "content": {"*/*": {"schema": {}}}}
 paths = {
  F: {"post": op("Create a function with its code package", "createFunction", ok=ref("Function"), body="CreateFunction", params=["project_id"]),
@@ -44,12 +44,18 @@ paths = {
                                  "delete": op("Delete an alias", "deleteVersionAlias", ok_status="204", params=["project_id", "urn", "alias"], ok_desc="Deleted")},
  F + "/{urn}/config-max-instance": {"put": op("Set the most instances", "updateFunctionMaxInstanceConfig", ok=ref("Function"), body="MaxInstances", params=["project_id", "urn"])},
  F + "/{urn}/reservedinstances": {"put": op("Set the reserved instances", "updateFunctionReservedInstancesCount", ok={"type": "object", "properties": {"count": {"type": "integer"}}}, body="Reserved", params=["project_id", "urn"])},
- F + "/{urn}/invocations": {"post": dict(op("Invoke synchronously (urn: a URN, or NAME[:QUALIFIER] as a shortcut)", "invokeFunction", params=["project_id", "urn", "log_type", "request_version"], tags=("invocation",)),
+ F + "/{urn}/invocations": {"post": dict(op("Invoke synchronously (urn: a URN, or NAME[:QUALIFIER] as a shortcut)", "invokeFunction", params=["project_id", "urn", "log_type", "request_version", "traceparent", "tracestate"], tags=("invocation",)),
                              requestBody={"required": False, "content": {"*/*": {"schema": {}}}})},
- F + "/{urn}/invocations-async": {"post": dict(op("Invoke asynchronously", "asyncInvokeFunction", ok_status="202", ok={"type": "object", "properties": {"request_id": {"type": "string"}}}, params=["project_id", "urn"], tags=("invocation",), ok_desc="Accepted"),
+ F + "/{urn}/invocations-async": {"post": dict(op("Invoke asynchronously (accepted into the store before the 202)", "asyncInvokeFunction", ok_status="202", ok={"type": "object", "properties": {"request_id": {"type": "string"}}}, params=["project_id", "urn", "traceparent", "tracestate"], tags=("invocation",), ok_desc="Accepted"),
                                    requestBody={"required": False, "content": {"*/*": {"schema": {}}}})},
  F + "/{urn}/async-invocations": {"get": op("List asynchronous invocations", "listFunctionAsyncInvocations", ok=ref("AsyncList"), params=["project_id", "urn"], tags=("invocation",))},
  F + "/{urn}/cancel": {"post": op("Cancel a waiting asynchronous invocation", "cancelAsyncInvocation", ok=ref("Anything"), body="Cancel", params=["project_id", "urn"], tags=("invocation",))},
+ F + "/{urn}/async-invoke-config": {
+     "get": op("Show the asynchronous invocation configuration", "showFunctionAsyncInvokeConfig", ok=ref("AsyncInvokeConfig"), params=["project_id", "urn"], tags=("invocation",)),
+     "put": op("Set the asynchronous invocation configuration: maximum event age, retries, destinations", "updateFunctionAsyncInvokeConfig", ok=ref("AsyncInvokeConfig"), body="UpdateAsyncInvokeConfig", params=["project_id", "urn"], tags=("invocation",)),
+     "delete": op("Delete the asynchronous invocation configuration", "deleteFunctionAsyncInvokeConfig", ok_status="204", params=["project_id", "urn"], tags=("invocation",), ok_desc="Deleted")},
+ F + "/{urn}/async-invoke-configs": {"get": op("List the asynchronous invocation configurations of a function, its versions and aliases", "listFunctionAsyncInvokeConfig", ok=ref("Anything"), params=["project_id", "urn", "marker", "limit"], tags=("invocation",))},
+ F + "/{urn}/logs": {"get": op("A function's recent invocation log lines (by request id, time range, or after a sequence number)", "readFunctionLogs", ok=ref("LogLines"), params=["project_id", "urn", "request_id", "since_ms", "until_ms", "after", "limit"], tags=("invocation",))},
  T + "/{urn}": {"post": op("Create a trigger", "createFunctionTrigger", ok_status="201", ok=ref("Trigger"), body="CreateTrigger", params=["project_id", "urn"], tags=("triggers",), ok_desc="Created"),
                 "get": op("List a function's triggers", "listFunctionTriggers", ok={"type": "array", "items": ref("Trigger")}, params=["project_id", "urn"], tags=("triggers",))},
  T + "/{urn}/{trigger_type}/{trigger_id}": {
@@ -100,6 +106,11 @@ schemas = {
  "MaxInstances": {"type": "object", "required": ["max_instance_num"], "properties": {"max_instance_num": i(minimum=0)}},
  "Reserved": {"type": "object", "required": ["count"], "properties": {"count": i(minimum=0)}},
  "Cancel": {"type": "object", "properties": {"request_id": s()}, "additionalProperties": True},
+ "Destination": {"type": "object", "additionalProperties": False, "required": ["destination"], "properties": {"destination": s(enum=["FunctionGraph", "HTTP"]), "param": s(description="JSON: {\"func_urn\": ...} or {\"url\": \"http://127.0.0.1:PORT/path\"}")}},
+ "DestinationConfig": {"type": "object", "additionalProperties": False, "properties": {"on_success": ref("Destination"), "on_failure": ref("Destination")}},
+ "UpdateAsyncInvokeConfig": {"type": "object", "properties": {"max_async_event_age_in_seconds": i(minimum=60, maximum=86400), "max_async_retry_attempts": i(minimum=0, maximum=8), "destination_config": ref("DestinationConfig"), "enable_async_status_log": {"type": "boolean"}, "log_group_id": s(), "log_stream_id": s(), "log_group_name": s(), "log_stream_name": s()}},
+ "AsyncInvokeConfig": {"type": "object", "additionalProperties": True, "properties": {"func_urn": s(), "max_async_event_age_in_seconds": i(), "max_async_retry_attempts": i(), "destination_config": ref("DestinationConfig"), "enable_async_status_log": {"type": "boolean"}, "created_time": s(), "last_modified": s()}},
+ "LogLines": {"type": "object", "properties": {"lines": {"type": "array", "items": {"type": "object", "properties": {"seq": i(), "time_ms": i(), "request_id": s(), "line": s()}}}, "count": i(), "next_after": i()}},
  "CreateTrigger": {"type": "object", "required": ["trigger_type_code"], "properties": {"trigger_type_code": s(enum=["TIMER", "APIG"]), "trigger_status": s(enum=["ACTIVE", "DISABLED"]), "event_data": {"type": "object", "additionalProperties": True}}},
  "UpdateTrigger": {"type": "object", "required": ["trigger_status"], "properties": {"trigger_status": s(enum=["ACTIVE", "DISABLED"])}},
  "Trigger": {"type": "object", "additionalProperties": True, "properties": {"trigger_id": s(), "trigger_type_code": s(), "trigger_status": s(), "event_data": {"type": "object"}}},
@@ -114,6 +125,13 @@ params = {
  "apig_path": {"name": "path", "in": "path", "required": True, "description": "the rest of the request path", "schema": s()},
  "marker": {"name": "marker", "in": "query", "required": False, "schema": s()},
  "maxitems": {"name": "maxitems", "in": "query", "required": False, "schema": s()},
+ "limit": {"name": "limit", "in": "query", "required": False, "schema": s()},
+ "request_id": {"name": "request_id", "in": "query", "required": False, "schema": s()},
+ "since_ms": {"name": "since_ms", "in": "query", "required": False, "schema": i()},
+ "until_ms": {"name": "until_ms", "in": "query", "required": False, "schema": i()},
+ "after": {"name": "after", "in": "query", "required": False, "schema": i(minimum=0)},
+ "traceparent": {"name": "traceparent", "in": "header", "required": False, "description": "W3C Trace Context; a new trace starts without (or with an invalid) one", "schema": s()},
+ "tracestate": {"name": "tracestate", "in": "header", "required": False, "schema": s()},
  "log_type": {"name": "X-Cff-Log-Type", "in": "header", "required": False, "schema": s(enum=["tail", "None"])},
  "request_version": {"name": "X-Cff-Request-Version", "in": "header", "required": False, "schema": s(enum=["v0", "v1"])},
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::management::Change;
 use super::model::{AliasRecord, FunctionRecord, VersionRecord, RUNTIMES, SUCCESSFUL};
 use super::Shared;
+use crate::query::Params;
 use fnhost::Alias;
 
 /// Parses a JSON body into `T`, answering FunctionGraph's 400 shape.
@@ -152,22 +153,10 @@ pub(crate) async fn create(
     Ok(Json(record.to_json("latest")))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ListQuery {
-    #[serde(default)]
-    marker: Option<String>,
-    #[serde(default)]
-    maxitems: Option<String>,
-}
-
 /// `GET /v2/{project_id}/fgs/functions`
-pub(crate) async fn list(State(state): State<Shared>, Query(q): Query<ListQuery>) -> Json<Value> {
-    let start: usize = q.marker.and_then(|m| m.parse().ok()).unwrap_or(0);
-    let max: usize = q
-        .maxitems
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(400)
-        .clamp(1, 400);
+pub(crate) async fn list(State(state): State<Shared>, q: Params) -> Json<Value> {
+    let start: usize = q.lenient("marker").unwrap_or(0);
+    let max: usize = q.lenient("maxitems").unwrap_or(400).clamp(1, 400);
     let all: Vec<Value> = state
         .management
         .records()

@@ -33,6 +33,7 @@ mod management;
 mod metrics;
 pub mod model;
 pub mod package;
+mod query;
 pub mod store;
 pub mod telemetry;
 pub mod trace;

@@ -9,7 +9,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::query::Params;
 use axum::Json;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -168,43 +170,19 @@ impl FunctionLogs {
     }
 }
 
-/// The query as it arrives (numbers are checked here, so that a bad one is
-/// refused in FunctionGraph's error shape).
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawQuery {
-    #[serde(default)]
-    request_id: Option<String>,
-    #[serde(default)]
-    since_ms: Option<String>,
-    #[serde(default)]
-    until_ms: Option<String>,
-    #[serde(default)]
-    after: Option<String>,
-    #[serde(default)]
-    limit: Option<String>,
-}
-
-fn number<T: std::str::FromStr>(name: &str, v: Option<String>) -> Result<Option<T>, ApiError> {
-    v.map(|v| {
-        v.parse()
-            .map_err(|_| ApiError::bad_request(format!("`{name}` must be a number, not `{v}`")))
-    })
-    .transpose()
-}
-
 /// `GET .../functions/{urn}/logs`
 pub(crate) async fn read(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
-    Query(raw): Query<RawQuery>,
+    raw: Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (record, _) = state.management.lookup(&urn)?;
     let q = LogQuery {
-        request_id: raw.request_id,
-        since_ms: number("since_ms", raw.since_ms)?,
-        until_ms: number("until_ms", raw.until_ms)?,
-        after: number("after", raw.after)?,
-        limit: number("limit", raw.limit)?,
+        request_id: raw.text("request_id"),
+        since_ms: raw.number("since_ms")?,
+        until_ms: raw.number("until_ms")?,
+        after: raw.number("after")?,
+        limit: raw.number("limit")?,
     };
     let (lines, next) = state.logs.read(&record.func_name, &q);
     Ok(Json(

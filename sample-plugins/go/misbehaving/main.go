@@ -49,6 +49,7 @@ func Cases(payload []byte, ctx context.RuntimeContext) (interface{}, error) {
 			"token": ctx.GetToken(), "security_token": ctx.GetSecurityToken(),
 			"security_access_key": ctx.GetSecurityAccessKey(), "security_secret_key": ctx.GetSecuritySecretKey(),
 			"access_key": ctx.GetAccessKey(), "secret_key": ctx.GetSecretKey(),
+			"trace_id": context.TraceID(ctx),
 		}, nil
 	case "bytes":
 		return []byte{0, 1, 2, 255}, nil

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use super::destinations::Destination;
 use crate::error::ApiError;
 use crate::functions::{blocking, parse_body};
 use crate::model::now_rfc3339;
+use crate::query::Params;
 use crate::Shared;
 
 /// FunctionGraph's bounds and defaults.
@@ -246,28 +247,16 @@ pub(crate) async fn show(
     .await
 }
 
-#[derive(Deserialize)]
-pub(crate) struct Page {
-    #[serde(default)]
-    marker: Option<String>,
-    #[serde(default)]
-    limit: Option<String>,
-}
-
 /// `GET .../functions/{urn}/async-invoke-configs`: the configurations of
 /// the function and of its versions and aliases.
 pub(crate) async fn list(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
-    Query(page): Query<Page>,
+    page: Params,
 ) -> Result<Json<Value>, ApiError> {
     let (record, _) = state.management.lookup(&urn)?;
-    let start: usize = page.marker.and_then(|m| m.parse().ok()).unwrap_or(0);
-    let limit: usize = page
-        .limit
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(100)
-        .clamp(1, 500);
+    let start: usize = page.lenient("marker").unwrap_or(0);
+    let limit: usize = page.lenient("limit").unwrap_or(100).clamp(1, 500);
     let s = Shared::clone(&state);
     blocking(move || {
         let store = s.management.store();

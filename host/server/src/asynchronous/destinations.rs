@@ -224,6 +224,13 @@ pub(crate) async fn deliver(
     match destination {
         Destination::Function { urn } => {
             let r = FunctionRefStr::parse(urn).ok_or("not a function URN")?;
+            let limit = state.runtime.config().max_payload_bytes;
+            if body.len() > limit {
+                return Err(format!(
+                    "the outcome record is {} bytes, over the {limit}-byte payload limit",
+                    body.len()
+                ));
+            }
             let accepted = super::Accepted {
                 function: r.name.to_owned(),
                 target: r.target.to_owned(),

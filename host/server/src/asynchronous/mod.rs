@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,6 +27,7 @@ use crate::error::ApiError;
 use crate::functions::{blocking, parse_body};
 use crate::invoke::{route_for, run_route};
 use crate::model::now_rfc3339;
+use crate::query::Params;
 use crate::store::asynchronous::{status, Claimed, NewInvocation};
 use crate::trace::{self, TraceContext};
 use crate::urn::function_urn;
@@ -151,10 +152,13 @@ pub(crate) struct Accepted {
 }
 
 /// Accepts an invocation: it is in the store when this returns its request
-/// id. 429 when the queue is full, 503 when the server is stopping.
+/// id. 429 when the queue is full, 503 when the server is stopping (except
+/// for a destination's delivery).
 pub(crate) async fn enqueue(state: &Shared, job: Accepted) -> Result<String, ApiError> {
     let queue = &state.asynchronous;
-    if !queue.accepting.load(Ordering::SeqCst) {
+    // While the server stops, the outcomes of what still runs are still
+    // delivered; only new work is refused.
+    if !queue.accepting.load(Ordering::SeqCst) && job.source != "destination" {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "FSS.0503",
@@ -474,7 +478,9 @@ async fn run(state: &Shared, job: Claimed) {
     }
 }
 
-/// Records a final status, then delivers the outcome to its destination.
+/// Delivers the outcome to its destination, then records the final status:
+/// a server that dies in between runs the invocation again and delivers
+/// again (at least once, like the invocation itself).
 #[allow(clippy::too_many_arguments)]
 async fn end(
     state: &Shared,
@@ -485,6 +491,44 @@ async fn end(
     response: Option<&[u8]>,
     error: Option<(i64, &str)>,
 ) {
+    let destination = if final_status == status::SUCCESS {
+        &policy.on_success
+    } else {
+        &policy.on_failure
+    };
+    if let Some(destination) = destination {
+        let mut urn = state
+            .management
+            .record(&job.function)
+            .map_or_else(|| function_urn("-", "default", &job.function), |r| r.urn());
+        if let Some((_, qualifier)) = job.target.split_once(':') {
+            urn = format!("{urn}:{qualifier}");
+        }
+        let record = destinations::record(&Ending {
+            request_id: &job.request_id,
+            function_urn: urn,
+            status: final_status,
+            condition,
+            attempts: job.attempts,
+            traceparent: &job.traceparent,
+            source: &job.source,
+            payload: &job.payload,
+            response,
+            error,
+        });
+        let delivered =
+            destinations::deliver(state, destination, record, &job.traceparent, job.depth).await;
+        count_delivery(state, destination, delivered.is_ok());
+        if let Err(e) = delivered {
+            log::warn!(
+                target: "fnhost::async",
+                request_id = job.request_id.as_str();
+                "request {}: its {} destination did not take the outcome: {e}",
+                job.request_id,
+                destination.kind()
+            );
+        }
+    }
     let s = Shared::clone(state);
     let id = job.request_id.clone();
     let (code, message) = error.map_or((0, String::new()), |(c, m)| (c, m.to_owned()));
@@ -497,45 +541,7 @@ async fn end(
     .await;
     state.asynchronous.ended();
     if let Err(e) = finished {
-        log::warn!(target: "fnhost::async", "request {}: recording its end: {}", job.request_id, e.message);
-    }
-    let destination = if final_status == status::SUCCESS {
-        &policy.on_success
-    } else {
-        &policy.on_failure
-    };
-    let Some(destination) = destination else {
-        return;
-    };
-    let mut urn = state
-        .management
-        .record(&job.function)
-        .map_or_else(|| function_urn("-", "default", &job.function), |r| r.urn());
-    if let Some((_, qualifier)) = job.target.split_once(':') {
-        urn = format!("{urn}:{qualifier}");
-    }
-    let record = destinations::record(&Ending {
-        request_id: &job.request_id,
-        function_urn: urn,
-        status: final_status,
-        condition,
-        attempts: job.attempts,
-        traceparent: &job.traceparent,
-        source: &job.source,
-        payload: &job.payload,
-        response,
-        error,
-    });
-    let delivered =
-        destinations::deliver(state, destination, record, &job.traceparent, job.depth).await;
-    count_delivery(state, destination, delivered.is_ok());
-    if let Err(e) = delivered {
-        log::warn!(
-            target: "fnhost::async",
-            "request {}: its {} destination did not take the outcome: {e}",
-            job.request_id,
-            destination.kind()
-        );
+        log::warn!(target: "fnhost::async", request_id = job.request_id.as_str(); "request {}: recording its end: {}", job.request_id, e.message);
     }
 }
 
@@ -652,32 +658,17 @@ pub(crate) async fn cancel(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ListQuery {
-    #[serde(default)]
-    request_id: Option<String>,
-    #[serde(default)]
-    marker: Option<String>,
-    #[serde(default)]
-    limit: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-}
-
 /// `GET .../functions/{urn}/async-invocations`: newest first.
 pub(crate) async fn list(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
-    Query(q): Query<ListQuery>,
+    q: Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (function, _) = route_for(&state, &urn)?;
     let function = function.to_owned();
-    let start: u64 = q.marker.and_then(|m| m.parse().ok()).unwrap_or(0);
-    let limit: u64 = q
-        .limit
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(100)
-        .clamp(1, 500);
+    let start: u64 = q.lenient("marker").unwrap_or(0);
+    let limit: u64 = q.lenient("limit").unwrap_or(100).clamp(1, 500);
+    let (request_id, status) = (q.text("request_id"), q.text("status"));
     let s = Arc::clone(&state);
     blocking(move || {
         let (count, page) = s
@@ -685,8 +676,8 @@ pub(crate) async fn list(
             .store()
             .list_invocations(
                 &function,
-                q.request_id.as_deref(),
-                q.status.as_deref(),
+                request_id.as_deref(),
+                status.as_deref(),
                 start,
                 limit,
             )

@@ -49,3 +49,22 @@ type RuntimeContext interface {
 	// GetAlias is the alias invoked, "" when none.
 	GetAlias() string
 }
+
+// TraceContext is what a fnhost context adds to FunctionGraph's: the W3C
+// trace the invocation belongs to. It is an interface of its own, so that
+// fakes of RuntimeContext in handler authors' tests keep compiling; read it
+// with TraceID.
+type TraceContext interface {
+	// GetTraceID is the invocation's W3C trace id (32 lowercase hex
+	// digits): the caller's traceparent, or one the host started.
+	GetTraceID() string
+}
+
+// TraceID is ctx's trace id, or "" when ctx carries none (a fake, or a host
+// older than ABI 1.2).
+func TraceID(ctx RuntimeContext) string {
+	if t, ok := ctx.(TraceContext); ok {
+		return t.GetTraceID()
+	}
+	return ""
+}

@@ -1,5 +1,5 @@
 /*
- * fnhost.h: the fnhost plugin ABI, version 1.1 (1.0 plugins still load).
+ * fnhost.h: the fnhost plugin ABI, version 1.2 (1.0 and 1.1 plugins still load).
  *
  * A plugin is a shared library that exports ONE data symbol,
  * `fnhost_plugin_descriptor` (type fnhost_descriptor). The host maps the
@@ -74,6 +74,7 @@
  *  1.0  the first ABI
  *  1.1  handler_entry_size, initializer_entry_size, layout_entry_size and
  *       field_entry_size appended to the descriptor
+ *  1.2  FNHOST_FIELD_TRACE_ID (a host of 1.1 or older reads it as empty)
  *
  * Example (a complete plugin):
  *
@@ -100,7 +101,7 @@ extern "C" {
 #endif
 
 #define FNHOST_ABI_MAJOR 1
-#define FNHOST_ABI_MINOR 1
+#define FNHOST_ABI_MINOR 2
 /* "FNHP" read as a little-endian uint32. */
 #define FNHOST_DESCRIPTOR_MAGIC 0x50484E46u
 #define FNHOST_DESCRIPTOR_SYMBOL "fnhost_plugin_descriptor"
@@ -126,6 +127,9 @@ extern "C" {
 #define FNHOST_FIELD_SECURITY_SECRET_KEY 9u
 #define FNHOST_FIELD_SECURITY_TOKEN 10u
 #define FNHOST_FIELD_TOKEN 11u
+/* 1.2: the W3C trace id of the invocation (32 lowercase hex digits), empty
+ * when the caller started no trace and the host generated none. */
+#define FNHOST_FIELD_TRACE_ID 12u
 
 /* Log levels for log(), numbered like Rust's `log` crate. */
 #define FNHOST_LEVEL_ERROR 1u
@@ -363,7 +367,7 @@ typedef struct fnhost_descriptor {
     FNHOST__DECLARE_DESCRIPTOR                                                           \
     FNHOST__DEFINE_EXPORT const fnhost_descriptor fnhost_plugin_descriptor = {                   \
         FNHOST_DESCRIPTOR_MAGIC, FNHOST_ABI_MAJOR, FNHOST_ABI_MINOR,                     \
-        sizeof(fnhost_descriptor), FNHOST_STR(NAME), FNHOST_STR("fnhost.h 1.1"),          \
+        sizeof(fnhost_descriptor), FNHOST_STR(NAME), FNHOST_STR("fnhost.h 1.2"),          \
         HANDLERS, sizeof(HANDLERS) / sizeof(HANDLERS[0]),                                \
         INITIALIZERS, INITIALIZER_COUNT,                                                 \
         LAYOUT, sizeof(LAYOUT) / sizeof(LAYOUT[0]), FNHOST_ENTRY_SIZES}
