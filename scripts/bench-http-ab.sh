@@ -7,7 +7,9 @@
 # printed with their spread. ROUNDS (default 10) and DURATION (seconds, 4).
 # Loopback only, bounded. Used to check that a change costs the HTTP path
 # nothing measurable (e.g. the front door's checks: see the README).
-# NEW_ARGS: extra `fnhost serve` flags for the new build only; with
+# OLD_ECHO: the echo plugin the old build serves (default: this checkout's,
+# which an old build of another ABI minor refuses: build echo in the old
+# checkout then). NEW_ARGS: extra `fnhost serve` flags for the new build only; with
 # OTLP_SINK=1 a collector that takes and drops OTLP/HTTP posts runs on
 # 127.0.0.1:19003 (e.g. NEW_ARGS="--otlp-endpoint http://127.0.0.1:19003").
 set -euo pipefail
@@ -15,7 +17,9 @@ cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null; then
     echo "installing wrk"; apt-get update -qq && apt-get install -y -qq wrk
 fi
-cargo build --release --locked -p fnhost-cli -p fnhost-server --example http_baseline
+# Two commands: a target selection (--example) would leave the binary out.
+cargo build --release --locked -p fnhost-cli
+cargo build --release --locked -p fnhost-server --example http_baseline
 cargo build --release --locked -p echo
 old=$(realpath "$1") new=$(realpath "${2:-target/release/fnhost}")
 rounds=${ROUNDS:-10} dur=${DURATION:-4}
@@ -39,6 +43,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", 19003), H).serve_forever()' &
 fi
 start() { mkdir -p "$work/$1"; cp "$out/libecho.so" "$work/$1/echo.so";
+  [ "$1" = old ] && [ -n "${OLD_ECHO:-}" ] && cp "$OLD_ECHO" "$work/$1/echo.so";
   local extra=(); [ "$1" = new ] && extra=(${NEW_ARGS:-})
   RUST_LOG=warn "$2" serve --listen 127.0.0.1:$3 --data-dir "$work/d-$1" --cache-dir "$work/c-$1" --functions-dir "$work/$1" "${extra[@]}" > "$work/$1.log" 2>&1 &
   pid[$1]=$!; url[$1]=http://127.0.0.1:$3/v2/bench/fgs/functions/echo/invocations; }

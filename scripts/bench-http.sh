@@ -20,7 +20,9 @@ cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null; then
     echo "installing wrk"; apt-get update -qq && apt-get install -y -qq wrk
 fi
-cargo build --release --locked -p fnhost-cli -p fnhost-server --example http_baseline
+# Two commands: a target selection (--example) would leave the binary out.
+cargo build --release --locked -p fnhost-cli
+cargo build --release --locked -p fnhost-server --example http_baseline
 cargo build --release --locked -p echo   # the cdylib (a --bin build of the line above skips it)
 out=target/release
 work=$(mktemp -d)

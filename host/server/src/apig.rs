@@ -104,7 +104,6 @@ async fn gateway(
         return Err(ApiError::function_not_found());
     }
     let options = super::invoke::InvokeOptions::from_headers(&headers);
-    let trace = options.trace;
     let started = std::time::SystemTime::now();
     let route = state
         .runtime
@@ -112,7 +111,7 @@ async fn gateway(
         .resolve(&target)?
         .with_ids(fnhost::CallIds {
             request_id: None,
-            trace_id: Some(trace.trace_id),
+            trace_id: Some(options.trace.trace_id),
         });
     let event = event_of(&method, &path, &uri, &headers, &body, Some(source));
     let payload = Bytes::from(event.to_string());
@@ -120,13 +119,7 @@ async fn gateway(
     let result = super::invoke::run_route(&state, &name, route, payload).await?;
     super::invoke::export_spans(&options, "http", &name, &version, started, &result);
     let mut response = answer(result)?;
-    let out = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&trace.trace_id.to_string()) {
-        out.insert(super::invoke::X_CFF_TRACE_ID, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&trace.traceparent(options.span)) {
-        out.insert("traceresponse", v);
-    }
+    super::invoke::set_trace_headers(response.headers_mut(), &options);
     Ok(response)
 }
 

@@ -287,7 +287,13 @@ impl InvokeOptions {
             tail: header_is(headers, "x-cff-log-type", "tail"),
             v1: header_is(headers, "x-cff-request-version", "v1"),
             trace: TraceContext::from_headers(headers),
-            span: crate::trace::span_id(),
+            // A span id matters only to exported spans (and the
+            // `traceresponse` that names one).
+            span: if crate::telemetry::enabled() {
+                crate::trace::span_id()
+            } else {
+                [0; 8]
+            },
         }
     }
 
@@ -374,10 +380,15 @@ pub(crate) fn export_spans(
     });
 }
 
-/// `X-Cff-Trace-Id` and `traceresponse` of an answer.
+/// `X-Cff-Trace-Id` and `traceresponse` of an answer
+/// (`traceresponse` only while spans are exported: it names the span.)
 pub(crate) fn set_trace_headers(out: &mut HeaderMap, options: &InvokeOptions) {
-    set(out, X_CFF_TRACE_ID, options.trace.trace_id.to_string());
-    set(out, TRACERESPONSE, options.trace.traceparent(options.span));
+    if let Ok(v) = HeaderValue::from_bytes(&options.trace.trace_id.to_hex()) {
+        out.insert(X_CFF_TRACE_ID, v);
+    }
+    if crate::telemetry::enabled() {
+        set(out, TRACERESPONSE, options.trace.traceparent(options.span));
+    }
 }
 
 /// A synchronous invocation's answer (status 200): FunctionGraph's headers

@@ -83,8 +83,10 @@ impl TraceContext {
         s.push_str("00-");
         s.push_str(&self.trace_id.to_string());
         s.push('-');
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for b in span {
-            s.push_str(&format!("{b:02x}"));
+            s.push(char::from(DIGITS[usize::from(b >> 4)]));
+            s.push(char::from(DIGITS[usize::from(b & 0xf)]));
         }
         s.push_str(if self.sampled { "-01" } else { "-00" });
         s
