@@ -13,7 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::destinations::Destination;
+use super::destinations::{Destination, DestinationConfig};
 use crate::error::ApiError;
 use crate::functions::{blocking, parse_body};
 use crate::model::now_rfc3339;
@@ -29,19 +29,6 @@ pub const MAX_RETRY_ATTEMPTS: u32 = 8;
 /// Without a configuration: events wait up to a day and run once (a run
 /// the server stopped in the middle of runs again regardless).
 pub const DEFAULT_EVENT_AGE_S: u64 = MAX_EVENT_AGE_S;
-
-/// One destination as the SDK sends it: a type and its parameters as a JSON
-/// string.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationConfig {
-    /// `FunctionGraph` or `HTTP` (FunctionGraph's OBS, SMN and DIS are not
-    /// available locally).
-    pub destination: String,
-    /// `{"func_urn": "..."}` or `{"url": "http://127.0.0.1:PORT/path"}`.
-    #[serde(default)]
-    pub param: String,
-}
 
 /// Where outcomes go.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

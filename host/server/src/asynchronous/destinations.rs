@@ -20,17 +20,30 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::config::DestinationConfig;
 use crate::error::ApiError;
 use crate::model::now_rfc3339;
 use crate::urn::FunctionRefStr;
 use crate::Shared;
+use serde::Serialize;
 
 /// Most destination hops in a chain (a destination function whose own
 /// destination is a function...): the record of a deeper one is dropped.
 pub const MAX_DEPTH: u32 = 8;
 /// How long an HTTP destination may take to answer.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One destination as the SDK sends it: a type and its parameters as a JSON
+/// string.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// `FunctionGraph` or `HTTP` (FunctionGraph's OBS, SMN and DIS are not
+    /// available locally).
+    pub destination: String,
+    /// `{"func_urn": "..."}` or `{"url": "http://127.0.0.1:PORT/path"}`.
+    #[serde(default)]
+    pub param: String,
+}
 
 /// Which HTTP destinations a server delivers to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
