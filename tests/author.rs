@@ -143,7 +143,7 @@ fn a_new_rust_project_builds_tests_invokes_and_packages_without_edits() {
     let checked = fnhost_in(&dir, &["build"], b"");
     assert!(checked.status.success(), "{}", text(&checked));
     assert!(
-        text(&checked).contains("ABI 1.1, layout checked, handlers: Handler; initializers: Init"),
+        text(&checked).contains("ABI 1.2, layout checked, handlers: Handler; initializers: Init"),
         "{}",
         text(&checked)
     );

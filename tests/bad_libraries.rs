@@ -83,7 +83,7 @@ fn another_abi_major_is_refused_naming_both_versions() {
     );
     let msg = e.to_string();
     assert!(
-        msg.contains("ABI 2.0") && msg.contains("runs ABI 1.1"),
+        msg.contains("ABI 2.0") && msg.contains("runs ABI 1.2"),
         "{msg}"
     );
     still_serving(&rt);
@@ -100,7 +100,7 @@ fn a_newer_minor_is_refused() {
             e,
             LoadError::AbiVersion {
                 plugin_major: 1,
-                plugin_minor: 2,
+                plugin_minor: 3,
                 ..
             }
         ),
@@ -108,7 +108,7 @@ fn a_newer_minor_is_refused() {
     );
     let message = e.to_string();
     assert!(
-        message.contains("ABI 1.2") && message.contains("runs ABI 1.1"),
+        message.contains("ABI 1.3") && message.contains("runs ABI 1.2"),
         "both versions named: {message}"
     );
     still_serving(&rt);
@@ -155,12 +155,13 @@ fn a_missing_handler_lists_the_handlers_the_library_has() {
             handler, available, ..
         } => {
             assert_eq!(handler, "Missing");
-            assert_eq!(available, &["Handler".to_string(), "Logged".to_string()]);
+            assert_eq!(available, &["Handler", "Logged", "Ids"].map(String::from));
         }
         other => panic!("expected UnknownHandler, got {other:?}"),
     }
     assert!(
-        e.to_string().contains("its handlers are: Handler, Logged"),
+        e.to_string()
+            .contains("its handlers are: Handler, Logged, Ids"),
         "{e}"
     );
     let e = rt

@@ -45,7 +45,7 @@ typedef struct fnhost_runtime fnhost_runtime;   /* opaque */
 typedef struct fnhost_function fnhost_function; /* opaque */
 typedef struct fnhost_result fnhost_result;     /* opaque */
 
-/* The library's version and the plugin ABI it runs, e.g. "0.1.0 (ABI 1.1)".
+/* The library's version and the plugin ABI it runs, e.g. "0.1.0 (ABI 1.2)".
  * Static: never freed. */
 const char *fnhost_version(void);
 

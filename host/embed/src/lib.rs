@@ -288,7 +288,7 @@ unsafe fn payload_of<'a>(payload: *const u8, len: usize) -> Option<&'a [u8]> {
     Some(unsafe { std::slice::from_raw_parts(payload, len) })
 }
 
-/// The library's version, e.g. `"0.1.0 (ABI 1.1)"`; static, never freed.
+/// The library's version, e.g. `"0.1.0 (ABI 1.2)"`; static, never freed.
 #[no_mangle]
 pub extern "C" fn fnhost_version() -> *const c_char {
     static VERSION: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
