@@ -415,6 +415,110 @@ def upload_crash(server):
         f"served after each restart: {answers}; torn or leftover packages: {torn}; uninterrupted: {finished}"
 
 
+# ---- asynchronous invocations ------------------------------------------------
+
+def call_query(server, method, path, query):
+    """A signed request with a query string (`query`: a list of pairs, repeats allowed)."""
+    import urllib.parse
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkcore.sdk_request import SdkRequest
+    from huaweicloudsdkcore.signer.signer import Signer
+    from conftest import AK, SK
+    request = SdkRequest(method=method, schema="http", host=f"127.0.0.1:{server.port}",
+                         resource_path=path, query_params=list(query),
+                         header_params={"Content-Type": "application/json"}, body=b"")
+    Signer(BasicCredentials(AK, SK, PROJECT)).sign(request)
+    return send(server, method, path + "?" + urllib.parse.urlencode(query), b"", dict(request.header_params))
+
+
+def async_rows(server):
+    """request id -> (status, attempts, function), from the server's store."""
+    import sqlite3
+    db = sqlite3.connect(server.tmp / "data" / "state.db", timeout=10)
+    try:
+        return {r[0]: r[1:] for r in db.execute("SELECT request_id, status, attempts, function FROM async_invocations")}
+    finally:
+        db.close()
+
+
+@attack("async flood past the queue's capacity (200), then kill -9", "400 requests, 1 crash")
+def async_flood(server):
+    urn = create(server, "flooded", handler="misbehaving.Sleep", library="libmisbehaving.so", module="misbehaving")
+    path = f"{BASE}/{urn}/invocations-async"
+    answers, accepted, lock = [], [], threading.Lock()
+
+    def one(_):
+        status, _, body = call(server, "POST", path, b"40")
+        with lock:
+            answers.append(status)
+            if status == 202:
+                accepted.append(json.loads(body)["request_id"])
+    rss_before = rss_mb(server)
+    threads = [threading.Thread(target=lambda: [one(i) for i in range(50)]) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rss_after = rss_mb(server)
+    server.stop(signal.SIGKILL)
+    server.start()
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        rows = async_rows(server)
+        if all(rows.get(i, ("?",))[0] == "SUCCESS" for i in accepted):
+            break
+        time.sleep(0.5)
+    rows = async_rows(server)
+    lost = [i for i in accepted if i not in rows]
+    unfinished = [i for i in accepted if rows.get(i, ("?",))[0] != "SUCCESS"]
+    refused = sorted(set(a for a in answers if a != 202))
+    ok = not lost and not unfinished and refused in ([], [429]) and len(accepted) <= 200 + 20
+    return ("held" if ok else "failed"), \
+        f"{len(accepted)} accepted, refused {answers.count(429)} with {refused}; RSS {rss_before:.0f} -> {rss_after:.0f} MB; " \
+        f"after kill -9: {len(lost)} lost, {len(unfinished)} not run"
+
+
+@attack("a destination loop: a failing function whose on_failure is itself", "1 invocation")
+def destination_loop(server):
+    urn = create(server, "looped", handler="misbehaving.Error", library="libmisbehaving.so", module="misbehaving")
+    config = {"max_async_event_age_in_seconds": 3600, "max_async_retry_attempts": 0,
+              "destination_config": {"on_failure": {"destination": "FunctionGraph", "param": json.dumps({"func_urn": urn})}}}
+    status = call(server, "PUT", f"{BASE}/{urn}/async-invoke-config", config)[0]
+    call(server, "POST", f"{BASE}/{urn}/invocations-async", b"{}")
+    deadline = time.time() + 20
+    counts = []
+    while time.time() < deadline:
+        n = sum(1 for s in async_rows(server).values() if s[2] == "looped")
+        counts.append(n)
+        if len(counts) > 8 and counts[-1] == counts[-8] and all(s[0] != "WAIT" and s[0] != "RUNNING" for s in async_rows(server).values() if s[2] == "looped"):
+            break
+        time.sleep(0.25)
+    final = counts[-1] if counts else 0
+    ok = status == 200 and final == 9 and healthy(server)
+    return ("held" if ok else "failed"), f"config {status}; the chain ran {final} invocations (1 + 8 hops) and stopped"
+
+
+@attack("async configuration and queries from an attacker: SSRF URLs, repeated and huge parameters", "9 requests")
+def async_inputs(server):
+    urn = create(server, "probed")
+    statuses = []
+    for url in ["http://10.0.0.1/x", "http://169.254.169.254/latest/meta-data", "https://127.0.0.1/x",
+                "http://user@127.0.0.1/x", "file:///etc/passwd"]:
+        config = {"max_async_event_age_in_seconds": 60, "max_async_retry_attempts": 0,
+                  "destination_config": {"on_success": {"destination": "HTTP", "param": json.dumps({"url": url})}}}
+        statuses.append(call(server, "PUT", f"{BASE}/{urn}/async-invoke-config", config)[0])
+    queries = [[("after", "1"), ("after", "x")], [("limit", "99999999999999999999")],
+               [("since_ms", "-1"), ("until_ms", "null")], [("request_id", "x" * 4000)]]
+    answers = []
+    for q in queries:
+        status, headers, body = call_query(server, "GET", f"{BASE}/{urn}/logs", q)
+        shaped = status < 500 and (status == 200 or "error_code" in json.loads(body or b"{}"))
+        answers.append((status, shaped))
+    ok = set(statuses) == {400} and all(shaped for _, shaped in answers) and healthy(server)
+    return ("held" if ok else "failed"), \
+        f"destinations answered {sorted(set(statuses))}; hostile log queries answered {[a for a, _ in answers]}, all in FunctionGraph's shape: {all(s for _, s in answers)}"
+
+
 # ---- native code: constructors, output, forks, workers ----------------------
 
 FIXTURES = Path(tempfile.mkdtemp(prefix="fnhost-attack-fixtures-"))
@@ -584,7 +688,8 @@ def main():
     deadline = time.time() + float(os.environ.get("ATTACK_SECONDS", "600"))
     tmp = Path(tempfile.mkdtemp(prefix="fnhost-attack-"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-    server = Server(tmp, config={"limits": {"header_timeout": 3, "idle_timeout": 10}},
+    server = Server(tmp, config={"limits": {"header_timeout": 3, "idle_timeout": 10},
+                                 "asynchronous": {"queue_capacity": 200, "workers": 1}},
                     extra_args=["--max-worker-processes", "16"]).start()
     acknowledged = set()
     try:
