@@ -225,7 +225,7 @@ def post(url, body=b"{}", headers=None):
         return r.status, r.headers, r.read()
 
 
-def test_trace_context_reaches_the_handler_sync_async_and_through_apig(open_server):
+def test_trace_context_reaches_the_handler_sync_async_and_through_apig(open_server, hook):
     client = client_for(open_server)
     created = create(client, name="ids", library="libecho.so", module="echo", handler="Ids")
     base = f"{open_server.url}/v2/proj1/fgs/functions/{created.func_urn}"
@@ -242,15 +242,23 @@ def test_trace_context_reaches_the_handler_sync_async_and_through_apig(open_serv
     # A malformed one starts a trace too.
     _, _, body = post(base + "/invocations", headers={"traceparent": "00-zz-00-01"})
     assert len(json.loads(body)["trace_id"]) == 32
-    # Asynchronous: recorded with the invocation, and given to the handler
-    # under the accepted request id.
-    status, headers, body = post(base + "/invocations-async", headers={"traceparent": TRACEPARENT})
+    # Asynchronous: recorded with the invocation, given to the handler under
+    # the accepted request id, and to its destination with the tracestate.
+    on_success = FuncDestinationConfig(destination="HTTP", param=json.dumps({"url": hook + "/done"}))
+    client.update_function_async_invoke_config(UpdateFunctionAsyncInvokeConfigRequest(
+        function_urn=created.func_urn, body=UpdateFunctionAsyncInvokeConfigRequestBody(
+            max_async_event_age_in_seconds=3600, max_async_retry_attempts=0,
+            destination_config=FuncAsyncDestinationConfig(on_success=on_success))))
+    status, headers, body = post(base + "/invocations-async", headers={"traceparent": TRACEPARENT, "tracestate": "k=v"})
     assert status == 202 and headers["X-Cff-Trace-Id"] == TRACE_ID
     request_id = json.loads(body)["request_id"]
     wait_for(lambda: [i for i in listed(client, created.func_urn, request_id) if i.status == "SUCCESS"], "it runs")
     with urllib.request.urlopen(f"{base}/async-invocations?request_id={request_id}", timeout=10) as r:
         [done] = json.loads(r.read())["invocations"]
     assert done["trace_id"] == TRACE_ID and done["attempts"] == 1
+    [(_, hook_headers, record)] = wait_for(lambda: Hook.received, "the destination")
+    assert json.loads(record["response"]["body"]) == {"request_id": request_id, "trace_id": TRACE_ID}
+    assert hook_headers["traceparent"].split("-")[1] == TRACE_ID and hook_headers["tracestate"] == "k=v"
     # APIG (open server: every function under /apig/{function}).
     _, headers, body = post(f"{open_server.url}/apig/ids/x", headers={"traceparent": TRACEPARENT})
     assert headers["X-Cff-Trace-Id"] == TRACE_ID

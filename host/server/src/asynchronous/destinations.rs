@@ -225,6 +225,7 @@ pub(crate) async fn deliver(
     destination: &Destination,
     record: Value,
     traceparent: &str,
+    tracestate: &str,
     depth: u32,
 ) -> Result<(), String> {
     if depth >= MAX_DEPTH {
@@ -249,7 +250,7 @@ pub(crate) async fn deliver(
                 target: r.target.to_owned(),
                 payload: body.into(),
                 traceparent: traceparent.to_owned(),
-                tracestate: String::new(),
+                tracestate: tracestate.to_owned(),
                 source: "destination",
                 depth: depth + 1,
             };
@@ -272,6 +273,11 @@ pub(crate) async fn deliver(
                 let value = trace.traceparent(crate::trace::span_id());
                 if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
                     headers.insert("traceparent", v);
+                }
+                if let Ok(v) = axum::http::HeaderValue::from_str(tracestate) {
+                    if !tracestate.is_empty() {
+                        headers.insert("tracestate", v);
+                    }
                 }
             }
             let target = path.clone();

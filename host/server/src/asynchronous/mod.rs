@@ -516,8 +516,15 @@ async fn end(
             response,
             error,
         });
-        let delivered =
-            destinations::deliver(state, destination, record, &job.traceparent, job.depth).await;
+        let delivered = destinations::deliver(
+            state,
+            destination,
+            record,
+            &job.traceparent,
+            &job.tracestate,
+            job.depth,
+        )
+        .await;
         count_delivery(state, destination, delivered.is_ok());
         if let Err(e) = delivered {
             log::warn!(
