@@ -66,6 +66,13 @@ pub(crate) struct PackageArgs {
 pub(crate) struct DeployArgs {
     #[command(flatten)]
     build: BuildArgs,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Which server a command talks to, and how it signs.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
     /// The server (default $FNHOST_URL, else http://127.0.0.1:8000).
     #[arg(long, value_name = "URL")]
     url: Option<String>,
@@ -76,6 +83,13 @@ pub(crate) struct DeployArgs {
     /// FNHOST_ACCESS_KEY and FNHOST_SECRET_KEY variables; neither: unsigned).
     #[arg(long, value_name = "FILE")]
     keys: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The server these flags name.
+    pub(crate) fn remote(self) -> anyhow::Result<Remote> {
+        remote(self.url, self.project, self.keys.as_deref())
+    }
 }
 
 /// Where the server is and how to sign for it, from flags, the environment
@@ -129,7 +143,7 @@ pub(crate) fn remote(
 const EXIT_DEPLOY_FAILED: i32 = 1;
 
 pub(crate) fn deploy(a: DeployArgs) -> anyhow::Result<i32> {
-    let remote = remote(a.url, a.project, a.keys.as_deref())?;
+    let remote = a.server.remote()?;
     let (project, library) = build_checked(&a.build)?;
     let out = project
         .dir

@@ -70,16 +70,8 @@ struct LogsArgs {
     /// Only lines of the last SECONDS.
     #[arg(long, value_name = "SECONDS")]
     since: Option<u64>,
-    /// The server (default $FNHOST_URL, else http://127.0.0.1:8000).
-    #[arg(long, value_name = "URL")]
-    url: Option<String>,
-    /// The project id in the API's paths (default $FNHOST_PROJECT_ID, else local).
-    #[arg(long, value_name = "ID")]
-    project: Option<String>,
-    /// A JSON file with "access_key" and "secret_key" (default: the
-    /// FNHOST_ACCESS_KEY and FNHOST_SECRET_KEY variables; neither: unsigned).
-    #[arg(long, value_name = "FILE")]
-    keys: Option<PathBuf>,
+    #[command(flatten)]
+    server: crate::author::ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -631,7 +623,7 @@ pub fn human_report(result: &InvokeResult, init_log: &str) -> String {
 }
 
 fn logs(a: LogsArgs) -> anyhow::Result<i32> {
-    let remote = crate::author::remote(a.url, a.project, a.keys.as_deref())?;
+    let remote = a.server.remote()?;
     // Function names, qualifiers and request ids need no escaping in a URL.
     let plain = |s: &str| {
         !s.is_empty()
