@@ -15,7 +15,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
 
 from conftest import Server, client_for
 from test_async import listed, post, wait_for
-from test_sdk import create
+from test_sdk import create, invoke
 
 UNITS = ("_seconds", "_bytes", "_total", "_info")
 
@@ -92,5 +92,30 @@ def test_metrics_parse_as_prometheus_text_and_count_what_an_operator_needs(tmp_p
         assert value(families, "fnhost_invocations_total", function="failing", outcome="error") == 2
         assert value(families, "fnhost_invocations_total", function="slow", outcome="success") == 3, "the async one still runs"
         assert "fnhost_runaway_invocations" in families and "fnhost_timeouts_total" in text
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+def test_a_runaway_handler_shows_as_a_lost_slot_of_its_function(tmp_path):
+    from huaweicloudsdkfunctiongraph.v2 import CreateFunctionRequest, CreateFunctionRequestBody, FuncCode
+    from conftest import zip_b64
+    server = Server(tmp_path).start()
+    try:
+        client = client_for(server)
+        created = client.create_function(CreateFunctionRequest(body=CreateFunctionRequestBody(
+            func_name="overrun", package="default", runtime="Rust1.x", handler="misbehaving.Sleep",
+            memory_size=128, timeout=1, code_type="zip",
+            func_code=FuncCode(file=zip_b64("libmisbehaving.so", "misbehaving")))))
+        # Answered `timeout` after 1 s; the handler sleeps 2 s more, holding its slot.
+        answer = invoke(client, created.func_urn, "3000")
+        assert json.loads(answer.result)["errorType"] == "timeout", answer
+        families, _ = scrape(server)
+        assert value(families, "fnhost_function_runaway_invocations", function="overrun", version="latest") == 1
+        assert value(families, "fnhost_function_instance_slots_busy", function="overrun", version="latest") == 1
+        assert value(families, "fnhost_runaway_invocations") == 1
+        # When the handler returns, the slot comes back.
+        wait_for(lambda: value(scrape(server)[0], "fnhost_function_runaway_invocations", function="overrun") == 0,
+                 "the runaway to end", timeout=10)
+        assert value(scrape(server)[0], "fnhost_function_instance_slots_busy", function="overrun") == 0
     finally:
         server.stop(signal.SIGKILL)

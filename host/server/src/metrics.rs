@@ -299,6 +299,54 @@ fn render_async(state: &Shared, out: &mut String, backlog: &[Backlog], now_ms: i
     );
 }
 
+/// Per function and version, from the registry's generations: instances
+/// alive, slots busy, calls queued for a slot, and runaways (calls past
+/// their deadline whose handler still runs, each holding its slot).
+fn render_instances(state: &Shared, out: &mut String) {
+    let functions = state.runtime.registry().list();
+    let mut rows = Vec::new();
+    for f in &functions {
+        rows.push((f.name.as_str(), "latest", &f.latest));
+        for v in &f.versions {
+            rows.push((f.name.as_str(), v.version.as_str(), &v.generation));
+        }
+    }
+    let families: [(&str, &str, fn(&fnhost::Generation) -> usize); 4] = [
+        (
+            "fnhost_function_instances",
+            "Instances alive (initialized or initializing), by function and version.",
+            |g| g.instance_stats().instances,
+        ),
+        (
+            "fnhost_function_instance_slots_busy",
+            "Instance slots held by running calls, runaways included, by function and version.",
+            |g| g.instance_stats().active,
+        ),
+        (
+            "fnhost_function_invocations_queued",
+            "Calls waiting for an instance slot, by function and version.",
+            |g| g.instance_stats().queued,
+        ),
+        (
+            "fnhost_function_runaway_invocations",
+            "Calls past their deadline whose handler still runs (each holds its instance slot until it returns), by function and version.",
+            |g| g.runaway_invocations(),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (function, version, generation) in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{function=\"{}\",version=\"{}\"}} {}",
+                label(function),
+                label(version),
+                value(generation)
+            );
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
     let mut out = String::new();
@@ -314,6 +362,7 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     render_async(&state, &mut out, &backlog, now_ms);
+    render_instances(&state, &mut out);
     let stats = state.runtime.stats();
     let gauges = [
         (

@@ -160,9 +160,7 @@ impl Generation {
             // for the call.
             let runaway = job_state.run(|ctx| unsafe { function(ctx) });
             if runaway {
-                keep.shared
-                    .counters
-                    .runaway_finished(job_state.request_id());
+                keep.runaway_ended(job_state.request_id());
             }
             drop(keep);
         });
@@ -181,7 +179,7 @@ impl Generation {
         let completion = state.wait();
         let timed_out = matches!(completion, Completion::TimedOut);
         if timed_out {
-            self.shared.counters.timed_out();
+            self.runaway_started();
         }
         let result = state.finish(completion, CallKind::Initializer);
         let error = result.outcome.error().map(|e| {
@@ -434,10 +432,7 @@ impl Generation {
             },
         );
         if runaway {
-            generation
-                .shared
-                .counters
-                .runaway_finished(state.request_id());
+            generation.runaway_ended(state.request_id());
         }
         runaway
     }
@@ -447,7 +442,7 @@ impl Generation {
         let counters = &self.shared.counters;
         counters.invoked();
         if let Completion::TimedOut = completion {
-            counters.timed_out();
+            self.runaway_started();
             state.log_line(&format!(
                 "invocation timed out after {}; its thread keeps running until the handler returns",
                 crate::invocation::format_timeout(self.config.timeout)

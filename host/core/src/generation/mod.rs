@@ -64,6 +64,9 @@ pub struct Generation {
     instances: Arc<InstancePool>,
     init: Initialization,
     in_flight: AtomicUsize,
+    /// Its handlers (and initializers) still running past their deadline:
+    /// each holds its instance slot until it returns.
+    runaways: AtomicUsize,
     live: AtomicBool,
     created: SystemTime,
     execution: Execution,
@@ -102,6 +105,7 @@ impl Generation {
             config,
             library,
             in_flight: AtomicUsize::new(0),
+            runaways: AtomicUsize::new(0),
             live: AtomicBool::new(true),
             created: SystemTime::now(),
             execution,
@@ -143,6 +147,23 @@ impl Generation {
     /// Its instances.
     pub fn instance_stats(&self) -> InstanceStats {
         self.instances.stats()
+    }
+    /// Its calls still running past their deadline (in process: each holds
+    /// an instance slot and a worker thread until its handler returns).
+    pub fn runaway_invocations(&self) -> usize {
+        self.runaways.load(Ordering::Relaxed)
+    }
+    /// A call of it timed out with its handler still running.
+    pub(crate) fn runaway_started(&self) {
+        self.shared.counters.timed_out();
+        self.runaways.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A runaway call of it returned at last.
+    pub(crate) fn runaway_ended(&self, request_id: &str) {
+        let _ = self
+            .runaways
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.shared.counters.runaway_finished(request_id);
     }
     /// Worker processes started for this generation so far (process isolation).
     pub fn worker_process_starts(&self) -> u64 {
