@@ -311,7 +311,8 @@ fn render_instances(state: &Shared, out: &mut String) {
             rows.push((f.name.as_str(), v.version.as_str(), &v.generation));
         }
     }
-    let families: [(&str, &str, fn(&fnhost::Generation) -> usize); 4] = [
+    type Gauge = fn(&fnhost::Generation) -> usize;
+    let families: [(&str, &str, Gauge); 4] = [
         (
             "fnhost_function_instances",
             "Instances alive (initialized or initializing), by function and version.",
