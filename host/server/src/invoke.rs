@@ -372,9 +372,7 @@ pub(crate) fn export_spans(
         start,
         end: SystemTime::now(),
         queued_since: None,
-        handler: Some(Duration::from_secs_f64(
-            result.summary.duration_ms.max(0.0) / 1000.0,
-        )),
+        handler: Duration::try_from_secs_f64(result.summary.duration_ms / 1000.0).ok(),
         cold_start: result.cold_start,
         error: result.outcome.error().map(|e| e.error_type.as_str()),
     });

@@ -611,7 +611,7 @@ impl ProcessPool {
             Ok((mut done, body)) => {
                 done.request_id = request_id.to_string();
                 let output = worker.take_output();
-                let mut result = self.success(done, body, &output);
+                let mut result = self.success(done, body, &output, started.elapsed());
                 result.cold_start = cold_start;
                 self.idle.push(worker);
                 result
@@ -691,7 +691,13 @@ impl ProcessPool {
         lines
     }
 
-    fn success(&self, mut done: Done, body: Vec<u8>, output: &Taken) -> InvokeResult {
+    fn success(
+        &self,
+        mut done: Done,
+        body: Vec<u8>,
+        output: &Taken,
+        elapsed: Duration,
+    ) -> InvokeResult {
         let outcome = match done.error {
             None => Outcome::Success(Body {
                 kind: match done.kind {
@@ -720,12 +726,13 @@ impl ProcessPool {
         let captured = self.output_lines(&done.request_id, output);
         InvokeResult {
             outcome,
-            summary: Summary {
-                duration_ms: done.duration_ms,
-                billing_duration_ms: done.billing_duration_ms,
-                memory_size_mb: self.config.memory_mb,
-                memory_used_mb: done.memory_used_mb,
-            },
+            summary: Summary::from_worker(
+                done.duration_ms,
+                done.billing_duration_ms,
+                done.memory_used_mb,
+                self.config.memory_mb,
+                elapsed,
+            ),
             log: format!("{}{captured}", done.log),
             request_id: done.request_id,
             tail_bytes: self.tail_bytes,

@@ -405,7 +405,7 @@ async fn run(state: &Shared, job: Claimed) {
             handler: result
                 .as_ref()
                 .ok()
-                .map(|r| Duration::from_secs_f64(r.summary.duration_ms.max(0.0) / 1000.0)),
+                .and_then(|r| Duration::try_from_secs_f64(r.summary.duration_ms / 1000.0).ok()),
             cold_start: result.as_ref().ok().and_then(|r| r.cold_start),
             error: match &result {
                 Ok(r) => r.outcome.error().map(|e| e.error_type.as_str()),
