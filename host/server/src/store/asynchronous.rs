@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{from_json, to_json, Store, StoreError};
+use super::{to_json, Store, StoreError};
 
 /// FunctionGraph's statuses of an asynchronous invocation.
 pub mod status {
@@ -396,16 +396,10 @@ impl Store {
         &self,
         function: &str,
     ) -> Result<Option<T>, StoreError> {
-        let record: Option<String> = self
-            .db
-            .lock()
-            .query_row(
-                "SELECT record FROM async_configs WHERE function = ?1",
-                params![function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        record.map(|r| from_json(&r)).transpose()
+        self.record_by_key(
+            "SELECT record FROM async_configs WHERE function = ?1",
+            function,
+        )
     }
 
     /// Deletes a function's asynchronous invocation configuration; whether

@@ -263,13 +263,19 @@ impl Store {
 
     /// One trigger.
     pub fn trigger<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
-        let db = self.db.lock();
-        let record: Option<String> = db
-            .query_row(
-                "SELECT record FROM triggers WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
+        self.record_by_key("SELECT record FROM triggers WHERE id = ?1", id)
+    }
+
+    /// The JSON record `sql` selects by its one key parameter, if any.
+    fn record_by_key<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let record: Option<String> = self
+            .db
+            .lock()
+            .query_row(sql, params![key], |r| r.get(0))
             .optional()?;
         record.map(|r| from_json(&r)).transpose()
     }
