@@ -177,6 +177,14 @@ fn the_memory_size_is_enforced() {
     let r = f.invoke(b"32").unwrap();
     assert!(matches!(r.outcome, Outcome::Success(_)), "{:?}", r.outcome);
     assert!(r.summary.memory_used_mb >= 32.0, "{:?}", r.summary);
+    // The peak is the call's own: the next, small call does not inherit it.
+    let small = f.invoke(b"1").unwrap();
+    assert!(
+        small.summary.memory_used_mb < r.summary.memory_used_mb - 16.0,
+        "{:?} after {:?}",
+        small.summary,
+        r.summary
+    );
     let bigger = rt
         .load(isolated("misbehaving.AllocMb").memory_mb(1024))
         .unwrap();
@@ -763,7 +771,7 @@ fn a_handler_cannot_forge_the_end_of_its_output_and_stdio_buffers_land_in_their_
 }
 
 #[test]
-fn a_worker_holds_only_its_socket_its_library_and_stdio() {
+fn a_worker_holds_only_its_socket_its_library_its_shared_memory_and_stdio() {
     // A descriptor the host has open without close-on-exec must not leak.
     let leaked = std::fs::File::open("/dev/null").unwrap();
     use std::os::fd::AsRawFd;
@@ -773,7 +781,8 @@ fn a_worker_holds_only_its_socket_its_library_and_stdio() {
     let f = fixture_function(&rt, "list_fds", "Handler", Duration::from_secs(3));
     let r = f.invoke(b"{}").unwrap();
     let fds = pids_in(&String::from_utf8(r.outcome.body_bytes()).unwrap());
-    assert!(fds.iter().all(|&fd| fd <= 4), "the worker holds {fds:?}");
+    // 0-2 stdio, 3 the socket, 4 the library, 5 the shared-memory region.
+    assert!(fds.iter().all(|&fd| fd <= 5), "the worker holds {fds:?}");
     drop(leaked);
 }
 

@@ -8,10 +8,10 @@ pub fn elf(bytes: &[u8]) {
     let _ = crate::elf::check_shared_object(bytes);
 }
 
-/// The host's reader of a worker's frames (workers are untrusted peers).
+/// The host's readers of a worker's answers and frames (workers are
+/// untrusted peers).
 pub fn worker_frame(bytes: &[u8]) {
-    let mut input = bytes;
-    let _ = crate::isolation::protocol::read_frame::<crate::isolation::protocol::Done>(&mut input);
+    let _ = crate::isolation::protocol::Done::decode(bytes);
     let mut input = bytes;
     let _ =
         crate::isolation::protocol::read_frame::<crate::isolation::protocol::Verdict>(&mut input);

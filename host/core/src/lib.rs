@@ -78,6 +78,14 @@ mod trace;
 pub mod watch;
 pub mod worker;
 
+/// The bare shared-memory channel between the host and a worker process,
+/// for the benchmark that measures it as the isolated path's baseline. Not
+/// an API: no stability promise.
+#[doc(hidden)]
+pub mod raw_channel {
+    pub use crate::isolation::shared_memory::{HostChannel, Message, Region, WorkerChannel, SLOT};
+}
+
 pub use abi_check::PluginInfo;
 pub use code_cache::Digest;
 pub use config::{ConfigError, Credentials, FunctionConfig, InstanceConfig, Isolation};

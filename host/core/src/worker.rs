@@ -13,6 +13,7 @@
 //! socket closes.
 
 use std::io::BufReader;
+use std::os::fd::OwnedFd;
 use std::os::unix::io::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -24,12 +25,13 @@ use crate::generation::build::generation_of;
 use crate::generation::Mode;
 use crate::invocation::Served;
 use crate::isolation::protocol::{
-    read_frame, write_frame, Checked, Done, Invoke, Ready, Start, Verdict,
+    read_frame, write_frame, Checked, Done, Invoke, Ready, Start, Verdict, PROTOCOL,
 };
-use crate::isolation::{FIRST_CLOSED_FD, LIBRARY_FD, SOCKET_FD};
+use crate::isolation::shared_memory::{Region, WorkerChannel};
+use crate::isolation::{FIRST_CLOSED_FD, LIBRARY_FD, REGION_FD, SOCKET_FD};
 use crate::outcome::{BodyKind, Outcome};
 use crate::shared::Shared;
-use crate::trace::{CallIds, TraceId};
+use crate::trace::CallIds;
 
 /// The argument (the first after the program name) that starts an
 /// executable as a worker.
@@ -130,19 +132,77 @@ fn contain() {
         });
 }
 
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    (kib / 1024.0 * 1000.0).round() / 1000.0
+/// A worker's peak resident memory per invocation, cheaply.
+///
+/// The kernel's high-water mark (`VmHWM`) can only rise when pages are
+/// mapped in, and every page mapped in is a fault the process is charged
+/// with (`getrusage`, all threads, faults through `get_user_pages`
+/// included). So after each call one `getrusage` tells whether the mark
+/// can have moved since it was last reset; only then are
+/// `/proc/self/status` read and the mark reset through
+/// `/proc/self/clear_refs` (opened for the purpose: the handler's process
+/// holds no descriptor of the runtime's between calls). What a call reports
+/// is the peak since the end of the last call that faulted pages in: the
+/// peak of the call itself, or what was resident when it started if that
+/// was more.
+struct MemoryMeter {
+    faults_at_mark: u64,
+    resident_at_mark_mb: f64,
 }
 
-fn reset_peak_rss() {
-    // Writing 5 resets VmHWM to the current RSS (Linux 4.0+).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+impl MemoryMeter {
+    fn new() -> MemoryMeter {
+        let mut meter = MemoryMeter {
+            faults_at_mark: 0,
+            resident_at_mark_mb: 0.0,
+        };
+        let (_, resident) = Self::read_status();
+        meter.mark(resident);
+        meter
+    }
+
+    fn faults() -> u64 {
+        // SAFETY: `usage` is written in full by a successful getrusage.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+                return u64::MAX;
+            }
+            (usage.ru_minflt as u64).wrapping_add(usage.ru_majflt as u64)
+        }
+    }
+
+    /// `(VmHWM, VmRSS)` in MB.
+    fn read_status() -> (f64, f64) {
+        let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| -> f64 {
+            let kib: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0.0);
+            (kib / 1024.0 * 1000.0).round() / 1000.0
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    /// Resets the high-water mark to what is resident now.
+    fn mark(&mut self, resident_mb: f64) {
+        // Writing 5 resets VmHWM to the current RSS (Linux 4.0+).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        self.resident_at_mark_mb = resident_mb;
+        self.faults_at_mark = Self::faults();
+    }
+
+    /// The peak since the last mark, in MB; marks again when it moved.
+    fn peak_mb(&mut self) -> f64 {
+        if Self::faults() == self.faults_at_mark {
+            return self.resident_at_mark_mb;
+        }
+        let (peak, resident) = Self::read_status();
+        self.mark(resident);
+        peak
+    }
 }
 
 /// The library the host passed, as the dynamic loader opens it.
@@ -179,9 +239,30 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(&socket);
     let mut writer = &socket;
     let (start, _): (Start, Vec<u8>) = read_frame(&mut reader)?;
+    if start.protocol != PROTOCOL {
+        let error = format!(
+            "the host speaks worker protocol {}, this worker executable {PROTOCOL}: \
+             point the runtime at the fnhost build it came with",
+            start.protocol
+        );
+        return write_frame(
+            &mut writer,
+            &Ready {
+                protocol: PROTOCOL,
+                error: Some((crate::isolation::process::LOAD_ERROR.to_owned(), error)),
+                init_log: String::new(),
+            },
+            &[],
+        );
+    }
     if start.check_only {
         return check(writer);
     }
+    // SAFETY: a serving worker is started with its shared-memory region
+    // dup2'ed onto REGION_FD and nothing else using that descriptor; we
+    // take ownership once, here.
+    let region = Region::open(unsafe { OwnedFd::from_raw_fd(REGION_FD) })?;
+    let mut channel = WorkerChannel::new(region);
     let mut config = start.config;
     config.isolation = Isolation::InProcess;
     let loaded = (|| {
@@ -227,6 +308,7 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
             write_frame(
                 &mut writer,
                 &Ready {
+                    protocol: PROTOCOL,
                     error: Some(error),
                     init_log: String::new(),
                 },
@@ -238,42 +320,36 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
     write_frame(
         &mut writer,
         &Ready {
+            protocol: PROTOCOL,
             error: None,
             init_log,
         },
         &[],
     )?;
+    let mut memory = MemoryMeter::new();
     loop {
-        let (invoke, payload): (Invoke, Vec<u8>) = match read_frame(&mut reader) {
-            Ok(frame) => frame,
+        let message = match channel.next(&mut reader) {
+            Ok(message) => message,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
-        reset_peak_rss();
+        let invoke = Invoke::decode(&message.header)?;
         let served = Served {
             version: invoke.version.map(Arc::from),
             alias: invoke.alias.map(Arc::from),
             ids: CallIds {
-                request_id: invoke
-                    .request_id
-                    .as_deref()
-                    .and_then(|id| uuid::Uuid::parse_str(id).ok()),
-                trace_id: invoke.trace_id.as_deref().and_then(TraceId::parse),
+                request_id: invoke.request_id,
+                trace_id: invoke.trace_id,
             },
         };
-        let result = match generation.invoke(&payload, served, Mode::CurrentThread) {
+        let result = match generation.invoke(&message.body, served, Mode::CurrentThread) {
             Ok(r) => r,
             Err(e) => {
                 let done = Done {
-                    request_id: String::new(),
                     error: Some(("FunctionInvokeError".into(), e.to_string())),
-                    kind: 0,
-                    duration_ms: 0.0,
-                    billing_duration_ms: 0,
-                    memory_used_mb: 0.0,
-                    log: String::new(),
+                    ..Done::default()
                 };
-                write_frame(&mut writer, &done, &[])?;
+                channel.answer(&socket, &done.encode(), &[])?;
                 continue;
             }
         };
@@ -291,12 +367,11 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
             Outcome::Failure(e) => (Some((e.error_type.clone(), e.message.clone())), 0, &[][..]),
         };
         let done = Done {
-            request_id: result.request_id.clone(),
             error,
             kind,
             duration_ms: result.summary.duration_ms,
             billing_duration_ms: result.summary.billing_duration_ms,
-            memory_used_mb: peak_rss_mb(),
+            memory_used_mb: memory.peak_mb(),
             log: result.log.clone(),
         };
         // What C stdio (and C++ iostreams synced with it) still buffers was
@@ -305,6 +380,6 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
         // SAFETY: fflush(NULL) flushes every open C stream; no pointer is
         // passed.
         unsafe { libc::fflush(std::ptr::null_mut()) };
-        write_frame(&mut writer, &done, body)?;
+        channel.answer(&socket, &done.encode(), body)?;
     }
 }

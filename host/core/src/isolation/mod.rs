@@ -1,7 +1,9 @@
 //! Process isolation: a function configured with `Isolation::Process` runs
 //! in worker processes (the `fnhost` executable started with `__worker`,
 //! through `std::process::Command`, never a raw `fork` of the host), which
-//! load its library and serve invocations over a Unix socket.
+//! load its library and serve invocations through a memory region shared
+//! with the host ([`shared_memory`]), with a Unix socket for set-up, large
+//! messages, doorbells and the end of the worker.
 //!
 //! What it buys over in-process execution:
 //! - **hard timeouts**: at the deadline the worker is killed and the caller
@@ -47,13 +49,16 @@ pub(crate) mod preflight;
 pub(crate) mod process;
 pub(crate) mod protocol;
 mod reaper;
+pub mod shared_memory;
 
 /// The worker's socket to the host.
 pub(crate) const SOCKET_FD: i32 = 3;
 /// The worker's library (an open descriptor of the verified cache copy).
 pub(crate) const LIBRARY_FD: i32 = 4;
+/// The worker's shared-memory region (a sealed memfd), in serving workers.
+pub(crate) const REGION_FD: i32 = 5;
 /// Descriptors from this one up are closed in a worker.
-pub(crate) const FIRST_CLOSED_FD: i32 = 5;
+pub(crate) const FIRST_CLOSED_FD: i32 = 6;
 
 /// The argument that starts the `fnhost` executable as a worker.
 pub const WORKER_ARG: &str = "__worker";

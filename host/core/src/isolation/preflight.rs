@@ -70,9 +70,11 @@ impl Preflight {
             library,
             data_limit: libc::RLIM_INFINITY,
             slot,
+            serves: false,
         })
         .map_err(|e| Failure::NoWorker(e.to_string()))?;
         let start = Start {
+            protocol: super::protocol::PROTOCOL,
             check_only: true,
             config: FunctionConfig::new("preflight.Check", Path::new("/")),
         };

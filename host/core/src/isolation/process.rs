@@ -17,8 +17,9 @@ use parking_lot::Mutex;
 
 use super::budget::{self, IdleWorkers, Slot};
 use super::output::{self, Taken, WorkerOutput, MAX_CAPTURED};
-use super::protocol::{read_frame, write_frame, Deadline, Done, Invoke, Ready, Start};
+use super::protocol::{read_frame, write_frame, Deadline, Done, Invoke, Ready, Start, PROTOCOL};
 use super::reaper;
+use super::shared_memory::{HostChannel, Message};
 use super::{RUNTIME_HEADROOM_MB, WORKER_ARG};
 use crate::config::FunctionConfig;
 use crate::invocation::{cut, format_timeout, Served};
@@ -71,6 +72,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) data_limit: u64,
     /// A slot in the host-wide worker budget.
     pub(crate) slot: Slot,
+    /// Whether the worker serves invocations (and gets a shared-memory
+    /// region), or only checks the library.
+    pub(crate) serves: bool,
 }
 
 /// One worker process, in its own process group: ending it ends every
@@ -80,17 +84,31 @@ pub(crate) struct Worker {
     child: Option<Child>,
     pid: i32,
     pub(crate) socket: UnixStream,
+    /// The shared-memory channel (serving workers).
+    channel: Option<HostChannel>,
     output: Arc<WorkerOutput>,
     _slot: Slot,
 }
 
 impl Worker {
     /// Starts the `fnhost` executable as a worker: its socket on fd 3, the
-    /// library on fd 4, every other inherited descriptor closed at `exec`.
+    /// library on fd 4, a serving worker's shared-memory region on fd 5,
+    /// every other inherited descriptor closed at `exec`.
     pub(crate) fn launch(launch: Launch<'_>) -> std::io::Result<Worker> {
         let (host_end, worker_end) = UnixStream::pair()?;
+        let channel = if launch.serves {
+            Some(HostChannel::new()?)
+        } else {
+            None
+        };
         let worker_fd = worker_end.as_raw_fd();
         let library_fd = launch.library.as_raw_fd();
+        let region_fd = channel.as_ref().map(|c| c.fd().as_raw_fd());
+        let first_closed = if region_fd.is_some() {
+            super::FIRST_CLOSED_FD
+        } else {
+            super::REGION_FD
+        };
         let data_limit = launch.data_limit;
         let host_pid = std::process::id() as libc::pid_t;
         let mut command = Command::new(launch.executable);
@@ -110,10 +128,16 @@ impl Worker {
                 // one on 3 or 4 cannot overwrite the other.
                 let socket = libc::fcntl(worker_fd, libc::F_DUPFD, 10);
                 let library = libc::fcntl(library_fd, libc::F_DUPFD, 10);
+                let region = match region_fd {
+                    Some(fd) => libc::fcntl(fd, libc::F_DUPFD, 10),
+                    None => 0,
+                };
                 if socket < 0
                     || library < 0
+                    || region < 0
                     || libc::dup2(socket, super::SOCKET_FD) < 0
                     || libc::dup2(library, super::LIBRARY_FD) < 0
+                    || (region_fd.is_some() && libc::dup2(region, super::REGION_FD) < 0)
                 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -140,7 +164,7 @@ impl Worker {
                 // close-on-exec already, so it keeps working.
                 libc::syscall(
                     libc::SYS_close_range,
-                    super::FIRST_CLOSED_FD as libc::c_uint,
+                    first_closed as libc::c_uint,
                     libc::c_uint::MAX,
                     libc::CLOSE_RANGE_CLOEXEC,
                 );
@@ -167,6 +191,7 @@ impl Worker {
             child: Some(child),
             pid,
             socket: host_end,
+            channel,
             output,
             _slot: launch.slot,
         })
@@ -174,6 +199,20 @@ impl Worker {
 
     pub(crate) fn pid(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// One request and its answer over the shared-memory channel, until
+    /// `deadline`.
+    fn call(&mut self, header: &[u8], body: &[u8], deadline: Instant) -> std::io::Result<Message> {
+        let Some(channel) = self.channel.as_mut() else {
+            return Err(std::io::Error::other("this worker only checks libraries"));
+        };
+        channel.call(&self.socket, header, body, deadline)
+    }
+
+    /// Whether the worker took the last request (see [`HostChannel::taken`]).
+    fn took_request(&self) -> bool {
+        self.channel.as_ref().is_some_and(HostChannel::taken)
     }
 
     /// Everything the worker wrote since the last take.
@@ -450,6 +489,7 @@ impl ProcessPool {
             library: &self.library,
             data_limit,
             slot,
+            serves: true,
         })
         .map_err(|e| {
             fail(format!(
@@ -461,6 +501,7 @@ impl ProcessPool {
             ))
         })?;
         let start = Start {
+            protocol: PROTOCOL,
             check_only: false,
             config: self.config.clone(),
         };
@@ -471,6 +512,13 @@ impl ProcessPool {
         let ready: Result<(Ready, Vec<u8>), _> =
             read_frame(&mut Deadline::new(&worker.socket, Instant::now() + wait));
         match ready {
+            Ok((Ready { protocol, .. }, _)) if protocol != PROTOCOL => {
+                worker.end();
+                Err(fail(format!(
+                    "the worker executable speaks worker protocol {protocol}, this host {PROTOCOL}: \
+                     point the runtime at the fnhost build it came with"
+                )))
+            }
             Ok((
                 Ready {
                     error: None,
@@ -557,16 +605,17 @@ impl ProcessPool {
         let request = Invoke {
             version: served.version.as_deref().map(str::to_owned),
             alias: served.alias.as_deref().map(str::to_owned),
-            request_id: Some(request_id.to_string()),
-            trace_id: served.ids.trace_id.map(|t| t.to_string()),
-        };
+            request_id: Some(request_id),
+            trace_id: served.ids.trace_id,
+        }
+        .encode();
         // An idle worker may have died while waiting (the kernel's OOM killer,
-        // an operator): if the request cannot even be sent, the handler never
-        // ran, so a fresh worker takes it.
+        // an operator): if it ended without taking the request, the handler
+        // never ran, so a fresh worker takes it.
         let queue_deadline = deadline.min(started + self.queue_timeout);
         let mut cold_start = None;
-        let (worker, sent) = loop {
-            let (worker, was_idle) = match self.obtain(queue_deadline) {
+        let (worker, answer) = loop {
+            let (mut worker, was_idle) = match self.obtain(queue_deadline) {
                 Obtained::Idle(w) => (w, true),
                 Obtained::Saturated(s) => return Err(s),
                 Obtained::BackingOff(e) => {
@@ -596,22 +645,31 @@ impl ProcessPool {
             // Output of background threads between invocations is not this
             // invocation's.
             worker.take_output();
-            let mut socket = &worker.socket;
-            let sent = write_frame(&mut socket, &request, payload);
-            if sent.is_err() && was_idle {
+            // The deadline bounds the whole answer, however the worker drips it.
+            let answer = worker.call(&request, payload, deadline);
+            if was_idle
+                && answer
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof)
+                && !worker.took_request()
+            {
                 worker.end();
                 continue;
             }
-            break (worker, sent);
+            break (worker, answer);
         };
-        // The deadline bounds the whole answer, however the worker drips it.
-        let answer: std::io::Result<(Done, Vec<u8>)> =
-            sent.and_then(|()| read_frame(&mut Deadline::new(&worker.socket, deadline)));
+        let answer = answer
+            .and_then(|message| Done::decode(&message.header).map(|done| (done, message.body)));
         Ok(match answer {
-            Ok((mut done, body)) => {
-                done.request_id = request_id.to_string();
+            Ok((done, body)) => {
                 let output = worker.take_output();
-                let mut result = self.success(done, body, &output, started.elapsed());
+                let mut result = self.success(
+                    &request_id.to_string(),
+                    done,
+                    body,
+                    &output,
+                    started.elapsed(),
+                );
                 result.cold_start = cold_start;
                 self.idle.push(worker);
                 result
@@ -632,6 +690,22 @@ impl ProcessPool {
                     ),
                 );
                 self.failure(Some(request_id.to_string()), error, &output, timeout)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // Alive but broke the protocol: it is not trusted with
+                // another call.
+                let output = worker.take_output();
+                worker.end();
+                let error = FunctionError::new(
+                    error_type::RUNTIME_EXITED,
+                    format!("the worker process broke the protocol and was ended: {e}"),
+                );
+                self.failure(
+                    Some(request_id.to_string()),
+                    error,
+                    &output,
+                    started.elapsed(),
+                )
             }
             Err(_) => {
                 let (status, output) = worker.reap();
@@ -693,6 +767,7 @@ impl ProcessPool {
 
     fn success(
         &self,
+        request_id: &str,
         mut done: Done,
         body: Vec<u8>,
         output: &Taken,
@@ -723,7 +798,7 @@ impl ProcessPool {
             }
             done.log.drain(..start);
         }
-        let captured = self.output_lines(&done.request_id, output);
+        let captured = self.output_lines(request_id, output);
         InvokeResult {
             outcome,
             summary: Summary::from_worker(
@@ -734,7 +809,7 @@ impl ProcessPool {
                 elapsed,
             ),
             log: format!("{}{captured}", done.log),
-            request_id: done.request_id,
+            request_id: request_id.to_owned(),
             tail_bytes: self.tail_bytes,
             cold_start: None,
         }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::FunctionConfig;
+use crate::trace::TraceId;
 
 /// Largest header accepted: a result's log (1 MiB at most) and error
 /// message (capped at the ABI boundary), JSON-escaped, with room.
@@ -22,6 +23,9 @@ pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 /// inherited on its library descriptor.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Start {
+    /// [`PROTOCOL`].
+    #[serde(default)]
+    pub protocol: u32,
     /// Only load and check the library, answer [`Verdict`] and exit (the
     /// pre-flight of a library before the host maps it).
     pub check_only: bool,
@@ -66,31 +70,39 @@ pub(crate) struct Verdict {
 /// Worker → host, answer to `Start`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Ready {
+    /// The worker's [`PROTOCOL`] (0 from a build before versions).
+    #[serde(default)]
+    pub protocol: u32,
     /// Why the library or its initializer failed, when it did: `(type, message)`.
     pub error: Option<(String, String)>,
     /// The initializer's log.
     pub init_log: String,
 }
 
-/// Host → worker: one invocation (the payload is the frame's body).
-#[derive(Debug, Serialize, Deserialize)]
+/// The version of this protocol. A worker executable of another fnhost
+/// build answers the host's [`Start`] with its own (0 before versions
+/// existed), and the host refuses it by name instead of misreading it.
+pub(crate) const PROTOCOL: u32 = 2;
+
+/// Host → worker: one invocation (the payload is the message's body).
+/// Encoded by hand, as fixed little-endian fields and length-prefixed
+/// strings: it crosses on every call.
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Invoke {
     /// Version served.
     pub version: Option<String>,
     /// Alias served.
     pub alias: Option<String>,
-    /// The request id the host chose (the worker's answer keeps it).
-    #[serde(default)]
-    pub request_id: Option<String>,
-    /// The trace id, in hex.
-    #[serde(default)]
-    pub trace_id: Option<String>,
+    /// The request id the host chose (the worker's answer cannot change it).
+    pub request_id: Option<uuid::Uuid>,
+    /// The trace id.
+    pub trace_id: Option<TraceId>,
 }
 
-/// Worker → host: one result (the result body, if any, is the frame's body).
-#[derive(Debug, Serialize, Deserialize)]
+/// Worker → host: one result (the result body, if any, is the message's
+/// body).
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Done {
-    pub request_id: String,
     /// `None` on success, else `(errorType, errorMessage)`.
     pub error: Option<(String, String)>,
     /// Body kind on success: 0 empty, 1 bytes, 2 text, 3 JSON.
@@ -99,6 +111,151 @@ pub(crate) struct Done {
     pub billing_duration_ms: u64,
     pub memory_used_mb: f64,
     pub log: String,
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Reads fields off a message header; every length is checked against
+/// what is left.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        if n > self.0.len() {
+            return Err(invalid("message header cut short"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u32(&mut self) -> io::Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> io::Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn f64(&mut self) -> io::Result<f64> {
+        Ok(f64::from_le_bytes(self.array()?))
+    }
+    /// A `u32`-length-prefixed string (invalid UTF-8 replaced).
+    fn string(&mut self) -> io::Result<String> {
+        let n = self.u32()? as usize;
+        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+    }
+    fn optional_string(&mut self) -> io::Result<Option<String>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.string().map(Some),
+            _ => Err(invalid("bad option tag")),
+        }
+    }
+    fn end(&self) -> io::Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid("trailing bytes after a message header"))
+        }
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    // Strings here are far below 4 GiB: names, error texts and logs that
+    // are capped before they get here.
+    let n = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..n as usize]);
+}
+
+fn put_optional_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_string(out, s);
+        }
+    }
+}
+
+impl Invoke {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40);
+        let flags = u8::from(self.request_id.is_some()) | u8::from(self.trace_id.is_some()) << 1;
+        out.push(flags);
+        out.extend_from_slice(self.request_id.unwrap_or_default().as_bytes());
+        out.extend_from_slice(&self.trace_id.map(|t| t.bytes()).unwrap_or_default());
+        put_optional_string(&mut out, self.version.as_deref());
+        put_optional_string(&mut out, self.alias.as_deref());
+        out
+    }
+
+    pub(crate) fn decode(header: &[u8]) -> io::Result<Invoke> {
+        let mut f = Fields(header);
+        let flags = f.u8()?;
+        let request_id = uuid::Uuid::from_bytes(f.array()?);
+        let trace_id = TraceId::new(f.array()?);
+        let invoke = Invoke {
+            request_id: (flags & 1 != 0).then_some(request_id),
+            trace_id: trace_id.filter(|_| flags & 2 != 0),
+            version: f.optional_string()?,
+            alias: f.optional_string()?,
+        };
+        f.end()?;
+        Ok(invoke)
+    }
+}
+
+impl Done {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(48 + self.log.len());
+        out.extend_from_slice(&self.kind.to_le_bytes());
+        out.extend_from_slice(&self.duration_ms.to_le_bytes());
+        out.extend_from_slice(&self.billing_duration_ms.to_le_bytes());
+        out.extend_from_slice(&self.memory_used_mb.to_le_bytes());
+        match &self.error {
+            None => out.push(0),
+            Some((ty, message)) => {
+                out.push(1);
+                put_string(&mut out, ty);
+                put_string(&mut out, message);
+            }
+        }
+        put_string(&mut out, &self.log);
+        out
+    }
+
+    /// Decodes a worker's answer (an untrusted peer's bytes).
+    pub(crate) fn decode(header: &[u8]) -> io::Result<Done> {
+        let mut f = Fields(header);
+        let kind = f.u32()?;
+        let duration_ms = f.f64()?;
+        let billing_duration_ms = f.u64()?;
+        let memory_used_mb = f.f64()?;
+        let error = match f.u8()? {
+            0 => None,
+            1 => Some((f.string()?, f.string()?)),
+            _ => return Err(invalid("bad option tag")),
+        };
+        let log = f.string()?;
+        f.end()?;
+        Ok(Done {
+            error,
+            kind,
+            duration_ms,
+            billing_duration_ms,
+            memory_used_mb,
+            log,
+        })
+    }
 }
 
 fn read_exact_vec(r: &mut impl Read, limit: usize, what: &str) -> io::Result<Vec<u8>> {
@@ -178,24 +335,80 @@ pub(crate) fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<(
 mod tests {
     use super::*;
 
+    fn ready() -> Ready {
+        Ready {
+            protocol: PROTOCOL,
+            error: None,
+            init_log: "x".repeat(10),
+        }
+    }
+
     #[test]
     fn frames_carry_binary_bodies_intact() {
         let mut wire = Vec::new();
         let body: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-        write_frame(
-            &mut wire,
-            &Invoke {
-                version: Some("v1".into()),
-                alias: None,
-                request_id: None,
-                trace_id: None,
-            },
-            &body,
-        )
-        .unwrap();
-        let (h, b): (Invoke, Vec<u8>) = read_frame(&mut wire.as_slice()).unwrap();
-        assert_eq!(h.version.as_deref(), Some("v1"));
+        write_frame(&mut wire, &ready(), &body).unwrap();
+        let (h, b): (Ready, Vec<u8>) = read_frame(&mut wire.as_slice()).unwrap();
+        assert_eq!(h.protocol, PROTOCOL);
         assert_eq!(b, body);
+    }
+
+    #[test]
+    fn a_ready_from_a_build_before_protocol_versions_reads_as_version_0() {
+        let (ready, _): (Ready, Vec<u8>) = {
+            let mut wire = Vec::new();
+            let header = br#"{"error":null,"init_log":""}"#;
+            wire.extend_from_slice(&(header.len() as u32).to_le_bytes());
+            wire.extend_from_slice(header);
+            wire.extend_from_slice(&0u32.to_le_bytes());
+            read_frame(&mut wire.as_slice()).unwrap()
+        };
+        assert_eq!(ready.protocol, 0);
+    }
+
+    #[test]
+    fn invocations_and_results_round_trip() {
+        let invoke = Invoke {
+            version: Some("v1".into()),
+            alias: None,
+            request_id: Some(uuid::Uuid::new_v4()),
+            trace_id: TraceId::new([7; 16]),
+        };
+        assert_eq!(Invoke::decode(&invoke.encode()).unwrap(), invoke);
+        let bare = Invoke::default();
+        assert_eq!(Invoke::decode(&bare.encode()).unwrap(), bare);
+        let done = Done {
+            error: Some(("panic".into(), "boom ✓".into())),
+            kind: 3,
+            duration_ms: 1.25,
+            billing_duration_ms: 2,
+            memory_used_mb: 12.5,
+            log: "line\n".into(),
+        };
+        assert_eq!(Done::decode(&done.encode()).unwrap(), done);
+    }
+
+    #[test]
+    fn a_worker_cannot_make_the_decoder_read_past_its_bytes() {
+        let done = Done {
+            error: Some(("t".into(), "m".into())),
+            log: "log".into(),
+            ..Done::default()
+        }
+        .encode();
+        for cut in 0..done.len() {
+            assert!(Done::decode(&done[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = done.clone();
+        trailing.push(0);
+        assert!(Done::decode(&trailing).is_err());
+        // A string length far past the end.
+        let mut huge = done[..29].to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Done::decode(&huge).is_err());
+        let mut bad = done;
+        bad[28] = 9;
+        assert!(Done::decode(&bad).is_err());
     }
 
     #[test]
@@ -203,17 +416,7 @@ mod tests {
         let (mut worker, host) = UnixStream::pair().unwrap();
         let dripper = std::thread::spawn(move || {
             let mut frame = Vec::new();
-            write_frame(
-                &mut frame,
-                &Invoke {
-                    version: None,
-                    alias: None,
-                    request_id: None,
-                    trace_id: None,
-                },
-                b"x",
-            )
-            .unwrap();
+            write_frame(&mut frame, &ready(), b"x").unwrap();
             for byte in frame {
                 if worker.write_all(&[byte]).is_err() {
                     return;
@@ -223,7 +426,7 @@ mod tests {
         });
         let started = Instant::now();
         let deadline = started + std::time::Duration::from_millis(300);
-        let e = read_frame::<Invoke>(&mut Deadline::new(&host, deadline)).unwrap_err();
+        let e = read_frame::<Ready>(&mut Deadline::new(&host, deadline)).unwrap_err();
         assert!(
             matches!(
                 e.kind(),
@@ -239,20 +442,10 @@ mod tests {
     #[test]
     fn a_truncated_frame_is_an_error_not_a_hang() {
         let mut wire = Vec::new();
-        write_frame(
-            &mut wire,
-            &Invoke {
-                version: None,
-                alias: None,
-                request_id: None,
-                trace_id: None,
-            },
-            b"abc",
-        )
-        .unwrap();
+        write_frame(&mut wire, &ready(), b"abc").unwrap();
         wire.truncate(wire.len() - 1);
-        assert!(read_frame::<Invoke>(&mut wire.as_slice()).is_err());
+        assert!(read_frame::<Ready>(&mut wire.as_slice()).is_err());
         let huge = (u32::MAX).to_le_bytes();
-        assert!(read_frame::<Invoke>(&mut &huge[..]).is_err());
+        assert!(read_frame::<Ready>(&mut &huge[..]).is_err());
     }
 }
