@@ -1,31 +1,40 @@
-//! Invocation overhead and cold load, as ratios against baselines measured in
-//! the same run:
+//! Invocation overhead, as ratios against baselines measured in the same
+//! interleaved rounds (see `support/rounds.rs`):
 //!
 //! - `echo_1KiB`: the `echo` handler called directly in Rust (with a
-//!   `TestContext`) versus through fnhost on the calling thread
-//!   (`invoke_on_current_thread`), through a worker thread with deadline
-//!   enforcement (`invoke`), and on the calling thread through an I/O-thread
-//!   lane with deadline enforcement (`Route::start_here`, as `fnhost serve`
-//!   runs a proven-short handler).
+//!   `TestContext`, the baseline) versus through fnhost on the calling
+//!   thread (`invoke_on_current_thread`), through a worker thread with
+//!   deadline enforcement (`invoke`), and on the calling thread through an
+//!   I/O-thread lane with deadline enforcement (`Route::start_here`, as
+//!   `fnhost serve` runs a proven-short handler); and a bare hand-off of
+//!   the same call to another thread and back over two channels
+//!   (`bare_thread_handoff`), the floor of any worker-thread path.
 //! - `logged_1KiB`: the same for `echo.Logged` (3 context reads, 1 log line).
-//! - `cold_load`: copy, open, check and initializer of a never-seen build of
-//!   `testplugin` (each iteration loads a distinct library).
+//! - `handoff_latency`: per-call median and p99 of the worker-thread path
+//!   and the bare hand-off (`scripts/bench.sh` runs it in 10 processes in
+//!   a row to show whether the path is steady).
 //!
-//! Run with `scripts/bench.sh`, which builds the sample plugins in release first.
+//! Cold loads are in `cold_load.rs`. Run with `scripts/bench.sh`, which
+//! builds the sample plugins in release first.
 
+#[path = "support/rounds.rs"]
+mod rounds;
 #[path = "support/worker.rs"]
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use criterion::black_box;
 use fnhost::dispatch::Started;
 use fnhost::dispatch::{IoLane, PROBATION};
 use fnhost::{FunctionConfig, Runtime, RuntimeConfig};
 use fnhost_api::testing::TestContext;
+use rounds::{each, Case};
 
 type Handler = fn(&[u8], &fnhost_api::Context) -> Result<Vec<u8>, fnhost_api::HandlerError>;
+
+/// A named case of the callgrind mode.
+type Measured<'a> = (&'static str, Box<dyn FnMut() + 'a>);
 
 fn release_dir() -> PathBuf {
     // target/release/deps/invoke-<hash>
@@ -50,35 +59,191 @@ fn runtime(cache: &Path) -> Runtime {
     .unwrap()
 }
 
-fn invocation(c: &mut Criterion) {
+/// A thread that runs the handler for whoever sends it a payload, and
+/// sends the result back: the bare hand-off.
+struct Handoff {
+    jobs: crossbeam_channel::Sender<Vec<u8>>,
+    results: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl Handoff {
+    fn new(handler: Handler) -> Handoff {
+        let (jobs, job_rx) = crossbeam_channel::bounded::<Vec<u8>>(1);
+        let (result_tx, results) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let test = TestContext::new().user_data("NAME", "bench");
+            for payload in job_rx {
+                let out = handler(&payload, test.context()).unwrap();
+                if result_tx.send(out).is_err() {
+                    return;
+                }
+            }
+        });
+        Handoff { jobs, results }
+    }
+
+    fn call(&self, payload: &[u8]) -> Vec<u8> {
+        self.jobs.send(payload.to_vec()).unwrap();
+        self.results.recv().unwrap()
+    }
+}
+
+/// The calls whose instructions `scripts/bench-instructions.sh` counts:
+/// callgrind collects only inside this function (`--toggle-collect`).
+#[inline(never)]
+fn callgrind_measured(n: u64, f: &mut dyn FnMut()) {
+    for _ in 0..n {
+        f();
+    }
+}
+
+/// Under `FNHOST_BENCH_CALLGRIND=<group>/<case>`: warms the case up, then
+/// runs it [`CALLGRIND_CALLS`] times inside [`callgrind_measured`].
+fn callgrind(id: &str, cases: &mut [Measured<'_>]) {
+    const CALLGRIND_CALLS: u64 = 10_000;
+    let Some((_, f)) = cases.iter_mut().find(|(name, _)| *name == id) else {
+        panic!("no case {id}");
+    };
+    for _ in 0..1000 {
+        f();
+    }
+    callgrind_measured(CALLGRIND_CALLS, f);
+    println!("{id}: {CALLGRIND_CALLS} calls");
+}
+
+fn main() {
     let dir = release_dir();
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(cache.path());
     let payload = vec![b'x'; 1024];
+    if let Ok(id) = std::env::var("FNHOST_BENCH_CALLGRIND") {
+        let test = TestContext::new().user_data("NAME", "bench");
+        let echo = rt
+            .load(FunctionConfig::new("echo.Handler", &dir).user_data("NAME", "bench"))
+            .unwrap();
+        let logged = rt
+            .load(FunctionConfig::new("echo.Logged", &dir).user_data("NAME", "bench"))
+            .unwrap();
+        let mut cases: Vec<Measured<'_>> = vec![
+            (
+                "echo_1KiB/direct_call",
+                Box::new(|| drop(black_box(echo::handler(&payload, test.context())))),
+            ),
+            (
+                "echo_1KiB/fnhost_current_thread",
+                Box::new(|| drop(black_box(echo.invoke_on_current_thread(&payload)))),
+            ),
+            (
+                "logged_1KiB/direct_call",
+                Box::new(|| drop(black_box(echo::logged(&payload, test.context())))),
+            ),
+            (
+                "logged_1KiB/fnhost_current_thread",
+                Box::new(|| drop(black_box(logged.invoke_on_current_thread(&payload)))),
+            ),
+        ];
+        return callgrind(&id, &mut cases);
+    }
     let cases: [(&str, &str, Handler); 2] = [
         ("echo_1KiB", "echo.Handler", echo::handler),
         ("logged_1KiB", "echo.Logged", echo::logged),
     ];
     for (group, entry, direct) in cases {
+        if !rounds::selected(group) {
+            continue;
+        }
         let f = rt
             .load(FunctionConfig::new(entry, &dir).user_data("NAME", "bench"))
             .unwrap();
         let test = TestContext::new().user_data("NAME", "bench");
-        let mut g = c.benchmark_group(group);
-        g.bench_function("direct_call", |b| {
-            b.iter(|| black_box(direct(black_box(&payload), test.context()).unwrap()))
-        });
-        g.bench_function("fnhost_current_thread", |b| {
-            b.iter(|| black_box(f.invoke_on_current_thread(black_box(&payload)).unwrap()))
-        });
-        g.bench_function("fnhost_worker_thread", |b| {
-            b.iter(|| black_box(f.invoke(black_box(&payload)).unwrap()))
-        });
         let here = lane_route(&rt, entry, &dir, group);
-        g.bench_function("fnhost_io_lane_here", |b| {
-            b.iter(|| black_box(here.call(black_box(payload.clone()))))
-        });
-        g.finish();
+        let handoff = Handoff::new(direct);
+        let mut cases = vec![
+            Case::new(
+                "direct_call",
+                each(|| {
+                    black_box(direct(black_box(&payload), test.context()).unwrap());
+                }),
+            ),
+            Case::new(
+                "fnhost_current_thread",
+                each(|| {
+                    black_box(f.invoke_on_current_thread(black_box(&payload)).unwrap());
+                }),
+            ),
+            Case::new(
+                "fnhost_worker_thread",
+                each(|| {
+                    black_box(f.invoke(black_box(&payload)).unwrap());
+                }),
+            ),
+            Case::new(
+                "fnhost_io_lane_here",
+                each(|| {
+                    black_box(here.call(black_box(payload.clone())));
+                }),
+            ),
+        ];
+        if group == "echo_1KiB" {
+            cases.insert(
+                1,
+                Case::new(
+                    "bare_thread_handoff",
+                    each(|| {
+                        black_box(handoff.call(black_box(&payload)));
+                    }),
+                ),
+            );
+        }
+        let m = rounds::run(group, cases);
+        if group == "echo_1KiB" {
+            let to_handoff = rounds::ratio(&m[3], &m[1]);
+            println!(
+                "fnhost_worker_thread / bare_thread_handoff: {:.2}x ({:.2}-{:.2})",
+                to_handoff.0, to_handoff.1, to_handoff.2
+            );
+        }
+    }
+    if rounds::selected("handoff_latency") {
+        let f = rt
+            .load(FunctionConfig::new("echo.Handler", &dir).user_data("NAME", "bench"))
+            .unwrap();
+        let handoff = Handoff::new(echo::handler);
+        let samples = 20_000;
+        // Alternate the two in blocks so both see the same machine.
+        let (mut w50, mut w99, mut b50, mut b99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let (m, p) = rounds::latency(|| drop(black_box(f.invoke(&payload).unwrap())), samples);
+            w50.push(m);
+            w99.push(p);
+            let (m, p) = rounds::latency(|| drop(black_box(handoff.call(&payload))), samples);
+            b50.push(m);
+            b99.push(p);
+        }
+        let (w50, w99, b50, b99) = (
+            rounds::median(&mut w50),
+            rounds::median(&mut w99),
+            rounds::median(&mut b50),
+            rounds::median(&mut b99),
+        );
+        println!(
+            "handoff_latency: fnhost_worker_thread median {} p99 {}; bare_thread_handoff median {} p99 {}",
+            rounds::human(w50),
+            rounds::human(w99),
+            rounds::human(b50),
+            rounds::human(b99)
+        );
+        rounds::save(
+            "handoff_latency",
+            5,
+            &[],
+            &[
+                ("worker_thread_median_ns", w50),
+                ("worker_thread_p99_ns", w99),
+                ("bare_handoff_median_ns", b50),
+                ("bare_handoff_p99_ns", b99),
+            ],
+        );
     }
 }
 
@@ -133,53 +298,3 @@ fn lane_route(rt: &Runtime, entry: &str, dir: &Path, name: &str) -> LaneRoute {
     }
     panic!("never qualified for the lane");
 }
-
-fn cold_load(c: &mut Criterion) {
-    let dir = release_dir();
-    let original = std::fs::read(dir.join("libtestplugin.so")).unwrap();
-    let work = tempfile::tempdir_in("/dev/shm").unwrap();
-    // The default cache location, as users get it.
-    let rt = Runtime::new(RuntimeConfig {
-        worker_executable: Some(worker::fnhost_binary()),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let mut generation: u64 = 0;
-    let mut g = c.benchmark_group("cold_load");
-    // Every iteration maps one more library for good; past ~2,000 mapped
-    // libraries glibc's dlopen slows down several-fold (see
-    // examples/load_growth.rs), so keep this run to about a thousand loads.
-    g.sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(100))
-        .measurement_time(Duration::from_millis(400));
-    g.bench_function(
-        BenchmarkId::new("testplugin", "copy+open+check+init"),
-        |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    // A distinct build each time: bytes appended after the ELF
-                    // image change the content address but not the code.
-                    generation += 1;
-                    let mut bytes = original.clone();
-                    bytes.extend_from_slice(&generation.to_le_bytes());
-                    std::fs::write(work.path().join("testplugin.so"), &bytes).unwrap();
-                    let config = FunctionConfig::new("testplugin.Handler", work.path())
-                        .initializer("testplugin.Init");
-                    let start = Instant::now();
-                    let f = rt.load(config).unwrap();
-                    total += start.elapsed();
-                    assert!(f.initializer_report().unwrap().error.is_none());
-                    // The mapping stays (never unloaded); its cached file can go.
-                    let _ = std::fs::remove_file(f.library().mapped_path());
-                }
-                total
-            })
-        },
-    );
-    g.finish();
-}
-
-criterion_group!(benches, invocation, cold_load);
-criterion_main!(benches);

@@ -1,21 +1,31 @@
-//! Process isolation's cost, against a baseline in the same run: a raw 1 KiB
-//! round trip over a Unix socket to a child process that echoes it (this
-//! benchmark binary, re-executed as that child), versus invoking `echo` with
-//! 1 KiB in a worker process through fnhost (framing, context, result,
-//! summary and log included). In-process invocation is shown for reference.
+//! Process isolation's cost, against two baselines in the same interleaved
+//! rounds: a raw 1 KiB round trip over a Unix socket to a child process
+//! that echoes it, and a raw 1 KiB round trip over the same shared-memory
+//! channel fnhost's workers use (memfd slots, spin then futex or socket
+//! doorbell), to a child that echoes it; versus invoking `echo` with 1 KiB
+//! in a worker process through fnhost (encoding, context, result, summary,
+//! memory accounting, output capture and log included). Both children are
+//! this benchmark binary, re-executed. In-process invocation is shown for
+//! reference.
 //!
 //! Run with `scripts/bench.sh` (builds the `fnhost` binary and the sample
 //! plugins in release first).
 
+#[path = "support/rounds.rs"]
+mod rounds;
+
 use std::io::{Read, Write};
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
-use criterion::{black_box, Criterion};
+use criterion::black_box;
+use fnhost::raw_channel::{HostChannel, Region, WorkerChannel};
 use fnhost::{FunctionConfig, Isolation, Runtime, RuntimeConfig};
+use rounds::{each, ratio, Case};
 
 const CHILD_ENV: &str = "FNHOST_BENCH_RAW_ECHO";
 
@@ -32,8 +42,8 @@ fn release_dir() -> PathBuf {
     dir
 }
 
-/// The baseline child: echo length-prefixed messages on fd 3 until EOF.
-fn raw_echo_child() {
+/// The socket baseline's child: echo length-prefixed messages on fd 3.
+fn raw_socket_child() {
     // SAFETY: the parent dup2'ed its socketpair end onto fd 3 for us.
     let mut s = unsafe { UnixStream::from_raw_fd(3) };
     let mut len = [0u8; 4];
@@ -48,25 +58,66 @@ fn raw_echo_child() {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let dir = release_dir();
-    let payload = vec![b'x'; 1024];
+/// The shared-memory baseline's child: the socket on fd 3, the region on
+/// fd 4; echoes every message until the host goes.
+fn raw_shared_memory_child() {
+    // SAFETY: the parent dup2'ed its socketpair end onto fd 3 and the
+    // region's memfd onto fd 4 for us.
+    let (socket, region) = unsafe { (UnixStream::from_raw_fd(3), OwnedFd::from_raw_fd(4)) };
+    let mut channel = WorkerChannel::new(Region::open(region).unwrap());
+    let mut reader = &socket;
+    while let Ok(m) = channel.next(&mut reader) {
+        if channel.answer(&socket, &m.header, &m.body).is_err() {
+            return;
+        }
+    }
+}
 
-    let (mut parent, child) = UnixStream::pair().unwrap();
-    let fd = child.as_raw_fd();
+fn child(mode: &str, socket: &UnixStream, region: Option<&OwnedFd>) -> Child {
+    let fd = socket.as_raw_fd();
+    let region = region.map(|r| r.as_raw_fd());
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.env(CHILD_ENV, "1");
-    // SAFETY: dup2 is async-signal-safe; `fd` is valid in the child.
+    cmd.env(CHILD_ENV, mode);
+    // SAFETY: fcntl and dup2 are async-signal-safe; the descriptors are
+    // valid in the child.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            let s = libc::fcntl(fd, libc::F_DUPFD, 10);
+            if s < 0 || libc::dup2(s, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(r) = region {
+                let r = libc::fcntl(r, libc::F_DUPFD, 10);
+                if r < 0 || libc::dup2(r, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
-    let mut raw_child = cmd.spawn().unwrap();
-    drop(child);
+    cmd.spawn().unwrap()
+}
+
+fn main() {
+    match std::env::var(CHILD_ENV).as_deref() {
+        Ok("socket") => return raw_socket_child(),
+        Ok("shm") => return raw_shared_memory_child(),
+        _ => {}
+    }
+    if !rounds::selected("isolation_1KiB") {
+        return;
+    }
+    let dir = release_dir();
+    let payload = vec![b'x'; 1024];
+
+    let (mut parent, socket_child_end) = UnixStream::pair().unwrap();
+    let mut socket_child = child("socket", &socket_child_end, None);
+    drop(socket_child_end);
+
+    let (shm_parent, shm_child_end) = UnixStream::pair().unwrap();
+    let mut channel = HostChannel::new().unwrap();
+    let mut shm_child = child("shm", &shm_child_end, Some(channel.fd()));
+    drop(shm_child_end);
 
     let rt = Runtime::new(RuntimeConfig {
         worker_executable: Some(dir.join("fnhost")),
@@ -78,37 +129,64 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let in_process = rt.load(FunctionConfig::new("echo.Handler", &dir)).unwrap();
 
-    let mut g = c.benchmark_group("isolation_1KiB");
-    g.bench_function("raw_unix_socket_round_trip", |b| {
-        let mut back = vec![0u8; payload.len()];
-        let mut len = [0u8; 4];
-        b.iter(|| {
-            parent
-                .write_all(&(payload.len() as u32).to_le_bytes())
-                .unwrap();
-            parent.write_all(&payload).unwrap();
-            parent.read_exact(&mut len).unwrap();
-            parent.read_exact(&mut back).unwrap();
-            black_box(&back);
-        })
-    });
-    g.bench_function("fnhost_process_isolation", |b| {
-        b.iter(|| black_box(isolated.invoke(black_box(&payload)).unwrap()))
-    });
-    g.bench_function("fnhost_in_process", |b| {
-        b.iter(|| black_box(in_process.invoke(black_box(&payload)).unwrap()))
-    });
-    g.finish();
+    let mut back = vec![0u8; payload.len()];
+    let cases = vec![
+        Case::new(
+            "raw_unix_socket_round_trip",
+            each(|| {
+                let mut len = [0u8; 4];
+                parent
+                    .write_all(&(payload.len() as u32).to_le_bytes())
+                    .unwrap();
+                parent.write_all(&payload).unwrap();
+                parent.read_exact(&mut len).unwrap();
+                parent.read_exact(&mut back).unwrap();
+                black_box(&back);
+            }),
+        ),
+        Case::new(
+            "raw_shared_memory_round_trip",
+            each(|| {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let m = channel.call(&shm_parent, b"", &payload, deadline).unwrap();
+                assert_eq!(m.body.len(), payload.len());
+                black_box(m);
+            }),
+        ),
+        Case::new(
+            "fnhost_process_isolation",
+            each(|| {
+                black_box(isolated.invoke(black_box(&payload)).unwrap());
+            }),
+        ),
+        Case::new(
+            "fnhost_in_process",
+            each(|| {
+                black_box(in_process.invoke(black_box(&payload)).unwrap());
+            }),
+        ),
+    ];
+    let m = rounds::run("isolation_1KiB", cases);
+    let (iso, shm, sock) = (&m[2], &m[1], &m[0]);
+    let to_shm = ratio(iso, shm);
+    let to_socket = ratio(iso, sock);
+    println!(
+        "fnhost_process_isolation / raw_unix_socket_round_trip: {:.2}x ({:.2}-{:.2}); \
+         / raw_shared_memory_round_trip: {:.2}x ({:.2}-{:.2})",
+        to_socket.0, to_socket.1, to_socket.2, to_shm.0, to_shm.1, to_shm.2
+    );
+    rounds::save(
+        "isolation_1KiB",
+        m[0].rounds_ns.len() as u64,
+        &m,
+        &[
+            ("isolation_to_socket", to_socket.0),
+            ("isolation_to_shared_memory", to_shm.0),
+        ],
+    );
     drop(parent);
-    let _ = raw_child.wait();
-}
-
-fn main() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        raw_echo_child();
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    bench(&mut c);
-    c.final_summary();
+    drop(shm_parent);
+    let _ = socket_child.wait();
+    let _ = shm_child.kill();
+    let _ = shm_child.wait();
 }
