@@ -107,6 +107,7 @@ impl CodeCache {
     }
 
     /// The directory.
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -185,53 +186,256 @@ impl CodeCache {
     /// existing copy is reused only when it hashes to `digest`.
     #[cfg(test)]
     pub fn store(&self, digest: &Digest, bytes: &[u8]) -> io::Result<PathBuf> {
-        self.store_verified(digest, bytes).map(|(path, _)| path)
+        let stored = self.copy_in(&mut io::Cursor::new(bytes), None, bytes.len() as u64)?;
+        assert_eq!(stored.digest, *digest, "store: the digest of other bytes");
+        Ok(stored.path)
     }
 
-    /// Stores `bytes` under `digest` and returns the copy's path and an open
-    /// descriptor of it: an existing copy that hashes to `digest` (see
-    /// [`CodeCache::open_verified`]), else the file just written (from the
-    /// descriptor that wrote it, so it is not read back).
-    pub fn store_verified(&self, digest: &Digest, bytes: &[u8]) -> io::Result<(PathBuf, OwnedFd)> {
+    /// Copies a library into the cache and hashes it in the same pass:
+    /// reads `source` (at most `limit` bytes; more is `InvalidInput`) into
+    /// a new private file (mode 0400, in this user's cache directory),
+    /// hashing each chunk as it is written, then renames that file to the
+    /// content address the hash gives. The digest is of the bytes written
+    /// to the copy, whatever the source does meanwhile; the returned
+    /// descriptor is the copy's, open for reading.
+    ///
+    /// Where the file system can share extents (`FICLONE`: btrfs, XFS,
+    /// bcachefs, with `source_fd` on the same file system as the cache) the
+    /// copy costs no data copy, only the hash of the clone. Large libraries
+    /// (from [`PIPELINED_BYTES`]) are hashed on a second thread while the
+    /// next chunk is copied.
+    pub fn copy_in(
+        &self,
+        source: &mut dyn Read,
+        source_fd: Option<std::os::fd::BorrowedFd<'_>>,
+        limit: u64,
+    ) -> io::Result<Stored> {
         if self.dir.as_os_str().is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "this process has no code cache",
             ));
         }
-        let path = self.path_of(digest);
-        match self.open_verified(digest) {
-            Ok(file) => return Ok((path, file)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                log::warn!(target: "fnhost::cache", "rewriting a cached copy: {e}");
-            }
-        }
         let tmp = self.dir.join(format!(
-            ".{}.{}.{}.tmp",
-            digest.to_hex(),
+            ".incoming.{}.{}.tmp",
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = (|| {
+        let stored = (|| {
             // Read-only for everyone (mode 0400); this descriptor may still
             // read and write it.
-            let mut f = fs::OpenOptions::new()
+            let mut copy = fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .mode(0o400)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&tmp)?;
-            f.write_all(bytes)?;
+            let (digest, size) = match source_fd.filter(|_| clone_into(&copy, source_fd)) {
+                Some(_) => hash_file(&mut copy, limit)?,
+                None => copy_hashing(source, &mut copy, limit)?,
+            };
+            let path = self.path_of(&digest);
+            // Replaces a copy of the same name: it held these bytes or was
+            // planted or torn; a library already mapped from it keeps its
+            // own inode.
             fs::rename(&tmp, &path)?;
-            Ok(f.into())
+            Ok(Stored {
+                digest,
+                size,
+                path,
+                file: copy.into(),
+            })
         })();
-        if written.is_err() {
+        if stored.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        written.map(|file| (path, file))
+        stored
     }
+}
+
+/// A library copied into the cache ([`CodeCache::copy_in`]).
+#[derive(Debug)]
+pub struct Stored {
+    /// The content address of the copy's bytes.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its path, `<cache>/<digest>.so`.
+    pub path: PathBuf,
+    /// The copy, open for reading.
+    pub file: OwnedFd,
+}
+
+/// From this size, [`CodeCache::copy_in`] hashes on a second thread while
+/// it copies (below it, starting the thread costs more than it saves).
+pub const PIPELINED_BYTES: u64 = 4 << 20;
+
+/// Chunk of the sequential copy: fits the L2 cache, so each chunk is still
+/// there when it is hashed and then written.
+const CHUNK: usize = 256 * 1024;
+
+/// Chunk of the pipelined copy (three in flight).
+const PIPELINED_CHUNK: usize = 1 << 20;
+
+fn too_large(limit: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("the library is larger than the {limit} bytes it may have"),
+    )
+}
+
+/// Makes `copy` share `source`'s extents (`FICLONE`); false where the file
+/// system cannot (then nothing was written).
+fn clone_into(copy: &fs::File, source: Option<std::os::fd::BorrowedFd<'_>>) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(source) = source else { return false };
+    // FICLONE = _IOW(0x94, 9, int)
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: FICLONE takes the source descriptor as its argument and
+    // changes only the destination file, which is ours; both descriptors
+    // are open for the duration of the call.
+    unsafe { libc::ioctl(copy.as_raw_fd(), FICLONE, source.as_raw_fd()) == 0 }
+}
+
+/// Hashes `file` from its start (a clone just made), at most `limit` bytes.
+fn hash_file(file: &mut fs::File, limit: u64) -> io::Result<(Digest, u64)> {
+    use std::io::Seek;
+    file.rewind()?;
+    let mut hasher = blake3::Hasher::new();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            return Ok((Digest(*hasher.finalize().as_bytes()), size));
+        }
+        size += n as u64;
+        if size > limit {
+            return Err(too_large(limit));
+        }
+        hasher.update(&chunk[..n]);
+    }
+}
+
+/// Copies `source` to `copy`, hashing what is written, in one pass.
+fn copy_hashing(
+    source: &mut dyn Read,
+    copy: &mut fs::File,
+    limit: u64,
+) -> io::Result<(Digest, u64)> {
+    let mut chunk = vec![0u8; CHUNK];
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    loop {
+        let n = read_some(source, &mut chunk)?;
+        if n == 0 {
+            return Ok((Digest(*hasher.finalize().as_bytes()), size));
+        }
+        size += n as u64;
+        if size > limit {
+            return Err(too_large(limit));
+        }
+        hasher.update(&chunk[..n]);
+        copy.write_all(&chunk[..n])?;
+        if size >= PIPELINED_BYTES {
+            // A large library: the rest on two threads.
+            return copy_pipelined(source, copy, limit, hasher, size);
+        }
+    }
+}
+
+/// Copies what is left of `source` (`size` bytes were copied) unhashed.
+fn copy_rest(
+    source: &mut dyn Read,
+    copy: &mut fs::File,
+    limit: u64,
+    mut size: u64,
+) -> io::Result<()> {
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = read_some(source, &mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        size += n as u64;
+        if size > limit {
+            return Err(too_large(limit));
+        }
+        copy.write_all(&chunk[..n])?;
+    }
+}
+
+/// Reads into `buf` until it is full or the source ends.
+fn read_some(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The rest of [`copy_hashing`] for a large library: this thread reads and
+/// writes chunk `i + 1` while a second one hashes chunk `i` (each buffer
+/// is hashed exactly as it was written, then handed back to be refilled).
+fn copy_pipelined(
+    source: &mut dyn Read,
+    copy: &mut fs::File,
+    limit: u64,
+    mut hasher: blake3::Hasher,
+    mut size: u64,
+) -> io::Result<(Digest, u64)> {
+    use std::sync::mpsc::sync_channel;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(3);
+        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(3);
+        for _ in 0..3 {
+            let _ = empty_tx.send(vec![0u8; PIPELINED_CHUNK]);
+        }
+        let worker = std::thread::Builder::new()
+            .name("fnhost-hash".into())
+            .spawn_scoped(scope, move || {
+                for (buf, n) in full_rx {
+                    hasher.update(&buf[..n]);
+                    if empty_tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+                hasher
+            });
+        let Ok(worker) = worker else {
+            // No second thread: finish the copy, then hash it from its start.
+            copy_rest(source, copy, limit, size)?;
+            return hash_file(copy, limit);
+        };
+        let copied = (|| loop {
+            let Ok(mut buf) = empty_rx.recv() else {
+                return Err(io::Error::other("the hashing thread ended"));
+            };
+            let n = read_some(source, &mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            size += n as u64;
+            if size > limit {
+                return Err(too_large(limit));
+            }
+            copy.write_all(&buf[..n])?;
+            if full_tx.send((buf, n)).is_err() {
+                return Err(io::Error::other("the hashing thread ended"));
+            }
+        })();
+        drop(full_tx);
+        let hasher = worker
+            .join()
+            .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+        copied.map(|()| (Digest(*hasher.finalize().as_bytes()), size))
+    })
 }
 
 /// Checks every directory from `/` down to `dir` (canonical): owned by this
@@ -387,5 +591,32 @@ mod tests {
         fs::write(&path, b"comp").unwrap();
         cache.store(&d, b"complete").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"complete");
+    }
+
+    #[test]
+    fn a_large_copy_is_hashed_as_written_and_a_limit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path()).unwrap();
+        // Past the pipelined threshold, not a multiple of any chunk.
+        let bytes: Vec<u8> = (0..PIPELINED_BYTES * 2 + 12_345)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let stored = cache
+            .copy_in(&mut io::Cursor::new(&bytes), None, u64::MAX)
+            .unwrap();
+        assert_eq!(stored.digest, Digest::of(&bytes));
+        assert_eq!(stored.size, bytes.len() as u64);
+        assert_eq!(fs::read(&stored.path).unwrap(), bytes);
+        for limit in [1000, PIPELINED_BYTES + 1] {
+            let e = cache
+                .copy_in(&mut io::Cursor::new(&bytes), None, limit)
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        }
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 }

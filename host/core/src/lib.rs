@@ -97,7 +97,7 @@ pub use error::{DeployError, InvokeError, LoadError, NotFound};
 pub use function::Function;
 pub use generation::{Generation, InitReport};
 pub use instances::InstanceStats;
-pub use loader::{Library, LibraryReport};
+pub use loader::{Library, LibraryReport, LoadTimings};
 pub use log_buffer::tail;
 pub use outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
 pub use registry::{

@@ -10,16 +10,17 @@
 //! into it), so the loader never `dlclose`s it. Loading the same bytes again
 //! returns the same [`Library`].
 
-use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use fnhost_api::abi::{self, Descriptor};
 use parking_lot::Mutex;
 
 use crate::abi_check::{check_descriptor, CheckError, PluginInfo};
-use crate::code_cache::{CodeCache, Digest};
+use crate::code_cache::{CodeCache, Digest, Stored};
 use crate::elf;
 use crate::error::LoadError;
 use crate::isolation::preflight::{Failure, Preflight};
@@ -38,6 +39,23 @@ pub struct Library {
     /// The verified cache copy, open, for worker processes to inherit
     /// (libraries stored for process isolation).
     file: Option<Arc<OwnedFd>>,
+    timings: LoadTimings,
+}
+
+/// Where the time of a library's load went (recorded once, when it was
+/// first loaded or stored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadTimings {
+    /// Opening the file, copying it into the code cache and hashing it in
+    /// the same pass, checking its ELF headers (or finding a build already
+    /// hashed in this process).
+    pub ingest: Duration,
+    /// Trying it in a throwaway worker process, when it had not passed
+    /// there yet.
+    pub preflight: Option<Duration>,
+    /// `dlopen` (its constructors run), finding and checking the
+    /// descriptor; zero for a library stored only for worker processes.
+    pub open: Duration,
 }
 
 impl Library {
@@ -61,6 +79,11 @@ impl Library {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
+    /// Where the time of its load went.
+    pub fn load_timings(&self) -> LoadTimings {
+        self.timings
+    }
+
     /// Whether the library is mapped in this process (false for a library
     /// stored only for worker processes).
     pub fn is_mapped(&self) -> bool {
@@ -116,10 +139,9 @@ impl std::fmt::Debug for Library {
 /// wrong path, `/dev/zero` say, can cost).
 pub const MAX_LIBRARY_BYTES: u64 = 512 * 1024 * 1024;
 
-/// Reads a library file: a regular file only (a FIFO or a device is
+/// Opens a library file: a regular file only (a FIFO or a device is
 /// refused without blocking on it), at most [`MAX_LIBRARY_BYTES`].
-pub fn read_library(path: &Path) -> Result<Vec<u8>, LoadError> {
-    use std::io::Read;
+fn open_library(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), LoadError> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |error: std::io::Error| LoadError::Io {
         path: path.to_owned(),
@@ -148,17 +170,172 @@ pub fn read_library(path: &Path) -> Result<Vec<u8>, LoadError> {
             ),
         )));
     }
+    Ok((file, meta))
+}
+
+/// Reads a library file (see [`open_library`]).
+pub fn read_library(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let (file, meta) = open_library(path)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(MAX_LIBRARY_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(io)?;
+        .map_err(|error| LoadError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
     if bytes.len() as u64 > MAX_LIBRARY_BYTES {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the file grew past the library size limit while it was read",
-        )));
+        return Err(LoadError::Io {
+            path: path.to_owned(),
+            error: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the file grew past the library size limit while it was read",
+            ),
+        });
     }
     Ok(bytes)
+}
+
+/// Whether `path` names the open file `file`.
+fn still_at(file: &OwnedFd, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(open) = file
+        .try_clone()
+        .and_then(|dup| std::fs::File::from(dup).metadata())
+    else {
+        return false;
+    };
+    std::fs::symlink_metadata(path).is_ok_and(|at| at.dev() == open.dev() && at.ino() == open.ino())
+}
+
+/// A source file's identity as `stat` gives it. Two equal keys of a
+/// settled file (see [`SourceKey::settled`]) are the same bytes: any write
+/// after the first `stat` moves its change time past the recorded one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SourceKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+/// How long a file must have been left alone before its `stat` identity
+/// stands for its bytes: well over the coarsest file timestamp tick (10 ms
+/// at HZ=100), so a write in the same tick as the last one cannot leave
+/// the change time as it was (git's "racily clean" rule).
+const SETTLE: Duration = Duration::from_millis(50);
+
+impl SourceKey {
+    fn of(meta: &std::fs::Metadata) -> SourceKey {
+        use std::os::unix::fs::MetadataExt;
+        SourceKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file was last changed at least [`SETTLE`] before `now`.
+    fn settled(&self, now: SystemTime) -> bool {
+        let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+            return false;
+        };
+        let limit = now.as_nanos() as i128 - SETTLE.as_nanos() as i128;
+        self.mtime_ns < limit && self.ctime_ns < limit
+    }
+}
+
+/// A build this process copied and hashed, by its source's identity.
+#[derive(Debug, Clone)]
+struct Known {
+    digest: Digest,
+    size: u64,
+    path: PathBuf,
+    go_runtime: bool,
+    /// The verified copy, while something holds it open.
+    file: Weak<OwnedFd>,
+}
+
+/// Most source identities remembered (a cleared table costs one re-hash
+/// per library).
+const MAX_KNOWN: usize = 4096;
+
+/// Verified copies kept open after the last holder let go, so that a load
+/// right after an inspection (the watcher's way) reuses the copy.
+const RECENT_COPIES: usize = 4;
+
+/// A library file in the code cache: its verified copy, and what the host
+/// checks before anything of it is mapped.
+#[derive(Debug, Clone)]
+pub(crate) struct Ingested {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) path: PathBuf,
+    /// The verified copy, open.
+    pub(crate) file: Arc<OwnedFd>,
+    /// Whether it carries a Go runtime.
+    pub(crate) go_runtime: bool,
+    pub(crate) took: Duration,
+}
+
+/// A read-only mapping of a verified copy, for the ELF checks (which then
+/// touch only the pages they read).
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapping {
+    fn of(file: &OwnedFd, len: u64) -> std::io::Result<Mapping> {
+        use std::os::fd::AsRawFd;
+        let len = usize::try_from(len).map_err(|_| std::io::Error::other("library too large"))?;
+        if len == 0 {
+            return Ok(Mapping {
+                ptr: std::ptr::null_mut(),
+                len,
+            });
+        }
+        // SAFETY: a new private read-only mapping of `len` bytes of an open
+        // file; it aliases nothing of ours. The file is a copy in this
+        // user's private cache directory (mode 0400) that nothing rewrites
+        // or truncates, so its pages stay backed while mapped.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` is a live readable mapping of `len` bytes (see
+        // `of`), unmapped only when `self` drops, after this borrow.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping `of` made, unmapped once; no borrow of it
+            // outlives `self`.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
 }
 
 /// What a library declares, as a pre-flight worker read it: nothing of the
@@ -198,6 +375,10 @@ pub struct Loader {
     /// again when it is then loaded).
     passed: Mutex<std::collections::HashSet<Digest>>,
     loaded: Mutex<HashMap<Digest, Arc<Library>>>,
+    /// Builds already copied and hashed, by their source's identity.
+    known: Mutex<HashMap<SourceKey, Known>>,
+    /// The last few verified copies, kept open (see [`RECENT_COPIES`]).
+    recent: Mutex<VecDeque<Arc<OwnedFd>>>,
 }
 
 impl Loader {
@@ -206,26 +387,27 @@ impl Loader {
         &self.cache
     }
 
+    fn with(cache: CodeCache, preflight: Option<Preflight>) -> Loader {
+        Loader {
+            cache,
+            preflight,
+            passed: Mutex::new(std::collections::HashSet::new()),
+            loaded: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
     /// A loader that copies libraries into `cache` and tries each new one
     /// in a worker process as `preflight` says before mapping it.
     pub fn new(cache: CodeCache, preflight: Preflight) -> Loader {
-        Loader {
-            cache,
-            preflight: Some(preflight),
-            passed: Mutex::new(std::collections::HashSet::new()),
-            loaded: Mutex::new(HashMap::new()),
-        }
+        Loader::with(cache, Some(preflight))
     }
 
     /// The loader of a worker process: it loads its one library in place
     /// ([`Loader::open_in_place`]) and has nothing to pre-flight or cache.
     pub(crate) fn in_worker() -> Loader {
-        Loader {
-            cache: CodeCache::none(),
-            preflight: None,
-            passed: Mutex::new(std::collections::HashSet::new()),
-            loaded: Mutex::new(HashMap::new()),
-        }
+        Loader::with(CodeCache::none(), None)
     }
 
     /// Loads the library at `path` without copying or pre-flighting it: for
@@ -236,6 +418,7 @@ impl Loader {
         name: &Path,
         path: &Path,
     ) -> Result<Arc<Library>, LoadError> {
+        let started = Instant::now();
         let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
             path: name.to_owned(),
             error,
@@ -245,45 +428,133 @@ impl Loader {
             reason,
         })?;
         let digest = Digest::of(&bytes);
-        let library = open_checked(name, path, digest, bytes.len() as u64)?;
+        let ingest = started.elapsed();
+        let mut library = open_checked(name, path, digest, bytes.len() as u64)?;
+        library.timings.ingest = ingest;
         Ok(Arc::new(library))
     }
 
-    /// Reads the library at `path` and checks it is a complete shared
-    /// object for this machine.
-    fn read_checked(path: &Path) -> Result<Vec<u8>, LoadError> {
-        let bytes = read_library(path)?;
-        elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
+    /// Copies the library at `path` into the cache, hashing it in the same
+    /// pass, and checks the copy is a complete shared object for this
+    /// machine; a build this process already copied, from a source file
+    /// unchanged since (same device, inode, size, modification and change
+    /// times, changed longer than [`SETTLE`] before), is not read again.
+    pub(crate) fn ingest(&self, path: &Path) -> Result<Ingested, LoadError> {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let (source, meta) = open_library(path)?;
+        let key = SourceKey::of(&meta);
+        let io = |error: std::io::Error| LoadError::Io {
             path: path.to_owned(),
-            reason,
-        })?;
-        Ok(bytes)
+            error,
+        };
+        let known = self.known.lock().get(&key).cloned();
+        if let Some(known) = known {
+            let file = match known.file.upgrade() {
+                Some(file) => Some(file),
+                // Nobody holds the copy open any more: use it again once it
+                // hashes as it should (else copy the source again).
+                None => self.cache.open_verified(&known.digest).ok().map(Arc::new),
+            };
+            // The copy is used by path (dlopen): only while the path still
+            // names it (a pruned cache lost it).
+            if let Some(file) = file.filter(|f| still_at(f, &known.path)) {
+                self.keep_recent(&file);
+                return Ok(Ingested {
+                    digest: known.digest,
+                    size: known.size,
+                    path: known.path,
+                    file,
+                    go_runtime: known.go_runtime,
+                    took: started.elapsed(),
+                });
+            }
+        }
+        let Stored {
+            digest,
+            size,
+            path: copy,
+            file,
+        } = self
+            .cache
+            .copy_in(&mut &source, Some(source.as_fd()), MAX_LIBRARY_BYTES)
+            .map_err(io)?;
+        let mapping = Mapping::of(&file, size).map_err(io)?;
+        if let Err(reason) = elf::check_shared_object(mapping.bytes()) {
+            drop(mapping);
+            // Nothing will load it: do not keep the copy.
+            let _ = std::fs::remove_file(&copy);
+            return Err(LoadError::NotALibrary {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+        let go_runtime = elf::is_go_library(mapping.bytes());
+        drop(mapping);
+        let file = Arc::new(file);
+        self.keep_recent(&file);
+        // Remembered only when the source did not change while it was
+        // copied and had been left alone for a while before.
+        let unchanged = source
+            .metadata()
+            .is_ok_and(|after| SourceKey::of(&after) == key);
+        if unchanged && key.settled(now) {
+            let mut known = self.known.lock();
+            if known.len() >= MAX_KNOWN {
+                known.clear();
+            }
+            known.insert(
+                key,
+                Known {
+                    digest,
+                    size,
+                    path: copy.clone(),
+                    go_runtime,
+                    file: Arc::downgrade(&file),
+                },
+            );
+        }
+        Ok(Ingested {
+            digest,
+            size,
+            path: copy,
+            file,
+            go_runtime,
+            took: started.elapsed(),
+        })
     }
 
-    /// Stores the copy of `bytes` and opens it, verified.
-    fn store(&self, digest: &Digest, bytes: &[u8]) -> Result<(PathBuf, OwnedFd), LoadError> {
-        self.cache
-            .store_verified(digest, bytes)
-            .map_err(|error| LoadError::Io {
-                path: self.cache.dir().to_owned(),
-                error,
-            })
+    fn keep_recent(&self, file: &Arc<OwnedFd>) {
+        let mut recent = self.recent.lock();
+        if recent.iter().any(|f| Arc::ptr_eq(f, file)) {
+            return;
+        }
+        if recent.len() >= RECENT_COPIES {
+            recent.pop_front();
+        }
+        recent.push_back(Arc::clone(file));
     }
 
     /// Tries the verified copy `file` of `digest` in a throwaway worker
-    /// process (once per digest).
-    fn preflight(&self, source: &Path, digest: &Digest, file: &OwnedFd) -> Result<(), LoadError> {
+    /// process (once per digest); how long it took when it ran.
+    fn preflight(
+        &self,
+        source: &Path,
+        digest: &Digest,
+        file: &OwnedFd,
+    ) -> Result<Option<Duration>, LoadError> {
         let Some(preflight) = &self.preflight else {
-            return Ok(());
+            return Ok(None);
         };
         if self.passed.lock().contains(digest) {
-            return Ok(());
+            return Ok(None);
         }
+        let started = Instant::now();
         preflight
             .check(file)
             .map_err(|failure| failure_to_error(source, failure))?;
         self.passed.lock().insert(*digest);
-        Ok(())
+        Ok(Some(started.elapsed()))
     }
 
     /// Number of distinct libraries mapped (none is ever unmapped).
@@ -293,70 +564,47 @@ impl Loader {
 
     /// Loads the library at `path` (see the module docs).
     pub fn load(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
-        let bytes = read_library(path)?;
-        self.load_bytes(path, &bytes)
+        let ingested = self.ingest(path)?;
+        self.load_ingested(path, ingested)
     }
 
     /// What the library at `path` declares, read by a pre-flight worker
     /// process: nothing of it is mapped or run here (for `fnhost inspect`
     /// and for the watcher, which looks for an initializer).
     pub fn inspect(&self, path: &Path) -> Result<LibraryReport, LoadError> {
-        let bytes = Self::read_checked(path)?;
-        let digest = Digest::of(&bytes);
-        let (_, file) = self.store(&digest, &bytes)?;
+        let ingested = self.ingest(path)?;
         let Some(preflight) = &self.preflight else {
             return Err(LoadError::InWorker(
                 "a worker process cannot inspect libraries".to_owned(),
             ));
         };
         let checked = preflight
-            .check(&file)
+            .check(&ingested.file)
             .map_err(|failure| failure_to_error(path, failure))?;
-        self.passed.lock().insert(digest);
+        self.passed.lock().insert(ingested.digest);
         Ok(LibraryReport {
-            digest,
-            size: bytes.len() as u64,
+            digest: ingested.digest,
+            size: ingested.size,
             name: checked.name,
             sdk: checked.sdk,
             abi: checked.abi,
             layout_checked: checked.layout_checked,
             handlers: checked.handlers,
             initializers: checked.initializers,
-            go_runtime: elf::is_go_library(&bytes),
+            go_runtime: ingested.go_runtime,
         })
     }
 
-    /// Checks that `path` is a complete shared object for this machine and
-    /// stores its content-addressed copy, without mapping it: for functions
+    /// Stores a library already ingested without mapping it: for functions
     /// whose workers load it (process isolation). The ABI check happens in
     /// the worker.
-    pub fn store_unmapped(&self, path: &Path) -> Result<Arc<Library>, LoadError> {
-        let bytes = Self::read_checked(path)?;
-        self.store_unmapped_checked(path, &bytes)
-    }
-
-    /// [`Loader::store_unmapped`] of bytes already read from `source`.
-    pub fn store_unmapped_bytes(
-        &self,
-        source: &Path,
-        bytes: &[u8],
-    ) -> Result<Arc<Library>, LoadError> {
-        elf::check_shared_object(bytes).map_err(|reason| LoadError::NotALibrary {
-            path: source.to_owned(),
-            reason,
-        })?;
-        self.store_unmapped_checked(source, bytes)
-    }
-
-    fn store_unmapped_checked(&self, path: &Path, bytes: &[u8]) -> Result<Arc<Library>, LoadError> {
-        let digest = Digest::of(bytes);
-        let (mapped_path, file) = self.store(&digest, bytes)?;
-        Ok(Arc::new(Library {
-            digest,
-            source: path.to_owned(),
-            mapped_path,
-            size: bytes.len() as u64,
-            file: Some(Arc::new(file)),
+    pub(crate) fn store_ingested(&self, source: &Path, ingested: Ingested) -> Arc<Library> {
+        Arc::new(Library {
+            digest: ingested.digest,
+            source: source.to_owned(),
+            mapped_path: ingested.path,
+            size: ingested.size,
+            file: Some(ingested.file),
             info: PluginInfo {
                 name: String::new(),
                 sdk: String::new(),
@@ -366,30 +614,34 @@ impl Loader {
                 initializers: Vec::new(),
             },
             _handle: None,
-        }))
+            timings: LoadTimings {
+                ingest: ingested.took,
+                preflight: None,
+                open: Duration::ZERO,
+            },
+        })
     }
 
-    /// Loads a library from bytes already read from `source`.
-    pub fn load_bytes(&self, source: &Path, bytes: &[u8]) -> Result<Arc<Library>, LoadError> {
-        elf::check_shared_object(bytes).map_err(|source_err| LoadError::NotALibrary {
-            path: source.to_owned(),
-            reason: source_err,
-        })?;
-        let digest = Digest::of(bytes);
-        let mapped = self.loaded.lock().get(&digest).cloned();
-        if let Some(lib) = mapped {
-            // Already mapped: its copy is never opened again, so it is not
-            // re-verified, only put back if it was pruned (the cache holds
-            // every library in use).
-            if !lib.mapped_path().exists() {
-                self.store(&digest, bytes)?;
-            }
+    /// Maps a library already ingested from `source` (once per digest: the
+    /// same bytes give the same [`Library`]).
+    pub(crate) fn load_ingested(
+        &self,
+        source: &Path,
+        ingested: Ingested,
+    ) -> Result<Arc<Library>, LoadError> {
+        let digest = ingested.digest;
+        if let Some(lib) = self.loaded.lock().get(&digest).cloned() {
             return Ok(lib);
         }
-        let (mapped_path, file) = self.store(&digest, bytes)?;
         // Nothing of a library runs here before it ran once elsewhere.
-        self.preflight(source, &digest, &file)?;
-        let library = open_checked(source, &mapped_path, digest, bytes.len() as u64)?;
+        let preflight = self.preflight(source, &digest, &ingested.file)?;
+        let started = Instant::now();
+        let mut library = open_checked(source, &ingested.path, digest, ingested.size)?;
+        library.timings = LoadTimings {
+            ingest: ingested.took,
+            preflight,
+            open: started.elapsed(),
+        };
         let mut loaded = self.loaded.lock();
         let entry = loaded.entry(digest).or_insert_with(|| Arc::new(library));
         Ok(Arc::clone(entry))
@@ -463,6 +715,7 @@ fn open_checked(
         info,
         _handle: Some(handle),
         file: None,
+        timings: LoadTimings::default(),
     })
 }
 
@@ -537,5 +790,76 @@ pub(crate) fn error_to_refusal(error: &LoadError) -> crate::isolation::protocol:
         LoadError::AbiLayout { differences, .. } => Refusal::Layout(differences.clone()),
         LoadError::InvalidDescriptor { reason, .. } => Refusal::Invalid(reason.clone()),
         other => Refusal::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, Write};
+
+    /// An ELF shared object to ingest: this test executable (a PIE, so
+    /// `ET_DYN`), copied to `dir`.
+    fn elf_file(dir: &Path) -> PathBuf {
+        let path = dir.join("lib.so");
+        std::fs::copy(std::env::current_exe().unwrap(), &path).unwrap();
+        path
+    }
+
+    fn loader(dir: &Path) -> Loader {
+        Loader::with(CodeCache::new(dir.join("cache")).unwrap(), None)
+    }
+
+    #[test]
+    fn a_settled_unchanged_build_is_not_copied_again_and_a_rewritten_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = elf_file(dir.path());
+        let loader = loader(dir.path());
+        // Fresh from the build: not trusted by its stat identity yet.
+        let fresh = loader.ingest(&path).unwrap();
+        assert!(!Arc::ptr_eq(
+            &fresh.file,
+            &loader.ingest(&path).unwrap().file
+        ));
+        std::thread::sleep(SETTLE * 2);
+        let first = loader.ingest(&path).unwrap();
+        let again = loader.ingest(&path).unwrap();
+        assert!(Arc::ptr_eq(&first.file, &again.file), "re-copied");
+        assert_eq!(first.digest, fresh.digest);
+        // Rewritten in place, same size, same inode, right away.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::End(-8)).unwrap();
+        f.write_all(b"rewrite!").unwrap();
+        drop(f);
+        let rewritten = loader.ingest(&path).unwrap();
+        assert_ne!(rewritten.digest, first.digest);
+        assert_eq!(rewritten.digest, Digest::of(&std::fs::read(&path).unwrap()));
+    }
+
+    #[test]
+    fn a_known_build_whose_copy_was_pruned_is_copied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = elf_file(dir.path());
+        let loader = loader(dir.path());
+        std::thread::sleep(SETTLE * 2);
+        let first = loader.ingest(&path).unwrap();
+        std::fs::remove_file(&first.path).unwrap();
+        let again = loader.ingest(&path).unwrap();
+        assert!(again.path.is_file());
+        assert_eq!(again.digest, first.digest);
+    }
+
+    #[test]
+    fn what_is_not_a_library_leaves_no_copy_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.so");
+        std::fs::write(&path, vec![7u8; 100_000]).unwrap();
+        let loader = loader(dir.path());
+        let e = loader.ingest(&path).unwrap_err();
+        assert!(matches!(e, LoadError::NotALibrary { .. }), "{e}");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use super::{Execution, Generation, InProcess, Workers};
 use crate::config::{FunctionConfig, Isolation};
-use crate::elf;
 use crate::entry::Entry;
 use crate::error::LoadError;
 use crate::isolation::process::ProcessPool;
-use crate::loader::{read_library, Library};
+use crate::loader::Library;
 use crate::shared::Shared;
 
 /// Validates, loads and resolves a generation without running anything.
@@ -36,19 +35,13 @@ pub(crate) fn build_generation(
     }
     let mut config = config;
     let path = entry.locate(&config.code_dir)?;
+    let ingested = shared.loader.ingest(&path)?;
+    config.isolation = config.isolation.resolve(ingested.go_runtime);
     if config.isolation == Isolation::Process {
-        let library = shared.loader.store_unmapped(&path)?;
+        let library = shared.loader.store_ingested(&path, ingested);
         return build_in_workers(shared, config, library);
     }
-    let bytes = read_library(&path)?;
-    if config.isolation == Isolation::Auto {
-        config.isolation = config.isolation.resolve(elf::is_go_library(&bytes));
-        if config.isolation == Isolation::Process {
-            let library = shared.loader.store_unmapped_bytes(&path, &bytes)?;
-            return build_in_workers(shared, config, library);
-        }
-    }
-    let library = shared.loader.load_bytes(&path, &bytes)?;
+    let library = shared.loader.load_ingested(&path, ingested)?;
     generation_of(shared, config, library, &entry, init_entry.as_ref())
 }
 
