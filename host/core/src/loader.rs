@@ -412,24 +412,30 @@ impl Loader {
 
     /// Loads the library at `path` without copying or pre-flighting it: for
     /// a worker process, given the host's verified copy as a descriptor.
-    /// `name` names it in messages.
+    /// `name` names it in messages. The copy is not hashed again (the host
+    /// hashed it, and nothing in a worker uses the digest): its digest reads
+    /// as zeros here.
     pub(crate) fn open_in_place(
         &self,
         name: &Path,
         path: &Path,
     ) -> Result<Arc<Library>, LoadError> {
         let started = Instant::now();
-        let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
+        let io = |error: std::io::Error| LoadError::Io {
             path: name.to_owned(),
             error,
-        })?;
-        elf::check_shared_object(&bytes).map_err(|reason| LoadError::NotALibrary {
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let file = OwnedFd::from(file);
+        let mapping = Mapping::of(&file, size).map_err(io)?;
+        elf::check_shared_object(mapping.bytes()).map_err(|reason| LoadError::NotALibrary {
             path: name.to_owned(),
             reason,
         })?;
-        let digest = Digest::of(&bytes);
+        drop(mapping);
         let ingest = started.elapsed();
-        let mut library = open_checked(name, path, digest, bytes.len() as u64)?;
+        let mut library = open_checked(name, path, Digest([0; 32]), size)?;
         library.timings.ingest = ingest;
         Ok(Arc::new(library))
     }

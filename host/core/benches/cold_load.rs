@@ -1,0 +1,348 @@
+//! Cold loads and the pre-flight, as ratios against baselines measured in
+//! the same interleaved rounds (see `support/rounds.rs`):
+//!
+//! - `cold_load`: the in-host part of loading a never-seen build (copy into
+//!   the code cache and hash in one pass, ELF check, `dlopen`, descriptor
+//!   check, initializer: `Runtime::load` minus the pre-flight, which
+//!   `Library::load_timings` reports) of `testplugin` and of C plugins of
+//!   1 MB, 5 MB and 20 MB (`support/padded.c`), beside a bare `dlopen` +
+//!   `dlsym` of a never-seen file of the same build in the same rounds;
+//!   and an already-hashed build (`*_hashed`: inspected first, as the
+//!   watcher does, then loaded). Every build is written to a directory on
+//!   the target's file system (as a user's build output is) just before it
+//!   is loaded, outside the timed part.
+//! - `preflight`: trying a never-seen build of `testplugin` in a throwaway
+//!   worker process, against starting `/bin/true` and waiting for it (a bare
+//!   spawn) in the same rounds; and deploy-to-serving of a never-seen build
+//!   (`Runtime::load`, pre-flight included).
+//!
+//! Run with `scripts/bench.sh`, which builds the sample plugins in release
+//! first.
+
+#[path = "support/rounds.rs"]
+mod rounds;
+#[path = "support/worker.rs"]
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fnhost::{FunctionConfig, Runtime, RuntimeConfig};
+use rounds::Case;
+
+/// Every build loaded is new: its bytes end with a unique number (after
+/// the ELF image, so the code is the same and the content address is not).
+static NONCE: AtomicU64 = AtomicU64::new(0);
+
+struct Build {
+    /// The library's file stem (`<stem>.so`), also the entry's library.
+    stem: &'static str,
+    base: Vec<u8>,
+}
+
+impl Build {
+    fn never_seen(&self) -> Vec<u8> {
+        let mut bytes = self.base.clone();
+        bytes.extend_from_slice(&NONCE.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        bytes
+    }
+
+    /// Writes a never-seen build to `dir/<stem>.so` (complete before it
+    /// appears) and returns its path.
+    fn put(&self, dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let tmp = dir.join(".incoming");
+        std::fs::write(&tmp, self.never_seen()).unwrap();
+        let path = dir.join(format!("{}.so", self.stem));
+        std::fs::rename(tmp, &path).unwrap();
+        path
+    }
+
+    fn config(&self, dir: &Path) -> FunctionConfig {
+        FunctionConfig::new(format!("{}.Handler", self.stem), dir)
+            .initializer(format!("{}.Init", self.stem))
+    }
+}
+
+fn release_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    assert!(
+        dir.join("libtestplugin.so").is_file(),
+        "libtestplugin.so missing: run scripts/bench.sh (it builds the sample plugins in release first)"
+    );
+    dir
+}
+
+/// `support/padded.c` built with gcc to about `bytes` bytes.
+fn padded(work: &Path, bytes: usize) -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = work.join(format!("padded-{bytes}.so"));
+    let pad = bytes.saturating_sub(16 * 1024).max(1);
+    let status = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
+        .args([
+            "-shared",
+            "-fPIC",
+            "-O2",
+            &format!("-DPAD_BYTES={pad}"),
+            "-I",
+        ])
+        .arg(root.join("plugin-api/include"))
+        .arg(root.join("host/core/benches/support/padded.c"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("gcc");
+    assert!(status.success(), "gcc failed to build padded.c");
+    std::fs::read(out).unwrap()
+}
+
+/// `dlopen` + `dlsym` of the descriptor, the baseline; closed again when
+/// `close` (a C library without thread-locals unmaps cleanly).
+fn bare_dlopen(path: &Path, close: bool) -> Duration {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let start = Instant::now();
+    // SAFETY: a benchmark opening a library it just wrote (one of the
+    // sample plugins or padded.c), whose constructors are harmless.
+    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!handle.is_null(), "dlopen {}", path.display());
+    // SAFETY: `handle` is a live handle; the name is NUL-terminated.
+    let symbol = unsafe { libc::dlsym(handle, c"fnhost_plugin_descriptor".as_ptr()) };
+    let took = start.elapsed();
+    assert!(!symbol.is_null());
+    if close {
+        // SAFETY: the handle from dlopen above, closed once, nothing of the
+        // library in use.
+        unsafe { libc::dlclose(handle) };
+    }
+    took
+}
+
+fn main() {
+    let release = release_dir();
+    // Builds go where a user's build output is (the target directory's
+    // file system); the code cache is the default kind (tmpfs), private
+    // to this run.
+    let target = release.parent().unwrap();
+    let work = tempfile::tempdir_in(target).unwrap();
+    let cache = tempfile::tempdir_in(fnhost_cache_parent()).unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        worker_executable: Some(worker::fnhost_binary()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let testplugin = Build {
+        stem: "testplugin",
+        base: std::fs::read(release.join("libtestplugin.so")).unwrap(),
+    };
+    if rounds::selected("cold_load") {
+        let sizes = [("1MB", 1_000_000), ("5MB", 5_000_000), ("20MB", 20_000_000)];
+        let mut builds = vec![(
+            "testplugin".to_owned(),
+            false,
+            Build {
+                stem: "testplugin",
+                base: testplugin.base.clone(),
+            },
+        )];
+        for (label, bytes) in sizes {
+            builds.push((
+                label.to_owned(),
+                true,
+                Build {
+                    stem: "padded",
+                    base: padded(work.path(), bytes),
+                },
+            ));
+        }
+        cold_load(&rt, work.path(), &builds);
+    }
+    if rounds::selected("preflight") {
+        preflight(&rt, work.path(), &testplugin);
+    }
+}
+
+/// The default code cache's parent kind: tmpfs where there is one.
+fn fnhost_cache_parent() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+fn cold_load(rt: &Runtime, work: &Path, builds: &[(String, bool, Build)]) {
+    let dir_counter = AtomicU64::new(0);
+    let fresh_dir = || work.join(format!("d{}", dir_counter.fetch_add(1, Ordering::Relaxed)));
+    let mut cases = Vec::new();
+    for (label, is_padded, build) in builds {
+        let close = *is_padded;
+        let (bare, fnhost, hashed) = if *is_padded {
+            (
+                format!("bare_dlopen_{label}"),
+                format!("fnhost_{label}"),
+                format!("fnhost_hashed_{label}"),
+            )
+        } else {
+            (
+                format!("bare_dlopen_{label}"),
+                label.clone(),
+                format!("{label}_hashed"),
+            )
+        };
+        // Every load maps a library for good (fnhost never unloads one):
+        // few per batch.
+        cases.push(
+            Case::new(
+                &bare,
+                Box::new(move |n| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..n {
+                        let path = build.put(&fresh_dir());
+                        total += bare_dlopen(&path, close);
+                    }
+                    total
+                }),
+            )
+            .max_batch(8),
+        );
+        cases.push(
+            Case::new(
+                &fnhost,
+                Box::new(move |n| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..n {
+                        let dir = fresh_dir();
+                        build.put(&dir);
+                        let start = Instant::now();
+                        let f = rt.load(build.config(&dir)).unwrap();
+                        let took = start.elapsed();
+                        let timings = f.library().load_timings();
+                        let preflight = timings.preflight.expect("a never-seen build");
+                        if std::env::var_os("FNHOST_BENCH_VERBOSE").is_some() {
+                            eprintln!("{}: {took:?} {timings:?}", build.stem);
+                        }
+                        total += took - preflight;
+                        assert!(f.initializer_report().unwrap().error.is_none());
+                        // The mapping stays; its cached file can go.
+                        let _ = std::fs::remove_file(f.library().mapped_path());
+                    }
+                    total
+                }),
+            )
+            .max_batch(8),
+        );
+        cases.push(
+            Case::new(
+                &hashed,
+                Box::new(move |n| {
+                    let dirs: Vec<PathBuf> = (0..n)
+                        .map(|_| {
+                            let dir = fresh_dir();
+                            build.put(&dir);
+                            dir
+                        })
+                        .collect();
+                    // Settled builds (their stat identity then stands for them).
+                    std::thread::sleep(Duration::from_millis(60));
+                    let mut total = Duration::ZERO;
+                    for dir in dirs {
+                        rt.inspect_library(&dir.join(format!("{}.so", build.stem)))
+                            .unwrap();
+                        let start = Instant::now();
+                        let f = rt.load(build.config(&dir)).unwrap();
+                        let took = start.elapsed();
+                        total += took;
+                        if std::env::var_os("FNHOST_BENCH_VERBOSE").is_some() {
+                            eprintln!(
+                                "hashed {}: {took:?} {:?}",
+                                build.stem,
+                                f.library().load_timings()
+                            );
+                        }
+                        assert!(f.library().load_timings().preflight.is_none());
+                        let _ = std::fs::remove_file(f.library().mapped_path());
+                    }
+                    total
+                }),
+            )
+            .max_batch(8),
+        );
+    }
+    let rounds_n: u64 = std::env::var("FNHOST_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let m = rounds::run_with("cold_load", &mut cases, rounds_n);
+    println!();
+    println!(
+        "| library | fnhost in-host cold load / bare dlopen+dlsym | already-hashed build / bare |"
+    );
+    println!("|---|---|---|");
+    let mut extra = Vec::new();
+    for (i, (label, _, _)) in builds.iter().enumerate() {
+        let (bare, cold, hashed) = (&m[3 * i], &m[3 * i + 1], &m[3 * i + 2]);
+        let c = rounds::ratio(cold, bare);
+        let h = rounds::ratio(hashed, bare);
+        println!(
+            "| {label} | {:.2}x ({:.2}-{:.2}) | {:.2}x ({:.2}-{:.2}) |",
+            c.0, c.1, c.2, h.0, h.1, h.2
+        );
+        extra.push((format!("{label}_cold_ratio"), c.0));
+        extra.push((format!("{label}_hashed_ratio"), h.0));
+    }
+    let extra: Vec<(&str, f64)> = extra.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    rounds::save("cold_load", rounds_n, &m, &extra);
+}
+
+fn preflight(rt: &Runtime, work: &Path, build: &Build) {
+    let dir_counter = AtomicU64::new(0);
+    let fresh_dir = || work.join(format!("p{}", dir_counter.fetch_add(1, Ordering::Relaxed)));
+    let cases = vec![
+        Case::new(
+            "bare_spawn",
+            rounds::each(|| {
+                let status = std::process::Command::new("/bin/true").status().unwrap();
+                assert!(status.success());
+            }),
+        ),
+        Case::new(
+            "fnhost_preflight",
+            Box::new(|n| {
+                let mut total = Duration::ZERO;
+                for _ in 0..n {
+                    let dir = fresh_dir();
+                    build.put(&dir);
+                    let f = rt.load(build.config(&dir)).unwrap();
+                    total += f.library().load_timings().preflight.expect("never seen");
+                    let _ = std::fs::remove_file(f.library().mapped_path());
+                }
+                total
+            }),
+        )
+        .max_batch(8),
+        Case::new(
+            "deploy_new_build_to_serving",
+            Box::new(|n| {
+                let mut total = Duration::ZERO;
+                for _ in 0..n {
+                    let dir = fresh_dir();
+                    build.put(&dir);
+                    let start = Instant::now();
+                    let f = rt.load(build.config(&dir)).unwrap();
+                    let answer = f.invoke(b"{}");
+                    total += start.elapsed();
+                    assert!(answer.is_ok());
+                    let _ = std::fs::remove_file(f.library().mapped_path());
+                }
+                total
+            }),
+        )
+        .max_batch(8),
+    ];
+    rounds::run("preflight", cases);
+}
