@@ -278,3 +278,28 @@ fn a_file_planted_in_the_code_cache_is_never_run() {
         std::fs::write(cache.join(format!("{digest}.so")), &planted).unwrap();
     }
 }
+
+#[test]
+fn a_pre_started_checker_contains_constructors_as_a_fresh_one_does() {
+    let rt = runtime();
+    // The first pre-flight starts its worker on the spot, then a spare.
+    still_serving(&rt);
+    assert_eq!(rt.stats().preflights, 1);
+    for fixture in ["ctor_segv", "ctor_exit", "ctor_abort"] {
+        let waited = std::time::Instant::now();
+        while !rt.stats().preflight_spare_ready && waited.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let before = rt.stats().preflights_on_spare;
+        let what = match fixture {
+            "ctor_segv" => "crashed: SIGSEGV",
+            "ctor_exit" => "exited the process with status 7",
+            _ => "crashed: SIGABRT",
+        };
+        constructor_refused(&rt, fixture, what);
+        assert!(
+            rt.stats().preflights_on_spare > before,
+            "{fixture}: no spare used"
+        );
+    }
+}

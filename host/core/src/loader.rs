@@ -563,6 +563,14 @@ impl Loader {
         Ok(Some(started.elapsed()))
     }
 
+    /// Pre-flights run, how many of them on a pre-started checker, and
+    /// whether one is waiting now.
+    pub(crate) fn preflight_counts(&self) -> (u64, u64, bool) {
+        self.preflight
+            .as_ref()
+            .map_or((0, 0, false), Preflight::counts)
+    }
+
     /// Number of distinct libraries mapped (none is ever unmapped).
     pub fn mapped_count(&self) -> usize {
         self.loaded.lock().len()

@@ -33,6 +33,13 @@ pub struct RuntimeStats {
     /// Worker processes alive in this process, across every runtime
     /// (pre-flights included).
     pub worker_processes: usize,
+    /// Pre-flights of new libraries run by this runtime.
+    pub preflights: u64,
+    /// Of those, how many ran on a pre-started checker (the rest started
+    /// their worker process on the spot).
+    pub preflights_on_spare: u64,
+    /// Whether a pre-started checker is waiting for the next pre-flight.
+    pub preflight_spare_ready: bool,
     /// The registry's generations: live, draining, retired.
     pub generations: GenerationStats,
 }
@@ -74,10 +81,7 @@ impl Runtime {
         })?;
         let pool = WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size);
         crate::isolation::budget::set_max(config.max_worker_processes);
-        let preflight = Preflight {
-            executable: config.worker_executable(),
-            timeout: config.preflight_timeout,
-        };
+        let preflight = Preflight::new(config.worker_executable(), config.preflight_timeout);
         let shared = Arc::new(Shared {
             config,
             loader: Loader::new(cache, preflight),
@@ -147,7 +151,12 @@ impl Runtime {
 
     /// Current counters.
     pub fn stats(&self) -> RuntimeStats {
+        let (preflights, preflights_on_spare, preflight_spare_ready) =
+            self.shared.loader.preflight_counts();
         RuntimeStats {
+            preflights,
+            preflights_on_spare,
+            preflight_spare_ready,
             invocations: self.shared.counters.invocations(),
             timeouts: self.shared.counters.timeouts(),
             runaway_invocations: self.shared.counters.runaway(),

@@ -2,11 +2,20 @@
 //! run, a throwaway worker process loads it (its ELF constructors run
 //! there), checks its descriptor and reports back, under a timeout. A
 //! constructor that crashes, exits or blocks costs that worker, not the host.
+//!
+//! Starting the worker is most of a pre-flight's cost (the `fnhost`
+//! executable is large), so after each pre-flight the next checker is
+//! started in the background and waits, without a library, until the next
+//! pre-flight sends it one over its socket. That spare counts as a worker
+//! process and is the first to end when the worker cap is reached.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use super::budget;
 use super::process::{signal_name, Launch, Worker};
@@ -20,6 +29,36 @@ pub struct Preflight {
     pub executable: PathBuf,
     /// How long loading may take.
     pub timeout: Duration,
+    spare: Arc<Spare>,
+}
+
+/// The pre-started checker, if one is waiting.
+#[derive(Default)]
+struct Spare {
+    worker: Mutex<Option<(Worker, Instant)>>,
+    /// A background start is under way.
+    starting: std::sync::atomic::AtomicBool,
+    /// Pre-flights run, and how many of them on a pre-started checker.
+    runs: std::sync::atomic::AtomicU64,
+    on_spare: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Spare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spare")
+            .field("waiting", &self.worker.lock().is_some())
+            .finish()
+    }
+}
+
+impl budget::IdleWorkers for Spare {
+    fn oldest_idle(&self) -> Option<Instant> {
+        self.worker.lock().as_ref().map(|(_, since)| *since)
+    }
+    fn end_oldest_idle(&self) -> bool {
+        let spare = self.worker.lock().take();
+        spare.map(|(worker, _)| worker.end()).is_some()
+    }
 }
 
 /// Why a pre-flight failed.
@@ -60,19 +99,107 @@ impl Failure {
 }
 
 impl Preflight {
-    /// Loads `library` in a throwaway worker and returns what it found.
-    pub(crate) fn check(&self, library: &OwnedFd) -> Result<Checked, Failure> {
-        let deadline = Instant::now() + self.timeout;
+    /// Pre-flights with `executable`, each allowed `timeout`.
+    pub fn new(executable: PathBuf, timeout: Duration) -> Preflight {
+        let spare: Arc<Spare> = Arc::default();
+        let weak: Weak<Spare> = Arc::downgrade(&spare);
+        budget::register(weak);
+        Preflight {
+            executable,
+            timeout,
+            spare,
+        }
+    }
+
+    /// Pre-flights run, how many of them on a pre-started checker, and
+    /// whether one is waiting now.
+    pub(crate) fn counts(&self) -> (u64, u64, bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.spare.runs.load(Relaxed),
+            self.spare.on_spare.load(Relaxed),
+            self.spare.worker.lock().is_some(),
+        )
+    }
+
+    /// A checker for `library`: the waiting spare, sent the library, or a
+    /// new worker started with it.
+    fn checker(&self, library: &OwnedFd, deadline: Instant) -> Result<Worker, Failure> {
+        let spare = self.spare.worker.lock().take();
+        if let Some((worker, _)) = spare {
+            match worker.send_library(library) {
+                Ok(()) => {
+                    self.spare
+                        .on_spare
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(worker);
+                }
+                // It died while it waited: start another.
+                Err(_) => drop(worker.end()),
+            }
+        }
         let slot = budget::acquire(deadline)
             .map_err(|e| Failure::NoWorker(format!("all {} worker processes are busy", e.max)))?;
-        let worker = Worker::launch(Launch {
+        Worker::launch(Launch {
             executable: &self.executable,
-            library,
+            library: Some(library),
             data_limit: libc::RLIM_INFINITY,
             slot,
             serves: false,
         })
-        .map_err(|e| Failure::NoWorker(e.to_string()))?;
+        .map_err(|e| Failure::NoWorker(e.to_string()))
+    }
+
+    /// Starts the next checker in the background, unless one is waiting or
+    /// starting, or the worker cap is reached.
+    fn start_spare(&self) {
+        use std::sync::atomic::Ordering;
+        if self.spare.worker.lock().is_some() || self.spare.starting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let spare = Arc::downgrade(&self.spare);
+        let executable = self.executable.clone();
+        let started = std::thread::Builder::new()
+            .name("fnhost-preflight-spare".into())
+            .spawn(move || {
+                let launched = budget::try_acquire().and_then(|slot| {
+                    Worker::launch(Launch {
+                        executable: &executable,
+                        library: None,
+                        data_limit: libc::RLIM_INFINITY,
+                        slot,
+                        serves: false,
+                    })
+                    .ok()
+                });
+                let Some(spare) = spare.upgrade() else {
+                    // The runtime is gone: the new worker ends here.
+                    return;
+                };
+                if let Some(worker) = launched {
+                    *spare.worker.lock() = Some((worker, Instant::now()));
+                    budget::idle_available();
+                }
+                spare.starting.store(false, Ordering::Release);
+            });
+        if started.is_err() {
+            self.spare.starting.store(false, Ordering::Release);
+        }
+    }
+
+    /// Loads `library` in a throwaway worker and returns what it found.
+    pub(crate) fn check(&self, library: &OwnedFd) -> Result<Checked, Failure> {
+        let deadline = Instant::now() + self.timeout;
+        self.spare
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let worker = self.checker(library, deadline)?;
+        let checked = self.run(worker, deadline);
+        self.start_spare();
+        checked
+    }
+
+    fn run(&self, worker: Worker, deadline: Instant) -> Result<Checked, Failure> {
         let start = Start {
             protocol: super::protocol::PROTOCOL,
             check_only: true,

@@ -66,8 +66,10 @@ fn spawn(command: Command) -> std::io::Result<Child> {
 /// How to start a worker process.
 pub(crate) struct Launch<'a> {
     pub(crate) executable: &'a Path,
-    /// The library, opened by the host from its verified cache copy.
-    pub(crate) library: &'a OwnedFd,
+    /// The library, opened by the host from its verified cache copy; `None`
+    /// for a pre-started checker, which is sent one later
+    /// ([`Worker::send_library`]).
+    pub(crate) library: Option<&'a OwnedFd>,
     /// `RLIMIT_DATA` of the worker, in bytes.
     pub(crate) data_limit: u64,
     /// A slot in the host-wide worker budget.
@@ -102,12 +104,14 @@ impl Worker {
             None
         };
         let worker_fd = worker_end.as_raw_fd();
-        let library_fd = launch.library.as_raw_fd();
+        let library_fd = launch.library.map(|l| l.as_raw_fd());
         let region_fd = channel.as_ref().map(|c| c.fd().as_raw_fd());
         let first_closed = if region_fd.is_some() {
             super::FIRST_CLOSED_FD
-        } else {
+        } else if library_fd.is_some() {
             super::REGION_FD
+        } else {
+            super::LIBRARY_FD
         };
         let data_limit = launch.data_limit;
         let host_pid = std::process::id() as libc::pid_t;
@@ -127,7 +131,10 @@ impl Worker {
                 // Move both descriptors out of the way first, so that placing
                 // one on 3 or 4 cannot overwrite the other.
                 let socket = libc::fcntl(worker_fd, libc::F_DUPFD, 10);
-                let library = libc::fcntl(library_fd, libc::F_DUPFD, 10);
+                let library = match library_fd {
+                    Some(fd) => libc::fcntl(fd, libc::F_DUPFD, 10),
+                    None => 0,
+                };
                 let region = match region_fd {
                     Some(fd) => libc::fcntl(fd, libc::F_DUPFD, 10),
                     None => 0,
@@ -136,7 +143,7 @@ impl Worker {
                     || library < 0
                     || region < 0
                     || libc::dup2(socket, super::SOCKET_FD) < 0
-                    || libc::dup2(library, super::LIBRARY_FD) < 0
+                    || (library_fd.is_some() && libc::dup2(library, super::LIBRARY_FD) < 0)
                     || (region_fd.is_some() && libc::dup2(region, super::REGION_FD) < 0)
                 {
                     return Err(std::io::Error::last_os_error());
@@ -199,6 +206,50 @@ impl Worker {
 
     pub(crate) fn pid(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// Hands a pre-started checker (launched without a library) the
+    /// library to check: one byte carrying the descriptor (`SCM_RIGHTS`),
+    /// which the worker receives before it reads anything else.
+    pub(crate) fn send_library(&self, library: &OwnedFd) -> std::io::Result<()> {
+        let byte = [b'L'];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_ptr() as *mut libc::c_void,
+            iov_len: 1,
+        };
+        // Room for one descriptor's control message, aligned for cmsghdr.
+        let mut control = [0u64; 4];
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+        assert!(space <= std::mem::size_of_val(&control));
+        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: `msg` points at `control`, which has room for the one
+        // control message CMSG_FIRSTHDR returns and the descriptor written
+        // into its data; both outlive the sendmsg call, which reads the
+        // iovec's one byte and the control buffer only.
+        let sent = unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+            std::ptr::write_unaligned(
+                libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+                library.as_raw_fd(),
+            );
+            libc::sendmsg(self.socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        };
+        if sent == 1 {
+            Ok(())
+        } else if sent < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Err(std::io::Error::other("the library descriptor was not sent"))
+        }
     }
 
     /// One request and its answer over the shared-memory channel, until
@@ -486,7 +537,7 @@ impl ProcessPool {
         let data_limit = (u64::from(self.config.memory_mb) + RUNTIME_HEADROOM_MB) * 1024 * 1024;
         let worker = Worker::launch(Launch {
             executable: &self.executable,
-            library: &self.library,
+            library: Some(&self.library),
             data_limit,
             slot,
             serves: true,
