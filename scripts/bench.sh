@@ -1,65 +1,76 @@
 #!/usr/bin/env bash
-# Library benchmarks (criterion): invocation overhead against a direct call
-# of the same handler, and cold load. Builds the sample plugins in release
-# first, then prints the medians as a table with ratios to the baseline.
-# Extra arguments go to criterion (e.g. a filter: scripts/bench.sh echo).
+# Library benchmarks. Each group runs its baseline and the fnhost paths in
+# interleaved rounds and reports medians of per-round ratios with their
+# spread (host/core/benches/support/rounds.rs); results also go to
+# target/fnhost-bench/<group>.json under stable ids. Builds the sample
+# plugins and the fnhost binary in release first.
+#
+#   invoke     echo_1KiB, logged_1KiB (direct call, bare thread hand-off,
+#              calling thread, worker thread, I/O-thread lane)
+#   handoff    the worker-thread path and the bare hand-off, median and p99,
+#              in 10 processes in a row (is the path steady?)
+#   isolation  isolation_1KiB (raw Unix socket, raw shared memory, fnhost)
+#   cold_load  cold loads beside a bare dlopen, the pre-flight beside a bare spawn
+#   instructions  callgrind instruction counts of the in-process paths
+#   lifecycle  hot swap (criterion)
+#   go         a Go handler (criterion; needs Go)
+#
+# With arguments, runs only those parts (e.g. scripts/bench.sh handoff).
+# FNHOST_BENCH_ROUNDS and FNHOST_BENCH_BATCH_MS tune the rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(invoke handoff isolation cold_load instructions lifecycle go)
+want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+
 cargo build --release --locked -p echo -p testplugin -p hotswap
 cargo build --release --locked -p fnhost-cli   # the fnhost binary the worker processes run
-cargo bench --locked -p fnhost --bench invoke -- "$@"
-cargo bench --locked -p fnhost --bench lifecycle -- "$@"
-cargo bench --locked -p fnhost --bench isolation -- "$@"
-# A Go handler through fnhost against Go's own plugin package (prints its table).
-./scripts/go-plugins.sh >/dev/null
-cargo bench --locked -p fnhost --bench go_echo
 
-python3 - <<'PY'
-import json, pathlib
-root = pathlib.Path("target/criterion")
-def median(group, bench):
-    p = root / group / bench / "new" / "estimates.json"
-    if not p.exists():
-        return None
-    return json.loads(p.read_text())["median"]["point_estimate"]
+if want invoke; then
+  FNHOST_BENCH_FILTER=_1KiB cargo bench --locked -p fnhost --bench invoke
+fi
+if want handoff; then
+  cargo bench --locked -p fnhost --bench invoke --no-run 2>/dev/null
+  for run in $(seq 1 10); do
+    FNHOST_BENCH_FILTER=handoff_latency cargo bench --locked -q -p fnhost --bench invoke >/dev/null
+    cp target/fnhost-bench/handoff_latency.json "target/fnhost-bench/handoff_latency.$run.json"
+  done
+  python3 - <<'PY'
+import json, pathlib, statistics
+runs = [json.loads(pathlib.Path(f"target/fnhost-bench/handoff_latency.{i}.json").read_text())["extra"]
+        for i in range(1, 11)]
 print()
-print("| benchmark | median | overhead vs direct call | ratio |")
-print("|---|---|---|---|")
-for group in ["echo_1KiB", "logged_1KiB"]:
-    base = median(group, "direct_call")
-    if base is None:
-        continue
-    print(f"| {group} direct call (baseline) | {base:.0f} ns | | 1.00x |")
-    for bench in ["fnhost_current_thread", "fnhost_worker_thread", "fnhost_io_lane_here"]:
-        m = median(group, bench)
-        if m is not None:
-            print(f"| {group} {bench} | {m:.0f} ns | +{m - base:.0f} ns | {m / base:.2f}x |")
-cold = median("cold_load", "testplugin/copy+open+check+init")
-if cold is not None:
-    print(f"| cold load of testplugin (copy, open, check, init) | {cold / 1000:.0f} us | | |")
-print()
-print("| hot swap | median | ratio |")
-print("|---|---|---|")
-for bench, label in [("new_build_to_serving", "deploy a never-seen build until it serves"),
-                     ("mapped_build_to_serving", "deploy an already-mapped build until it serves")]:
-    m = median("deploy", bench)
-    if m is not None:
-        print(f"| {label} | {m / 1000:.0f} us | |")
-steady = median("invoke_hotswap", "steady_state")
-during = median("invoke_hotswap", "while_swapping")
-if steady is not None and during is not None:
-    print(f"| invoke (registry, 1 KiB), steady state (baseline) | {steady:.0f} ns | 1.00x |")
-    print(f"| invoke (registry, 1 KiB), while another thread swaps the code every ms | {during:.0f} ns | {during / steady:.2f}x |")
-raw = median("isolation_1KiB", "raw_unix_socket_round_trip")
-iso = median("isolation_1KiB", "fnhost_process_isolation")
-inp = median("isolation_1KiB", "fnhost_in_process")
-if raw is not None and iso is not None:
-    print()
-    print("| process isolation, 1 KiB | median | ratio |")
-    print("|---|---|---|")
-    print(f"| raw round trip over a Unix socket to a child (baseline) | {raw / 1000:.1f} us | 1.00x |")
-    print(f"| fnhost, echo in a worker process | {iso / 1000:.1f} us | {iso / raw:.2f}x |")
-    if inp is not None:
-        print(f"| fnhost, echo in process (reference) | {inp / 1000:.1f} us | {inp / raw:.2f}x |")
+print("handoff_latency: 10 benchmark processes in a row, 5 alternating blocks of 20,000 calls each")
+print("| run | worker thread median | p99 | bare hand-off median | p99 | median ratio |")
+print("|---|---|---|---|---|---|")
+for i, r in enumerate(runs, 1):
+    w, b = r["worker_thread_median_ns"], r["bare_handoff_median_ns"]
+    print(f"| {i} | {w/1000:.2f} us | {r['worker_thread_p99_ns']/1000:.2f} us | {b/1000:.2f} us | "
+          f"{r['bare_handoff_p99_ns']/1000:.2f} us | {w/b:.2f}x |")
+def spread(key):
+    v = [r[key] for r in runs]
+    return (max(v) - min(v)) / statistics.median(v) * 100
+ratios = [r["worker_thread_median_ns"] / r["bare_handoff_median_ns"] for r in runs]
+print(f"spread of the medians ((max - min) / median): worker thread {spread('worker_thread_median_ns'):.0f} %, "
+      f"bare hand-off {spread('bare_handoff_median_ns'):.0f} %; ratio {min(ratios):.2f}x to {max(ratios):.2f}x, "
+      f"median {statistics.median(ratios):.2f}x")
 PY
+fi
+if want isolation; then
+  cargo bench --locked -p fnhost --bench isolation
+fi
+if want cold_load; then
+  cargo bench --locked -p fnhost --bench cold_load
+fi
+if want instructions; then
+  ./scripts/bench-instructions.sh
+fi
+if want lifecycle; then
+  cargo bench --locked -p fnhost --bench lifecycle
+fi
+if want go; then
+  # A Go handler through fnhost against Go's own plugin package (prints its table).
+  ./scripts/go-plugins.sh >/dev/null
+  cargo bench --locked -p fnhost --bench go_echo
+fi

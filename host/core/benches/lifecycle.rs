@@ -3,10 +3,7 @@
 //! - `deploy`: from the deploy call to the new generation serving, for a
 //!   never-seen build (copy, open, check, initializer, swap) and for a build
 //!   already mapped (A/B flips: check, initializer, swap).
-//! - `preflight`: what trying a never-seen build in a throwaway worker
-//!   process costs (`inspect_library`: copy, hash, start the worker, load
-//!   and check there), against starting `/bin/true` (a bare fork+exec) in
-//!   the same run. The deploy figures above include it.
+//!   (The pre-flight alone, against a bare spawn, is in `cold_load.rs`.)
 //! - `invoke_hotswap`: invoking through the registry in steady state versus
 //!   while another thread swaps the function's code every millisecond.
 //!
@@ -106,45 +103,6 @@ fn deploy(c: &mut Criterion) {
     g.finish();
 }
 
-fn preflight(c: &mut Criterion) {
-    let rt = Runtime::new(RuntimeConfig {
-        worker_executable: Some(worker::fnhost_binary()),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let work = tempfile::tempdir_in("/dev/shm").unwrap();
-    let mut g = c.benchmark_group("preflight");
-    g.sampling_mode(SamplingMode::Flat)
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(Duration::from_secs(2));
-    let mut n = 0u64;
-    // Interleaved: each sample runs both, so drift hits both alike.
-    g.bench_function("new_build_in_worker", |bench| {
-        bench.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                n += 1;
-                let path = work.path().join(format!("hotswap-{n}.so"));
-                std::fs::write(&path, build(b'P', Some(n))).unwrap();
-                let start = Instant::now();
-                let report = rt.inspect_library(&path).unwrap();
-                total += start.elapsed();
-                assert_eq!(report.handlers.first().map(String::as_str), Some("Handler"));
-                let _ = std::fs::remove_file(&path);
-            }
-            total
-        })
-    });
-    g.bench_function("baseline_spawn_true", |bench| {
-        bench.iter(|| {
-            let status = std::process::Command::new("true").status().unwrap();
-            assert!(status.success());
-        })
-    });
-    g.finish();
-}
-
 fn invoke_during_swap(c: &mut Criterion) {
     let rt = Runtime::new(RuntimeConfig {
         worker_executable: Some(worker::fnhost_binary()),
@@ -204,5 +162,5 @@ fn invoke_during_swap(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, deploy, preflight, invoke_during_swap);
+criterion_group!(benches, deploy, invoke_during_swap);
 criterion_main!(benches);
