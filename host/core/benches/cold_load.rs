@@ -14,7 +14,8 @@
 //! - `preflight`: trying a never-seen build of `testplugin` in a throwaway
 //!   worker process, against starting `/bin/true` and waiting for it (a bare
 //!   spawn) in the same rounds; and deploy-to-serving of a never-seen build
-//!   (`Runtime::load`, pre-flight included).
+//!   (`Runtime::load`, pre-flight included). Each timed load starts once
+//!   the pre-started checker the previous one left is ready (`quiesce`).
 //!
 //! Run with `scripts/bench.sh`, which builds the sample plugins in release
 //! first.
@@ -175,6 +176,17 @@ fn fnhost_cache_parent() -> PathBuf {
     }
 }
 
+/// Waits (untimed) until the checker a pre-flight started in the background
+/// is ready, so that its start does not run beside the next timed load on
+/// this 2-core machine (deploys spaced further apart than a process start
+/// see the same).
+fn quiesce(rt: &Runtime) {
+    let waited = Instant::now();
+    while !rt.stats().preflight_spare_ready && waited.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 fn cold_load(rt: &Runtime, work: &Path, builds: &[(String, bool, Build)]) {
     let dir_counter = AtomicU64::new(0);
     let fresh_dir = || work.join(format!("d{}", dir_counter.fetch_add(1, Ordering::Relaxed)));
@@ -228,6 +240,7 @@ fn cold_load(rt: &Runtime, work: &Path, builds: &[(String, bool, Build)]) {
                         }
                         total += took - preflight;
                         assert!(f.initializer_report().unwrap().error.is_none());
+                        quiesce(rt);
                         // The mapping stays; its cached file can go.
                         let _ = std::fs::remove_file(f.library().mapped_path());
                     }
@@ -253,6 +266,7 @@ fn cold_load(rt: &Runtime, work: &Path, builds: &[(String, bool, Build)]) {
                     for dir in dirs {
                         rt.inspect_library(&dir.join(format!("{}.so", build.stem)))
                             .unwrap();
+                        quiesce(rt);
                         let start = Instant::now();
                         let f = rt.load(build.config(&dir)).unwrap();
                         let took = start.elapsed();
@@ -317,6 +331,7 @@ fn preflight(rt: &Runtime, work: &Path, build: &Build) {
                 for _ in 0..n {
                     let dir = fresh_dir();
                     build.put(&dir);
+                    quiesce(rt);
                     let f = rt.load(build.config(&dir)).unwrap();
                     total += f.library().load_timings().preflight.expect("never seen");
                     let _ = std::fs::remove_file(f.library().mapped_path());
@@ -332,6 +347,7 @@ fn preflight(rt: &Runtime, work: &Path, build: &Build) {
                 for _ in 0..n {
                     let dir = fresh_dir();
                     build.put(&dir);
+                    quiesce(rt);
                     let start = Instant::now();
                     let f = rt.load(build.config(&dir)).unwrap();
                     let answer = f.invoke(b"{}");

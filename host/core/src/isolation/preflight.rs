@@ -6,7 +6,8 @@
 //! Starting the worker is most of a pre-flight's cost (the `fnhost`
 //! executable is large), so after each pre-flight the next checker is
 //! started in the background and waits, without a library, until the next
-//! pre-flight sends it one over its socket. That spare counts as a worker
+//! pre-flight sends it one over its socket (20 ms after the pre-flight, so
+//! that it does not compete with the rest of that deploy). That spare counts as a worker
 //! process and is the first to end when the worker cap is reached.
 
 use std::os::fd::OwnedFd;
@@ -31,6 +32,9 @@ pub struct Preflight {
     pub timeout: Duration,
     spare: Arc<Spare>,
 }
+
+/// How long after a pre-flight the next checker starts.
+const SPARE_DELAY: Duration = Duration::from_millis(20);
 
 /// The pre-started checker, if one is waiting.
 #[derive(Default)]
@@ -162,6 +166,10 @@ impl Preflight {
         let started = std::thread::Builder::new()
             .name("fnhost-preflight-spare".into())
             .spawn(move || {
+                // Not beside the rest of the deploy that asked for this
+                // pre-flight (its dlopen and initializer): on few cores the
+                // start would slow it down.
+                std::thread::sleep(SPARE_DELAY);
                 let launched = budget::try_acquire().and_then(|slot| {
                     Worker::launch(Launch {
                         executable: &executable,
