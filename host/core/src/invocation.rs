@@ -186,8 +186,11 @@ impl InvocationState {
     }
 
     pub(crate) fn request_id(&self) -> &str {
-        // An encoded UUID is ASCII.
-        std::str::from_utf8(&self.request_id).unwrap_or_default()
+        debug_assert!(self.request_id.is_ascii());
+        // SAFETY: `request_id` is written once, in `new`, by the UUID's
+        // `encode_lower` (hex digits and hyphens: ASCII, so UTF-8), and never
+        // changed. Read on every context call and log line: not re-checked.
+        unsafe { std::str::from_utf8_unchecked(&self.request_id) }
     }
 
     /// The trace id in hex, or `""`.
@@ -195,8 +198,10 @@ impl InvocationState {
         if !self.has_trace_id {
             return "";
         }
-        // Hex digits are ASCII.
-        std::str::from_utf8(&self.trace_id).unwrap_or_default()
+        debug_assert!(self.trace_id.is_ascii());
+        // SAFETY: `trace_id` is written once, in `new`, by `TraceId::to_hex`
+        // (lowercase hex digits: ASCII, so UTF-8), and never changed.
+        unsafe { std::str::from_utf8_unchecked(&self.trace_id) }
     }
 
     /// The raw context to pass to the plugin. Valid while `self` is.
@@ -590,8 +595,18 @@ pub(crate) fn cut(mut text: String, max: usize) -> String {
 }
 
 unsafe extern "C" fn write_log(host: *mut HostData, level: u32, message: PluginStr) {
-    // SAFETY: the vtable contract; the plugin lends `message` for this call.
-    let (s, message) = unsafe { (state(host), capped(message, abi::MAX_LOG_LINE)) };
+    // SAFETY: the vtable contract; the plugin lends `message` for this call
+    // (read in place when it is within the line limit, else copied cut).
+    let (s, message) = unsafe {
+        (
+            state(host),
+            if message.len <= abi::MAX_LOG_LINE {
+                std::borrow::Cow::Borrowed(message.as_slice())
+            } else {
+                std::borrow::Cow::Owned(capped(message, abi::MAX_LOG_LINE))
+            },
+        )
+    };
     let message = &message[..];
     let now = SystemTime::now();
     s.sink.lock().log.push(now, s.request_id(), message);
