@@ -273,9 +273,10 @@ fn cold_load(rt: &Runtime, work: &Path, builds: &[(String, bool, Build)]) {
                         total += took;
                         if std::env::var_os("FNHOST_BENCH_VERBOSE").is_some() {
                             eprintln!(
-                                "hashed {}: {took:?} {:?}",
+                                "hashed {}: {took:?} {:?} init {:?}",
                                 build.stem,
-                                f.library().load_timings()
+                                f.library().load_timings(),
+                                f.initializer_report().map(|r| r.duration)
                             );
                         }
                         assert!(f.library().load_timings().preflight.is_none());

@@ -320,28 +320,13 @@ fn futex_wake(word: &AtomicU32) {
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
 }
 
-/// Polls `done` for at most `budget`, busily (the other side runs in
-/// another process, on another core if there is one: yielding would only
-/// add system calls).
-fn spin(budget: Duration, mut done: impl FnMut() -> bool) -> bool {
-    if done() {
-        return true;
-    }
-    if budget.is_zero() {
-        return false;
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..128 {
-            if done() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= budget {
-            return done();
-        }
-    }
+/// Polls `done` for at most `budget`: busily for a few microseconds, then
+/// yielding between polls. On two cores the other side (and the host's
+/// other threads) may need this very CPU; a pure busy spin then holds it
+/// off until the scheduler preempts the spinner, which made the round trip
+/// bimodal by thread placement.
+fn spin(budget: Duration, done: impl FnMut() -> bool) -> bool {
+    crate::spin::spin_until(budget, done)
 }
 
 /// Writes one message to the socket: [`FRAME_MAGIC`], the two lengths,
