@@ -244,8 +244,10 @@ impl InvocationState {
         let mut sink = self.sink.lock();
         sink.finished = Some((status, elapsed));
         let abandoned = sink.abandoned;
-        self.finished.store(true, Ordering::Release);
         drop(sink);
+        // Published after the lock is released: a caller polling this flag
+        // takes the lock next and must not find it still held.
+        self.finished.store(true, Ordering::Release);
         self.done.notify_one();
         self.wake_waiter();
         abandoned
