@@ -18,12 +18,15 @@
 //!   sticky, so nobody else can replace what lies below it; the cache's own
 //!   directories belong to this user and nobody else may write them
 //!   ([`CodeCache::new`] refuses the cache otherwise);
-//! - a copy that already exists is re-hashed before it is reused, and
-//!   rewritten when its bytes are not the ones its name promises;
-//! - a copy is opened for use with `O_NOFOLLOW`, checked (a regular file of
-//!   this user's that nobody else may write) and hashed from the open
-//!   descriptor ([`CodeCache::open_verified`]); worker processes inherit
-//!   that descriptor and load it, never a path.
+//! - a library is copied in as a new private file, hashed as it is written,
+//!   and only then renamed to its content address, replacing whatever had
+//!   that name (a planted or torn file is never reused); the descriptor that
+//!   wrote it is the one used ([`CodeCache::copy_in`]);
+//! - an existing copy is used again only after it is opened with
+//!   `O_NOFOLLOW`, checked (a regular file of this user's that nobody else
+//!   may write) and hashed from the open descriptor
+//!   ([`CodeCache::open_verified`]); worker processes inherit a verified
+//!   descriptor and load it, never a path.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -182,8 +185,7 @@ impl CodeCache {
         Ok(file.into())
     }
 
-    /// Stores `bytes` under `digest` and returns the path to open. An
-    /// existing copy is reused only when it hashes to `digest`.
+    /// Stores `bytes` (whose digest is `digest`) and returns the copy's path.
     #[cfg(test)]
     pub fn store(&self, digest: &Digest, bytes: &[u8]) -> io::Result<PathBuf> {
         let stored = self.copy_in(&mut io::Cursor::new(bytes), None, bytes.len() as u64)?;
