@@ -308,13 +308,9 @@ fn hash_file(file: &mut fs::File, limit: u64) -> io::Result<(Digest, u64)> {
     let mut chunk = vec![0u8; CHUNK];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut chunk)?;
+        let n = next_chunk(file, &mut chunk, &mut size, limit)?;
         if n == 0 {
             return Ok((Digest(*hasher.finalize().as_bytes()), size));
-        }
-        size += n as u64;
-        if size > limit {
-            return Err(too_large(limit));
         }
         hasher.update(&chunk[..n]);
     }
@@ -330,13 +326,9 @@ fn copy_hashing(
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     loop {
-        let n = read_some(source, &mut chunk)?;
+        let n = next_chunk(source, &mut chunk, &mut size, limit)?;
         if n == 0 {
             return Ok((Digest(*hasher.finalize().as_bytes()), size));
-        }
-        size += n as u64;
-        if size > limit {
-            return Err(too_large(limit));
         }
         hasher.update(&chunk[..n]);
         copy.write_all(&chunk[..n])?;
@@ -356,20 +348,22 @@ fn copy_rest(
 ) -> io::Result<()> {
     let mut chunk = vec![0u8; CHUNK];
     loop {
-        let n = read_some(source, &mut chunk)?;
+        let n = next_chunk(source, &mut chunk, &mut size, limit)?;
         if n == 0 {
             return Ok(());
-        }
-        size += n as u64;
-        if size > limit {
-            return Err(too_large(limit));
         }
         copy.write_all(&chunk[..n])?;
     }
 }
 
-/// Reads into `buf` until it is full or the source ends.
-fn read_some(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads the next chunk into `buf` (until it is full or the source ends),
+/// adds it to `size`, and refuses a source past `limit` bytes.
+fn next_chunk(
+    source: &mut dyn Read,
+    buf: &mut [u8],
+    size: &mut u64,
+    limit: u64,
+) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match source.read(&mut buf[filled..]) {
@@ -378,6 +372,10 @@ fn read_some(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+    *size += filled as u64;
+    if *size > limit {
+        return Err(too_large(limit));
     }
     Ok(filled)
 }
@@ -419,13 +417,9 @@ fn copy_pipelined(
             let Ok(mut buf) = empty_rx.recv() else {
                 return Err(io::Error::other("the hashing thread ended"));
             };
-            let n = read_some(source, &mut buf)?;
+            let n = next_chunk(source, &mut buf, &mut size, limit)?;
             if n == 0 {
                 return Ok(());
-            }
-            size += n as u64;
-            if size > limit {
-                return Err(too_large(limit));
             }
             copy.write_all(&buf[..n])?;
             if full_tx.send((buf, n)).is_err() {
