@@ -351,8 +351,16 @@ fn preflight(rt: &Runtime, work: &Path, build: &Build) {
                     quiesce(rt);
                     let start = Instant::now();
                     let f = rt.load(build.config(&dir)).unwrap();
+                    let loaded = start.elapsed();
                     let answer = f.invoke(b"{}");
                     total += start.elapsed();
+                    if std::env::var_os("FNHOST_BENCH_VERBOSE").is_some() {
+                        eprintln!(
+                            "deploy: load {loaded:?} then first call {:?}; {:?}",
+                            start.elapsed() - loaded,
+                            f.library().load_timings()
+                        );
+                    }
                     assert!(answer.is_ok());
                     let _ = std::fs::remove_file(f.library().mapped_path());
                 }
