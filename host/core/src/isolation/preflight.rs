@@ -8,7 +8,8 @@
 //! started in the background and waits, without a library, until the next
 //! pre-flight sends it one over its socket (20 ms after the pre-flight, so
 //! that it does not compete with the rest of that deploy). That spare counts as a worker
-//! process and is the first to end when the worker cap is reached.
+//! process and is ended like an idle worker when the cap is reached (the
+//! longest idle first); it is started only while a slot is free.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
