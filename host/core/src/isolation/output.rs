@@ -272,8 +272,10 @@ mod tests {
         let (err_r, mut err_w) = pipe();
         let output = WorkerOutput::register(out_r, err_r).unwrap();
         for round in 0..200 {
-            write!(out_w, "out {round}").unwrap();
-            write!(err_w, "err {round}").unwrap();
+            // One write each (`write!` on a pipe makes one per piece, and
+            // pieces of the two pipes may then interleave in the capture).
+            out_w.write_all(format!("out {round}").as_bytes()).unwrap();
+            err_w.write_all(format!("err {round}").as_bytes()).unwrap();
             let taken = output.take();
             let text = String::from_utf8(taken.bytes).unwrap();
             assert!(text.contains(&format!("out {round}")), "{text}");
