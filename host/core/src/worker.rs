@@ -412,7 +412,7 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
                 trace_id: invoke.trace_id,
             },
         };
-        let result = match generation.invoke(&message.body, served, Mode::CurrentThread) {
+        let mut result = match generation.invoke(&message.body, served, Mode::CurrentThread) {
             Ok(r) => r,
             Err(e) => {
                 let done = Done {
@@ -423,6 +423,7 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
                 continue;
             }
         };
+        let log = std::mem::take(&mut result.log);
         let (error, kind, body) = match &result.outcome {
             Outcome::Success(b) => (
                 None,
@@ -442,7 +443,7 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
             duration_ms: result.summary.duration_ms,
             billing_duration_ms: result.summary.billing_duration_ms,
             memory_used_mb: memory.peak_mb(),
-            log: result.log.clone(),
+            log,
         };
         // What C stdio (and C++ iostreams synced with it) still buffers was
         // written by this invocation: out before the answer, so the host

@@ -106,6 +106,19 @@ impl WorkerOutput {
         std::mem::take(&mut buffer.taken)
     }
 
+    /// Forgets what was collected so far, without looking at the pipes
+    /// (no system call: this runs before every invocation). What a
+    /// background thread wrote between two invocations is forgotten once
+    /// the poller thread has read it, which it does as soon as epoll says
+    /// so; bytes still in a pipe when the next invocation starts (written
+    /// in the last microseconds) count as that invocation's, as do those a
+    /// background thread writes while it runs.
+    pub(crate) fn discard(&self) {
+        let mut buffer = self.buffer.lock();
+        buffer.taken.bytes.clear();
+        buffer.taken.dropped = 0;
+    }
+
     fn drain(&self, buffer: &mut Buffer, index: usize) {
         if !buffer.open[index] {
             return;

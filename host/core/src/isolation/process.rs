@@ -271,6 +271,11 @@ impl Worker {
         self.output.take()
     }
 
+    /// Forgets what the worker wrote so far (see [`WorkerOutput::discard`]).
+    fn discard_output(&self) {
+        self.output.discard();
+    }
+
     /// Kills the worker's process group and reaps the worker. The group is
     /// signalled only while the worker is unreaped, so its id cannot have
     /// been reused by then.
@@ -694,8 +699,8 @@ impl ProcessPool {
                 },
             };
             // Output of background threads between invocations is not this
-            // invocation's.
-            worker.take_output();
+            // invocation's (see `WorkerOutput::discard` for the fine print).
+            worker.discard_output();
             // The deadline bounds the whole answer, however the worker drips it.
             let answer = worker.call(&request, payload, deadline);
             if was_idle
@@ -715,7 +720,7 @@ impl ProcessPool {
             Ok((done, body)) => {
                 let output = worker.take_output();
                 let mut result = self.success(
-                    &request_id.to_string(),
+                    request_id.to_string(),
                     done,
                     body,
                     &output,
@@ -818,7 +823,7 @@ impl ProcessPool {
 
     fn success(
         &self,
-        request_id: &str,
+        request_id: String,
         mut done: Done,
         body: Vec<u8>,
         output: &Taken,
@@ -849,7 +854,7 @@ impl ProcessPool {
             }
             done.log.drain(..start);
         }
-        let captured = self.output_lines(request_id, output);
+        let captured = self.output_lines(&request_id, output);
         InvokeResult {
             outcome,
             summary: Summary::from_worker(
@@ -859,8 +864,12 @@ impl ProcessPool {
                 self.config.memory_mb,
                 elapsed,
             ),
-            log: format!("{}{captured}", done.log),
-            request_id: request_id.to_owned(),
+            log: if captured.is_empty() {
+                done.log
+            } else {
+                done.log + &captured
+            },
+            request_id,
             tail_bytes: self.tail_bytes,
             cold_start: None,
         }
