@@ -278,7 +278,7 @@ async fn work(state: Shared) {
         let claimed = blocking(move || {
             s.management
                 .store()
-                .claim_invocation(now_ms(), &now_rfc3339())
+                .claim_invocation(now_ms(), &now_rfc3339(), MAX_INTERRUPTED)
                 .map_err(ApiError::store)
         })
         .await;

@@ -5,11 +5,10 @@
 //! retry. Lookups by request id use the primary key; listings by function
 //! and claims by status and due time use their own indexes.
 
-use rusqlite::{params, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{to_json, Store, StoreError};
+use super::{from_json, to_json, Store, StoreError};
 
 /// FunctionGraph's statuses of an asynchronous invocation.
 pub mod status {
@@ -93,80 +92,35 @@ pub struct Recovered {
     pub failed: usize,
 }
 
-fn claimed(r: &Row<'_>) -> rusqlite::Result<Claimed> {
-    Ok(Claimed {
-        request_id: r.get(0)?,
-        function: r.get(1)?,
-        target: r.get(2)?,
-        payload: r.get(3)?,
-        attempts: r.get(4)?,
-        interrupted: r.get(5)?,
-        accepted_ms: r.get(6)?,
-        traceparent: r.get(7)?,
-        tracestate: r.get(8)?,
-        source: r.get(9)?,
-        depth: r.get(10)?,
-    })
-}
-
 /// The trace id of a stored `traceparent` (`00-<trace id>-<span>-<flags>`).
-fn trace_id_of(traceparent: &str) -> String {
+pub(crate) fn trace_id_of(traceparent: &str) -> String {
     traceparent.split('-').nth(1).unwrap_or("").to_owned()
 }
 
 impl Store {
     /// Records an accepted invocation (committed when this returns).
     pub fn insert_invocation(&self, new: &NewInvocation<'_>) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "INSERT INTO async_invocations (request_id, function, target, payload, status,
-                 accepted_ms, next_ms, traceparent, tracestate, source, depth)
-             VALUES (?1, ?2, ?3, ?4, 'WAIT', ?5, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                new.request_id,
-                new.function,
-                new.target,
-                new.payload,
-                new.accepted_ms,
-                new.traceparent,
-                new.tracestate,
-                new.source,
-                new.depth
-            ],
-        )?;
-        Ok(())
+        self.backend.insert_invocation(new)
     }
 
     /// Claims the invocation due first (`next_ms <= now_ms`): it becomes
-    /// `RUNNING`, its attempt counted.
+    /// `RUNNING`, its attempt counted. In a shared store the claim is a
+    /// lease (the function's timeout and a grace): an invocation whose node
+    /// died is claimed again once it ran out, and fails instead once it was
+    /// interrupted `max_interrupted` times.
     pub fn claim_invocation(
         &self,
         now_ms: i64,
         start_time: &str,
+        max_interrupted: u32,
     ) -> Result<Option<Claimed>, StoreError> {
-        Ok(self
-            .db
-            .lock()
-            .query_row(
-                "UPDATE async_invocations SET status = 'RUNNING', attempts = attempts + 1,
-                     start_time = ?2
-                 WHERE rowid = (SELECT rowid FROM async_invocations
-                                WHERE status = 'WAIT' AND next_ms <= ?1
-                                ORDER BY next_ms, rowid LIMIT 1)
-                 RETURNING request_id, function, target, payload, attempts, interrupted,
-                           accepted_ms, traceparent, tracestate, source, depth",
-                params![now_ms, start_time],
-                claimed,
-            )
-            .optional()?)
+        self.backend
+            .claim_invocation(now_ms, start_time, max_interrupted)
     }
 
     /// When the next waiting invocation is due, if any waits.
     pub fn next_invocation_due(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self.db.lock().query_row(
-            "SELECT MIN(next_ms) FROM async_invocations WHERE status = 'WAIT'",
-            [],
-            |r| r.get(0),
-        )?)
+        self.backend.next_invocation_due()
     }
 
     /// Ends a running invocation with its final status; its payload is
@@ -179,13 +133,8 @@ impl Store {
         error_message: &str,
         end_time: &str,
     ) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "UPDATE async_invocations SET status = ?2, error_code = ?3, error_message = ?4,
-                 end_time = ?5, payload = x''
-             WHERE request_id = ?1",
-            params![request_id, status, error_code, error_message, end_time],
-        )?;
-        Ok(())
+        self.backend
+            .finish_invocation(request_id, status, error_code, error_message, end_time)
     }
 
     /// Puts a running invocation back to wait for a retry at `next_ms`,
@@ -197,13 +146,8 @@ impl Store {
         error_code: i64,
         error_message: &str,
     ) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "UPDATE async_invocations SET status = 'WAIT', next_ms = ?2, error_code = ?3,
-                 error_message = ?4
-             WHERE request_id = ?1 AND status = 'RUNNING'",
-            params![request_id, next_ms, error_code, error_message],
-        )?;
-        Ok(())
+        self.backend
+            .retry_invocation(request_id, next_ms, error_code, error_message)
     }
 
     /// Discards a waiting invocation of `function`; returns its status
@@ -215,67 +159,28 @@ impl Store {
         request_id: &str,
         end_time: &str,
     ) -> Result<Option<String>, StoreError> {
-        let mut db = self.db.lock();
-        let tx = db.transaction()?;
-        let status: Option<String> = tx
-            .query_row(
-                "SELECT status FROM async_invocations WHERE request_id = ?1 AND function = ?2",
-                params![request_id, function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if status.as_deref() == Some(status::WAIT) {
-            tx.execute(
-                "UPDATE async_invocations SET status = 'DISCARD', end_time = ?2,
-                     error_message = 'cancelled', payload = x''
-                 WHERE request_id = ?1",
-                params![request_id, end_time],
-            )?;
-        }
-        tx.commit()?;
-        Ok(status)
+        self.backend
+            .cancel_invocation(function, request_id, end_time)
     }
 
     /// At start: invocations left `RUNNING` by a server that stopped are
     /// queued again (at least once delivery), unless they were interrupted
-    /// `max_interrupted` times already: those fail, with the reason.
+    /// `max_interrupted` times already: those fail, with the reason. In a
+    /// shared database this does nothing: other nodes may be running them,
+    /// and a claim's lease brings back the ones whose node died.
     pub fn recover_invocations(
         &self,
         now_ms: i64,
         max_interrupted: u32,
         end_time: &str,
     ) -> Result<Recovered, StoreError> {
-        let mut db = self.db.lock();
-        let tx = db.transaction()?;
-        let failed = tx.execute(
-            "UPDATE async_invocations SET status = 'FAIL', interrupted = interrupted + 1,
-                 error_code = 500, end_time = ?3, payload = x'',
-                 error_message = 'the server stopped while it ran, ' || (interrupted + 1) || ' times'
-             WHERE status = 'RUNNING' AND interrupted + 1 >= ?2",
-            params![now_ms, max_interrupted, end_time],
-        )?;
-        let requeued = tx.execute(
-            "UPDATE async_invocations SET status = 'WAIT', interrupted = interrupted + 1,
-                 next_ms = ?1,
-                 error_message = 'the server stopped while it ran; it runs again'
-             WHERE status = 'RUNNING'",
-            params![now_ms],
-        )?;
-        tx.commit()?;
-        Ok(Recovered { requeued, failed })
+        self.backend
+            .recover_invocations(now_ms, max_interrupted, end_time)
     }
 
     /// The status of one invocation.
     pub fn invocation_status(&self, request_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .db
-            .lock()
-            .query_row(
-                "SELECT status FROM async_invocations WHERE request_id = ?1",
-                params![request_id],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.backend.invocation_status(request_id)
     }
 
     /// A function's invocations, newest first (filtered by request id and
@@ -288,92 +193,24 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<(u64, Vec<Listed>), StoreError> {
-        let db = self.db.lock();
-        let filter =
-            "function = ?1 AND (?2 IS NULL OR request_id = ?2) AND (?3 IS NULL OR status = ?3)";
-        let count: i64 = db.query_row(
-            &format!("SELECT COUNT(*) FROM async_invocations WHERE {filter}"),
-            params![function, request_id, status],
-            |r| r.get(0),
-        )?;
-        let count = count.max(0) as u64;
-        let mut stmt = db.prepare(&format!(
-            "SELECT request_id, status, error_message, error_code, start_time, end_time,
-                    attempts, traceparent
-             FROM async_invocations WHERE {filter}
-             ORDER BY accepted_ms DESC, rowid DESC LIMIT ?4 OFFSET ?5"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                function,
-                request_id,
-                status,
-                limit.min(i64::MAX as u64) as i64,
-                offset.min(i64::MAX as u64) as i64
-            ],
-            |r| {
-                Ok(Listed {
-                    request_id: r.get(0)?,
-                    status: r.get(1)?,
-                    error_message: r.get(2)?,
-                    error_code: r.get(3)?,
-                    start_time: r.get(4)?,
-                    end_time: r.get(5)?,
-                    attempts: r.get(6)?,
-                    trace_id: trace_id_of(&r.get::<_, String>(7)?),
-                })
-            },
-        )?;
-        Ok((count, rows.collect::<Result<_, _>>()?))
+        self.backend
+            .list_invocations(function, request_id, status, offset, limit)
     }
 
     /// Invocations not yet ended (waiting or running).
     pub fn unfinished_invocations(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.db.lock().query_row(
-            "SELECT COUNT(*) FROM async_invocations WHERE status IN ('WAIT', 'RUNNING')",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n.max(0) as u64)
+        self.backend.unfinished_invocations()
     }
 
     /// Waiting invocations by function.
     pub fn invocation_backlog(&self) -> Result<Vec<Backlog>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt = db.prepare(
-            "SELECT function, COUNT(*), MIN(accepted_ms) FROM async_invocations
-             WHERE status = 'WAIT' GROUP BY function ORDER BY function",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Backlog {
-                function: r.get(0)?,
-                waiting: r.get::<_, i64>(1)?.max(0) as u64,
-                oldest_accepted_ms: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.backend.invocation_backlog()
     }
 
     /// Deletes ended invocations accepted before `before_ms`, and the oldest
     /// ended ones beyond the newest `keep`; returns how many went.
     pub fn prune_invocations(&self, before_ms: i64, keep: u64) -> Result<usize, StoreError> {
-        let mut db = self.db.lock();
-        let tx = db.transaction()?;
-        let ended = "status IN ('SUCCESS', 'FAIL', 'DISCARD')";
-        let mut gone = tx.execute(
-            &format!("DELETE FROM async_invocations WHERE {ended} AND accepted_ms < ?1"),
-            params![before_ms],
-        )?;
-        gone += tx.execute(
-            &format!(
-                "DELETE FROM async_invocations WHERE {ended} AND rowid NOT IN
-                     (SELECT rowid FROM async_invocations WHERE {ended}
-                      ORDER BY accepted_ms DESC, rowid DESC LIMIT ?1)"
-            ),
-            params![keep.min(i64::MAX as u64) as i64],
-        )?;
-        tx.commit()?;
-        Ok(gone)
+        self.backend.prune_invocations(before_ms, keep)
     }
 
     /// Inserts or replaces a function's asynchronous invocation
@@ -383,12 +220,7 @@ impl Store {
         function: &str,
         record: &T,
     ) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "INSERT INTO async_configs (function, record) VALUES (?1, ?2)
-             ON CONFLICT(function) DO UPDATE SET record = excluded.record",
-            params![function, to_json(record)?],
-        )?;
-        Ok(())
+        self.backend.put_async_config(function, to_json(record)?)
     }
 
     /// A function's asynchronous invocation configuration.
@@ -396,19 +228,16 @@ impl Store {
         &self,
         function: &str,
     ) -> Result<Option<T>, StoreError> {
-        self.record_by_key(
-            "SELECT record FROM async_configs WHERE function = ?1",
-            function,
-        )
+        self.backend
+            .async_config(function)?
+            .map(|r| from_json(&r))
+            .transpose()
     }
 
     /// Deletes a function's asynchronous invocation configuration; whether
     /// it had one.
     pub fn delete_async_config(&self, function: &str) -> Result<bool, StoreError> {
-        Ok(self.db.lock().execute(
-            "DELETE FROM async_configs WHERE function = ?1",
-            params![function],
-        )? > 0)
+        self.backend.delete_async_config(function)
     }
 }
 
@@ -441,11 +270,13 @@ mod tests {
                     .unwrap();
             }
             assert_eq!(
-                s.claim_invocation(999, "t").unwrap().map(|c| c.request_id),
+                s.claim_invocation(999, "t", 3)
+                    .unwrap()
+                    .map(|c| c.request_id),
                 None,
                 "not due yet"
             );
-            let a = s.claim_invocation(5000, "t").unwrap().unwrap();
+            let a = s.claim_invocation(5000, "t", 3).unwrap().unwrap();
             assert_eq!((a.request_id.as_str(), a.attempts), ("a", 1));
             // The server dies here, with `a` running and `b`, `c` waiting.
         }
@@ -460,7 +291,12 @@ mod tests {
         assert_eq!(s.unfinished_invocations().unwrap(), 3);
         // `b` and `c` were due first; `a` is due again at the recovery.
         let order: Vec<String> = (0..3)
-            .map(|_| s.claim_invocation(7000, "t").unwrap().unwrap().request_id)
+            .map(|_| {
+                s.claim_invocation(7000, "t", 3)
+                    .unwrap()
+                    .unwrap()
+                    .request_id
+            })
             .collect();
         assert_eq!(order, ["b", "c", "a"]);
         s.finish_invocation("b", status::SUCCESS, 0, "", "t")
@@ -510,7 +346,7 @@ mod tests {
         s.insert_invocation(&new("a", "echo", 10)).unwrap();
         s.insert_invocation(&new("b", "echo", 20)).unwrap();
         s.insert_invocation(&new("c", "slow", 30)).unwrap();
-        s.claim_invocation(100, "t").unwrap();
+        s.claim_invocation(100, "t", 3).unwrap();
         assert_eq!(
             s.invocation_backlog().unwrap(),
             vec![

@@ -1,67 +1,55 @@
-//! Persistent state of the server: functions, published versions, aliases
-//! and triggers, as JSON records in SQLite (WAL, full sync), one transaction
-//! per change, so a crash leaves either the old or the new state. Code
-//! packages live beside it, content-addressed (see `server::package`).
-//! The schema is versioned (`PRAGMA user_version`) and migrated at open.
-//! Asynchronous invocations and their configuration: [`asynchronous`].
+//! Persistent state of the server: functions, published versions, aliases,
+//! triggers and asynchronous invocations, behind one interface
+//! ([`Backend`]) with two implementations:
+//!
+//! - [`sqlite`]: the zero-configuration default, one file in the data
+//!   directory (WAL, full sync), for a single node;
+//! - [`postgres`]: one PostgreSQL database shared by every node of a
+//!   cluster (`--database-url`), where each change also bumps the
+//!   function's revision and notifies the other nodes.
+//!
+//! Records are JSON, one transaction per change, so a crash leaves either
+//! the old or the new state. Each schema is versioned and migrated at open;
+//! a node refuses a schema newer than it knows. Code packages live outside
+//! the store, content-addressed (see `server::package`). Asynchronous
+//! invocations: [`asynchronous`].
 
 pub mod asynchronous;
+pub mod postgres;
+pub mod sqlite;
 
 use std::path::Path;
 
-use parking_lot::Mutex;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Migrations, in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[
-    // 1: the initial schema.
-    "CREATE TABLE functions (name TEXT PRIMARY KEY, record TEXT NOT NULL);
-     CREATE TABLE versions (function TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL,
-                            record TEXT NOT NULL, PRIMARY KEY (function, version));
-     CREATE TABLE aliases (function TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL,
-                           PRIMARY KEY (function, name));
-     CREATE TABLE triggers (id TEXT PRIMARY KEY, function TEXT NOT NULL, record TEXT NOT NULL);",
-    // 2: durable asynchronous invocations, and their configuration per
-    // function. Times are milliseconds since the Unix epoch; start and end
-    // times are kept as FunctionGraph lists them.
-    "CREATE TABLE async_invocations (
-         request_id TEXT PRIMARY KEY,
-         function TEXT NOT NULL,
-         target TEXT NOT NULL,
-         payload BLOB NOT NULL,
-         status TEXT NOT NULL,
-         attempts INTEGER NOT NULL DEFAULT 0,
-         interrupted INTEGER NOT NULL DEFAULT 0,
-         accepted_ms INTEGER NOT NULL,
-         next_ms INTEGER NOT NULL,
-         start_time TEXT NOT NULL DEFAULT '',
-         end_time TEXT NOT NULL DEFAULT '',
-         error_code INTEGER NOT NULL DEFAULT 0,
-         error_message TEXT NOT NULL DEFAULT '',
-         traceparent TEXT NOT NULL DEFAULT '',
-         tracestate TEXT NOT NULL DEFAULT '',
-         source TEXT NOT NULL DEFAULT 'api',
-         depth INTEGER NOT NULL DEFAULT 0);
-     CREATE INDEX async_by_function ON async_invocations (function, accepted_ms);
-     CREATE INDEX async_by_status ON async_invocations (status, next_ms);
-     CREATE TABLE async_configs (function TEXT PRIMARY KEY, record TEXT NOT NULL);",
-];
+use asynchronous::{Backlog, Claimed, Listed, NewInvocation, Recovered};
 
-/// A store error (I/O, corruption, or a record that no longer parses).
+/// A store error (I/O, corruption, a record that no longer parses, or a
+/// database that cannot be reached).
 #[derive(Debug, thiserror::Error)]
 #[error("state store: {message}")]
 pub struct StoreError {
     message: String,
     disk_full: bool,
+    unavailable: bool,
 }
 
 impl StoreError {
-    fn new(message: String) -> StoreError {
+    pub(crate) fn new(message: impl Into<String>) -> StoreError {
         StoreError {
-            message,
+            message: message.into(),
             disk_full: false,
+            unavailable: false,
+        }
+    }
+
+    /// The database could not be reached (or did not answer in time): the
+    /// request may succeed once it is back.
+    pub(crate) fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError {
+            unavailable: true,
+            ..StoreError::new(message)
         }
     }
 
@@ -69,15 +57,10 @@ impl StoreError {
     pub fn is_disk_full(&self) -> bool {
         self.disk_full
     }
-}
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        let disk_full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
-        StoreError {
-            message: e.to_string(),
-            disk_full,
-        }
+    /// Whether the database could not be reached for the moment.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 }
 
@@ -87,14 +70,123 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// The SQLite-backed store.
+/// What a store implementation does, on records already encoded as JSON.
+/// [`Store`] puts the typed, serde-based interface the server uses on top.
+///
+/// A change to a function's record, versions, aliases or triggers is one
+/// transaction. Calls block the calling thread until the database answered
+/// (the server makes them from blocking tasks).
+pub trait Backend: Send + Sync {
+    /// Inserts or replaces a function's record.
+    fn put_function(&self, name: &str, record: String) -> Result<(), StoreError>;
+    /// Deletes a function with its versions, aliases, triggers and
+    /// asynchronous configurations.
+    fn delete_function(&self, name: &str) -> Result<(), StoreError>;
+    /// Every function record, by name.
+    fn functions(&self) -> Result<Vec<String>, StoreError>;
+    /// Adds a published version (in publication order).
+    fn put_version(&self, function: &str, version: &str, record: String) -> Result<(), StoreError>;
+    /// Deletes a published version.
+    fn delete_version(&self, function: &str, version: &str) -> Result<(), StoreError>;
+    /// A function's versions, in publication order.
+    fn versions(&self, function: &str) -> Result<Vec<String>, StoreError>;
+    /// Inserts or replaces an alias.
+    fn put_alias(&self, function: &str, name: &str, record: String) -> Result<(), StoreError>;
+    /// Deletes an alias.
+    fn delete_alias(&self, function: &str, name: &str) -> Result<(), StoreError>;
+    /// A function's aliases, by name.
+    fn aliases(&self, function: &str) -> Result<Vec<String>, StoreError>;
+    /// Inserts or replaces a trigger.
+    fn put_trigger(&self, id: &str, function: &str, record: String) -> Result<(), StoreError>;
+    /// Deletes a trigger; whether it existed.
+    fn delete_trigger(&self, id: &str) -> Result<bool, StoreError>;
+    /// One trigger.
+    fn trigger(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Every trigger (of `function`, when given), by id.
+    fn triggers(&self, function: Option<&str>) -> Result<Vec<String>, StoreError>;
+
+    /// Records an accepted asynchronous invocation (committed on return).
+    fn insert_invocation(&self, new: &NewInvocation<'_>) -> Result<(), StoreError>;
+    /// Claims the invocation due first: it becomes `RUNNING`, its attempt
+    /// counted. In a shared database the claim is a lease: one left
+    /// running past it (its node died) is claimed again, by any node.
+    /// One whose lease ran out after `max_interrupted` interruptions fails
+    /// instead.
+    fn claim_invocation(
+        &self,
+        now_ms: i64,
+        start_time: &str,
+        max_interrupted: u32,
+    ) -> Result<Option<Claimed>, StoreError>;
+    /// When the next waiting invocation is due, if any waits.
+    fn next_invocation_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Ends a running invocation with its final status.
+    fn finish_invocation(
+        &self,
+        request_id: &str,
+        status: &str,
+        error_code: i64,
+        error_message: &str,
+        end_time: &str,
+    ) -> Result<(), StoreError>;
+    /// Puts a running invocation back to wait for a retry at `next_ms`.
+    fn retry_invocation(
+        &self,
+        request_id: &str,
+        next_ms: i64,
+        error_code: i64,
+        error_message: &str,
+    ) -> Result<(), StoreError>;
+    /// Discards a waiting invocation of `function`; its status before.
+    fn cancel_invocation(
+        &self,
+        function: &str,
+        request_id: &str,
+        end_time: &str,
+    ) -> Result<Option<String>, StoreError>;
+    /// At start: what to do with invocations a stopped node left running.
+    fn recover_invocations(
+        &self,
+        now_ms: i64,
+        max_interrupted: u32,
+        end_time: &str,
+    ) -> Result<Recovered, StoreError>;
+    /// The status of one invocation.
+    fn invocation_status(&self, request_id: &str) -> Result<Option<String>, StoreError>;
+    /// A function's invocations, newest first: how many match, and a page.
+    fn list_invocations(
+        &self,
+        function: &str,
+        request_id: Option<&str>,
+        status: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<Listed>), StoreError>;
+    /// Invocations not yet ended (waiting or running).
+    fn unfinished_invocations(&self) -> Result<u64, StoreError>;
+    /// Waiting invocations by function.
+    fn invocation_backlog(&self) -> Result<Vec<Backlog>, StoreError>;
+    /// Deletes old ended invocations; how many went.
+    fn prune_invocations(&self, before_ms: i64, keep: u64) -> Result<usize, StoreError>;
+    /// Inserts or replaces an asynchronous invocation configuration.
+    fn put_async_config(&self, function: &str, record: String) -> Result<(), StoreError>;
+    /// An asynchronous invocation configuration.
+    fn async_config(&self, function: &str) -> Result<Option<String>, StoreError>;
+    /// Deletes an asynchronous invocation configuration; whether it existed.
+    fn delete_async_config(&self, function: &str) -> Result<bool, StoreError>;
+}
+
+/// The server's state store: one [`Backend`], typed records.
 pub struct Store {
-    db: Mutex<Connection>,
+    backend: Box<dyn Backend>,
+    shared: bool,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,69 +198,46 @@ fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     Ok(serde_json::from_str(s)?)
 }
 
+fn all_from_json<T: DeserializeOwned>(records: Vec<String>) -> Result<Vec<T>, StoreError> {
+    records.iter().map(|r| from_json(r)).collect()
+}
+
 impl Store {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
-        let applied: usize =
-            db.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::new(format!(
-                "{} was written by a newer fnhost (schema {applied}, this one knows {})",
-                path.display(),
-                MIGRATIONS.len()
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let tx = db.unchecked_transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
-        Ok(Store { db: Mutex::new(db) })
+        Ok(Store {
+            backend: Box::new(sqlite::SqliteStore::open(path)?),
+            shared: false,
+        })
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://...`),
+    /// migrating its schema under an advisory lock.
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Box::new(postgres::PostgresStore::connect(url)?),
+            shared: true,
+        })
+    }
+
+    /// Whether other nodes share this store (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// Inserts or replaces a function's record.
     pub fn put_function<T: Serialize>(&self, name: &str, record: &T) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "INSERT INTO functions (name, record) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET record = excluded.record",
-            params![name, to_json(record)?],
-        )?;
-        Ok(())
+        self.backend.put_function(name, to_json(record)?)
     }
 
     /// Deletes a function with its versions, aliases and triggers.
     pub fn delete_function(&self, name: &str) -> Result<(), StoreError> {
-        let mut db = self.db.lock();
-        let tx = db.transaction()?;
-        for table in [
-            "functions WHERE name",
-            "versions WHERE function",
-            "aliases WHERE function",
-            "triggers WHERE function",
-            "async_configs WHERE function",
-        ] {
-            tx.execute(&format!("DELETE FROM {table} = ?1"), params![name])?;
-        }
-        // The configurations of its versions and aliases (`name:qualifier`).
-        tx.execute(
-            "DELETE FROM async_configs WHERE substr(function, 1, length(?1) + 1) = ?1 || ':'",
-            params![name],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.backend.delete_function(name)
     }
 
     /// Every function record.
     pub fn functions<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt = db.prepare("SELECT record FROM functions ORDER BY name")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.map(|r| from_json(&r?)).collect()
+        all_from_json(self.backend.functions()?)
     }
 
     /// Adds a published version (in publication order).
@@ -178,30 +247,18 @@ impl Store {
         version: &str,
         record: &T,
     ) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "INSERT INTO versions (function, version, seq, record)
-             VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM versions), ?3)",
-            params![function, version, to_json(record)?],
-        )?;
-        Ok(())
+        self.backend
+            .put_version(function, version, to_json(record)?)
     }
 
     /// Deletes a published version.
     pub fn delete_version(&self, function: &str, version: &str) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "DELETE FROM versions WHERE function = ?1 AND version = ?2",
-            params![function, version],
-        )?;
-        Ok(())
+        self.backend.delete_version(function, version)
     }
 
     /// A function's versions, in publication order.
     pub fn versions<T: DeserializeOwned>(&self, function: &str) -> Result<Vec<T>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt =
-            db.prepare("SELECT record FROM versions WHERE function = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
-        rows.map(|r| from_json(&r?)).collect()
+        all_from_json(self.backend.versions(function)?)
     }
 
     /// Inserts or replaces an alias.
@@ -211,30 +268,17 @@ impl Store {
         name: &str,
         record: &T,
     ) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "INSERT INTO aliases (function, name, record) VALUES (?1, ?2, ?3)
-             ON CONFLICT(function, name) DO UPDATE SET record = excluded.record",
-            params![function, name, to_json(record)?],
-        )?;
-        Ok(())
+        self.backend.put_alias(function, name, to_json(record)?)
     }
 
     /// Deletes an alias.
     pub fn delete_alias(&self, function: &str, name: &str) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "DELETE FROM aliases WHERE function = ?1 AND name = ?2",
-            params![function, name],
-        )?;
-        Ok(())
+        self.backend.delete_alias(function, name)
     }
 
     /// A function's aliases.
     pub fn aliases<T: DeserializeOwned>(&self, function: &str) -> Result<Vec<T>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt =
-            db.prepare("SELECT record FROM aliases WHERE function = ?1 ORDER BY name")?;
-        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
-        rows.map(|r| from_json(&r?)).collect()
+        all_from_json(self.backend.aliases(function)?)
     }
 
     /// Inserts or replaces a trigger.
@@ -244,40 +288,17 @@ impl Store {
         function: &str,
         record: &T,
     ) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "INSERT INTO triggers (id, function, record) VALUES (?1, ?2, ?3)
-             ON CONFLICT(id) DO UPDATE SET record = excluded.record, function = excluded.function",
-            params![id, function, to_json(record)?],
-        )?;
-        Ok(())
+        self.backend.put_trigger(id, function, to_json(record)?)
     }
 
     /// Deletes a trigger.
     pub fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .db
-            .lock()
-            .execute("DELETE FROM triggers WHERE id = ?1", params![id])?
-            > 0)
+        self.backend.delete_trigger(id)
     }
 
     /// One trigger.
     pub fn trigger<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
-        self.record_by_key("SELECT record FROM triggers WHERE id = ?1", id)
-    }
-
-    /// The JSON record `sql` selects by its one key parameter, if any.
-    fn record_by_key<T: DeserializeOwned>(
-        &self,
-        sql: &str,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
-        let record: Option<String> = self
-            .db
-            .lock()
-            .query_row(sql, params![key], |r| r.get(0))
-            .optional()?;
-        record.map(|r| from_json(&r)).transpose()
+        self.backend.trigger(id)?.map(|r| from_json(&r)).transpose()
     }
 
     /// Every trigger (of `function`, when given).
@@ -285,11 +306,83 @@ impl Store {
         &self,
         function: Option<&str>,
     ) -> Result<Vec<T>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt = db
-            .prepare("SELECT record FROM triggers WHERE ?1 IS NULL OR function = ?1 ORDER BY id")?;
-        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
-        rows.map(|r| from_json(&r?)).collect()
+        all_from_json(self.backend.triggers(function)?)
+    }
+}
+
+/// Fresh PostgreSQL databases for tests.
+#[cfg(test)]
+pub(crate) mod test_database {
+    /// A database of its own on the test server, dropped with this.
+    pub(crate) struct TestDatabase {
+        pub url: String,
+        admin: String,
+        name: String,
+    }
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// A fresh database on the server `FNHOST_TEST_POSTGRES` names (what
+    /// `scripts/postgres.sh` prints; 127.0.0.1:5432 by default). `None`
+    /// when none answers, unless `FNHOST_REQUIRE_POSTGRES` is set (as
+    /// `scripts/test.sh` sets it): then that is a failure.
+    pub(crate) fn fresh() -> Option<TestDatabase> {
+        let admin_url = std::env::var("FNHOST_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("fnhost_test_{}", uuid::Uuid::new_v4().simple());
+        let created = run(async {
+            let client = admin(&admin_url).await?;
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+        });
+        match created {
+            Ok(()) => {}
+            Err(e) if std::env::var_os("FNHOST_REQUIRE_POSTGRES").is_some() => {
+                panic!("no PostgreSQL at {admin_url}: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "skipped: no PostgreSQL at {admin_url} ({e}); scripts/test.sh starts one"
+                );
+                return None;
+            }
+        }
+        let base = admin_url.rsplit_once('/').map_or(&*admin_url, |(b, _)| b);
+        Some(TestDatabase {
+            url: format!("{base}/{name}"),
+            admin: admin_url,
+            name,
+        })
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            let (admin_url, name) = (self.admin.clone(), self.name.clone());
+            // Its own thread: a test may drop this inside a runtime.
+            let _ = std::thread::spawn(move || {
+                run(async {
+                    if let Ok(client) = admin(&admin_url).await {
+                        let _ = client
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                    }
+                })
+            })
+            .join();
+        }
     }
 }
 
@@ -297,12 +390,11 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_survive_reopening_and_cascade_on_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
+    /// The same checks on a store and on a second one opened on the same
+    /// state (a restart, or another node).
+    fn records_survive_reopening_and_cascade_on_delete(open: &dyn Fn() -> Store) {
         {
-            let s = Store::open(&path).unwrap();
+            let s = open();
             s.put_function("echo", &serde_json::json!({"n": 1}))
                 .unwrap();
             s.put_function("echo", &serde_json::json!({"n": 2}))
@@ -315,8 +407,10 @@ mod tests {
                 .unwrap();
             s.put_trigger("t1", "echo", &serde_json::json!({"t": 1}))
                 .unwrap();
+            s.put_async_config("echo:prod", &serde_json::json!({"c": 1}))
+                .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = open();
         assert_eq!(
             s.functions::<serde_json::Value>().unwrap(),
             vec![serde_json::json!({"n": 2})]
@@ -328,10 +422,34 @@ mod tests {
             s.triggers::<serde_json::Value>(Some("echo")).unwrap().len(),
             1
         );
+        assert_eq!(
+            s.trigger::<serde_json::Value>("t1").unwrap(),
+            Some(serde_json::json!({"t": 1}))
+        );
+        assert!(s.trigger::<serde_json::Value>("t2").unwrap().is_none());
         s.delete_function("echo").unwrap();
         assert!(s.functions::<serde_json::Value>().unwrap().is_empty());
         assert!(s.versions::<serde_json::Value>("echo").unwrap().is_empty());
         assert!(s.aliases::<serde_json::Value>("echo").unwrap().is_empty());
         assert!(s.triggers::<serde_json::Value>(None).unwrap().is_empty());
+        assert!(s
+            .async_config::<serde_json::Value>("echo:prod")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn sqlite_records_survive_reopening_and_cascade_on_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        records_survive_reopening_and_cascade_on_delete(&|| Store::open(&path).unwrap());
+    }
+
+    #[test]
+    fn postgres_records_survive_reconnecting_and_cascade_on_delete() {
+        let Some(db) = test_database::fresh() else {
+            return;
+        };
+        records_survive_reopening_and_cascade_on_delete(&|| Store::connect(&db.url).unwrap());
     }
 }

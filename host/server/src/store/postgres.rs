@@ -1,0 +1,842 @@
+//! The cluster store: one PostgreSQL database shared by every node.
+//!
+//! - **Schema**: versioned in `fnhost_schema`, migrated at connect inside
+//!   one transaction that holds an advisory lock, so nodes starting together
+//!   migrate once; a node refuses a schema newer than it knows.
+//! - **Revisions**: every change to a function's record, versions, aliases
+//!   or triggers bumps `functions.revision` and sends a `NOTIFY` on
+//!   [`CHANGES`] carrying the function's name, in the same transaction, so
+//!   the other nodes hear of it on commit (and a node that missed the
+//!   notification sees the revision move when it compares).
+//! - **Asynchronous invocations** are claimed with `FOR UPDATE SKIP LOCKED`
+//!   under a lease of the function's timeout plus [`LEASE_GRACE`]: one whose
+//!   node died is claimed again by any node once the lease ran out (its
+//!   interruption counted), and the late node's answer no longer counts.
+//! - **Bounded**: every call waits at most [`CALL_TIMEOUT`] for the
+//!   database (a free pooled connection included); past it, or when the
+//!   database cannot be reached, the error says *unavailable* (the API
+//!   answers 503 and the caller may retry).
+//!
+//! The client is `tokio-postgres` with a `deadpool-postgres` pool, driven by
+//! a small runtime of the store's own, so the blocking interface the server
+//! uses works from any thread. Connections are in plain text (`NoTls`): put
+//! the database on a private network, or behind a TLS proxy.
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::{NoTls, Row, Transaction};
+
+use super::asynchronous::{
+    status, trace_id_of, Backlog, Claimed, Listed, NewInvocation, Recovered,
+};
+use super::{Backend, StoreError};
+
+/// The channel every change is notified on; the payload is the function's
+/// name.
+pub const CHANGES: &str = "fnhost_changes";
+
+/// How long one store call may wait for the database.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long past its function's timeout a claimed invocation stays with
+/// the node that claimed it (clock differences between nodes included).
+pub const LEASE_GRACE: Duration = Duration::from_secs(5);
+
+/// The lease of an invocation whose function is gone (FunctionGraph's
+/// longest timeout).
+const DEFAULT_LEASE: Duration = Duration::from_secs(900);
+
+/// Connections per node.
+const POOL_SIZE: usize = 16;
+
+/// The advisory lock migrations hold (any fixed number; "fnhost" in ASCII).
+const MIGRATION_LOCK: i64 = 0x666e_686f_7374;
+
+/// Migrations, in order; `fnhost_schema.version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: functions with their revisions, versions, aliases, triggers,
+    // asynchronous invocations with their leases, and their configurations.
+    "CREATE TABLE functions (name TEXT PRIMARY KEY, record TEXT NOT NULL,
+                             revision BIGINT NOT NULL DEFAULT 1);
+     CREATE TABLE versions (function TEXT NOT NULL, version TEXT NOT NULL,
+                            seq BIGSERIAL NOT NULL, record TEXT NOT NULL,
+                            PRIMARY KEY (function, version));
+     CREATE TABLE aliases (function TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL,
+                           PRIMARY KEY (function, name));
+     CREATE TABLE triggers (id TEXT PRIMARY KEY, function TEXT NOT NULL, record TEXT NOT NULL);
+     CREATE INDEX triggers_by_function ON triggers (function);
+     CREATE TABLE async_invocations (
+         seq BIGSERIAL NOT NULL,
+         request_id TEXT PRIMARY KEY,
+         function TEXT NOT NULL,
+         target TEXT NOT NULL,
+         payload BYTEA NOT NULL,
+         status TEXT NOT NULL,
+         attempts INTEGER NOT NULL DEFAULT 0,
+         interrupted INTEGER NOT NULL DEFAULT 0,
+         accepted_ms BIGINT NOT NULL,
+         next_ms BIGINT NOT NULL,
+         lease_until_ms BIGINT NOT NULL DEFAULT 0,
+         node TEXT NOT NULL DEFAULT '',
+         start_time TEXT NOT NULL DEFAULT '',
+         end_time TEXT NOT NULL DEFAULT '',
+         error_code BIGINT NOT NULL DEFAULT 0,
+         error_message TEXT NOT NULL DEFAULT '',
+         traceparent TEXT NOT NULL DEFAULT '',
+         tracestate TEXT NOT NULL DEFAULT '',
+         source TEXT NOT NULL DEFAULT 'api',
+         depth INTEGER NOT NULL DEFAULT 0);
+     CREATE INDEX async_by_function ON async_invocations (function, accepted_ms);
+     CREATE INDEX async_by_status ON async_invocations (status, next_ms);
+     CREATE INDEX async_leases ON async_invocations (lease_until_ms) WHERE status = 'RUNNING';
+     CREATE TABLE async_configs (function TEXT PRIMARY KEY, record TEXT NOT NULL);",
+];
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            // The database answered: the statement itself failed.
+            Some(db) => StoreError::new(format!("PostgreSQL: {}", db.message())),
+            // No answer: the connection broke or never was.
+            None => StoreError::unavailable(format!("PostgreSQL: {e}")),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            e => StoreError::unavailable(format!("PostgreSQL connection pool: {e}")),
+        }
+    }
+}
+
+/// The PostgreSQL-backed store.
+pub struct PostgresStore {
+    /// Drives the connections; `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    /// This node's name in the claims it makes.
+    node: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async context forbids.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn int(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+fn uint(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn claimed(r: &Row) -> Claimed {
+    Claimed {
+        request_id: r.get(0),
+        function: r.get(1),
+        target: r.get(2),
+        payload: r.get(3),
+        attempts: uint(r.get(4)),
+        interrupted: uint(r.get(5)),
+        accepted_ms: r.get(6),
+        traceparent: r.get(7),
+        tracestate: r.get(8),
+        source: r.get(9),
+        depth: uint(r.get(10)),
+    }
+}
+
+/// Bumps a function's revision and tells the other nodes, on commit.
+async fn touch(tx: &Transaction<'_>, function: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE functions SET revision = revision + 1 WHERE name = $1",
+        &[&function],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANGES, &function])
+        .await?;
+    Ok(())
+}
+
+async fn migrate(client: &mut Object) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS fnhost_schema (version INTEGER NOT NULL)")
+        .await?;
+    let applied: Option<i32> = tx
+        .query_opt("SELECT version FROM fnhost_schema", &[])
+        .await?
+        .map(|r| r.get(0));
+    if applied.is_none() {
+        tx.execute("INSERT INTO fnhost_schema (version) VALUES (0)", &[])
+            .await?;
+    }
+    let applied = usize::try_from(applied.unwrap_or(0)).unwrap_or(0);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::new(format!(
+            "the database was written by a newer fnhost (schema {applied}, this one knows {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "UPDATE fnhost_schema SET version = $1",
+            &[&i32::try_from(i + 1).unwrap_or(i32::MAX)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`, or
+    /// libpq's `key=value` form) and migrates the schema.
+    pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::new(format!("the database URL is not valid: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fnhost-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::new(format!("the database client's runtime: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CALL_TIMEOUT))
+            .create_timeout(Some(CALL_TIMEOUT))
+            .recycle_timeout(Some(CALL_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::new(format!("the database connection pool: {e}")))?;
+        let store = PostgresStore {
+            runtime: Some(runtime),
+            pool,
+            node: uuid::Uuid::new_v4().to_string(),
+        };
+        store.with_client(|mut c| async move { migrate(&mut c).await })?;
+        Ok(store)
+    }
+
+    /// Runs `f` with a pooled connection on the store's runtime and waits
+    /// for it, at most [`CALL_TIMEOUT`]. Works from any thread, an async
+    /// executor's included (it blocks that thread as SQLite's calls do).
+    fn with_client<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send,
+    {
+        let Some(runtime) = self.runtime.as_ref() else {
+            return Err(StoreError::new("the store is closing"));
+        };
+        let pool = self.pool.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let work = async move { f(pool.get().await?).await };
+            let result = tokio::time::timeout(CALL_TIMEOUT, work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::unavailable(format!(
+                        "PostgreSQL did not answer within {} s",
+                        CALL_TIMEOUT.as_secs()
+                    )))
+                });
+            let _ = tx.send(result);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(StoreError::new("the database task ended")))
+    }
+
+    /// Every function with its revision, by name.
+    pub fn revisions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with_client(|c| async move {
+            let rows = c
+                .query("SELECT name, revision FROM functions ORDER BY name", &[])
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn records(&self, sql: &'static str, key: Option<String>) -> Result<Vec<String>, StoreError> {
+        self.with_client(move |c| async move {
+            let rows = c.query(sql, &[&key]).await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn record(&self, sql: &'static str, key: String) -> Result<Option<String>, StoreError> {
+        self.with_client(
+            move |c| async move { Ok(c.query_opt(sql, &[&key]).await?.map(|r| r.get(0))) },
+        )
+    }
+
+    /// Runs one statement that changes something of `function`, bumping its
+    /// revision and notifying, in one transaction; the rows it changed.
+    fn change(
+        &self,
+        function: String,
+        sql: &'static str,
+        args: Vec<String>,
+    ) -> Result<u64, StoreError> {
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
+                .iter()
+                .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            let n = tx.execute(sql, &params).await?;
+            touch(&tx, &function).await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+}
+
+impl Backend for PostgresStore {
+    fn put_function(&self, name: &str, record: String) -> Result<(), StoreError> {
+        self.change(
+            name.to_owned(),
+            "INSERT INTO functions (name, record) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+            vec![name.to_owned(), record],
+        )
+        .map(drop)
+    }
+
+    fn delete_function(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
+            for table in [
+                "functions WHERE name",
+                "versions WHERE function",
+                "aliases WHERE function",
+                "triggers WHERE function",
+                "async_configs WHERE function",
+            ] {
+                tx.execute(&format!("DELETE FROM {table} = $1"), &[&name])
+                    .await?;
+            }
+            // The configurations of its versions and aliases (`name:qualifier`).
+            tx.execute(
+                "DELETE FROM async_configs WHERE starts_with(function, $1 || ':')",
+                &[&name],
+            )
+            .await?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANGES, &name])
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn functions(&self) -> Result<Vec<String>, StoreError> {
+        self.records(
+            "SELECT record FROM functions WHERE $1::TEXT IS NULL ORDER BY name",
+            None,
+        )
+    }
+
+    fn put_version(&self, function: &str, version: &str, record: String) -> Result<(), StoreError> {
+        self.change(
+            function.to_owned(),
+            "INSERT INTO versions (function, version, record) VALUES ($1, $2, $3)",
+            vec![function.to_owned(), version.to_owned(), record],
+        )
+        .map(drop)
+    }
+
+    fn delete_version(&self, function: &str, version: &str) -> Result<(), StoreError> {
+        self.change(
+            function.to_owned(),
+            "DELETE FROM versions WHERE function = $1 AND version = $2",
+            vec![function.to_owned(), version.to_owned()],
+        )
+        .map(drop)
+    }
+
+    fn versions(&self, function: &str) -> Result<Vec<String>, StoreError> {
+        self.records(
+            "SELECT record FROM versions WHERE function = $1 ORDER BY seq",
+            Some(function.to_owned()),
+        )
+    }
+
+    fn put_alias(&self, function: &str, name: &str, record: String) -> Result<(), StoreError> {
+        self.change(
+            function.to_owned(),
+            "INSERT INTO aliases (function, name, record) VALUES ($1, $2, $3)
+             ON CONFLICT (function, name) DO UPDATE SET record = excluded.record",
+            vec![function.to_owned(), name.to_owned(), record],
+        )
+        .map(drop)
+    }
+
+    fn delete_alias(&self, function: &str, name: &str) -> Result<(), StoreError> {
+        self.change(
+            function.to_owned(),
+            "DELETE FROM aliases WHERE function = $1 AND name = $2",
+            vec![function.to_owned(), name.to_owned()],
+        )
+        .map(drop)
+    }
+
+    fn aliases(&self, function: &str) -> Result<Vec<String>, StoreError> {
+        self.records(
+            "SELECT record FROM aliases WHERE function = $1 ORDER BY name",
+            Some(function.to_owned()),
+        )
+    }
+
+    fn put_trigger(&self, id: &str, function: &str, record: String) -> Result<(), StoreError> {
+        let (id, function) = (id.to_owned(), function.to_owned());
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
+            // A trigger moved to another function changes both.
+            let before: Option<String> = tx
+                .query_opt(
+                    "SELECT function FROM triggers WHERE id = $1 FOR UPDATE",
+                    &[&id],
+                )
+                .await?
+                .map(|r| r.get(0));
+            tx.execute(
+                "INSERT INTO triggers (id, function, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record,
+                                                function = excluded.function",
+                &[&id, &function, &record],
+            )
+            .await?;
+            touch(&tx, &function).await?;
+            if let Some(before) = before.filter(|b| *b != function) {
+                touch(&tx, &before).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let function: Option<String> = tx
+                .query_opt(
+                    "DELETE FROM triggers WHERE id = $1 RETURNING function",
+                    &[&id],
+                )
+                .await?
+                .map(|r| r.get(0));
+            if let Some(function) = &function {
+                touch(&tx, function).await?;
+            }
+            tx.commit().await?;
+            Ok(function.is_some())
+        })
+    }
+
+    fn trigger(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.record("SELECT record FROM triggers WHERE id = $1", id.to_owned())
+    }
+
+    fn triggers(&self, function: Option<&str>) -> Result<Vec<String>, StoreError> {
+        self.records(
+            "SELECT record FROM triggers WHERE $1::TEXT IS NULL OR function = $1 ORDER BY id",
+            function.map(str::to_owned),
+        )
+    }
+
+    fn insert_invocation(&self, new: &NewInvocation<'_>) -> Result<(), StoreError> {
+        let (request_id, function, target, payload) = (
+            new.request_id.to_owned(),
+            new.function.to_owned(),
+            new.target.to_owned(),
+            new.payload.to_vec(),
+        );
+        let (traceparent, tracestate, source) = (
+            new.traceparent.to_owned(),
+            new.tracestate.to_owned(),
+            new.source.to_owned(),
+        );
+        let (accepted_ms, depth) = (new.accepted_ms, int(new.depth));
+        self.with_client(move |c| async move {
+            c.execute(
+                "INSERT INTO async_invocations (request_id, function, target, payload, status,
+                     accepted_ms, next_ms, traceparent, tracestate, source, depth)
+                 VALUES ($1, $2, $3, $4, 'WAIT', $5, $5, $6, $7, $8, $9)",
+                &[
+                    &request_id,
+                    &function,
+                    &target,
+                    &payload,
+                    &accepted_ms,
+                    &traceparent,
+                    &tracestate,
+                    &source,
+                    &depth,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn claim_invocation(
+        &self,
+        now_ms: i64,
+        start_time: &str,
+        max_interrupted: u32,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let start_time = start_time.to_owned();
+        let node = self.node.clone();
+        let grace = LEASE_GRACE.as_millis() as i64;
+        let default_lease = DEFAULT_LEASE.as_millis() as i64;
+        let max_interrupted = int(max_interrupted);
+        self.with_client(move |c| async move {
+            // Leases that ran out past the allowance of interruptions fail
+            // instead of running again.
+            c.execute(
+                "UPDATE async_invocations SET status = 'FAIL', interrupted = interrupted + 1,
+                     error_code = 500, end_time = $3, payload = '',
+                     error_message = 'its node stopped while it ran, '
+                                     || (interrupted + 1) || ' times'
+                 WHERE status = 'RUNNING' AND lease_until_ms <= $1 AND interrupted + 1 >= $2",
+                &[&now_ms, &max_interrupted, &start_time],
+            )
+            .await?;
+            let row = c
+                .query_opt(
+                    "WITH due AS (
+                         SELECT request_id FROM async_invocations
+                         WHERE (status = 'WAIT' AND next_ms <= $1)
+                            OR (status = 'RUNNING' AND lease_until_ms <= $1)
+                         ORDER BY next_ms, seq LIMIT 1
+                         FOR UPDATE SKIP LOCKED)
+                     UPDATE async_invocations a SET
+                         interrupted = a.interrupted
+                             + CASE WHEN a.status = 'RUNNING' THEN 1 ELSE 0 END,
+                         error_message = CASE WHEN a.status = 'RUNNING'
+                             THEN 'its node stopped while it ran; it runs again'
+                             ELSE a.error_message END,
+                         status = 'RUNNING', attempts = a.attempts + 1, start_time = $2,
+                         node = $3,
+                         lease_until_ms = $1 + $4 + COALESCE(
+                             (SELECT (f.record::jsonb->>'timeout')::BIGINT * 1000
+                              FROM functions f WHERE f.name = a.function), $5)
+                     FROM due WHERE a.request_id = due.request_id
+                     RETURNING a.request_id, a.function, a.target, a.payload, a.attempts,
+                               a.interrupted, a.accepted_ms, a.traceparent, a.tracestate,
+                               a.source, a.depth",
+                    &[&now_ms, &start_time, &node, &grace, &default_lease],
+                )
+                .await?;
+            Ok(row.as_ref().map(claimed))
+        })
+    }
+
+    fn next_invocation_due(&self) -> Result<Option<i64>, StoreError> {
+        self.with_client(|c| async move {
+            let row = c
+                .query_one(
+                    "SELECT MIN(CASE WHEN status = 'WAIT' THEN next_ms ELSE lease_until_ms END)
+                     FROM async_invocations WHERE status IN ('WAIT', 'RUNNING')",
+                    &[],
+                )
+                .await?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn finish_invocation(
+        &self,
+        request_id: &str,
+        status: &str,
+        error_code: i64,
+        error_message: &str,
+        end_time: &str,
+    ) -> Result<(), StoreError> {
+        let args = (
+            request_id.to_owned(),
+            status.to_owned(),
+            error_message.to_owned(),
+            end_time.to_owned(),
+            self.node.clone(),
+        );
+        self.with_client(move |c| async move {
+            let (request_id, status, error_message, end_time, node) = args;
+            // Only the node that holds the claim ends it.
+            c.execute(
+                "UPDATE async_invocations SET status = $2, error_code = $3, error_message = $4,
+                     end_time = $5, payload = ''
+                 WHERE request_id = $1 AND status = 'RUNNING' AND node = $6",
+                &[
+                    &request_id,
+                    &status,
+                    &error_code,
+                    &error_message,
+                    &end_time,
+                    &node,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn retry_invocation(
+        &self,
+        request_id: &str,
+        next_ms: i64,
+        error_code: i64,
+        error_message: &str,
+    ) -> Result<(), StoreError> {
+        let args = (
+            request_id.to_owned(),
+            error_message.to_owned(),
+            self.node.clone(),
+        );
+        self.with_client(move |c| async move {
+            let (request_id, error_message, node) = args;
+            c.execute(
+                "UPDATE async_invocations SET status = 'WAIT', next_ms = $2, error_code = $3,
+                     error_message = $4
+                 WHERE request_id = $1 AND status = 'RUNNING' AND node = $5",
+                &[&request_id, &next_ms, &error_code, &error_message, &node],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn cancel_invocation(
+        &self,
+        function: &str,
+        request_id: &str,
+        end_time: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let args = (
+            function.to_owned(),
+            request_id.to_owned(),
+            end_time.to_owned(),
+        );
+        self.with_client(move |mut c| async move {
+            let (function, request_id, end_time) = args;
+            let tx = c.transaction().await?;
+            let before: Option<String> = tx
+                .query_opt(
+                    "SELECT status FROM async_invocations
+                     WHERE request_id = $1 AND function = $2 FOR UPDATE",
+                    &[&request_id, &function],
+                )
+                .await?
+                .map(|r| r.get(0));
+            if before.as_deref() == Some(status::WAIT) {
+                tx.execute(
+                    "UPDATE async_invocations SET status = 'DISCARD', end_time = $2,
+                         error_message = 'cancelled', payload = ''
+                     WHERE request_id = $1",
+                    &[&request_id, &end_time],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(before)
+        })
+    }
+
+    fn recover_invocations(
+        &self,
+        _now_ms: i64,
+        _max_interrupted: u32,
+        _end_time: &str,
+    ) -> Result<Recovered, StoreError> {
+        // Other nodes may be running what is `RUNNING`; the leases bring
+        // back what a dead node held (see `claim_invocation`).
+        Ok(Recovered::default())
+    }
+
+    fn invocation_status(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        self.record(
+            "SELECT status FROM async_invocations WHERE request_id = $1",
+            request_id.to_owned(),
+        )
+    }
+
+    fn list_invocations(
+        &self,
+        function: &str,
+        request_id: Option<&str>,
+        status: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<Listed>), StoreError> {
+        let args = (
+            function.to_owned(),
+            request_id.map(str::to_owned),
+            status.map(str::to_owned),
+            big(offset),
+            big(limit),
+        );
+        self.with_client(move |c| async move {
+            let (function, request_id, status, offset, limit) = args;
+            let filter = "function = $1 AND ($2::TEXT IS NULL OR request_id = $2)
+                          AND ($3::TEXT IS NULL OR status = $3)";
+            let count: i64 = c
+                .query_one(
+                    &format!("SELECT COUNT(*) FROM async_invocations WHERE {filter}"),
+                    &[&function, &request_id, &status],
+                )
+                .await?
+                .get(0);
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT request_id, status, error_message, error_code, start_time,
+                                end_time, attempts, traceparent
+                         FROM async_invocations WHERE {filter}
+                         ORDER BY accepted_ms DESC, seq DESC LIMIT $4 OFFSET $5"
+                    ),
+                    &[&function, &request_id, &status, &limit, &offset],
+                )
+                .await?;
+            let page = rows
+                .iter()
+                .map(|r| Listed {
+                    request_id: r.get(0),
+                    status: r.get(1),
+                    error_message: r.get(2),
+                    error_code: r.get(3),
+                    start_time: r.get(4),
+                    end_time: r.get(5),
+                    attempts: uint(r.get(6)),
+                    trace_id: trace_id_of(r.get(7)),
+                })
+                .collect();
+            Ok((u64::try_from(count).unwrap_or(0), page))
+        })
+    }
+
+    fn unfinished_invocations(&self) -> Result<u64, StoreError> {
+        self.with_client(|c| async move {
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM async_invocations WHERE status IN ('WAIT', 'RUNNING')",
+                    &[],
+                )
+                .await?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn invocation_backlog(&self) -> Result<Vec<Backlog>, StoreError> {
+        self.with_client(|c| async move {
+            let rows = c
+                .query(
+                    "SELECT function, COUNT(*), MIN(accepted_ms) FROM async_invocations
+                     WHERE status = 'WAIT' GROUP BY function ORDER BY function",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| Backlog {
+                    function: r.get(0),
+                    waiting: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                    oldest_accepted_ms: r.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn prune_invocations(&self, before_ms: i64, keep: u64) -> Result<usize, StoreError> {
+        let keep = big(keep);
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let ended = "status IN ('SUCCESS', 'FAIL', 'DISCARD')";
+            let mut gone = tx
+                .execute(
+                    &format!("DELETE FROM async_invocations WHERE {ended} AND accepted_ms < $1"),
+                    &[&before_ms],
+                )
+                .await?;
+            gone += tx
+                .execute(
+                    &format!(
+                        "DELETE FROM async_invocations WHERE {ended} AND seq NOT IN
+                             (SELECT seq FROM async_invocations WHERE {ended}
+                              ORDER BY accepted_ms DESC, seq DESC LIMIT $1)"
+                    ),
+                    &[&keep],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(usize::try_from(gone).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn put_async_config(&self, function: &str, record: String) -> Result<(), StoreError> {
+        let function = function.to_owned();
+        self.with_client(move |c| async move {
+            c.execute(
+                "INSERT INTO async_configs (function, record) VALUES ($1, $2)
+                 ON CONFLICT (function) DO UPDATE SET record = excluded.record",
+                &[&function, &record],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn async_config(&self, function: &str) -> Result<Option<String>, StoreError> {
+        self.record(
+            "SELECT record FROM async_configs WHERE function = $1",
+            function.to_owned(),
+        )
+    }
+
+    fn delete_async_config(&self, function: &str) -> Result<bool, StoreError> {
+        let function = function.to_owned();
+        self.with_client(move |c| async move {
+            Ok(c.execute(
+                "DELETE FROM async_configs WHERE function = $1",
+                &[&function],
+            )
+            .await?
+                > 0)
+        })
+    }
+}
