@@ -17,6 +17,10 @@ echo "== cargo build --workspace (sample plugins, fnhost binary)"
 cargo build --workspace --locked
 echo "== Go: the go-runtime module (gofmt, vet, test) and the Go plugins"
 ./scripts/go-plugins.sh
+echo "== PostgreSQL for the cluster store's tests (the local one, else a private cluster)"
+FNHOST_TEST_POSTGRES=$(./scripts/postgres.sh)
+export FNHOST_TEST_POSTGRES FNHOST_REQUIRE_POSTGRES=1
+trap './scripts/postgres.sh stop' EXIT
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"

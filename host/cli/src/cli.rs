@@ -76,7 +76,7 @@ struct LogsArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// JSON config: {"listen": "...", "data_dir": "...", "access_keys": [{"access_key": "...", "secret_key": "..."}],
+    /// JSON config: {"listen": "...", "data_dir": "...", "database_url": "postgres://...", "access_keys": [{"access_key": "...", "secret_key": "..."}],
     /// "limits": {...}, "metrics_auth": false, "apig_any_function": false, "allow_unsigned_payload": false,
     /// "min_timer_rate_seconds": 60, "asynchronous": {"workers": 4, "queue_capacity": 10000,
     /// "records_max_age_seconds": 604800, "records_max": 100000, "retry_base_ms": 1000,
@@ -89,8 +89,13 @@ struct ServeArgs {
     /// State and code packages (default: the user's data directory, fnhost/).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the state in this PostgreSQL database, shared by every node of
+    /// a cluster (postgres://USER:PASSWORD@HOST:PORT/DATABASE; default:
+    /// $FNHOST_DATABASE_URL, else SQLite in the data directory).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// Deploy every NAME.so in DIR as function NAME (package default) and
-    /// redeploy it when it changes.
+    /// redeploy it when it changes (single node: not with --database-url).
     #[arg(long, value_name = "DIR")]
     functions_dir: Option<PathBuf>,
     /// Where the handlers of the --functions-dir functions run: auto
@@ -181,6 +186,9 @@ struct ServeFile {
     listen: Option<std::net::SocketAddr>,
     #[serde(default)]
     data_dir: Option<PathBuf>,
+    /// The cluster's PostgreSQL database (as `--database-url`).
+    #[serde(default)]
+    database_url: Option<String>,
     #[serde(default)]
     access_keys: Vec<KeyPair>,
     /// Request, time and connection limits (see `server::limits::Limits`).
@@ -694,6 +702,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         .or(file.data_dir)
         .unwrap_or_else(default_data_dir);
     let mut config = fnhost_server::ServeConfig::new(data_dir);
+    config.database_url = a
+        .database_url
+        .or(file.database_url)
+        .or_else(|| std::env::var("FNHOST_DATABASE_URL").ok())
+        .filter(|u| !u.is_empty());
     if let Some(listen) = a.listen.or(file.listen) {
         config.listen = listen;
     }

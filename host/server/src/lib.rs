@@ -66,8 +66,12 @@ use fnhost::Runtime;
 pub struct ServeConfig {
     /// Address to listen on (default `127.0.0.1:8000`).
     pub listen: SocketAddr,
-    /// Where state and code packages live.
+    /// Where state and code packages live (with `database_url`: the
+    /// node's local caches only).
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://...`) shared by every node of a
+    /// cluster, instead of the SQLite file in `data_dir`.
+    pub database_url: Option<String>,
     /// Access keys that may sign requests; empty: no authentication, and
     /// only loopback addresses are allowed.
     pub access_keys: AccessKeys,
@@ -112,6 +116,7 @@ impl ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: data_dir.into(),
+            database_url: None,
             access_keys: AccessKeys::default(),
             shutdown_grace: Duration::from_secs(30),
             functions_dir: None,
@@ -332,7 +337,10 @@ impl AppState {
     /// The state in `config.data_dir` (created if missing), not yet restored.
     fn open(config: &ServeConfig, runtime: Runtime) -> Result<AppState, ServeError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Store::open(&config.data_dir.join("state.db"))?;
+        let store = match &config.database_url {
+            Some(url) => Store::connect(url)?,
+            None => Store::open(&config.data_dir.join("state.db"))?,
+        };
         let packages = PackageStore::new(config.data_dir.join("code"))?;
         Ok(AppState {
             management: Arc::new(Management::new(
@@ -389,6 +397,13 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
             config.listen
         )));
     }
+    if config.database_url.is_some() && config.functions_dir.is_some() {
+        return Err(ServeError::Config(
+            "--functions-dir is a single-node feature: it cannot be used with --database-url \
+             (deploy through the API, which every node of the cluster shares)"
+                .into(),
+        ));
+    }
     config
         .limits
         .validate()
@@ -413,9 +428,15 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
     if config.access_keys.is_empty() {
         log::warn!(target: "fnhost::server", "no access keys configured: requests are not authenticated (loopback only)");
     }
+    // Never the database URL itself: it may carry a password.
     println!(
-        "fnhost serving on http://{bound} (data in {})",
-        config.data_dir.display()
+        "fnhost serving on http://{bound} (data in {}{})",
+        config.data_dir.display(),
+        if config.database_url.is_some() {
+            ", state in PostgreSQL"
+        } else {
+            ""
+        }
     );
     let descriptors = limits::raise_descriptor_limit();
     let cap = config.limits.connection_cap(descriptors);

@@ -840,3 +840,189 @@ impl Backend for PostgresStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_database;
+    use crate::store::Store;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    fn new<'a>(id: &'a str, at: i64) -> NewInvocation<'a> {
+        NewInvocation {
+            request_id: id,
+            function: "echo",
+            target: "echo",
+            payload: b"{}",
+            accepted_ms: at,
+            traceparent: "",
+            tracestate: "",
+            source: "api",
+            depth: 0,
+        }
+    }
+
+    #[test]
+    fn a_dead_nodes_claim_runs_again_elsewhere_after_its_lease_and_its_late_answer_is_ignored() {
+        let Some(db) = test_database::fresh() else {
+            return;
+        };
+        let (one, two) = (
+            Store::connect(&db.url).unwrap(),
+            Store::connect(&db.url).unwrap(),
+        );
+        one.put_function("echo", &serde_json::json!({"timeout": 3}))
+            .unwrap();
+        one.insert_invocation(&new("a", 1000)).unwrap();
+        let first = one.claim_invocation(1000, "t", 3).unwrap().unwrap();
+        assert_eq!((first.attempts, first.interrupted), (1, 0));
+        // The lease is the timeout (3 s) plus the grace.
+        let lease_ends = 1000 + 3000 + LEASE_GRACE.as_millis() as i64;
+        assert!(two
+            .claim_invocation(lease_ends - 1, "t", 3)
+            .unwrap()
+            .is_none());
+        assert_eq!(two.next_invocation_due().unwrap(), Some(lease_ends));
+        // Node one died; node two takes the invocation over.
+        let again = two.claim_invocation(lease_ends, "t", 3).unwrap().unwrap();
+        assert_eq!(
+            (again.request_id.as_str(), again.attempts, again.interrupted),
+            ("a", 2, 1)
+        );
+        // Node one comes back late: its answer no longer counts.
+        one.finish_invocation("a", status::FAIL, 500, "late", "t")
+            .unwrap();
+        assert_eq!(
+            one.invocation_status("a").unwrap().as_deref(),
+            Some("RUNNING")
+        );
+        two.finish_invocation("a", status::SUCCESS, 0, "", "t")
+            .unwrap();
+        assert_eq!(
+            one.invocation_status("a").unwrap().as_deref(),
+            Some("SUCCESS")
+        );
+        // Interrupted past the allowance: it fails instead of running again.
+        one.insert_invocation(&new("b", 2000)).unwrap();
+        let mut now = 2000;
+        for _ in 0..2 {
+            assert!(one.claim_invocation(now, "t", 2).unwrap().is_some());
+            now += 60_000;
+        }
+        assert!(one.claim_invocation(now, "t", 2).unwrap().is_none());
+        let (_, b) = one.list_invocations("echo", Some("b"), None, 0, 1).unwrap();
+        assert_eq!(b[0].status, "FAIL");
+        assert!(
+            b[0].error_message.contains("2 times"),
+            "{}",
+            b[0].error_message
+        );
+        // Recovery at start is the leases' job in a shared store.
+        assert_eq!(
+            one.recover_invocations(now, 3, "t").unwrap(),
+            Recovered::default()
+        );
+    }
+
+    #[test]
+    fn concurrent_claims_from_several_nodes_take_each_invocation_once() {
+        let Some(db) = test_database::fresh() else {
+            return;
+        };
+        let nodes: Vec<Arc<Store>> = (0..3)
+            .map(|_| Arc::new(Store::connect(&db.url).unwrap()))
+            .collect();
+        let ids: Vec<String> = (0..120).map(|i| format!("r{i:03}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            nodes[i % 3].insert_invocation(&new(id, i as i64)).unwrap();
+        }
+        let claimers: Vec<_> = (0..6)
+            .map(|t| {
+                let node = Arc::clone(&nodes[t % 3]);
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Some(c) = node.claim_invocation(10_000, "t", 3).unwrap() {
+                        got.push(c.request_id);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for c in claimers {
+            for id in c.join().unwrap() {
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+        assert_eq!(seen.len(), ids.len(), "every invocation was claimed");
+        assert!(seen.values().all(|&n| n == 1), "none twice: {seen:?}");
+    }
+
+    #[test]
+    fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+        let Some(db) = test_database::fresh() else {
+            return;
+        };
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = db.url.clone();
+                std::thread::spawn(move || PostgresStore::connect(&url).map(drop))
+            })
+            .collect();
+        for s in starts {
+            s.join().unwrap().unwrap();
+        }
+        let store = PostgresStore::connect(&db.url).unwrap();
+        store
+            .with_client(|c| async move {
+                c.batch_execute("UPDATE fnhost_schema SET version = 99")
+                    .await?;
+                Ok(())
+            })
+            .unwrap();
+        let e = PostgresStore::connect(&db.url).unwrap_err().to_string();
+        assert!(e.contains("newer fnhost (schema 99"), "{e}");
+    }
+
+    #[test]
+    fn every_change_to_a_function_bumps_its_revision_once() {
+        let Some(db) = test_database::fresh() else {
+            return;
+        };
+        let s = PostgresStore::connect(&db.url).unwrap();
+        let revision = || {
+            s.revisions()
+                .unwrap()
+                .into_iter()
+                .find(|(n, _)| n == "echo")
+                .map(|(_, r)| r)
+        };
+        s.put_function("echo", "{}".into()).unwrap();
+        let mut last = revision().unwrap();
+        let changes: [&dyn Fn(); 7] = [
+            &|| s.put_function("echo", "{\"a\":1}".into()).unwrap(),
+            &|| s.put_version("echo", "v1", "{}".into()).unwrap(),
+            &|| s.put_alias("echo", "prod", "{}".into()).unwrap(),
+            &|| s.put_trigger("t1", "echo", "{}".into()).unwrap(),
+            &|| assert!(s.delete_trigger("t1").unwrap()),
+            &|| s.delete_alias("echo", "prod").unwrap(),
+            &|| s.delete_version("echo", "v1").unwrap(),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            change();
+            let now = revision().unwrap();
+            assert_eq!(now, last + 1, "change {i}");
+            last = now;
+        }
+        s.delete_function("echo").unwrap();
+        assert_eq!(revision(), None);
+    }
+
+    #[test]
+    fn an_unreachable_database_is_reported_as_unavailable() {
+        // Nothing listens on port 1.
+        let e = PostgresStore::connect("postgres://postgres@127.0.0.1:1/none").unwrap_err();
+        assert!(e.is_unavailable(), "{e}");
+    }
+}
