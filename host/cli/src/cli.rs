@@ -76,7 +76,7 @@ struct LogsArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// JSON config: {"listen": "...", "data_dir": "...", "database_url": "postgres://...", "access_keys": [{"access_key": "...", "secret_key": "..."}],
+    /// JSON config: {"listen": "...", "data_dir": "...", "database_url": "postgres://...", "package_store": "s3://...", "access_keys": [{"access_key": "...", "secret_key": "..."}],
     /// "limits": {...}, "metrics_auth": false, "apig_any_function": false, "allow_unsigned_payload": false,
     /// "min_timer_rate_seconds": 60, "asynchronous": {"workers": 4, "queue_capacity": 10000,
     /// "records_max_age_seconds": 604800, "records_max": 100000, "retry_base_ms": 1000,
@@ -94,6 +94,12 @@ struct ServeArgs {
     /// $FNHOST_DATABASE_URL, else SQLite in the data directory).
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Keep the code packages in object storage shared by every node:
+    /// s3://BUCKET/PREFIX (credentials, region and AWS_ENDPOINT_URL from
+    /// the standard AWS_* variables) or file:///DIR (default:
+    /// $FNHOST_PACKAGE_STORE, else only the data directory).
+    #[arg(long, value_name = "URL")]
+    package_store: Option<String>,
     /// Deploy every NAME.so in DIR as function NAME (package default) and
     /// redeploy it when it changes (single node: not with --database-url).
     #[arg(long, value_name = "DIR")]
@@ -189,6 +195,9 @@ struct ServeFile {
     /// The cluster's PostgreSQL database (as `--database-url`).
     #[serde(default)]
     database_url: Option<String>,
+    /// The cluster's package storage (as `--package-store`).
+    #[serde(default)]
+    package_store: Option<String>,
     #[serde(default)]
     access_keys: Vec<KeyPair>,
     /// Request, time and connection limits (see `server::limits::Limits`).
@@ -706,6 +715,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         .database_url
         .or(file.database_url)
         .or_else(|| std::env::var("FNHOST_DATABASE_URL").ok())
+        .filter(|u| !u.is_empty());
+    config.package_store = a
+        .package_store
+        .or(file.package_store)
+        .or_else(|| std::env::var("FNHOST_PACKAGE_STORE").ok())
         .filter(|u| !u.is_empty());
     if let Some(listen) = a.listen.or(file.listen) {
         config.listen = listen;

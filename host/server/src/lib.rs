@@ -72,6 +72,10 @@ pub struct ServeConfig {
     /// A PostgreSQL database (`postgres://...`) shared by every node of a
     /// cluster, instead of the SQLite file in `data_dir`.
     pub database_url: Option<String>,
+    /// Object storage every node of a cluster keeps the code packages in
+    /// (`s3://BUCKET/PREFIX` or `file:///DIR`); `data_dir` then holds
+    /// this node's cache of them.
+    pub package_store: Option<String>,
     /// Access keys that may sign requests; empty: no authentication, and
     /// only loopback addresses are allowed.
     pub access_keys: AccessKeys,
@@ -117,6 +121,7 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: data_dir.into(),
             database_url: None,
+            package_store: None,
             access_keys: AccessKeys::default(),
             shutdown_grace: Duration::from_secs(30),
             functions_dir: None,
@@ -341,7 +346,10 @@ impl AppState {
             Some(url) => Store::connect(url)?,
             None => Store::open(&config.data_dir.join("state.db"))?,
         };
-        let packages = PackageStore::new(config.data_dir.join("code"))?;
+        let mut packages = PackageStore::new(config.data_dir.join("code"))?;
+        if let Some(url) = &config.package_store {
+            packages = packages.with_remote(package::remote::RemotePackages::open(url)?);
+        }
         Ok(AppState {
             management: Arc::new(Management::new(
                 runtime.clone(),

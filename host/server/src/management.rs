@@ -180,9 +180,19 @@ impl Management {
                 ),
             ));
         }
-        let package = self.packages.get(&record.digest).ok_or_else(|| {
-            ApiError::internal(format!("code package {} is missing", record.digest))
-        })?;
+        let package = self
+            .packages
+            .fetch(&record.digest)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "FSS.0503",
+                    format!("code package {}: {e}", record.digest),
+                )
+            })?
+            .ok_or_else(|| {
+                ApiError::internal(format!("code package {} is missing", record.digest))
+            })?;
         record.to_config(&package.dir)
     }
 

@@ -12,6 +12,13 @@
 //! one step: a crash at any point leaves either no package or a complete
 //! one, and [`PackageStore::new`] removes what an interrupted upload left.
 //! [`PackageStore::retain`] deletes the packages nothing references.
+//!
+//! In a cluster the local store is each node's cache, and the packages
+//! themselves are in object storage too ([`remote`]): an accepted package
+//! is written there before it is referenced, and [`PackageStore::fetch`]
+//! downloads (and checks) one a node does not have yet.
+
+pub mod remote;
 
 use std::collections::HashSet;
 use std::fs;
@@ -72,10 +79,12 @@ pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
-/// Content-addressed package storage under one directory.
+/// Content-addressed package storage under one directory, and in object
+/// storage shared with other nodes when given.
 #[derive(Debug)]
 pub struct PackageStore {
     root: PathBuf,
+    remote: Option<remote::RemotePackages>,
 }
 
 static TEMP: AtomicU64 = AtomicU64::new(0);
@@ -92,7 +101,7 @@ impl PackageStore {
     pub fn new(root: impl Into<PathBuf>) -> io::Result<PackageStore> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        let store = PackageStore { root };
+        let store = PackageStore { root, remote: None };
         let mut older = Vec::new();
         for entry in fs::read_dir(&store.root)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -124,7 +133,33 @@ impl PackageStore {
         Ok(store)
     }
 
-    /// The package stored under `digest`, if any.
+    /// Also keeps every accepted package in `remote`, and takes the ones
+    /// missing here from there.
+    pub fn with_remote(mut self, remote: remote::RemotePackages) -> PackageStore {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The package stored under `digest`: here, or else downloaded from the
+    /// shared object storage (checked against the digest, then stored here
+    /// as an upload would be). `Ok(None)`: neither has it.
+    pub fn fetch(&self, digest: &str) -> Result<Option<Package>, PackageError> {
+        if let Some(p) = self.get(digest) {
+            return Ok(Some(p));
+        }
+        let Some(remote) = &self.remote else {
+            return Ok(None);
+        };
+        if !is_digest(digest) {
+            return Ok(None);
+        }
+        match remote.get(digest)? {
+            Some(zip) => self.store_here(&zip, None).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The package stored under `digest` here, if any.
     pub fn get(&self, digest: &str) -> Option<Package> {
         if !is_digest(digest) {
             return None;
@@ -151,7 +186,17 @@ impl PackageStore {
     /// package, also when two uploads of them race). `library`: the name
     /// of the handler's library (`NAME` of `NAME.HANDLER`), which must then
     /// be at the root as `NAME.so` or `libNAME.so`.
+    /// With shared object storage, the package is written there too before
+    /// this returns.
     pub fn store(&self, zip: &[u8], library: Option<&str>) -> Result<Package, PackageError> {
+        let package = self.store_here(zip, library)?;
+        if let Some(remote) = &self.remote {
+            remote.put(&package.digest, zip)?;
+        }
+        Ok(package)
+    }
+
+    fn store_here(&self, zip: &[u8], library: Option<&str>) -> Result<Package, PackageError> {
         let digest = hex::encode(Sha256::digest(zip));
         if let Some(p) = self.get(&digest) {
             if let Some(library) = library {
