@@ -81,7 +81,7 @@ fn main() {
     // A worker process (its stderr is captured into invocation logs) runs
     // and exits here.
     fnhost::worker::main_if_worker();
-    let default = "warn,fnhost::server=info,fnhost::function=off";
+    let default = "warn,fnhost::server=info,fnhost::cluster=info,fnhost::function=off";
     // `--log-format json` (the logger is chosen before the command line is
     // parsed, so that parsing itself may log).
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -467,6 +467,64 @@ impl Registry {
         Ok(info)
     }
 
+    /// Installs a version published elsewhere (by another node sharing the
+    /// state, or before a restart) from its own code and configuration,
+    /// without touching the head: the head's generation is reused when the
+    /// code and configuration are the same. A version already installed
+    /// with the same code and configuration is a no-op; with other code, a
+    /// conflict (versions are immutable).
+    pub fn install_version(
+        &self,
+        version: &str,
+        description: &str,
+        config: FunctionConfig,
+    ) -> Result<VersionInfo, DeployError> {
+        let function = config.function_name().to_owned();
+        valid_qualifier(version, "version")?;
+        let entry = self.entry(&function)?;
+        let built = build_generation(&self.shared, config)?;
+        let same = |g: &Generation| {
+            g.library().digest() == built.library().digest() && g.config() == built.config()
+        };
+        let _change = entry.change.lock();
+        if let Some(existing) = entry.versions.read().get(version) {
+            return if same(&existing.generation) {
+                Ok(existing.clone())
+            } else {
+                Err(DeployError::Conflict(format!(
+                    "version `{version}` of `{function}` already exists with other code"
+                )))
+            };
+        }
+        if entry.aliases.read().contains_key(version) {
+            return Err(DeployError::Conflict(format!(
+                "`{version}` is already an alias of `{function}`"
+            )));
+        }
+        let head = entry.latest.load_full();
+        let generation = if same(&head) {
+            head
+        } else {
+            built.warm_up().map_err(warm_up_error)?;
+            self.track(&built);
+            built
+        };
+        let info = VersionInfo {
+            route_name: Arc::from(version),
+            version: version.to_owned(),
+            description: description.to_owned(),
+            digest: generation.library().digest().to_hex(),
+            published: SystemTime::now(),
+            generation,
+        };
+        entry
+            .versions
+            .write()
+            .insert(version.to_owned(), info.clone());
+        self.refresh_liveness(&entry);
+        Ok(info)
+    }
+
     /// Deletes a published version no alias points at.
     pub fn delete_version(&self, function: &str, version: &str) -> Result<(), DeployError> {
         let entry = self.entry(function)?;

@@ -16,6 +16,7 @@ pub mod apig;
 pub mod asynchronous;
 pub mod auth;
 pub mod client;
+mod cluster;
 mod connections;
 mod directory;
 pub mod error;
@@ -174,6 +175,10 @@ pub(crate) struct AppState {
     pub(crate) lane: Option<IoLane>,
     /// Open connections (for `/metrics`).
     pub(crate) connections: Arc<connections::Counts>,
+    /// Changes from other nodes (a shared store only).
+    pub(crate) propagation: cluster::Propagation,
+    /// Shutting down: `/readyz` says so, so load balancers stop sending.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -258,7 +263,7 @@ fn router(state: Shared) -> Router {
     let mut app = Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi))
         .route("/apig/{function}", axum::routing::any(apig::route))
@@ -338,6 +343,21 @@ fn log_response(
     );
 }
 
+/// Readiness: 503 while the node drains for shutdown and, in a cluster,
+/// until it has applied what the shared store holds.
+async fn readyz(axum::extract::State(state): axum::extract::State<Shared>) -> Response {
+    use std::sync::atomic::Ordering;
+    let not_ready =
+        |why: &'static str| (axum::http::StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    if state.draining.load(Ordering::Acquire) {
+        return not_ready("draining");
+    }
+    if state.management.store().is_shared() && !state.propagation.caught_up() {
+        return not_ready("catching up with the shared store");
+    }
+    "ready".into_response()
+}
+
 impl AppState {
     /// The state in `config.data_dir` (created if missing), not yet restored.
     fn open(config: &ServeConfig, runtime: Runtime) -> Result<AppState, ServeError> {
@@ -373,6 +393,8 @@ impl AppState {
             apig_routes: triggers::ApigRoutes::default(),
             lane: config.io_lane.then(io_lane).flatten(),
             connections: Arc::default(),
+            propagation: cluster::Propagation::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -425,6 +447,9 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
     .await
     .map_err(|e| ServeError::Config(e.to_string()))??;
     triggers::restore(&state);
+    if let Some(url) = &config.database_url {
+        cluster::start(&state, url.clone());
+    }
     let _watcher = match &config.functions_dir {
         Some(dir) => Some(directory::watch(&state, dir, config.functions_isolation)?),
         None => None,
@@ -468,8 +493,12 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         {
             let (deadline, signalled) = (Arc::clone(&deadline), Arc::clone(&signalled));
             let grace = config.shutdown_grace;
+            let state = Arc::clone(&state);
             async move {
                 shutdown_signal().await;
+                state
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Release);
                 let _ = deadline.set(tokio::time::Instant::now() + grace);
                 signalled.notify_one();
             }

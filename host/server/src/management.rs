@@ -255,6 +255,15 @@ fn package_refused(e: PackageError) -> ApiError {
     }
 }
 
+fn alias_of(a: &AliasRecord) -> Alias {
+    Alias {
+        name: a.name.clone(),
+        version: a.version.clone(),
+        additional_version_weights: a.additional_version_weights.clone(),
+        description: a.description.clone(),
+    }
+}
+
 fn alias_record(alias: &Alias) -> AliasRecord {
     AliasRecord {
         name: alias.name.clone(),
@@ -496,6 +505,82 @@ impl Changing {
         Ok(deployment)
     }
 
+    /// Brings this node's function `name` in line with the shared store,
+    /// after another node changed it: the head through the same deploy as a
+    /// local update (identical code and configuration is a no-op; in-flight
+    /// calls finish on the generation they started on), versions installed
+    /// beside it from their own records, aliases created, updated or
+    /// deleted, and the function deleted here when the store has it no
+    /// more. Whether anything changed.
+    pub(crate) fn resync(&self, name: &str) -> Result<bool, ApiError> {
+        let m = &*self.management;
+        let registry = m.runtime.registry();
+        let Some(record) = m
+            .store
+            .function::<FunctionRecord>(name)
+            .map_err(ApiError::store)?
+        else {
+            if m.functions.lock().remove(name).is_none() {
+                return Ok(false);
+            }
+            let deleted = registry.delete_function(name);
+            m.collect_garbage();
+            deleted?;
+            return Ok(true);
+        };
+        let versions: Vec<VersionRecord> = m.store.versions(name).map_err(ApiError::store)?;
+        let aliases: Vec<Alias> = m
+            .store
+            .aliases::<AliasRecord>(name)
+            .map_err(ApiError::store)?
+            .iter()
+            .map(alias_of)
+            .collect();
+        let mut changed = m
+            .runtime
+            .registry()
+            .deploy(m.config_of(record.served())?)?
+            .changed;
+        let here = registry.function(name)?;
+        for v in &versions {
+            if !here.versions.iter().any(|h| h.version == v.version) {
+                registry.install_version(&v.version, &v.description, m.config_of(&v.function)?)?;
+                changed = true;
+            }
+        }
+        for a in &aliases {
+            match here.aliases.iter().find(|h| h.name == a.name) {
+                Some(h) if h == a => {}
+                Some(_) => {
+                    registry.update_alias(name, a.clone())?;
+                    changed = true;
+                }
+                None => {
+                    registry.create_alias(name, a.clone())?;
+                    changed = true;
+                }
+            }
+        }
+        for h in &here.aliases {
+            if !aliases.iter().any(|a| a.name == h.name) {
+                registry.delete_alias(name, &h.name)?;
+                changed = true;
+            }
+        }
+        for h in &here.versions {
+            if !versions.iter().any(|v| v.version == h.version) {
+                registry.delete_version(name, &h.version)?;
+                changed = true;
+            }
+        }
+        let previous = m.functions.lock().insert(name.to_owned(), record.clone());
+        if changed || previous.as_ref() != Some(&record) {
+            m.collect_garbage();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Restores every function, version and alias from the store, then
     /// deletes what nothing references.
     pub(crate) fn restore(&self) -> Result<(), StoreError> {
@@ -519,13 +604,7 @@ impl Changing {
                 // change has failed, the record it replaced).
                 m.deploy(record.served())?;
                 for a in &aliases {
-                    let alias = Alias {
-                        name: a.name.clone(),
-                        version: a.version.clone(),
-                        additional_version_weights: a.additional_version_weights.clone(),
-                        description: a.description.clone(),
-                    };
-                    m.runtime.registry().create_alias(&name, alias)?;
+                    m.runtime.registry().create_alias(&name, alias_of(a))?;
                 }
                 Ok(())
             })();

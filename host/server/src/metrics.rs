@@ -418,6 +418,9 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         "# HELP fnhost_connections_refused_total Connections answered 503 without being read (every cap full).\n# TYPE fnhost_connections_refused_total counter\nfnhost_connections_refused_total {}",
         state.connections.refused()
     );
+    if state.management.store().is_shared() {
+        render_cluster(&state.propagation, &mut out);
+    }
     if let Some(lane) = &state.lane {
         let l = lane.stats();
         let counters = [
@@ -474,6 +477,49 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// Change propagation in a cluster (see `server::cluster`).
+fn render_cluster(p: &crate::cluster::Propagation, out: &mut String) {
+    let counters = [
+        (
+            "fnhost_cluster_changes_applied_total",
+            "Changes made on other nodes that this node applied.",
+            p.applied.load(Ordering::Relaxed),
+        ),
+        (
+            "fnhost_cluster_change_failures_total",
+            "Changes from other nodes that failed to apply here (retried at the next comparison).",
+            p.failed.load(Ordering::Relaxed),
+        ),
+        (
+            "fnhost_cluster_notifications_total",
+            "Change notifications heard from the shared database.",
+            p.notifications.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_cluster_apply_seconds How long applying the last change from another node took.\n# TYPE fnhost_cluster_apply_seconds gauge\nfnhost_cluster_apply_seconds {}",
+        p.last_resync_us.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_cluster_caught_up Whether this node has applied what the shared store held at its last comparison.\n# TYPE fnhost_cluster_caught_up gauge\nfnhost_cluster_caught_up {}",
+        u8::from(p.caught_up())
+    );
+    if let Some(age) = p.since_compared() {
+        let _ = writeln!(
+            out,
+            "# HELP fnhost_cluster_compare_age_seconds Seconds since this node last compared every revision with the shared store (the bound on its lag when a notification is lost).\n# TYPE fnhost_cluster_compare_age_seconds gauge\nfnhost_cluster_compare_age_seconds {age:.3}"
+        );
+    }
 }
 
 #[cfg(test)]

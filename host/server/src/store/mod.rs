@@ -84,6 +84,12 @@ pub trait Backend: Send + Sync {
     fn delete_function(&self, name: &str) -> Result<(), StoreError>;
     /// Every function record, by name.
     fn functions(&self) -> Result<Vec<String>, StoreError>;
+    /// One function's record.
+    fn function(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Every function's name and revision (bumped by each change to the
+    /// function, its versions, aliases or triggers; 0 where the store keeps
+    /// none, as a single node's does not need them).
+    fn revisions(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Adds a published version (in publication order).
     fn put_version(&self, function: &str, version: &str, record: String) -> Result<(), StoreError>;
     /// Deletes a published version.
@@ -238,6 +244,19 @@ impl Store {
     /// Every function record.
     pub fn functions<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
         all_from_json(self.backend.functions()?)
+    }
+
+    /// One function's record.
+    pub fn function<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        self.backend
+            .function(name)?
+            .map(|r| from_json(&r))
+            .transpose()
+    }
+
+    /// Every function's name and revision (see [`Backend::revisions`]).
+    pub fn revisions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.backend.revisions()
     }
 
     /// Adds a published version (in publication order).

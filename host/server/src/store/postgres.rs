@@ -280,16 +280,6 @@ impl PostgresStore {
             .unwrap_or_else(|_| Err(StoreError::new("the database task ended")))
     }
 
-    /// Every function with its revision, by name.
-    pub fn revisions(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.with_client(|c| async move {
-            let rows = c
-                .query("SELECT name, revision FROM functions ORDER BY name", &[])
-                .await?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
-    }
-
     fn records(&self, sql: &'static str, key: Option<String>) -> Result<Vec<String>, StoreError> {
         self.with_client(move |c| async move {
             let rows = c.query(sql, &[&key]).await?;
@@ -368,6 +358,22 @@ impl Backend for PostgresStore {
             "SELECT record FROM functions WHERE $1::TEXT IS NULL ORDER BY name",
             None,
         )
+    }
+
+    fn function(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.record(
+            "SELECT record FROM functions WHERE name = $1",
+            name.to_owned(),
+        )
+    }
+
+    fn revisions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with_client(|c| async move {
+            let rows = c
+                .query("SELECT name, revision FROM functions ORDER BY name", &[])
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
     }
 
     fn put_version(&self, function: &str, version: &str, record: String) -> Result<(), StoreError> {
@@ -845,6 +851,7 @@ impl Backend for PostgresStore {
 mod tests {
     use super::*;
     use crate::store::test_database;
+    use crate::store::Backend;
     use crate::store::Store;
     use std::collections::HashMap;
     use std::sync::Arc;

@@ -156,6 +156,17 @@ impl Backend for SqliteStore {
     }
 
     /// Adds a published version (in publication order).
+    fn function(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.record_by_key("SELECT record FROM functions WHERE name = ?1", name)
+    }
+
+    fn revisions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let db = self.db.lock();
+        let mut stmt = db.prepare("SELECT name FROM functions ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, 0)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn put_version(&self, function: &str, version: &str, record: String) -> Result<(), StoreError> {
         self.db.lock().execute(
             "INSERT INTO versions (function, version, seq, record)

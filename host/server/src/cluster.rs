@@ -1,0 +1,229 @@
+//! Change propagation between the nodes of a cluster (a shared PostgreSQL
+//! store, see `store::postgres`).
+//!
+//! Every change a node commits bumps the function's revision and notifies
+//! [`CHANGES`](crate::store::postgres::CHANGES) with the function's name.
+//! Each node keeps one connection of its own that `LISTEN`s there; a
+//! notification makes it re-read that function and bring its registry in
+//! line (`Changing::resync`: the same deploy path as a local update, so
+//! identical code is a no-op and in-flight calls drain on this node). Every
+//! [`COMPARE_EVERY`] (and after each reconnection) it also compares all
+//! revisions with the ones it last applied, which catches notifications
+//! lost while its connection was down. The node is *caught up* once a
+//! comparison succeeded; `/readyz` answers 503 before that.
+//!
+//! The lag (from a change's commit to this node serving it) is not known
+//! exactly without synchronised clocks; [`Propagation`] exports the time
+//! each resync took and the age of the last successful comparison.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::functions::blocking;
+use crate::store::postgres::CHANGES;
+use crate::Shared;
+
+/// How often a node compares every revision with the ones it applied.
+pub const COMPARE_EVERY: Duration = Duration::from_secs(3);
+
+/// How long a node waits before connecting again after its listening
+/// connection broke.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// What the propagation of changes has done on this node.
+#[derive(Debug, Default)]
+pub(crate) struct Propagation {
+    caught_up: AtomicBool,
+    /// Resyncs that changed something here.
+    pub applied: AtomicU64,
+    /// Resyncs that failed (retried at the next comparison).
+    pub failed: AtomicU64,
+    /// Microseconds the last resync took.
+    pub last_resync_us: AtomicU64,
+    /// Notifications heard.
+    pub notifications: AtomicU64,
+    /// Milliseconds since the server started at the last successful
+    /// comparison.
+    compared_at_ms: AtomicU64,
+    started: std::sync::OnceLock<Instant>,
+}
+
+impl Propagation {
+    /// Whether this node has applied what the store held at its last
+    /// successful comparison.
+    pub(crate) fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Seconds since the last successful comparison (`None`: none yet).
+    pub(crate) fn since_compared(&self) -> Option<f64> {
+        let started = self.started.get()?;
+        let at = self.compared_at_ms.load(Ordering::Acquire);
+        (at > 0).then(|| started.elapsed().as_secs_f64() - at as f64 / 1000.0)
+    }
+
+    fn mark_compared(&self) {
+        let started = self.started.get_or_init(Instant::now);
+        let ms = started.elapsed().as_millis().max(1);
+        self.compared_at_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Release);
+        self.caught_up.store(true, Ordering::Release);
+    }
+}
+
+/// Starts listening for changes on `url` (the store's database).
+pub(crate) fn start(state: &Shared, url: String) {
+    let _ = state.propagation.started.set(Instant::now());
+    let state = Arc::clone(state);
+    tokio::spawn(async move { run(state, url).await });
+}
+
+async fn run(state: Shared, url: String) {
+    let mut applied: HashMap<String, i64> = HashMap::new();
+    loop {
+        let (names, listening) = match listen(&url).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                log::warn!(target: "fnhost::cluster", "cannot listen for changes: {e}");
+                let _ = compare(&state, &mut applied).await;
+                tokio::time::sleep(RECONNECT_AFTER).await;
+                continue;
+            }
+        };
+        let mut names = names;
+        // What changed while this node was not listening.
+        let _ = compare(&state, &mut applied).await;
+        let mut tick = tokio::time::interval(COMPARE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                name = names.recv() => match name {
+                    Some(name) => {
+                        state.propagation.notifications.fetch_add(1, Ordering::Relaxed);
+                        resync(&state, name).await;
+                    }
+                    None => break, // the connection ended
+                },
+                _ = tick.tick() => {
+                    let _ = compare(&state, &mut applied).await;
+                }
+            }
+        }
+        drop(listening);
+        log::warn!(target: "fnhost::cluster", "the listening connection ended; connecting again");
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}
+
+/// A connection that listens on [`CHANGES`]: the names it hears, and the
+/// client (listening while it lives).
+async fn listen(
+    url: &str,
+) -> Result<(mpsc::UnboundedReceiver<String>, tokio_postgres::Client), tokio_postgres::Error> {
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::warn!(target: "fnhost::cluster", "listening connection: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANGES}")).await?;
+    Ok((rx, client))
+}
+
+/// Re-reads one function and applies it here.
+async fn resync(state: &Shared, name: String) -> bool {
+    let started = Instant::now();
+    let changing = state.management.begin().await;
+    let shown = name.clone();
+    let result = blocking(move || changing.resync(&name)).await;
+    let p = &state.propagation;
+    p.last_resync_us.store(
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    match result {
+        Ok(changed) => {
+            if changed {
+                p.applied.fetch_add(1, Ordering::Relaxed);
+                state.apig_routes.reload(state);
+                log::info!(target: "fnhost::cluster", "function {shown}: applied a change made on another node in {:?}", started.elapsed());
+            }
+            true
+        }
+        Err(e) => {
+            p.failed.fetch_add(1, Ordering::Relaxed);
+            log::warn!(target: "fnhost::cluster", "function {shown}: cannot apply a change made on another node (retried): {}", e.message);
+            false
+        }
+    }
+}
+
+/// Compares every revision with what this node applied, and resyncs what
+/// differs (new, changed, deleted functions).
+async fn compare(state: &Shared, applied: &mut HashMap<String, i64>) -> Result<(), ()> {
+    let s = Arc::clone(state);
+    let revisions = blocking(move || {
+        s.management
+            .store()
+            .revisions()
+            .map_err(crate::error::ApiError::store)
+    })
+    .await
+    .map_err(|e| {
+        log::warn!(target: "fnhost::cluster", "cannot compare revisions: {}", e.message);
+    })?;
+    let current: HashMap<String, i64> = revisions.into_iter().collect();
+    let mut all_ok = true;
+    let mut names: Vec<String> = current
+        .iter()
+        .filter(|(name, rev)| applied.get(*name) != Some(rev))
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.extend(
+        applied
+            .keys()
+            .filter(|name| !current.contains_key(*name))
+            .cloned(),
+    );
+    // Functions this node has that the store does not (deleted while it
+    // was away before it ever compared).
+    names.extend(
+        state
+            .management
+            .records()
+            .into_iter()
+            .map(|r| r.func_name)
+            .filter(|name| !current.contains_key(name) && !applied.contains_key(name)),
+    );
+    for name in names {
+        if resync(state, name.clone()).await {
+            match current.get(&name) {
+                Some(rev) => applied.insert(name, *rev),
+                None => applied.remove(&name),
+            };
+        } else {
+            all_ok = false;
+        }
+    }
+    if all_ok {
+        state.propagation.mark_compared();
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+"""Several `fnhost serve` nodes sharing one PostgreSQL database and one
+package store, driven through the official SDK: what one node changes, the
+others serve within seconds.
+
+The database server is the one `scripts/postgres.sh` provides
+(FNHOST_TEST_POSTGRES; the test script sets it); each test makes a fresh
+database on it and drops it."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkfunctiongraph.v2 import (
+    CreateFunctionVersionRequest, CreateFunctionVersionRequestBody, CreateVersionAliasRequest,
+    CreateVersionAliasRequestBody, DeleteFunctionRequest, FuncCode, UpdateFunctionCodeRequest,
+    UpdateFunctionCodeRequestBody,
+)
+
+from conftest import Server, client_for, zip_b64
+from test_sdk import create, invoke
+
+ADMIN = os.environ.get("FNHOST_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+BASE = "urn:fss:local:proj1:function:default:shared"
+
+
+def psql(sql):
+    if not shutil.which("psql"):
+        pytest.skip("psql is missing (scripts/postgres.sh installs PostgreSQL)")
+    r = subprocess.run(["psql", ADMIN, "-v", "ON_ERROR_STOP=1", "-qc", sql],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        if os.environ.get("FNHOST_REQUIRE_POSTGRES"):
+            raise RuntimeError(r.stderr)
+        pytest.skip(f"no PostgreSQL at {ADMIN}: {r.stderr.strip()}")
+
+
+@pytest.fixture
+def database():
+    name = "fnhost_cluster_" + uuid.uuid4().hex
+    psql(f"CREATE DATABASE {name}")
+    yield ADMIN.rsplit("/", 1)[0] + "/" + name
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def ready(node):
+    try:
+        with urllib.request.urlopen(node.url + "/readyz", timeout=1) as r:
+            return r.status == 200
+    except (urllib.error.HTTPError, OSError):
+        return False
+
+
+def eventually(check, within=5.0, what="the cluster to agree"):
+    deadline = time.time() + within
+    last = None
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except Exception as e:  # noqa: BLE001 - the last failure is reported
+            last = e
+        time.sleep(0.05)
+    raise AssertionError(f"waited {within} s for {what}; last error: {last!r}")
+
+
+def start_nodes(tmp_path, url, n=3):
+    packages = tmp_path / "bucket"
+    nodes = []
+    for i in range(n):
+        d = tmp_path / f"node{i + 1}"
+        d.mkdir()
+        nodes.append(Server(d, extra_args=["--database-url", url,
+                                           "--package-store", f"file://{packages}"]).start())
+    for node in nodes:
+        eventually(lambda: ready(node), within=15, what=f"{node.url}/readyz")
+    return nodes
+
+
+def result_of(node, urn):
+    return invoke(client_for(node), urn, "").result
+
+
+def test_changes_on_one_node_are_served_by_every_node(tmp_path, database):
+    nodes = start_nodes(tmp_path, database)
+    one, two, three = (client_for(n) for n in nodes)
+    try:
+        # Created through node 1: every node answers within 5 s.
+        create(one, name="shared", library="libhotswap.so", module="hotswap", patch_tag=b"A")
+        for node in nodes:
+            eventually(lambda: result_of(node, BASE).startswith("build A"))
+        # Published on node 1, then new code through node 2.
+        one.create_function_version(CreateFunctionVersionRequest(
+            function_urn=BASE, body=CreateFunctionVersionRequestBody(version="v1")))
+        two.update_function_code(UpdateFunctionCodeRequest(
+            function_urn=BASE, body=UpdateFunctionCodeRequestBody(
+                code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
+        for node in nodes:
+            eventually(lambda: result_of(node, BASE).startswith("build B"))
+            eventually(lambda: result_of(node, BASE + ":v1").startswith("build A"))
+        # An alias made on node 3 routes on node 1.
+        three.create_version_alias(CreateVersionAliasRequest(
+            function_urn=BASE, body=CreateVersionAliasRequestBody(name="stable", version="v1")))
+        eventually(lambda: result_of(nodes[0], BASE + ":stable").startswith("build A"))
+        # Node 2 restarted with an empty data directory serves the current
+        # code once it is ready (the package comes from the shared store).
+        nodes[1].stop(signal.SIGKILL)
+        shutil.rmtree(nodes[1].tmp / "data")
+        shutil.rmtree(nodes[1].tmp / "cache", ignore_errors=True)
+        nodes[1].start()
+        eventually(lambda: ready(nodes[1]), within=15, what="the restarted node to be ready")
+        assert result_of(nodes[1], BASE).startswith("build B")
+        assert result_of(nodes[1], BASE + ":stable").startswith("build A")
+        # Deleted on node 1: 404 everywhere within 5 s.
+        one.delete_function(DeleteFunctionRequest(function_urn=BASE))
+
+        def gone(node):
+            try:
+                result_of(node, BASE)
+                return False
+            except ClientRequestException as e:
+                return e.status_code == 404
+        for node in nodes:
+            eventually(lambda: gone(node))
+    finally:
+        for node in nodes:
+            node.stop(signal.SIGKILL)
+
+
+def test_functions_dir_is_refused_with_a_database(tmp_path, database):
+    (tmp_path / "fns").mkdir()
+    node = Server(tmp_path, extra_args=["--database-url", database, "--functions-dir", str(tmp_path / "fns")])
+    with pytest.raises(RuntimeError, match="single-node feature"):
+        node.start()
