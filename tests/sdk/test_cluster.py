@@ -137,3 +137,53 @@ def test_functions_dir_is_refused_with_a_database(tmp_path, database):
     node = Server(tmp_path, extra_args=["--database-url", database, "--functions-dir", str(tmp_path / "fns")])
     with pytest.raises(RuntimeError, match="single-node feature"):
         node.start()
+
+
+def fires_timers(node):
+    try:
+        with urllib.request.urlopen(node.url + "/metrics", timeout=2) as r:
+            return "fnhost_cluster_fires_timers 1" in r.read().decode()
+    except OSError:
+        return False
+
+
+def test_one_node_fires_each_timer_tick_and_another_takes_over_when_it_dies(tmp_path, database):
+    from huaweicloudsdkfunctiongraph.v2 import (
+        CreateFunctionTriggerRequest, CreateFunctionTriggerRequestBody, ListAsyncInvocationsRequest,
+        TriggerEventDataRequestBody)
+    nodes = start_nodes(tmp_path, database)
+    try:
+        eventually(lambda: sum(fires_timers(n) for n in nodes) == 1, what="one node to lead")
+        one = client_for(nodes[0])
+        created = create(one, name="tick", handler="TimerTest")
+        one.create_function_trigger(CreateFunctionTriggerRequest(
+            function_urn=created.func_urn, body=CreateFunctionTriggerRequestBody(
+                trigger_type_code="TIMER", trigger_status="ACTIVE",
+                event_data=TriggerEventDataRequestBody(name="every-second", schedule_type="Rate",
+                                                       schedule="1s", user_event="hello"))))
+
+        def fired(via):
+            listed = client_for(via).list_async_invocations(
+                ListAsyncInvocationsRequest(function_urn=created.func_urn, limit="500"))
+            return len(listed.invocations)
+
+        # The timer fires once a second in all: with every node firing it
+        # would be three times as often.
+        time.sleep(1.5)
+        start = fired(nodes[0])
+        time.sleep(4)
+        ticks = fired(nodes[1]) - start
+        assert 3 <= ticks <= 5, f"{ticks} ticks in 4 s"
+        # The leader dies: another node takes the lock and the ticks go on.
+        leader = next(n for n in nodes if fires_timers(n))
+        leader.stop(signal.SIGKILL)
+        rest = [n for n in nodes if n is not leader]
+        eventually(lambda: sum(fires_timers(n) for n in rest) == 1, within=10,
+                   what="another node to fire the timers")
+        before = fired(rest[0])
+        time.sleep(3)
+        after = fired(rest[1])
+        assert 2 <= after - before <= 4, f"{after - before} ticks in 3 s after the failover"
+    finally:
+        for node in nodes:
+            node.stop(signal.SIGKILL)

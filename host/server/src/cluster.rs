@@ -76,11 +76,64 @@ impl Propagation {
     }
 }
 
-/// Starts listening for changes on `url` (the store's database).
+/// The advisory lock the node that fires timers holds ("fnhost" and 2).
+const TIMER_LOCK: i64 = 0x666e_686f_7374_02;
+
+/// How often a node that does not fire timers tries to take the lock.
+const LEAD_RETRY: Duration = Duration::from_secs(2);
+
+/// Starts listening for changes on `url` (the store's database), and
+/// competing for the timer lock. Call before the timers are restored.
 pub(crate) fn start(state: &Shared, url: String) {
     let _ = state.propagation.started.set(Instant::now());
-    let state = Arc::clone(state);
-    tokio::spawn(async move { run(state, url).await });
+    state.timers.gate();
+    let s = Arc::clone(state);
+    let u = url.clone();
+    tokio::spawn(async move { run(s, u).await });
+    let s = Arc::clone(state);
+    tokio::spawn(async move { lead(s, url).await });
+}
+
+/// One node at a time fires timers: the one holding [`TIMER_LOCK`], a
+/// session lock on a connection of its own, so that when the node or its
+/// connection dies, PostgreSQL releases it and another node takes over
+/// within [`LEAD_RETRY`]. A node that loses its connection stops its
+/// timers at once (another may already lead).
+async fn lead(state: Shared, url: String) {
+    loop {
+        if let Ok((client, connection)) = tokio_postgres::connect(&url, NoTls).await {
+            let mut connection = tokio::spawn(connection);
+            loop {
+                let taken = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&TIMER_LOCK])
+                    .await
+                    .map(|row| row.get::<_, bool>(0));
+                match taken {
+                    Ok(true) => {
+                        log::info!(target: "fnhost::cluster", "this node fires the timers now");
+                        let s = Arc::clone(&state);
+                        let _ = blocking(move || {
+                            s.timers.lead(&s, true);
+                            Ok(())
+                        })
+                        .await;
+                        let _ = (&mut connection).await;
+                        state.timers.lead(&state, false);
+                        log::warn!(target: "fnhost::cluster", "lost the timer lock's connection: this node stopped firing timers");
+                        break;
+                    }
+                    Ok(false) => {
+                        tokio::select! {
+                            () = tokio::time::sleep(LEAD_RETRY) => {}
+                            _ = &mut connection => break,
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
 }
 
 async fn run(state: Shared, url: String) {
@@ -160,9 +213,17 @@ async fn resync(state: &Shared, name: String) -> bool {
     );
     match result {
         Ok(changed) => {
+            // Triggers change the revision without changing the function:
+            // their routes and timers are reloaded in any case.
+            let (s, function) = (Arc::clone(state), shown.clone());
+            let _ = blocking(move || {
+                s.apig_routes.reload(&s);
+                crate::triggers::restart_timers(&s, Some(&function));
+                Ok(())
+            })
+            .await;
             if changed {
                 p.applied.fetch_add(1, Ordering::Relaxed);
-                state.apig_routes.reload(state);
                 log::info!(target: "fnhost::cluster", "function {shown}: applied a change made on another node in {:?}", started.elapsed());
             }
             true

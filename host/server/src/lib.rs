@@ -446,10 +446,10 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
     })
     .await
     .map_err(|e| ServeError::Config(e.to_string()))??;
-    triggers::restore(&state);
     if let Some(url) = &config.database_url {
         cluster::start(&state, url.clone());
     }
+    triggers::restore(&state);
     let _watcher = match &config.functions_dir {
         Some(dir) => Some(directory::watch(&state, dir, config.functions_isolation)?),
         None => None,

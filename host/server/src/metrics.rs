@@ -419,7 +419,7 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         state.connections.refused()
     );
     if state.management.store().is_shared() {
-        render_cluster(&state.propagation, &mut out);
+        render_cluster(&state.propagation, state.timers.fires(), &mut out);
     }
     if let Some(lane) = &state.lane {
         let l = lane.stats();
@@ -480,7 +480,7 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
 }
 
 /// Change propagation in a cluster (see `server::cluster`).
-fn render_cluster(p: &crate::cluster::Propagation, out: &mut String) {
+fn render_cluster(p: &crate::cluster::Propagation, fires_timers: bool, out: &mut String) {
     let counters = [
         (
             "fnhost_cluster_changes_applied_total",
@@ -513,6 +513,11 @@ fn render_cluster(p: &crate::cluster::Propagation, out: &mut String) {
         out,
         "# HELP fnhost_cluster_caught_up Whether this node has applied what the shared store held at its last comparison.\n# TYPE fnhost_cluster_caught_up gauge\nfnhost_cluster_caught_up {}",
         u8::from(p.caught_up())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_cluster_fires_timers Whether this node is the one that fires the timer triggers (it holds the timer lock).\n# TYPE fnhost_cluster_fires_timers gauge\nfnhost_cluster_fires_timers {}",
+        u8::from(fires_timers)
     );
     if let Some(age) = p.since_compared() {
         let _ = writeln!(

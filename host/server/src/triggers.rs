@@ -128,17 +128,59 @@ impl Schedule {
     }
 }
 
-/// Running timer tasks by trigger id.
+/// Running timer tasks by trigger id, with their functions.
+///
+/// In a cluster only one node fires timers: the one holding the timer
+/// lock (see `server::cluster`); the others validate and store triggers
+/// but start no tasks until they become that node.
 #[derive(Default)]
 pub(crate) struct Timers {
-    tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    tasks: Mutex<HashMap<String, (String, tokio::task::JoinHandle<()>)>>,
+    /// Timers start only while this node leads (a cluster).
+    gated: std::sync::atomic::AtomicBool,
+    leading: std::sync::atomic::AtomicBool,
 }
 
 impl Timers {
     fn stop(&self, id: &str) {
-        if let Some(task) = self.tasks.lock().remove(id) {
+        if let Some((_, task)) = self.tasks.lock().remove(id) {
             task.abort();
         }
+    }
+
+    /// From now on, timers fire only while [`lead`](Self::lead) says so.
+    pub(crate) fn gate(&self) {
+        self.gated.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether this node fires timers now.
+    pub(crate) fn fires(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        !self.gated.load(Ordering::Acquire) || self.leading.load(Ordering::Acquire)
+    }
+
+    /// This node became (or stopped being) the one that fires timers:
+    /// starts every stored timer, or stops them all.
+    pub(crate) fn lead(&self, state: &Shared, leading: bool) {
+        self.leading
+            .store(leading, std::sync::atomic::Ordering::Release);
+        if leading {
+            restart_timers(state, None);
+        } else {
+            for (_, (_, task)) in self.tasks.lock().drain() {
+                task.abort();
+            }
+        }
+    }
+
+    /// Stops every running timer of `function` (also of one deleted).
+    pub(crate) fn stop_running_of(&self, function: &str) {
+        self.tasks.lock().retain(|_, (f, task)| {
+            if f == function {
+                task.abort();
+            }
+            f != function
+        });
     }
 
     /// Stops every timer of `function`.
@@ -219,6 +261,9 @@ pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), 
         &text("schedule"),
         state.min_timer_rate,
     )?;
+    if !state.timers.fires() {
+        return Ok(());
+    }
     let (name, user_event) = (text("name"), text("user_event"));
     let function = record.function.clone();
     let s = Arc::clone(state);
@@ -254,7 +299,7 @@ pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), 
         .timers
         .tasks
         .lock()
-        .insert(record.trigger_id.clone(), task);
+        .insert(record.trigger_id.clone(), (record.function.clone(), task));
     Ok(())
 }
 
@@ -472,7 +517,17 @@ pub(crate) async fn delete(
 /// APIG routes.
 pub(crate) fn restore(state: &Shared) {
     state.apig_routes.reload(state);
-    let Ok(triggers) = state.management.store().triggers::<TriggerRecord>(None) else {
+    restart_timers(state, None);
+}
+
+/// Starts the stored timers (of `function`, when given) afresh; stops the
+/// running ones of `function` first, whether or not the store still has
+/// them.
+pub(crate) fn restart_timers(state: &Shared, function: Option<&str>) {
+    if let Some(f) = function {
+        state.timers.stop_running_of(f);
+    }
+    let Ok(triggers) = state.management.store().triggers::<TriggerRecord>(function) else {
         return;
     };
     for t in triggers {
