@@ -77,7 +77,7 @@ impl Propagation {
 }
 
 /// The advisory lock the node that fires timers holds ("fnhost" and 2).
-const TIMER_LOCK: i64 = 0x666e_686f_7374_02;
+const TIMER_LOCK: i64 = 0x0066_6e68_6f73_7402;
 
 /// How often a node that does not fire timers tries to take the lock.
 const LEAD_RETRY: Duration = Duration::from_secs(2);
