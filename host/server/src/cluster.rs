@@ -13,11 +13,11 @@
 //! comparison succeeded; `/readyz` answers 503 before that.
 //!
 //! The lag (from a change's commit to this node serving it) is not known
-//! exactly without synchronised clocks; [`Propagation`] exports the time
+//! exactly without synchronised clocks; [`Propagation`](crate::propagation::Propagation) exports the time
 //! each resync took and the age of the last successful comparison.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,47 +35,6 @@ pub const COMPARE_EVERY: Duration = Duration::from_secs(3);
 /// connection broke.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
-/// What the propagation of changes has done on this node.
-#[derive(Debug, Default)]
-pub(crate) struct Propagation {
-    caught_up: AtomicBool,
-    /// Resyncs that changed something here.
-    pub applied: AtomicU64,
-    /// Resyncs that failed (retried at the next comparison).
-    pub failed: AtomicU64,
-    /// Microseconds the last resync took.
-    pub last_resync_us: AtomicU64,
-    /// Notifications heard.
-    pub notifications: AtomicU64,
-    /// Milliseconds since the server started at the last successful
-    /// comparison.
-    compared_at_ms: AtomicU64,
-    started: std::sync::OnceLock<Instant>,
-}
-
-impl Propagation {
-    /// Whether this node has applied what the store held at its last
-    /// successful comparison.
-    pub(crate) fn caught_up(&self) -> bool {
-        self.caught_up.load(Ordering::Acquire)
-    }
-
-    /// Seconds since the last successful comparison (`None`: none yet).
-    pub(crate) fn since_compared(&self) -> Option<f64> {
-        let started = self.started.get()?;
-        let at = self.compared_at_ms.load(Ordering::Acquire);
-        (at > 0).then(|| started.elapsed().as_secs_f64() - at as f64 / 1000.0)
-    }
-
-    fn mark_compared(&self) {
-        let started = self.started.get_or_init(Instant::now);
-        let ms = started.elapsed().as_millis().max(1);
-        self.compared_at_ms
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Release);
-        self.caught_up.store(true, Ordering::Release);
-    }
-}
-
 /// The advisory lock the node that fires timers holds ("fnhost" and 2).
 const TIMER_LOCK: i64 = 0x0066_6e68_6f73_7402;
 
@@ -85,7 +44,7 @@ const LEAD_RETRY: Duration = Duration::from_secs(2);
 /// Starts listening for changes on `url` (the store's database), and
 /// competing for the timer lock. Call before the timers are restored.
 pub(crate) fn start(state: &Shared, url: String) {
-    let _ = state.propagation.started.set(Instant::now());
+    state.propagation.start();
     state.timers.gate();
     let s = Arc::clone(state);
     let u = url.clone();

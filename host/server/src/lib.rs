@@ -34,6 +34,7 @@ mod management;
 mod metrics;
 pub mod model;
 pub mod package;
+mod propagation;
 mod query;
 pub mod store;
 pub mod telemetry;
@@ -176,7 +177,7 @@ pub(crate) struct AppState {
     /// Open connections (for `/metrics`).
     pub(crate) connections: Arc<connections::Counts>,
     /// Changes from other nodes (a shared store only).
-    pub(crate) propagation: cluster::Propagation,
+    pub(crate) propagation: propagation::Propagation,
     /// Shutting down: `/readyz` says so, so load balancers stop sending.
     pub(crate) draining: std::sync::atomic::AtomicBool,
 }
@@ -393,7 +394,7 @@ impl AppState {
             apig_routes: triggers::ApigRoutes::default(),
             lane: config.io_lane.then(io_lane).flatten(),
             connections: Arc::default(),
-            propagation: cluster::Propagation::default(),
+            propagation: propagation::Propagation::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
         })
     }

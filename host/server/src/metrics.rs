@@ -479,8 +479,8 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Change propagation in a cluster (see `server::cluster`).
-fn render_cluster(p: &crate::cluster::Propagation, fires_timers: bool, out: &mut String) {
+/// Change propagation in a cluster (see `server::propagation`).
+fn render_cluster(p: &crate::propagation::Propagation, fires_timers: bool, out: &mut String) {
     let counters = [
         (
             "fnhost_cluster_changes_applied_total",
