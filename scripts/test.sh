@@ -26,6 +26,8 @@ cargo test --workspace --locked
 echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"
 ./scripts/miri.sh
 
+echo "== Kubernetes manifests: rendered with kubectl kustomize, validated against the schemas offline"
+./scripts/check-kubernetes.sh
 echo "== FunctionGraph SDK compatibility (pytest, official SDK from PyPI)"
 python=$(./scripts/sdk-venv.sh)
 (cd tests/sdk && "$python" -m pytest -q -p no:cacheprovider)

@@ -1,5 +1,5 @@
 """Several `fnhost serve` nodes sharing one PostgreSQL database and one
-package store, driven through the official SDK: what one node changes, the
+package store (S3 through moto, or a shared directory), driven through the official SDK: what one node changes, the
 others serve within seconds.
 
 The database server is the one `scripts/postgres.sh` provides
@@ -48,6 +48,41 @@ def database():
     psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture
+def bucket(monkeypatch):
+    """An S3-compatible server (moto, from PyPI) on a free port with one
+    bucket; the nodes reach it through the standard AWS_* variables."""
+    import boto3
+    from conftest import free_port
+    port = free_port()
+    moto = shutil.which("moto_server", path=os.path.dirname(os.path.realpath(os.sys.executable)))
+    proc = subprocess.Popen([moto or "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                assert time.time() < deadline, "moto_server did not come up"
+                time.sleep(0.1)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        s3.create_bucket(Bucket="fnhost-code")
+        yield s3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def ready(node):
     try:
         with urllib.request.urlopen(node.url + "/readyz", timeout=1) as r:
@@ -69,14 +104,14 @@ def eventually(check, within=5.0, what="the cluster to agree"):
     raise AssertionError(f"waited {within} s for {what}; last error: {last!r}")
 
 
-def start_nodes(tmp_path, url, n=3):
-    packages = tmp_path / "bucket"
+def start_nodes(tmp_path, url, n=3, packages=None):
+    packages = packages or f"file://{tmp_path / 'bucket'}"
     nodes = []
     for i in range(n):
         d = tmp_path / f"node{i + 1}"
         d.mkdir()
         nodes.append(Server(d, extra_args=["--database-url", url,
-                                           "--package-store", f"file://{packages}"]).start())
+                                           "--package-store", packages]).start())
     for node in nodes:
         eventually(lambda: ready(node), within=15, what=f"{node.url}/readyz")
     return nodes
@@ -86,8 +121,8 @@ def result_of(node, urn):
     return invoke(client_for(node), urn, "").result
 
 
-def test_changes_on_one_node_are_served_by_every_node(tmp_path, database):
-    nodes = start_nodes(tmp_path, database)
+def test_changes_on_one_node_are_served_by_every_node(tmp_path, database, bucket):
+    nodes = start_nodes(tmp_path, database, packages="s3://fnhost-code/packages")
     one, two, three = (client_for(n) for n in nodes)
     try:
         # Created through node 1: every node answers within 5 s.
@@ -116,6 +151,9 @@ def test_changes_on_one_node_are_served_by_every_node(tmp_path, database):
         eventually(lambda: ready(nodes[1]), within=15, what="the restarted node to be ready")
         assert result_of(nodes[1], BASE).startswith("build B")
         assert result_of(nodes[1], BASE + ":stable").startswith("build A")
+        # Both builds are in the bucket, under their digests.
+        keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="fnhost-code")["Contents"]]
+        assert len(keys) == 2 and all(k.startswith("packages/") and k.endswith(".zip") for k in keys), keys
         # Deleted on node 1: 404 everywhere within 5 s.
         one.delete_function(DeleteFunctionRequest(function_urn=BASE))
 
@@ -184,6 +222,46 @@ def test_one_node_fires_each_timer_tick_and_another_takes_over_when_it_dies(tmp_
         time.sleep(3)
         after = fired(rest[1])
         assert 2 <= after - before <= 4, f"{after - before} ticks in 3 s after the failover"
+    finally:
+        for node in nodes:
+            node.stop(signal.SIGKILL)
+
+
+def test_async_invocations_survive_a_node_killed_mid_run(tmp_path, database):
+    from huaweicloudsdkfunctiongraph.v2 import AsyncInvokeFunctionRequest, ListAsyncInvocationsRequest
+    nodes = start_nodes(tmp_path, database)
+    try:
+        one = client_for(nodes[0])
+        created = create(one, name="work", library="libmisbehaving.so", module="misbehaving", handler="Sleep")
+        for node in nodes:
+            eventually(lambda: invoke(client_for(node), created.func_urn, "0").status == 200)
+        clients = [client_for(n) for n in nodes]
+        ids = [clients[i % 3].async_invoke_function(AsyncInvokeFunctionRequest(
+            function_urn=created.func_urn, body="100")).request_id for i in range(200)]
+        assert len(set(ids)) == 200
+        time.sleep(0.5)
+        nodes[1].stop(signal.SIGKILL)  # with invocations claimed and running
+
+        def listed(via):
+            return client_for(via).list_async_invocations(ListAsyncInvocationsRequest(
+                function_urn=created.func_urn, limit="500")).invocations
+
+        # What node 2 held runs again elsewhere once its lease (the 5 s
+        # timeout and a 5 s grace) has run out.
+        eventually(lambda: sum(i.status == "SUCCESS" for i in listed(nodes[0])) == 200, within=40,
+                   what="all 200 invocations to succeed")
+        seen = listed(nodes[2])
+        assert {i.request_id for i in seen} == set(ids)
+        assert all(i.status == "SUCCESS" for i in seen)
+        # None ran more than twice (the SDK does not list attempts: the
+        # database says).
+        r = subprocess.run(["psql", database, "-Atc",
+                            "SELECT max(attempts), count(*) FILTER (WHERE attempts = 2) FROM async_invocations"],
+                           capture_output=True, text=True, check=True)
+        most, again = (int(x) for x in r.stdout.strip().split("|"))
+        assert most <= 2, r.stdout
+        assert again >= 1, "node 2 held none of them: the test did not test the takeover"
+
     finally:
         for node in nodes:
             node.stop(signal.SIGKILL)

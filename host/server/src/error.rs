@@ -43,11 +43,14 @@ impl ApiError {
     pub fn disk_full(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "FSS.0507", message)
     }
-    /// A failure of the state store: 507 when the disk is full, 503 while
-    /// the shared database cannot be reached, else 500.
+    /// A failure of the state store: 507 when the disk is full, 409 for a
+    /// key that exists already, 503 while the shared database cannot be
+    /// reached, else 500.
     pub fn store(e: crate::store::StoreError) -> ApiError {
         if e.is_disk_full() {
             ApiError::disk_full(format!("the server's disk is full: {e}"))
+        } else if e.is_duplicate() {
+            ApiError::new(StatusCode::CONFLICT, "FSS.0409", e.to_string())
         } else if e.is_unavailable() {
             // The shared database is away for the moment; a retry may work.
             ApiError::new(

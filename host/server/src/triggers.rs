@@ -115,6 +115,27 @@ pub fn parse_schedule(
 }
 
 impl Schedule {
+    /// The next firing on a clock every node shares: its time (ms since
+    /// the Unix epoch), which names the tick, and how long until then. A
+    /// rate fires at the multiples of its period since the epoch, so that
+    /// nodes agree on which tick is due.
+    pub(crate) fn next_tick(&self) -> Option<(i64, Duration)> {
+        let now = chrono::Utc::now();
+        let now_ms = now.timestamp_millis();
+        let at = match self {
+            Schedule::Rate(d) => {
+                let period = i64::try_from(d.as_millis()).ok()?.max(1);
+                now_ms
+                    .checked_div(period)?
+                    .checked_add(1)?
+                    .checked_mul(period)?
+            }
+            Schedule::Cron(c) => c.find_next_occurrence(&now, false).ok()?.timestamp_millis(),
+        };
+        let wait = Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0));
+        Some((at, wait))
+    }
+
     /// How long until the next firing.
     pub(crate) fn next_delay(&self) -> Option<Duration> {
         match self {
@@ -266,10 +287,23 @@ pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), 
     }
     let (name, user_event) = (text("name"), text("user_event"));
     let function = record.function.clone();
+    let trigger_id = record.trigger_id.clone();
     let s = Arc::clone(state);
+    // In a cluster each tick is named by its trigger and its time: a tick
+    // that two nodes fire (one losing the timer lock, one taking it) is one
+    // invocation, the second insert a conflict.
+    let shared_ticks = state.management.store().is_shared();
     let task = tokio::spawn(async move {
         loop {
-            let Some(delay) = schedule.next_delay() else {
+            let (delay, tick) = if shared_ticks {
+                match schedule.next_tick() {
+                    Some((at, wait)) => (Some(wait), Some(tick_request_id(&trigger_id, at))),
+                    None => (None, None),
+                }
+            } else {
+                (schedule.next_delay(), None)
+            };
+            let Some(delay) = delay else {
                 log::warn!(target: "fnhost::timer", "timer {name}: no next firing time; stopping");
                 return;
             };
@@ -289,9 +323,16 @@ pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), 
                 tracestate: String::new(),
                 source: "timer",
                 depth: 0,
+                request_id: tick,
             };
-            if let Err(e) = crate::asynchronous::enqueue(&s, accepted).await {
-                log::warn!(target: "fnhost::timer", "timer {name} of {function}: {}", e.message);
+            match crate::asynchronous::enqueue(&s, accepted).await {
+                Ok(_) => {}
+                Err(e) if e.status == StatusCode::CONFLICT => {
+                    log::debug!(target: "fnhost::timer", "timer {name} of {function}: this tick was fired already");
+                }
+                Err(e) => {
+                    log::warn!(target: "fnhost::timer", "timer {name} of {function}: {}", e.message)
+                }
             }
         }
     });
@@ -301,6 +342,18 @@ pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), 
         .lock()
         .insert(record.trigger_id.clone(), (record.function.clone(), task));
     Ok(())
+}
+
+/// The request id of a timer's tick at `at_ms`: a UUID from the trigger's
+/// id and the tick's time, the same on every node.
+fn tick_request_id(trigger_id: &str, at_ms: i64) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(format!("fnhost-timer-tick\0{trigger_id}\0{at_ms}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// Methods an APIG trigger may name.
@@ -631,6 +684,22 @@ pub(crate) fn sync_directory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_ticks_fall_on_shared_boundaries_and_are_named_by_trigger_and_time() {
+        let rate = parse_schedule("Rate", "3s", Duration::from_secs(1)).unwrap();
+        let (at, wait) = rate.next_tick().unwrap();
+        assert_eq!(at % 3000, 0, "a multiple of the period since the epoch");
+        assert!(wait <= Duration::from_secs(3));
+        let cron = parse_schedule("Cron", "0 * * * * *", Duration::from_secs(1)).unwrap();
+        let (at, _) = cron.next_tick().unwrap();
+        assert_eq!(at % 60_000, 0, "the cron's next full minute");
+        // The same tick has the same id on every node; another does not.
+        assert_eq!(tick_request_id("t1", at), tick_request_id("t1", at));
+        assert_ne!(tick_request_id("t1", at), tick_request_id("t1", at + 3000));
+        assert_ne!(tick_request_id("t1", at), tick_request_id("t2", at));
+        assert!(uuid::Uuid::parse_str(&tick_request_id("t1", at)).is_ok());
+    }
 
     #[test]
     fn only_active_apig_triggers_with_a_path_become_routes() {

@@ -253,6 +253,7 @@ pub(crate) async fn deliver(
                 tracestate: tracestate.to_owned(),
                 source: "destination",
                 depth: depth + 1,
+                request_id: None,
             };
             super::enqueue(state, accepted)
                 .await

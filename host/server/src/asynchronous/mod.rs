@@ -149,6 +149,10 @@ pub(crate) struct Accepted {
     pub(crate) tracestate: String,
     pub(crate) source: &'static str,
     pub(crate) depth: u32,
+    /// The request id to give it; `None`: a new random one. A timer tick
+    /// in a cluster names its own, so that a tick two nodes fire is
+    /// accepted once (the second insert is a conflict).
+    pub(crate) request_id: Option<String>,
 }
 
 /// Accepts an invocation: it is in the store when this returns its request
@@ -177,7 +181,10 @@ pub(crate) async fn enqueue(state: &Shared, job: Accepted) -> Result<String, Api
             "the asynchronous invocation queue is full",
         ));
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = job
+        .request_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let s = Shared::clone(state);
     let id = request_id.clone();
     let stored = blocking(move || {
@@ -592,6 +599,7 @@ pub(crate) async fn invoke(
         tracestate: trace::tracestate(&headers),
         source: "api",
         depth: 0,
+        request_id: None,
     };
     let request_id = enqueue(&state, accepted).await?;
     let mut out = HeaderMap::new();

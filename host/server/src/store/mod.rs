@@ -33,6 +33,7 @@ pub struct StoreError {
     message: String,
     disk_full: bool,
     unavailable: bool,
+    duplicate: bool,
 }
 
 impl StoreError {
@@ -41,7 +42,21 @@ impl StoreError {
             message: message.into(),
             disk_full: false,
             unavailable: false,
+            duplicate: false,
         }
+    }
+
+    /// A row with this key exists already.
+    pub(crate) fn duplicate(message: impl Into<String>) -> StoreError {
+        StoreError {
+            duplicate: true,
+            ..StoreError::new(message)
+        }
+    }
+
+    /// Whether the change was refused because a row with its key exists.
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
     }
 
     /// The database could not be reached (or did not answer in time): the

@@ -97,6 +97,9 @@ const MIGRATIONS: &[&str] = &[
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
+            Some(db) if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
+                StoreError::duplicate(format!("PostgreSQL: {}", db.message()))
+            }
             // The database answered: the statement itself failed.
             Some(db) => StoreError::new(format!("PostgreSQL: {}", db.message())),
             // No answer: the connection broke or never was.
@@ -1024,6 +1027,18 @@ mod tests {
         }
         s.delete_function("echo").unwrap();
         assert_eq!(revision(), None);
+    }
+
+    #[test]
+    fn a_second_insert_under_the_same_request_id_is_a_duplicate() {
+        let Some(db) = test_database::fresh() else {
+            return;
+        };
+        let s = Store::connect(&db.url).unwrap();
+        s.insert_invocation(&new("tick", 1)).unwrap();
+        let e = s.insert_invocation(&new("tick", 1)).unwrap_err();
+        assert!(e.is_duplicate(), "{e}");
+        assert_eq!(s.unfinished_invocations().unwrap(), 1);
     }
 
     #[test]

@@ -50,9 +50,10 @@ const MIGRATIONS: &[&str] = &[
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        let disk_full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        let code = e.sqlite_error_code();
         StoreError {
-            disk_full,
+            disk_full: code == Some(rusqlite::ErrorCode::DiskFull),
+            duplicate: code == Some(rusqlite::ErrorCode::ConstraintViolation),
             ..StoreError::new(e.to_string())
         }
     }
