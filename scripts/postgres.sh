@@ -41,9 +41,19 @@ pg_bin() {
   return 1
 }
 
+
+# initdb and pg_ctl refuse to run as root: the cluster then belongs to `postgres`
+# (the package's user), or to `nobody` where there is none.
+run_as=()
+owner=$(id -un)
+if [ "$(id -u)" = 0 ]; then
+  owner=$(id -un postgres 2>/dev/null || echo nobody)
+  run_as=(setpriv --reuid="$owner" --regid="$(id -g "$owner")" --clear-groups --)
+fi
+
 if [ "${1:-}" = stop ]; then
   if bin=$(pg_bin) && [ -f "$dir/data/postmaster.pid" ]; then
-    "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+    "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
   fi
   exit 0
 fi
@@ -68,14 +78,6 @@ if ! bin=$(pg_bin); then
   bin=$(pg_bin)
 fi
 
-# initdb refuses to run as root: the cluster then belongs to `postgres`
-# (the package's user), or to `nobody` where there is none.
-run_as=()
-owner=$(id -un)
-if [ "$(id -u)" = 0 ]; then
-  owner=$(id -un postgres 2>/dev/null || echo nobody)
-  run_as=(setpriv --reuid="$owner" --regid="$(id -g "$owner")" --clear-groups --)
-fi
 mkdir -p "$dir"
 if [ ! -f "$dir/data/PG_VERSION" ]; then
   rm -rf "$dir/data"

@@ -6,6 +6,7 @@ The database server is the one `scripts/postgres.sh` provides
 (FNHOST_TEST_POSTGRES; the test script sets it); each test makes a fresh
 database on it and drops it."""
 import os
+from pathlib import Path
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import urllib.request
 import uuid
 
 import pytest
-from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, ServerResponseException
 from huaweicloudsdkfunctiongraph.v2 import (
     CreateFunctionVersionRequest, CreateFunctionVersionRequestBody, CreateVersionAliasRequest,
     CreateVersionAliasRequestBody, DeleteFunctionRequest, FuncCode, UpdateFunctionCodeRequest,
@@ -265,3 +266,56 @@ def test_async_invocations_survive_a_node_killed_mid_run(tmp_path, database):
     finally:
         for node in nodes:
             node.stop(signal.SIGKILL)
+
+
+def test_synchronous_invocations_go_on_while_postgresql_is_stopped(tmp_path):
+    """A private PostgreSQL of this test's own (scripts/postgres.sh starts
+    one on port 55432), stopped for a few seconds under two nodes."""
+    script = str(Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh")
+    env = {**os.environ, "FNHOST_PRIVATE_POSTGRES": "1"}
+    admin = subprocess.run([script], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    name = "fnhost_outage_" + uuid.uuid4().hex
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    nodes = start_nodes(tmp_path, url, n=2)
+    stopped = False
+    try:
+        one, two = (client_for(n) for n in nodes)
+        create(one, name="steady", library="libhotswap.so", module="hotswap", patch_tag=b"A")
+        for node in nodes:
+            eventually(lambda: result_of(node, BASE.replace("shared", "steady")).startswith("build A"))
+        subprocess.run([script, "stop"], env=env, check=True)
+        stopped = True
+        # Synchronous invocations keep serving from memory, on both nodes.
+        until = time.time() + 3
+        served = 0
+        while time.time() < until:
+            for node in nodes:
+                assert result_of(node, BASE.replace("shared", "steady")).startswith("build A")
+                served += 1
+        assert served > 20
+        # A change needs the database: 503, and nothing changes, not even
+        # on the node that took it.
+        with pytest.raises(ServerResponseException) as e:
+            two.update_function_code(UpdateFunctionCodeRequest(
+                function_urn=BASE.replace("shared", "steady"), body=UpdateFunctionCodeRequestBody(
+                    code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
+        assert e.value.status_code == 503, e.value
+        assert e.value.error_code == "FSS.0503"
+        for node in nodes:
+            assert result_of(node, BASE.replace("shared", "steady")).startswith("build A")
+        subprocess.run([script], env=env, check=True, capture_output=True)
+        stopped = False
+        # Back: a change through node 2 reaches node 1 again.
+        eventually(lambda: two.update_function_code(UpdateFunctionCodeRequest(
+            function_urn=BASE.replace("shared", "steady"), body=UpdateFunctionCodeRequestBody(
+                code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B"))))) is not None,
+                   within=15, what="the database to take changes again")
+        eventually(lambda: result_of(nodes[0], BASE.replace("shared", "steady")).startswith("build B"),
+                   within=10)
+    finally:
+        for node in nodes:
+            node.stop(signal.SIGKILL)
+        if stopped:
+            subprocess.run([script], env=env, capture_output=True)
+        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)

@@ -255,6 +255,17 @@ fn package_refused(e: PackageError) -> ApiError {
     }
 }
 
+/// The alias `name` of `function` as this node routes it now.
+fn previous_alias(m: &Management, function: &str, name: &str) -> Option<Alias> {
+    m.runtime
+        .registry()
+        .function(function)
+        .ok()?
+        .aliases
+        .into_iter()
+        .find(|a| a.name == name)
+}
+
 fn alias_of(a: &AliasRecord) -> Alias {
     Alias {
         name: a.name.clone(),
@@ -327,6 +338,7 @@ impl Changing {
             record.code_size = package.size;
         }
         let config = m.config_of(&record)?;
+        let previous = replaced.clone();
         match (m.runtime.registry().deploy(config), replaced) {
             (Ok(d), _) => {
                 let what = if change == Change::Create {
@@ -367,9 +379,22 @@ impl Changing {
                 return Err(e.into());
             }
         }
-        m.store
-            .put_function(&record.func_name, &record)
-            .map_err(ApiError::store)?;
+        if let Err(e) = m.store.put_function(&record.func_name, &record) {
+            // Not recorded (the disk is full, the shared database is away):
+            // what served before serves again, so that this node agrees
+            // with the store and the other nodes.
+            let restored = match &previous {
+                Some(previous) => m
+                    .config_of(previous)
+                    .and_then(|c| Ok(m.runtime.registry().deploy(c).map(drop)?)),
+                None => Ok(m.runtime.registry().delete_function(&record.func_name)?),
+            };
+            if let Err(r) = restored {
+                log::error!(target: "fnhost::server", "{}: the change was not recorded and the previous code could not be restored: {}", record.func_name, r.message);
+            }
+            m.collect_garbage();
+            return Err(ApiError::store(e));
+        }
         m.functions
             .lock()
             .insert(record.func_name.clone(), record.clone());
@@ -416,7 +441,14 @@ impl Changing {
         };
         m.store
             .put_version(&record.func_name, &info.version, &v)
-            .map_err(ApiError::store)?;
+            .map_err(|e| {
+                // Not recorded: not published here either.
+                let _ = m
+                    .runtime
+                    .registry()
+                    .delete_version(&record.func_name, &info.version);
+                ApiError::store(e)
+            })?;
         Ok(info.version)
     }
 
@@ -429,15 +461,21 @@ impl Changing {
     ) -> Result<AliasRecord, ApiError> {
         let m = &*self.management;
         let registry = m.runtime.registry();
+        let before = previous_alias(m, &record.func_name, &alias.name);
         let alias = if update {
             registry.update_alias(&record.func_name, alias)?
         } else {
             registry.create_alias(&record.func_name, alias)?
         };
         let stored = alias_record(&alias);
-        m.store
-            .put_alias(&record.func_name, &alias.name, &stored)
-            .map_err(ApiError::store)?;
+        if let Err(e) = m.store.put_alias(&record.func_name, &alias.name, &stored) {
+            // Not recorded: the alias routes as before here too.
+            let _ = match before {
+                Some(before) => registry.update_alias(&record.func_name, before).map(drop),
+                None => registry.delete_alias(&record.func_name, &alias.name),
+            };
+            return Err(ApiError::store(e));
+        }
         Ok(stored)
     }
 
@@ -448,12 +486,17 @@ impl Changing {
         alias: &str,
     ) -> Result<(), ApiError> {
         let m = &*self.management;
+        let before = previous_alias(m, &record.func_name, alias);
         m.runtime
             .registry()
             .delete_alias(&record.func_name, alias)?;
-        m.store
-            .delete_alias(&record.func_name, alias)
-            .map_err(ApiError::store)
+        m.store.delete_alias(&record.func_name, alias).map_err(|e| {
+            // Not recorded: the alias stays here too.
+            if let Some(before) = before {
+                let _ = m.runtime.registry().create_alias(&record.func_name, before);
+            }
+            ApiError::store(e)
+        })
     }
 
     /// Deploys a library of the watched functions directory (`config` from
