@@ -10,6 +10,7 @@ from pathlib import Path
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -130,15 +131,38 @@ def test_changes_on_one_node_are_served_by_every_node(tmp_path, database, bucket
         create(one, name="shared", library="libhotswap.so", module="hotswap", patch_tag=b"A")
         for node in nodes:
             eventually(lambda: result_of(node, BASE).startswith("build A"))
-        # Published on node 1, then new code through node 2.
-        one.create_function_version(CreateFunctionVersionRequest(
+        # Published on node 3; then new code through node 2 while node 3
+        # runs a slow call: that call finishes on the old code, and every
+        # node serves the new code within 5 s.
+        three.create_function_version(CreateFunctionVersionRequest(
             function_urn=BASE, body=CreateFunctionVersionRequestBody(version="v1")))
+        slow = {}
+
+        def slow_call():
+            started = time.time()
+            slow["result"] = invoke(client_for(nodes[2]), BASE, "sleep:2000").result
+            slow["took"] = time.time() - started
+        caller = threading.Thread(target=slow_call)
+        caller.start()
+        time.sleep(0.5)
         two.update_function_code(UpdateFunctionCodeRequest(
             function_urn=BASE, body=UpdateFunctionCodeRequestBody(
                 code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
+        updated = time.time()
         for node in nodes:
-            eventually(lambda: result_of(node, BASE).startswith("build B"))
+            eventually(lambda: result_of(node, BASE).startswith("build B"), within=5 - (time.time() - updated))
+        caller.join(timeout=30)
+        assert slow["took"] >= 2 and slow["result"].startswith("build A"), slow
+        for node in nodes:
             eventually(lambda: result_of(node, BASE + ":v1").startswith("build A"))
+        # Node 1 counts what it applied, and the lag, in well-formed metrics.
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.urlopen(nodes[0].url + "/metrics", timeout=5) as r:
+            families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+        applied = families["fnhost_cluster_changes_applied"].samples[0].value
+        lag = families["fnhost_cluster_lag_seconds"].samples[0].value
+        assert applied >= 1 and 0 < lag < 5, (applied, lag)
+        assert families["fnhost_cluster_caught_up"].samples[0].value == 1
         # An alias made on node 3 routes on node 1.
         three.create_version_alias(CreateVersionAliasRequest(
             function_urn=BASE, body=CreateVersionAliasRequestBody(name="stable", version="v1")))
@@ -238,9 +262,9 @@ def test_async_invocations_survive_a_node_killed_mid_run(tmp_path, database):
             eventually(lambda: invoke(client_for(node), created.func_urn, "0").status == 200)
         clients = [client_for(n) for n in nodes]
         ids = [clients[i % 3].async_invoke_function(AsyncInvokeFunctionRequest(
-            function_urn=created.func_urn, body="100")).request_id for i in range(200)]
+            function_urn=created.func_urn, body="300")).request_id for i in range(200)]
         assert len(set(ids)) == 200
-        time.sleep(0.5)
+        # 200 x 0.3 s on 12 workers: node 2's 4 are busy now.
         nodes[1].stop(signal.SIGKILL)  # with invocations claimed and running
 
         def listed(via):

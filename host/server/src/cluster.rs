@@ -12,8 +12,10 @@
 //! lost while its connection was down. The node is *caught up* once a
 //! comparison succeeded; `/readyz` answers 503 before that.
 //!
-//! The lag (from a change's commit to this node serving it) is not known
-//! exactly without synchronised clocks; [`Propagation`](crate::propagation::Propagation) exports the time
+//! The lag (from a change's commit to this node serving it) is measured
+//! against the database's clock, which the notification carries, so it
+//! includes the difference between the two clocks;
+//! [`Propagation`](crate::propagation::Propagation) also exports the time
 //! each resync took and the age of the last successful comparison.
 
 use std::collections::HashMap;
@@ -114,10 +116,19 @@ async fn run(state: Shared, url: String) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                name = names.recv() => match name {
-                    Some(name) => {
+                heard = names.recv() => match heard {
+                    Some(payload) => {
                         state.propagation.notifications.fetch_add(1, Ordering::Relaxed);
-                        resync(&state, name).await;
+                        // `NAME MS`: the function, and when its change committed.
+                        let (name, at_ms) = match payload.rsplit_once(' ') {
+                            Some((name, ms)) => (name.to_owned(), ms.parse::<i64>().ok()),
+                            None => (payload, None),
+                        };
+                        if resync(&state, name).await == Some(true) {
+                            if let Some(at_ms) = at_ms {
+                                state.propagation.record_lag(at_ms);
+                            }
+                        }
                     }
                     None => break, // the connection ended
                 },
@@ -159,8 +170,9 @@ async fn listen(
     Ok((rx, client))
 }
 
-/// Re-reads one function and applies it here.
-async fn resync(state: &Shared, name: String) -> bool {
+/// Re-reads one function and applies it here: `Some(changed)`, or `None`
+/// when that failed (retried at the next comparison).
+async fn resync(state: &Shared, name: String) -> Option<bool> {
     let started = Instant::now();
     let changing = state.management.begin().await;
     let shown = name.clone();
@@ -185,12 +197,12 @@ async fn resync(state: &Shared, name: String) -> bool {
                 p.applied.fetch_add(1, Ordering::Relaxed);
                 log::info!(target: "fnhost::cluster", "function {shown}: applied a change made on another node in {:?}", started.elapsed());
             }
-            true
+            Some(changed)
         }
         Err(e) => {
             p.failed.fetch_add(1, Ordering::Relaxed);
             log::warn!(target: "fnhost::cluster", "function {shown}: cannot apply a change made on another node (retried): {}", e.message);
-            false
+            None
         }
     }
 }
@@ -233,7 +245,7 @@ async fn compare(state: &Shared, applied: &mut HashMap<String, i64>) -> Result<(
             .filter(|name| !current.contains_key(name) && !applied.contains_key(name)),
     );
     for name in names {
-        if resync(state, name.clone()).await {
+        if resync(state, name.clone()).await.is_some() {
             match current.get(&name) {
                 Some(rev) => applied.insert(name, *rev),
                 None => applied.remove(&name),

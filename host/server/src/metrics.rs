@@ -511,6 +511,11 @@ fn render_cluster(p: &crate::propagation::Propagation, fires_timers: bool, out: 
     );
     let _ = writeln!(
         out,
+        "# HELP fnhost_cluster_lag_seconds From the commit of the last change another node made to this node serving it (the database's clock to this node's: their difference included).\n# TYPE fnhost_cluster_lag_seconds gauge\nfnhost_cluster_lag_seconds {}",
+        p.last_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
+    );
+    let _ = writeln!(
+        out,
         "# HELP fnhost_cluster_caught_up Whether this node has applied what the shared store held at its last comparison.\n# TYPE fnhost_cluster_caught_up gauge\nfnhost_cluster_caught_up {}",
         u8::from(p.caught_up())
     );

@@ -16,6 +16,9 @@ pub(crate) struct Propagation {
     pub last_resync_us: AtomicU64,
     /// Notifications heard.
     pub notifications: AtomicU64,
+    /// Milliseconds from the last applied change's commit (the database's
+    /// clock) to this node serving it (this node's clock).
+    pub last_lag_ms: std::sync::atomic::AtomicI64,
     /// Milliseconds since the server started at the last successful
     /// comparison.
     compared_at_ms: AtomicU64,
@@ -34,6 +37,15 @@ impl Propagation {
         let started = self.started.get()?;
         let at = self.compared_at_ms.load(Ordering::Acquire);
         (at > 0).then(|| started.elapsed().as_secs_f64() - at as f64 / 1000.0)
+    }
+
+    /// A change committed at `at_ms` (the database's clock) serves here now.
+    pub(crate) fn record_lag(&self, at_ms: i64) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.last_lag_ms
+            .store(now_ms.saturating_sub(at_ms), Ordering::Relaxed);
     }
 
     /// Counts from now (the node starts propagating).

@@ -5,7 +5,8 @@
 //!   migrate once; a node refuses a schema newer than it knows.
 //! - **Revisions**: every change to a function's record, versions, aliases
 //!   or triggers bumps `functions.revision` and sends a `NOTIFY` on
-//!   [`CHANGES`] carrying the function's name, in the same transaction, so
+//!   [`CHANGES`] carrying the function's name (and the database's time), in
+//!   the same transaction, so
 //!   the other nodes hear of it on commit (and a node that missed the
 //!   notification sees the revision move when it compares).
 //! - **Asynchronous invocations** are claimed with `FOR UPDATE SKIP LOCKED`
@@ -34,7 +35,7 @@ use super::asynchronous::{
 use super::{Backend, StoreError};
 
 /// The channel every change is notified on; the payload is the function's
-/// name.
+/// name, a space, and the database's clock in ms since the Unix epoch.
 pub const CHANGES: &str = "fnhost_changes";
 
 /// How long one store call may wait for the database.
@@ -171,6 +172,19 @@ fn claimed(r: &Row) -> Claimed {
     }
 }
 
+/// Tells the other nodes, on commit, that `function` changed: the payload
+/// is its name and the database's clock in ms (`NAME MS`), from which a
+/// node that applies the change measures the lag.
+async fn notify(tx: &Transaction<'_>, function: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_notify($1, $2 || ' ' ||
+             (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT::TEXT)",
+        &[&CHANGES, &function],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Bumps a function's revision and tells the other nodes, on commit.
 async fn touch(tx: &Transaction<'_>, function: &str) -> Result<(), StoreError> {
     tx.execute(
@@ -178,9 +192,7 @@ async fn touch(tx: &Transaction<'_>, function: &str) -> Result<(), StoreError> {
         &[&function],
     )
     .await?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANGES, &function])
-        .await?;
-    Ok(())
+    notify(tx, function).await
 }
 
 async fn migrate(client: &mut Object) -> Result<(), StoreError> {
@@ -349,8 +361,7 @@ impl Backend for PostgresStore {
                 &[&name],
             )
             .await?;
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANGES, &name])
-                .await?;
+            notify(&tx, &name).await?;
             tx.commit().await?;
             Ok(())
         })
