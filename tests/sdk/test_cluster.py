@@ -79,10 +79,12 @@ def bucket(monkeypatch):
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="test")
         s3.create_bucket(Bucket="fnhost-code")
+        s3.moto = proc
         yield s3
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def ready(node):
@@ -326,6 +328,12 @@ def test_synchronous_invocations_go_on_while_postgresql_is_stopped(tmp_path):
                     code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
         assert e.value.status_code == 503, e.value
         assert e.value.error_code == "FSS.0503"
+        # So does an asynchronous invocation: it could not be kept.
+        from huaweicloudsdkfunctiongraph.v2 import AsyncInvokeFunctionRequest
+        with pytest.raises(ServerResponseException) as e:
+            one.async_invoke_function(AsyncInvokeFunctionRequest(
+                function_urn=BASE.replace("shared", "steady"), body={}))
+        assert e.value.status_code == 503, e.value
         for node in nodes:
             assert result_of(node, BASE.replace("shared", "steady")).startswith("build A")
         subprocess.run([script], env=env, check=True, capture_output=True)
@@ -343,3 +351,26 @@ def test_synchronous_invocations_go_on_while_postgresql_is_stopped(tmp_path):
         if stopped:
             subprocess.run([script], env=env, capture_output=True)
         subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
+
+
+def test_an_update_while_object_storage_is_away_changes_nothing(tmp_path, database, bucket):
+    nodes = start_nodes(tmp_path, database, n=2, packages="s3://fnhost-code/packages")
+    try:
+        one, two = (client_for(n) for n in nodes)
+        urn = BASE.replace("shared", "stored")
+        create(one, name="stored", library="libhotswap.so", module="hotswap", patch_tag=b"A")
+        for node in nodes:
+            eventually(lambda: result_of(node, urn).startswith("build A"))
+        bucket.moto.kill()
+        bucket.moto.wait(timeout=10)
+        with pytest.raises(ServerResponseException) as e:
+            two.update_function_code(UpdateFunctionCodeRequest(
+                function_urn=urn, body=UpdateFunctionCodeRequestBody(
+                    code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
+        assert (e.value.status_code, e.value.error_code) == (503, "FSS.0503"), e.value
+        time.sleep(1)
+        for node in nodes:
+            assert result_of(node, urn).startswith("build A")
+    finally:
+        for node in nodes:
+            node.stop(signal.SIGKILL)

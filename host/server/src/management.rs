@@ -252,6 +252,9 @@ fn package_refused(e: PackageError) -> ApiError {
         }
         PackageError::DiskFull(_) => ApiError::disk_full(e.to_string()),
         PackageError::Io(_) => ApiError::internal(e.to_string()),
+        PackageError::Unavailable(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "FSS.0503", e.to_string())
+        }
     }
 }
 

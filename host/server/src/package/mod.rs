@@ -62,6 +62,10 @@ pub enum PackageError {
     /// Another I/O failure of the server.
     #[error("cannot store the code package: {0}")]
     Io(io::Error),
+    /// The shared object storage could not be reached (or did not answer
+    /// in time): retry later.
+    #[error("the package store is unavailable: {0}")]
+    Unavailable(io::Error),
 }
 
 impl From<io::Error> for PackageError {
@@ -153,7 +157,11 @@ impl PackageStore {
         if !is_digest(digest) {
             return Ok(None);
         }
-        match remote.get(digest)? {
+        match remote.get(digest).map_err(|e| match e.kind() {
+            // Bytes that do not match their digest are not a matter of time.
+            io::ErrorKind::InvalidData => PackageError::Io(e),
+            _ => PackageError::Unavailable(e),
+        })? {
             Some(zip) => self.store_here(&zip, None).map(Some),
             None => Ok(None),
         }
@@ -191,7 +199,9 @@ impl PackageStore {
     pub fn store(&self, zip: &[u8], library: Option<&str>) -> Result<Package, PackageError> {
         let package = self.store_here(zip, library)?;
         if let Some(remote) = &self.remote {
-            remote.put(&package.digest, zip)?;
+            remote
+                .put(&package.digest, zip)
+                .map_err(PackageError::Unavailable)?;
         }
         Ok(package)
     }

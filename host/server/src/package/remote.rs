@@ -22,6 +22,9 @@ use sha2::{Digest, Sha256};
 /// The longest a package's upload or download may take.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long failed requests to object storage are retried.
+const RETRY_FOR: Duration = Duration::from_secs(5);
+
 /// The largest zip accepted from object storage (the API accepts at most
 /// 96 MiB of request body for one).
 pub const MAX_ZIP_BYTES: u64 = 128 * 1024 * 1024;
@@ -75,7 +78,14 @@ impl RemotePackages {
             }
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+                .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+                // A few quick retries, within the transfer's deadline (the
+                // client's default retries for three minutes).
+                .with_retry(object_store::RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: RETRY_FOR,
+                    backoff: object_store::BackoffConfig::default(),
+                });
             if let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL")
                 .ok()
                 .filter(|e| !e.is_empty())
