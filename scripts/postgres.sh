@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prints the URL of a PostgreSQL server the tests may create databases on
 # (as a superuser): the one at 127.0.0.1:5432 when it answers with trust
-# authentication, otherwise a private cluster under target/postgres that
-# this script creates with initdb and starts on 127.0.0.1:55432 (installing
+# authentication, otherwise a private cluster (under /tmp, one per
+# checkout) that this script creates with initdb and starts on 127.0.0.1:55432-55495 (installing
 # the distribution's postgresql package when initdb is missing). Tests make
 # a fresh database of their own on it and drop it at the end.
 #
@@ -11,8 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dir=$PWD/target/postgres
-port=55432
+# Under /tmp, not target/: as root the cluster runs as another user, who
+# may not be able to reach a checkout under a private directory.
+tag=$(printf %s "$PWD" | sha256sum | cut -c1-12)
+dir=${TMPDIR:-/tmp}/fnhost-postgres-$tag
+# One port per checkout too (55432 to 55495), so two checkouts' clusters
+# never answer for each other.
+port=$((55432 + 0x${tag:0:2} % 64))
+# Nothing below needs the checkout, and the cluster's user may not be able
+# to enter it.
+cd /
 
 answers() { # URL
   python3 - "$1" <<'PY'

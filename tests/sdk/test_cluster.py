@@ -296,7 +296,7 @@ def test_async_invocations_survive_a_node_killed_mid_run(tmp_path, database):
 
 def test_synchronous_invocations_go_on_while_postgresql_is_stopped(tmp_path):
     """A private PostgreSQL of this test's own (scripts/postgres.sh starts
-    one on port 55432), stopped for a few seconds under two nodes."""
+    one), stopped for a few seconds under two nodes."""
     script = str(Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh")
     env = {**os.environ, "FNHOST_PRIVATE_POSTGRES": "1"}
     admin = subprocess.run([script], env=env, capture_output=True, text=True, check=True).stdout.strip()

@@ -55,14 +55,37 @@ pub(crate) fn start(state: &Shared, url: String) {
     tokio::spawn(async move { lead(s, url).await });
 }
 
+/// How long connecting, or a heartbeat on the timer lock's connection, may
+/// take before the connection counts as lost.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+/// A connection of this node's own (listening, the timer lock): bounded to
+/// connect, with TCP keepalives after 10 s of silence so that a database
+/// that vanished without closing is noticed.
+async fn connect(url: &str) -> Result<(tokio_postgres::Client, Connection), String> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    config
+        .connect_timeout(CONNECTION_TIMEOUT)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10));
+    match tokio::time::timeout(CONNECTION_TIMEOUT, config.connect(NoTls)).await {
+        Ok(connected) => connected.map_err(|e| e.to_string()),
+        Err(_) => Err("connecting timed out".into()),
+    }
+}
+
 /// One node at a time fires timers: the one holding [`TIMER_LOCK`], a
 /// session lock on a connection of its own, so that when the node or its
 /// connection dies, PostgreSQL releases it and another node takes over
-/// within [`LEAD_RETRY`]. A node that loses its connection stops its
+/// within [`LEAD_RETRY`]. A node that loses its connection, or whose
+/// heartbeat on it goes unanswered for [`CONNECTION_TIMEOUT`], stops its
 /// timers at once (another may already lead).
 async fn lead(state: Shared, url: String) {
     loop {
-        if let Ok((client, connection)) = tokio_postgres::connect(&url, NoTls).await {
+        if let Ok((client, connection)) = connect(&url).await {
             let mut connection = tokio::spawn(connection);
             loop {
                 let taken = client
@@ -78,7 +101,22 @@ async fn lead(state: Shared, url: String) {
                             Ok(())
                         })
                         .await;
-                        let _ = (&mut connection).await;
+                        loop {
+                            tokio::select! {
+                                _ = &mut connection => break,
+                                () = tokio::time::sleep(LEAD_RETRY) => {
+                                    let beat = tokio::time::timeout(
+                                        CONNECTION_TIMEOUT,
+                                        client.simple_query("SELECT 1"),
+                                    )
+                                    .await;
+                                    if !matches!(beat, Ok(Ok(_))) {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        connection.abort();
                         state.timers.lead(&state, false);
                         log::warn!(target: "fnhost::cluster", "lost the timer lock's connection: this node stopped firing timers");
                         break;
@@ -147,8 +185,8 @@ async fn run(state: Shared, url: String) {
 /// client (listening while it lives).
 async fn listen(
     url: &str,
-) -> Result<(mpsc::UnboundedReceiver<String>, tokio_postgres::Client), tokio_postgres::Error> {
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+) -> Result<(mpsc::UnboundedReceiver<String>, tokio_postgres::Client), String> {
+    let (client, mut connection) = connect(url).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -166,7 +204,13 @@ async fn listen(
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANGES}")).await?;
+    tokio::time::timeout(
+        CONNECTION_TIMEOUT,
+        client.batch_execute(&format!("LISTEN {CHANGES}")),
+    )
+    .await
+    .map_err(|_| "LISTEN timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
     Ok((rx, client))
 }
 
