@@ -105,6 +105,18 @@ impl SqliteStore {
         Ok(SqliteStore { db: Mutex::new(db) })
     }
 
+    /// The JSON records `sql` selects (in its order).
+    fn records(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<String>, StoreError> {
+        let db = self.db.lock();
+        let mut stmt = db.prepare(sql)?;
+        let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The JSON record `sql` selects by its one key parameter, if any.
     fn record_by_key(&self, sql: &str, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -116,7 +128,6 @@ impl SqliteStore {
 }
 
 impl Backend for SqliteStore {
-    /// Inserts or replaces a function's record.
     fn put_function(&self, name: &str, record: String) -> Result<(), StoreError> {
         self.db.lock().execute(
             "INSERT INTO functions (name, record) VALUES (?1, ?2)
@@ -126,7 +137,6 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// Deletes a function with its versions, aliases and triggers.
     fn delete_function(&self, name: &str) -> Result<(), StoreError> {
         let mut db = self.db.lock();
         let tx = db.transaction()?;
@@ -148,15 +158,10 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// Every function record.
     fn functions(&self) -> Result<Vec<String>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt = db.prepare("SELECT record FROM functions ORDER BY name")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.records("SELECT record FROM functions ORDER BY name", &[])
     }
 
-    /// Adds a published version (in publication order).
     fn function(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.record_by_key("SELECT record FROM functions WHERE name = ?1", name)
     }
@@ -177,7 +182,6 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// Deletes a published version.
     fn delete_version(&self, function: &str, version: &str) -> Result<(), StoreError> {
         self.db.lock().execute(
             "DELETE FROM versions WHERE function = ?1 AND version = ?2",
@@ -186,16 +190,13 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// A function's versions, in publication order.
     fn versions(&self, function: &str) -> Result<Vec<String>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt =
-            db.prepare("SELECT record FROM versions WHERE function = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.records(
+            "SELECT record FROM versions WHERE function = ?1 ORDER BY seq",
+            params![function],
+        )
     }
 
-    /// Inserts or replaces an alias.
     fn put_alias(&self, function: &str, name: &str, record: String) -> Result<(), StoreError> {
         self.db.lock().execute(
             "INSERT INTO aliases (function, name, record) VALUES (?1, ?2, ?3)
@@ -205,7 +206,6 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// Deletes an alias.
     fn delete_alias(&self, function: &str, name: &str) -> Result<(), StoreError> {
         self.db.lock().execute(
             "DELETE FROM aliases WHERE function = ?1 AND name = ?2",
@@ -214,16 +214,13 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// A function's aliases.
     fn aliases(&self, function: &str) -> Result<Vec<String>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt =
-            db.prepare("SELECT record FROM aliases WHERE function = ?1 ORDER BY name")?;
-        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.records(
+            "SELECT record FROM aliases WHERE function = ?1 ORDER BY name",
+            params![function],
+        )
     }
 
-    /// Inserts or replaces a trigger.
     fn put_trigger(&self, id: &str, function: &str, record: String) -> Result<(), StoreError> {
         self.db.lock().execute(
             "INSERT INTO triggers (id, function, record) VALUES (?1, ?2, ?3)
@@ -233,7 +230,6 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// Deletes a trigger.
     fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .db
@@ -242,21 +238,17 @@ impl Backend for SqliteStore {
             > 0)
     }
 
-    /// One trigger.
     fn trigger(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.record_by_key("SELECT record FROM triggers WHERE id = ?1", id)
     }
 
-    /// Every trigger (of `function`, when given).
     fn triggers(&self, function: Option<&str>) -> Result<Vec<String>, StoreError> {
-        let db = self.db.lock();
-        let mut stmt = db
-            .prepare("SELECT record FROM triggers WHERE ?1 IS NULL OR function = ?1 ORDER BY id")?;
-        let rows = stmt.query_map(params![function], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.records(
+            "SELECT record FROM triggers WHERE ?1 IS NULL OR function = ?1 ORDER BY id",
+            params![function],
+        )
     }
 
-    /// Records an accepted invocation (committed when this returns).
     fn insert_invocation(&self, new: &NewInvocation<'_>) -> Result<(), StoreError> {
         self.db.lock().execute(
             "INSERT INTO async_invocations (request_id, function, target, payload, status,
@@ -277,8 +269,6 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// Claims the invocation due first (`next_ms <= now_ms`): it becomes
-    /// `RUNNING`, its attempt counted.
     fn claim_invocation(
         &self,
         now_ms: i64,
@@ -304,7 +294,6 @@ impl Backend for SqliteStore {
             .optional()?)
     }
 
-    /// When the next waiting invocation is due, if any waits.
     fn next_invocation_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(self.db.lock().query_row(
             "SELECT MIN(next_ms) FROM async_invocations WHERE status = 'WAIT'",
@@ -313,8 +302,6 @@ impl Backend for SqliteStore {
         )?)
     }
 
-    /// Ends a running invocation with its final status; its payload is
-    /// dropped (its destinations have it already).
     fn finish_invocation(
         &self,
         request_id: &str,
@@ -332,8 +319,6 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// Puts a running invocation back to wait for a retry at `next_ms`,
-    /// with the error of the attempt that failed.
     fn retry_invocation(
         &self,
         request_id: &str,
@@ -350,9 +335,6 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// Discards a waiting invocation of `function`; returns its status
-    /// before (`None`: no such invocation of that function). Only a `WAIT`
-    /// one changes.
     fn cancel_invocation(
         &self,
         function: &str,
@@ -380,9 +362,6 @@ impl Backend for SqliteStore {
         Ok(status)
     }
 
-    /// At start: invocations left `RUNNING` by a server that stopped are
-    /// queued again (at least once delivery), unless they were interrupted
-    /// `max_interrupted` times already: those fail, with the reason.
     fn recover_invocations(
         &self,
         now_ms: i64,
@@ -409,7 +388,6 @@ impl Backend for SqliteStore {
         Ok(Recovered { requeued, failed })
     }
 
-    /// The status of one invocation.
     fn invocation_status(&self, request_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .db
@@ -422,8 +400,6 @@ impl Backend for SqliteStore {
             .optional()?)
     }
 
-    /// A function's invocations, newest first (filtered by request id and
-    /// status when given): how many match, and the page from `offset`.
     fn list_invocations(
         &self,
         function: &str,
@@ -471,7 +447,6 @@ impl Backend for SqliteStore {
         Ok((count, rows.collect::<Result<_, _>>()?))
     }
 
-    /// Invocations not yet ended (waiting or running).
     fn unfinished_invocations(&self) -> Result<u64, StoreError> {
         let n: i64 = self.db.lock().query_row(
             "SELECT COUNT(*) FROM async_invocations WHERE status IN ('WAIT', 'RUNNING')",
@@ -481,7 +456,6 @@ impl Backend for SqliteStore {
         Ok(n.max(0) as u64)
     }
 
-    /// Waiting invocations by function.
     fn invocation_backlog(&self) -> Result<Vec<Backlog>, StoreError> {
         let db = self.db.lock();
         let mut stmt = db.prepare(
@@ -498,8 +472,6 @@ impl Backend for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Deletes ended invocations accepted before `before_ms`, and the oldest
-    /// ended ones beyond the newest `keep`; returns how many went.
     fn prune_invocations(&self, before_ms: i64, keep: u64) -> Result<usize, StoreError> {
         let mut db = self.db.lock();
         let tx = db.transaction()?;
@@ -520,8 +492,6 @@ impl Backend for SqliteStore {
         Ok(gone)
     }
 
-    /// Inserts or replaces a function's asynchronous invocation
-    /// configuration.
     fn put_async_config(&self, function: &str, record: String) -> Result<(), StoreError> {
         self.db.lock().execute(
             "INSERT INTO async_configs (function, record) VALUES (?1, ?2)
@@ -531,7 +501,6 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    /// A function's asynchronous invocation configuration.
     fn async_config(&self, function: &str) -> Result<Option<String>, StoreError> {
         self.record_by_key(
             "SELECT record FROM async_configs WHERE function = ?1",
@@ -539,8 +508,6 @@ impl Backend for SqliteStore {
         )
     }
 
-    /// Deletes a function's asynchronous invocation configuration; whether
-    /// it had one.
     fn delete_async_config(&self, function: &str) -> Result<bool, StoreError> {
         Ok(self.db.lock().execute(
             "DELETE FROM async_configs WHERE function = ?1",
