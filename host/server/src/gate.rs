@@ -11,6 +11,13 @@
 //! 5. the signature over the method, path, query, signed headers and the
 //!    body as received.
 //!
+//! Without access keys (a loopback server) nothing is signed, so step 2 is
+//! instead [`foreign_origin`]: a browser page of another origin, and a DNS
+//! name rebound to a loopback address, are refused before the body is read
+//! (a browser sends a cross-site `POST` without asking; only the console,
+//! served from this origin, and clients that are not browsers are
+//! answered).
+//!
 //! A refused signature gets one answer whatever the cause; the cause goes
 //! to the server's log.
 
@@ -155,6 +162,16 @@ impl Gate {
                 .map_err(|why| refused(parts, &why))?;
             Some(pre)
         } else {
+            if self.keys.is_empty() && class != Class::Gateway {
+                if let Some(why) = foreign_origin(parts) {
+                    log::warn!(target: "fnhost::server", "{} {}: refused: {why}", parts.method, parts.uri.path());
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "FSS.0403",
+                        "this server has no access keys: it answers its API only to clients on this machine, and to no web page of another origin",
+                    ));
+                }
+            }
             None
         };
         let limit = self.body_limit(class);
@@ -212,6 +229,51 @@ impl Gate {
         }
         Ok(Admitted { body, upload })
     }
+}
+
+/// Why a request to a server without access keys is not its own client's:
+/// its `Host` is not a loopback name or address (a DNS name rebound to
+/// 127.0.0.1), or a browser says it comes from a page of another origin
+/// (`Origin` other than `http://{Host}`, or `Sec-Fetch-Site: cross-site`
+/// or `same-site`).
+fn foreign_origin(parts: &Parts) -> Option<&'static str> {
+    let header = |name: &str| parts.headers.get(name).map(|v| v.to_str().unwrap_or(""));
+    let host = header("host")
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .map(str::to_ascii_lowercase);
+    if let Some(host) = &host {
+        if !is_loopback_authority(host) {
+            return Some("the Host header does not name this machine (DNS rebinding?)");
+        }
+    }
+    if let Some(origin) = header("origin") {
+        let same = host
+            .as_deref()
+            .is_some_and(|h| origin.eq_ignore_ascii_case(&format!("http://{h}")));
+        if !same {
+            return Some("a web page of another origin sent it");
+        }
+    }
+    if matches!(header("sec-fetch-site"), Some("cross-site" | "same-site")) {
+        return Some("a web page of another site sent it");
+    }
+    None
+}
+
+/// Whether `authority` (`host[:port]`) is `localhost`, a 127/8 address or
+/// `[::1]`.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((address, rest)) if rest.is_empty() || rest.starts_with(':') => address,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// How far past its limit a body is still read (and thrown away), so that
@@ -321,6 +383,90 @@ mod tests {
             }
         }
         Chunks(parts.into_iter())
+    }
+
+    fn parts(method: Method, path: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    /// Without access keys the API answers only what the console and local
+    /// tools send: a page on another origin (a cross-site `fetch` in
+    /// `no-cors` mode needs no permission to send a POST) and a rebound DNS
+    /// name (`Host: evil.example` resolving to 127.0.0.1) are refused before
+    /// the body is read.
+    #[tokio::test]
+    async fn an_unkeyed_api_refuses_other_origins_and_foreign_host_names() {
+        let gate = Gate::new(
+            AccessKeys::default(),
+            SignaturePolicy::default(),
+            Limits::default(),
+            false,
+        );
+        let create = "/v2/local/fgs/functions";
+        let admit = |method: Method, path: &str, headers: &[(&str, &str)]| {
+            let parts = parts(method.clone(), path, headers);
+            let class = classify(&method, path);
+            let gate = &gate;
+            async move {
+                gate.admit(&parts, Body::from("{}"), class)
+                    .await
+                    .map(drop)
+                    .map_err(|e| (e.status, e.code))
+            }
+        };
+        let refused = Err((StatusCode::FORBIDDEN, "FSS.0403"));
+        // A page elsewhere posts a function (or an invocation) to the local server.
+        for (origin, host) in [
+            ("http://evil.example", "127.0.0.1:8000"),
+            ("http://localhost:3000", "localhost:8000"),
+            ("null", "127.0.0.1:8000"),
+        ] {
+            let headers = [("origin", origin), ("host", host)];
+            assert_eq!(admit(Method::POST, create, &headers).await, refused);
+            let invoke = "/v2/local/fgs/functions/f/invocations";
+            assert_eq!(admit(Method::POST, invoke, &headers).await, refused);
+        }
+        let cross_site = [("host", "127.0.0.1:8000"), ("sec-fetch-site", "cross-site")];
+        assert_eq!(admit(Method::POST, create, &cross_site).await, refused);
+        // DNS rebinding: the page's own origin, under a name that is not loopback.
+        let rebound = [
+            ("origin", "http://evil.example:8000"),
+            ("host", "evil.example:8000"),
+        ];
+        assert_eq!(admit(Method::POST, create, &rebound).await, refused);
+        assert_eq!(
+            admit(Method::GET, create, &[("host", "evil.example:8000")]).await,
+            refused
+        );
+        // The console (same origin) and tools (no Origin) are served.
+        for headers in [
+            &[
+                ("origin", "http://127.0.0.1:8000"),
+                ("host", "127.0.0.1:8000"),
+                ("sec-fetch-site", "same-origin"),
+            ][..],
+            &[
+                ("origin", "http://localhost:8000"),
+                ("host", "localhost:8000"),
+            ][..],
+            &[("host", "[::1]:8000")][..],
+            &[("host", "127.0.0.2")][..],
+            &[][..],
+        ] {
+            assert_eq!(
+                admit(Method::POST, create, headers).await,
+                Ok(()),
+                "{headers:?}"
+            );
+        }
+        // The gateway is anonymous and public by design; probes too.
+        let foreign = [("origin", "http://evil.example"), ("host", "evil.example")];
+        assert_eq!(admit(Method::POST, "/apig/f", &foreign).await, Ok(()));
+        assert_eq!(admit(Method::GET, "/healthz", &foreign).await, Ok(()));
     }
 
     #[test]
