@@ -307,6 +307,7 @@ pub(crate) async fn delete(
     blocking(move || {
         let deleted = changing.delete_function(&record.func_name);
         s.logs.forget(&record.func_name);
+        s.metrics.activity.forget(&record.func_name);
         s.apig_routes.reload(&s);
         deleted
     })

@@ -37,7 +37,8 @@ use super::limits::Limits;
 /// What a request is, for its limits and its authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Class {
-    /// `/healthz`, `/readyz`: anonymous, the body is not read.
+    /// `/healthz`, `/readyz`, `/openapi.json`, the console's assets:
+    /// anonymous, the body is not read.
     Probe,
     /// `/metrics`: authenticated when the configuration says so.
     Metrics,
@@ -65,8 +66,10 @@ impl Class {
 /// The class of a request, from its method and path.
 pub(crate) fn classify(method: &Method, path: &str) -> Class {
     match path {
-        "/healthz" | "/readyz" | "/openapi.json" => return Class::Probe,
+        "/healthz" | "/readyz" | "/openapi.json" | "/console" => return Class::Probe,
         "/metrics" => return Class::Metrics,
+        // The console's assets: anonymous (its API calls are signed).
+        _ if path.starts_with("/console/") => return Class::Probe,
         _ => {}
     }
     let Some(api) = path.strip_prefix("/v2") else {
@@ -475,6 +478,9 @@ mod tests {
         assert_eq!(c(Method::GET, "/healthz"), Class::Probe);
         assert_eq!(c(Method::GET, "/readyz"), Class::Probe);
         assert_eq!(c(Method::GET, "/metrics"), Class::Metrics);
+        assert_eq!(c(Method::GET, "/console"), Class::Probe);
+        assert_eq!(c(Method::GET, "/console/main.js"), Class::Probe);
+        assert_eq!(c(Method::GET, "/consoles"), Class::Gateway);
         let f = "/v2/p1/fgs/functions";
         assert_eq!(c(Method::POST, f), Class::Code);
         assert_eq!(c(Method::POST, "/v2/p1/fgs/functions/"), Class::Code);

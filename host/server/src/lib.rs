@@ -12,12 +12,15 @@
 //! [`crate::store`]) and `code/` (content-addressed packages). On start every
 //! function, version and alias is restored and deployed.
 
+mod activity;
 pub mod apig;
 pub mod asynchronous;
 pub mod auth;
 pub mod client;
 mod cluster;
 mod connections;
+pub mod console;
+mod deployments;
 mod directory;
 pub mod error;
 mod front;
@@ -33,6 +36,7 @@ pub mod logs;
 mod management;
 mod metrics;
 pub mod model;
+mod monitoring;
 pub mod package;
 mod propagation;
 mod query;
@@ -252,6 +256,15 @@ fn router(state: Shared) -> Router {
         )
         .route("/v2/{project_id}/fgs/functions/{urn}/logs", get(logs::read))
         .route(
+            "/v2/{project_id}/fgs/functions/{urn}/activity",
+            get(monitoring::function),
+        )
+        .route(
+            "/v2/{project_id}/fgs/functions/{urn}/deployments",
+            get(monitoring::deployments),
+        )
+        .route("/v2/{project_id}/fgs/activity", get(monitoring::overview))
+        .route(
             "/v2/{project_id}/fgs/triggers/{urn}",
             post(triggers::create).get(triggers::list),
         )
@@ -267,6 +280,9 @@ fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi))
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::index))
+        .route("/console/{file}", get(console::file))
         .route("/apig/{function}", axum::routing::any(apig::route))
         .route("/apig/{function}/", axum::routing::any(apig::route))
         .route("/apig/{function}/{*path}", axum::routing::any(apig::route))

@@ -18,6 +18,7 @@ use fnhost::{Alias, DeployError, Deployment, FunctionConfig, Runtime};
 use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
 
+use crate::deployments::Deployments;
 use crate::error::ApiError;
 use crate::model::{now_rfc3339, AliasRecord, FunctionRecord, VersionRecord, FAILED, SUCCESSFUL};
 use crate::package::{PackageError, PackageStore};
@@ -53,6 +54,8 @@ pub(crate) struct Management {
     /// Delete cached library copies no generation uses (the cache is this
     /// server's alone).
     prune_code_cache: bool,
+    /// Every deploy that changed a head, and its drain.
+    deployments: Deployments,
 }
 
 /// A change in progress: holds the management lock until dropped. `Send`
@@ -77,6 +80,7 @@ impl Management {
             functions: Mutex::new(BTreeMap::new()),
             changes: Arc::new(tokio::sync::Mutex::new(())),
             prune_code_cache,
+            deployments: Deployments::default(),
         }
     }
 
@@ -94,6 +98,11 @@ impl Management {
             _lock: Arc::clone(&self.changes).blocking_lock_owned(),
             management: Arc::clone(self),
         }
+    }
+
+    /// The deploy timeline.
+    pub(crate) fn deployments(&self) -> &Deployments {
+        &self.deployments
     }
 
     /// The state store (triggers read and write their records there).
@@ -198,8 +207,16 @@ impl Management {
 
     /// Deploys a record's code and configuration as the function's head.
     fn deploy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
-        self.runtime.registry().deploy(self.config_of(record)?)?;
+        self.swap(self.config_of(record)?)?;
         Ok(())
+    }
+
+    /// Deploys `config` as its function's head (the one way this service
+    /// does), and puts the swap on the timeline.
+    fn swap(&self, config: FunctionConfig) -> Result<Deployment, DeployError> {
+        let deployment = self.runtime.registry().deploy(config)?;
+        self.deployments.record(&deployment);
+        Ok(deployment)
     }
 
     /// Deletes the packages that no function, version or (through its
@@ -342,7 +359,7 @@ impl Changing {
         }
         let config = m.config_of(&record)?;
         let previous = replaced.clone();
-        match (m.runtime.registry().deploy(config), replaced) {
+        match (m.swap(config), replaced) {
             (Ok(d), _) => {
                 let what = if change == Change::Create {
                     "created"
@@ -387,9 +404,7 @@ impl Changing {
             // what served before serves again, so that this node agrees
             // with the store and the other nodes.
             let restored = match &previous {
-                Some(previous) => m
-                    .config_of(previous)
-                    .and_then(|c| Ok(m.runtime.registry().deploy(c).map(drop)?)),
+                Some(previous) => m.config_of(previous).and_then(|c| Ok(m.swap(c).map(drop)?)),
                 None => Ok(m.runtime.registry().delete_function(&record.func_name)?),
             };
             if let Err(r) = restored {
@@ -507,7 +522,7 @@ impl Changing {
     /// persisted (the directory is their source, redeployed at start).
     pub(crate) fn deploy_watched(&self, config: FunctionConfig) -> Result<Deployment, DeployError> {
         let m = &*self.management;
-        let deployment = m.runtime.registry().deploy(config)?;
+        let deployment = m.swap(config)?;
         let generation = &deployment.generation;
         let config = generation.config();
         let function = config.function_name().to_owned();
@@ -582,11 +597,7 @@ impl Changing {
             .iter()
             .map(alias_of)
             .collect();
-        let mut changed = m
-            .runtime
-            .registry()
-            .deploy(m.config_of(record.served())?)?
-            .changed;
+        let mut changed = m.swap(m.config_of(record.served())?)?.changed;
         let here = registry.function(name)?;
         for v in &versions {
             if !here.versions.iter().any(|h| h.version == v.version) {

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use parking_lot::RwLock;
 
+use super::activity::Activity;
 use super::Shared;
 use crate::store::asynchronous::Backlog;
 
@@ -137,11 +138,26 @@ impl FunctionSeries {
 pub(crate) struct Metrics {
     functions: RwLock<BTreeMap<String, Arc<FunctionSeries>>>,
     pub(crate) in_flight: AtomicI64,
+    /// The recent window the console charts (counted with the rest).
+    pub(crate) activity: Activity,
 }
 
 impl Metrics {
     pub(crate) fn record(&self, function: &str, version: &str, outcome: Outcome, took: Duration) {
         self.with_series(function, |series| series.record(version, outcome, took));
+        let (error, timed) = match outcome {
+            Outcome::Success => (false, true),
+            Outcome::Error | Outcome::Timeout => (true, true),
+            Outcome::Rejected => (true, false),
+            Outcome::Cancelled => (false, false),
+        };
+        self.activity.record(
+            function,
+            version,
+            error,
+            timed.then_some(took),
+            std::time::SystemTime::now(),
+        );
     }
 
     /// Counts a cold start of `function` that took `took`.
