@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 command -v cc >/dev/null || { echo "error: a C compiler (cc) is needed for the C plugin tests" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "error: python3 is needed for the SDK compatibility tests" >&2; exit 1; }
+command -v npm >/dev/null || { echo "error: Node.js with npm is needed for the console's TypeScript and browser tests" >&2; exit 1; }
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -13,6 +14,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== layout: a lean runtime crate, no module cycles"
 ./scripts/check-layout.sh
+echo "== console: the embedded assets are the build of its TypeScript (tsc from npm)"
+./scripts/console.sh check
 echo "== cargo build --workspace (sample plugins, fnhost binary)"
 cargo build --workspace --locked
 echo "== Go: the go-runtime module (gofmt, vet, test) and the Go plugins"
@@ -31,3 +34,5 @@ echo "== Kubernetes manifests: rendered with kubectl kustomize, validated agains
 echo "== FunctionGraph SDK compatibility (pytest, official SDK from PyPI)"
 python=$(./scripts/sdk-venv.sh)
 (cd tests/sdk && "$python" -m pytest -q -p no:cacheprovider)
+echo "== console in a real browser (Debian's chromium, playwright-core from npm)"
+./scripts/console.sh test
