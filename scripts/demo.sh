@@ -72,7 +72,13 @@ print("invoke hello (a C plugin):", r.result)
 print("log:", r.log.strip())
 PY
 
+echo
+echo "=== The web console (embedded in the binary)"
+echo "\$ curl -s http://127.0.0.1:$port/console/ | grep -o '<title>.*</title>'"
+curl -sf "http://127.0.0.1:$port/console/" | grep -o '<title>.*</title>'
+echo "open http://127.0.0.1:$port/console in a browser (with --serve)"
+
 if [ "${1:-}" = "--serve" ]; then
-    echo; echo "fnhost keeps serving on http://127.0.0.1:$port (Ctrl-C to stop)"
+    echo; echo "fnhost keeps serving on http://127.0.0.1:$port (Ctrl-C to stop); the console: http://127.0.0.1:$port/console"
     wait $server
 fi

@@ -419,7 +419,7 @@ def test_numbers_from_requests_are_checked_not_wrapped(server):
 def test_a_caller_that_disconnects_is_counted_and_the_gauge_returns(open_server):
     from test_http import create as plain_create
     urn = plain_create(open_server, "slow", module="misbehaving", handler="Sleep", library="libmisbehaving.so")
-    s = raw(open_server, (f"POST {BASE}/{urn}/invocations HTTP/1.1\r\nHost: x\r\n"
+    s = raw(open_server, (f"POST {BASE}/{urn}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                           "Content-Length: 3\r\n\r\n800").encode())
     time.sleep(0.3)
     s.close()
