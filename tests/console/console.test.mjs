@@ -50,6 +50,15 @@ test("create a function from testplugin's library, test it with the APIG templat
     await page.getByRole("link", { name: "testplugin", exact: true }).click();
     await page.getByRole("heading", { name: "Configuration" }).waitFor(TIMEOUT);
     assert.equal(await page.getByLabel("Handler").inputValue(), "testplugin.Handler");
+    // Edit the configuration: it swaps in, and the API says so.
+    await page.getByLabel("Memory (MB)").selectOption("256");
+    await page.getByLabel("Timeout (s)").fill("7");
+    await page.getByLabel("User data (JSON object of strings)").fill('{"NAME": "from the console"}');
+    await page.getByRole("button", { name: "Save configuration" }).click();
+    await page.getByRole("status").filter({ hasText: "Configuration saved" }).waitFor(TIMEOUT);
+    const config = await (await fetch(`${server.url}/v2/local/fgs/functions/testplugin/config`)).json();
+    assert.deepEqual([config.memory_size, config.timeout, JSON.parse(config.user_data)], [256, 7, { NAME: "from the console" }]);
+    assert.equal(await page.getByLabel("Timeout (s)").inputValue(), "7");
     await screenshot(page, "function-configuration");
 
     await page.getByRole("navigation", { name: "Function" }).getByRole("link", { name: "Test", exact: true }).click();
@@ -70,7 +79,9 @@ test("create a function from testplugin's library, test it with the APIG templat
     for (const label of ["Configured memory", "Duration", "Memory used", "Billed duration"]) {
       assert.match(summary, new RegExp(label), summary);
     }
-    assert.match(summary, /128 MB/);
+    assert.match(summary, /256 MB/);
+    // The handler sees the user data set above.
+    assert.match(await page.getByLabel("Function output").innerText(), /from the console/);
     // The log's lines carry the request id.
     assert.match(await page.getByLabel("Log output").innerText(), new RegExp(requestId));
     await screenshot(page, "test");
@@ -86,6 +97,13 @@ test("create a function from testplugin's library, test it with the APIG templat
     await failed.waitFor(TIMEOUT);
     assert.match(await failed.innerText(), /errorMessage/);
     await screenshot(page, "test-error");
+
+    // Delete: a second click confirms.
+    await page.getByRole("link", { name: "Functions", exact: true }).first().click();
+    await page.getByRole("button", { name: "Delete testplugin" }).click();
+    await page.getByRole("button", { name: "Confirm delete testplugin" }).click();
+    await page.getByText("No functions yet").waitFor(TIMEOUT);
+    assert.equal((await fetch(`${server.url}/v2/local/fgs/functions/testplugin/config`)).status, 404);
     assert.deepEqual(off, [], "requests off the server's origin, or page errors");
   } finally {
     await server.stop();
@@ -206,12 +224,25 @@ test("a new build swaps in under load: the timeline shows the new generation, no
     assert.equal(apig.status, 200);
     await page.getByRole("button", { name: /^Disable trigger/ }).click();
     await page.getByRole("cell", { name: "DISABLED" }).waitFor(TIMEOUT);
+    assert.equal((await fetch(`${server.url}/hotswap-web`)).status, 404);
+    // A TIMER trigger with its schedule.
+    await page.getByLabel("Trigger type").selectOption("TIMER");
+    await page.getByLabel("Schedule", { exact: true }).fill("5m");
+    await page.getByRole("button", { name: "Create trigger" }).click();
+    await page.getByRole("cell", { name: "Rate 5m" }).waitFor(TIMEOUT);
+    const triggers = await (await fetch(`${server.url}/v2/local/fgs/triggers/hotswap`)).json();
+    assert.deepEqual(triggers.map((t) => [t.trigger_type_code, t.trigger_status]).sort(), [["APIG", "DISABLED"], ["TIMER", "ACTIVE"]]);
     await screenshot(page, "triggers");
 
     // Async: an invocation and its status.
     const accepted = await (await fetch(`${server.url}/v2/local/fgs/functions/hotswap/invocations-async`, { method: "POST", body: "{}" })).json();
     await openTab(page, "hotswap", "async");
     await page.getByRole("table", { name: "Asynchronous invocations" }).getByText(accepted.request_id).waitFor(TIMEOUT);
+    await page.getByLabel("Retry attempts").fill("1");
+    await page.getByRole("button", { name: "Save async configuration" }).click();
+    await page.getByRole("status").filter({ hasText: "Saved the async configuration" }).waitFor(TIMEOUT);
+    const asyncConfig = await (await fetch(`${server.url}/v2/local/fgs/functions/hotswap/async-invoke-config`)).json();
+    assert.equal(asyncConfig.max_async_retry_attempts, 1);
     await screenshot(page, "async");
 
     await page.goto(`${server.url}/console/#/monitoring`);

@@ -23,14 +23,24 @@ export async function functionsPage(api, main, onLeave) {
     const table = h("div");
     show(main, h("h1", {}, "Functions"), status, table, createForm(api, status, () => void load()));
     let timer = 0;
+    // What the table shows now: an unchanged answer leaves it (and the focus
+    // of a keyboard user, or an armed Delete) alone.
+    let shown = "";
     const load = async () => {
         try {
             const [list, activity] = await Promise.all([
                 api.get(api.path("functions?maxitems=400")),
                 api.get(api.path("activity?minutes=5")),
             ]);
+            const now = JSON.stringify([list.functions, activity.functions]);
+            if (now === shown)
+                return;
+            shown = now;
             const stats = new Map(activity.functions.map((f) => [f.func_name, f]));
-            show(table, listTable(api, list.functions, stats, status, () => void load()));
+            show(table, listTable(api, list.functions, stats, status, () => {
+                shown = "";
+                void load();
+            }));
         }
         catch (e) {
             show(status, notice(describe(e), "error"));

@@ -31,6 +31,7 @@ export async function monitoringView(api: Api, view: HTMLElement, name: string, 
   const timeline = h("div");
   const status = h("div", { "aria-live": "polite" });
   show(view, h("h2", {}, `Last 15 minutes of ${name}`), status, charts, h("h2", {}, "Deploys and swaps"), timeline);
+  let shown = "";
   const refresh = async () => {
     try {
       const [activity, { deployments }] = await Promise.all([
@@ -38,6 +39,9 @@ export async function monitoringView(api: Api, view: HTMLElement, name: string, 
         api.get<{ deployments: DeployEvent[] }>(api.functionPath(name, "/deployments")),
       ]);
       show(status);
+      const now = JSON.stringify([activity, deployments]);
+      if (now === shown) return;
+      shown = now;
       show(charts, chartsOf(activity, deployments));
       show(timeline, timelineOf(deployments));
     } catch (e) {
