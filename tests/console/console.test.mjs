@@ -199,6 +199,8 @@ test("a new build swaps in under load: the timeline shows the new generation, no
     await page.getByRole("button", { name: "Create alias" }).click();
     const slider = page.getByLabel("Weight of version v2");
     await slider.waitFor(TIMEOUT);
+    // The alias's own version takes the rest: it has no slider.
+    assert.equal(await page.getByLabel("Weight of version v1").isVisible(), false);
     await slider.fill("30");
     await page.getByRole("button", { name: "Save canary" }).click();
     await page.getByRole("status").filter({ hasText: "Saved alias canary" }).waitFor(TIMEOUT);

@@ -149,6 +149,13 @@ async function aliasesView(api, f, fail, reopen) {
             row.append(output);
             return { v, slider, row };
         });
+        // The alias's own version takes the rest: no slider of its own.
+        const mark = () => {
+            for (const s of sliders)
+                s.row.hidden = s.v === version.value;
+        };
+        mark();
+        version.addEventListener("change", mark);
         const form = h("form", { class: "card", "aria-label": `Alias ${alias.name}` }, h("h3", {}, `Alias ${alias.name}`), field(`Version of ${alias.name}`, version), h("p", {}, "Additional versions get the share their slider sets; the alias's version gets the rest."), sliders.map((s) => s.row), h("button", { type: "submit" }, `Save ${alias.name}`));
         form.addEventListener("submit", async (event) => {
             event.preventDefault();

@@ -22,12 +22,15 @@ export async function monitoringView(api, view, name, onLeave) {
     const charts = h("div", { class: "charts" });
     const timeline = h("div");
     const status = h("div", { "aria-live": "polite" });
-    show(view, h("h2", {}, `Last 15 minutes of ${name}`), status, charts, h("h2", {}, "Deploys and swaps"), timeline);
+    const span = h("select", {}, [5, 15].map((m) => h("option", { value: String(m), selected: m === 15 }, `${m} minutes`)));
+    const title = h("h2", {}, `Last 15 minutes of ${name}`);
+    show(view, field("Span", span), title, status, charts, h("h2", {}, "Deploys and swaps"), timeline);
     let shown = "";
     const refresh = async () => {
         try {
+            title.textContent = `Last ${span.value} minutes of ${name}`;
             const [activity, { deployments }] = await Promise.all([
-                api.get(api.functionPath(name, "/activity?minutes=15")),
+                api.get(api.functionPath(name, `/activity?minutes=${span.value}`)),
                 api.get(api.functionPath(name, "/deployments")),
             ]);
             show(status);
@@ -42,6 +45,7 @@ export async function monitoringView(api, view, name, onLeave) {
             show(status, notice(describe(e), "error"));
         }
     };
+    span.addEventListener("change", () => void refresh());
     await refresh();
     const timer = window.setInterval(() => void refresh(), REFRESH_MS);
     onLeave(() => window.clearInterval(timer));
@@ -50,7 +54,7 @@ function chartsOf(activity, deployments) {
     const marks = deployments.map((d) => ({ at: d.at_ms, label: `gen ${d.generation}` }));
     const per = (pick, suffix = "") => activity.versions.map((v) => ({ label: `${v.version}${suffix}`, points: v.buckets.map((b) => [b.start_ms, pick(b)]) }));
     if (activity.versions.length === 0)
-        return [h("p", {}, "No invocations in the last 15 minutes.")];
+        return [h("p", {}, `No invocations in the last ${activity.minutes} minutes.`)];
     const perSecond = activity.bucket_seconds;
     return [
         h("table", { "aria-label": "Totals by version" }, h("thead", {}, h("tr", {}, ["Version", "Invocations", "Errors", "p50 (ms)", "p99 (ms)"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, activity.versions.map((v) => h("tr", {}, h("th", { scope: "row" }, v.version), h("td", { class: "n" }, String(v.invocations)), h("td", { class: v.errors ? "n bad" : "n" }, String(v.errors)), h("td", { class: "n" }, number(v.p50_ms)), h("td", { class: "n" }, number(v.p99_ms)))))),

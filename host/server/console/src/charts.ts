@@ -42,7 +42,9 @@ export function lineChart(title: string, unit: string, series: Series[], marks: 
   for (const mark of marks) {
     if (mark.at < t0 || mark.at > t1) continue;
     chart.append(svg("line", { x1: x(mark.at), y1: pad.top, x2: x(mark.at), y2: y(0), class: "mark" }));
-    const label = svg("text", { x: x(mark.at) + 3, y: pad.top + 10, class: "tick" });
+    // Near the right edge the label goes to the mark's left.
+    const right = x(mark.at) > width - 80;
+    const label = svg("text", { x: x(mark.at) + (right ? -3 : 3), y: pad.top + 10, class: "tick", "text-anchor": right ? "end" : "start" });
     label.textContent = mark.label;
     chart.append(label);
   }
@@ -63,6 +65,14 @@ export function lineChart(title: string, unit: string, series: Series[], marks: 
       pen = true;
     }
     chart.append(svg("path", { d, class: "line", stroke: COLOURS[i % COLOURS.length] }));
+    // A point between two gaps draws no line: a dot shows it.
+    s.points.forEach(([t, v], k) => {
+      const before = s.points[k - 1]?.[1] ?? null;
+      const after = s.points[k + 1]?.[1] ?? null;
+      if (v !== null && before === null && after === null) {
+        chart.append(svg("circle", { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: COLOURS[i % COLOURS.length] }));
+      }
+    });
   });
   const caption = document.createElement("figcaption");
   const heading = document.createElement("strong");

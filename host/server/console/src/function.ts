@@ -206,6 +206,12 @@ async function aliasesView(api: Api, f: FunctionRecord, fail: Fail, reopen: Reop
       row.append(output);
       return { v, slider, row };
     });
+    // The alias's own version takes the rest: no slider of its own.
+    const mark = () => {
+      for (const s of sliders) s.row.hidden = s.v === version.value;
+    };
+    mark();
+    version.addEventListener("change", mark);
     const form = h(
       "form",
       { class: "card", "aria-label": `Alias ${alias.name}` },

@@ -30,12 +30,15 @@ export async function monitoringView(api: Api, view: HTMLElement, name: string, 
   const charts = h("div", { class: "charts" });
   const timeline = h("div");
   const status = h("div", { "aria-live": "polite" });
-  show(view, h("h2", {}, `Last 15 minutes of ${name}`), status, charts, h("h2", {}, "Deploys and swaps"), timeline);
+  const span = h("select", {}, [5, 15].map((m) => h("option", { value: String(m), selected: m === 15 }, `${m} minutes`)));
+  const title = h("h2", {}, `Last 15 minutes of ${name}`);
+  show(view, field("Span", span), title, status, charts, h("h2", {}, "Deploys and swaps"), timeline);
   let shown = "";
   const refresh = async () => {
     try {
+      title.textContent = `Last ${span.value} minutes of ${name}`;
       const [activity, { deployments }] = await Promise.all([
-        api.get<Activity>(api.functionPath(name, "/activity?minutes=15")),
+        api.get<Activity>(api.functionPath(name, `/activity?minutes=${span.value}`)),
         api.get<{ deployments: DeployEvent[] }>(api.functionPath(name, "/deployments")),
       ]);
       show(status);
@@ -48,6 +51,7 @@ export async function monitoringView(api: Api, view: HTMLElement, name: string, 
       show(status, notice(describe(e), "error"));
     }
   };
+  span.addEventListener("change", () => void refresh());
   await refresh();
   const timer = window.setInterval(() => void refresh(), REFRESH_MS);
   onLeave(() => window.clearInterval(timer));
@@ -57,7 +61,7 @@ function chartsOf(activity: Activity, deployments: DeployEvent[]): HTMLElement[]
   const marks = deployments.map((d) => ({ at: d.at_ms, label: `gen ${d.generation}` }));
   const per = (pick: (b: Activity["versions"][number]["buckets"][number]) => number | null, suffix = ""): Series[] =>
     activity.versions.map((v) => ({ label: `${v.version}${suffix}`, points: v.buckets.map((b) => [b.start_ms, pick(b)]) }));
-  if (activity.versions.length === 0) return [h("p", {}, "No invocations in the last 15 minutes.")];
+  if (activity.versions.length === 0) return [h("p", {}, `No invocations in the last ${activity.minutes} minutes.`)];
   const perSecond = activity.bucket_seconds;
   return [
     h(
