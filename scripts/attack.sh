@@ -6,7 +6,9 @@
 # wrapping numbers, disconnects, zip bombs, package pile-up, kill -9 during
 # uploads; library constructors that abort, segfault, exit or block; output
 # floods without newlines, forged end-of-output markers, handlers that fork
-# past their deadline, 64 MiB error messages, worker pile-ups past the cap),
+# past their deadline, 64 MiB error messages, worker pile-ups past the cap;
+# web pages of other origins and rebound DNS names against an unkeyed
+# server, path tricks on the console's files),
 # then prints a table. Bounded: ATTACK_SECONDS (default 600) for
 # the whole suite, and every case bounds its own requests and waits.
 # Exits 1 if any attack failed, the server crashed, or anything was lost.

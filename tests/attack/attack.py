@@ -664,6 +664,64 @@ def worker_pile_up(server):
         f"answers {sorted(set(answers))} ({answers.count(200)} served, {answers.count(429)} refused); peak workers {peak}; server threads after: {threads_now}"
 
 
+@attack("a web page of another origin drives an unkeyed server: cross-site POSTs, DNS rebinding", "10 requests")
+def cross_origin(_):
+    tmp = Path(tempfile.mkdtemp(prefix="fnhost-attack-origin-"))
+    open_server = Server(tmp, keys=False).start()
+    try:
+        port = open_server.port
+        body = json.dumps(create_body("planted")).encode()
+        tries = {
+            "cross-site create (text/plain, no-cors)": ("POST", BASE, {"Origin": "https://evil.example", "Content-Type": "text/plain"}),
+            "create from another local port": ("POST", BASE, {"Origin": f"http://localhost:{port + 1}"}),
+            "create from a sandboxed frame": ("POST", BASE, {"Origin": "null"}),
+            "create, Sec-Fetch-Site cross-site": ("POST", BASE, {"Sec-Fetch-Site": "cross-site"}),
+            "create under a rebound name": ("POST", BASE, {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}),
+            "list under a rebound name": ("GET", BASE, {"Host": f"evil.example:{port}"}),
+            "invoke cross-site": ("POST", f"{BASE}/planted/invocations", {"Origin": "https://evil.example"}),
+            "metrics under a rebound name": ("GET", "/metrics", {"Host": f"evil.example:{port}"}),
+        }
+        answers = {}
+        for name, (method, path, headers) in tries.items():
+            try:
+                answers[name] = send(open_server, method, path, body if method == "POST" else b"", headers)[0]
+            except OSError:
+                # Refused before the body was read: the server may close
+                # while a large body is still being sent.
+                answers[name] = "closed unread"
+        functions = json.loads(send(open_server, "GET", BASE)[2])["functions"]
+        own = send(open_server, "POST", BASE, body, {"Origin": f"http://127.0.0.1:{port}"})[0]
+        refused = all(status in (403, "closed unread") for status in answers.values())
+        ok = refused and not functions and own == 200
+        wrong = {k: v for k, v in answers.items() if v not in (403, "closed unread")}
+        closed = sum(1 for v in answers.values() if v == "closed unread")
+        return ("held" if ok else "failed"), \
+            f"{len(answers)} foreign requests refused (403, or closed unread: {closed}){'' if refused else f' except {wrong}'}; functions planted: {len(functions)}; the console's own origin: {own}"
+    finally:
+        open_server.stop(signal.SIGKILL)
+
+
+@attack("the console's files: traversal, encoded dots, methods, secrets and paths in what it serves", "9 requests")
+def console_files(server):
+    tricks = ["/console/../state.db", "/console/%2e%2e/state.db", "/console/..%2fstate.db",
+              "/console/%2e%2e%2fCargo.toml", "/console/main.js%00.html", "/console/" + "a" * 4000]
+    statuses = []
+    for path in tricks:
+        s = raw(server, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        answer = read_all(s)
+        s.close()
+        statuses.append(int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0)
+    post = send(server, "POST", "/console/main.js", b"x" * 1024)[0]
+    status, headers, config = send(server, "GET", "/console/config.json")
+    page = send(server, "GET", "/console/")
+    leaked = [w for w in (str(TARGET), "/tmp", "/root", "/home", "test-sk") if w.encode() in config + page[2]]
+    policy = page[1].get("Content-Security-Policy", "")
+    ok = all(code in (400, 404) for code in statuses) and post in (404, 405) and not leaked \
+        and "script-src 'self'" in policy and json.loads(config) == {"signed": True, "project_id": "local"}
+    return ("held" if ok else "failed"), \
+        f"traversal and odd paths {statuses}; POST {post}; paths or secrets in the page or config.json: {leaked or 'none'}; CSP {'set' if policy else 'MISSING'}"
+
+
 def workers_of(server):
     n = 0
     for p in Path("/proc").iterdir():
