@@ -98,6 +98,28 @@ def test_an_unkeyed_server_refuses_what_pages_of_other_origins_send(open_server)
     assert status == 200, answer
 
 
+def swap_under_load(server, name, sleep_ms):
+    """Starts two calls sleeping `sleep_ms`, uploads build B while they run,
+    and returns the function's timeline once the swap's drain is known
+    (or after 5 s)."""
+    slow = [threading.Thread(target=call, args=(server, "POST", f"{BASE}/{name}/invocations", f"sleep:{sleep_ms}".encode()))
+            for _ in range(2)]
+    for t in slow:
+        t.start()
+    time.sleep(0.15)
+    status, _, body = call(server, "PUT", f"{BASE}/{name}/code",
+                           {"code_type": "zip", "func_code": {"file": zip_b64("libhotswap.so", "hotswap", patch_tag=b"B")}})
+    assert status == 200, body
+    for t in slow:
+        t.join()
+    deadline = time.time() + 5
+    while True:
+        events = json.loads(call(server, "GET", f"{BASE}/{name}/deployments")[2])["deployments"]
+        if events[-1]["drained_ms"] is not None or time.time() > deadline:
+            return events
+        time.sleep(0.05)
+
+
 def test_activity_counts_each_version_and_the_timeline_shows_a_swap_and_its_drain(open_server):
     create_hotswap(open_server, "hs")
     for _ in range(5):
@@ -106,23 +128,8 @@ def test_activity_counts_each_version_and_the_timeline_shows_a_swap_and_its_drai
     assert status == 200, body
     for _ in range(3):
         assert call(open_server, "POST", BASE + "/hs:1/invocations", b"")[0] == 200
-    # Two slow calls run on build A when build B replaces it.
-    slow = [threading.Thread(target=call, args=(open_server, "POST", BASE + "/hs/invocations", b"sleep:400"))
-            for _ in range(2)]
-    for t in slow:
-        t.start()
-    time.sleep(0.15)
-    status, _, body = call(open_server, "PUT", BASE + "/hs/code",
-                           {"code_type": "zip", "func_code": {"file": zip_b64("libhotswap.so", "hotswap", patch_tag=b"B")}})
-    assert status == 200, body
-    for t in slow:
-        t.join()
-    deadline = time.time() + 5
-    while True:
-        events = json.loads(call(open_server, "GET", BASE + "/hs/deployments")[2])["deployments"]
-        if events[-1]["drained_ms"] is not None or time.time() > deadline:
-            break
-        time.sleep(0.05)
+    # Two slow calls (they set the p99 below), then build B replaces build A.
+    events = swap_under_load(open_server, "hs", 400)
     created, swapped = events[0], events[-1]
     assert created["kind"] == "created" and created["replaced_generation"] is None
     # Version 1 was published from build A's generation: the swap leaves it serving.
@@ -131,24 +138,10 @@ def test_activity_counts_each_version_and_the_timeline_shows_a_swap_and_its_drai
 
     # Without a version on the replaced build, it drains and the timeline
     # says how long. (An upload takes a while before the swap: the new
-    # library is loaded once in a throwaway process first.)
+    # library is loaded once in a throwaway process first; calls of 2.5 s
+    # are still running then.)
     create_hotswap(open_server, "drains")
-    slow = [threading.Thread(target=call, args=(open_server, "POST", BASE + "/drains/invocations", b"sleep:2500"))
-            for _ in range(2)]
-    for t in slow:
-        t.start()
-    time.sleep(0.15)
-    status, _, body = call(open_server, "PUT", BASE + "/drains/code",
-                           {"code_type": "zip", "func_code": {"file": zip_b64("libhotswap.so", "hotswap", patch_tag=b"B")}})
-    assert status == 200, body
-    for t in slow:
-        t.join()
-    deadline = time.time() + 5
-    while True:
-        swapped = json.loads(call(open_server, "GET", BASE + "/drains/deployments")[2])["deployments"][-1]
-        if swapped["drained_ms"] is not None or time.time() > deadline:
-            break
-        time.sleep(0.05)
+    swapped = swap_under_load(open_server, "drains", 2500)[-1]
     assert swapped["kind"] == "swapped" and swapped["replaced_still_serves"] is False
     assert swapped["in_flight_at_swap"] == 2, swapped
     assert 100 <= swapped["drained_ms"] <= 2500, swapped
@@ -172,7 +165,10 @@ def test_activity_counts_each_version_and_the_timeline_shows_a_swap_and_its_drai
         status, _, body = call(open_server, "GET", BASE + f"/hs/activity?minutes={bad}")
         assert status == 400, body
     assert call(open_server, "GET", BASE + "/nothing/deployments")[0] == 404
-    # A deleted function's series go with it.
+    # A deleted function's series and timeline go with it.
     assert call(open_server, "DELETE", BASE + "/drains")[0] == 204
     overview = json.loads(call(open_server, "GET", "/v2/local/fgs/activity")[2])
     assert [f["func_name"] for f in overview["functions"]] == ["hs"]
+    create_hotswap(open_server, "drains")
+    events = json.loads(call(open_server, "GET", BASE + "/drains/deployments")[2])["deployments"]
+    assert [e["kind"] for e in events] == ["created"]

@@ -146,6 +146,13 @@ impl Deployments {
         }
     }
 
+    /// Drops a deleted function's deploys (a function created again under
+    /// its name starts a timeline of its own).
+    pub(crate) fn forget(&self, function: &str) {
+        let mut state = self.state.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.events.retain(|e| e.function != function);
+    }
+
     /// `function`'s deploys, oldest first (all functions' with `None`).
     pub(crate) fn events(&self, function: Option<&str>) -> Vec<DeployEvent> {
         let state = self.state.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -426,6 +426,7 @@ impl Changing {
         let m = &*self.management;
         m.store.delete_function(name).map_err(ApiError::store)?;
         m.functions.lock().remove(name);
+        m.deployments.forget(name);
         let deleted = m.runtime.registry().delete_function(name);
         m.collect_garbage();
         deleted?;
