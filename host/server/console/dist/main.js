@@ -11,6 +11,9 @@ let api = null;
 let config = { signed: false, project_id: "local" };
 /** Stops the current page's refreshes when another page opens. */
 let leave = null;
+/** Counts routings: a page that registers its refresh after another page
+ * opened (its fetches were slow) has it stopped at once. */
+let routings = 0;
 async function start() {
     const response = await fetch("config.json", { cache: "no-store" });
     config = (await response.json());
@@ -74,8 +77,12 @@ function route() {
     }
     const parts = window.location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
     const [page, name, tab] = parts;
+    const mine = ++routings;
     const onLeave = (f) => {
-        leave = f;
+        if (mine === routings)
+            leave = f;
+        else
+            f();
     };
     if (page === "functions" && name) {
         navigation("functions");

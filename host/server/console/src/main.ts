@@ -18,6 +18,9 @@ let api: Api | null = null;
 let config: Config = { signed: false, project_id: "local" };
 /** Stops the current page's refreshes when another page opens. */
 let leave: (() => void) | null = null;
+/** Counts routings: a page that registers its refresh after another page
+ * opened (its fetches were slow) has it stopped at once. */
+let routings = 0;
 
 async function start(): Promise<void> {
   const response = await fetch("config.json", { cache: "no-store" });
@@ -98,8 +101,10 @@ function route(): void {
   }
   const parts = window.location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   const [page, name, tab] = parts;
+  const mine = ++routings;
   const onLeave = (f: () => void) => {
-    leave = f;
+    if (mine === routings) leave = f;
+    else f();
   };
   if (page === "functions" && name) {
     navigation("functions");
