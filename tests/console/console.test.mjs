@@ -249,7 +249,17 @@ test("a new build swaps in under load: the timeline shows the new generation, no
 
     await page.goto(`${server.url}/console/#/monitoring`);
     await page.getByLabel("Function").waitFor(TIMEOUT);
+    await page.getByRole("table", { name: "Deploy timeline" }).waitFor(TIMEOUT);
     await screenshot(page, "monitoring-page");
+    // Leaving a page stops its refreshes (every 3 s there).
+    let polled = 0;
+    page.on("request", (r) => {
+      if (r.url().includes("/functions/hotswap/activity")) polled++;
+    });
+    await page.getByRole("link", { name: "Functions", exact: true }).first().click();
+    await page.getByRole("heading", { name: "Functions", exact: true }).waitFor(TIMEOUT);
+    await new Promise((r) => setTimeout(r, 4000));
+    assert.equal(polled, 0, "the monitoring page kept polling after it was left");
     assert.deepEqual(off, [], "requests off the server's origin, or page errors");
   } catch (e) {
     await page?.screenshot({ path: "/tmp/console-failure.png", fullPage: true });
