@@ -17,6 +17,22 @@ fn runtime() -> Runtime {
     .unwrap()
 }
 
+/// A runtime whose workers are not sandboxed (`--sandbox off`): what
+/// process isolation alone contains (the sandbox's own tests are in
+/// tests/sandbox.rs).
+fn runtime_unsandboxed() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        sandbox: fnhost::SandboxConfig {
+            mode: fnhost::SandboxMode::Off,
+            ..fnhost::SandboxConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
 fn isolated(entry: &str) -> FunctionConfig {
     FunctionConfig::new(entry, plugin_dir()).isolation(Isolation::Process)
 }
@@ -646,7 +662,8 @@ fn group_of(pid: u32) -> Vec<u32> {
 
 #[test]
 fn processes_a_handler_starts_end_with_its_worker_at_the_deadline() {
-    let rt = runtime();
+    // Unsandboxed: the pids the handler logs are the host's.
+    let rt = runtime_unsandboxed();
     let f = fixture_function(&rt, "forks", "ForkAndSpin", Duration::from_millis(700));
     let r = f.invoke(b"{}").unwrap();
     assert_eq!(error(&r).0, error_type::TIMEOUT);
@@ -663,7 +680,8 @@ fn processes_a_handler_starts_end_with_its_worker_at_the_deadline() {
 
 #[test]
 fn processes_a_handler_starts_end_when_its_worker_is_retired() {
-    let rt = runtime();
+    // Unsandboxed: the pids the handler answers are the host's.
+    let rt = runtime_unsandboxed();
     let f = fixture_function(&rt, "forks", "Fork", Duration::from_secs(3));
     let r = f.invoke(b"{}").unwrap();
     let child: u32 = String::from_utf8(r.outcome.body_bytes())

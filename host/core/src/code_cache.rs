@@ -164,6 +164,11 @@ impl CodeCache {
                 ),
             ));
         }
+        if meta.mode() & 0o444 != 0o444 {
+            // A copy an older fnhost made (mode 0400): a sandboxed worker,
+            // of another uid, opens it again through its descriptor.
+            file.set_permissions(fs::Permissions::from_mode(0o444))?;
+        }
         let mut hasher = blake3::Hasher::new();
         let mut chunk = vec![0u8; 256 * 1024];
         loop {
@@ -195,7 +200,7 @@ impl CodeCache {
 
     /// Copies a library into the cache and hashes it in the same pass:
     /// reads `source` (at most `limit` bytes; more is `InvalidInput`) into
-    /// a new private file (mode 0400, in this user's cache directory),
+    /// a new private file (mode 0444, in this user's cache directory),
     /// hashing each chunk as it is written, then renames that file to the
     /// content address the hash gives. The digest is of the bytes written
     /// to the copy, whatever the source does meanwhile; the returned
@@ -224,15 +229,20 @@ impl CodeCache {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let stored = (|| {
-            // Read-only for everyone (mode 0400); this descriptor may still
-            // read and write it.
+            // Read-only, and readable by the sandbox's unprivileged uid
+            // (mode 0444: a sandboxed worker opens it again through its
+            // descriptor, /proc/self/fd/4, and the directory's mode 0700
+            // keeps every other user from reaching it by path); this
+            // descriptor may still read and write it.
             let mut copy = fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
-                .mode(0o400)
+                .mode(0o444)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&tmp)?;
+            // Whatever the umask says.
+            copy.set_permissions(fs::Permissions::from_mode(0o444))?;
             let (digest, size) = match source_fd.filter(|_| clone_into(&copy, source_fd)) {
                 Some(_) => hash_file(&mut copy, limit)?,
                 None => copy_hashing(source, &mut copy, limit)?,

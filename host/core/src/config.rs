@@ -76,6 +76,10 @@ pub struct RuntimeConfig {
     /// and no worker is idle, before `TooManyRequests` (default 10 s, never
     /// past the call's deadline).
     pub worker_queue_timeout: Duration,
+    /// The sandbox of worker processes (process isolation and the
+    /// pre-flight): strict, auto (the default: every layer the kernel
+    /// allows) or off. See [`crate::sandbox`].
+    pub sandbox: crate::sandbox::SandboxConfig,
 }
 
 impl RuntimeConfig {
@@ -109,6 +113,7 @@ impl Default for RuntimeConfig {
             preflight_timeout: DEFAULT_PREFLIGHT_TIMEOUT,
             max_worker_processes: DEFAULT_MAX_WORKER_PROCESSES,
             worker_queue_timeout: Duration::from_secs(10),
+            sandbox: crate::sandbox::SandboxConfig::default(),
         }
     }
 }
@@ -188,6 +193,10 @@ pub struct FunctionConfig {
     pub instances: InstanceConfig,
     /// Where the handler runs (default [`Isolation::Auto`]).
     pub isolation: Isolation,
+    /// What its sandbox allows beyond the minimum, in process isolation
+    /// (default: no network, a 512 MB `/tmp`, an empty environment).
+    #[serde(default)]
+    pub sandbox: crate::sandbox::SandboxPolicy,
 }
 
 /// Where a function's handler runs.
@@ -304,6 +313,7 @@ impl FunctionConfig {
             credentials: Credentials::default(),
             instances: InstanceConfig::default(),
             isolation: Isolation::Auto,
+            sandbox: crate::sandbox::SandboxPolicy::default(),
         }
     }
 
@@ -366,6 +376,12 @@ impl FunctionConfig {
     /// Sets where the handler runs.
     pub fn isolation(mut self, isolation: Isolation) -> Self {
         self.isolation = isolation;
+        self
+    }
+
+    /// Sets what its sandbox allows (process isolation).
+    pub fn sandbox(mut self, sandbox: crate::sandbox::SandboxPolicy) -> Self {
+        self.sandbox = sandbox;
         self
     }
 

@@ -143,6 +143,11 @@ pub enum LoadError {
     /// ABI and handler checks happen in the worker).
     #[error("{0}")]
     InWorker(String),
+    /// The sandbox cannot run as configured: a strict sandbox on a host
+    /// that lacks a layer, or a function's sandbox policy the operator
+    /// does not allow.
+    #[error("{0}")]
+    Sandbox(String),
 }
 
 impl LoadError {

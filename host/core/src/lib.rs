@@ -71,6 +71,7 @@ mod outcome;
 mod pool;
 mod registry;
 mod runtime;
+pub mod sandbox;
 mod shared;
 mod spin;
 mod trace;
@@ -104,4 +105,5 @@ pub use registry::{
     Alias, Deployment, FunctionInfo, GenerationStats, Registry, Route, VersionInfo, LATEST,
 };
 pub use runtime::{Runtime, RuntimeStats};
+pub use sandbox::{Network, SandboxConfig, SandboxMode, SandboxPolicy};
 pub use trace::{parse_hex, CallIds, TraceId};

@@ -81,7 +81,35 @@ impl Runtime {
         })?;
         let pool = WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size);
         crate::isolation::budget::set_max(config.max_worker_processes);
-        let preflight = Preflight::new(config.worker_executable(), config.preflight_timeout);
+        let missing = crate::sandbox::missing_required(&config.sandbox);
+        if !missing.is_empty() {
+            return Err(LoadError::Sandbox(format!(
+                "the sandbox is strict and this host lacks: {}",
+                missing
+                    .iter()
+                    .map(|l| format!("{} ({})", l.name, l.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+        let checker_sandbox = crate::sandbox::layers(&config.sandbox).map(|layers| {
+            let policy = crate::sandbox::SandboxPolicy {
+                tmp_mb: 64,
+                ..crate::sandbox::SandboxPolicy::default()
+            };
+            crate::sandbox::spec(
+                &config.sandbox,
+                &policy,
+                layers,
+                crate::sandbox::cgroup::has_pids(),
+            )
+        });
+        let preflight = Preflight::new(
+            config.worker_executable(),
+            config.preflight_timeout,
+            checker_sandbox,
+            config.sandbox.max_processes,
+        );
         let shared = Arc::new(Shared {
             config,
             loader: Loader::new(cache, preflight),

@@ -57,15 +57,36 @@ pub fn main_if_worker() {
 /// Runs this process as a worker; returns the exit status. For programs
 /// that recognise [`ARG`] themselves (see [`main_if_worker`]).
 pub fn main() -> i32 {
+    let mode = std::env::args_os().nth(2);
+    // A sandboxed worker sets its sandbox up before anything else (the
+    // keeper and init never come back from `enter`).
+    let confinement =
+        if mode.as_deref() == Some(std::ffi::OsStr::new(crate::sandbox::SANDBOXED_ARG)) {
+            match crate::sandbox::jail::enter() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("fnhost worker: setting up the sandbox: {e}");
+                    return 1;
+                }
+            }
+        } else {
+            None
+        };
+    if let Err(e) = receive_library_if_missing() {
+        eprintln!("fnhost worker: receiving the library: {e}");
+        return 1;
+    }
+    if let Some(confinement) = confinement {
+        if let Err(e) = confinement.apply() {
+            eprintln!("fnhost worker: confining the worker: {e}");
+            return 1;
+        }
+    }
     contain();
     // SAFETY: the host starts workers with its end of a socketpair dup2'ed
     // onto fd 3 and nothing else using that descriptor; we take ownership
     // once, here.
     let socket = unsafe { UnixStream::from_raw_fd(SOCKET_FD) };
-    if let Err(e) = receive_library_if_missing() {
-        eprintln!("fnhost worker: receiving the library: {e}");
-        return 1;
-    }
     match serve(socket) {
         Ok(()) => 0,
         Err(e) => {

@@ -33,6 +33,10 @@ pub(crate) fn build_generation(
             });
         }
     }
+    config
+        .sandbox
+        .validate(&shared.config.sandbox)
+        .map_err(LoadError::Sandbox)?;
     let mut config = config;
     let path = entry.locate(&config.code_dir)?;
     let ingested = shared.loader.ingest(&path)?;
@@ -57,12 +61,23 @@ fn build_in_workers(
         .file()
         .cloned()
         .ok_or_else(|| LoadError::InWorker("the stored library has no open descriptor".into()))?;
+    let sandbox = &shared.config.sandbox;
+    let jail = crate::sandbox::layers(sandbox).map(|layers| {
+        crate::sandbox::spec(
+            sandbox,
+            &config.sandbox,
+            layers,
+            crate::sandbox::cgroup::has_pids(),
+        )
+    });
     let pool = ProcessPool::new(
         shared.config.worker_executable(),
         file,
         config.clone(),
         shared.config.log_tail_bytes,
         shared.config.worker_queue_timeout,
+        jail,
+        sandbox.max_processes,
     );
     Ok(Generation::new(
         Arc::clone(shared),

@@ -23,6 +23,7 @@ use super::budget;
 use super::process::{signal_name, Launch, Worker};
 use super::protocol::{read_frame, write_frame, Checked, Deadline, Refusal, Start, Verdict};
 use crate::config::FunctionConfig;
+use crate::sandbox::JailSpec;
 
 /// Where and how long to pre-flight libraries.
 #[derive(Debug, Clone)]
@@ -31,6 +32,9 @@ pub struct Preflight {
     pub executable: PathBuf,
     /// How long loading may take.
     pub timeout: Duration,
+    /// The checkers' sandbox (`None`: off).
+    sandbox: Option<Arc<JailSpec>>,
+    max_processes: u32,
     spare: Arc<Spare>,
 }
 
@@ -79,6 +83,8 @@ pub(crate) enum Failure {
     Blocked(Duration),
     /// No worker could be started.
     NoWorker(String),
+    /// They made a forbidden system call (the sandbox ended the worker).
+    Forbidden(String),
 }
 
 impl Failure {
@@ -96,6 +102,9 @@ impl Failure {
                 "the library's initialization code did not finish within {} s",
                 after.as_secs_f64()
             ),
+            Failure::Forbidden(call) => {
+                format!("the library's initialization code made a forbidden system call: {call}")
+            }
             Failure::NoWorker(why) => {
                 format!("the library could not be checked in a worker process: {why}")
             }
@@ -104,14 +113,22 @@ impl Failure {
 }
 
 impl Preflight {
-    /// Pre-flights with `executable`, each allowed `timeout`.
-    pub fn new(executable: PathBuf, timeout: Duration) -> Preflight {
+    /// Pre-flights with `executable`, each allowed `timeout`, in the
+    /// sandbox `sandbox` describes.
+    pub(crate) fn new(
+        executable: PathBuf,
+        timeout: Duration,
+        sandbox: Option<JailSpec>,
+        max_processes: u32,
+    ) -> Preflight {
         let spare: Arc<Spare> = Arc::default();
         let weak: Weak<Spare> = Arc::downgrade(&spare);
         budget::register(weak);
         Preflight {
             executable,
             timeout,
+            sandbox: sandbox.map(Arc::new),
+            max_processes,
             spare,
         }
     }
@@ -151,6 +168,8 @@ impl Preflight {
             data_limit: libc::RLIM_INFINITY,
             slot,
             serves: false,
+            sandbox: self.sandbox.as_deref(),
+            max_processes: self.max_processes,
         })
         .map_err(|e| Failure::NoWorker(e.to_string()))
     }
@@ -164,6 +183,8 @@ impl Preflight {
         }
         let spare = Arc::downgrade(&self.spare);
         let executable = self.executable.clone();
+        let sandbox = self.sandbox.clone();
+        let max_processes = self.max_processes;
         let started = std::thread::Builder::new()
             .name("fnhost-preflight-spare".into())
             .spawn(move || {
@@ -178,6 +199,8 @@ impl Preflight {
                         data_limit: libc::RLIM_INFINITY,
                         slot,
                         serves: false,
+                        sandbox: sandbox.as_deref(),
+                        max_processes,
                     })
                     .ok()
                 });
@@ -232,7 +255,10 @@ impl Preflight {
                 Err(Failure::Blocked(self.timeout))
             }
             Err(_) => {
-                let (status, _) = worker.reap();
+                let (status, _, ending) = worker.reap();
+                if let Some(call) = ending.forbidden_call {
+                    return Err(Failure::Forbidden(call));
+                }
                 Err(match status.map(|s| (s.code(), s.signal())) {
                     Some((Some(code), _)) => Failure::Exited(code),
                     Some((None, Some(sig))) => Failure::Crashed(signal_name(sig).to_owned()),

@@ -25,6 +25,9 @@ use crate::config::FunctionConfig;
 use crate::invocation::{cut, format_timeout, Served};
 use crate::log_buffer::push_rfc3339_millis;
 use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
+use crate::sandbox::cgroup::Cgroup;
+use crate::sandbox::JailSpec;
+use std::os::fd::FromRawFd;
 
 /// The error type a worker reports when it cannot load the library.
 pub(crate) const LOAD_ERROR: &str = "LoadError";
@@ -77,6 +80,27 @@ pub(crate) struct Launch<'a> {
     /// Whether the worker serves invocations (and gets a shared-memory
     /// region), or only checks the library.
     pub(crate) serves: bool,
+    /// Its sandbox (`None`: the sandbox is off).
+    pub(crate) sandbox: Option<&'a JailSpec>,
+    /// Most processes in its sandbox (the pids cgroup).
+    pub(crate) max_processes: u32,
+}
+
+/// A sandboxed worker's keeper: its report pipe and its cgroup.
+struct Jail {
+    report: OwnedFd,
+    cgroup: Option<Cgroup>,
+    max_processes: u32,
+}
+
+/// How a worker that ended was ended, as the host measured it (and its
+/// keeper, a process the handler cannot reach, reported).
+#[derive(Debug, Default)]
+pub(crate) struct Ending {
+    /// The forbidden system call that ended it.
+    pub(crate) forbidden_call: Option<String>,
+    /// The kernel's OOM killer ended a process of its cgroup.
+    pub(crate) out_of_memory: bool,
 }
 
 /// One worker process, in its own process group: ending it ends every
@@ -89,7 +113,39 @@ pub(crate) struct Worker {
     /// The shared-memory channel (serving workers).
     channel: Option<HostChannel>,
     output: Arc<WorkerOutput>,
+    jail: Option<Jail>,
     _slot: Slot,
+}
+
+/// How long the host waits for a new worker's sandbox handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: two fresh descriptors this process owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Writes the uid and gid maps of a keeper's new user namespace: the
+/// sandbox's ids inside, an unprivileged host id (the host's own when it
+/// is not root) outside.
+fn write_id_maps(pid: i32, spec: &JailSpec) -> std::io::Result<()> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let (host_uid, host_gid) = if spec.layers.root {
+        (spec.host_uid, spec.host_gid)
+    } else {
+        // SAFETY: getters without preconditions.
+        let ids = unsafe { (libc::geteuid(), libc::getegid()) };
+        // Unprivileged: a gid map needs setgroups denied first.
+        std::fs::write(proc.join("setgroups"), "deny")?;
+        ids
+    };
+    std::fs::write(proc.join("uid_map"), format!("{} {host_uid} 1\n", spec.uid))?;
+    std::fs::write(proc.join("gid_map"), format!("{} {host_gid} 1\n", spec.gid))
 }
 
 impl Worker {
@@ -116,8 +172,27 @@ impl Worker {
         let data_limit = launch.data_limit;
         let host_pid = std::process::id() as libc::pid_t;
         let mut command = Command::new(launch.executable);
+        command.arg(WORKER_ARG);
+        let report = match launch.sandbox {
+            Some(_) => {
+                // An empty environment: only what the dynamic loader needs to
+                // start this executable (the worker clears it before any
+                // library runs) and the worker marker.
+                command.arg(crate::sandbox::SANDBOXED_ARG).env_clear();
+                if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+                    command.env("LD_LIBRARY_PATH", path);
+                }
+                Some(pipe()?)
+            }
+            None => None,
+        };
+        let report_fd = report.as_ref().map(|(_, w)| w.as_raw_fd());
+        let first_closed = if report_fd.is_some() {
+            crate::sandbox::REPORT_FD + 1
+        } else {
+            first_closed
+        };
         command
-            .arg(WORKER_ARG)
             .env(OsStr::from_bytes(super::WORKER_ENV.to_bytes()), "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -139,9 +214,15 @@ impl Worker {
                     Some(fd) => libc::fcntl(fd, libc::F_DUPFD, 10),
                     None => 0,
                 };
+                let report = match report_fd {
+                    Some(fd) => libc::fcntl(fd, libc::F_DUPFD, 10),
+                    None => 0,
+                };
                 if socket < 0
                     || library < 0
                     || region < 0
+                    || report < 0
+                    || (report_fd.is_some() && libc::dup2(report, crate::sandbox::REPORT_FD) < 0)
                     || libc::dup2(socket, super::SOCKET_FD) < 0
                     || (library_fd.is_some() && libc::dup2(library, super::LIBRARY_FD) < 0)
                     || (region_fd.is_some() && libc::dup2(region, super::REGION_FD) < 0)
@@ -182,6 +263,35 @@ impl Worker {
         drop(worker_end);
         let pid = child.id() as i32;
         reaper::worker_started(pid);
+        let jail = match (launch.sandbox, report) {
+            (Some(spec), Some((report, _))) => {
+                match Self::jail(
+                    &host_end,
+                    pid,
+                    spec,
+                    launch.data_limit,
+                    launch.max_processes,
+                ) {
+                    Ok(cgroup) => Some(Jail {
+                        report,
+                        cgroup,
+                        max_processes: launch.max_processes,
+                    }),
+                    Err(e) => {
+                        // SAFETY: the unreaped child holds the group id.
+                        unsafe { libc::kill(-pid, libc::SIGKILL) };
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        reaper::worker_reaped(pid);
+                        return Err(std::io::Error::new(
+                            e.kind(),
+                            format!("setting up the worker's sandbox: {e}"),
+                        ));
+                    }
+                }
+            }
+            _ => None,
+        };
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(std::io::Error::other("worker stdio missing"));
         };
@@ -200,8 +310,86 @@ impl Worker {
             socket: host_end,
             channel,
             output,
+            jail,
             _slot: launch.slot,
         })
+    }
+
+    /// The host's half of a new worker's sandbox: its cgroup (before it
+    /// forks anything), its spec, and its uid and gid maps once its keeper
+    /// has made the user namespace.
+    fn jail(
+        socket: &UnixStream,
+        pid: i32,
+        spec: &JailSpec,
+        data_limit: u64,
+        max_processes: u32,
+    ) -> std::io::Result<Option<Cgroup>> {
+        let memory = if data_limit == libc::RLIM_INFINITY {
+            u64::MAX / 2
+        } else {
+            data_limit.saturating_add(u64::from(spec.tmp_mb) * 1024 * 1024)
+        };
+        let cgroup = Cgroup::create(memory, max_processes);
+        if let Some(c) = &cgroup {
+            c.add(pid as u32)?;
+        }
+        let mut writer = socket;
+        write_frame(&mut writer, spec, &[])?;
+        if spec.layers.user_ns {
+            let mut byte = [0u8; 1];
+            let mut reader = Deadline::new(socket, Instant::now() + HANDSHAKE);
+            std::io::Read::read_exact(&mut reader, &mut byte)?;
+            if byte != *b"U" {
+                return Err(std::io::Error::other("unexpected sandbox handshake"));
+            }
+            write_id_maps(pid, spec)?;
+            std::io::Write::write_all(&mut writer, b"G")?;
+        }
+        Ok(cgroup)
+    }
+
+    /// Reads what the keeper of an ended sandboxed worker reported.
+    fn ending(&self) -> Ending {
+        let Some(jail) = &self.jail else {
+            return Ending::default();
+        };
+        let mut record = [0u8; 16];
+        // SAFETY: a non-blocking-enough read of at most 16 bytes into a
+        // local: the keeper writes its record before it exits, and the
+        // worker has exited (or been killed) when this is called, so the
+        // pipe holds the record or its writer is gone.
+        let n = unsafe {
+            let flags = libc::fcntl(jail.report.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(
+                jail.report.as_raw_fd(),
+                libc::F_SETFL,
+                flags | libc::O_NONBLOCK,
+            );
+            libc::read(
+                jail.report.as_raw_fd(),
+                record.as_mut_ptr().cast(),
+                record.len(),
+            )
+        };
+        let forbidden_call = (n == 16 && record[..4] == *b"FNSB")
+            .then(|| i64::from_le_bytes(record[8..].try_into().unwrap_or_default()))
+            .filter(|&nr| nr >= 0)
+            .map(crate::sandbox::seccomp::name_of);
+        Ending {
+            forbidden_call,
+            out_of_memory: jail.cgroup.as_ref().is_some_and(Cgroup::oom_killed),
+        }
+    }
+
+    /// Whether a fork in the worker's sandbox failed at its process limit
+    /// (the limit), if so.
+    pub(crate) fn hit_process_limit(&self) -> Option<u32> {
+        let jail = self.jail.as_ref()?;
+        jail.cgroup
+            .as_ref()
+            .is_some_and(Cgroup::hit_process_limit)
+            .then_some(jail.max_processes)
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -294,8 +482,9 @@ impl Worker {
     }
 
     /// Reaps a worker that closed its socket, waiting briefly for it to
-    /// exit; ends its process group, and returns its exit and its output.
-    pub(crate) fn reap(mut self) -> (Option<std::process::ExitStatus>, Taken) {
+    /// exit; ends its process group, and returns its exit, its output and
+    /// what its sandbox saw.
+    pub(crate) fn reap(mut self) -> (Option<std::process::ExitStatus>, Taken, Ending) {
         let deadline = Instant::now() + Duration::from_secs(2);
         let exited = loop {
             match self.child.as_mut().map(Child::try_wait) {
@@ -317,7 +506,8 @@ impl Worker {
             self.finish()
         };
         // What it wrote before dying is in its pipes (closed now): drain it.
-        (status, self.take_output())
+        let ending = self.ending();
+        (status, self.take_output(), ending)
     }
 }
 
@@ -382,6 +572,10 @@ pub(crate) struct ProcessPool {
     failures: Mutex<StartFailures>,
     /// Worker processes started so far (successfully or not).
     starts: std::sync::atomic::AtomicU64,
+    /// Each worker's sandbox (`None`: off).
+    sandbox: Option<JailSpec>,
+    /// Most processes in one worker's sandbox.
+    max_processes: u32,
 }
 
 /// Why the pool could not produce a worker.
@@ -433,6 +627,8 @@ impl ProcessPool {
         config: FunctionConfig,
         tail_bytes: usize,
         queue_timeout: Duration,
+        sandbox: Option<JailSpec>,
+        max_processes: u32,
     ) -> ProcessPool {
         let idle = Arc::new(Idle::default());
         let holder: Arc<dyn IdleWorkers> = idle.clone();
@@ -446,6 +642,8 @@ impl ProcessPool {
             idle,
             failures: Mutex::new(StartFailures::default()),
             starts: std::sync::atomic::AtomicU64::new(0),
+            sandbox,
+            max_processes,
         }
     }
 
@@ -546,6 +744,8 @@ impl ProcessPool {
             data_limit,
             slot,
             serves: true,
+            sandbox: self.sandbox.as_ref(),
+            max_processes: self.max_processes,
         })
         .map_err(|e| {
             fail(format!(
@@ -604,11 +804,17 @@ impl ProcessPool {
                 })
             }
             Err(e) => {
-                let (status, output) = worker.reap();
+                let (status, output, ending) = worker.reap();
+                let why = match ending.forbidden_call {
+                    Some(call) => {
+                        format!("the sandbox ended it: it made a forbidden system call: {call}")
+                    }
+                    None => describe(status),
+                };
                 Err(StartError {
                     error: FunctionError::new(
                         error_type::INITIALIZATION,
-                        format!("the worker failed to start ({}): {e}", describe(status)),
+                        format!("the worker failed to start ({why}): {e}"),
                     ),
                     log: String::from_utf8_lossy(&output.bytes).into_owned(),
                 })
@@ -737,14 +943,24 @@ impl ProcessPool {
                 ) =>
             {
                 let output = worker.take_output();
+                let process_limit = worker.hit_process_limit();
                 worker.end();
-                let error = FunctionError::new(
-                    error_type::TIMEOUT,
-                    format!(
-                        "invocation timed out after {}; the worker process was killed",
-                        format_timeout(timeout)
+                let error = match process_limit {
+                    Some(limit) => FunctionError::new(
+                        crate::sandbox::SANDBOX_VIOLATION,
+                        format!(
+                            "the handler hit the sandbox's limit of {limit} processes and did not finish within {}; the worker process was killed",
+                            format_timeout(timeout)
+                        ),
                     ),
-                );
+                    None => FunctionError::new(
+                        error_type::TIMEOUT,
+                        format!(
+                            "invocation timed out after {}; the worker process was killed",
+                            format_timeout(timeout)
+                        ),
+                    ),
+                };
                 self.failure(Some(request_id.to_string()), error, &output, timeout)
             }
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -764,9 +980,14 @@ impl ProcessPool {
                 )
             }
             Err(_) => {
-                let (status, output) = worker.reap();
+                let (status, output, ending) = worker.reap();
                 let text = String::from_utf8_lossy(&output.bytes);
-                let error = if text.contains("memory allocation of") {
+                let error = if let Some(call) = ending.forbidden_call {
+                    FunctionError::new(
+                        crate::sandbox::SANDBOX_VIOLATION,
+                        format!("the handler made a forbidden system call: {call}"),
+                    )
+                } else if ending.out_of_memory || text.contains("memory allocation of") {
                     FunctionError::new(
                         error_type::MEMORY_LIMIT,
                         format!(
