@@ -62,7 +62,7 @@ pub fn main() -> i32 {
     // keeper and init never come back from `enter`).
     let confinement =
         if mode.as_deref() == Some(std::ffi::OsStr::new(crate::sandbox::SANDBOXED_ARG)) {
-            match crate::sandbox::jail::enter() {
+            match crate::isolation::jail::enter() {
                 Ok(c) => Some(c),
                 Err(e) => {
                     eprintln!("fnhost worker: setting up the sandbox: {e}");

@@ -44,6 +44,7 @@
 //! passes before the host maps it ([`preflight`]).
 
 pub(crate) mod budget;
+pub(crate) mod jail;
 mod output;
 pub(crate) mod preflight;
 pub(crate) mod process;

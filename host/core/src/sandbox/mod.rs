@@ -29,12 +29,9 @@
 //! warning; [`SandboxMode::Strict`] refuses to run without all of them.
 
 pub(crate) mod cgroup;
-mod filesystem;
-pub(crate) mod jail;
 pub mod outbound;
 mod probe;
 pub(crate) mod seccomp;
-mod supervisor;
 
 use std::path::PathBuf;
 
@@ -43,8 +40,9 @@ use serde::{Deserialize, Serialize};
 pub use outbound::Outbound;
 pub use probe::{availability, Availability};
 
-/// The argument after [`crate::worker::ARG`] that makes a worker set up
-/// its sandbox first (its first frame is then a [`JailSpec`]).
+/// The argument after the worker argument (`__worker`) that makes a
+/// worker set up its sandbox first (its first frame is then a
+/// [`JailSpec`]; the worker's side is `isolation::jail`).
 pub(crate) const SANDBOXED_ARG: &str = "sandboxed";
 
 /// The keeper's end of the pipe on which it reports how the worker ended.

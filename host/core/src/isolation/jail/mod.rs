@@ -1,5 +1,5 @@
 //! The worker's side of the sandbox: the keeper, init and the worker's own
-//! confinement (see the [module docs](super)).
+//! confinement (see [`crate::sandbox`] for the design).
 //!
 //! Everything here runs in a freshly executed worker executable before
 //! any thread exists, so forking and then running ordinary Rust code in
@@ -7,12 +7,19 @@
 
 use std::io::{self, Read, Write};
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-use super::{filesystem, seccomp, supervisor, JailSpec, Network};
-use crate::isolation::protocol::read_frame;
-use crate::isolation::{LIBRARY_FD, REGION_FD, SOCKET_FD};
+mod fd_passing;
+mod filesystem;
+mod supervisor;
+
+use fd_passing::receive_fd;
+use fd_passing::send_fd;
+
+use super::protocol::read_frame;
+use super::{LIBRARY_FD, REGION_FD, SOCKET_FD};
+use crate::sandbox::{seccomp, JailSpec, Network, Report, REPORT_FD};
 
 fn last_error(what: &str) -> io::Error {
     let e = io::Error::last_os_error();
@@ -136,7 +143,7 @@ pub(crate) fn enter() -> io::Result<Confinement> {
 fn close_report_fd() {
     // SAFETY: closes the keeper's report descriptor in a child; nothing
     // else here uses that number.
-    unsafe { libc::close(super::REPORT_FD) };
+    unsafe { libc::close(REPORT_FD) };
 }
 
 /// Clears the capability sets and sets `no_new_privs`.
@@ -327,7 +334,7 @@ fn keeper(
     let (worker_status, report) = if host_alive {
         supervisor::run(&spec, status, keeper_end)
     } else {
-        (None, super::Report::default())
+        (None, Report::default())
     };
     kill_init();
     let mut wstatus = 0;
@@ -338,7 +345,7 @@ fn keeper(
     record[..4].copy_from_slice(b"FNSB");
     record[8..].copy_from_slice(&report.forbidden_call.unwrap_or(-1).to_le_bytes());
     // SAFETY: writes a local buffer to the report pipe (the host's).
-    unsafe { libc::write(super::REPORT_FD, record.as_ptr().cast(), record.len()) };
+    unsafe { libc::write(REPORT_FD, record.as_ptr().cast(), record.len()) };
     end_as(worker_status, report.forbidden_call.is_some())
 }
 
@@ -385,82 +392,6 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) {
     unsafe { libc::setrlimit(resource, &limit) };
 }
 
-/// Sends one descriptor over a socket (`SCM_RIGHTS`).
-pub(crate) fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
-    let byte = [0u8];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    let mut control = [0u64; 4];
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    // SAFETY: `control` has room for one descriptor's control message
-    // (space <= 32 bytes); all buffers live for the call.
-    let sent = unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
-        libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL)
-    };
-    if sent == 1 {
-        Ok(())
-    } else {
-        Err(last_error("sending a descriptor"))
-    }
-}
-
-/// Receives one descriptor sent with [`send_fd`]; `None` at the end of
-/// the stream or when none came.
-pub(crate) fn receive_fd(socket: RawFd) -> Option<OwnedFd> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: buffers live for the call; recvmsg writes at most their sizes.
-    let n = unsafe { libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n != 1 {
-        return None;
-    }
-    let mut first = None;
-    // SAFETY: walks the control buffer recvmsg filled, within
-    // msg_controllen; SCM_RIGHTS data holds (len - CMSG_LEN(0)) / 4 ints.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
-                let count = ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize)
-                    / std::mem::size_of::<libc::c_int>();
-                for i in 0..count {
-                    let fd = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i)));
-                    if first.is_none() {
-                        first = Some(fd);
-                    }
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    first
-}
-
 impl Confinement {
     /// Limits, environment, Landlock and the system-call filter, once the
     /// library is on [`LIBRARY_FD`]: nothing of the library has run yet.
@@ -479,10 +410,7 @@ impl Confinement {
         for name in names {
             std::env::remove_var(name);
         }
-        std::env::set_var(
-            crate::isolation::WORKER_ENV.to_str().unwrap_or_default(),
-            "1",
-        );
+        std::env::set_var(super::WORKER_ENV.to_str().unwrap_or_default(), "1");
         for (name, value) in &spec.env {
             std::env::set_var(name, value);
         }

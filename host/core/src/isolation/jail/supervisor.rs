@@ -11,8 +11,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::jail::receive_fd;
-use super::{outbound, JailSpec, Network, Report};
+use super::receive_fd;
+use crate::sandbox::{outbound, JailSpec, Network, Report};
 
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
