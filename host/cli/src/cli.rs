@@ -55,6 +55,10 @@ enum Command {
     /// Print a deployed function's recent invocation log lines (with
     /// --follow, keep printing new ones).
     Logs(LogsArgs),
+    /// The sandbox of worker processes: `fnhost sandbox check` tells which
+    /// layers this host gives them.
+    #[command(subcommand)]
+    Sandbox(crate::sandbox::SandboxCommand),
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +161,15 @@ struct ServeArgs {
     /// name: loopback (default: local development) or any.
     #[arg(long, value_name = "HOSTS")]
     async_http_destinations: Option<HttpDestinationsArg>,
+    #[command(flatten)]
+    sandbox: crate::sandbox::SandboxArgs,
+    /// The isolation floor for every function: inline (no floor), in-process
+    /// or process. A create or update asking for less is answered 400;
+    /// functions that default lower run at the floor. No pre-flight proves
+    /// in-process code harmless: use process for code you did not write.
+    /// Default: the config's "min_isolation", else inline.
+    #[arg(long, value_name = "MODE")]
+    min_isolation: Option<fnhost::Isolation>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum, serde::Deserialize)]
@@ -218,6 +231,16 @@ struct ServeFile {
     /// The asynchronous queue.
     #[serde(default)]
     asynchronous: AsyncFile,
+    /// The isolation floor (as `--min-isolation`).
+    #[serde(default)]
+    min_isolation: Option<fnhost::Isolation>,
+    /// The sandbox mode (as `--sandbox`; the flag wins when not `auto`).
+    #[serde(default)]
+    sandbox: Option<fnhost::SandboxMode>,
+    /// Host directories functions may see read-only (as
+    /// `--sandbox-allow-path`).
+    #[serde(default)]
+    sandbox_allow_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -276,6 +299,14 @@ struct WatchArgs {
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: crate::sandbox::SandboxArgs,
+    /// Where the handlers run: auto (process for Go libraries, in-process
+    /// for the others), in-process, inline or process. With process, a
+    /// dropped library's code (its constructors included) runs only in
+    /// sandboxed worker processes; in process it is trusted.
+    #[arg(long, value_name = "MODE")]
+    isolation: Option<fnhost::Isolation>,
 }
 
 /// Settings that override the manifest's (or the defaults) for a local run.
@@ -369,6 +400,8 @@ struct InvokeArgs {
     /// With --url: a JSON file with "access_key" and "secret_key".
     #[arg(long, value_name = "FILE", requires = "url")]
     keys: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: crate::sandbox::SandboxArgs,
 }
 
 #[derive(Debug, Args)]
@@ -381,6 +414,8 @@ struct InspectArgs {
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: crate::sandbox::SandboxArgs,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -417,6 +452,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Command::Watch(a) => watch(a),
         Command::Serve(a) => serve(a),
         Command::Logs(a) => logs(a),
+        Command::Sandbox(c) => crate::sandbox::run(c),
     };
     match result {
         Ok(code) => code,
@@ -427,9 +463,13 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     }
 }
 
-fn runtime(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+fn runtime(
+    cache_dir: Option<PathBuf>,
+    sandbox: &crate::sandbox::SandboxArgs,
+) -> anyhow::Result<Runtime> {
     Ok(Runtime::new(RuntimeConfig {
         cache_dir,
+        sandbox: sandbox.config(),
         ..RuntimeConfig::default()
     })?)
 }
@@ -568,7 +608,7 @@ fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
     if let Some(t) = a.init_timeout {
         config = config.initializer_timeout(seconds(t, "--init-timeout")?);
     }
-    let runtime = runtime(a.cache_dir.clone())?;
+    let runtime = runtime(a.cache_dir.clone(), &a.sandbox)?;
     let function = runtime.load(config)?;
     let init_log = function
         .initializer_report()
@@ -774,6 +814,20 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     }
     config.functions_dir = a.functions_dir;
     config.functions_isolation = a.isolation;
+    config.min_isolation = a
+        .min_isolation
+        .or(file.min_isolation)
+        .unwrap_or(fnhost::Isolation::Inline);
+    if config.min_isolation == fnhost::Isolation::Auto {
+        bail!("--min-isolation is inline, in-process or process");
+    }
+    let mut sandbox = a.sandbox.config();
+    if a.sandbox.sandbox == fnhost::SandboxMode::Auto {
+        if let Some(mode) = file.sandbox {
+            sandbox.mode = mode;
+        }
+    }
+    sandbox.allowed_paths.extend(file.sandbox_allow_paths);
     config.io_lane = !a.no_io_lane;
     let max_workers = a.max_worker_processes;
     config.shutdown_grace = std::time::Duration::from_secs(a.shutdown_grace);
@@ -791,6 +845,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir,
         max_worker_processes: max_workers,
+        sandbox,
         ..RuntimeConfig::default()
     })?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -878,7 +933,10 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
             options.initializer = Some(init.clone());
         }
     }
-    let template = a.overrides.apply(template)?;
+    let mut template = a.overrides.apply(template)?;
+    if let Some(isolation) = a.isolation {
+        template = template.isolation(isolation);
+    }
     template.validate()?;
     options.template = template;
     let target = match &a.invoke {
@@ -891,7 +949,7 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let runtime = runtime(a.cache_dir.clone())?;
+    let runtime = runtime(a.cache_dir.clone(), &a.sandbox)?;
     let invoker = runtime.clone();
     println!("watching {} (Ctrl-C to stop)", dir.display());
     let _watcher = runtime.watch(&dir, options, move |event| {
@@ -1020,7 +1078,7 @@ fn event(a: EventArgs) -> anyhow::Result<i32> {
 }
 
 fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
-    let runtime = runtime(a.cache_dir.clone())?;
+    let runtime = runtime(a.cache_dir.clone(), &a.sandbox)?;
     let lib = runtime.inspect_library(&a.library)?;
     let mut out = std::io::stdout().lock();
     if a.json {

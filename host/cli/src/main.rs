@@ -4,6 +4,7 @@
 mod author;
 mod cli;
 mod json_log;
+mod sandbox;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -235,6 +235,35 @@ pub enum Isolation {
 }
 
 impl Isolation {
+    /// How much a mode contains: inline < in-process < process; `Auto`
+    /// is never below in-process.
+    fn rank(self) -> u8 {
+        match self {
+            Isolation::Inline => 0,
+            Isolation::InProcess | Isolation::Auto => 1,
+            Isolation::Process => 2,
+        }
+    }
+
+    /// Whether this mode, asked for explicitly, is below an operator's
+    /// `floor` (`Auto` never is: it runs at the floor).
+    pub fn is_below(self, floor: Isolation) -> bool {
+        self != Isolation::Auto && self.rank() < floor.rank()
+    }
+
+    /// The mode a function runs in under an operator's `floor`: this one,
+    /// or the floor when this is lower (`Auto` under a `Process` floor is
+    /// `Process`).
+    pub fn at_least(self, floor: Isolation) -> Isolation {
+        match floor {
+            Isolation::Process => Isolation::Process,
+            Isolation::InProcess | Isolation::Auto if self == Isolation::Inline => {
+                Isolation::InProcess
+            }
+            _ => self,
+        }
+    }
+
     /// The mode for a library: `Auto` resolved by what the library is.
     pub fn resolve(self, go_library: bool) -> Isolation {
         match self {
@@ -450,6 +479,19 @@ impl FunctionConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_isolation_floor_raises_what_is_lower_and_refuses_what_is_asked_lower() {
+        use Isolation::*;
+        assert_eq!(Auto.at_least(Process), Process);
+        assert_eq!(Inline.at_least(InProcess), InProcess);
+        assert_eq!(Auto.at_least(InProcess), Auto);
+        assert_eq!(Inline.at_least(Inline), Inline);
+        assert!(InProcess.is_below(Process));
+        assert!(Inline.is_below(InProcess));
+        assert!(!Auto.is_below(Process), "auto runs at the floor");
+        assert!(!Process.is_below(Process));
+    }
 
     #[test]
     fn credentials_never_print() {

@@ -92,6 +92,27 @@ impl Runtime {
                     .join("; ")
             )));
         }
+        match config.sandbox.mode {
+            crate::sandbox::SandboxMode::Off => log::warn!(
+                target: "fnhost::sandbox",
+                "the sandbox is off: worker processes contain crashes, hangs and leaks, not a hostile handler"
+            ),
+            crate::sandbox::SandboxMode::Auto => {
+                let missing: Vec<_> = crate::sandbox::check(&config.sandbox)
+                    .into_iter()
+                    .filter(|l| !l.available)
+                    .map(|l| format!("{} ({})", l.name, l.detail))
+                    .collect();
+                if !missing.is_empty() {
+                    log::warn!(
+                        target: "fnhost::sandbox",
+                        "worker processes run without: {} (fnhost sandbox check)",
+                        missing.join("; ")
+                    );
+                }
+            }
+            crate::sandbox::SandboxMode::Strict => {}
+        }
         let checker_sandbox = crate::sandbox::layers(&config.sandbox).map(|layers| {
             let policy = crate::sandbox::SandboxPolicy {
                 tmp_mb: 64,

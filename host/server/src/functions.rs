@@ -71,6 +71,9 @@ struct CreateBody {
     description: Option<String>,
     #[serde(default)]
     isolation: Option<fnhost::Isolation>,
+    /// The sandbox's declared capabilities (process isolation).
+    #[serde(default)]
+    sandbox: Option<fnhost::SandboxPolicy>,
     /// Invocations one instance serves at once (default 1).
     #[serde(default)]
     concurrent_num: Option<u32>,
@@ -113,6 +116,7 @@ async fn change(
     let changing = state.management.begin().await;
     let (mut record, _) = changing.management().lookup(urn)?;
     edit(&mut record)?;
+    changing.management().check_policy(&record)?;
     blocking(move || changing.apply(record, None, Change::Update)).await
 }
 
@@ -143,11 +147,13 @@ pub(crate) async fn create(
         reserved_instance_count: 0,
         concurrent_num: body.concurrent_num.unwrap_or(0),
         isolation: body.isolation.unwrap_or_default(),
+        sandbox: body.sandbox.unwrap_or_default(),
         last_modified: String::new(),
         last_update_status: SUCCESSFUL.to_owned(),
         last_update_status_reason: String::new(),
         serving: None,
     };
+    state.management.check_policy(&record)?;
     let changing = state.management.begin().await;
     let record = blocking(move || changing.apply(record, Some(zip), Change::Create)).await?;
     Ok(Json(record.to_json("latest")))
@@ -208,6 +214,8 @@ struct UpdateConfigBody {
     #[serde(default)]
     isolation: Option<fnhost::Isolation>,
     #[serde(default)]
+    sandbox: Option<fnhost::SandboxPolicy>,
+    #[serde(default)]
     concurrent_num: Option<u32>,
 }
 
@@ -246,6 +254,9 @@ pub(crate) async fn update_config(
         }
         if let Some(v) = body.isolation {
             record.isolation = v;
+        }
+        if let Some(v) = body.sandbox {
+            record.sandbox = v;
         }
         if let Some(v) = body.concurrent_num {
             record.concurrent_num = v;

@@ -92,6 +92,12 @@ pub struct ServeConfig {
     pub functions_dir: Option<PathBuf>,
     /// Where the handlers of the `functions_dir` functions run.
     pub functions_isolation: fnhost::Isolation,
+    /// The isolation floor for every function (`--min-isolation`): a
+    /// create or update asking for less is refused, functions that default
+    /// lower run at it. `Inline` (the default): no floor. No pre-flight
+    /// proves in-process code harmless; `Process` is the answer for code
+    /// the operator did not write.
+    pub min_isolation: fnhost::Isolation,
     /// Run in-process handlers that have proven short on the HTTP I/O
     /// threads (see [`fnhost::dispatch`]); `false`: always on worker threads.
     pub io_lane: bool,
@@ -132,6 +138,7 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             functions_dir: None,
             functions_isolation: fnhost::Isolation::default(),
+            min_isolation: fnhost::Isolation::Inline,
             io_lane: true,
             limits: Limits::default(),
             signature_policy: SignaturePolicy::default(),
@@ -388,12 +395,10 @@ impl AppState {
             packages = packages.with_remote(package::remote::RemotePackages::open(url)?);
         }
         Ok(AppState {
-            management: Arc::new(Management::new(
-                runtime.clone(),
-                store,
-                packages,
-                config.prune_code_cache,
-            )),
+            management: Arc::new(
+                Management::new(runtime.clone(), store, packages, config.prune_code_cache)
+                    .with_min_isolation(config.min_isolation),
+            ),
             runtime,
             gate: Gate::new(
                 config.access_keys.clone(),
@@ -438,6 +443,16 @@ fn io_lane() -> Option<IoLane> {
 /// to the grace period), and returns; asynchronous invocations still
 /// waiting stay in the store for the next start.
 pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeError> {
+    for layer in fnhost::sandbox::check(&runtime.config().sandbox) {
+        if layer.available {
+            log::info!(target: "fnhost::sandbox", "{}: {}", layer.name, layer.detail);
+        } else {
+            log::warn!(target: "fnhost::sandbox", "{}: {}", layer.name, layer.detail);
+        }
+    }
+    if config.min_isolation != fnhost::Isolation::Inline {
+        log::info!(target: "fnhost::sandbox", "isolation floor: {:?}", config.min_isolation);
+    }
     if config.access_keys.is_empty() && !config.listen.ip().is_loopback() {
         return Err(ServeError::Config(format!(
             "refusing to listen on {} without access keys: configure keys, or listen on a loopback address",
@@ -468,7 +483,11 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
     }
     triggers::restore(&state);
     let _watcher = match &config.functions_dir {
-        Some(dir) => Some(directory::watch(&state, dir, config.functions_isolation)?),
+        Some(dir) => Some(directory::watch(
+            &state,
+            dir,
+            config.functions_isolation.at_least(config.min_isolation),
+        )?),
         None => None,
     };
     let workers = asynchronous::start(&state)

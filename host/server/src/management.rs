@@ -56,6 +56,8 @@ pub(crate) struct Management {
     prune_code_cache: bool,
     /// Every deploy that changed a head, and its drain.
     deployments: Deployments,
+    /// The operator's isolation floor.
+    min_isolation: fnhost::Isolation,
 }
 
 /// A change in progress: holds the management lock until dropped. `Send`
@@ -81,7 +83,30 @@ impl Management {
             changes: Arc::new(tokio::sync::Mutex::new(())),
             prune_code_cache,
             deployments: Deployments::default(),
+            min_isolation: fnhost::Isolation::Inline,
         }
+    }
+
+    /// Sets the isolation floor (see [`crate::ServeConfig::min_isolation`]).
+    pub(crate) fn with_min_isolation(mut self, floor: fnhost::Isolation) -> Management {
+        self.min_isolation = floor;
+        self
+    }
+
+    /// Refuses a record that asks for less isolation than the floor, or a
+    /// sandbox policy the operator does not allow.
+    pub(crate) fn check_policy(&self, record: &FunctionRecord) -> Result<(), ApiError> {
+        if record.isolation.is_below(self.min_isolation) {
+            return Err(ApiError::bad_request(format!(
+                "isolation `{}` is below this server's floor `{}` (--min-isolation)",
+                isolation_name(record.isolation),
+                isolation_name(self.min_isolation)
+            )));
+        }
+        record
+            .sandbox
+            .validate(&self.runtime.config().sandbox)
+            .map_err(ApiError::bad_request)
     }
 
     /// Waits for the lock; the change runs while the result lives.
@@ -202,7 +227,9 @@ impl Management {
             .ok_or_else(|| {
                 ApiError::internal(format!("code package {} is missing", record.digest))
             })?;
-        record.to_config(&package.dir)
+        let mut config = record.to_config(&package.dir)?;
+        config.isolation = config.isolation.at_least(self.min_isolation);
+        Ok(config)
     }
 
     /// Deploys a record's code and configuration as the function's head.
@@ -558,6 +585,7 @@ impl Changing {
             reserved_instance_count: config.instances.reserved_instances,
             concurrent_num: config.instances.concurrency_per_instance,
             isolation: config.isolation,
+            sandbox: config.sandbox.clone(),
             last_modified: now_rfc3339(),
             last_update_status: SUCCESSFUL.to_owned(),
             last_update_status_reason: String::new(),
@@ -682,6 +710,13 @@ impl Changing {
         m.collect_garbage();
         Ok(())
     }
+}
+
+fn isolation_name(isolation: fnhost::Isolation) -> String {
+    serde_json::to_value(isolation)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -426,6 +426,18 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
     }
     let _ = writeln!(
         out,
+        "# HELP fnhost_sandbox_layer Sandbox layers worker processes get (1) or lack (0) on this host.\n# TYPE fnhost_sandbox_layer gauge"
+    );
+    for layer in fnhost::sandbox::check(&state.runtime.config().sandbox) {
+        let _ = writeln!(
+            out,
+            "fnhost_sandbox_layer{{layer=\"{}\"}} {}",
+            layer.name,
+            u8::from(layer.available)
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP fnhost_timeouts_total Invocations and initializers answered with timeout.\n# TYPE fnhost_timeouts_total counter\nfnhost_timeouts_total {}",
         stats.timeouts
     );

@@ -64,6 +64,10 @@ pub struct FunctionRecord {
     /// `in-process`, `inline` or `process` (fnhost's extension).
     #[serde(default)]
     pub isolation: fnhost::Isolation,
+    /// What the function's sandbox allows in process isolation (network,
+    /// outbound allowlist, `/tmp` size, environment, read-only paths).
+    #[serde(default)]
+    pub sandbox: fnhost::SandboxPolicy,
     /// RFC 3339.
     pub last_modified: String,
     /// How the last change of code or configuration went: `Successful`, or
@@ -203,6 +207,7 @@ impl FunctionRecord {
             ..defaults
         };
         config.isolation = self.isolation;
+        config.sandbox = self.sandbox.clone();
         config
             .validate()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -251,6 +256,7 @@ impl FunctionRecord {
             "strategy_config": {"concurrency": self.max_instance_num, "concurrent_num": self.concurrent_num.max(1)},
             "type": "v2",
             "isolation": self.isolation,
+            "sandbox": self.sandbox,
             "last_update_status": self.last_update_status,
             "last_update_status_reason": self.last_update_status_reason,
             "serving": self.serving.as_deref().map(|s| json!({

@@ -331,16 +331,17 @@ fn keeper(
         && die_with_parent().is_ok()
         // SAFETY: getppid has no preconditions.
         && unsafe { libc::getppid() } == spec.host_pid;
-    let (worker_status, report) = if host_alive {
-        supervisor::run(&spec, status, keeper_end)
+    let (worker_status, report, listener) = if host_alive {
+        supervisor::run(&spec, status, keeper_end, kill_init)
     } else {
-        (None, Report::default())
+        (None, Report::default(), None)
     };
     kill_init();
     let mut wstatus = 0;
     // SAFETY: reaps our child into a local.
     unsafe { libc::waitpid(init, &mut wstatus, 0) };
-    drop(life);
+    // Init reaped: every process of the namespace is gone.
+    drop((life, listener));
     let mut record = [0u8; 16];
     record[..4].copy_from_slice(b"FNSB");
     record[8..].copy_from_slice(&report.forbidden_call.unwrap_or(-1).to_le_bytes());
@@ -399,7 +400,14 @@ impl Confinement {
         let spec = &self.spec;
         set_limit(libc::RLIMIT_CORE, 0);
         set_limit(libc::RLIMIT_NOFILE, 1024);
-        set_limit(libc::RLIMIT_FSIZE, u64::from(spec.tmp_mb) * 1024 * 1024);
+        // No file may outgrow /tmp; a write past it fails with EFBIG
+        // rather than killing the worker with SIGXFSZ.
+        set_limit(
+            libc::RLIMIT_FSIZE,
+            (u64::from(spec.tmp_mb) + 1) * 1024 * 1024,
+        );
+        // SAFETY: sets a signal's disposition to ignored; no handler runs.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
         if let Some(n) = spec.nproc {
             set_limit(libc::RLIMIT_NPROC, n);
         }

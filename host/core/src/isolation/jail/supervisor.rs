@@ -56,9 +56,20 @@ fn poll2(fds: &mut [libc::pollfd]) -> bool {
     n >= 0 || std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
 }
 
-/// Supervises until init reports the worker's end (its wait status, or
-/// `None` if init itself died); returns that and what the keeper saw.
-pub(super) fn run(spec: &JailSpec, status: OwnedFd, handoff: OwnedFd) -> (Option<i32>, Report) {
+/// What the keeper saw: the worker's wait status (`None` if init died
+/// without saying, or the sandbox ended it), the report, and the seccomp
+/// listener, which the keeper must hold until init is reaped (closing it
+/// would answer a forbidden call still pending `ENOSYS` and let it go on).
+pub(super) type Watched = (Option<i32>, Report, Option<OwnedFd>);
+
+/// Supervises until init reports the worker's end; on a forbidden call,
+/// kills init (`end_all`) at once.
+pub(super) fn run(
+    spec: &JailSpec,
+    status: OwnedFd,
+    handoff: OwnedFd,
+    end_all: impl Fn(),
+) -> Watched {
     let mut report = Report::default();
     let mut handoff = Some(handoff);
     let mut listener: Option<OwnedFd> = None;
@@ -85,13 +96,17 @@ pub(super) fn run(spec: &JailSpec, status: OwnedFd, handoff: OwnedFd) -> (Option
             });
         }
         if !poll2(&mut fds) {
-            return (None, report);
+            return (None, report, listener);
         }
         if fds[0].revents != 0 {
             let mut bytes = [0u8; 4];
             // SAFETY: reads into a local buffer of 4 bytes.
             let n = unsafe { libc::read(status.as_raw_fd(), bytes.as_mut_ptr().cast(), 4) };
-            return ((n == 4).then(|| i32::from_le_bytes(bytes)), report);
+            return (
+                (n == 4).then(|| i32::from_le_bytes(bytes)),
+                report,
+                listener,
+            );
         }
         let Some(second) = fds.get(1).filter(|f| f.revents != 0) else {
             continue;
@@ -131,10 +146,11 @@ pub(super) fn run(spec: &JailSpec, status: OwnedFd, handoff: OwnedFd) -> (Option
             unsafe { libc::ioctl(l.as_raw_fd(), NOTIF_SEND, &mut response) };
             continue;
         }
-        // A forbidden call: the worker ends (the caller of run kills init,
-        // which ends the namespace).
+        // A forbidden call: the worker ends (init's end ends the
+        // namespace), the call never answered.
         report.forbidden_call = Some(i64::from(n.data.nr));
-        return (None, report);
+        end_all();
+        return (None, report, listener);
     }
 }
 

@@ -1,0 +1,91 @@
+//! `--sandbox` and `--sandbox-allow-path` (every command that starts
+//! worker processes), and `fnhost sandbox check`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// The sandbox of worker processes.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// The sandbox of worker processes (process isolation and the
+    /// pre-flight of new libraries): strict (every layer, or refuse to
+    /// start), auto (every layer this kernel allows, the missing ones
+    /// named in a warning) or off (crashes, hangs and leaks contained; a
+    /// hostile handler is not).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub sandbox: fnhost::SandboxMode,
+    /// A host directory functions may ask to see read-only in their sandbox
+    /// (`read_only_paths`); repeatable. None by default.
+    #[arg(long = "sandbox-allow-path", value_name = "DIR")]
+    pub allow_paths: Vec<PathBuf>,
+}
+
+impl SandboxArgs {
+    /// The runtime's sandbox configuration.
+    pub fn config(&self) -> fnhost::SandboxConfig {
+        fnhost::SandboxConfig {
+            mode: self.sandbox,
+            allowed_paths: self.allow_paths.clone(),
+            ..fnhost::SandboxConfig::default()
+        }
+    }
+}
+
+/// `fnhost sandbox ...`
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Print each sandbox layer this host gives worker processes (or why
+    /// not), the seccomp filter and the cgroup controllers; exit 1 when a
+    /// layer the mode requires (--sandbox strict) is missing.
+    Check(CheckArgs),
+}
+
+/// `fnhost sandbox check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a `fnhost sandbox` command.
+pub fn run(command: SandboxCommand) -> anyhow::Result<i32> {
+    match command {
+        SandboxCommand::Check(a) => check(a),
+    }
+}
+
+fn check(a: CheckArgs) -> anyhow::Result<i32> {
+    let config = a.sandbox.config();
+    let layers = fnhost::sandbox::check(&config);
+    let missing = fnhost::sandbox::missing_required(&config);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "mode": config.mode.to_string(),
+                "layers": layers,
+                "missing_required": missing.iter().map(|l| l.name).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!("sandbox: {}", config.mode);
+        for layer in &layers {
+            println!("{}: {}", layer.name, layer.detail);
+        }
+        if !missing.is_empty() {
+            println!(
+                "missing, and required by --sandbox strict: {}",
+                missing
+                    .iter()
+                    .map(|l| l.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(if missing.is_empty() { 0 } else { 1 })
+}

@@ -1,0 +1,554 @@
+//! The escape suite: one tiny C fixture per attempt (tests/sandbox/*.c),
+//! each run in a sandboxed worker (process isolation under the default
+//! `--sandbox auto`), from its handler and again from its constructor at
+//! deploy time. Each test asserts that the attempt failed, how, and that
+//! the host (this test process) kept serving every other function. The
+//! same attempts through the `fnhost` binary (CLI, `watch`), a C program
+//! embedding `libfnhost_embed` and `fnhost serve` are in the tests after
+//! the table, in tests/embed_c.rs and tests/sdk/test_sandbox.py.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fnhost::{
+    error_type, FunctionConfig, InvokeResult, Isolation, Network, Runtime, RuntimeConfig,
+    SandboxPolicy,
+};
+use fnhost_e2e::{cache_dir, fnhost_bin, plugin_dir, scratch, workspace_root};
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+/// Whether this kernel gives workers every layer (else the suite says
+/// which it skips: `fnhost sandbox check` names them).
+fn full_sandbox() -> bool {
+    let missing: Vec<_> = fnhost::sandbox::check(&fnhost::SandboxConfig::default())
+        .into_iter()
+        .filter(|l| !l.available)
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("sandbox layers missing here, skipping: {missing:?}");
+    }
+    missing.is_empty()
+}
+
+/// Compiles `tests/sandbox/<name>.c` into `<dir>/<name>.so`; with
+/// `constructor`, the attempt runs when the library loads, with that
+/// argument.
+fn compile(name: &str, dir: &Path, constructor: Option<&str>) -> PathBuf {
+    let out = dir.join(format!("{name}.so"));
+    let mut cc = Command::new("cc");
+    cc.args([
+        "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-I",
+    ])
+    .arg(workspace_root().join("plugin-api/include"))
+    .arg("-I")
+    .arg(workspace_root().join("tests/sandbox"));
+    if let Some(arg) = constructor {
+        cc.arg("-DIN_CONSTRUCTOR")
+            .arg(format!("-DATTEMPT_ARG=\"{}\"", arg.replace('"', "\\\"")));
+    }
+    let status = cc
+        .arg("-o")
+        .arg(&out)
+        .arg(workspace_root().join(format!("tests/sandbox/{name}.c")))
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed for {name}");
+    out
+}
+
+/// A process-isolated function of fixture `name` (in a scratch directory
+/// of its own: `tag` tells variants apart).
+fn fixture(
+    rt: &Runtime,
+    name: &str,
+    tag: &str,
+    constructor: Option<&str>,
+    policy: SandboxPolicy,
+) -> fnhost::Function {
+    let dir = scratch(&format!("sandbox-{name}-{tag}"));
+    compile(name, &dir, constructor);
+    rt.load(
+        FunctionConfig::new(format!("{name}.Handler"), &dir)
+            .isolation(Isolation::Process)
+            .timeout(Duration::from_secs(5))
+            .sandbox(policy),
+    )
+    .unwrap_or_else(|e| panic!("load {name}: {e}"))
+}
+
+fn run(rt: &Runtime, name: &str, arg: &str) -> InvokeResult {
+    let f = fixture(rt, name, "handler", None, SandboxPolicy::default());
+    f.invoke(arg.as_bytes()).unwrap()
+}
+
+fn text(r: &InvokeResult) -> String {
+    match r.outcome.error() {
+        Some(e) => panic!("{}: {}\n{}", e.error_type, e.message, r.log),
+        None => String::from_utf8_lossy(&r.outcome.body_bytes()).into_owned(),
+    }
+}
+
+fn failure(r: &InvokeResult) -> (String, String) {
+    let e = r
+        .outcome
+        .error()
+        .unwrap_or_else(|| panic!("expected a failure, got {:?}", r.outcome));
+    (e.error_type.clone(), e.message.clone())
+}
+
+/// The host still serves: an in-process function and a sandboxed one.
+fn host_serves(rt: &Runtime) {
+    let echo = rt
+        .load(FunctionConfig::new("echo.Handler", plugin_dir()))
+        .unwrap();
+    assert_eq!(echo.invoke(b"fine").unwrap().outcome.body_bytes(), b"fine");
+    let isolated = rt
+        .load(FunctionConfig::new("echo.Handler", plugin_dir()).isolation(Isolation::Process))
+        .unwrap();
+    assert_eq!(
+        isolated.invoke(b"still").unwrap().outcome.body_bytes(),
+        b"still"
+    );
+    // Not stopped (SIGSTOP) either: this very process answers.
+    let state = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(!state.contains("State:\tT"), "{state}");
+}
+
+#[test]
+fn signals_never_reach_the_host() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let me = std::process::id();
+    let r = text(&run(&rt, "kill_parent", ""));
+    // The worker's parent is its namespace's init, which ignores it.
+    assert!(r.starts_with("kill(1, SIGKILL)"), "{r}");
+    host_serves(&rt);
+    text(&run(&rt, "kill_all", ""));
+    host_serves(&rt);
+    let visible = text(&run(&rt, "kill_from_proc", ""));
+    let pids: Vec<u32> = visible
+        .trim_start_matches("visible:")
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert!(
+        pids.iter().all(|&p| p < 10 && p != me),
+        "the worker saw processes beyond its own namespace: {visible}"
+    );
+    host_serves(&rt);
+    for signal in [libc::SIGKILL, libc::SIGSTOP] {
+        let r = text(&run(&rt, "kill_pid", &format!("{me} {signal}")));
+        assert!(r.ends_with("No such process"), "{r}");
+    }
+    let r = text(&run(&rt, "proc_mem", &me.to_string()));
+    assert!(r.ends_with("No such file or directory"), "{r}");
+    host_serves(&rt);
+}
+
+#[test]
+fn the_hosts_files_are_out_of_reach() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let marker = std::env::temp_dir().join(format!("fnhost-escape-marker-{}", std::process::id()));
+    std::fs::write(&marker, "host secret").unwrap();
+    let data = scratch("sandbox-data-dir").join("state.db");
+    std::fs::write(&data, "the server's state").unwrap();
+    // The cache copy of another function's library.
+    let echo = rt.open_library(&plugin_dir().join("libecho.so")).unwrap();
+    let victim = echo.mapped_path().to_owned();
+    for path in [
+        Path::new("/etc/shadow"),
+        marker.as_path(),
+        data.as_path(),
+        victim.as_path(),
+        cache_dir().as_path(),
+        Path::new("/root"),
+    ] {
+        let r = text(&run(&rt, "read_file", path.to_str().unwrap()));
+        assert!(
+            r.contains("No such file or directory") || r.contains("Permission denied"),
+            "{r}"
+        );
+    }
+    // What a library needs is there (the sandbox is not simply broken).
+    let r = text(&run(&rt, "read_file", "/usr/lib/os-release"));
+    assert!(r.ends_with("bytes") && !r.ends_with(" 0 bytes"), "{r}");
+    for target in [
+        "/etc/fnhost-escape 1".to_owned(),
+        "/fnhost-escape 1".to_owned(),
+        format!("{} 1", victim.display()),
+        format!("{} 1", data.display()),
+    ] {
+        let r = text(&run(&rt, "write_file", &target));
+        assert!(r.starts_with("open "), "{target}: {r}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&data).unwrap(),
+        "the server's state"
+    );
+    let r = text(&run(&rt, "write_file", "/tmp/scratch 1000"));
+    assert_eq!(r, "wrote 1000 bytes to /tmp/scratch");
+    std::fs::remove_file(&marker).unwrap();
+    host_serves(&rt);
+}
+
+#[test]
+fn tmp_is_private_and_limited() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let small = SandboxPolicy {
+        tmp_mb: 1,
+        ..SandboxPolicy::default()
+    };
+    let f = fixture(&rt, "write_file", "tmp-limit", None, small);
+    let r = text(&f.invoke(b"/tmp/big 3000000").unwrap());
+    assert!(
+        r.contains("No space left on device") || r.contains("File too large"),
+        "{r}"
+    );
+    host_serves(&rt);
+}
+
+#[test]
+fn the_environment_is_empty_but_for_what_the_function_declares() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let r = text(&run(&rt, "environment", ""));
+    assert_eq!(r, "FNHOST_WORKER_PROCESS=1\n");
+    let declared = SandboxPolicy {
+        env: vec!["PATH".into()],
+        ..SandboxPolicy::default()
+    };
+    let f = fixture(&rt, "environment", "declared", None, declared);
+    let r = text(&f.invoke(b"").unwrap());
+    let path = std::env::var("PATH").unwrap();
+    assert!(r.contains(&format!("PATH={path}\n")), "{r}");
+    assert_eq!(r.lines().count(), 2, "{r}");
+}
+
+/// A listener that counts the connections it accepted.
+fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+fn accepted(l: &TcpListener) -> usize {
+    std::iter::from_fn(|| l.accept().ok()).count()
+}
+
+#[test]
+fn no_network_by_default_and_only_the_allowlist_with_the_hosts() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let (open, port) = listener();
+    let (other, other_port) = listener();
+    let r = text(&run(&rt, "connect", &format!("127.0.0.1 {port}")));
+    assert!(!r.ends_with("connected"), "{r}");
+    // The host's network: loopback (the host's own services) only when
+    // listed, and only what is listed.
+    let host = SandboxPolicy {
+        network: Network::Host,
+        ..SandboxPolicy::default()
+    };
+    let f = fixture(&rt, "connect", "host", None, host);
+    let r = text(&f.invoke(format!("127.0.0.1 {port}").as_bytes()).unwrap());
+    assert!(r.ends_with("Permission denied"), "{r}");
+    let listed = SandboxPolicy {
+        network: Network::Host,
+        allow_outbound: vec![format!("127.0.0.1:{port}")],
+        ..SandboxPolicy::default()
+    };
+    let f = fixture(&rt, "connect", "listed", None, listed);
+    let r = text(&f.invoke(format!("127.0.0.1 {port}").as_bytes()).unwrap());
+    assert!(r.ends_with("connected"), "{r}");
+    let r = f
+        .invoke(format!("127.0.0.1 {other_port}").as_bytes())
+        .unwrap();
+    assert!(text(&r).ends_with("Permission denied"), "{}", text(&r));
+    assert!(
+        r.log.contains("not in the function's allow_outbound"),
+        "{}",
+        r.log
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(accepted(&open), 1, "only the listed connection arrived");
+    assert_eq!(accepted(&other), 0);
+    host_serves(&rt);
+}
+
+#[test]
+fn forbidden_system_calls_end_the_worker_and_are_named() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    for (name, call) in [
+        ("ptrace_parent", "ptrace"),
+        ("process_vm_writev", "process_vm_writev"),
+        ("mount", "mount"),
+        ("unshare", "unshare"),
+        ("setns", "setns"),
+        ("bpf", "bpf"),
+        ("keyctl", "keyctl"),
+        ("io_uring_setup", "io_uring_setup"),
+        ("raw_socket", "socket"),
+        ("netlink_socket", "socket"),
+    ] {
+        let r = run(&rt, name, "");
+        let (ty, message) = failure(&r);
+        assert_eq!(ty, fnhost::sandbox::SANDBOX_VIOLATION, "{name}: {message}");
+        assert_eq!(
+            message,
+            format!("the handler made a forbidden system call: {call}"),
+            "{name}"
+        );
+    }
+    host_serves(&rt);
+}
+
+#[test]
+fn a_fork_bomb_fails_that_call_only() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let dir = scratch("sandbox-fork-bomb");
+    compile("fork_bomb", &dir, None);
+    let f = rt
+        .load(
+            FunctionConfig::new("fork_bomb.Handler", &dir)
+                .isolation(Isolation::Process)
+                .timeout(Duration::from_secs(2)),
+        )
+        .unwrap();
+    let r = f.invoke(b"").unwrap();
+    let (ty, message) = failure(&r);
+    assert_eq!(ty, fnhost::sandbox::SANDBOX_VIOLATION, "{message}");
+    assert!(message.contains("limit of 256 processes"), "{message}");
+    host_serves(&rt);
+}
+
+#[test]
+fn a_memory_balloon_is_refused_or_ends_as_the_memory_limit() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let r = text(&run(&rt, "mmap_balloon", "private"));
+    assert_eq!(r, "mmap: Cannot allocate memory");
+    let r = run(&rt, "mmap_balloon", "shared");
+    let (ty, message) = failure(&r);
+    assert_eq!(ty, error_type::MEMORY_LIMIT, "{message}\n{}", r.log);
+    host_serves(&rt);
+}
+
+fn processes_named(name: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .count()
+}
+
+#[test]
+fn a_setsid_double_fork_ends_with_its_worker() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let name = format!("esc{}", std::process::id() % 100_000);
+    let f = fixture(
+        &rt,
+        "setsid_escape",
+        "handler",
+        None,
+        SandboxPolicy::default(),
+    );
+    text(&f.invoke(name.as_bytes()).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_named(&name) == 0 {
+        assert!(Instant::now() < deadline, "the daemon never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(f);
+    drop(rt);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_named(&name) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a daemon outlived its worker's sandbox"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn constructors_are_contained_at_deploy_time_too() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let me = std::process::id().to_string();
+    for (name, arg, expect) in [
+        ("kill_parent", "", "kill(1, SIGKILL)"),
+        ("kill_pid", &*format!("{me} 19"), "No such process"),
+        ("read_file", "/etc/shadow", "No such file or directory"),
+        ("write_file", "/etc/escape 1", "open /etc/escape"),
+        ("connect", "127.0.0.1 5432", "open"),
+    ] {
+        let f = fixture(
+            &rt,
+            name,
+            "constructor",
+            Some(arg),
+            SandboxPolicy::default(),
+        );
+        let r = text(&f.invoke(b"").unwrap());
+        if name == "connect" {
+            assert!(!r.ends_with("connected"), "{r}");
+        } else {
+            assert!(r.contains(expect), "{name}: {r}");
+        }
+        host_serves(&rt);
+    }
+    // A forbidden call in a constructor fails the worker's start, named.
+    for (name, call) in [("ptrace_parent", "ptrace"), ("mount", "mount")] {
+        let f = fixture(&rt, name, "constructor", Some(""), SandboxPolicy::default());
+        let (ty, message) = failure(&f.invoke(b"").unwrap());
+        assert_eq!(ty, error_type::INITIALIZATION, "{message}");
+        assert!(
+            message.contains(&format!("forbidden system call: {call}")),
+            "{message}"
+        );
+    }
+    // In the pre-flight of a library to be mapped in process, too.
+    let dir = scratch("sandbox-preflight-mount");
+    compile("mount", &dir, Some(""));
+    let e = rt
+        .load(FunctionConfig::new("mount.Handler", &dir))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the library's initialization code made a forbidden system call: mount"),
+        "{e}"
+    );
+    host_serves(&rt);
+}
+
+/// `fnhost invoke --isolation process` of a fixture (and `fnhost inspect`
+/// of its constructor variant): the CLI survives to print the answer.
+#[test]
+fn the_cli_survives_every_signal_attempt() {
+    if !full_sandbox() {
+        return;
+    }
+    for (name, ctor) in [
+        ("kill_parent", None),
+        ("kill_all", None),
+        ("kill_parent", Some("")),
+    ] {
+        let dir = scratch(&format!("sandbox-cli-{name}-{}", ctor.is_some()));
+        let library = compile(name, &dir, ctor);
+        let out = Command::new(fnhost_bin())
+            .args([
+                "invoke",
+                &format!("{name}.Handler"),
+                "--isolation",
+                "process",
+                "--code-dir",
+            ])
+            .arg(&dir)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {:?}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("kill("));
+        // inspect: the constructor runs in the sandboxed checker only.
+        let out = Command::new(fnhost_bin())
+            .arg("inspect")
+            .arg(&library)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {out:?}");
+    }
+}
+
+/// `fnhost watch` with a library dropped into its directory whose
+/// constructor signals its parent: the watcher keeps serving.
+#[test]
+fn fnhost_watch_survives_a_dropped_library() {
+    if !full_sandbox() {
+        return;
+    }
+    let dir = scratch("sandbox-watch");
+    let mut watch = Command::new(fnhost_bin())
+        .args([
+            "watch",
+            "--isolation",
+            "process",
+            "--invoke",
+            "kill_parent.Handler",
+            "--cache-dir",
+        ])
+        .arg(cache_dir())
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let build = scratch("sandbox-watch-build");
+    let library = compile("kill_parent", &build, Some(""));
+    std::fs::copy(&library, dir.join("kill_parent.so")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let alive = watch.try_wait().unwrap().is_none();
+    watch.kill().unwrap();
+    let status = watch.wait().unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    watch
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    watch
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(alive, "fnhost watch ended: {status:?}\n{out}{err}");
+    // It deployed the library and called it: the constructor's attempt
+    // reached only the sandbox's init.
+    assert!(out.contains("kill(1, SIGKILL)"), "{out}{err}");
+}
