@@ -147,9 +147,35 @@ impl PackageStore {
     /// The package stored under `digest`: here, or else downloaded from the
     /// shared object storage (checked against the digest, then stored here
     /// as an upload would be). `Ok(None)`: neither has it.
+    ///
+    /// A package found here is verified first, as every package to be
+    /// mapped is: its zip against the digest, its extracted tree against
+    /// the zip (a worker without the sandbox, or anything else that could
+    /// write the data directory, may have changed either). A tree that
+    /// differs is extracted again from the verified zip; a zip that
+    /// differs is dropped and, in a cluster, downloaded again.
     pub fn fetch(&self, digest: &str) -> Result<Option<Package>, PackageError> {
         if let Some(p) = self.get(digest) {
-            return Ok(Some(p));
+            match self.verify(&p) {
+                Ok(()) => return Ok(Some(p)),
+                Err(why) => {
+                    log::warn!(target: "fnhost::server", "code package {digest} was altered on disk ({why}): not used as it is");
+                    match fs::read(p.dir.with_file_name(ZIP)) {
+                        Ok(zip) if hex::encode(Sha256::digest(&zip)) == digest => {
+                            self.extract_again(digest, &zip)?;
+                            return Ok(self.get(digest));
+                        }
+                        _ => {
+                            remove(&self.root.join(digest));
+                            if self.remote.is_none() {
+                                return Err(PackageError::Io(io::Error::other(format!(
+                                    "code package {digest} was altered on disk and its zip no longer matches its digest: upload the code again"
+                                ))));
+                            }
+                        }
+                    }
+                }
+            }
         }
         let Some(remote) = &self.remote else {
             return Ok(None);
@@ -165,6 +191,83 @@ impl PackageStore {
             Some(zip) => self.store_here(&zip, None).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Checks a stored package: its zip hashes to its digest, and its
+    /// extracted tree holds exactly the zip's files with the zip's bytes.
+    fn verify(&self, package: &Package) -> Result<(), String> {
+        let zip = fs::read(package.dir.with_file_name(ZIP)).map_err(|e| e.to_string())?;
+        if hex::encode(Sha256::digest(&zip)) != package.digest {
+            return Err("its zip does not match its digest".into());
+        }
+        let mut archive =
+            zip::ZipArchive::new(std::io::Cursor::new(&zip[..])).map_err(|e| e.to_string())?;
+        let mut expected = HashSet::new();
+        for i in 0..archive.len().min(MAX_ENTRIES) {
+            let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
+            let Some(relative) = entry.enclosed_name() else {
+                return Err("an entry outside the package".into());
+            };
+            if let Some(first) = relative.components().next() {
+                expected.insert(PathBuf::from(first.as_os_str()));
+            }
+            if entry.is_dir() {
+                continue;
+            }
+            let path = package.dir.join(&relative);
+            let meta =
+                fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", relative.display()))?;
+            if !meta.file_type().is_file() || meta.len() != entry.size() {
+                return Err(format!("{} changed", relative.display()));
+            }
+            let mut file = fs::File::open(&path).map_err(|e| e.to_string())?;
+            let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+            loop {
+                let n = read_full(&mut entry, &mut a).map_err(|e| e.to_string())?;
+                let m = read_full(&mut file, &mut b[..n.max(1)]).map_err(|e| e.to_string())?;
+                if n != m || a[..n] != b[..m] {
+                    return Err(format!("{} changed", relative.display()));
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        // Nothing planted beside them at the root (a libNAME.so beside
+        // NAME.so would be loaded instead).
+        for e in fs::read_dir(&package.dir)
+            .map_err(|e| e.to_string())?
+            .flatten()
+        {
+            let name = PathBuf::from(e.file_name());
+            if !expected.contains(&name) {
+                return Err(format!("{} was added", name.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces a package's extracted tree with a fresh extraction of its
+    /// (verified) zip.
+    fn extract_again(&self, digest: &str, zip: &[u8]) -> Result<(), PackageError> {
+        let dir = self.root.join(digest);
+        let n = TEMP.fetch_add(1, Ordering::Relaxed);
+        let fresh = self
+            .root
+            .join(format!("{TMP}{digest}-{}-{n}", std::process::id()));
+        let stale = self
+            .root
+            .join(format!("{TMP}{digest}-{}-{n}-stale", std::process::id()));
+        let result = (|| -> Result<(), PackageError> {
+            extract(zip, &fresh)?;
+            fs::rename(dir.join(ROOT), &stale)?;
+            fs::rename(&fresh, dir.join(ROOT))?;
+            sync_dir(&dir);
+            Ok(())
+        })();
+        remove(&fresh);
+        remove(&stale);
+        result
     }
 
     /// The package stored under `digest` here, if any.
@@ -316,6 +419,18 @@ fn sync_dir(dir: &Path) {
 
 fn invalid(message: impl Into<String>) -> PackageError {
     PackageError::Invalid(message.into())
+}
+
+/// Reads until `buf` is full or the end.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// Extracts `zip` into `dir` (created), refusing unsafe, oversized or
@@ -525,6 +640,39 @@ mod tests {
         // Storing the same bytes again works (it once failed with
         // "Directory not empty").
         assert_eq!(store.store(&zip, Some("echo")).unwrap(), p);
+    }
+
+    #[test]
+    fn a_package_altered_on_disk_is_extracted_again_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackageStore::new(dir.path()).unwrap();
+        let lib = library();
+        let zip = zip_of(&[("victim.so", &lib)]);
+        let p = store.store(&zip, Some("victim")).unwrap();
+        // What a worker that could write the data directory would do:
+        // another function's library replaced, a second one planted.
+        let mut planted = lib.clone();
+        planted.extend_from_slice(b"attacker");
+        fs::set_permissions(
+            p.dir.join("victim.so"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        fs::write(p.dir.join("victim.so"), &planted).unwrap();
+        fs::write(p.dir.join("libvictim.so"), &planted).unwrap();
+        let again = store.fetch(&p.digest).unwrap().unwrap();
+        assert_eq!(fs::read(again.dir.join("victim.so")).unwrap(), lib);
+        assert!(!again.dir.join("libvictim.so").exists());
+        assert!(store.verify(&again).is_ok());
+        // The zip itself changed: nothing of it is trusted.
+        fs::write(
+            again.dir.with_file_name(ZIP),
+            zip_of(&[("victim.so", &planted)]),
+        )
+        .unwrap();
+        let e = store.fetch(&p.digest).unwrap_err().to_string();
+        assert!(e.contains("upload the code again"), "{e}");
+        assert!(store.get(&p.digest).is_none());
     }
 
     #[test]
