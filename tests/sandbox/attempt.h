@@ -31,6 +31,11 @@ static int32_t handle(const fnhost_context *ctx, fnhost_host_str payload) {
     size_t len = payload.len < sizeof arg - 1 ? payload.len : sizeof arg - 1;
     memcpy(arg, payload.ptr, len);
     arg[len] = 0;
+    /* A JSON string payload ("...") stands for its text. */
+    if (len >= 2 && arg[0] == '"' && arg[len - 1] == '"') {
+        memmove(arg, arg + 1, len - 2);
+        arg[len - 2] = 0;
+    }
     out[0] = 0;
     attempt(arg, out, sizeof out);
 #endif

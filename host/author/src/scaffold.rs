@@ -125,6 +125,7 @@ pub fn files(
         isolation: Some(fnhost::Isolation::InProcess),
         concurrency: Default::default(),
         user_data: [("GREETING".to_owned(), "hello".to_owned())].into(),
+        sandbox: None,
         triggers: Vec::new(),
     };
     if lang == Lang::Go {

@@ -50,7 +50,11 @@ typedef struct fnhost_result fnhost_result;     /* opaque */
 const char *fnhost_version(void);
 
 /* A runtime. config_json may be NULL (defaults); keys: "cache_dir",
- * "worker_executable", "max_worker_processes". On failure returns NULL
+ * "worker_executable", "max_worker_processes", "sandbox" (the sandbox of
+ * worker processes: "strict", every layer or the runtime is refused;
+ * "auto", the default, every layer this kernel allows; "off", crashes and
+ * hangs contained but not a hostile handler), "sandbox_allow_paths" (host
+ * directories a function may see read-only). On failure returns NULL
  * and, when error_out is not NULL, sets *error_out to a message the caller
  * frees with fnhost_string_free. */
 fnhost_runtime *fnhost_runtime_new(const char *config_json, char **error_out);
@@ -79,7 +83,12 @@ char *fnhost_runtime_stats_json(const fnhost_runtime *rt);
  * (required), "name", "initializer", "timeout_s", "memory_mb", "user_data"
  * (an object of strings), "isolation" ("auto", the default: "process" for
  * a Go library, "in-process" otherwise | "inline" | "in-process" |
- * "process"). NULL on failure, with *error_out set as for
+ * "process"), "sandbox" (what its sandboxed worker may reach beyond the
+ * minimum: {"network": "none" | "host", "allow_outbound": ["ADDR:PORT",
+ * "CIDR:PORT"], "tmp_mb": 512, "env": ["NAME"], "read_only_paths":
+ * ["/DIR"]}). In process and inline, the handler is trusted: it shares
+ * this program's memory; in process isolation nothing it does reaches this
+ * program. NULL on failure, with *error_out set as for
  * fnhost_runtime_new (a bad library's message names what is wrong). */
 fnhost_function *fnhost_function_load(fnhost_runtime *rt, const char *config_json, char **error_out);
 /* Frees a function (NULL is fine); not while another thread invokes it. */

@@ -138,6 +138,11 @@ struct RuntimeJson {
     cache_dir: Option<PathBuf>,
     worker_executable: Option<PathBuf>,
     max_worker_processes: Option<usize>,
+    /// "strict", "auto" (the default) or "off".
+    sandbox: Option<String>,
+    /// Host directories functions may see read-only.
+    #[serde(default)]
+    sandbox_allow_paths: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +157,8 @@ struct FunctionJson {
     #[serde(default)]
     user_data: BTreeMap<String, String>,
     isolation: Option<String>,
+    /// The function's sandbox policy (process isolation).
+    sandbox: Option<fnhost::SandboxPolicy>,
 }
 
 impl FunctionJson {
@@ -180,6 +187,9 @@ impl FunctionJson {
         if let Some(i) = self.isolation {
             let isolation: Isolation = i.parse().map_err(|e| format!("isolation: {e}"))?;
             config = config.isolation(isolation);
+        }
+        if let Some(sandbox) = self.sandbox {
+            config = config.sandbox(sandbox);
         }
         Ok(config)
     }
@@ -338,6 +348,10 @@ pub unsafe extern "C" fn fnhost_runtime_new(
             if let Some(max) = json.max_worker_processes {
                 config.max_worker_processes = max;
             }
+            if let Some(mode) = json.sandbox {
+                config.sandbox.mode = mode.parse().map_err(|e| format!("sandbox: {e}"))?;
+            }
+            config.sandbox.allowed_paths = json.sandbox_allow_paths;
             Runtime::new(config).map_err(|e| e.to_string())
         },
     );

@@ -19,6 +19,13 @@
 //! [user_data]
 //! GREETING = "hello"
 //!
+//! [sandbox]                         # process isolation: what it may reach
+//! network = "host"                  # "none" (default) | "host"
+//! allow_outbound = ["203.0.113.7:443", "10.0.0.0/8:5432"]
+//! tmp_mb = 512
+//! env = ["TZ"]                      # the host's variables passed through
+//! read_only_paths = ["/srv/models"] # if the operator allowed them
+//!
 //! [[triggers]]
 //! type = "APIG"
 //! path = "/orders"
@@ -79,6 +86,9 @@ pub struct Manifest {
     /// Key-value pairs the handler reads with `ctx.user_data(KEY)`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user_data: BTreeMap<String, String>,
+    /// What its sandbox allows beyond the minimum (process isolation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<fnhost::SandboxPolicy>,
     /// Triggers created with the function on deploy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<Trigger>,
@@ -438,6 +448,9 @@ impl Manifest {
         for (k, v) in &self.user_data {
             config = config.user_data(k.clone(), v.clone());
         }
+        if let Some(sandbox) = &self.sandbox {
+            config = config.sandbox(sandbox.clone());
+        }
         config
     }
 
@@ -482,6 +495,12 @@ reserved = 1
 [user_data]
 GREETING = "hello"
 
+[sandbox]
+network = "host"
+allow_outbound = ["203.0.113.7:443"]
+tmp_mb = 64
+env = ["TZ"]
+
 [[triggers]]
 type = "APIG"
 path = "/orders"
@@ -513,6 +532,12 @@ user_event = "tick"
         assert_eq!(c.instances.concurrency_per_instance, 2);
         assert_eq!(c.instances.reserved_instances, 1);
         assert_eq!(c.user_data["GREETING"], "hello");
+        assert_eq!(c.sandbox.network, fnhost::Network::Host);
+        assert_eq!(c.sandbox.allow_outbound, ["203.0.113.7:443"]);
+        assert_eq!(
+            (c.sandbox.tmp_mb, &c.sandbox.env[..]),
+            (64, &["TZ".to_owned()][..])
+        );
         c.validate().unwrap();
         // It round-trips.
         assert_eq!(parse(&m.to_toml()).unwrap(), m);
@@ -523,6 +548,7 @@ user_event = "tick"
         let m = parse("name = \"echo\"\nhandler = \"echo.Handler\"\n").unwrap();
         assert_eq!((m.memory_mb, m.timeout_s), (128, 3));
         assert_eq!(m.isolation, None);
+        assert_eq!(m.sandbox, None);
         assert_eq!(m.function_config(".").isolation, Isolation::Auto);
         assert_eq!(m.concurrency, Concurrency::default());
     }
