@@ -9,8 +9,10 @@
 #              calling thread, worker thread, I/O-thread lane)
 #   handoff    the worker-thread path and the bare hand-off, median and p99,
 #              in 10 processes in a row (is the path steady?)
-#   isolation  isolation_1KiB (raw Unix socket, raw shared memory, fnhost)
-#   cold_load  cold loads beside a bare dlopen, the pre-flight beside a bare spawn
+#   isolation  isolation_1KiB (raw Unix socket, raw shared memory, fnhost
+#              unsandboxed and sandboxed)
+#   cold_load  cold loads beside a bare dlopen, the pre-flight beside a bare
+#              spawn, worker_start (bare spawn, a worker, a sandboxed worker)
 #   instructions  callgrind instruction counts of the in-process paths
 #   lifecycle  hot swap (criterion)
 #   go         a Go handler (criterion; needs Go)

@@ -17,6 +17,13 @@
 //!   (`Runtime::load`, pre-flight included). Each timed load starts once
 //!   the pre-started checker the previous one left is ready (`quiesce`).
 //!
+//! - `worker_start`: spawn to first answer of a process-isolated `echo`
+//!   (a new generation's first worker: the process, its library, the first
+//!   call), unsandboxed (`fnhost_worker`) and in the sandbox
+//!   (`fnhost_sandboxed_worker`: namespaces, the minimal root, cgroup,
+//!   Landlock, seccomp), beside starting `/bin/true` and waiting for it
+//!   (`bare_spawn`) in the same rounds.
+//!
 //! Run with `scripts/bench.sh`, which builds the sample plugins in release
 //! first.
 
@@ -164,6 +171,85 @@ fn main() {
     if rounds::selected("preflight") {
         preflight(&rt, work.path(), &testplugin);
     }
+    if rounds::selected("worker_start") {
+        worker_start(cache.path(), &release);
+    }
+}
+
+/// Spawn to first answer of a process-isolated `echo`, unsandboxed and
+/// sandboxed, beside a bare spawn.
+fn worker_start(cache: &Path, release: &Path) {
+    let runtime = |mode| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.to_owned()),
+            worker_executable: Some(worker::fnhost_binary()),
+            sandbox: fnhost::SandboxConfig {
+                mode,
+                ..fnhost::SandboxConfig::default()
+            },
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    };
+    let (plain, sandboxed) = (
+        runtime(fnhost::SandboxMode::Off),
+        runtime(fnhost::SandboxMode::Auto),
+    );
+    let first_answer = |rt: &Runtime| {
+        let rt = rt.clone();
+        let release = release.to_owned();
+        Box::new(move |n: u64| {
+            let mut total = Duration::ZERO;
+            for _ in 0..n {
+                let config = FunctionConfig::new("echo.Handler", &release)
+                    .isolation(fnhost::Isolation::Process);
+                let start = Instant::now();
+                let f = rt.load(config).unwrap();
+                assert_eq!(f.invoke(b"x").unwrap().outcome.body_bytes(), b"x");
+                total += start.elapsed();
+                // Its worker ends with it, outside the timed part.
+                drop(f);
+            }
+            total
+        }) as Box<dyn FnMut(u64) -> Duration>
+    };
+    let cases = vec![
+        Case::new(
+            "bare_spawn",
+            Box::new(|n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    std::process::Command::new("/bin/true").status().unwrap();
+                }
+                start.elapsed()
+            }),
+        )
+        .max_batch(16),
+        Case::new("fnhost_worker", first_answer(&plain)).max_batch(16),
+        Case::new("fnhost_sandboxed_worker", first_answer(&sandboxed)).max_batch(16),
+    ];
+    let m = rounds::run("worker_start", cases);
+    let sandboxed_to_plain = rounds::ratio(&m[2], &m[1]);
+    let plain_to_spawn = rounds::ratio(&m[1], &m[0]);
+    println!(
+        "fnhost_sandboxed_worker / fnhost_worker: {:.2}x ({:.2}-{:.2}); \
+         fnhost_worker / bare_spawn: {:.2}x ({:.2}-{:.2})",
+        sandboxed_to_plain.0,
+        sandboxed_to_plain.1,
+        sandboxed_to_plain.2,
+        plain_to_spawn.0,
+        plain_to_spawn.1,
+        plain_to_spawn.2
+    );
+    rounds::save(
+        "worker_start",
+        m[0].rounds_ns.len() as u64,
+        &m,
+        &[
+            ("sandboxed_to_unsandboxed", sandboxed_to_plain.0),
+            ("unsandboxed_to_bare_spawn", plain_to_spawn.0),
+        ],
+    );
 }
 
 /// The default code cache's parent kind: tmpfs where there is one.

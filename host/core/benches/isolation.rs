@@ -4,9 +4,11 @@
 //! channel fnhost's workers use (memfd slots, spin then futex or socket
 //! doorbell), to a child that echoes it; versus invoking `echo` with 1 KiB
 //! in a worker process through fnhost (encoding, context, result, summary,
-//! memory accounting, output capture and log included). Both children are
-//! this benchmark binary, re-executed. In-process invocation is shown for
-//! reference.
+//! memory accounting, output capture and log included), unsandboxed
+//! (`fnhost_process_isolation`, `--sandbox off`) and in the sandbox
+//! (`fnhost_sandboxed`: namespaces, Landlock, a seccomp filter on every
+//! system call). Both children are this benchmark binary, re-executed.
+//! In-process invocation is shown for reference.
 //!
 //! Run with `scripts/bench.sh` (builds the `fnhost` binary and the sample
 //! plugins in release first).
@@ -119,12 +121,23 @@ fn main() {
     let mut shm_child = child("shm", &shm_child_end, Some(channel.fd()));
     drop(shm_child_end);
 
-    let rt = Runtime::new(RuntimeConfig {
-        worker_executable: Some(dir.join("fnhost")),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
+    let runtime = |mode| {
+        Runtime::new(RuntimeConfig {
+            worker_executable: Some(dir.join("fnhost")),
+            sandbox: fnhost::SandboxConfig {
+                mode,
+                ..fnhost::SandboxConfig::default()
+            },
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    };
+    let rt = runtime(fnhost::SandboxMode::Off);
     let isolated = rt
+        .load(FunctionConfig::new("echo.Handler", &dir).isolation(Isolation::Process))
+        .unwrap();
+    let sandboxed_rt = runtime(fnhost::SandboxMode::Auto);
+    let sandboxed = sandboxed_rt
         .load(FunctionConfig::new("echo.Handler", &dir).isolation(Isolation::Process))
         .unwrap();
     let in_process = rt.load(FunctionConfig::new("echo.Handler", &dir)).unwrap();
@@ -160,6 +173,12 @@ fn main() {
             }),
         ),
         Case::new(
+            "fnhost_sandboxed",
+            each(|| {
+                black_box(sandboxed.invoke(black_box(&payload)).unwrap());
+            }),
+        ),
+        Case::new(
             "fnhost_in_process",
             each(|| {
                 black_box(in_process.invoke(black_box(&payload)).unwrap());
@@ -170,10 +189,22 @@ fn main() {
     let (iso, shm, sock) = (&m[2], &m[1], &m[0]);
     let to_shm = ratio(iso, shm);
     let to_socket = ratio(iso, sock);
+    let sandboxed_to_plain = ratio(&m[3], iso);
+    let sandboxed_to_shm = ratio(&m[3], shm);
     println!(
         "fnhost_process_isolation / raw_unix_socket_round_trip: {:.2}x ({:.2}-{:.2}); \
          / raw_shared_memory_round_trip: {:.2}x ({:.2}-{:.2})",
         to_socket.0, to_socket.1, to_socket.2, to_shm.0, to_shm.1, to_shm.2
+    );
+    println!(
+        "fnhost_sandboxed / fnhost_process_isolation: {:.2}x ({:.2}-{:.2}); \
+         / raw_shared_memory_round_trip: {:.2}x ({:.2}-{:.2})",
+        sandboxed_to_plain.0,
+        sandboxed_to_plain.1,
+        sandboxed_to_plain.2,
+        sandboxed_to_shm.0,
+        sandboxed_to_shm.1,
+        sandboxed_to_shm.2
     );
     rounds::save(
         "isolation_1KiB",
@@ -182,6 +213,8 @@ fn main() {
         &[
             ("isolation_to_socket", to_socket.0),
             ("isolation_to_shared_memory", to_shm.0),
+            ("sandboxed_to_unsandboxed", sandboxed_to_plain.0),
+            ("sandboxed_to_shared_memory", sandboxed_to_shm.0),
         ],
     );
     drop(parent);
