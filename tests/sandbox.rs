@@ -552,3 +552,96 @@ fn fnhost_watch_survives_a_dropped_library() {
     // reached only the sandbox's init.
     assert!(out.contains("kill(1, SIGKILL)"), "{out}{err}");
 }
+
+/// A C program embedding `libfnhost_embed` loads the attacks (a handler
+/// and a constructor signalling its parent, a forbidden call) with process
+/// isolation and keeps serving.
+#[test]
+fn a_c_program_embedding_fnhost_survives_the_attacks() {
+    if !full_sandbox() {
+        return;
+    }
+    let dir = scratch("sandbox-embed");
+    let (handler, ctor, forbidden) = (dir.join("handler"), dir.join("ctor"), dir.join("forbidden"));
+    for d in [&handler, &ctor, &forbidden] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    compile("kill_parent", &handler, None);
+    compile("kill_parent", &ctor, Some(""));
+    compile("ptrace_parent", &forbidden, None);
+    let exe = dir.join("embed_host");
+    let built = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-I"])
+        .arg(workspace_root().join("host/embed/include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(workspace_root().join("tests/sandbox/embed_host.c"))
+        .arg("-L")
+        .arg(fnhost_e2e::target_dir())
+        .arg("-lfnhost_embed")
+        .status()
+        .unwrap();
+    assert!(built.success(), "cc failed");
+    let out = Command::new(&exe)
+        .arg(plugin_dir())
+        .arg(&handler)
+        .arg("kill_parent.Handler")
+        .arg(&ctor)
+        .arg("kill_parent.Handler")
+        .arg(&forbidden)
+        .arg("ptrace_parent.Handler")
+        .env("LD_LIBRARY_PATH", fnhost_e2e::target_dir())
+        .env("FNHOST_WORKER_EXECUTABLE", fnhost_bin())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches("kill_parent.Handler: ok kill(1, SIGKILL)")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("the handler made a forbidden system call: ptrace"),
+        "{text}"
+    );
+    assert!(text.contains("echo: still here"), "{text}");
+}
+
+/// Go handlers run in the sandbox too (their default is process isolation):
+/// the Go runtime's threads, signals and `/proc` reads work, and the escape
+/// suite's Go equivalents fail.
+#[test]
+fn go_handlers_run_in_the_sandbox_and_cannot_escape_it() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let f = rt
+        .load(FunctionConfig::new(
+            "misbehaving.Cases",
+            fnhost_e2e::go_plugins(),
+        ))
+        .unwrap();
+    assert_eq!(f.config().isolation, Isolation::Process);
+    let answer = |payload: &str| text(&f.invoke(payload.as_bytes()).unwrap());
+    // Its parent is the sandbox's init, out of its Landlock domain.
+    assert_eq!(
+        answer("\"kill-parent\""),
+        "kill(1, SIGKILL): operation not permitted"
+    );
+    for path in ["/etc/shadow", cache_dir().to_str().unwrap()] {
+        let r = answer(&format!("\"read:{path}\""));
+        assert!(r.contains("no such file or directory"), "{r}");
+    }
+    let env = answer("\"environment\"");
+    assert_eq!(env, "[\"FNHOST_WORKER_PROCESS=1\"]");
+    // The seed's ordinary cases still answer, from a sandboxed Go runtime.
+    assert!(answer("\"context\"").contains("request_id"));
+    host_serves(&rt);
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"huaweicloud.com/go-runtime/go-api/context"
@@ -72,6 +73,23 @@ func Cases(payload []byte, ctx context.RuntimeContext) (interface{}, error) {
 		return "[" + leaked.GetRequestID() + "]", nil
 	case "build":
 		return BUILD, nil
+	// The escape suite's Go equivalents (tests/sandbox.rs): in a sandboxed
+	// worker each fails.
+	case "kill-parent":
+		parent := os.Getppid()
+		return fmt.Sprintf("kill(%d, SIGKILL): %v", parent, syscall.Kill(parent, syscall.SIGKILL)), nil
+	case "environment":
+		return os.Environ(), nil
+	}
+	if word := strings.Trim(strings.TrimSpace(string(payload)), `"`); strings.HasPrefix(word, "read:") {
+		path := strings.TrimPrefix(word, "read:")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err.Error(), nil
+		}
+		return fmt.Sprintf("read %d bytes", len(data)), nil
+	}
+	switch strings.Trim(strings.TrimSpace(string(payload)), `"`) {
 	case "goroutine-panic":
 		done := make(chan struct{})
 		go func() { defer close(done); panic("in a goroutine of its own") }()

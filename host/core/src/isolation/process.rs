@@ -182,6 +182,11 @@ impl Worker {
                 if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
                     command.env("LD_LIBRARY_PATH", path);
                 }
+                // What the function declared, in the environment the
+                // process starts with (a Go library reads that one).
+                if let Some(spec) = launch.sandbox {
+                    command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+                }
                 Some(pipe()?)
             }
             None => None,

@@ -411,16 +411,22 @@ impl Confinement {
         if let Some(n) = spec.nproc {
             set_limit(libc::RLIMIT_NPROC, n);
         }
-        // The host started us with an empty environment (plus what the
-        // dynamic loader needed to start this executable); the function
-        // sees only what it declared.
-        let names: Vec<_> = std::env::vars_os().map(|(k, _)| k).collect();
+        // The host started us with the environment the function sees (the
+        // marker and what it declared), plus what the dynamic loader needed
+        // to start this executable: that goes now, in place (a Go library
+        // reads the array the process started with).
+        let keep = |name: &std::ffi::OsStr| {
+            name.to_str().is_some_and(|n| {
+                n == super::WORKER_ENV.to_str().unwrap_or_default()
+                    || spec.env.iter().any(|(k, _)| k == n)
+            })
+        };
+        let names: Vec<_> = std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| !keep(k))
+            .collect();
         for name in names {
             std::env::remove_var(name);
-        }
-        std::env::set_var(super::WORKER_ENV.to_str().unwrap_or_default(), "1");
-        for (name, value) in &spec.env {
-            std::env::set_var(name, value);
         }
         if spec.layers.mount_ns {
             std::env::set_current_dir("/tmp")?;
