@@ -69,6 +69,12 @@ def test_the_environment_it_sets_is_what_fnhost_reads_and_probes_match_the_serve
     security = c["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+    # What the worker sandbox needs: a pod user namespace, namespaces and
+    # mounts its profiles would forbid, a /proc of a worker's own.
+    assert deployment["spec"]["template"]["spec"]["hostUsers"] is False
+    assert security["procMount"] == "Unmasked"
+    assert security["seccompProfile"]["type"] == "Unconfined"
+    assert security["capabilities"]["drop"] == ["ALL"]
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
