@@ -8,7 +8,10 @@
 # floods without newlines, forged end-of-output markers, handlers that fork
 # past their deadline, 64 MiB error messages, worker pile-ups past the cap;
 # web pages of other origins and rebound DNS names against an unkeyed
-# server, path tricks on the console's files),
+# server, path tricks on the console's files; the sandbox's escape suite:
+# isolated handlers and constructors that signal the server, read its keys,
+# state and environment, connect to its port and to PostgreSQL, make
+# forbidden system calls, fork-bomb, balloon and daemonize),
 # then prints a table. Bounded: ATTACK_SECONDS (default 600) for
 # the whole suite, and every case bounds its own requests and waits.
 # Exits 1 if any attack failed, the server crashed, or anything was lost.

@@ -613,13 +613,126 @@ def fork_escape(server):
     body["func_code"] = {"file": fixture_zip("forks", "forks")}
     body["isolation"] = "process"
     call(server, "POST", BASE, body)
+    before = sandboxed_processes()
     status, answer = invoke_v1(server, "forker")
-    log = json.loads(answer).get("log", "") if answer else ""
-    pids = [int(w) for line in log.splitlines() if "child " in line for w in line.split() if w.isdigit()]
     time.sleep(1)
-    alive = [p for p in pids if Path(f"/proc/{p}").exists() and " Z " not in Path(f"/proc/{p}/stat").read_text()]
-    ok = bool(pids) and not alive
-    return ("held" if ok else "failed"), f"answered {status}; children {pids}, still alive: {alive}"
+    # The children's pids are their sandbox's: count the sandboxes' processes instead.
+    left = sandboxed_processes() - before
+    ok = status == 200 and b"timed out" in answer and not left
+    return ("held" if ok else "failed"), f"answered {status}; processes left after the deadline: {sorted(left)}"
+
+
+def sandboxed_processes(workers=True):
+    """Pids of the processes running as the sandbox's host uid (65534);
+    without `workers`, leaving out fnhost's own (keepers, inits, workers)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                uid = next(l for l in (d / "status").read_text().splitlines() if l.startswith("Uid:")).split()[1]
+            except (OSError, StopIteration):
+                continue
+            if uid == "65534" and (workers or (d / "comm").read_text().strip() != "fnhost"):
+                out.add(int(d.name))
+    return out
+
+
+def sandbox_zip(name, constructor=None):
+    from test_sandbox import fixture as sandbox_fixture
+    out = FIXTURES / (name + ("-ctor" if constructor is not None else ""))
+    out.mkdir(exist_ok=True)
+    lib = sandbox_fixture(name, out, constructor)
+    return zip_entries_b64({f"{name}.so": lib.read_bytes()})
+
+
+def deploy_attempt(server, func, name, constructor=None, **extra):
+    body = create_body(func, handler=f"{name}.Handler", timeout=5)
+    body["func_code"] = {"file": sandbox_zip(name, constructor)}
+    body["isolation"] = "process"
+    body.update(extra)
+    return call(server, "POST", BASE, body)
+
+
+def attempt(server, func, name, payload, constructor=None):
+    status, _, answer = deploy_attempt(server, func, name, constructor)
+    if status != 200:
+        return status, answer.decode(errors="replace")
+    status, body = invoke_v1(server, func, payload)
+    return status, body.decode(errors="replace")
+
+
+@attack("sandbox: an isolated handler signals the server (SIGKILL, SIGSTOP), its parent and every pid it sees", "4 calls")
+def sandbox_signals(server):
+    pid = server.proc.pid
+    results = [attempt(server, "sig-kill", "kill_pid", f"{pid} 9".encode()),
+               attempt(server, "sig-stop", "kill_pid", f"{pid} 19".encode()),
+               attempt(server, "sig-parent", "kill_parent", b""),
+               attempt(server, "sig-all", "kill_from_proc", b"")]
+    stopped = "State:\tT" in Path(f"/proc/{pid}/status").read_text()
+    ok = healthy(server) and not stopped and all(s == 200 for s, _ in results) and \
+        "No such process" in results[0][1] and "No such process" in results[1][1]
+    return ("held" if ok else "failed"), f"server serving: {healthy(server)}, stopped: {stopped}; " + \
+        "; ".join(a[:60] for _, a in results[:3])
+
+
+@attack("sandbox: an isolated handler reads the server's config and keys, its state, /etc/shadow, its environment", "5 calls")
+def sandbox_reads(server):
+    reads = [attempt(server, f"read-{i}", "read_file", str(p).encode())
+             for i, p in enumerate([server.config, server.tmp / "data" / "state.db", "/etc/shadow"])]
+    env = attempt(server, "env", "environment", b"")
+    refused = all("No such file or directory" in a for _, a in reads)
+    clean = "FNHOST_WORKER_PROCESS=1" in env[1] and "the-attack-servers-secret" not in env[1] \
+        and "PATH=" not in env[1]
+    ok = refused and clean and healthy(server)
+    return ("held" if ok else "failed"), f"3 reads refused: {refused}; environment only the worker marker: {clean}"
+
+
+@attack("sandbox: an isolated handler connects to the server's port and to PostgreSQL on loopback", "2 calls")
+def sandbox_network(server):
+    results = [attempt(server, "net-self", "connect", f"127.0.0.1 {server.port}".encode()),
+               attempt(server, "net-pg", "connect", b"127.0.0.1 5432")]
+    ok = all(s == 200 and "connected" not in a for s, a in results) and healthy(server)
+    return ("held" if ok else "failed"), "; ".join(a.strip('"')[:70] for _, a in results)
+
+
+@attack("sandbox: constructors of isolated libraries signal the server and read its config at deploy", "3 deploys")
+def sandbox_constructors(server):
+    pid = server.proc.pid
+    results = [attempt(server, "ctor-kill", "kill_pid", b"{}", constructor=f"{pid} 9"),
+               attempt(server, "ctor-parent", "kill_parent", b"{}", constructor=""),
+               attempt(server, "ctor-read", "read_file", b"{}", constructor=str(server.config))]
+    ok = all(s == 200 for s, _ in results) and healthy(server) and "No such file" in results[2][1]
+    return ("held" if ok else "failed"), "; ".join(a.strip('"')[:60] for _, a in results)
+
+
+@attack("sandbox: forbidden system calls (ptrace, process_vm_writev, mount, unshare, setns, bpf, keyctl, io_uring, raw and netlink sockets)", "10 calls")
+def sandbox_forbidden(server):
+    named = []
+    for name in ("ptrace_parent", "process_vm_writev", "mount", "unshare", "setns", "bpf", "keyctl",
+                 "io_uring_setup", "raw_socket", "netlink_socket"):
+        status, answer = attempt(server, name.replace("_", "-"), name, b"{}")
+        if "SandboxViolation" in answer and "forbidden system call" in answer:
+            named.append(name)
+    ok = len(named) == 10 and healthy(server)
+    return ("held" if ok else "failed"), f"{len(named)} of 10 ended as SandboxViolation, named"
+
+
+@attack("sandbox: a fork bomb, a 10 GB shared-memory balloon, a setsid daemon", "3 calls")
+def sandbox_resources(server):
+    bomb = attempt(server, "bomb", "fork_bomb", b"{}")
+    balloon = attempt(server, "balloon", "mmap_balloon", b'"shared"')
+    before = sandboxed_processes(workers=False)
+    daemon = attempt(server, "daemon", "setsid_escape", b'"escapee"')
+    time.sleep(0.2)
+    started = sandboxed_processes(workers=False) - before
+    call(server, "DELETE", f"{BASE}/daemon")
+    time.sleep(1)
+    left = sandboxed_processes(workers=False) - before
+    ok = ("SandboxViolation" in bomb[1] and "memory limit" in balloon[1] and daemon[0] == 200
+          and started and not left and healthy(server))
+    return ("held" if ok else "failed"), (f"fork bomb: {'SandboxViolation' in bomb[1]}; balloon: "
+                                          f"{'memory limit' in balloon[1]}; daemon started {sorted(started)}, "
+                                          f"left after the delete: {sorted(left)}")
 
 
 @attack("a 64 MiB error message from an in-process C handler", "1 call")
@@ -746,6 +859,8 @@ def main():
     deadline = time.time() + float(os.environ.get("ATTACK_SECONDS", "600"))
     tmp = Path(tempfile.mkdtemp(prefix="fnhost-attack-"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    # The README tells operators to pass keys in the environment.
+    os.environ["FNHOST_SECRET_KEY"] = "the-attack-servers-secret"
     server = Server(tmp, config={"limits": {"header_timeout": 3, "idle_timeout": 10},
                                  "asynchronous": {"queue_capacity": 200, "workers": 1}},
                     extra_args=["--max-worker-processes", "16"]).start()
