@@ -645,3 +645,34 @@ fn go_handlers_run_in_the_sandbox_and_cannot_escape_it() {
     assert!(answer("\"context\"").contains("request_id"));
     host_serves(&rt);
 }
+
+/// A sandboxed start that finds a worker parked by an earlier one takes
+/// it, with the function's own limits.
+#[test]
+fn parked_workers_serve_with_their_functions_limits() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let before = rt.stats().parked_worker_starts;
+    for _ in 0..4 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !rt.stats().parked_worker_ready && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let f = rt
+            .load(
+                FunctionConfig::new("misbehaving.AllocMb", plugin_dir())
+                    .isolation(Isolation::Process)
+                    .memory_mb(128),
+            )
+            .unwrap();
+        let (ty, message) = failure(&f.invoke(b"512").unwrap());
+        assert_eq!(ty, error_type::MEMORY_LIMIT, "{message}");
+        assert!(f.invoke(b"32").unwrap().outcome.is_success());
+    }
+    assert!(
+        rt.stats().parked_worker_starts > before,
+        "no start took a parked worker"
+    );
+}

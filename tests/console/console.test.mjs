@@ -54,10 +54,13 @@ test("create a function from testplugin's library, test it with the APIG templat
     await page.getByLabel("Memory (MB)").selectOption("256");
     await page.getByLabel("Timeout (s)").fill("7");
     await page.getByLabel("User data (JSON object of strings)").fill('{"NAME": "from the console"}');
+    assert.equal(JSON.parse(await page.getByLabel("Sandbox (JSON)").inputValue()).tmp_mb, 512);
+    await page.getByLabel("Sandbox (JSON)").fill('{"tmp_mb": 64}');
     await page.getByRole("button", { name: "Save configuration" }).click();
     await page.getByRole("status").filter({ hasText: "Configuration saved" }).waitFor(TIMEOUT);
     const config = await (await fetch(`${server.url}/v2/local/fgs/functions/testplugin/config`)).json();
     assert.deepEqual([config.memory_size, config.timeout, JSON.parse(config.user_data)], [256, 7, { NAME: "from the console" }]);
+    assert.equal(config.sandbox.tmp_mb, 64);
     assert.equal(await page.getByLabel("Timeout (s)").inputValue(), "7");
     await screenshot(page, "function-configuration");
 

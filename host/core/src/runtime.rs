@@ -40,6 +40,11 @@ pub struct RuntimeStats {
     pub preflights_on_spare: u64,
     /// Whether a pre-started checker is waiting for the next pre-flight.
     pub preflight_spare_ready: bool,
+    /// Whether a sandboxed worker process is parked, waiting to become the
+    /// next sandboxed start's (see the README's sandbox section).
+    pub parked_worker_ready: bool,
+    /// Sandboxed worker starts that took a parked worker, in this process.
+    pub parked_worker_starts: u64,
     /// The registry's generations: live, draining, retired.
     pub generations: GenerationStats,
 }
@@ -206,6 +211,8 @@ impl Runtime {
             preflights,
             preflights_on_spare,
             preflight_spare_ready,
+            parked_worker_ready: crate::isolation::parked::counts().0,
+            parked_worker_starts: crate::isolation::parked::counts().1,
             invocations: self.shared.counters.invocations(),
             timeouts: self.shared.counters.timeouts(),
             runaway_invocations: self.shared.counters.runaway(),

@@ -14,7 +14,7 @@
 
 use std::io::BufReader;
 use std::os::fd::OwnedFd;
-use std::os::unix::io::FromRawFd;
+use std::os::unix::io::{FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -96,67 +96,32 @@ pub fn main() -> i32 {
     }
 }
 
-/// A pre-started checker is launched without a library: the host sends it
-/// one descriptor over the socket (one byte with `SCM_RIGHTS`) before
-/// anything else, and it goes on [`LIBRARY_FD`].
+/// A pre-started checker is launched without a library, a parked worker
+/// without a library or region: the host sends them over the socket (one
+/// byte with `SCM_RIGHTS`) before anything else, and they go on
+/// [`LIBRARY_FD`] and [`REGION_FD`].
 fn receive_library_if_missing() -> std::io::Result<()> {
     // SAFETY: F_GETFD only queries the descriptor's flags.
     if unsafe { libc::fcntl(LIBRARY_FD, libc::F_GETFD) } >= 0 {
         return Ok(());
     }
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: `msg` points at `byte` and `control`, both live for the call;
-    // recvmsg writes at most their sizes.
-    let n = unsafe { libc::recvmsg(SOCKET_FD, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n != 1 || msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(std::io::Error::other("no library descriptor from the host"));
-    }
-    let mut received = Vec::new();
-    // SAFETY: the control buffer was filled by recvmsg and `msg` describes
-    // it; CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen, and each
-    // SCM_RIGHTS message's data holds (len - CMSG_LEN(0)) / 4 descriptors.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
-                let count = ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize)
-                    / std::mem::size_of::<libc::c_int>();
-                for i in 0..count {
-                    received.push(std::ptr::read_unaligned(data.add(i)));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    let [fd] = received[..] else {
-        for fd in received {
-            // SAFETY: descriptors this process just received and owns.
+    // The library, and a worker started parked also its shared-memory
+    // region.
+    let fds = crate::isolation::fd_passing::receive_fds(SOCKET_FD)
+        .filter(|fds| fds.len() <= 2)
+        .ok_or_else(|| std::io::Error::other("expected the library's descriptor"))?;
+    for (fd, place) in fds.into_iter().zip([LIBRARY_FD, REGION_FD]) {
+        let fd = fd.into_raw_fd();
+        if fd != place {
+            // SAFETY: dup2 onto a number this process does not use (the
+            // library's was checked free above; a parked worker has no
+            // region), then the received descriptor, ours, is closed.
+            let placed = unsafe { libc::dup2(fd, place) };
+            // SAFETY: as above.
             unsafe { libc::close(fd) };
-        }
-        return Err(std::io::Error::other(
-            "expected exactly one library descriptor",
-        ));
-    };
-    if fd != LIBRARY_FD {
-        // SAFETY: dup2 onto the free LIBRARY_FD (checked above), then the
-        // received descriptor, ours, is closed.
-        let placed = unsafe { libc::dup2(fd, LIBRARY_FD) };
-        // SAFETY: as above.
-        unsafe { libc::close(fd) };
-        if placed < 0 {
-            return Err(std::io::Error::last_os_error());
+            if placed < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
     }
     Ok(())

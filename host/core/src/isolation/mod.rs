@@ -44,8 +44,10 @@
 //! passes before the host maps it ([`preflight`]).
 
 pub(crate) mod budget;
+pub(crate) mod fd_passing;
 pub(crate) mod jail;
 mod output;
+pub(crate) mod parked;
 pub(crate) mod preflight;
 pub(crate) mod process;
 pub(crate) mod protocol;

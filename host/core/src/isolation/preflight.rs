@@ -170,6 +170,7 @@ impl Preflight {
             serves: false,
             sandbox: self.sandbox.as_deref(),
             max_processes: self.max_processes,
+            park: false,
         })
         .map_err(|e| Failure::NoWorker(e.to_string()))
     }
@@ -201,6 +202,7 @@ impl Preflight {
                         serves: false,
                         sandbox: sandbox.as_deref(),
                         max_processes,
+                        park: false,
                     })
                     .ok()
                 });

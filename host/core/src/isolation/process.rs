@@ -84,6 +84,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) sandbox: Option<&'a JailSpec>,
     /// Most processes in its sandbox (the pids cgroup).
     pub(crate) max_processes: u32,
+    /// Start it parked: in its cgroup, waiting for its sandbox's spec (see
+    /// [`Worker::activate`]).
+    pub(crate) park: bool,
 }
 
 /// A sandboxed worker's keeper: its report pipe and its cgroup.
@@ -269,6 +272,26 @@ impl Worker {
         let pid = child.id() as i32;
         reaper::worker_started(pid);
         let jail = match (launch.sandbox, report) {
+            (Some(_), Some((report, _))) if launch.park => {
+                // The slow part of a sandbox's start (the move into a
+                // cgroup), done ahead; the rest when it is activated.
+                let cgroup = Cgroup::create(u64::MAX / 2, launch.max_processes);
+                if let Some(c) = &cgroup {
+                    if let Err(e) = c.add(pid as u32) {
+                        // SAFETY: the unreaped child holds the group id.
+                        unsafe { libc::kill(-pid, libc::SIGKILL) };
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        reaper::worker_reaped(pid);
+                        return Err(e);
+                    }
+                }
+                Some(Jail {
+                    report,
+                    cgroup,
+                    max_processes: launch.max_processes,
+                })
+            }
             (Some(spec), Some((report, _))) => {
                 match Self::jail(
                     &host_end,
@@ -320,6 +343,33 @@ impl Worker {
         })
     }
 
+    /// Makes a parked worker a serving one: its memory limit, its
+    /// sandbox's spec and id maps, then its library and a new shared-memory
+    /// region, sent over its socket (`SCM_RIGHTS`).
+    pub(crate) fn activate(
+        mut self,
+        spec: &JailSpec,
+        data_limit: u64,
+        library: &OwnedFd,
+    ) -> std::io::Result<Worker> {
+        let memory = data_limit.saturating_add(u64::from(spec.tmp_mb) * 1024 * 1024);
+        if let Some(cgroup) = self.jail.as_ref().and_then(|j| j.cgroup.as_ref()) {
+            cgroup.set_memory_limit(memory);
+        }
+        let spec = JailSpec {
+            data_limit: Some(data_limit),
+            ..spec.clone()
+        };
+        Self::handshake(&self.socket, self.pid, &spec, || Ok(()))?;
+        let channel = HostChannel::new()?;
+        super::fd_passing::send_fds(
+            self.socket.as_raw_fd(),
+            &[library.as_raw_fd(), channel.fd().as_raw_fd()],
+        )?;
+        self.channel = Some(channel);
+        Ok(self)
+    }
+
     /// The host's half of a new worker's sandbox: its cgroup (before it
     /// forks anything), its spec, and its uid and gid maps once its keeper
     /// has made the user namespace.
@@ -335,13 +385,36 @@ impl Worker {
         } else {
             data_limit.saturating_add(u64::from(spec.tmp_mb) * 1024 * 1024)
         };
-        let cgroup = Cgroup::create(memory, max_processes);
-        if let Some(c) = &cgroup {
-            c.add(pid as u32)?;
-        }
+        let mut cgroup = None;
+        Self::handshake(socket, pid, spec, || {
+            cgroup = Cgroup::create(memory, max_processes);
+            match &cgroup {
+                Some(c) => c.add(pid as u32),
+                None => Ok(()),
+            }
+        })?;
+        Ok(cgroup)
+    }
+
+    /// Sends a keeper its spec and, with a user namespace, answers its
+    /// request for id maps; `place` puts it in its cgroup meanwhile (with
+    /// a user namespace the keeper waits for its maps before it forks
+    /// anything, so the move, which waits for an RCU grace period on
+    /// cgroup v1, overlaps its start; without one it forks at once, so the
+    /// cgroup comes first).
+    fn handshake(
+        socket: &UnixStream,
+        pid: i32,
+        spec: &JailSpec,
+        mut place: impl FnMut() -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let mut writer = socket;
+        if !spec.layers.user_ns {
+            place()?;
+        }
         write_frame(&mut writer, spec, &[])?;
         if spec.layers.user_ns {
+            place()?;
             let mut byte = [0u8; 1];
             let mut reader = Deadline::new(socket, Instant::now() + HANDSHAKE);
             std::io::Read::read_exact(&mut reader, &mut byte)?;
@@ -351,7 +424,7 @@ impl Worker {
             write_id_maps(pid, spec)?;
             std::io::Write::write_all(&mut writer, b"G")?;
         }
-        Ok(cgroup)
+        Ok(())
     }
 
     /// Reads what the keeper of an ended sandboxed worker reported.
@@ -405,44 +478,7 @@ impl Worker {
     /// library to check: one byte carrying the descriptor (`SCM_RIGHTS`),
     /// which the worker receives before it reads anything else.
     pub(crate) fn send_library(&self, library: &OwnedFd) -> std::io::Result<()> {
-        let byte = [b'L'];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_ptr() as *mut libc::c_void,
-            iov_len: 1,
-        };
-        // Room for one descriptor's control message, aligned for cmsghdr.
-        let mut control = [0u64; 4];
-        // SAFETY: CMSG_SPACE only computes a size.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-        assert!(space <= std::mem::size_of_val(&control));
-        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        // SAFETY: `msg` points at `control`, which has room for the one
-        // control message CMSG_FIRSTHDR returns and the descriptor written
-        // into its data; both outlive the sendmsg call, which reads the
-        // iovec's one byte and the control buffer only.
-        let sent = unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
-            std::ptr::write_unaligned(
-                libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
-                library.as_raw_fd(),
-            );
-            libc::sendmsg(self.socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
-        };
-        if sent == 1 {
-            Ok(())
-        } else if sent < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Err(std::io::Error::other("the library descriptor was not sent"))
-        }
+        super::fd_passing::send_fd(self.socket.as_raw_fd(), library.as_raw_fd())
     }
 
     /// One request and its answer over the shared-memory channel, until
@@ -743,15 +779,32 @@ impl ProcessPool {
             log: String::new(),
         };
         let data_limit = (u64::from(self.config.memory_mb) + RUNTIME_HEADROOM_MB) * 1024 * 1024;
-        let worker = Worker::launch(Launch {
-            executable: &self.executable,
-            library: Some(&self.library),
-            data_limit,
-            slot,
-            serves: true,
-            sandbox: self.sandbox.as_ref(),
-            max_processes: self.max_processes,
-        })
+        // A parked sandboxed worker, when one waits and this function's
+        // environment is the empty one it started with.
+        let parked = self
+            .sandbox
+            .as_ref()
+            .filter(|spec| spec.env.is_empty())
+            .and_then(|spec| {
+                let worker = super::parked::take(&self.executable, spec, self.max_processes)?;
+                worker.activate(spec, data_limit, &self.library).ok()
+            });
+        let worker = match parked {
+            Some(worker) => {
+                drop(slot);
+                Ok(worker)
+            }
+            None => Worker::launch(Launch {
+                executable: &self.executable,
+                library: Some(&self.library),
+                data_limit,
+                slot,
+                serves: true,
+                sandbox: self.sandbox.as_ref(),
+                max_processes: self.max_processes,
+                park: false,
+            }),
+        }
         .map_err(|e| {
             fail(format!(
                 "cannot start a worker process ({}): {e}",

@@ -224,6 +224,23 @@ impl Cgroup {
         Some(cgroup)
     }
 
+    /// Sets the memory limit (a worker started parked gets its function's
+    /// when it is activated).
+    pub(crate) fn set_memory_limit(&self, bytes: u64) {
+        if let Some(dir) = &self.memory {
+            let limit = bytes.to_string();
+            if self.v2 {
+                let _ = std::fs::write(dir.join("memory.max"), &limit);
+            } else {
+                // memsw must stay at or above the limit: lowered after it,
+                // raised before it.
+                let _ = std::fs::write(dir.join("memory.limit_in_bytes"), &limit);
+                let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), &limit);
+                let _ = std::fs::write(dir.join("memory.limit_in_bytes"), &limit);
+            }
+        }
+    }
+
     /// Moves process `pid` (and so everything it starts later) in.
     pub(crate) fn add(&self, pid: u32) -> std::io::Result<()> {
         let mut dirs = vec![&self.memory, &self.pids];

@@ -272,6 +272,10 @@ pub(crate) struct JailSpec {
     pub(crate) nproc: Option<u64>,
     /// The text written as `/etc/hosts` (names of the allowlist).
     pub(crate) hosts: String,
+    /// `RLIMIT_DATA` the worker sets itself (a worker started parked, with
+    /// none).
+    #[serde(default)]
+    pub(crate) data_limit: Option<u64>,
 }
 
 /// One line of [`check`]'s report.
@@ -458,6 +462,7 @@ pub(crate) fn spec(
         read_only_paths: policy.read_only_paths.clone(),
         nproc: (!pids_cgroup).then_some(u64::from(config.max_processes)),
         hosts,
+        data_limit: None,
     }
 }
 

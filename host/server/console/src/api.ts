@@ -136,9 +136,19 @@ export interface FunctionRecord {
   description: string;
   last_modified: string;
   isolation: string;
+  sandbox?: Sandbox;
   strategy_config?: { concurrency: number; concurrent_num: number };
   last_update_status: string;
   last_update_status_reason: string;
+}
+
+/** What a function's sandboxed workers may reach (process isolation). */
+export interface Sandbox {
+  network: string;
+  allow_outbound: string[];
+  tmp_mb: number;
+  env: string[];
+  read_only_paths: string[];
 }
 
 export interface Stats {

@@ -91,6 +91,7 @@ function configurationView(api: Api, f: FunctionRecord, fail: Fail, reopen: Reop
   const timeout = h("input", { type: "number", min: 1, max: 900, value: f.timeout, required: true });
   const userData = h("textarea", { rows: 4, spellcheck: "false" }, f.user_data || "");
   const isolation = select(ISOLATIONS, f.isolation);
+  const sandbox = h("textarea", { rows: 4, spellcheck: "false" }, JSON.stringify(f.sandbox ?? {}, null, 1));
   const concurrency = h("input", { type: "number", min: 1, max: 1000, value: f.strategy_config?.concurrent_num ?? 1 });
   const form = h(
     "form",
@@ -104,12 +105,24 @@ function configurationView(api: Api, f: FunctionRecord, fail: Fail, reopen: Reop
     field("Timeout (s)", timeout),
     field("User data (JSON object of strings)", userData),
     field("Isolation", isolation),
+    field(
+      "Sandbox (JSON)",
+      sandbox,
+      'What its process-isolated workers may reach: {"network": "none" | "host", "allow_outbound": ["ADDR:PORT"], "tmp_mb": 512, "env": ["NAME"], "read_only_paths": []}',
+    ),
     field("Concurrent calls per instance", concurrency),
     h("button", { type: "submit" }, "Save configuration"),
     h("dl", {}, h("dt", {}, "URN"), h("dd", {}, f.func_urn), h("dt", {}, "Runtime"), h("dd", {}, f.runtime), h("dt", {}, "Last modified"), h("dd", {}, f.last_modified)),
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    let policy: unknown;
+    try {
+      policy = JSON.parse(sandbox.value.trim() || "{}");
+    } catch (e) {
+      fail(new Error(`The sandbox is not valid JSON: ${e instanceof Error ? e.message : String(e)}`));
+      return;
+    }
     try {
       const saved = await api.json<FunctionRecord>("PUT", api.functionPath(f.func_name, "/config"), {
         handler: handler.value.trim(),
@@ -117,6 +130,7 @@ function configurationView(api: Api, f: FunctionRecord, fail: Fail, reopen: Reop
         timeout: Number(timeout.value),
         user_data: userData.value.trim(),
         isolation: isolation.value,
+        sandbox: policy,
         concurrent_num: Number(concurrency.value),
       });
       const loaded = saved.last_update_status === "Successful";

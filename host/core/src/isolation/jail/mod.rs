@@ -10,12 +10,10 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-mod fd_passing;
 mod filesystem;
 mod supervisor;
 
-use fd_passing::receive_fd;
-use fd_passing::send_fd;
+use super::fd_passing::send_fd;
 
 use super::protocol::read_frame;
 use super::{LIBRARY_FD, REGION_FD, SOCKET_FD};
@@ -93,7 +91,7 @@ pub(crate) fn enter() -> io::Result<Confinement> {
         flags |= libc::CLONE_NEWPID;
     }
     if l.ipc_uts_cgroup_ns {
-        flags |= libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP;
+        flags |= libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     }
     if l.net_ns && spec.network == Network::None {
         flags |= libc::CLONE_NEWNET;
@@ -121,6 +119,12 @@ pub(crate) fn enter() -> io::Result<Confinement> {
             ok(libc::setresgid(spec.gid, spec.gid, spec.gid), "setresgid")?;
             ok(libc::setresuid(spec.uid, spec.uid, spec.uid), "setresuid")?;
         }
+    }
+    if l.ipc_uts_cgroup_ns {
+        // Now that the host has put us in our cgroup: the namespace's
+        // root is that cgroup.
+        // SAFETY: unshare takes no pointers; one thread.
+        ok(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }, "unshare")?;
     }
     let (status_read, status_write) = pipe()?;
     let (life_read, life_write) = pipe()?;
@@ -410,6 +414,9 @@ impl Confinement {
         unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
         if let Some(n) = spec.nproc {
             set_limit(libc::RLIMIT_NPROC, n);
+        }
+        if let Some(bytes) = spec.data_limit {
+            set_limit(libc::RLIMIT_DATA, bytes);
         }
         // The host started us with the environment the function sees (the
         // marker and what it declared), plus what the dynamic loader needed

@@ -11,7 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::receive_fd;
+use super::super::fd_passing::receive_fd;
 use crate::sandbox::{outbound, JailSpec, Network, Report};
 
 #[repr(C)]
