@@ -676,3 +676,40 @@ fn parked_workers_serve_with_their_functions_limits() {
         "no start took a parked worker"
     );
 }
+
+/// `fnhost sandbox check`: one line per layer, JSON too, and the exit
+/// status says whether a strict sandbox could start.
+#[test]
+fn sandbox_check_names_every_layer() {
+    let out = Command::new(fnhost_bin())
+        .args(["sandbox", "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for layer in [
+        "pid namespace",
+        "user namespace",
+        "mount namespace",
+        "network namespace",
+        "seccomp",
+        "landlock",
+        "cgroup memory",
+        "cgroup pids",
+    ] {
+        assert!(text.contains(&format!("{layer}: ")), "{layer}:\n{text}");
+    }
+    assert!(text.contains("rules; forbidden calls"), "{text}");
+    let json = Command::new(fnhost_bin())
+        .args(["sandbox", "check", "--json", "--sandbox", "strict"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let missing = report["missing_required"].as_array().unwrap().len();
+    assert_eq!(json.status.code(), Some(if missing == 0 { 0 } else { 1 }));
+    assert_eq!(missing == 0, full_sandbox());
+    let off = Command::new(fnhost_bin())
+        .args(["sandbox", "check", "--sandbox", "off"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&off.stdout).contains("seccomp: off (--sandbox off)"));
+}

@@ -135,6 +135,13 @@ def test_a_floor_refuses_less_isolation_and_runs_the_rest_at_it(tmp_path):
         s.stop()
 
 
+def test_the_layers_are_in_the_metrics(server):
+    status, _, body = call(server, "GET", "/metrics")
+    text = body.decode()
+    for layer in ["pid namespace", "user namespace", "seccomp", "landlock", "cgroup memory"]:
+        assert f'fnhost_sandbox_layer{{layer="{layer}"}} 1' in text, text[:2000]
+
+
 def test_a_functions_sandbox_policy_goes_through_the_api(server, tmp_path):
     status, _, answer = deploy(server, tmp_path, "write_file", "tmpsize", isolation="process",
                                sandbox={"tmp_mb": 1})
