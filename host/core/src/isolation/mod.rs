@@ -47,7 +47,6 @@ pub(crate) mod budget;
 pub(crate) mod fd_passing;
 pub(crate) mod jail;
 mod output;
-pub(crate) mod parked;
 pub(crate) mod preflight;
 pub(crate) mod process;
 pub(crate) mod protocol;

@@ -1,6 +1,8 @@
 //! The host side of process isolation: a pool of worker processes for one
 //! generation, each serving one invocation at a time.
 
+pub(crate) mod parked;
+
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -786,7 +788,7 @@ impl ProcessPool {
             .as_ref()
             .filter(|spec| spec.env.is_empty())
             .and_then(|spec| {
-                let worker = super::parked::take(&self.executable, spec, self.max_processes)?;
+                let worker = parked::take(&self.executable, spec, self.max_processes)?;
                 worker.activate(spec, data_limit, &self.library).ok()
             });
         let worker = match parked {

@@ -231,6 +231,7 @@ pub(crate) fn filters(
             }
         }
     }
+    refuse_x32(&mut violations);
     let mut clone3 = BTreeMap::new();
     clone3.insert(libc::SYS_clone3, Vec::new());
     let clone3 = SeccompFilter::new(
@@ -244,6 +245,47 @@ pub(crate) fn filters(
         .try_into()
         .map_err(|e: seccompiler::BackendError| e.to_string())?;
     Ok((violations, clone3))
+}
+
+/// On x86-64, the x32 ABI's system calls carry the architecture of
+/// x86-64 and their number with bit 30 set: a denylist of x86-64 numbers
+/// would not see them (where the kernel has x32). Right after
+/// seccompiler's architecture check (three instructions: load the
+/// architecture, compare, kill), three more kill any such number; the
+/// jumps after them are relative among later instructions, so none moves.
+fn refuse_x32(program: &mut BpfProgram) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use seccompiler::sock_filter;
+        const X32_BIT: u32 = 0x4000_0000;
+        // BPF_LD|BPF_W|BPF_ABS of seccomp_data.nr (offset 0); BPF_JMP|BPF_JGE|BPF_K;
+        // BPF_RET|BPF_K.
+        let guard = [
+            sock_filter {
+                code: 0x20,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            sock_filter {
+                code: 0x35,
+                jt: 0,
+                jf: 1,
+                k: X32_BIT,
+            },
+            sock_filter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_KILL_PROCESS,
+            },
+        ];
+        if program.len() >= 3 {
+            program.splice(3..3, guard);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = program;
 }
 
 /// Installs `program` on the calling thread (and the threads it starts
@@ -311,6 +353,11 @@ mod tests {
             .any(|i| i.code == 0x06 && i.k == RET_USER_NOTIF));
         assert!(!violations.iter().any(|i| i.k == RET_TRACE | MARK));
         assert!(!clone3.is_empty());
+        // The x32 guard follows the architecture check.
+        #[cfg(target_arch = "x86_64")]
+        assert!(violations[3..6]
+            .iter()
+            .any(|i| i.code == 0x35 && i.k == 0x4000_0000));
         let (killing, _) = filters(false, false).unwrap();
         assert!(!killing
             .iter()

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::budget;
-use super::process::{Launch, Worker};
+use super::super::budget;
+use super::{Launch, Worker};
 use crate::sandbox::JailSpec;
 
 /// Starts served by a parked worker, in this process.
