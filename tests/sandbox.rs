@@ -293,9 +293,31 @@ fn no_network_by_default_and_only_the_allowlist_with_the_hosts() {
         "{}",
         r.log
     );
+    // Around connect: a datagram, TCP Fast Open, a listener.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let host = SandboxPolicy {
+        network: Network::Host,
+        ..SandboxPolicy::default()
+    };
+    let f = fixture(&rt, "udp_send", "host", None, host.clone());
+    let r = text(
+        &f.invoke(format!("127.0.0.1 {udp_port}").as_bytes())
+            .unwrap(),
+    );
+    assert!(r.ends_with("Permission denied"), "{r}");
+    let f = fixture(&rt, "tcp_fast_open", "host", None, host);
+    let r = text(
+        &f.invoke(format!("127.0.0.1 {other_port}").as_bytes())
+            .unwrap(),
+    );
+    assert!(r.ends_with("Permission denied"), "{r}");
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(accepted(&open), 1, "only the listed connection arrived");
     assert_eq!(accepted(&other), 0);
+    let mut buf = [0u8; 8];
+    assert!(udp.recv(&mut buf).is_err(), "a datagram arrived");
     host_serves(&rt);
 }
 
@@ -316,6 +338,7 @@ fn forbidden_system_calls_end_the_worker_and_are_named() {
         ("io_uring_setup", "io_uring_setup"),
         ("raw_socket", "socket"),
         ("netlink_socket", "socket"),
+        ("vsock_socket", "socket"),
     ] {
         let r = run(&rt, name, "");
         let (ty, message) = failure(&r);
@@ -327,6 +350,50 @@ fn forbidden_system_calls_end_the_worker_and_are_named() {
         );
     }
     host_serves(&rt);
+}
+
+#[test]
+fn another_abis_system_calls_end_the_worker() {
+    if !full_sandbox() || !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let rt = runtime();
+    let (ty, message) = failure(&run(&rt, "int80", ""));
+    assert_eq!(ty, fnhost::sandbox::SANDBOX_VIOLATION, "{message}");
+    assert!(message.contains("another ABI"), "{message}");
+    host_serves(&rt);
+}
+
+/// Per-user kernel counters are charged to the sandbox's user namespace's
+/// owner: the unprivileged host uid, never root, so a worker that takes
+/// them all leaves the host's (found by the outside attack of 2026-12-06:
+/// 128 inotify instances held by a worker refused root's next one).
+#[test]
+fn a_worker_cannot_exhaust_the_hosts_per_user_counters() {
+    if !full_sandbox() || unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let rt = runtime();
+    let f = fixture(
+        &rt,
+        "inotify_exhaust",
+        "handler",
+        None,
+        SandboxPolicy::default(),
+    );
+    // Held by the idle worker after the call.
+    let r = text(&f.invoke(b"").unwrap());
+    assert!(r.starts_with("inotify instances: "), "{r}");
+    // SAFETY: inotify_init1 takes a flag; the descriptor is closed below.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    assert!(
+        fd >= 0,
+        "the host could not create an inotify instance while a worker held {r}: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: closes the descriptor just made.
+    unsafe { libc::close(fd) };
+    drop(f);
 }
 
 #[test]

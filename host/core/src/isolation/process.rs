@@ -1042,10 +1042,18 @@ impl ProcessPool {
             Err(_) => {
                 let (status, output, ending) = worker.reap();
                 let text = String::from_utf8_lossy(&output.bytes);
+                let killed_by = status.and_then(|s| s.signal());
                 let error = if let Some(call) = ending.forbidden_call {
                     FunctionError::new(
                         crate::sandbox::SANDBOX_VIOLATION,
                         format!("the handler made a forbidden system call: {call}"),
+                    )
+                } else if self.sandbox.is_some() && killed_by == Some(libc::SIGSYS) {
+                    // The filter kills what it cannot name: a system call of
+                    // another ABI (32-bit `int 0x80`, x32).
+                    FunctionError::new(
+                        crate::sandbox::SANDBOX_VIOLATION,
+                        "the handler made a forbidden system call of another ABI (32-bit or x32)",
                     )
                 } else if ending.out_of_memory || text.contains("memory allocation of") {
                     FunctionError::new(

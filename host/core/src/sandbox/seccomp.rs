@@ -12,7 +12,7 @@
 //! the ordinary ones), host administration (`reboot`, `swapon/off`,
 //! clocks, `acct`, `quotactl`, `syslog`, `iopl`/`ioperm`, host and
 //! domain names), file handles (`open_by_handle_at`), and sockets that
-//! bypass the network's rules (raw, packet, netlink). `clone3` answers
+//! bypass the network's rules (raw, packet, netlink, vsock). `clone3` answers
 //! `ENOSYS` (its flags are behind a pointer the filter cannot read), so
 //! C libraries fall back to `clone`, whose flags it can.
 //!
@@ -161,6 +161,9 @@ fn violation_rules(mediate_connect: bool) -> BTreeMap<i64, Vec<SeccompRule>> {
         vec![
             rule(vec![dword(0, SeccompCmpOp::Eq, libc::AF_NETLINK as u64)]),
             rule(vec![dword(0, SeccompCmpOp::Eq, libc::AF_PACKET as u64)]),
+            // vsock is not network-namespaced: it reaches the hypervisor
+            // and the host's vsock services from any sandbox.
+            rule(vec![dword(0, SeccompCmpOp::Eq, libc::AF_VSOCK as u64)]),
             rule(vec![dword(
                 1,
                 SeccompCmpOp::MaskedEq(0xf),
@@ -288,6 +291,65 @@ fn refuse_x32(program: &mut BpfProgram) {
     let _ = program;
 }
 
+/// With the host's network (`connect` is mediated by the keeper): what
+/// would reach the network without a `connect` answers `EACCES`. UDP and
+/// other datagram sockets of the IP families (`sendto` names any
+/// destination), TCP Fast Open (`sendto`/`sendmsg` with `MSG_FASTOPEN`
+/// connects), and `listen` (a service on the host's ports).
+pub(crate) fn host_network_filter() -> Result<BpfProgram, String> {
+    let arch = arch()?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let dgram = libc::SOCK_DGRAM as u64;
+    rules.insert(
+        libc::SYS_socket,
+        [libc::AF_INET, libc::AF_INET6]
+            .iter()
+            .map(|&family| {
+                rule(vec![
+                    dword(0, SeccompCmpOp::Eq, family as u64),
+                    dword(1, SeccompCmpOp::MaskedEq(0xf), dgram),
+                ])
+            })
+            .collect(),
+    );
+    let fast_open = libc::MSG_FASTOPEN as u64;
+    rules.insert(
+        libc::SYS_sendto,
+        vec![rule(vec![dword(
+            3,
+            SeccompCmpOp::MaskedEq(fast_open),
+            fast_open,
+        )])],
+    );
+    rules.insert(
+        libc::SYS_sendmsg,
+        vec![rule(vec![dword(
+            2,
+            SeccompCmpOp::MaskedEq(fast_open),
+            fast_open,
+        )])],
+    );
+    rules.insert(
+        libc::SYS_sendmmsg,
+        vec![rule(vec![dword(
+            3,
+            SeccompCmpOp::MaskedEq(fast_open),
+            fast_open,
+        )])],
+    );
+    rules.insert(libc::SYS_listen, Vec::new());
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        arch,
+    )
+    .map_err(|e| e.to_string())?;
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())
+}
+
 /// Installs `program` on the calling thread (and the threads it starts
 /// later); with `listener`, returns the user-notification descriptor.
 pub(crate) fn install(program: &BpfProgram, listener: bool) -> std::io::Result<Option<i32>> {
@@ -363,6 +425,7 @@ mod tests {
             .iter()
             .any(|i| i.code == 0x06 && i.k == RET_USER_NOTIF));
         assert!(rule_count() > 50);
+        assert!(!host_network_filter().unwrap().is_empty());
     }
 
     #[test]

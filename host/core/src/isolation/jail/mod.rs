@@ -96,6 +96,25 @@ pub(crate) fn enter() -> io::Result<Confinement> {
     if l.net_ns && spec.network == Network::None {
         flags |= libc::CLONE_NEWNET;
     }
+    if l.user_ns && l.root {
+        // The user namespace is made by the unprivileged host uid, not by
+        // root: the namespace's owner is who its per-user kernel counters
+        // (inotify instances, message queues, pending signals) are charged
+        // to, and root's are the host's.
+        // SAFETY: plain system calls without pointers (setgroups with 0
+        // entries reads none).
+        unsafe {
+            ok(libc::setgroups(0, std::ptr::null()), "setgroups")?;
+            ok(
+                libc::setresgid(spec.host_gid, spec.host_gid, spec.host_gid),
+                "setresgid",
+            )?;
+            ok(
+                libc::setresuid(spec.host_uid, spec.host_uid, spec.host_uid),
+                "setresuid",
+            )?;
+        }
+    }
     if flags != 0 {
         // SAFETY: unshare takes no pointers; this process has one thread.
         ok(unsafe { libc::unshare(flags) }, "unshare")?;
@@ -456,6 +475,10 @@ impl Confinement {
             let (violations, clone3) =
                 seccomp::filters(spec.layers.seccomp_notify, mediate).map_err(io::Error::other)?;
             seccomp::install(&clone3, false)?;
+            if mediate {
+                let network = seccomp::host_network_filter().map_err(io::Error::other)?;
+                seccomp::install(&network, false)?;
+            }
             if let Some(listener) = seccomp::install(&violations, spec.layers.seccomp_notify)? {
                 // SAFETY: the descriptor the kernel just returned, ours.
                 let listener = unsafe { OwnedFd::from_raw_fd(listener) };

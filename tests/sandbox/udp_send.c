@@ -1,0 +1,22 @@
+/* A UDP datagram to ADDRESS PORT (argument "ADDRESS PORT"): sendto names
+ * any destination, with no connect to check. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#define FIXTURE_NAME "udp_send"
+#include "attempt.h"
+static void attempt(const char *arg, char *out, size_t n) {
+    char address[64];
+    int port = 0;
+    if (sscanf(arg, "%63s %d", address, &port) != 2) { REPORT("bad argument"); return; }
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((unsigned short)port);
+    inet_pton(AF_INET, address, &sin.sin_addr);
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    if (s < 0) { REPORT("socket(SOCK_DGRAM): %s", strerror(errno)); return; }
+    ssize_t sent = sendto(s, "x", 1, 0, (struct sockaddr *)&sin, sizeof sin);
+    REPORT("sendto %s:%d: %s", address, port, sent < 0 ? strerror(errno) : "sent");
+    close(s);
+}
