@@ -680,7 +680,13 @@ def attempt(server, func, name, payload, constructor=None):
     if status != 200:
         return status, answer.decode(errors="replace")
     status, body = invoke_v1(server, func, payload)
-    return status, body.decode(errors="replace")
+    text = body.decode(errors="replace")
+    try:
+        answer = json.loads(text)
+        result = answer.get("result", text)
+        return status, result if isinstance(result, str) else json.dumps(result)
+    except (ValueError, AttributeError):
+        return status, text
 
 
 @attack("sandbox: an isolated handler signals the server (SIGKILL, SIGSTOP), its parent and every pid it sees", "4 calls")
