@@ -19,6 +19,64 @@ use fnhost::{
 };
 use fnhost_e2e::{cache_dir, fnhost_bin, plugin_dir, scratch, workspace_root};
 
+/// Every handler attempt of the suite with its argument (`{host}`: a pid
+/// of the host's) and what its answer must contain: run through the CLI
+/// and a C program embedding fnhost below (the library's tests above look
+/// closer at each).
+const ATTEMPTS: &[(&str, &str, &str)] = &[
+    ("kill_parent", "", "kill(1, SIGKILL)"),
+    ("kill_all", "", "kill(-1, SIGKILL)"),
+    ("kill_pid", "{host} 9", "No such process"),
+    ("kill_pid", "{host} 19", "No such process"),
+    ("kill_from_proc", "", "visible:"),
+    ("proc_mem", "{host}", "No such file or directory"),
+    ("read_file", "/etc/shadow", "No such file or directory"),
+    ("read_file", "/root", "No such file or directory"),
+    (
+        "write_file",
+        "/etc/fnhost-escape 1",
+        "open /etc/fnhost-escape",
+    ),
+    ("environment", "", "FNHOST_WORKER_PROCESS=1"),
+    ("connect", "127.0.0.1 5432", "connect 127.0.0.1:5432: "),
+    ("udp_send", "127.0.0.1 5432", "sendto 127.0.0.1:5432: "),
+    ("ptrace_parent", "", "forbidden system call: ptrace"),
+    (
+        "process_vm_writev",
+        "",
+        "forbidden system call: process_vm_writev",
+    ),
+    ("mount", "", "forbidden system call: mount"),
+    ("unshare", "", "forbidden system call: unshare"),
+    ("setns", "", "forbidden system call: setns"),
+    ("bpf", "", "forbidden system call: bpf"),
+    ("keyctl", "", "forbidden system call: keyctl"),
+    (
+        "io_uring_setup",
+        "",
+        "forbidden system call: io_uring_setup",
+    ),
+    ("raw_socket", "", "forbidden system call: socket"),
+    ("netlink_socket", "", "forbidden system call: socket"),
+    ("vsock_socket", "", "forbidden system call: socket"),
+    ("mmap_balloon", "shared", "memory limit exceeded"),
+    ("setsid_escape", "escapee", "started"),
+];
+
+/// Compiles every fixture of [`ATTEMPTS`] once into its own directory.
+fn compile_attempts(tag: &str) -> Vec<(PathBuf, &'static str, String, &'static str)> {
+    let host = std::process::id().to_string();
+    ATTEMPTS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, arg, expect))| {
+            let dir = scratch(&format!("sandbox-{tag}-{i}"));
+            compile(name, &dir, None);
+            (dir, *name, arg.replace("{host}", &host), *expect)
+        })
+        .collect()
+}
+
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(cache_dir()),
@@ -125,6 +183,48 @@ fn host_serves(rt: &Runtime) {
     assert!(!state.contains("State:\tT"), "{state}");
 }
 
+/// What a container that forbids namespaces gives (Docker's defaults, as
+/// root): no namespaces, but a dropped uid, the empty environment,
+/// Landlock, seccomp and rlimits still contain a hostile handler.
+#[test]
+fn without_namespaces_the_other_layers_still_hold() {
+    if !full_sandbox() || unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        sandbox: fnhost::SandboxConfig {
+            without: ["user", "pid", "mount", "net", "ipc", "cgroup"]
+                .map(str::to_owned)
+                .to_vec(),
+            ..fnhost::SandboxConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let me = std::process::id();
+    assert_eq!(
+        text(&run(&rt, "environment", "")),
+        "FNHOST_WORKER_PROCESS=1\n"
+    );
+    for signal in [libc::SIGKILL, libc::SIGSTOP] {
+        let r = text(&run(&rt, "kill_pid", &format!("{me} {signal}")));
+        assert!(r.ends_with("Operation not permitted"), "{r}");
+    }
+    let r = text(&run(&rt, "kill_parent", ""));
+    assert!(r.ends_with("Operation not permitted"), "{r}");
+    for path in ["/etc/shadow", cache_dir().to_str().unwrap(), "/root"] {
+        let r = text(&run(&rt, "read_file", path));
+        assert!(r.contains("Permission denied"), "{r}");
+    }
+    let r = text(&run(&rt, "write_file", "/etc/fnhost-escape 1"));
+    assert!(r.starts_with("open "), "{r}");
+    let (ty, message) = failure(&run(&rt, "ptrace_parent", ""));
+    assert_eq!(ty, fnhost::sandbox::SANDBOX_VIOLATION, "{message}");
+    host_serves(&rt);
+}
+
 #[test]
 fn signals_never_reach_the_host() {
     if !full_sandbox() {
@@ -205,6 +305,60 @@ fn the_hosts_files_are_out_of_reach() {
     assert_eq!(r, "wrote 1000 bytes to /tmp/scratch");
     std::fs::remove_file(&marker).unwrap();
     host_serves(&rt);
+}
+
+/// A path the operator allowed and the function asked for is there,
+/// read-only; one it did not allow is refused at load.
+#[test]
+fn read_only_paths_the_operator_allowed() {
+    if !full_sandbox() {
+        return;
+    }
+    let shared = scratch("sandbox-shared-models");
+    std::fs::write(shared.join("model.bin"), vec![7u8; 100]).unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        sandbox: fnhost::SandboxConfig {
+            allowed_paths: vec![shared.clone()],
+            ..fnhost::SandboxConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let policy = SandboxPolicy {
+        read_only_paths: vec![shared.clone()],
+        ..SandboxPolicy::default()
+    };
+    let file = shared.join("model.bin");
+    let f = fixture(&rt, "read_file", "shared", None, policy.clone());
+    let r = text(&f.invoke(file.to_str().unwrap().as_bytes()).unwrap());
+    assert!(r.ends_with(": 64 bytes"), "{r}");
+    let f = fixture(&rt, "write_file", "shared", None, policy);
+    let r = text(
+        &f.invoke(format!("{} 1", file.display()).as_bytes())
+            .unwrap(),
+    );
+    assert!(
+        r.contains("Read-only file system") || r.contains("Permission denied"),
+        "{r}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap().len(), 100);
+    // Not allowed by the operator: the load is refused, typed.
+    let dir = scratch("sandbox-ro-refused");
+    compile("read_file", &dir, None);
+    let e = rt
+        .load(
+            FunctionConfig::new("read_file.Handler", &dir)
+                .isolation(Isolation::Process)
+                .sandbox(SandboxPolicy {
+                    read_only_paths: vec!["/etc".into()],
+                    ..SandboxPolicy::default()
+                }),
+        )
+        .unwrap_err();
+    assert!(matches!(e, fnhost::LoadError::Sandbox(_)), "{e}");
+    assert!(e.to_string().contains("--sandbox-allow-path"), "{e}");
 }
 
 #[test]
@@ -525,20 +679,15 @@ fn constructors_are_contained_at_deploy_time_too() {
     host_serves(&rt);
 }
 
-/// `fnhost invoke --isolation process` of a fixture (and `fnhost inspect`
-/// of its constructor variant): the CLI survives to print the answer.
+/// `fnhost invoke --isolation process` of every attempt (and `fnhost
+/// inspect` of a constructor variant): the CLI survives to print each
+/// answer.
 #[test]
-fn the_cli_survives_every_signal_attempt() {
+fn the_cli_survives_every_attempt() {
     if !full_sandbox() {
         return;
     }
-    for (name, ctor) in [
-        ("kill_parent", None),
-        ("kill_all", None),
-        ("kill_parent", Some("")),
-    ] {
-        let dir = scratch(&format!("sandbox-cli-{name}-{}", ctor.is_some()));
-        let library = compile(name, &dir, ctor);
+    for (dir, name, arg, expect) in compile_attempts("cli") {
         let out = Command::new(fnhost_bin())
             .args([
                 "invoke",
@@ -550,23 +699,45 @@ fn the_cli_survives_every_signal_attempt() {
             .arg(&dir)
             .arg("--cache-dir")
             .arg(cache_dir())
+            .arg("--data")
+            .arg(serde_json::Value::from(arg.clone()).to_string())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {:?}\n{}{}",
-            out.status,
+        let text = format!(
+            "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("kill("));
-        // inspect: the constructor runs in the sandboxed checker only.
+        // 0: the function answered; 1: it failed (a typed error); never a
+        // signal.
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{name} {arg}: {:?}\n{text}",
+            out.status
+        );
+        assert!(text.contains(expect), "{name} {arg}: {text}");
+        assert!(
+            !text.contains("connect 127.0.0.1:5432: connected"),
+            "{text}"
+        );
+    }
+    for ctor in [Some(""), Some("/etc/shadow")] {
+        let dir = scratch("sandbox-cli-inspect");
+        let library = compile(
+            if ctor == Some("") {
+                "kill_parent"
+            } else {
+                "read_file"
+            },
+            &dir,
+            ctor,
+        );
         let out = Command::new(fnhost_bin())
             .arg("inspect")
             .arg(&library)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{name}: {out:?}");
+        assert!(out.status.success(), "{out:?}");
     }
 }
 
@@ -629,13 +800,9 @@ fn a_c_program_embedding_fnhost_survives_the_attacks() {
         return;
     }
     let dir = scratch("sandbox-embed");
-    let (handler, ctor, forbidden) = (dir.join("handler"), dir.join("ctor"), dir.join("forbidden"));
-    for d in [&handler, &ctor, &forbidden] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    compile("kill_parent", &handler, None);
+    let ctor = dir.join("ctor");
+    std::fs::create_dir_all(&ctor).unwrap();
     compile("kill_parent", &ctor, Some(""));
-    compile("ptrace_parent", &forbidden, None);
     let exe = dir.join("embed_host");
     let built = Command::new("cc")
         .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-I"])
@@ -649,14 +816,14 @@ fn a_c_program_embedding_fnhost_survives_the_attacks() {
         .status()
         .unwrap();
     assert!(built.success(), "cc failed");
-    let out = Command::new(&exe)
-        .arg(plugin_dir())
-        .arg(&handler)
-        .arg("kill_parent.Handler")
-        .arg(&ctor)
-        .arg("kill_parent.Handler")
-        .arg(&forbidden)
-        .arg("ptrace_parent.Handler")
+    let attempts = compile_attempts("embed");
+    let mut cmd = Command::new(&exe);
+    cmd.arg(plugin_dir());
+    for (dir, name, arg, _) in &attempts {
+        cmd.arg(dir).arg(format!("{name}.Handler")).arg(arg);
+    }
+    cmd.arg(&ctor).arg("kill_parent.Handler").arg("");
+    let out = cmd
         .env("LD_LIBRARY_PATH", fnhost_e2e::target_dir())
         .env("FNHOST_WORKER_EXECUTABLE", fnhost_bin())
         .output()
@@ -667,15 +834,18 @@ fn a_c_program_embedding_fnhost_survives_the_attacks() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
+    for (_, name, arg, expect) in &attempts {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}.Handler: ")) && l.contains(expect))
+            .unwrap_or_else(|| panic!("{name} {arg}: no answer with {expect:?} in\n{text}"));
+        assert!(!line.contains(": connected"), "{line}");
+    }
     assert_eq!(
         text.matches("kill_parent.Handler: ok kill(1, SIGKILL)")
             .count(),
         2,
-        "{text}"
-    );
-    assert!(
-        text.contains("the handler made a forbidden system call: ptrace"),
-        "{text}"
+        "the handler's and the constructor's: {text}"
     );
     assert!(text.contains("echo: still here"), "{text}");
 }

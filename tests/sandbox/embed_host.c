@@ -1,8 +1,8 @@
 /* A C program embedding libfnhost_embed that loads each attack library
- * given on its command line (DIR ENTRY pairs) with process isolation,
- * invokes it once, prints what it answered, and then checks it still
- * serves an in-process echo: the escape suite through the C API. Exits 0
- * when it survived every attempt and the echo answered. */
+ * given on its command line (DIR ENTRY PAYLOAD triples) with process
+ * isolation, invokes it once with PAYLOAD, prints what it answered, and
+ * then checks it still serves an in-process echo: the escape suite through
+ * the C API. Exits 0 when it survived every attempt and the echo answered. */
 #define _POSIX_C_SOURCE 200809L
 #include "fnhost_embed.h"
 
@@ -17,8 +17,8 @@ static void print_result(const char *entry, const fnhost_result *r) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || argc % 2 != 0) {
-        fprintf(stderr, "usage: %s ECHO_DIR [DIR ENTRY]...\n", argv[0]);
+    if (argc < 2 || (argc - 2) % 3 != 0) {
+        fprintf(stderr, "usage: %s ECHO_DIR [DIR ENTRY PAYLOAD]...\n", argv[0]);
         return 2;
     }
     char *error = NULL;
@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "runtime: %s\n", error);
         return 1;
     }
-    for (int i = 2; i + 1 < argc; i += 2) {
+    for (int i = 2; i + 2 < argc; i += 3) {
         char config[4096];
         snprintf(config, sizeof config,
                  "{\"entry\": \"%s\", \"code_dir\": \"%s\", \"isolation\": \"process\", \"timeout_s\": 5}",
@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
             error = NULL;
             continue;
         }
-        fnhost_result *r = fnhost_function_invoke(f, (const uint8_t *)"", 0);
+        fnhost_result *r = fnhost_function_invoke(f, (const uint8_t *)argv[i + 2], strlen(argv[i + 2]));
         print_result(argv[i + 1], r);
         fnhost_result_free(r);
         fnhost_function_free(f);

@@ -19,6 +19,12 @@ pub struct SandboxArgs {
     /// (`read_only_paths`); repeatable. None by default.
     #[arg(long = "sandbox-allow-path", value_name = "DIR")]
     pub allow_paths: Vec<PathBuf>,
+    /// A sandbox layer to leave out even where the kernel has it (user,
+    /// pid, mount, net, ipc, seccomp, landlock, cgroup): to work around a
+    /// kernel's or a container's quirk, or to see what a more restricted
+    /// host gives; repeatable.
+    #[arg(long = "sandbox-without", value_name = "LAYER", value_parser = clap::builder::PossibleValuesParser::new(fnhost::sandbox::LAYER_NAMES))]
+    pub without: Vec<String>,
 }
 
 impl SandboxArgs {
@@ -27,6 +33,7 @@ impl SandboxArgs {
         fnhost::SandboxConfig {
             mode: self.sandbox,
             allowed_paths: self.allow_paths.clone(),
+            without: self.without.clone(),
             ..fnhost::SandboxConfig::default()
         }
     }

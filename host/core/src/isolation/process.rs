@@ -274,10 +274,14 @@ impl Worker {
         let pid = child.id() as i32;
         reaper::worker_started(pid);
         let jail = match (launch.sandbox, report) {
-            (Some(_), Some((report, _))) if launch.park => {
+            (Some(spec), Some((report, _))) if launch.park => {
                 // The slow part of a sandbox's start (the move into a
                 // cgroup), done ahead; the rest when it is activated.
-                let cgroup = Cgroup::create(u64::MAX / 2, launch.max_processes);
+                let cgroup = spec
+                    .layers
+                    .cgroups
+                    .then(|| Cgroup::create(u64::MAX / 2, launch.max_processes))
+                    .flatten();
                 if let Some(c) = &cgroup {
                     if let Err(e) = c.add(pid as u32) {
                         // SAFETY: the unreaped child holds the group id.
@@ -389,7 +393,11 @@ impl Worker {
         };
         let mut cgroup = None;
         Self::handshake(socket, pid, spec, || {
-            cgroup = Cgroup::create(memory, max_processes);
+            cgroup = spec
+                .layers
+                .cgroups
+                .then(|| Cgroup::create(memory, max_processes))
+                .flatten();
             match &cgroup {
                 Some(c) => c.add(pid as u32),
                 None => Ok(()),

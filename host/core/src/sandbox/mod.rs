@@ -109,7 +109,18 @@ pub struct SandboxConfig {
     /// Most processes (threads included) in one worker's sandbox (default
     /// 256), through the pids cgroup (else `RLIMIT_NPROC`).
     pub max_processes: u32,
+    /// Layers left out even where the kernel has them (`--sandbox-without`):
+    /// `user`, `pid`, `mount`, `net`, `ipc`, `seccomp`, `landlock`,
+    /// `cgroup`. For working around a kernel's or a container's quirk, and
+    /// for testing the sandbox a more restricted host would give; `strict`
+    /// counts them as missing.
+    pub without: Vec<String>,
 }
+
+/// The layer names [`SandboxConfig::without`] takes.
+pub const LAYER_NAMES: [&str; 8] = [
+    "user", "pid", "mount", "net", "ipc", "seccomp", "landlock", "cgroup",
+];
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -121,6 +132,7 @@ impl Default for SandboxConfig {
             host_gid: 65534,
             allowed_paths: Vec::new(),
             max_processes: 256,
+            without: Vec::new(),
         }
     }
 }
@@ -237,6 +249,8 @@ impl SandboxPolicy {
 /// leaves out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Layers {
+    /// Per-worker cgroups.
+    pub(crate) cgroups: bool,
     pub(crate) user_ns: bool,
     pub(crate) pid_ns: bool,
     pub(crate) mount_ns: bool,
@@ -289,10 +303,53 @@ pub struct Layer {
     pub detail: String,
 }
 
+/// What this kernel allows, less what `config` leaves out.
+fn allowed(config: &SandboxConfig) -> Availability {
+    let mut a = availability().clone();
+    let without = |name: &str| config.without.iter().any(|w| w == name);
+    let left_out = |name: &str| Some(format!("left out (--sandbox-without {name})"));
+    if without("user") {
+        (a.user_ns, a.user_ns_error) = (false, left_out("user"));
+    }
+    if without("pid") {
+        (a.pid_ns, a.pid_ns_error) = (false, left_out("pid"));
+    }
+    if without("mount") {
+        (a.mount_ns, a.mount_ns_error) = (false, left_out("mount"));
+    }
+    if without("net") {
+        (a.net_ns, a.net_ns_error) = (false, left_out("net"));
+    }
+    if without("ipc") {
+        (a.ipc_uts_cgroup_ns, a.ipc_uts_cgroup_ns_error) = (false, left_out("ipc"));
+    }
+    if without("seccomp") {
+        (a.seccomp, a.seccomp_notify, a.seccomp_error) = (false, false, left_out("seccomp"));
+    }
+    if without("landlock") {
+        (a.landlock_abi, a.landlock_error) = (0, left_out("landlock"));
+    }
+    if !a.user_ns && !a.root {
+        // Without a user namespace only root makes the others.
+        for (ok, why) in [
+            (&mut a.pid_ns, &mut a.pid_ns_error),
+            (&mut a.mount_ns, &mut a.mount_ns_error),
+            (&mut a.net_ns, &mut a.net_ns_error),
+            (&mut a.ipc_uts_cgroup_ns, &mut a.ipc_uts_cgroup_ns_error),
+        ] {
+            if *ok {
+                *ok = false;
+                *why = Some("needs a user namespace (or root)".into());
+            }
+        }
+    }
+    a
+}
+
 /// The sandbox layers this host gives workers under `config`, one line
 /// each, in the order of importance.
 pub fn check(config: &SandboxConfig) -> Vec<Layer> {
-    let a = availability();
+    let a = allowed(config);
     let off = config.mode == SandboxMode::Off;
     let line = |name: &'static str, ok: bool, yes: String, no: &str| Layer {
         name,
@@ -301,12 +358,17 @@ pub fn check(config: &SandboxConfig) -> Vec<Layer> {
             "off (--sandbox off)".to_owned()
         } else if ok {
             yes
+        } else if no.starts_with("left out") {
+            no.to_owned()
         } else {
             format!("refused ({no})")
         },
     };
     let why = |s: &Option<String>| s.clone().unwrap_or_default();
-    let (memory, pids) = cgroup::controllers();
+    let (mut memory, mut pids) = cgroup::controllers();
+    if config.without.iter().any(|w| w == "cgroup") {
+        (memory, pids) = (None, None);
+    }
     vec![
         line(
             "pid namespace",
@@ -377,13 +439,21 @@ pub fn check(config: &SandboxConfig) -> Vec<Layer> {
             "cgroup memory",
             memory.is_some(),
             memory.clone().unwrap_or_default(),
-            "no writable memory controller: RLIMIT_DATA only",
+            if config.without.iter().any(|w| w == "cgroup") {
+                "left out (--sandbox-without cgroup)"
+            } else {
+                "no writable memory controller: RLIMIT_DATA only"
+            },
         ),
         line(
             "cgroup pids",
             pids.is_some(),
             pids.clone().unwrap_or_default(),
-            "no writable pids controller: RLIMIT_NPROC instead",
+            if config.without.iter().any(|w| w == "cgroup") {
+                "left out (--sandbox-without cgroup)"
+            } else {
+                "no writable pids controller: RLIMIT_NPROC instead"
+            },
         ),
         Layer {
             name: "rlimits and no_new_privs",
@@ -411,8 +481,9 @@ pub(crate) fn layers(config: &SandboxConfig) -> Option<Layers> {
     if config.mode == SandboxMode::Off {
         return None;
     }
-    let a = availability();
+    let a = allowed(config);
     Some(Layers {
+        cgroups: !config.without.iter().any(|w| w == "cgroup"),
         user_ns: a.user_ns,
         pid_ns: a.pid_ns,
         mount_ns: a.mount_ns,
@@ -460,7 +531,7 @@ pub(crate) fn spec(
         tmp_mb: policy.tmp_mb,
         env,
         read_only_paths: policy.read_only_paths.clone(),
-        nproc: (!pids_cgroup).then_some(u64::from(config.max_processes)),
+        nproc: (!pids_cgroup || !layers.cgroups).then_some(u64::from(config.max_processes)),
         hosts,
         data_limit: None,
     }
