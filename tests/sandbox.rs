@@ -361,6 +361,40 @@ fn read_only_paths_the_operator_allowed() {
     assert!(e.to_string().contains("--sandbox-allow-path"), "{e}");
 }
 
+/// A handler is a plain user: uid 1000 (or the operator's choice), PID 2,
+/// no capability; uid 0 is refused as a choice.
+#[test]
+fn a_handler_is_a_plain_user() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    assert_eq!(
+        text(&run(&rt, "whoami", "")),
+        "uid 1000 gid 1000 pid 2 caps 0000000000000000"
+    );
+    let custom = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        sandbox: fnhost::SandboxConfig {
+            uid: 4242,
+            gid: 4243,
+            ..fnhost::SandboxConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    assert!(text(&run(&custom, "whoami", "")).starts_with("uid 4242 gid 4243 pid 2 "));
+    let root = Runtime::new(RuntimeConfig {
+        sandbox: fnhost::SandboxConfig {
+            uid: 0,
+            ..fnhost::SandboxConfig::default()
+        },
+        ..RuntimeConfig::default()
+    });
+    assert!(matches!(root, Err(fnhost::LoadError::Sandbox(_))));
+}
+
 #[test]
 fn tmp_is_private_and_limited() {
     if !full_sandbox() {

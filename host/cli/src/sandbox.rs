@@ -25,6 +25,14 @@ pub struct SandboxArgs {
     /// host gives; repeatable.
     #[arg(long = "sandbox-without", value_name = "LAYER", value_parser = clap::builder::PossibleValuesParser::new(fnhost::sandbox::LAYER_NAMES))]
     pub without: Vec<String>,
+    /// The uid (and gid) a handler sees in its sandbox (default 1000; never
+    /// 0).
+    #[arg(long = "sandbox-uid", value_name = "UID", default_value_t = 1000)]
+    pub uid: u32,
+    /// The host uid (and gid) sandboxes map to when fnhost runs as root
+    /// (default 65534, nobody; never 0). Unprivileged, fnhost maps its own.
+    #[arg(long = "sandbox-host-uid", value_name = "UID", default_value_t = 65534)]
+    pub host_uid: u32,
 }
 
 impl SandboxArgs {
@@ -34,6 +42,10 @@ impl SandboxArgs {
             mode: self.sandbox,
             allowed_paths: self.allow_paths.clone(),
             without: self.without.clone(),
+            uid: self.uid,
+            gid: self.uid,
+            host_uid: self.host_uid,
+            host_gid: self.host_uid,
             ..fnhost::SandboxConfig::default()
         }
     }

@@ -86,6 +86,17 @@ impl Runtime {
         })?;
         let pool = WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size);
         crate::isolation::budget::set_max(config.max_worker_processes);
+        let sandbox = &config.sandbox;
+        if sandbox.mode != crate::sandbox::SandboxMode::Off
+            && (sandbox.uid == 0
+                || sandbox.gid == 0
+                || sandbox.host_uid == 0
+                || sandbox.host_gid == 0)
+        {
+            return Err(LoadError::Sandbox(
+                "the sandbox's uid and gid, inside and on the host, must not be 0".into(),
+            ));
+        }
         let missing = crate::sandbox::missing_required(&config.sandbox);
         if !missing.is_empty() {
             return Err(LoadError::Sandbox(format!(

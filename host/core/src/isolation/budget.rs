@@ -88,6 +88,18 @@ pub(crate) fn try_acquire() -> Option<Slot> {
     }
 }
 
+/// Takes a slot for a process started ahead of need (a parked worker)
+/// only while another stays free: it never takes the last one.
+pub(crate) fn try_acquire_spare() -> Option<Slot> {
+    let mut live = BUDGET.live.lock();
+    if *live + 1 < max() {
+        *live += 1;
+        Some(Slot(()))
+    } else {
+        None
+    }
+}
+
 /// Tells waiters that a worker became idle (they may reuse or end it).
 pub(crate) fn idle_available() {
     BUDGET.freed.notify_all();

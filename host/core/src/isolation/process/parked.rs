@@ -6,9 +6,10 @@
 //! ([`Worker::activate`]). After each sandboxed start the next one parks in
 //! the background (20 ms later, so that it does not compete with the start
 //! that asked for it), once per worker executable. It holds a slot of the
-//! host-wide worker budget and is ended like an idle worker when the cap
-//! is reached; it is used only by functions that declare no environment
-//! (a process starts with its environment).
+//! host-wide worker budget, only while another stays free, and is the
+//! first idle worker ended when the cap is reached; it is used only by
+//! functions that declare no environment (a process starts with its
+//! environment).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,8 +35,14 @@ struct Spot {
 }
 
 impl budget::IdleWorkers for Spot {
+    /// A parked worker goes first when the cap is reached: it reports
+    /// itself idle for a day longer than it is.
     fn oldest_idle(&self) -> Option<Instant> {
-        self.waiting.lock().as_ref().map(|(_, _, since)| *since)
+        self.waiting.lock().as_ref().map(|(_, _, since)| {
+            since
+                .checked_sub(Duration::from_secs(86_400))
+                .unwrap_or(*since)
+        })
     }
     fn end_oldest_idle(&self) -> bool {
         let parked = self.waiting.lock().take();
@@ -87,7 +94,7 @@ fn park_later(executable: &Path, spec: &JailSpec, max_processes: u32) {
         .name("fnhost-park".into())
         .spawn(move || {
             std::thread::sleep(PARK_DELAY);
-            let parked = budget::try_acquire().and_then(|slot| {
+            let parked = budget::try_acquire_spare().and_then(|slot| {
                 Worker::launch(Launch {
                     executable: &executable,
                     library: None,
