@@ -60,6 +60,16 @@ const ATTEMPTS: &[(&str, &str, &str)] = &[
     ("netlink_socket", "", "forbidden system call: socket"),
     ("vsock_socket", "", "forbidden system call: socket"),
     ("mmap_balloon", "shared", "memory limit exceeded"),
+    (
+        "aio_exhaust",
+        "",
+        "io_setup: 0 contexts, then Function not implemented",
+    ),
+    (
+        "library_write",
+        "",
+        "pwrite: Bad file descriptor; ftruncate: refused",
+    ),
     ("setsid_escape", "escapee", "started"),
 ];
 
@@ -481,6 +491,14 @@ fn no_network_by_default_and_only_the_allowlist_with_the_hosts() {
         "{}",
         r.log
     );
+    // Holding a host port (or its ephemeral range) with bind alone.
+    let squat = SandboxPolicy {
+        network: Network::Host,
+        ..SandboxPolicy::default()
+    };
+    let f = fixture(&rt, "bind_port", "host", None, squat);
+    let r = text(&f.invoke(b"0").unwrap());
+    assert!(r.ends_with("Permission denied"), "{r}");
     // Around connect: a datagram, TCP Fast Open, a listener.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_nonblocking(true).unwrap();

@@ -252,11 +252,22 @@ impl CodeCache {
             // planted or torn; a library already mapped from it keeps its
             // own inode.
             fs::rename(&tmp, &path)?;
+            // The descriptor kept (and handed to worker processes) is a new
+            // read-only one: the one that wrote the copy could write it
+            // still, and a worker holding it could rewrite the cache.
+            let read_only = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(format!(
+                    "/proc/self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(&copy)
+                ))?;
+            drop(copy);
             Ok(Stored {
                 digest,
                 size,
                 path,
-                file: copy.into(),
+                file: read_only.into(),
             })
         })();
         if stored.is_err() {
@@ -275,7 +286,7 @@ pub struct Stored {
     pub size: u64,
     /// Its path, `<cache>/<digest>.so`.
     pub path: PathBuf,
-    /// The copy, open for reading.
+    /// The copy, open for reading only.
     pub file: OwnedFd,
 }
 

@@ -14,7 +14,8 @@
 //! domain names), file handles (`open_by_handle_at`), and sockets that
 //! bypass the network's rules (raw, packet, netlink, vsock). `clone3` answers
 //! `ENOSYS` (its flags are behind a pointer the filter cannot read), so
-//! C libraries fall back to `clone`, whose flags it can.
+//! C libraries fall back to `clone`, whose flags it can; so does `io_setup`
+//! (kernel AIO contexts count against a host-wide limit).
 //!
 //! With `network = "host"`, `connect` goes to the keeper too, which
 //! connects on the worker's behalf only to allowed addresses (see
@@ -205,7 +206,8 @@ pub(crate) fn rule_count() -> usize {
 }
 
 /// The two filters of a worker: the violations (sent to the keeper when
-/// `notify`, else killing the process) and `clone3` → `ENOSYS`.
+/// `notify`, else killing the process) and `clone3` and `io_setup` →
+/// `ENOSYS`.
 pub(crate) fn filters(
     notify: bool,
     mediate_connect: bool,
@@ -237,6 +239,10 @@ pub(crate) fn filters(
     refuse_x32(&mut violations);
     let mut clone3 = BTreeMap::new();
     clone3.insert(libc::SYS_clone3, Vec::new());
+    // Kernel AIO contexts count against a host-wide limit (fs.aio-max-nr):
+    // a worker could take them all (found by an outside attack). `ENOSYS`,
+    // as a kernel without AIO answers: libraries fall back to threads.
+    clone3.insert(libc::SYS_io_setup, Vec::new());
     let clone3 = SeccompFilter::new(
         clone3,
         SeccompAction::Allow,
@@ -295,7 +301,10 @@ fn refuse_x32(program: &mut BpfProgram) {
 /// would reach the network without a `connect` answers `EACCES`. UDP and
 /// other datagram sockets of the IP families (`sendto` names any
 /// destination), TCP Fast Open (`sendto`/`sendmsg` with `MSG_FASTOPEN`
-/// connects), and `listen` (a service on the host's ports).
+/// connects), `listen` (a service on the host's ports) and `bind` (a
+/// worker holding the host's ports, its ephemeral range, or an abstract
+/// socket name of the host's network namespace: found by an outside
+/// attack).
 pub(crate) fn host_network_filter() -> Result<BpfProgram, String> {
     let arch = arch()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -338,6 +347,7 @@ pub(crate) fn host_network_filter() -> Result<BpfProgram, String> {
         )])],
     );
     rules.insert(libc::SYS_listen, Vec::new());
+    rules.insert(libc::SYS_bind, Vec::new());
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
