@@ -602,6 +602,26 @@ fn a_worker_cannot_exhaust_the_hosts_per_user_counters() {
     drop(f);
 }
 
+/// A handler's busy threads get one core at most: the server keeps the
+/// others (found by an outside attack: background processes took both
+/// cores).
+#[test]
+fn a_worker_gets_one_core_at_most() {
+    if !full_sandbox() || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return;
+    }
+    let rt = runtime();
+    let r = text(&run(&rt, "cpu_hog", ""));
+    let cpu: f64 = r
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    // Three spinning threads for a second: 1 s of CPU under the cap
+    // (plus the worker's own start), 2 s or more without it.
+    assert!(cpu < 1.5, "{r}");
+}
+
 #[test]
 fn a_fork_bomb_fails_that_call_only() {
     if !full_sandbox() {

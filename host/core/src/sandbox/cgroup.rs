@@ -1,7 +1,10 @@
 //! One cgroup per sandboxed worker, made by the host under its own: the
 //! memory controller caps everything the worker's sandbox maps (shared
 //! memory and `/tmp` included, which `RLIMIT_DATA` misses) and the pids
-//! controller caps its processes and threads (a fork bomb fails to fork).
+//! controller caps its processes and threads (a fork bomb fails to fork),
+//! and the cpu controller caps it at one core and weighs it below the
+//! host's own processes (a handler's busy background processes cannot take
+//! every core from the server).
 //! cgroup v1 (`memory` and `pids` hierarchies) or a v2 hierarchy whose
 //! controllers are delegated to this process's cgroup.
 
@@ -14,6 +17,7 @@ use std::sync::{LazyLock, Mutex};
 struct Bases {
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
+    cpu: Option<PathBuf>,
     v2: bool,
 }
 
@@ -124,6 +128,9 @@ fn find_bases() -> Bases {
         if controllers.iter().any(|c| c == "pids") && bases.pids.is_none() {
             bases.pids = base_in(dir);
         }
+        if controllers.iter().any(|c| c == "cpu") && bases.cpu.is_none() {
+            bases.cpu = base_in(dir);
+        }
     }
     if bases.memory.is_none() && bases.pids.is_none() {
         // cgroup v2: only where this process's cgroup already delegates the
@@ -136,18 +143,31 @@ fn find_bases() -> Bases {
             if has("memory") || has("pids") {
                 if let Some(base) = base_in(dir) {
                     let mut enable = String::new();
-                    for c in ["memory", "pids"].into_iter().filter(|c| has(c)) {
+                    for c in ["memory", "pids", "cpu"].into_iter().filter(|c| has(c)) {
                         enable.push_str(&format!("+{c} "));
                     }
                     let _ = std::fs::write(base.join("cgroup.subtree_control"), enable.trim());
                     bases.v2 = true;
                     bases.memory = has("memory").then(|| base.clone());
-                    bases.pids = has("pids").then_some(base);
+                    bases.pids = has("pids").then(|| base.clone());
+                    bases.cpu = has("cpu").then_some(base);
                 }
             }
         }
     }
     bases
+}
+
+/// What `fnhost sandbox check` says of the cpu controller.
+pub(crate) fn cpu_controller() -> Option<String> {
+    let b = &*BASES;
+    b.cpu.as_ref().map(|p| {
+        format!(
+            "one core at most, weighted below the host's processes (cgroup {} under {})",
+            if b.v2 { "v2" } else { "v1" },
+            p.display()
+        )
+    })
 }
 
 /// What `fnhost sandbox check` says of the memory and pids controllers.
@@ -175,6 +195,7 @@ pub(crate) fn has_pids() -> bool {
 pub(crate) struct Cgroup {
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
+    cpu: Option<PathBuf>,
     v2: bool,
 }
 
@@ -202,9 +223,15 @@ impl Cgroup {
         } else {
             make(&b.pids)
         };
+        let cpu = if b.v2 {
+            memory.clone().or_else(|| pids.clone())
+        } else {
+            make(&b.cpu)
+        };
         let cgroup = Cgroup {
             memory,
             pids,
+            cpu,
             v2: b.v2,
         };
         if let Some(dir) = &cgroup.memory {
@@ -220,6 +247,16 @@ impl Cgroup {
         }
         if let Some(dir) = &cgroup.pids {
             let _ = std::fs::write(dir.join("pids.max"), max_processes.to_string());
+        }
+        if let Some(dir) = &cgroup.cpu {
+            if cgroup.v2 {
+                let _ = std::fs::write(dir.join("cpu.max"), "100000 100000");
+                let _ = std::fs::write(dir.join("cpu.weight"), "25");
+            } else {
+                let _ = std::fs::write(dir.join("cpu.cfs_period_us"), "100000");
+                let _ = std::fs::write(dir.join("cpu.cfs_quota_us"), "100000");
+                let _ = std::fs::write(dir.join("cpu.shares"), "256");
+            }
         }
         Some(cgroup)
     }
@@ -243,7 +280,7 @@ impl Cgroup {
 
     /// Moves process `pid` (and so everything it starts later) in.
     pub(crate) fn add(&self, pid: u32) -> std::io::Result<()> {
-        let mut dirs = vec![&self.memory, &self.pids];
+        let mut dirs = vec![&self.memory, &self.pids, &self.cpu];
         dirs.dedup();
         for dir in dirs.into_iter().flatten() {
             std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
@@ -286,7 +323,7 @@ fn retry_left() {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        let mut dirs = vec![self.memory.take(), self.pids.take()];
+        let mut dirs = vec![self.memory.take(), self.pids.take(), self.cpu.take()];
         dirs.dedup();
         for dir in dirs.into_iter().flatten() {
             // The worker's processes are reaped by now, but the kernel may

@@ -366,8 +366,9 @@ pub fn check(config: &SandboxConfig) -> Vec<Layer> {
     };
     let why = |s: &Option<String>| s.clone().unwrap_or_default();
     let (mut memory, mut pids) = cgroup::controllers();
+    let mut cpu = cgroup::cpu_controller();
     if config.without.iter().any(|w| w == "cgroup") {
-        (memory, pids) = (None, None);
+        (memory, pids, cpu) = (None, None, None);
     }
     vec![
         line(
@@ -453,6 +454,16 @@ pub fn check(config: &SandboxConfig) -> Vec<Layer> {
                 "left out (--sandbox-without cgroup)"
             } else {
                 "no writable pids controller: RLIMIT_NPROC instead"
+            },
+        ),
+        line(
+            "cgroup cpu",
+            cpu.is_some(),
+            cpu.clone().unwrap_or_default(),
+            if config.without.iter().any(|w| w == "cgroup") {
+                "left out (--sandbox-without cgroup)"
+            } else {
+                "no writable cpu controller: a worker's processes may use every core"
             },
         ),
         Layer {
