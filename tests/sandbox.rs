@@ -436,6 +436,27 @@ fn the_environment_is_empty_but_for_what_the_function_declares() {
         env: vec!["PATH".into()],
         ..SandboxPolicy::default()
     };
+    // Only names the operator allows.
+    let dir = scratch("sandbox-env-refused");
+    compile("environment", &dir, None);
+    let e = rt
+        .load(
+            FunctionConfig::new("environment.Handler", &dir)
+                .isolation(Isolation::Process)
+                .sandbox(declared.clone()),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("--sandbox-allow-env"), "{e}");
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        sandbox: fnhost::SandboxConfig {
+            allowed_env: vec!["PATH".into()],
+            ..fnhost::SandboxConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let f = fixture(&rt, "environment", "declared", None, declared);
     let r = text(&f.invoke(b"").unwrap());
     let path = std::env::var("PATH").unwrap();
@@ -479,7 +500,31 @@ fn no_network_by_default_and_only_the_allowlist_with_the_hosts() {
         allow_outbound: vec![format!("127.0.0.1:{port}")],
         ..SandboxPolicy::default()
     };
-    let f = fixture(&rt, "connect", "listed", None, listed);
+    // The host's own addresses only where the operator allows them.
+    let dir = scratch("sandbox-local-refused");
+    compile("connect", &dir, None);
+    let e = rt
+        .load(
+            FunctionConfig::new("connect.Handler", &dir)
+                .isolation(Isolation::Process)
+                .sandbox(listed.clone()),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("--sandbox-allow-local-outbound"),
+        "{e}"
+    );
+    let local = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        sandbox: fnhost::SandboxConfig {
+            allow_local_outbound: true,
+            ..fnhost::SandboxConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let f = fixture(&local, "connect", "listed", None, listed);
     let r = text(&f.invoke(format!("127.0.0.1 {port}").as_bytes()).unwrap());
     assert!(r.ends_with("connected"), "{r}");
     let r = f
@@ -602,6 +647,36 @@ fn a_worker_cannot_exhaust_the_hosts_per_user_counters() {
     drop(f);
 }
 
+/// Each worker process holds at most its share of the host's one table of
+/// open files: every worker the budget allows, with all its processes,
+/// together at most half of `fs.file-max` (an outside attack filled it
+/// from 11 workers).
+#[test]
+fn a_worker_holds_only_its_share_of_the_hosts_open_files() {
+    if !full_sandbox() {
+        return;
+    }
+    let rt = runtime();
+    let r = text(&run(&rt, "open_files", ""));
+    let opened: u64 = r
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    let file_max: u64 = std::fs::read_to_string("/proc/sys/fs/file-max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let config = fnhost::SandboxConfig::default();
+    let holders = fnhost::DEFAULT_MAX_WORKER_PROCESSES as u64 * u64::from(config.max_processes);
+    assert!(
+        opened * holders <= file_max / 2,
+        "{r}: {holders} processes could hold more than half of {file_max}"
+    );
+    assert!(opened < 1024, "{r}");
+}
+
 /// A handler's busy threads get one core at most: the server keeps the
 /// others (found by an outside attack: background processes took both
 /// cores).
@@ -640,7 +715,7 @@ fn a_fork_bomb_fails_that_call_only() {
     let r = f.invoke(b"").unwrap();
     let (ty, message) = failure(&r);
     assert_eq!(ty, fnhost::sandbox::SANDBOX_VIOLATION, "{message}");
-    assert!(message.contains("limit of 256 processes"), "{message}");
+    assert!(message.contains("limit of 64 processes"), "{message}");
     host_serves(&rt);
 }
 

@@ -153,7 +153,10 @@ def test_a_functions_sandbox_policy_goes_through_the_api(server, tmp_path):
     assert json.loads(answer)["sandbox"]["tmp_mb"] == 1, answer
     # Paths the operator did not allow, unknown keys: refused, typed.
     for sandbox in [{"read_only_paths": ["/etc"]}, {"tmp_mb": 0}, {"network": "everything"},
-                    {"allow_outbound": ["127.0.0.1:5432"]}]:
+                    {"allow_outbound": ["127.0.0.1:5432"]}, {"tmp_mb": 10240},
+                    {"env": ["AWS_SECRET_ACCESS_KEY"]},
+                    {"network": "host", "allow_outbound": ["127.0.0.1:6379"]},
+                    {"network": "host", "allow_outbound": ["169.254.169.254:80"]}]:
         status, _, answer = deploy(server, tmp_path, "write_file", "refused", isolation="process",
                                    sandbox=sandbox)
         assert status == 400, (sandbox, answer)

@@ -33,6 +33,18 @@ pub struct SandboxArgs {
     /// (default 65534, nobody; never 0). Unprivileged, fnhost maps its own.
     #[arg(long = "sandbox-host-uid", value_name = "UID", default_value_t = 65534)]
     pub host_uid: u32,
+    /// A variable of this server's environment functions may ask to see
+    /// (their sandbox's `env`); repeatable. None by default.
+    #[arg(long = "sandbox-allow-env", value_name = "NAME")]
+    pub allow_env: Vec<String>,
+    /// Let functions list this host's own and link-local addresses (its
+    /// loopback services, a cloud's metadata service) in `allow_outbound`.
+    #[arg(long = "sandbox-allow-local-outbound")]
+    pub allow_local_outbound: bool,
+    /// The largest private /tmp a function may ask for, in MB (at most
+    /// 10240): its pages are this host's memory.
+    #[arg(long = "sandbox-max-tmp-mb", value_name = "MB", default_value_t = 512)]
+    pub max_tmp_mb: u32,
 }
 
 impl SandboxArgs {
@@ -46,6 +58,9 @@ impl SandboxArgs {
             gid: self.uid,
             host_uid: self.host_uid,
             host_gid: self.host_uid,
+            allowed_env: self.allow_env.clone(),
+            allow_local_outbound: self.allow_local_outbound,
+            max_tmp_mb: self.max_tmp_mb,
             ..fnhost::SandboxConfig::default()
         }
     }

@@ -139,6 +139,7 @@ impl Runtime {
                 &policy,
                 layers,
                 crate::sandbox::cgroup::has_pids(),
+                config.max_worker_processes,
             )
         });
         let preflight = Preflight::new(

@@ -68,6 +68,7 @@ fn build_in_workers(
             &config.sandbox,
             layers,
             crate::sandbox::cgroup::has_pids(),
+            shared.config.max_worker_processes,
         )
     });
     let pool = ProcessPool::new(

@@ -107,7 +107,7 @@ pub struct SandboxConfig {
     /// ([`SandboxPolicy::read_only_paths`]); none by default.
     pub allowed_paths: Vec<PathBuf>,
     /// Most processes (threads included) in one worker's sandbox (default
-    /// 256), through the pids cgroup (else `RLIMIT_NPROC`).
+    /// 64), through the pids cgroup (else `RLIMIT_NPROC`).
     pub max_processes: u32,
     /// Layers left out even where the kernel has them (`--sandbox-without`):
     /// `user`, `pid`, `mount`, `net`, `ipc`, `seccomp`, `landlock`,
@@ -115,6 +115,17 @@ pub struct SandboxConfig {
     /// for testing the sandbox a more restricted host would give; `strict`
     /// counts them as missing.
     pub without: Vec<String>,
+    /// Names of the server's environment variables a function may ask to
+    /// see (`env`): none by default (`--sandbox-allow-env`).
+    pub allowed_env: Vec<String>,
+    /// Whether a function's `allow_outbound` may list the host's own and
+    /// link-local addresses (its loopback services, the cloud's metadata
+    /// service): not by default (`--sandbox-allow-local-outbound`).
+    pub allow_local_outbound: bool,
+    /// The largest private `/tmp` a function may ask for, in MB (default
+    /// 512, FunctionGraph's; `--sandbox-max-tmp-mb`, at most 10240): its
+    /// pages are memory the host gives.
+    pub max_tmp_mb: u32,
 }
 
 /// The layer names [`SandboxConfig::without`] takes.
@@ -131,8 +142,11 @@ impl Default for SandboxConfig {
             host_uid: 65534,
             host_gid: 65534,
             allowed_paths: Vec::new(),
-            max_processes: 256,
+            max_processes: 64,
             without: Vec::new(),
+            allowed_env: Vec::new(),
+            allow_local_outbound: false,
+            max_tmp_mb: 512,
         }
     }
 }
@@ -193,9 +207,10 @@ impl SandboxPolicy {
     /// outbound entries (names are resolved here), environment names and
     /// read-only paths.
     pub fn validate(&self, config: &SandboxConfig) -> Result<(), String> {
-        if self.tmp_mb == 0 || self.tmp_mb > MAX_TMP_MB {
+        let max_tmp = config.max_tmp_mb.min(MAX_TMP_MB);
+        if self.tmp_mb == 0 || self.tmp_mb > max_tmp {
             return Err(format!(
-                "sandbox tmp_mb must be 1 to {MAX_TMP_MB}, got {}",
+                "sandbox tmp_mb must be 1 to {max_tmp} (the operator's --sandbox-max-tmp-mb), got {}",
                 self.tmp_mb
             ));
         }
@@ -203,7 +218,12 @@ impl SandboxPolicy {
             return Err("sandbox allow_outbound needs network = \"host\"".into());
         }
         for entry in &self.allow_outbound {
-            Outbound::parse(entry)?;
+            let outbound = Outbound::parse(entry)?;
+            if !config.allow_local_outbound && outbound.reaches_local() {
+                return Err(format!(
+                    "allow_outbound entry `{entry}` reaches the host's own or link-local addresses: only where the operator allows it (--sandbox-allow-local-outbound)"
+                ));
+            }
         }
         for name in &self.env {
             if name.is_empty()
@@ -213,6 +233,11 @@ impl SandboxPolicy {
             {
                 return Err(format!(
                     "sandbox env name `{name}` is not a plain variable name (FNHOST_* are never passed)"
+                ));
+            }
+            if !config.allowed_env.iter().any(|allowed| allowed == name) {
+                return Err(format!(
+                    "sandbox env name `{name}` is not one the operator allows functions to see (--sandbox-allow-env)"
                 ));
             }
         }
@@ -284,6 +309,9 @@ pub(crate) struct JailSpec {
     pub(crate) read_only_paths: Vec<PathBuf>,
     /// `RLIMIT_NPROC` when no pids cgroup holds the worker.
     pub(crate) nproc: Option<u64>,
+    /// `RLIMIT_NOFILE` of each of the worker's processes.
+    #[serde(default = "default_nofile")]
+    pub(crate) nofile: u64,
     /// The text written as `/etc/hosts` (names of the allowlist).
     pub(crate) hosts: String,
     /// `RLIMIT_DATA` the worker sets itself (a worker started parked, with
@@ -472,7 +500,7 @@ pub fn check(config: &SandboxConfig) -> Vec<Layer> {
             detail: if off {
                 "off (--sandbox off)".into()
             } else {
-                "RLIMIT_CORE 0, RLIMIT_NOFILE 1024, RLIMIT_FSIZE, no_new_privs, capabilities dropped, empty environment".into()
+                "RLIMIT_CORE 0, RLIMIT_NOFILE (a share of fs.file-max, at most 1024), RLIMIT_FSIZE, no_new_privs, capabilities dropped, empty environment".into()
             },
         },
     ]
@@ -507,12 +535,33 @@ pub(crate) fn layers(config: &SandboxConfig) -> Option<Layers> {
     })
 }
 
+fn default_nofile() -> u64 {
+    1024
+}
+
+/// `RLIMIT_NOFILE` for a worker's processes: the kernel's table of open
+/// files is one for the whole host (`fs.file-max`; root is exempt, every
+/// other user is not), so every worker the budget allows, each with its
+/// most processes, together may hold at most half of it (an outside
+/// attack filled it from 11 workers at 256 processes of 1024 files), and
+/// no process more than 1024.
+pub(crate) fn nofile(config: &SandboxConfig, max_workers: usize) -> u64 {
+    let file_max = std::fs::read_to_string("/proc/sys/fs/file-max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let holders =
+        (max_workers.max(1) as u64).saturating_mul(u64::from(config.max_processes.max(1)));
+    (file_max / 2 / holders).clamp(64, 1024)
+}
+
 /// Builds the spec of one worker's sandbox.
 pub(crate) fn spec(
     config: &SandboxConfig,
     policy: &SandboxPolicy,
     layers: Layers,
     pids_cgroup: bool,
+    max_workers: usize,
 ) -> JailSpec {
     let mut allow = Vec::new();
     let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
@@ -543,6 +592,7 @@ pub(crate) fn spec(
         env,
         read_only_paths: policy.read_only_paths.clone(),
         nproc: (!pids_cgroup || !layers.cgroups).then_some(u64::from(config.max_processes)),
+        nofile: nofile(config, max_workers),
         hosts,
         data_limit: None,
     }

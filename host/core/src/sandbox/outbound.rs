@@ -96,6 +96,31 @@ impl Outbound {
         })
     }
 
+    /// Whether the entry covers any of the host's own or link-local
+    /// addresses (loopback, unspecified, its interfaces', 169.254/16,
+    /// fe80::/10).
+    pub(crate) fn reaches_local(&self) -> bool {
+        let local = local_addresses();
+        let probes: Vec<IpAddr> = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "169.254.169.254",
+            "::1",
+            "::",
+            "fe80::1",
+        ]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .chain(local)
+        .collect();
+        self.nets.iter().any(|&(net, len)| {
+            reserved(net, &[])
+                || probes
+                    .iter()
+                    .any(|&p| in_net(canonical(p), canonical(net), len))
+        })
+    }
+
     /// `/etc/hosts` lines for a named entry.
     pub(crate) fn hosts_lines(&self) -> Vec<String> {
         match &self.name {

@@ -422,7 +422,7 @@ impl Confinement {
     pub(crate) fn apply(self) -> io::Result<()> {
         let spec = &self.spec;
         set_limit(libc::RLIMIT_CORE, 0);
-        set_limit(libc::RLIMIT_NOFILE, 1024);
+        set_limit(libc::RLIMIT_NOFILE, spec.nofile);
         // No file may outgrow /tmp; a write past it fails with EFBIG
         // rather than killing the worker with SIGXFSZ.
         set_limit(
