@@ -867,3 +867,45 @@ fn a_rust_print_without_a_newline_lands_in_its_own_call() {
         }
     }
 }
+
+/// A host whose binary was replaced or deleted on disk (an upgrade in
+/// place) still starts workers: they run the host's own binary, through
+/// `/proc/self/exe` (by path they failed: "fnhost (deleted)").
+#[test]
+fn workers_start_after_the_hosts_binary_was_deleted() {
+    let dir = fnhost_e2e::scratch("iso-deleted-binary");
+    let copy = dir.join("fnhost-copy");
+    std::fs::copy(fnhost_bin(), &copy).unwrap();
+    let watched = dir.join("functions");
+    std::fs::create_dir_all(&watched).unwrap();
+    let mut watch = std::process::Command::new(&copy)
+        .args([
+            "watch",
+            "--isolation",
+            "process",
+            "--invoke",
+            "echo.Handler",
+            "--data",
+            "\"after\"",
+            "--cache-dir",
+        ])
+        .arg(cache_dir())
+        .arg(&watched)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::copy(plugin_dir().join("libecho.so"), watched.join("echo.so")).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("after"), "{text}");
+    assert!(!text.contains("cannot start a worker"), "{text}");
+}

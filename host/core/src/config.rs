@@ -90,12 +90,19 @@ impl RuntimeConfig {
     }
 
     /// The executable worker processes run: `worker_executable`, else the
-    /// running one.
+    /// running one, as `/proc/self/exe` (a child started from this process
+    /// runs this very binary through it, even after the file was replaced
+    /// or deleted by an upgrade: by its path the worker would be another
+    /// build, or none).
     pub fn worker_executable(&self) -> PathBuf {
-        self.worker_executable
-            .clone()
-            .or_else(|| std::env::current_exe().ok())
-            .unwrap_or_else(|| "fnhost".into())
+        self.worker_executable.clone().unwrap_or_else(|| {
+            let own = PathBuf::from("/proc/self/exe");
+            if own.exists() {
+                own
+            } else {
+                std::env::current_exe().unwrap_or_else(|_| "fnhost".into())
+            }
+        })
     }
 }
 
