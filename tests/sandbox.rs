@@ -144,7 +144,11 @@ fn fixture(
     constructor: Option<&str>,
     policy: SandboxPolicy,
 ) -> fnhost::Function {
-    let dir = scratch(&format!("sandbox-{name}-{tag}"));
+    // A directory of its own per load: tests run in parallel, and
+    // `scratch` empties the directory it is given.
+    static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch(&format!("sandbox-{name}-{tag}-{n}"));
     compile(name, &dir, constructor);
     rt.load(
         FunctionConfig::new(format!("{name}.Handler"), &dir)

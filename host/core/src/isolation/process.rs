@@ -1058,10 +1058,11 @@ impl ProcessPool {
                     )
                 } else if self.sandbox.is_some() && killed_by == Some(libc::SIGSYS) {
                     // The filter kills what it cannot name: a system call of
-                    // another ABI (32-bit `int 0x80`, x32).
+                    // another ABI (32-bit `int 0x80`, x32), or any forbidden
+                    // one on a kernel without user notification.
                     FunctionError::new(
                         crate::sandbox::SANDBOX_VIOLATION,
-                        "the handler made a forbidden system call of another ABI (32-bit or x32)",
+                        "the handler made a forbidden system call the sandbox cannot name (one of another ABI, 32-bit or x32, or any on a kernel without seccomp user notification)",
                     )
                 } else if ending.out_of_memory || text.contains("memory allocation of") {
                     FunctionError::new(
