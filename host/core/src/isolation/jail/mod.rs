@@ -101,19 +101,7 @@ pub(crate) fn enter() -> io::Result<Confinement> {
         // root: the namespace's owner is who its per-user kernel counters
         // (inotify instances, message queues, pending signals) are charged
         // to, and root's are the host's.
-        // SAFETY: plain system calls without pointers (setgroups with 0
-        // entries reads none).
-        unsafe {
-            ok(libc::setgroups(0, std::ptr::null()), "setgroups")?;
-            ok(
-                libc::setresgid(spec.host_gid, spec.host_gid, spec.host_gid),
-                "setresgid",
-            )?;
-            ok(
-                libc::setresuid(spec.host_uid, spec.host_uid, spec.host_uid),
-                "setresuid",
-            )?;
-        }
+        become_ids(spec.host_uid, spec.host_gid, true)?;
     }
     if flags != 0 {
         // SAFETY: unshare takes no pointers; this process has one thread.
@@ -131,13 +119,8 @@ pub(crate) fn enter() -> io::Result<Confinement> {
         // namespace's uid 0 is not mapped, so changing ids clears none):
         // the mounts below need them, and files created here are then
         // owned by a mapped id.
-        // SAFETY: plain system calls without pointers (setgroups with 0
-        // entries reads none).
-        unsafe {
-            let _ = libc::setgroups(0, std::ptr::null());
-            ok(libc::setresgid(spec.gid, spec.gid, spec.gid), "setresgid")?;
-            ok(libc::setresuid(spec.uid, spec.uid, spec.uid), "setresuid")?;
-        }
+        // (setgroups may be denied there when the host is unprivileged.)
+        become_ids(spec.uid, spec.gid, false)?;
     }
     if l.ipc_uts_cgroup_ns {
         // Now that the host has put us in our cgroup: the namespace's
@@ -161,6 +144,21 @@ pub(crate) fn enter() -> io::Result<Confinement> {
     }
     drop((status_write, life_read, worker_end));
     keeper(spec, init, status_read, life_write, keeper_end)
+}
+
+/// Becomes `uid` and `gid` (real, effective and saved) without
+/// supplementary groups; `groups_required`: a refused `setgroups` is an
+/// error.
+fn become_ids(uid: u32, gid: u32, groups_required: bool) -> io::Result<()> {
+    // SAFETY: plain system calls without pointers (setgroups with 0 entries
+    // reads none).
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 && groups_required {
+            return Err(last_error("setgroups"));
+        }
+        ok(libc::setresgid(gid, gid, gid), "setresgid")?;
+        ok(libc::setresuid(uid, uid, uid), "setresuid")
+    }
 }
 
 fn close_report_fd() {
@@ -226,18 +224,7 @@ fn drop_privileges(spec: &JailSpec) -> io::Result<()> {
         );
     }
     if !spec.layers.user_ns && spec.layers.root {
-        // SAFETY: plain system calls.
-        unsafe {
-            ok(libc::setgroups(0, std::ptr::null()), "setgroups")?;
-            ok(
-                libc::setresgid(spec.host_gid, spec.host_gid, spec.host_gid),
-                "setresgid",
-            )?;
-            ok(
-                libc::setresuid(spec.host_uid, spec.host_uid, spec.host_uid),
-                "setresuid",
-            )?;
-        }
+        become_ids(spec.host_uid, spec.host_gid, true)?;
     }
     drop_capabilities()
 }
