@@ -1065,6 +1065,33 @@ fn parked_workers_serve_with_their_functions_limits() {
     );
 }
 
+/// A strict sandbox refuses to start without a layer, naming it; auto
+/// starts and runs without it.
+#[test]
+fn strict_refuses_to_start_without_a_layer() {
+    let without_user = |mode| fnhost::SandboxConfig {
+        mode,
+        without: vec!["user".into()],
+        ..fnhost::SandboxConfig::default()
+    };
+    let strict = Runtime::new(RuntimeConfig {
+        sandbox: without_user(fnhost::SandboxMode::Strict),
+        ..RuntimeConfig::default()
+    });
+    match strict {
+        Err(fnhost::LoadError::Sandbox(why)) => assert!(why.contains("user namespace"), "{why}"),
+        other => panic!(
+            "strict started without a user namespace: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert!(Runtime::new(RuntimeConfig {
+        sandbox: without_user(fnhost::SandboxMode::Auto),
+        ..RuntimeConfig::default()
+    })
+    .is_ok());
+}
+
 /// `fnhost sandbox check`: one line per layer, JSON too, and the exit
 /// status says whether a strict sandbox could start.
 #[test]
