@@ -328,7 +328,13 @@ fn read_only_paths_the_operator_allowed() {
     if !full_sandbox() {
         return;
     }
-    let shared = scratch("sandbox-shared-models");
+    // Under /tmp, not the checkout: the sandbox's uid must be able to
+    // enter every directory above the path (a checkout may sit under a
+    // private directory).
+    let shared = std::env::temp_dir().join(format!("fnhost-ro-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&shared);
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(shared.join("model.bin"), vec![7u8; 100]).unwrap();
     let rt = Runtime::new(RuntimeConfig {
         cache_dir: Some(cache_dir()),
@@ -373,6 +379,24 @@ fn read_only_paths_the_operator_allowed() {
         .unwrap_err();
     assert!(matches!(e, fnhost::LoadError::Sandbox(_)), "{e}");
     assert!(e.to_string().contains("--sandbox-allow-path"), "{e}");
+    // Allowed but out of the sandbox's reach: the worker's start says so.
+    let closed = shared.join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::create_dir(closed.join("inner")).unwrap();
+    std::fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let f = fixture(
+        &rt,
+        "read_file",
+        "closed",
+        None,
+        SandboxPolicy {
+            read_only_paths: vec![closed.join("inner")],
+            ..SandboxPolicy::default()
+        },
+    );
+    let (_, message) = failure(&f.invoke(b"/").unwrap());
+    assert!(message.contains("the worker failed to start"), "{message}");
+    std::fs::remove_dir_all(&shared).unwrap();
 }
 
 /// A handler is a plain user: uid 1000 (or the operator's choice), PID 2,

@@ -277,7 +277,15 @@ pub(super) fn build_root(spec: &JailSpec) -> io::Result<()> {
         let relative = path.strip_prefix("/").unwrap_or(path);
         let source: PathBuf = old.join(relative);
         if !source.exists() {
-            continue;
+            // Missing, or under a directory the sandbox's uid may not
+            // enter: said, not skipped.
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "read-only path {} is not reachable by the sandbox's uid (missing, or under a directory closed to it)",
+                    path.display()
+                ),
+            ));
         }
         let target = new.join(relative);
         make_mount_point(&source, &target)?;
