@@ -341,3 +341,114 @@ fn a_handlers_own_error_type_reaches_the_report_and_a_miss_says_what_it_found() 
         stderr(&o)
     );
 }
+
+/// `fnhost invoke --timeout 18446744073709551616` (and `1e30`) once
+/// panicked with a backtrace. Every flag that takes a number, fed the
+/// values that break number parsers and the arithmetic after them, ends in
+/// a usage error or a run: never a panic, never a hang.
+#[test]
+fn no_number_on_the_command_line_panics() {
+    let dir = plugin_dir();
+    let dir = dir.to_str().unwrap();
+    let cache = cache_dir();
+    let cache = cache.to_str().unwrap();
+    let huge = "9".repeat(400);
+    let values = [
+        "18446744073709551616",
+        "1e30",
+        "-1",
+        "-0",
+        "0",
+        "nan",
+        "inf",
+        "1e-300",
+        "4294967296",
+        "0x10",
+        huge.as_str(),
+    ];
+    let invoke = |flag: &str, v: &str| -> Vec<String> {
+        [
+            "invoke",
+            "echo.Handler",
+            "--code-dir",
+            dir,
+            "--cache-dir",
+            cache,
+            "--data",
+            "1",
+            flag,
+            v,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    // A server that stops at its data directory, after reading its flags.
+    let serve = |flag: &str, v: &str| -> Vec<String> {
+        [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/dev/null/fnhost",
+            flag,
+            v,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let logs = |flag: &str, v: &str| -> Vec<String> {
+        ["logs", "f", "--url", "http://127.0.0.1:9", flag, v]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let mut cases = Vec::new();
+    for v in values {
+        for flag in ["--timeout", "--init-timeout", "--memory"] {
+            cases.push(invoke(flag, v));
+        }
+        cases.push(logs("--since", v));
+        for flag in [
+            "--shutdown-grace",
+            "--max-worker-processes",
+            "--function-log-bytes",
+            "--async-workers",
+            "--async-records-max-age",
+            "--async-records-max",
+            "--sandbox-uid",
+            "--sandbox-host-uid",
+            "--sandbox-max-tmp-mb",
+        ] {
+            cases.push(serve(flag, v));
+        }
+    }
+    for args in &cases {
+        let mut child = Command::new(fnhost_bin())
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fnhost");
+        // Bounded: a command that took a number it should have refused
+        // and then waited forever fails the test instead of hanging it.
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("`fnhost {}` did not end in 30 s", args.join(" "));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(
+            status.code() != Some(101) && !err.contains("panicked"),
+            "`fnhost {}` panicked: {err}",
+            args.join(" ")
+        );
+    }
+}

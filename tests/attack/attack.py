@@ -71,6 +71,7 @@ def attack(name, tried):
             RESULTS.append((name, tried, verdict, note, time.time() - started))
             print(f"{verdict:9} {name}: {note}", flush=True)
         run.attack_name = name
+        run.__wrapped_name__ = fn.__name__
         ATTACKS.append(run)
         return run
     return wrap
@@ -312,6 +313,75 @@ def wrapping(server):
     followup = call(server, "GET", f"{BASE}/{urn}/config")[0]
     ok = all(s == 400 for s in statuses) and busy < 0.3 and followup == 200 and time.time() - started < 1
     return ("held" if ok else "failed"), f"answers {sorted(set(statuses))}; server CPU {busy * 100:.0f} % in the next second"
+
+
+@attack("create and update alike: 40 MB user_data, timeout 0, package names `../../x`, `a/b`, `default\\0`", "8 requests")
+def field_limits(server):
+    before = rss_mb(server)
+    huge = json.dumps({"K": "v" * (40 << 20)})
+    statuses = [call(server, "POST", BASE, create_body("fat", user_data=huge))[0]]
+    statuses += [call(server, "POST", BASE, create_body(f"p{i}", package=p))[0]
+                 for i, p in enumerate(["../../x", "a/b", "default\0", "x" * 65])]
+    statuses.append(call(server, "POST", BASE, create_body("zero", timeout=0))[0])
+    statuses.append(call(server, "POST", BASE, create_body("slow", timeout=901))[0])
+    statuses.append(call(server, "POST", BASE, create_body("blurb", description="d" * 513))[0])
+    listing = call(server, "GET", BASE)[2]
+    names = {f["func_name"] for f in json.loads(listing)["functions"]}
+    stored = names & {"fat", "p0", "p1", "p2", "p3", "zero", "slow", "blurb"}
+    grew = rss_mb(server) - before
+    ok = all(s == 400 for s in statuses) and not stored and len(listing) < (1 << 20)
+    return ("held" if ok else "failed"), \
+        f"answers {statuses}; stored {sorted(stored) or 'none'}; list {len(listing) >> 10} KB; server grew {grew:.0f} MB"
+
+
+@attack("a Cron with a seconds field under the minimum rate (`* * * * * * *`)", "3 requests")
+def cron_rate(server):
+    urn = create(server, "ticker")
+    statuses = []
+    for schedule in ["* * * * * * *", "*/30 * * * * *", "0,1 * * * * *"]:
+        statuses.append(call(server, "POST", f"/v2/{PROJECT}/fgs/triggers/{urn}", {
+            "trigger_type_code": "TIMER", "trigger_status": "ACTIVE",
+            "event_data": {"name": f"t{len(statuses)}", "schedule_type": "Cron", "schedule": schedule}})[0])
+    ok = all(s == 400 for s in statuses)
+    return ("held" if ok else "failed"), f"answers {statuses}"
+
+
+@attack("zip entries with a 60,000-character name and 2,000 folder levels", "2 uploads")
+def zip_names(server):
+    urn = create(server, "named")
+    statuses = []
+    for name in ["a" * 60_000, "d/" * 2_000 + "f"]:
+        code = zip_entries_b64({"testplugin.so": (TARGET / "libtestplugin.so").read_bytes(), name: b"x"})
+        status, _, body = call(server, "PUT", f"{BASE}/{urn}/code", {"code_type": "zip", "func_code": {"file": code}})
+        statuses.append(status)
+    ok = all(s == 400 for s in statuses)
+    return ("held" if ok else "failed"), f"answers {statuses}"
+
+
+@attack("HTTP/1.1 requests without Host, and with two", "2 requests")
+def no_host(server):
+    answers = []
+    for head in (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+                 b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"):
+        s = raw(server, head)
+        answers.append(read_all(s).split(b"\r\n", 1)[0].decode(errors="replace"))
+        s.close()
+    ok = all(" 400 " in a for a in answers)
+    return ("held" if ok else "failed"), f"answered {answers}"
+
+
+@attack("a log message that forges another invocation's line", "1 invocation")
+def forged_log_line(server):
+    urn = create(server, "forger", handler="misbehaving.LogPayload", library="libmisbehaving.so", module="misbehaving")
+    path = f"{BASE}/{urn}/invocations"
+    forged = b"ok\n2026-01-01T00:00:00.000Z 00000000-0000-0000-0000-000000000000 forged\r\nmore"
+    headers = signed(server, "POST", path, forged, {"X-Cff-Log-Type": "tail"})
+    status, answer, _ = send(server, "POST", path, forged, headers)
+    log = base64.b64decode(answer.get("X-Cff-Function-Log", "")).decode(errors="replace")
+    lines = [line for line in log.splitlines() if "forged" in line]
+    request_id = answer.get("X-Cff-Request-Id", "?")
+    ok = status == 200 and len(lines) == 1 and request_id in lines[0] and "\r" not in log
+    return ("held" if ok else "failed"), f"{len(lines)} line(s) hold the message; each starts with the request's own id: {ok}"
 
 
 @attack("disconnecting during a synchronous invocation", "5 connections")
@@ -889,12 +959,18 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
     # The README tells operators to pass keys in the environment.
     os.environ["FNHOST_SECRET_KEY"] = "the-attack-servers-secret"
+    # The server's default minimum timer rate (a minute), not the tests' 1 s.
     server = Server(tmp, config={"limits": {"header_timeout": 3, "idle_timeout": 10},
+                                 "min_timer_rate_seconds": 60,
                                  "asynchronous": {"queue_capacity": 200, "workers": 1}},
                     extra_args=["--max-worker-processes", "16"]).start()
     acknowledged = set()
     try:
+        # ATTACK_ONLY=word,word runs the cases whose function name holds one.
+        only = [w for w in os.environ.get("ATTACK_ONLY", "").split(",") if w]
         for run in ATTACKS:
+            if only and not any(w in run.__wrapped_name__ for w in only):
+                continue
             if time.time() > deadline:
                 RESULTS.append((run.attack_name, "-", "skipped", "the suite's time ran out", 0))
                 continue

@@ -2,7 +2,8 @@
 // playwright-core): create a function from testplugin's library and test
 // it with the APIG template; swap a new build in under load and see the
 // generation change in the timeline with no failed request; set an alias
-// weight; sign in on a keyed server, a wrong secret refused. Every page's
+// weight; sign in on a keyed server, a wrong secret refused; a function's
+// page on the same origin cannot reach the console's session. Every page's
 // screenshot goes to target/console-screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -313,6 +314,48 @@ test("on a keyed server the console signs in: a wrong secret is refused, the rig
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);
     await screenshot(page, "signin");
     assert.deepEqual(off, [], "requests off the server's origin, or page errors");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a page a function serves cannot read the console's session, set its cookies or call the API as the console", async () => {
+  const server = await startServer({ keys: true });
+  const off = [];
+  try {
+    const page = await newPage(browser, server.url, off);
+    await page.goto(`${server.url}/console/`);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor(TIMEOUT);
+    await page.getByLabel("Access key").fill(AK);
+    await page.getByLabel("Secret key").fill(SK);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Functions", exact: true }).waitFor(TIMEOUT);
+    // A hostile function, served anonymously at /hostile by an APIG trigger.
+    await page.getByLabel("Code (.so or .zip)").setInputFiles(join(TARGET, "libmisbehaving.so"));
+    await page.getByLabel("Function name").fill("hostile");
+    await page.getByLabel("Handler").fill("misbehaving.HostilePage");
+    await page.getByRole("button", { name: "Create", exact: true }).click();
+    await page.getByRole("link", { name: "hostile", exact: true }).waitFor(TIMEOUT);
+    await openTab(page, "hostile", "triggers");
+    await page.getByLabel("APIG path").fill("/hostile");
+    await page.getByRole("button", { name: "Create trigger" }).click();
+    await page.getByRole("button", { name: `Copy ${server.url}/hostile` }).waitFor(TIMEOUT);
+    // The signed-in tab opens the function's page, as a user following a
+    // link would: same host, same port, same tab.
+    assert.match(await page.evaluate(() => JSON.stringify(sessionStorage)), new RegExp(SK));
+    const answer = await page.goto(`${server.url}/hostile`);
+    await page.waitForFunction(() => document.title !== "pending", null, TIMEOUT);
+    const found = JSON.parse(await page.title());
+    assert.equal(found.session, "blocked", "the page read the console's session storage");
+    assert.equal(found.local, "blocked");
+    assert.doesNotMatch(JSON.stringify(found), new RegExp(SK));
+    assert.notEqual(found.api, 200, "the page called the API");
+    const cookies = await page.context().cookies(server.url);
+    assert.deepEqual(cookies.map((c) => c.name), [], "the function set a cookie for the console's paths");
+    assert.match(answer.headers()["content-security-policy"] ?? "", /\bsandbox\b/);
+    // And the console, back in the same tab, still has its session.
+    await page.goto(`${server.url}/console/`);
+    await page.getByRole("heading", { name: "Functions", exact: true }).waitFor(TIMEOUT);
   } finally {
     await server.stop();
   }

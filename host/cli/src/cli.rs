@@ -72,7 +72,7 @@ struct LogsArgs {
     #[arg(long, value_name = "ID")]
     request_id: Option<String>,
     /// Only lines of the last SECONDS.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_FLAG))]
     since: Option<u64>,
     #[command(flatten)]
     server: crate::author::ServerArgs,
@@ -129,7 +129,7 @@ struct ServeArgs {
     /// On SIGTERM or Ctrl-C, how long to wait for in-flight requests and
     /// the asynchronous queue before exiting anyway (handlers that never
     /// return are abandoned then).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     shutdown_grace: u64,
     /// Directory for content-addressed library copies.
     #[arg(long, value_name = "DIR")]
@@ -152,7 +152,7 @@ struct ServeArgs {
     async_workers: Option<usize>,
     /// Ended asynchronous invocation records older than this are pruned
     /// (default 604800: a week).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_FLAG))]
     async_records_max_age: Option<u64>,
     /// Most ended asynchronous invocation records kept (default 100000).
     #[arg(long, value_name = "N")]
@@ -425,11 +425,19 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The longest span a flag or setting in seconds takes (ten years): long
+/// enough for any retention, short enough for any clock arithmetic.
+const MAX_SECONDS_FLAG: u64 = 10 * 366 * 86_400;
+
 fn seconds(s: f64, flag: &str) -> anyhow::Result<Duration> {
-    if !s.is_finite() || s <= 0.0 {
-        bail!("{flag} must be a positive number of seconds, got {s}");
+    // `1e30` or `18446744073709551616` once panicked in `from_secs_f64`.
+    match Duration::try_from_secs_f64(s) {
+        Ok(d) if s > 0.0 && d <= fnhost::MAX_TIMEOUT => Ok(d),
+        _ => bail!(
+            "{flag} must be a number of seconds above 0 and at most {}, got {s}",
+            fnhost::MAX_TIMEOUT.as_secs()
+        ),
     }
-    Ok(Duration::from_secs_f64(s))
 }
 
 /// Parses `args` and runs the command; returns the process exit status.
@@ -457,7 +465,8 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors may quote what a function or a server said.
+            eprintln!("error: {}", crate::terminal::for_stderr(&format!("{e:#}")));
             EXIT_USAGE
         }
     }
@@ -564,11 +573,8 @@ fn invoke_remote(a: &InvokeArgs, url: &str, payload: Vec<u8>) -> anyhow::Result<
         }
         writeln!(out, "{report}")?;
     } else {
-        write!(
-            out,
-            "{}",
-            three_part(&printable_body(&answer.body), &request_id, &summary, &log)
-        )?;
+        let report = three_part(&printable_body(&answer.body), &request_id, &summary, &log);
+        write!(out, "{}", crate::terminal::for_stdout(&report))?;
     }
     out.flush()?;
     Ok(if failed { EXIT_FUNCTION_FAILED } else { 0 })
@@ -620,7 +626,8 @@ fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
     if a.json {
         writeln!(out, "{}", json_report(&result, &init_log))?;
     } else {
-        write!(out, "{}", human_report(&result, &init_log))?;
+        let report = human_report(&result, &init_log);
+        write!(out, "{}", crate::terminal::for_stdout(&report))?;
     }
     out.flush()?;
     Ok(if result.outcome.is_success() {
@@ -716,14 +723,14 @@ fn logs(a: LogsArgs) -> anyhow::Result<i32> {
             Vec::new(),
         )?;
         if answer.status != 200 {
-            eprintln!("{}", answer.error_message());
+            eprintln!("{}", crate::terminal::for_stderr(&answer.error_message()));
             return Ok(1);
         }
         let body = answer.json();
         let mut out = std::io::stdout().lock();
         for line in body["lines"].as_array().into_iter().flatten() {
             if let Some(text) = line["line"].as_str() {
-                writeln!(out, "{text}")?;
+                writeln!(out, "{}", crate::terminal::for_stdout(text))?;
             }
         }
         out.flush()?;
@@ -775,6 +782,12 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     config.apig_any_function = file.apig_any_function;
     config.metrics_auth = file.metrics_auth;
     if let Some(secs) = file.min_timer_rate_seconds {
+        if secs > fnhost_server::triggers::MAX_TIMER_RATE.as_secs() {
+            bail!(
+                "min_timer_rate_seconds must be at most a year ({} s), got {secs}",
+                fnhost_server::triggers::MAX_TIMER_RATE.as_secs()
+            );
+        }
         config.min_timer_rate = std::time::Duration::from_secs(secs.max(1));
     }
     let q = &mut config.asynchronous;
@@ -786,12 +799,18 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         q.queue_capacity = n.max(1);
     }
     if let Some(secs) = a.async_records_max_age.or(f.records_max_age_seconds) {
+        if secs > MAX_SECONDS_FLAG {
+            bail!("records_max_age_seconds must be at most {MAX_SECONDS_FLAG}, got {secs}");
+        }
         q.records_max_age = std::time::Duration::from_secs(secs);
     }
     if let Some(n) = a.async_records_max.or(f.records_max) {
         q.records_max = n;
     }
     if let Some(ms) = f.retry_base_ms {
+        if ms > 3_600_000 {
+            bail!("retry_base_ms must be at most an hour (3600000), got {ms}");
+        }
         q.retry_base = std::time::Duration::from_millis(ms.max(1));
     }
     if let Some(hosts) = a.async_http_destinations.or(f.http_destinations) {

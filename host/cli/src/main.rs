@@ -5,6 +5,7 @@ mod author;
 mod cli;
 mod json_log;
 mod sandbox;
+mod terminal;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU8, Ordering};

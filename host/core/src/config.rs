@@ -41,6 +41,21 @@ pub enum ConfigError {
     /// A function name FunctionGraph would not accept.
     #[error("invalid function name `{0}`: use 1 to 60 letters, digits, `-` and `_`")]
     Name(String),
+    /// A package (function group) name FunctionGraph would not accept.
+    #[error("invalid package name `{0}`: use 1 to 64 letters, digits, `-` and `_`, starting with a letter")]
+    Package(String),
+}
+
+/// Whether `package` is a name FunctionGraph accepts for a package
+/// (function group): 1 to 64 ASCII letters, digits, `-` and `_`, starting
+/// with a letter. Package names appear in URNs, paths and metrics labels,
+/// so `../x`, `a/b` or a NUL never get that far.
+pub fn is_valid_package_name(package: &str) -> bool {
+    (1..=64).contains(&package.len())
+        && package.starts_with(|c: char| c.is_ascii_alphabetic())
+        && package
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Limits and locations shared by all functions of a [`Runtime`](crate::Runtime).
@@ -469,7 +484,13 @@ impl FunctionConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(ConfigError::Name(name.to_owned()));
+            return Err(ConfigError::Name(name.escape_debug().take(80).collect()));
+        }
+        if !is_valid_package_name(&self.package) {
+            // Quoted with its control characters escaped and cut: the name
+            // may be anything a client sent.
+            let shown: String = self.package.escape_debug().take(80).collect();
+            return Err(ConfigError::Package(shown));
         }
         if !MEMORY_SIZES_MB.contains(&self.memory_mb) {
             return Err(ConfigError::MemorySize(self.memory_mb));

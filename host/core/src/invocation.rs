@@ -629,7 +629,7 @@ unsafe extern "C" fn write_log(host: *mut HostData, level: u32, message: PluginS
             s.function.function_name,
             humantime::format_rfc3339_millis(now),
             s.request_id(),
-            String::from_utf8_lossy(message)
+            String::from_utf8_lossy(&crate::log_buffer::one_line(message))
         );
     }
 }

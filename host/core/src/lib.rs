@@ -89,9 +89,9 @@ pub mod raw_channel {
 
 pub use abi_check::PluginInfo;
 pub use code_cache::Digest;
+pub use config::{is_valid_package_name, MAX_INSTANCES, MAX_TIMEOUT, MEMORY_SIZES_MB};
 pub use config::{ConfigError, Credentials, FunctionConfig, InstanceConfig, Isolation};
 pub use config::{RuntimeConfig, DEFAULT_MAX_WORKER_PROCESSES, DEFAULT_PREFLIGHT_TIMEOUT};
-pub use config::{MAX_INSTANCES, MAX_TIMEOUT, MEMORY_SIZES_MB};
 pub use elf::{check_shared_object, is_go_library, ElfError};
 pub use entry::Entry;
 pub use error::{DeployError, InvokeError, LoadError, NotFound};

@@ -1,6 +1,7 @@
 //! An invocation's log: prefixed lines, bounded in memory, with the tail the
 //! caller gets back.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,6 +42,31 @@ pub(crate) fn push_rfc3339_millis(out: &mut Vec<u8>, now: SystemTime) {
     ]);
 }
 
+/// `message` as the text of one log line: line ends at its end dropped, and
+/// every other `\n` or `\r` written as the two characters `\n` or `\r`, so
+/// that no message can begin a line of its own (one without the time and
+/// request id, or imitating another invocation's). Borrowed when there is
+/// nothing to change, as for nearly every line.
+pub(crate) fn one_line(message: &[u8]) -> Cow<'_, [u8]> {
+    let end = message
+        .iter()
+        .rposition(|&b| b != b'\n' && b != b'\r')
+        .map_or(0, |p| p + 1);
+    let message = &message[..end];
+    if !message.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len() + 8);
+    for &b in message {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Lines of one invocation, each `<RFC3339 UTC time with ms> <request id> <message>\n`.
 /// Holds at most `limit` bytes; older whole lines are dropped first.
 #[derive(Debug)]
@@ -59,8 +85,9 @@ impl LogBuffer {
         }
     }
 
-    /// Appends one prefixed line.
+    /// Appends one prefixed line ([`one_line`] of `message`).
     pub(crate) fn push(&mut self, now: SystemTime, request_id: &str, message: &[u8]) {
+        let message = one_line(message);
         // One reservation per line instead of several growth steps.
         self.buf
             .reserve(TIME_LEN + 1 + request_id.len() + 1 + message.len() + 1);
@@ -68,7 +95,7 @@ impl LogBuffer {
         self.buf.push(b' ');
         self.buf.extend_from_slice(request_id.as_bytes());
         self.buf.push(b' ');
-        self.buf.extend_from_slice(message);
+        self.buf.extend_from_slice(&message);
         self.buf.push(b'\n');
         // Trim in batches so a chatty handler costs amortized O(1) per line.
         if self.buf.len() > self.limit + self.limit / 4 {
@@ -153,6 +180,26 @@ mod tests {
                 humantime::format_rfc3339_millis(t).to_string()
             );
         }
+    }
+
+    /// A message with a line end once became two lines, the second
+    /// without time or request id, free to imitate another invocation's.
+    #[test]
+    fn a_message_is_one_line_whatever_it_holds() {
+        let mut log = LogBuffer::new(4096);
+        let now = UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        log.push(
+            now,
+            "req-1",
+            b"first\n2023-11-14T22:13:20.123Z req-2 forged\r\nend\n",
+        );
+        log.push(now, "req-1", b"plain\n");
+        assert_eq!(
+            log.to_string_lossy(),
+            "2023-11-14T22:13:20.123Z req-1 first\\n2023-11-14T22:13:20.123Z req-2 forged\\r\\nend\n\
+             2023-11-14T22:13:20.123Z req-1 plain\n"
+        );
+        assert!(matches!(one_line(b"no line end"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -88,6 +88,7 @@ struct Incoming {
 async fn gateway(
     state: Shared,
     function: String,
+    base: String,
     path: String,
     req: Incoming,
 ) -> Result<Response, ApiError> {
@@ -118,14 +119,37 @@ async fn gateway(
     let version = std::sync::Arc::clone(&route.version);
     let result = super::invoke::run_route(&state, &name, route, payload).await?;
     super::invoke::export_spans(&options, "http", &name, &version, started, &result);
-    let mut response = answer(result)?;
+    let mut response = answer(result, &base)?;
+    confine(response.headers_mut());
     super::invoke::set_trace_headers(response.headers_mut(), &options);
     Ok(response)
 }
 
+/// The policy every answer a function serves carries: its page runs in an
+/// opaque origin (`sandbox` without `allow-same-origin`), so that a page a
+/// function wrote cannot read the console's session storage, its cookies
+/// or its DOM, nor call the API as the console's origin, though it is
+/// served from the same host and port. Scripts, forms and pop-ups still
+/// work for the page itself. A function's own policy is kept beside it:
+/// browsers enforce both.
+pub(crate) const FUNCTION_PAGE_POLICY: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+
+/// Adds [`FUNCTION_PAGE_POLICY`] and `nosniff` to a function's answer.
+fn confine(headers: &mut HeaderMap) {
+    headers.append(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FUNCTION_PAGE_POLICY),
+    );
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
 /// The HTTP answer of a function's result (an APIG response, or its body
 /// as is).
-fn answer(result: fnhost::InvokeResult) -> Result<Response, ApiError> {
+fn answer(result: fnhost::InvokeResult, base: &str) -> Result<Response, ApiError> {
     let bytes = match &result.outcome {
         Outcome::Success(b) => b.bytes.clone(),
         Outcome::Failure(e) => {
@@ -148,7 +172,7 @@ fn answer(result: fnhost::InvokeResult) -> Result<Response, ApiError> {
             format!("the function's APIG response: {e}"),
         )
     })?;
-    let out = response_headers(&response.headers);
+    let out = response_headers(&response.headers, base);
     let mut out = out;
     out.insert(
         "x-apig-request-id",
@@ -173,8 +197,11 @@ const HOP_BY_HOP: [&str; 10] = [
 ];
 
 /// The HTTP headers of a function's APIG response: valid ones only, without
-/// hop-by-hop and framing headers (nor those its `Connection` names).
-fn response_headers(headers: &BTreeMap<String, String>) -> HeaderMap {
+/// hop-by-hop and framing headers (nor those its `Connection` names), and
+/// without a cookie for paths other than the function's own (`base` and
+/// below): a function may not set cookies the console's or the API's
+/// paths would receive.
+fn response_headers(headers: &BTreeMap<String, String>, base: &str) -> HeaderMap {
     let named_by_connection: Vec<String> = headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
@@ -192,9 +219,33 @@ fn response_headers(headers: &BTreeMap<String, String>) -> HeaderMap {
         {
             continue;
         }
+        if name == axum::http::header::SET_COOKIE && !cookie_stays_under(v, base) {
+            log::debug!(target: "fnhost::server", "dropped a function's cookie for paths outside {base}");
+            continue;
+        }
         out.insert(name, value);
     }
     out
+}
+
+/// Whether a `Set-Cookie` value names a `Path` at or under `base` (a cookie
+/// without one would default to the request's directory, which may be `/`).
+fn cookie_stays_under(cookie: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    cookie
+        .split(';')
+        .skip(1)
+        .filter_map(|attribute| attribute.split_once('='))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("path"))
+        .map(|(_, v)| v.trim())
+        .last()
+        .is_some_and(|path| {
+            !base.is_empty()
+                && (path == base
+                    || path
+                        .strip_prefix(base)
+                        .is_some_and(|rest| rest.starts_with('/')))
+        })
 }
 
 /// Paths of the server itself, which an APIG trigger may not claim.
@@ -244,8 +295,8 @@ pub(crate) async fn by_trigger_path(
         })
         // The longest matching path wins.
         .max_by_key(|r| r.base.len())
-        .map(|r| r.function.clone());
-    let Some(function) = matched else {
+        .map(|r| (r.function.clone(), r.base.clone()));
+    let Some((function, base)) = matched else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "FSS.0404",
@@ -260,7 +311,7 @@ pub(crate) async fn by_trigger_path(
         body,
     };
     let event_path = path.trim_start_matches('/').to_owned();
-    gateway(state, function, event_path, req).await
+    gateway(state, function, base, event_path, req).await
 }
 
 /// `ANY /apig/{function}` and `ANY /apig/{function}/{*path}`
@@ -290,7 +341,8 @@ pub(crate) async fn route(
         source,
         body,
     };
-    gateway(state, function, path, req).await
+    let base = format!("/apig/{function}");
+    gateway(state, function, base, path, req).await
 }
 
 #[cfg(test)]
@@ -313,10 +365,32 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let out = response_headers(&headers);
+        let out = response_headers(&headers, "/shop");
         let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["content-type", "x-kept"]);
+    }
+
+    /// A function once set a cookie the console's paths received.
+    #[test]
+    fn a_functions_cookies_stay_on_its_own_paths() {
+        let kept = |cookie: &str| {
+            let headers = BTreeMap::from([("Set-Cookie".to_owned(), cookie.to_owned())]);
+            response_headers(&headers, "/shop").contains_key("set-cookie")
+        };
+        assert!(kept("a=1; Path=/shop"));
+        assert!(kept("a=1; HttpOnly; path=/shop/cart; Secure"));
+        for refused in [
+            "a=1",
+            "a=1; Path=/",
+            "a=1; Path=/console",
+            "a=1; Path=/shopping",
+            "a=1; Path=/shop; Path=/",
+            "__Host-a=1; Path=/",
+        ] {
+            assert!(!kept(refused), "{refused}");
+        }
+        assert!(!cookie_stays_under("a=1; Path=/", "/"));
     }
 
     #[test]

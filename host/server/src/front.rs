@@ -89,6 +89,26 @@ impl Service<Request> for Front {
         if let Some(link) = &link {
             link.begin_request();
         }
+        // RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request
+        // without a Host header (or with several).
+        if request.version() == Version::HTTP_11
+            && request
+                .headers()
+                .get_all(axum::http::header::HOST)
+                .iter()
+                .count()
+                != 1
+        {
+            return Box::pin(async move {
+                if let Some(link) = link {
+                    link.end_request();
+                }
+                Ok(
+                    ApiError::bad_request("an HTTP/1.1 request needs exactly one Host header")
+                        .into_response(),
+                )
+            });
+        }
         let invocation =
             request.method() == Method::POST && invocation_urn(request.uri().path()).is_some();
         if self.mode == Mode::Priority
@@ -204,7 +224,12 @@ mod tests {
             let limit = config.limits.invoke_body_bytes;
             let oversized = vec![b'x'; limit + 1];
             for body in [b"{}".to_vec(), oversized] {
-                let request = || Request::post(path).body(Body::from(body.clone())).unwrap();
+                let request = || {
+                    Request::post(path)
+                        .header("host", "127.0.0.1")
+                        .body(Body::from(body.clone()))
+                        .unwrap()
+                };
                 let by_front = front.call(request()).await.unwrap();
                 let by_router = router(Shared::clone(&state))
                     .oneshot(request())

@@ -351,6 +351,7 @@ pub(crate) async fn publish_version(
     } else {
         parse_body(&body)?
     };
+    check_description(body.description.as_deref())?;
     let changing = state.management.begin().await;
     let (record, _) = changing.management().lookup(&urn)?;
     let (record, version) = blocking(move || {
@@ -396,13 +397,28 @@ struct AliasBody {
     additional_version_weights: Option<BTreeMap<String, u32>>,
 }
 
-fn alias_of(name: String, body: AliasBody) -> Alias {
-    Alias {
+/// Refuses a version's or alias's description longer than a function's may be.
+fn check_description(description: Option<&str>) -> Result<(), ApiError> {
+    match description {
+        Some(d) if d.len() > crate::model::MAX_DESCRIPTION_BYTES => {
+            Err(ApiError::bad_request(format!(
+                "description is {} bytes, more than the {} allowed",
+                d.len(),
+                crate::model::MAX_DESCRIPTION_BYTES
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn alias_of(name: String, body: AliasBody) -> Result<Alias, ApiError> {
+    check_description(body.description.as_deref())?;
+    Ok(Alias {
         name,
         version: body.version,
         additional_version_weights: body.additional_version_weights.unwrap_or_default(),
         description: body.description.unwrap_or_default(),
-    }
+    })
 }
 
 /// `POST .../functions/{urn}/aliases`
@@ -418,7 +434,7 @@ pub(crate) async fn create_alias(
         .ok_or_else(|| ApiError::bad_request("name is required"))?;
     let changing = state.management.begin().await;
     let (record, _) = changing.management().lookup(&urn)?;
-    let stored = changing.put_alias(&record, alias_of(name, body), false)?;
+    let stored = changing.put_alias(&record, alias_of(name, body)?, false)?;
     Ok(Json(stored.to_json(&record)))
 }
 
@@ -470,7 +486,7 @@ pub(crate) async fn update_alias(
     let body: AliasBody = parse_body(&body)?;
     let changing = state.management.begin().await;
     let (record, _) = changing.management().lookup(&urn)?;
-    let stored = changing.put_alias(&record, alias_of(alias, body), true)?;
+    let stored = changing.put_alias(&record, alias_of(alias, body)?, true)?;
     Ok(Json(stored.to_json(&record)))
 }
 

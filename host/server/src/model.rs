@@ -15,6 +15,14 @@ use fnhost::{FunctionConfig, InstanceConfig};
 /// The longest initializer timeout (FunctionGraph's: 300 s).
 pub const MAX_INITIALIZER_TIMEOUT_SECS: u32 = 300;
 
+/// The longest `user_data` (FunctionGraph's environment variables: 4 KB as
+/// the JSON string).
+pub const MAX_USER_DATA_BYTES: usize = 4096;
+/// The longest `description` (FunctionGraph's: 512 characters).
+pub const MAX_DESCRIPTION_BYTES: usize = 512;
+/// The longest handler or initializer entry (FunctionGraph's: 128).
+pub const MAX_HANDLER_BYTES: usize = 128;
+
 /// Runtimes a function may declare.
 pub const RUNTIMES: [&str; 3] = ["Rust1.x", "Go1.x", "Custom"];
 
@@ -169,20 +177,61 @@ impl FunctionRecord {
         self.to_config(Path::new("")).map(drop)
     }
 
-    /// The runtime configuration of this record, with its code in `code_dir`.
-    pub fn to_config(&self, code_dir: &Path) -> Result<FunctionConfig, ApiError> {
+    /// The sizes and ranges of the fields a client sets, the same on create
+    /// and update and when a row is read back from the store: what a record
+    /// may make this server hold and answer is bounded here, not by the body
+    /// limit of whichever request carried it.
+    fn check_fields(&self) -> Result<(), ApiError> {
+        for (field, value, max) in [
+            ("user_data", &self.user_data, MAX_USER_DATA_BYTES),
+            ("description", &self.description, MAX_DESCRIPTION_BYTES),
+            ("handler", &self.handler, MAX_HANDLER_BYTES),
+            (
+                "initializer_handler",
+                &self.initializer_handler,
+                MAX_HANDLER_BYTES,
+            ),
+            ("runtime", &self.runtime, 32),
+            ("project_id", &self.project_id, 64),
+        ] {
+            if value.len() > max {
+                return Err(ApiError::bad_request(format!(
+                    "{field} is {} bytes, more than the {max} allowed",
+                    value.len()
+                )));
+            }
+        }
+        if self.timeout == 0 || u64::from(self.timeout) > fnhost::MAX_TIMEOUT.as_secs() {
+            return Err(ApiError::bad_request(format!(
+                "timeout must be 1 to {} seconds, got {}",
+                fnhost::MAX_TIMEOUT.as_secs(),
+                self.timeout
+            )));
+        }
         if self.initializer_timeout > MAX_INITIALIZER_TIMEOUT_SECS {
             return Err(ApiError::bad_request(format!(
                 "initializer_timeout must be 0 to {MAX_INITIALIZER_TIMEOUT_SECS} seconds, got {}",
                 self.initializer_timeout
             )));
         }
+        if !fnhost::is_valid_package_name(&self.package) {
+            return Err(ApiError::bad_request(format!(
+                "package `{}` is not valid: use 1 to 64 letters, digits, `-` and `_`, starting with a letter",
+                self.package.escape_debug().take(80).collect::<String>()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The runtime configuration of this record, with its code in `code_dir`.
+    pub fn to_config(&self, code_dir: &Path) -> Result<FunctionConfig, ApiError> {
+        self.check_fields()?;
         let mut config = FunctionConfig::new(self.handler.clone(), code_dir)
             .name(self.func_name.clone())
             .package(self.package.clone())
             .project_id(self.project_id.clone())
             .memory_mb(self.memory_size)
-            .timeout(Duration::from_secs(u64::from(self.timeout.max(1))));
+            .timeout(Duration::from_secs(u64::from(self.timeout)));
         config.user_data = parse_user_data(&self.user_data)?;
         if !self.initializer_handler.is_empty() {
             config = config.initializer(self.initializer_handler.clone());

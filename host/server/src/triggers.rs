@@ -104,14 +104,90 @@ pub fn parse_schedule(
             }
             Ok(Schedule::Rate(rate))
         }
-        "Cron" => CronParser::builder()
-            .seconds(Seconds::Optional)
-            .build()
-            .parse(schedule.trim_start_matches("@cron").trim())
-            .map(|c| Schedule::Cron(Box::new(c)))
-            .map_err(|e| format!("cron `{schedule}`: {e}")),
+        "Cron" => {
+            let cron = CronParser::builder()
+                .seconds(Seconds::Optional)
+                .build()
+                .parse(schedule.trim_start_matches("@cron").trim())
+                .map_err(|e| format!("cron `{schedule}`: {e}"))?;
+            let floor = min_rate.max(Duration::from_secs(1));
+            if let Some(gap) = cron_gap_below(&cron, floor) {
+                return Err(format!(
+                    "cron `{schedule}` fires {} s apart, more often than this server's minimum of {} s",
+                    gap.as_secs(),
+                    floor.as_secs()
+                ));
+            }
+            Ok(Schedule::Cron(Box::new(cron)))
+        }
         other => Err(format!("schedule_type `{other}` is not Rate or Cron")),
     }
+}
+
+/// Two firings of `cron` closer than `floor`, if the search finds any: the
+/// shortest gap it saw. The search walks the firings of the first two days
+/// on which the expression fires (every gap inside a day, and the day
+/// boundary), then the hours around midnight of eight consecutive days
+/// (boundaries between the days of a week) and of every month's end in a
+/// leap year and the year after (short months, leap days, the year's end).
+/// Each walk stops at its window or at a gap under the floor, so an
+/// expression costs at most a few thousand steps whatever it says.
+fn cron_gap_below(cron: &croner::Cron, floor: Duration) -> Option<Duration> {
+    use chrono::TimeZone as _;
+    let floor = chrono::Duration::from_std(floor).ok()?;
+    let walk = |start: chrono::DateTime<chrono::Utc>, span: chrono::Duration| {
+        let mut previous: Option<chrono::DateTime<chrono::Utc>> = None;
+        let mut end = None;
+        for at in cron.iter_after(start).take(4000) {
+            let end = *end.get_or_insert(at + span);
+            if at > end {
+                break;
+            }
+            if let Some(p) = previous {
+                let gap = at - p;
+                if gap < floor {
+                    return gap.to_std().ok();
+                }
+            }
+            previous = Some(at);
+        }
+        None
+    };
+    let origin = chrono::Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single()?;
+    if let Some(gap) = walk(origin, chrono::Duration::hours(49)) {
+        return Some(gap);
+    }
+    let mut midnights: Vec<chrono::DateTime<chrono::Utc>> = (1..=8)
+        .map(|day| origin + chrono::Duration::days(day))
+        .collect();
+    for year in [2024, 2025] {
+        for month in 1..=12u32 {
+            let (y, m) = if month == 12 {
+                (year + 1, 1)
+            } else {
+                (year, month + 1)
+            };
+            midnights.extend(chrono::Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single());
+        }
+    }
+    midnights.into_iter().find_map(|midnight| {
+        // From the hour before midnight, whatever the first firing's day.
+        let start = midnight - chrono::Duration::hours(1);
+        let mut previous = None;
+        for at in cron.iter_after(start).take(4000) {
+            if at > midnight + chrono::Duration::hours(1) {
+                break;
+            }
+            if let Some(p) = previous {
+                let gap: chrono::Duration = at - p;
+                if gap < floor {
+                    return gap.to_std().ok();
+                }
+            }
+            previous = Some(at);
+        }
+        None
+    })
 }
 
 impl Schedule {
@@ -769,6 +845,43 @@ mod tests {
         let e = parse_schedule("Rate", "59s", minute).unwrap_err();
         assert!(e.contains("minimum of 60 s"), "{e}");
         assert!(parse_schedule("Rate", "1m", minute).is_ok());
+    }
+
+    /// `* * * * * * *` once fired every second on a server whose minimum
+    /// rate was 60 s.
+    #[test]
+    fn crons_obey_the_minimum_rate() {
+        let minute = Duration::from_secs(60);
+        for fast in [
+            "* * * * * * *",
+            "* * * * * *",
+            "*/30 * * * * *",
+            "0,59 * * * * *",
+            "* * * 15 * *",
+            "* * * 29 2 *",
+        ] {
+            let e = parse_schedule("Cron", fast, minute).expect_err(fast);
+            assert!(e.contains("minimum of 60 s"), "{fast}: {e}");
+        }
+        for fine in [
+            "0 * * * * *",
+            "* * * * *",
+            "*/5 * * * *",
+            "0 15 2 * * ?",
+            "0 0 0 29 2 *",
+        ] {
+            assert!(parse_schedule("Cron", fine, minute).is_ok(), "{fine}");
+        }
+        // The floor is the server's: a 5-minute floor refuses every minute.
+        let e = parse_schedule("Cron", "* * * * *", Duration::from_secs(300)).unwrap_err();
+        assert!(e.contains("60 s apart"), "{e}");
+        assert!(parse_schedule("Cron", "*/5 * * * *", Duration::from_secs(300)).is_ok());
+        // 23:59 then 00:00 across the boundary between two days of the
+        // week, and between two months, only.
+        for boundary in ["0 0,59 0,23 * * SUN,MON", "0 0,59 0,23 1,31 * *"] {
+            let e = parse_schedule("Cron", boundary, Duration::from_secs(300)).expect_err(boundary);
+            assert!(e.contains("60 s apart"), "{boundary}: {e}");
+        }
     }
 
     #[test]

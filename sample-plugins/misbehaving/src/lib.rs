@@ -95,6 +95,31 @@ pub fn hop_headers(
         .with_body("short"))
 }
 
+/// A page that tries to reach what the console keeps on the server's
+/// origin: its session storage (the signing secret), local storage, cookies,
+/// and the API as the console's origin; it writes what it found into its
+/// title. It also sets a cookie for the whole host.
+pub fn hostile_page(
+    _: &[u8],
+    _: &Context,
+) -> Result<fnhost_api::events::ApigResponse, HandlerError> {
+    const PAGE: &str = r#"<!doctype html><title>pending</title><script>
+const found = {};
+const read = (what, f) => { try { found[what] = f(); } catch (e) { found[what] = "blocked"; } };
+read("session", () => JSON.stringify(sessionStorage));
+read("local", () => JSON.stringify(localStorage));
+read("cookie", () => document.cookie);
+read("opener", () => JSON.stringify(window.opener && window.opener.sessionStorage));
+fetch("/v2/local/fgs/functions", { credentials: "include" })
+  .then((r) => r.status, () => "blocked")
+  .then((status) => { found.api = status; document.title = JSON.stringify(found); });
+</script>"#;
+    Ok(fnhost_api::events::ApigResponse::new(200)
+        .with_header("Content-Type", "text/html; charset=utf-8")
+        .with_header("Set-Cookie", "planted=1; Path=/")
+        .with_body(PAGE))
+}
+
 /// Allocates and touches 64 MB, then answers how many bytes it held.
 pub fn alloc64(_: &[u8], _: &Context) -> Result<String, HandlerError> {
     let block = vec![1u8; 64 * 1024 * 1024];
@@ -113,6 +138,13 @@ pub fn chatty(_: &[u8], ctx: &Context) -> Result<(), HandlerError> {
         ctx.logger().info(format_args!("line {i:05}"));
     }
     Ok(())
+}
+
+/// Logs its payload, as it is, as one message through the context logger.
+pub fn log_payload(payload: &[u8], ctx: &Context) -> Result<&'static str, HandlerError> {
+    ctx.logger()
+        .info(format_args!("{}", String::from_utf8_lossy(payload)));
+    Ok("logged")
 }
 
 /// Allocates and touches the number of megabytes in the payload (default 256).
@@ -188,9 +220,11 @@ fnhost_api::export_plugin! {
         "Spin" => spin,
         "Sleep" => sleep,
         "HopHeaders" => hop_headers,
+        "HostilePage" => hostile_page,
         "Alloc64" => alloc64,
         "Big" => big,
         "Chatty" => chatty,
+        "LogPayload" => log_payload,
         "AllocMb" => alloc_mb,
         "Segfault" => segfault,
         "Abort" => abort,

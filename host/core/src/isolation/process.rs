@@ -1096,7 +1096,7 @@ impl ProcessPool {
             log.push(b' ');
             log.extend_from_slice(request_id.as_bytes());
             log.push(b' ');
-            log.extend_from_slice(line);
+            log.extend_from_slice(&crate::log_buffer::one_line(line));
             log.push(b'\n');
         }
         String::from_utf8_lossy(&log).into_owned()

@@ -32,6 +32,12 @@ use sha2::{Digest, Sha256};
 pub const MAX_EXTRACTED_BYTES: u64 = 512 * 1024 * 1024;
 /// Most entries accepted in one package.
 pub const MAX_ENTRIES: usize = 10_000;
+/// Longest entry name (a path inside the package) accepted, in bytes.
+pub const MAX_ENTRY_NAME_BYTES: usize = 1024;
+/// Longest part of an entry's name between slashes (Linux's `NAME_MAX`).
+pub const MAX_ENTRY_COMPONENT_BYTES: usize = 255;
+/// Deepest folder nesting accepted for an entry.
+pub const MAX_ENTRY_DEPTH: usize = 32;
 /// The zip's name inside a package directory.
 const ZIP: &str = "package.zip";
 /// The extracted tree's name inside a package directory.
@@ -457,6 +463,29 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
             .name()
             .map(|n| n.into_owned())
             .unwrap_or_else(|_| format!("#{i}"));
+        // A name the filesystem would refuse (too long, too deep) is the
+        // package's fault, answered as such before anything is created.
+        if name.len() > MAX_ENTRY_NAME_BYTES {
+            return Err(invalid(format!(
+                "entry {i}'s name is {} bytes, more than {MAX_ENTRY_NAME_BYTES}",
+                name.len()
+            )));
+        }
+        let depth = name.split(['/', '\\']).filter(|c| !c.is_empty()).count();
+        if depth > MAX_ENTRY_DEPTH {
+            return Err(invalid(format!(
+                "entry {i} is {depth} folders deep, more than {MAX_ENTRY_DEPTH}"
+            )));
+        }
+        if let Some(long) = name
+            .split(['/', '\\'])
+            .find(|c| c.len() > MAX_ENTRY_COMPONENT_BYTES)
+        {
+            return Err(invalid(format!(
+                "entry {i} has a name part of {} bytes, more than {MAX_ENTRY_COMPONENT_BYTES}",
+                long.len()
+            )));
+        }
         let relative = entry.enclosed_name().ok_or_else(|| {
             invalid(format!(
                 "entry `{name}` would be written outside the package directory"
@@ -600,6 +629,19 @@ mod tests {
                 "not a loadable library",
             ),
             (zip_of(&[("other.so", &lib)]), "echo.so and libecho.so"),
+            // Once answered 500: the filesystem refused them.
+            (
+                zip_of(&[("echo.so", &lib), (&"a".repeat(60_000), b"x")]),
+                "more than 1024",
+            ),
+            (
+                zip_of(&[("echo.so", &lib), (&"d/".repeat(100), b"")]),
+                "folders deep",
+            ),
+            (
+                zip_of(&[("echo.so", &lib), (&format!("d/{}", "n".repeat(300)), b"x")]),
+                "name part of 300 bytes",
+            ),
         ];
         for (zip, why) in refused {
             let e = store.store(&zip, Some("echo")).unwrap_err();
