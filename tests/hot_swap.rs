@@ -552,3 +552,84 @@ fn fnhost_watch_prints_each_deploy_and_invokes_after_it() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `deploy` once looked a function up, then took its change lock: a delete
+/// in between removed the entry, and the deploy swapped a live generation
+/// into the orphan and answered `changed: true` for a function that no
+/// longer existed (its generation then stayed "live" for good). Deploys,
+/// deletes, publishes, aliases and invocations from many threads: when they
+/// end and the function is deleted, no generation is left live, and every
+/// successful deploy was, for a moment, what the registry served.
+#[test]
+fn deploy_and_delete_from_many_threads_leave_no_orphan() {
+    let (a, b) = builds("deploy-delete-race");
+    let rt = runtime();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (rt, a, b) = (rt.clone(), a.clone(), b.clone());
+            std::thread::spawn(move || {
+                let mut counts = [0u32; 4];
+                let mut i = 0u32;
+                while Instant::now() < deadline {
+                    i += 1;
+                    let dir = if (i + t).is_multiple_of(2) { &a } else { &b };
+                    match t % 3 {
+                        // Deploy (alternating builds: a real swap each time).
+                        0 => {
+                            if let Ok(d) = rt.registry().deploy(config(dir)) {
+                                counts[0] += 1;
+                                if d.changed {
+                                    counts[1] += 1;
+                                }
+                            }
+                        }
+                        // Delete, publish, alias.
+                        1 => {
+                            let _ = match i % 3 {
+                                0 => rt.registry().delete_function("hotswap"),
+                                1 => rt
+                                    .registry()
+                                    .publish_version("hotswap", None, "", None)
+                                    .map(drop),
+                                _ => rt
+                                    .registry()
+                                    .create_alias("hotswap", Alias::new(format!("a{i}"), "latest"))
+                                    .map(drop),
+                            };
+                            counts[2] += 1;
+                        }
+                        // Invoke: an answer from either build, or not found.
+                        _ => match rt.registry().invoke("hotswap", b"") {
+                            Ok(r) => {
+                                assert!(r.outcome.is_success(), "{:?}", r.outcome);
+                                counts[3] += 1;
+                            }
+                            Err(InvokeError::NotFound(_)) => {}
+                            Err(e) => panic!("{e}"),
+                        },
+                    }
+                }
+                counts
+            })
+        })
+        .collect();
+    let mut totals = [0u32; 4];
+    for t in threads {
+        for (total, n) in totals.iter_mut().zip(t.join().unwrap()) {
+            *total += n;
+        }
+    }
+    assert!(
+        totals[1] > 10 && totals[2] > 10 && totals[3] > 10,
+        "{totals:?}"
+    );
+    let _ = rt.registry().delete_function("hotswap");
+    assert!(rt.registry().function("hotswap").is_err());
+    let stats = rt.registry().generation_stats();
+    assert_eq!(
+        (stats.live, stats.draining),
+        (0, 0),
+        "generations left serving a deleted function ({totals:?})"
+    );
+}

@@ -195,6 +195,10 @@ struct Entry {
     last_modified: Mutex<SystemTime>,
     /// Serializes changes to this function (deploys, publishes, aliases).
     change: Mutex<()>,
+    /// Set, under `change`, when the function is deleted: a change that
+    /// looked the entry up before the delete and took `change` after it
+    /// must not apply to an entry the map no longer holds.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// Functions by name, with versions, aliases and hot swap. Reached through
@@ -245,6 +249,25 @@ impl Registry {
             .ok_or_else(|| NotFound::Function(name.to_owned()))
     }
 
+    /// Runs `f` with function `name`'s change lock held, on the entry the
+    /// map holds once the lock is taken: every mutator goes through here,
+    /// so none applies to an entry a concurrent delete removed (it then
+    /// sees the function as not found, or the one created since).
+    fn with_entry<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Arc<Entry>) -> Result<T, DeployError>,
+    ) -> Result<T, DeployError> {
+        loop {
+            let entry = self.entry(name)?;
+            let _change = entry.change.lock();
+            if entry.deleted.load(Ordering::Acquire) {
+                continue; // Deleted meanwhile: look again.
+            }
+            return f(&entry);
+        }
+    }
+
     /// Creates the function `config.function_name()` or replaces its head
     /// with new code and configuration (see the module docs). Identical code
     /// and configuration is a no-op.
@@ -252,11 +275,24 @@ impl Registry {
         let started = Instant::now();
         let name = config.function_name().to_owned();
         let generation = build_generation(&self.shared, config)?;
-        let existing = self.functions.read().get(&name).cloned();
-        let Some(entry) = existing else {
-            return self.create(name, generation, started);
-        };
-        let _change = entry.change.lock();
+        match self.with_entry(&name, |entry| {
+            self.replace_head(entry, &name, Arc::clone(&generation), started)
+        }) {
+            Err(DeployError::NotFound(NotFound::Function(_))) => {
+                self.create(name, generation, started)
+            }
+            done => done,
+        }
+    }
+
+    /// Replaces `entry`'s head with `generation` (its change lock held).
+    fn replace_head(
+        &self,
+        entry: &Arc<Entry>,
+        name: &str,
+        generation: Arc<Generation>,
+        started: Instant,
+    ) -> Result<Deployment, DeployError> {
         let current = entry.latest.load_full();
         if current.library().digest() == generation.library().digest()
             && current.config() == generation.config()
@@ -272,7 +308,7 @@ impl Registry {
         self.track(&generation);
         let replaced = entry.latest.swap(Arc::clone(&generation));
         *entry.last_modified.lock() = SystemTime::now();
-        self.refresh_liveness(&entry);
+        self.refresh_liveness(entry);
         log::info!(
             target: "fnhost::registry",
             "function {name}: generation {} ({}) replaced generation {} in {:?}",
@@ -312,6 +348,7 @@ impl Registry {
                 aliases: RwLock::new(BTreeMap::new()),
                 last_modified: Mutex::new(SystemTime::now()),
                 change: Mutex::new(()),
+                deleted: std::sync::atomic::AtomicBool::new(false),
             }),
         );
         log::info!(target: "fnhost::registry", "function {name}: created with generation {}", generation.id());
@@ -423,48 +460,48 @@ impl Registry {
         description: &str,
         expected_digest: Option<&str>,
     ) -> Result<VersionInfo, DeployError> {
-        let entry = self.entry(function)?;
-        let _change = entry.change.lock();
-        let head = entry.latest.load_full();
-        let digest = head.library().digest().to_hex();
-        if let Some(expected) = expected_digest.filter(|d| !d.is_empty()) {
-            if expected != digest {
+        self.with_entry(function, |entry| {
+            let head = entry.latest.load_full();
+            let digest = head.library().digest().to_hex();
+            if let Some(expected) = expected_digest.filter(|d| !d.is_empty()) {
+                if expected != digest {
+                    return Err(DeployError::Conflict(format!(
+                        "the code changed: digest is {digest}, not {expected}"
+                    )));
+                }
+            }
+            let mut versions = entry.versions.write();
+            let name = match version.filter(|v| !v.is_empty()) {
+                Some(v) => v.to_owned(),
+                None => (1..)
+                    .map(|n| format!("v{n}"))
+                    .find(|v| !versions.contains_key(v))
+                    .unwrap_or_default(),
+            };
+            valid_qualifier(&name, "version")?;
+            if versions.contains_key(&name) {
                 return Err(DeployError::Conflict(format!(
-                    "the code changed: digest is {digest}, not {expected}"
+                    "version `{name}` of `{function}` already exists"
                 )));
             }
-        }
-        let mut versions = entry.versions.write();
-        let name = match version.filter(|v| !v.is_empty()) {
-            Some(v) => v.to_owned(),
-            None => (1..)
-                .map(|n| format!("v{n}"))
-                .find(|v| !versions.contains_key(v))
-                .unwrap_or_default(),
-        };
-        valid_qualifier(&name, "version")?;
-        if versions.contains_key(&name) {
-            return Err(DeployError::Conflict(format!(
-                "version `{name}` of `{function}` already exists"
-            )));
-        }
-        if entry.aliases.read().contains_key(&name) {
-            return Err(DeployError::Conflict(format!(
-                "`{name}` is already an alias of `{function}`"
-            )));
-        }
-        let info = VersionInfo {
-            route_name: Arc::from(name.as_str()),
-            version: name.clone(),
-            description: description.to_owned(),
-            digest,
-            published: SystemTime::now(),
-            generation: head,
-        };
-        versions.insert(name, info.clone());
-        drop(versions);
-        self.refresh_liveness(&entry);
-        Ok(info)
+            if entry.aliases.read().contains_key(&name) {
+                return Err(DeployError::Conflict(format!(
+                    "`{name}` is already an alias of `{function}`"
+                )));
+            }
+            let info = VersionInfo {
+                route_name: Arc::from(name.as_str()),
+                version: name.clone(),
+                description: description.to_owned(),
+                digest,
+                published: SystemTime::now(),
+                generation: head,
+            };
+            versions.insert(name, info.clone());
+            drop(versions);
+            self.refresh_liveness(entry);
+            Ok(info)
+        })
     }
 
     /// Installs a version published elsewhere (by another node sharing the
@@ -481,71 +518,73 @@ impl Registry {
     ) -> Result<VersionInfo, DeployError> {
         let function = config.function_name().to_owned();
         valid_qualifier(version, "version")?;
-        let entry = self.entry(&function)?;
+        self.entry(&function)?; // Before the build, which may be slow.
         let built = build_generation(&self.shared, config)?;
-        let same = |g: &Generation| {
-            g.library().digest() == built.library().digest() && g.config() == built.config()
+        let probe = Arc::clone(&built);
+        let same = move |g: &Generation| {
+            g.library().digest() == probe.library().digest() && g.config() == probe.config()
         };
-        let _change = entry.change.lock();
-        if let Some(existing) = entry.versions.read().get(version) {
-            return if same(&existing.generation) {
-                Ok(existing.clone())
+        self.with_entry(&function, |entry| {
+            if let Some(existing) = entry.versions.read().get(version) {
+                return if same(&existing.generation) {
+                    Ok(existing.clone())
+                } else {
+                    Err(DeployError::Conflict(format!(
+                        "version `{version}` of `{function}` already exists with other code"
+                    )))
+                };
+            }
+            if entry.aliases.read().contains_key(version) {
+                return Err(DeployError::Conflict(format!(
+                    "`{version}` is already an alias of `{function}`"
+                )));
+            }
+            let head = entry.latest.load_full();
+            let generation = if same(&head) {
+                head
             } else {
-                Err(DeployError::Conflict(format!(
-                    "version `{version}` of `{function}` already exists with other code"
-                )))
+                built.warm_up().map_err(warm_up_error)?;
+                self.track(&built);
+                built
             };
-        }
-        if entry.aliases.read().contains_key(version) {
-            return Err(DeployError::Conflict(format!(
-                "`{version}` is already an alias of `{function}`"
-            )));
-        }
-        let head = entry.latest.load_full();
-        let generation = if same(&head) {
-            head
-        } else {
-            built.warm_up().map_err(warm_up_error)?;
-            self.track(&built);
-            built
-        };
-        let info = VersionInfo {
-            route_name: Arc::from(version),
-            version: version.to_owned(),
-            description: description.to_owned(),
-            digest: generation.library().digest().to_hex(),
-            published: SystemTime::now(),
-            generation,
-        };
-        entry
-            .versions
-            .write()
-            .insert(version.to_owned(), info.clone());
-        self.refresh_liveness(&entry);
-        Ok(info)
+            let info = VersionInfo {
+                route_name: Arc::from(version),
+                version: version.to_owned(),
+                description: description.to_owned(),
+                digest: generation.library().digest().to_hex(),
+                published: SystemTime::now(),
+                generation,
+            };
+            entry
+                .versions
+                .write()
+                .insert(version.to_owned(), info.clone());
+            self.refresh_liveness(entry);
+            Ok(info)
+        })
     }
 
     /// Deletes a published version no alias points at.
     pub fn delete_version(&self, function: &str, version: &str) -> Result<(), DeployError> {
-        let entry = self.entry(function)?;
-        let _change = entry.change.lock();
-        if let Some((alias, _)) = entry.aliases.read().values().find(|(a, _)| {
-            a.version == version || a.additional_version_weights.contains_key(version)
-        }) {
-            return Err(DeployError::Conflict(format!(
-                "alias `{}` still routes to version `{version}`",
-                alias.name
-            )));
-        }
-        if entry.versions.write().remove(version).is_none() {
-            return Err(NotFound::Version {
-                function: function.to_owned(),
-                version: version.to_owned(),
+        self.with_entry(function, |entry| {
+            if let Some((alias, _)) = entry.aliases.read().values().find(|(a, _)| {
+                a.version == version || a.additional_version_weights.contains_key(version)
+            }) {
+                return Err(DeployError::Conflict(format!(
+                    "alias `{}` still routes to version `{version}`",
+                    alias.name
+                )));
             }
-            .into());
-        }
-        self.refresh_liveness(&entry);
-        Ok(())
+            if entry.versions.write().remove(version).is_none() {
+                return Err(NotFound::Version {
+                    function: function.to_owned(),
+                    version: version.to_owned(),
+                }
+                .into());
+            }
+            self.refresh_liveness(entry);
+            Ok(())
+        })
     }
 
     fn check_alias(entry: &Entry, alias: &Alias) -> Result<(), DeployError> {
@@ -596,66 +635,77 @@ impl Registry {
 
     /// Creates an alias.
     pub fn create_alias(&self, function: &str, alias: Alias) -> Result<Alias, DeployError> {
-        let entry = self.entry(function)?;
-        let _change = entry.change.lock();
-        Self::check_alias(&entry, &alias)?;
-        let mut aliases = entry.aliases.write();
-        if aliases.contains_key(&alias.name) {
-            return Err(DeployError::Conflict(format!(
-                "alias `{}` of `{function}` already exists",
-                alias.name
-            )));
-        }
-        let shared_name = Arc::from(alias.name.as_str());
-        aliases.insert(alias.name.clone(), (alias.clone(), shared_name));
-        Ok(alias)
+        self.with_entry(function, |entry| {
+            Self::check_alias(entry, &alias)?;
+            let mut aliases = entry.aliases.write();
+            if aliases.contains_key(&alias.name) {
+                return Err(DeployError::Conflict(format!(
+                    "alias `{}` of `{function}` already exists",
+                    alias.name
+                )));
+            }
+            let shared_name = Arc::from(alias.name.as_str());
+            aliases.insert(alias.name.clone(), (alias.clone(), shared_name));
+            Ok(alias)
+        })
     }
 
     /// Replaces an alias's target, weights and description.
     pub fn update_alias(&self, function: &str, alias: Alias) -> Result<Alias, DeployError> {
-        let entry = self.entry(function)?;
-        let _change = entry.change.lock();
-        Self::check_alias(&entry, &alias)?;
-        let mut aliases = entry.aliases.write();
-        let slot = aliases
-            .get_mut(&alias.name)
-            .ok_or_else(|| NotFound::Alias {
-                function: function.to_owned(),
-                alias: alias.name.clone(),
-            })?;
-        slot.0 = alias.clone();
-        Ok(alias)
+        self.with_entry(function, |entry| {
+            Self::check_alias(entry, &alias)?;
+            let mut aliases = entry.aliases.write();
+            let slot = aliases
+                .get_mut(&alias.name)
+                .ok_or_else(|| NotFound::Alias {
+                    function: function.to_owned(),
+                    alias: alias.name.clone(),
+                })?;
+            slot.0 = alias.clone();
+            Ok(alias)
+        })
     }
 
     /// Deletes an alias.
     pub fn delete_alias(&self, function: &str, alias: &str) -> Result<(), DeployError> {
-        let entry = self.entry(function)?;
-        let _change = entry.change.lock();
-        let removed = entry.aliases.write().remove(alias);
-        match removed {
-            Some(_) => Ok(()),
-            None => Err(NotFound::Alias {
-                function: function.to_owned(),
-                alias: alias.to_owned(),
+        self.with_entry(function, |entry| {
+            let removed = entry.aliases.write().remove(alias);
+            match removed {
+                Some(_) => Ok(()),
+                None => Err(NotFound::Alias {
+                    function: function.to_owned(),
+                    alias: alias.to_owned(),
+                }
+                .into()),
             }
-            .into()),
-        }
+        })
     }
 
     /// Deletes a function with its versions and aliases. Running invocations
     /// finish; its generations then retire.
     pub fn delete_function(&self, function: &str) -> Result<(), DeployError> {
-        let entry = self
-            .functions
-            .write()
-            .remove(function)
-            .ok_or_else(|| NotFound::Function(function.to_owned()))?;
-        let _change = entry.change.lock();
-        for g in self.tracked.lock().iter() {
-            if g.config().function_name() == function {
-                g.set_live(false);
+        self.with_entry(function, |entry| {
+            entry.deleted.store(true, Ordering::Release);
+            {
+                let mut functions = self.functions.write();
+                if functions
+                    .get(function)
+                    .is_some_and(|e| Arc::ptr_eq(e, entry))
+                {
+                    functions.remove(function);
+                }
             }
-        }
+            // This entry's generations only: a function of the same name
+            // created after the removal keeps its own.
+            let mut ours = vec![entry.latest.load().id()];
+            ours.extend(entry.versions.read().values().map(|v| v.generation.id()));
+            for g in self.tracked.lock().iter() {
+                if ours.contains(&g.id()) {
+                    g.set_live(false);
+                }
+            }
+            Ok(())
+        })?;
         self.sweep();
         Ok(())
     }

@@ -65,13 +65,21 @@ void fnhost_runtime_free(fnhost_runtime *rt);
  * (1, error); not the functions' logs, which are in each result. None are
  * shown by default. Sets the process-wide callback that receives those at
  * max_level and more severe (1 error, 2 warn, 3 info, 4 debug, 5 trace; 0
- * or less: none); NULL removes it. The callback is called from any thread,
- * concurrently, with NUL-terminated strings that live for the call only and
- * with `user` as given; it may call into this library. Returns 0, or -1
- * when the process's Rust `log` logger is already another one (then
- * nothing changes). */
+ * or less: none); NULL removes it. The callback runs on one thread of this
+ * library, one record at a time and in the order they were logged, shortly
+ * after each is logged, with NUL-terminated strings that live for the call
+ * only and with `user` as given. No lock of this library is held while it
+ * runs: it may call any function of this header (a record it causes is
+ * delivered after it returns). At most 10,000 records wait for it; past
+ * that, records are dropped and the next one delivered says how many.
+ * Returns 0, or -1 when the process's Rust `log` logger is already another
+ * one (then nothing changes). */
 typedef void (*fnhost_log_fn)(int level, const char *target, const char *message, void *user);
 int fnhost_set_log_callback(fnhost_log_fn callback, void *user, int max_level);
+/* Waits up to timeout_ms until every record logged before the call has
+ * reached the callback. 0 when it has; -1 on timeout, or when called from
+ * the callback itself (which would wait for itself). */
+int fnhost_log_flush(int timeout_ms);
 
 /* The runtime's counters as JSON ({"invocations", "timeouts",
  * "runaway_invocations", "worker_threads", "libraries_mapped",
@@ -110,6 +118,11 @@ fnhost_result *fnhost_function_invoke_on_current_thread(const fnhost_function *f
  * fnhost_function_load ("name" required). 0 on success, -1 with *error_out
  * set on failure (the previous code keeps serving). */
 int fnhost_deploy(fnhost_runtime *rt, const char *config_json, char **error_out);
+/* Deletes function `name` with its versions and aliases; calls in flight
+ * finish on their code. 0, or -1 with *error_out set (no such function). A
+ * deploy racing the delete either happens before it (and is deleted) or
+ * after it (and creates the function anew), never into the deleted one. */
+int fnhost_delete(fnhost_runtime *rt, const char *name, char **error_out);
 /* Publishes the function's current code as a version (version NULL: v1,
  * v2, ...). 0 or -1 as fnhost_deploy. */
 int fnhost_publish_version(fnhost_runtime *rt, const char *name, const char *version, char **error_out);

@@ -815,6 +815,43 @@ pub unsafe extern "C" fn fnhost_set_log_callback(
     guard(|| -1, || logging::set(callback, user, max_level))
 }
 
+/// See `fnhost_embed.h`.
+#[no_mangle]
+pub extern "C" fn fnhost_log_flush(timeout_ms: c_int) -> c_int {
+    let timeout = std::time::Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+    guard(|| -1, || if logging::flush(timeout) { 0 } else { -1 })
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// A live runtime; `name` NUL-terminated; `error_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_delete(
+    rt: *mut fnhost_runtime,
+    name: *const c_char,
+    error_out: *mut *mut c_char,
+) -> c_int {
+    let done = guard(
+        || Err("panic while deleting".to_owned()),
+        || {
+            if rt.is_null() {
+                return Err("rt is NULL".to_owned());
+            }
+            // SAFETY: forwarded contract.
+            let name = unsafe { read_str(name, "name")? };
+            // SAFETY: non-null, live per the contract.
+            unsafe { &*rt }
+                .runtime
+                .registry()
+                .delete_function(name)
+                .map_err(|e| e.to_string())
+        },
+    );
+    // SAFETY: forwarded contract.
+    unsafe { status(done, error_out) }
+}
+
 /// Worker processes of an embedding program: call from `main` first; when
 /// the program was started as a worker (`__worker`), this runs the worker
 /// and never returns. Lets the program itself be `worker_executable`.

@@ -4,7 +4,9 @@
 //! (see `tests/support`), without recompiling.
 //!
 //! - `Handler`: answers `build <tag>`; a payload `sleep:<ms>` sleeps first.
-//! - `Init`: counts initializer runs; `Handler` reports the count after the tag.
+//! - `Init`: counts initializer runs; `Handler` reports the count after the
+//!   tag. With user data `INIT_SLEEP_MS`, it first sleeps that long (a slow
+//!   initializer, for tests of what a slow deploy holds up).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,8 +36,14 @@ pub fn handler(payload: &[u8], _ctx: &Context) -> Result<String, HandlerError> {
     ))
 }
 
-/// Counts its runs.
-pub fn init(_ctx: &Context) -> Result<(), HandlerError> {
+/// Counts its runs (after sleeping `INIT_SLEEP_MS`, when set).
+pub fn init(ctx: &Context) -> Result<(), HandlerError> {
+    if let Some(ms) = ctx
+        .user_data("INIT_SLEEP_MS")
+        .and_then(|ms| ms.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     INITS.fetch_add(1, Ordering::SeqCst);
     Ok(())
 }
