@@ -11,7 +11,7 @@ use fnhost::{
     Alias, DeployError, FunctionConfig, InstanceConfig, InvokeError, LoadError, NotFound, Outcome,
     Runtime,
 };
-use fnhost_e2e::{hotswap_build, plugin_dir, runtime, scratch, write_complete};
+use fnhost_e2e::{eventually, hotswap_build, plugin_dir, runtime, scratch, write_complete};
 use serde_json::Value;
 
 /// Two directories holding builds `A` and `B` of the `hotswap` plugin.
@@ -632,4 +632,80 @@ fn deploy_and_delete_from_many_threads_leave_no_orphan() {
         (0, 0),
         "generations left serving a deleted function ({totals:?})"
     );
+}
+
+/// `idle_timeout` was enforced only when the next call to the same function
+/// arrived (or something called `release_idle_instances`): with no traffic,
+/// idle instances and worker processes lived on. The runtime's housekeeping
+/// thread ends them, with no call and no stats read.
+#[test]
+fn idle_instances_and_workers_end_without_any_traffic() {
+    let (a, _) = builds("idle-no-traffic");
+    let rt = runtime();
+    let limits = InstanceConfig {
+        idle_timeout: Duration::from_millis(150),
+        ..InstanceConfig::default()
+    };
+    let in_process = rt
+        .registry()
+        .deploy(config(&a).instances(limits))
+        .unwrap()
+        .generation;
+    answer(&rt, "hotswap", b"");
+    let isolated = rt
+        .registry()
+        .deploy(
+            FunctionConfig::new("echo.Handler", plugin_dir())
+                .isolation(fnhost::Isolation::Process)
+                .instances(limits),
+        )
+        .unwrap()
+        .generation;
+    answer(&rt, "echo", b"x");
+    assert_eq!(isolated.idle_worker_processes(), 1);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            in_process.instance_stats().released_idle == 1 && isolated.idle_worker_processes() == 0
+        }),
+        "idle for 10 s past a 150 ms idle timeout: {:?}, {} idle workers",
+        in_process.instance_stats(),
+        isolated.idle_worker_processes()
+    );
+}
+
+/// A replaced generation with a call in flight retired only at the next
+/// registry change or `Runtime::stats()` (a getter with side effects). It
+/// now retires when its last call ends; `stats()` changes nothing.
+#[test]
+fn a_drained_generation_retires_when_its_last_call_ends() {
+    let (a, b) = builds("retire-on-drain");
+    let rt = runtime();
+    let old = rt.registry().deploy(config(&a)).unwrap().generation;
+    let old_id = old.id();
+    let watch = Arc::downgrade(&old);
+    drop(old);
+    let call = {
+        let rt = rt.clone();
+        std::thread::spawn(move || answer(&rt, "hotswap", b"sleep:400"))
+    };
+    assert!(eventually(Duration::from_secs(10), || rt
+        .registry()
+        .function("hotswap")
+        .unwrap()
+        .latest
+        .in_flight()
+        == 1));
+    let d = rt.registry().deploy(config(&b)).unwrap();
+    assert_eq!(d.replaced.as_ref().map(|g| g.id()), Some(old_id));
+    drop(d);
+    let stats = rt.stats().generations;
+    assert_eq!((stats.live, stats.draining), (1, 1), "{stats:?}");
+    assert!(call.join().unwrap().starts_with("build A"));
+    // No deploy, no stats read: the call's end retires the generation.
+    assert!(
+        eventually(Duration::from_secs(10), || watch.upgrade().is_none()),
+        "the drained generation is still held"
+    );
+    let stats = rt.stats().generations;
+    assert_eq!((stats.live, stats.draining), (1, 0), "{stats:?}");
 }

@@ -191,3 +191,19 @@ pub fn write_complete(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::rename(&tmp, &path).expect("rename");
     path
 }
+
+/// Waits until `condition` holds, checking every 10 ms, for at most
+/// `deadline`; whether it came to hold. Tests wait for states with this,
+/// not for fixed times: a slow machine waits longer, a fast one not at all.
+pub fn eventually(deadline: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

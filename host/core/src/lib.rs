@@ -61,6 +61,7 @@ mod function;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generation;
+mod housekeeping;
 mod instances;
 mod invocation;
 mod io_lane;

@@ -211,6 +211,13 @@ pub struct Registry {
     retired: AtomicU64,
 }
 
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The housekeeping thread ends at its next round.
+        self.shared.housekeeping.wake();
+    }
+}
+
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
@@ -377,30 +384,56 @@ impl Registry {
         self.sweep();
     }
 
-    /// Retires generations that are neither live nor running anything.
-    fn sweep(&self) -> GenerationStats {
-        let mut stats = GenerationStats::default();
-        let mut tracked = self.tracked.lock();
-        tracked.retain(|g| {
-            if g.is_live() {
-                stats.live += 1;
-                true
-            } else if g.in_flight() > 0 {
-                stats.draining += 1;
-                true
-            } else {
-                self.retired.fetch_add(1, Ordering::Relaxed);
-                log::info!(target: "fnhost::registry", "generation {} retired", g.id());
-                false
+    /// Retires generations that are neither live nor running anything. The
+    /// retired ones are dropped, and logged, after the list's lock is let go.
+    fn sweep(&self) {
+        let mut retired = Vec::new();
+        self.tracked.lock().retain(|g| {
+            let keep = g.is_live() || g.in_flight() > 0;
+            if !keep {
+                retired.push(Arc::clone(g));
             }
+            keep
         });
-        stats.retired = self.retired.load(Ordering::Relaxed);
-        stats
+        self.retired
+            .fetch_add(retired.len() as u64, Ordering::Relaxed);
+        for g in retired {
+            log::info!(target: "fnhost::registry", "generation {} retired", g.id());
+        }
     }
 
-    /// Live, draining and retired generations (retiring drained ones now).
+    /// Retires the generations whose last call has ended (the housekeeping
+    /// thread's round).
+    pub(crate) fn retire_drained(&self) {
+        self.sweep();
+    }
+
+    /// The shortest idle timeout among the functions' generations.
+    pub(crate) fn shortest_idle_timeout(&self) -> Option<std::time::Duration> {
+        self.tracked
+            .lock()
+            .iter()
+            .map(|g| g.config().instances.idle_timeout)
+            .min()
+    }
+
+    /// Live, draining and retired generations. A pure read: a drained
+    /// generation the housekeeping thread has not yet retired counts as
+    /// retired.
     pub fn generation_stats(&self) -> GenerationStats {
-        self.sweep()
+        let mut stats = GenerationStats::default();
+        let mut drained = 0;
+        for g in self.tracked.lock().iter() {
+            if g.is_live() {
+                stats.live += 1;
+            } else if g.in_flight() > 0 {
+                stats.draining += 1;
+            } else {
+                drained += 1;
+            }
+        }
+        stats.retired = self.retired.load(Ordering::Relaxed) + drained;
+        stats
     }
 
     /// The generation serving `target` (`name`, `name:latest`, `name:VERSION`
@@ -743,11 +776,9 @@ impl Registry {
     /// Releases instances idle past their idle timeout, in every live
     /// generation; returns how many.
     pub fn release_idle_instances(&self) -> usize {
-        self.tracked
-            .lock()
-            .iter()
-            .map(|g| g.release_idle_instances())
-            .sum()
+        // Copied out: ending a worker process waits for it, not under the lock.
+        let tracked: Vec<Arc<Generation>> = self.tracked.lock().clone();
+        tracked.iter().map(|g| g.release_idle_instances()).sum()
     }
 }
 

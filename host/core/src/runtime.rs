@@ -153,11 +153,11 @@ impl Runtime {
             loader: Loader::new(cache, preflight),
             pool,
             counters: Counters::default(),
+            housekeeping: Arc::default(),
         });
-        Ok(Runtime {
-            registry: Arc::new(Registry::new(Arc::clone(&shared))),
-            shared,
-        })
+        let registry = Arc::new(Registry::new(Arc::clone(&shared)));
+        crate::housekeeping::start(&registry, Arc::clone(&shared.housekeeping));
+        Ok(Runtime { registry, shared })
     }
 
     /// Named functions with versions, aliases and hot swap.
@@ -215,7 +215,8 @@ impl Runtime {
         self.shared.loader.cache().retain(&keep)
     }
 
-    /// Current counters.
+    /// Current counters (a pure read: retiring and idle release are the
+    /// housekeeping thread's).
     pub fn stats(&self) -> RuntimeStats {
         let (preflights, preflights_on_spare, preflight_spare_ready) =
             self.shared.loader.preflight_counts();

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) loader: Loader,
     pub(crate) pool: WorkerPool,
     pub(crate) counters: Counters,
+    /// Wakes the housekeeping thread (see [`crate::housekeeping`]).
+    pub(crate) housekeeping: Arc<crate::housekeeping::Housekeeping>,
 }
 
 impl Shared {
@@ -76,6 +78,7 @@ impl Shared {
             config,
             loader: Loader::in_worker(),
             counters: Counters::default(),
+            housekeeping: Arc::default(),
         })
     }
 }

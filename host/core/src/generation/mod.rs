@@ -85,7 +85,10 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // The last call of a replaced generation: it may retire now.
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && !self.0.is_live() {
+            self.0.shared.housekeeping.wake();
+        }
     }
 }
 

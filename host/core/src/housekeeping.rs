@@ -1,0 +1,70 @@
+//! The runtime's one housekeeping thread: time-driven work that no call or
+//! scrape has to trigger.
+//!
+//! - Instances and worker processes idle past their function's
+//!   `idle_timeout` end (beyond the reserved ones), whether or not another
+//!   call to that function ever arrives.
+//! - A replaced or deleted generation retires as soon as its last call
+//!   ends: the call's in-flight guard wakes this thread when it drops.
+//!
+//! The thread holds the registry weakly and ends with it. It wakes at
+//! least every [`MAX_TICK`], sooner when a function's idle timeout is
+//! short (a quarter of the shortest), and at once when woken.
+
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use crate::registry::Registry;
+
+/// The longest the thread sleeps between rounds.
+pub(crate) const MAX_TICK: Duration = Duration::from_secs(1);
+/// The shortest (for idle timeouts of a few milliseconds).
+const MIN_TICK: Duration = Duration::from_millis(20);
+
+/// How the thread is woken.
+#[derive(Debug, Default)]
+pub(crate) struct Housekeeping {
+    woken: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Housekeeping {
+    /// Asks for a round now (a generation may have drained, the registry
+    /// may be gone).
+    pub(crate) fn wake(&self) {
+        *self.woken.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.wake.notify_one();
+    }
+
+    /// Sleeps until woken or `tick` passed.
+    fn sleep(&self, tick: Duration) {
+        let woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut woken, _) = self
+            .wake
+            .wait_timeout_while(woken, tick, |w| !*w)
+            .unwrap_or_else(|p| p.into_inner());
+        *woken = false;
+    }
+}
+
+/// Starts the thread for `registry`; it ends once the registry is dropped.
+pub(crate) fn start(registry: &Arc<Registry>, housekeeping: Arc<Housekeeping>) {
+    let registry: Weak<Registry> = Arc::downgrade(registry);
+    let started = std::thread::Builder::new()
+        .name("fnhost-housekeeping".into())
+        .spawn(move || loop {
+            let Some(registry) = registry.upgrade() else {
+                return;
+            };
+            registry.retire_drained();
+            registry.release_idle_instances();
+            let tick = registry
+                .shortest_idle_timeout()
+                .map_or(MAX_TICK, |t| (t / 4).clamp(MIN_TICK, MAX_TICK));
+            drop(registry);
+            housekeeping.sleep(tick);
+        });
+    if let Err(e) = started {
+        log::error!(target: "fnhost::registry", "cannot start the housekeeping thread: idle instances end only at the next call: {e}");
+    }
+}
