@@ -909,3 +909,34 @@ fn workers_start_after_the_hosts_binary_was_deleted() {
     assert!(text.contains("after"), "{text}");
     assert!(!text.contains("cannot start a worker"), "{text}");
 }
+
+/// A crash was labelled the memory limit whenever the worker's output held
+/// "memory allocation of", which any handler can print. The label now comes
+/// from how the worker ended (and the cgroup's OOM count): an exit, a
+/// segfault or a kill stays `runtime exited unexpectedly`.
+#[test]
+fn printed_text_does_not_make_a_crash_the_memory_limit() {
+    let rt = runtime();
+    let f = fixture_function(&rt, "forged_oom", "Handler", Duration::from_secs(3));
+    for how in ["exit", "segv", "kill"] {
+        let r = f.invoke(how.as_bytes()).unwrap();
+        let (ty, message) = error(&r);
+        assert_eq!(ty, error_type::RUNTIME_EXITED, "{how}: {message}");
+        assert!(
+            r.log.contains("memory allocation of"),
+            "{how}: printed text is kept"
+        );
+    }
+}
+
+/// The billed duration was the worker's own figure (clamped to what the
+/// host measured, so a worker could bill 0 ms): it is now the host's.
+#[test]
+fn an_isolated_call_is_billed_what_the_host_measured() {
+    let rt = runtime();
+    let f = rt.load(isolated("hotswap.Handler")).unwrap();
+    let r = f.invoke(b"sleep:50").unwrap();
+    assert!(r.outcome.is_success(), "{:?}", r.outcome);
+    assert!(r.summary.duration_ms >= 50.0, "{:?}", r.summary);
+    assert!(r.summary.billing_duration_ms >= 50, "{:?}", r.summary);
+}

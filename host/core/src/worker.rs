@@ -426,8 +426,6 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
         let done = Done {
             error,
             kind,
-            duration_ms: result.summary.duration_ms,
-            billing_duration_ms: result.summary.billing_duration_ms,
             memory_used_mb: memory.peak_mb(),
             log,
         };

@@ -1064,7 +1064,16 @@ impl ProcessPool {
                         crate::sandbox::SANDBOX_VIOLATION,
                         "the handler made a forbidden system call the sandbox cannot name (one of another ABI, 32-bit or x32, or any on a kernel without seccomp user notification)",
                     )
-                } else if ending.out_of_memory || text.contains("memory allocation of") {
+                } else if ending.out_of_memory
+                    || (killed_by == Some(libc::SIGABRT) && text.contains("memory allocation of"))
+                {
+                    // The cgroup's OOM kill count is the host's own reading.
+                    // A heap allocation RLIMIT_DATA refused raises no signal
+                    // of its own: Rust's handler prints its message and
+                    // aborts. So the abort (from the wait status) must come
+                    // with the message; an exit, a segfault or a kill that
+                    // printed it is what it is. (A handler that prints it
+                    // and aborts itself labels only its own failure.)
                     FunctionError::new(
                         error_type::MEMORY_LIMIT,
                         format!(
@@ -1155,13 +1164,7 @@ impl ProcessPool {
         let captured = self.output_lines(&request_id, output);
         InvokeResult {
             outcome,
-            summary: Summary::from_worker(
-                done.duration_ms,
-                done.billing_duration_ms,
-                done.memory_used_mb,
-                self.config.memory_mb,
-                elapsed,
-            ),
+            summary: Summary::from_worker(done.memory_used_mb, self.config.memory_mb, elapsed),
             log: if captured.is_empty() {
                 done.log
             } else {

@@ -82,7 +82,9 @@ pub(crate) struct Ready {
 /// The version of this protocol. A worker executable of another fnhost
 /// build answers the host's [`Start`] with its own (0 before versions
 /// existed), and the host refuses it by name instead of misreading it.
-pub(crate) const PROTOCOL: u32 = 2;
+/// 3: `Done` no longer carries the worker's duration and billed duration
+/// (the host bills what it measured).
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// Host → worker: one invocation (the payload is the message's body).
 /// Encoded by hand, as fixed little-endian fields and length-prefixed
@@ -107,8 +109,7 @@ pub(crate) struct Done {
     pub error: Option<(String, String)>,
     /// Body kind on success: 0 empty, 1 bytes, 2 text, 3 JSON.
     pub kind: u32,
-    pub duration_ms: f64,
-    pub billing_duration_ms: u64,
+    /// The worker's peak memory during the call (checked by the host).
     pub memory_used_mb: f64,
     pub log: String,
 }
@@ -140,9 +141,6 @@ impl<'a> Fields<'a> {
     }
     fn u32(&mut self) -> io::Result<u32> {
         Ok(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> io::Result<u64> {
-        Ok(u64::from_le_bytes(self.array()?))
     }
     fn f64(&mut self) -> io::Result<f64> {
         Ok(f64::from_le_bytes(self.array()?))
@@ -218,8 +216,6 @@ impl Done {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(48 + self.log.len());
         out.extend_from_slice(&self.kind.to_le_bytes());
-        out.extend_from_slice(&self.duration_ms.to_le_bytes());
-        out.extend_from_slice(&self.billing_duration_ms.to_le_bytes());
         out.extend_from_slice(&self.memory_used_mb.to_le_bytes());
         match &self.error {
             None => out.push(0),
@@ -237,8 +233,6 @@ impl Done {
     pub(crate) fn decode(header: &[u8]) -> io::Result<Done> {
         let mut f = Fields(header);
         let kind = f.u32()?;
-        let duration_ms = f.f64()?;
-        let billing_duration_ms = f.u64()?;
         let memory_used_mb = f.f64()?;
         let error = match f.u8()? {
             0 => None,
@@ -250,8 +244,6 @@ impl Done {
         Ok(Done {
             error,
             kind,
-            duration_ms,
-            billing_duration_ms,
             memory_used_mb,
             log,
         })
@@ -380,8 +372,6 @@ mod tests {
         let done = Done {
             error: Some(("panic".into(), "boom ✓".into())),
             kind: 3,
-            duration_ms: 1.25,
-            billing_duration_ms: 2,
             memory_used_mb: 12.5,
             log: "line\n".into(),
         };
@@ -403,11 +393,12 @@ mod tests {
         trailing.push(0);
         assert!(Done::decode(&trailing).is_err());
         // A string length far past the end.
-        let mut huge = done[..29].to_vec();
+        // (The option tag is at byte 12, after the kind and the memory.)
+        let mut huge = done[..13].to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(Done::decode(&huge).is_err());
         let mut bad = done;
-        bad[28] = 9;
+        bad[12] = 9;
         assert!(Done::decode(&bad).is_err());
     }
 
