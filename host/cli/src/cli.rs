@@ -196,6 +196,10 @@ struct AsyncFile {
     retry_base_ms: Option<u64>,
     #[serde(default)]
     http_destinations: Option<HttpDestinationsArg>,
+    /// In a cluster, how long a node's claim of a running invocation lasts
+    /// unrenewed (default 30; renewed every third of it while it runs).
+    #[serde(default)]
+    lease_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -812,6 +816,12 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             bail!("retry_base_ms must be at most an hour (3600000), got {ms}");
         }
         q.retry_base = std::time::Duration::from_millis(ms.max(1));
+    }
+    if let Some(secs) = f.lease_seconds {
+        if !(1..=3600).contains(&secs) {
+            bail!("asynchronous.lease_seconds must be 1 to 3600, got {secs}");
+        }
+        q.lease = std::time::Duration::from_secs(secs);
     }
     if let Some(hosts) = a.async_http_destinations.or(f.http_destinations) {
         q.http_destinations = match hosts {

@@ -49,6 +49,10 @@ pub struct AsyncSettings {
     pub retry_base: Duration,
     /// Which hosts HTTP destinations may name.
     pub http_destinations: HttpDestinations,
+    /// In a cluster, how long a node's claim of a running invocation lasts
+    /// without renewal (renewed every third of it while the attempt runs):
+    /// how long an invocation whose node died waits to run elsewhere.
+    pub lease: Duration,
 }
 
 impl Default for AsyncSettings {
@@ -60,6 +64,7 @@ impl Default for AsyncSettings {
             records_max: 100_000,
             retry_base: Duration::from_secs(1),
             http_destinations: HttpDestinations::Loopback,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -282,16 +287,19 @@ async fn work(state: Shared) {
             return;
         }
         let s = Shared::clone(&state);
+        let lease = state.asynchronous.settings.lease;
         let claimed = blocking(move || {
             s.management
                 .store()
-                .claim_invocation(now_ms(), &now_rfc3339(), MAX_INTERRUPTED)
+                .claim_invocation(now_ms(), &now_rfc3339(), MAX_INTERRUPTED, lease)
                 .map_err(ApiError::store)
         })
         .await;
         let wait = match claimed {
             Ok(Some(job)) => {
+                let heartbeat = renew_while_running(&state, &job);
                 run(&state, job).await;
+                heartbeat.abort();
                 continue;
             }
             Ok(None) => {
@@ -320,6 +328,42 @@ async fn work(state: Shared) {
             _ = stopping.wait_for(|s| *s) => return,
         }
     }
+}
+
+/// Renews this node's claim of `job` every third of the lease until
+/// aborted: the claim then lasts as long as the attempt does (waiting for
+/// an instance, a cold start and its initializer, the handler, delivering
+/// to a destination), and no longer than a lease after this node dies. A
+/// renewal the store refuses means another node took the invocation over
+/// (this one was cut off from the database past its lease): said once; the
+/// attempt's end will not count.
+fn renew_while_running(state: &Shared, job: &Claimed) -> tokio::task::JoinHandle<()> {
+    let state = Shared::clone(state);
+    let (id, attempt) = (job.request_id.clone(), job.attempts);
+    let lease = state.asynchronous.settings.lease;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let (s, id2) = (Shared::clone(&state), id.clone());
+            let renewed = blocking(move || {
+                s.management
+                    .store()
+                    .renew_invocation(&id2, attempt, lease)
+                    .map_err(ApiError::store)
+            })
+            .await;
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => {
+                    log::warn!(target: "fnhost::async", request_id = id.as_str(); "request {id}: attempt {attempt} lost its claim to another node; its end will not count");
+                    return;
+                }
+                Err(e) => {
+                    log::warn!(target: "fnhost::async", request_id = id.as_str(); "request {id}: renewing its claim: {}", e.message)
+                }
+            }
+        }
+    })
 }
 
 /// The delay before retry number `n` (1-based): `base`, doubling.
@@ -458,16 +502,22 @@ async fn run(state: &Shared, job: Claimed) {
                     .retries
                     .fetch_add(1, Ordering::Relaxed);
                 let s = Shared::clone(state);
-                let id = job.request_id.clone();
+                let (id, attempt) = (job.request_id.clone(), job.attempts);
                 let retried = blocking(move || {
                     s.management
                         .store()
-                        .retry_invocation(&id, next, code, &message)
+                        .retry_invocation(&id, attempt, next, code, &message)
                         .map_err(ApiError::store)
                 })
                 .await;
-                if let Err(e) = retried {
-                    log::warn!(target: "fnhost::async", "request {}: recording a retry: {}", job.request_id, e.message);
+                match retried {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        log::warn!(target: "fnhost::async", "request {}: attempt {} no longer held its claim; its retry was not recorded", job.request_id, job.attempts)
+                    }
+                    Err(e) => {
+                        log::warn!(target: "fnhost::async", "request {}: recording a retry: {}", job.request_id, e.message)
+                    }
                 }
                 return;
             }
@@ -544,18 +594,24 @@ async fn end(
         }
     }
     let s = Shared::clone(state);
-    let id = job.request_id.clone();
+    let (id, attempt) = (job.request_id.clone(), job.attempts);
     let (code, message) = error.map_or((0, String::new()), |(c, m)| (c, m.to_owned()));
     let finished = blocking(move || {
         s.management
             .store()
-            .finish_invocation(&id, final_status, code, &message, &now_rfc3339())
+            .finish_invocation(&id, attempt, final_status, code, &message, &now_rfc3339())
             .map_err(ApiError::store)
     })
     .await;
     state.asynchronous.ended();
-    if let Err(e) = finished {
-        log::warn!(target: "fnhost::async", request_id = job.request_id.as_str(); "request {}: recording its end: {}", job.request_id, e.message);
+    match finished {
+        Ok(true) => {}
+        Ok(false) => {
+            log::warn!(target: "fnhost::async", request_id = job.request_id.as_str(); "request {}: attempt {} no longer held its claim; its end was not recorded", job.request_id, job.attempts)
+        }
+        Err(e) => {
+            log::warn!(target: "fnhost::async", request_id = job.request_id.as_str(); "request {}: recording its end: {}", job.request_id, e.message)
+        }
     }
 }
 

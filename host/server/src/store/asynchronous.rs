@@ -105,17 +105,32 @@ impl Store {
 
     /// Claims the invocation due first (`next_ms <= now_ms`): it becomes
     /// `RUNNING`, its attempt counted. In a shared store the claim is a
-    /// lease (the function's timeout and a grace): an invocation whose node
-    /// died is claimed again once it ran out, and fails instead once it was
-    /// interrupted `max_interrupted` times.
+    /// lease of `lease` on the database's clock, which the claiming node
+    /// renews while the attempt runs ([`renew_invocation`](Self::renew_invocation)):
+    /// an invocation whose node died is claimed again once its lease ran
+    /// out, and fails instead once it was interrupted `max_interrupted`
+    /// times.
     pub fn claim_invocation(
         &self,
         now_ms: i64,
         start_time: &str,
         max_interrupted: u32,
+        lease: std::time::Duration,
     ) -> Result<Option<Claimed>, StoreError> {
         self.backend
-            .claim_invocation(now_ms, start_time, max_interrupted)
+            .claim_invocation(now_ms, start_time, max_interrupted, lease)
+    }
+
+    /// Extends this node's claim of attempt `attempt` by `lease` from now;
+    /// whether the claim is still this node's (`false`: another node has
+    /// taken the invocation over, and this attempt's end will not count).
+    pub fn renew_invocation(
+        &self,
+        request_id: &str,
+        attempt: u32,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.backend.renew_invocation(request_id, attempt, lease)
     }
 
     /// When the next waiting invocation is due, if any waits.
@@ -123,31 +138,40 @@ impl Store {
         self.backend.next_invocation_due()
     }
 
-    /// Ends a running invocation with its final status; its payload is
-    /// dropped (its destinations have it already).
+    /// Ends attempt `attempt` of a running invocation with its final
+    /// status (its payload is dropped: its destinations have it already);
+    /// whether the attempt still held the claim (else nothing changes).
     pub fn finish_invocation(
         &self,
         request_id: &str,
+        attempt: u32,
         status: &str,
         error_code: i64,
         error_message: &str,
         end_time: &str,
-    ) -> Result<(), StoreError> {
-        self.backend
-            .finish_invocation(request_id, status, error_code, error_message, end_time)
+    ) -> Result<bool, StoreError> {
+        self.backend.finish_invocation(
+            request_id,
+            attempt,
+            status,
+            error_code,
+            error_message,
+            end_time,
+        )
     }
 
-    /// Puts a running invocation back to wait for a retry at `next_ms`,
-    /// with the error of the attempt that failed.
+    /// Puts attempt `attempt` of a running invocation back to wait for a
+    /// retry at `next_ms`, with its error; whether it still held the claim.
     pub fn retry_invocation(
         &self,
         request_id: &str,
+        attempt: u32,
         next_ms: i64,
         error_code: i64,
         error_message: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.backend
-            .retry_invocation(request_id, next_ms, error_code, error_message)
+            .retry_invocation(request_id, attempt, next_ms, error_code, error_message)
     }
 
     /// Discards a waiting invocation of `function`; returns its status
@@ -259,6 +283,8 @@ mod tests {
         }
     }
 
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
     #[test]
     fn invocations_are_claimed_in_order_recovered_after_a_crash_and_pruned() {
         let dir = tempfile::tempdir().unwrap();
@@ -270,13 +296,13 @@ mod tests {
                     .unwrap();
             }
             assert_eq!(
-                s.claim_invocation(999, "t", 3)
+                s.claim_invocation(999, "t", 3, LEASE)
                     .unwrap()
                     .map(|c| c.request_id),
                 None,
                 "not due yet"
             );
-            let a = s.claim_invocation(5000, "t", 3).unwrap().unwrap();
+            let a = s.claim_invocation(5000, "t", 3, LEASE).unwrap().unwrap();
             assert_eq!((a.request_id.as_str(), a.attempts), ("a", 1));
             // The server dies here, with `a` running and `b`, `c` waiting.
         }
@@ -292,16 +318,21 @@ mod tests {
         // `b` and `c` were due first; `a` is due again at the recovery.
         let order: Vec<String> = (0..3)
             .map(|_| {
-                s.claim_invocation(7000, "t", 3)
+                s.claim_invocation(7000, "t", 3, LEASE)
                     .unwrap()
                     .unwrap()
                     .request_id
             })
             .collect();
         assert_eq!(order, ["b", "c", "a"]);
-        s.finish_invocation("b", status::SUCCESS, 0, "", "t")
-            .unwrap();
-        s.retry_invocation("c", 9000, 1, "boom").unwrap();
+        // Only the attempt that holds the claim ends it.
+        assert!(!s
+            .finish_invocation("b", 2, status::SUCCESS, 0, "", "t")
+            .unwrap());
+        assert!(s
+            .finish_invocation("b", 1, status::SUCCESS, 0, "", "t")
+            .unwrap());
+        assert!(s.retry_invocation("c", 1, 9000, 1, "boom").unwrap());
         assert_eq!(
             s.cancel_invocation("echo", "c", "t").unwrap().as_deref(),
             Some("WAIT")
@@ -346,7 +377,7 @@ mod tests {
         s.insert_invocation(&new("a", "echo", 10)).unwrap();
         s.insert_invocation(&new("b", "echo", 20)).unwrap();
         s.insert_invocation(&new("c", "slow", 30)).unwrap();
-        s.claim_invocation(100, "t", 3).unwrap();
+        s.claim_invocation(100, "t", 3, LEASE).unwrap();
         assert_eq!(
             s.invocation_backlog().unwrap(),
             vec![

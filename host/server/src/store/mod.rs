@@ -138,26 +138,39 @@ pub trait Backend: Send + Sync {
         now_ms: i64,
         start_time: &str,
         max_interrupted: u32,
+        lease: std::time::Duration,
     ) -> Result<Option<Claimed>, StoreError>;
+    /// Extends this node's claim of attempt `attempt` by `lease` from now
+    /// (the database's clock); whether the claim is still this node's.
+    fn renew_invocation(
+        &self,
+        request_id: &str,
+        attempt: u32,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError>;
     /// When the next waiting invocation is due, if any waits.
     fn next_invocation_due(&self) -> Result<Option<i64>, StoreError>;
-    /// Ends a running invocation with its final status.
+    /// Ends a running invocation with its final status, if attempt
+    /// `attempt` of it is still this node's claim; whether it was.
     fn finish_invocation(
         &self,
         request_id: &str,
+        attempt: u32,
         status: &str,
         error_code: i64,
         error_message: &str,
         end_time: &str,
-    ) -> Result<(), StoreError>;
-    /// Puts a running invocation back to wait for a retry at `next_ms`.
+    ) -> Result<bool, StoreError>;
+    /// Puts a running invocation back to wait for a retry at `next_ms`, if
+    /// attempt `attempt` is still this node's claim; whether it was.
     fn retry_invocation(
         &self,
         request_id: &str,
+        attempt: u32,
         next_ms: i64,
         error_code: i64,
         error_message: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Discards a waiting invocation of `function`; its status before.
     fn cancel_invocation(
         &self,

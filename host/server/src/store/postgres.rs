@@ -10,9 +10,13 @@
 //!   the other nodes hear of it on commit (and a node that missed the
 //!   notification sees the revision move when it compares).
 //! - **Asynchronous invocations** are claimed with `FOR UPDATE SKIP LOCKED`
-//!   under a lease of the function's timeout plus [`LEASE_GRACE`]: one whose
-//!   node died is claimed again by any node once the lease ran out (its
-//!   interruption counted), and the late node's answer no longer counts.
+//!   under a lease on the database's clock (so the nodes' clocks play no
+//!   part), which the claiming node renews while the attempt runs (its
+//!   queue wait, cold start, initializer and destination included): one
+//!   whose node died is claimed again by any node once the lease ran out
+//!   (its interruption counted). Renewals, the end and a retry each match
+//!   the claim's node *and attempt number*, so the late answer of a node
+//!   that lost its claim changes nothing.
 //! - **Bounded**: every call waits at most [`CALL_TIMEOUT`] for the
 //!   database (a free pooled connection included); past it, or when the
 //!   database cannot be reached, the error says *unavailable* (the API
@@ -41,13 +45,8 @@ pub const CHANGES: &str = "fnhost_changes";
 /// How long one store call may wait for the database.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long past its function's timeout a claimed invocation stays with
-/// the node that claimed it (clock differences between nodes included).
-pub const LEASE_GRACE: Duration = Duration::from_secs(5);
-
-/// The lease of an invocation whose function is gone (FunctionGraph's
-/// longest timeout).
-const DEFAULT_LEASE: Duration = Duration::from_secs(900);
+/// The database's clock, in ms since the Unix epoch (leases are on it).
+const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// Connections per node.
 const POOL_SIZE: usize = 16;
@@ -539,51 +538,78 @@ impl Backend for PostgresStore {
         now_ms: i64,
         start_time: &str,
         max_interrupted: u32,
+        lease: Duration,
     ) -> Result<Option<Claimed>, StoreError> {
         let start_time = start_time.to_owned();
         let node = self.node.clone();
-        let grace = LEASE_GRACE.as_millis() as i64;
-        let default_lease = DEFAULT_LEASE.as_millis() as i64;
+        let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
         let max_interrupted = int(max_interrupted);
         self.with_client(move |c| async move {
             // Leases that ran out past the allowance of interruptions fail
             // instead of running again.
             c.execute(
-                "UPDATE async_invocations SET status = 'FAIL', interrupted = interrupted + 1,
-                     error_code = 500, end_time = $3, payload = '',
-                     error_message = 'its node stopped while it ran, '
-                                     || (interrupted + 1) || ' times'
-                 WHERE status = 'RUNNING' AND lease_until_ms <= $1 AND interrupted + 1 >= $2",
-                &[&now_ms, &max_interrupted, &start_time],
+                &format!(
+                    "UPDATE async_invocations SET status = 'FAIL', interrupted = interrupted + 1,
+                         error_code = 500, end_time = $2, payload = '',
+                         error_message = 'its node stopped while it ran, '
+                                         || (interrupted + 1) || ' times'
+                     WHERE status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS}
+                       AND interrupted + 1 >= $1"
+                ),
+                &[&max_interrupted, &start_time],
             )
             .await?;
             let row = c
                 .query_opt(
-                    "WITH due AS (
-                         SELECT request_id FROM async_invocations
-                         WHERE (status = 'WAIT' AND next_ms <= $1)
-                            OR (status = 'RUNNING' AND lease_until_ms <= $1)
-                         ORDER BY next_ms, seq LIMIT 1
-                         FOR UPDATE SKIP LOCKED)
-                     UPDATE async_invocations a SET
-                         interrupted = a.interrupted
-                             + CASE WHEN a.status = 'RUNNING' THEN 1 ELSE 0 END,
-                         error_message = CASE WHEN a.status = 'RUNNING'
-                             THEN 'its node stopped while it ran; it runs again'
-                             ELSE a.error_message END,
-                         status = 'RUNNING', attempts = a.attempts + 1, start_time = $2,
-                         node = $3,
-                         lease_until_ms = $1 + $4 + COALESCE(
-                             (SELECT (f.record::jsonb->>'timeout')::BIGINT * 1000
-                              FROM functions f WHERE f.name = a.function), $5)
-                     FROM due WHERE a.request_id = due.request_id
-                     RETURNING a.request_id, a.function, a.target, a.payload, a.attempts,
-                               a.interrupted, a.accepted_ms, a.traceparent, a.tracestate,
-                               a.source, a.depth",
-                    &[&now_ms, &start_time, &node, &grace, &default_lease],
+                    &format!(
+                        "WITH due AS (
+                             SELECT request_id FROM async_invocations
+                             WHERE (status = 'WAIT' AND next_ms <= $1)
+                                OR (status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS})
+                             ORDER BY next_ms, seq LIMIT 1
+                             FOR UPDATE SKIP LOCKED)
+                         UPDATE async_invocations a SET
+                             interrupted = a.interrupted
+                                 + CASE WHEN a.status = 'RUNNING' THEN 1 ELSE 0 END,
+                             error_message = CASE WHEN a.status = 'RUNNING'
+                                 THEN 'its node stopped while it ran; it runs again'
+                                 ELSE a.error_message END,
+                             status = 'RUNNING', attempts = a.attempts + 1, start_time = $2,
+                             node = $3,
+                             lease_until_ms = {DB_NOW_MS} + $4
+                         FROM due WHERE a.request_id = due.request_id
+                         RETURNING a.request_id, a.function, a.target, a.payload, a.attempts,
+                                   a.interrupted, a.accepted_ms, a.traceparent, a.tracestate,
+                                   a.source, a.depth"
+                    ),
+                    &[&now_ms, &start_time, &node, &lease],
                 )
                 .await?;
             Ok(row.as_ref().map(claimed))
+        })
+    }
+
+    fn renew_invocation(
+        &self,
+        request_id: &str,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let args = (request_id.to_owned(), self.node.clone(), int(attempt));
+        let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
+        self.with_client(move |c| async move {
+            let (request_id, node, attempt) = args;
+            let renewed = c
+                .execute(
+                    &format!(
+                        "UPDATE async_invocations SET lease_until_ms = {DB_NOW_MS} + $4
+                         WHERE request_id = $1 AND status = 'RUNNING' AND node = $2
+                           AND attempts = $3"
+                    ),
+                    &[&request_id, &node, &attempt, &lease],
+                )
+                .await?;
+            Ok(renewed == 1)
         })
     }
 
@@ -603,61 +629,77 @@ impl Backend for PostgresStore {
     fn finish_invocation(
         &self,
         request_id: &str,
+        attempt: u32,
         status: &str,
         error_code: i64,
         error_message: &str,
         end_time: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let args = (
             request_id.to_owned(),
             status.to_owned(),
             error_message.to_owned(),
             end_time.to_owned(),
             self.node.clone(),
+            int(attempt),
         );
         self.with_client(move |c| async move {
-            let (request_id, status, error_message, end_time, node) = args;
-            // Only the node that holds the claim ends it.
-            c.execute(
-                "UPDATE async_invocations SET status = $2, error_code = $3, error_message = $4,
-                     end_time = $5, payload = ''
-                 WHERE request_id = $1 AND status = 'RUNNING' AND node = $6",
-                &[
-                    &request_id,
-                    &status,
-                    &error_code,
-                    &error_message,
-                    &end_time,
-                    &node,
-                ],
-            )
-            .await?;
-            Ok(())
+            let (request_id, status, error_message, end_time, node, attempt) = args;
+            // Only the node and attempt that hold the claim end it.
+            let changed = c
+                .execute(
+                    "UPDATE async_invocations SET status = $2, error_code = $3, error_message = $4,
+                         end_time = $5, payload = ''
+                     WHERE request_id = $1 AND status = 'RUNNING' AND node = $6
+                       AND attempts = $7",
+                    &[
+                        &request_id,
+                        &status,
+                        &error_code,
+                        &error_message,
+                        &end_time,
+                        &node,
+                        &attempt,
+                    ],
+                )
+                .await?;
+            Ok(changed == 1)
         })
     }
 
     fn retry_invocation(
         &self,
         request_id: &str,
+        attempt: u32,
         next_ms: i64,
         error_code: i64,
         error_message: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let args = (
             request_id.to_owned(),
             error_message.to_owned(),
             self.node.clone(),
+            int(attempt),
         );
         self.with_client(move |c| async move {
-            let (request_id, error_message, node) = args;
-            c.execute(
-                "UPDATE async_invocations SET status = 'WAIT', next_ms = $2, error_code = $3,
-                     error_message = $4
-                 WHERE request_id = $1 AND status = 'RUNNING' AND node = $5",
-                &[&request_id, &next_ms, &error_code, &error_message, &node],
-            )
-            .await?;
-            Ok(())
+            let (request_id, error_message, node, attempt) = args;
+            let changed = c
+                .execute(
+                    "UPDATE async_invocations SET status = 'WAIT', next_ms = $2, error_code = $3,
+                         error_message = $4
+                     WHERE request_id = $1 AND status = 'RUNNING' AND node = $5
+                       AND attempts = $6",
+                    &[
+                        &request_id,
+                        &next_ms,
+                        &error_code,
+                        &error_message,
+                        &node,
+                        &attempt,
+                    ],
+                )
+                .await?;
+            Ok(changed == 1)
         })
     }
 
@@ -884,8 +926,12 @@ mod tests {
         }
     }
 
+    /// Leases are on the database's clock and last as long as their node
+    /// renews them: a run longer than any fixed lease stays with its node;
+    /// a dead node's claim runs again elsewhere after one lease, and the
+    /// late node's renewal, retry and end change nothing.
     #[test]
-    fn a_dead_nodes_claim_runs_again_elsewhere_after_its_lease_and_its_late_answer_is_ignored() {
+    fn a_renewed_claim_holds_and_a_dead_nodes_claim_runs_again_elsewhere() {
         let Some(db) = test_database::fresh() else {
             return;
         };
@@ -893,45 +939,53 @@ mod tests {
             Store::connect(&db.url).unwrap(),
             Store::connect(&db.url).unwrap(),
         );
-        one.put_function("echo", &serde_json::json!({"timeout": 3}))
-            .unwrap();
+        let lease = Duration::from_millis(600);
         one.insert_invocation(&new("a", 1000)).unwrap();
-        let first = one.claim_invocation(1000, "t", 3).unwrap().unwrap();
+        let first = one.claim_invocation(1000, "t", 3, lease).unwrap().unwrap();
         assert_eq!((first.attempts, first.interrupted), (1, 0));
-        // The lease is the timeout (3 s) plus the grace.
-        let lease_ends = 1000 + 3000 + LEASE_GRACE.as_millis() as i64;
-        assert!(two
-            .claim_invocation(lease_ends - 1, "t", 3)
-            .unwrap()
-            .is_none());
-        assert_eq!(two.next_invocation_due().unwrap(), Some(lease_ends));
-        // Node one died; node two takes the invocation over.
-        let again = two.claim_invocation(lease_ends, "t", 3).unwrap().unwrap();
+        // Renewed every third of its lease, the claim outlives three leases.
+        for _ in 0..9 {
+            std::thread::sleep(lease / 3);
+            assert!(one.renew_invocation("a", 1, lease).unwrap());
+            assert!(two.claim_invocation(1000, "t", 3, lease).unwrap().is_none());
+        }
+        // Node one dies (no more renewals). Fixed wait: the lease must run out.
+        std::thread::sleep(lease + Duration::from_millis(200));
+        let again = two.claim_invocation(1000, "t", 3, lease).unwrap().unwrap();
         assert_eq!(
             (again.request_id.as_str(), again.attempts, again.interrupted),
             ("a", 2, 1)
         );
-        // Node one comes back late: its answer no longer counts.
-        one.finish_invocation("a", status::FAIL, 500, "late", "t")
-            .unwrap();
+        // Node one comes back late: nothing it says counts any more.
+        assert!(!one.renew_invocation("a", 1, lease).unwrap());
+        assert!(!one.retry_invocation("a", 1, 0, 1, "late").unwrap());
+        assert!(!one
+            .finish_invocation("a", 1, status::FAIL, 500, "late", "t")
+            .unwrap());
+        // Nor does an earlier attempt's number on the node that holds it.
+        assert!(!two
+            .finish_invocation("a", 1, status::FAIL, 500, "stale", "t")
+            .unwrap());
         assert_eq!(
             one.invocation_status("a").unwrap().as_deref(),
             Some("RUNNING")
         );
-        two.finish_invocation("a", status::SUCCESS, 0, "", "t")
-            .unwrap();
+        assert!(two
+            .finish_invocation("a", 2, status::SUCCESS, 0, "", "t")
+            .unwrap());
         assert_eq!(
             one.invocation_status("a").unwrap().as_deref(),
             Some("SUCCESS")
         );
         // Interrupted past the allowance: it fails instead of running again.
+        let short = Duration::from_millis(1);
         one.insert_invocation(&new("b", 2000)).unwrap();
-        let mut now = 2000;
         for _ in 0..2 {
-            assert!(one.claim_invocation(now, "t", 2).unwrap().is_some());
-            now += 60_000;
+            assert!(one.claim_invocation(2000, "t", 2, short).unwrap().is_some());
+            // Fixed wait: past the 1 ms lease on the database's clock.
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(one.claim_invocation(now, "t", 2).unwrap().is_none());
+        assert!(one.claim_invocation(2000, "t", 2, short).unwrap().is_none());
         let (_, b) = one.list_invocations("echo", Some("b"), None, 0, 1).unwrap();
         assert_eq!(b[0].status, "FAIL");
         assert!(
@@ -941,7 +995,7 @@ mod tests {
         );
         // Recovery at start is the leases' job in a shared store.
         assert_eq!(
-            one.recover_invocations(now, 3, "t").unwrap(),
+            one.recover_invocations(2000, 3, "t").unwrap(),
             Recovered::default()
         );
     }
@@ -963,7 +1017,10 @@ mod tests {
                 let node = Arc::clone(&nodes[t % 3]);
                 std::thread::spawn(move || {
                     let mut got = Vec::new();
-                    while let Some(c) = node.claim_invocation(10_000, "t", 3).unwrap() {
+                    while let Some(c) = node
+                        .claim_invocation(10_000, "t", 3, Duration::from_secs(30))
+                        .unwrap()
+                    {
                         got.push(c.request_id);
                     }
                     got

@@ -274,6 +274,7 @@ impl Backend for SqliteStore {
         now_ms: i64,
         start_time: &str,
         _max_interrupted: u32,
+        _lease: std::time::Duration,
     ) -> Result<Option<Claimed>, StoreError> {
         // One node: what a stopped server left running is recovered at
         // start (`recover_invocations`), so there are no leases.
@@ -302,37 +303,56 @@ impl Backend for SqliteStore {
         )?)
     }
 
+    fn renew_invocation(
+        &self,
+        _request_id: &str,
+        _attempt: u32,
+        _lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        // One node, no leases: its claims are its own until it stops.
+        Ok(true)
+    }
+
     fn finish_invocation(
         &self,
         request_id: &str,
+        attempt: u32,
         status: &str,
         error_code: i64,
         error_message: &str,
         end_time: &str,
-    ) -> Result<(), StoreError> {
-        self.db.lock().execute(
+    ) -> Result<bool, StoreError> {
+        let changed = self.db.lock().execute(
             "UPDATE async_invocations SET status = ?2, error_code = ?3, error_message = ?4,
                  end_time = ?5, payload = x''
-             WHERE request_id = ?1",
-            params![request_id, status, error_code, error_message, end_time],
+             WHERE request_id = ?1 AND status = 'RUNNING' AND attempts = ?6",
+            params![
+                request_id,
+                status,
+                error_code,
+                error_message,
+                end_time,
+                attempt
+            ],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     fn retry_invocation(
         &self,
         request_id: &str,
+        attempt: u32,
         next_ms: i64,
         error_code: i64,
         error_message: &str,
-    ) -> Result<(), StoreError> {
-        self.db.lock().execute(
+    ) -> Result<bool, StoreError> {
+        let changed = self.db.lock().execute(
             "UPDATE async_invocations SET status = 'WAIT', next_ms = ?2, error_code = ?3,
                  error_message = ?4
-             WHERE request_id = ?1 AND status = 'RUNNING'",
-            params![request_id, next_ms, error_code, error_message],
+             WHERE request_id = ?1 AND status = 'RUNNING' AND attempts = ?5",
+            params![request_id, next_ms, error_code, error_message, attempt],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     fn cancel_invocation(
