@@ -218,7 +218,7 @@ async fn listen(
 /// when that failed (retried at the next comparison).
 async fn resync(state: &Shared, name: String) -> Option<bool> {
     let started = Instant::now();
-    let changing = state.management.begin().await;
+    let changing = state.management.begin(&name).await;
     let shown = name.clone();
     let result = blocking(move || changing.resync(&name)).await;
     let p = &state.propagation;

@@ -113,8 +113,8 @@ pub(crate) struct WatchedDeploys {
 
 impl fnhost::watch::Deploy for WatchedDeploys {
     fn deploy(&mut self, config: FunctionConfig) -> Result<Deployment, DeployError> {
-        let changing = self.state.management.begin_blocking();
         let name = config.function_name().to_owned();
+        let changing = self.state.management.begin_blocking(&name);
         let sidecar = config.code_dir.join(format!("{name}.toml"));
         let deployment = changing.deploy_watched(config)?;
         let wanted = if sidecar.is_file() {
@@ -124,6 +124,8 @@ impl fnhost::watch::Deploy for WatchedDeploys {
         };
         match wanted {
             Ok(wanted) => {
+                // APIG paths are unique across functions: the triggers' lock.
+                let _triggers = self.state.management.triggers_blocking();
                 let _inside = self.executor.enter();
                 if let Err(e) = crate::triggers::sync_directory(&self.state, &name, &wanted) {
                     log::error!(target: "fnhost::server", "{name}: the triggers of {} were not applied: {e}", sidecar.display());

@@ -113,7 +113,7 @@ async fn change(
     urn: &str,
     edit: impl FnOnce(&mut FunctionRecord) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<FunctionRecord, ApiError> {
-    let changing = state.management.begin().await;
+    let changing = state.management.begin_urn(urn).await?;
     let (mut record, _) = changing.management().lookup(urn)?;
     edit(&mut record)?;
     changing.management().check_policy(&record)?;
@@ -154,7 +154,7 @@ pub(crate) async fn create(
         serving: None,
     };
     state.management.check_policy(&record)?;
-    let changing = state.management.begin().await;
+    let changing = state.management.begin(&record.func_name).await;
     let record = blocking(move || changing.apply(record, Some(zip), Change::Create)).await?;
     Ok(Json(record.to_json("latest")))
 }
@@ -300,7 +300,7 @@ pub(crate) async fn update_code(
 ) -> Result<Json<Value>, ApiError> {
     let body: UpdateCodeBody = parse_body(&body)?;
     let zip = decode_package(body.code_type.as_deref(), body.func_code.as_ref())?;
-    let changing = state.management.begin().await;
+    let changing = state.management.begin_urn(&urn).await?;
     let (record, _) = changing.management().lookup(&urn)?;
     let record = blocking(move || changing.apply(record, Some(zip), Change::Update)).await?;
     Ok(Json(record.to_json("latest")))
@@ -311,7 +311,7 @@ pub(crate) async fn delete(
     State(state): State<Shared>,
     Path((_, urn)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let changing = state.management.begin().await;
+    let changing = state.management.begin_urn(&urn).await?;
     let (record, _) = changing.management().lookup(&urn)?;
     state.timers.stop_function(&state, &record.func_name);
     let s = Arc::clone(&state);
@@ -352,7 +352,7 @@ pub(crate) async fn publish_version(
         parse_body(&body)?
     };
     check_description(body.description.as_deref())?;
-    let changing = state.management.begin().await;
+    let changing = state.management.begin_urn(&urn).await?;
     let (record, _) = changing.management().lookup(&urn)?;
     let (record, version) = blocking(move || {
         let version = changing.publish_version(
@@ -432,7 +432,7 @@ pub(crate) async fn create_alias(
         .name
         .take()
         .ok_or_else(|| ApiError::bad_request("name is required"))?;
-    let changing = state.management.begin().await;
+    let changing = state.management.begin_urn(&urn).await?;
     let (record, _) = changing.management().lookup(&urn)?;
     let stored = changing.put_alias(&record, alias_of(name, body)?, false)?;
     Ok(Json(stored.to_json(&record)))
@@ -484,7 +484,7 @@ pub(crate) async fn update_alias(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body: AliasBody = parse_body(&body)?;
-    let changing = state.management.begin().await;
+    let changing = state.management.begin_urn(&urn).await?;
     let (record, _) = changing.management().lookup(&urn)?;
     let stored = changing.put_alias(&record, alias_of(alias, body)?, true)?;
     Ok(Json(stored.to_json(&record)))
@@ -495,7 +495,7 @@ pub(crate) async fn delete_alias(
     State(state): State<Shared>,
     Path((_, urn, alias)): Path<(String, String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let changing = state.management.begin().await;
+    let changing = state.management.begin_urn(&urn).await?;
     let (record, _) = changing.management().lookup(&urn)?;
     changing.delete_alias(&record, &alias)?;
     Ok(axum::http::StatusCode::NO_CONTENT)

@@ -471,7 +471,8 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         .validate()
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let state = Arc::new(AppState::open(&config, runtime)?);
-    let changing = state.management.begin().await;
+    // Before anything serves: one change restores every function.
+    let changing = state.management.begin("(restore)").await;
     tokio::task::spawn_blocking(move || {
         changing.restore()?;
         Ok::<_, ServeError>(())

@@ -1,16 +1,25 @@
 //! [`Management`]: the one owner of the sequence every change to a function
 //! goes through — check, store the code package, deploy, persist, remember —
-//! and of the lock that serializes those changes.
+//! and of the locks that serialize those changes.
 //!
 //! A change starts with [`Management::begin`] (from async code) or
 //! [`Management::begin_blocking`] (from a thread, as the directory
-//! watcher's), which takes the lock and returns a [`Changing`]; only a
-//! `Changing` can change anything, so no path (HTTP handlers, the watcher,
-//! the restore at start) deploys or persists without holding the lock, and
-//! the store and the registry stay in step. Reads (records, lookups, the
-//! store's listings) take no lock.
+//! watcher's), which takes *that function's* lock and returns a
+//! [`Changing`]; only a `Changing` can change anything, so no path (HTTP
+//! handlers, the watcher, cluster propagation, the restore at start)
+//! deploys or persists a function without holding its lock, and the store
+//! and the registry stay in step for it. Changes to different functions
+//! run side by side: a slow package fetch, pre-flight or initializer of one
+//! function delays neither another function's create, update or delete nor
+//! this node's application of other nodes' changes. What functions share
+//! is guarded on its own: code packages and cached library copies a change
+//! in progress uses are never collected (see [`Pending`]), and trigger
+//! changes, whose APIG paths are unique across functions, also take the
+//! triggers' lock ([`Management::begin_triggers`]). Reads (records,
+//! lookups, the store's listings) take no lock.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -48,9 +57,14 @@ pub(crate) struct Management {
     /// Current records by function name (mirrors the store, plus the
     /// functions of the watched directory).
     functions: Mutex<BTreeMap<String, FunctionRecord>>,
-    /// Serializes changes (the registry serializes per function; this keeps
-    /// store, packages and registry in step).
-    changes: Arc<tokio::sync::Mutex<()>>,
+    /// One lock per function name with a change in progress or waiting:
+    /// serializes the changes of one function (keeping its store record,
+    /// packages and registry entry in step).
+    changes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serializes trigger changes across functions (APIG paths are unique).
+    triggers: Arc<tokio::sync::Mutex<()>>,
+    /// Changes in progress, for garbage collection.
+    pending: Pending,
     /// Delete cached library copies no generation uses (the cache is this
     /// server's alone).
     prune_code_cache: bool,
@@ -60,12 +74,70 @@ pub(crate) struct Management {
     min_isolation: fnhost::Isolation,
 }
 
-/// A change in progress: holds the management lock until dropped. `Send`
-/// and `'static`, so that the blocking work (loading libraries, running
-/// initializers, SQLite) moves to a blocking thread with the lock held.
+/// A change in progress to one function: holds that function's lock until
+/// dropped. `Send` and `'static`, so that the blocking work (loading
+/// libraries, running initializers, SQLite) moves to a blocking thread with
+/// the lock held.
 pub(crate) struct Changing {
     management: Arc<Management>,
+    name: String,
     _lock: OwnedMutexGuard<()>,
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        self.management
+            .pending
+            .changes
+            .fetch_sub(1, Ordering::AcqRel);
+        // The function's lock goes from the map when no other change waits
+        // for it (the map holds one reference, this change's guard another).
+        let mut changes = self.management.changes.lock();
+        if changes
+            .get(&self.name)
+            .is_some_and(|l| Arc::strong_count(l) <= 2)
+        {
+            changes.remove(&self.name);
+        }
+    }
+}
+
+/// What changes in progress use, so that collecting garbage for one change
+/// never deletes what another, not yet recorded, is about to use.
+#[derive(Default)]
+struct Pending {
+    /// Changes holding a function's lock.
+    changes: AtomicUsize,
+    /// Code packages stored by a change not yet recorded, with counts.
+    digests: Mutex<HashMap<String, usize>>,
+}
+
+/// A package digest held in [`Pending`] while it lives.
+struct PendingDigest<'a> {
+    pending: &'a Pending,
+    digest: String,
+}
+
+impl Drop for PendingDigest<'_> {
+    fn drop(&mut self) {
+        let mut digests = self.pending.digests.lock();
+        if let Some(n) = digests.get_mut(&self.digest) {
+            *n -= 1;
+            if *n == 0 {
+                digests.remove(&self.digest);
+            }
+        }
+    }
+}
+
+impl Pending {
+    fn hold(&self, digest: &str) -> PendingDigest<'_> {
+        *self.digests.lock().entry(digest.to_owned()).or_default() += 1;
+        PendingDigest {
+            pending: self,
+            digest: digest.to_owned(),
+        }
+    }
 }
 
 impl Management {
@@ -80,7 +152,9 @@ impl Management {
             store,
             packages,
             functions: Mutex::new(BTreeMap::new()),
-            changes: Arc::new(tokio::sync::Mutex::new(())),
+            changes: Mutex::new(HashMap::new()),
+            triggers: Arc::new(tokio::sync::Mutex::new(())),
+            pending: Pending::default(),
             prune_code_cache,
             deployments: Deployments::default(),
             min_isolation: fnhost::Isolation::Inline,
@@ -109,20 +183,55 @@ impl Management {
             .map_err(ApiError::bad_request)
     }
 
-    /// Waits for the lock; the change runs while the result lives.
-    pub(crate) async fn begin(self: &Arc<Self>) -> Changing {
+    /// The lock of function `name` (made when none exists).
+    fn lock_of(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.pending.changes.fetch_add(1, Ordering::AcqRel);
+        Arc::clone(self.changes.lock().entry(name.to_owned()).or_default())
+    }
+
+    /// Waits for function `name`'s lock; the change runs while the result
+    /// lives.
+    pub(crate) async fn begin(self: &Arc<Self>, name: &str) -> Changing {
+        let lock = self.lock_of(name);
         Changing {
-            _lock: Arc::clone(&self.changes).lock_owned().await,
+            _lock: lock.lock_owned().await,
+            name: name.to_owned(),
             management: Arc::clone(self),
         }
     }
 
+    /// [`begin`](Self::begin) for the function a URN names (404 for a URN
+    /// that names none).
+    pub(crate) async fn begin_urn(self: &Arc<Self>, urn: &str) -> Result<Changing, ApiError> {
+        let r = FunctionRef::parse(urn).ok_or_else(ApiError::function_not_found)?;
+        Ok(self.begin(&r.name).await)
+    }
+
+    /// A trigger change of the function a URN names: its lock, then the
+    /// triggers' lock (in that order, always).
+    pub(crate) async fn begin_triggers(
+        self: &Arc<Self>,
+        urn: &str,
+    ) -> Result<(Changing, OwnedMutexGuard<()>), ApiError> {
+        let changing = self.begin_urn(urn).await?;
+        let triggers = Arc::clone(&self.triggers).lock_owned().await;
+        Ok((changing, triggers))
+    }
+
     /// [`begin`](Self::begin) from a thread outside the async executor.
-    pub(crate) fn begin_blocking(self: &Arc<Self>) -> Changing {
+    pub(crate) fn begin_blocking(self: &Arc<Self>, name: &str) -> Changing {
+        let lock = self.lock_of(name);
         Changing {
-            _lock: Arc::clone(&self.changes).blocking_lock_owned(),
+            _lock: lock.blocking_lock_owned(),
+            name: name.to_owned(),
             management: Arc::clone(self),
         }
+    }
+
+    /// The triggers' lock from a thread outside the async executor (the
+    /// watcher's trigger sync, with the function's lock held).
+    pub(crate) fn triggers_blocking(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.triggers).blocking_lock_owned()
     }
 
     /// The deploy timeline.
@@ -265,18 +374,22 @@ impl Management {
             }
         }
         // And what is in memory, should a record have been deployed but not
-        // (yet) persisted: deleting too little is safe, too much is not.
+        // (yet) persisted, and what changes in progress stored: deleting too
+        // little is safe, too much is not.
         keep.extend(
             self.functions
                 .lock()
                 .values()
                 .flat_map(|r| r.digests().map(str::to_owned).collect::<Vec<_>>()),
         );
+        keep.extend(self.pending.digests.lock().keys().cloned());
         let deleted = self.packages.retain(&keep);
         if deleted > 0 {
             log::info!(target: "fnhost::server", "deleted {deleted} code packages no function references");
         }
-        if self.prune_code_cache {
+        // A change in progress may have copied a library it has not yet
+        // deployed: the cache is pruned only when this change is alone.
+        if self.prune_code_cache && self.pending.changes.load(Ordering::Acquire) <= 1 {
             match self.runtime.prune_code_cache() {
                 Ok(0) => {}
                 Ok(n) => {
@@ -384,6 +497,8 @@ impl Changing {
             record.digest = package.digest;
             record.code_size = package.size;
         }
+        // Kept from other changes' garbage collection until recorded.
+        let _pending = m.pending.hold(&record.digest);
         let config = m.config_of(&record)?;
         let previous = replaced.clone();
         match (m.swap(config), replaced) {
@@ -741,11 +856,11 @@ mod tests {
         let executor = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let held = executor.block_on(management.begin());
+        let held = executor.block_on(management.begin("f"));
         let (began, heard) = std::sync::mpsc::channel();
         let other = Arc::clone(&management);
         let watcher = std::thread::spawn(move || {
-            let _changing = other.begin_blocking();
+            let _changing = other.begin_blocking("f");
             began.send(()).unwrap();
         });
         assert!(

@@ -509,7 +509,7 @@ pub(crate) async fn create(
     let body: CreateBody = parse_body(&body)?;
     // Under the management lock: a trigger is never created for a function
     // being deleted.
-    let _changing = state.management.begin().await;
+    let _changing = state.management.begin_triggers(&urn).await?;
     let (function, _) = state.management.lookup(&urn)?;
     let status = body.trigger_status.unwrap_or_else(|| "ACTIVE".into());
     check_status(&status)?;
@@ -611,7 +611,7 @@ pub(crate) async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let body: UpdateBody = parse_body(&body)?;
     check_status(&body.trigger_status)?;
-    let _changing = state.management.begin().await;
+    let _changing = state.management.begin_triggers(&urn).await?;
     let mut record = find(&state, &urn, &id)?;
     record.trigger_status = body.trigger_status;
     record.last_updated_time = now_rfc3339();
@@ -630,7 +630,7 @@ pub(crate) async fn delete(
     State(state): State<Shared>,
     Path((_, urn, _, id)): Path<(String, String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let _changing = state.management.begin().await;
+    let _changing = state.management.begin_triggers(&urn).await?;
     let record = find(&state, &urn, &id)?;
     state.timers.stop(&record.trigger_id);
     state
