@@ -26,9 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "sdk"))
 
-from conftest import PROJECT, TARGET, Server, zip_b64, zip_entries_b64  # noqa: E402
-from test_front_door import (BASE, build, call, create, create_body, raw, read_all, send,  # noqa: E402
-                             signed)
+from conftest import PROJECT, TARGET, Server, eventually, zip_b64, zip_entries_b64  # noqa: E402
+from test_front_door import (BASE, build, call, create, create_body, open_connections, raw, read_all,  # noqa: E402
+                             send, signed, untaken)
 
 RESULTS = []
 CRASHES = []
@@ -44,6 +44,16 @@ def rss_mb(server):
 def cpu_seconds(server):
     fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def metric_value(server, sample):
+    """The value of `sample` (its name and labels, as /metrics writes
+    them), or None when /metrics has no such line."""
+    for line in call(server, "GET", "/metrics")[2].decode().splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return None
 
 
 def healthy(server, timeout=3):
@@ -147,7 +157,7 @@ def preauth_flood(server):
         t.start()
     for _ in range(20):
         peak = max(peak, rss_mb(server))
-        time.sleep(0.05)
+        time.sleep(0.05)  # Fixed wait: the RSS is sampled for a second of the flood.
     for t in threads:
         t.join(timeout=15)
     grown = peak - before
@@ -174,7 +184,7 @@ def slowloris(server):
     served = True
     started = time.time()
     for i in range(6):
-        time.sleep(1)
+        time.sleep(1)  # Fixed wait: the attack's pace, a header byte a second.
         alive = 0
         for s in conns:
             try:
@@ -200,20 +210,24 @@ def idle_connections(server):
             conns.append(raw(server, timeout=2))
         except OSError:
             break
-    time.sleep(0.5)
+    eventually(lambda: untaken(server) == 0)  # every connection accepted (or refused)
     ok_health = healthy(server)
     ok_manage = call(server, "GET", BASE)[0] == 200
-    time.sleep(server_limits(server)["header_timeout"] + 1.5)
-    still = 0
-    for s in conns[:200]:
-        s.setblocking(False)
-        try:
-            if s.recv(1) != b"":
+
+    def still_open():
+        still = 0
+        for s in conns[:200]:
+            s.setblocking(False)
+            try:
+                if s.recv(1, socket.MSG_PEEK) != b"":
+                    still += 1
+            except BlockingIOError:
                 still += 1
-        except BlockingIOError:
-            still += 1
-        except OSError:
-            pass
+            except OSError:
+                pass
+        return still
+    eventually(lambda: still_open() == 0, timeout=server_limits(server)["header_timeout"] + 1.5, interval=0.25)
+    still = still_open()
     for s in conns:
         s.close()
     ok = ok_health and ok_manage and still == 0
@@ -239,7 +253,7 @@ def descriptors(_):
                 conns.append(raw(low, timeout=2))
             except OSError:
                 break
-        time.sleep(0.5)
+        eventually(lambda: untaken(low) == 0)  # every connection accepted (or refused)
         results = {
             "/healthz": healthy(low),
             "/readyz": send(low, "GET", "/readyz")[0] == 200,
@@ -248,7 +262,7 @@ def descriptors(_):
         invoke = call(low, "POST", f"{BASE}/{urn}/invocations", b"{}")[0]
         for s in conns:
             s.close()
-        time.sleep(0.5)
+        eventually(lambda: open_connections(low) == 1)  # all given back: only the /metrics request's own
         after = call(low, "POST", f"{BASE}/{urn}/invocations", b"{}")[0]
         crashed = low.proc.poll() is not None
         ok = all(results.values()) and after == 200 and not crashed
@@ -307,7 +321,7 @@ def wrapping(server):
     ]
     statuses = [call(server, m, p, b)[0] for m, p, b in cases]
     before = cpu_seconds(server)
-    time.sleep(1)
+    time.sleep(1)  # Fixed wait: the server's CPU time is measured over one second.
     busy = cpu_seconds(server) - before
     started = time.time()
     followup = call(server, "GET", f"{BASE}/{urn}/config")[0]
@@ -388,13 +402,17 @@ def forged_log_line(server):
 def disconnects(server):
     urn = create(server, "slow", handler="misbehaving.Sleep", library="libmisbehaving.so", module="misbehaving")
     path = f"{BASE}/{urn}/invocations"
-    for _ in range(5):
+    in_flight = "fnhost_invocations_in_flight"
+    cancelled_total = 'fnhost_invocations_total{function="slow",version="latest",outcome="cancelled"}'
+    for i in range(5):
         headers = signed(server, "POST", path, b"500")
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         s = raw(server, f"POST {path} HTTP/1.1\r\n{head}Content-Length: 3\r\n\r\n500".encode())
-        time.sleep(0.1)
+        # It runs (and the ones before were counted) when its caller goes away.
+        eventually(lambda: metric_value(server, in_flight) == 1 and (metric_value(server, cancelled_total) or 0) == i,
+                   timeout=5)
         s.close()
-    time.sleep(1)
+    eventually(lambda: metric_value(server, in_flight) == 0 and metric_value(server, cancelled_total) == 5)
     metrics = call(server, "GET", "/metrics")[2].decode()
     gauge = "fnhost_invocations_in_flight 0" in metrics
     cancelled = f'fnhost_invocations_total{{function="slow",version="latest",outcome="cancelled"}} 5' in metrics
@@ -467,7 +485,7 @@ def upload_crash(server):
     for delay in (0.05, 0.2, 0.5, 0.8, 1.2, 2.0):
         t = threading.Thread(target=lambda: _quiet(lambda: send(server, "PUT", path, body, signed(server, "PUT", path, body), timeout=30)))
         t.start()
-        time.sleep(delay)
+        time.sleep(delay)  # Fixed wait: the kill lands at several points of the upload.
         server.stop(signal.SIGKILL)
         t.join()
         server.start()
@@ -532,12 +550,11 @@ def async_flood(server):
     rss_after = rss_mb(server)
     server.stop(signal.SIGKILL)
     server.start()
-    deadline = time.time() + 90
-    while time.time() < deadline:
+
+    def all_succeeded():
         rows = async_rows(server)
-        if all(rows.get(i, ("?",))[0] == "SUCCESS" for i in accepted):
-            break
-        time.sleep(0.5)
+        return all(rows.get(i, ("?",))[0] == "SUCCESS" for i in accepted)
+    eventually(all_succeeded, timeout=90, interval=0.5)
     rows = async_rows(server)
     lost = [i for i in accepted if i not in rows]
     unfinished = [i for i in accepted if rows.get(i, ("?",))[0] != "SUCCESS"]
@@ -637,7 +654,9 @@ def constructor_blocks(server):
     done = {}
     t = threading.Thread(target=lambda: done.update(r=send(server, "POST", BASE, data, headers, timeout=40)))
     t.start()
-    time.sleep(1)
+    # The deploy must be well under way, its constructor blocking, when the
+    # probes run; nothing shows that state.
+    time.sleep(1)  # Fixed wait: into the deploy, which must not end.
     started = time.time()
     probes = [send(server, "GET", "/metrics", timeout=5)[0], call(server, "GET", BASE)[0], healthy(server)]
     took = time.time() - started
@@ -689,17 +708,20 @@ def fork_escape(server):
     # While it spins: its sandbox's processes (keeper, init, worker, child,
     # grandchild share a process group; the pids the handler logs are its
     # namespace's).
-    time.sleep(1)
-    groups = {}
-    for pid in sandboxed_processes():
-        try:
-            pgid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
-        except (OSError, IndexError, ValueError):
-            continue
-        groups.setdefault(pgid, set()).add(pid)
-    family = set().union(*[g for g in groups.values() if len(g) >= 5])
+
+    def family_now():
+        groups = {}
+        for pid in sandboxed_processes():
+            try:
+                pgid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+            except (OSError, IndexError, ValueError):
+                continue
+            groups.setdefault(pgid, set()).add(pid)
+        return set().union(*[g for g in groups.values() if len(g) >= 5])
+    family = eventually(family_now, timeout=5)
     caller.join(30)
-    time.sleep(1)
+    # Within a second of the answer, none is left running.
+    eventually(lambda: not family & sandboxed_processes(), timeout=1)
     left = family & sandboxed_processes()
     status, answer = answered.get("r", (0, b""))
     ok = status == 200 and b"timed out" in answer and len(family) >= 5 and not left
@@ -821,10 +843,10 @@ def sandbox_resources(server):
     balloon = attempt(server, "balloon", "mmap_balloon", b'"shared"')
     before = sandboxed_processes(workers=False)
     daemon = attempt(server, "daemon", "setsid_escape", b'"escapee"')
-    time.sleep(0.2)
-    started = sandboxed_processes(workers=False) - before
+    started = eventually(lambda: sandboxed_processes(workers=False) - before, timeout=5)
     call(server, "DELETE", f"{BASE}/daemon")
-    time.sleep(1)
+    # Within a second of the delete, none is left running.
+    eventually(lambda: not sandboxed_processes(workers=False) - before, timeout=1)
     left = sandboxed_processes(workers=False) - before
     ok = ("SandboxViolation" in bomb[1] and "memory limit" in balloon[1] and daemon[0] == 200
           and started and not left and healthy(server))
@@ -865,7 +887,7 @@ def worker_pile_up(server):
     peak = 0
     while any(t.is_alive() for t in threads):
         peak = max(peak, workers_of(server))
-        time.sleep(0.05)
+        time.sleep(0.05)  # Fixed wait: the peak is sampled while the calls run.
     for t in threads:
         t.join()
     threads_now = int(next(l.split()[1] for l in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines()

@@ -30,6 +30,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def eventually(condition, timeout=10.0, interval=0.02):
+    """Polls `condition()` until it returns a truthy value, and returns that
+    value; once `timeout` seconds have passed, returns its last (falsy)
+    value. Tests wait for a state with it, not for a time: the caller
+    asserts on the answer (`assert eventually(...), "what did not happen"`),
+    or lets the assertions that follow, on the same state, say what is
+    wrong."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
 class Server:
     """One `fnhost serve` process with its own data directory."""
 

@@ -6,7 +6,6 @@ import json
 import signal
 import sqlite3
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -18,7 +17,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
     UpdateFunctionAsyncInvokeConfigRequestBody,
 )
 
-from conftest import Server, client_for
+from conftest import Server, client_for, eventually
 from test_sdk import create
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -31,13 +30,9 @@ def listed(client, urn, request_id=None):
 
 
 def wait_for(predicate, what, timeout=20):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    value = eventually(predicate, timeout=timeout, interval=0.05)
+    assert value, f"timed out waiting for {what}"
+    return value
 
 
 def db_attempts(tmp_path):

@@ -108,14 +108,14 @@ def eventually(check, within=5.0, what="the cluster to agree"):
     raise AssertionError(f"waited {within} s for {what}; last error: {last!r}")
 
 
-def start_nodes(tmp_path, url, n=3, packages=None):
+def start_nodes(tmp_path, url, n=3, packages=None, config=None):
     packages = packages or f"file://{tmp_path / 'bucket'}"
     nodes = []
     for i in range(n):
         d = tmp_path / f"node{i + 1}"
         d.mkdir()
-        nodes.append(Server(d, extra_args=["--database-url", url,
-                                           "--package-store", packages]).start())
+        nodes.append(Server(d, config=config, extra_args=["--database-url", url,
+                                                          "--package-store", packages]).start())
     for node in nodes:
         eventually(lambda: ready(node), within=15, what=f"{node.url}/readyz")
     return nodes
@@ -123,6 +123,13 @@ def start_nodes(tmp_path, url, n=3, packages=None):
 
 def result_of(node, urn):
     return invoke(client_for(node), urn, "").result
+
+
+def in_flight(node):
+    """The node's synchronous invocations running now (its /metrics gauge)."""
+    with urllib.request.urlopen(node.url + "/metrics", timeout=2) as r:
+        text = r.read().decode()
+    return int(text.split("\nfnhost_invocations_in_flight ")[1].split()[0])
 
 
 def test_changes_on_one_node_are_served_by_every_node(tmp_path, database, bucket):
@@ -146,7 +153,7 @@ def test_changes_on_one_node_are_served_by_every_node(tmp_path, database, bucket
             slow["took"] = time.time() - started
         caller = threading.Thread(target=slow_call)
         caller.start()
-        time.sleep(0.5)
+        eventually(lambda: in_flight(nodes[2]) == 1, what="the slow call to run on node 3")
         two.update_function_code(UpdateFunctionCodeRequest(
             function_urn=BASE, body=UpdateFunctionCodeRequestBody(
                 code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
@@ -234,9 +241,9 @@ def test_one_node_fires_each_timer_tick_and_another_takes_over_when_it_dies(tmp_
 
         # The timer fires once a second in all: with every node firing it
         # would be three times as often.
-        time.sleep(1.5)
+        eventually(lambda: fired(nodes[0]) >= 1, what="the timer's first tick")
         start = fired(nodes[0])
-        time.sleep(4)
+        time.sleep(4)  # Fixed wait: the ticks are counted over 4 s.
         ticks = fired(nodes[1]) - start
         assert 3 <= ticks <= 5, f"{ticks} ticks in 4 s"
         # The leader dies: another node takes the lock and the ticks go on.
@@ -246,7 +253,7 @@ def test_one_node_fires_each_timer_tick_and_another_takes_over_when_it_dies(tmp_
         eventually(lambda: sum(fires_timers(n) for n in rest) == 1, within=10,
                    what="another node to fire the timers")
         before = fired(rest[0])
-        time.sleep(3)
+        time.sleep(3)  # Fixed wait: the ticks are counted over 3 s.
         after = fired(rest[1])
         assert 2 <= after - before <= 4, f"{after - before} ticks in 3 s after the failover"
     finally:
@@ -256,7 +263,8 @@ def test_one_node_fires_each_timer_tick_and_another_takes_over_when_it_dies(tmp_
 
 def test_async_invocations_survive_a_node_killed_mid_run(tmp_path, database):
     from huaweicloudsdkfunctiongraph.v2 import AsyncInvokeFunctionRequest, ListAsyncInvocationsRequest
-    nodes = start_nodes(tmp_path, database)
+    # A 3 s lease (the default is 30 s), renewed while each run lasts.
+    nodes = start_nodes(tmp_path, database, config={"asynchronous": {"lease_seconds": 3}})
     try:
         one = client_for(nodes[0])
         created = create(one, name="work", library="libmisbehaving.so", module="misbehaving", handler="Sleep")
@@ -273,8 +281,8 @@ def test_async_invocations_survive_a_node_killed_mid_run(tmp_path, database):
             return client_for(via).list_async_invocations(ListAsyncInvocationsRequest(
                 function_urn=created.func_urn, limit="500")).invocations
 
-        # What node 2 held runs again elsewhere once its lease (the 5 s
-        # timeout and a 5 s grace) has run out.
+        # What node 2 held runs again elsewhere once its lease (3 s,
+        # no longer renewed) has run out.
         eventually(lambda: sum(i.status == "SUCCESS" for i in listed(nodes[0])) == 200, within=40,
                    what="all 200 invocations to succeed")
         seen = listed(nodes[2])
@@ -368,7 +376,8 @@ def test_an_update_while_object_storage_is_away_changes_nothing(tmp_path, databa
                 function_urn=urn, body=UpdateFunctionCodeRequestBody(
                     code_type="zip", func_code=FuncCode(file=zip_b64("libhotswap.so", "hotswap", b"B")))))
         assert (e.value.status_code, e.value.error_code) == (503, "FSS.0503"), e.value
-        time.sleep(1)
+        # The refused update must not show on either node a second later either.
+        time.sleep(1)  # Fixed wait: proves that nothing changes.
         for node in nodes:
             assert result_of(node, urn).startswith("build A")
     finally:

@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import zip_b64
+from conftest import eventually, zip_b64
 
 BASE = "/v2/local/fgs/functions"
 
@@ -98,6 +98,12 @@ def test_an_unkeyed_server_refuses_what_pages_of_other_origins_send(open_server)
     assert status == 200, answer
 
 
+def in_flight(server):
+    """Invocations running now (the /metrics gauge)."""
+    metrics = call(server, "GET", "/metrics")[2].decode()
+    return int(metrics.split("\nfnhost_invocations_in_flight ")[1].split()[0])
+
+
 def swap_under_load(server, name, sleep_ms):
     """Starts two calls sleeping `sleep_ms`, uploads build B while they run,
     and returns the function's timeline once the swap's drain is known
@@ -106,7 +112,7 @@ def swap_under_load(server, name, sleep_ms):
             for _ in range(2)]
     for t in slow:
         t.start()
-    time.sleep(0.15)
+    assert eventually(lambda: in_flight(server) == 2), "the two slow calls did not start"
     status, _, body = call(server, "PUT", f"{BASE}/{name}/code",
                            {"code_type": "zip", "func_code": {"file": zip_b64("libhotswap.so", "hotswap", patch_tag=b"B")}})
     assert status == 200, body

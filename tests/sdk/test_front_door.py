@@ -23,7 +23,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
     UpdateFunctionCodeRequest, UpdateFunctionCodeRequestBody, UpdateFunctionConfigRequest,
     UpdateFunctionConfigRequestBody, InvokeFunctionRequest)
 
-from conftest import AK, SK, PROJECT, TARGET, Server, client_for, free_port, zip_b64, zip_entries_b64
+from conftest import AK, SK, PROJECT, TARGET, Server, client_for, eventually, free_port, zip_b64, zip_entries_b64
 
 BASE = f"/v2/{PROJECT}/fgs/functions"
 
@@ -87,6 +87,34 @@ def read_all(s):
             out += chunk
     except (ConnectionResetError, socket.timeout):
         return out
+
+
+def untaken(server):
+    """What the kernel holds for the server that it has not taken yet (from
+    /proc/net/tcp): connections waiting in its listening socket's accept
+    queue, and bytes received on its connections but not read."""
+    port = f":{server.port:04X}"
+    held = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            # 0A: listening (the queue is the accept queue), 01: established.
+            if fields[1].endswith(port) and fields[3] in ("0A", "01"):
+                held += int(fields[4].split(":")[1], 16)
+    return held
+
+
+def open_connections(server):
+    """The server's fnhost_connections_open (this request's own connection
+    included), or None when the request is refused (at the cap)."""
+    try:
+        status, _, metrics = call(server, "GET", "/metrics")
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    return int(metrics.decode().split("\nfnhost_connections_open ")[1].split()[0])
 
 
 def build(tag: bytes, library="libtestplugin.so", name="testplugin"):
@@ -223,6 +251,7 @@ def test_slow_headers_slow_bodies_and_idle_connections_are_closed(fast):
     # Kept alive past the header timeout, closed after the idle timeout.
     s = raw(fast, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    # Fixed wait: idle past the 1 s header timeout (within the 3 s idle one).
     time.sleep(1.8)
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert s.recv(4096).startswith(b"HTTP/1.1 200"), "a kept-alive connection outlives the header timeout"
@@ -243,14 +272,9 @@ def test_a_client_that_does_not_read_its_answer_is_disconnected(tmp_path):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", fast.port))
     s.sendall(f"POST {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-
-    def open_connections():
-        metrics = call(fast, "GET", "/metrics")[2].decode()
-        return int(metrics.split("\nfnhost_connections_open ")[1].split()[0])
-    deadline = time.time() + 8
-    while open_connections() > 1:  # the /metrics request's own connection
-        assert time.time() < deadline, "a stalled reader kept its connection past the body timeout"
-        time.sleep(0.5)
+    # 1: the /metrics request's own connection.
+    assert eventually(lambda: open_connections(fast) == 1, timeout=8, interval=0.5), \
+        "a stalled reader kept its connection past the body timeout"
     s.close()
     fast.stop(signal.SIGKILL)
 
@@ -261,7 +285,7 @@ def test_at_the_connection_cap_health_and_management_still_answer(tmp_path):
     try:
         urn = create(server, "capped")
         idle = [raw(server) for _ in range(20)]
-        time.sleep(0.3)
+        assert eventually(lambda: untaken(server) == 0), "the server did not accept the idle connections"
         # Beyond the cap: health checks and management calls answer, traffic gets 503.
         assert send(server, "GET", "/healthz")[0] == 200
         assert call(server, "GET", BASE)[0] == 200
@@ -269,20 +293,20 @@ def test_at_the_connection_cap_health_and_management_still_answer(tmp_path):
         assert status == 503
         # Priority connections that sent nothing yet give way to newer ones.
         more = [raw(server) for _ in range(4)]
-        time.sleep(0.3)
+        assert eventually(lambda: untaken(server) == 0), "the server did not accept the priority connections"
         assert send(server, "GET", "/readyz")[0] == 200
         # When every priority connection is sending a request: a quick 503
         # without reading.
         for s in more:
             s.close()
         more = [raw(server, b"GET /healthz HTTP/1.1\r\n") for _ in range(4)]
-        time.sleep(0.3)
+        assert eventually(lambda: untaken(server) == 0), "the server did not read the requests begun"
         started = time.time()
         assert read_all(raw(server)).startswith(b"HTTP/1.1 503")
         assert time.time() - started < 2
         for s in idle + more:
             s.close()
-        time.sleep(0.5)
+        assert eventually(lambda: open_connections(server) == 1), "the closed connections were not given back"
         assert call(server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200
     finally:
         server.stop(signal.SIGKILL)
@@ -302,14 +326,14 @@ def test_descriptors_are_kept_in_reserve_under_a_flood(tmp_path):
                 flood.append(raw(server, timeout=2))
             except OSError:
                 break
-        time.sleep(0.5)
+        assert eventually(lambda: untaken(server) == 0), "the server did not take the flood in"
         assert send(server, "GET", "/healthz")[0] == 200
         assert send(server, "GET", "/readyz")[0] == 200
         status, _, _ = call(server, "PUT", f"{BASE}/{urn}/config", {"description": "still managed"})
         assert status == 200
         for s in flood:
             s.close()
-        time.sleep(0.5)
+        assert eventually(lambda: open_connections(server) == 1), "the flood's connections were not given back"
         assert call(server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200
     finally:
         server.stop(signal.SIGKILL)
@@ -421,10 +445,17 @@ def test_a_caller_that_disconnects_is_counted_and_the_gauge_returns(open_server)
     urn = plain_create(open_server, "slow", module="misbehaving", handler="Sleep", library="libmisbehaving.so")
     s = raw(open_server, (f"POST {BASE}/{urn}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                           "Content-Length: 3\r\n\r\n800").encode())
-    time.sleep(0.3)
+
+    def scrape():
+        return send(open_server, "GET", "/metrics")[2].decode()
+    assert eventually(lambda: "fnhost_invocations_in_flight 1\n" in scrape()), "the call did not start"
     s.close()
-    time.sleep(1.0)
-    metrics = send(open_server, "GET", "/metrics")[2].decode()
+
+    def counted():
+        metrics = scrape()
+        return "fnhost_invocations_in_flight 0" in metrics and 'outcome="cancelled"} 1' in metrics
+    eventually(counted)
+    metrics = scrape()
     assert "fnhost_invocations_in_flight 0" in metrics, metrics
     assert 'fnhost_invocations_total{function="slow",version="latest",outcome="cancelled"} 1' in metrics
 

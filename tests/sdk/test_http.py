@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from conftest import TARGET, free_port, zip_b64
+from conftest import TARGET, eventually, free_port, zip_b64
 
 BASE = "/v2/proj1/fgs/functions"
 
@@ -106,17 +106,14 @@ def test_refuses_a_public_address_without_access_keys(tmp_path):
 @pytest.mark.parametrize("isolation", ["in-process", "inline"])
 def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path, isolation):
     import shutil
-    import time
     from conftest import Server
     fns = tmp_path / "functions"
     fns.mkdir()
     shutil.copy(TARGET / "libecho.so", fns / "echo.so")
     server = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(fns), "--isolation", isolation]).start()
     try:
-        deadline = time.time() + 10
-        while call(server, "POST", f"{BASE}/echo/invocations", b"ping")[0] != 200:
-            assert time.time() < deadline, "echo was not deployed from --functions-dir"
-            time.sleep(0.1)
+        assert eventually(lambda: call(server, "POST", f"{BASE}/echo/invocations", b"ping")[0] == 200,
+                          timeout=10, interval=0.1), "echo was not deployed from --functions-dir"
         assert call(server, "POST", f"{BASE}/urn:fss:local:proj1:function:default:echo/invocations", b"ping")[2] == b"ping"
         listed = json.loads(call(server, "GET", BASE)[2])
         assert [(f["func_name"], f["isolation"]) for f in listed["functions"]] == [("echo", isolation)]
@@ -130,16 +127,14 @@ def test_functions_dir_deploys_every_library_and_redeploys_on_change(tmp_path, i
         # A new library dropped in is deployed too.
         shutil.copy(TARGET / "libtestplugin.so", fns / "testplugin.so.partial")
         (fns / "testplugin.so.partial").rename(fns / "testplugin.so")
-        while call(server, "POST", f"{BASE}/testplugin/invocations", b"{}")[0] != 200:
-            assert time.time() < deadline + 10, "testplugin was not deployed"
-            time.sleep(0.1)
+        assert eventually(lambda: call(server, "POST", f"{BASE}/testplugin/invocations", b"{}")[0] == 200,
+                          timeout=10, interval=0.1), "testplugin was not deployed"
     finally:
         server.stop()
 
 
 def test_a_sidecar_manifest_configures_a_directory_function_and_redeploys_on_change(tmp_path):
     import shutil
-    import time
     from conftest import Server
     fns = tmp_path / "functions"
     fns.mkdir()
@@ -163,10 +158,8 @@ def test_a_sidecar_manifest_configures_a_directory_function_and_redeploys_on_cha
             status, _, body = call(server, "POST", f"{BASE}/testplugin/invocations", b"{}")
             return json.loads(body) if status == 200 else None
 
-        deadline = time.time() + 15
-        while (a := answer()) is None:
-            assert time.time() < deadline, "testplugin was not deployed"
-            time.sleep(0.1)
+        a = eventually(answer, timeout=15, interval=0.1)
+        assert a is not None, "testplugin was not deployed"
         assert (a["user_data"], a["memory_size_mb"], a["init_calls"]) == ("from the sidecar", 256, 1), a
         config = json.loads(call(server, "GET", f"{BASE}/testplugin/config")[2])
         assert (config["memory_size"], config["timeout"]) == (256, 7), config
@@ -178,15 +171,15 @@ def test_a_sidecar_manifest_configures_a_directory_function_and_redeploys_on_cha
         # A change to the sidecar alone redeploys the function (and drops
         # the trigger it no longer declares).
         sidecar("changed", 512)
-        while (a := answer())["user_data"] != "changed":
-            assert time.time() < deadline + 15, a
-            time.sleep(0.1)
+        assert eventually(lambda: answer()["user_data"] == "changed", timeout=15, interval=0.1), answer()
+        a = answer()
         assert a["memory_size_mb"] == 512, a
         assert json.loads(call(server, "GET", triggers_path)[2]) == []
         assert call(server, "POST", "/tp", b"{}")[0] == 404
         # A broken sidecar fails that deploy; what serves keeps serving.
         (fns / "testplugin.toml").write_text('name = "testplugin"\nhandler = "testplugin.Handler"\nmemory = 1\n')
-        time.sleep(1.5)
+        log = tmp_path / "server.log"
+        assert eventually(lambda: "unknown field `memory`" in log.read_text(), timeout=15), log.read_text()
         assert answer()["user_data"] == "changed"
         # Its configuration lives in the directory: the API says so.
         status, _, body = call(server, "PUT", f"{BASE}/testplugin/config", {"timeout": 5})
@@ -199,7 +192,6 @@ def test_a_sidecar_manifest_configures_a_directory_function_and_redeploys_on_cha
 
 def test_by_default_the_server_logs_what_it_deploys_and_what_serves_nothing(tmp_path, monkeypatch):
     import shutil
-    import time
     from conftest import Server
     monkeypatch.delenv("RUST_LOG", raising=False)
     fns = tmp_path / "functions"
@@ -209,10 +201,8 @@ def test_by_default_the_server_logs_what_it_deploys_and_what_serves_nothing(tmp_
     server = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(fns)]).start()
     try:
         log_file = tmp_path / "server.log"
-        deadline = time.time() + 15
-        while "misbehaving" not in log_file.read_text():
-            assert time.time() < deadline, log_file.read_text()
-            time.sleep(0.1)
+        assert eventually(lambda: "misbehaving" in log_file.read_text(), timeout=15, interval=0.1), \
+            log_file.read_text()
         assert call(server, "POST", f"{BASE}/misbehaving/invocations", b"{}")[0] == 404
         urn = create(server, "logged")
         assert urn
@@ -246,7 +236,6 @@ def test_a_spinning_handler_is_answered_with_timeout_and_the_server_keeps_servin
 def test_sigterm_drains_in_flight_requests_then_exits_0(open_server):
     import signal
     import threading
-    import time
     status, _, _ = call(open_server, "POST", BASE, {
         "func_name": "slow", "runtime": "Rust1.x", "handler": "misbehaving.Sleep", "memory_size": 128, "timeout": 5,
         "func_code": {"file": zip_b64("libmisbehaving.so", "misbehaving")}})
@@ -254,7 +243,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(open_server):
     answers = []
     t = threading.Thread(target=lambda: answers.append(call(open_server, "POST", f"{BASE}/slow/invocations", b"800")))
     t.start()
-    time.sleep(0.3)
+    assert eventually(lambda: metric(open_server, "fnhost_invocations_in_flight") == 1), "the call did not start"
     code = open_server.stop(signal.SIGTERM)
     t.join()
     assert code == 0
@@ -394,8 +383,8 @@ def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_th
         # A short call preempted past 100 us just before (a loaded machine)
         # sent the function back to probation: this one ran on a worker.
         hanging.join()
-        while metric(open_server, "fnhost_runaway_invocations") != 0:
-            time.sleep(0.1)
+        assert eventually(lambda: metric(open_server, "fnhost_runaway_invocations") == 0, interval=0.1), \
+            "the runaway call did not end"
     else:
         raise AssertionError("the hanging call never ran on the lane")
     urn = create(open_server, "alive")

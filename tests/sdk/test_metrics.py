@@ -3,7 +3,6 @@ named and labelled as Prometheus conventions ask, and the operator's numbers
 (cold starts, async backlog and age, retries, discards, deliveries) right."""
 import json
 import signal
-import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,7 +12,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
     UpdateFunctionAsyncInvokeConfigRequestBody,
 )
 
-from conftest import Server, client_for
+from conftest import Server, client_for, eventually
 from test_async import listed, post, wait_for
 from test_sdk import create, invoke
 
@@ -65,7 +64,13 @@ def test_metrics_parse_as_prometheus_text_and_count_what_an_operator_needs(tmp_p
             function_urn=slow.func_urn, body="1")).request_id for _ in range(2)]
         client.cancel_async_invocation(CancelAsyncInvocationRequest(
             function_urn=slow.func_urn, body=CancelAsyncInvocationRequestBody(request_id=waiting[0])))
-        time.sleep(0.3)
+
+        def settled():
+            families = scrape(server)[0]
+            return (value(families, "fnhost_async_discards_total", reason="cancelled") == 1
+                    and value(families, "fnhost_async_invocations_waiting", function="slow") == 1
+                    and value(families, "fnhost_async_oldest_waiting_age_seconds", function="slow") > 0)
+        eventually(settled)
         families, text = scrape(server)
         # Every family is typed (no `unknown`), named by convention.
         for name, family in families.items():

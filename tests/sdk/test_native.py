@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conftest import ROOT, TARGET, Server, client_for, zip_entries_b64
+from conftest import ROOT, TARGET, Server, client_for, eventually, zip_entries_b64
 from test_front_door import BASE, call, create, create_body, sdk_invoke, send, signed
 
 
@@ -75,7 +75,9 @@ def test_a_blocking_constructor_holds_nothing_while_its_deploy_waits(server, tmp
     deploy = threading.Thread(
         target=lambda: result.update(answer=send(server, "POST", BASE, data, headers, timeout=40)))
     deploy.start()
-    time.sleep(1)
+    # A second into the deploy, its constructor blocking, the deploy must
+    # still be waiting, and the calls below then run during it.
+    time.sleep(1)  # Fixed wait: the deploy must not end in it.
     assert deploy.is_alive(), "the pre-flight gives the constructor its 10 s"
     started = time.time()
     assert "request_id" in json.loads(sdk_invoke(client, steady))
@@ -99,7 +101,9 @@ def test_the_server_restarts_with_a_crashing_library_in_its_functions_dir(tmp_pa
         s.start()
         url = f"{s.url}/v2/default/fgs/functions/echo/invocations"
         assert invoke_until_served(url, b'"still here"') == b'"still here"'
-        time.sleep(0.5)
+        eventually(lambda: all(line in (tmp_path / "server.log").read_text() for line in [
+            "the library's initialization code crashed: SIGABRT",
+            "the library's initialization code exited the process with status 7"]))
         log = (tmp_path / "server.log").read_text()
         assert "the library's initialization code crashed: SIGABRT" in log, log
         assert "the library's initialization code exited the process with status 7" in log, log
@@ -121,6 +125,12 @@ def test_process_isolation_maps_no_library_in_the_server(tmp_path):
         maps = Path(f"/proc/{s.proc.pid}/maps").read_text()
         assert "echo.so" not in maps and str(tmp_path / "cache") not in maps, maps
         # Rebuilt in place, it is redeployed, still without being mapped.
+        config = f"{s.url}/v2/default/fgs/functions/echo/config"
+
+        def digest():
+            with urllib.request.urlopen(config, timeout=10) as r:
+                return json.loads(r.read())["digest"]
+        deployed = digest()
         data = bytearray((TARGET / "libecho.so").read_bytes())
         marker = b"fnhost-build-tag:"
         if marker in data:
@@ -128,7 +138,8 @@ def test_process_isolation_maps_no_library_in_the_server(tmp_path):
             data[at] = ord("Z")
         (functions / ".echo.so.tmp").write_bytes(bytes(data))
         (functions / ".echo.so.tmp").rename(functions / "echo.so")
-        time.sleep(1.5)
+        if marker in data:
+            assert eventually(lambda: digest() != deployed), "the rebuilt library was not redeployed"
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.read() == b'"isolated"'
         maps = Path(f"/proc/{s.proc.pid}/maps").read_text()

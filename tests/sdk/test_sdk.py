@@ -13,7 +13,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
     UpdateFunctionConfigRequestBody, AsyncInvokeFunctionRequest, ListAsyncInvocationsRequest,
 )
 
-from conftest import client_for, zip_b64, zip_entries_b64
+from conftest import client_for, eventually, zip_b64, zip_entries_b64
 
 
 def create(client, name="tp", library="libtestplugin.so", module="testplugin", patch_tag=None,
@@ -202,19 +202,20 @@ def test_timer_trigger_fires_every_second_until_disabled(client):
         listed = client.list_async_invocations(ListAsyncInvocationsRequest(function_urn=created.func_urn))
         return [i for i in listed.invocations if i.status == "SUCCESS"]
 
-    deadline = time.time() + 10
-    while len(fired()) < 2:
-        assert time.time() < deadline, "the 1 s timer did not fire twice in 10 s"
-        time.sleep(0.2)
+    def all_ended():
+        listed = client.list_async_invocations(ListAsyncInvocationsRequest(function_urn=created.func_urn))
+        return all(i.status not in ("WAIT", "RUNNING") for i in listed.invocations)
+
+    assert eventually(lambda: len(fired()) >= 2, timeout=10, interval=0.2), "the 1 s timer did not fire twice in 10 s"
     triggers = client.list_function_triggers(ListFunctionTriggersRequest(function_urn=created.func_urn))
     assert [t.trigger_type_code for t in triggers.body] == ["TIMER"]
 
     client.update_trigger(UpdateTriggerRequest(
         function_urn=created.func_urn, trigger_type_code="TIMER", trigger_id=trigger.trigger_id,
         body=UpdateTriggerRequestBody(trigger_status="DISABLED")))
-    time.sleep(0.3)
+    assert eventually(all_ended), "a tick fired before the timer was disabled did not end"
     before = len(fired())
-    time.sleep(2.5)
+    time.sleep(2.5)  # Fixed wait: more than two periods in which a disabled timer must not fire.
     assert len(fired()) == before, "a disabled timer kept firing"
 
 
@@ -333,10 +334,7 @@ def test_a_waiting_async_invocation_can_be_cancelled(client):
         listed = client.list_async_invocations(ListAsyncInvocationsRequest(function_urn=created.func_urn, request_id=rid))
         return listed.invocations[0].status
 
-    deadline = time.time() + 5
-    while status(ids[0]) != "RUNNING":
-        assert time.time() < deadline
-        time.sleep(0.05)
+    assert eventually(lambda: status(ids[0]) == "RUNNING", timeout=5, interval=0.05)
     assert status(ids[4]) == "WAIT"
     client.cancel_async_invocation(CancelAsyncInvocationRequest(
         function_urn=created.func_urn, body=CancelAsyncInvocationRequestBody(request_id=ids[4])))
@@ -345,7 +343,9 @@ def test_a_waiting_async_invocation_can_be_cancelled(client):
         client.cancel_async_invocation(CancelAsyncInvocationRequest(
             function_urn=created.func_urn, body=CancelAsyncInvocationRequestBody(request_id=ids[0])))
     assert e.value.status_code == 409
-    time.sleep(2)
+    assert eventually(lambda: all(status(rid) == "SUCCESS" for rid in ids[:4])), "the four running ones did not end"
+    # Fixed wait: a worker is free now; it must not take the cancelled one.
+    time.sleep(0.5)
     assert status(ids[4]) == "DISCARD", "a cancelled invocation never runs"
     assert status(ids[0]) == "SUCCESS"
 
@@ -388,7 +388,7 @@ def test_kill_9_in_the_middle_of_an_update_leaves_old_or_new_code_never_a_torn_p
         if delay is None:
             t.join()
         else:
-            time.sleep(delay)
+            time.sleep(delay)  # Fixed wait: the kill lands at several points of the update.
         server.stop(signal.SIGKILL)
         t.join()
         server.start()
@@ -425,13 +425,14 @@ def test_a_cron_timer_fires_with_the_timer_event_and_stops_when_deleted(client):
         listed = client.list_async_invocations(ListAsyncInvocationsRequest(function_urn=created.func_urn))
         return [i for i in listed.invocations if i.status == "SUCCESS"]
 
-    deadline = time.time() + 10
-    while not succeeded():
-        assert time.time() < deadline, "the cron timer did not fire"
-        time.sleep(0.2)
+    def all_ended():
+        listed = client.list_async_invocations(ListAsyncInvocationsRequest(function_urn=created.func_urn))
+        return all(i.status not in ("WAIT", "RUNNING") for i in listed.invocations)
+
+    assert eventually(succeeded, timeout=10, interval=0.2), "the cron timer did not fire"
     client.delete_function_trigger(DeleteFunctionTriggerRequest(
         function_urn=created.func_urn, trigger_type_code="TIMER", trigger_id=trigger.trigger_id))
-    time.sleep(0.3)
+    assert eventually(all_ended), "a tick fired before the timer was deleted did not end"
     before = len(succeeded())
-    time.sleep(2.2)
+    time.sleep(2.2)  # Fixed wait: more than two seconds in which a deleted timer must not fire.
     assert len(succeeded()) == before, "a deleted timer kept firing"
