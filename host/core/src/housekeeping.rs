@@ -14,7 +14,11 @@
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
-use crate::registry::Registry;
+/// What the thread keeps (the registry): one round of housekeeping, which
+/// returns the shortest idle timeout it has to watch, if any.
+pub(crate) trait Housekept: Send + Sync {
+    fn housekeep(&self) -> Option<Duration>;
+}
 
 /// The longest the thread sleeps between rounds.
 pub(crate) const MAX_TICK: Duration = Duration::from_secs(1);
@@ -47,21 +51,19 @@ impl Housekeeping {
     }
 }
 
-/// Starts the thread for `registry`; it ends once the registry is dropped.
-pub(crate) fn start(registry: &Arc<Registry>, housekeeping: Arc<Housekeeping>) {
-    let registry: Weak<Registry> = Arc::downgrade(registry);
+/// Starts the thread for `kept` (the registry); it ends once that is
+/// dropped.
+pub(crate) fn start(kept: Weak<dyn Housekept>, housekeeping: Arc<Housekeeping>) {
     let started = std::thread::Builder::new()
         .name("fnhost-housekeeping".into())
         .spawn(move || loop {
-            let Some(registry) = registry.upgrade() else {
+            let Some(kept) = kept.upgrade() else {
                 return;
             };
-            registry.retire_drained();
-            registry.release_idle_instances();
-            let tick = registry
-                .shortest_idle_timeout()
+            let tick = kept
+                .housekeep()
                 .map_or(MAX_TICK, |t| (t / 4).clamp(MIN_TICK, MAX_TICK));
-            drop(registry);
+            drop(kept);
             housekeeping.sleep(tick);
         });
     if let Err(e) = started {

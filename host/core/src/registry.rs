@@ -211,6 +211,14 @@ pub struct Registry {
     retired: AtomicU64,
 }
 
+impl crate::housekeeping::Housekept for Registry {
+    fn housekeep(&self) -> Option<std::time::Duration> {
+        self.retire_drained();
+        self.release_idle_instances();
+        self.shortest_idle_timeout()
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         // The housekeeping thread ends at its next round.

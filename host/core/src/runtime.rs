@@ -156,7 +156,8 @@ impl Runtime {
             housekeeping: Arc::default(),
         });
         let registry = Arc::new(Registry::new(Arc::clone(&shared)));
-        crate::housekeeping::start(&registry, Arc::clone(&shared.housekeeping));
+        let kept: Arc<dyn crate::housekeeping::Housekept> = registry.clone();
+        crate::housekeeping::start(Arc::downgrade(&kept), Arc::clone(&shared.housekeeping));
         Ok(Runtime { registry, shared })
     }
 

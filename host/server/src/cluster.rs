@@ -136,7 +136,7 @@ async fn lead(state: Shared, url: String) {
 }
 
 async fn run(state: Shared, url: String) {
-    let mut applied: HashMap<String, i64> = HashMap::new();
+    let mut applied = Applied::default();
     loop {
         let (names, listening) = match listen(&url).await {
             Ok(pair) => pair,
@@ -214,8 +214,63 @@ async fn listen(
     Ok((rx, client))
 }
 
+/// What this node applied of the shared store: each function's revision,
+/// and the changes it could not apply, retried with backoff.
+#[derive(Default)]
+struct Applied {
+    revisions: HashMap<String, i64>,
+    failing: HashMap<String, Failing>,
+}
+
+/// A function whose stored change this node cannot apply.
+struct Failing {
+    /// The revision that failed (`None`: the function is not in the store).
+    revision: Option<i64>,
+    /// Failed attempts in a row.
+    failures: u32,
+    /// Not tried again before this, unless the revision moves.
+    next_try: Instant,
+}
+
+/// The first retry of a change that could not apply comes after this; each
+/// next one after twice as long, up to [`MAX_APPLY_BACKOFF`].
+const FIRST_APPLY_BACKOFF: Duration = Duration::from_secs(3);
+/// The longest wait between two tries of a change that could not apply.
+const MAX_APPLY_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Applied {
+    /// Whether `name` at `revision` failed before and its backoff runs.
+    fn backing_off(&self, name: &str, revision: Option<i64>) -> bool {
+        self.failing
+            .get(name)
+            .is_some_and(|f| f.revision == revision && Instant::now() < f.next_try)
+    }
+
+    /// `name` at `revision` failed (again): the next try waits longer.
+    fn failed(&mut self, name: &str, revision: Option<i64>) -> Duration {
+        let failures = match self.failing.get(name) {
+            Some(f) if f.revision == revision => f.failures + 1,
+            _ => 1,
+        };
+        let backoff = FIRST_APPLY_BACKOFF
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(MAX_APPLY_BACKOFF);
+        self.failing.insert(
+            name.to_owned(),
+            Failing {
+                revision,
+                failures,
+                next_try: Instant::now() + backoff,
+            },
+        );
+        backoff
+    }
+}
+
 /// Re-reads one function and applies it here: `Some(changed)`, or `None`
-/// when that failed (retried at the next comparison).
+/// when that failed (then the function shows `Failed` with the reason on
+/// this node, what served before keeps serving, and it is retried with
+/// backoff).
 async fn resync(state: &Shared, name: String) -> Option<bool> {
     let started = Instant::now();
     let changing = state.management.begin(&name).await;
@@ -245,7 +300,8 @@ async fn resync(state: &Shared, name: String) -> Option<bool> {
         }
         Err(e) => {
             p.failed.fetch_add(1, Ordering::Relaxed);
-            log::warn!(target: "fnhost::cluster", "function {shown}: cannot apply a change made on another node (retried): {}", e.message);
+            log::warn!(target: "fnhost::cluster", "function {shown}: cannot apply a change made on another node (retried with backoff): {}", e.message);
+            state.management.mark_apply_failed(&shown, &e.message);
             None
         }
     }
@@ -253,7 +309,7 @@ async fn resync(state: &Shared, name: String) -> Option<bool> {
 
 /// Compares every revision with what this node applied, and resyncs what
 /// differs (new, changed, deleted functions).
-async fn compare(state: &Shared, applied: &mut HashMap<String, i64>) -> Result<(), ()> {
+async fn compare(state: &Shared, applied: &mut Applied) -> Result<(), ()> {
     let s = Arc::clone(state);
     let revisions = blocking(move || {
         s.management
@@ -269,11 +325,12 @@ async fn compare(state: &Shared, applied: &mut HashMap<String, i64>) -> Result<(
     let mut all_ok = true;
     let mut names: Vec<String> = current
         .iter()
-        .filter(|(name, rev)| applied.get(*name) != Some(rev))
+        .filter(|(name, rev)| applied.revisions.get(*name) != Some(rev))
         .map(|(name, _)| name.clone())
         .collect();
     names.extend(
         applied
+            .revisions
             .keys()
             .filter(|name| !current.contains_key(*name))
             .cloned(),
@@ -286,14 +343,32 @@ async fn compare(state: &Shared, applied: &mut HashMap<String, i64>) -> Result<(
             .records()
             .into_iter()
             .map(|r| r.func_name)
-            .filter(|name| !current.contains_key(name) && !applied.contains_key(name)),
+            .filter(|name| !current.contains_key(name) && !applied.revisions.contains_key(name)),
     );
+    names.sort_unstable();
+    names.dedup();
     for name in names {
+        let revision = current.get(&name).copied();
+        if applied.backing_off(&name, revision) {
+            // Reported already; not retried at full cost every comparison.
+            continue;
+        }
         if resync(state, name.clone()).await.is_some() {
-            match current.get(&name) {
-                Some(rev) => applied.insert(name, *rev),
-                None => applied.remove(&name),
+            applied.failing.remove(&name);
+            match revision {
+                Some(rev) => applied.revisions.insert(name, rev),
+                None => applied.revisions.remove(&name),
             };
+        } else if state.management.store_reachable() {
+            // The row cannot apply (not the database unreachable): counted,
+            // reported, and retried later; the node is caught up with
+            // everything else.
+            let backoff = applied.failed(&name, revision);
+            state
+                .propagation
+                .apply_failures
+                .fetch_add(1, Ordering::Relaxed);
+            log::warn!(target: "fnhost::cluster", "function {name}: its stored change cannot apply here; next try in {} s", backoff.as_secs());
         } else {
             all_ok = false;
         }

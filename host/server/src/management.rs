@@ -234,6 +234,25 @@ impl Management {
         Arc::clone(&self.triggers).blocking_lock_owned()
     }
 
+    /// Shows function `name`'s record here as `Failed` with `reason`: a
+    /// change another node stored cannot apply on this node (what served
+    /// before keeps serving). A function this node never had stays absent.
+    pub(crate) fn mark_apply_failed(&self, name: &str, reason: &str) {
+        if let Some(record) = self.functions.lock().get_mut(name) {
+            record.last_update_status = FAILED.to_owned();
+            record.last_update_status_reason = format!(
+                "this node cannot apply the change stored by another node: {}",
+                reason.chars().take(512).collect::<String>()
+            );
+        }
+    }
+
+    /// Whether the store answers now (a failed change is then the row's
+    /// fault, not the connection's).
+    pub(crate) fn store_reachable(&self) -> bool {
+        self.store.revisions().is_ok()
+    }
+
     /// The deploy timeline.
     pub(crate) fn deployments(&self) -> &Deployments {
         &self.deployments

@@ -521,6 +521,11 @@ fn render_cluster(p: &crate::propagation::Propagation, fires_timers: bool, out: 
             p.failed.load(Ordering::Relaxed),
         ),
         (
+            "fnhost_cluster_apply_failures_total",
+            "Stored changes this node read but could not apply (a row another node or a hand wrote that does not load or is out of bounds): the function shows Failed with the reason, and the change is retried with backoff (3 s, doubling, at most 5 min).",
+            p.apply_failures.load(Ordering::Relaxed),
+        ),
+        (
             "fnhost_cluster_notifications_total",
             "Change notifications heard from the shared database.",
             p.notifications.load(Ordering::Relaxed),

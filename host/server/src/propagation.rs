@@ -12,6 +12,9 @@ pub(crate) struct Propagation {
     pub applied: AtomicU64,
     /// Resyncs that failed (retried at the next comparison).
     pub failed: AtomicU64,
+    /// Stored changes that could not apply here (the database answered):
+    /// reported, the function `Failed`, retried with backoff.
+    pub apply_failures: AtomicU64,
     /// Microseconds the last resync took.
     pub last_resync_us: AtomicU64,
     /// Notifications heard.

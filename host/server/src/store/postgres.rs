@@ -45,6 +45,39 @@ pub const CHANGES: &str = "fnhost_changes";
 /// How long one store call may wait for the database.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest record (a function's, a version's, a trigger's...) a node
+/// reads: what the API accepts is far smaller (user data 4 KB, the request
+/// 1 MiB), so a larger row was written past it, by an attacker or by hand.
+/// It is refused in the database, before it costs this node memory.
+pub const MAX_RECORD_BYTES: i32 = 2 * 1024 * 1024;
+
+/// `sql` (`SELECT record FROM ...`) selecting the record only when it is
+/// within [`MAX_RECORD_BYTES`], and its length.
+fn bounded(sql: &str) -> String {
+    sql.replacen(
+        "SELECT record ",
+        &format!(
+            "SELECT CASE WHEN octet_length(record) <= {MAX_RECORD_BYTES} THEN record END, \
+             octet_length(record) "
+        ),
+        1,
+    )
+}
+
+/// A row of a [`bounded`] query: its record, or `None` (reported) when it
+/// is too large.
+fn within_bound(row: &Row) -> Option<String> {
+    let record: Option<String> = row.try_get(0).ok().flatten();
+    if record.is_none() {
+        log::warn!(
+            target: "fnhost::store",
+            "skipped a stored record of {} bytes, more than the {MAX_RECORD_BYTES} this node reads",
+            row.try_get::<_, i32>(1).unwrap_or(0)
+        );
+    }
+    record
+}
+
 /// The database's clock, in ms since the Unix epoch (leases are on it).
 const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
@@ -295,16 +328,26 @@ impl PostgresStore {
     }
 
     fn records(&self, sql: &'static str, key: Option<String>) -> Result<Vec<String>, StoreError> {
+        let sql = bounded(sql);
         self.with_client(move |c| async move {
-            let rows = c.query(sql, &[&key]).await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            let rows = c.query(sql.as_str(), &[&key]).await?;
+            Ok(rows.iter().filter_map(within_bound).collect())
         })
     }
 
     fn record(&self, sql: &'static str, key: String) -> Result<Option<String>, StoreError> {
-        self.with_client(
-            move |c| async move { Ok(c.query_opt(sql, &[&key]).await?.map(|r| r.get(0))) },
-        )
+        let sql = bounded(sql);
+        self.with_client(move |c| async move {
+            match c.query_opt(sql.as_str(), &[&key]).await? {
+                None => Ok(None),
+                Some(row) => within_bound(&row).map(Some).ok_or_else(|| {
+                    StoreError::new(format!(
+                        "a stored record is {} bytes, more than the {MAX_RECORD_BYTES} this node reads",
+                        row.try_get::<_, i32>(1).unwrap_or(0)
+                    ))
+                }),
+            }
+        })
     }
 
     /// Runs one statement that changes something of `function`, bumping its
@@ -998,6 +1041,30 @@ mod tests {
             one.recover_invocations(2000, 3, "t").unwrap(),
             Recovered::default()
         );
+    }
+
+    /// A row past the bound is refused in the database, before it costs the
+    /// node memory: read alone, an error that says so; in a listing, skipped.
+    #[test]
+    fn a_record_past_the_bound_is_not_read() {
+        let Some(db) = test_database::fresh() else {
+            return;
+        };
+        let store = Store::connect(&db.url).unwrap();
+        store
+            .put_function("small", &serde_json::json!({"user_data": "x"}))
+            .unwrap();
+        let huge = "x".repeat(MAX_RECORD_BYTES as usize + 1);
+        store
+            .put_function("huge", &serde_json::json!({ "user_data": huge }))
+            .unwrap();
+        let e = store
+            .function::<serde_json::Value>("huge")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than the 2097152"), "{e}");
+        let all: Vec<serde_json::Value> = store.functions().unwrap();
+        assert_eq!(all, [serde_json::json!({"user_data": "x"})]);
     }
 
     #[test]
