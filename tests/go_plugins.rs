@@ -446,6 +446,7 @@ fn a_go_handler_swapped_under_load_loses_nothing() {
         })
         .collect();
     for i in 0..10 {
+        // Fixed wait: the load runs against each build for a while before the next swap.
         std::thread::sleep(Duration::from_millis(50));
         let new = i % 2 == 0;
         rt.registry()
@@ -461,4 +462,39 @@ fn a_go_handler_swapped_under_load_loses_nothing() {
         .collect();
     assert!(failures.is_empty(), "{failures:?}");
     assert!(served.load(Ordering::Relaxed) > 100, "the load ran");
+}
+
+/// A Go handler that logged with `Logf` and printed, then timed out,
+/// crashed or ran out of memory: the call's log keeps every line it wrote
+/// before the end, in order, then the platform's line (see
+/// tests/isolation.rs for Rust and C).
+#[test]
+fn a_killed_go_calls_log_keeps_every_line_written_before_the_end() {
+    let rt = runtime();
+    let f = misbehaving(&rt, Isolation::Process, &go_plugins());
+    for case in ["log-then-timeout", "log-then-crash", "log-then-oom"] {
+        let r = call(&f, case);
+        let error = r
+            .outcome
+            .error()
+            .unwrap_or_else(|| panic!("{case} succeeded"));
+        let lines: Vec<&str> = r.log.lines().collect();
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{case}: `{needle}` is not in the log:\n{}", r.log))
+        };
+        let (logged, printed, stderr) = (
+            at("logged before the end"),
+            at("printed before the end"),
+            at("on stderr before the end"),
+        );
+        assert!(logged < printed && printed < stderr, "{case}:\n{}", r.log);
+        assert!(
+            lines.last().is_some_and(|l| l.contains(&error.message)),
+            "{case}: the platform's line comes last:\n{}",
+            r.log
+        );
+    }
 }

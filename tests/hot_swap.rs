@@ -362,7 +362,8 @@ fn the_concurrency_limit_queues_then_refuses() {
     assert_eq!(g.instance_stats().instances, 2);
 
     // A queued invocation waits at most the function's timeout.
-    rt.registry()
+    let g = rt
+        .registry()
         .deploy(
             config(&a)
                 .instances(InstanceConfig {
@@ -371,7 +372,8 @@ fn the_concurrency_limit_queues_then_refuses() {
                 })
                 .timeout(Duration::from_millis(300)),
         )
-        .unwrap();
+        .unwrap()
+        .generation;
     let busy: Vec<_> = (0..2)
         .map(|_| {
             let rt = rt.clone();
@@ -382,7 +384,11 @@ fn the_concurrency_limit_queues_then_refuses() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        eventually(Duration::from_secs(10), || g.instance_stats().active == 2),
+        "both instances busy: {:?}",
+        g.instance_stats()
+    );
     let start = Instant::now();
     let e = rt.registry().invoke("hotswap", b"").unwrap_err();
     assert!(matches!(e, InvokeError::TooManyRequests { .. }), "{e:?}");
@@ -412,7 +418,13 @@ fn idle_instances_are_released_and_reinitialized_on_next_use() {
     let inits = |s: &str| -> u64 { s.rsplit(' ').next().unwrap().parse().unwrap() };
     let before = inits(&answer(&rt, "hotswap", b""));
     assert_eq!(g.instance_stats().created, 1);
-    std::thread::sleep(Duration::from_millis(250));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            g.instance_stats().released_idle > 0
+        }),
+        "the idle instance was not released: {:?}",
+        g.instance_stats()
+    );
     let after = inits(&answer(&rt, "hotswap", b""));
     let stats = g.instance_stats();
     assert_eq!(stats.released_idle, 1, "{stats:?}");
@@ -439,6 +451,7 @@ fn reserved_instances_are_initialized_at_deploy_and_kept() {
         .generation;
     assert_eq!(g.instance_stats().instances, 3);
     assert_eq!(g.instance_stats().created, 3);
+    // Fixed wait: past the 10 ms idle timeout, which must not release reserved instances.
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(rt.registry().release_idle_instances(), 0);
     assert_eq!(g.instance_stats().instances, 3);

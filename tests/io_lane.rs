@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fnhost::dispatch::{start_here, start_on, AtDeadline, Started};
 use fnhost::dispatch::{IoLane, Job, PROBATION};
 use fnhost::{error_type, FunctionConfig, InvokeResult, Route, Runtime};
-use fnhost_e2e::{plugin_dir, runtime};
+use fnhost_e2e::{eventually, plugin_dir, runtime};
 
 /// A lane of `slots` over an executor of `threads` threads; counts the jobs
 /// the executor ran.
@@ -132,6 +132,7 @@ fn on_lane(
 ) -> (InvokeResult, Duration) {
     for _ in 0..5 {
         qualify(route, lane, short);
+        // Fixed wait: the caller's idle time before the call (the watchdog may fall asleep).
         std::thread::sleep(pause);
         let (ran, r, took) = call(route, lane, payload);
         if ran == Ran::Lane {
@@ -196,11 +197,13 @@ fn a_hanging_lane_call_is_answered_at_its_deadline_and_its_function_leaves_the_l
         Duration::from_millis(300),
     );
     let runaways_end = || {
-        let until = Instant::now() + Duration::from_secs(5);
-        while rt.stats().runaway_invocations > 0 && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(rt.stats().runaway_invocations, 0, "the runaway ended");
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                rt.stats().runaway_invocations == 0
+            }),
+            "the runaway ended: {:?}",
+            rt.stats()
+        );
     };
     // Idle long enough before the hanging call for the watchdog to sleep:
     // the call must wake it.
@@ -351,7 +354,10 @@ fn a_lane_call_on_its_callers_thread_is_answered_through_its_callback_at_the_dea
             }
             // Not on the lane (see above): a worker's timeout.
             Started::Running(pending) => {
-                std::thread::sleep(Duration::from_millis(1600));
+                assert!(
+                    eventually(Duration::from_secs(10), || pending.has_completed()),
+                    "the handler did not return"
+                );
                 let _ = pending.finish();
             }
             other => panic!("{other:?}"),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fnhost::{error_type, FunctionConfig, Isolation, Outcome, Runtime, RuntimeConfig};
-use fnhost_e2e::{cache_dir, fnhost_bin, plugin_dir};
+use fnhost_e2e::{cache_dir, eventually, fnhost_bin, plugin_dir};
 use serde_json::Value;
 
 fn runtime() -> Runtime {
@@ -334,14 +334,12 @@ fn workers_die_with_their_host_even_when_it_is_killed() {
     };
     host.kill().unwrap();
     host.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while workers.iter().any(|&w| alive(w)) {
-        assert!(
-            Instant::now() < deadline,
-            "worker {workers:?} outlived its killed host"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            !workers.iter().any(|&w| alive(w))
+        }),
+        "worker {workers:?} outlived its killed host"
+    );
 }
 
 #[test]
@@ -354,6 +352,7 @@ fn idle_workers_end_after_the_idle_time_and_reserved_ones_stay() {
     let f = rt.load(isolated("echo.Handler").instances(limits)).unwrap();
     assert_eq!(f.invoke(b"x").unwrap().outcome.body_bytes(), b"x");
     assert_eq!(f.generation().idle_worker_processes(), 1);
+    // Fixed wait: past the 100 ms idle timeout; nothing ends before release_idle_instances().
     std::thread::sleep(Duration::from_millis(250));
     f.generation().release_idle_instances();
     assert_eq!(
@@ -378,6 +377,7 @@ fn idle_workers_end_after_the_idle_time_and_reserved_ones_stay() {
         2,
         "reserved workers are started at load"
     );
+    // Fixed wait: past the 100 ms idle timeout, which must not end reserved workers.
     std::thread::sleep(Duration::from_millis(250));
     reserved.generation().release_idle_instances();
     assert_eq!(
@@ -507,6 +507,7 @@ fn a_library_that_crashes_at_start_is_restarted_with_backoff() {
         start.elapsed()
     );
     // After the backoff, it tries again.
+    // Fixed wait: the 1 s backoff must pass; nothing shows its end before a call.
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(error(&f.invoke(b"").unwrap()).0, error_type::INITIALIZATION);
     assert_eq!(g.worker_process_starts(), 4);
@@ -524,7 +525,12 @@ fn an_idle_worker_killed_from_outside_is_replaced_without_failing_a_call() {
         // SAFETY: kill(2) on the pid of this function's own idle worker.
         unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
     }
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            !workers.iter().any(|&w| alive(w))
+        }),
+        "the killed worker {workers:?} did not die"
+    );
     let r = f.invoke(b"2").unwrap();
     assert_eq!(r.outcome.body_bytes(), b"2", "{:?}", r.outcome);
 }
@@ -627,11 +633,10 @@ fn pids_in(text: &str) -> Vec<u32> {
 }
 
 fn gone_within(pids: &[u32], limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while pids.iter().any(|&p| alive(p)) {
-        assert!(Instant::now() < deadline, "{pids:?} outlived their worker");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(limit, || !pids.iter().any(|&p| alive(p))),
+        "{pids:?} outlived their worker"
+    );
 }
 
 /// Every process of the group a child `pid` belongs to (the worker's).
@@ -878,6 +883,8 @@ fn workers_start_after_the_hosts_binary_was_deleted() {
     std::fs::copy(fnhost_bin(), &copy).unwrap();
     let watched = dir.join("functions");
     std::fs::create_dir_all(&watched).unwrap();
+    // Its output goes to files, read while it runs.
+    let (stdout, stderr) = (dir.join("watch.stdout"), dir.join("watch.stderr"));
     let mut watch = std::process::Command::new(&copy)
         .args([
             "watch",
@@ -891,21 +898,33 @@ fn workers_start_after_the_hosts_binary_was_deleted() {
         ])
         .arg(cache_dir())
         .arg(&watched)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let output = || {
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&stdout).unwrap_or_default(),
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        )
+    };
+    // The host is up (its runtime made) before its binary goes.
+    assert!(
+        eventually(Duration::from_secs(10), || output().contains("watching")),
+        "fnhost watch did not start: {}",
+        output()
+    );
     std::fs::remove_file(&copy).unwrap();
     std::fs::copy(plugin_dir().join("libecho.so"), watched.join("echo.so")).unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    watch.kill().unwrap();
-    let out = watch.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    assert!(
+        eventually(Duration::from_secs(10), || output().contains("invoked")),
+        "fnhost watch did not call the function: {}",
+        output()
     );
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    let text = output();
     assert!(text.contains("after"), "{text}");
     assert!(!text.contains("cannot start a worker"), "{text}");
 }
@@ -939,4 +958,77 @@ fn an_isolated_call_is_billed_what_the_host_measured() {
     assert!(r.outcome.is_success(), "{:?}", r.outcome);
     assert!(r.summary.duration_ms >= 50.0, "{:?}", r.summary);
     assert!(r.summary.billing_duration_ms >= 50, "{:?}", r.summary);
+}
+
+/// Checks that a failed call's log holds every line written before the end,
+/// each with the call's prefix, in order, then the platform's line.
+fn assert_kept_before_the_end(r: &fnhost::InvokeResult, what: &str) {
+    let lines: Vec<&str> = r.log.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{what}: `{needle}` is not in the log:\n{}", r.log))
+    };
+    let (logged, printed, stderr) = (
+        at("logged before the end"),
+        at("printed before the end"),
+        at("on stderr before the end"),
+    );
+    let error = r.outcome.error().expect("a failure");
+    assert!(
+        lines.last().is_some_and(|l| l.contains(&error.message)),
+        "{what}: the platform's line comes last:\n{}",
+        r.log
+    );
+    assert!(
+        logged < printed && printed < stderr,
+        "{what}: in the order written:\n{}",
+        r.log
+    );
+    for line in &lines {
+        fnhost_e2e::assert_log_prefix(line, &r.request_id);
+    }
+}
+
+/// A handler that logged through the context and printed, then timed out,
+/// crashed or ran out of memory, showed only the platform's line: every
+/// line it wrote before the kill was lost (the worker's log buffer died
+/// with it; C stdio held printf's). Rust and C here, Go in go_plugins.rs.
+#[test]
+fn a_killed_calls_log_keeps_every_line_written_before_the_end() {
+    let rt = runtime();
+    let rust = rt
+        .load(
+            isolated("misbehaving.LogThen")
+                .timeout(Duration::from_secs(1))
+                .memory_mb(128),
+        )
+        .unwrap();
+    let c = {
+        let dir = fnhost_e2e::scratch("iso-log_then");
+        fnhost_e2e::compile_fixture("log_then", &dir);
+        rt.load(
+            FunctionConfig::new("log_then.Handler", &dir)
+                .isolation(Isolation::Process)
+                .timeout(Duration::from_secs(1))
+                .memory_mb(128),
+        )
+        .unwrap()
+    };
+    for (language, f) in [("rust", &rust), ("c", &c)] {
+        for (end, expected) in [
+            ("timeout", error_type::TIMEOUT),
+            ("segv", error_type::RUNTIME_EXITED),
+            ("oom", ""),
+        ] {
+            let r = f.invoke(end.as_bytes()).unwrap();
+            let (ty, message) = error(&r);
+            if !expected.is_empty() {
+                assert_eq!(ty, expected, "{language} {end}: {message}");
+            }
+            assert_kept_before_the_end(&r, &format!("{language} {end}"));
+        }
+    }
+    host_healthy(&rt);
 }

@@ -7,7 +7,6 @@
 //! embedding `libfnhost_embed` and `fnhost serve` are in the tests after
 //! the table, in tests/embed_c.rs and tests/sdk/test_sandbox.py.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +16,7 @@ use fnhost::{
     error_type, FunctionConfig, InvokeResult, Isolation, Network, Runtime, RuntimeConfig,
     SandboxPolicy,
 };
-use fnhost_e2e::{cache_dir, fnhost_bin, plugin_dir, scratch, workspace_root};
+use fnhost_e2e::{cache_dir, eventually, fnhost_bin, plugin_dir, scratch, workspace_root};
 
 /// Every handler attempt of the suite with its argument (`{host}`: a pid
 /// of the host's) and what its answer must contain: run through the CLI
@@ -592,6 +591,7 @@ fn no_network_by_default_and_only_the_allowlist_with_the_hosts() {
             .unwrap(),
     );
     assert!(r.ends_with("Permission denied"), "{r}");
+    // Fixed wait: time for a forbidden connection or datagram to arrive, were one sent.
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(accepted(&open), 1, "only the listed connection arrived");
     assert_eq!(accepted(&other), 0);
@@ -784,21 +784,16 @@ fn a_setsid_double_fork_ends_with_its_worker() {
         SandboxPolicy::default(),
     );
     text(&f.invoke(name.as_bytes()).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while processes_named(&name) == 0 {
-        assert!(Instant::now() < deadline, "the daemon never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || processes_named(&name) > 0),
+        "the daemon never started"
+    );
     drop(f);
     drop(rt);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while processes_named(&name) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "a daemon outlived its worker's sandbox"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || processes_named(&name) == 0),
+        "a daemon outlived its worker's sandbox"
+    );
 }
 
 #[test]
@@ -924,6 +919,10 @@ fn fnhost_watch_survives_a_dropped_library() {
         return;
     }
     let dir = scratch("sandbox-watch");
+    // Its output goes to files, read while it runs.
+    let output = scratch("sandbox-watch-output");
+    let (stdout, stderr) = (output.join("stdout"), output.join("stderr"));
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
     let mut watch = Command::new(fnhost_bin())
         .args([
             "watch",
@@ -935,31 +934,34 @@ fn fnhost_watch_survives_a_dropped_library() {
         ])
         .arg(cache_dir())
         .arg(&dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            read(&stdout).contains("watching")
+        }),
+        "fnhost watch did not start: {}{}",
+        read(&stdout),
+        read(&stderr)
+    );
     let build = scratch("sandbox-watch-build");
     let library = compile("kill_parent", &build, Some(""));
     std::fs::copy(&library, dir.join("kill_parent.so")).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            read(&stdout).contains("invoked")
+        }),
+        "fnhost watch did not call the library ({:?}): {}{}",
+        watch.try_wait(),
+        read(&stdout),
+        read(&stderr)
+    );
     let alive = watch.try_wait().unwrap().is_none();
     watch.kill().unwrap();
     let status = watch.wait().unwrap();
-    let (mut out, mut err) = (String::new(), String::new());
-    watch
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    watch
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (out, err) = (read(&stdout), read(&stderr));
     assert!(alive, "fnhost watch ended: {status:?}\n{out}{err}");
     // It deployed the library and called it: the constructor's attempt
     // reached only the sandbox's init.

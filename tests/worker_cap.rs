@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fnhost::{FunctionConfig, InvokeError, Isolation, Runtime, RuntimeConfig};
-use fnhost_e2e::{cache_dir, fnhost_bin, plugin_dir};
+use fnhost_e2e::{cache_dir, eventually, fnhost_bin, plugin_dir};
 
 fn isolated(rt: &Runtime, entry: &str, timeout: Duration) -> fnhost::Function {
     rt.load(
@@ -42,7 +42,16 @@ fn workers_are_capped_across_functions_idle_ones_end_first_and_the_rest_queue() 
             std::thread::spawn(move || sleep.invoke(b"1500").unwrap())
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Both sleepers hold a worker: the second ended `test`'s idle one to start its own.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            rt.stats().worker_processes == 2
+                && test.generation().idle_worker_processes() == 0
+                && sleep.generation().idle_worker_processes() == 0
+        }),
+        "the sleepers did not take both worker processes: {:?}",
+        rt.stats()
+    );
     let started = Instant::now();
     let refused = echo.invoke(b"late");
     assert!(

@@ -42,6 +42,19 @@ pub(crate) fn push_rfc3339_millis(out: &mut Vec<u8>, now: SystemTime) {
     ]);
 }
 
+/// In a worker process: where each log line is also written as it is
+/// written (the shared region's log area, which the host reads even after
+/// the worker died). Unset in the host.
+static MIRROR: std::sync::OnceLock<Mirror> = std::sync::OnceLock::new();
+
+/// What receives each log line in a worker process.
+pub(crate) type Mirror = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Sets the [`MIRROR`] (once, in a worker process).
+pub(crate) fn set_mirror(mirror: Mirror) {
+    let _ = MIRROR.set(mirror);
+}
+
 /// `message` as the text of one log line: line ends at its end dropped, and
 /// every other `\n` or `\r` written as the two characters `\n` or `\r`, so
 /// that no message can begin a line of its own (one without the time and
@@ -91,12 +104,16 @@ impl LogBuffer {
         // One reservation per line instead of several growth steps.
         self.buf
             .reserve(TIME_LEN + 1 + request_id.len() + 1 + message.len() + 1);
+        let start = self.buf.len();
         push_rfc3339_millis(&mut self.buf, now);
         self.buf.push(b' ');
         self.buf.extend_from_slice(request_id.as_bytes());
         self.buf.push(b' ');
         self.buf.extend_from_slice(&message);
         self.buf.push(b'\n');
+        if let Some(mirror) = MIRROR.get() {
+            mirror(&self.buf[start..]);
+        }
         // Trim in batches so a chatty handler costs amortized O(1) per line.
         if self.buf.len() > self.limit + self.limit / 4 {
             self.trim();

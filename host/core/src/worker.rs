@@ -289,6 +289,22 @@ fn check(mut writer: &UnixStream) -> std::io::Result<()> {
     write_frame(&mut writer, &Verdict { result }, &[])
 }
 
+/// Makes C's `stdout` line-buffered (`stderr` is unbuffered already).
+fn line_buffer_stdio() {
+    extern "C" {
+        static mut stdout: *mut libc::FILE;
+    }
+    // SAFETY: glibc's `stdout` is a valid FILE* for the life of the
+    // process; setvbuf before any output on it is allowed, with a NULL
+    // buffer (libc allocates one) and a size of 0.
+    unsafe {
+        let stream = std::ptr::addr_of!(stdout).read();
+        if !stream.is_null() {
+            libc::setvbuf(stream, std::ptr::null_mut(), libc::_IOLBF, 0);
+        }
+    }
+}
+
 fn serve(socket: UnixStream) -> std::io::Result<()> {
     // One descriptor for both directions (a clone would be one more
     // descriptor the handler's process holds).
@@ -319,6 +335,16 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
     // take ownership once, here.
     let region = Region::open(unsafe { OwnedFd::from_raw_fd(REGION_FD) })?;
     let mut channel = WorkerChannel::new(region);
+    // Each log line the handler writes goes to the host as it is written
+    // (the region's log area), so that a call killed at its deadline,
+    // crashed or out of memory keeps it.
+    let ring = channel.log_ring();
+    crate::log_buffer::set_mirror(Box::new(move |line| ring.append(line)));
+    // C stdio on a pipe buffers whole blocks: what printf wrote before a
+    // crash would die in the buffer. Line-buffered, each line reaches the
+    // host's pipe as it ends (Rust's stdout is line-buffered already, Go's
+    // unbuffered). Before the library is loaded: set once, for its stdio.
+    line_buffer_stdio();
     let mut config = start.config;
     config.isolation = Isolation::InProcess;
     let loaded = (|| {

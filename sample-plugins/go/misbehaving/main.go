@@ -61,6 +61,28 @@ func Cases(payload []byte, ctx context.RuntimeContext) (interface{}, error) {
 	case "sleep":
 		time.Sleep(30 * time.Second)
 		return "woke", nil
+	// Every line written before the end reaches the call's log.
+	case "log-then-timeout", "log-then-crash", "log-then-oom":
+		ctx.GetLogger().Logf("logged before the end")
+		fmt.Println("printed before the end")
+		fmt.Fprintln(os.Stderr, "on stderr before the end")
+		switch strings.Trim(strings.TrimSpace(string(payload)), `"`) {
+		case "log-then-timeout":
+			time.Sleep(30 * time.Second)
+		case "log-then-crash":
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Second)
+		case "log-then-oom":
+			var held [][]byte
+			for {
+				block := make([]byte, 16<<20)
+				for i := range block {
+					block[i] = 1
+				}
+				held = append(held, block)
+			}
+		}
+		return "survived", nil
 	case "leak":
 		leaked = ctx
 		return "kept", nil

@@ -168,6 +168,33 @@ pub fn segfault(_: &[u8], _: &Context) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Logs through the context, prints on stdout and stderr, then ends the way
+/// the payload says: `timeout` (sleeps past any deadline), `segv` (a
+/// segfault) or `oom` (allocates and touches memory until the limit).
+pub fn log_then(payload: &[u8], ctx: &Context) -> Result<(), HandlerError> {
+    ctx.logger().info(format_args!("logged before the end"));
+    println!("printed before the end");
+    eprintln!("on stderr before the end");
+    match payload {
+        b"timeout" => loop {
+            std::thread::sleep(Duration::from_secs(1));
+        },
+        b"segv" => {
+            let p: *mut u8 = std::hint::black_box(std::ptr::null_mut());
+            // SAFETY: none: this is the point. It must only run in a worker.
+            unsafe { std::ptr::write_volatile(p, 1) };
+        }
+        b"oom" => {
+            let mut held = Vec::new();
+            loop {
+                held.push(vec![1u8; 16 * 1024 * 1024]);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Aborts the process (SIGABRT).
 pub fn abort(_: &[u8], _: &Context) -> Result<(), HandlerError> {
     std::process::abort()
@@ -225,6 +252,7 @@ fnhost_api::export_plugin! {
         "Big" => big,
         "Chatty" => chatty,
         "LogPayload" => log_payload,
+        "LogThen" => log_then,
         "AllocMb" => alloc_mb,
         "Segfault" => segfault,
         "Abort" => abort,

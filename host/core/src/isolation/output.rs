@@ -32,6 +32,34 @@ pub(crate) struct Taken {
     pub bytes: Vec<u8>,
     /// Bytes read and dropped past the cap.
     pub dropped: u64,
+    /// When each line began to be read: its offset in `bytes`, and the
+    /// time. The poller reads a pipe as soon as epoll says so, so this is
+    /// when the handler wrote it (not when the call ended).
+    pub stamps: Vec<(usize, std::time::SystemTime)>,
+}
+
+impl Taken {
+    /// The lines kept, each with when it was written.
+    pub(crate) fn lines(&self) -> impl Iterator<Item = (std::time::SystemTime, &[u8])> {
+        let mut stamps = self.stamps.iter().peekable();
+        let mut at = 0;
+        let mut when = std::time::SystemTime::now();
+        self.bytes
+            .split_inclusive(|&b| b == b'\n')
+            .map(move |line| {
+                while let Some((offset, t)) = stamps.peek() {
+                    if *offset > at {
+                        break;
+                    }
+                    when = *t;
+                    stamps.next();
+                }
+                at += line.len();
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                (when, line)
+            })
+            .filter(|(_, line)| !line.is_empty())
+    }
 }
 
 #[derive(Default)]
@@ -117,6 +145,7 @@ impl WorkerOutput {
         let mut buffer = self.buffer.lock();
         buffer.taken.bytes.clear();
         buffer.taken.dropped = 0;
+        buffer.taken.stamps.clear();
     }
 
     fn drain(&self, buffer: &mut Buffer, index: usize) {
@@ -143,7 +172,17 @@ impl WorkerOutput {
                     let n = n as usize;
                     let room = MAX_CAPTURED.saturating_sub(buffer.taken.bytes.len());
                     let keep = n.min(room);
-                    buffer.taken.bytes.extend_from_slice(&chunk[..keep]);
+                    let now = std::time::SystemTime::now();
+                    let taken = &mut buffer.taken;
+                    let start = taken.bytes.len();
+                    let mut line_start = taken.bytes.last().is_none_or(|&b| b == b'\n');
+                    for (i, &b) in chunk[..keep].iter().enumerate() {
+                        if line_start {
+                            taken.stamps.push((start + i, now));
+                        }
+                        line_start = b == b'\n';
+                    }
+                    taken.bytes.extend_from_slice(&chunk[..keep]);
                     buffer.taken.dropped += (n - keep) as u64;
                 }
                 _ => {
@@ -295,5 +334,27 @@ mod tests {
             assert!(text.contains(&format!("err {round}")), "{text}");
         }
         release(&output);
+    }
+
+    /// Each line is stamped when it began to be read, not when the call
+    /// ended; lines split across reads keep their first stamp.
+    #[test]
+    fn lines_carry_the_time_they_were_read() {
+        let early = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1);
+        let later = early + std::time::Duration::from_secs(1);
+        let taken = Taken {
+            bytes: b"one\ntw".iter().chain(b"o\nthree\n").copied().collect(),
+            dropped: 0,
+            stamps: vec![(0, early), (4, early), (8, later)],
+        };
+        let lines: Vec<_> = taken.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                (early, &b"one"[..]),
+                (early, &b"two"[..]),
+                (later, &b"three"[..])
+            ]
+        );
     }
 }

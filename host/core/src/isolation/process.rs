@@ -510,6 +510,15 @@ impl Worker {
         self.output.take()
     }
 
+    /// The log lines the handler wrote during the last call, as the worker
+    /// wrote them to the shared region (readable after it died).
+    pub(crate) fn call_log(&self) -> Vec<u8> {
+        self.channel
+            .as_ref()
+            .map(HostChannel::call_log)
+            .unwrap_or_default()
+    }
+
     /// Forgets what the worker wrote so far (see [`WorkerOutput::discard`]).
     fn discard_output(&self) {
         self.output.discard();
@@ -952,6 +961,7 @@ impl ProcessPool {
                     return Ok(self.failure(
                         Some(request_id.to_string()),
                         e.error,
+                        &[],
                         &Taken::default(),
                         started.elapsed(),
                     ))
@@ -962,10 +972,8 @@ impl ProcessPool {
                         return Ok(self.failure(
                             Some(request_id.to_string()),
                             e.error,
-                            &Taken {
-                                bytes: e.log.into_bytes(),
-                                dropped: 0,
-                            },
+                            e.log.as_bytes(),
+                            &Taken::default(),
                             started.elapsed(),
                         ))
                     }
@@ -1011,6 +1019,7 @@ impl ProcessPool {
                 ) =>
             {
                 let output = worker.take_output();
+                let call_log = worker.call_log();
                 let process_limit = worker.hit_process_limit();
                 worker.end();
                 let error = match process_limit {
@@ -1029,12 +1038,19 @@ impl ProcessPool {
                         ),
                     ),
                 };
-                self.failure(Some(request_id.to_string()), error, &output, timeout)
+                self.failure(
+                    Some(request_id.to_string()),
+                    error,
+                    &call_log,
+                    &output,
+                    timeout,
+                )
             }
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 // Alive but broke the protocol: it is not trusted with
                 // another call.
                 let output = worker.take_output();
+                let call_log = worker.call_log();
                 worker.end();
                 let error = FunctionError::new(
                     error_type::RUNTIME_EXITED,
@@ -1043,11 +1059,13 @@ impl ProcessPool {
                 self.failure(
                     Some(request_id.to_string()),
                     error,
+                    &call_log,
                     &output,
                     started.elapsed(),
                 )
             }
             Err(_) => {
+                let call_log = worker.call_log();
                 let (status, output, ending) = worker.reap();
                 let text = String::from_utf8_lossy(&output.bytes);
                 let killed_by = status.and_then(|s| s.signal());
@@ -1090,6 +1108,7 @@ impl ProcessPool {
                 self.failure(
                     Some(request_id.to_string()),
                     error,
+                    &call_log,
                     &output,
                     started.elapsed(),
                 )
@@ -1111,11 +1130,44 @@ impl ProcessPool {
         String::from_utf8_lossy(&log).into_owned()
     }
 
-    /// The captured output as log lines, with a note when some was dropped.
-    fn output_lines(&self, request_id: &str, output: &Taken) -> String {
-        let mut lines = self.prefix_lines(request_id, &output.bytes);
+    /// The call's log: the lines the handler logged (`logged`, as the
+    /// worker wrote them, each stamped when written) and what it printed
+    /// (`output`, each line stamped when the host read it, which it does as
+    /// it is written), in the order they were written; then a note when
+    /// output was dropped.
+    fn call_lines(&self, request_id: &str, logged: &[u8], output: &Taken) -> String {
+        // Each line with its sort key: its time (the first 24 bytes of a
+        // formatted line); a logged line without one keeps its
+        // predecessor's (a worker's bytes: its own log's order at worst).
+        let mut lines: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut key = Vec::new();
+        for line in logged.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if line.len() > 24 && line[4] == b'-' && line[23] == b'Z' {
+                key = line[..24].to_vec();
+            }
+            lines.push((key.clone(), line.to_vec()));
+        }
+        for (when, text) in output.lines() {
+            let mut line = Vec::with_capacity(text.len() + 64);
+            push_rfc3339_millis(&mut line, when);
+            let key = line.clone();
+            line.push(b' ');
+            line.extend_from_slice(request_id.as_bytes());
+            line.push(b' ');
+            line.extend_from_slice(&crate::log_buffer::one_line(text));
+            lines.push((key, line));
+        }
+        // Stable: lines of the same millisecond keep logged-then-printed
+        // order, and each source its own.
+        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut log = Vec::with_capacity(lines.iter().map(|(_, l)| l.len() + 1).sum());
+        for (_, line) in lines {
+            log.extend_from_slice(&line);
+            log.push(b'\n');
+        }
+        let mut log = String::from_utf8_lossy(&log).into_owned();
         if output.dropped > 0 {
-            lines.push_str(&self.prefix_lines(
+            log.push_str(&self.prefix_lines(
                 request_id,
                 format!(
                     "[fnhost: output truncated: {} more bytes past the {} KiB limit per invocation were dropped]",
@@ -1125,7 +1177,7 @@ impl ProcessPool {
                 .as_bytes(),
             ));
         }
-        lines
+        log
     }
 
     fn success(
@@ -1161,30 +1213,34 @@ impl ProcessPool {
             }
             done.log.drain(..start);
         }
-        let captured = self.output_lines(&request_id, output);
+        let log = if output.bytes.is_empty() && output.dropped == 0 {
+            done.log
+        } else {
+            self.call_lines(&request_id, done.log.as_bytes(), output)
+        };
         InvokeResult {
             outcome,
             summary: Summary::from_worker(done.memory_used_mb, self.config.memory_mb, elapsed),
-            log: if captured.is_empty() {
-                done.log
-            } else {
-                done.log + &captured
-            },
+            log,
             request_id,
             tail_bytes: self.tail_bytes,
             cold_start: None,
         }
     }
 
+    /// A call that failed in the host's eyes: its log is every line the
+    /// handler logged (`logged`) or printed (`output`) before the end, in
+    /// order, then the platform's line.
     fn failure(
         &self,
         request_id: Option<String>,
         error: FunctionError,
+        logged: &[u8],
         output: &Taken,
         elapsed: Duration,
     ) -> InvokeResult {
         let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut log = self.output_lines(&request_id, output);
+        let mut log = self.call_lines(&request_id, logged, output);
         log.push_str(&self.prefix_lines(&request_id, error.message.as_bytes()));
         InvokeResult {
             summary: Summary::new(elapsed, self.config.memory_mb, 0),

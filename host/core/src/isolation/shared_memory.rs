@@ -6,9 +6,17 @@
 //! offset 0      control: request sequence, worker sleeping   (host writes the first)
 //!        64              response sequence, host sleeping,   (worker writes the first
 //!                        request taken                        and the third)
+//!        128             log length                           (host zeroes it per call,
+//!                                                             the worker adds to it)
 //!        4096   request slot  (SLOT bytes): [u32 header len][u32 body len][header][body]
 //!        4096+SLOT response slot (SLOT bytes), the same layout
+//!        4096+2*SLOT log area (LOG_AREA bytes): the call's log lines as written
 //! ```
+//!
+//! The log area is how a call's log survives the worker's end: the worker
+//! writes each log line there as the handler writes it (stamped then), and
+//! the host reads it whether the call answered or the worker was killed at
+//! its deadline, crashed or ran out of memory.
 //!
 //! A call: the host writes the request into its slot, publishes the next
 //! sequence number (release) and, if the worker said it sleeps, wakes it
@@ -52,8 +60,14 @@ use super::protocol::{Deadline, MAX_BODY, MAX_HEADER};
 /// The kernel backs only the pages a message touched.
 pub const SLOT: usize = 256 * 1024;
 const CONTROL: usize = 4096;
+/// Bytes of the log area: what one call's log keeps at most (as the
+/// worker's own log buffer does).
+pub const LOG_AREA: usize = 1024 * 1024;
 /// Bytes of one worker's region.
-pub(crate) const REGION_SIZE: usize = CONTROL + 2 * SLOT;
+pub(crate) const REGION_SIZE: usize = CONTROL + 2 * SLOT + LOG_AREA;
+const LOG_AREA_OFFSET: usize = CONTROL + 2 * SLOT;
+/// The bytes of the log area the current call has written.
+const LOG_LEN: usize = 128;
 const REQUEST_SLOT: usize = CONTROL;
 const RESPONSE_SLOT: usize = CONTROL + SLOT;
 const REQUEST_SEQ: usize = 0;
@@ -407,6 +421,14 @@ impl HostChannel {
         self.region.fd()
     }
 
+    /// The log lines the worker wrote for the last call, as it wrote them
+    /// (a worker's bytes: bounded by the log area, decoded leniently by the
+    /// caller). Readable after the worker died: the mapping is the host's.
+    pub(crate) fn call_log(&self) -> Vec<u8> {
+        let len = (self.region.word(LOG_LEN).load(Ordering::Acquire) as usize).min(LOG_AREA);
+        self.region.load(LOG_AREA_OFFSET, len)
+    }
+
     /// Sends a request and waits for its answer until `deadline`. Errors:
     /// `TimedOut` at the deadline, `UnexpectedEof` when the worker's socket
     /// closed (it died), `InvalidData` when it broke the protocol.
@@ -420,6 +442,8 @@ impl HostChannel {
         let started = Instant::now();
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
+        // This call's log starts empty (published with the request).
+        self.region.word(LOG_LEN).store(0, Ordering::Relaxed);
         let fits = self.region.put(REQUEST_SLOT, header, body);
         self.region.word(REQUEST_SEQ).store(seq, Ordering::Release);
         fence(Ordering::SeqCst);
@@ -563,7 +587,7 @@ fn poll_readable(socket: &UnixStream, timeout: Duration) -> io::Result<bool> {
 
 /// A worker's end of its channel.
 pub struct WorkerChannel {
-    region: Region,
+    region: std::sync::Arc<Region>,
     /// The sequence number of the request being served.
     seq: u32,
     /// When the last answer was published.
@@ -577,7 +601,7 @@ impl WorkerChannel {
     /// The worker's end, over the region the host passed.
     pub fn new(region: Region) -> WorkerChannel {
         WorkerChannel {
-            region,
+            region: std::sync::Arc::new(region),
             seq: 0,
             answered_at: None,
             fast: false,
@@ -616,6 +640,11 @@ impl WorkerChannel {
         }
     }
 
+    /// Where the worker writes the log lines of the call it serves.
+    pub fn log_ring(&self) -> LogRing {
+        LogRing(std::sync::Arc::clone(&self.region))
+    }
+
     /// Answers the request [`next`](Self::next) returned.
     pub fn answer(&mut self, socket: &UnixStream, header: &[u8], body: &[u8]) -> io::Result<()> {
         let fits = self.region.put(RESPONSE_SLOT, header, body);
@@ -643,6 +672,34 @@ impl WorkerChannel {
         }
         self.answered_at = Some(Instant::now());
         Ok(())
+    }
+}
+
+/// The worker's side of the log area (any thread of the worker may write).
+#[derive(Clone)]
+pub struct LogRing(std::sync::Arc<Region>);
+
+impl LogRing {
+    /// Appends `line` to the current call's log, when it fits in what is
+    /// left of the area (else it is left out: the worker's log buffer,
+    /// answered with the call, keeps the newest lines).
+    pub fn append(&self, line: &[u8]) {
+        let Ok(n) = u32::try_from(line.len()) else {
+            return;
+        };
+        let len = self.0.word(LOG_LEN);
+        let mut at = len.load(Ordering::Relaxed);
+        loop {
+            let end = at as usize + n as usize;
+            if end > LOG_AREA {
+                return;
+            }
+            match len.compare_exchange_weak(at, at + n, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => at = now,
+            }
+        }
+        self.0.store(LOG_AREA_OFFSET + at as usize, line);
     }
 }
 
@@ -796,6 +853,44 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
+
+    /// What a worker logs reaches the host as written, even if the worker
+    /// never answers; a line past the area is left out; a forged length
+    /// reads no further than the area; each call starts empty.
+    #[test]
+    fn the_log_area_keeps_what_the_worker_wrote_and_no_more() {
+        let (host, worker) = pair();
+        let ring = worker.log_ring();
+        ring.append(b"first line\n");
+        ring.append(b"second line\n");
+        assert_eq!(host.call_log(), b"first line\nsecond line\n");
+        ring.append(&vec![b'x'; LOG_AREA]);
+        assert_eq!(
+            host.call_log(),
+            b"first line\nsecond line\n",
+            "too long: left out"
+        );
+        // A worker that forges the length makes the host read the area, no more.
+        worker
+            .region
+            .word(LOG_LEN)
+            .store(u32::MAX, Ordering::Relaxed);
+        assert_eq!(host.call_log().len(), LOG_AREA);
+        // Threads append side by side without losing a line.
+        worker.region.word(LOG_LEN).store(0, Ordering::Relaxed);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let ring = ring.clone();
+                s.spawn(move || {
+                    for i in 0..100 {
+                        ring.append(format!("t{t} {i:03}\n").as_bytes());
+                    }
+                });
+            }
+        });
+        let log = String::from_utf8(host.call_log()).unwrap();
+        assert_eq!(log.lines().count(), 400);
     }
 
     #[test]
