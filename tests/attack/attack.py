@@ -15,6 +15,7 @@ import os
 import resource
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "sdk"))
 
-from conftest import PROJECT, TARGET, Server, eventually, zip_b64, zip_entries_b64  # noqa: E402
+from conftest import AK, PROJECT, SK, TARGET, Server, eventually, zip_b64, zip_entries_b64  # noqa: E402
 from test_front_door import (BASE, build, call, create, create_body, open_connections, raw, read_all,  # noqa: E402
                              send, signed, untaken)
 
@@ -396,6 +397,51 @@ def forged_log_line(server):
     request_id = answer.get("X-Cff-Request-Id", "?")
     ok = status == 200 and len(lines) == 1 and request_id in lines[0] and "\r" not in log
     return ("held" if ok else "failed"), f"{len(lines)} line(s) hold the message; each starts with the request's own id: {ok}"
+
+
+@attack("the command line: numbers that break parsers, a function's escape sequences on a terminal", "34 commands")
+def cli_inputs(server):
+    import pty
+    panicked = []
+    for flag in ["--timeout", "--init-timeout", "--memory"]:
+        for value in ["18446744073709551616", "1e30", "-1", "nan", "inf", "9" * 400]:
+            r = subprocess.run([str(TARGET / "fnhost"), "invoke", "echo.Handler", "--code-dir", str(TARGET),
+                                "--data", "1", flag, value], capture_output=True, timeout=60)
+            if r.returncode == 101 or b"panicked" in r.stderr:
+                panicked.append(f"{flag} {value[:20]}")
+    for flag in ["--shutdown-grace", "--async-records-max-age"]:
+        for value in ["18446744073709551616", "-1", "9" * 400]:
+            r = subprocess.run([str(TARGET / "fnhost"), "serve", "--data-dir", "/dev/null/x", flag, value],
+                               capture_output=True, timeout=60)
+            if r.returncode == 101 or b"panicked" in r.stderr:
+                panicked.append(f"serve {flag} {value[:20]}")
+    # A function's answer with terminal control sequences, printed by
+    # `fnhost invoke --url` on a terminal (a pty).
+    urn = create(server, "escapes", module="echo", library="libecho.so", handler="echo.Handler")
+    hostile = "\x1b]0;owned\x07\x1b[2J\rFAKE PROMPT $ "
+    env = dict(os.environ, FNHOST_ACCESS_KEY=AK, FNHOST_SECRET_KEY=SK)
+    event = server.tmp / "escapes.bin"
+    event.write_bytes(hostile.encode())
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(str(TARGET / "fnhost"), [str(TARGET / "fnhost"), "invoke", "escapes", "--url", server.url,
+                                          "--project", PROJECT, "--event", str(event)], env)
+    shown = b""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.waitpid(pid, 0)
+    raw_control = [c for c in (b"\x1b", b"\x07") if c in shown]
+    ok = not panicked and not raw_control and b"\\x1b" in shown
+    return ("held" if ok else "failed"), \
+        f"panics: {panicked or 'none'}; raw control bytes on the terminal: {raw_control or 'none'}" \
+        + ("" if ok else f"; shown: {shown[:300]!r}")
 
 
 @attack("disconnecting during a synchronous invocation", "5 connections")
