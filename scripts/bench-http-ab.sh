@@ -4,7 +4,8 @@
 # default mode beside the same-bytes baseline (host/server/examples/http_baseline.rs);
 # wrk -t2 -c32 with a 1 KiB POST runs against each in interleaved rounds
 # (the order alternates per round), and the medians of per-round ratios are
-# printed with their spread. ROUNDS (default 10) and DURATION (seconds, 4).
+# printed with their spread (requests per second, server CPU per request,
+# p99 latency). ROUNDS (default 10) and DURATION (seconds, 4).
 # Loopback only, bounded. Used to check that a change costs the HTTP path
 # nothing measurable (e.g. the front door's checks: see the README).
 # OLD_ECHO: the echo plugin the old build serves (default: this checkout's,
@@ -56,22 +57,26 @@ hz=$(getconf CLK_TCK)
 for round in $(seq $rounds); do
   order="new old fg"; [ $((round % 2)) = 0 ] && order="old new fg"
   for r in $order; do
-    b=$(ticks ${pid[$r]}); wrk -t2 -c32 -d${dur}s -s "$work/post.lua" "${url[$r]}" > "$work/$r.$round"; a=$(ticks ${pid[$r]})
+    b=$(ticks ${pid[$r]}); wrk -t2 -c32 -d${dur}s --latency -s "$work/post.lua" "${url[$r]}" > "$work/$r.$round"; a=$(ticks ${pid[$r]})
     rps=$(awk '/Requests\/sec/ {print $2}' "$work/$r.$round"); n=$(awk '/requests in/ {print $1}' "$work/$r.$round")
     cpu=$(awk -v t=$((a-b)) -v hz=$hz -v n=$n 'BEGIN{printf "%.2f", t*1e6/hz/n}')
-    echo "$round $r $rps $cpu" | tee -a "$work/all"
+    # wrk's 99th percentile latency, in microseconds.
+    p99=$(awk '$1 == "99%" { v = $2; u = 1; if (v ~ /us$/) u = 1; else if (v ~ /ms$/) u = 1000; else if (v ~ /s$/) u = 1000000;
+                             gsub(/[a-z]+$/, "", v); printf "%.1f", v * u }' "$work/$r.$round")
+    echo "$round $r $rps $cpu $p99" | tee -a "$work/all"
   done
 done
 python3 - "$work/all" <<'PY'
 import sys, statistics
 rows = [l.split() for l in open(sys.argv[1])]
 d = {}
-for rnd, r, rps, cpu in rows: d.setdefault(int(rnd), {})[r] = (float(rps), float(cpu))
+for rnd, r, rps, cpu, p99 in rows: d.setdefault(int(rnd), {})[r] = (float(rps), float(cpu), float(p99))
 rr = [d[k]["new"][0] / d[k]["old"][0] for k in d]
 cr = [d[k]["new"][1] / d[k]["old"][1] for k in d]
+pr = [d[k]["new"][2] / d[k]["old"][2] for k in d]
 nf = [d[k]["new"][0] / d[k]["fg"][0] for k in d]
 of = [d[k]["old"][0] / d[k]["fg"][0] for k in d]
 q = lambda v: f"median {statistics.median(v):.3f}x (min {min(v):.3f}, max {max(v):.3f})"
-print("new/old req/s:", q(rr)); print("new/old server CPU per request:", q(cr))
+print("new/old req/s:", q(rr)); print("new/old server CPU per request:", q(cr)); print("new/old p99 latency:", q(pr))
 print("new vs same-bytes baseline req/s:", q(nf)); print("old vs same-bytes baseline req/s:", q(of))
 PY

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # HTTP benchmark on loopback, bounded in time:
 #  1. sync invoke of `echo` (1 KiB body) through `fnhost serve`, in-process
-#     (the default: a proven-short handler runs on the I/O-thread lane),
-#     in-process on worker threads only (`--no-io-lane`) and inline
+#     (the default: worker threads), in-process with the I/O-thread lane
+#     (`--io-lane`: a proven-short handler runs on the I/O threads) and inline
 #     (`--isolation inline`), under wrk, versus a minimal server on the same stack answering the same bytes
 #     (host/server/examples/http_baseline.rs): once with the body alone, once with
 #     the FunctionGraph response headers fnhost sends, as constants. All are
@@ -47,9 +47,9 @@ start_fnhost() {
 }
 declare -A pid
 start_fnhost in-process 18000; pid[in-process]=$!
-start_fnhost workers 18003 --no-io-lane; pid[workers]=$!
+start_fnhost lane 18003 --io-lane; pid[lane]=$!
 start_fnhost inline 18002 --isolation inline; pid[inline]=$!
-runs=(base base-fg in-process workers inline)
+runs=(base base-fg in-process lane inline)
 if [ -n "${COMPARE_BIN:-}" ]; then
     mkdir -p "$work/compare"
     cp "$out/libecho.so" "$work/compare/echo.so"
@@ -64,7 +64,7 @@ declare -A url=(
     [base]=http://127.0.0.1:18001/x
     [base-fg]=http://127.0.0.1:18001/fg/x
     [in-process]=http://127.0.0.1:18000/v2/bench/fgs/functions/echo/invocations
-    [workers]=http://127.0.0.1:18003/v2/bench/fgs/functions/echo/invocations
+    [lane]=http://127.0.0.1:18003/v2/bench/fgs/functions/echo/invocations
     [inline]=http://127.0.0.1:18002/v2/bench/fgs/functions/echo/invocations
     [compare]=http://127.0.0.1:18004/v2/bench/fgs/functions/echo/invocations
 )
@@ -124,8 +124,8 @@ for mode in in-process inline; do
     grep -E "Requests/sec|Non-2xx|Socket errors" "$work/swap-$mode.txt" || true
 done
 
-echo "== I/O-thread lane of the default server (handler calls on the lane vs in all):"
-curl -s http://127.0.0.1:18000/metrics | grep -E '^fnhost_(io_lane_[a-z_]+|invocations_total)' || true
+echo "== I/O-thread lane of the --io-lane server (handler calls on the lane vs in all):"
+curl -s http://127.0.0.1:18003/metrics | grep -E '^fnhost_(io_lane_[a-z_]+|invocations_total)' || true
 
 echo
 echo "| run (wrk -t2 -c32, 1 KiB POST, median of $rounds × ${duration}s) | requests/s | p99 | server CPU/request | req/s vs bare | req/s vs same headers | p99 vs bare |"
@@ -137,8 +137,8 @@ row() {
 }
 row "minimal axum/hyper server, body only (baseline)" base
 row "minimal server, same body and FunctionGraph headers" base-fg
-row "fnhost serve, sync invoke of echo, in-process (default: I/O-thread lane)" in-process
-row "fnhost serve, sync invoke of echo, in-process, worker threads only (--no-io-lane)" workers
+row "fnhost serve, sync invoke of echo, in-process (default: worker threads)" in-process
+row "fnhost serve, sync invoke of echo, in-process, I/O-thread lane (--io-lane)" lane
 row "fnhost serve, sync invoke of echo, inline" inline
 if [ -n "${COMPARE_BIN:-}" ]; then
     row "$COMPARE_BIN (COMPARE_BIN), in-process, default mode" compare

@@ -2,6 +2,7 @@
 shapes and limits, metrics, and the server's own safety rules."""
 import base64
 import json
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -342,7 +343,17 @@ def qualify_for_lane(server, path):
     raise AssertionError("never ran on the I/O-thread lane")
 
 
-def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_the_deadline(open_server):
+@pytest.fixture
+def lane_server(tmp_path):
+    """A server without access keys, with the I/O-thread lane (--io-lane)."""
+    from conftest import Server
+    s = Server(tmp_path, keys=False, extra_args=["--io-lane"]).start()
+    yield s
+    s.stop(signal.SIGKILL)
+
+
+def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_the_deadline(lane_server):
+    open_server = lane_server
     import threading
     import time
     nap = create_nap(open_server)
@@ -418,23 +429,25 @@ def test_short_handlers_run_on_the_io_threads_and_a_hang_there_is_answered_at_th
     assert metric(open_server, "fnhost_io_lane_runs_total") == runs
 
 
-def test_no_io_lane_keeps_every_handler_on_worker_threads(tmp_path):
+def test_by_default_and_with_no_io_lane_every_handler_runs_on_worker_threads(tmp_path):
     from conftest import Server
-    server = Server(tmp_path, keys=False, extra_args=["--no-io-lane"]).start()
-    try:
-        urn = create(server, "threaded")
-        for _ in range(150):
-            assert call(server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200
-        assert metric(server, "fnhost_io_lane_runs_total") is None
-    finally:
-        server.stop()
+    for flags in ([], ["--no-io-lane"]):
+        (tmp_path / str(len(flags))).mkdir()
+        server = Server(tmp_path / str(len(flags)), keys=False, extra_args=flags).start()
+        try:
+            urn = create(server, "threaded")
+            for _ in range(150):
+                assert call(server, "POST", f"{BASE}/{urn}/invocations", b"{}")[0] == 200
+            assert metric(server, "fnhost_io_lane_runs_total") is None, flags
+        finally:
+            server.stop()
 
 
 def test_sigterm_exits_after_the_grace_period_when_a_handler_never_returns(tmp_path):
     import signal
     import time
     from conftest import Server
-    server = Server(tmp_path, keys=False, extra_args=["--shutdown-grace", "2"]).start()
+    server = Server(tmp_path, keys=False, extra_args=["--shutdown-grace", "2", "--io-lane"]).start()
     try:
         nap = create_nap(server)
         # A call that sleeps a minute on the I/O-thread lane: its

@@ -115,9 +115,13 @@ struct ServeArgs {
     /// or process (worker processes).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     isolation: fnhost::Isolation,
-    /// Run every in-process handler on a worker thread. By default, handlers
-    /// that have proven short (100 calls in a row under 100 µs) run on the
-    /// HTTP I/O threads, with the deadline still enforced by a watchdog.
+    /// Run in-process handlers that have proven short (100 calls in a row
+    /// under 100 µs) on the HTTP I/O threads, with the deadline enforced by
+    /// a watchdog (the I/O-thread lane). Off by default: measured against
+    /// worker threads it did not win beyond the rounds' spread (README).
+    #[arg(long, conflicts_with = "no_io_lane")]
+    io_lane: bool,
+    /// Run every in-process handler on a worker thread (the default).
     #[arg(long)]
     no_io_lane: bool,
     /// Most worker processes alive at once, across every function (process
@@ -857,7 +861,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         }
     }
     sandbox.allowed_paths.extend(file.sandbox_allow_paths);
-    config.io_lane = !a.no_io_lane;
+    config.io_lane = a.io_lane;
     let max_workers = a.max_worker_processes;
     config.shutdown_grace = std::time::Duration::from_secs(a.shutdown_grace);
     // A server's code cache is its own (one per data directory), so that
