@@ -451,3 +451,30 @@ def test_a_stored_change_that_cannot_apply_is_reported_backed_off_and_bounded(tm
     finally:
         for node in nodes:
             node.stop(signal.SIGKILL)
+
+
+def test_a_slow_change_delays_no_other_functions_propagation(tmp_path, database):
+    """A node applied other nodes' changes one at a time, under one lock:
+    a function with a slow initializer (which every node runs when it
+    applies the change) held up every other function's propagation."""
+    import json as _json
+    from test_front_door import call, create_body
+    nodes = start_nodes(tmp_path, database, n=2)
+    try:
+        base = "/v2/proj1/fgs/functions"
+        slow = create_body("slow", handler="hotswap.Handler", library="libhotswap.so", module="hotswap",
+                           initializer_handler="hotswap.Init", initializer_timeout=30, timeout=30,
+                           user_data=_json.dumps({"INIT_SLEEP_MS": "4000"}))
+        assert call(nodes[0], "POST", base, slow)[0] == 200  # 4 s here, then committed
+        # Node 2 now applies `slow`, running its 4 s initializer. Meanwhile:
+        started = time.time()
+        assert call(nodes[0], "POST", base, create_body("quick"))[0] == 200
+        eventually(lambda: call(nodes[1], "POST", f"{base}/quick/invocations", b"{}")[0] == 200,
+                   within=10, what="node 2 to serve the quick function")
+        took = time.time() - started
+        assert took < 3.0, f"the quick function reached node 2 after {took:.1f} s"
+        slow_there = call(nodes[1], "POST", f"{base}/slow/invocations", b"{}")[0]
+        assert slow_there != 200, "node 2 had applied the slow function already: the test tested nothing"
+    finally:
+        for node in nodes:
+            node.stop(signal.SIGKILL)

@@ -136,20 +136,30 @@ async fn lead(state: Shared, url: String) {
 }
 
 async fn run(state: Shared, url: String) {
-    let mut applied = Applied::default();
+    // One comparison at a time, in a task of its own: the loop below keeps
+    // hearing notifications while one runs.
+    let applied = Arc::new(tokio::sync::Mutex::new(Applied::default()));
+    let compare_now = |state: &Shared| {
+        if let Ok(mut guard) = Arc::clone(&applied).try_lock_owned() {
+            let s = Arc::clone(state);
+            tokio::spawn(async move {
+                let _ = compare(&s, &mut guard).await;
+            });
+        }
+    };
     loop {
         let (names, listening) = match listen(&url).await {
             Ok(pair) => pair,
             Err(e) => {
                 log::warn!(target: "fnhost::cluster", "cannot listen for changes: {e}");
-                let _ = compare(&state, &mut applied).await;
+                compare_now(&state);
                 tokio::time::sleep(RECONNECT_AFTER).await;
                 continue;
             }
         };
         let mut names = names;
         // What changed while this node was not listening.
-        let _ = compare(&state, &mut applied).await;
+        compare_now(&state);
         let mut tick = tokio::time::interval(COMPARE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -162,17 +172,22 @@ async fn run(state: Shared, url: String) {
                             Some((name, ms)) => (name.to_owned(), ms.parse::<i64>().ok()),
                             None => (payload, None),
                         };
-                        if resync(&state, name).await == Some(true) {
-                            if let Some(at_ms) = at_ms {
-                                state.propagation.record_lag(at_ms);
+                        // Each change applies in a task of its own: a slow
+                        // one (an initializer of minutes) delays no other
+                        // function's (one function's changes still apply in
+                        // order: they take its lock).
+                        let s = Arc::clone(&state);
+                        tokio::spawn(async move {
+                            if resync(&s, name).await == Some(true) {
+                                if let Some(at_ms) = at_ms {
+                                    s.propagation.record_lag(at_ms);
+                                }
                             }
-                        }
+                        });
                     }
                     None => break, // the connection ended
                 },
-                _ = tick.tick() => {
-                    let _ = compare(&state, &mut applied).await;
-                }
+                _ = tick.tick() => compare_now(&state),
             }
         }
         drop(listening);
@@ -231,6 +246,9 @@ struct Failing {
     /// Not tried again before this, unless the revision moves.
     next_try: Instant,
 }
+
+/// How many functions a comparison applies at once.
+const RESYNCS_AT_ONCE: usize = 8;
 
 /// The first retry of a change that could not apply comes after this; each
 /// next one after twice as long, up to [`MAX_APPLY_BACKOFF`].
@@ -347,13 +365,25 @@ async fn compare(state: &Shared, applied: &mut Applied) -> Result<(), ()> {
     );
     names.sort_unstable();
     names.dedup();
+    names.retain(|name| !applied.backing_off(name, current.get(name).copied()));
+    // Side by side, a few at a time: a slow function delays no other.
+    let slots = Arc::new(tokio::sync::Semaphore::new(RESYNCS_AT_ONCE));
+    let mut running = tokio::task::JoinSet::new();
     for name in names {
-        let revision = current.get(&name).copied();
-        if applied.backing_off(&name, revision) {
-            // Reported already; not retried at full cost every comparison.
+        let (s, slots) = (Arc::clone(state), Arc::clone(&slots));
+        running.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let done = resync(&s, name.clone()).await;
+            (name, done)
+        });
+    }
+    while let Some(joined) = running.join_next().await {
+        let Ok((name, done)) = joined else {
+            all_ok = false;
             continue;
-        }
-        if resync(state, name.clone()).await.is_some() {
+        };
+        let revision = current.get(&name).copied();
+        if done.is_some() {
             applied.failing.remove(&name);
             match revision {
                 Some(rev) => applied.revisions.insert(name, rev),
