@@ -334,15 +334,15 @@ def wrapping(server):
 def field_limits(server):
     before = rss_mb(server)
     huge = json.dumps({"K": "v" * (40 << 20)})
-    statuses = [call(server, "POST", BASE, create_body("fat", user_data=huge))[0]]
-    statuses += [call(server, "POST", BASE, create_body(f"p{i}", package=p))[0]
+    statuses = [call(server, "POST", BASE, create_body("lim-fat", user_data=huge))[0]]
+    statuses += [call(server, "POST", BASE, create_body(f"lim-p{i}", package=p))[0]
                  for i, p in enumerate(["../../x", "a/b", "default\0", "x" * 65])]
-    statuses.append(call(server, "POST", BASE, create_body("zero", timeout=0))[0])
-    statuses.append(call(server, "POST", BASE, create_body("slow", timeout=901))[0])
-    statuses.append(call(server, "POST", BASE, create_body("blurb", description="d" * 513))[0])
+    statuses.append(call(server, "POST", BASE, create_body("lim-zero", timeout=0))[0])
+    statuses.append(call(server, "POST", BASE, create_body("lim-slow", timeout=901))[0])
+    statuses.append(call(server, "POST", BASE, create_body("lim-blurb", description="d" * 513))[0])
     listing = call(server, "GET", BASE)[2]
     names = {f["func_name"] for f in json.loads(listing)["functions"]}
-    stored = names & {"fat", "p0", "p1", "p2", "p3", "zero", "slow", "blurb"}
+    stored = names & {"lim-fat", "lim-p0", "lim-p1", "lim-p2", "lim-p3", "lim-zero", "lim-slow", "lim-blurb"}
     grew = rss_mb(server) - before
     ok = all(s == 400 for s in statuses) and not stored and len(listing) < (1 << 20)
     return ("held" if ok else "failed"), \
@@ -387,7 +387,7 @@ def no_host(server):
 
 @attack("a log message that forges another invocation's line", "1 invocation")
 def forged_log_line(server):
-    urn = create(server, "forger", handler="misbehaving.LogPayload", library="libmisbehaving.so", module="misbehaving")
+    urn = create(server, "log-forger", handler="misbehaving.LogPayload", library="libmisbehaving.so", module="misbehaving")
     path = f"{BASE}/{urn}/invocations"
     forged = b"ok\n2026-01-01T00:00:00.000Z 00000000-0000-0000-0000-000000000000 forged\r\nmore"
     headers = signed(server, "POST", path, forged, {"X-Cff-Log-Type": "tail"})
@@ -739,7 +739,8 @@ def forged_marker(server):
         log = json.loads(body).get("log", "") if status == 200 else ""
         own = own and f'call "{call_id}" ends' in log
     ok = own and worst < 1.0
-    return ("held" if ok else "failed"), f"each call's own output in its own log: {own}; slowest call {worst * 1000:.0f} ms"
+    return ("held" if ok else "failed"), f"each call's own output in its own log: {own}; slowest call {worst * 1000:.0f} ms" \
+        + ("" if ok else f"; last log: {log!r}")
 
 
 @attack("process isolation: a handler that forks, then spins past its deadline", "1 call")
