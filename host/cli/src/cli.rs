@@ -1169,3 +1169,78 @@ fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The argument parsers, fuzzed: thousands of number-like strings
+    /// (digits, signs, exponents, `inf`, `nan`, hex, huge lengths, from a
+    /// fixed seed) into every numeric flag of `invoke`, `serve` and `logs`,
+    /// parsed and, for `invoke`, turned into its configuration. A parse or
+    /// conversion may refuse; none may panic (`--timeout 1e30` once did).
+    #[test]
+    fn no_string_makes_a_numeric_flag_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pieces = [
+            "0",
+            "1",
+            "9",
+            "-",
+            "+",
+            ".",
+            "e",
+            "E",
+            "308",
+            "inf",
+            "nan",
+            "0x",
+            "_",
+            " ",
+            "18446744073709551616",
+            "4294967296",
+            "1e30",
+            "99999999999999999999",
+        ];
+        let invoke_flags = ["--timeout", "--init-timeout", "--memory"];
+        let serve_flags = [
+            "--shutdown-grace",
+            "--max-worker-processes",
+            "--function-log-bytes",
+            "--async-workers",
+            "--async-records-max-age",
+            "--async-records-max",
+            "--sandbox-uid",
+            "--sandbox-host-uid",
+            "--sandbox-max-tmp-mb",
+        ];
+        for _ in 0..3000 {
+            let mut value = String::new();
+            for _ in 0..(next() % 5 + 1) {
+                value.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            if next() % 50 == 0 {
+                value = "9".repeat(400);
+            }
+            let flag = invoke_flags[(next() % invoke_flags.len() as u64) as usize];
+            let parsed = std::panic::catch_unwind(|| {
+                if let Ok(Cli {
+                    command: Command::Invoke(a),
+                }) = Cli::try_parse_from(["fnhost", "invoke", "echo.Handler", flag, &value])
+                {
+                    let _ = invoke_config(&a);
+                }
+                let flag = serve_flags[value.len() % serve_flags.len()];
+                let _ = Cli::try_parse_from(["fnhost", "serve", flag, &value]);
+                let _ = Cli::try_parse_from(["fnhost", "logs", "f", "--since", &value]);
+            });
+            assert!(parsed.is_ok(), "{flag} {value:?} panicked");
+        }
+    }
+}
