@@ -937,7 +937,7 @@ fn workers_start_after_the_hosts_binary_was_deleted() {
 fn printed_text_does_not_make_a_crash_the_memory_limit() {
     let rt = runtime();
     let f = fixture_function(&rt, "forged_oom", "Handler", Duration::from_secs(3));
-    for how in ["exit", "segv", "kill"] {
+    for how in ["exit", "segv", "kill", "abort"] {
         let r = f.invoke(how.as_bytes()).unwrap();
         let (ty, message) = error(&r);
         assert_eq!(ty, error_type::RUNTIME_EXITED, "{how}: {message}");

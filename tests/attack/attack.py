@@ -361,12 +361,12 @@ def cron_rate(server):
     return ("held" if ok else "failed"), f"answers {statuses}"
 
 
-@attack("zip entries with a 60,000-character name and 2,000 folder levels", "2 uploads")
+@attack("zip entries with a 60,000-character name, 2,000 folder levels, a file and a folder of one name", "3 uploads")
 def zip_names(server):
     urn = create(server, "named")
     statuses = []
-    for name in ["a" * 60_000, "d/" * 2_000 + "f"]:
-        code = zip_entries_b64({"testplugin.so": (TARGET / "libtestplugin.so").read_bytes(), name: b"x"})
+    for entries in [{"a" * 60_000: b"x"}, {"d/" * 2_000 + "f": b"x"}, {"x": b"1", "x/y": b"2"}]:
+        code = zip_entries_b64({"testplugin.so": (TARGET / "libtestplugin.so").read_bytes(), **entries})
         status, _, body = call(server, "PUT", f"{BASE}/{urn}/code", {"code_type": "zip", "func_code": {"file": code}})
         statuses.append(status)
     ok = all(s == 400 for s in statuses)
@@ -442,6 +442,32 @@ def cli_inputs(server):
     return ("held" if ok else "failed"), \
         f"panics: {panicked or 'none'}; raw control bytes on the terminal: {raw_control or 'none'}" \
         + ("" if ok else f"; shown: {shown[:300]!r}")
+
+
+@attack("a function's answer that acts on the console's origin: Clear-Site-Data, a 101 status, cookies for /", "4 requests")
+def apig_answers(server):
+    deploy_fixture(server, "reflector", "reflect")
+    urn = f"urn:fss:local:{PROJECT}:function:default:reflector"
+    status = call(server, "POST", f"/v2/{PROJECT}/fgs/triggers/{urn}", {
+        "trigger_type_code": "APIG", "trigger_status": "ACTIVE",
+        "event_data": {"path": "/reflect", "req_method": "ANY", "auth": "NONE"}})[0]
+    assert status in (200, 201), status
+
+    def answer(response):
+        return send(server, "POST", "/reflect", json.dumps(response, separators=(",", ":")).encode(),
+                    {"Content-Type": "application/json"})
+
+    st, headers, _ = answer({"statusCode": 200, "headers": {
+        "Clear-Site-Data": "cache", "Content-Type": "text/html", "Set-Cookie": "c=1; Path=/"}, "body": "x"})
+    leaked = [h for h in ("Clear-Site-Data", "Set-Cookie") if headers.get(h)]
+    sandboxed = "sandbox" in (headers.get("Content-Security-Policy") or "")
+    switched = answer({"statusCode": 101, "headers": {}, "body": "hello"})[0]
+    # A handler no library could have, set by an update: refused as on create.
+    create(server, "entries")
+    bad_entry = call(server, "PUT", f"{BASE}/entries/config", {"handler": "atk\u0000.Raw"})[0]
+    ok = st == 200 and not leaked and sandboxed and switched == 502 and bad_entry == 400
+    return ("held" if ok else "failed"), \
+        f"passed on: {leaked or 'none'}; sandboxed: {sandboxed}; a 101 answered {switched}; a NUL handler on update {bad_entry}"
 
 
 @attack("disconnecting during a synchronous invocation", "5 connections")

@@ -579,7 +579,8 @@ fn invoke_remote(a: &InvokeArgs, url: &str, payload: Vec<u8>) -> anyhow::Result<
         } else {
             report["result"] = String::from_utf8_lossy(&answer.body).into_owned().into();
         }
-        writeln!(out, "{report}")?;
+        let report = report.to_string();
+        writeln!(out, "{}", crate::terminal::json_for_stdout(&report))?;
     } else {
         let report = three_part(&printable_body(&answer.body), &request_id, &summary, &log);
         write!(out, "{}", crate::terminal::for_stdout(&report))?;
@@ -632,7 +633,8 @@ fn invoke(a: InvokeArgs) -> anyhow::Result<i32> {
     let result = function.invoke(&payload)?;
     let mut out = std::io::stdout().lock();
     if a.json {
-        writeln!(out, "{}", json_report(&result, &init_log))?;
+        let report = json_report(&result, &init_log).to_string();
+        writeln!(out, "{}", crate::terminal::json_for_stdout(&report))?;
     } else {
         let report = human_report(&result, &init_log);
         write!(out, "{}", crate::terminal::for_stdout(&report))?;

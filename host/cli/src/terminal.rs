@@ -30,6 +30,33 @@ pub(crate) fn for_stderr(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// JSON text as it should be printed on standard output: on a terminal,
+/// the characters serde_json leaves raw that a terminal may act on (DEL,
+/// the C1 controls, U+2028 and U+2029) written as `\uXXXX` escapes, which
+/// keeps the JSON the same value; as is otherwise.
+pub(crate) fn json_for_stdout(json: &str) -> Cow<'_, str> {
+    if !std::io::stdout().is_terminal() {
+        return Cow::Borrowed(json);
+    }
+    json_escaped(json)
+}
+
+fn json_escaped(json: &str) -> Cow<'_, str> {
+    let risky = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}');
+    if !json.chars().any(risky) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if risky(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `text` with every control character (C0 but line feed and tab, DEL, C1)
 /// written as a visible escape.
 pub(crate) fn for_terminal(text: &str) -> Cow<'_, str> {
@@ -54,6 +81,20 @@ pub(crate) fn for_terminal(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_keeps_its_value_without_raw_c1_controls() {
+        let value = serde_json::json!({"result": "a\u{9b}31m\u{85}\u{2028}\u{7f}é"});
+        let text = value.to_string();
+        let escaped = json_escaped(&text);
+        assert!(!escaped
+            .chars()
+            .any(|c| ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{2028}'));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&escaped).unwrap(),
+            value
+        );
+    }
 
     #[test]
     fn control_characters_become_visible_and_text_stays() {

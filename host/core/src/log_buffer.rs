@@ -66,15 +66,37 @@ pub(crate) fn one_line(message: &[u8]) -> Cow<'_, [u8]> {
         .rposition(|&b| b != b'\n' && b != b'\r')
         .map_or(0, |p| p + 1);
     let message = &message[..end];
-    if !message.iter().any(|&b| b == b'\n' || b == b'\r') {
+    // Line ends, and what some viewers also break lines at: NEL (U+0085),
+    // LINE and PARAGRAPH SEPARATOR (U+2028, U+2029), in UTF-8.
+    let breaks_at = |i: usize| -> usize {
+        match message[i..] {
+            [b'\n' | b'\r', ..] => 1,
+            [0xC2, 0x85, ..] => 2,
+            [0xE2, 0x80, 0xA8 | 0xA9, ..] => 3,
+            _ => 0,
+        }
+    };
+    if !(0..message.len()).any(|i| breaks_at(i) > 0) {
         return Cow::Borrowed(message);
     }
     let mut out = Vec::with_capacity(message.len() + 8);
-    for &b in message {
-        match b {
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.push(b),
+    let mut i = 0;
+    while i < message.len() {
+        match breaks_at(i) {
+            0 => {
+                out.push(message[i]);
+                i += 1;
+            }
+            n => {
+                match &message[i..i + n] {
+                    b"\n" => out.extend_from_slice(b"\\n"),
+                    b"\r" => out.extend_from_slice(b"\\r"),
+                    [0xC2, 0x85] => out.extend_from_slice(b"\\u0085"),
+                    [_, _, 0xA8] => out.extend_from_slice(b"\\u2028"),
+                    _ => out.extend_from_slice(b"\\u2029"),
+                }
+                i += n;
+            }
         }
     }
     Cow::Owned(out)
@@ -217,6 +239,10 @@ mod tests {
              2023-11-14T22:13:20.123Z req-1 plain\n"
         );
         assert!(matches!(one_line(b"no line end"), Cow::Borrowed(_)));
+        assert_eq!(
+            &*one_line("a\u{85}b\u{2028}c\u{2029}d é".as_bytes()),
+            "a\\u0085b\\u2028c\\u2029d é".as_bytes()
+        );
     }
 
     #[test]

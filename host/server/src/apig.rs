@@ -164,7 +164,22 @@ fn answer(result: fnhost::InvokeResult, base: &str) -> Result<Response, ApiError
     let Ok(response) = serde_json::from_slice::<ApigResponse>(&bytes) else {
         return Ok((StatusCode::OK, bytes).into_response());
     };
-    let status = StatusCode::from_u16(response.status_code).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = match StatusCode::from_u16(response.status_code) {
+        // 1xx would tell the client the answer is still to come (101: a
+        // protocol switch) while a body follows: not an answer a function
+        // may give.
+        Ok(status) if !status.is_informational() => status,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "FSS.0502",
+                format!(
+                    "the function's APIG response has status {}, not one of 200 to 599",
+                    response.status_code
+                ),
+            ))
+        }
+    };
     let body = response.raw_body().map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -219,6 +234,10 @@ fn response_headers(headers: &BTreeMap<String, String>, base: &str) -> HeaderMap
         {
             continue;
         }
+        if FUNCTION_MAY_NOT_SET.contains(&name.as_str()) {
+            log::debug!(target: "fnhost::server", "dropped a function's {name} header");
+            continue;
+        }
         if name == axum::http::header::SET_COOKIE && !cookie_stays_under(v, base) {
             log::debug!(target: "fnhost::server", "dropped a function's cookie for paths outside {base}");
             continue;
@@ -227,6 +246,21 @@ fn response_headers(headers: &BTreeMap<String, String>, base: &str) -> HeaderMap
     }
     out
 }
+
+/// Headers a function's answer may not carry: each acts on the whole
+/// origin (the console's too), not on the function's page.
+/// `Clear-Site-Data` would wipe the console's session storage (its signing
+/// secret), its cookies and cache; the others install or pin things for
+/// the whole host (a service worker's scope, another protocol, cookies of
+/// the obsolete kind, HTTPS for every port of the host).
+const FUNCTION_MAY_NOT_SET: [&str; 6] = [
+    "clear-site-data",
+    "service-worker-allowed",
+    "set-cookie2",
+    "alt-svc",
+    "strict-transport-security",
+    "origin-agent-cluster",
+];
 
 /// Whether a `Set-Cookie` value names a `Path` at or under `base` (a cookie
 /// without one would default to the request's directory, which may be `/`).
@@ -240,7 +274,12 @@ fn cookie_stays_under(cookie: &str, base: &str) -> bool {
         .map(|(_, v)| v.trim())
         .last()
         .is_some_and(|path| {
+            // No dot segments: a browser keeps `/f/../console` literally, but
+            // nothing should make a function's cookie path look like it.
             !base.is_empty()
+                && !path
+                    .split('/')
+                    .any(|segment| segment == ".." || segment == ".")
                 && (path == base
                     || path
                         .strip_prefix(base)
@@ -371,6 +410,27 @@ mod tests {
         assert_eq!(names, ["content-type", "x-kept"]);
     }
 
+    /// A function's page once wiped the console's session storage with
+    /// `Clear-Site-Data`.
+    #[test]
+    fn headers_that_act_on_the_whole_origin_are_dropped() {
+        let headers: BTreeMap<String, String> = [
+            ("Clear-Site-Data", "\"cookies\", \"storage\""),
+            ("clear-site-data", "\"*\""),
+            ("Service-Worker-Allowed", "/"),
+            ("Alt-Svc", "h2=\":443\""),
+            ("X-Kept", "yes"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let out = response_headers(&headers, "/shop");
+        assert_eq!(
+            out.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["x-kept"]
+        );
+    }
+
     /// A function once set a cookie the console's paths received.
     #[test]
     fn a_functions_cookies_stay_on_its_own_paths() {
@@ -387,6 +447,8 @@ mod tests {
             "a=1; Path=/shopping",
             "a=1; Path=/shop; Path=/",
             "__Host-a=1; Path=/",
+            "a=1; Path=/shop/../console",
+            "a=1; Path=/shop/./x",
         ] {
             assert!(!kept(refused), "{refused}");
         }

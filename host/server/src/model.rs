@@ -201,6 +201,23 @@ impl FunctionRecord {
                 )));
             }
         }
+        // The entries' form, on update as on create (whether the library
+        // has them is the deploy's question: a two-step update may name a
+        // handler its next package brings).
+        for (field, entry) in [
+            ("handler", &self.handler),
+            ("initializer_handler", &self.initializer_handler),
+        ] {
+            if field == "initializer_handler" && entry.is_empty() {
+                continue;
+            }
+            if entry.chars().any(char::is_control) || fnhost::Entry::parse(entry).is_err() {
+                return Err(ApiError::bad_request(format!(
+                    "{field} `{}` is not LIBRARY.NAME (letters, digits and the like; no `/`, no control characters)",
+                    entry.escape_debug().take(80).collect::<String>()
+                )));
+            }
+        }
         if self.timeout == 0 || u64::from(self.timeout) > fnhost::MAX_TIMEOUT.as_secs() {
             return Err(ApiError::bad_request(format!(
                 "timeout must be 1 to {} seconds, got {}",

@@ -106,6 +106,8 @@ pub(crate) struct Ending {
     pub(crate) forbidden_call: Option<String>,
     /// The kernel's OOM killer ended a process of its cgroup.
     pub(crate) out_of_memory: bool,
+    /// The most memory its cgroup ever charged (`None`: no memory cgroup).
+    pub(crate) peak_bytes: Option<u64>,
 }
 
 /// One worker process, in its own process group: ending it ends every
@@ -467,6 +469,7 @@ impl Worker {
         Ending {
             forbidden_call,
             out_of_memory: jail.cgroup.as_ref().is_some_and(Cgroup::oom_killed),
+            peak_bytes: jail.cgroup.as_ref().and_then(Cgroup::peak_bytes),
         }
     }
 
@@ -1083,15 +1086,28 @@ impl ProcessPool {
                         "the handler made a forbidden system call the sandbox cannot name (one of another ABI, 32-bit or x32, or any on a kernel without seccomp user notification)",
                     )
                 } else if ending.out_of_memory
-                    || (killed_by == Some(libc::SIGABRT) && text.contains("memory allocation of"))
+                    || (killed_by == Some(libc::SIGABRT)
+                        && refused_allocation(&text).is_some_and(|bytes| {
+                            // Without a memory cgroup (no sandbox: contained
+                            // against accidents, not intent) there is no peak
+                            // to weigh it against.
+                            ending.peak_bytes.is_none_or(|peak| {
+                                bytes.saturating_add(peak)
+                                    >= (u64::from(self.config.memory_mb) + RUNTIME_HEADROOM_MB)
+                                        * 1024
+                                        * 1024
+                            })
+                        }))
                 {
                     // The cgroup's OOM kill count is the host's own reading.
                     // A heap allocation RLIMIT_DATA refused raises no signal
                     // of its own: Rust's handler prints its message and
                     // aborts. So the abort (from the wait status) must come
-                    // with the message; an exit, a segfault or a kill that
-                    // printed it is what it is. (A handler that prints it
-                    // and aborts itself labels only its own failure.)
+                    // with the message, and the allocation it names, on top
+                    // of the peak the cgroup measured, must not have fit the
+                    // limit the host set: a handler that prints the message
+                    // and aborts, or lowers its own limit and fails a small
+                    // allocation, is `runtime exited unexpectedly`.
                     FunctionError::new(
                         error_type::MEMORY_LIMIT,
                         format!(
@@ -1300,6 +1316,18 @@ impl Drop for ProcessPool {
             worker.end();
         }
     }
+}
+
+/// The size Rust's allocation-failure message (`memory allocation of N
+/// bytes failed`) names, the last one in `text`.
+fn refused_allocation(text: &str) -> Option<u64> {
+    let at = text.rfind("memory allocation of ")?;
+    let rest = &text[at + "memory allocation of ".len()..];
+    let digits = rest.split(' ').next()?;
+    rest[digits.len()..]
+        .starts_with(" bytes failed")
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 pub(crate) fn signal_name(sig: i32) -> &'static str {

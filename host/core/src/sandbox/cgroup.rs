@@ -300,6 +300,21 @@ impl Cgroup {
             .unwrap_or(0)
     }
 
+    /// The most memory this cgroup ever charged, in bytes (`None`: no
+    /// memory controller, or the kernel does not say).
+    pub(crate) fn peak_bytes(&self) -> Option<u64> {
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        std::fs::read_to_string(self.memory.as_ref()?.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Whether the kernel's OOM killer ended a process of this cgroup.
     pub(crate) fn oom_killed(&self) -> bool {
         let file = if self.v2 {

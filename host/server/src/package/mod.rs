@@ -36,6 +36,9 @@ pub const MAX_ENTRIES: usize = 10_000;
 pub const MAX_ENTRY_NAME_BYTES: usize = 1024;
 /// Longest part of an entry's name between slashes (Linux's `NAME_MAX`).
 pub const MAX_ENTRY_COMPONENT_BYTES: usize = 255;
+/// Largest library at a package's root (read whole to be checked before it
+/// is kept; every other entry streams to disk).
+pub const MAX_LIBRARY_BYTES: u64 = 256 * 1024 * 1024;
 /// Deepest folder nesting accepted for an entry.
 pub const MAX_ENTRY_DEPTH: usize = 32;
 /// The zip's name inside a package directory.
@@ -495,33 +498,65 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
             return Err(invalid(format!("entry `{name}` is a symbolic link")));
         }
         let target = dir.join(&relative);
+        // A file and a folder of the same name (`x` and `x/y`) are the
+        // package's fault, not the server's.
+        let clash = |e: io::Error| -> PackageError {
+            match e.kind() {
+                io::ErrorKind::AlreadyExists
+                | io::ErrorKind::IsADirectory
+                | io::ErrorKind::NotADirectory => invalid(format!(
+                    "entry {i} clashes with another entry: a file and a folder of the same name"
+                )),
+                _ => e.into(),
+            }
+        };
         if entry.is_dir() {
-            fs::create_dir_all(&target)?;
+            fs::create_dir_all(&target).map_err(clash)?;
             continue;
         }
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
+            fs::create_dir_all(parent).map_err(clash)?;
         }
-        let mut data = Vec::new();
         let limit = MAX_EXTRACTED_BYTES.saturating_sub(total) + 1;
-        (&mut entry)
-            .take(limit)
-            .read_to_end(&mut data)
-            .map_err(|e| invalid(format!("entry `{name}`: {e}")))?;
-        total += data.len() as u64;
+        let library = relative.components().count() == 1 && name.ends_with(".so");
+        let written = if library {
+            // A library is checked whole before it is kept: read into
+            // memory, at most MAX_LIBRARY_BYTES of it.
+            let mut data = Vec::new();
+            (&mut entry)
+                .take(limit.min(MAX_LIBRARY_BYTES + 1))
+                .read_to_end(&mut data)
+                .map_err(|e| invalid(format!("entry `{name}`: {e}")))?;
+            if data.len() as u64 > MAX_LIBRARY_BYTES {
+                return Err(invalid(format!(
+                    "`{name}` is more than {MAX_LIBRARY_BYTES} bytes"
+                )));
+            }
+            if (data.len() as u64) < limit {
+                fnhost::check_shared_object(&data)
+                    .map_err(|e| invalid(format!("`{name}` is not a loadable library: {e}")))?;
+                libraries += 1;
+            }
+            write_synced(&target, &data).map_err(clash)?;
+            data.len() as u64
+        } else {
+            if name.ends_with(".so") && nested.is_none() {
+                nested = Some(name.clone());
+            }
+            // Anything else streams to disk: a bomb costs the server its
+            // extraction limit in disk, never in memory.
+            let mut file = fs::File::create(&target).map_err(clash)?;
+            let copied = io::copy(&mut (&mut entry).take(limit), &mut file)
+                .map_err(|e| invalid(format!("entry `{name}`: {e}")))?;
+            file.sync_all()?;
+            copied
+        };
+        total += written;
         if total > MAX_EXTRACTED_BYTES {
             return Err(invalid(format!(
                 "more than {MAX_EXTRACTED_BYTES} bytes once extracted"
             )));
         }
-        if relative.components().count() == 1 && name.ends_with(".so") {
-            fnhost::check_shared_object(&data)
-                .map_err(|e| invalid(format!("`{name}` is not a loadable library: {e}")))?;
-            libraries += 1;
-        } else if name.ends_with(".so") && nested.is_none() {
-            nested = Some(name.clone());
-        }
-        write_synced(&target, &data)?;
     }
     if libraries == 0 {
         return Err(invalid(match nested {
@@ -641,6 +676,15 @@ mod tests {
             (
                 zip_of(&[("echo.so", &lib), (&format!("d/{}", "n".repeat(300)), b"x")]),
                 "name part of 300 bytes",
+            ),
+            // Once answered 500 (File exists, Is a directory).
+            (
+                zip_of(&[("echo.so", &lib), ("x", b"1"), ("x/y", b"2")]),
+                "a file and a folder of the same name",
+            ),
+            (
+                zip_of(&[("echo.so", &lib), ("x/y", b"2"), ("x", b"1")]),
+                "a file and a folder of the same name",
             ),
         ];
         for (zip, why) in refused {
