@@ -436,3 +436,19 @@ def test_a_cron_timer_fires_with_the_timer_event_and_stops_when_deleted(client):
     before = len(succeeded())
     time.sleep(2.2)  # Fixed wait: more than two seconds in which a deleted timer must not fire.
     assert len(succeeded()) == before, "a deleted timer kept firing"
+
+
+def test_answer_times_parse_in_the_official_sdk_without_warnings(client):
+    """Times were answered as `2026-12-06T13:03:30+00:00`; the SDK appends
+    `Z` to what it parses and warned (TypeConversionWarning) on every
+    listing. They are UTC with `Z` now."""
+    import warnings
+    from huaweicloudsdkfunctiongraph.v2 import ListFunctionsRequest, ShowFunctionConfigRequest
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        created = create(client, name="timed")
+        client.list_functions(ListFunctionsRequest())
+        shown = client.show_function_config(ShowFunctionConfigRequest(function_urn=created.func_urn))
+    datetime_warnings = [str(w.message) for w in caught if "datetime" in str(w.message)]
+    assert not datetime_warnings, datetime_warnings
+    assert str(shown.last_modified).endswith(("Z", "+00:00")) or hasattr(shown.last_modified, "tzinfo")

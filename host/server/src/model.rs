@@ -129,9 +129,10 @@ pub struct AliasRecord {
     pub last_modified: String,
 }
 
-/// Now, as FunctionGraph writes times.
+/// Now, as FunctionGraph writes times: UTC with `Z` (the official Python
+/// SDK parses that form, and warned on every listing of `+00:00`).
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Parses a user data JSON object string into a map of strings.
