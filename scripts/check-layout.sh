@@ -31,3 +31,8 @@ python3 scripts/module-cycles.py host/core/src host/server/src host/cli/src host
 
 RUSTDOCFLAGS="-D warnings" cargo doc -q -p fnhost --no-deps --locked
 echo "crate fnhost: the documentation builds without warnings"
+
+# An embedder's lean build (`default-features = false`) builds without a
+# warning (it once warned `read_library is never used`).
+cargo clippy -q -p fnhost --no-default-features --lib --locked -- -D warnings
+echo "crate fnhost: builds without its default features, without warnings"

@@ -173,7 +173,9 @@ fn open_library(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), LoadE
     Ok((file, meta))
 }
 
-/// Reads a library file (see [`open_library`]).
+/// Reads a library file (see [`open_library`]); the watcher's (`watch`
+/// feature) way to see a rebuilt library's bytes.
+#[cfg(feature = "watch")]
 pub fn read_library(path: &Path) -> Result<Vec<u8>, LoadError> {
     use std::io::Read;
     let (file, meta) = open_library(path)?;
