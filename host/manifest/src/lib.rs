@@ -57,7 +57,10 @@ pub const MAX_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// The function's name (1 to 60 letters, digits, `-` and `_`).
+    /// The function's name (1 to 60 letters, digits, `-` and `_`). A
+    /// sidecar (`NAME.toml` beside `NAME.so`) may leave it out: it is then
+    /// the file's stem ([`Manifest::read_sidecar`]).
+    #[serde(default)]
     pub name: String,
     /// The handler's entry, `LIBRARY.HANDLER`: library `LIBRARY.so` (or
     /// `libLIBRARY.so`), handler `HANDLER` in it.
@@ -252,9 +255,42 @@ impl Manifest {
         Manifest::parse(&text, path)
     }
 
+    /// Reads and checks the sidecar manifest at `path` (`NAME.toml` beside
+    /// `NAME.so` in a functions directory): without a `name`, its name is
+    /// `name`, the file's stem.
+    pub fn read_sidecar(path: &Path, name: &str) -> Result<Manifest, ManifestError> {
+        let refuse = |message: String| ManifestError {
+            file: path.to_owned(),
+            at: None,
+            key: None,
+            message,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| refuse(format!("cannot read it: {e}")))?
+            .len();
+        if size > MAX_BYTES {
+            return Err(refuse(format!(
+                "it is {size} bytes; a manifest is at most {MAX_BYTES}"
+            )));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+        Manifest::parse_named(&text, path, Some(name))
+    }
+
     /// Parses and checks `text`, naming `file` in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| {
+        Manifest::parse_named(text, file, None)
+    }
+
+    /// [`parse`](Self::parse), with the name `default_name` when `text`
+    /// gives none.
+    fn parse_named(
+        text: &str,
+        file: &Path,
+        default_name: Option<&str>,
+    ) -> Result<Manifest, ManifestError> {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| {
             let message = e.message().to_owned();
             let key = message
                 .strip_prefix("unknown field `")
@@ -267,6 +303,11 @@ impl Manifest {
                 message,
             }
         })?;
+        if manifest.name.is_empty() {
+            if let Some(name) = default_name {
+                manifest.name = name.to_owned();
+            }
+        }
         manifest.check().map_err(|(key, message)| ManifestError {
             file: file.to_owned(),
             at: locate_key(text, &key),
@@ -286,6 +327,12 @@ impl Manifest {
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if self.name.is_empty() {
+            return bad(
+                "name",
+                "is missing: the function's name (1 to 60 letters, digits, `-` and `_`)".into(),
+            );
+        }
         if !name_ok {
             return bad(
                 "name",

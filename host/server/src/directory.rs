@@ -81,7 +81,8 @@ pub(crate) fn apply_sidecar(
     file: &std::path::Path,
     watched: FunctionConfig,
 ) -> Result<FunctionConfig, String> {
-    let manifest = fnhost_manifest::Manifest::read(file).map_err(|e| e.to_string())?;
+    let manifest =
+        fnhost_manifest::Manifest::read_sidecar(file, name).map_err(|e| e.to_string())?;
     if manifest.name != name {
         return Err(format!(
             "{}: name is `{}`, but the sidecar of {name}.so describes function `{name}`",
@@ -118,7 +119,7 @@ impl fnhost::watch::Deploy for WatchedDeploys {
         let sidecar = config.code_dir.join(format!("{name}.toml"));
         let deployment = changing.deploy_watched(config)?;
         let wanted = if sidecar.is_file() {
-            fnhost_manifest::Manifest::read(&sidecar).map(|m| m.triggers)
+            fnhost_manifest::Manifest::read_sidecar(&sidecar, &name).map(|m| m.triggers)
         } else {
             Ok(Vec::new())
         };
@@ -135,5 +136,32 @@ impl fnhost::watch::Deploy for WatchedDeploys {
         }
         drop(changing);
         Ok(deployment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `testplugin.toml` beside `testplugin.so` without `name = "testplugin"`
+    /// was refused at start (`missing field name`), and the function was
+    /// silently absent. Its name is now the file's stem; another name is
+    /// refused with a message that says why.
+    #[test]
+    fn a_sidecar_is_named_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("testplugin.toml");
+        let watched = || FunctionConfig::new("testplugin.Handler", dir.path()).name("testplugin");
+        std::fs::write(&file, "handler = \"testplugin.Handler\"\nmemory_mb = 256\n").unwrap();
+        let config = apply_sidecar("testplugin", &file, watched()).unwrap();
+        assert_eq!(config.function_name(), "testplugin");
+        assert_eq!(config.memory_mb, 256);
+        std::fs::write(
+            &file,
+            "name = \"other\"\nhandler = \"testplugin.Handler\"\n",
+        )
+        .unwrap();
+        let e = apply_sidecar("testplugin", &file, watched()).unwrap_err();
+        assert!(e.contains("name is `other`"), "{e}");
     }
 }
