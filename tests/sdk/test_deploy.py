@@ -58,6 +58,10 @@ def test_deploy_creates_updates_and_invokes_remotely(tmp_path):
         r = run(["deploy", "--url", server.url, "--project", "proj1"], proj)
         assert r.returncode == 1, r.stderr
         assert r.stderr.strip().splitlines()[-1].startswith("error: the server refused the signature (401)"), r.stderr
+        # invoke --url answers the same refusal the same way (it exited 2).
+        r = run(["invoke", "--url", server.url, "--project", "proj1", "shop", "--data", "{}"], proj)
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        assert r.stderr.strip().splitlines()[-1].startswith("error: the server answered 401"), r.stderr
     finally:
         server.stop()
 

@@ -555,11 +555,15 @@ fn invoke_remote(a: &InvokeArgs, url: &str, payload: Vec<u8>) -> anyhow::Result<
             .to_owned()
     };
     if answer.status != 200 {
-        bail!(
-            "the server answered {} for {target}: {}",
+        // Refused or failed at the server: exit 1, as `deploy` does (2 is
+        // for usage errors).
+        let message = format!(
+            "error: the server answered {} for {target}: {}",
             answer.status,
             answer.error_message()
         );
+        eprintln!("{}", crate::terminal::for_stderr(&message));
+        return Ok(1);
     }
     let failed = header("x-is-func-err") == "true";
     let summary: serde_json::Value =
