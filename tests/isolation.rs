@@ -190,6 +190,8 @@ fn the_memory_size_is_enforced() {
         r.log
     );
     assert!(msg.contains("128 MB"), "{msg}");
+    // The limit reached is what it used (it reported 0).
+    assert_eq!(r.summary.memory_used_mb, 128.0, "{:?}", r.summary);
     let r = f.invoke(b"32").unwrap();
     assert!(matches!(r.outcome, Outcome::Success(_)), "{:?}", r.outcome);
     assert!(r.summary.memory_used_mb >= 32.0, "{:?}", r.summary);

@@ -318,7 +318,13 @@ impl FunctionRecord {
             "description": self.description,
             "last_modified": self.last_modified,
             "initializer_handler": self.initializer_handler,
-            "initializer_timeout": self.initializer_timeout,
+            // Its effective value: the function's timeout when none is set
+            // (0 only without an initializer).
+            "initializer_timeout": if self.initializer_timeout == 0 && !self.initializer_handler.is_empty() {
+                self.timeout
+            } else {
+                self.initializer_timeout
+            },
             "reserved_instance_count": self.reserved_instance_count,
             "strategy_config": {"concurrency": self.max_instance_num, "concurrent_num": self.concurrent_num.max(1)},
             "type": "v2",
@@ -347,5 +353,35 @@ impl AliasRecord {
             "alias_urn": format!("{}:{}", function.urn(), self.name),
             "additional_version_weights": self.additional_version_weights,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(initializer: &str, initializer_timeout: u32) -> FunctionRecord {
+        serde_json::from_value(json!({
+            "project_id": "p", "func_name": "f", "package": "default", "runtime": "Rust1.x",
+            "handler": "f.Handler", "memory_size": 128, "timeout": 7,
+            "initializer_handler": initializer, "initializer_timeout": initializer_timeout,
+            "digest": "", "code_size": 0, "last_modified": "",
+        }))
+        .unwrap()
+    }
+
+    /// A version published without an initializer timeout showed
+    /// `"initializer_timeout": 0`: the answer says the effective value.
+    #[test]
+    fn the_initializer_timeout_answered_is_the_effective_one() {
+        assert_eq!(
+            record("f.Init", 0).to_json("latest")["initializer_timeout"],
+            7
+        );
+        assert_eq!(
+            record("f.Init", 3).to_json("latest")["initializer_timeout"],
+            3
+        );
+        assert_eq!(record("", 0).to_json("latest")["initializer_timeout"], 0);
     }
 }

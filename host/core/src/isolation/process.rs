@@ -1259,7 +1259,16 @@ impl ProcessPool {
         let mut log = self.call_lines(&request_id, logged, output);
         log.push_str(&self.prefix_lines(&request_id, error.message.as_bytes()));
         InvokeResult {
-            summary: Summary::new(elapsed, self.config.memory_mb, 0),
+            summary: Summary {
+                // A call ended at the memory limit used all of it (the
+                // worker that would have measured its peak is gone).
+                memory_used_mb: if error.error_type == error_type::MEMORY_LIMIT {
+                    f64::from(self.config.memory_mb)
+                } else {
+                    0.0
+                },
+                ..Summary::new(elapsed, self.config.memory_mb, 0)
+            },
             outcome: Outcome::Failure(error),
             log,
             request_id,
