@@ -23,6 +23,43 @@ fn hotswap_build(tag: u8, dir: &Path) {
     std::fs::write(dir.join("hotswap.so"), lib).unwrap();
 }
 
+/// Compiles the C program `source` against `fnhost_embed.h` and
+/// `libfnhost_embed.so` (strict C11) into `exe`, runs it with `args`:
+/// whether it succeeded, and what it printed.
+fn build_and_run(source: &Path, exe: &Path, args: &[std::path::PathBuf]) -> (bool, String) {
+    let built = Command::new("cc")
+        .args([
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-std=c11",
+            "-pedantic",
+            "-pthread",
+            "-I",
+        ])
+        .arg(workspace_root().join("host/embed/include"))
+        .arg("-o")
+        .arg(exe)
+        .arg(source)
+        .arg("-L")
+        .arg(target_dir())
+        .arg("-lfnhost_embed")
+        .status()
+        .unwrap();
+    assert!(built.success(), "cc failed for {}", source.display());
+    let out = Command::new(exe)
+        .args(args)
+        .env("LD_LIBRARY_PATH", target_dir())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), format!("{:?}: {text}", out.status))
+}
+
 #[test]
 fn the_c_example_embeds_fnhost() {
     let dir = scratch("embed-c");
@@ -36,37 +73,12 @@ fn the_c_example_embeds_fnhost() {
         "build the workspace first"
     );
     let exe = dir.join("embed");
-    let built = Command::new("cc")
-        .args([
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-std=c11",
-            "-pedantic",
-            "-pthread",
-            "-I",
-        ])
-        .arg(workspace_root().join("host/embed/include"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(workspace_root().join("host/embed/examples/embed.c"))
-        .arg("-L")
-        .arg(target_dir())
-        .arg("-lfnhost_embed")
-        .status()
-        .unwrap();
-    assert!(built.success(), "cc failed");
-    let out = Command::new(&exe)
-        .args([plugin_dir(), a, b, bad])
-        .env("LD_LIBRARY_PATH", target_dir())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = build_and_run(
+        &workspace_root().join("host/embed/examples/embed.c"),
+        &exe,
+        &[plugin_dir(), a, b, bad],
     );
-    assert!(out.status.success(), "{text}");
+    assert!(ok, "{text}");
     assert!(text.contains("embed: all checks passed"), "{text}");
     assert!(
         text.contains("hot swap: 800 calls during 20 swaps, 0 failed"),
@@ -110,29 +122,12 @@ fn the_c_api_may_be_called_from_its_log_callback_and_from_racing_threads() {
     hotswap_build(b'A', &a);
     hotswap_build(b'B', &b);
     let exe = dir.join("reentrant");
-    let built = Command::new("cc")
-        .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-pthread", "-I"])
-        .arg(workspace_root().join("host/embed/include"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(workspace_root().join("tests/embed/reentrant.c"))
-        .arg("-L")
-        .arg(target_dir())
-        .arg("-lfnhost_embed")
-        .status()
-        .unwrap();
-    assert!(built.success(), "cc failed");
-    let out = Command::new(&exe)
-        .args([plugin_dir(), a, b])
-        .env("LD_LIBRARY_PATH", target_dir())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = build_and_run(
+        &workspace_root().join("tests/embed/reentrant.c"),
+        &exe,
+        &[plugin_dir(), a, b],
     );
-    assert!(out.status.success(), "{:?}: {text}", out.status);
+    assert!(ok, "{text}");
     assert!(text.contains("reentrant: all checks passed"), "{text}");
     assert!(text.contains("called every function 12 times"), "{text}");
 }

@@ -233,49 +233,36 @@ fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// The text of the manifest at `path`, bounded by [`MAX_BYTES`].
+fn read_text(path: &Path) -> Result<String, ManifestError> {
+    let refuse = |message: String| ManifestError {
+        file: path.to_owned(),
+        at: None,
+        key: None,
+        message,
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| refuse(format!("cannot read it: {e}")))?
+        .len();
+    if size > MAX_BYTES {
+        return Err(refuse(format!(
+            "it is {size} bytes; a manifest is at most {MAX_BYTES}"
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read it: {e}")))
+}
+
 impl Manifest {
     /// Reads and checks the manifest at `path`.
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-        let refuse = |message: String| ManifestError {
-            file: path.to_owned(),
-            at: None,
-            key: None,
-            message,
-        };
-        let size = std::fs::metadata(path)
-            .map_err(|e| refuse(format!("cannot read it: {e}")))?
-            .len();
-        if size > MAX_BYTES {
-            return Err(refuse(format!(
-                "it is {size} bytes; a manifest is at most {MAX_BYTES}"
-            )));
-        }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
-        Manifest::parse(&text, path)
+        Manifest::parse_named(&read_text(path)?, path, None)
     }
 
     /// Reads and checks the sidecar manifest at `path` (`NAME.toml` beside
     /// `NAME.so` in a functions directory): without a `name`, its name is
     /// `name`, the file's stem.
     pub fn read_sidecar(path: &Path, name: &str) -> Result<Manifest, ManifestError> {
-        let refuse = |message: String| ManifestError {
-            file: path.to_owned(),
-            at: None,
-            key: None,
-            message,
-        };
-        let size = std::fs::metadata(path)
-            .map_err(|e| refuse(format!("cannot read it: {e}")))?
-            .len();
-        if size > MAX_BYTES {
-            return Err(refuse(format!(
-                "it is {size} bytes; a manifest is at most {MAX_BYTES}"
-            )));
-        }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
-        Manifest::parse_named(&text, path, Some(name))
+        Manifest::parse_named(&read_text(path)?, path, Some(name))
     }
 
     /// Parses and checks `text`, naming `file` in errors.
