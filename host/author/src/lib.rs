@@ -5,8 +5,16 @@
 //! - [`project`]: builds a project with its own tool (cargo or make) and
 //!   finds the library it produced, or says why there is none;
 //! - [`package`]: the FunctionGraph code package (a zip with the library at
-//!   its root) of a built project.
+//!   its root) of a built project;
+//! - [`client`]: a signed HTTP client of a FunctionGraph-compatible server;
+//! - [`lifecycle`]: deploy, publish, aliases, triggers and listings over
+//!   that server's API;
+//! - [`source_watch`]: `watch --build`'s rebuild of a project on every
+//!   source change.
 
+pub mod client;
+pub mod lifecycle;
 pub mod package;
 pub mod project;
 pub mod scaffold;
+pub mod source_watch;

@@ -1,8 +1,9 @@
 //! The `fnhost` command line: flags wired to the library. `main.rs` only
 //! calls [`run`].
 //!
-//! Exit status: 0 when the function succeeded, 1 when it failed (error,
-//! panic, timeout...), 2 for usage and load errors (message on stderr).
+//! Exit status, for every command: 0 done; 1 the request was refused or
+//! failed at the server, or the function's call failed (error, panic,
+//! timeout...); 2 usage and load errors (message on stderr).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -20,7 +21,15 @@ pub const EXIT_USAGE: i32 = 2;
 
 /// Runs native FaaS handlers (cdylib plugins) the way FunctionGraph runs functions.
 #[derive(Debug, Parser)]
-#[command(name = "fnhost", version, about)]
+#[command(
+    name = "fnhost",
+    version,
+    about,
+    after_help = "Exit status (every command): 0 done; 1 the server refused or failed the request, \
+                  or the function's call failed; 2 usage (bad flags or input, a library that does not load).\n\
+                  Server commands take --url (default $FNHOST_URL, else http://127.0.0.1:8000), --project \
+                  ($FNHOST_PROJECT_ID, else local) and sign with --keys FILE or $FNHOST_ACCESS_KEY and $FNHOST_SECRET_KEY."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,9 +48,28 @@ enum Command {
     /// Build, check and package the project, then create the function on a
     /// server or update its code, configuration and triggers; prints the URN.
     Deploy(crate::author::DeployArgs),
+    /// Publish the function's current code and configuration as a new
+    /// version; prints the version.
+    Publish(crate::lifecycle::PublishArgs),
+    /// A function's aliases: set (with weighted canary versions), list, delete.
+    #[command(subcommand)]
+    Alias(crate::lifecycle::AliasCommand),
+    /// A function's triggers: add (apig, timer), list, enable, disable, delete.
+    #[command(subcommand)]
+    Trigger(crate::lifecycle::TriggerCommand),
+    /// The project's functions on a server.
+    #[command(subcommand)]
+    Functions(crate::lifecycle::FunctionsCommand),
+    /// Show a deployed function's configuration.
+    Config(crate::lifecycle::ConfigArgs),
+    /// Sign a request for a server with access keys: prints the headers (or
+    /// with --curl a ready curl line), valid for 15 minutes.
+    Sign(crate::lifecycle::SignArgs),
     /// Invoke a handler once and print its return, execution summary and log.
     /// Without an ENTRY, the function of ./fnhost.toml with its built library;
-    /// with --url, the deployed function NAME[:QUALIFIER] on that server.
+    /// with --url, the deployed function NAME[:QUALIFIER] on that server
+    /// (signed with --keys, or FNHOST_ACCESS_KEY and FNHOST_SECRET_KEY). The
+    /// event comes from --data, --event FILE, or standard input.
     Invoke(InvokeArgs),
     /// Show a plugin's ABI version, name, handlers and initializers.
     Inspect(InspectArgs),
@@ -75,7 +103,7 @@ struct LogsArgs {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_FLAG))]
     since: Option<u64>,
     #[command(flatten)]
-    server: crate::author::ServerArgs,
+    server: crate::remote::ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -405,7 +433,8 @@ struct InvokeArgs {
     /// With --url: the project id (default $FNHOST_PROJECT_ID, else local).
     #[arg(long, value_name = "ID", requires = "url")]
     project: Option<String>,
-    /// With --url: a JSON file with "access_key" and "secret_key".
+    /// With --url: a JSON file with "access_key" and "secret_key" (default:
+    /// the FNHOST_ACCESS_KEY and FNHOST_SECRET_KEY variables; neither: unsigned).
     #[arg(long, value_name = "FILE", requires = "url")]
     keys: Option<PathBuf>,
     #[command(flatten)]
@@ -469,6 +498,12 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Command::Serve(a) => serve(a),
         Command::Logs(a) => logs(a),
         Command::Sandbox(c) => crate::sandbox::run(c),
+        Command::Publish(a) => crate::lifecycle::publish(a),
+        Command::Alias(c) => crate::lifecycle::alias(c),
+        Command::Trigger(c) => crate::lifecycle::trigger(c),
+        Command::Functions(c) => crate::lifecycle::functions(c),
+        Command::Config(a) => crate::lifecycle::config(a),
+        Command::Sign(a) => crate::lifecycle::sign(a),
     };
     match result {
         Ok(code) => code,
@@ -533,14 +568,14 @@ fn invoke_config(a: &InvokeArgs) -> anyhow::Result<FunctionConfig> {
 /// the same three-part output (or `--json` object) as a local call.
 fn invoke_remote(a: &InvokeArgs, url: &str, payload: Vec<u8>) -> anyhow::Result<i32> {
     use base64::Engine as _;
-    let remote = crate::author::remote(Some(url.to_owned()), a.project.clone(), a.keys.as_deref())?;
+    let remote = crate::remote::remote(Some(url.to_owned()), a.project.clone(), a.keys.as_deref())?;
     let target = a.entry.clone().unwrap_or_default();
     let path = format!(
         "/v2/{}/fgs/functions/{}/invocations",
-        fnhost_server::auth::encode(remote.project.as_bytes()),
-        fnhost_server::auth::encode(target.as_bytes())
+        fnhost_signing::encode(remote.project.as_bytes()),
+        fnhost_signing::encode(target.as_bytes())
     );
-    let mut headers = fnhost_server::client::HeaderMap::new();
+    let mut headers = fnhost_author::client::HeaderMap::new();
     headers.insert("x-cff-log-type", "tail".parse()?);
     headers.insert("content-type", "application/json".parse()?);
     let answer = remote
@@ -593,8 +628,8 @@ fn invoke_remote(a: &InvokeArgs, url: &str, payload: Vec<u8>) -> anyhow::Result<
     Ok(if failed { EXIT_FUNCTION_FAILED } else { 0 })
 }
 
-fn hyper_method_post() -> fnhost_server::client::Method {
-    fnhost_server::client::Method::POST
+fn hyper_method_post() -> fnhost_author::client::Method {
+    fnhost_author::client::Method::POST
 }
 
 /// The three-part report of a call answered by a server.
@@ -730,10 +765,10 @@ fn logs(a: LogsArgs) -> anyhow::Result<i32> {
             q.push(format!("after={after}"));
         }
         let answer = remote.client.send(
-            fnhost_server::client::Method::GET,
+            fnhost_author::client::Method::GET,
             &path,
             &q.join("&"),
-            fnhost_server::client::HeaderMap::new(),
+            fnhost_author::client::HeaderMap::new(),
             Vec::new(),
         )?;
         if answer.status != 200 {
@@ -1031,7 +1066,18 @@ fn watch(a: WatchArgs) -> anyhow::Result<i32> {
         let _ = std::io::stdout().flush();
     })?;
     match project.filter(|_| a.build) {
-        Some(project) => rebuild_on_change(&project, &dir, a.debug),
+        Some(project) => {
+            use fnhost_author::source_watch::{rebuild_on_change, Rebuild};
+            rebuild_on_change(&project, &dir, a.debug, |step| {
+                match step {
+                    Rebuild::Building(name) => println!("building {name}"),
+                    Rebuild::Built(library) => println!("built {}", library.display()),
+                    Rebuild::Failed(e) => println!("build failed: {e}"),
+                }
+                let _ = std::io::stdout().flush();
+            })?;
+            Ok(0)
+        }
         None => loop {
             std::thread::park();
         },
@@ -1049,62 +1095,6 @@ fn one_line(result: &InvokeResult) -> String {
             )
         }
         Outcome::Failure(e) => format!("{} in {ms:.3} ms: {}", e.error_type, e.message),
-    }
-}
-
-/// Runs the project's build whenever a source file changes (anything in the
-/// project but its build output, `target/`, hidden files and built objects),
-/// until interrupted; the watcher swaps in what each successful build writes.
-fn rebuild_on_change(
-    project: &fnhost_author::project::Project,
-    output: &std::path::Path,
-    debug: bool,
-) -> anyhow::Result<i32> {
-    use notify::Watcher as _;
-    let root = std::fs::canonicalize(&project.dir)?;
-    let output = std::fs::canonicalize(output).unwrap_or_else(|_| output.to_owned());
-    let ignored = |path: &std::path::Path| {
-        let Ok(rel) = path.strip_prefix(&root) else {
-            return true;
-        };
-        (output != root && path.starts_with(&output))
-            || rel.starts_with("target")
-            || rel
-                .components()
-                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
-            || path.extension().is_some_and(|e| e == "so" || e == "o")
-    };
-    let (changed, changes) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if !matches!(event.kind, notify::EventKind::Access(_)) {
-                for path in event.paths {
-                    let _ = changed.send(path);
-                }
-            }
-        }
-    })?;
-    watcher.watch(&root, notify::RecursiveMode::Recursive)?;
-    let debounce = Duration::from_millis(300);
-    loop {
-        let Ok(first) = changes.recv() else {
-            return Ok(0);
-        };
-        let mut relevant = !ignored(&first);
-        // Quiet for the debounce period: one build for a burst of saves.
-        while let Ok(path) = changes.recv_timeout(debounce) {
-            relevant |= !ignored(&path);
-        }
-        if !relevant {
-            continue;
-        }
-        println!("building {}", project.manifest.name);
-        let _ = std::io::stdout().flush();
-        match project.build(debug) {
-            Ok(library) => println!("built {}", library.display()),
-            Err(e) => println!("build failed: {e}"),
-        }
-        let _ = std::io::stdout().flush();
     }
 }
 

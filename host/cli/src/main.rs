@@ -4,6 +4,8 @@
 mod author;
 mod cli;
 mod json_log;
+mod lifecycle;
+mod remote;
 mod sandbox;
 mod terminal;
 

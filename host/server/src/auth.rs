@@ -4,13 +4,13 @@
 //! on `X-Sdk-Date`.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
-
-const ALGORITHM: &str = "SDK-HMAC-SHA256";
+use fnhost_signing::{
+    canonical_request, parse_sdk_date, sha256_hex, signature_matches, string_to_sign, ALGORITHM,
+};
+pub use fnhost_signing::{decode, encode, sdk_date, sign, SignedRequest};
 /// How far `X-Sdk-Date` may be from the server's clock.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// The header through which a signer states the body's SHA-256.
@@ -215,165 +215,19 @@ impl Prechecked<'_> {
         canonical_headers: &str,
         payload_hash: &str,
     ) -> Result<(), Refusal> {
-        let canonical = format!(
-            "{}\n{}\n{}\n{}\n{}\n{}",
-            req.method.to_ascii_uppercase(),
-            canonical_uri(req.path),
-            canonical_query(req.query),
+        let canonical = canonical_request(
+            req,
             canonical_headers,
-            self.signed_headers.join(";"),
-            payload_hash
+            &self.signed_headers.join(";"),
+            payload_hash,
         );
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{}\n{}",
-            self.date,
-            sha256_hex(canonical.as_bytes())
-        );
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.as_bytes())
-            .map_err(|_| Refusal::Mismatch)?;
-        mac.update(string_to_sign.as_bytes());
-        mac.verify_slice(&self.signature)
-            .map_err(|_| Refusal::Mismatch)
-    }
-}
-
-/// Signs a request as the FunctionGraph SDKs do (`SDK-HMAC-SHA256`, the
-/// same canonical form the server checks): every header in
-/// `req.headers` is signed, which must include `host` and `x-sdk-date`
-/// (`YYYYMMDDTHHMMSSZ`). Returns the `Authorization` header's value.
-pub fn sign(access_key: &str, secret_key: &str, req: &SignedRequest<'_>) -> String {
-    let mut names: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut canonical_headers = String::new();
-    for name in &names {
-        let value = req
-            .headers
-            .get(*name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        canonical_headers.push_str(name);
-        canonical_headers.push(':');
-        canonical_headers.push_str(value.trim());
-        canonical_headers.push('\n');
-    }
-    let signed = names.join(";");
-    let canonical = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method.to_ascii_uppercase(),
-        canonical_uri(req.path),
-        canonical_query(req.query),
-        canonical_headers,
-        signed,
-        sha256_hex(req.body)
-    );
-    let date = req
-        .headers
-        .get("x-sdk-date")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let string_to_sign = format!("{ALGORITHM}\n{date}\n{}", sha256_hex(canonical.as_bytes()));
-    // HMAC takes a key of any length: this cannot fail.
-    let signature = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
-        .map(|mut mac| {
-            mac.update(string_to_sign.as_bytes());
-            hex::encode(mac.finalize().into_bytes())
-        })
-        .unwrap_or_default();
-    format!("{ALGORITHM} Access={access_key}, SignedHeaders={signed}, Signature={signature}")
-}
-
-/// The current time as `X-Sdk-Date` wants it.
-pub fn sdk_date(now: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(now)
-        .format("%Y%m%dT%H%M%SZ")
-        .to_string()
-}
-
-/// The parts of a request that are signed.
-pub struct SignedRequest<'a> {
-    /// `GET`, `POST`, ...
-    pub method: &'a str,
-    /// The path as received (percent-encoded).
-    pub path: &'a str,
-    /// The raw query string, without `?`.
-    pub query: &'a str,
-    /// The headers.
-    pub headers: &'a HeaderMap,
-    /// The body.
-    pub body: &'a [u8],
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters
-/// (Python's `quote(s, safe='~')`).
-pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if is_unreserved(b) {
-            out.push(b as char);
+        let to_sign = string_to_sign(&self.date, &canonical);
+        if signature_matches(self.secret, &to_sign, &self.signature) {
+            Ok(())
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            Err(Refusal::Mismatch)
         }
     }
-    out
-}
-
-/// Decodes `%XX` escapes (other bytes, `+` included, are kept).
-pub fn decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-fn canonical_uri(path: &str) -> String {
-    let decoded = String::from_utf8_lossy(&decode(path)).into_owned();
-    let mut uri = decoded
-        .split('/')
-        .map(|segment| encode(segment.as_bytes()))
-        .collect::<Vec<_>>()
-        .join("/");
-    if !uri.ends_with('/') {
-        uri.push('/');
-    }
-    uri
-}
-
-fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), Vec::new()),
-        })
-        .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// Parses `SDK-HMAC-SHA256 Access=AK, SignedHeaders=a;b, Signature=hex`.
@@ -390,14 +244,6 @@ fn parse_authorization(value: &str) -> Option<(&str, Vec<&str>, &str)> {
         }
     }
     Some((access?, signed?, signature?))
-}
-
-fn parse_sdk_date(s: &str) -> Option<SystemTime> {
-    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ").ok()?;
-    let secs = t.and_utc().timestamp();
-    u64::try_from(secs)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
 /// Checks a whole request: [`precheck`], then [`Prechecked::verify`].
@@ -688,17 +534,5 @@ mod tests {
             KeyError::Duplicate("ak".into())
         );
         assert!(AccessKeys::new([pair("ak", "sk")]).is_ok());
-    }
-
-    #[test]
-    fn canonical_forms_match_the_sdk() {
-        assert_eq!(
-            canonical_uri("/v2/p/fgs/functions/urn:fss:x"),
-            "/v2/p/fgs/functions/urn%3Afss%3Ax/"
-        );
-        assert_eq!(canonical_uri("/a%20b/"), "/a%20b/");
-        assert_eq!(canonical_query("b=2&a=x%20y&a=1"), "a=1&a=x%20y&b=2");
-        assert_eq!(encode("~a-b_c.d é".as_bytes()), "~a-b_c.d%20%C3%A9");
-        assert_eq!(decode("%zz%4"), b"%zz%4");
     }
 }

@@ -16,7 +16,6 @@ mod activity;
 pub mod apig;
 pub mod asynchronous;
 pub mod auth;
-pub mod client;
 mod cluster;
 mod connections;
 pub mod console;

@@ -261,10 +261,7 @@ pub(crate) async fn deliver(
                 .map_err(|e| e.message)
         }
         Destination::Http { base, path } => {
-            let client = crate::client::Client::new(base, None)
-                .map_err(|e| e.to_string())?
-                .with_request_timeout(HTTP_TIMEOUT);
-            let mut headers = crate::client::HeaderMap::new();
+            let mut headers = axum::http::HeaderMap::new();
             headers.insert(
                 axum::http::header::CONTENT_TYPE,
                 axum::http::HeaderValue::from_static("application/json"),
@@ -281,21 +278,54 @@ pub(crate) async fn deliver(
                     }
                 }
             }
-            let target = path.clone();
-            let answer = tokio::task::spawn_blocking(move || {
-                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-                client.send(crate::client::Method::POST, path, query, headers, body)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            if (200..300).contains(&answer.status) {
+            let status = tokio::time::timeout(HTTP_TIMEOUT, post(base, path, headers, body))
+                .await
+                .map_err(|_| format!("{base}{path} did not answer within {HTTP_TIMEOUT:?}"))??;
+            if (200..300).contains(&status) {
                 Ok(())
             } else {
-                Err(format!("{base}{path} answered {}", answer.status))
+                Err(format!("{base}{path} answered {status}"))
             }
         }
     }
+}
+
+/// POSTs `body` to `path` on `base` (`http://HOST:PORT`) over one HTTP/1.1
+/// connection on the server's executor; answers the status (the answer's
+/// body is not read). The caller bounds the time.
+async fn post(
+    base: &str,
+    path: &str,
+    mut headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+) -> Result<u16, String> {
+    let authority = base.strip_prefix("http://").unwrap_or(base);
+    let host = axum::http::HeaderValue::from_str(authority).map_err(|e| e.to_string())?;
+    headers.insert(axum::http::header::HOST, host);
+    let address = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .map_err(|e| format!("{base}: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("{base}: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let mut request = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri(path)
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    *request.headers_mut() = headers;
+    let answer = sender.send_request(request).await;
+    driver.abort();
+    answer
+        .map(|a| a.status().as_u16())
+        .map_err(|e| format!("{base}{path}: {e}"))
 }
 
 #[cfg(test)]
