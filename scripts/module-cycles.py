@@ -26,10 +26,22 @@ def module_path(src: Path, file: Path) -> tuple:
     return tuple(parts)
 
 
+def without_tests(text: str) -> str:
+    """`text` without its `#[cfg(test)] mod tests { ... }` blocks: what comes
+    after one is code too."""
+    while True:
+        cut = re.search(r"#\[cfg\(test\)\]\s*mod tests\s*\{", text)
+        if not cut:
+            return text
+        depth, i = 1, cut.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        text = text[: cut.start()] + text[i:]
+
+
 def code_of(text: str) -> str:
-    cut = re.search(r"#\[cfg\(test\)\]\s*mod tests\b", text)
-    if cut:
-        text = text[: cut.start()]
+    text = without_tests(text)
     lines = []
     for line in text.splitlines():
         stripped = line.lstrip()
@@ -78,8 +90,17 @@ def check(src: Path) -> list:
             else:
                 reexports[base[-1]] = tuple(base[:-1])
     edges = set()
+    top = {m[0] for m in modules if len(m) == 1}
+    ROOT = "<root items>"
     for mod, file in modules.items():
-        for anchor, segs in references(code_of(file.read_text())):
+        code = code_of(file.read_text())
+        refs = references(code)
+        if mod == ():
+            # The root's code names its modules without `crate::`.
+            for m in re.finditer(r"(?<![:\w])([a-z_][a-z0-9_]*)::", code):
+                if m.group(1) in top:
+                    edges.add(((), ROOT, m.group(1)))
+        for anchor, segs in refs:
             if anchor == "crate":
                 path = list(segs)
                 if path and path[0] in reexports and tuple(path[:1]) not in modules:
@@ -95,6 +116,9 @@ def check(src: Path) -> list:
                 if tuple(path[:i]) in modules:
                     target = tuple(path[:i])
                     break
+            if target == () and path and mod != () and path[0] not in reexports:
+                edges.add(((), mod[0], ROOT))  # an item of the crate root
+                continue
             if target[: len(target)] == mod[: len(target)]:
                 continue  # itself or an ancestor
             common = 0
