@@ -7,6 +7,8 @@
 //! The Rust projects share one cargo target directory (their dependencies
 //! compile once) and build `--offline` from the registry cache the
 //! workspace's own build filled.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! Bad libraries get typed errors and the process keeps serving. Each failure
 //! mode has its own tiny fixture (tests/fixtures/*.c), compiled here with `cc`.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 

@@ -2,6 +2,8 @@
 //! with `cc`, loads and runs. Its layout table is computed by the C compiler
 //! (offsetof/sizeof), so the host's structural check passing proves that the
 //! header and the Rust definitions describe the same ABI.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fnhost::{BodyKind, FunctionConfig, Outcome};
 use fnhost_e2e::{assert_log_prefix, compile_c, runtime, scratch, workspace_root};

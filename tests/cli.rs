@@ -1,5 +1,7 @@
 //! The `fnhost` command line, run as a user would: three-part output, `--json`,
 //! payload sources, exit statuses, and clean errors (no panics, no backtraces).
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,6 +1,8 @@
 //! The seed's trigger examples, one for one, through the library and through
 //! `fnhost event TYPE | fnhost invoke testplugin.XTest`, with good and
 //! malformed events.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -4,6 +4,8 @@
 //! program with every event template, results and errors by the seed's
 //! rules, isolation by default, several Go runtimes in one process (the
 //! evidence behind that default), and a hot swap under load.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

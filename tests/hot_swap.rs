@@ -1,6 +1,8 @@
 //! Hot swap and lifecycle through the registry: swaps under load, failed
 //! deploys, drain and retirement, versions, weighted aliases, instance limits,
 //! idle release and reserved instances.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

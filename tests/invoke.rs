@@ -1,5 +1,7 @@
 //! End-to-end invocations through the `fnhost` library: context, results,
 //! errors, panics, timeouts, initializers, memory, logs, limits, concurrency.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

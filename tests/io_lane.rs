@@ -3,6 +3,8 @@
 //! at its deadline by the watchdog, and sends its function back to worker
 //! threads. The executor here is a few plain threads; `fnhost serve` uses its
 //! tokio runtime the same way (tests/sdk/test_http.py covers that).
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};

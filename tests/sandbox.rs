@@ -6,6 +6,8 @@
 //! same attempts through the `fnhost` binary (CLI, `watch`), a C program
 //! embedding `libfnhost_embed` and `fnhost serve` are in the tests after
 //! the table, in tests/embed_c.rs and tests/sdk/test_sandbox.py.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -201,7 +203,9 @@ fn host_serves(rt: &Runtime) {
 /// Landlock, seccomp and rlimits still contain a hostile handler.
 #[test]
 fn without_namespaces_the_other_layers_still_hold() {
-    if !full_sandbox() || unsafe { libc::geteuid() } != 0 {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if !full_sandbox() || euid != 0 {
         return;
     }
     let rt = Runtime::new(RuntimeConfig {
@@ -649,7 +653,9 @@ fn another_abis_system_calls_end_the_worker() {
 /// 128 inotify instances held by a worker refused root's next one).
 #[test]
 fn a_worker_cannot_exhaust_the_hosts_per_user_counters() {
-    if !full_sandbox() || unsafe { libc::geteuid() } != 0 {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if !full_sandbox() || euid != 0 {
         return;
     }
     let rt = runtime();

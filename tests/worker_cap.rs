@@ -1,5 +1,7 @@
 //! The host-wide cap on worker processes (its own test binary: the cap is
 //! process-wide, so no other test may share the process).
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

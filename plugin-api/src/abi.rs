@@ -484,7 +484,9 @@ mod tests {
         let d = find("fnhost_descriptor");
         // SAFETY: as above.
         let fields = unsafe { core::slice::from_raw_parts(d.fields, d.field_count) };
-        assert_eq!(unsafe { fields[0].name.as_slice() }, b"magic");
+        // SAFETY: as above.
+        let first = unsafe { fields[0].name.as_slice() };
+        assert_eq!(first, b"magic");
         assert_eq!(fields[0].size, 4);
         assert_eq!(fields[1].offset, 4);
     }

@@ -1,5 +1,7 @@
 //! Trigger event types against realistic fixtures: exact keys, round trips,
 //! tolerated variants, helpers and clear parse errors.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Display;
 use std::path::Path;

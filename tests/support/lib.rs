@@ -5,6 +5,8 @@
 //! The tests do not build the sample plugins themselves: `scripts/test.sh`
 //! runs `cargo build --workspace` once before `cargo test`, and every test
 //! uses those libraries.
+// Test support: a failed assumption here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,6 +9,8 @@
 //! default isolation (a worker process, as fnhost runs a Go library unless
 //! told otherwise). Rounds are interleaved; the median ratio and its spread
 //! are printed. Run with `scripts/bench.sh go` (builds what it needs).
+// A benchmark: a failed assumption is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -16,6 +16,8 @@
 //!
 //! Cold loads are in `cold_load.rs`. Run with `scripts/bench.sh`, which
 //! builds the sample plugins in release first.
+// A benchmark: a failed assumption is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/rounds.rs"]
 mod rounds;

@@ -12,6 +12,8 @@
 //!
 //! Run with `scripts/bench.sh` (builds the `fnhost` binary and the sample
 //! plugins in release first).
+// A benchmark: a failed assumption is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/rounds.rs"]
 mod rounds;

@@ -8,6 +8,8 @@
 //!   while another thread swaps the function's code every millisecond.
 //!
 //! Run with `scripts/bench.sh` (builds the sample plugins in release first).
+// A benchmark: a failed assumption is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/worker.rs"]
 mod worker;

@@ -5,6 +5,8 @@
 //! The program is its own worker executable (for the pre-flight of every new
 //! library, and for functions with process isolation): it hands over to
 //! `fnhost::worker` first thing when started as one.
+// A measuring program: a failed assumption ends the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fnhost::{FunctionConfig, Isolation, Outcome, Runtime, RuntimeConfig};
 

@@ -6,6 +6,8 @@
 //!
 //!     cargo build --release -p hotswap -p fnhost-cli
 //!     cargo run --release --example swap_rss -p fnhost
+// A measuring program: a failed assumption ends the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 

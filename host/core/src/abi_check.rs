@@ -223,7 +223,7 @@ pub unsafe fn check_descriptor(
     // SAFETY: every descriptor field is valid zeroed (integers, raw
     // pointers, pointer + length strings).
     let d = unsafe { copy.assume_init() };
-    // SAFETY (this and the reads below, each marked): pointers and counts come
+    // SAFETY: (this and the reads below, each marked) pointers and counts come
     // from the plugin's static descriptor, valid while the library is mapped;
     // `table` and `read_name` reject null, misaligned and absurd values.
     let layout = unsafe {
@@ -322,9 +322,9 @@ unsafe fn read_type(t: &TypeLayout, field_size: usize) -> Result<Fields, CheckEr
     let name = unsafe { read_name(t.name, "a layout type name")? };
     let mut fields = Vec::new();
     // SAFETY: forwarded contract.
-    for f in
-        unsafe { table::<FieldLayout>(t.fields, t.field_count, field_size, "layout field table")? }
-    {
+    let table =
+        unsafe { table::<FieldLayout>(t.fields, t.field_count, field_size, "layout field table")? };
+    for f in table {
         // SAFETY: forwarded contract.
         let fname = unsafe { read_name(f.name, "a layout field name")? };
         fields.push((fname, f.offset, f.size));

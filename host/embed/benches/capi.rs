@@ -9,6 +9,8 @@
 //! the spread of the per-round differences, because this machine's speed
 //! drifts within a minute. Goal: the C API adds at most 50 ns over the Rust
 //! API. Run with `scripts/bench-embed.sh`.
+// A benchmark: a failed assumption is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -335,10 +335,8 @@ pub unsafe extern "C" fn fnhost_runtime_new(
                 RuntimeJson::default()
             } else {
                 // SAFETY: forwarded contract.
-                parse_json(
-                    unsafe { read_str(config_json, "config_json")? },
-                    "config_json",
-                )?
+                let text = unsafe { read_str(config_json, "config_json")? };
+                parse_json(text, "config_json")?
             };
             let mut config = RuntimeConfig {
                 cache_dir: json.cache_dir,

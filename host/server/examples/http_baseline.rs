@@ -10,6 +10,8 @@
 //! - `POST` anything else: the bytes alone.
 //!
 //!     cargo run --release --example http_baseline -p fnhost-server -- 127.0.0.1:18001
+// A measuring program: a failed assumption ends the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue};

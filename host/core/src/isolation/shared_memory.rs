@@ -210,7 +210,7 @@ impl Region {
             .is_some_and(|end| end <= REGION_SIZE));
         let base = self.base.as_ptr();
         let mut i = 0;
-        // SAFETY (all three loops): every address written is `base + offset
+        // SAFETY: (all three loops) every address written is `base + offset
         // + i` with `offset + i < REGION_SIZE` (asserted above), inside the
         // mapping; word stores are at 8-aligned addresses (the mapping is
         // page-aligned and the head loop aligns `offset + i`).

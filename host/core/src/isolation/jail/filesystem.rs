@@ -44,8 +44,10 @@ fn mount(
 ) -> io::Result<()> {
     let source = source.map(cstr).transpose()?;
     let target_c = cstr(target)?;
-    let fstype = fstype.map(|t| CString::new(t).expect("no NUL"));
-    let data = data.map(|d| CString::new(d).expect("no NUL"));
+    let no_nul =
+        |s: &str| CString::new(s).map_err(|_| io::Error::other("a mount option with a NUL byte"));
+    let fstype = fstype.map(no_nul).transpose()?;
+    let data = data.map(no_nul).transpose()?;
     // SAFETY: every pointer is null or a NUL-terminated string that lives
     // for the call.
     let r = unsafe {
@@ -68,11 +70,8 @@ fn current_flags(target: &Path) -> io::Result<libc::c_ulong> {
     // SAFETY: `s` is written in full by a successful statvfs.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path, `s` a valid out-pointer.
-    check(
-        unsafe { libc::statvfs(c.as_ptr(), &mut s) },
-        "statvfs",
-        target,
-    )?;
+    let r = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    check(r, "statvfs", target)?;
     let f = s.f_flag;
     let mut flags = 0;
     for (st, ms) in [
