@@ -31,6 +31,7 @@ echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exis
 
 echo "== Kubernetes manifests: rendered with kubectl kustomize, validated against the schemas offline"
 ./scripts/check-kubernetes.sh
+./scripts/docs.sh   # the book: its CLI reference against --help, the mdBook build, every link and anchor
 echo "== FunctionGraph SDK compatibility (pytest, official SDK from PyPI)"
 python=$(./scripts/sdk-venv.sh)
 (cd tests/sdk && "$python" -m pytest -q -p no:cacheprovider)
