@@ -145,10 +145,32 @@ fn a_new_rust_project_builds_tests_invokes_and_packages_without_edits() {
     let checked = fnhost_in(&dir, &["build"], b"");
     assert!(checked.status.success(), "{}", text(&checked));
     assert!(
-        text(&checked).contains("ABI 1.2, layout checked, handlers: Handler; initializers: Init"),
+        text(&checked)
+            .contains("ABI 1.3, layout checked, handlers: Handler (json); initializers: Init"),
         "{}",
         text(&checked)
     );
+    assert!(!text(&checked).contains("warning"), "{}", text(&checked));
+    // An APIG trigger on this JSON handler would hand it an HTTP event:
+    // the build says so (and still succeeds).
+    let manifest = std::fs::read_to_string(dir.join("fnhost.toml")).unwrap();
+    std::fs::write(
+        dir.join("fnhost.toml"),
+        format!(
+            "{manifest}\n[[triggers]]\ntype = \"APIG\"\npath = \"/greet\"\nmethod = \"POST\"\n"
+        ),
+    )
+    .unwrap();
+    let checked = fnhost_in(&dir, &["build"], b"");
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(
+        text(&checked).contains(
+            "warning: the APIG trigger POST /greet calls greeter_fn.Handler, which takes a JSON document"
+        ),
+        "{}",
+        text(&checked)
+    );
+    std::fs::write(dir.join("fnhost.toml"), manifest).unwrap();
     let packaged = fnhost_in(&dir, &["package"], b"");
     assert!(packaged.status.success(), "{}", text(&packaged));
     let stdout = String::from_utf8_lossy(&packaged.stdout);
@@ -168,6 +190,13 @@ fn a_new_apig_project_answers_a_sample_request() {
     assert!(manifest.contains("type = \"APIG\""), "{manifest}");
     let built = fnhost_in(&dir, &["build"], b"");
     assert!(built.status.success(), "{}", text(&built));
+    // Its handler takes the APIG event its trigger hands it: no warning.
+    assert!(
+        text(&built).contains("handlers: Handler (apig)"),
+        "{}",
+        text(&built)
+    );
+    assert!(!text(&built).contains("warning"), "{}", text(&built));
     let event = fnhost_in(&dir, &["event", "apig"], b"");
     let invoked = fnhost_in(&dir, &["invoke", "--json"], &event.stdout);
     assert!(invoked.status.success(), "{}", text(&invoked));

@@ -96,7 +96,7 @@ const STRICT_CXX: &[&str] = &["-std=c++17", "-Wall", "-Wextra", "-Werror", "-ped
 
 const MINIMAL: &str = r#"#include "fnhost.h"
 static int32_t h(const fnhost_context *ctx, fnhost_host_str p) { (void)ctx; (void)p; return FNHOST_STATUS_OK; }
-static const fnhost_handler_entry handlers[] = {{FNHOST_STR("Handler"), h}};
+static const fnhost_handler_entry handlers[] = {FNHOST_HANDLER("Handler", h)};
 FNHOST_DEFINE_LAYOUT(layout);
 FNHOST_EXPORT_DESCRIPTOR("minimal", handlers, NULL, 0, layout);
 "#;
@@ -170,7 +170,7 @@ fn the_cpp_sample_throws_and_catches_its_own_exceptions() {
 }
 
 #[test]
-fn a_plugin_built_with_the_1_0_header_loads_and_runs_on_the_1_2_host() {
+fn a_plugin_built_with_the_1_0_header_loads_and_runs_on_the_1_3_host() {
     let dir = scratch("abi-1-0");
     fnhost_e2e::compile_fixture("abi_1_0", &dir);
     let rt = runtime();
@@ -184,7 +184,32 @@ fn a_plugin_built_with_the_1_0_header_loads_and_runs_on_the_1_2_host() {
 }
 
 #[test]
-fn a_1_1_plugin_loads_and_runs_on_the_1_2_host() {
+fn a_1_2_plugin_without_handler_events_loads_and_runs_on_the_1_3_host() {
+    let dir = scratch("abi-1-2");
+    fnhost_e2e::compile_fixture("abi_1_2", &dir);
+    let rt = runtime();
+    let lib = rt.open_library(&dir.join("abi_1_2.so")).unwrap();
+    assert_eq!(lib.info().abi, (1, 2));
+    assert!(lib.info().layout_checked);
+    // Its 24-byte handler entries have no event: undeclared.
+    assert_eq!(
+        lib.info().handler_events,
+        [("Handler".to_owned(), String::new())]
+    );
+    let f = rt
+        .load(FunctionConfig::new("abi_1_2.Handler", &dir))
+        .unwrap();
+    assert_eq!(f.invoke(b"1.2").unwrap().outcome.body_bytes(), b"1.2");
+    // A plugin of today's header declares its handlers' events.
+    let dir = scratch("abi-1-3");
+    fnhost_e2e::compile_fixture("trace_id", &dir);
+    let lib = rt.open_library(&dir.join("trace_id.so")).unwrap();
+    assert_eq!(lib.info().abi, (1, 3));
+    assert_eq!(lib.info().handler_events[0].1, "bytes");
+}
+
+#[test]
+fn a_1_1_plugin_loads_and_runs_on_the_1_3_host() {
     let dir = scratch("abi-1-1");
     fnhost_e2e::compile_fixture("abi_1_1", &dir);
     let rt = runtime();

@@ -27,7 +27,11 @@ pub const ABI_MAJOR: u16 = 1;
 ///   initializers are called as `"C-unwind"` functions.
 /// - 1.2: [`field::TRACE_ID`], the invocation's W3C trace id (a 1.1 host
 ///   reads unknown fields as empty, so a 1.2 plugin needs no check).
-pub const ABI_MINOR: u16 = 2;
+/// - 1.3: [`HandlerEntry::event`], the event a handler takes (`apig`,
+///   `timer`, ..., `json`, `bytes`), so that `fnhost build` and `deploy` can
+///   warn when a trigger would hand it an event it does not take. A 1.2
+///   entry is shorter: the host reads its event as undeclared.
+pub const ABI_MINOR: u16 = 3;
 /// `descriptor_size` of a 1.0 descriptor: the smallest the host accepts.
 pub const DESCRIPTOR_SIZE_1_0: u64 = 96;
 /// First field of every descriptor: the bytes `FNHP` read as a little-endian `u32`.
@@ -270,7 +274,30 @@ pub struct HandlerEntry {
     pub name: PluginStr,
     /// The function; never null (the host refuses a descriptor with a null entry).
     pub handler: Option<HandlerFn>,
+    /// 1.3: the event the handler takes: [`event::APIG`] for an APIG
+    /// trigger's HTTP event, `timer`, `kafka`, ... for other triggers'
+    /// events, [`event::JSON`] for a JSON document of its own,
+    /// [`event::BYTES`] for anything. Empty: undeclared (a 1.2 plugin, or
+    /// a C plugin that did not say).
+    pub event: PluginStr,
 }
+
+/// The values of [`HandlerEntry::event`] with a meaning of their own (the
+/// trigger events are named by their kind, as `fnhost event` names them).
+pub mod event {
+    /// An APIG trigger's HTTP event (`ApigEvent`).
+    pub const APIG: &str = "apig";
+    /// A timer trigger's event (`TimerEvent`).
+    pub const TIMER: &str = "timer";
+    /// A JSON document of the handler's own type (`Json<T>`).
+    pub const JSON: &str = "json";
+    /// Any payload: the handler reads the bytes itself.
+    pub const BYTES: &str = "bytes";
+}
+
+/// The size of a 1.0 to 1.2 [`HandlerEntry`] (before `event`): the
+/// smallest handler entry a host accepts.
+pub const HANDLER_ENTRY_SIZE_1_2: usize = core::mem::offset_of!(HandlerEntry, event);
 
 /// One named initializer in the descriptor's table.
 #[repr(C)]
@@ -416,7 +443,7 @@ pub static LAYOUT: [TypeLayout; 9] = [
             report_memory_peak,
         ]
     ),
-    type_layout!("fnhost_handler_entry", HandlerEntry, [name, handler]),
+    type_layout!("fnhost_handler_entry", HandlerEntry, [name, handler, event]),
     type_layout!(
         "fnhost_initializer_entry",
         InitializerEntry,

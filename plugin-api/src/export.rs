@@ -27,6 +27,11 @@ pub struct TypedPayload<T>(PhantomData<T>);
 /// `R: IntoOutput` and `E: IntoHandlerError` ([`HandlerError`], or your own
 /// [`ErrorType`](crate::ErrorType)). The marker `M` only tells the two apart.
 pub trait Handler<M> {
+    /// The event it takes, as the descriptor records it
+    /// ([`HandlerEntry::event`](crate::abi::HandlerEntry::event)): `bytes`
+    /// for a handler of `&[u8]`, else its payload type's
+    /// [`FromPayload::EVENT`].
+    const EVENT: &'static str;
     /// Runs the handler on `payload`.
     fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError>;
 }
@@ -37,6 +42,7 @@ where
     R: IntoOutput,
     E: IntoHandlerError,
 {
+    const EVENT: &'static str = crate::abi::event::BYTES;
     fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError> {
         self(payload, ctx)
             .map_err(IntoHandlerError::into_handler_error)
@@ -51,6 +57,7 @@ where
     R: IntoOutput,
     E: IntoHandlerError,
 {
+    const EVENT: &'static str = T::EVENT;
     fn call(self, payload: &[u8], ctx: &Context) -> Result<Output, HandlerError> {
         let event = T::from_payload(payload)?;
         self(event, ctx)
@@ -172,6 +179,11 @@ pub unsafe fn run_handler<M, H: Handler<M>>(
     }
 }
 
+/// The event `handler` takes (its [`Handler::EVENT`]), for the descriptor.
+pub const fn event_of<M, H: Handler<M>>(_handler: &H) -> &'static str {
+    H::EVENT
+}
+
 /// The body of an initializer trampoline.
 ///
 /// # Safety
@@ -269,6 +281,7 @@ macro_rules! __export_descriptor {
                         }
                         __trampoline
                     }),
+                    event: __abi::PluginStr::from_static($crate::__private::event_of(&$hfn)),
                 }
             ),+];
 

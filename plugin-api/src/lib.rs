@@ -60,5 +60,5 @@ pub const SDK_ID: &str = concat!("fnhost-api ", env!("CARGO_PKG_VERSION"));
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::export::{run_handler, run_initializer};
+    pub use crate::export::{event_of, run_handler, run_initializer};
 }

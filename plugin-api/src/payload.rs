@@ -9,6 +9,9 @@ use crate::HandlerError;
 /// A payload type a handler can take instead of `&[u8]`: every event type of
 /// [`crate::events`], and [`Json<T>`](crate::Json) for any `T: DeserializeOwned`.
 pub trait FromPayload: Sized {
+    /// The event this type is, as a handler's descriptor entry records it
+    /// (`json` unless the type is a trigger's event).
+    const EVENT: &'static str = crate::abi::event::JSON;
     /// Parses the payload; the error names the expected type.
     fn from_payload(payload: &[u8]) -> Result<Self, HandlerError>;
 }

@@ -71,9 +71,9 @@ static int32_t init(const fnhost_context *ctx) {
 }
 
 static const fnhost_handler_entry handlers[] = {
-    {FNHOST_STR("Handler"), handler},
-    {FNHOST_STR("Echo"), echo},
-    {FNHOST_STR("Fail"), fail},
+    FNHOST_HANDLER("Handler", handler),
+    FNHOST_HANDLER("Echo", echo),
+    FNHOST_HANDLER("Fail", fail),
 };
 static const fnhost_initializer_entry initializers[] = {
     {FNHOST_STR("Init"), init},

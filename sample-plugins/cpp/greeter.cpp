@@ -75,8 +75,8 @@ int32_t rethrow(const fnhost_context *ctx, fnhost_host_str) {
 }
 
 const fnhost_handler_entry handlers[] = {
-    {FNHOST_STR("Handler"), greet},
-    {FNHOST_STR("Rethrow"), rethrow},
+    FNHOST_HANDLER("Handler", greet),
+    FNHOST_HANDLER("Rethrow", rethrow),
 };
 
 FNHOST_DEFINE_LAYOUT(layout);

@@ -44,6 +44,6 @@ static int32_t handle(const fnhost_context *ctx, fnhost_host_str payload) {
     return FNHOST_STATUS_OK;
 }
 
-static const fnhost_handler_entry handlers[] = {{FNHOST_STR("Handler"), handle}};
+static const fnhost_handler_entry handlers[] = {FNHOST_HANDLER("Handler", handle)};
 FNHOST_DEFINE_LAYOUT(layout);
 FNHOST_EXPORT_DESCRIPTOR(FIXTURE_NAME, handlers, NULL, 0, layout);

@@ -264,6 +264,26 @@ def test_apig_gateway_serves_plain_http_with_text_and_binary_bodies(tmp_path):
     server.stop(signal.SIGKILL)
 
 
+def test_behind_apig_a_plain_handlers_result_keeps_its_content_type(tmp_path):
+    """A handler that answers JSON (not an APIG response) behind APIG is
+    served as application/json, a text one as text (both were
+    application/octet-stream)."""
+    import urllib.request
+    from conftest import Server
+    server = Server(tmp_path, config={"apig_any_function": True}).start()
+    try:
+        client = client_for(server)
+        create(client, name="plain", handler="Handler")
+        create(client, name="text", library="libecho.so", module="echo", handler="Ids")
+        with urllib.request.urlopen(urllib.request.Request(server.url + "/apig/plain", data=b"{}")) as r:
+            assert r.headers["content-type"] == "application/json", r.headers
+            json.loads(r.read())
+        with urllib.request.urlopen(server.url + "/apig/text") as r:
+            assert r.headers["content-type"].startswith("text/plain"), r.headers
+    finally:
+        server.stop(signal.SIGKILL)
+
+
 def test_an_apig_trigger_serves_its_own_path(server, client):
     import urllib.error
     import urllib.request

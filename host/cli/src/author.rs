@@ -197,6 +197,9 @@ fn build_checked(a: &BuildArgs) -> anyhow::Result<(Project, PathBuf)> {
             );
         }
     }
+    for warning in fnhost_author::agreement::trigger_warnings(manifest, &report.handler_events) {
+        eprintln!("warning: {warning}");
+    }
     eprintln!(
         "built {} ({} bytes): plugin {}, ABI {}.{}{}, handlers: {}; initializers: {}",
         library.display(),
@@ -209,7 +212,15 @@ fn build_checked(a: &BuildArgs) -> anyhow::Result<(Project, PathBuf)> {
         } else {
             ""
         },
-        report.handlers.join(", "),
+        report
+            .handler_events
+            .iter()
+            .map(|(name, event)| match event.as_str() {
+                "" => name.clone(),
+                event => format!("{name} ({event})"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
         if report.initializers.is_empty() {
             "(none)".to_owned()
         } else {

@@ -1120,6 +1120,7 @@ fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
             "sdk": lib.sdk,
             "layout_checked": lib.layout_checked,
             "handlers": lib.handlers,
+            "handler_events": lib.handler_events.iter().map(|(n, e)| (n.clone(), serde_json::Value::from(e.as_str()))).collect::<serde_json::Map<_, _>>(),
             "initializers": lib.initializers,
             "go_runtime": lib.go_runtime,
             "default_isolation": fnhost::Isolation::Auto.resolve(lib.go_runtime),
@@ -1142,7 +1143,15 @@ fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
                 "not provided"
             }
         )?;
-        writeln!(out, "Handlers:     {}", lib.handlers.join(", "))?;
+        let handlers: Vec<String> = lib
+            .handler_events
+            .iter()
+            .map(|(name, event)| match event.as_str() {
+                "" => format!("{name} (event undeclared)"),
+                event => format!("{name} (takes {event})"),
+            })
+            .collect();
+        writeln!(out, "Handlers:     {}", handlers.join(", "))?;
         if lib.go_runtime {
             writeln!(
                 out,

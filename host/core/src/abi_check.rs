@@ -5,10 +5,9 @@
 //! running into undefined behaviour), and the handler and initializer tables.
 
 use std::collections::HashSet;
+use std::mem::size_of;
 
-use fnhost_api::abi::{
-    self, Descriptor, FieldLayout, HandlerEntry, InitializerEntry, PluginStr, TypeLayout,
-};
+use fnhost_api::abi::{self, Descriptor, FieldLayout, InitializerEntry, PluginStr, TypeLayout};
 
 /// The checked contents of a descriptor, copied into host memory.
 #[derive(Clone)]
@@ -25,6 +24,9 @@ pub struct PluginInfo {
     pub(crate) handlers: Vec<(String, abi::HandlerFn)>,
     /// Initializers by name, in table order.
     pub(crate) initializers: Vec<(String, abi::InitializerFn)>,
+    /// Each handler's name and the event it takes, in table order (ABI
+    /// 1.3: `apig`, `timer`, ..., `json`, `bytes`; empty when undeclared).
+    pub handler_events: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for PluginInfo {
@@ -88,7 +90,9 @@ unsafe fn read_name(s: PluginStr, what: &str) -> Result<String, CheckError> {
 
 /// Copies a descriptor table, entry by entry, with the plugin's element
 /// size as the stride: each entry's first `min(elem_size, size_of::<T>())`
-/// bytes land in a zeroed `T`, so entries may grow in later minors.
+/// bytes land in a zeroed `T`, so entries may grow in later minors (an
+/// older, shorter entry, at least `min_size` bytes, reads its missing
+/// fields as zero).
 ///
 /// # Safety
 /// `ptr` must point at `count` entries of `elem_size` bytes each, readable
@@ -97,6 +101,7 @@ unsafe fn table<T>(
     ptr: *const T,
     count: usize,
     elem_size: usize,
+    min_size: usize,
     what: &str,
 ) -> Result<Vec<T>, CheckError> {
     if count == 0 {
@@ -106,13 +111,12 @@ unsafe fn table<T>(
         return Err(CheckError::Invalid(format!("{what} has {count} entries")));
     }
     let align = std::mem::align_of::<T>();
-    if elem_size < std::mem::size_of::<T>()
+    if elem_size < min_size.min(std::mem::size_of::<T>())
         || elem_size > MAX_ENTRY
         || !elem_size.is_multiple_of(align)
     {
         return Err(CheckError::Invalid(format!(
-            "{what} entries are {elem_size} bytes, expected at least {} in multiples of {align}",
-            std::mem::size_of::<T>()
+            "{what} entries are {elem_size} bytes, expected at least {min_size} in multiples of {align}"
         )));
     }
     if ptr.is_null() || !(ptr as usize).is_multiple_of(align) {
@@ -144,10 +148,10 @@ unsafe fn table<T>(
 
 /// The element size a descriptor gives for a table: from 1.1 on the
 /// plugin's own field; a 1.0 descriptor has none and used the 1.0 sizes,
-/// which are this host's.
-fn entry_size<T>(declared: u32, minor: u16) -> usize {
+/// `size_1_0`.
+fn entry_size(declared: u32, minor: u16, size_1_0: usize) -> usize {
     if minor == 0 {
-        std::mem::size_of::<T>()
+        size_1_0
     } else {
         declared as usize
     }
@@ -230,13 +234,14 @@ pub unsafe fn check_descriptor(
         table(
             d.layout,
             d.layout_count,
-            entry_size::<TypeLayout>(d.layout_entry_size, minor),
+            entry_size(d.layout_entry_size, minor, size_of::<TypeLayout>()),
+            size_of::<TypeLayout>(),
             "layout table",
         )?
     };
     let layout_checked = !layout.is_empty();
     if layout_checked {
-        let field_size = entry_size::<FieldLayout>(d.field_entry_size, minor);
+        let field_size = entry_size(d.field_entry_size, minor, size_of::<FieldLayout>());
         // SAFETY: `layout` is the checked table above; LAYOUT is the host's own.
         let differences = unsafe { compare_layouts(&layout, field_size, &abi::LAYOUT, minor)? };
         if !differences.is_empty() {
@@ -249,12 +254,14 @@ pub unsafe fn check_descriptor(
     let sdk = unsafe { read_name(d.sdk, "sdk")? };
     let mut seen = HashSet::new();
     let mut handlers = Vec::with_capacity(d.handler_count.min(MAX_TABLE));
+    let mut events = Vec::with_capacity(d.handler_count.min(MAX_TABLE));
     // SAFETY: the descriptor's handler table, static in the mapped library.
     let entries = unsafe {
         table(
             d.handlers,
             d.handler_count,
-            entry_size::<HandlerEntry>(d.handler_entry_size, minor),
+            entry_size(d.handler_entry_size, minor, abi::HANDLER_ENTRY_SIZE_1_2),
+            abi::HANDLER_ENTRY_SIZE_1_2,
             "handler table",
         )?
     };
@@ -269,6 +276,14 @@ pub unsafe fn check_descriptor(
                 "handler name `{n}` is empty or duplicated"
             )));
         }
+        // A 1.2 entry ends before `event`: read as zero, undeclared.
+        let event = if entry.event.ptr.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a string in that table.
+            unsafe { read_name(entry.event, "a handler's event")? }
+        };
+        events.push((n.clone(), event));
         handlers.push((n, f));
     }
     if handlers.is_empty() {
@@ -281,7 +296,12 @@ pub unsafe fn check_descriptor(
         table(
             d.initializers,
             d.initializer_count,
-            entry_size::<InitializerEntry>(d.initializer_entry_size, minor),
+            entry_size(
+                d.initializer_entry_size,
+                minor,
+                size_of::<InitializerEntry>(),
+            ),
+            size_of::<InitializerEntry>(),
             "initializer table",
         )?
     };
@@ -305,6 +325,7 @@ pub unsafe fn check_descriptor(
         layout_checked,
         handlers,
         initializers,
+        handler_events: events,
     })
 }
 
@@ -322,8 +343,15 @@ unsafe fn read_type(t: &TypeLayout, field_size: usize) -> Result<Fields, CheckEr
     let name = unsafe { read_name(t.name, "a layout type name")? };
     let mut fields = Vec::new();
     // SAFETY: forwarded contract.
-    let table =
-        unsafe { table::<FieldLayout>(t.fields, t.field_count, field_size, "layout field table")? };
+    let table = unsafe {
+        table::<FieldLayout>(
+            t.fields,
+            t.field_count,
+            field_size,
+            size_of::<FieldLayout>(),
+            "layout field table",
+        )?
+    };
     for f in table {
         // SAFETY: forwarded contract.
         let fname = unsafe { read_name(f.name, "a layout field name")? };
@@ -471,6 +499,8 @@ mod tests {
         assert!(diffs.contains(&"type fnhost_context_vtable is missing in the plugin".to_string()));
     }
 
+    use abi::HandlerEntry;
+
     unsafe extern "C-unwind" fn noop(_: *const abi::Context, _: abi::HostStr) -> i32 {
         0
     }
@@ -478,7 +508,60 @@ mod tests {
     static HANDLERS: [HandlerEntry; 1] = [HandlerEntry {
         name: PluginStr::from_static("Handler"),
         handler: Some(noop),
+        event: PluginStr::from_static(abi::event::APIG),
     }];
+
+    /// A handler entry as ABI 1.0 to 1.2 laid it out: no `event`.
+    #[repr(C)]
+    struct EntryOf12 {
+        name: PluginStr,
+        handler: Option<abi::HandlerFn>,
+    }
+    // SAFETY: static strings and a function pointer, never written.
+    unsafe impl Sync for EntryOf12 {}
+
+    static HANDLERS_1_2: [EntryOf12; 2] = [
+        EntryOf12 {
+            name: PluginStr::from_static("A"),
+            handler: Some(noop),
+        },
+        EntryOf12 {
+            name: PluginStr::from_static("B"),
+            handler: Some(noop),
+        },
+    ];
+
+    #[test]
+    fn handler_events_are_read_and_a_1_2_entry_has_none() {
+        let d = descriptor(3, std::mem::size_of::<Descriptor>() as u64, 40);
+        // SAFETY: a live descriptor of the full size.
+        let info = unsafe { check_descriptor(&d, None) }.unwrap();
+        assert_eq!(
+            info.handler_events,
+            [("Handler".to_owned(), "apig".to_owned())]
+        );
+        let mut d = descriptor(2, std::mem::size_of::<Descriptor>() as u64, 24);
+        d.handlers = HANDLERS_1_2.as_ptr().cast();
+        d.handler_count = 2;
+        assert_eq!(
+            std::mem::size_of::<EntryOf12>(),
+            abi::HANDLER_ENTRY_SIZE_1_2
+        );
+        // SAFETY: a live descriptor; its handler table has two 24-byte entries.
+        let info = unsafe { check_descriptor(&d, None) }.unwrap();
+        assert_eq!(
+            info.handler_events,
+            [
+                ("A".to_owned(), String::new()),
+                ("B".to_owned(), String::new())
+            ]
+        );
+        // Shorter than a 1.2 entry: refused.
+        d.handler_entry_size = 16;
+        // SAFETY: as above (nothing is read past the check).
+        let e = unsafe { check_descriptor(&d, None) }.unwrap_err();
+        assert!(format!("{e:?}").contains("entries are 16 bytes"), "{e:?}");
+    }
 
     fn descriptor(minor: u16, size: u64, entry: u32) -> Descriptor {
         Descriptor {

@@ -360,6 +360,9 @@ pub struct LibraryReport {
     pub handlers: Vec<String>,
     /// Initializer names, in table order.
     pub initializers: Vec<String>,
+    /// Each handler's name and the event it takes (ABI 1.3: `apig`,
+    /// `timer`, ..., `json`, `bytes`; empty when undeclared), in table order.
+    pub handler_events: Vec<(String, String)>,
     /// Whether it is a Go `c-shared` library (it carries a Go runtime), so
     /// that [`Isolation::Auto`](crate::Isolation::Auto) runs it in worker
     /// processes.
@@ -607,6 +610,7 @@ impl Loader {
             layout_checked: checked.layout_checked,
             handlers: checked.handlers,
             initializers: checked.initializers,
+            handler_events: checked.handler_events,
             go_runtime: ingested.go_runtime,
         })
     }
@@ -628,6 +632,7 @@ impl Loader {
                 layout_checked: false,
                 handlers: Vec::new(),
                 initializers: Vec::new(),
+                handler_events: Vec::new(),
             },
             _handle: None,
             timings: LoadTimings {

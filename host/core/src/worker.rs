@@ -282,6 +282,7 @@ fn check(mut writer: &UnixStream) -> std::io::Result<()> {
                 layout_checked: info.layout_checked,
                 handlers: library.handler_names(),
                 initializers: library.initializer_names(),
+                handler_events: info.handler_events.clone(),
             })
         }
         Err(e) => Err(crate::loader::error_to_refusal(&e)),

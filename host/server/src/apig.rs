@@ -150,8 +150,8 @@ fn confine(headers: &mut HeaderMap) {
 /// The HTTP answer of a function's result (an APIG response, or its body
 /// as is).
 fn answer(result: fnhost::InvokeResult, base: &str) -> Result<Response, ApiError> {
-    let bytes = match &result.outcome {
-        Outcome::Success(b) => b.bytes.clone(),
+    let (kind, bytes) = match &result.outcome {
+        Outcome::Success(b) => (b.kind, b.bytes.clone()),
         Outcome::Failure(e) => {
             return Ok((
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,7 +162,15 @@ fn answer(result: fnhost::InvokeResult, base: &str) -> Result<Response, ApiError
         }
     };
     let Ok(response) = serde_json::from_slice::<ApigResponse>(&bytes) else {
-        return Ok((StatusCode::OK, bytes).into_response());
+        // Not an APIG response: the body as the handler labelled it (a
+        // `Json` result is JSON, a `String` text).
+        let content_type = kind.content_type().unwrap_or("application/octet-stream");
+        return Ok((
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, content_type)],
+            bytes,
+        )
+            .into_response());
     };
     let status = match StatusCode::from_u16(response.status_code) {
         // 1xx would tell the client the answer is still to come (101: a

@@ -194,5 +194,5 @@ impl ApigResponse {
     }
 }
 
-event_type!(ApigEvent, "ApigEvent");
+event_type!(ApigEvent, "ApigEvent", "apig");
 event_type!(ApigResponse, "ApigResponse");

@@ -68,4 +68,4 @@ pub struct CtsDomain {
     pub id: String,
 }
 
-event_type!(CtsEvent, "CtsEvent");
+event_type!(CtsEvent, "CtsEvent", "cts");

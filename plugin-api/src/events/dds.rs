@@ -66,4 +66,4 @@ fn namespace<'de, D: Deserializer<'de>>(d: D) -> Result<DdsNamespace, D::Error> 
     }
 }
 
-event_type!(DdsEvent, "DdsEvent");
+event_type!(DdsEvent, "DdsEvent", "dds");

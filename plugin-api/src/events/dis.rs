@@ -89,4 +89,4 @@ impl DisEvent {
     }
 }
 
-event_type!(DisEvent, "DisEvent");
+event_type!(DisEvent, "DisEvent", "dis");

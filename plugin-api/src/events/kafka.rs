@@ -54,4 +54,4 @@ impl KafkaEvent {
     }
 }
 
-event_type!(KafkaEvent, "KafkaEvent");
+event_type!(KafkaEvent, "KafkaEvent", "kafka");

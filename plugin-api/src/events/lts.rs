@@ -39,4 +39,4 @@ impl LtsEvent {
     }
 }
 
-event_type!(LtsEvent, "LtsEvent");
+event_type!(LtsEvent, "LtsEvent", "lts");

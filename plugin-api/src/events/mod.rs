@@ -74,6 +74,9 @@ pub(crate) fn encode_base64(data: &[u8]) -> String {
 /// for an event type.
 macro_rules! event_type {
     ($ty:ty, $name:literal) => {
+        event_type!($ty, $name, "json");
+    };
+    ($ty:ty, $name:literal, $event:literal) => {
         impl std::fmt::Display for $ty {
             /// The event as compact JSON (the Go runtime's `String()`).
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +88,7 @@ macro_rules! event_type {
         }
 
         impl $crate::events::FromPayload for $ty {
+            const EVENT: &'static str = $event;
             fn from_payload(payload: &[u8]) -> Result<Self, $crate::HandlerError> {
                 $crate::payload::parse(payload, $name)
             }

@@ -70,4 +70,4 @@ impl SmnEvent {
     }
 }
 
-event_type!(SmnEvent, "SmnEvent");
+event_type!(SmnEvent, "SmnEvent", "smn");

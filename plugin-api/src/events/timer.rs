@@ -37,4 +37,4 @@ impl TimerEvent {
     }
 }
 
-event_type!(TimerEvent, "TimerEvent");
+event_type!(TimerEvent, "TimerEvent", "timer");

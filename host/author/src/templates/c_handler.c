@@ -49,7 +49,7 @@ static int32_t init(const fnhost_context *ctx) {
 }
 
 static const fnhost_handler_entry handlers[] = {
-    {FNHOST_STR("Handler"), handler},
+    FNHOST_HANDLER("Handler", handler),
 };
 static const fnhost_initializer_entry initializers[] = {
     {FNHOST_STR("Init"), init},

@@ -19,7 +19,7 @@ static int32_t init(const fnhost_context *ctx) {
     return FNHOST_STATUS_OK;
 }
 
-static const fnhost_handler_entry handlers[] = {{FNHOST_STR("Handler"), handler}};
+static const fnhost_handler_entry handlers[] = {FNHOST_HANDLER("Handler", handler)};
 static const fnhost_initializer_entry initializers[] = {{FNHOST_STR("Init"), init}};
 FNHOST_DEFINE_LAYOUT(layout);
 FNHOST_EXPORT_DESCRIPTOR("padded", handlers, initializers, 1, layout);

@@ -42,6 +42,9 @@ pub(crate) struct Checked {
     pub layout_checked: bool,
     pub handlers: Vec<String>,
     pub initializers: Vec<String>,
+    /// Each handler's event (ABI 1.3), in table order.
+    #[serde(default)]
+    pub handler_events: Vec<(String, String)>,
 }
 
 /// Why a pre-flight worker refused a library (the host names the file).

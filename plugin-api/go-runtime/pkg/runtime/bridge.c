@@ -20,10 +20,12 @@ static int32_t go_handler(const fnhost_context *ctx, fnhost_host_str payload) {
     return fnhostGoInvoke((fnhost_context *)ctx, (uint8_t *)payload.ptr, payload.len);
 }
 
-/* "Handler", and the registered Go function's own name once main() ran. */
+/* "Handler", and the registered Go function's own name once main() ran.
+ * A Go handler takes the payload's bytes and parses its event itself:
+ * "bytes". */
 static fnhost_handler_entry handlers[2] = {
-    {FNHOST_STR("Handler"), go_handler},
-    {{handler_name, 0}, go_handler},
+    FNHOST_HANDLER("Handler", go_handler),
+    {{handler_name, 0}, go_handler, FNHOST_STR(FNHOST_EVENT_BYTES)},
 };
 
 FNHOST_DEFINE_LAYOUT(layout);

@@ -75,6 +75,10 @@
  *  1.1  handler_entry_size, initializer_entry_size, layout_entry_size and
  *       field_entry_size appended to the descriptor
  *  1.2  FNHOST_FIELD_TRACE_ID (a host of 1.1 or older reads it as empty)
+ *  1.3  fnhost_handler_entry.event: the event a handler takes ("apig",
+ *       "timer", ..., "json", "bytes"), so that tools can warn when a trigger
+ *       hands a handler an event it does not take. A 1.2 entry has none
+ *       (undeclared); declare it with FNHOST_HANDLER_EVENT.
  *
  * Example (a complete plugin):
  *
@@ -85,7 +89,7 @@
  *       return FNHOST_STATUS_OK;
  *   }
  *   static const fnhost_handler_entry handlers[] = {
- *       { FNHOST_STR("Handler"), hello },
+ *       FNHOST_HANDLER("Handler", hello),
  *   };
  *   FNHOST_DEFINE_LAYOUT(layout);
  *   FNHOST_EXPORT_DESCRIPTOR("hello", handlers, NULL, 0, layout);
@@ -101,7 +105,7 @@ extern "C" {
 #endif
 
 #define FNHOST_ABI_MAJOR 1
-#define FNHOST_ABI_MINOR 2
+#define FNHOST_ABI_MINOR 3
 /* "FNHP" read as a little-endian uint32. */
 #define FNHOST_DESCRIPTOR_MAGIC 0x50484E46u
 #define FNHOST_DESCRIPTOR_SYMBOL "fnhost_plugin_descriptor"
@@ -215,7 +219,22 @@ typedef int32_t (*fnhost_initializer_fn)(const fnhost_context *ctx);
 typedef struct fnhost_handler_entry {
     fnhost_plugin_str name; /* "Handler" in the entry "plugin.Handler" */
     fnhost_handler_fn handler;
+    /* 1.3: the event the handler takes: FNHOST_EVENT_APIG for an APIG
+     * trigger's HTTP event, "timer", "kafka", ... for other triggers' events,
+     * FNHOST_EVENT_JSON for a JSON document of its own, FNHOST_EVENT_BYTES
+     * for anything (it parses the payload itself). Empty: undeclared. */
+    fnhost_plugin_str event;
 } fnhost_handler_entry;
+
+#define FNHOST_EVENT_APIG "apig"
+#define FNHOST_EVENT_TIMER "timer"
+#define FNHOST_EVENT_JSON "json"
+#define FNHOST_EVENT_BYTES "bytes"
+
+/* A handler table entry taking any payload ("bytes"). */
+#define FNHOST_HANDLER(NAME, FN) { FNHOST_STR(NAME), FN, FNHOST_STR(FNHOST_EVENT_BYTES) }
+/* A handler table entry declaring the event it takes (FNHOST_EVENT_*). */
+#define FNHOST_HANDLER_EVENT(NAME, FN, EVENT) { FNHOST_STR(NAME), FN, FNHOST_STR(EVENT) }
 
 typedef struct fnhost_initializer_entry {
     fnhost_plugin_str name; /* "Init" in the entry "plugin.Init" */
@@ -297,7 +316,8 @@ typedef struct fnhost_descriptor {
         FNHOST__FIELD(fnhost_context_vtable, report_memory_peak)};                    \
     static const fnhost_field_layout NAME##_handler_entry[] = {                       \
         FNHOST__FIELD(fnhost_handler_entry, name),                                    \
-        FNHOST__FIELD(fnhost_handler_entry, handler)};                                \
+        FNHOST__FIELD(fnhost_handler_entry, handler),                                 \
+        FNHOST__FIELD(fnhost_handler_entry, event)};                                  \
     static const fnhost_field_layout NAME##_initializer_entry[] = {                   \
         FNHOST__FIELD(fnhost_initializer_entry, name),                                \
         FNHOST__FIELD(fnhost_initializer_entry, initializer)};                        \
