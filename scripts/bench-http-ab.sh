@@ -7,7 +7,7 @@
 # printed with their spread (requests per second, server CPU per request,
 # p99 latency). ROUNDS (default 10) and DURATION (seconds, 4).
 # Loopback only, bounded. Used to check that a change costs the HTTP path
-# nothing measurable (e.g. the front door's checks: see the README).
+# nothing measurable (e.g. the front door's checks: see docs/src/performance/http.md).
 # OLD_ECHO: the echo plugin the old build serves (default: this checkout's,
 # which an old build of another ABI minor refuses: build echo in the old
 # checkout then). NEW_ARGS: extra `fnhost serve` flags for the new build only; with

@@ -312,7 +312,7 @@ fn threads() -> usize {
 /// the right runtime, and a context kept past its call reads nothing. What
 /// does not go away is the cost: each Go runtime stays mapped for good with
 /// its own threads and heap, so each hot swap of a Go library in process
-/// leaves a whole runtime behind. The figures are printed for the README.
+/// leaves a whole runtime behind. The figures are printed for the book.
 #[test]
 fn several_go_runtimes_share_one_process_at_a_cost() {
     let plugins = go_plugins();

@@ -71,6 +71,13 @@ def test_no_answer_and_a_refused_package_are_one_line_and_exit_1(tmp_path):
     r = run(["deploy", "--url", f"http://127.0.0.1:{free_port()}"], proj)
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: no answer from http://127.0.0.1:"), r.stderr
+    # Every server command: no answer is a failed request (1), not usage (2).
+    dead = f"http://127.0.0.1:{free_port()}"
+    for args in (["invoke", "--url", dead, "shop", "--data", "{}"], ["logs", "shop", "--url", dead],
+                 ["functions", "list", "--url", dead], ["publish", "shop", "--url", dead]):
+        r = run(args, proj)
+        assert r.returncode == 1, (args, r.returncode, r.stderr)
+        assert r.stderr.strip().splitlines()[-1].startswith("error: no answer from"), (args, r.stderr)
     tiny = Server(tmp_path, keys=False, config={"limits": {"code_body_bytes": 1024}}).start()
     try:
         r = run(["deploy", "--url", tiny.url], proj)

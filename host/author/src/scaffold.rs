@@ -139,7 +139,7 @@ pub fn files(
         });
     }
     let header = format!(
-        "# The function {name}: read by `fnhost invoke`, `build`, `package`, `deploy`\n# and a server's --functions-dir. Keys: see the README (\"The manifest\").\n"
+        "# The function {name}: read by `fnhost invoke`, `build`, `package`, `deploy`\n# and a server's --functions-dir. Keys: see the book, docs/src/manifest.md.\n"
     );
     let mut out = vec![(PathBuf::from(FILE_NAME), header + &manifest.to_toml())];
     match lang {

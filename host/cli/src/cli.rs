@@ -112,7 +112,7 @@ struct ServeArgs {
     /// "limits": {...}, "metrics_auth": false, "apig_any_function": false, "allow_unsigned_payload": false,
     /// "min_timer_rate_seconds": 60, "asynchronous": {"workers": 4, "queue_capacity": 10000,
     /// "records_max_age_seconds": 604800, "records_max": 100000, "retry_base_ms": 1000,
-    /// "http_destinations": "loopback"}} (see the README).
+    /// "http_destinations": "loopback"}} (see the book: docs/src/serving/index.md).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:8000).
@@ -146,7 +146,7 @@ struct ServeArgs {
     /// Run in-process handlers that have proven short (100 calls in a row
     /// under 100 µs) on the HTTP I/O threads, with the deadline enforced by
     /// a watchdog (the I/O-thread lane). Off by default: measured against
-    /// worker threads it did not win beyond the rounds' spread (README).
+    /// worker threads it did not win beyond the rounds' spread (docs/src/performance).
     #[arg(long, conflicts_with = "no_io_lane")]
     io_lane: bool,
     /// Run every in-process handler on a worker thread (the default).
@@ -578,9 +578,14 @@ fn invoke_remote(a: &InvokeArgs, url: &str, payload: Vec<u8>) -> anyhow::Result<
     let mut headers = fnhost_author::client::HeaderMap::new();
     headers.insert("x-cff-log-type", "tail".parse()?);
     headers.insert("content-type", "application/json".parse()?);
-    let answer = remote
+    let answer = match remote
         .client
-        .send(hyper_method_post(), &path, "", headers, payload)?;
+        .send(hyper_method_post(), &path, "", headers, payload)
+    {
+        Ok(answer) => answer,
+        // No answer is a failed request (1), as for `deploy`, not usage.
+        Err(e) => return Ok(crate::lifecycle::no_answer(&e)),
+    };
     let header = |name: &str| {
         answer
             .headers
@@ -764,16 +769,24 @@ fn logs(a: LogsArgs) -> anyhow::Result<i32> {
         if let Some(after) = after {
             q.push(format!("after={after}"));
         }
-        let answer = remote.client.send(
+        let answer = match remote.client.send(
             fnhost_author::client::Method::GET,
             &path,
             &q.join("&"),
             fnhost_author::client::HeaderMap::new(),
             Vec::new(),
-        )?;
+        ) {
+            Ok(answer) => answer,
+            Err(e) => return Ok(crate::lifecycle::no_answer(&e)),
+        };
         if answer.status != 200 {
-            eprintln!("{}", crate::terminal::for_stderr(&answer.error_message()));
-            return Ok(1);
+            let message = format!(
+                "error: the server answered {}: {}",
+                answer.status,
+                answer.error_message()
+            );
+            eprintln!("{}", crate::terminal::for_stderr(&message));
+            return Ok(crate::lifecycle::EXIT_REFUSED);
         }
         let body = answer.json();
         let mut out = std::io::stdout().lock();

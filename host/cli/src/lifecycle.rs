@@ -91,8 +91,8 @@ pub(crate) struct NameArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TriggerCommand {
-    /// Add a trigger: `apig --path P [--method M]` (an HTTP route under
-    /// /apig/NAME) or `timer --schedule S [--user-event E]`.
+    /// Add a trigger: `apig --path P [--method M]` (an HTTP route the
+    /// server serves at P) or `timer --schedule S [--user-event E]`.
     Add(TriggerAddArgs),
     /// List a function's triggers.
     List(NameArgs),
@@ -107,7 +107,7 @@ pub(crate) enum TriggerCommand {
 /// A trigger's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum TriggerKind {
-    /// An HTTP route: POST /apig/NAME/PATH calls the function with an APIG event.
+    /// An HTTP route: a request to PATH calls the function with an APIG event.
     Apig,
     /// A schedule: the function is called with a timer event.
     Timer,
@@ -120,7 +120,7 @@ pub(crate) struct TriggerAddArgs {
     /// The trigger's type.
     #[arg(value_enum)]
     kind: TriggerKind,
-    /// (apig) The route's path under /apig/NAME, e.g. /orders.
+    /// (apig) The route's path, e.g. /orders (it serves /orders/... too).
     #[arg(long, value_name = "PATH", required_if_eq("kind", "apig"))]
     path: Option<String>,
     /// (apig) The HTTP method it answers (default ANY).
@@ -278,6 +278,12 @@ fn text(v: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// A request that got no answer: the message on stderr, exit status 1.
+pub(crate) fn no_answer(e: &fnhost_author::client::ClientError) -> i32 {
+    eprintln!("error: {}", for_stderr(&e.to_string()));
+    EXIT_REFUSED
 }
 
 /// What a command's request came to: the exit status, with the failure

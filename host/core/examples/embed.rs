@@ -1,4 +1,4 @@
-//! Embedding fnhost in a Rust program: the README's example, compiled.
+//! Embedding fnhost in a Rust program: the book's example (docs/src/embedding/rust.md), compiled.
 //!
 //!     cargo build -p echo && cargo run -p fnhost --example embed -- target/debug
 //!

@@ -248,7 +248,7 @@ pub enum Isolation {
     /// own language runtime which cannot share the host process safely (a
     /// Go `c-shared` library: its runtime can never be unloaded, so every
     /// hot swap would leave a whole Go runtime behind, and several of them
-    /// share one set of signal handlers; see the README), and
+    /// share one set of signal handlers; see docs/src/handlers/go.md), and
     /// [`Isolation::InProcess`] for every other library. Decided from the
     /// library's ELF when a generation is built; the generation's
     /// configuration then names the mode chosen.

@@ -41,7 +41,7 @@ pub struct RuntimeStats {
     /// Whether a pre-started checker is waiting for the next pre-flight.
     pub preflight_spare_ready: bool,
     /// Whether a sandboxed worker process is parked, waiting to become the
-    /// next sandboxed start's (see the README's sandbox section).
+    /// next sandboxed start's (see the book: docs/src/isolation/sandbox.md).
     pub parked_worker_ready: bool,
     /// Sandboxed worker starts that took a parked worker, in this process.
     pub parked_worker_starts: u64,

@@ -8,7 +8,7 @@
 //! initializer = "orders.Init"       # or just "Init" (same library)
 //! memory_mb = 256                   # one of FunctionGraph's sizes
 //! timeout_s = 5                     # 1..=900
-//! initializer_timeout_s = 10
+//! initializer_timeout_s = 10        # 1..=300
 //! isolation = "in-process"          # "inline" | "in-process" | "process"
 //!
 //! [concurrency]
@@ -33,7 +33,7 @@
 //!
 //! [[triggers]]
 //! type = "TIMER"
-//! schedule = "Rate 5 minutes"       # or "Cron 0 */5 * * * *"
+//! schedule = "Rate 5m"              # s, m, h, d; or "Cron 0 */5 * * * *"
 //! user_event = "tick"
 //! ```
 //!
@@ -138,7 +138,7 @@ pub enum Trigger {
     /// A timer.
     #[serde(rename = "TIMER")]
     Timer {
-        /// `Rate N minutes|hours|days` or `Cron <6 fields>`.
+        /// `Rate N` with a unit of s, m, h or d (`Rate 5m`), or `Cron <6 fields>`.
         schedule: String,
         /// The `user_event` of each timer event.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,10 +364,10 @@ impl Manifest {
             );
         }
         if let Some(t) = self.initializer_timeout_s {
-            if !(1..=900).contains(&t) {
+            if !(1..=MAX_INITIALIZER_TIMEOUT_S).contains(&t) {
                 return bad(
                     "initializer_timeout_s",
-                    format!("{t} s is out of range (1 to 900)"),
+                    format!("{t} s is out of range (1 to {MAX_INITIALIZER_TIMEOUT_S})"),
                 );
             }
         }
@@ -425,10 +425,15 @@ impl Manifest {
                     }
                 }
                 Trigger::Timer { schedule, .. } => {
-                    if split_schedule(schedule).is_none() {
+                    let well_formed = match split_schedule(schedule) {
+                        Some(("Rate", rate)) => is_rate(rate),
+                        Some(_) => true,
+                        None => false,
+                    };
+                    if !well_formed {
                         return bad(
                             &format!("triggers[{i}].schedule"),
-                            format!("`{schedule}` is not `Rate N minutes|hours|days` or `Cron <fields>`"),
+                            format!("`{schedule}` is not `Rate N` with a unit of s, m, h or d (`Rate 5m`), or `Cron <fields>`"),
                         );
                     }
                 }
@@ -494,7 +499,17 @@ impl Manifest {
     }
 }
 
-/// `("Rate", "5 minutes")` or `("Cron", "0 */5 * * * *")` of a schedule.
+/// The longest initializer timeout, in seconds (FunctionGraph's, and the
+/// server's).
+pub const MAX_INITIALIZER_TIMEOUT_S: u32 = 300;
+
+/// Whether `rate` is `N` and a unit of s, m, h or d (`5m`, `90 s`).
+fn is_rate(rate: &str) -> bool {
+    let digits = rate.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && matches!(rate[digits..].trim(), "s" | "m" | "h" | "d")
+}
+
+/// `("Rate", "5m")` or `("Cron", "0 */5 * * * *")` of a schedule.
 pub fn split_schedule(schedule: &str) -> Option<(&'static str, &str)> {
     let (kind, rest) = schedule.trim().split_once(char::is_whitespace)?;
     let rest = rest.trim();
@@ -542,7 +557,7 @@ method = "POST"
 
 [[triggers]]
 type = "TIMER"
-schedule = "Rate 5 minutes"
+schedule = "Rate 5m"
 user_event = "tick"
 "#;
 
@@ -617,6 +632,10 @@ user_event = "tick"
             ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"APIG\"\npath = \"x\"\n", "triggers[0].path", 5),
             ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"APIG\"\npath = \"/x\"\nmethod = \"FETCH\"\n", "triggers[0].method", 6),
             ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"TIMER\"\nschedule = \"every minute\"\n", "triggers[0].schedule", 5),
+            // The server's rate units are s, m, h and d: `minutes` was
+            // accepted here and refused at deploy.
+            ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"TIMER\"\nschedule = \"Rate 5 minutes\"\n", "triggers[0].schedule", 5),
+            ("name = \"a\"\nhandler = \"a.Handler\"\ninitializer_timeout_s = 301\n", "initializer_timeout_s", 3),
         ] {
             let e = parse(text).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");

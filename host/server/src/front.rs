@@ -3,7 +3,7 @@
 //!
 //! On a busy server the router's work for an invocation (trying the API's
 //! routes, storing and deserializing path parameters, the body-limit layer)
-//! measured about a tenth of the request's CPU (see the README's performance
+//! measured about a tenth of the request's CPU (see the book's performance
 //! section). The shortcut does the same things the routed handler and its
 //! layers do: the same body limit, signature check, request log and
 //! response ([`invoke::sync_invoke`]). A request it does not recognize

@@ -100,7 +100,8 @@ pub struct ServeConfig {
     /// Run in-process handlers that have proven short on the HTTP I/O
     /// threads (see [`fnhost::dispatch`]); `false` (the default): always on
     /// worker threads. Opt-in: in interleaved A/B rounds it won neither
-    /// requests per second nor p99 beyond the rounds' spread (README).
+    /// requests per second nor p99 beyond the rounds' spread (the book:
+    /// docs/src/performance/http.md).
     pub io_lane: bool,
     /// Limits on request bodies, time and connections.
     pub limits: Limits,

@@ -1,7 +1,7 @@
 //! The server's limits on what a client may make it hold: bytes, time and
 //! connections. Every number here is a default a production server can
 //! run with; each is configurable (the `limits` object of `fnhost serve
-//! --config`, fields as below) and documented in the README.
+//! --config`, fields as below) and documented in the book (docs/src/serving/limits.md).
 
 use std::time::Duration;
 

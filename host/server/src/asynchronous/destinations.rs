@@ -5,7 +5,7 @@
 //! any`): a destination is set by anyone who may configure a function, and
 //! must not turn the server into a proxy to the networks it can reach.
 //!
-//! The record (`version` 1), documented in the README:
+//! The record (`version` 1), documented in the book (docs/src/serving/async.md):
 //! `{"version", "timestamp", "request_id", "function_urn", "status",
 //! "condition", "attempts", "trace_id", "traceparent", "request": {"source",
 //! "payload", "payload_encoding"}, "response": {"body", "body_encoding"} |

@@ -49,7 +49,7 @@
  *  directory, the process's resource limits, and descriptors it did not
  *  open. A Rust plugin built with panic = "abort" aborts the host on any
  *  panic. In process mode the host trusts the plugin not to crash it; that
- *  is the price of native speed (see the README's trust boundary).
+ *  is the price of native speed (see the book: docs/src/isolation/trust.md).
  *
  * Empty strings: a string whose len is 0 may carry any pointer, NULL
  * included; neither side reads through it.
