@@ -3,6 +3,7 @@ crashes, exits or blocks fails its deploy and nothing else; the server
 restarts with such a library in --functions-dir; process isolation maps no
 library in the server."""
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -192,5 +193,53 @@ def test_as_pid_1_the_server_reaps_what_killed_handlers_leave_behind(tmp_path):
                 break
             time.sleep(0.1)
         assert not zombies, f"unreaped: {zombies}"
+    finally:
+        s.stop(signal.SIGKILL)
+
+
+def test_a_directory_function_that_cannot_deploy_is_listed_failed_with_its_reason(tmp_path):
+    """A library in --functions-dir that does not load (here: one whose
+    constructor exits, and a sidecar naming another function) was reported only in the
+    server's log: the listing now shows it, state Failed, with the reason
+    (naming files, not the server's paths), and a fixed library serves."""
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    shutil.copy(TARGET / "libecho.so", functions / "echo.so")
+    fixture("ctor_exit", functions)
+    os.rename(functions / "ctor_exit.so", functions / "broken.so")
+    shutil.copy(TARGET / "libecho.so", functions / "named.so")
+    (functions / "named.toml").write_text('name = "other"\nhandler = "named.Handler"\n')
+    s = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(functions)])
+    try:
+        s.start()
+        url = f"{s.url}/v2/default/fgs/functions"
+
+        def listing():
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return {f["func_name"]: f for f in json.loads(r.read())["functions"]}
+
+        assert eventually(lambda: {"echo", "broken", "named"} <= set(listing())), listing()
+        listed = listing()
+        assert listed["echo"]["last_update_status"] == "Successful", listed["echo"]
+        for name in ("broken", "named"):
+            f = listed[name]
+            assert f["last_update_status"] == "Failed", f
+            assert f"nothing serves {name}" in f["last_update_status_reason"], f
+            assert str(functions) not in f["last_update_status_reason"], f
+        assert "named.toml" in listed["named"]["last_update_status_reason"], listed["named"]
+        # Calling it is a clear refusal, and the server serves on.
+        req = urllib.request.Request(f"{url}/broken/invocations", data=b"{}", method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError("a function that never loaded answered")
+        except urllib.error.HTTPError as e:
+            assert 400 <= e.code < 500, (e.code, e.read())
+        assert invoke_until_served(f"{url}/echo/invocations", b'"ok"') == b'"ok"'
+        # Fixed: the library loads and the record says so.
+        tmp = functions / "broken.so.tmp"
+        shutil.copy(TARGET / "libecho.so", tmp)
+        os.rename(tmp, functions / "broken.so")
+        assert eventually(lambda: listing()["broken"]["last_update_status"] == "Successful", timeout=20), listing()
+        assert invoke_until_served(f"{url}/broken/invocations", b'"fixed"') == b'"fixed"'
     finally:
         s.stop(signal.SIGKILL)

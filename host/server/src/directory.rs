@@ -51,7 +51,11 @@ pub(crate) fn watch(
                 }
             }
             WatchEvent::Failed { function, error } => {
-                if management.has_function(&function) {
+                // The listing shows why; it names files, not the server's paths.
+                let reason = error.replace(&format!("{}/", code_dir.display()), "");
+                let served = management.serves(&function);
+                management.mark_watched_failed(&function, &reason);
+                if served {
                     log::error!(target: "fnhost::server", "{function}: {error}; the previous code keeps serving")
                 } else {
                     log::error!(target: "fnhost::server", "{function}: {error}; nothing serves {function}")
@@ -61,6 +65,7 @@ pub(crate) fn watch(
                 log::info!(target: "fnhost::server", "{function}: waiting for a complete library ({reason})")
             }
             WatchEvent::Removed { function } => {
+                management.forget_failed_watched(&function);
                 log::info!(target: "fnhost::server", "{function}: library removed; it keeps serving")
             }
             // `Init` is tried on every library: most have none.

@@ -247,6 +247,73 @@ impl Management {
         }
     }
 
+    /// Shows directory function `name` as `Failed` with `reason` (its
+    /// library or sidecar in the functions directory does not load): a
+    /// function that serves keeps serving its previous code; one that never
+    /// loaded is listed, `Failed`, serving nothing, so that a listing says
+    /// why it is absent instead of the log alone.
+    pub(crate) fn mark_watched_failed(&self, name: &str, reason: &str) {
+        let reason: String = reason.chars().take(1024).collect();
+        let mut functions = self.functions.lock();
+        match functions.get_mut(name) {
+            Some(record) => {
+                record.last_update_status = FAILED.to_owned();
+                record.last_update_status_reason = format!(
+                    "the functions directory's new code does not load, and the previous code keeps serving: {reason}"
+                );
+            }
+            None => {
+                let defaults = FunctionConfig::new(format!("{name}.Handler"), "");
+                let record = FunctionRecord {
+                    project_id: "local".into(),
+                    func_name: name.to_owned(),
+                    package: "default".into(),
+                    runtime: "Rust1.x".into(),
+                    handler: format!("{name}.Handler"),
+                    memory_size: defaults.memory_mb,
+                    timeout: u32::try_from(defaults.timeout.as_secs()).unwrap_or(u32::MAX),
+                    user_data: String::new(),
+                    initializer_handler: String::new(),
+                    initializer_timeout: 0,
+                    description: "deployed from the functions directory".to_owned(),
+                    digest: WATCHED.to_owned(),
+                    code_size: 0,
+                    max_instance_num: 0,
+                    reserved_instance_count: 0,
+                    concurrent_num: 1,
+                    isolation: fnhost::Isolation::default(),
+                    sandbox: Default::default(),
+                    last_modified: now_rfc3339(),
+                    last_update_status: FAILED.to_owned(),
+                    last_update_status_reason: format!("{reason}; nothing serves {name}"),
+                    serving: None,
+                };
+                functions.insert(name.to_owned(), record);
+            }
+        }
+    }
+
+    /// Whether function `name` has code that serves (not only a record of
+    /// a directory library that never loaded).
+    pub(crate) fn serves(&self, name: &str) -> bool {
+        self.functions
+            .lock()
+            .get(name)
+            .is_some_and(|r| r.digest != WATCHED)
+    }
+
+    /// Forgets directory function `name` when it never loaded (its library
+    /// left the directory); one that served keeps serving.
+    pub(crate) fn forget_failed_watched(&self, name: &str) {
+        let mut functions = self.functions.lock();
+        if functions
+            .get(name)
+            .is_some_and(|r| r.digest == WATCHED && r.last_update_status == FAILED)
+        {
+            functions.remove(name);
+        }
+    }
+
     /// Whether the store answers now (a failed change is then the row's
     /// fault, not the connection's).
     pub(crate) fn store_reachable(&self) -> bool {
