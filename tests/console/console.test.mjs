@@ -275,6 +275,74 @@ test("a new build swaps in under load: the timeline shows the new generation, no
   }
 });
 
+test("an alias call shows the version that answered, log lines break at their ends only, and close deploy marks stay legible", async () => {
+  const server = await startServer();
+  const off = [];
+  let page;
+  try {
+    page = await newPage(browser, server.url, off);
+    await page.goto(`${server.url}/console/`);
+    await page.getByRole("heading", { name: "Functions", exact: true }).waitFor(TIMEOUT);
+    await createFunction(page, join(TARGET, "libtestplugin.so"), "marks");
+    const api = `${server.url}/v2/local/fgs/functions/marks`;
+    const send = async (method, path, body) => {
+      const r = await fetch(api + path, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+      assert.ok(r.ok, `${method} ${path}: ${r.status} ${await r.text()}`);
+      return r.json().catch(() => null);
+    };
+    // Twelve deploys within seconds: their marks fall on top of each other.
+    for (let t = 3; t < 15; t++) await send("PUT", "/config", { timeout: t });
+    await send("POST", "/versions", {});
+    await send("PUT", "/config", { timeout: 20 });
+    await send("POST", "/versions", {});
+    await send("POST", "/aliases", { name: "canary", version: "v1", additional_version_weights: { v2: 100 } });
+    for (let i = 0; i < 5; i++) await fetch(`${api}/invocations`, { method: "POST", body: "{}" });
+
+    // Test through the alias: the summary names the version that answered.
+    await openTab(page, "marks", "test");
+    await page.getByLabel("Version or alias").selectOption("canary");
+    await page.getByLabel("Event", { exact: true }).fill(JSON.stringify({ key: "k".repeat(400) }));
+    await page.getByRole("button", { name: "Test", exact: true }).click();
+    const summary = page.getByRole("definition").filter({ hasText: "(alias canary)" });
+    await summary.waitFor(TIMEOUT);
+    assert.equal(await summary.innerText(), "v2 (alias canary)");
+    // The 400-character log line is one line that scrolls, not broken mid-word.
+    const log = page.getByLabel("Log output");
+    assert.match(await log.innerText(), /k{400}/);
+    const wrapped = await log.evaluate((e) => ({ white: getComputedStyle(e).whiteSpace, scrolls: e.scrollWidth > e.clientWidth }));
+    assert.deepEqual(wrapped, { white: "pre", scrolls: true });
+    await screenshot(page, "test-alias");
+
+    // The charts: every deploy drawn, their labels merged where they would overlap.
+    await openTab(page, "marks", "monitoring");
+    const chart = page.getByRole("img", { name: /Invocations/ });
+    await chart.waitFor(TIMEOUT);
+    const drawn = await chart.evaluate((svg) => ({
+      marks: svg.querySelectorAll("line.mark").length,
+      labels: [...svg.querySelectorAll("text.mark-label")].map((t) => {
+        const b = t.getBBox();
+        return { text: t.textContent, left: b.x, right: b.x + b.width };
+      }),
+    }));
+    assert.ok(drawn.marks >= 13, JSON.stringify(drawn));
+    assert.ok(drawn.labels.length >= 1, JSON.stringify(drawn));
+    const sorted = [...drawn.labels].sort((a, b) => a.left - b.left);
+    for (let i = 1; i < sorted.length; i++) {
+      assert.ok(sorted[i].left >= sorted[i - 1].right, `labels overlap: ${JSON.stringify(sorted)}`);
+    }
+    // Merged labels name the range of generations they cover.
+    assert.ok(drawn.labels.some((l) => /^gen \d+–\d+$/.test(l.text)), JSON.stringify(drawn.labels));
+    for (const l of drawn.labels) assert.ok(l.right <= 640, JSON.stringify(l));
+    await screenshot(page, "monitoring-marks");
+    assert.deepEqual(off, [], "requests off the server's origin, or page errors");
+  } catch (e) {
+    await page?.screenshot({ path: "/tmp/console-failure.png", fullPage: true });
+    throw e;
+  } finally {
+    await server.stop();
+  }
+});
+
 test("on a keyed server the console signs in: a wrong secret is refused, the right one signs every call", async () => {
   const server = await startServer({ keys: true });
   const off = [];

@@ -56,6 +56,9 @@ const X_CFF_FUNCTION_LOG: HeaderName = HeaderName::from_static("x-cff-function-l
 const X_FUNC_ERR_CODE: HeaderName = HeaderName::from_static("x-func-err-code");
 const X_IS_FUNC_ERR: HeaderName = HeaderName::from_static("x-is-func-err");
 /// The invocation's W3C trace id (the caller's `traceparent`, or a new one).
+/// The version that answered a call (an alias sends calls to one version or
+/// another): fnhost's own header, beside FunctionGraph's.
+const X_FNHOST_VERSION: HeaderName = HeaderName::from_static("x-fnhost-version");
 pub(crate) const X_CFF_TRACE_ID: HeaderName = HeaderName::from_static("x-cff-trace-id");
 /// W3C Trace Context level 2's answer header: the server's span of the
 /// trace.
@@ -336,6 +339,7 @@ pub(crate) async fn sync_invoke(
 ) -> Result<Response, ApiError> {
     let (function, route) = route_for(state, urn)?;
     let route = route.with_ids(options.ids());
+    let answered_by = Arc::clone(&route.version);
     let traced =
         crate::telemetry::enabled().then(|| (SystemTime::now(), Arc::clone(&route.version)));
     let caller = link.map(|link| Caller { link, options });
@@ -347,7 +351,10 @@ pub(crate) async fn sync_invoke(
     if let Some((start, version)) = traced {
         export_spans(&options, "http", function, &version, start, &result);
     }
-    let (headers, body) = sync_answer(result, options);
+    let (mut headers, body) = sync_answer(result, options);
+    if let Ok(version) = HeaderValue::from_str(&answered_by) {
+        headers.insert(X_FNHOST_VERSION, version);
+    }
     let mut response = Response::new(axum::body::Body::from(body));
     *response.headers_mut() = headers;
     Ok(response)

@@ -49,7 +49,7 @@ export async function testView(api, f) {
                 "Content-Type": "application/json",
                 "X-Cff-Log-Type": "tail",
             });
-            showResult(result, answer.headers, answer.body);
+            showResult(result, answer.headers, answer.body, aliases.some((a) => a.name === qualifier.value) ? qualifier.value : null);
         }
         catch (error) {
             const refused = error instanceof ApiError;
@@ -72,7 +72,7 @@ function decodeLog(header) {
         return "";
     }
 }
-function showResult(result, headers, body) {
+function showResult(result, headers, body, alias) {
     const text = new TextDecoder().decode(body);
     const failed = headers.get("x-is-func-err") === "true";
     let summary = {};
@@ -104,5 +104,7 @@ function showResult(result, headers, body) {
         output = h("pre", { class: "output", "aria-label": "Function output" }, pretty);
     }
     const row = (label, value) => [h("dt", {}, label), h("dd", {}, value)];
-    show(result, h("h3", {}, "Function Output"), output, h("h3", {}, "Execution Summary"), h("dl", { class: "summary", "aria-label": "Execution summary" }, row("Request ID", headers.get("x-cff-request-id") ?? ""), row("Configured memory", `${summary.memorySize ?? "–"} MB`), row("Duration", `${number(summary.duration)} ms`), row("Memory used", `${number(summary.memoryUsed)} MB`), row("Billed duration", `${summary.billingDuration ?? "–"} ms`)), h("h3", {}, "Log Output"), h("pre", { class: "log", "aria-label": "Log output" }, decodeLog(headers.get("x-cff-function-log")) || "(no log lines)"));
+    show(result, h("h3", {}, "Function Output"), output, h("h3", {}, "Execution Summary"), h("dl", { class: "summary", "aria-label": "Execution summary" }, row("Request ID", headers.get("x-cff-request-id") ?? ""), 
+    // An alias may send the call to one version or another: which one did.
+    row("Version", `${headers.get("x-fnhost-version") ?? "–"}${alias ? ` (alias ${alias})` : ""}`), row("Configured memory", `${summary.memorySize ?? "–"} MB`), row("Duration", `${number(summary.duration)} ms`), row("Memory used", `${number(summary.memoryUsed)} MB`), row("Billed duration", `${summary.billingDuration ?? "–"} ms`)), h("h3", {}, "Log Output"), h("pre", { class: "log", "aria-label": "Log output" }, decodeLog(headers.get("x-cff-function-log")) || "(no log lines)"));
 }

@@ -16,6 +16,60 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attributes: Record<st
   return e;
 }
 
+/** About how wide `text` is in the charts' tick font (SVG units). */
+function textWidth(text: string): number {
+  return text.length * 6.2;
+}
+
+/** The label of marks `first` to `last` ("gen 14", or "gen 14–23" for several). */
+function groupText(first: string, last: string, count: number): string {
+  if (count === 1) return first;
+  const tail = last.replace(/^\D*/, "");
+  return `${first}–${tail}`;
+}
+
+/**
+ * Marks (sorted by x) grouped so that labels never overlap: each group's
+ * label starts just right of its first mark (moved left to end before
+ * `maxX`), and a mark whose label would start before the previous label
+ * ends (plus a gap) joins that group instead.
+ */
+export function labelGroups(marks: { x: number; label: string }[], maxX: number): { start: number; text: string }[] {
+  const place = (x: number, text: string) => Math.min(x + 3, maxX - textWidth(text));
+  const groups: { x: number; first: string; last: string; count: number }[] = [];
+  for (const m of marks) {
+    const g = groups[groups.length - 1];
+    const end = g ? place(g.x, groupText(g.first, g.last, g.count)) + textWidth(groupText(g.first, g.last, g.count)) : -Infinity;
+    const joined = g ? groupText(g.first, m.label, g.count + 1) : "";
+    if (g && (place(m.x, m.label) < end + 8 || place(g.x, joined) + textWidth(joined) > maxX)) {
+      g.last = m.label;
+      g.count++;
+    } else {
+      groups.push({ x: m.x, first: m.label, last: m.label, count: 1 });
+    }
+  }
+  // Joining moves a label left (a longer one near the edge): merge again
+  // until no two overlap.
+  const placed = groups.map((g) => {
+    const text = groupText(g.first, g.last, g.count);
+    return { start: place(g.x, text), text, first: g.first, last: g.last, count: g.count, x: g.x };
+  });
+  for (let i = 1; i < placed.length; ) {
+    const prev = placed[i - 1];
+    if (placed[i].start < prev.start + textWidth(prev.text) + 8) {
+      prev.last = placed[i].last;
+      prev.count += placed[i].count;
+      prev.text = groupText(prev.first, prev.last, prev.count);
+      prev.start = place(prev.x, prev.text);
+      placed.splice(i, 1);
+      i = Math.max(1, i - 1);
+    } else {
+      i++;
+    }
+  }
+  return placed.map((p) => ({ start: p.start, text: p.text }));
+}
+
 /** A chart titled `title` (its accessible name), with `marks` at deploy times. */
 export function lineChart(title: string, unit: string, series: Series[], marks: { at: number; label: string }[]): HTMLElement {
   const width = 640;
@@ -39,13 +93,14 @@ export function lineChart(title: string, unit: string, series: Series[], marks: 
     label.textContent = v >= 10 ? v.toFixed(0) : v.toPrecision(2);
     chart.append(label);
   }
-  for (const mark of marks) {
-    if (mark.at < t0 || mark.at > t1) continue;
+  const visible = marks.filter((m) => m.at >= t0 && m.at <= t1).sort((a, b) => a.at - b.at);
+  for (const mark of visible) {
     chart.append(svg("line", { x1: x(mark.at), y1: pad.top, x2: x(mark.at), y2: y(0), class: "mark" }));
-    // Near the right edge the label goes to the mark's left.
-    const right = x(mark.at) > width - 80;
-    const label = svg("text", { x: x(mark.at) + (right ? -3 : 3), y: pad.top + 10, class: "tick", "text-anchor": right ? "end" : "start" });
-    label.textContent = mark.label;
+  }
+  // One label per group of marks too close to label apart ("gen 14–23").
+  for (const group of labelGroups(visible.map((m) => ({ x: x(m.at), label: m.label })), width - 2)) {
+    const label = svg("text", { x: group.start.toFixed(1), y: pad.top + 10, class: "tick mark-label", "text-anchor": "start" });
+    label.textContent = group.text;
     chart.append(label);
   }
   const start = svg("text", { x: pad.left, y: height - 6, class: "tick" });

@@ -79,7 +79,7 @@ export async function testView(api: Api, f: FunctionRecord): Promise<HTMLElement
         "Content-Type": "application/json",
         "X-Cff-Log-Type": "tail",
       });
-      showResult(result, answer.headers, answer.body);
+      showResult(result, answer.headers, answer.body, aliases.some((a) => a.name === qualifier.value) ? qualifier.value : null);
     } catch (error) {
       const refused = error instanceof ApiError;
       show(result, h("h3", {}, "Function Output"), notice(refused ? `The call was refused: ${describe(error)}` : describe(error), "error"));
@@ -100,7 +100,7 @@ function decodeLog(header: string | null): string {
   }
 }
 
-function showResult(result: HTMLElement, headers: Headers, body: Uint8Array): void {
+function showResult(result: HTMLElement, headers: Headers, body: Uint8Array, alias: string | null): void {
   const text = new TextDecoder().decode(body);
   const failed = headers.get("x-is-func-err") === "true";
   let summary: Summary = {};
@@ -142,6 +142,8 @@ function showResult(result: HTMLElement, headers: Headers, body: Uint8Array): vo
       "dl",
       { class: "summary", "aria-label": "Execution summary" },
       row("Request ID", headers.get("x-cff-request-id") ?? ""),
+      // An alias may send the call to one version or another: which one did.
+      row("Version", `${headers.get("x-fnhost-version") ?? "–"}${alias ? ` (alias ${alias})` : ""}`),
       row("Configured memory", `${summary.memorySize ?? "–"} MB`),
       row("Duration", `${number(summary.duration)} ms`),
       row("Memory used", `${number(summary.memoryUsed)} MB`),
