@@ -45,6 +45,7 @@ pub mod events;
 mod export;
 mod log;
 mod logger;
+mod macros;
 mod output;
 mod payload;
 pub mod testing;

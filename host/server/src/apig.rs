@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use fnhost_api::events::{ApigEvent, ApigRequestContext, ApigResponse};
 
 use super::error::ApiError;
-use super::Shared;
+use super::state::Shared;
 use fnhost::Outcome;
 
 /// Builds the APIG event of a request.

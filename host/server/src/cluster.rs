@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::functions::blocking;
+use crate::state::Shared;
 use crate::store::postgres::CHANGES;
-use crate::Shared;
 
 /// How often a node compares every revision with the ones it applied.
 pub const COMPARE_EVERY: Duration = Duration::from_secs(3);

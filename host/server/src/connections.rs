@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tower::ServiceExt as _;
 
+use super::connection_counts::Counts;
 use super::front::Front;
 use super::limits::Limits;
 use super::link::{Expiry, Link, LinkedStream, Mode};
@@ -44,18 +45,6 @@ const MAX_BUF_BYTES: usize = 64 * 1024;
 /// Connections refused at once while their request is drained (so they
 /// read the 503 instead of a reset); beyond these, refused ones are closed.
 const REFUSING_AT_ONCE: usize = 64;
-
-/// Live connection counts.
-#[derive(Default)]
-pub(crate) struct Counts {
-    normal: AtomicUsize,
-    priority: AtomicUsize,
-    refusing: AtomicUsize,
-    /// Connections answered 503 without being read, since start.
-    refused: AtomicU64,
-    /// Told when a connection ends.
-    ended: Notify,
-}
 
 /// The priority connections, oldest first, each with the signal that ends
 /// it early (only the accept loop uses this).
@@ -77,30 +66,6 @@ impl PriorityQueue {
                 true
             }
             None => false,
-        }
-    }
-}
-
-impl Counts {
-    /// Connections being served (normal and priority).
-    pub(crate) fn open(&self) -> usize {
-        self.normal.load(Ordering::Relaxed) + self.priority.load(Ordering::Relaxed)
-    }
-
-    /// Connections served beyond the cap (priority connections).
-    pub(crate) fn priority(&self) -> usize {
-        self.priority.load(Ordering::Relaxed)
-    }
-
-    /// Connections refused without being read, since start.
-    pub(crate) fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    fn of(&self, mode: Mode) -> &AtomicUsize {
-        match mode {
-            Mode::Normal => &self.normal,
-            Mode::Priority => &self.priority,
         }
     }
 }

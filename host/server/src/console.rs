@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::Shared;
+use super::state::Shared;
 
 /// The project id the console uses when the server has no access keys.
 pub const DEFAULT_PROJECT: &str = "local";

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use fnhost::{DeployError, Deployment, FunctionConfig};
 
-use crate::{ServeError, Shared};
+use crate::config::ServeError;
+use crate::state::Shared;
 
 /// Deploys every library of `dir` as a function of package `default`, and
 /// keeps the server's records in step with the watcher.
@@ -112,7 +113,7 @@ pub(crate) fn apply_sidecar(
 /// The watcher's deploys go through the management service: each takes the
 /// lock for its deploy, its record and its sidecar's triggers.
 pub(crate) struct WatchedDeploys {
-    pub(crate) state: crate::Shared,
+    pub(crate) state: crate::state::Shared,
     /// The server's executor: trigger timers are its tasks.
     pub(crate) executor: tokio::runtime::Handle,
 }

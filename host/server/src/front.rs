@@ -31,7 +31,7 @@ use super::error::ApiError;
 use super::gate::{classify, Class};
 use super::invoke::{self, InvokeOptions};
 use super::link::{Link, Mode};
-use super::Shared;
+use super::state::Shared;
 
 /// The front service of a connection.
 #[derive(Clone)]
@@ -171,7 +171,7 @@ async fn sync(state: Shared, request: Request, log: bool, link: Option<Arc<Link>
     let (parts, body) = request.into_parts();
     let response = answer(&state, &parts, body, link.as_ref()).await;
     if let Some(started) = started {
-        super::log_response(&parts.method, parts.uri.path(), &response, started);
+        crate::access_log::log_response(&parts.method, parts.uri.path(), &response, started);
     }
     response
 }
@@ -204,7 +204,9 @@ fn invocation_urn(path: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{router, AppState, ServeConfig};
+    use crate::config::ServeConfig;
+    use crate::router;
+    use crate::state::AppState;
 
     /// The shortcut and the router answer an invocation request alike.
     #[tokio::test]

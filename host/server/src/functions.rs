@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::management::Change;
 use super::model::{AliasRecord, FunctionRecord, VersionRecord, RUNTIMES, SUCCESSFUL};
-use super::Shared;
+use super::state::Shared;
 use crate::query::Params;
 use fnhost::Alias;
 

@@ -16,11 +16,11 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::error::ApiError;
+use super::invocation_metrics;
 use super::link::{self, Link};
-use super::metrics;
+use super::state::Shared;
 use super::trace::TraceContext;
 use super::urn::FunctionRefStr;
-use super::Shared;
 use fnhost::dispatch::{AtDeadline, Started};
 use fnhost::Route;
 use fnhost::{InvokeResult, Outcome};
@@ -130,7 +130,7 @@ impl<'a> Counted<'a> {
     }
 
     /// Counts the invocation as it ended.
-    fn finish(mut self, outcome: metrics::Outcome) {
+    fn finish(mut self, outcome: invocation_metrics::Outcome) {
         self.record(outcome);
     }
 
@@ -139,7 +139,7 @@ impl<'a> Counted<'a> {
         self.done = true;
     }
 
-    fn record(&mut self, outcome: metrics::Outcome) {
+    fn record(&mut self, outcome: invocation_metrics::Outcome) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -151,7 +151,7 @@ impl<'a> Counted<'a> {
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.record(metrics::Outcome::Cancelled);
+        self.record(invocation_metrics::Outcome::Cancelled);
     }
 }
 
@@ -220,16 +220,16 @@ async fn run(
         }
     }
     counted.finish(match &result {
-        Ok(r) if r.outcome.is_success() => metrics::Outcome::Success,
+        Ok(r) if r.outcome.is_success() => invocation_metrics::Outcome::Success,
         Ok(r)
             if r.outcome
                 .error()
                 .is_some_and(|e| e.error_type == fnhost::error_type::TIMEOUT) =>
         {
-            metrics::Outcome::Timeout
+            invocation_metrics::Outcome::Timeout
         }
-        Ok(_) => metrics::Outcome::Error,
-        Err(_) => metrics::Outcome::Rejected,
+        Ok(_) => invocation_metrics::Outcome::Error,
+        Err(_) => invocation_metrics::Outcome::Rejected,
     });
     Ok(Ran::Result(result?))
 }
@@ -257,7 +257,7 @@ fn answer_at_deadline(
         metrics.record(
             &function,
             &version,
-            metrics::Outcome::Timeout,
+            invocation_metrics::Outcome::Timeout,
             started.elapsed(),
         );
         log::warn!(

@@ -11,23 +11,41 @@
 //! State lives in the data directory: `state.db` (SQLite, see
 //! [`crate::store`]) and `code/` (content-addressed packages). On start every
 //! function, version and alias is restored and deployed.
+//!
+//! The modules form layers, each using only those below it: components
+//! that know nothing of the server's state (the store, management, the
+//! gate, auth, limits, ..., and the in-memory parts of the state in
+//! `async_queue`, `function_logs`, `invocation_metrics`, `active_triggers`
+//! and `connection_counts`, with `config`); then `state` (`AppState`,
+//! handed to every handler as `Shared`); then the handlers and services
+//! that take it (`functions`, `invoke`, `apig`, `asynchronous`, `logs`,
+//! `metrics`, `monitoring`, `triggers`, `console`, `cluster`, `directory`,
+//! `front`, `connections`); and this root, which routes and serves.
+//! `scripts/module-cycles.py` keeps them free of cycles.
 
+mod access_log;
+mod active_triggers;
 mod activity;
 pub mod apig;
+mod async_queue;
 pub mod asynchronous;
 pub mod auth;
 mod cluster;
+mod config;
+mod connection_counts;
 mod connections;
 pub mod console;
 mod deployments;
 mod directory;
 pub mod error;
 mod front;
+mod function_logs;
 mod functions;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
+mod invocation_metrics;
 mod invoke;
 pub mod limits;
 mod link;
@@ -39,16 +57,14 @@ mod monitoring;
 pub mod package;
 mod propagation;
 mod query;
+mod state;
 pub mod store;
 pub mod telemetry;
 pub mod trace;
 pub mod triggers;
 pub mod urn;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -57,145 +73,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use self::auth::{AccessKeys, SignaturePolicy};
-use self::gate::Gate;
-use self::limits::Limits;
-use self::management::Management;
-use self::package::PackageStore;
-use crate::store::Store;
-use fnhost::dispatch::IoLane;
+use self::state::{AppState, Shared};
 use fnhost::Runtime;
 
-/// How to run the server.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Address to listen on (default `127.0.0.1:8000`).
-    pub listen: SocketAddr,
-    /// Where state and code packages live (with `database_url`: the
-    /// node's local caches only).
-    pub data_dir: PathBuf,
-    /// A PostgreSQL database (`postgres://...`) shared by every node of a
-    /// cluster, instead of the SQLite file in `data_dir`.
-    pub database_url: Option<String>,
-    /// Object storage every node of a cluster keeps the code packages in
-    /// (`s3://BUCKET/PREFIX` or `file:///DIR`); `data_dir` then holds
-    /// this node's cache of them.
-    pub package_store: Option<String>,
-    /// Access keys that may sign requests; empty: no authentication, and
-    /// only loopback addresses are allowed.
-    pub access_keys: AccessKeys,
-    /// How long shutdown waits for in-flight work.
-    pub shutdown_grace: Duration,
-    /// A directory whose `NAME.so` files are deployed (and redeployed on
-    /// change) as functions `NAME` in package `default`.
-    pub functions_dir: Option<PathBuf>,
-    /// Where the handlers of the `functions_dir` functions run.
-    pub functions_isolation: fnhost::Isolation,
-    /// The isolation floor for every function (`--min-isolation`): a
-    /// create or update asking for less is refused, functions that default
-    /// lower run at it. `Inline` (the default): no floor. No pre-flight
-    /// proves in-process code harmless; `Process` is the answer for code
-    /// the operator did not write.
-    pub min_isolation: fnhost::Isolation,
-    /// Run in-process handlers that have proven short on the HTTP I/O
-    /// threads (see [`fnhost::dispatch`]); `false` (the default): always on
-    /// worker threads. Opt-in: in interleaved A/B rounds it won neither
-    /// requests per second nor p99 beyond the rounds' spread (the book:
-    /// docs/src/performance/http.md).
-    pub io_lane: bool,
-    /// Limits on request bodies, time and connections.
-    pub limits: Limits,
-    /// What signatures may leave out (by default: nothing).
-    pub signature_policy: SignaturePolicy,
-    /// Serve every function anonymously under `/apig/{function}/...` even
-    /// with access keys configured (without keys it always is).
-    pub apig_any_function: bool,
-    /// `/metrics` needs a signature (when access keys are configured).
-    pub metrics_auth: bool,
-    /// The shortest `Rate` a timer trigger may have (FunctionGraph's: 1
-    /// minute).
-    pub min_timer_rate: Duration,
-    /// Delete the runtime's cached library copies that no generation of
-    /// this server uses, after changes and at start: only for a cache
-    /// directory that is this server's alone (`fnhost serve` gives each
-    /// data directory its own by default).
-    pub prune_code_cache: bool,
-    /// The asynchronous queue: workers, capacity, record pruning, retry
-    /// backoff, HTTP destinations.
-    pub asynchronous: asynchronous::AsyncSettings,
-    /// Bytes of recent invocation log lines kept per function (the `logs`
-    /// endpoint); 0 keeps none.
-    pub function_log_bytes: usize,
-}
-
-impl ServeConfig {
-    /// Defaults for `data_dir`.
-    pub fn new(data_dir: impl Into<PathBuf>) -> ServeConfig {
-        ServeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            data_dir: data_dir.into(),
-            database_url: None,
-            package_store: None,
-            access_keys: AccessKeys::default(),
-            shutdown_grace: Duration::from_secs(30),
-            functions_dir: None,
-            functions_isolation: fnhost::Isolation::default(),
-            min_isolation: fnhost::Isolation::Inline,
-            io_lane: false,
-            limits: Limits::default(),
-            signature_policy: SignaturePolicy::default(),
-            apig_any_function: false,
-            metrics_auth: false,
-            min_timer_rate: Duration::from_secs(60),
-            prune_code_cache: false,
-            asynchronous: asynchronous::AsyncSettings::default(),
-            function_log_bytes: logs::DEFAULT_BYTES_PER_FUNCTION,
-        }
-    }
-}
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// Refusing an unsafe configuration.
-    #[error("{0}")]
-    Config(String),
-    /// I/O (binding, data directory).
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The state store.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// The server's shared state, passed to every handler.
-pub(crate) struct AppState {
-    pub(crate) runtime: Runtime,
-    /// Functions' records and every change to them.
-    pub(crate) management: Arc<Management>,
-    /// What every request passes before a handler sees it.
-    pub(crate) gate: Gate,
-    /// `/apig/{function}/...` serves every function.
-    pub(crate) apig_any_function: bool,
-    /// The shortest timer `Rate`.
-    pub(crate) min_timer_rate: Duration,
-    pub(crate) asynchronous: asynchronous::AsyncQueue,
-    /// Recent invocation logs per function.
-    pub(crate) logs: logs::FunctionLogs,
-    pub(crate) metrics: metrics::Metrics,
-    pub(crate) timers: triggers::Timers,
-    pub(crate) apig_routes: triggers::ApigRoutes,
-    /// Where proven-short handlers run (on this server's executor).
-    pub(crate) lane: Option<IoLane>,
-    /// Open connections (for `/metrics`).
-    pub(crate) connections: Arc<connections::Counts>,
-    /// Changes from other nodes (a shared store only).
-    pub(crate) propagation: propagation::Propagation,
-    /// Shutting down: `/readyz` says so, so load balancers stop sending.
-    pub(crate) draining: std::sync::atomic::AtomicBool,
-}
-
-pub(crate) type Shared = Arc<AppState>;
+pub use self::config::{ServeConfig, ServeError};
 
 fn router(state: Shared) -> Router {
     let api = Router::new()
@@ -297,7 +178,7 @@ fn router(state: Shared) -> Router {
         .route("/apig/{function}/{*path}", axum::routing::any(apig::route))
         .fallback(apig::by_trigger_path);
     if log::log_enabled!(target: "fnhost::http", log::Level::Info) {
-        app = app.layer(middleware::from_fn(log_request));
+        app = app.layer(middleware::from_fn(access_log::log_request));
     }
     // Bodies are read whole by the gate, so that a refusal answers in
     // FunctionGraph's error shape (axum's own rejection is plain text).
@@ -335,40 +216,6 @@ async fn admit(State(state): State<Shared>, request: Request, next: Next) -> Res
     }
 }
 
-/// One structured line per request (target `fnhost::http`, info level):
-/// method, path, status, duration and the invocation's request id.
-async fn log_request(request: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let response = next.run(request).await;
-    log_response(&method, &path, &response, started);
-    response
-}
-
-fn log_response(
-    method: &axum::http::Method,
-    path: &str,
-    response: &Response,
-    started: std::time::Instant,
-) {
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-    };
-    let (request_id, trace_id) = (header("x-cff-request-id"), header("x-cff-trace-id"));
-    log::info!(
-        target: "fnhost::http",
-        request_id = request_id,
-        trace_id = trace_id;
-        "method={method} path={path} status={} duration_ms={:.3} request_id={request_id}",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
-}
-
 /// Readiness: 503 while the node drains for shutdown and, in a cluster,
 /// until it has applied what the shared store holds.
 async fn readyz(axum::extract::State(state): axum::extract::State<Shared>) -> Response {
@@ -382,62 +229,6 @@ async fn readyz(axum::extract::State(state): axum::extract::State<Shared>) -> Re
         return not_ready("catching up with the shared store");
     }
     "ready".into_response()
-}
-
-impl AppState {
-    /// The state in `config.data_dir` (created if missing), not yet restored.
-    fn open(config: &ServeConfig, runtime: Runtime) -> Result<AppState, ServeError> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let store = match &config.database_url {
-            Some(url) => Store::connect(url)?,
-            None => Store::open(&config.data_dir.join("state.db"))?,
-        };
-        let mut packages = PackageStore::new(config.data_dir.join("code"))?;
-        if let Some(url) = &config.package_store {
-            packages = packages.with_remote(package::remote::RemotePackages::open(url)?);
-        }
-        Ok(AppState {
-            management: Arc::new(
-                Management::new(runtime.clone(), store, packages, config.prune_code_cache)
-                    .with_min_isolation(config.min_isolation),
-            ),
-            runtime,
-            gate: Gate::new(
-                config.access_keys.clone(),
-                config.signature_policy,
-                config.limits.clone(),
-                config.metrics_auth,
-            ),
-            apig_any_function: config.apig_any_function || config.access_keys.is_empty(),
-            min_timer_rate: config.min_timer_rate,
-            asynchronous: asynchronous::AsyncQueue::new(config.asynchronous.clone()),
-            logs: logs::FunctionLogs::new(config.function_log_bytes),
-            metrics: metrics::Metrics::default(),
-            timers: triggers::Timers::default(),
-            apig_routes: triggers::ApigRoutes::default(),
-            lane: config.io_lane.then(io_lane).flatten(),
-            connections: Arc::default(),
-            propagation: propagation::Propagation::default(),
-            draining: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-}
-
-/// A lane on the current executor, one slot fewer than it has threads: a
-/// thread stays free to answer callers even if every lane call hangs.
-fn io_lane() -> Option<IoLane> {
-    let executor = tokio::runtime::Handle::current();
-    let slots = executor.metrics().num_workers().saturating_sub(1);
-    let lane = IoLane::new(slots, move |job| drop(executor.spawn(async move { job() })));
-    match &lane {
-        Some(lane) => {
-            log::info!(target: "fnhost::server", "short handlers run on the I/O threads ({} at once)", lane.slots())
-        }
-        None => {
-            log::info!(target: "fnhost::server", "handlers run on worker threads only (no I/O-thread lane)")
-        }
-    }
-    lane
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains: stops accepting,

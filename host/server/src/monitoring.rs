@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::activity::{BUCKET, WINDOW};
 use super::error::ApiError;
-use super::Shared;
+use super::state::Shared;
 use crate::query::Params;
 
 /// The span a request asks for: `minutes` from 1 to 15 (default 15).

@@ -6,7 +6,6 @@
 //! (which, without access keys or with `apig_any_function`, also serves
 //! every function under `/apig/{function}/...`).
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +15,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use croner::parser::{CronParser, Seconds};
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::active_triggers::{ApigRoute, ApigRoutes, Timers};
 use super::error::ApiError;
 use super::functions::parse_body;
 use super::model::now_rfc3339;
-use super::{AppState, Shared};
+use super::state::{AppState, Shared};
 
 /// A trigger as stored and served.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -225,37 +224,9 @@ impl Schedule {
     }
 }
 
-/// Running timer tasks by trigger id, with their functions.
-///
-/// In a cluster only one node fires timers: the one holding the timer
-/// lock (see `server::cluster`); the others validate and store triggers
-/// but start no tasks until they become that node.
-#[derive(Default)]
-pub(crate) struct Timers {
-    tasks: Mutex<HashMap<String, (String, tokio::task::JoinHandle<()>)>>,
-    /// Timers start only while this node leads (a cluster).
-    gated: std::sync::atomic::AtomicBool,
-    leading: std::sync::atomic::AtomicBool,
-}
-
+// The parts of the in-memory trigger tables that read the store or start
+// timers through the server's state.
 impl Timers {
-    fn stop(&self, id: &str) {
-        if let Some((_, task)) = self.tasks.lock().remove(id) {
-            task.abort();
-        }
-    }
-
-    /// From now on, timers fire only while [`lead`](Self::lead) says so.
-    pub(crate) fn gate(&self) {
-        self.gated.store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Whether this node fires timers now.
-    pub(crate) fn fires(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        !self.gated.load(Ordering::Acquire) || self.leading.load(Ordering::Acquire)
-    }
-
     /// This node became (or stopped being) the one that fires timers:
     /// starts every stored timer, or stops them all.
     pub(crate) fn lead(&self, state: &Shared, leading: bool) {
@@ -268,16 +239,6 @@ impl Timers {
                 task.abort();
             }
         }
-    }
-
-    /// Stops every running timer of `function` (also of one deleted).
-    pub(crate) fn stop_running_of(&self, function: &str) {
-        self.tasks.lock().retain(|_, (f, task)| {
-            if f == function {
-                task.abort();
-            }
-            f != function
-        });
     }
 
     /// Stops every timer of `function`.
@@ -294,21 +255,6 @@ impl Timers {
     }
 }
 
-/// One active APIG trigger's route: requests under `base` (with method
-/// `method`, or any for `ANY`) go to `function`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ApigRoute {
-    pub(crate) base: String,
-    pub(crate) method: String,
-    pub(crate) function: String,
-}
-
-/// The active APIG triggers' routes, in memory: the gateway serves public
-/// traffic, so matching a path must not read the store (a management write
-/// holds it for a disk sync). Reloaded after every change to triggers.
-#[derive(Default)]
-pub(crate) struct ApigRoutes(parking_lot::RwLock<Arc<Vec<ApigRoute>>>);
-
 impl ApigRoutes {
     /// Rebuilds the table from the store.
     pub(crate) fn reload(&self, state: &AppState) {
@@ -316,11 +262,6 @@ impl ApigRoutes {
             Ok(triggers) => *self.0.write() = Arc::new(apig_routes(&triggers)),
             Err(e) => log::error!(target: "fnhost::server", "cannot reload APIG routes: {e}"),
         }
-    }
-
-    /// The current table.
-    pub(crate) fn get(&self) -> Arc<Vec<ApigRoute>> {
-        Arc::clone(&self.0.read())
     }
 }
 

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::functions::{blocking, parse_body};
 use crate::model::now_rfc3339;
 use crate::query::Params;
-use crate::Shared;
+use crate::state::Shared;
 
 /// FunctionGraph's bounds and defaults.
 pub const MIN_EVENT_AGE_S: u64 = 60;

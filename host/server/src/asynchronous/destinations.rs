@@ -22,9 +22,11 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::model::now_rfc3339;
+use crate::state::Shared;
 use crate::urn::FunctionRefStr;
-use crate::Shared;
 use serde::Serialize;
+
+pub use crate::async_queue::HttpDestinations;
 
 /// Most destination hops in a chain (a destination function whose own
 /// destination is a function...): the record of a deeper one is dropped.
@@ -43,17 +45,6 @@ pub struct DestinationConfig {
     /// `{"func_urn": "..."}` or `{"url": "http://127.0.0.1:PORT/path"}`.
     #[serde(default)]
     pub param: String,
-}
-
-/// Which HTTP destinations a server delivers to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum HttpDestinations {
-    /// Loopback hosts only (`127.0.0.1`, `[::1]`, `localhost`): local
-    /// development.
-    #[default]
-    Loopback,
-    /// Any host.
-    Any,
 }
 
 /// A checked destination.

@@ -9,7 +9,7 @@
 pub mod config;
 pub mod destinations;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,52 +22,18 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::config::Policy;
-use self::destinations::{Destination, Ending, HttpDestinations};
+use self::destinations::{Destination, Ending};
 use crate::error::ApiError;
 use crate::functions::{blocking, parse_body};
 use crate::invoke::{route_for, run_route};
 use crate::model::now_rfc3339;
 use crate::query::Params;
+use crate::state::Shared;
 use crate::store::asynchronous::{status, Claimed, NewInvocation};
 use crate::trace::{self, TraceContext};
 use crate::urn::function_urn;
-use crate::Shared;
 
-/// How the asynchronous queue runs.
-#[derive(Debug, Clone)]
-pub struct AsyncSettings {
-    /// Invocations run at once.
-    pub workers: usize,
-    /// Most invocations waiting or running at once (beyond: 429).
-    pub queue_capacity: usize,
-    /// Ended records older than this are pruned.
-    pub records_max_age: Duration,
-    /// Most ended records kept (the oldest go first).
-    pub records_max: u64,
-    /// The first retry's delay; each next one doubles, up to
-    /// [`MAX_RETRY_DELAY`].
-    pub retry_base: Duration,
-    /// Which hosts HTTP destinations may name.
-    pub http_destinations: HttpDestinations,
-    /// In a cluster, how long a node's claim of a running invocation lasts
-    /// without renewal (renewed every third of it while the attempt runs):
-    /// how long an invocation whose node died waits to run elsewhere.
-    pub lease: Duration,
-}
-
-impl Default for AsyncSettings {
-    fn default() -> AsyncSettings {
-        AsyncSettings {
-            workers: 4,
-            queue_capacity: 10_000,
-            records_max_age: Duration::from_secs(7 * 24 * 3600),
-            records_max: 100_000,
-            retry_base: Duration::from_secs(1),
-            http_destinations: HttpDestinations::Loopback,
-            lease: Duration::from_secs(30),
-        }
-    }
-}
+pub use crate::async_queue::AsyncSettings;
 
 /// The longest delay between two attempts.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
@@ -77,67 +43,6 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 pub const MAX_INTERRUPTED: u32 = 3;
 /// How often ended records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// What the queue counts, for `/metrics`.
-#[derive(Debug, Default)]
-pub(crate) struct AsyncCounters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) retries: AtomicU64,
-    pub(crate) discarded_age: AtomicU64,
-    pub(crate) discarded_cancelled: AtomicU64,
-    pub(crate) requeued_at_start: AtomicU64,
-    pub(crate) failed_at_start: AtomicU64,
-    pub(crate) deliveries_function_ok: AtomicU64,
-    pub(crate) deliveries_function_failed: AtomicU64,
-    pub(crate) deliveries_http_ok: AtomicU64,
-    pub(crate) deliveries_http_failed: AtomicU64,
-}
-
-/// The queue's state in memory: whether it accepts, how much is unfinished,
-/// and the workers' doorbell. The work itself is in the store.
-pub(crate) struct AsyncQueue {
-    settings: AsyncSettings,
-    accepting: AtomicBool,
-    stopping: tokio::sync::watch::Sender<bool>,
-    doorbell: tokio::sync::Notify,
-    unfinished: AtomicUsize,
-    pub(crate) counters: AsyncCounters,
-}
-
-impl AsyncQueue {
-    pub(crate) fn new(settings: AsyncSettings) -> AsyncQueue {
-        AsyncQueue {
-            settings,
-            accepting: AtomicBool::new(true),
-            stopping: tokio::sync::watch::Sender::new(false),
-            doorbell: tokio::sync::Notify::new(),
-            unfinished: AtomicUsize::new(0),
-            counters: AsyncCounters::default(),
-        }
-    }
-
-    pub(crate) fn settings(&self) -> &AsyncSettings {
-        &self.settings
-    }
-
-    /// Stops accepting and claiming: workers finish what they run, what
-    /// waits stays in the store.
-    pub(crate) fn close(&self) {
-        self.accepting.store(false, Ordering::SeqCst);
-        self.stopping.send_replace(true);
-    }
-
-    /// Invocations waiting or running.
-    pub(crate) fn unfinished(&self) -> usize {
-        self.unfinished.load(Ordering::Relaxed)
-    }
-
-    fn ended(&self) {
-        let _ = self
-            .unfinished
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
