@@ -13,8 +13,6 @@ use crate::function_logs::LogQuery;
 use crate::query::Params;
 use crate::state::Shared;
 
-pub use crate::function_logs::{Line, DEFAULT_BYTES_PER_FUNCTION, MAX_LINES_PER_ANSWER};
-
 /// `GET .../functions/{urn}/logs`
 pub(crate) async fn read(
     State(state): State<Shared>,

@@ -375,6 +375,7 @@ impl PackageStore {
         deleted
     }
 
+    #[cfg(test)]
     /// The digests of every stored package.
     pub fn digests(&self) -> Vec<String> {
         fs::read_dir(&self.root)

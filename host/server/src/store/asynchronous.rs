@@ -202,6 +202,7 @@ impl Store {
             .recover_invocations(now_ms, max_interrupted, end_time)
     }
 
+    #[cfg(test)]
     /// The status of one invocation.
     pub fn invocation_status(&self, request_id: &str) -> Result<Option<String>, StoreError> {
         self.backend.invocation_status(request_id)

@@ -107,6 +107,7 @@ pub trait Backend: Send + Sync {
     fn revisions(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Adds a published version (in publication order).
     fn put_version(&self, function: &str, version: &str, record: String) -> Result<(), StoreError>;
+    #[cfg(test)]
     /// Deletes a published version.
     fn delete_version(&self, function: &str, version: &str) -> Result<(), StoreError>;
     /// A function's versions, in publication order.
@@ -185,6 +186,7 @@ pub trait Backend: Send + Sync {
         max_interrupted: u32,
         end_time: &str,
     ) -> Result<Recovered, StoreError>;
+    #[cfg(test)]
     /// The status of one invocation.
     fn invocation_status(&self, request_id: &str) -> Result<Option<String>, StoreError>;
     /// A function's invocations, newest first: how many match, and a page.
@@ -296,11 +298,6 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.backend
             .put_version(function, version, to_json(record)?)
-    }
-
-    /// Deletes a published version.
-    pub fn delete_version(&self, function: &str, version: &str) -> Result<(), StoreError> {
-        self.backend.delete_version(function, version)
     }
 
     /// A function's versions, in publication order.

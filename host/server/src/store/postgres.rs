@@ -441,6 +441,7 @@ impl Backend for PostgresStore {
         .map(drop)
     }
 
+    #[cfg(test)]
     fn delete_version(&self, function: &str, version: &str) -> Result<(), StoreError> {
         self.change(
             function.to_owned(),
@@ -793,6 +794,7 @@ impl Backend for PostgresStore {
         Ok(Recovered::default())
     }
 
+    #[cfg(test)]
     fn invocation_status(&self, request_id: &str) -> Result<Option<String>, StoreError> {
         self.record(
             "SELECT status FROM async_invocations WHERE request_id = $1",

@@ -182,6 +182,7 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
+    #[cfg(test)]
     fn delete_version(&self, function: &str, version: &str) -> Result<(), StoreError> {
         self.db.lock().execute(
             "DELETE FROM versions WHERE function = ?1 AND version = ?2",
@@ -408,6 +409,7 @@ impl Backend for SqliteStore {
         Ok(Recovered { requeued, failed })
     }
 
+    #[cfg(test)]
     fn invocation_status(&self, request_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .db
