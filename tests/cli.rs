@@ -258,13 +258,14 @@ fn inspect_shows_the_descriptor_and_refuses_non_plugins() {
     assert_eq!(v["plugin_name"], "misbehaving");
     assert_eq!(v["layout_checked"], true);
     assert_eq!(v["handlers"][0], "Error");
+    assert_eq!(v["handler_events"]["Error"], "bytes");
     assert_eq!(
         v["initializers"],
         serde_json::json!(["InitFail", "InitPanic", "InitSlow", "InitAbort"])
     );
     let o = fnhost(&["inspect", lib.to_str().unwrap()]);
     assert!(
-        stdout(&o).contains("Handlers:     Error, CustomError, Panic"),
+        stdout(&o).contains("Handlers:     Error (takes bytes), CustomError (takes bytes), Panic"),
         "{}",
         stdout(&o)
     );
