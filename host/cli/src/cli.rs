@@ -1194,7 +1194,8 @@ mod tests {
 
     /// The argument parsers, fuzzed: thousands of number-like strings
     /// (digits, signs, exponents, `inf`, `nan`, hex, huge lengths, from a
-    /// fixed seed) into every numeric flag of `invoke`, `serve` and `logs`,
+    /// fixed seed) into every numeric flag of `invoke`, `serve` and `logs`
+    /// and the weights and headers of `alias set` and `sign`,
     /// parsed and, for `invoke`, turned into its configuration. A parse or
     /// conversion may refuse; none may panic (`--timeout 1e30` once did).
     #[test]
@@ -1225,6 +1226,9 @@ mod tests {
             "4294967296",
             "1e30",
             "99999999999999999999",
+            "=",
+            ":",
+            "v",
         ];
         let invoke_flags = ["--timeout", "--init-timeout", "--memory"];
         let serve_flags = [
@@ -1257,6 +1261,15 @@ mod tests {
                 let flag = serve_flags[value.len() % serve_flags.len()];
                 let _ = Cli::try_parse_from(["fnhost", "serve", flag, &value]);
                 let _ = Cli::try_parse_from(["fnhost", "logs", "f", "--since", &value]);
+                // The lifecycle commands' own parsers: weights and headers.
+                let weight = format!("v2={value}");
+                for w in [value.as_str(), weight.as_str()] {
+                    let _ = Cli::try_parse_from([
+                        "fnhost", "alias", "set", "f", "a", "v1", "--weight", w,
+                    ]);
+                }
+                let _ =
+                    Cli::try_parse_from(["fnhost", "sign", "GET", "http://h/", "--header", &value]);
             });
             assert!(parsed.is_ok(), "{flag} {value:?} panicked");
         }

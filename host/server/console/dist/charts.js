@@ -71,7 +71,9 @@ export function lineChart(title, unit, series, marks) {
     const times = series.flatMap((s) => s.points.map((p) => p[0]));
     const values = series.flatMap((s) => s.points.map((p) => p[1]).filter((v) => v !== null));
     const t0 = Math.min(...times);
-    const t1 = Math.max(...times, t0 + 1);
+    // Points are buckets' starts: a deploy within the newest bucket is later
+    // than its point, and the axis runs on to it (it was not drawn at all).
+    const t1 = Math.max(...times, ...marks.map((m) => m.at).filter((at) => at >= t0), t0 + 1);
     const top = Math.max(1, ...values) * 1.1;
     const x = (t) => pad.left + ((t - t0) / (t1 - t0)) * (width - pad.left - pad.right);
     const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);

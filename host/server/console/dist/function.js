@@ -312,6 +312,6 @@ async function asyncView(api, f, say, fail) {
     });
     const { invocations } = await api.get(api.functionPath(f.func_name, "/async-invocations?limit=50"));
     return h("div", {}, form, h("h2", {}, "Recent asynchronous invocations"), invocations.length
-        ? h("table", { "aria-label": "Asynchronous invocations" }, h("thead", {}, h("tr", {}, ["Request ID", "Status", "Attempts", "Started", "Ended", "Error"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, invocations.map((i) => h("tr", {}, h("td", { class: "mono" }, i.request_id), h("td", { class: `status ${i.status.toLowerCase()}` }, i.status), h("td", { class: "n" }, String(i.attempts)), h("td", {}, i.start_time), h("td", {}, i.end_time), h("td", {}, i.error_message)))))
+        ? h("table", { "aria-label": "Asynchronous invocations" }, h("thead", {}, h("tr", {}, ["Request ID", "Status", "Attempts", "Started", "Ended", "Error"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, invocations.map((i) => h("tr", {}, h("td", { class: "mono" }, i.request_id), h("td", { class: `status ${i.status.toLowerCase()}` }, i.status), h("td", { class: "n" }, String(i.attempts)), h("td", {}, i.start_time ?? "–"), h("td", {}, i.end_time ?? "–"), h("td", {}, i.error_message)))))
         : h("p", {}, "None in the store."));
 }

@@ -368,8 +368,8 @@ interface AsyncInvocation {
   request_id: string;
   status: string;
   error_message: string;
-  start_time: string;
-  end_time: string;
+  start_time: string | null;
+  end_time: string | null;
   attempts: number;
 }
 
@@ -427,7 +427,7 @@ async function asyncView(api: Api, f: FunctionRecord, say: Say, fail: Fail): Pro
           h("thead", {}, h("tr", {}, ["Request ID", "Status", "Attempts", "Started", "Ended", "Error"].map((c) => h("th", { scope: "col" }, c)))),
           h("tbody", {}, invocations.map((i) => h("tr", {},
             h("td", { class: "mono" }, i.request_id), h("td", { class: `status ${i.status.toLowerCase()}` }, i.status), h("td", { class: "n" }, String(i.attempts)),
-            h("td", {}, i.start_time), h("td", {}, i.end_time), h("td", {}, i.error_message)))))
+            h("td", {}, i.start_time ?? "–"), h("td", {}, i.end_time ?? "–"), h("td", {}, i.error_message)))))
       : h("p", {}, "None in the store."),
   );
 }

@@ -67,10 +67,24 @@ pub struct Listed {
     pub status: String,
     pub error_message: String,
     pub error_code: i64,
+    /// When it started, `null` while it waits (the SDK warns on `""`).
+    #[serde(serialize_with = "empty_as_null")]
     pub start_time: String,
+    /// When it ended, `null` until it does.
+    #[serde(serialize_with = "empty_as_null")]
     pub end_time: String,
     pub attempts: u32,
     pub trace_id: String,
+}
+
+/// An empty time as JSON `null` (what FunctionGraph's SDKs parse as "none";
+/// an empty string makes the Python SDK warn that it is not a time).
+fn empty_as_null<S: serde::Serializer>(time: &str, s: S) -> Result<S::Ok, S::Error> {
+    if time.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(time)
+    }
 }
 
 /// Waiting invocations of one function.
