@@ -23,7 +23,10 @@ echo "== Go: the go-runtime module (gofmt, vet, test) and the Go plugins"
 echo "== PostgreSQL for the cluster store's tests (the local one, else a private cluster)"
 FNHOST_TEST_POSTGRES=$(./scripts/postgres.sh)
 export FNHOST_TEST_POSTGRES FNHOST_REQUIRE_POSTGRES=1
-trap './scripts/postgres.sh stop' EXIT
+echo "== Redis for the event-source tests (the local one, else a private server)"
+FNHOST_TEST_REDIS=$(./scripts/redis.sh)
+export FNHOST_TEST_REDIS FNHOST_REQUIRE_REDIS=1
+trap './scripts/postgres.sh stop; ./scripts/redis.sh stop' EXIT
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"

@@ -1,9 +1,11 @@
-//! The triggers in effect, in memory: the running timer tasks
-//! ([`Timers`]) and the active APIG triggers' routes ([`ApigRoutes`]).
+//! The triggers in effect, in memory: the running timer tasks and event
+//! source consumers ([`Timers`], [`Consumer`]) and the active APIG
+//! triggers' routes ([`ApigRoutes`]).
 //! Starting timers and reloading the routes from the store is
 //! [`crate::triggers`]'s.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -16,17 +18,28 @@ use parking_lot::Mutex;
 #[derive(Default)]
 pub(crate) struct Timers {
     pub(crate) tasks: Mutex<HashMap<String, (String, tokio::task::JoinHandle<()>)>>,
+    /// Running event-source consumers by trigger id. Unlike timers they run
+    /// on every node of a cluster: the broker balances them.
+    pub(crate) consumers: Mutex<HashMap<String, Consumer>>,
     /// Timers start only while this node leads (a cluster).
     pub(crate) gated: std::sync::atomic::AtomicBool,
     pub(crate) leading: std::sync::atomic::AtomicBool,
 }
 
 impl Timers {
-    /// Stops the timer of trigger `id`, if it runs.
+    /// Stops the timer or consumer of trigger `id`, if it runs.
     pub(crate) fn stop(&self, id: &str) {
         if let Some((_, task)) = self.tasks.lock().remove(id) {
             task.abort();
         }
+        if let Some(consumer) = self.consumers.lock().remove(id) {
+            consumer.task.abort();
+        }
+    }
+
+    /// The status of trigger `id`'s consumer, if one runs.
+    pub(crate) fn consumer_status(&self, id: &str) -> Option<Arc<SourceStatus>> {
+        self.consumers.lock().get(id).map(|c| Arc::clone(&c.status))
     }
 
     /// From now on, timers fire only while [`lead`](Self::lead) says so.
@@ -40,7 +53,8 @@ impl Timers {
         !self.gated.load(Ordering::Acquire) || self.leading.load(Ordering::Acquire)
     }
 
-    /// Stops every running timer of `function` (also of one deleted).
+    /// Stops every running timer and consumer of `function` (also of one
+    /// deleted).
     pub(crate) fn stop_running_of(&self, function: &str) {
         self.tasks.lock().retain(|_, (f, task)| {
             if f == function {
@@ -48,6 +62,53 @@ impl Timers {
             }
             f != function
         });
+        self.consumers.lock().retain(|_, c| {
+            if c.function == function {
+                c.task.abort();
+            }
+            c.function != function
+        });
+    }
+}
+
+/// A running event-source consumer (a broker trigger's): its task and what
+/// it reports.
+pub(crate) struct Consumer {
+    pub(crate) function: String,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+    pub(crate) status: Arc<SourceStatus>,
+}
+
+/// What a consumer reports: its error while it cannot consume (the
+/// trigger then shows `ERROR` and the reason), and its counters for
+/// `/metrics`.
+#[derive(Default)]
+pub(crate) struct SourceStatus {
+    pub(crate) trigger_type: String,
+    pub(crate) function: String,
+    pub(crate) error: Mutex<Option<String>>,
+    /// Messages whose batch succeeded.
+    pub(crate) succeeded: AtomicU64,
+    /// Attempts of a batch that failed and were retried.
+    pub(crate) retried: AtomicU64,
+    /// Messages given up on: dead-lettered (or delivered to `on_failure`).
+    pub(crate) dead_lettered: AtomicU64,
+    /// Entries waiting: read but not acknowledged, and not read yet.
+    pub(crate) lag: AtomicU64,
+    /// Batches handled, and their total time (ns), from read to ack.
+    pub(crate) batches: AtomicU64,
+    pub(crate) batch_nanos: AtomicU64,
+}
+
+impl SourceStatus {
+    /// Sets (or clears) the error the trigger shows.
+    pub(crate) fn set_error(&self, error: Option<String>) {
+        *self.error.lock() = error;
+    }
+
+    /// The error the trigger shows, if any.
+    pub(crate) fn error(&self) -> Option<String> {
+        self.error.lock().clone()
     }
 }
 

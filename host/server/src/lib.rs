@@ -38,6 +38,7 @@ pub(crate) mod console;
 mod deployments;
 mod directory;
 pub(crate) mod error;
+mod event_sources;
 mod front;
 mod function_logs;
 mod functions;

@@ -139,6 +139,68 @@ fn render_instances(state: &Shared, out: &mut String) {
 }
 
 /// `GET /metrics`: Prometheus text format.
+/// The event sources' families, one series per running consumer.
+fn render_triggers(state: &Shared, out: &mut String) {
+    let consumers: Vec<(String, std::sync::Arc<crate::active_triggers::SourceStatus>)> = state
+        .timers
+        .consumers
+        .lock()
+        .iter()
+        .map(|(id, c)| (id.clone(), std::sync::Arc::clone(&c.status)))
+        .collect();
+    let labels = |id: &str, s: &crate::active_triggers::SourceStatus| {
+        format!(
+            "trigger=\"{}\",type=\"{}\",function=\"{}\"",
+            label(id),
+            label(&s.trigger_type),
+            label(&s.function)
+        )
+    };
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_trigger_messages_total Messages of event-source triggers, by how they ended: succeeded, retried (a failed attempt of a batch, retried), dead_lettered (given up on after the last retry).\n# TYPE fnhost_trigger_messages_total counter"
+    );
+    for (id, s) in &consumers {
+        let l = labels(id, s);
+        for (result, n) in [
+            ("succeeded", &s.succeeded),
+            ("retried", &s.retried),
+            ("dead_lettered", &s.dead_lettered),
+        ] {
+            let _ = writeln!(
+                out,
+                "fnhost_trigger_messages_total{{{l},result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_trigger_lag Messages of an event-source trigger not yet handled (a Redis group's unread entries plus its pending ones).\n# TYPE fnhost_trigger_lag gauge"
+    );
+    for (id, s) in &consumers {
+        let _ = writeln!(
+            out,
+            "fnhost_trigger_lag{{{}}} {}",
+            labels(id, s),
+            s.lag.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_trigger_batch_seconds Time from reading a batch to acknowledging it.\n# TYPE fnhost_trigger_batch_seconds summary"
+    );
+    for (id, s) in &consumers {
+        let l = labels(id, s);
+        let _ = writeln!(
+            out,
+            "fnhost_trigger_batch_seconds_sum{{{l}}} {:.6}\nfnhost_trigger_batch_seconds_count{{{l}}} {}",
+            s.batch_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            s.batches.load(Ordering::Relaxed)
+        );
+    }
+}
+
 pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
     let mut out = String::new();
     let m = &state.metrics;
@@ -154,6 +216,7 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         .map_or(0, |d| d.as_millis() as i64);
     render_async(&state, &mut out, &backlog, now_ms);
     render_instances(&state, &mut out);
+    render_triggers(&state, &mut out);
     let stats = state.runtime.stats();
     let gauges = [
         (

@@ -45,9 +45,27 @@ pub(crate) struct AppState {
     pub(crate) propagation: Propagation,
     /// Shutting down: `/readyz` says so, so load balancers stop sending.
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// This node's name towards brokers (a consumer's name in a Redis
+    /// consumer group): the host's name and a digest of the data
+    /// directory, the same after a restart, so that a restarted node
+    /// finds the entries it had read and not acknowledged.
+    pub(crate) node_name: String,
 }
 
 pub(crate) type Shared = Arc<AppState>;
+
+/// `HOST-DIGEST`: the host's name and the first 8 hex digits of the data
+/// directory's SHA-256.
+fn node_name(data_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty() && h.len() <= 64)
+        .unwrap_or_else(|| "fnhost".to_owned());
+    let digest = sha2::Sha256::digest(data_dir.to_string_lossy().as_bytes());
+    format!("{host}-{}", hex::encode(&digest[..4]))
+}
 
 impl AppState {
     /// The state in `config.data_dir` (created if missing), not yet restored.
@@ -84,6 +102,7 @@ impl AppState {
             connections: Arc::default(),
             propagation: Propagation::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            node_name: node_name(&config.data_dir),
         })
     }
 }

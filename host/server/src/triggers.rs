@@ -44,16 +44,51 @@ pub struct TriggerRecord {
 }
 
 impl TriggerRecord {
-    fn to_json(&self) -> Value {
-        json!({
+    /// The trigger as the API answers it: passwords in URLs masked, and an
+    /// active event source that cannot consume shown as `ERROR` with the
+    /// reason (`status_reason`).
+    fn view(&self, state: &AppState) -> Value {
+        let mut event_data = self.event_data.clone();
+        if let Some(data) = event_data.as_object_mut() {
+            for value in data.values_mut() {
+                if let Some(masked) = value.as_str().and_then(mask_password) {
+                    *value = Value::from(masked);
+                }
+            }
+        }
+        let mut status = Value::from(self.trigger_status.as_str());
+        let mut reason = Value::Null;
+        if let Some(source) = state.timers.consumer_status(&self.trigger_id) {
+            if let Some(error) = source.error() {
+                status = Value::from("ERROR");
+                reason = Value::from(error);
+            }
+        }
+        let mut view = json!({
             "trigger_id": self.trigger_id,
             "trigger_type_code": self.trigger_type_code,
-            "trigger_status": self.trigger_status,
-            "event_data": self.event_data,
+            "trigger_status": status,
+            "event_data": event_data,
             "created_time": self.created_time,
             "last_updated_time": self.last_updated_time,
-        })
+        });
+        if !reason.is_null() {
+            view["status_reason"] = reason;
+        }
+        view
     }
+}
+
+/// `scheme://user:password@host...` with the password masked (`***`); `None`
+/// when `url` carries none.
+fn mask_password(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (userinfo, host) = rest.split_once('@')?;
+    if host.contains('@') || userinfo.contains('/') {
+        return None;
+    }
+    let (user, _) = userinfo.split_once(':')?;
+    Some(format!("{scheme}://{user}:***@{host}"))
 }
 
 /// When a timer fires.
@@ -289,6 +324,9 @@ fn apig_routes(triggers: &[TriggerRecord]) -> Vec<ApigRoute> {
 /// Starts the timer of an active TIMER trigger (replacing a running one).
 pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), String> {
     state.timers.stop(&record.trigger_id);
+    if crate::event_sources::is_source(&record.trigger_type_code) {
+        return crate::event_sources::start(state, record);
+    }
     if record.trigger_type_code != "TIMER" || record.trigger_status != "ACTIVE" {
         return Ok(());
     }
@@ -472,9 +510,13 @@ pub(crate) async fn create(
             .map_err(ApiError::bad_request)?;
         }
         "APIG" => check_apig(&event_data)?,
+        source if crate::event_sources::is_source(source) => {
+            crate::event_sources::check(source, &event_data).map_err(ApiError::bad_request)?
+        }
         other => {
             return Err(ApiError::bad_request(format!(
-                "trigger type `{other}` is not supported; use TIMER or APIG"
+                "trigger type `{other}` is not supported; use TIMER, APIG or {}",
+                crate::event_sources::TYPES.join(", ")
             )))
         }
     }
@@ -495,7 +537,7 @@ pub(crate) async fn create(
         .map_err(|e| ApiError::internal(e.to_string()))?;
     state.apig_routes.reload(&state);
     start_timer(&state, &record).map_err(ApiError::bad_request)?;
-    Ok((StatusCode::CREATED, Json(record.to_json())))
+    Ok((StatusCode::CREATED, Json(record.view(&state))))
 }
 
 /// `GET /v2/{project_id}/fgs/triggers/{urn}`
@@ -510,7 +552,7 @@ pub(crate) async fn list(
         .triggers(Some(&function.func_name))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(Value::Array(
-        triggers.iter().map(TriggerRecord::to_json).collect(),
+        triggers.iter().map(|t| t.view(&state)).collect(),
     )))
 }
 
@@ -536,7 +578,7 @@ pub(crate) async fn show(
     State(state): State<Shared>,
     Path((_, urn, _, id)): Path<(String, String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(find(&state, &urn, &id)?.to_json()))
+    Ok(Json(find(&state, &urn, &id)?.view(&state)))
 }
 
 #[derive(Deserialize)]
@@ -563,7 +605,7 @@ pub(crate) async fn update(
         .map_err(|e| ApiError::internal(e.to_string()))?;
     state.apig_routes.reload(&state);
     start_timer(&state, &record).map_err(ApiError::bad_request)?;
-    Ok(Json(record.to_json()))
+    Ok(Json(record.view(&state)))
 }
 
 /// `DELETE .../triggers/{urn}/{type}/{id}`

@@ -32,6 +32,7 @@ mod de;
 mod dis;
 mod kafka;
 mod lts;
+mod redis;
 mod smn;
 mod timer;
 
@@ -41,6 +42,7 @@ pub use dds::{DdsBody, DdsEvent, DdsNamespace, DdsRecord};
 pub use dis::{DisEvent, DisMessage, DisRecord};
 pub use kafka::{KafkaEvent, KafkaRecord};
 pub use lts::{LtsBody, LtsEvent};
+pub use redis::{BatchItemFailure, BatchResponse, RedisEvent, RedisRecord};
 pub use smn::{SmnBody, SmnEvent, SmnRecord};
 pub use timer::TimerEvent;
 
@@ -114,7 +116,9 @@ pub(crate) use event_type;
 /// templates). `fnhost event TYPE` prints them.
 pub mod samples {
     /// The trigger types with a sample, in the order `fnhost event` lists them.
-    pub const KINDS: [&str; 8] = ["apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts"];
+    pub const KINDS: [&str; 9] = [
+        "apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts", "redis",
+    ];
 
     /// The sample event of `kind` (case-insensitive), as pretty JSON.
     pub fn sample(kind: &str) -> Option<&'static str> {
@@ -127,6 +131,7 @@ pub mod samples {
             "cts" => include_str!("samples/cts.json"),
             "dds" => include_str!("samples/dds.json"),
             "lts" => include_str!("samples/lts.json"),
+            "redis" => include_str!("samples/redis.json"),
             _ => return None,
         })
     }

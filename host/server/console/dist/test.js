@@ -13,6 +13,7 @@ const LABELS = {
     cts: "CTS",
     dds: "DDS",
     lts: "LTS",
+    redis: "Redis Streams",
 };
 let templates = null;
 async function loadTemplates() {

@@ -20,6 +20,7 @@ const LABELS: Record<string, string> = {
   cts: "CTS",
   dds: "DDS",
   lts: "LTS",
+  redis: "Redis Streams",
 };
 
 let templates: Template[] | null = null;

@@ -1,0 +1,262 @@
+//! Event sources: triggers fed by message brokers. Each type has a
+//! consumer task per active trigger on every node (the broker balances a
+//! group's consumers across nodes), which reads a batch, runs the function
+//! on it and acknowledges it only after the function succeeded, or after
+//! its last failure was dead-lettered: at least once.
+//!
+//! What is common to every type is here: the checks of a trigger's
+//! settings, starting a consumer, and [`handle_batch`], the run of a batch
+//! with the function's asynchronous retry policy (`max_async_retry_attempts`,
+//! doubling delays) and the partial-batch answer (`batchItemFailures`).
+//! What each broker does is in its module:
+//! - [`redis`]: `REDIS`, a Redis Streams consumer group (`XREADGROUP`,
+//!   `XACK`, `XAUTOCLAIM`).
+
+pub(crate) mod redis;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use serde_json::Value;
+
+use crate::active_triggers::{Consumer, SourceStatus};
+use crate::state::Shared;
+use crate::triggers::TriggerRecord;
+
+/// The trigger types fed by a broker.
+pub(crate) const TYPES: [&str; 1] = ["REDIS"];
+
+/// The most records in one batch.
+pub(crate) const MAX_BATCH: u64 = 1000;
+
+/// Whether `trigger_type` is a broker's.
+pub(crate) fn is_source(trigger_type: &str) -> bool {
+    TYPES.contains(&trigger_type)
+}
+
+/// Checks a trigger's `event_data` before it is stored.
+pub(crate) fn check(trigger_type: &str, event_data: &Value) -> Result<(), String> {
+    match trigger_type {
+        "REDIS" => redis::Settings::parse(event_data).map(drop),
+        other => Err(format!("`{other}` is not an event source type")),
+    }
+}
+
+/// Starts the consumer of an active event-source trigger (the caller
+/// stopped any running one).
+pub(crate) fn start(state: &Shared, record: &TriggerRecord) -> Result<(), String> {
+    if record.trigger_status != "ACTIVE" {
+        return Ok(());
+    }
+    let status = Arc::new(SourceStatus {
+        trigger_type: record.trigger_type_code.clone(),
+        function: record.function.clone(),
+        ..SourceStatus::default()
+    });
+    let task = match record.trigger_type_code.as_str() {
+        "REDIS" => {
+            let settings = redis::Settings::parse(&record.event_data)?;
+            let consumer = redis::Consumer {
+                state: Arc::clone(state),
+                function: record.function.clone(),
+                trigger_id: record.trigger_id.clone(),
+                settings,
+                status: Arc::clone(&status),
+            };
+            tokio::spawn(consumer.run())
+        }
+        other => return Err(format!("`{other}` is not an event source type")),
+    };
+    state.timers.consumers.lock().insert(
+        record.trigger_id.clone(),
+        Consumer {
+            function: record.function.clone(),
+            task,
+            status,
+        },
+    );
+    Ok(())
+}
+
+/// One record of a batch: its id (the `itemIdentifier` of a partial-batch
+/// answer) and its JSON in the event.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    pub(crate) id: String,
+    pub(crate) record: Value,
+}
+
+/// A record given up on after the function's last attempt, and why.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) item: Item,
+    pub(crate) reason: String,
+}
+
+/// The delay before retry `n` (1-based): the asynchronous queue's base,
+/// doubling, at most a minute.
+fn retry_delay(base: Duration, n: u32) -> Duration {
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(Duration::from_secs(60))
+}
+
+/// Which items of `pending` a handler's answer names as failed
+/// (`{"batchItemFailures": [{"itemIdentifier": ID}]}`), or `None` when it
+/// names none (the whole batch succeeded). Ids it names that are not in
+/// the batch are ignored: a handler cannot fail what it was not given.
+pub(crate) fn partial_failures(body: &[u8], pending: &[Item]) -> Option<Vec<usize>> {
+    let answer: fnhost_api::events::BatchResponse = serde_json::from_slice(body).ok()?;
+    let failed: Vec<usize> = pending
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| {
+            answer
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == item.id)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    (!failed.is_empty()).then_some(failed)
+}
+
+/// Runs `function` on `items`, the event built by `event`, with the
+/// function's retry policy: after a failure the failed records (all of
+/// them, or those a partial-batch answer names) are tried again, after
+/// a doubling delay, up to `max_async_retry_attempts` times. Answers the
+/// records still failing after the last attempt; every other one
+/// succeeded.
+pub(crate) async fn handle_batch(
+    state: &Shared,
+    function: &str,
+    status: &SourceStatus,
+    items: Vec<Item>,
+    event: impl Fn(&[Item]) -> Value,
+) -> Vec<Failed> {
+    let policy = crate::asynchronous::config::policy_for(state, function, function);
+    let base = state.asynchronous.settings.retry_base;
+    let mut pending = items;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let payload = Bytes::from(event(&pending).to_string());
+        let (failed, reason) = match invoke(state, function, payload).await {
+            Ok(body) => match partial_failures(&body, &pending) {
+                None => (Vec::new(), String::new()),
+                Some(failed) => (failed, "the handler reported it failed".to_owned()),
+            },
+            Err(reason) => ((0..pending.len()).collect(), reason),
+        };
+        let succeeded = pending.len() - failed.len();
+        status
+            .succeeded
+            .fetch_add(succeeded as u64, Ordering::Relaxed);
+        let mut keep = Vec::with_capacity(failed.len());
+        for (i, item) in pending.into_iter().enumerate() {
+            if failed.contains(&i) {
+                keep.push(item);
+            }
+        }
+        pending = keep;
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        if attempt > policy.retries {
+            return pending
+                .into_iter()
+                .map(|item| Failed {
+                    item,
+                    reason: reason.clone(),
+                })
+                .collect();
+        }
+        status.retried.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(retry_delay(base, attempt)).await;
+    }
+}
+
+/// Runs the function once on `payload`: its output, or why it failed.
+async fn invoke(state: &Shared, function: &str, payload: Bytes) -> Result<Vec<u8>, String> {
+    let (name, route) = crate::invoke::route_for(state, function).map_err(|e| e.message)?;
+    let result = crate::invoke::run_route(state, name, route, payload)
+        .await
+        .map_err(|e| e.message)?;
+    match result.outcome {
+        fnhost::Outcome::Success(body) => Ok(body.bytes),
+        fnhost::Outcome::Failure(e) => Err(format!("{}: {}", e.error_type, e.message)),
+    }
+}
+
+/// Delivers failed records to the function's `on_failure` destination,
+/// when it has one (the broker had no dead-letter target of its own);
+/// whether each was taken.
+pub(crate) async fn to_on_failure(
+    state: &Shared,
+    function: &str,
+    source: &str,
+    failed: &Failed,
+) -> Result<(), String> {
+    let policy = crate::asynchronous::config::policy_for(state, function, function);
+    let Some(destination) = policy.on_failure else {
+        return Err("no dead-letter target and no on_failure destination".to_owned());
+    };
+    let payload = failed.item.record.to_string();
+    let ending = crate::asynchronous::destinations::Ending {
+        request_id: &failed.item.id,
+        function_urn: function.to_owned(),
+        status: "FAILED",
+        condition: "RetriesExhausted",
+        attempts: 0,
+        traceparent: "",
+        source,
+        payload: payload.as_bytes(),
+        response: None,
+        error: Some((1, &failed.reason)),
+    };
+    let record = crate::asynchronous::destinations::record(&ending);
+    crate::asynchronous::destinations::deliver(state, &destination, record, "", "", 0).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(ids: &[&str]) -> Vec<Item> {
+        ids.iter()
+            .map(|id| Item {
+                id: (*id).to_owned(),
+                record: Value::Null,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_partial_answer_fails_only_the_records_it_names_in_the_batch() {
+        let batch = items(&["1-0", "2-0", "3-0"]);
+        let answer =
+            br#"{"batchItemFailures": [{"itemIdentifier": "2-0"}, {"itemIdentifier": "9-9"}]}"#;
+        assert_eq!(partial_failures(answer, &batch), Some(vec![1]));
+        // Any other answer, or an empty list, is the whole batch's success.
+        for body in [&b"ok"[..], b"{}", br#"{"batchItemFailures": []}"#, b"\xff"] {
+            assert_eq!(partial_failures(body, &batch), None);
+        }
+        // Ids of other batches only: nothing failed.
+        assert_eq!(
+            partial_failures(
+                br#"{"batchItemFailures": [{"itemIdentifier": "x"}]}"#,
+                &batch
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_a_minute() {
+        let base = Duration::from_millis(100);
+        assert_eq!(retry_delay(base, 1), Duration::from_millis(100));
+        assert_eq!(retry_delay(base, 3), Duration::from_millis(400));
+        assert_eq!(retry_delay(base, 40), Duration::from_secs(60));
+    }
+}
