@@ -218,3 +218,29 @@ def test_an_unreachable_broker_shows_error_and_bad_settings_are_refused(tmp_path
             assert code == 400, (bad, body)
     finally:
         server.stop()
+
+
+def test_the_cli_adds_and_lists_a_redis_trigger(tmp_path, broker):
+    from test_deploy import run
+    r, streams = broker
+    stream = new_stream(streams)
+    server = Server(tmp_path, keys=False).start()
+    out = tmp_path / "out.jsonl"
+    try:
+        deploy(server, tmp_path, "orders", out)
+        env = {"FNHOST_URL": server.url}
+        added = run(["trigger", "add", "orders", "redis", "--redis-url", REDIS_URL, "--stream", stream,
+                     "--batch-size", "5", "--start", "earliest", "-o", "json"], tmp_path, env)
+        assert added.returncode == 0, added.stderr
+        t = json.loads(added.stdout)
+        assert t["trigger_type_code"] == "REDIS" and t["event_data"]["batch_size"] == 5, t
+        listed = run(["trigger", "list", "orders"], tmp_path, env)
+        assert "REDIS" in listed.stdout and f"stream {stream}" in listed.stdout, listed.stdout
+        r.xadd(stream, {"n": "1"})
+        assert eventually(lambda: len(handled(out)) == 1, timeout=10)
+        for bad in (["trigger", "add", "orders", "redis", "--stream", "s"],
+                    ["trigger", "add", "orders", "redis", "--redis-url", REDIS_URL, "--stream", "s", "--batch-size", "0"],
+                    ["trigger", "add", "orders", "timer", "--schedule", "Rate 5m", "--stream", "s"]):
+            assert run(bad, tmp_path, env).returncode == 2, bad
+    finally:
+        server.stop()

@@ -92,8 +92,9 @@ pub(crate) struct NameArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum TriggerCommand {
     /// Add a trigger: `apig --path P [--method M]` (an HTTP route the
-    /// server serves at P) or `timer --schedule S [--user-event E]`.
-    Add(TriggerAddArgs),
+    /// server serves at P), `timer --schedule S [--user-event E]`, or
+    /// `redis --redis-url U --stream S [--group G] [--batch-size N]`.
+    Add(Box<TriggerAddArgs>),
     /// List a function's triggers.
     List(NameArgs),
     /// Enable a trigger (ACTIVE).
@@ -111,6 +112,8 @@ pub(crate) enum TriggerKind {
     Apig,
     /// A schedule: the function is called with a timer event.
     Timer,
+    /// A Redis stream, read by a consumer group: batches of entries, at least once.
+    Redis,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +136,28 @@ pub(crate) struct TriggerAddArgs {
     /// (timer) The text its events carry as user_event.
     #[arg(long, value_name = "TEXT")]
     user_event: Option<String>,
+    /// (redis) The server: redis://[user:password@]host:port[/db].
+    #[arg(
+        long = "redis-url",
+        value_name = "URL",
+        required_if_eq("kind", "redis")
+    )]
+    redis_url: Option<String>,
+    /// (redis) The stream's key.
+    #[arg(long, value_name = "KEY", required_if_eq("kind", "redis"))]
+    stream: Option<String>,
+    /// (redis) The consumer group (default fnhost).
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+    /// (redis) Entries per call, 1 to 1000 (default 10).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch_size: Option<u64>,
+    /// (redis) Where a group the trigger creates starts: latest (default) or earliest.
+    #[arg(long, value_name = "WHERE", value_parser = ["latest", "earliest"])]
+    start: Option<String>,
+    /// (redis) The stream entries go to after the function's last failure.
+    #[arg(long, value_name = "KEY")]
+    dead_letter_stream: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
@@ -412,6 +437,12 @@ fn trigger_detail(t: &Value) -> String {
     let d = &t["event_data"];
     match t["trigger_type_code"].as_str() {
         Some("APIG") => format!("{} {}", text(&d["req_method"]), text(&d["path"])),
+        Some("REDIS") => format!(
+            "{} stream {} group {}",
+            text(&d["url"]),
+            text(&d["stream"]),
+            d["group"].as_str().unwrap_or("fnhost")
+        ),
         Some("TIMER") => {
             let mut s = format!("{} {}", text(&d["schedule_type"]), text(&d["schedule"]));
             if let Some(e) = d["user_event"].as_str().filter(|e| !e.is_empty()) {
@@ -426,6 +457,15 @@ fn trigger_detail(t: &Value) -> String {
 pub(crate) fn trigger(c: TriggerCommand) -> anyhow::Result<i32> {
     match c {
         TriggerCommand::Add(a) => {
+            let redis_flags = a.redis_url.is_some()
+                || a.stream.is_some()
+                || a.group.is_some()
+                || a.batch_size.is_some()
+                || a.start.is_some()
+                || a.dead_letter_stream.is_some();
+            if redis_flags && a.kind != TriggerKind::Redis {
+                bail!("--redis-url, --stream, --group, --batch-size, --start and --dead-letter-stream are for redis triggers");
+            }
             let new = match a.kind {
                 TriggerKind::Apig => {
                     if a.schedule.is_some() || a.user_event.is_some() {
@@ -436,6 +476,36 @@ pub(crate) fn trigger(c: TriggerCommand) -> anyhow::Result<i32> {
                         bail!("--path must start with `/`, got `{path}`");
                     }
                     NewTrigger::apig(path, a.method.as_deref())
+                }
+                TriggerKind::Redis => {
+                    if a.path.is_some()
+                        || a.method.is_some()
+                        || a.schedule.is_some()
+                        || a.user_event.is_some()
+                    {
+                        bail!("--path, --method, --schedule and --user-event are for apig and timer triggers");
+                    }
+                    let mut data = serde_json::json!({
+                        "url": a.redis_url.clone().unwrap_or_default(),
+                        "stream": a.stream.clone().unwrap_or_default(),
+                    });
+                    for (key, value) in [
+                        ("group", a.group.clone().map(Value::from)),
+                        ("batch_size", a.batch_size.map(Value::from)),
+                        ("start", a.start.clone().map(Value::from)),
+                        (
+                            "dead_letter_stream",
+                            a.dead_letter_stream.clone().map(Value::from),
+                        ),
+                    ] {
+                        if let Some(value) = value {
+                            data[key] = value;
+                        }
+                    }
+                    NewTrigger {
+                        kind: "REDIS",
+                        event_data: data,
+                    }
                 }
                 TriggerKind::Timer => {
                     if a.path.is_some() || a.method.is_some() {
