@@ -26,7 +26,10 @@ export FNHOST_TEST_POSTGRES FNHOST_REQUIRE_POSTGRES=1
 echo "== Redis for the event-source tests (the local one, else a private server)"
 FNHOST_TEST_REDIS=$(./scripts/redis.sh)
 export FNHOST_TEST_REDIS FNHOST_REQUIRE_REDIS=1
-trap './scripts/postgres.sh stop; ./scripts/redis.sh stop' EXIT
+echo "== NATS with JetStream for the event-source tests (the local one, else a private server)"
+FNHOST_TEST_NATS=$(./scripts/nats.sh)
+export FNHOST_TEST_NATS FNHOST_REQUIRE_NATS=1
+trap './scripts/postgres.sh stop; ./scripts/redis.sh stop; ./scripts/nats.sh stop' EXIT
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"

@@ -32,6 +32,7 @@ mod de;
 mod dis;
 mod kafka;
 mod lts;
+mod nats;
 mod redis;
 mod smn;
 mod timer;
@@ -42,6 +43,7 @@ pub use dds::{DdsBody, DdsEvent, DdsNamespace, DdsRecord};
 pub use dis::{DisEvent, DisMessage, DisRecord};
 pub use kafka::{KafkaEvent, KafkaRecord};
 pub use lts::{LtsBody, LtsEvent};
+pub use nats::{NatsEvent, NatsRecord};
 pub use redis::{BatchItemFailure, BatchResponse, RedisEvent, RedisRecord};
 pub use smn::{SmnBody, SmnEvent, SmnRecord};
 pub use timer::TimerEvent;
@@ -116,8 +118,8 @@ pub(crate) use event_type;
 /// templates). `fnhost event TYPE` prints them.
 pub mod samples {
     /// The trigger types with a sample, in the order `fnhost event` lists them.
-    pub const KINDS: [&str; 9] = [
-        "apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts", "redis",
+    pub const KINDS: [&str; 10] = [
+        "apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts", "redis", "nats",
     ];
 
     /// The sample event of `kind` (case-insensitive), as pretty JSON.
@@ -132,6 +134,7 @@ pub mod samples {
             "dds" => include_str!("samples/dds.json"),
             "lts" => include_str!("samples/lts.json"),
             "redis" => include_str!("samples/redis.json"),
+            "nats" => include_str!("samples/nats.json"),
             _ => return None,
         })
     }

@@ -14,6 +14,7 @@ const LABELS = {
     dds: "DDS",
     lts: "LTS",
     redis: "Redis Streams",
+    nats: "NATS JetStream",
 };
 let templates = null;
 async function loadTemplates() {

@@ -21,6 +21,7 @@ const LABELS: Record<string, string> = {
   dds: "DDS",
   lts: "LTS",
   redis: "Redis Streams",
+  nats: "NATS JetStream",
 };
 
 let templates: Template[] | null = null;

@@ -10,8 +10,10 @@
 //! doubling delays) and the partial-batch answer (`batchItemFailures`).
 //! What each broker does is in its module:
 //! - [`redis`]: `REDIS`, a Redis Streams consumer group (`XREADGROUP`,
-//!   `XACK`, `XAUTOCLAIM`).
+//!   `XACK`, `XAUTOCLAIM`);
+//! - [`nats`]: `NATS`, a JetStream durable pull consumer.
 
+pub(crate) mod nats;
 pub(crate) mod redis;
 
 use std::sync::atomic::Ordering;
@@ -26,7 +28,7 @@ use crate::state::Shared;
 use crate::triggers::TriggerRecord;
 
 /// The trigger types fed by a broker.
-pub(crate) const TYPES: [&str; 1] = ["REDIS"];
+pub(crate) const TYPES: [&str; 2] = ["REDIS", "NATS"];
 
 /// The most records in one batch.
 pub(crate) const MAX_BATCH: u64 = 1000;
@@ -40,6 +42,7 @@ pub(crate) fn is_source(trigger_type: &str) -> bool {
 pub(crate) fn check(trigger_type: &str, event_data: &Value) -> Result<(), String> {
     match trigger_type {
         "REDIS" => redis::Settings::parse(event_data).map(drop),
+        "NATS" => nats::Settings::parse(event_data).map(drop),
         other => Err(format!("`{other}` is not an event source type")),
     }
 }
@@ -59,6 +62,17 @@ pub(crate) fn start(state: &Shared, record: &TriggerRecord) -> Result<(), String
         "REDIS" => {
             let settings = redis::Settings::parse(&record.event_data)?;
             let consumer = redis::Consumer {
+                state: Arc::clone(state),
+                function: record.function.clone(),
+                trigger_id: record.trigger_id.clone(),
+                settings,
+                status: Arc::clone(&status),
+            };
+            tokio::spawn(consumer.run())
+        }
+        "NATS" => {
+            let settings = nats::Settings::parse(&record.event_data)?;
+            let consumer = nats::Consumer {
                 state: Arc::clone(state),
                 function: record.function.clone(),
                 trigger_id: record.trigger_id.clone(),
