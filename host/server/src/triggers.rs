@@ -325,7 +325,16 @@ fn apig_routes(triggers: &[TriggerRecord]) -> Vec<ApigRoute> {
 pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), String> {
     state.timers.stop(&record.trigger_id);
     if crate::event_sources::is_source(&record.trigger_type_code) {
-        return crate::event_sources::start(state, record);
+        return crate::event_sources::start(
+            state,
+            crate::event_sources::Trigger {
+                id: &record.trigger_id,
+                function: &record.function,
+                trigger_type: &record.trigger_type_code,
+                active: record.trigger_status == "ACTIVE",
+                event_data: &record.event_data,
+            },
+        );
     }
     if record.trigger_type_code != "TIMER" || record.trigger_status != "ACTIVE" {
         return Ok(());

@@ -25,7 +25,6 @@ use serde_json::Value;
 
 use crate::active_triggers::{Consumer, SourceStatus};
 use crate::state::Shared;
-use crate::triggers::TriggerRecord;
 
 /// The trigger types fed by a broker.
 pub(crate) const TYPES: [&str; 2] = ["REDIS", "NATS"];
@@ -47,35 +46,44 @@ pub(crate) fn check(trigger_type: &str, event_data: &Value) -> Result<(), String
     }
 }
 
+/// An event-source trigger, as the trigger API stored it.
+pub(crate) struct Trigger<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) function: &'a str,
+    pub(crate) trigger_type: &'a str,
+    pub(crate) active: bool,
+    pub(crate) event_data: &'a Value,
+}
+
 /// Starts the consumer of an active event-source trigger (the caller
 /// stopped any running one).
-pub(crate) fn start(state: &Shared, record: &TriggerRecord) -> Result<(), String> {
-    if record.trigger_status != "ACTIVE" {
+pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
+    if !record.active {
         return Ok(());
     }
     let status = Arc::new(SourceStatus {
-        trigger_type: record.trigger_type_code.clone(),
-        function: record.function.clone(),
+        trigger_type: record.trigger_type.to_owned(),
+        function: record.function.to_owned(),
         ..SourceStatus::default()
     });
-    let task = match record.trigger_type_code.as_str() {
+    let task = match record.trigger_type {
         "REDIS" => {
-            let settings = redis::Settings::parse(&record.event_data)?;
+            let settings = redis::Settings::parse(record.event_data)?;
             let consumer = redis::Consumer {
                 state: Arc::clone(state),
-                function: record.function.clone(),
-                trigger_id: record.trigger_id.clone(),
+                function: record.function.to_owned(),
+                trigger_id: record.id.to_owned(),
                 settings,
                 status: Arc::clone(&status),
             };
             tokio::spawn(consumer.run())
         }
         "NATS" => {
-            let settings = nats::Settings::parse(&record.event_data)?;
+            let settings = nats::Settings::parse(record.event_data)?;
             let consumer = nats::Consumer {
                 state: Arc::clone(state),
-                function: record.function.clone(),
-                trigger_id: record.trigger_id.clone(),
+                function: record.function.to_owned(),
+                trigger_id: record.id.to_owned(),
                 settings,
                 status: Arc::clone(&status),
             };
@@ -84,9 +92,9 @@ pub(crate) fn start(state: &Shared, record: &TriggerRecord) -> Result<(), String
         other => return Err(format!("`{other}` is not an event source type")),
     };
     state.timers.consumers.lock().insert(
-        record.trigger_id.clone(),
+        record.id.to_owned(),
         Consumer {
-            function: record.function.clone(),
+            function: record.function.to_owned(),
             task,
             status,
         },
