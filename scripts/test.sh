@@ -29,7 +29,10 @@ export FNHOST_TEST_REDIS FNHOST_REQUIRE_REDIS=1
 echo "== NATS with JetStream for the event-source tests (the local one, else a private server)"
 FNHOST_TEST_NATS=$(./scripts/nats.sh)
 export FNHOST_TEST_NATS FNHOST_REQUIRE_NATS=1
-trap './scripts/postgres.sh stop; ./scripts/redis.sh stop; ./scripts/nats.sh stop' EXIT
+echo "== an MQTT broker for the event-source tests (the local one, else a private Mosquitto)"
+FNHOST_TEST_MQTT=$(./scripts/mqtt.sh)
+export FNHOST_TEST_MQTT FNHOST_REQUIRE_MQTT=1
+trap './scripts/postgres.sh stop; ./scripts/redis.sh stop; ./scripts/nats.sh stop; ./scripts/mqtt.sh stop' EXIT
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"

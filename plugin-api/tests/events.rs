@@ -64,7 +64,7 @@ fn every_sample_round_trips_with_exact_keys() {
     exact_keys::<DdsEvent>(s("dds"));
     round_trip::<LtsEvent>(s("lts"));
     exact_keys::<LtsEvent>(s("lts"));
-    assert_eq!(samples::KINDS.len(), 10);
+    assert_eq!(samples::KINDS.len(), 11);
     assert!(samples::sample("APIG").is_some());
     assert!(samples::sample("obs").is_none());
 }

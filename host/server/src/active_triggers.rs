@@ -98,9 +98,30 @@ pub(crate) struct SourceStatus {
     /// Batches handled, and their total time (ns), from read to ack.
     pub(crate) batches: AtomicU64,
     pub(crate) batch_nanos: AtomicU64,
+    /// Batches that took at most each of [`BATCH_BUCKETS`] seconds.
+    pub(crate) batch_buckets: [AtomicU64; 5],
 }
 
+/// The upper bounds (s) of `fnhost_trigger_batch_seconds`'s buckets.
+pub(crate) const BATCH_BUCKETS: [f64; 5] = [0.005, 0.05, 0.5, 5.0, 60.0];
+
 impl SourceStatus {
+    /// Counts a batch handled in `took`.
+    pub(crate) fn batch_done(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering;
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batch_nanos.fetch_add(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let secs = took.as_secs_f64();
+        for (bound, count) in BATCH_BUCKETS.iter().zip(&self.batch_buckets) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Sets (or clears) the error the trigger shows.
     pub(crate) fn set_error(&self, error: Option<String>) {
         *self.error.lock() = error;

@@ -156,6 +156,9 @@ fn render_triggers(state: &Shared, out: &mut String) {
             label(&s.function)
         )
     };
+    if consumers.is_empty() {
+        return;
+    }
     let _ = writeln!(
         out,
         "# HELP fnhost_trigger_messages_total Messages of event-source triggers, by how they ended: succeeded, retried (a failed attempt of a batch, retried), dead_lettered (given up on after the last retry).\n# TYPE fnhost_trigger_messages_total counter"
@@ -188,10 +191,25 @@ fn render_triggers(state: &Shared, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "# HELP fnhost_trigger_batch_seconds Time from reading a batch to acknowledging it.\n# TYPE fnhost_trigger_batch_seconds summary"
+        "# HELP fnhost_trigger_batch_seconds Time from reading a batch to acknowledging it.\n# TYPE fnhost_trigger_batch_seconds histogram"
     );
     for (id, s) in &consumers {
         let l = labels(id, s);
+        for (bound, count) in crate::active_triggers::BATCH_BUCKETS
+            .iter()
+            .zip(&s.batch_buckets)
+        {
+            let _ = writeln!(
+                out,
+                "fnhost_trigger_batch_seconds_bucket{{{l},le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "fnhost_trigger_batch_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+            s.batches.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "fnhost_trigger_batch_seconds_sum{{{l}}} {:.6}\nfnhost_trigger_batch_seconds_count{{{l}}} {}",

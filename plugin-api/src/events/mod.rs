@@ -32,6 +32,7 @@ mod de;
 mod dis;
 mod kafka;
 mod lts;
+mod mqtt;
 mod nats;
 mod redis;
 mod smn;
@@ -43,6 +44,7 @@ pub use dds::{DdsBody, DdsEvent, DdsNamespace, DdsRecord};
 pub use dis::{DisEvent, DisMessage, DisRecord};
 pub use kafka::{KafkaEvent, KafkaRecord};
 pub use lts::{LtsBody, LtsEvent};
+pub use mqtt::{MqttEvent, MqttRecord};
 pub use nats::{NatsEvent, NatsRecord};
 pub use redis::{BatchItemFailure, BatchResponse, RedisEvent, RedisRecord};
 pub use smn::{SmnBody, SmnEvent, SmnRecord};
@@ -118,8 +120,8 @@ pub(crate) use event_type;
 /// templates). `fnhost event TYPE` prints them.
 pub mod samples {
     /// The trigger types with a sample, in the order `fnhost event` lists them.
-    pub const KINDS: [&str; 10] = [
-        "apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts", "redis", "nats",
+    pub const KINDS: [&str; 11] = [
+        "apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts", "redis", "nats", "mqtt",
     ];
 
     /// The sample event of `kind` (case-insensitive), as pretty JSON.
@@ -135,6 +137,7 @@ pub mod samples {
             "lts" => include_str!("samples/lts.json"),
             "redis" => include_str!("samples/redis.json"),
             "nats" => include_str!("samples/nats.json"),
+            "mqtt" => include_str!("samples/mqtt.json"),
             _ => return None,
         })
     }

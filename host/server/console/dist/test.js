@@ -15,6 +15,7 @@ const LABELS = {
     lts: "LTS",
     redis: "Redis Streams",
     nats: "NATS JetStream",
+    mqtt: "MQTT",
 };
 let templates = null;
 async function loadTemplates() {

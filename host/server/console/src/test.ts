@@ -22,6 +22,7 @@ const LABELS: Record<string, string> = {
   lts: "LTS",
   redis: "Redis Streams",
   nats: "NATS JetStream",
+  mqtt: "MQTT",
 };
 
 let templates: Template[] | null = null;

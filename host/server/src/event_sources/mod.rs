@@ -11,8 +11,10 @@
 //! What each broker does is in its module:
 //! - [`redis`]: `REDIS`, a Redis Streams consumer group (`XREADGROUP`,
 //!   `XACK`, `XAUTOCLAIM`);
-//! - [`nats`]: `NATS`, a JetStream durable pull consumer.
+//! - [`nats`]: `NATS`, a JetStream durable pull consumer;
+//! - [`mqtt`]: `MQTT`, a QoS 1 subscription in a persistent session.
 
+pub(crate) mod mqtt;
 pub(crate) mod nats;
 pub(crate) mod redis;
 
@@ -27,7 +29,7 @@ use crate::active_triggers::{Consumer, SourceStatus};
 use crate::state::Shared;
 
 /// The trigger types fed by a broker.
-pub(crate) const TYPES: [&str; 2] = ["REDIS", "NATS"];
+pub(crate) const TYPES: [&str; 3] = ["REDIS", "NATS", "MQTT"];
 
 /// The most records in one batch.
 pub(crate) const MAX_BATCH: u64 = 1000;
@@ -42,6 +44,7 @@ pub(crate) fn check(trigger_type: &str, event_data: &Value) -> Result<(), String
     match trigger_type {
         "REDIS" => redis::Settings::parse(event_data).map(drop),
         "NATS" => nats::Settings::parse(event_data).map(drop),
+        "MQTT" => mqtt::Settings::parse(event_data).map(drop),
         other => Err(format!("`{other}` is not an event source type")),
     }
 }
@@ -70,6 +73,17 @@ pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
         "REDIS" => {
             let settings = redis::Settings::parse(record.event_data)?;
             let consumer = redis::Consumer {
+                state: Arc::clone(state),
+                function: record.function.to_owned(),
+                trigger_id: record.id.to_owned(),
+                settings,
+                status: Arc::clone(&status),
+            };
+            tokio::spawn(consumer.run())
+        }
+        "MQTT" => {
+            let settings = mqtt::Settings::parse(record.event_data)?;
+            let consumer = mqtt::Consumer {
                 state: Arc::clone(state),
                 function: record.function.to_owned(),
                 trigger_id: record.id.to_owned(),

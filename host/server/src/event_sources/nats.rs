@@ -229,11 +229,7 @@ impl Consumer {
                 }
                 message.ack().await.map_err(|e| format!("ack: {e}"))?;
             }
-            self.status.batches.fetch_add(1, Ordering::Relaxed);
-            self.status.batch_nanos.fetch_add(
-                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
+            self.status.batch_done(started.elapsed());
         }
     }
 
