@@ -244,3 +244,28 @@ def test_the_cli_adds_and_lists_a_redis_trigger(tmp_path, broker):
             assert run(bad, tmp_path, env).returncode == 2, bad
     finally:
         server.stop()
+
+
+def test_a_manifests_redis_trigger_is_created_on_deploy(tmp_path, broker):
+    from test_deploy import project, run
+    r, streams = broker
+    stream = new_stream(streams)
+    proj = project(tmp_path)
+    manifest = (proj / "fnhost.toml").read_text()
+    manifest += f'\n[[triggers]]\ntype = "REDIS"\nsettings = {{ url = "{REDIS_URL}", stream = "{stream}", batch_size = 5 }}\n'
+    (proj / "fnhost.toml").write_text(manifest)
+    server = Server(tmp_path, keys=False).start()
+    try:
+        deployed = run(["deploy", "--url", server.url], proj)
+        assert deployed.returncode == 0, deployed.stderr
+        assert "2 trigger(s) created" in deployed.stderr, deployed.stderr
+        code, listed = api(server.url, "GET", "/v2/local/fgs/triggers/shop")
+        redis_triggers = [t for t in listed if t["trigger_type_code"] == "REDIS"]
+        assert len(redis_triggers) == 1 and redis_triggers[0]["event_data"]["batch_size"] == 5, listed
+        # Its consumer runs: the group exists on the stream.
+        assert eventually(lambda: r.exists(stream) and any(g["name"] == b"fnhost" for g in r.xinfo_groups(stream)), timeout=10)
+        # A second deploy creates nothing twice.
+        deployed = run(["deploy", "--url", server.url], proj)
+        assert deployed.returncode == 0 and "trigger(s) created" not in deployed.stderr, deployed.stderr
+    finally:
+        server.stop()

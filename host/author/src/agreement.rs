@@ -31,7 +31,10 @@ pub fn trigger_warnings(manifest: &Manifest, handler_events: &[(String, String)]
                 manifest.handler,
                 describe(event)
             )),
-            Trigger::Timer { .. } => None,
+            Trigger::Timer { .. }
+            | Trigger::Redis { .. }
+            | Trigger::Nats { .. }
+            | Trigger::Mqtt { .. } => None,
         })
         .collect()
 }

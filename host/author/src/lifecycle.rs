@@ -369,6 +369,12 @@ fn trigger_bodies(manifest: &fnhost_manifest::Manifest) -> Vec<NewTrigger> {
                 schedule,
                 user_event,
             } => NewTrigger::timer(schedule, user_event.as_deref()).ok(),
+            source => source.event_source().and_then(|(kind, settings)| {
+                Some(NewTrigger {
+                    kind,
+                    event_data: serde_json::to_value(settings).ok()?,
+                })
+            }),
         })
         .collect()
 }

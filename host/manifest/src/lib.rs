@@ -54,7 +54,7 @@ pub const FILE_NAME: &str = "fnhost.toml";
 pub const MAX_BYTES: u64 = 1024 * 1024;
 
 /// A function's manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// The function's name (1 to 60 letters, digits, `-` and `_`). A
@@ -123,7 +123,7 @@ impl Default for Concurrency {
 }
 
 /// A trigger of the function.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum Trigger {
     /// An HTTP route through the APIG gateway.
@@ -144,6 +144,39 @@ pub enum Trigger {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_event: Option<String>,
     },
+    /// A Redis Streams consumer group: `settings` are the API's
+    /// `event_data` (`url`, `stream`, `group`, `batch_size`, ...), checked by
+    /// the server.
+    #[serde(rename = "REDIS")]
+    Redis {
+        /// The trigger's `event_data`.
+        settings: toml::Table,
+    },
+    /// A NATS JetStream durable consumer (`url`, `stream`, ...).
+    #[serde(rename = "NATS")]
+    Nats {
+        /// The trigger's `event_data`.
+        settings: toml::Table,
+    },
+    /// An MQTT QoS 1 subscription (`url`, `topic`, ...).
+    #[serde(rename = "MQTT")]
+    Mqtt {
+        /// The trigger's `event_data`.
+        settings: toml::Table,
+    },
+}
+
+impl Trigger {
+    /// An event source's type code (`REDIS`, `NATS`, `MQTT`) and settings;
+    /// `None` for APIG and TIMER triggers.
+    pub fn event_source(&self) -> Option<(&'static str, &toml::Table)> {
+        match self {
+            Trigger::Redis { settings } => Some(("REDIS", settings)),
+            Trigger::Nats { settings } => Some(("NATS", settings)),
+            Trigger::Mqtt { settings } => Some(("MQTT", settings)),
+            Trigger::Apig { .. } | Trigger::Timer { .. } => None,
+        }
+    }
 }
 
 fn default_memory() -> u32 {
@@ -424,6 +457,16 @@ impl Manifest {
                         );
                     }
                 }
+                Trigger::Redis { settings }
+                | Trigger::Nats { settings }
+                | Trigger::Mqtt { settings } => {
+                    if !matches!(settings.get("url"), Some(toml::Value::String(_))) {
+                        return bad(
+                            &format!("triggers[{i}].settings"),
+                            "an event source needs its broker's `url`".to_owned(),
+                        );
+                    }
+                }
                 Trigger::Timer { schedule, .. } => {
                     let well_formed = match split_schedule(schedule) {
                         Some(("Rate", rate)) => is_rate(rate),
@@ -636,6 +679,7 @@ user_event = "tick"
             // accepted here and refused at deploy.
             ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"TIMER\"\nschedule = \"Rate 5 minutes\"\n", "triggers[0].schedule", 5),
             ("name = \"a\"\nhandler = \"a.Handler\"\ninitializer_timeout_s = 301\n", "initializer_timeout_s", 3),
+            ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"REDIS\"\nsettings = { stream = \"s\" }\n", "triggers[0].settings", 5),
         ] {
             let e = parse(text).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
@@ -660,5 +704,16 @@ user_event = "tick"
         std::fs::write(&path, vec![b'#'; MAX_BYTES as usize + 1]).unwrap();
         let e = Manifest::read(&path).unwrap_err();
         assert!(e.message.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn event_source_triggers_carry_their_settings() {
+        let m = parse(
+            "name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"REDIS\"\nsettings = { url = \"redis://h:1\", stream = \"s\", batch_size = 5 }\n",
+        )
+        .unwrap();
+        let (kind, settings) = m.triggers[0].event_source().unwrap();
+        assert_eq!(kind, "REDIS");
+        assert_eq!(settings["batch_size"].as_integer(), Some(5));
     }
 }

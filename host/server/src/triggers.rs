@@ -707,6 +707,16 @@ pub(crate) fn sync_directory(
                 });
                 ("TIMER", data)
             }
+            source => {
+                let Some((kind, settings)) = source.event_source() else {
+                    continue;
+                };
+                let data =
+                    serde_json::to_value(settings).map_err(|e| format!("trigger {i}: {e}"))?;
+                crate::event_sources::check(kind, &data)
+                    .map_err(|e| format!("trigger {i}: {e}"))?;
+                (kind, data)
+            }
         };
         records.push(TriggerRecord {
             trigger_id,
