@@ -212,7 +212,11 @@ def test_an_unreachable_broker_shows_error_and_bad_settings_are_refused(tmp_path
         # The password is never answered back.
         assert "s3cret" not in json.dumps(view) and view["event_data"]["url"].startswith("redis://user:***@"), view
         for bad in ({"stream": "s"}, {"url": "http://x", "stream": "s"}, {"url": REDIS_URL},
-                    {"url": REDIS_URL, "stream": "s", "batch_size": 100000}):
+                    {"url": REDIS_URL, "stream": "s", "batch_size": 100000},
+                    # Only loopback brokers unless the operator allows any
+                    # host: a key holder cannot make the server connect out.
+                    {"url": "redis://169.254.169.254:80", "stream": "s"},
+                    {"url": "redis://127.0.0.1@10.0.0.1:6379", "stream": "s"}):
             code, body = api(server.url, "POST", "/v2/local/fgs/triggers/orders",
                              {"trigger_type_code": "REDIS", "event_data": bad})
             assert code == 400, (bad, body)
@@ -267,5 +271,16 @@ def test_a_manifests_redis_trigger_is_created_on_deploy(tmp_path, broker):
         # A second deploy creates nothing twice.
         deployed = run(["deploy", "--url", server.url], proj)
         assert deployed.returncode == 0 and "trigger(s) created" not in deployed.stderr, deployed.stderr
+    finally:
+        server.stop()
+
+
+def test_an_operator_may_allow_brokers_on_any_host(tmp_path, broker):
+    server = Server(tmp_path, keys=False, config={"event_source_hosts": "any"}).start()
+    try:
+        deploy(server, tmp_path, "orders", tmp_path / "out.jsonl")
+        # TEST-NET-1: allowed by the policy (nothing answers there).
+        t = add_trigger(server, "orders", {"url": "redis://192.0.2.1:6379", "stream": "s"})
+        assert t["event_data"]["url"] == "redis://192.0.2.1:6379", t
     finally:
         server.stop()

@@ -193,6 +193,10 @@ struct ServeArgs {
     /// name: loopback (default: local development) or any.
     #[arg(long, value_name = "HOSTS")]
     async_http_destinations: Option<HttpDestinationsArg>,
+    /// Which hosts an event-source trigger's broker URL (REDIS, NATS, MQTT)
+    /// may name: loopback (default) or any.
+    #[arg(long, value_name = "HOSTS")]
+    event_source_hosts: Option<HttpDestinationsArg>,
     #[command(flatten)]
     sandbox: crate::sandbox::SandboxArgs,
     /// The isolation floor for every function: inline (no floor), in-process
@@ -270,6 +274,10 @@ struct ServeFile {
     /// The isolation floor (as `--min-isolation`).
     #[serde(default)]
     min_isolation: Option<fnhost::Isolation>,
+    /// Which hosts an event source's broker URL may name (as
+    /// `--event-source-hosts`).
+    #[serde(default)]
+    event_source_hosts: Option<HttpDestinationsArg>,
     /// The sandbox mode (as `--sandbox`; the flag wins when not `auto`).
     #[serde(default)]
     sandbox: Option<fnhost::SandboxMode>,
@@ -898,6 +906,16 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         .filter(|e| !e.is_empty());
     if let Some(bytes) = a.function_log_bytes {
         config.function_log_bytes = bytes;
+    }
+    if let Some(hosts) = a.event_source_hosts.or(file.event_source_hosts) {
+        config.event_source_hosts = match hosts {
+            HttpDestinationsArg::Loopback => {
+                fnhost_server::asynchronous::destinations::HttpDestinations::Loopback
+            }
+            HttpDestinationsArg::Any => {
+                fnhost_server::asynchronous::destinations::HttpDestinations::Any
+            }
+        };
     }
     config.functions_dir = a.functions_dir;
     config.functions_isolation = a.isolation;

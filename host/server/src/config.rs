@@ -70,6 +70,10 @@ pub struct ServeConfig {
     /// Bytes of recent invocation log lines kept per function (the `logs`
     /// endpoint); 0 keeps none.
     pub function_log_bytes: usize,
+    /// Which hosts an event-source trigger's broker URL may name: loopback
+    /// only by default (a key holder could otherwise make the server
+    /// connect anywhere it reaches), or any.
+    pub event_source_hosts: crate::async_queue::HttpDestinations,
 }
 
 impl ServeConfig {
@@ -94,6 +98,7 @@ impl ServeConfig {
             prune_code_cache: false,
             asynchronous: AsyncSettings::default(),
             function_log_bytes: function_logs::DEFAULT_BYTES_PER_FUNCTION,
+            event_source_hosts: crate::async_queue::HttpDestinations::Loopback,
         }
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct AppState {
     /// directory, the same after a restart, so that a restarted node
     /// finds the entries it had read and not acknowledged.
     pub(crate) node_name: String,
+    /// Which hosts an event source's broker URL may name.
+    pub(crate) event_source_hosts: crate::async_queue::HttpDestinations,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -103,6 +105,7 @@ impl AppState {
             propagation: Propagation::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
             node_name: node_name(&config.data_dir),
+            event_source_hosts: config.event_source_hosts,
         })
     }
 }

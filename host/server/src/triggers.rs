@@ -520,7 +520,9 @@ pub(crate) async fn create(
         }
         "APIG" => check_apig(&event_data)?,
         source if crate::event_sources::is_source(source) => {
-            crate::event_sources::check(source, &event_data).map_err(ApiError::bad_request)?
+            crate::event_sources::check(source, &event_data).map_err(ApiError::bad_request)?;
+            crate::event_sources::check_host(state.event_source_hosts, &event_data)
+                .map_err(ApiError::bad_request)?
         }
         other => {
             return Err(ApiError::bad_request(format!(
@@ -714,6 +716,8 @@ pub(crate) fn sync_directory(
                 let data =
                     serde_json::to_value(settings).map_err(|e| format!("trigger {i}: {e}"))?;
                 crate::event_sources::check(kind, &data)
+                    .map_err(|e| format!("trigger {i}: {e}"))?;
+                crate::event_sources::check_host(state.event_source_hosts, &data)
                     .map_err(|e| format!("trigger {i}: {e}"))?;
                 (kind, data)
             }

@@ -842,8 +842,11 @@ impl ProcessPool {
             config: self.config.clone(),
         };
         let mut socket = &worker.socket;
-        write_frame(&mut socket, &start, &[])
-            .map_err(|e| fail(format!("worker did not start: {e}")))?;
+        if let Err(e) = write_frame(&mut socket, &start, &[]) {
+            // The worker ended before it read its start (a sandbox it could
+            // not set up, say): the same failure as one that ends after.
+            return Err(failed_to_start(worker, &e));
+        }
         let wait = self.config.effective_initializer_timeout() + Duration::from_secs(10);
         let ready: Result<(Ready, Vec<u8>), _> =
             read_frame(&mut Deadline::new(&worker.socket, Instant::now() + wait));
@@ -883,22 +886,7 @@ impl ProcessPool {
                     log: init_log,
                 })
             }
-            Err(e) => {
-                let (status, output, ending) = worker.reap();
-                let why = match ending.forbidden_call {
-                    Some(call) => {
-                        format!("the sandbox ended it: it made a forbidden system call: {call}")
-                    }
-                    None => describe(status),
-                };
-                Err(StartError {
-                    error: FunctionError::new(
-                        error_type::INITIALIZATION,
-                        format!("the worker failed to start ({why}): {e}"),
-                    ),
-                    log: String::from_utf8_lossy(&output.bytes).into_owned(),
-                })
-            }
+            Err(e) => Err(failed_to_start(worker, &e)),
         }
     }
 
@@ -1360,5 +1348,22 @@ fn describe(status: Option<std::process::ExitStatus>) -> String {
             _ => "ended".to_owned(),
         },
         None => "no exit status".to_owned(),
+    }
+}
+
+/// A worker that ended during its start, reaped: why it ended, and what it
+/// wrote.
+fn failed_to_start(worker: Worker, e: &dyn std::fmt::Display) -> StartError {
+    let (status, output, ending) = worker.reap();
+    let why = match ending.forbidden_call {
+        Some(call) => format!("the sandbox ended it: it made a forbidden system call: {call}"),
+        None => describe(status),
+    };
+    StartError {
+        error: FunctionError::new(
+            error_type::INITIALIZATION,
+            format!("the worker failed to start ({why}): {e}"),
+        ),
+        log: String::from_utf8_lossy(&output.bytes).into_owned(),
     }
 }

@@ -58,12 +58,50 @@ pub(crate) struct Trigger<'a> {
     pub(crate) event_data: &'a Value,
 }
 
+/// The host a broker URL names (`scheme://[userinfo@]host[:port][/...]`).
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = rest.rsplit_once('@').map_or(rest, |(_, a)| a);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// Refuses a broker URL whose host the server's `event_source_hosts`
+/// policy does not allow: loopback only (`127.0.0.0/8`, `::1`,
+/// `localhost`) unless the operator allowed any host. A name that merely
+/// resolves to loopback is not loopback here.
+pub(crate) fn check_host(
+    policy: crate::async_queue::HttpDestinations,
+    event_data: &Value,
+) -> Result<(), String> {
+    if policy == crate::async_queue::HttpDestinations::Any {
+        return Ok(());
+    }
+    let url = event_data.get("url").and_then(Value::as_str).unwrap_or("");
+    let host = url_host(url);
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "this server connects event sources to loopback hosts only, not `{host}` (the operator allows any host with \"event_source_hosts\": \"any\")"
+        ))
+    }
+}
+
 /// Starts the consumer of an active event-source trigger (the caller
 /// stopped any running one).
 pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
     if !record.active {
         return Ok(());
     }
+    check_host(state.event_source_hosts, record.event_data)?;
     let status = Arc::new(SourceStatus {
         trigger_type: record.trigger_type.to_owned(),
         function: record.function.to_owned(),
@@ -286,6 +324,30 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn only_loopback_brokers_unless_any_host_is_allowed() {
+        use crate::async_queue::HttpDestinations::{Any, Loopback};
+        let data = |url: &str| serde_json::json!({ "url": url });
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "redis://u:p@localhost",
+            "nats://[::1]:4222",
+            "mqtt://127.9.9.9",
+        ] {
+            assert!(check_host(Loopback, &data(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "redis://10.0.0.1:6379",
+            "nats://user:pw@169.254.169.254:80",
+            "mqtt://broker.example.com",
+            "redis://127.0.0.1@evil.example:6379",
+            "redis://localhost.evil.example",
+        ] {
+            assert!(check_host(Loopback, &data(bad)).is_err(), "{bad}");
+            assert!(check_host(Any, &data(bad)).is_ok(), "{bad}");
+        }
     }
 
     #[test]
