@@ -69,7 +69,7 @@ test("create a function from testplugin's library, test it with the APIG templat
     const template = page.getByLabel("Event template");
     await template.waitFor(TIMEOUT);
     const options = await template.locator("option").allTextContents();
-    assert.deepEqual(options, ["Blank", "APIG", "Timer", "Kafka", "SMN", "DIS", "CTS", "DDS", "LTS"]);
+    assert.deepEqual(options, ["Blank", "APIG", "Timer", "Kafka", "SMN", "DIS", "CTS", "DDS", "LTS", "Redis Streams", "NATS JetStream", "MQTT"]);
     await template.selectOption({ label: "APIG" });
     assert.match(await page.getByLabel("Event", { exact: true }).inputValue(), /httpMethod/);
     await page.getByRole("button", { name: "Test", exact: true }).click();
