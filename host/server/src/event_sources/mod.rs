@@ -154,6 +154,41 @@ pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// Reconnecting waits this long at first, doubling up to the most.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Runs `consume` (one connection's consumption) until it ends well (the
+/// task is aborted when the trigger is disabled or deleted), reconnecting
+/// after each failure with doubling backoff; the trigger shows `ERROR` and
+/// the reason meanwhile. Every event source's consumer runs in this.
+pub(crate) async fn keep_consuming<F, Fut>(
+    kind: &str,
+    trigger_id: &str,
+    function: &str,
+    status: &SourceStatus,
+    mut consume: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started = std::time::Instant::now();
+        let error = match consume().await {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        log::warn!(target: "fnhost::trigger", "{kind} trigger {trigger_id} of {function}: {error}; reconnecting in {backoff:?}");
+        status.set_error(Some(error));
+        if started.elapsed() > MAX_BACKOFF * 3 {
+            backoff = FIRST_BACKOFF;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
 /// One record of a batch: its id (the `itemIdentifier` of a partial-batch
 /// answer) and its JSON in the event.
 #[derive(Debug, Clone)]

@@ -35,9 +35,6 @@ use crate::state::Shared;
 const MAX_NAME: usize = 256;
 /// After a batch's first message, how long more may join it.
 const GATHER: Duration = Duration::from_millis(20);
-/// Reconnecting waits this long at first, doubling up to the most.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The most messages handed over and not yet acknowledged (the broker's
 /// in-flight window is far smaller: Mosquitto's is 20).
 const MAX_UNACKED: u64 = 10_000;
@@ -160,21 +157,14 @@ impl Consumer {
     /// Consumes until the task is aborted, reconnecting with backoff; the
     /// trigger shows `ERROR` and the reason while it cannot consume.
     pub(crate) async fn run(self) {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let started = Instant::now();
-            let error = match self.consume().await {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            log::warn!(target: "fnhost::trigger", "MQTT trigger {} of {}: {error}; reconnecting in {backoff:?}", self.trigger_id, self.function);
-            self.status.set_error(Some(error));
-            if started.elapsed() > MAX_BACKOFF * 3 {
-                backoff = FIRST_BACKOFF;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        super::keep_consuming(
+            "MQTT",
+            &self.trigger_id,
+            &self.function,
+            &self.status,
+            || self.consume(),
+        )
+        .await;
     }
 
     /// The subscription: the topic filter, shared in a group when one is

@@ -36,9 +36,6 @@ use crate::state::Shared;
 const MAX_NAME: usize = 256;
 /// How long a fetch waits for messages before it looks again.
 const FETCH_WAIT: Duration = Duration::from_secs(1);
-/// Reconnecting waits this long at first, doubling up to the most.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A `NATS` trigger's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,21 +135,14 @@ impl Consumer {
     /// Consumes until the task is aborted, reconnecting with backoff; the
     /// trigger shows `ERROR` and the reason while it cannot consume.
     pub(crate) async fn run(self) {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let started = Instant::now();
-            let error = match self.consume().await {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            log::warn!(target: "fnhost::trigger", "NATS trigger {} of {}: {error}; reconnecting in {backoff:?}", self.trigger_id, self.function);
-            self.status.set_error(Some(error));
-            if started.elapsed() > MAX_BACKOFF * 3 {
-                backoff = FIRST_BACKOFF;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        super::keep_consuming(
+            "NATS",
+            &self.trigger_id,
+            &self.function,
+            &self.status,
+            || self.consume(),
+        )
+        .await;
     }
 
     async fn consume(&self) -> Result<(), String> {

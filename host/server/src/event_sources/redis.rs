@@ -40,9 +40,6 @@ const BLOCK: Duration = Duration::from_secs(1);
 /// must have been idle.
 const CLAIM_EVERY: Duration = Duration::from_secs(30);
 const CLAIM_IDLE: Duration = Duration::from_secs(60);
-/// Reconnecting waits this long at first, doubling up to the most.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A `REDIS` trigger's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,21 +125,14 @@ impl Consumer {
     /// deleted), reconnecting with backoff; the trigger shows `ERROR` and
     /// the reason while it cannot consume.
     pub(crate) async fn run(self) {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let started = Instant::now();
-            let error = match self.consume().await {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            log::warn!(target: "fnhost::trigger", "REDIS trigger {} of {}: {error}; reconnecting in {backoff:?}", self.trigger_id, self.function);
-            self.status.set_error(Some(error));
-            if started.elapsed() > MAX_BACKOFF * 3 {
-                backoff = FIRST_BACKOFF;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        super::keep_consuming(
+            "REDIS",
+            &self.trigger_id,
+            &self.function,
+            &self.status,
+            || self.consume(),
+        )
+        .await;
     }
 
     async fn consume(&self) -> Result<(), String> {
