@@ -32,7 +32,10 @@ export FNHOST_TEST_NATS FNHOST_REQUIRE_NATS=1
 echo "== an MQTT broker for the event-source tests (the local one, else a private Mosquitto)"
 FNHOST_TEST_MQTT=$(./scripts/mqtt.sh)
 export FNHOST_TEST_MQTT FNHOST_REQUIRE_MQTT=1
-trap './scripts/postgres.sh stop; ./scripts/redis.sh stop; ./scripts/nats.sh stop; ./scripts/mqtt.sh stop' EXIT
+echo "== RabbitMQ for the event-source tests (the local one, else a private node)"
+FNHOST_TEST_RABBITMQ=$(./scripts/rabbitmq.sh)
+export FNHOST_TEST_RABBITMQ FNHOST_REQUIRE_RABBITMQ=1
+trap './scripts/postgres.sh stop; ./scripts/redis.sh stop; ./scripts/nats.sh stop; ./scripts/mqtt.sh stop; ./scripts/rabbitmq.sh stop' EXIT
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use fnhost_api::events::{
     samples, ApigEvent, ApigResponse, CtsEvent, DdsEvent, DisEvent, DisRecord, FromPayload,
-    KafkaEvent, LtsEvent, SmnEvent, TimerEvent,
+    KafkaEvent, LtsEvent, RabbitMqEvent, SmnEvent, TimerEvent,
 };
 use fnhost_api::{IntoOutput, Json, Output};
 use serde::de::DeserializeOwned;
@@ -64,7 +64,9 @@ fn every_sample_round_trips_with_exact_keys() {
     exact_keys::<DdsEvent>(s("dds"));
     round_trip::<LtsEvent>(s("lts"));
     exact_keys::<LtsEvent>(s("lts"));
-    assert_eq!(samples::KINDS.len(), 11);
+    round_trip::<RabbitMqEvent>(s("rabbitmq"));
+    exact_keys::<RabbitMqEvent>(s("rabbitmq"));
+    assert_eq!(samples::KINDS.len(), 12);
     assert!(samples::sample("APIG").is_some());
     assert!(samples::sample("obs").is_none());
 }

@@ -61,7 +61,7 @@ def test_the_console_is_served_from_the_binary_under_a_strict_policy(open_server
     assert json.loads(body) == {"signed": False, "project_id": "local"}
     status, _, body = raw_get(open_server, "/console/event-templates.json")
     kinds = [t["kind"] for t in json.loads(body)["templates"]]
-    assert kinds == ["apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts", "redis", "nats", "mqtt"]
+    assert kinds == ["apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts", "redis", "nats", "mqtt", "rabbitmq"]
 
 
 def test_on_a_keyed_server_the_assets_are_anonymous_and_the_api_is_not(server):

@@ -34,7 +34,9 @@ pub fn trigger_warnings(manifest: &Manifest, handler_events: &[(String, String)]
             Trigger::Timer { .. }
             | Trigger::Redis { .. }
             | Trigger::Nats { .. }
-            | Trigger::Mqtt { .. } => None,
+            | Trigger::Mqtt { .. }
+            | Trigger::Rabbitmq { .. }
+            | Trigger::Kafka { .. } => None,
         })
         .collect()
 }

@@ -164,16 +164,32 @@ pub enum Trigger {
         /// The trigger's `event_data`.
         settings: toml::Table,
     },
+    /// A RabbitMQ queue consumer (`url`, `queue` or `exchange`, ...).
+    #[serde(rename = "RABBITMQ")]
+    Rabbitmq {
+        /// The trigger's `event_data`.
+        settings: toml::Table,
+    },
+    /// A Kafka consumer group (`connect_address`, `topic_ids`, ...);
+    /// `KAFKA` is the same.
+    #[serde(rename = "OPENSOURCEKAFKA", alias = "KAFKA")]
+    Kafka {
+        /// The trigger's `event_data`.
+        settings: toml::Table,
+    },
 }
 
 impl Trigger {
-    /// An event source's type code (`REDIS`, `NATS`, `MQTT`) and settings;
+    /// An event source's type code (`REDIS`, `NATS`, `MQTT`, `RABBITMQ`,
+    /// `OPENSOURCEKAFKA`) and settings;
     /// `None` for APIG and TIMER triggers.
     pub fn event_source(&self) -> Option<(&'static str, &toml::Table)> {
         match self {
             Trigger::Redis { settings } => Some(("REDIS", settings)),
             Trigger::Nats { settings } => Some(("NATS", settings)),
             Trigger::Mqtt { settings } => Some(("MQTT", settings)),
+            Trigger::Rabbitmq { settings } => Some(("RABBITMQ", settings)),
+            Trigger::Kafka { settings } => Some(("OPENSOURCEKAFKA", settings)),
             Trigger::Apig { .. } | Trigger::Timer { .. } => None,
         }
     }
@@ -459,11 +475,23 @@ impl Manifest {
                 }
                 Trigger::Redis { settings }
                 | Trigger::Nats { settings }
-                | Trigger::Mqtt { settings } => {
+                | Trigger::Mqtt { settings }
+                | Trigger::Rabbitmq { settings } => {
                     if !matches!(settings.get("url"), Some(toml::Value::String(_))) {
                         return bad(
                             &format!("triggers[{i}].settings"),
                             "an event source needs its broker's `url`".to_owned(),
+                        );
+                    }
+                }
+                Trigger::Kafka { settings } => {
+                    if !matches!(
+                        settings.get("connect_address"),
+                        Some(toml::Value::String(_))
+                    ) {
+                        return bad(
+                            &format!("triggers[{i}].settings"),
+                            "a Kafka trigger needs `connect_address` (host:port,...)".to_owned(),
                         );
                     }
                 }

@@ -34,6 +34,7 @@ mod kafka;
 mod lts;
 mod mqtt;
 mod nats;
+mod rabbitmq;
 mod redis;
 mod smn;
 mod timer;
@@ -46,6 +47,7 @@ pub use kafka::{KafkaEvent, KafkaRecord};
 pub use lts::{LtsBody, LtsEvent};
 pub use mqtt::{MqttEvent, MqttRecord};
 pub use nats::{NatsEvent, NatsRecord};
+pub use rabbitmq::{RabbitMqEvent, RabbitMqRecord};
 pub use redis::{BatchItemFailure, BatchResponse, RedisEvent, RedisRecord};
 pub use smn::{SmnBody, SmnEvent, SmnRecord};
 pub use timer::TimerEvent;
@@ -120,8 +122,9 @@ pub(crate) use event_type;
 /// templates). `fnhost event TYPE` prints them.
 pub mod samples {
     /// The trigger types with a sample, in the order `fnhost event` lists them.
-    pub const KINDS: [&str; 11] = [
+    pub const KINDS: [&str; 12] = [
         "apig", "timer", "kafka", "smn", "dis", "cts", "dds", "lts", "redis", "nats", "mqtt",
+        "rabbitmq",
     ];
 
     /// The sample event of `kind` (case-insensitive), as pretty JSON.
@@ -138,6 +141,7 @@ pub mod samples {
             "redis" => include_str!("samples/redis.json"),
             "nats" => include_str!("samples/nats.json"),
             "mqtt" => include_str!("samples/mqtt.json"),
+            "rabbitmq" => include_str!("samples/rabbitmq.json"),
             _ => return None,
         })
     }

@@ -16,6 +16,7 @@ const LABELS = {
     redis: "Redis Streams",
     nats: "NATS JetStream",
     mqtt: "MQTT",
+    rabbitmq: "RabbitMQ",
 };
 let templates = null;
 async function loadTemplates() {

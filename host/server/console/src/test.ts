@@ -23,6 +23,7 @@ const LABELS: Record<string, string> = {
   redis: "Redis Streams",
   nats: "NATS JetStream",
   mqtt: "MQTT",
+  rabbitmq: "RabbitMQ",
 };
 
 let templates: Template[] | null = null;

@@ -12,10 +12,12 @@
 //! - [`redis`]: `REDIS`, a Redis Streams consumer group (`XREADGROUP`,
 //!   `XACK`, `XAUTOCLAIM`);
 //! - [`nats`]: `NATS`, a JetStream durable pull consumer;
-//! - [`mqtt`]: `MQTT`, a QoS 1 subscription in a persistent session.
+//! - [`mqtt`]: `MQTT`, a QoS 1 subscription in a persistent session;
+//! - [`rabbitmq`]: `RABBITMQ`, an AMQP queue consumer with prefetch.
 
 pub(crate) mod mqtt;
 pub(crate) mod nats;
+pub(crate) mod rabbitmq;
 pub(crate) mod redis;
 
 use std::sync::atomic::Ordering;
@@ -29,7 +31,7 @@ use crate::active_triggers::{Consumer, SourceStatus};
 use crate::state::Shared;
 
 /// The trigger types fed by a broker.
-pub(crate) const TYPES: [&str; 3] = ["REDIS", "NATS", "MQTT"];
+pub(crate) const TYPES: [&str; 4] = ["REDIS", "NATS", "MQTT", "RABBITMQ"];
 
 /// The most records in one batch.
 pub(crate) const MAX_BATCH: u64 = 1000;
@@ -45,6 +47,7 @@ pub(crate) fn check(trigger_type: &str, event_data: &Value) -> Result<(), String
         "REDIS" => redis::Settings::parse(event_data).map(drop),
         "NATS" => nats::Settings::parse(event_data).map(drop),
         "MQTT" => mqtt::Settings::parse(event_data).map(drop),
+        "RABBITMQ" => rabbitmq::Settings::parse(event_data).map(drop),
         other => Err(format!("`{other}` is not an event source type")),
     }
 }
@@ -133,6 +136,17 @@ pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
         "NATS" => {
             let settings = nats::Settings::parse(record.event_data)?;
             let consumer = nats::Consumer {
+                state: Arc::clone(state),
+                function: record.function.to_owned(),
+                trigger_id: record.id.to_owned(),
+                settings,
+                status: Arc::clone(&status),
+            };
+            tokio::spawn(consumer.run())
+        }
+        "RABBITMQ" => {
+            let settings = rabbitmq::Settings::parse(record.event_data)?;
+            let consumer = rabbitmq::Consumer {
                 state: Arc::clone(state),
                 function: record.function.to_owned(),
                 trigger_id: record.id.to_owned(),

@@ -228,14 +228,17 @@ typedef struct fnhost_handler_entry {
 
 #define FNHOST_EVENT_APIG "apig"
 #define FNHOST_EVENT_TIMER "timer"
-/* fnhost's event sources' batches (REDIS, NATS, MQTT triggers): JSON with
- * "trigger_type" and "records"; see `fnhost event redis|nats|mqtt`. A handler
+/* Event sources' batches (REDIS, NATS, MQTT, RABBITMQ triggers; the
+ * OPENSOURCEKAFKA trigger delivers "kafka"): JSON with "trigger_type" and
+ * "records"; see `fnhost event redis|nats|mqtt|rabbitmq|kafka`. A handler
  * may answer {"batchItemFailures": [{"itemIdentifier": ID}]} to fail only
  * some records (they are retried, then dead-lettered; the rest are
  * acknowledged). */
 #define FNHOST_EVENT_REDIS "redis"
 #define FNHOST_EVENT_NATS "nats"
 #define FNHOST_EVENT_MQTT "mqtt"
+#define FNHOST_EVENT_RABBITMQ "rabbitmq"
+#define FNHOST_EVENT_KAFKA "kafka"
 #define FNHOST_EVENT_JSON "json"
 #define FNHOST_EVENT_BYTES "bytes"
 
