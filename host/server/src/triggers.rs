@@ -44,14 +44,17 @@ pub struct TriggerRecord {
 }
 
 impl TriggerRecord {
-    /// The trigger as the API answers it: passwords in URLs masked, and an
+    /// The trigger as the API answers it: passwords (in URLs, and fields
+    /// named `...password`) masked, and an
     /// active event source that cannot consume shown as `ERROR` with the
     /// reason (`status_reason`).
     fn view(&self, state: &AppState) -> Value {
         let mut event_data = self.event_data.clone();
         if let Some(data) = event_data.as_object_mut() {
-            for value in data.values_mut() {
-                if let Some(masked) = value.as_str().and_then(mask_password) {
+            for (key, value) in data.iter_mut() {
+                if key.ends_with("password") && value.is_string() {
+                    *value = Value::from("***");
+                } else if let Some(masked) = value.as_str().and_then(mask_password) {
                     *value = Value::from(masked);
                 }
             }

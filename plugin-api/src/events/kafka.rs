@@ -24,14 +24,37 @@ pub struct KafkaEvent {
     pub event_version: Option<String>,
 }
 
-/// Messages of one topic.
+/// Messages of one topic. fnhost's OPENSOURCEKAFKA trigger gives one
+/// record per message, with its `id` (the `itemIdentifier` of a
+/// partial-batch answer, [`BatchResponse`](super::BatchResponse)),
+/// partition, offset and key beside `messages`; FunctionGraph's events
+/// have none of these.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaRecord {
-    /// The messages, in order.
+    /// The messages, in order (text, or base64 when `data_encoding` is
+    /// `base64`).
     #[serde(default)]
     pub messages: Vec<String>,
     /// The topic.
     pub topic_id: String,
+    /// `topic/partition/offset` (fnhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The partition (fnhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// The offset (fnhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// The key, as text or base64 (fnhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `text` or `base64` (fnhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_encoding: Option<String>,
+    /// The headers, values as text or base64 (fnhost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 impl KafkaEvent {
@@ -46,6 +69,7 @@ impl KafkaEvent {
             records: vec![KafkaRecord {
                 messages,
                 topic_id: topic.into(),
+                ..KafkaRecord::default()
             }],
             trigger_type: "KAFKA".into(),
             event_version: Some("v1.0".into()),

@@ -13,8 +13,10 @@
 //!   `XACK`, `XAUTOCLAIM`);
 //! - [`nats`]: `NATS`, a JetStream durable pull consumer;
 //! - [`mqtt`]: `MQTT`, a QoS 1 subscription in a persistent session;
-//! - [`rabbitmq`]: `RABBITMQ`, an AMQP queue consumer with prefetch.
+//! - [`rabbitmq`]: `RABBITMQ`, an AMQP queue consumer with prefetch;
+//! - [`kafka`]: `OPENSOURCEKAFKA` (and `KAFKA`), a Kafka consumer group.
 
+pub(crate) mod kafka;
 pub(crate) mod mqtt;
 pub(crate) mod nats;
 pub(crate) mod rabbitmq;
@@ -31,7 +33,14 @@ use crate::active_triggers::{Consumer, SourceStatus};
 use crate::state::Shared;
 
 /// The trigger types fed by a broker.
-pub(crate) const TYPES: [&str; 4] = ["REDIS", "NATS", "MQTT", "RABBITMQ"];
+pub(crate) const TYPES: [&str; 6] = [
+    "REDIS",
+    "NATS",
+    "MQTT",
+    "RABBITMQ",
+    "OPENSOURCEKAFKA",
+    "KAFKA",
+];
 
 /// The most records in one batch.
 pub(crate) const MAX_BATCH: u64 = 1000;
@@ -48,6 +57,7 @@ pub(crate) fn check(trigger_type: &str, event_data: &Value) -> Result<(), String
         "NATS" => nats::Settings::parse(event_data).map(drop),
         "MQTT" => mqtt::Settings::parse(event_data).map(drop),
         "RABBITMQ" => rabbitmq::Settings::parse(event_data).map(drop),
+        "OPENSOURCEKAFKA" | "KAFKA" => kafka::Settings::parse(event_data).map(drop),
         other => Err(format!("`{other}` is not an event source type")),
     }
 }
@@ -83,19 +93,35 @@ pub(crate) fn check_host(
     if policy == crate::async_queue::HttpDestinations::Any {
         return Ok(());
     }
-    let url = event_data.get("url").and_then(Value::as_str).unwrap_or("");
-    let host = url_host(url);
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(format!(
-            "this server connects event sources to loopback hosts only, not `{host}` (the operator allows any host with \"event_source_hosts\": \"any\")"
-        ))
+    // Kafka names its brokers `connect_address` (`host:port,...`); the
+    // others a URL.
+    let hosts: Vec<&str> = match event_data.get("connect_address").and_then(Value::as_str) {
+        Some(brokers) => brokers
+            .split(',')
+            .map(|b| {
+                let b = b.trim();
+                let host = b.rsplit_once(':').map_or(b, |(h, _)| h);
+                host.strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host)
+            })
+            .collect(),
+        None => vec![url_host(
+            event_data.get("url").and_then(Value::as_str).unwrap_or(""),
+        )],
+    };
+    for host in hosts {
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(format!(
+                "this server connects event sources to loopback hosts only, not `{host}` (the operator allows any host with \"event_source_hosts\": \"any\")"
+            ));
+        }
     }
+    Ok(())
 }
 
 /// Starts the consumer of an active event-source trigger (the caller
@@ -147,6 +173,17 @@ pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
         "RABBITMQ" => {
             let settings = rabbitmq::Settings::parse(record.event_data)?;
             let consumer = rabbitmq::Consumer {
+                state: Arc::clone(state),
+                function: record.function.to_owned(),
+                trigger_id: record.id.to_owned(),
+                settings,
+                status: Arc::clone(&status),
+            };
+            tokio::spawn(consumer.run())
+        }
+        "OPENSOURCEKAFKA" | "KAFKA" => {
+            let settings = kafka::Settings::parse(record.event_data)?;
+            let consumer = kafka::Consumer {
                 state: Arc::clone(state),
                 function: record.function.to_owned(),
                 trigger_id: record.id.to_owned(),
@@ -245,18 +282,75 @@ pub(crate) fn partial_failures(body: &[u8], pending: &[Item]) -> Option<Vec<usiz
     (!failed.is_empty()).then_some(failed)
 }
 
-/// Runs `function` on `items`, the event built by `event`, with the
-/// function's retry policy: after a failure the failed records (all of
-/// them, or those a partial-batch answer names) are tried again, after
-/// a doubling delay, up to `max_async_retry_attempts` times. Answers the
-/// records still failing after the last attempt; every other one
-/// succeeded.
+/// The largest event one batch makes: FunctionGraph's synchronous request
+/// limit. A batch over it is run in consecutive parts; a record that alone
+/// would be over it fails at once (`FunctionRequestTooLarge`, not retried)
+/// and is dead-lettered.
+pub(crate) const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
+
+/// Room for the event's own fields around its records.
+const EVENT_ROOM: usize = 4096;
+
+/// Runs `function` on `items` (see [`run_with_retries`]), in parts of at
+/// most [`MAX_EVENT_BYTES`], in order. Answers the records still failing
+/// after the last attempt; every other one succeeded.
 pub(crate) async fn handle_batch(
     state: &Shared,
     function: &str,
     status: &SourceStatus,
     items: Vec<Item>,
     event: impl Fn(&[Item]) -> Value,
+) -> Vec<Failed> {
+    let (parts, mut failed) = split_batch(items, MAX_EVENT_BYTES - EVENT_ROOM);
+    for part in parts {
+        failed.extend(run_with_retries(state, function, status, part, &event).await);
+    }
+    failed
+}
+
+/// Splits a batch into consecutive parts whose records' JSON is at most
+/// `limit` bytes together; a record over `limit` alone fails.
+fn split_batch(items: Vec<Item>, limit: usize) -> (Vec<Vec<Item>>, Vec<Failed>) {
+    let mut parts = Vec::new();
+    let mut failed = Vec::new();
+    let mut part = Vec::new();
+    let mut bytes = 0usize;
+    for item in items {
+        let size = item.record.to_string().len() + 1;
+        if size > limit {
+            failed.push(Failed {
+                reason: format!(
+                    "FunctionRequestTooLarge: the record is {size} bytes as JSON, over the {limit}-byte limit of an event"
+                ),
+                item,
+            });
+            continue;
+        }
+        if bytes + size > limit && !part.is_empty() {
+            parts.push(std::mem::take(&mut part));
+            bytes = 0;
+        }
+        bytes += size;
+        part.push(item);
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    (parts, failed)
+}
+
+/// Runs `function` on `items`, the event built by `event`, with the
+/// function's retry policy: after a failure the failed records (all of
+/// them, or those a partial-batch answer names) are tried again, after
+/// a doubling delay, up to `max_async_retry_attempts` times. Answers the
+/// records still failing after the last attempt; every other one
+/// succeeded.
+async fn run_with_retries(
+    state: &Shared,
+    function: &str,
+    status: &SourceStatus,
+    items: Vec<Item>,
+    event: &impl Fn(&[Item]) -> Value,
 ) -> Vec<Failed> {
     let policy = crate::asynchronous::config::policy_for(state, function, function);
     let base = state.asynchronous.settings.retry_base;
@@ -397,6 +491,35 @@ mod tests {
             assert!(check_host(Loopback, &data(bad)).is_err(), "{bad}");
             assert!(check_host(Any, &data(bad)).is_ok(), "{bad}");
         }
+        let kafka = |brokers: &str| serde_json::json!({ "connect_address": brokers });
+        assert!(check_host(Loopback, &kafka("127.0.0.1:9092,localhost:9093,[::1]:9094")).is_ok());
+        for bad in ["127.0.0.1:9092,10.0.0.1:9092", "kafka.example:9092"] {
+            assert!(check_host(Loopback, &kafka(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_batch_over_the_event_limit_runs_in_parts_and_an_oversized_record_fails_alone() {
+        let item = |id: &str, len: usize| Item {
+            id: id.to_owned(),
+            record: Value::from("x".repeat(len)),
+        };
+        // Each record is its length + 2 quotes + 1 separator as JSON.
+        let batch = vec![
+            item("a", 40),
+            item("b", 40),
+            item("huge", 200),
+            item("c", 40),
+        ];
+        let (parts, failed) = split_batch(batch, 100);
+        let ids: Vec<Vec<&str>> = parts
+            .iter()
+            .map(|p| p.iter().map(|i| i.id.as_str()).collect())
+            .collect();
+        assert_eq!(ids, [vec!["a", "b"], vec!["c"]]);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].item.id, "huge");
+        assert!(failed[0].reason.starts_with("FunctionRequestTooLarge"));
     }
 
     #[test]
