@@ -1028,6 +1028,143 @@ def console_files(server):
         f"traversal and odd paths {statuses}; POST {post}; paths or secrets in the page or config.json: {leaked or 'none'}; CSP {'set' if policy else 'MISSING'}"
 
 
+# ---- event sources: hostile messages and settings --------------------------
+
+def trigger_path(urn):
+    return f"/v2/{PROJECT}/fgs/triggers/{urn}"
+
+
+def trigger_count(server, trigger_id, result):
+    """fnhost_trigger_messages_total of one trigger and result (0 before any)."""
+    for line in call(server, "GET", "/metrics")[2].decode().splitlines():
+        if line.startswith("fnhost_trigger_messages_total{") and f'trigger="{trigger_id}"' in line \
+                and f'result="{result}"' in line:
+            return float(line.rpartition(" ")[2])
+    return 0.0
+
+
+def add_source(server, urn, code, data):
+    status, _, body = call(server, "POST", trigger_path(urn),
+                           {"trigger_type_code": code, "trigger_status": "ACTIVE", "event_data": data})
+    return status, json.loads(body or b"{}")
+
+
+@attack("event-source settings from an attacker: brokers on other hosts (SSRF), huge and control-character fields", "12 requests")
+def source_settings(server):
+    urn = create(server, "sourced")
+    bad = [("REDIS", {"url": "redis://10.0.0.1:6379", "stream": "s"}),
+           ("NATS", {"url": "nats://169.254.169.254:4222", "stream": "S"}),
+           ("MQTT", {"url": "mqtt://localhost.evil.example", "topic": "t"}),
+           ("RABBITMQ", {"url": "amqp://g:g@127.0.0.1@evil.example:5672/%2f", "queue": "q"}),
+           ("OPENSOURCEKAFKA", {"connect_address": "127.0.0.1:9092,10.1.2.3:9092", "topic_ids": ["t"]}),
+           ("OPENSOURCEKAFKA", {"connect_address": "127.0.0.1:9092", "topic_ids": ["t"] * 100000}),
+           ("OPENSOURCEKAFKA", {"connect_address": "127.0.0.1:9092", "topic_ids": ["t"], "batch_size": 2 ** 64}),
+           ("RABBITMQ", {"url": "amqp://127.0.0.1/" + "x" * 100000, "queue": "q"}),
+           ("RABBITMQ", {"url": "amqp://127.0.0.1", "queue": "q\r\nx"}),
+           ("REDIS", {"url": "redis://127.0.0.1", "stream": "s", "batch_size": -1}),
+           ("NATS", {"url": "nats://127.0.0.1", "stream": "a.>"}),
+           ("MQTT", {"url": "mqtt://127.0.0.1", "topic": "t", "qos": 0})]
+    answers = [add_source(server, urn, code, data)[0] for code, data in bad]
+    listed = json.loads(call(server, "GET", trigger_path(urn))[2] or b"[]")
+    ok = set(answers) == {400} and listed == [] and healthy(server)
+    return ("held" if ok else "failed"), f"answered {sorted(set(answers))}; {len(listed)} trigger(s) created"
+
+
+@attack("a burst of a million Redis stream entries against the consumer's bounded reads", "1,000,000 entries, 60 s")
+def redis_burst(server):
+    import redis
+    url = os.environ.get("FNHOST_TEST_REDIS")
+    if not url:
+        return "skipped", "no Redis (scripts/redis.sh)"
+    r = redis.Redis.from_url(url)
+    stream = f"fnhost-attack-{os.getpid()}"
+    r.delete(stream)
+    try:
+        urn = create(server, "bursted", handler="echo.Handler", library="libecho.so", module="echo")
+        status, t = add_source(server, urn, "REDIS", {"url": url, "stream": stream, "batch_size": 100,
+                                                     "start": "earliest"})
+        rss_before = rss_mb(server)
+        started = time.time()
+        for chunk in range(100):
+            pipe = r.pipeline(transaction=False)
+            for i in range(10000):
+                pipe.xadd(stream, {"n": str(chunk * 10000 + i)})
+            pipe.execute()
+        written = time.time() - started
+        peak, consumed = rss_before, 0.0
+        deadline = time.time() + 60
+        while time.time() < deadline and consumed < 1_000_000:
+            peak = max(peak, rss_mb(server))
+            consumed = trigger_count(server, t.get("trigger_id"), "succeeded")
+            time.sleep(0.5)
+        took = time.time() - started
+        ok = status == 201 and healthy(server) and peak - rss_before < 200 and consumed > 0
+        return ("held" if ok else "failed"), \
+            f"written in {written:.0f} s; {consumed:.0f} handled in {took:.0f} s; RSS {rss_before:.0f} -> peak {peak:.0f} MB"
+    finally:
+        r.delete(stream)
+
+
+@attack("hostile broker messages: a 7 MB RabbitMQ message, bodies and headers that are not UTF-8, a Kafka key and header that are not UTF-8", "5 messages")
+def hostile_messages(server):
+    import pika
+    amqp = os.environ.get("FNHOST_TEST_RABBITMQ")
+    if not amqp:
+        return "skipped", "no RabbitMQ (scripts/rabbitmq.sh)"
+    queue, dlq = f"fnhost-attack-{os.getpid()}", f"fnhost-attack-{os.getpid()}-dlq"
+    dlx = queue + "-dlx"
+    conn = pika.BlockingConnection(pika.URLParameters(amqp))
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True)
+    ch.queue_declare(dlq, durable=True)
+    ch.exchange_declare(dlx, "fanout")
+    ch.queue_bind(dlq, dlx)
+    notes = []
+    try:
+        urn = create(server, "hostile", handler="echo.Handler", library="libecho.so", module="echo")
+        status, t = add_source(server, urn, "RABBITMQ", {"url": amqp, "queue": queue, "batch_size": 10,
+                                                        "dead_letter_exchange": dlx})
+        ch.confirm_delivery()
+        ch.basic_publish("", queue, b"x" * (7 * 1024 * 1024))
+        ch.basic_publish("", queue, b"\xff\xfe\x00binary")
+        ch.basic_publish("", queue, b"{}", pika.BasicProperties(headers={"h": b"\xff\xfe"}))
+        tid = t.get("trigger_id")
+        eventually(lambda: trigger_count(server, tid, "succeeded") >= 2 and trigger_count(server, tid, "dead_lettered") >= 1,
+                   timeout=30)
+        handled_ok = trigger_count(server, tid, "succeeded") == 2 and trigger_count(server, tid, "dead_lettered") == 1
+        dead = ch.basic_get(dlq, auto_ack=True)
+        too_large = dead[0] is not None and len(dead[2]) == 7 * 1024 * 1024 \
+            and "FunctionRequestTooLarge" in str(dead[1].headers.get("x-fnhost-error"))
+        notes.append(f"RabbitMQ: 2 handled, the 7 MB one dead-lettered as too large: {handled_ok and too_large}")
+        kafka_ok = True
+        brokers = os.environ.get("FNHOST_TEST_KAFKA")
+        if brokers:
+            from confluent_kafka import Producer
+            from confluent_kafka.admin import AdminClient, NewTopic
+            topic = f"fnhost-attack-{os.getpid()}"
+            admin = AdminClient({"bootstrap.servers": brokers})
+            for f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+                f.result(10)
+            try:
+                kstatus, kt = add_source(server, urn, "OPENSOURCEKAFKA", {"connect_address": brokers, "topic_ids": [topic],
+                                                                          "start": "earliest"})
+                p = Producer({"bootstrap.servers": brokers})
+                p.produce(topic, value=b"\xc3\x28", key=b"\xff", headers=[("h", b"\xfe")])
+                p.flush(10)
+                kid = kt.get("trigger_id")
+                kafka_ok = kstatus == 201 and eventually(lambda: trigger_count(server, kid, "succeeded") == 1, timeout=40)
+                notes.append(f"Kafka: the record with a key, header and value that are not UTF-8 handled: {kafka_ok}")
+            finally:
+                admin.delete_topics([topic])
+        ok = status == 201 and handled_ok and too_large and kafka_ok and healthy(server)
+        return ("held" if ok else "failed"), "; ".join(notes)
+    finally:
+        for q in (queue, dlq):
+            ch.queue_delete(q)
+        ch.exchange_delete(dlx)
+        conn.close()
+
+
 def workers_of(server):
     n = 0
     for p in Path("/proc").iterdir():

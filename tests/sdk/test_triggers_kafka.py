@@ -235,3 +235,26 @@ def test_an_unreachable_broker_shows_error_and_bad_settings_are_refused(tmp_path
             assert code == 400 and why in body["error_msg"], (bad, body)
     finally:
         server.stop()
+
+
+def test_a_manifests_kafka_trigger_is_created_on_deploy_and_the_cli_lists_it(tmp_path, broker):
+    from test_deploy import project, run
+    topic = new_topic(broker)
+    proj = project(tmp_path)
+    manifest = (proj / "fnhost.toml").read_text()
+    manifest += (f'\n[[triggers]]\ntype = "OPENSOURCEKAFKA"\n'
+                 f'settings = {{ connect_address = "{BROKERS}", topic_ids = ["{topic}"], batch_size = 5 }}\n')
+    (proj / "fnhost.toml").write_text(manifest)
+    server = Server(tmp_path, keys=False).start()
+    try:
+        deployed = run(["deploy", "--url", server.url], proj)
+        assert deployed.returncode == 0, deployed.stderr
+        code, listed = api(server.url, "GET", "/v2/local/fgs/triggers/shop")
+        kafka = [t for t in listed if t["trigger_type_code"] == "OPENSOURCEKAFKA"]
+        assert len(kafka) == 1 and kafka[0]["event_data"]["batch_size"] == 5, listed
+        shown = run(["trigger", "list", "shop"], tmp_path, {"FNHOST_URL": server.url})
+        assert f"{BROKERS} topics {topic}" in shown.stdout, shown.stdout
+        deployed = run(["deploy", "--url", server.url], proj)
+        assert deployed.returncode == 0 and "trigger(s) created" not in deployed.stderr, deployed.stderr
+    finally:
+        server.stop()

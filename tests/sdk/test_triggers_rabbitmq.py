@@ -299,3 +299,31 @@ def test_a_broker_restart_mid_stream_loses_nothing(tmp_path, private_broker):
         print(f"broker restarted mid-stream: every message handled, {len(seen) - len(set(seen))} handled twice")
     finally:
         server.stop()
+
+
+def test_the_cli_adds_and_lists_a_rabbitmq_trigger(tmp_path, broker):
+    from test_deploy import run
+    queue = new_queue(broker)
+    server = Server(tmp_path, keys=False).start()
+    out = tmp_path / "out.jsonl"
+    try:
+        deploy(server, tmp_path, "orders", out)
+        env = {"FNHOST_URL": server.url}
+        added = run(["trigger", "add", "orders", "rabbitmq", "--set", f"url={AMQP_URL}", "--set", f"queue={queue}",
+                     "--set", "batch_size=5", "-o", "json"], tmp_path, env)
+        assert added.returncode == 0, added.stderr
+        t = json.loads(added.stdout)
+        assert t["trigger_type_code"] == "RABBITMQ" and t["event_data"]["batch_size"] == 5, t
+        listed = run(["trigger", "list", "orders"], tmp_path, env)
+        assert "RABBITMQ" in listed.stdout and f"queue {queue}" in listed.stdout and "guest:***@" in listed.stdout, listed.stdout
+        ids = publish(queue, [b"one"])
+        assert eventually(lambda: handled(out) == ids, timeout=10)
+        for bad in (["trigger", "add", "orders", "rabbitmq"],
+                    ["trigger", "add", "orders", "apig", "--path", "/x", "--set", "queue=q"],
+                    ["trigger", "add", "orders", "rabbitmq", "--set", "=x"]):
+            assert run(bad, tmp_path, env).returncode == 2, bad
+        # The server's check, answered as the server gave it.
+        refused = run(["trigger", "add", "orders", "rabbitmq", "--set", f"url={AMQP_URL}"], tmp_path, env)
+        assert refused.returncode == 1 and "queue" in refused.stderr, refused.stderr
+    finally:
+        server.stop()

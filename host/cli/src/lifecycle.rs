@@ -92,8 +92,10 @@ pub(crate) struct NameArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum TriggerCommand {
     /// Add a trigger: `apig --path P [--method M]` (an HTTP route the
-    /// server serves at P), `timer --schedule S [--user-event E]`, or
-    /// `redis --redis-url U --stream S [--group G] [--batch-size N]`.
+    /// server serves at P), `timer --schedule S [--user-event E]`,
+    /// `redis --redis-url U --stream S [--group G] [--batch-size N]`, or an
+    /// event source with its settings as the API names them: `kafka|rabbitmq|nats|mqtt
+    /// --set KEY=VALUE...` (e.g. `rabbitmq --set url=amqp://... --set queue=orders`).
     Add(Box<TriggerAddArgs>),
     /// List a function's triggers.
     List(NameArgs),
@@ -114,6 +116,32 @@ pub(crate) enum TriggerKind {
     Timer,
     /// A Redis stream, read by a consumer group: batches of entries, at least once.
     Redis,
+    /// Kafka topics, read by a consumer group (OPENSOURCEKAFKA): --set
+    /// connect_address=HOST:PORT --set topic_ids=TOPIC[,TOPIC].
+    Kafka,
+    /// A RabbitMQ queue (RABBITMQ): --set url=amqp://... --set queue=Q (or
+    /// --set exchange=E --set routing_key=K).
+    Rabbitmq,
+    /// A NATS JetStream stream, read by a durable consumer (NATS): --set
+    /// url=nats://... --set stream=S.
+    Nats,
+    /// An MQTT subscription, QoS 1 in a persistent session (MQTT): --set
+    /// url=mqtt://... --set topic=T.
+    Mqtt,
+}
+
+impl TriggerKind {
+    /// The API's type code of an event source's kind.
+    fn source_code(self) -> Option<&'static str> {
+        match self {
+            TriggerKind::Redis => Some("REDIS"),
+            TriggerKind::Kafka => Some("OPENSOURCEKAFKA"),
+            TriggerKind::Rabbitmq => Some("RABBITMQ"),
+            TriggerKind::Nats => Some("NATS"),
+            TriggerKind::Mqtt => Some("MQTT"),
+            TriggerKind::Apig | TriggerKind::Timer => None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +186,11 @@ pub(crate) struct TriggerAddArgs {
     /// (redis) The stream entries go to after the function's last failure.
     #[arg(long, value_name = "KEY")]
     dead_letter_stream: Option<String>,
+    /// (event sources) A setting of the trigger's event_data, named as the
+    /// API names it; VALUE is JSON when it parses as JSON (20, true,
+    /// ["a","b"]), else text. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    settings: Vec<(String, Value)>,
     #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
@@ -443,6 +476,28 @@ fn trigger_detail(t: &Value) -> String {
             text(&d["stream"]),
             d["group"].as_str().unwrap_or("fnhost")
         ),
+        Some("OPENSOURCEKAFKA" | "KAFKA") => {
+            let topics = d
+                .get("topic_ids")
+                .or_else(|| d.get("topics"))
+                .or_else(|| d.get("topic_id"))
+                .map_or_else(String::new, |t| match t {
+                    Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(","),
+                    other => text(other),
+                });
+            format!("{} topics {topics}", text(&d["connect_address"]))
+        }
+        Some("RABBITMQ") => match d.get("queue").and_then(Value::as_str) {
+            Some(queue) => format!("{} queue {queue}", text(&d["url"])),
+            None => format!(
+                "{} exchange {} key {}",
+                text(&d["url"]),
+                text(d.get("exchange").unwrap_or(&d["exchange_name"])),
+                d["routing_key"].as_str().unwrap_or("#")
+            ),
+        },
+        Some("NATS") => format!("{} stream {}", text(&d["url"]), text(&d["stream"])),
+        Some("MQTT") => format!("{} topic {}", text(&d["url"]), text(&d["topic"])),
         Some("TIMER") => {
             let mut s = format!("{} {}", text(&d["schedule_type"]), text(&d["schedule"]));
             if let Some(e) = d["user_event"].as_str().filter(|e| !e.is_empty()) {
@@ -452,6 +507,19 @@ fn trigger_detail(t: &Value) -> String {
         }
         _ => d.to_string(),
     }
+}
+
+/// `KEY=VALUE`: VALUE as JSON when it parses (a number, a boolean, a list,
+/// an object, a quoted string), else as text.
+fn parse_setting(s: &str) -> Result<(String, Value), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("`{s}` has no key"));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
+    Ok((key.to_owned(), value))
 }
 
 pub(crate) fn trigger(c: TriggerCommand) -> anyhow::Result<i32> {
@@ -465,6 +533,9 @@ pub(crate) fn trigger(c: TriggerCommand) -> anyhow::Result<i32> {
                 || a.dead_letter_stream.is_some();
             if redis_flags && a.kind != TriggerKind::Redis {
                 bail!("--redis-url, --stream, --group, --batch-size, --start and --dead-letter-stream are for redis triggers");
+            }
+            if !a.settings.is_empty() && a.kind.source_code().is_none() {
+                bail!("--set is for event-source triggers (redis, kafka, rabbitmq, nats, mqtt)");
             }
             let new = match a.kind {
                 TriggerKind::Apig => {
@@ -502,9 +573,32 @@ pub(crate) fn trigger(c: TriggerCommand) -> anyhow::Result<i32> {
                             data[key] = value;
                         }
                     }
+                    for (key, value) in &a.settings {
+                        data[key.as_str()] = value.clone();
+                    }
                     NewTrigger {
                         kind: "REDIS",
                         event_data: data,
+                    }
+                }
+                TriggerKind::Kafka
+                | TriggerKind::Rabbitmq
+                | TriggerKind::Nats
+                | TriggerKind::Mqtt => {
+                    if a.path.is_some()
+                        || a.method.is_some()
+                        || a.schedule.is_some()
+                        || a.user_event.is_some()
+                    {
+                        bail!("--path, --method, --schedule and --user-event are for apig and timer triggers");
+                    }
+                    if a.settings.is_empty() {
+                        bail!("give the trigger's settings with --set KEY=VALUE (see `fnhost trigger add --help`)");
+                    }
+                    let data: serde_json::Map<String, Value> = a.settings.iter().cloned().collect();
+                    NewTrigger {
+                        kind: a.kind.source_code().unwrap_or_default(),
+                        event_data: Value::Object(data),
                     }
                 }
                 TriggerKind::Timer => {

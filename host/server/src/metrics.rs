@@ -179,7 +179,7 @@ fn render_triggers(state: &Shared, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "# HELP fnhost_trigger_lag Messages of an event-source trigger not yet handled (a Redis group's unread entries plus its pending ones).\n# TYPE fnhost_trigger_lag gauge"
+        "# HELP fnhost_trigger_lag Messages of an event-source trigger not yet handled: a Redis group's unread and pending entries, a JetStream consumer's pending and unacknowledged messages, MQTT messages not yet acknowledged, a RabbitMQ queue's depth, a Kafka group's consumer lag.\n# TYPE fnhost_trigger_lag gauge"
     );
     for (id, s) in &consumers {
         let _ = writeln!(
