@@ -708,6 +708,7 @@ user_event = "tick"
             ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"TIMER\"\nschedule = \"Rate 5 minutes\"\n", "triggers[0].schedule", 5),
             ("name = \"a\"\nhandler = \"a.Handler\"\ninitializer_timeout_s = 301\n", "initializer_timeout_s", 3),
             ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"REDIS\"\nsettings = { stream = \"s\" }\n", "triggers[0].settings", 5),
+            ("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"KAFKA\"\nsettings = { topic_ids = [\"t\"] }\n", "triggers[0].settings", 5),
         ] {
             let e = parse(text).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
@@ -719,9 +720,9 @@ user_event = "tick"
     fn wrong_types_and_unknown_trigger_types_are_refused_with_their_line() {
         let e = parse("name = \"a\"\nhandler = \"a.Handler\"\nmemory_mb = \"big\"\n").unwrap_err();
         assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
-        let e = parse("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"KAFKA\"\n")
+        let e = parse("name = \"a\"\nhandler = \"a.Handler\"\n[[triggers]]\ntype = \"SQS\"\n")
             .unwrap_err();
-        assert!(e.message.contains("KAFKA"), "{e}");
+        assert!(e.message.contains("SQS"), "{e}");
         assert_eq!(e.at.map(|a| a.0), Some(4), "{e}");
     }
 

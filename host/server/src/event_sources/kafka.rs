@@ -11,8 +11,9 @@
 //! (optional).
 //!
 //! Semantics: at least once, in order per partition. A polled batch is
-//! split by partition and the partitions' batches run side by side (a slow
-//! partition holds back only its own records until the round ends); a
+//! split by partition and the partitions' batches run side by side, at
+//! most the function's concurrency at once (a slow partition holds back
+//! only its own records until the round ends); a
 //! partition's offset is committed only after its records succeeded or
 //! their last failure was dead-lettered: produced to `dead_letter_topic`
 //! (headers `fnhost-error`, `fnhost-source`), else delivered to the
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use parking_lot::Mutex;
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -415,7 +416,12 @@ impl Consumer {
             }
             (key, next, redo)
         });
-        let done = futures_util::future::join_all(runs).await;
+        // At most the function's concurrency of partitions at once.
+        let limit = super::in_flight_limit(&self.state, &self.function);
+        let done: Vec<_> = futures_util::stream::iter(runs)
+            .buffer_unordered(limit)
+            .collect()
+            .await;
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), next, _) in &done {
             offsets

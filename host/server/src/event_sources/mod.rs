@@ -394,6 +394,26 @@ async fn run_with_retries(
     }
 }
 
+/// How many batches of one trigger may run at once: the function's
+/// concurrency (`max_instance_num` × `concurrent_num`), at least 1, at
+/// most [`MAX_BATCH`]. Only Kafka runs several (one per partition).
+pub(crate) fn in_flight_limit(state: &Shared, function: &str) -> usize {
+    let Some(name) = crate::urn::FunctionRefStr::parse(function).map(|r| r.name) else {
+        return 1;
+    };
+    state.management.record(name).map_or(1, |r| {
+        let instances = if r.max_instance_num == 0 {
+            fnhost::InstanceConfig::default().max_instances
+        } else {
+            r.max_instance_num
+        };
+        let per_instance = r.concurrent_num.max(1);
+        usize::try_from(u64::from(instances) * u64::from(per_instance))
+            .unwrap_or(usize::MAX)
+            .clamp(1, MAX_BATCH as usize)
+    })
+}
+
 /// Runs the function once on `payload`: its output, or why it failed.
 async fn invoke(state: &Shared, function: &str, payload: Bytes) -> Result<Vec<u8>, String> {
     let (name, route) = crate::invoke::route_for(state, function).map_err(|e| e.message)?;
