@@ -69,7 +69,7 @@ test("create a function from testplugin's library, test it with the APIG templat
     const template = page.getByLabel("Event template");
     await template.waitFor(TIMEOUT);
     const options = await template.locator("option").allTextContents();
-    assert.deepEqual(options, ["Blank", "APIG", "Timer", "Kafka", "SMN", "DIS", "CTS", "DDS", "LTS", "Redis Streams", "NATS JetStream", "MQTT"]);
+    assert.deepEqual(options, ["Blank", "APIG", "Timer", "Kafka", "SMN", "DIS", "CTS", "DDS", "LTS", "Redis Streams", "NATS JetStream", "MQTT", "RabbitMQ"]);
     await template.selectOption({ label: "APIG" });
     assert.match(await page.getByLabel("Event", { exact: true }).inputValue(), /httpMethod/);
     await page.getByRole("button", { name: "Test", exact: true }).click();
@@ -238,6 +238,24 @@ test("a new build swaps in under load: the timeline shows the new generation, no
     await page.getByRole("cell", { name: "Rate 5m" }).waitFor(TIMEOUT);
     const triggers = await (await fetch(`${server.url}/v2/local/fgs/triggers/hotswap`)).json();
     assert.deepEqual(triggers.map((t) => [t.trigger_type_code, t.trigger_status]).sort(), [["APIG", "DISABLED"], ["TIMER", "ACTIVE"]]);
+    // An event source: a Redis stream, its settings as JSON from the type's
+    // template; its row shows what it consumes, its status and its lag.
+    const redisUrl = process.env.FNHOST_TEST_REDIS || "redis://127.0.0.1:6379";
+    const stream = `fnhost-console-${Date.now()}`;
+    await page.getByLabel("Trigger type").selectOption("REDIS");
+    assert.match(await page.getByLabel("Event source settings").inputValue(), /"stream": "orders"/);
+    await page.getByLabel("Event source settings").fill(JSON.stringify({ url: redisUrl, stream, batch_size: 5 }));
+    await page.getByRole("button", { name: "Create trigger" }).click();
+    await page.getByRole("cell", { name: `${redisUrl} stream ${stream}` }).waitFor(TIMEOUT);
+    const redis = (await (await fetch(`${server.url}/v2/local/fgs/triggers/hotswap`)).json()).find((t) => t.trigger_type_code === "REDIS");
+    assert.equal(redis.event_data.stream, stream);
+    assert.equal(typeof redis.lag, "number");
+    // Settings that are not JSON are refused in the page, and the server's
+    // own check answers in it too.
+    await page.getByLabel("Trigger type").selectOption("RABBITMQ");
+    await page.getByLabel("Event source settings").fill("{not json");
+    await page.getByRole("button", { name: "Create trigger" }).click();
+    await page.getByText(/The settings are not JSON/).waitFor(TIMEOUT);
     await screenshot(page, "triggers");
 
     // Async: an invocation and its status.

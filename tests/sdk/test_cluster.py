@@ -108,13 +108,13 @@ def eventually(check, within=5.0, what="the cluster to agree"):
     raise AssertionError(f"waited {within} s for {what}; last error: {last!r}")
 
 
-def start_nodes(tmp_path, url, n=3, packages=None, config=None):
+def start_nodes(tmp_path, url, n=3, packages=None, config=None, keys=True):
     packages = packages or f"file://{tmp_path / 'bucket'}"
     nodes = []
     for i in range(n):
         d = tmp_path / f"node{i + 1}"
         d.mkdir()
-        nodes.append(Server(d, config=config, extra_args=["--database-url", url,
+        nodes.append(Server(d, config=config, keys=keys, extra_args=["--database-url", url,
                                                           "--package-store", packages]).start())
     for node in nodes:
         eventually(lambda: ready(node), within=15, what=f"{node.url}/readyz")

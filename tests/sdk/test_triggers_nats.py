@@ -197,3 +197,67 @@ def test_a_disabled_trigger_consumes_nothing_and_a_missing_stream_is_an_error(tm
         assert code == 400 and "stream" in body["error_msg"], body
     finally:
         server.stop()
+
+
+def test_a_nats_restart_mid_stream_loses_nothing(tmp_path):
+    """A NATS server of the test's own (JetStream on disk), stopped and
+    started while the trigger consumes: every message is handled."""
+    import shutil
+    import subprocess
+    from conftest import free_port
+    server_bin = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not os.path.exists(server_bin):
+        if os.environ.get("FNHOST_REQUIRE_NATS"):
+            raise RuntimeError("nats-server is missing (scripts/nats.sh installs it)")
+        pytest.skip("nats-server is missing")
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+
+    def start():
+        p = subprocess.Popen([server_bin, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        async def up():
+            import nats
+            nc = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0)
+            await nc.jetstream().account_info()
+            await nc.close()
+            return True
+
+        def ready():
+            try:
+                return run(up())
+            except Exception:
+                return False
+        assert eventually(ready, timeout=15)
+        return p
+
+    async def setup_and_publish(n):
+        import nats
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await js.add_stream(name="RESTART", subjects=["restart.>"])
+        seqs = [str((await js.publish("restart.in", f"m{i}".encode())).seq) for i in range(n)]
+        await nc.close()
+        return seqs
+    broker = start()
+    server = Server(tmp_path, keys=False).start()
+    out = tmp_path / "out.jsonl"
+    try:
+        ids = run(setup_and_publish(200))
+        deploy(server, tmp_path, "orders", out, {"SLEEP_MS": "20"})
+        t = add_trigger(server, "orders", {"url": url, "stream": "RESTART", "batch_size": 5, "start": "earliest",
+                                           "ack_wait_seconds": 2})
+        path = f"/v2/local/fgs/triggers/orders/NATS/{t['trigger_id']}"
+        assert eventually(lambda: len(handled(out)) >= 20, timeout=30)
+        broker.terminate()
+        broker.wait(timeout=10)
+        assert eventually(lambda: api(server.url, "GET", path)[1]["trigger_status"] == "ERROR", timeout=15)
+        broker = start()
+        assert eventually(lambda: set(ids) <= set(handled(out)), timeout=90), len(set(handled(out)))
+        seen = handled(out)
+        print(f"NATS restarted mid-stream: every message handled, {len(seen) - len(set(seen))} handled twice")
+    finally:
+        server.stop()
+        broker.terminate()
+        broker.wait(timeout=10)

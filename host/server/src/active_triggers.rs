@@ -37,6 +37,36 @@ impl Timers {
         }
     }
 
+    /// Whether trigger `id`'s consumer runs, started with `started_with`.
+    pub(crate) fn runs_consumer(&self, id: &str, started_with: &str) -> bool {
+        self.consumers
+            .lock()
+            .get(id)
+            .is_some_and(|c| c.started_with == started_with && !c.task.is_finished())
+    }
+
+    /// Stops the consumers (of `function`, or all) whose triggers are not
+    /// in `stored` any more.
+    pub(crate) fn stop_consumers_not_in(&self, function: Option<&str>, stored: &[&str]) {
+        self.consumers.lock().retain(|id, c| {
+            let keep = stored.contains(&id.as_str()) || function.is_some_and(|f| c.function != f);
+            if !keep {
+                c.task.abort();
+            }
+            keep
+        });
+    }
+
+    /// Stops every running timer of `function` (not its consumers).
+    pub(crate) fn stop_timers_of(&self, function: &str) {
+        self.tasks.lock().retain(|_, (f, task)| {
+            if f == function {
+                task.abort();
+            }
+            f != function
+        });
+    }
+
     /// The status of trigger `id`'s consumer, if one runs.
     pub(crate) fn consumer_status(&self, id: &str) -> Option<Arc<SourceStatus>> {
         self.consumers.lock().get(id).map(|c| Arc::clone(&c.status))
@@ -52,29 +82,16 @@ impl Timers {
         use std::sync::atomic::Ordering;
         !self.gated.load(Ordering::Acquire) || self.leading.load(Ordering::Acquire)
     }
-
-    /// Stops every running timer and consumer of `function` (also of one
-    /// deleted).
-    pub(crate) fn stop_running_of(&self, function: &str) {
-        self.tasks.lock().retain(|_, (f, task)| {
-            if f == function {
-                task.abort();
-            }
-            f != function
-        });
-        self.consumers.lock().retain(|_, c| {
-            if c.function == function {
-                c.task.abort();
-            }
-            c.function != function
-        });
-    }
 }
 
 /// A running event-source consumer (a broker trigger's): its task and what
 /// it reports.
 pub(crate) struct Consumer {
     pub(crate) function: String,
+    /// What it was started with (function, type and settings): a trigger
+    /// stored again unchanged keeps its consumer, its batch in flight and
+    /// its counters.
+    pub(crate) started_with: String,
     pub(crate) task: tokio::task::JoinHandle<()>,
     pub(crate) status: Arc<SourceStatus>,
 }

@@ -47,7 +47,7 @@ impl TriggerRecord {
     /// The trigger as the API answers it: passwords (in URLs, and fields
     /// named `...password`) masked, and an
     /// active event source that cannot consume shown as `ERROR` with the
-    /// reason (`status_reason`).
+    /// reason (`status_reason`), and a running event source's `lag`.
     fn view(&self, state: &AppState) -> Value {
         let mut event_data = self.event_data.clone();
         if let Some(data) = event_data.as_object_mut() {
@@ -61,11 +61,13 @@ impl TriggerRecord {
         }
         let mut status = Value::from(self.trigger_status.as_str());
         let mut reason = Value::Null;
+        let mut lag = Value::Null;
         if let Some(source) = state.timers.consumer_status(&self.trigger_id) {
             if let Some(error) = source.error() {
                 status = Value::from("ERROR");
                 reason = Value::from(error);
             }
+            lag = Value::from(source.lag.load(std::sync::atomic::Ordering::Relaxed));
         }
         let mut view = json!({
             "trigger_id": self.trigger_id,
@@ -77,6 +79,11 @@ impl TriggerRecord {
         });
         if !reason.is_null() {
             view["status_reason"] = reason;
+        }
+        // fnhost's: an event source's messages not yet handled, as
+        // `fnhost_trigger_lag` has it.
+        if !lag.is_null() {
+            view["lag"] = lag;
         }
         view
     }
@@ -326,19 +333,27 @@ fn apig_routes(triggers: &[TriggerRecord]) -> Vec<ApigRoute> {
 
 /// Starts the timer of an active TIMER trigger (replacing a running one).
 pub(crate) fn start_timer(state: &Shared, record: &TriggerRecord) -> Result<(), String> {
-    state.timers.stop(&record.trigger_id);
     if crate::event_sources::is_source(&record.trigger_type_code) {
-        return crate::event_sources::start(
-            state,
-            crate::event_sources::Trigger {
-                id: &record.trigger_id,
-                function: &record.function,
-                trigger_type: &record.trigger_type_code,
-                active: record.trigger_status == "ACTIVE",
-                event_data: &record.event_data,
-            },
-        );
+        let trigger = crate::event_sources::Trigger {
+            id: &record.trigger_id,
+            function: &record.function,
+            trigger_type: &record.trigger_type_code,
+            active: record.trigger_status == "ACTIVE",
+            event_data: &record.event_data,
+        };
+        // Unchanged (a cluster's resync, a new timer leader): the running
+        // consumer goes on; restarting it would redo its batch in flight.
+        if trigger.active
+            && state
+                .timers
+                .runs_consumer(&record.trigger_id, &trigger.started_with())
+        {
+            return Ok(());
+        }
+        state.timers.stop(&record.trigger_id);
+        return crate::event_sources::start(state, trigger);
     }
+    state.timers.stop(&record.trigger_id);
     if record.trigger_type_code != "TIMER" || record.trigger_status != "ACTIVE" {
         return Ok(());
     }
@@ -648,14 +663,17 @@ pub(crate) fn restore(state: &Shared) {
 
 /// Starts the stored timers (of `function`, when given) afresh; stops the
 /// running ones of `function` first, whether or not the store still has
-/// them.
+/// them. Event-source consumers are compared instead: one whose trigger is
+/// stored unchanged goes on, one changed is restarted, one gone is stopped.
 pub(crate) fn restart_timers(state: &Shared, function: Option<&str>) {
     if let Some(f) = function {
-        state.timers.stop_running_of(f);
+        state.timers.stop_timers_of(f);
     }
     let Ok(triggers) = state.management.store().triggers::<TriggerRecord>(function) else {
         return;
     };
+    let stored: Vec<&str> = triggers.iter().map(|t| t.trigger_id.as_str()).collect();
+    state.timers.stop_consumers_not_in(function, &stored);
     for t in triggers {
         if let Err(e) = start_timer(state, &t) {
             log::error!(target: "fnhost::timer", "trigger {}: {e}", t.trigger_id);

@@ -203,6 +203,33 @@ async function aliasesView(api, f, fail, reopen) {
     });
     return h("div", {}, aliases.length ? cards : h("p", {}, "No aliases yet."), create);
 }
+/** Settings to start from for each event-source type (the API's event_data). */
+const SOURCE_TEMPLATES = {
+    OPENSOURCEKAFKA: { connect_address: "127.0.0.1:9092", topic_ids: ["orders"], batch_size: 100, start: "latest" },
+    RABBITMQ: { url: "amqp://guest:guest@127.0.0.1:5672/%2f", queue: "orders", batch_size: 10 },
+    REDIS: { url: "redis://127.0.0.1:6379", stream: "orders", batch_size: 10, start: "latest" },
+    NATS: { url: "nats://127.0.0.1:4222", stream: "ORDERS", batch_size: 10, start: "latest" },
+    MQTT: { url: "mqtt://127.0.0.1:1883", topic: "orders/#", batch_size: 10 },
+};
+/** What an event-source trigger consumes, on one line. */
+function sourceSummary(code, d) {
+    const s = (v) => (Array.isArray(v) ? v.join(",") : String(v ?? ""));
+    switch (code) {
+        case "OPENSOURCEKAFKA":
+        case "KAFKA":
+            return `${s(d.connect_address)} topics ${s(d.topic_ids ?? d.topics ?? d.topic_id)}`;
+        case "RABBITMQ":
+            return d.queue ? `${s(d.url)} queue ${s(d.queue)}` : `${s(d.url)} exchange ${s(d.exchange ?? d.exchange_name)}`;
+        case "REDIS":
+            return `${s(d.url)} stream ${s(d.stream)}`;
+        case "NATS":
+            return `${s(d.url)} stream ${s(d.stream)}`;
+        case "MQTT":
+            return `${s(d.url)} topic ${s(d.topic)}`;
+        default:
+            return JSON.stringify(d);
+    }
+}
 async function triggersView(api, f, fail, reopen) {
     const triggers = await api.get(api.path(`triggers/${encodeURIComponent(f.func_urn)}`));
     const rows = triggers.map((t) => {
@@ -210,8 +237,10 @@ async function triggersView(api, f, fail, reopen) {
         const url = t.trigger_type_code === "APIG" ? `${window.location.origin}${String(data.path ?? "")}` : "";
         const what = t.trigger_type_code === "APIG"
             ? h("span", {}, h("code", {}, url), " ", copyButton(url))
-            : h("span", {}, `${String(data.schedule_type ?? "")} ${String(data.schedule ?? "")}`);
-        const next = t.trigger_status === "ACTIVE" ? "DISABLED" : "ACTIVE";
+            : t.trigger_type_code === "TIMER"
+                ? h("span", {}, `${String(data.schedule_type ?? "")} ${String(data.schedule ?? "")}`)
+                : h("span", {}, sourceSummary(t.trigger_type_code, data));
+        const next = t.trigger_status === "ACTIVE" || t.trigger_status === "ERROR" ? "DISABLED" : "ACTIVE";
         const path = api.path(`triggers/${encodeURIComponent(f.func_urn)}/${t.trigger_type_code}/${encodeURIComponent(t.trigger_id)}`);
         const toggle = h("button", { type: "button" }, next === "ACTIVE" ? "Enable" : "Disable");
         toggle.setAttribute("aria-label", `${next === "ACTIVE" ? "Enable" : "Disable"} trigger ${t.trigger_id}`);
@@ -234,18 +263,37 @@ async function triggersView(api, f, fail, reopen) {
                 fail(e);
             }
         });
-        return h("tr", {}, h("td", {}, t.trigger_type_code), h("td", {}, what), h("td", {}, t.trigger_status), h("td", {}, toggle, " ", remove));
+        const status = t.status_reason
+            ? h("td", { title: t.status_reason }, t.trigger_status, h("br", {}), h("small", {}, t.status_reason))
+            : h("td", {}, t.trigger_status);
+        const lag = h("td", {}, t.lag === undefined ? "" : String(t.lag));
+        return h("tr", {}, h("td", {}, t.trigger_type_code), h("td", {}, what), status, lag, h("td", {}, toggle, " ", remove));
     });
-    const kind = select(["APIG", "TIMER"], "APIG");
+    const kind = select(["APIG", "TIMER", ...Object.keys(SOURCE_TEMPLATES)], "APIG");
     const apigPath = h("input", { value: `/${f.func_name}`, placeholder: "/orders" });
     const scheduleType = select(["Rate", "Cron"], "Rate");
     const schedule = h("input", { value: "1m", placeholder: "1m, or a cron expression" });
-    const create = h("form", { class: "card", "aria-labelledby": "trigger-title" }, h("h2", { id: "trigger-title" }, "Create a trigger"), field("Trigger type", kind), field("APIG path", apigPath, "APIG: the path it answers on this server"), field("Schedule type", scheduleType), field("Schedule", schedule, "TIMER: a rate (30s, 1m, 1h) or a cron expression"), h("button", { type: "submit" }, "Create trigger"));
+    const settings = h("textarea", { rows: 5, spellcheck: "false", class: "mono" });
+    const fill = () => {
+        const template = SOURCE_TEMPLATES[kind.value];
+        settings.value = template ? JSON.stringify(template, null, 2) : "";
+    };
+    kind.addEventListener("change", fill);
+    const create = h("form", { class: "card", "aria-labelledby": "trigger-title" }, h("h2", { id: "trigger-title" }, "Create a trigger"), field("Trigger type", kind), field("APIG path", apigPath, "APIG: the path it answers on this server"), field("Schedule type", scheduleType), field("Schedule", schedule, "TIMER: a rate (30s, 1m, 1h) or a cron expression"), field("Event source settings", settings, "Kafka, RabbitMQ, Redis, NATS, MQTT: the trigger's event_data as JSON (the book's Triggers page lists each field)"), h("button", { type: "submit" }, "Create trigger"));
     create.addEventListener("submit", async (event) => {
         event.preventDefault();
-        const event_data = kind.value === "APIG"
-            ? { path: apigPath.value.trim(), req_method: "ANY", auth: "NONE" }
-            : { name: `timer-${Date.now()}`, schedule_type: scheduleType.value, schedule: schedule.value.trim() };
+        let event_data;
+        try {
+            event_data = kind.value === "APIG"
+                ? { path: apigPath.value.trim(), req_method: "ANY", auth: "NONE" }
+                : kind.value === "TIMER"
+                    ? { name: `timer-${Date.now()}`, schedule_type: scheduleType.value, schedule: schedule.value.trim() }
+                    : JSON.parse(settings.value);
+        }
+        catch (e) {
+            fail(new Error(`The settings are not JSON: ${String(e)}`));
+            return;
+        }
         try {
             await api.json("POST", api.path(`triggers/${encodeURIComponent(f.func_urn)}`), { trigger_type_code: kind.value, trigger_status: "ACTIVE", event_data });
             reopen(`Created a ${kind.value} trigger.`);
@@ -255,7 +303,7 @@ async function triggersView(api, f, fail, reopen) {
         }
     });
     return h("div", {}, triggers.length
-        ? h("table", { "aria-label": "Triggers" }, h("thead", {}, h("tr", {}, ["Type", "Where / when", "Status", ""].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows))
+        ? h("table", { "aria-label": "Triggers" }, h("thead", {}, h("tr", {}, ["Type", "Where / when", "Status", "Lag", ""].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows))
         : h("p", {}, "No triggers yet."), create);
 }
 function copyButton(text) {

@@ -196,6 +196,10 @@ export interface TriggerRecord {
   trigger_type_code: string;
   trigger_status: string;
   event_data: Record<string, unknown>;
+  /** Why an active event source cannot consume (with trigger_status ERROR). */
+  status_reason?: string;
+  /** An event source's messages not yet handled (fnhost's field). */
+  lag?: number;
 }
 
 /** The base64 of `bytes`. */

@@ -71,6 +71,17 @@ pub(crate) struct Trigger<'a> {
     pub(crate) event_data: &'a Value,
 }
 
+impl Trigger<'_> {
+    /// What a consumer is started with: a trigger stored again with the
+    /// same keeps its running consumer.
+    pub(crate) fn started_with(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.function, self.trigger_type, self.event_data
+        )
+    }
+}
+
 /// The host a broker URL names (`scheme://[userinfo@]host[:port][/...]`).
 fn url_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -198,6 +209,7 @@ pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
         record.id.to_owned(),
         Consumer {
             function: record.function.to_owned(),
+            started_with: record.started_with(),
             task,
             status,
         },
