@@ -247,10 +247,12 @@ fn calls_beyond_the_lane_slots_run_on_workers_and_repeat_strikes_lengthen_probat
     qualify(&slow, &lane, b"0");
     qualify(&echo, &lane, b"x");
 
-    // A 400 ms call holds the only slot: echo runs on a worker meanwhile.
+    // A 1.5 s call holds the only slot: echo runs on a worker meanwhile.
+    // (It was 400 ms: on a loaded machine the echo call came after the
+    // slow one had ended, and ran on the free lane.)
     let thread = {
         let (slow, lane) = (slow.clone(), Arc::clone(&lane));
-        std::thread::spawn(move || on_lane(&slow, &lane, (b"0", b"400"), Duration::ZERO, || ()))
+        std::thread::spawn(move || on_lane(&slow, &lane, (b"0", b"1500"), Duration::ZERO, || ()))
     };
     let until = Instant::now() + Duration::from_secs(5);
     while lane.stats().running == 0 && Instant::now() < until {
@@ -263,7 +265,7 @@ fn calls_beyond_the_lane_slots_run_on_workers_and_repeat_strikes_lengthen_probat
     );
     let (r, took) = thread.join().unwrap();
     assert_eq!(r.outcome.body_bytes(), b"slept");
-    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
     // The slot is free again: echo gets back on the lane.
     qualify(&echo, &lane, b"x");
 
