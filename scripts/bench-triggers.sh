@@ -13,7 +13,7 @@
 #     (tests/fixtures/stamp_batches.c) writes the time it was called.
 # Goals: at least 0.8x the floor at batch size 1, 0.9x at batch size 100.
 # ROUNDS (default 5), N1 (messages at batch size 1, default 3000), N100
-# (default 30000), LATENCY (messages, default 200).
+# (default 100000), LATENCY (messages, default 200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +23,7 @@ python=$(./scripts/sdk-venv.sh)
 RABBITMQ=$(./scripts/rabbitmq.sh)
 NATS=$(./scripts/nats.sh)
 REDIS=$(./scripts/redis.sh)
-export RABBITMQ NATS REDIS ROUNDS=${ROUNDS:-5} N1=${N1:-3000} N100=${N100:-30000} LATENCY=${LATENCY:-200}
+export RABBITMQ NATS REDIS ROUNDS=${ROUNDS:-5} N1=${N1:-3000} N100=${N100:-100000} LATENCY=${LATENCY:-200}
 trap './scripts/rabbitmq.sh stop; ./scripts/nats.sh stop; ./scripts/redis.sh stop' EXIT
 "$python" - <<'PY'
 import asyncio, base64, io, json, os, signal, socket, statistics, subprocess, tempfile, time, urllib.request, uuid, zipfile

@@ -88,8 +88,9 @@ async fn rabbitmq_consume(url: &str, queue: &str, count: usize, batch: usize) ->
     let connection =
         lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
+    // The prefetch fnhost's trigger uses: two batches.
     channel
-        .basic_qos(u16::try_from(batch)?, BasicQosOptions::default())
+        .basic_qos(u16::try_from(batch * 2)?, BasicQosOptions::default())
         .await?;
     let mut deliveries = channel
         .basic_consume(
@@ -125,9 +126,16 @@ async fn nats_publish(url: &str, stream: &str, count: usize) -> Result<()> {
         ..Default::default()
     })
     .await?;
-    let mut acks = Vec::with_capacity(count);
+    // Acknowledgements are awaited 200 at a time: the client bounds the
+    // publishes it has in flight.
+    let mut acks = Vec::with_capacity(200);
     for i in 0..count {
         acks.push(js.publish(format!("{stream}.in"), body(i).into()).await?);
+        if acks.len() == 200 {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
     }
     for ack in acks {
         ack.await?;

@@ -279,6 +279,11 @@ fn retry_delay(base: Duration, n: u32) -> Duration {
 /// names none (the whole batch succeeded). Ids it names that are not in
 /// the batch are ignored: a handler cannot fail what it was not given.
 pub(crate) fn partial_failures(body: &[u8], pending: &[Item]) -> Option<Vec<usize>> {
+    // Most answers are not partial-batch answers: no need to parse them.
+    const KEY: &[u8] = b"batchItemFailures";
+    if !body.windows(KEY.len()).any(|w| w == KEY) {
+        return None;
+    }
     let answer: fnhost_api::events::BatchResponse = serde_json::from_slice(body).ok()?;
     let failed: Vec<usize> = pending
         .iter()
@@ -364,7 +369,9 @@ async fn run_with_retries(
     items: Vec<Item>,
     event: &impl Fn(&[Item]) -> Value,
 ) -> Vec<Failed> {
-    let policy = crate::asynchronous::config::policy_for(state, function, function);
+    // The retry policy is read from the store only when a batch fails: a
+    // store read per batch was a good part of a one-message batch's cost.
+    let mut policy = None;
     let base = state.asynchronous.settings.retry_base;
     let mut pending = items;
     let mut attempt = 0u32;
@@ -392,7 +399,12 @@ async fn run_with_retries(
         if pending.is_empty() {
             return Vec::new();
         }
-        if attempt > policy.retries {
+        let retries = policy
+            .get_or_insert_with(|| {
+                crate::asynchronous::config::policy_for(state, function, function)
+            })
+            .retries;
+        if attempt > retries {
             return pending
                 .into_iter()
                 .map(|item| Failed {

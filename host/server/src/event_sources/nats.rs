@@ -36,6 +36,8 @@ use crate::state::Shared;
 const MAX_NAME: usize = 256;
 /// How long a fetch waits for messages before it looks again.
 const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// How often the consumer's lag is read.
+const LAG_EVERY: Duration = Duration::from_secs(1);
 
 /// A `NATS` trigger's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,6 +180,7 @@ impl Consumer {
             .await
             .map_err(|e| format!("consumer {}: {e}", s.consumer))?;
         self.status.set_error(None);
+        let mut lag_read = Instant::now() - LAG_EVERY;
         loop {
             let mut batch = consumer
                 .fetch()
@@ -190,9 +193,13 @@ impl Consumer {
             while let Some(message) = batch.next().await {
                 messages.push(message.map_err(|e| format!("fetch: {e}"))?);
             }
-            if let Ok(info) = consumer.info().await {
-                let lag = info.num_pending + info.num_ack_pending as u64;
-                self.status.lag.store(lag, Ordering::Relaxed);
+            // The lag costs a round trip: read at most once a second.
+            if lag_read.elapsed() >= LAG_EVERY {
+                if let Ok(info) = consumer.info().await {
+                    let lag = info.num_pending + info.num_ack_pending as u64;
+                    self.status.lag.store(lag, Ordering::Relaxed);
+                }
+                lag_read = Instant::now();
             }
             if messages.is_empty() {
                 if client.connection_state() == async_nats::connection::State::Disconnected {

@@ -9,9 +9,9 @@
 //! 10), `dead_letter_exchange` and `dead_letter_routing_key` (optional).
 //!
 //! Semantics: at least once, in queue order, one batch in flight per
-//! trigger: the channel's prefetch is the batch size, so the broker sends
-//! no more than one batch before it is acknowledged (competing consumers
-//! on several nodes share the queue). A message is acknowledged only
+//! trigger: the channel's prefetch is two batches, so the broker sends the
+//! next batch while the function runs one, and no more (competing
+//! consumers on several nodes share the queue). A message is acknowledged only
 //! after the function succeeded, or after its last failure was
 //! dead-lettered: published, with publisher confirms, to
 //! `dead_letter_exchange` (headers `x-fnhost-error` and
@@ -140,6 +140,11 @@ impl Settings {
     }
 }
 
+/// The channel's prefetch for a batch size: two batches.
+pub(crate) fn prefetch(batch_size: u16) -> u16 {
+    batch_size.saturating_mul(2)
+}
+
 /// One trigger's consumer.
 pub(crate) struct Consumer {
     pub(crate) state: Shared,
@@ -225,8 +230,10 @@ impl Consumer {
                 .await
                 .map_err(|e| amqp(&format!("queue {queue}"), e))?;
         }
+        // Two batches: the broker sends the next while the function runs
+        // this one (a prefetch of one batch left it idle between batches).
         channel
-            .basic_qos(s.batch_size, BasicQosOptions::default())
+            .basic_qos(prefetch(s.batch_size), BasicQosOptions::default())
             .await
             .map_err(|e| amqp("prefetch", e))?;
         // Dead letters go through a channel of their own, with confirms,
@@ -289,8 +296,9 @@ impl Consumer {
         queue: &str,
     ) -> Result<(), String> {
         if failed.is_empty() {
-            // The batch is all the channel has unacknowledged (prefetch):
-            // one frame acknowledges it.
+            // Everything up to the batch's last delivery is this batch (the
+            // next one, prefetched, comes after it): one frame acknowledges
+            // it.
             if let Some(last) = batch.last() {
                 channel
                     .basic_ack(last.delivery_tag, BasicAckOptions { multiple: true })

@@ -36,6 +36,8 @@ use crate::state::Shared;
 const MAX_NAME: usize = 256;
 /// How long a read waits for new entries before it looks again.
 const BLOCK: Duration = Duration::from_secs(1);
+/// How often the group's lag is read.
+const LAG_EVERY: Duration = Duration::from_secs(1);
 /// How often entries of dead consumers are claimed, and how long they
 /// must have been idle.
 const CLAIM_EVERY: Duration = Duration::from_secs(30);
@@ -167,6 +169,7 @@ impl Consumer {
         // First what this consumer had read and not acknowledged.
         let mut backlog = true;
         let mut claimed_at = Instant::now() - CLAIM_EVERY;
+        let mut lag_read = Instant::now() - LAG_EVERY;
         loop {
             let mut entries: Vec<StreamId> = Vec::new();
             if claimed_at.elapsed() >= CLAIM_EVERY {
@@ -215,7 +218,11 @@ impl Consumer {
                     continue;
                 }
             }
-            self.update_lag(&mut con).await;
+            // The lag costs a round trip: read at most once a second.
+            if lag_read.elapsed() >= LAG_EVERY {
+                self.update_lag(&mut con).await;
+                lag_read = Instant::now();
+            }
             if entries.is_empty() {
                 continue;
             }
