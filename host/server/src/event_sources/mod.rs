@@ -278,17 +278,14 @@ fn retry_delay(base: Duration, n: u32) -> Duration {
 /// (`{"batchItemFailures": [{"itemIdentifier": ID}]}`), or `None` when it
 /// names none (the whole batch succeeded). Ids it names that are not in
 /// the batch are ignored: a handler cannot fail what it was not given.
-pub(crate) fn partial_failures(body: &[u8], pending: &[Item]) -> Option<Vec<usize>> {
+pub(crate) fn partial_failures(body: &[u8], pending: &[Prepared]) -> Option<Vec<usize>> {
     // Most answers are not partial-batch answers: no need to parse them.
-    const KEY: &[u8] = b"batchItemFailures";
-    if !body.windows(KEY.len()).any(|w| w == KEY) {
-        return None;
-    }
+    memchr::memmem::find(body, b"batchItemFailures")?;
     let answer: fnhost_api::events::BatchResponse = serde_json::from_slice(body).ok()?;
     let failed: Vec<usize> = pending
         .iter()
         .enumerate()
-        .filter(|(_, item)| {
+        .filter(|(_, (item, _))| {
             answer
                 .batch_item_failures
                 .iter()
@@ -309,8 +306,10 @@ pub(crate) const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
 const EVENT_ROOM: usize = 4096;
 
 /// Runs `function` on `items` (see [`run_with_retries`]), in parts of at
-/// most [`MAX_EVENT_BYTES`], in order. Answers the records still failing
-/// after the last attempt; every other one succeeded.
+/// most [`MAX_EVENT_BYTES`], in order. `event` builds the event of some
+/// records; it is called once, without records, for the event's own
+/// fields, and each record is written as JSON once. Answers the records
+/// still failing after the last attempt; every other one succeeded.
 pub(crate) async fn handle_batch(
     state: &Shared,
     function: &str,
@@ -318,22 +317,58 @@ pub(crate) async fn handle_batch(
     items: Vec<Item>,
     event: impl Fn(&[Item]) -> Value,
 ) -> Vec<Failed> {
-    let (parts, mut failed) = split_batch(items, MAX_EVENT_BYTES - EVENT_ROOM);
+    let mut head = event(&[]);
+    if let Some(fields) = head.as_object_mut() {
+        fields.remove("records");
+    }
+    let head = head.to_string();
+    let prepared = items
+        .into_iter()
+        .map(|item| {
+            let json = item.record.to_string();
+            (item, json)
+        })
+        .collect();
+    let (parts, mut failed) = split_batch(prepared, MAX_EVENT_BYTES - EVENT_ROOM);
     for part in parts {
-        failed.extend(run_with_retries(state, function, status, part, &event).await);
+        failed.extend(run_with_retries(state, function, status, part, &head).await);
     }
     failed
 }
 
+/// A record and its JSON.
+type Prepared = (Item, String);
+
+/// The event's JSON: `head` (an object of the event's own fields) with
+/// the records' JSON as its `records`.
+fn event_payload(head: &str, records: &[Prepared]) -> Bytes {
+    let fields = head.strip_suffix('}').unwrap_or("{");
+    let size = head.len() + 16 + records.iter().map(|(_, j)| j.len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(size);
+    out.push_str(fields);
+    if fields.len() > 1 {
+        out.push(',');
+    }
+    out.push_str("\"records\":[");
+    for (i, (_, json)) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(json);
+    }
+    out.push_str("]}");
+    Bytes::from(out)
+}
+
 /// Splits a batch into consecutive parts whose records' JSON is at most
 /// `limit` bytes together; a record over `limit` alone fails.
-fn split_batch(items: Vec<Item>, limit: usize) -> (Vec<Vec<Item>>, Vec<Failed>) {
+fn split_batch(items: Vec<Prepared>, limit: usize) -> (Vec<Vec<Prepared>>, Vec<Failed>) {
     let mut parts = Vec::new();
     let mut failed = Vec::new();
     let mut part = Vec::new();
     let mut bytes = 0usize;
-    for item in items {
-        let size = item.record.to_string().len() + 1;
+    for (item, json) in items {
+        let size = json.len() + 1;
         if size > limit {
             failed.push(Failed {
                 reason: format!(
@@ -348,7 +383,7 @@ fn split_batch(items: Vec<Item>, limit: usize) -> (Vec<Vec<Item>>, Vec<Failed>) 
             bytes = 0;
         }
         bytes += size;
-        part.push(item);
+        part.push((item, json));
     }
     if !part.is_empty() {
         parts.push(part);
@@ -356,8 +391,8 @@ fn split_batch(items: Vec<Item>, limit: usize) -> (Vec<Vec<Item>>, Vec<Failed>) 
     (parts, failed)
 }
 
-/// Runs `function` on `items`, the event built by `event`, with the
-/// function's retry policy: after a failure the failed records (all of
+/// Runs `function` on `items`, the event `head` with their records, with
+/// the function's retry policy: after a failure the failed records (all of
 /// them, or those a partial-batch answer names) are tried again, after
 /// a doubling delay, up to `max_async_retry_attempts` times. Answers the
 /// records still failing after the last attempt; every other one
@@ -366,8 +401,8 @@ async fn run_with_retries(
     state: &Shared,
     function: &str,
     status: &SourceStatus,
-    items: Vec<Item>,
-    event: &impl Fn(&[Item]) -> Value,
+    items: Vec<Prepared>,
+    head: &str,
 ) -> Vec<Failed> {
     // The retry policy is read from the store only when a batch fails: a
     // store read per batch was a good part of a one-message batch's cost.
@@ -377,7 +412,7 @@ async fn run_with_retries(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let payload = Bytes::from(event(&pending).to_string());
+        let payload = event_payload(head, &pending);
         let (failed, reason) = match invoke(state, function, payload).await {
             Ok(body) => match partial_failures(&body, &pending) {
                 None => (Vec::new(), String::new()),
@@ -390,9 +425,9 @@ async fn run_with_retries(
             .succeeded
             .fetch_add(succeeded as u64, Ordering::Relaxed);
         let mut keep = Vec::with_capacity(failed.len());
-        for (i, item) in pending.into_iter().enumerate() {
+        for (i, prepared) in pending.into_iter().enumerate() {
             if failed.contains(&i) {
-                keep.push(item);
+                keep.push(prepared);
             }
         }
         pending = keep;
@@ -407,7 +442,7 @@ async fn run_with_retries(
         if attempt > retries {
             return pending
                 .into_iter()
-                .map(|item| Failed {
+                .map(|(item, _)| Failed {
                     item,
                     reason: reason.clone(),
                 })
@@ -484,13 +519,29 @@ pub(crate) async fn to_on_failure(
 mod tests {
     use super::*;
 
-    fn items(ids: &[&str]) -> Vec<Item> {
+    fn items(ids: &[&str]) -> Vec<Prepared> {
         ids.iter()
-            .map(|id| Item {
-                id: (*id).to_owned(),
-                record: Value::Null,
+            .map(|id| {
+                let item = Item {
+                    id: (*id).to_owned(),
+                    record: serde_json::json!({ "id": id }),
+                };
+                let json = item.record.to_string();
+                (item, json)
             })
             .collect()
+    }
+
+    #[test]
+    fn the_event_is_its_own_fields_and_the_records_json() {
+        let records = items(&["1-0", "2-0"]);
+        let event = event_payload(r#"{"stream":"s","trigger_type":"REDIS"}"#, &records);
+        let parsed: Value = serde_json::from_slice(&event).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"stream": "s", "trigger_type": "REDIS", "records": [{"id": "1-0"}, {"id": "2-0"}]})
+        );
+        assert_eq!(&event_payload("{}", &[])[..], br#"{"records":[]}"#);
     }
 
     #[test]
@@ -544,9 +595,16 @@ mod tests {
 
     #[test]
     fn a_batch_over_the_event_limit_runs_in_parts_and_an_oversized_record_fails_alone() {
-        let item = |id: &str, len: usize| Item {
-            id: id.to_owned(),
-            record: Value::from("x".repeat(len)),
+        let item = |id: &str, len: usize| {
+            let record = Value::from("x".repeat(len));
+            let json = record.to_string();
+            (
+                Item {
+                    id: id.to_owned(),
+                    record,
+                },
+                json,
+            )
         };
         // Each record is its length + 2 quotes + 1 separator as JSON.
         let batch = vec![
@@ -558,7 +616,7 @@ mod tests {
         let (parts, failed) = split_batch(batch, 100);
         let ids: Vec<Vec<&str>> = parts
             .iter()
-            .map(|p| p.iter().map(|i| i.id.as_str()).collect())
+            .map(|p| p.iter().map(|(i, _)| i.id.as_str()).collect())
             .collect();
         assert_eq!(ids, [vec!["a", "b"], vec!["c"]]);
         assert_eq!(failed.len(), 1);
