@@ -19,6 +19,7 @@
 # Exits 1 if any attack failed, the server crashed, or anything was lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/build-deps.sh
 cargo build --workspace --locked
 python=$(./scripts/sdk-venv.sh)
 # The brokers of the event-source cases: the machine's, else private ones.

@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+./scripts/build-deps.sh
 cargo build --release --locked -p fnhost-cli -p echo
 cargo build --release --locked -p fnhost-server --example broker_floor
 python=$(./scripts/sdk-venv.sh)

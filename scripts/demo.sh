@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${DEMO_PORT:-8000}
 
+./scripts/build-deps.sh
 cargo build --release --workspace --locked
 out=target/release
 cc -shared -fPIC -O2 -Wall -I plugin-api/include -o "$out/hello.so" sample-plugins/c/hello.c

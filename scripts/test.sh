@@ -8,6 +8,8 @@ command -v cc >/dev/null || { echo "error: a C compiler (cc) is needed for the C
 command -v python3 >/dev/null || { echo "error: python3 is needed for the SDK compatibility tests" >&2; exit 1; }
 command -v npm >/dev/null || { echo "error: Node.js with npm is needed for the console's TypeScript and browser tests" >&2; exit 1; }
 
+./scripts/build-deps.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import eventually
 from test_cluster import database, start_nodes  # noqa: F401 - a fixture
-from test_triggers_redis import api, deploy
+from test_triggers_redis import api, batches, deploy
 
 COUNT = 300
 
@@ -37,8 +37,8 @@ def ids_handled(out, key):
     if not out.exists():
         return []
     ids = []
-    for line in out.read_text().splitlines():
-        ids += [key(r) for r in json.loads(line)["records"]]
+    for batch in batches(out):
+        ids += [key(r) for r in batch["records"]]
     return ids
 
 

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from conftest import Server, eventually, free_port
-from test_triggers_redis import api, deploy
+from test_triggers_redis import api, batches, deploy
 
 MQTT_URL = os.environ.get("FNHOST_TEST_MQTT", "mqtt://127.0.0.1:1883")
 HOST, PORT = MQTT_URL.removeprefix("mqtt://").rsplit(":", 1)
@@ -55,8 +55,8 @@ def payloads_handled(out):
     if not out.exists():
         return []
     seen = []
-    for line in out.read_text().splitlines():
-        seen += [r["payload"] for r in json.loads(line)["records"]]
+    for batch in batches(out):
+        seen += [r["payload"] for r in batch["records"]]
     return seen
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Server, eventually
-from test_triggers_redis import api, deploy
+from test_triggers_redis import api, batches, deploy
 
 AMQP_URL = os.environ.get("FNHOST_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2f")
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,8 +85,8 @@ def handled(out):
     if not out.exists():
         return []
     ids = []
-    for line in out.read_text().splitlines():
-        ids += [r["message_id"] for r in json.loads(line)["records"]]
+    for batch in batches(out):
+        ids += [r["message_id"] for r in batch["records"]]
     return ids
 
 
@@ -117,7 +117,7 @@ def test_a_thousand_messages_are_each_handled_once_in_order(tmp_path, broker):
         ids = handled(out)
         assert len(ids) == 1001 and len(set(ids)) == 1001, (len(ids), len(set(ids)))
         assert ids == [first] + sent, "out of queue order"
-        batch = json.loads(out.read_text().splitlines()[-1])
+        batch = batches(out)[-1]
         # FunctionGraph's DMS shape: trigger_type, records[].messages[], topic_id.
         assert batch["trigger_type"] == "RABBITMQ" and isinstance(batch["event_time"], int), batch
         last = batch["records"][-1]

@@ -205,7 +205,7 @@ pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
         }
         other => return Err(format!("`{other}` is not an event source type")),
     };
-    state.timers.consumers.lock().insert(
+    let replaced = state.timers.consumers.lock().insert(
         record.id.to_owned(),
         Consumer {
             function: record.function.to_owned(),
@@ -214,6 +214,14 @@ pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
             status,
         },
     );
+    // Two starts of one trigger at once (a resync beside the API's own
+    // start) each stopped nothing and started a consumer: the one replaced
+    // ends here. Left running, it was a second client of the trigger (MQTT
+    // brokers then drop one of two sessions with the same client id, in
+    // turn, forever).
+    if let Some(old) = replaced {
+        old.task.abort();
+    }
     Ok(())
 }
 
