@@ -40,7 +40,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
-use super::{handle_batch, to_on_failure, Failed, Item, MAX_BATCH};
+use super::{handle_batch, text_or_base64, to_on_failure, Failed, Item, MAX_BATCH};
 use crate::active_triggers::SourceStatus;
 use crate::state::Shared;
 
@@ -490,20 +490,6 @@ fn record_id(message: &OwnedMessage) -> String {
     )
 }
 
-/// Bytes as text, or as base64 when they are not UTF-8.
-fn text_or_base64(bytes: &[u8]) -> (String, &'static str) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => (text.to_owned(), "text"),
-        Err(_) => {
-            use base64::Engine as _;
-            (
-                base64::engine::general_purpose::STANDARD.encode(bytes),
-                "base64",
-            )
-        }
-    }
-}
-
 /// A message as a record of FunctionGraph's KAFKA event: one per message,
 /// its value in `messages` (base64 when not UTF-8, `data_encoding`), with
 /// its id, partition, offset and key beside.
@@ -535,17 +521,7 @@ fn record(message: &OwnedMessage) -> Item {
 
 /// The `KafkaEvent` of a batch.
 fn event(items: &[Item]) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    json!({
-        "event_version": "v1.0",
-        "event_time": now,
-        "trigger_type": "KAFKA",
-        "region": "local",
-        "instance_id": "fnhost",
-        "records": items.iter().map(|i| i.record.clone()).collect::<Vec<_>>(),
-    })
+    super::dms_event("KAFKA", items)
 }
 
 #[cfg(test)]

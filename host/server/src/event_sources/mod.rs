@@ -147,62 +147,27 @@ pub(crate) fn start(state: &Shared, record: Trigger<'_>) -> Result<(), String> {
         function: record.function.to_owned(),
         ..SourceStatus::default()
     });
+    // Every type's consumer has the same fields and a `run` task.
+    macro_rules! spawn {
+        ($source:ident) => {
+            tokio::spawn(
+                $source::Consumer {
+                    state: Arc::clone(state),
+                    function: record.function.to_owned(),
+                    trigger_id: record.id.to_owned(),
+                    settings: $source::Settings::parse(record.event_data)?,
+                    status: Arc::clone(&status),
+                }
+                .run(),
+            )
+        };
+    }
     let task = match record.trigger_type {
-        "REDIS" => {
-            let settings = redis::Settings::parse(record.event_data)?;
-            let consumer = redis::Consumer {
-                state: Arc::clone(state),
-                function: record.function.to_owned(),
-                trigger_id: record.id.to_owned(),
-                settings,
-                status: Arc::clone(&status),
-            };
-            tokio::spawn(consumer.run())
-        }
-        "MQTT" => {
-            let settings = mqtt::Settings::parse(record.event_data)?;
-            let consumer = mqtt::Consumer {
-                state: Arc::clone(state),
-                function: record.function.to_owned(),
-                trigger_id: record.id.to_owned(),
-                settings,
-                status: Arc::clone(&status),
-            };
-            tokio::spawn(consumer.run())
-        }
-        "NATS" => {
-            let settings = nats::Settings::parse(record.event_data)?;
-            let consumer = nats::Consumer {
-                state: Arc::clone(state),
-                function: record.function.to_owned(),
-                trigger_id: record.id.to_owned(),
-                settings,
-                status: Arc::clone(&status),
-            };
-            tokio::spawn(consumer.run())
-        }
-        "RABBITMQ" => {
-            let settings = rabbitmq::Settings::parse(record.event_data)?;
-            let consumer = rabbitmq::Consumer {
-                state: Arc::clone(state),
-                function: record.function.to_owned(),
-                trigger_id: record.id.to_owned(),
-                settings,
-                status: Arc::clone(&status),
-            };
-            tokio::spawn(consumer.run())
-        }
-        "OPENSOURCEKAFKA" | "KAFKA" => {
-            let settings = kafka::Settings::parse(record.event_data)?;
-            let consumer = kafka::Consumer {
-                state: Arc::clone(state),
-                function: record.function.to_owned(),
-                trigger_id: record.id.to_owned(),
-                settings,
-                status: Arc::clone(&status),
-            };
-            tokio::spawn(consumer.run())
-        }
+        "REDIS" => spawn!(redis),
+        "MQTT" => spawn!(mqtt),
+        "NATS" => spawn!(nats),
+        "RABBITMQ" => spawn!(rabbitmq),
+        "OPENSOURCEKAFKA" | "KAFKA" => spawn!(kafka),
         other => return Err(format!("`{other}` is not an event source type")),
     };
     let replaced = state.timers.consumers.lock().insert(
@@ -258,6 +223,38 @@ pub(crate) async fn keep_consuming<F, Fut>(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Bytes as text, or as base64 when they are not UTF-8, and which
+/// (`text` or `base64`: a record's `data_encoding`).
+pub(crate) fn text_or_base64(bytes: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), "text"),
+        Err(_) => {
+            use base64::Engine as _;
+            (
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+                "base64",
+            )
+        }
+    }
+}
+
+/// The event of a batch in the shape of FunctionGraph's DMS events
+/// (Kafka, RabbitMQ): `event_time` in seconds, `region` and `instance_id`
+/// as fnhost has them, the records under `records`.
+pub(crate) fn dms_event(trigger_type: &str, items: &[Item]) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    serde_json::json!({
+        "event_version": "v1.0",
+        "event_time": now,
+        "trigger_type": trigger_type,
+        "region": "local",
+        "instance_id": "fnhost",
+        "records": items.iter().map(|i| i.record.clone()).collect::<Vec<_>>(),
+    })
 }
 
 /// One record of a batch: its id (the `itemIdentifier` of a partial-batch

@@ -331,16 +331,7 @@ impl Consumer {
 /// A message as a record: its payload as text, or base64 when it is not
 /// UTF-8 (`payload_encoding`).
 fn record(publish: &Publish, n: u64) -> Item {
-    let (payload, encoding) = match std::str::from_utf8(&publish.payload) {
-        Ok(text) => (text.to_owned(), "text"),
-        Err(_) => {
-            use base64::Engine as _;
-            (
-                base64::engine::general_purpose::STANDARD.encode(&publish.payload),
-                "base64",
-            )
-        }
-    };
+    let (payload, encoding) = super::text_or_base64(&publish.payload);
     let id = n.to_string();
     Item {
         id: id.clone(),

@@ -280,16 +280,7 @@ fn sequence(message: &async_nats::jetstream::Message) -> String {
 fn record(message: &async_nats::jetstream::Message) -> Item {
     let id = sequence(message);
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-    let (data, encoding) = match std::str::from_utf8(&message.payload) {
-        Ok(text) => (text.to_owned(), "text"),
-        Err(_) => {
-            use base64::Engine as _;
-            (
-                base64::engine::general_purpose::STANDARD.encode(&message.payload),
-                "base64",
-            )
-        }
-    };
+    let (data, encoding) = super::text_or_base64(&message.payload);
     let mut headers = Map::new();
     if let Some(h) = &message.headers {
         for (name, values) in h.iter() {

@@ -420,16 +420,7 @@ fn header_value(value: &AMQPValue) -> Value {
 /// it is not UTF-8 (`data_encoding`), and its AMQP metadata.
 fn record(delivery: &Delivery, queue: &str) -> Item {
     let id = delivery.delivery_tag.to_string();
-    let (data, encoding) = match std::str::from_utf8(&delivery.data) {
-        Ok(text) => (text.to_owned(), "text"),
-        Err(_) => {
-            use base64::Engine as _;
-            (
-                base64::engine::general_purpose::STANDARD.encode(&delivery.data),
-                "base64",
-            )
-        }
-    };
+    let (data, encoding) = super::text_or_base64(&delivery.data);
     let mut headers = Map::new();
     if let Some(table) = delivery.properties.headers() {
         for (name, value) in table.inner() {
@@ -459,17 +450,7 @@ fn record(delivery: &Delivery, queue: &str) -> Item {
 
 /// The `RabbitMqEvent` of a batch.
 fn event(items: &[Item]) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    json!({
-        "event_version": "v1.0",
-        "event_time": now,
-        "trigger_type": "RABBITMQ",
-        "region": "local",
-        "instance_id": "fnhost",
-        "records": items.iter().map(|i| i.record.clone()).collect::<Vec<_>>(),
-    })
+    super::dms_event("RABBITMQ", items)
 }
 
 #[cfg(test)]
