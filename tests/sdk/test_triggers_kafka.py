@@ -53,9 +53,10 @@ def new_topic(broker, partitions=1):
     return name
 
 
-def produce(topic, values, keys=None):
-    """Produces the values in order and answers their record ids
-    (topic/partition/offset), as the broker acknowledged them."""
+def produce(topic, values, keys=None, partition=None):
+    """Produces the values in order (to `partition` when given) and answers
+    their record ids (topic/partition/offset), as the broker acknowledged
+    them."""
     from confluent_kafka import Producer
     p = Producer({"bootstrap.servers": BROKERS, "linger.ms": 5})
     ids = [None] * len(values)
@@ -63,7 +64,8 @@ def produce(topic, values, keys=None):
         def report(err, msg, i=i):
             assert err is None, err
             ids[i] = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
-        p.produce(topic, value=value, key=(keys[i] if keys else None), on_delivery=report)
+        where = {} if partition is None else {"partition": partition}
+        p.produce(topic, value=value, key=(keys[i] if keys else None), on_delivery=report, **where)
         p.poll(0)
     assert p.flush(30) == 0
     return ids
@@ -127,6 +129,31 @@ def test_a_thousand_records_are_each_handled_once_in_order(tmp_path, broker):
         line = [l for l in metrics.splitlines() if l.startswith("fnhost_trigger_messages_total{")
                 and 'type="OPENSOURCEKAFKA"' in l and 'result="succeeded"' in l]
         assert line and line[0].endswith(" 1002"), line
+    finally:
+        server.stop()
+
+
+def test_a_slow_record_holds_back_only_its_own_partition(tmp_path, broker):
+    topic = new_topic(broker, partitions=2)
+    server = Server(tmp_path, keys=False).start()
+    out = tmp_path / "out.jsonl"
+    try:
+        deploy(server, tmp_path, "orders", out, {"SLOW": "slowpoke", "SLOW_MS": "5000"})
+        add_trigger(server, "orders", {"connect_address": BROKERS, "topic_ids": [topic], "batch_size": 10,
+                                       "start": "earliest"})
+        warm = produce(topic, [b"warm-0"], partition=0) + produce(topic, [b"warm-1"], partition=1)
+        assert eventually(lambda: set(warm) <= set(handled(out)), timeout=30), handled(out)
+        [slow] = produce(topic, [b"slowpoke"], partition=0)
+        time.sleep(0.5)  # Its batch is running (for 5 s).
+        [behind] = produce(topic, [b"after the slow one"], partition=0)
+        others = produce(topic, [f"p1-{i}".encode() for i in range(20)], partition=1)
+        # Partition 1 flows while partition 0's batch sleeps...
+        assert eventually(lambda: set(others) <= set(handled(out)), timeout=3), handled(out)
+        assert slow not in handled(out) and behind not in handled(out)
+        # ...and partition 0 keeps its order behind the slow record.
+        assert eventually(lambda: behind in handled(out), timeout=20), handled(out)
+        ids = handled(out)
+        assert ids.index(slow) < ids.index(behind) and len(ids) == len(set(ids)) == 24, ids
     finally:
         server.stop()
 

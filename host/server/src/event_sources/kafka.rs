@@ -10,29 +10,36 @@
 //! password is stored and never answered back), `dead_letter_topic`
 //! (optional).
 //!
-//! Semantics: at least once, in order per partition. A polled batch is
-//! split by partition and the partitions' batches run side by side, at
-//! most the function's concurrency at once (a slow partition holds back
-//! only its own records until the round ends); a
-//! partition's offset is committed only after its records succeeded or
-//! their last failure was dead-lettered: produced to `dead_letter_topic`
-//! (headers `fnhost-error`, `fnhost-source`), else delivered to the
-//! function's `on_failure` destination. A record that could be neither is
-//! not committed: the partition is sought back to it and it comes again.
-//! Offsets are committed asynchronously, so a `kill -9` redelivers at most
-//! the round in flight (and a commit not yet sent). librdkafka reconnects
-//! by itself; the trigger shows `ERROR` while no broker is up or a topic
-//! is missing. Memory: librdkafka's prefetch is bounded (16 MB queued per
-//! consumer, 1 MB per partition fetch).
+//! Semantics: at least once, in order per partition. Each partition has a
+//! lane: the records polled for it wait there in order, and one batch of
+//! them (at most `batch_size` records and 6 MB) runs at a time; the lanes'
+//! batches run side by side, at most the function's concurrency at once,
+//! so a slow partition holds back only its own records. A lane holding
+//! two batches (or 4 MB) is paused at the broker and resumed when it has
+//! room. A partition's offset is committed after each of its batches, only
+//! past records that succeeded or whose last failure was dead-lettered:
+//! produced to `dead_letter_topic` (headers `fnhost-error`,
+//! `fnhost-source`), else delivered to the function's `on_failure`
+//! destination. A record that could be neither stays in its lane and runs
+//! again a second later, and the offset stays before it. Offsets are
+//! committed asynchronously, so a `kill -9` redelivers at most the batches
+//! in flight and held (and a commit not yet sent); a partition taken away
+//! by a rebalance drops what its lane held, for its new owner to consume.
+//! librdkafka reconnects by itself; the trigger shows `ERROR` while no
+//! broker is up or a topic is missing. Memory: librdkafka's prefetch is
+//! bounded (16 MB queued per consumer, 1 MB per partition fetch), and so is
+//! each lane (above).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt as _, StreamExt as _};
 use parking_lot::Mutex;
-use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -48,8 +55,15 @@ use crate::state::Shared;
 const MAX_NAME: usize = 249;
 /// The most topics one trigger consumes.
 const MAX_TOPICS: usize = 64;
-/// How long a seek, a dead-letter produce or a close may take.
+/// How long a dead-letter produce may take.
 const KAFKA_WAIT: Duration = Duration::from_secs(5);
+/// How long a record that could not be dead-lettered waits to run again.
+const REDO_AFTER: Duration = Duration::from_secs(1);
+/// A lane holding this many bytes (or two batches) is paused at the broker.
+const LANE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A partition: its topic and number.
+type Partition = (String, i32);
 
 /// An `OPENSOURCEKAFKA` trigger's settings.
 #[derive(Clone, PartialEq)]
@@ -211,6 +225,8 @@ struct Reports {
     topics: Vec<String>,
     broker_down: AtomicBool,
     topic_error: Mutex<Option<String>>,
+    /// Partitions a rebalance took away since the consumer last looked.
+    revoked: Mutex<Vec<Partition>>,
 }
 
 impl Reports {
@@ -264,7 +280,71 @@ impl ClientContext for Reports {
     }
 }
 
-impl ConsumerContext for Reports {}
+impl ConsumerContext for Reports {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut revoked = self.revoked.lock();
+            for p in partitions.elements() {
+                revoked.push((p.topic().to_owned(), p.partition()));
+            }
+        }
+    }
+}
+
+/// One partition's records in hand, in order: those not yet run (a record
+/// to run again first), and whether a batch of them is running.
+#[derive(Default)]
+struct Lane {
+    queue: VecDeque<OwnedMessage>,
+    bytes: usize,
+    running: bool,
+    paused: bool,
+    /// A record that could not be dead-lettered runs again no sooner.
+    not_before: Option<tokio::time::Instant>,
+}
+
+impl Lane {
+    fn push_back(&mut self, m: OwnedMessage) {
+        self.bytes += message_bytes(&m);
+        self.queue.push_back(m);
+    }
+
+    /// The next batch: at most `max` records and about an event's size.
+    fn take(&mut self, max: usize) -> Vec<OwnedMessage> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while batch.len() < max {
+            let Some(size) = self.queue.front().map(message_bytes) else {
+                break;
+            };
+            if !batch.is_empty() && bytes + size > super::MAX_EVENT_BYTES {
+                break;
+            }
+            bytes += size;
+            self.bytes -= size;
+            batch.extend(self.queue.pop_front());
+        }
+        batch
+    }
+}
+
+/// What a record costs to hold: its value, key and headers' bytes.
+fn message_bytes(m: &OwnedMessage) -> usize {
+    let headers = m.headers().map_or(0, |h| {
+        h.iter()
+            .map(|x| x.key.len() + x.value.map_or(0, <[u8]>::len))
+            .sum()
+    });
+    m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len) + headers + m.topic().len()
+}
+
+/// A batch that ran: its partition, the offset to commit, and the records
+/// to run again (failed and not dead-lettered), in order.
+struct Ran {
+    partition: Partition,
+    next: i64,
+    redo: Vec<OwnedMessage>,
+}
 
 /// One trigger's consumer.
 pub(crate) struct Consumer {
@@ -300,6 +380,7 @@ impl Consumer {
             topics: s.topics.clone(),
             broker_down: AtomicBool::new(false),
             topic_error: Mutex::new(None),
+            revoked: Mutex::new(Vec::new()),
         };
         let queued_kb = 16 * 1024;
         let consumer: StreamConsumer<Reports> = s
@@ -344,31 +425,138 @@ impl Consumer {
             ),
             None => None,
         };
+        let mut lanes: BTreeMap<Partition, Lane> = BTreeMap::new();
+        let mut runs = futures_util::stream::FuturesUnordered::new();
+        // Where the last batch started: lanes take turns.
+        let mut turn: Option<Partition> = None;
         loop {
-            let first = match consumer.recv().await {
-                Ok(m) => m.detach(),
-                Err(e) => {
-                    self.note_error(&consumer, &e);
-                    continue;
-                }
-            };
-            let mut batch = vec![first];
-            while batch.len() < s.batch_size {
-                match consumer.recv().now_or_never() {
-                    Some(Ok(m)) => batch.push(m.detach()),
-                    Some(Err(e)) => {
-                        self.note_error(&consumer, &e);
-                        break;
+            let wake = lanes
+                .values()
+                .filter(|l| !l.running && !l.queue.is_empty())
+                .filter_map(|l| l.not_before)
+                .min();
+            tokio::select! {
+                received = consumer.recv() => {
+                    let mut received = Some(received);
+                    // What librdkafka already holds joins it.
+                    while let Some(r) = received {
+                        match r {
+                            Ok(m) => {
+                                let m = m.detach();
+                                lanes.entry((m.topic().to_owned(), m.partition())).or_default().push_back(m);
+                            }
+                            Err(e) => {
+                                self.note_error(&consumer, &e);
+                                break;
+                            }
+                        }
+                        received = consumer.recv().now_or_never();
                     }
-                    None => break,
+                    *consumer.context().topic_error.lock() = None;
+                    consumer.context().publish();
+                }
+                Some(ran) = runs.next(), if !runs.is_empty() => {
+                    self.finish(&consumer, &mut lanes, ran);
+                }
+                () = sleep_until(wake), if wake.is_some() => {}
+            }
+            // A partition taken away drops what it held: its new owner
+            // consumes it from the committed offset.
+            for p in std::mem::take(&mut *consumer.context().revoked.lock()) {
+                if let Some(lane) = lanes.get_mut(&p) {
+                    lane.queue.clear();
+                    lane.bytes = 0;
+                    lane.paused = false;
+                    lane.not_before = None;
                 }
             }
-            *consumer.context().topic_error.lock() = None;
-            consumer.context().publish();
-            let started = Instant::now();
-            self.handle_round(&consumer, producer.as_ref(), batch)
-                .await?;
-            self.status.batch_done(started.elapsed());
+            self.pause_or_resume(&consumer, &mut lanes);
+            // Batches start in turn, at most the function's concurrency.
+            let limit = super::in_flight_limit(&self.state, &self.function);
+            let now = tokio::time::Instant::now();
+            let ready: Vec<Partition> = {
+                let (after, upto): (Vec<_>, Vec<_>) = lanes
+                    .iter()
+                    .filter(|(_, l)| {
+                        !l.running && !l.queue.is_empty() && l.not_before.is_none_or(|t| t <= now)
+                    })
+                    .map(|(p, _)| p.clone())
+                    .partition(|p| turn.as_ref().is_some_and(|t| p > t));
+                after.into_iter().chain(upto).collect()
+            };
+            for p in ready {
+                if runs.len() >= limit {
+                    break;
+                }
+                let Some(lane) = lanes.get_mut(&p) else {
+                    continue;
+                };
+                let batch = lane.take(s.batch_size);
+                lane.running = true;
+                lane.not_before = None;
+                turn = Some(p.clone());
+                runs.push(self.run_batch(producer.as_ref(), p, batch));
+            }
+        }
+    }
+
+    /// Pauses at the broker each lane that holds two batches (or
+    /// [`LANE_BYTES`]), and resumes each paused one that holds less than
+    /// one batch (and half as many bytes).
+    fn pause_or_resume(
+        &self,
+        consumer: &StreamConsumer<Reports>,
+        lanes: &mut BTreeMap<Partition, Lane>,
+    ) {
+        let batch = self.settings.batch_size;
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for ((topic, partition), lane) in lanes.iter_mut() {
+            let full = lane.queue.len() >= 2 * batch || lane.bytes >= LANE_BYTES;
+            if full && !lane.paused {
+                pause.add_partition(topic, *partition);
+                lane.paused = true;
+            } else if lane.paused && lane.queue.len() < batch && lane.bytes < LANE_BYTES / 2 {
+                resume.add_partition(topic, *partition);
+                lane.paused = false;
+            }
+        }
+        if pause.count() > 0 {
+            if let Err(e) = consumer.pause(&pause) {
+                log::warn!(target: "fnhost::trigger", "OPENSOURCEKAFKA trigger {}: pause: {e}", self.trigger_id);
+            }
+        }
+        if resume.count() > 0 {
+            if let Err(e) = consumer.resume(&resume) {
+                log::warn!(target: "fnhost::trigger", "OPENSOURCEKAFKA trigger {}: resume: {e}", self.trigger_id);
+            }
+        }
+    }
+
+    /// A batch ran: its partition's offset is committed past what is done,
+    /// and what must run again goes back to the front of its lane.
+    fn finish(
+        &self,
+        consumer: &StreamConsumer<Reports>,
+        lanes: &mut BTreeMap<Partition, Lane>,
+        ran: Ran,
+    ) {
+        let (topic, partition) = &ran.partition;
+        let mut offsets = TopicPartitionList::new();
+        if let Err(e) = offsets.add_partition_offset(topic, *partition, Offset::Offset(ran.next)) {
+            log::warn!(target: "fnhost::trigger", "OPENSOURCEKAFKA trigger {}: commit: {e}", self.trigger_id);
+        } else if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+            // A lost partition (a rebalance) is its new owner's to redo.
+            log::warn!(target: "fnhost::trigger", "OPENSOURCEKAFKA trigger {}: commit: {e}", self.trigger_id);
+        }
+        let lane = lanes.entry(ran.partition).or_default();
+        lane.running = false;
+        if !ran.redo.is_empty() {
+            for m in ran.redo.into_iter().rev() {
+                lane.bytes += message_bytes(&m);
+                lane.queue.push_front(m);
+            }
+            lane.not_before = Some(tokio::time::Instant::now() + REDO_AFTER);
         }
     }
 
@@ -380,67 +568,48 @@ impl Consumer {
         consumer.context().publish();
     }
 
-    /// Runs one polled batch: each partition's records side by side, then
-    /// commits each partition past what succeeded or was dead-lettered.
-    async fn handle_round(
+    /// Runs one partition's batch: the offset past what is done, and the
+    /// records that failed and could not be dead-lettered.
+    async fn run_batch(
         &self,
-        consumer: &StreamConsumer<Reports>,
         producer: Option<&FutureProducer>,
-        batch: Vec<OwnedMessage>,
-    ) -> Result<(), String> {
-        let mut partitions: BTreeMap<(String, i32), Vec<OwnedMessage>> = BTreeMap::new();
-        for m in batch {
-            partitions
-                .entry((m.topic().to_owned(), m.partition()))
-                .or_default()
-                .push(m);
-        }
-        let runs = partitions.into_iter().map(|(key, messages)| async move {
-            let items: Vec<Item> = messages.iter().map(record).collect();
-            let failed =
-                handle_batch(&self.state, &self.function, &self.status, items, event).await;
-            let mut next = messages.last().map_or(0, |m| m.offset() + 1);
-            let mut redo = None;
-            for m in &messages {
-                let id = record_id(m);
+        partition: Partition,
+        messages: Vec<OwnedMessage>,
+    ) -> Ran {
+        let started = Instant::now();
+        let items: Vec<Item> = messages.iter().map(record).collect();
+        let failed = handle_batch(&self.state, &self.function, &self.status, items, event).await;
+        let mut next = messages.last().map_or(0, |m| m.offset() + 1);
+        let mut redo = Vec::new();
+        if !failed.is_empty() {
+            for m in messages {
+                let id = record_id(&m);
                 let Some(f) = failed.iter().find(|f| f.item.id == id) else {
                     continue;
                 };
-                if let Err(e) = self.dead_letter(producer, m, f).await {
-                    log::warn!(target: "fnhost::trigger", "OPENSOURCEKAFKA trigger {}: record {id} failed ({}) and could not be dead-lettered: {e}; it comes again", self.trigger_id, f.reason);
-                    next = m.offset();
-                    redo = Some(m.offset());
-                    break;
+                // Once one could not be dead-lettered, the others are not
+                // tried (the target is likely down): they run again too.
+                if redo.is_empty() {
+                    match self.dead_letter(producer, &m, f).await {
+                        Ok(()) => {
+                            self.status.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(e) => {
+                            log::warn!(target: "fnhost::trigger", "OPENSOURCEKAFKA trigger {}: record {id} failed ({}) and could not be dead-lettered: {e}; it runs again", self.trigger_id, f.reason)
+                        }
+                    }
                 }
-                self.status.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            }
-            (key, next, redo)
-        });
-        // At most the function's concurrency of partitions at once.
-        let limit = super::in_flight_limit(&self.state, &self.function);
-        let done: Vec<_> = futures_util::stream::iter(runs)
-            .buffer_unordered(limit)
-            .collect()
-            .await;
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next, _) in &done {
-            offsets
-                .add_partition_offset(topic, *partition, Offset::Offset(*next))
-                .map_err(|e| format!("commit: {e}"))?;
-        }
-        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
-            // Lost partitions (a rebalance) are the new owner's to redo.
-            log::warn!(target: "fnhost::trigger", "OPENSOURCEKAFKA trigger {}: commit: {e}", self.trigger_id);
-        }
-        for ((topic, partition), _, redo) in done {
-            if let Some(offset) = redo {
-                if let Err(e) = consumer.seek(&topic, partition, Offset::Offset(offset), KAFKA_WAIT)
-                {
-                    return Err(format!("seek {topic}/{partition} back to {offset}: {e}"));
-                }
+                next = next.min(m.offset());
+                redo.push(m);
             }
         }
-        Ok(())
+        self.status.batch_done(started.elapsed());
+        Ran {
+            partition,
+            next,
+            redo,
+        }
     }
 
     /// Gives up on a record: to the dead-letter topic, else to the
@@ -477,6 +646,14 @@ impl Consumer {
             .await
             .map(drop)
             .map_err(|(e, _)| format!("produce to {topic}: {e}"))
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -527,6 +704,44 @@ fn event(items: &[Item]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(offset: i64, bytes: usize) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(vec![b'x'; bytes]),
+            None,
+            "t".to_owned(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            offset,
+            None,
+        )
+    }
+
+    #[test]
+    fn a_lane_gives_batches_in_order_of_at_most_a_batch_and_an_events_size() {
+        let mut lane = Lane::default();
+        for offset in 0..5 {
+            lane.push_back(message(offset, 10));
+        }
+        assert_eq!(lane.bytes, 5 * 11);
+        let offsets = |b: &[OwnedMessage]| b.iter().map(|m| m.offset()).collect::<Vec<_>>();
+        assert_eq!(offsets(&lane.take(3)), [0, 1, 2]);
+        assert_eq!(lane.bytes, 2 * 11);
+        assert_eq!(offsets(&lane.take(3)), [3, 4]);
+        assert!(lane.take(3).is_empty() && lane.bytes == 0);
+        // Records of 4 MB: one per batch (two would pass the 6 MB event),
+        // and a record larger than an event still goes, alone.
+        let big = 4 * 1024 * 1024;
+        for offset in 5..8 {
+            lane.push_back(message(offset, big));
+        }
+        lane.push_back(message(8, 7 * 1024 * 1024));
+        assert_eq!(offsets(&lane.take(100)), [5]);
+        assert_eq!(offsets(&lane.take(100)), [6]);
+        assert_eq!(offsets(&lane.take(100)), [7]);
+        assert_eq!(offsets(&lane.take(100)), [8]);
+        assert_eq!(lane.bytes, 0);
+    }
 
     #[test]
     fn settings_take_functiongraphs_names_and_are_checked() {

@@ -301,6 +301,57 @@ pub(crate) fn partial_failures(body: &[u8], pending: &[Prepared]) -> Option<Vec<
     (!failed.is_empty()).then_some(failed)
 }
 
+/// How long a batch that is not yet full waits for its next message
+/// before it goes to the function (while messages keep coming, it fills).
+pub(crate) const GATHER_GAP: Duration = Duration::from_millis(1);
+/// How long after its first message a batch goes to the function however
+/// full it is, unless the trigger sets `batch_window_ms`.
+pub(crate) const GATHER_WINDOW: Duration = Duration::from_millis(20);
+
+/// A trigger's `batch_window_ms` (0 to 10,000): how long a batch waits for
+/// more messages after its first. Unset, a batch goes to the function when
+/// full, [`GATHER_GAP`] after the last message that joined it, or
+/// [`GATHER_WINDOW`] after its first: full under load, at once when idle.
+pub(crate) fn batch_window(data: &Value) -> Result<Option<Duration>, String> {
+    match data.get("batch_window_ms") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|ms| *ms <= 10_000)
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .ok_or_else(|| "`batch_window_ms` must be 0 to 10000".to_owned()),
+    }
+}
+
+/// Gathers a batch: `first`, then what `more` yields until the batch has
+/// `max` items, `more` ends, or the batch's time is up (see
+/// [`batch_window`]). Answers the batch and whether `more` ended.
+pub(crate) async fn gather<T, S>(
+    first: T,
+    max: usize,
+    window: Option<Duration>,
+    more: &mut S,
+) -> (Vec<T>, bool)
+where
+    S: futures_util::Stream<Item = T> + Unpin,
+{
+    use futures_util::StreamExt as _;
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + window.unwrap_or(GATHER_WINDOW);
+    while batch.len() < max {
+        let until = match window {
+            Some(_) => deadline,
+            None => deadline.min(tokio::time::Instant::now() + GATHER_GAP),
+        };
+        match tokio::time::timeout_at(until, more.next()).await {
+            Ok(Some(item)) => batch.push(item),
+            Ok(None) => return (batch, true),
+            Err(_) => break,
+        }
+    }
+    (batch, false)
+}
+
 /// The largest event one batch makes: FunctionGraph's synchronous request
 /// limit. A batch over it is run in consecutive parts; a record that alone
 /// would be over it fails at once (`FunctionRequestTooLarge`, not retried)
@@ -523,6 +574,78 @@ pub(crate) async fn to_on_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn channel(
+        ready: &[u32],
+    ) -> (
+        tokio::sync::mpsc::UnboundedSender<u32>,
+        impl futures_util::Stream<Item = u32> + Unpin,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for n in ready {
+            tx.send(*n).unwrap();
+        }
+        let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        (tx, stream)
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_ready_up_to_its_size() {
+        let (_tx, mut more) = channel(&[2, 3, 4, 5]);
+        let (batch, ended) = gather(1, 3, None, &mut more).await;
+        assert_eq!((batch, ended), (vec![1, 2, 3], false));
+        // The rest waits for the next batch.
+        let (batch, _) = gather(9, 10, None, &mut more).await;
+        assert_eq!(batch, vec![9, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_when_nothing_more_comes_for_a_moment() {
+        let (tx, mut more) = channel(&[2]);
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = tx.send(3);
+            tx
+        });
+        let started = std::time::Instant::now();
+        let (batch, ended) = gather(1, 10, None, &mut more).await;
+        assert_eq!((batch, ended), (vec![1, 2], false));
+        assert!(
+            started.elapsed() < Duration::from_millis(80),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(late.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_batch_window_waits_for_more_and_an_ended_stream_says_so() {
+        let (tx, mut more) = channel(&[2]);
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let _ = tx.send(3);
+            tx
+        });
+        let started = std::time::Instant::now();
+        let window = Some(Duration::from_millis(150));
+        let (batch, ended) = gather(1, 10, window, &mut more).await;
+        assert_eq!((batch, ended), (vec![1, 2, 3], false));
+        assert!(
+            started.elapsed() >= Duration::from_millis(140),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(late.await.unwrap());
+        let (batch, ended) = gather(4, 10, window, &mut more).await;
+        assert_eq!((batch, ended), (vec![4], true));
+        assert_eq!(batch_window(&serde_json::json!({})), Ok(None));
+        assert_eq!(
+            batch_window(&serde_json::json!({"batch_window_ms": 500})),
+            Ok(Some(Duration::from_millis(500)))
+        );
+        assert!(batch_window(&serde_json::json!({"batch_window_ms": 10001})).is_err());
+        assert!(batch_window(&serde_json::json!({"batch_window_ms": "5"})).is_err());
+    }
 
     fn items(ids: &[&str]) -> Vec<Prepared> {
         ids.iter()

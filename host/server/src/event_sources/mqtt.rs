@@ -4,7 +4,8 @@
 //! `event_data`: `url` (`mqtt://[user:password@]host[:port]`), `topic` (a
 //! topic filter, wildcards allowed), `qos` (1, the only one accepted: QoS 0
 //! would be at most once), `batch_size` (1 to 1000, default 10; the
-//! broker's in-flight window may make batches smaller), `share_group`
+//! broker's in-flight window may make batches smaller), `batch_window_ms`
+//! (see [`super::batch_window`]), `share_group`
 //! (subscribe as `$share/GROUP/TOPIC`, so that the nodes of a cluster
 //! share the messages instead of each getting all; default none on one
 //! node, `fnhost` on a cluster), `client_id` (default: derived from this
@@ -33,8 +34,6 @@ use crate::state::Shared;
 
 /// The longest topic or name accepted.
 const MAX_NAME: usize = 256;
-/// After a batch's first message, how long more may join it.
-const GATHER: Duration = Duration::from_millis(20);
 /// The most messages handed over and not yet acknowledged (the broker's
 /// in-flight window is far smaller: Mosquitto's is 20).
 const MAX_UNACKED: u64 = 10_000;
@@ -49,6 +48,7 @@ pub(crate) struct Settings {
     pub(crate) credentials: Option<(String, String)>,
     pub(crate) topic: String,
     pub(crate) batch_size: usize,
+    pub(crate) batch_window: Option<Duration>,
     pub(crate) share_group: Option<String>,
     pub(crate) client_id: Option<String>,
     pub(crate) dead_letter_topic: Option<String>,
@@ -137,6 +137,7 @@ impl Settings {
             credentials,
             topic,
             batch_size,
+            batch_window: super::batch_window(data).map_err(|e| format!("MQTT {e}"))?,
             share_group,
             client_id: name(data, "client_id")?,
             dead_letter_topic,
@@ -262,14 +263,15 @@ impl Consumer {
                 message = rx.recv() => message.ok_or("the connection ended")?,
                 ended = &mut *poller => return Err(ended.unwrap_or_else(|e| e.to_string())),
             };
-            let mut batch = vec![first];
-            let deadline = tokio::time::Instant::now() + GATHER;
-            while batch.len() < s.batch_size {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(message)) => batch.push(message),
-                    _ => break,
-                }
-            }
+            // The connection's task ending ends the channel too: the
+            // next wait for a first message answers why.
+            let (batch, _) = super::gather(
+                first,
+                s.batch_size,
+                s.batch_window,
+                &mut futures_util::stream::poll_fn(|cx| rx.poll_recv(cx)),
+            )
+            .await;
             let started = Instant::now();
             let items: Vec<Item> = batch
                 .iter()

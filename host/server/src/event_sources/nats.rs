@@ -8,15 +8,16 @@
 //! 3600, default 30: how long an unacknowledged message waits before
 //! JetStream redelivers it), `dead_letter_subject` (optional).
 //!
-//! Semantics: at least once, one batch in flight per trigger, in stream
-//! order while nothing is redelivered (`max_ack_pending` is the batch
-//! size). A message is acknowledged only after the function succeeded, or
+//! Semantics: at least once, one batch handled at a time per trigger, in
+//! stream order while nothing is redelivered; the next batch is fetched
+//! while the function runs one (`max_ack_pending` is two batches). A
+//! message is acknowledged only after the function succeeded, or
 //! after its last failure was dead-lettered (published to
 //! `dead_letter_subject` with `Fnhost-Source-Sequence` and `Fnhost-Error`
 //! headers, else delivered to the function's `on_failure` destination). A
 //! message that could be neither is not acknowledged and JetStream
-//! redelivers it after `ack_wait_seconds`, as it does the batch in flight
-//! of a node that died. Plain core-NATS subjects (no stream) would be at
+//! redelivers it after `ack_wait_seconds`, as it does the two batches in
+//! hand of a node that died or of a trigger disabled mid-batch. Plain core-NATS subjects (no stream) would be at
 //! most once: fnhost does not consume them.
 
 use std::sync::atomic::Ordering;
@@ -173,7 +174,7 @@ impl Consumer {
                         DeliverPolicy::New
                     },
                     filter_subject: s.subject.clone().unwrap_or_default(),
-                    max_ack_pending: s.batch_size as i64,
+                    max_ack_pending: 2 * s.batch_size as i64,
                     ..pull::Config::default()
                 },
             )
@@ -181,18 +182,8 @@ impl Consumer {
             .map_err(|e| format!("consumer {}: {e}", s.consumer))?;
         self.status.set_error(None);
         let mut lag_read = Instant::now() - LAG_EVERY;
+        let mut messages = self.fetch(&consumer).await?;
         loop {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(s.batch_size)
-                .expires(FETCH_WAIT)
-                .messages()
-                .await
-                .map_err(|e| format!("fetch: {e}"))?;
-            let mut messages = Vec::new();
-            while let Some(message) = batch.next().await {
-                messages.push(message.map_err(|e| format!("fetch: {e}"))?);
-            }
             // The lag costs a round trip: read at most once a second.
             if lag_read.elapsed() >= LAG_EVERY {
                 if let Ok(info) = consumer.info().await {
@@ -205,29 +196,68 @@ impl Consumer {
                 if client.connection_state() == async_nats::connection::State::Disconnected {
                     return Err("the connection to the server was lost".to_owned());
                 }
+                messages = self.fetch(&consumer).await?;
                 continue;
             }
-            let started = Instant::now();
-            let items: Vec<Item> = messages.iter().map(record).collect();
-            let (stream_name, consumer_name) = (s.stream.clone(), s.consumer.clone());
-            let failed = handle_batch(&self.state, &self.function, &self.status, items, |items| {
-                event(&stream_name, &consumer_name, items)
-            })
-            .await;
-            for message in &messages {
+            // The next batch is fetched while the function runs this one
+            // (the consumer's `max_ack_pending` is two batches); batches
+            // still run one at a time, in order.
+            let (next, handled) =
+                tokio::join!(self.fetch(&consumer), self.handle(&client, &messages));
+            handled?;
+            messages = next?;
+        }
+    }
+
+    /// The messages of one pull: at most a batch, those there are now, or
+    /// the first ones to come within [`FETCH_WAIT`].
+    async fn fetch(
+        &self,
+        consumer: &async_nats::jetstream::consumer::PullConsumer,
+    ) -> Result<Vec<async_nats::jetstream::Message>, String> {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(self.settings.batch_size)
+            .expires(FETCH_WAIT)
+            .messages()
+            .await
+            .map_err(|e| format!("fetch: {e}"))?;
+        let mut messages = Vec::new();
+        while let Some(message) = batch.next().await {
+            messages.push(message.map_err(|e| format!("fetch: {e}"))?);
+        }
+        Ok(messages)
+    }
+
+    /// Runs the function on a batch and acknowledges each message that
+    /// succeeded or was dead-lettered.
+    async fn handle(
+        &self,
+        client: &async_nats::Client,
+        messages: &[async_nats::jetstream::Message],
+    ) -> Result<(), String> {
+        let s = &self.settings;
+        let started = Instant::now();
+        let items: Vec<Item> = messages.iter().map(record).collect();
+        let failed = handle_batch(&self.state, &self.function, &self.status, items, |items| {
+            event(&s.stream, &s.consumer, items)
+        })
+        .await;
+        for message in messages {
+            if !failed.is_empty() {
                 let id = sequence(message);
-                let give_up = failed.iter().find(|f| f.item.id == id);
-                if let Some(f) = give_up {
-                    if let Err(e) = self.dead_letter(&client, f).await {
+                if let Some(f) = failed.iter().find(|f| f.item.id == id) {
+                    if let Err(e) = self.dead_letter(client, f).await {
                         log::warn!(target: "fnhost::trigger", "NATS trigger {}: message {id} failed ({}) and could not be dead-lettered: {e}; JetStream redelivers it", self.trigger_id, f.reason);
                         continue;
                     }
                     self.status.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 }
-                message.ack().await.map_err(|e| format!("ack: {e}"))?;
             }
-            self.status.batch_done(started.elapsed());
+            message.ack().await.map_err(|e| format!("ack: {e}"))?;
         }
+        self.status.batch_done(started.elapsed());
+        Ok(())
     }
 
     /// Gives up on a message: to the dead-letter subject, else to the

@@ -6,7 +6,8 @@
 //! `exchange_name` too) with `routing_key` (default `#`): then fnhost
 //! declares a durable queue (`queue`, or `fnhost.TRIGGER_ID` when none is
 //! named) and binds it to the exchange. `batch_size` (1 to 1000, default
-//! 10), `dead_letter_exchange` and `dead_letter_routing_key` (optional).
+//! 10), `batch_window_ms` (see [`super::batch_window`]),
+//! `dead_letter_exchange` and `dead_letter_routing_key` (optional).
 //!
 //! Semantics: at least once, in queue order, one batch in flight per
 //! trigger: the channel's prefetch is two batches, so the broker sends the
@@ -30,7 +31,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -60,6 +61,7 @@ pub(crate) struct Settings {
     pub(crate) exchange: Option<String>,
     pub(crate) routing_key: String,
     pub(crate) batch_size: u16,
+    pub(crate) batch_window: Option<Duration>,
     pub(crate) dead_letter_exchange: Option<String>,
     pub(crate) dead_letter_routing_key: Option<String>,
 }
@@ -127,6 +129,7 @@ impl Settings {
             exchange,
             routing_key: name(data, &["routing_key"])?.unwrap_or_else(|| "#".to_owned()),
             batch_size: u16::try_from(batch_size).unwrap_or(10),
+            batch_window: super::batch_window(data).map_err(|e| format!("RABBITMQ {e}"))?,
             dead_letter_exchange,
             dead_letter_routing_key: name(data, &["dead_letter_routing_key"])?,
         })
@@ -267,13 +270,23 @@ impl Consumer {
                 Ok(None) => return Err("the broker ended the consumer".to_owned()),
                 Ok(Some(d)) => d.map_err(|e| amqp("delivery", e))?,
             };
-            let mut batch = vec![first];
-            while batch.len() < usize::from(s.batch_size) {
-                match deliveries.next().now_or_never() {
-                    Some(Some(d)) => batch.push(d.map_err(|e| amqp("delivery", e))?),
-                    Some(None) => return Err("the broker ended the consumer".to_owned()),
-                    None => break,
-                }
+            // What the broker already sent joins the batch, and what it
+            // is still sending (a prefetch of two batches), for a moment.
+            let (gathered, ended) = super::gather(
+                Ok(first),
+                usize::from(s.batch_size),
+                s.batch_window,
+                &mut deliveries,
+            )
+            .await;
+            let mut batch = Vec::with_capacity(gathered.len());
+            for d in gathered {
+                batch.push(d.map_err(|e| amqp("delivery", e))?);
+            }
+            if ended {
+                // Ending with messages in hand: they go back to the queue
+                // when the connection closes, unacknowledged.
+                return Err("the broker ended the consumer".to_owned());
             }
             let started = Instant::now();
             let items: Vec<Item> = batch.iter().map(|d| record(d, queue)).collect();
