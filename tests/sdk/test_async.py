@@ -5,7 +5,9 @@ import http.server
 import json
 import signal
 import sqlite3
+import subprocess
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -17,7 +19,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
     UpdateFunctionAsyncInvokeConfigRequestBody,
 )
 
-from conftest import Server, client_for, eventually
+from conftest import TARGET, Server, client_for, eventually
 from test_sdk import create
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -330,3 +332,34 @@ def test_spans_with_the_callers_trace_id_reach_an_otlp_receiver(tmp_path):
     finally:
         server.stop(signal.SIGKILL)
         httpd.shutdown()
+
+
+def test_head_sampling_exports_the_ratios_new_traces_and_what_callers_sampled(tmp_path):
+    Collector.spans = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{httpd.server_address[1]}"
+    server = Server(tmp_path, keys=False,
+                    extra_args=["--otlp-endpoint", endpoint, "--otlp-sample-ratio", "0"]).start()
+    try:
+        client = client_for(server)
+        created = create(client, name="ids", library="libecho.so", module="echo", handler="Ids")
+        base = f"{server.url}/v2/proj1/fgs/functions/{created.func_urn}"
+        # A trace the server starts is sampled at the ratio: at 0, never...
+        _, started, _ = post(base + "/invocations")
+        assert started["traceresponse"].endswith("-00"), started["traceresponse"]
+        unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+        _, refused, _ = post(base + "/invocations", headers={"traceparent": unsampled})
+        assert refused["traceresponse"].endswith("-00")
+        # ...while a caller's sampled traceparent is followed (parent-based).
+        post(base + "/invocations", headers={"traceparent": TRACEPARENT})
+        wait_for(lambda: [s for s in Collector.spans if s.trace_id.hex() == TRACE_ID], "the caller's spans")
+        time.sleep(1.2)  # Two export periods: the others would have come by now.
+        traces = {s.trace_id.hex() for s in Collector.spans}
+        assert traces == {TRACE_ID}, traces
+    finally:
+        server.stop(signal.SIGKILL)
+        httpd.shutdown()
+    # A ratio outside 0 to 1 is refused before the server starts.
+    bad = subprocess.run([str(TARGET / "fnhost"), "serve", "--otlp-sample-ratio", "1.5"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "ratio" in bad.stderr, bad.stderr

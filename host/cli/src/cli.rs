@@ -171,6 +171,12 @@ struct ServeArgs {
     /// none (no spans are built).
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// The share of new traces whose spans are exported, 0 to 1 (head
+    /// sampling by trace id; a caller's traceparent decides for its own
+    /// trace); default: $OTEL_TRACES_SAMPLER_ARG with
+    /// OTEL_TRACES_SAMPLER=parentbased_traceidratio, else 1.
+    #[arg(long, value_name = "RATIO", value_parser = sample_ratio)]
+    otlp_sample_ratio: Option<f64>,
     /// The server's own log: text (default) or json (one JSON object per
     /// line, with the request id and trace id of the invocation it is about).
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -904,6 +910,18 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         .otlp_endpoint
         .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
         .filter(|e| !e.is_empty());
+    let sample_ratio = match a.otlp_sample_ratio {
+        Some(ratio) => ratio,
+        None => match std::env::var("OTEL_TRACES_SAMPLER").as_deref() {
+            Ok("parentbased_traceidratio" | "traceidratio") => {
+                let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").unwrap_or_default();
+                sample_ratio(&arg).map_err(|e| anyhow::anyhow!("OTEL_TRACES_SAMPLER_ARG: {e}"))?
+            }
+            Ok("parentbased_always_off" | "always_off") => 0.0,
+            _ => 1.0,
+        },
+    };
+    fnhost_server::telemetry::set_sample_ratio(sample_ratio);
     if let Some(bytes) = a.function_log_bytes {
         config.function_log_bytes = bytes;
     }
@@ -977,6 +995,15 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     tokio.shutdown_timeout(std::time::Duration::from_secs(1));
     served?;
     Ok(0)
+}
+
+/// A sampling ratio: a number from 0 to 1.
+fn sample_ratio(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("`{s}` is not a ratio from 0 to 1"))
 }
 
 fn watch(a: WatchArgs) -> anyhow::Result<i32> {

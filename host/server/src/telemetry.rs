@@ -80,6 +80,12 @@ pub fn start(endpoint: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The share of new traces that are sampled (see
+/// [`crate::trace::set_sample_ratio`]).
+pub fn set_sample_ratio(ratio: f64) {
+    crate::trace::set_sample_ratio(ratio);
+}
+
 /// Whether spans are exported.
 pub(crate) fn enabled() -> bool {
     EXPORTING.get().is_some()

@@ -4,8 +4,50 @@
 //! trace, as the recommendation asks of a server. `tracestate` is kept, up
 //! to its 512-byte bound, only beside a valid `traceparent`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::http::HeaderMap;
 use fnhost::TraceId;
+
+/// New traces are sampled when their id's random part is below this (see
+/// [`sampled_at`]); `u64::MAX` samples every one.
+static SAMPLE_BELOW: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The share of new traces (those the server starts: no valid
+/// `traceparent` came) that are sampled, 0.0 to 1.0 (`--otlp-sample-ratio`;
+/// every one by default). A caller's `traceparent` decides for its own
+/// trace (parent-based), whatever the ratio.
+pub fn set_sample_ratio(ratio: f64) {
+    SAMPLE_BELOW.store(sample_threshold(ratio), Ordering::Relaxed);
+}
+
+/// The threshold of a ratio: ratio x 2^56, compared with the trace id's
+/// rightmost 7 bytes, the part W3C Trace Context level 2 and
+/// OpenTelemetry's probability sampling take as random (a UUID v4 id,
+/// which fnhost's are, has fixed variant bits in the 8th byte from the
+/// right, so the low 64 bits would not do).
+fn sample_threshold(ratio: f64) -> u64 {
+    if ratio.is_nan() || ratio <= 0.0 {
+        0
+    } else if ratio >= 1.0 {
+        u64::MAX
+    } else {
+        // In range: ratio < 1, so the product is below 2^56.
+        (ratio * (1u64 << 56) as f64) as u64
+    }
+}
+
+/// Whether a new trace is sampled under `threshold`: the same answer for
+/// the same trace id on every node.
+fn sampled_at(trace_id: &TraceId, threshold: u64) -> bool {
+    if threshold == u64::MAX {
+        return true;
+    }
+    let bytes = trace_id.bytes();
+    let mut low = [0u8; 8];
+    low[1..].copy_from_slice(&bytes[9..]);
+    u64::from_be_bytes(low) < threshold
+}
 
 /// The longest `tracestate` carried on (W3C: at most 32 members of at most
 /// 256 bytes, "SHOULD propagate at least 512").
@@ -24,12 +66,14 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// A new trace, sampled, with no parent.
+    /// A new trace with no parent, sampled at the server's ratio
+    /// ([`set_sample_ratio`]).
     pub fn start() -> TraceContext {
+        let trace_id = TraceId::random();
         TraceContext {
-            trace_id: TraceId::random(),
+            trace_id,
             parent_span: None,
-            sampled: true,
+            sampled: sampled_at(&trace_id, SAMPLE_BELOW.load(Ordering::Relaxed)),
         }
     }
 
@@ -123,6 +167,33 @@ pub fn span_id() -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_traces_are_sampled_at_the_ratio_by_their_id() {
+        let ids: Vec<TraceId> = (0..20_000).map(|_| TraceId::random()).collect();
+        let share = |ratio: f64| {
+            let t = sample_threshold(ratio);
+            ids.iter().filter(|id| sampled_at(id, t)).count() as f64 / ids.len() as f64
+        };
+        assert_eq!(share(1.0), 1.0);
+        assert_eq!(share(0.0), 0.0);
+        assert_eq!(share(f64::NAN), 0.0);
+        let one_percent = share(0.01);
+        assert!((0.005..0.015).contains(&one_percent), "{one_percent}");
+        let quarter = share(0.25);
+        assert!((0.23..0.27).contains(&quarter), "{quarter}");
+        // The decision is the trace id's: a trace sampled at 1 % is sampled
+        // at 25 % too.
+        let t1 = sample_threshold(0.01);
+        let t25 = sample_threshold(0.25);
+        assert!(ids
+            .iter()
+            .filter(|id| sampled_at(id, t1))
+            .all(|id| sampled_at(id, t25)));
+        let low = TraceId::parse("00000000000000000000000000000001").unwrap();
+        let high = TraceId::parse("000000000000000000ffffffffffffff").unwrap();
+        assert!(sampled_at(&low, t1) && !sampled_at(&high, t25));
+    }
 
     #[test]
     fn a_valid_traceparent_is_carried_and_an_invalid_one_starts_a_trace() {
