@@ -340,8 +340,9 @@ pub(crate) async fn sync_invoke(
     let (function, route) = route_for(state, urn)?;
     let route = route.with_ids(options.ids());
     let answered_by = Arc::clone(&route.version);
-    let traced =
-        crate::telemetry::enabled().then(|| (SystemTime::now(), Arc::clone(&route.version)));
+    // Only a sampled trace's spans are built (and its times read).
+    let traced = (options.trace.sampled && crate::telemetry::enabled())
+        .then(|| (SystemTime::now(), Arc::clone(&route.version)));
     let caller = link.map(|link| Caller { link, options });
     let result = match run(state, function, route, body, caller).await? {
         Ran::Result(result) => result,
@@ -369,6 +370,9 @@ pub(crate) fn export_spans(
     start: SystemTime,
     result: &InvokeResult,
 ) {
+    if !options.trace.sampled || !crate::telemetry::enabled() {
+        return;
+    }
     crate::telemetry::export(&crate::telemetry::Invocation {
         trace: options.trace,
         span: options.span,

@@ -342,7 +342,7 @@ async fn run(state: &Shared, job: Claimed) {
     let started = SystemTime::now();
     let version = Arc::clone(&route.version);
     let result = run_route(state, &job.function, route.with_ids(ids), payload).await;
-    if let (true, Some(trace)) = (crate::telemetry::enabled(), trace) {
+    if let (true, Some(trace)) = (crate::telemetry::enabled(), trace.filter(|t| t.sampled)) {
         let accepted = UNIX_EPOCH + Duration::from_millis(job.accepted_ms.max(0) as u64);
         crate::telemetry::export(&crate::telemetry::Invocation {
             trace,
