@@ -227,6 +227,8 @@ struct Reports {
     topic_error: Mutex<Option<String>>,
     /// Partitions a rebalance took away since the consumer last looked.
     revoked: Mutex<Vec<Partition>>,
+    /// Partitions a rebalance gave since the consumer last looked.
+    assigned: Mutex<Vec<Partition>>,
 }
 
 impl Reports {
@@ -282,11 +284,14 @@ impl ClientContext for Reports {
 
 impl ConsumerContext for Reports {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let mut revoked = self.revoked.lock();
-            for p in partitions.elements() {
-                revoked.push((p.topic().to_owned(), p.partition()));
-            }
+        let (partitions, into) = match rebalance {
+            Rebalance::Revoke(partitions) => (partitions, &self.revoked),
+            Rebalance::Assign(partitions) => (partitions, &self.assigned),
+            Rebalance::Error(_) => return,
+        };
+        let mut into = into.lock();
+        for p in partitions.elements() {
+            into.push((p.topic().to_owned(), p.partition()));
         }
     }
 }
@@ -381,6 +386,7 @@ impl Consumer {
             broker_down: AtomicBool::new(false),
             topic_error: Mutex::new(None),
             revoked: Mutex::new(Vec::new()),
+            assigned: Mutex::new(Vec::new()),
         };
         let queued_kb = 16 * 1024;
         let consumer: StreamConsumer<Reports> = s
@@ -468,6 +474,19 @@ impl Consumer {
                     lane.bytes = 0;
                     lane.paused = false;
                     lane.not_before = None;
+                }
+            }
+            // A partition given (again) is consumed: whether librdkafka
+            // kept a pause across the rebalance or not, it is resumed.
+            let given = std::mem::take(&mut *consumer.context().assigned.lock());
+            if !given.is_empty() {
+                let mut resume = TopicPartitionList::new();
+                for p in given {
+                    resume.add_partition(&p.0, p.1);
+                    lanes.entry(p).or_default().paused = false;
+                }
+                if let Err(e) = consumer.resume(&resume) {
+                    log::debug!(target: "fnhost::trigger", "OPENSOURCEKAFKA trigger {}: resume: {e}", self.trigger_id);
                 }
             }
             self.pause_or_resume(&consumer, &mut lanes);
