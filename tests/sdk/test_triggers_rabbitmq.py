@@ -327,3 +327,65 @@ def test_the_cli_adds_and_lists_a_rabbitmq_trigger(tmp_path, broker):
         assert refused.returncode == 1 and "queue" in refused.stderr, refused.stderr
     finally:
         server.stop()
+
+
+def publish_nested(queue, depth, body):
+    """Publishes one message whose header table nests `depth` tables deep
+    (pika encodes it by recursion: a deeper Python stack, in a thread)."""
+    import sys
+    import threading
+    import pika
+    nested = "leaf"
+    for _ in range(depth):
+        nested = {"a": nested}
+    failed = []
+
+    def send():
+        try:
+            with connect() as c:
+                ch = c.channel()
+                ch.confirm_delivery()
+                ch.basic_publish("", queue, body, pika.BasicProperties(message_id=body.decode(), headers={"n": nested}))
+        except Exception as e:  # noqa: BLE001 - reported below
+            failed.append(e)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, depth * 4 + 1000))
+    old = threading.stack_size(256 << 20)
+    try:
+        t = threading.Thread(target=send)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+        sys.setrecursionlimit(limit)
+    assert not failed, failed
+
+
+def test_a_deeply_nested_header_does_not_crash_the_server(tmp_path, broker):
+    """An attack found by an outsider: a header table nested 300 deep
+    overflowed the stack of lapin's I/O thread, which parses it by
+    recursion, and aborted the server (again at every restart, the message
+    unacknowledged). A header too large for the frame the trigger asks for
+    (NEST_DEPTH, default 18,000: 126 KB) is refused by the client and
+    comes back; one that lapin parses whole (3,000 deep) must fit the
+    server's thread stacks."""
+    queue = new_queue(broker)
+    out = tmp_path / "out.jsonl"
+    server = Server(tmp_path, keys=False).start()
+    try:
+        deploy(server, tmp_path, "orders", out)
+        [first] = publish(queue, [b"before"])
+        publish_nested(queue, 500, b"nested-500")
+        publish_nested(queue, int(os.environ.get("NEST_DEPTH", "18000")), b"nested-deep")
+        [last] = publish(queue, [b"after"])
+        t = add_trigger(server, "orders", {"url": AMQP_URL, "queue": queue, "batch_size": 1})
+        assert eventually(lambda: "nested-500" in handled(out), timeout=20), handled(out)
+        time.sleep(3)
+        assert server.proc.poll() is None, "the server died"
+        with urllib.request.urlopen(server.url + "/healthz", timeout=5) as r:
+            assert r.status == 200
+        status = api(server.url, "GET", f"/v2/local/fgs/triggers/orders/RABBITMQ/{t['trigger_id']}")[1]
+        print("after a header nested deeper:", handled(out), status.get("trigger_status"), status.get("status_reason"))
+        assert handled(out)[:2] == [first, "nested-500"], handled(out)
+    finally:
+        server.stop()

@@ -100,5 +100,29 @@ fn main() {
             .format_timestamp_millis()
             .init();
     }
+    if args.iter().skip(1).any(|a| a == "serve") {
+        deeper_thread_stacks();
+    }
     std::process::exit(cli::run(std::env::args_os()));
+}
+
+/// The default stack of the server's threads that do not choose their own
+/// (lapin's I/O thread among them, which parses AMQP's nested header tables
+/// by recursion: a table nested 3,000 deep overflowed 16 MB in a debug
+/// build, and a broker passes headers up to its frame size, 128 KB by
+/// default): 512 MB of address space instead of 2 MB. Only what a thread
+/// touches becomes memory; address space is plentiful on 64-bit hosts. std reads `RUST_MIN_STACK` once, at the first spawn:
+/// it is set, read by one thread, and removed again, so that no process
+/// the server starts inherits it.
+fn deeper_thread_stacks() {
+    if std::env::var_os("RUST_MIN_STACK").is_some() {
+        return;
+    }
+    // SAFETY: no other thread exists yet in this process (a server starts
+    // its threads later, in `cli::run`), so nothing reads or writes the
+    // environment concurrently.
+    unsafe { std::env::set_var("RUST_MIN_STACK", (512usize << 20).to_string()) };
+    let _ = std::thread::spawn(|| {}).join();
+    // SAFETY: as above: still the only thread (the one spawned has ended).
+    unsafe { std::env::remove_var("RUST_MIN_STACK") };
 }

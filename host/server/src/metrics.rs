@@ -40,6 +40,13 @@ fn render_async(state: &Shared, out: &mut String, backlog: &[Backlog], now_ms: i
             label(&b.function)
         );
     }
+    if crate::telemetry::enabled() {
+        let _ = writeln!(
+            out,
+            "# HELP fnhost_spans_dropped_total Sampled invocations whose spans were dropped: the export queue was full.\n# TYPE fnhost_spans_dropped_total counter\nfnhost_spans_dropped_total {}",
+            crate::telemetry::dropped()
+        );
+    }
     let c = &state.asynchronous.counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let _ = writeln!(

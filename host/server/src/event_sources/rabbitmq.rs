@@ -50,6 +50,12 @@ use crate::state::Shared;
 const MAX_NAME: usize = 255;
 /// How long a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest AMQP frame asked for (AMQP's minimum). lapin refuses a
+/// larger frame that arrives in pieces (the connection closes with
+/// `FRAME-ERROR` and the trigger shows it), but parses one that arrived
+/// whole: deep header tables are bounded by the server's thread stacks
+/// too (see `fnhost serve`'s `deeper_thread_stacks`).
+const MAX_FRAME: u32 = 4096;
 /// How often the queue's depth is read while it is idle.
 const LAG_EVERY: Duration = Duration::from_secs(1);
 
@@ -185,13 +191,18 @@ impl Consumer {
             )
             .into(),
         );
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(s.url.as_str(), properties),
-        )
-        .await
-        .map_err(|_| "cannot connect: timed out".to_owned())?
-        .map_err(|e| amqp("cannot connect", e))?;
+        let mut uri: lapin::uri::AMQPUri =
+            s.url.parse().map_err(|e| format!("cannot connect: {e}"))?;
+        // A small frame bounds how deeply an attacker can nest header
+        // tables, which lapin's parser reads by recursion on its I/O thread
+        // (a table nested 300 deep overflowed that thread's 2 MB stack and
+        // aborted the server). Bodies are split into more frames.
+        uri.query.frame_max = Some(MAX_FRAME);
+        let connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties))
+                .await
+                .map_err(|_| "cannot connect: timed out".to_owned())?
+                .map_err(|e| amqp("cannot connect", e))?;
         let result = self.consume_on(&connection, &queue).await;
         // Closing returns the unacknowledged messages to the queue at once.
         let _ = connection.close(200, "fnhost trigger stopped".into()).await;
