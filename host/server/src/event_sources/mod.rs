@@ -280,25 +280,41 @@ fn retry_delay(base: Duration, n: u32) -> Duration {
 }
 
 /// Which items of `pending` a handler's answer names as failed
-/// (`{"batchItemFailures": [{"itemIdentifier": ID}]}`), or `None` when it
-/// names none (the whole batch succeeded). Ids it names that are not in
-/// the batch are ignored: a handler cannot fail what it was not given.
+/// (`{"batchItemFailures": [{"itemIdentifier": ID}]}`), or `None` when the
+/// whole batch succeeded: the answer is not a partial-batch answer (no
+/// top-level `batchItemFailures`), or its list is empty or null. As
+/// Lambda does, an answer that is malformed or names an id that is empty
+/// or not in the batch fails the whole batch: acknowledging what a
+/// confused handler did not vouch for would lose it.
 pub(crate) fn partial_failures(body: &[u8], pending: &[Prepared]) -> Option<Vec<usize>> {
     // Most answers are not partial-batch answers: no need to parse them.
     memchr::memmem::find(body, b"batchItemFailures")?;
-    let answer: fnhost_api::events::BatchResponse = serde_json::from_slice(body).ok()?;
-    let failed: Vec<usize> = pending
-        .iter()
-        .enumerate()
-        .filter(|(_, (item, _))| {
-            answer
-                .batch_item_failures
-                .iter()
-                .any(|f| f.item_identifier == item.id)
-        })
-        .map(|(i, _)| i)
-        .collect();
-    (!failed.is_empty()).then_some(failed)
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    let everything = || Some((0..pending.len()).collect());
+    match answer.get("batchItemFailures")? {
+        Value::Null => None,
+        Value::Array(list) if list.is_empty() => None,
+        Value::Array(list) => {
+            let mut failed = Vec::with_capacity(list.len());
+            for failure in list {
+                let named = failure
+                    .get("itemIdentifier")
+                    .and_then(Value::as_str)
+                    .filter(|id| !id.is_empty())
+                    .and_then(|id| pending.iter().position(|(item, _)| item.id == id));
+                match named {
+                    Some(i) => failed.push(i),
+                    None => return everything(),
+                }
+            }
+            failed.sort_unstable();
+            failed.dedup();
+            Some(failed)
+        }
+        _ => everything(),
+    }
 }
 
 /// How long a batch that is not yet full waits for its next message
@@ -676,20 +692,39 @@ mod tests {
     fn a_partial_answer_fails_only_the_records_it_names_in_the_batch() {
         let batch = items(&["1-0", "2-0", "3-0"]);
         let answer =
-            br#"{"batchItemFailures": [{"itemIdentifier": "2-0"}, {"itemIdentifier": "9-9"}]}"#;
-        assert_eq!(partial_failures(answer, &batch), Some(vec![1]));
-        // Any other answer, or an empty list, is the whole batch's success.
-        for body in [&b"ok"[..], b"{}", br#"{"batchItemFailures": []}"#, b"\xff"] {
+            br#"{"batchItemFailures": [{"itemIdentifier": "2-0"}, {"itemIdentifier": "3-0"}, {"itemIdentifier": "2-0"}]}"#;
+        assert_eq!(partial_failures(answer, &batch), Some(vec![1, 2]));
+        // Anything that is not a partial-batch answer, an empty list or
+        // null is the whole batch's success.
+        for body in [
+            &b"ok"[..],
+            b"{}",
+            br#"{"batchItemFailures": []}"#,
+            br#"{"batchItemFailures": null}"#,
+            br#"["batchItemFailures"]"#,
+            b"\xff batchItemFailures",
+        ] {
             assert_eq!(partial_failures(body, &batch), None);
         }
-        // Ids of other batches only: nothing failed.
-        assert_eq!(
-            partial_failures(
-                br#"{"batchItemFailures": [{"itemIdentifier": "x"}]}"#,
-                &batch
-            ),
-            None
-        );
+        // An answer that is malformed, or names an id that is empty or not
+        // in the batch, fails the whole batch (as Lambda does): a malformed
+        // answer acknowledged everything, so nothing was retried (an
+        // outsider's attack found it).
+        for body in [
+            &br#"{"batchItemFailures": "x"}"#[..],
+            br#"{"batchItemFailures": [{"itemIdentifier": null}]}"#,
+            br#"{"batchItemFailures": [{"itemIdentifier": ""}]}"#,
+            br#"{"batchItemFailures": [{}]}"#,
+            br#"{"batchItemFailures": [{"itemIdentifier": 2}]}"#,
+            br#"{"batchItemFailures": [{"itemIdentifier": "2-0"}, {"itemIdentifier": "9-9"}]}"#,
+        ] {
+            assert_eq!(
+                partial_failures(body, &batch),
+                Some(vec![0, 1, 2]),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
