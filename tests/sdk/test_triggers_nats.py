@@ -192,6 +192,13 @@ def test_a_disabled_trigger_consumes_nothing_and_a_missing_stream_is_an_error(tm
         missing = f"/v2/local/fgs/triggers/orders/NATS/{t['trigger_id']}"
         assert eventually(lambda: api(server.url, "GET", missing)[1]["trigger_status"] == "ERROR", timeout=10)
         assert "NO_SUCH_STREAM" in api(server.url, "GET", missing)[1]["status_reason"]
+        # A dead-letter subject the consumed stream captures would loop
+        # (each failure a new message): the trigger shows ERROR instead.
+        t = add_trigger(server, "orders", {"url": NATS_URL, "stream": stream,
+                                           "dead_letter_subject": f"{subject}.dlq"})
+        looping = f"/v2/local/fgs/triggers/orders/NATS/{t['trigger_id']}"
+        assert eventually(lambda: api(server.url, "GET", looping)[1]["trigger_status"] == "ERROR", timeout=10)
+        assert "captured" in api(server.url, "GET", looping)[1]["status_reason"]
         code, body = api(server.url, "POST", "/v2/local/fgs/triggers/orders",
                          {"trigger_type_code": "NATS", "event_data": {"url": NATS_URL}})
         assert code == 400 and "stream" in body["error_msg"], body

@@ -131,6 +131,15 @@ impl Settings {
         {
             return Err("MQTT `dead_letter_topic` is a topic: no wildcards".to_owned());
         }
+        if dead_letter_topic
+            .as_deref()
+            .is_some_and(|t| filter_matches(&topic, t))
+        {
+            // Each failure would come back as a new message: a loop.
+            return Err(format!(
+                "MQTT `dead_letter_topic` must not match the consumed filter `{topic}`"
+            ));
+        }
         Ok(Settings {
             host: host.to_owned(),
             port,
@@ -143,6 +152,21 @@ impl Settings {
             dead_letter_topic,
         })
     }
+}
+
+/// Whether an MQTT topic filter (`+` one level, `#` the rest) matches a
+/// topic.
+fn filter_matches(filter: &str, topic: &str) -> bool {
+    let mut topic_levels = topic.split('/');
+    for level in filter.split('/') {
+        match (level, topic_levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (l, Some(t)) if l == t => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
 }
 
 /// One trigger's consumer.
@@ -361,6 +385,23 @@ fn event(filter: &str, items: &[Item]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_letter_topic_the_filter_matches_is_refused() {
+        assert!(filter_matches("fa/#", "fa/dlq"));
+        assert!(filter_matches("fa/+", "fa/dlq"));
+        assert!(filter_matches("#", "x"));
+        assert!(!filter_matches("fa/+", "fa/dlq/x"));
+        assert!(!filter_matches("fa/in", "fa/dlq"));
+        let loop_ =
+            json!({"url": "mqtt://127.0.0.1", "topic": "fa/#", "dead_letter_topic": "fa/dlq"});
+        assert!(Settings::parse(&loop_)
+            .unwrap_err()
+            .contains("must not match"));
+        let fine =
+            json!({"url": "mqtt://127.0.0.1", "topic": "fa/in", "dead_letter_topic": "fa/dlq"});
+        assert!(Settings::parse(&fine).is_ok());
+    }
 
     #[test]
     fn settings_are_checked_and_defaulted() {

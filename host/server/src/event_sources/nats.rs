@@ -161,6 +161,26 @@ impl Consumer {
             .get_stream(&s.stream)
             .await
             .map_err(|e| format!("stream {}: {e}", s.stream))?;
+        if let Some(dead) = &s.dead_letter_subject {
+            // A dead letter the consumed stream captures would come back
+            // as a new message: a loop that fills the stream.
+            let mut stream = stream.clone();
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| format!("stream {}: {e}", s.stream))?;
+            if let Some(pattern) = info
+                .config
+                .subjects
+                .iter()
+                .find(|p| subject_matches(p, dead))
+            {
+                return Err(format!(
+                    "`dead_letter_subject` {dead} is captured by the consumed stream {} ({pattern}): dead letters would come back",
+                    s.stream
+                ));
+            }
+        }
         let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
             .get_or_create_consumer(
                 &s.consumer,
@@ -296,6 +316,21 @@ impl Consumer {
     }
 }
 
+/// Whether a NATS subject pattern (`*` one token, `>` the rest) matches a
+/// subject.
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for p in pattern.split('.') {
+        match (p, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (p, Some(t)) if p == t => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
 /// A message's stream sequence, its record id.
 fn sequence(message: &async_nats::jetstream::Message) -> String {
     message
@@ -346,6 +381,17 @@ fn event(stream: &str, consumer: &str, items: &[Item]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_letter_subject_the_stream_captures_is_seen() {
+        assert!(subject_matches("orders.>", "orders.dlq"));
+        assert!(subject_matches("orders.*", "orders.dlq"));
+        assert!(subject_matches("orders.dlq", "orders.dlq"));
+        assert!(!subject_matches("orders.*", "orders.dlq.x"));
+        assert!(!subject_matches("orders.>", "orders"));
+        assert!(!subject_matches("orders.in", "orders.dlq"));
+        assert!(subject_matches(">", "anything.at.all"));
+    }
 
     #[test]
     fn settings_are_checked_and_defaulted() {

@@ -129,6 +129,20 @@ impl Settings {
                     .to_owned(),
             );
         }
+        let dead_letter_routing_key = name(data, &["dead_letter_routing_key"])?;
+        // The default exchange routes by queue name: dead letters sent
+        // there with the consumed queue's name (or a message's own key,
+        // which is that name for a message sent to it) would come back.
+        if matches!(dead_letter_exchange.as_deref(), Some("" | "amq.default")) {
+            // (A trigger on an exchange consumes its own `fnhost.` queue.)
+            let comes_back = |k: &str| match &queue {
+                Some(q) => k == q,
+                None => k.starts_with("fnhost."),
+            };
+            if dead_letter_routing_key.as_deref().is_none_or(comes_back) {
+                return Err("RABBITMQ `dead_letter_exchange` is the default exchange: give `dead_letter_routing_key`, a queue other than the consumed one".to_owned());
+            }
+        }
         Ok(Settings {
             url,
             queue,
@@ -137,7 +151,7 @@ impl Settings {
             batch_size: u16::try_from(batch_size).unwrap_or(10),
             batch_window: super::batch_window(data).map_err(|e| format!("RABBITMQ {e}"))?,
             dead_letter_exchange,
-            dead_letter_routing_key: name(data, &["dead_letter_routing_key"])?,
+            dead_letter_routing_key,
         })
     }
 
@@ -480,6 +494,39 @@ fn event(items: &[Item]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letters_to_the_consumed_queue_through_the_default_exchange_are_refused() {
+        let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+        for (data, ok) in [
+            (
+                json!({"url": url, "queue": "q", "dead_letter_exchange": ""}),
+                false,
+            ),
+            (
+                json!({"url": url, "queue": "q", "dead_letter_exchange": "", "dead_letter_routing_key": "q"}),
+                false,
+            ),
+            (
+                json!({"url": url, "queue": "q", "dead_letter_exchange": "amq.default", "dead_letter_routing_key": "q"}),
+                false,
+            ),
+            (
+                json!({"url": url, "exchange": "e", "dead_letter_exchange": "", "dead_letter_routing_key": "fnhost.x"}),
+                false,
+            ),
+            (
+                json!({"url": url, "queue": "q", "dead_letter_exchange": "", "dead_letter_routing_key": "q-dlq"}),
+                true,
+            ),
+            (
+                json!({"url": url, "queue": "q", "dead_letter_exchange": "dlx"}),
+                true,
+            ),
+        ] {
+            assert_eq!(Settings::parse(&data).is_ok(), ok, "{data}");
+        }
+    }
 
     #[test]
     fn settings_are_checked_and_defaulted() {
