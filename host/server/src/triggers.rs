@@ -89,16 +89,56 @@ impl TriggerRecord {
     }
 }
 
-/// `scheme://user:password@host...` with the password masked (`***`); `None`
-/// when `url` carries none.
+/// A URL with its secrets masked (`***`): the password of
+/// `user:password@`, a userinfo without a colon whole (NATS and Redis take
+/// a lone userinfo as a token or password), and query parameters whose
+/// names hold `pass`, `token` or `secret`. `None` when it carries none.
 fn mask_password(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
-    let (userinfo, host) = rest.split_once('@')?;
-    if host.contains('@') || userinfo.contains('/') {
-        return None;
+    let (before_query, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let mut changed = false;
+    let mut out = format!("{scheme}://");
+    // The last `@` ends the userinfo: a password may hold an `@` of its
+    // own (an unencoded one must not leave the rest of it visible).
+    match before_query.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***@");
+                }
+                None => out.push_str("***@"),
+            }
+            out.push_str(host);
+            changed = true;
+        }
+        None => out.push_str(before_query),
     }
-    let (user, _) = userinfo.split_once(':')?;
-    Some(format!("{scheme}://{user}:***@{host}"))
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let lower = name.to_ascii_lowercase();
+                if !value.is_empty()
+                    && ["pass", "token", "secret"]
+                        .iter()
+                        .any(|s| lower.contains(s))
+                {
+                    changed = true;
+                    format!("{name}=***")
+                } else {
+                    pair.to_owned()
+                }
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    changed.then_some(out)
 }
 
 /// When a timer fires.
@@ -787,6 +827,34 @@ pub(crate) fn sync_directory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_broker_urls_are_masked() {
+        for (url, masked) in [
+            (
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                Some("amqp://guest:***@127.0.0.1:5672/%2f"),
+            ),
+            (
+                "nats://TOKEN@127.0.0.1:4222",
+                Some("nats://***@127.0.0.1:4222"),
+            ),
+            ("redis://secret@127.0.0.1", Some("redis://***@127.0.0.1")),
+            (
+                "redis://127.0.0.1/0?password=X&db=1",
+                Some("redis://127.0.0.1/0?password=***&db=1"),
+            ),
+            ("mqtt://u:p@ss@127.0.0.1", Some("mqtt://u:***@127.0.0.1")),
+            (
+                "nats://127.0.0.1:4222?auth_token=abc",
+                Some("nats://127.0.0.1:4222?auth_token=***"),
+            ),
+            ("redis://127.0.0.1:6379", None),
+            ("plain text", None),
+        ] {
+            assert_eq!(mask_password(url).as_deref(), masked, "{url}");
+        }
+    }
 
     #[test]
     fn cluster_ticks_fall_on_shared_boundaries_and_are_named_by_trigger_and_time() {
