@@ -95,6 +95,11 @@ impl Settings {
             return Err(bad_url());
         }
         let topic = name(data, "topic")?.ok_or("an MQTT trigger needs `topic`, a topic filter")?;
+        if !filter_is_valid(&topic) {
+            return Err(format!(
+                "MQTT `topic` `{topic}` is not a valid filter: `+` and `#` stand alone in a level, `#` only last"
+            ));
+        }
         if topic.starts_with('$') {
             return Err(
                 "MQTT `topic` is a filter; use `share_group` for a shared subscription".to_owned(),
@@ -152,6 +157,17 @@ impl Settings {
             dead_letter_topic,
         })
     }
+}
+
+/// Whether a topic filter is well formed (MQTT 3.1.1, 4.7.1): `+` and `#`
+/// fill a level alone, and `#` is the last level.
+fn filter_is_valid(filter: &str) -> bool {
+    let levels: Vec<&str> = filter.split('/').collect();
+    levels.iter().enumerate().all(|(i, level)| match *level {
+        "#" => i == levels.len() - 1,
+        "+" => true,
+        l => !l.contains(['+', '#']),
+    })
 }
 
 /// Whether an MQTT topic filter (`+` one level, `#` the rest) matches a
