@@ -254,6 +254,14 @@ def test_an_unreachable_broker_shows_error_and_bad_settings_are_refused(tmp_path
         path = f"/v2/local/fgs/triggers/orders/OPENSOURCEKAFKA/{t['trigger_id']}"
         assert eventually(lambda: api(server.url, "GET", path)[1]["trigger_status"] == "ERROR", timeout=15)
         assert "broker" in api(server.url, "GET", path)[1]["status_reason"]
+        # A topic the broker does not have is an error too (a lanes rework
+        # cleared the error as soon as it was noted: an outsider saw ACTIVE).
+        missing = f"fnhost-missing-{uuid.uuid4().hex[:8]}"
+        t = add_trigger(server, "orders", {"connect_address": BROKERS, "topic_ids": [missing]})
+        path = f"/v2/local/fgs/triggers/orders/OPENSOURCEKAFKA/{t['trigger_id']}"
+        assert eventually(lambda: api(server.url, "GET", path)[1]["trigger_status"] == "ERROR", timeout=20), \
+            api(server.url, "GET", path)[1]
+        assert "nknown topic" in api(server.url, "GET", path)[1]["status_reason"]
         for bad, why in [({"topic_ids": ["t"]}, "connect_address"), ({"connect_address": BROKERS}, "topic_ids"),
                          ({"connect_address": "10.1.2.3:9092", "topic_ids": ["t"]}, "loopback"),
                          ({"connect_address": BROKERS, "topic_ids": ["t"], "batch_size": 5000}, "batch_size")]:

@@ -444,12 +444,14 @@ impl Consumer {
             tokio::select! {
                 received = consumer.recv() => {
                     let mut received = Some(received);
+                    let mut any = false;
                     // What librdkafka already holds joins it.
                     while let Some(r) = received {
                         match r {
                             Ok(m) => {
                                 let m = m.detach();
                                 lanes.entry((m.topic().to_owned(), m.partition())).or_default().push_back(m);
+                                any = true;
                             }
                             Err(e) => {
                                 self.note_error(&consumer, &e);
@@ -458,8 +460,12 @@ impl Consumer {
                         }
                         received = consumer.recv().now_or_never();
                     }
-                    *consumer.context().topic_error.lock() = None;
-                    consumer.context().publish();
+                    // A record came: the topics are there (an error just
+                    // noted stays shown until one does).
+                    if any {
+                        *consumer.context().topic_error.lock() = None;
+                        consumer.context().publish();
+                    }
                 }
                 Some(ran) = runs.next(), if !runs.is_empty() => {
                     self.finish(&consumer, &mut lanes, ran);
