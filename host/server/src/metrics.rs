@@ -54,6 +54,21 @@ fn render_async(state: &Shared, out: &mut String, backlog: &[Backlog], now_ms: i
         "# HELP fnhost_async_accepted_total Asynchronous invocations accepted (API, timers and destinations).\n# TYPE fnhost_async_accepted_total counter\nfnhost_async_accepted_total {}",
         load(&c.accepted)
     );
+    let commits = state.management.store().commit_counts();
+    let commit = |f: fn(&crate::store::CommitCounts) -> &std::sync::atomic::AtomicU64| {
+        commits.map_or(0, |c| load(f(c)))
+    };
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_store_transactions_total Transactions the asynchronous queue's writes (accepting, claiming, ending) shared, by whether they were synced to disk (those holding an accepted invocation).\n# TYPE fnhost_async_store_transactions_total counter\nfnhost_async_store_transactions_total{{synced=\"true\"}} {}\nfnhost_async_store_transactions_total{{synced=\"false\"}} {}",
+        commit(|c| &c.synced),
+        commit(|c| &c.transactions).saturating_sub(commit(|c| &c.synced))
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fnhost_async_store_writes_total Writes and claims of the asynchronous queue applied in those transactions.\n# TYPE fnhost_async_store_writes_total counter\nfnhost_async_store_writes_total {}",
+        commit(|c| &c.requests)
+    );
     let _ = writeln!(
         out,
         "# HELP fnhost_async_retries_total Failed asynchronous attempts queued to run again.\n# TYPE fnhost_async_retries_total counter\nfnhost_async_retries_total {}",

@@ -29,7 +29,7 @@ use crate::invoke::{route_for, run_route};
 use crate::model::now_rfc3339;
 use crate::query::Params;
 use crate::state::Shared;
-use crate::store::asynchronous::{status, Claimed, NewInvocation};
+use crate::store::asynchronous::{status, Claim, Claimed, InvocationWrite, NewInvocation};
 use crate::trace::{self, TraceContext};
 use crate::urn::function_urn;
 
@@ -41,6 +41,8 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 /// at most: a handler that takes the server down each time fails instead of
 /// taking it down forever.
 pub const MAX_INTERRUPTED: u32 = 3;
+/// Most invocations claimed in one transaction.
+const CLAIM_BATCH: usize = 64;
 /// How often ended records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -95,25 +97,24 @@ pub(crate) async fn enqueue(state: &Shared, job: Accepted) -> Result<String, Api
         .request_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let s = Shared::clone(state);
-    let id = request_id.clone();
-    let stored = blocking(move || {
-        s.management
-            .store()
-            .insert_invocation(&NewInvocation {
-                request_id: &id,
-                function: &job.function,
-                target: &job.target,
-                payload: &job.payload,
-                accepted_ms: now_ms(),
-                traceparent: &job.traceparent,
-                tracestate: &job.tracestate,
-                source: job.source,
-                depth: job.depth,
-            })
-            .map_err(ApiError::store)
-    })
-    .await;
+    // Committed with the other requests' inserts of the moment (group
+    // commit): the 202 goes once the row is durable.
+    let stored = state
+        .management
+        .store()
+        .write_invocation(InvocationWrite::Insert(NewInvocation {
+            request_id: request_id.clone(),
+            function: job.function,
+            target: job.target,
+            payload: Vec::from(job.payload),
+            accepted_ms: now_ms(),
+            traceparent: job.traceparent,
+            tracestate: job.tracestate,
+            source: job.source,
+            depth: job.depth,
+        }))
+        .await
+        .map_err(ApiError::store);
     if let Err(e) = stored {
         queue.ended();
         return Err(e);
@@ -149,11 +150,10 @@ pub(crate) fn start(state: &Shared) -> Result<Vec<tokio::task::JoinHandle<()>>, 
         .asynchronous
         .unfinished
         .store(unfinished as usize, Ordering::Relaxed);
-    let mut tasks: Vec<_> = (0..state.asynchronous.settings.workers.max(1))
-        .map(|_| tokio::spawn(work(Shared::clone(state))))
-        .collect();
-    tasks.push(tokio::spawn(prune(Shared::clone(state))));
-    Ok(tasks)
+    Ok(vec![
+        tokio::spawn(dispatch(Shared::clone(state))),
+        tokio::spawn(prune(Shared::clone(state))),
+    ])
 }
 
 /// Deletes old ended records, now and every minute.
@@ -184,30 +184,66 @@ async fn prune(state: Shared) {
     }
 }
 
-/// One worker: claims what is due and runs it, until the queue closes.
-async fn work(state: Shared) {
+/// Claims what is due, as many as there are free workers (up to
+/// [`CLAIM_BATCH`]) in one transaction, and runs each on a worker of its
+/// own (`workers` at once), until the queue closes; then waits for what
+/// runs.
+async fn dispatch(state: Shared) {
     let mut stopping = state.asynchronous.stopping.subscribe();
+    let workers = Arc::new(tokio::sync::Semaphore::new(
+        state.asynchronous.settings.workers.max(1),
+    ));
+    let mut running = tokio::task::JoinSet::new();
     loop {
-        if *stopping.borrow() {
-            return;
-        }
-        let s = Shared::clone(&state);
-        let lease = state.asynchronous.settings.lease;
-        let claimed = blocking(move || {
-            s.management
-                .store()
-                .claim_invocation(now_ms(), &now_rfc3339(), MAX_INTERRUPTED, lease)
-                .map_err(ApiError::store)
-        })
-        .await;
+        while running.try_join_next().is_some() {}
+        // A free worker first: what is claimed starts at once.
+        let first = tokio::select! {
+            permit = Arc::clone(&workers).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stopping.wait_for(|s| *s) => break,
+        };
+        let free = (1 + workers.available_permits()).min(CLAIM_BATCH);
+        // In the transaction the accepted invocations of the moment share.
+        let claimed = state
+            .management
+            .store()
+            .claim_invocations(Claim {
+                now_ms: now_ms(),
+                start_time: now_rfc3339(),
+                max_interrupted: MAX_INTERRUPTED,
+                lease: state.asynchronous.settings.lease,
+                limit: free,
+            })
+            .await
+            .map_err(ApiError::store);
         let wait = match claimed {
-            Ok(Some(job)) => {
-                let heartbeat = renew_while_running(&state, &job);
-                run(&state, job).await;
-                heartbeat.abort();
-                continue;
-            }
-            Ok(None) => {
+            Ok(jobs) => {
+                let all_free_taken = jobs.len() == free;
+                let mut permit = Some(first);
+                for job in jobs {
+                    // Only this task takes workers, so the ones counted
+                    // free are still free.
+                    let worker = match permit.take() {
+                        Some(p) => p,
+                        None => match Arc::clone(&workers).acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    };
+                    let s = Shared::clone(&state);
+                    running.spawn(async move {
+                        let heartbeat = renew_while_running(&s, &job);
+                        run(&s, job, worker).await;
+                        heartbeat.abort();
+                    });
+                }
+                drop(permit);
+                if all_free_taken {
+                    // More may be due.
+                    continue;
+                }
                 let s = Shared::clone(&state);
                 let due = blocking(move || {
                     s.management
@@ -223,16 +259,21 @@ async fn work(state: Shared) {
                 })
             }
             Err(e) => {
-                log::warn!(target: "fnhost::async", "claiming an invocation: {}", e.message);
+                drop(first);
+                log::warn!(target: "fnhost::async", "claiming invocations: {}", e.message);
                 Duration::from_secs(1)
             }
         };
+        // Nothing more is due now: until a new one is accepted (the
+        // doorbell keeps a ring that came while claiming), the next is due
+        // (a retry), or a second passed.
         tokio::select! {
             () = state.asynchronous.doorbell.notified() => {}
             () = tokio::time::sleep(wait) => {}
-            _ = stopping.wait_for(|s| *s) => return,
+            _ = stopping.wait_for(|s| *s) => break,
         }
     }
+    while running.join_next().await.is_some() {}
 }
 
 /// Renews this node's claim of `job` every third of the lease until
@@ -283,8 +324,12 @@ enum Ran {
     Failed { code: i64, message: String },
 }
 
+/// A worker's place: held while an invocation runs (and its outcome is
+/// delivered), given back before its end is recorded.
+type Worker = tokio::sync::OwnedSemaphorePermit;
+
 /// Runs one claimed invocation and records what became of it.
-async fn run(state: &Shared, job: Claimed) {
+async fn run(state: &Shared, job: Claimed, worker: Worker) {
     let policy = {
         let s = Shared::clone(state);
         let (function, target) = (job.function.clone(), job.target.clone());
@@ -308,6 +353,7 @@ async fn run(state: &Shared, job: Claimed) {
             state,
             &job,
             &policy,
+            worker,
             status::DISCARD,
             "EventAgeExceeded",
             None,
@@ -324,6 +370,7 @@ async fn run(state: &Shared, job: Claimed) {
                 state,
                 &job,
                 &policy,
+                worker,
                 status::FAIL,
                 "FunctionNotFound",
                 None,
@@ -388,6 +435,7 @@ async fn run(state: &Shared, job: Claimed) {
                 state,
                 &job,
                 &policy,
+                worker,
                 status::SUCCESS,
                 "Success",
                 Some(&body),
@@ -406,15 +454,19 @@ async fn run(state: &Shared, job: Claimed) {
                     .counters
                     .retries
                     .fetch_add(1, Ordering::Relaxed);
-                let s = Shared::clone(state);
-                let (id, attempt) = (job.request_id.clone(), job.attempts);
-                let retried = blocking(move || {
-                    s.management
-                        .store()
-                        .retry_invocation(&id, attempt, next, code, &message)
-                        .map_err(ApiError::store)
-                })
-                .await;
+                drop(worker);
+                let retried = state
+                    .management
+                    .store()
+                    .write_invocation(InvocationWrite::Retry {
+                        request_id: job.request_id.clone(),
+                        attempt: job.attempts,
+                        next_ms: next,
+                        error_code: code,
+                        error_message: message,
+                    })
+                    .await
+                    .map_err(ApiError::store);
                 match retried {
                     Ok(true) => {}
                     Ok(false) => {
@@ -430,6 +482,7 @@ async fn run(state: &Shared, job: Claimed) {
                 state,
                 &job,
                 &policy,
+                worker,
                 status::FAIL,
                 "RetriesExhausted",
                 None,
@@ -448,6 +501,7 @@ async fn end(
     state: &Shared,
     job: &Claimed,
     policy: &Policy,
+    worker: Worker,
     final_status: &'static str,
     condition: &'static str,
     response: Option<&[u8]>,
@@ -498,16 +552,23 @@ async fn end(
             );
         }
     }
-    let s = Shared::clone(state);
-    let (id, attempt) = (job.request_id.clone(), job.attempts);
+    // The worker is free once the outcome is delivered; recording the end
+    // waits for its shared transaction without holding the worker.
+    drop(worker);
     let (code, message) = error.map_or((0, String::new()), |(c, m)| (c, m.to_owned()));
-    let finished = blocking(move || {
-        s.management
-            .store()
-            .finish_invocation(&id, attempt, final_status, code, &message, &now_rfc3339())
-            .map_err(ApiError::store)
-    })
-    .await;
+    let finished = state
+        .management
+        .store()
+        .write_invocation(InvocationWrite::Finish {
+            request_id: job.request_id.clone(),
+            attempt: job.attempts,
+            status: final_status,
+            error_code: code,
+            error_message: message,
+            end_time: now_rfc3339(),
+        })
+        .await
+        .map_err(ApiError::store);
     state.asynchronous.ended();
     match finished {
         Ok(true) => {}

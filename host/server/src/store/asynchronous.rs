@@ -26,19 +26,89 @@ pub mod status {
 
 /// An asynchronous invocation as it is accepted.
 #[derive(Debug, Clone)]
-pub struct NewInvocation<'a> {
-    pub request_id: &'a str,
-    pub function: &'a str,
+pub struct NewInvocation {
+    pub request_id: String,
+    pub function: String,
     /// What to run: `name` or `name:qualifier`, resolved when it runs.
-    pub target: &'a str,
-    pub payload: &'a [u8],
+    pub target: String,
+    pub payload: Vec<u8>,
     pub accepted_ms: i64,
-    pub traceparent: &'a str,
-    pub tracestate: &'a str,
+    pub traceparent: String,
+    pub tracestate: String,
     /// `api`, `timer` or `destination`.
-    pub source: &'a str,
+    pub source: &'static str,
     /// How many destination deliveries led to this invocation.
     pub depth: u32,
+}
+
+/// A change to asynchronous invocations that may share a transaction with
+/// others (see [`Store::write_invocation`]).
+#[derive(Debug, Clone)]
+pub enum InvocationWrite {
+    /// Records an accepted invocation; `false` when one with its request id
+    /// exists already (nothing changes).
+    Insert(NewInvocation),
+    /// Ends attempt `attempt` of a running invocation with its final
+    /// status (its payload is dropped: its destinations have it already);
+    /// `false` when the attempt no longer held the claim (nothing changes).
+    Finish {
+        request_id: String,
+        attempt: u32,
+        status: &'static str,
+        error_code: i64,
+        error_message: String,
+        end_time: String,
+    },
+    /// Puts attempt `attempt` of a running invocation back to wait for a
+    /// retry at `next_ms`, with its error; `false` when the attempt no
+    /// longer held the claim.
+    Retry {
+        request_id: String,
+        attempt: u32,
+        next_ms: i64,
+        error_code: i64,
+        error_message: String,
+    },
+}
+
+impl InvocationWrite {
+    /// Whether the transaction that applies this write must be synced to
+    /// disk before it is answered. Only an insert must: its caller is told
+    /// the invocation is accepted. A claim, an end or a retry that a crash
+    /// of the machine (or of the database server) loses takes the
+    /// invocation back to an earlier state, from which it runs again, as
+    /// at least once allows; a crash of fnhost's process loses none of
+    /// them. Sparing their syncs is what lets a queue of short invocations
+    /// run thousands a second.
+    pub(crate) fn must_be_durable(&self) -> bool {
+        matches!(self, InvocationWrite::Insert(_))
+    }
+
+    /// What this write holds in memory (its payload, mostly): bounds a
+    /// shared transaction.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            InvocationWrite::Insert(new) => new.payload.len() + 256,
+            InvocationWrite::Finish { error_message, .. }
+            | InvocationWrite::Retry { error_message, .. } => error_message.len() + 128,
+        }
+    }
+}
+
+/// A claim of the invocations due (see [`Store::claim_invocations`]).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Claims what is due at this time (`next_ms <= now_ms`).
+    pub now_ms: i64,
+    /// The start time recorded on what is claimed.
+    pub start_time: String,
+    /// In a shared store, a claim whose lease ran out after this many
+    /// interruptions fails instead of running again.
+    pub max_interrupted: u32,
+    /// In a shared store, how long a claim lasts unrenewed.
+    pub lease: std::time::Duration,
+    /// Claims at most this many.
+    pub limit: usize,
 }
 
 /// An invocation a worker claimed, to run.
@@ -111,19 +181,60 @@ pub(crate) fn trace_id_of(traceparent: &str) -> String {
     traceparent.split('-').nth(1).unwrap_or("").to_owned()
 }
 
+fn duplicate_invocation(request_id: &str) -> StoreError {
+    StoreError::duplicate(format!(
+        "an asynchronous invocation with request id {request_id} exists already"
+    ))
+}
+
 impl Store {
-    /// Records an accepted invocation (committed when this returns).
-    pub fn insert_invocation(&self, new: &NewInvocation<'_>) -> Result<(), StoreError> {
-        self.backend.insert_invocation(new)
+    #[cfg(test)]
+    /// Records an accepted invocation (committed when this returns), in a
+    /// transaction of its own: a duplicate request id is an error
+    /// ([`StoreError::is_duplicate`]). The server's path shares
+    /// transactions instead ([`write_invocation`](Self::write_invocation)).
+    pub fn insert_invocation(&self, new: NewInvocation) -> Result<(), StoreError> {
+        let id = new.request_id.clone();
+        let inserted = self.write_now(InvocationWrite::Insert(new))?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(duplicate_invocation(&id))
+        }
     }
 
-    /// Claims the invocation due first (`next_ms <= now_ms`): it becomes
-    /// `RUNNING`, its attempt counted. In a shared store the claim is a
-    /// lease of `lease` on the database's clock, which the claiming node
-    /// renews while the attempt runs ([`renew_invocation`](Self::renew_invocation)):
-    /// an invocation whose node died is claimed again once its lease ran
-    /// out, and fails instead once it was interrupted `max_interrupted`
-    /// times.
+    #[cfg(test)]
+    /// Applies one write in a transaction of its own.
+    fn write_now(&self, write: InvocationWrite) -> Result<bool, StoreError> {
+        let (done, _) = self
+            .backend
+            .write_invocations(std::slice::from_ref(&write), None)?;
+        done.first()
+            .copied()
+            .ok_or_else(|| StoreError::new("the store answered no result for a write"))
+    }
+
+    /// Applies `write` in a transaction it shares with the writes other
+    /// callers make meanwhile (group commit: one transaction and one sync
+    /// to disk for all of them), and returns once that transaction is
+    /// committed: an insert answers only when its row is durable, and a
+    /// duplicate request id is an error ([`StoreError::is_duplicate`]); an
+    /// end or a retry answers whether the attempt still held its claim.
+    pub async fn write_invocation(&self, write: InvocationWrite) -> Result<bool, StoreError> {
+        let insert = match &write {
+            InvocationWrite::Insert(new) => Some(new.request_id.clone()),
+            _ => None,
+        };
+        let done = self.group_commit().write(write).await?;
+        match insert {
+            Some(id) if !done => Err(duplicate_invocation(&id)),
+            _ => Ok(done),
+        }
+    }
+
+    #[cfg(test)]
+    /// Claims the invocation due first (`next_ms <= now_ms`), in a
+    /// transaction of its own (see [`claim_invocations`](Self::claim_invocations)).
     pub fn claim_invocation(
         &self,
         now_ms: i64,
@@ -131,8 +242,28 @@ impl Store {
         max_interrupted: u32,
         lease: std::time::Duration,
     ) -> Result<Option<Claimed>, StoreError> {
-        self.backend
-            .claim_invocation(now_ms, start_time, max_interrupted, lease)
+        let claim = Claim {
+            now_ms,
+            start_time: start_time.to_owned(),
+            max_interrupted,
+            lease,
+            limit: 1,
+        };
+        Ok(self.backend.write_invocations(&[], Some(&claim))?.1.pop())
+    }
+
+    /// Claims up to `claim.limit` invocations due, the first due first, in
+    /// the transaction the writes of the moment share: each becomes
+    /// `RUNNING`, its attempt counted. In a shared store a claim is a lease
+    /// of `claim.lease` on the database's clock, which the claiming node
+    /// renews while the attempt runs
+    /// ([`renew_invocation`](Self::renew_invocation)): an invocation whose
+    /// node died is claimed again once its lease ran out, and fails instead
+    /// once it was interrupted `claim.max_interrupted` times. A claim
+    /// need not be synced to disk
+    /// ([`InvocationWrite::must_be_durable`] says why).
+    pub async fn claim_invocations(&self, claim: Claim) -> Result<Vec<Claimed>, StoreError> {
+        self.group_commit().claim(claim).await
     }
 
     /// Extends this node's claim of attempt `attempt` by `lease` from now;
@@ -152,30 +283,33 @@ impl Store {
         self.backend.next_invocation_due()
     }
 
+    #[cfg(test)]
     /// Ends attempt `attempt` of a running invocation with its final
-    /// status (its payload is dropped: its destinations have it already);
-    /// whether the attempt still held the claim (else nothing changes).
+    /// status, in a transaction of its own; whether the attempt still held
+    /// the claim (else nothing changes).
     pub fn finish_invocation(
         &self,
         request_id: &str,
         attempt: u32,
-        status: &str,
+        status: &'static str,
         error_code: i64,
         error_message: &str,
         end_time: &str,
     ) -> Result<bool, StoreError> {
-        self.backend.finish_invocation(
-            request_id,
+        self.write_now(InvocationWrite::Finish {
+            request_id: request_id.to_owned(),
             attempt,
             status,
             error_code,
-            error_message,
-            end_time,
-        )
+            error_message: error_message.to_owned(),
+            end_time: end_time.to_owned(),
+        })
     }
 
+    #[cfg(test)]
     /// Puts attempt `attempt` of a running invocation back to wait for a
-    /// retry at `next_ms`, with its error; whether it still held the claim.
+    /// retry at `next_ms`, in a transaction of its own; whether it still
+    /// held the claim.
     pub fn retry_invocation(
         &self,
         request_id: &str,
@@ -184,8 +318,13 @@ impl Store {
         error_code: i64,
         error_message: &str,
     ) -> Result<bool, StoreError> {
-        self.backend
-            .retry_invocation(request_id, attempt, next_ms, error_code, error_message)
+        self.write_now(InvocationWrite::Retry {
+            request_id: request_id.to_owned(),
+            attempt,
+            next_ms,
+            error_code,
+            error_message: error_message.to_owned(),
+        })
     }
 
     /// Discards a waiting invocation of `function`; returns its status
@@ -284,15 +423,15 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn new<'a>(id: &'a str, function: &'a str, at: i64) -> NewInvocation<'a> {
+    fn new(id: &str, function: &str, at: i64) -> NewInvocation {
         NewInvocation {
-            request_id: id,
-            function,
-            target: function,
-            payload: b"{}",
+            request_id: id.into(),
+            function: function.into(),
+            target: function.into(),
+            payload: b"{}".to_vec(),
             accepted_ms: at,
-            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            tracestate: "",
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: String::new(),
             source: "api",
             depth: 0,
         }
@@ -307,7 +446,7 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             for (i, id) in ["a", "b", "c"].iter().enumerate() {
-                s.insert_invocation(&new(id, "echo", 1000 + i as i64))
+                s.insert_invocation(new(id, "echo", 1000 + i as i64))
                     .unwrap();
             }
             assert_eq!(
@@ -389,9 +528,9 @@ mod tests {
     fn the_backlog_counts_waiting_invocations_per_function() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("state.db")).unwrap();
-        s.insert_invocation(&new("a", "echo", 10)).unwrap();
-        s.insert_invocation(&new("b", "echo", 20)).unwrap();
-        s.insert_invocation(&new("c", "slow", 30)).unwrap();
+        s.insert_invocation(new("a", "echo", 10)).unwrap();
+        s.insert_invocation(new("b", "echo", 20)).unwrap();
+        s.insert_invocation(new("c", "slow", 30)).unwrap();
         s.claim_invocation(100, "t", 3, LEASE).unwrap();
         assert_eq!(
             s.invocation_backlog().unwrap(),

@@ -15,6 +15,9 @@
 //! invocations: [`asynchronous`].
 
 pub mod asynchronous;
+mod group_commit;
+
+pub use group_commit::CommitCounts;
 pub mod postgres;
 pub mod sqlite;
 
@@ -23,11 +26,11 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use asynchronous::{Backlog, Claimed, Listed, NewInvocation, Recovered};
+use asynchronous::{Backlog, Claim, Claimed, InvocationWrite, Listed, Recovered};
 
 /// A store error (I/O, corruption, a record that no longer parses, or a
 /// database that cannot be reached).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("state store: {message}")]
 pub struct StoreError {
     message: String,
@@ -127,20 +130,19 @@ pub trait Backend: Send + Sync {
     /// Every trigger (of `function`, when given), by id.
     fn triggers(&self, function: Option<&str>) -> Result<Vec<String>, StoreError>;
 
-    /// Records an accepted asynchronous invocation (committed on return).
-    fn insert_invocation(&self, new: &NewInvocation<'_>) -> Result<(), StoreError>;
-    /// Claims the invocation due first: it becomes `RUNNING`, its attempt
-    /// counted. In a shared database the claim is a lease: one left
-    /// running past it (its node died) is claimed again, by any node.
-    /// One whose lease ran out after `max_interrupted` interruptions fails
-    /// instead.
-    fn claim_invocation(
+    /// Applies `writes` in one transaction (one sync to disk for all),
+    /// and then `claim`, when given, in the same transaction: for each
+    /// write, in order, whether it changed anything (an insert whose
+    /// request id exists, an end or a retry whose attempt no longer holds
+    /// the claim: `false`), and what was claimed (the first due first).
+    /// The transaction is synced to disk before this returns only when a
+    /// write must be ([`InvocationWrite::must_be_durable`]).
+    /// An error means nothing was applied.
+    fn write_invocations(
         &self,
-        now_ms: i64,
-        start_time: &str,
-        max_interrupted: u32,
-        lease: std::time::Duration,
-    ) -> Result<Option<Claimed>, StoreError>;
+        writes: &[InvocationWrite],
+        claim: Option<&Claim>,
+    ) -> Result<(Vec<bool>, Vec<Claimed>), StoreError>;
     /// Extends this node's claim of attempt `attempt` by `lease` from now
     /// (the database's clock); whether the claim is still this node's.
     fn renew_invocation(
@@ -151,27 +153,6 @@ pub trait Backend: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// When the next waiting invocation is due, if any waits.
     fn next_invocation_due(&self) -> Result<Option<i64>, StoreError>;
-    /// Ends a running invocation with its final status, if attempt
-    /// `attempt` of it is still this node's claim; whether it was.
-    fn finish_invocation(
-        &self,
-        request_id: &str,
-        attempt: u32,
-        status: &str,
-        error_code: i64,
-        error_message: &str,
-        end_time: &str,
-    ) -> Result<bool, StoreError>;
-    /// Puts a running invocation back to wait for a retry at `next_ms`, if
-    /// attempt `attempt` is still this node's claim; whether it was.
-    fn retry_invocation(
-        &self,
-        request_id: &str,
-        attempt: u32,
-        next_ms: i64,
-        error_code: i64,
-        error_message: &str,
-    ) -> Result<bool, StoreError>;
     /// Discards a waiting invocation of `function`; its status before.
     fn cancel_invocation(
         &self,
@@ -214,8 +195,10 @@ pub trait Backend: Send + Sync {
 
 /// The server's state store: one [`Backend`], typed records.
 pub struct Store {
-    backend: Box<dyn Backend>,
+    backend: std::sync::Arc<dyn Backend>,
     shared: bool,
+    /// The committer of shared transactions, started at the first write.
+    group_commit: std::sync::OnceLock<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -242,8 +225,9 @@ impl Store {
     /// Opens (creating and migrating) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Ok(Store {
-            backend: Box::new(sqlite::SqliteStore::open(path)?),
+            backend: std::sync::Arc::new(sqlite::SqliteStore::open(path)?),
             shared: false,
+            group_commit: std::sync::OnceLock::new(),
         })
     }
 
@@ -251,9 +235,22 @@ impl Store {
     /// migrating its schema under an advisory lock.
     pub fn connect(url: &str) -> Result<Store, StoreError> {
         Ok(Store {
-            backend: Box::new(postgres::PostgresStore::connect(url)?),
+            backend: std::sync::Arc::new(postgres::PostgresStore::connect(url)?),
             shared: true,
+            group_commit: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The committer of shared transactions (started at the first call).
+    fn group_commit(&self) -> &group_commit::GroupCommit {
+        self.group_commit
+            .get_or_init(|| group_commit::GroupCommit::start(std::sync::Arc::clone(&self.backend)))
+    }
+
+    /// What the committer of shared transactions has done (`None` before
+    /// its first write).
+    pub fn commit_counts(&self) -> Option<&CommitCounts> {
+        self.group_commit.get().map(group_commit::GroupCommit::counts)
     }
 
     /// Whether other nodes share this store (PostgreSQL).

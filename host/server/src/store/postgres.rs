@@ -34,7 +34,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row, Transaction};
 
 use super::asynchronous::{
-    status, trace_id_of, Backlog, Claimed, Listed, NewInvocation, Recovered,
+    status, trace_id_of, Backlog, Claim, Claimed, InvocationWrite, Listed, Recovered,
 };
 use super::{Backend, StoreError};
 
@@ -225,6 +225,77 @@ async fn touch(tx: &Transaction<'_>, function: &str) -> Result<(), StoreError> {
     )
     .await?;
     notify(tx, function).await
+}
+
+/// Claims what `claim` asks for, in `tx`, for `node`: first fails the
+/// claims whose lease ran out past the allowance of interruptions, then
+/// takes the first due (waiting, or running under a lease that ran out).
+async fn claim_due(
+    tx: &deadpool_postgres::Transaction<'_>,
+    claim: &Claim,
+    node: &str,
+) -> Result<Vec<Claimed>, StoreError> {
+    let (now_ms, start_time) = (claim.now_ms, claim.start_time.as_str());
+    let lease = i64::try_from(claim.lease.as_millis()).unwrap_or(i64::MAX / 4);
+    let max_interrupted = int(claim.max_interrupted);
+    let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+    // Leases that ran out past the allowance of interruptions fail
+    // instead of running again.
+    let fail = tx
+        .prepare_cached(&format!(
+            "UPDATE async_invocations SET status = 'FAIL', interrupted = interrupted + 1,
+                 error_code = 500, end_time = $2, payload = '',
+                 error_message = 'its node stopped while it ran, '
+                                 || (interrupted + 1) || ' times'
+             WHERE status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS}
+               AND interrupted + 1 >= $1"
+        ))
+        .await?;
+    tx.execute(&fail, &[&max_interrupted, &start_time]).await?;
+    // Each branch of the union finds its candidates by its own index (the
+    // two conditions ORed would scan the table); the condition is checked
+    // again on the rows locked.
+    let take = tx
+        .prepare_cached(&format!(
+            "WITH due AS (
+                     SELECT request_id, next_ms, seq FROM async_invocations
+                     WHERE request_id IN (
+                         (SELECT request_id FROM async_invocations
+                          WHERE status = 'WAIT' AND next_ms <= $1
+                          ORDER BY next_ms, seq LIMIT $5)
+                         UNION ALL
+                         (SELECT request_id FROM async_invocations
+                          WHERE status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS}
+                          LIMIT $5))
+                       AND ((status = 'WAIT' AND next_ms <= $1)
+                            OR (status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS}))
+                     ORDER BY next_ms, seq LIMIT $5
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE async_invocations a SET
+                     interrupted = a.interrupted
+                         + CASE WHEN a.status = 'RUNNING' THEN 1 ELSE 0 END,
+                     error_message = CASE WHEN a.status = 'RUNNING'
+                         THEN 'its node stopped while it ran; it runs again'
+                         ELSE a.error_message END,
+                     status = 'RUNNING', attempts = a.attempts + 1, start_time = $2,
+                     node = $3,
+                     lease_until_ms = {DB_NOW_MS} + $4
+                 FROM due WHERE a.request_id = due.request_id
+                 RETURNING a.request_id, a.function, a.target, a.payload, a.attempts,
+                           a.interrupted, a.accepted_ms, a.traceparent, a.tracestate,
+                           a.source, a.depth, due.next_ms, due.seq"
+        ))
+        .await?;
+    let rows = tx
+        .query(&take, &[&now_ms, &start_time, &node, &lease, &limit])
+        .await?;
+    // RETURNING has no order of its own: the first due first.
+    let mut claimed: Vec<_> = rows
+        .iter()
+        .map(|r| ((r.get::<_, i64>(11), r.get::<_, i64>(12)), claimed(r)))
+        .collect();
+    claimed.sort_by_key(|(order, _)| *order);
+    Ok(claimed.into_iter().map(|(_, c)| c).collect())
 }
 
 async fn migrate(client: &mut Object) -> Result<(), StoreError> {
@@ -542,94 +613,124 @@ impl Backend for PostgresStore {
         )
     }
 
-    fn insert_invocation(&self, new: &NewInvocation<'_>) -> Result<(), StoreError> {
-        let (request_id, function, target, payload) = (
-            new.request_id.to_owned(),
-            new.function.to_owned(),
-            new.target.to_owned(),
-            new.payload.to_vec(),
-        );
-        let (traceparent, tracestate, source) = (
-            new.traceparent.to_owned(),
-            new.tracestate.to_owned(),
-            new.source.to_owned(),
-        );
-        let (accepted_ms, depth) = (new.accepted_ms, int(new.depth));
-        self.with_client(move |c| async move {
-            c.execute(
-                "INSERT INTO async_invocations (request_id, function, target, payload, status,
-                     accepted_ms, next_ms, traceparent, tracestate, source, depth)
-                 VALUES ($1, $2, $3, $4, 'WAIT', $5, $5, $6, $7, $8, $9)",
-                &[
-                    &request_id,
-                    &function,
-                    &target,
-                    &payload,
-                    &accepted_ms,
-                    &traceparent,
-                    &tracestate,
-                    &source,
-                    &depth,
-                ],
-            )
-            .await?;
-            Ok(())
-        })
-    }
-
-    fn claim_invocation(
+    fn write_invocations(
         &self,
-        now_ms: i64,
-        start_time: &str,
-        max_interrupted: u32,
-        lease: Duration,
-    ) -> Result<Option<Claimed>, StoreError> {
-        let start_time = start_time.to_owned();
+        writes: &[InvocationWrite],
+        claim: Option<&Claim>,
+    ) -> Result<(Vec<bool>, Vec<Claimed>), StoreError> {
+        let writes = writes.to_vec();
+        let claim = claim.cloned();
         let node = self.node.clone();
-        let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
-        let max_interrupted = int(max_interrupted);
-        self.with_client(move |c| async move {
-            // Leases that ran out past the allowance of interruptions fail
-            // instead of running again.
-            c.execute(
-                &format!(
-                    "UPDATE async_invocations SET status = 'FAIL', interrupted = interrupted + 1,
-                         error_code = 500, end_time = $2, payload = '',
-                         error_message = 'its node stopped while it ran, '
-                                         || (interrupted + 1) || ' times'
-                     WHERE status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS}
-                       AND interrupted + 1 >= $1"
-                ),
-                &[&max_interrupted, &start_time],
-            )
-            .await?;
-            let row = c
-                .query_opt(
-                    &format!(
-                        "WITH due AS (
-                             SELECT request_id FROM async_invocations
-                             WHERE (status = 'WAIT' AND next_ms <= $1)
-                                OR (status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS})
-                             ORDER BY next_ms, seq LIMIT 1
-                             FOR UPDATE SKIP LOCKED)
-                         UPDATE async_invocations a SET
-                             interrupted = a.interrupted
-                                 + CASE WHEN a.status = 'RUNNING' THEN 1 ELSE 0 END,
-                             error_message = CASE WHEN a.status = 'RUNNING'
-                                 THEN 'its node stopped while it ran; it runs again'
-                                 ELSE a.error_message END,
-                             status = 'RUNNING', attempts = a.attempts + 1, start_time = $2,
-                             node = $3,
-                             lease_until_ms = {DB_NOW_MS} + $4
-                         FROM due WHERE a.request_id = due.request_id
-                         RETURNING a.request_id, a.function, a.target, a.payload, a.attempts,
-                                   a.interrupted, a.accepted_ms, a.traceparent, a.tracestate,
-                                   a.source, a.depth"
-                    ),
-                    &[&now_ms, &start_time, &node, &lease],
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
+            if writes.is_empty() {
+                // A claim alone waits for no flush to disk: lost with the
+                // database server (not with a node), its invocations wait
+                // again and run again, as at least once allows.
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await?;
+            }
+            // Prepared once per pooled connection.
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO async_invocations (request_id, function, target, payload, status,
+                         accepted_ms, next_ms, traceparent, tracestate, source, depth)
+                     VALUES ($1, $2, $3, $4, 'WAIT', $5, $5, $6, $7, $8, $9)
+                     ON CONFLICT (request_id) DO NOTHING",
                 )
                 .await?;
-            Ok(row.as_ref().map(claimed))
+            // Only the node and attempt that hold the claim end it.
+            let finish = tx
+                .prepare_cached(
+                    "UPDATE async_invocations SET status = $2, error_code = $3, error_message = $4,
+                         end_time = $5, payload = ''
+                     WHERE request_id = $1 AND status = 'RUNNING' AND node = $6
+                       AND attempts = $7",
+                )
+                .await?;
+            let retry = tx
+                .prepare_cached(
+                    "UPDATE async_invocations SET status = 'WAIT', next_ms = $2, error_code = $3,
+                         error_message = $4
+                     WHERE request_id = $1 AND status = 'RUNNING' AND node = $5
+                       AND attempts = $6",
+                )
+                .await?;
+            // The statements are pipelined on the connection: one round
+            // trip for the batch, not one per write.
+            let changes = writes.iter().map(|write| {
+                let (tx, insert, finish, retry, node) = (&tx, &insert, &finish, &retry, &node);
+                async move {
+                    match write {
+                        InvocationWrite::Insert(new) => {
+                            tx.execute(
+                                insert,
+                                &[
+                                    &new.request_id,
+                                    &new.function,
+                                    &new.target,
+                                    &new.payload,
+                                    &new.accepted_ms,
+                                    &new.traceparent,
+                                    &new.tracestate,
+                                    &new.source,
+                                    &int(new.depth),
+                                ],
+                            )
+                            .await
+                        }
+                        InvocationWrite::Finish {
+                            request_id,
+                            attempt,
+                            status,
+                            error_code,
+                            error_message,
+                            end_time,
+                        } => {
+                            tx.execute(
+                                finish,
+                                &[
+                                    request_id,
+                                    status,
+                                    error_code,
+                                    error_message,
+                                    end_time,
+                                    node,
+                                    &int(*attempt),
+                                ],
+                            )
+                            .await
+                        }
+                        InvocationWrite::Retry {
+                            request_id,
+                            attempt,
+                            next_ms,
+                            error_code,
+                            error_message,
+                        } => {
+                            tx.execute(
+                                retry,
+                                &[
+                                    request_id,
+                                    next_ms,
+                                    error_code,
+                                    error_message,
+                                    node,
+                                    &int(*attempt),
+                                ],
+                            )
+                            .await
+                        }
+                    }
+                }
+            });
+            let changed = futures_util::future::try_join_all(changes).await?;
+            let claimed = match &claim {
+                Some(claim) => claim_due(&tx, claim, &node).await?,
+                None => Vec::new(),
+            };
+            tx.commit().await?;
+            Ok((changed.into_iter().map(|n| n == 1).collect(), claimed))
         })
     }
 
@@ -667,83 +768,6 @@ impl Backend for PostgresStore {
                 )
                 .await?;
             Ok(row.get(0))
-        })
-    }
-
-    fn finish_invocation(
-        &self,
-        request_id: &str,
-        attempt: u32,
-        status: &str,
-        error_code: i64,
-        error_message: &str,
-        end_time: &str,
-    ) -> Result<bool, StoreError> {
-        let args = (
-            request_id.to_owned(),
-            status.to_owned(),
-            error_message.to_owned(),
-            end_time.to_owned(),
-            self.node.clone(),
-            int(attempt),
-        );
-        self.with_client(move |c| async move {
-            let (request_id, status, error_message, end_time, node, attempt) = args;
-            // Only the node and attempt that hold the claim end it.
-            let changed = c
-                .execute(
-                    "UPDATE async_invocations SET status = $2, error_code = $3, error_message = $4,
-                         end_time = $5, payload = ''
-                     WHERE request_id = $1 AND status = 'RUNNING' AND node = $6
-                       AND attempts = $7",
-                    &[
-                        &request_id,
-                        &status,
-                        &error_code,
-                        &error_message,
-                        &end_time,
-                        &node,
-                        &attempt,
-                    ],
-                )
-                .await?;
-            Ok(changed == 1)
-        })
-    }
-
-    fn retry_invocation(
-        &self,
-        request_id: &str,
-        attempt: u32,
-        next_ms: i64,
-        error_code: i64,
-        error_message: &str,
-    ) -> Result<bool, StoreError> {
-        let args = (
-            request_id.to_owned(),
-            error_message.to_owned(),
-            self.node.clone(),
-            int(attempt),
-        );
-        self.with_client(move |c| async move {
-            let (request_id, error_message, node, attempt) = args;
-            let changed = c
-                .execute(
-                    "UPDATE async_invocations SET status = 'WAIT', next_ms = $2, error_code = $3,
-                         error_message = $4
-                     WHERE request_id = $1 AND status = 'RUNNING' AND node = $5
-                       AND attempts = $6",
-                    &[
-                        &request_id,
-                        &next_ms,
-                        &error_code,
-                        &error_message,
-                        &node,
-                        &attempt,
-                    ],
-                )
-                .await?;
-            Ok(changed == 1)
         })
     }
 
@@ -951,21 +975,22 @@ impl Backend for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::asynchronous::NewInvocation;
     use crate::store::test_database;
     use crate::store::Backend;
     use crate::store::Store;
     use std::collections::HashMap;
     use std::sync::Arc;
 
-    fn new<'a>(id: &'a str, at: i64) -> NewInvocation<'a> {
+    fn new(id: &str, at: i64) -> NewInvocation {
         NewInvocation {
-            request_id: id,
-            function: "echo",
-            target: "echo",
-            payload: b"{}",
+            request_id: id.into(),
+            function: "echo".into(),
+            target: "echo".into(),
+            payload: b"{}".to_vec(),
             accepted_ms: at,
-            traceparent: "",
-            tracestate: "",
+            traceparent: String::new(),
+            tracestate: String::new(),
             source: "api",
             depth: 0,
         }
@@ -985,7 +1010,7 @@ mod tests {
             Store::connect(&db.url).unwrap(),
         );
         let lease = Duration::from_millis(600);
-        one.insert_invocation(&new("a", 1000)).unwrap();
+        one.insert_invocation(new("a", 1000)).unwrap();
         let first = one.claim_invocation(1000, "t", 3, lease).unwrap().unwrap();
         assert_eq!((first.attempts, first.interrupted), (1, 0));
         // Renewed every third of its lease, the claim outlives three leases.
@@ -1024,7 +1049,7 @@ mod tests {
         );
         // Interrupted past the allowance: it fails instead of running again.
         let short = Duration::from_millis(1);
-        one.insert_invocation(&new("b", 2000)).unwrap();
+        one.insert_invocation(new("b", 2000)).unwrap();
         for _ in 0..2 {
             assert!(one.claim_invocation(2000, "t", 2, short).unwrap().is_some());
             // Fixed wait: past the 1 ms lease on the database's clock.
@@ -1079,7 +1104,7 @@ mod tests {
             .collect();
         let ids: Vec<String> = (0..120).map(|i| format!("r{i:03}")).collect();
         for (i, id) in ids.iter().enumerate() {
-            nodes[i % 3].insert_invocation(&new(id, i as i64)).unwrap();
+            nodes[i % 3].insert_invocation(new(id, i as i64)).unwrap();
         }
         let claimers: Vec<_> = (0..6)
             .map(|t| {
@@ -1172,8 +1197,8 @@ mod tests {
             return;
         };
         let s = Store::connect(&db.url).unwrap();
-        s.insert_invocation(&new("tick", 1)).unwrap();
-        let e = s.insert_invocation(&new("tick", 1)).unwrap_err();
+        s.insert_invocation(new("tick", 1)).unwrap();
+        let e = s.insert_invocation(new("tick", 1)).unwrap_err();
         assert!(e.is_duplicate(), "{e}");
         assert_eq!(s.unfinished_invocations().unwrap(), 1);
     }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::asynchronous::{
-    status, trace_id_of, Backlog, Claimed, Listed, NewInvocation, Recovered,
+    status, trace_id_of, Backlog, Claim, Claimed, InvocationWrite, Listed, Recovered,
 };
 use super::{Backend, StoreError};
 
@@ -125,6 +125,114 @@ impl SqliteStore {
             .query_row(sql, params![key], |r| r.get(0))
             .optional()?)
     }
+}
+
+/// Applies `writes`, then claims what `claim` asks for (one node: what a
+/// stopped server left running is recovered at start, so there are no
+/// leases), in one transaction.
+fn write_and_claim(
+    db: &mut Connection,
+    writes: &[InvocationWrite],
+    claim: Option<&Claim>,
+) -> Result<(Vec<bool>, Vec<Claimed>), StoreError> {
+    let tx = db.transaction()?;
+    let mut done = Vec::with_capacity(writes.len());
+    for write in writes {
+        let changed = match write {
+            InvocationWrite::Insert(new) => tx
+                .prepare_cached(
+                    "INSERT INTO async_invocations (request_id, function, target, payload,
+                         status, accepted_ms, next_ms, traceparent, tracestate, source, depth)
+                     VALUES (?1, ?2, ?3, ?4, 'WAIT', ?5, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (request_id) DO NOTHING",
+                )?
+                .execute(params![
+                    new.request_id,
+                    new.function,
+                    new.target,
+                    new.payload,
+                    new.accepted_ms,
+                    new.traceparent,
+                    new.tracestate,
+                    new.source,
+                    new.depth
+                ])?,
+            InvocationWrite::Finish {
+                request_id,
+                attempt,
+                status,
+                error_code,
+                error_message,
+                end_time,
+            } => tx
+                .prepare_cached(
+                    "UPDATE async_invocations SET status = ?2, error_code = ?3,
+                         error_message = ?4, end_time = ?5, payload = x''
+                     WHERE request_id = ?1 AND status = 'RUNNING' AND attempts = ?6",
+                )?
+                .execute(params![
+                    request_id,
+                    status,
+                    error_code,
+                    error_message,
+                    end_time,
+                    attempt
+                ])?,
+            InvocationWrite::Retry {
+                request_id,
+                attempt,
+                next_ms,
+                error_code,
+                error_message,
+            } => tx
+                .prepare_cached(
+                    "UPDATE async_invocations SET status = 'WAIT', next_ms = ?2,
+                         error_code = ?3, error_message = ?4
+                     WHERE request_id = ?1 AND status = 'RUNNING' AND attempts = ?5",
+                )?
+                .execute(params![
+                    request_id,
+                    next_ms,
+                    error_code,
+                    error_message,
+                    attempt
+                ])?,
+        };
+        done.push(changed == 1);
+    }
+    let claimed = match claim {
+        Some(c) => claim_due(&tx, c.now_ms, &c.start_time, c.limit)?,
+        None => Vec::new(),
+    };
+    tx.commit()?;
+    Ok((done, claimed))
+}
+
+/// Claims up to `limit` invocations due at `now_ms`, the first due first.
+fn claim_due(
+    db: &Connection,
+    now_ms: i64,
+    start_time: &str,
+    limit: usize,
+) -> Result<Vec<Claimed>, StoreError> {
+    let mut stmt = db.prepare_cached(
+        "UPDATE async_invocations SET status = 'RUNNING', attempts = attempts + 1,
+                 start_time = ?2
+             WHERE rowid IN (SELECT rowid FROM async_invocations
+                             WHERE status = 'WAIT' AND next_ms <= ?1
+                             ORDER BY next_ms, rowid LIMIT ?3)
+             RETURNING request_id, function, target, payload, attempts, interrupted,
+                       accepted_ms, traceparent, tracestate, source, depth, next_ms, rowid",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt
+        .query_map(params![now_ms, start_time, limit], |r| {
+            Ok(((r.get::<_, i64>(11)?, r.get::<_, i64>(12)?), claimed(r)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    // RETURNING has no order of its own: the first due first.
+    rows.sort_by_key(|(order, _)| *order);
+    Ok(rows.into_iter().map(|(_, c)| c).collect())
 }
 
 impl Backend for SqliteStore {
@@ -250,50 +358,23 @@ impl Backend for SqliteStore {
         )
     }
 
-    fn insert_invocation(&self, new: &NewInvocation<'_>) -> Result<(), StoreError> {
-        self.db.lock().execute(
-            "INSERT INTO async_invocations (request_id, function, target, payload, status,
-                 accepted_ms, next_ms, traceparent, tracestate, source, depth)
-             VALUES (?1, ?2, ?3, ?4, 'WAIT', ?5, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                new.request_id,
-                new.function,
-                new.target,
-                new.payload,
-                new.accepted_ms,
-                new.traceparent,
-                new.tracestate,
-                new.source,
-                new.depth
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn claim_invocation(
+    fn write_invocations(
         &self,
-        now_ms: i64,
-        start_time: &str,
-        _max_interrupted: u32,
-        _lease: std::time::Duration,
-    ) -> Result<Option<Claimed>, StoreError> {
-        // One node: what a stopped server left running is recovered at
-        // start (`recover_invocations`), so there are no leases.
-        Ok(self
-            .db
-            .lock()
-            .query_row(
-                "UPDATE async_invocations SET status = 'RUNNING', attempts = attempts + 1,
-                     start_time = ?2
-                 WHERE rowid = (SELECT rowid FROM async_invocations
-                                WHERE status = 'WAIT' AND next_ms <= ?1
-                                ORDER BY next_ms, rowid LIMIT 1)
-                 RETURNING request_id, function, target, payload, attempts, interrupted,
-                           accepted_ms, traceparent, tracestate, source, depth",
-                params![now_ms, start_time],
-                claimed,
-            )
-            .optional()?)
+        writes: &[InvocationWrite],
+        claim: Option<&Claim>,
+    ) -> Result<(Vec<bool>, Vec<Claimed>), StoreError> {
+        let mut db = self.db.lock();
+        if writes.iter().any(InvocationWrite::must_be_durable) {
+            write_and_claim(&mut db, writes, claim)
+        } else {
+            // Not synced to disk (see `InvocationWrite::must_be_durable`):
+            // the transaction survives the server's crash (it is in the
+            // log), and the next synced commit takes it to disk.
+            db.pragma_update(None, "synchronous", "NORMAL")?;
+            let done = write_and_claim(&mut db, writes, claim);
+            db.pragma_update(None, "synchronous", "FULL")?;
+            done
+        }
     }
 
     fn next_invocation_due(&self) -> Result<Option<i64>, StoreError> {
@@ -312,48 +393,6 @@ impl Backend for SqliteStore {
     ) -> Result<bool, StoreError> {
         // One node, no leases: its claims are its own until it stops.
         Ok(true)
-    }
-
-    fn finish_invocation(
-        &self,
-        request_id: &str,
-        attempt: u32,
-        status: &str,
-        error_code: i64,
-        error_message: &str,
-        end_time: &str,
-    ) -> Result<bool, StoreError> {
-        let changed = self.db.lock().execute(
-            "UPDATE async_invocations SET status = ?2, error_code = ?3, error_message = ?4,
-                 end_time = ?5, payload = x''
-             WHERE request_id = ?1 AND status = 'RUNNING' AND attempts = ?6",
-            params![
-                request_id,
-                status,
-                error_code,
-                error_message,
-                end_time,
-                attempt
-            ],
-        )?;
-        Ok(changed == 1)
-    }
-
-    fn retry_invocation(
-        &self,
-        request_id: &str,
-        attempt: u32,
-        next_ms: i64,
-        error_code: i64,
-        error_message: &str,
-    ) -> Result<bool, StoreError> {
-        let changed = self.db.lock().execute(
-            "UPDATE async_invocations SET status = 'WAIT', next_ms = ?2, error_code = ?3,
-                 error_message = ?4
-             WHERE request_id = ?1 AND status = 'RUNNING' AND attempts = ?5",
-            params![request_id, next_ms, error_code, error_message, attempt],
-        )?;
-        Ok(changed == 1)
     }
 
     fn cancel_invocation(
