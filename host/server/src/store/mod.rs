@@ -250,7 +250,9 @@ impl Store {
     /// What the committer of shared transactions has done (`None` before
     /// its first write).
     pub fn commit_counts(&self) -> Option<&CommitCounts> {
-        self.group_commit.get().map(group_commit::GroupCommit::counts)
+        self.group_commit
+            .get()
+            .map(group_commit::GroupCommit::counts)
     }
 
     /// Whether other nodes share this store (PostgreSQL).
