@@ -163,14 +163,8 @@ pub(crate) async fn create(
 pub(crate) async fn list(State(state): State<Shared>, q: Params) -> Json<Value> {
     let start: usize = q.lenient("marker").unwrap_or(0);
     let max: usize = q.lenient("maxitems").unwrap_or(400).clamp(1, 400);
-    let all: Vec<Value> = state
-        .management
-        .records()
-        .iter()
-        .map(|r| r.to_json("latest"))
-        .collect();
-    let count = all.len();
-    let page: Vec<Value> = all.into_iter().skip(start).take(max).collect();
+    let (count, records) = state.management.records_page(start, max);
+    let page: Vec<Value> = records.iter().map(|r| r.to_json("latest")).collect();
     let next = if start + page.len() < count {
         start + page.len()
     } else {

@@ -350,6 +350,15 @@ impl Management {
         self.functions.lock().values().cloned().collect()
     }
 
+    /// How many functions there are, and the records of at most `max` of
+    /// them from the `start`th, by name: a page costs its own records, not
+    /// every function's.
+    pub(crate) fn records_page(&self, start: usize, max: usize) -> (usize, Vec<FunctionRecord>) {
+        let functions = self.functions.lock();
+        let page = functions.values().skip(start).take(max).cloned().collect();
+        (functions.len(), page)
+    }
+
     /// The current record of the function a URN names (and the parsed URN).
     pub(crate) fn lookup(&self, urn: &str) -> Result<(FunctionRecord, FunctionRef), ApiError> {
         let r = FunctionRef::parse(urn).ok_or_else(ApiError::function_not_found)?;

@@ -229,7 +229,8 @@ async fn touch(tx: &Transaction<'_>, function: &str) -> Result<(), StoreError> {
 
 /// Claims what `claim` asks for, in `tx`, for `node`: first fails the
 /// claims whose lease ran out past the allowance of interruptions, then
-/// takes the first due (waiting, or running under a lease that ran out).
+/// takes the first due (waiting, or running under a lease that ran out),
+/// both statements in one flight.
 async fn claim_due(
     tx: &deadpool_postgres::Transaction<'_>,
     claim: &Claim,
@@ -251,7 +252,6 @@ async fn claim_due(
                AND interrupted + 1 >= $1"
         ))
         .await?;
-    tx.execute(&fail, &[&max_interrupted, &start_time]).await?;
     // Each branch of the union finds its candidates by its own index (the
     // two conditions ORed would scan the table); the condition is checked
     // again on the rows locked.
@@ -266,9 +266,11 @@ async fn claim_due(
                          UNION ALL
                          (SELECT request_id FROM async_invocations
                           WHERE status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS}
+                            AND interrupted + 1 < $6
                           LIMIT $5))
                        AND ((status = 'WAIT' AND next_ms <= $1)
-                            OR (status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS}))
+                            OR (status = 'RUNNING' AND lease_until_ms <= {DB_NOW_MS}
+                                AND interrupted + 1 < $6))
                      ORDER BY next_ms, seq LIMIT $5
                      FOR UPDATE SKIP LOCKED)
                  UPDATE async_invocations a SET
@@ -286,9 +288,21 @@ async fn claim_due(
                            a.source, a.depth, due.next_ms, due.seq"
         ))
         .await?;
-    let rows = tx
-        .query(&take, &[&now_ms, &start_time, &node, &lease, &limit])
-        .await?;
+    let (_, rows) = futures_util::future::try_join(
+        tx.execute(&fail, &[&max_interrupted, &start_time]),
+        tx.query(
+            &take,
+            &[
+                &now_ms,
+                &start_time,
+                &node,
+                &lease,
+                &limit,
+                &max_interrupted,
+            ],
+        ),
+    )
+    .await?;
     // RETURNING has no order of its own: the first due first.
     let mut claimed: Vec<_> = rows
         .iter()
@@ -724,11 +738,18 @@ impl Backend for PostgresStore {
                     }
                 }
             });
-            let changed = futures_util::future::try_join_all(changes).await?;
-            let claimed = match &claim {
-                Some(claim) => claim_due(&tx, claim, &node).await?,
-                None => Vec::new(),
+            // The claim is sent behind the writes, in the same flight (the
+            // server runs them in order, so it may take what they insert).
+            let claiming = async {
+                match &claim {
+                    Some(claim) => claim_due(&tx, claim, &node).await,
+                    None => Ok(Vec::new()),
+                }
             };
+            let writing = futures_util::future::try_join_all(
+                changes.map(|change| async { change.await.map_err(StoreError::from) }),
+            );
+            let (changed, claimed) = futures_util::future::try_join(writing, claiming).await?;
             tx.commit().await?;
             Ok((changed.into_iter().map(|n| n == 1).collect(), claimed))
         })
