@@ -56,3 +56,53 @@ def test_a_slow_initializer_delays_no_other_function(server):
     config = json.loads(call(server, "GET", f"{BASE}/slow/config")[2])
     assert config["description"] == "second", config
     assert json.loads(config["user_data"]) == {"INIT_SLEEP_MS": "1500"}, config
+
+
+def test_concurrent_creates_of_distinct_packages_keep_every_package(server, tmp_path):
+    """A create stored its package, and only then held it from the garbage
+    collection that other changes run when they end: in between, a
+    concurrent create's collection could delete it (a 500, "package vanished
+    after storing", or a record whose package was gone at the next start).
+    Found by scripts/bench-scale.sh creating distinct builds side by side."""
+    import base64
+    import io
+    import subprocess
+    import zipfile
+    from pathlib import Path
+    # A small library (the C sample), so that the creates overlap.
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-I", str(root / "plugin-api/include"),
+                    "-o", str(tmp_path / "hello.so"), str(root / "sample-plugins/c/hello.c")], check=True)
+    lib = (tmp_path / "hello.so").read_bytes()
+
+    def body(i):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("hello.so", lib)
+            z.writestr("tag.txt", f"package {i}")
+        return create_body(f"c{i}", handler="hello.Handler", runtime="Custom",
+                           func_code={"file": base64.b64encode(buf.getvalue()).decode()})
+
+    bodies = [body(i) for i in range(48)]
+    answers = {}
+
+    def create_some(k):
+        for i in range(k, len(bodies), 4):
+            status, _, answer = call(server, "POST", BASE, bodies[i])
+            answers[i] = (status, answer[:200])
+
+    # Four at once: the most uploads the server takes side by side.
+    threads = [threading.Thread(target=create_some, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    failed = {i: a for i, a in answers.items() if a[0] != 200}
+    assert len(answers) == len(bodies) and not failed, failed
+    # Every package is still there: each function is restored at the next
+    # start, and answers.
+    server.stop()
+    server.start()
+    for i in range(len(bodies)):
+        status, _, answer = call(server, "POST", f"{BASE}/c{i}/invocations", {"key": "NAME"})
+        assert status == 200, (i, status, answer)

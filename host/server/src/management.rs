@@ -576,23 +576,31 @@ impl Changing {
             .lock()
             .get(&record.func_name)
             .map(|current| current.served().clone());
-        if let Some(zip) = zip {
-            let library = match change {
-                Change::Create => Some(
-                    fnhost::Entry::parse(&record.handler)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?
-                        .library,
-                ),
-                Change::Update => None,
-            };
-            let package = m
-                .packages
-                .store(&zip, library.as_deref())
-                .map_err(package_refused)?;
-            record.digest = package.digest;
-            record.code_size = package.size;
-        }
-        // Kept from other changes' garbage collection until recorded.
+        // The package is kept from other changes' garbage collection until
+        // recorded: held before it is stored, since another change's
+        // collection may run the moment it exists.
+        let _stored = match zip {
+            Some(zip) => {
+                let library = match change {
+                    Change::Create => Some(
+                        fnhost::Entry::parse(&record.handler)
+                            .map_err(|e| ApiError::bad_request(e.to_string()))?
+                            .library,
+                    ),
+                    Change::Update => None,
+                };
+                let digest = crate::package::PackageStore::digest_of(&zip);
+                let held = m.pending.hold(&digest);
+                let package = m
+                    .packages
+                    .store_digested(&zip, &digest, library.as_deref())
+                    .map_err(package_refused)?;
+                record.digest = package.digest;
+                record.code_size = package.size;
+                Some(held)
+            }
+            None => None,
+        };
         let _pending = m.pending.hold(&record.digest);
         let config = m.config_of(&record)?;
         let previous = replaced.clone();

@@ -197,7 +197,9 @@ impl PackageStore {
             io::ErrorKind::InvalidData => PackageError::Io(e),
             _ => PackageError::Unavailable(e),
         })? {
-            Some(zip) => self.store_here(&zip, None).map(Some),
+            Some(zip) => self
+                .store_here(&zip, &Self::digest_of(&zip), None)
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -264,6 +266,7 @@ impl PackageStore {
         let fresh = self
             .root
             .join(format!("{TMP}{digest}-{}-{n}", std::process::id()));
+        let digest = digest.to_owned();
         let stale = self
             .root
             .join(format!("{TMP}{digest}-{}-{n}-stale", std::process::id()));
@@ -309,7 +312,24 @@ impl PackageStore {
     /// With shared object storage, the package is written there too before
     /// this returns.
     pub fn store(&self, zip: &[u8], library: Option<&str>) -> Result<Package, PackageError> {
-        let package = self.store_here(zip, library)?;
+        self.store_digested(zip, &Self::digest_of(zip), library)
+    }
+
+    /// The digest a package of `zip` is stored under.
+    pub fn digest_of(zip: &[u8]) -> String {
+        hex::encode(Sha256::digest(zip))
+    }
+
+    /// [`store`](Self::store) with the zip's digest already computed
+    /// ([`digest_of`](Self::digest_of)): a caller that must keep the package
+    /// from garbage collection holds the digest before the package exists.
+    pub fn store_digested(
+        &self,
+        zip: &[u8],
+        digest: &str,
+        library: Option<&str>,
+    ) -> Result<Package, PackageError> {
+        let package = self.store_here(zip, digest, library)?;
         if let Some(remote) = &self.remote {
             remote
                 .put(&package.digest, zip)
@@ -318,9 +338,13 @@ impl PackageStore {
         Ok(package)
     }
 
-    fn store_here(&self, zip: &[u8], library: Option<&str>) -> Result<Package, PackageError> {
-        let digest = hex::encode(Sha256::digest(zip));
-        if let Some(p) = self.get(&digest) {
+    fn store_here(
+        &self,
+        zip: &[u8],
+        digest: &str,
+        library: Option<&str>,
+    ) -> Result<Package, PackageError> {
+        if let Some(p) = self.get(digest) {
             if let Some(library) = library {
                 check_library_present(&p.dir, library)?;
             }
@@ -330,6 +354,7 @@ impl PackageStore {
         let tmp = self
             .root
             .join(format!("{TMP}{digest}-{}-{n}", std::process::id()));
+        let digest = digest.to_owned();
         let result = (|| -> Result<(), PackageError> {
             fs::create_dir_all(&tmp)?;
             extract(zip, &tmp.join(ROOT))?;
