@@ -110,6 +110,11 @@ struct Pending {
     changes: AtomicUsize,
     /// Code packages stored by a change not yet recorded, with counts.
     digests: Mutex<HashMap<String, usize>>,
+    /// Held shared while a change stores a package (from holding its
+    /// digest until it is stored), exclusively while garbage is collected:
+    /// a package stored after the collection listed what to keep, and
+    /// before it deleted the rest, would be deleted.
+    storing: parking_lot::RwLock<()>,
 }
 
 /// A package digest held in [`Pending`] while it lives.
@@ -454,6 +459,7 @@ impl Management {
     /// version) alias references any more, and the cached library copies
     /// that no live generation uses.
     fn collect_garbage(&self) {
+        let _no_store_meanwhile = self.pending.storing.write();
         let mut keep = HashSet::new();
         let records: Result<Vec<FunctionRecord>, _> = self.store.functions();
         let Ok(records) = records else {
@@ -590,11 +596,13 @@ impl Changing {
                     Change::Update => None,
                 };
                 let digest = crate::package::PackageStore::digest_of(&zip);
+                let storing = m.pending.storing.read();
                 let held = m.pending.hold(&digest);
                 let package = m
                     .packages
                     .store_digested(&zip, &digest, library.as_deref())
                     .map_err(package_refused)?;
+                drop(storing);
                 record.digest = package.digest;
                 record.code_size = package.size;
                 Some(held)
@@ -661,7 +669,12 @@ impl Changing {
         m.functions
             .lock()
             .insert(record.func_name.clone(), record.clone());
-        m.collect_garbage();
+        // A created function makes nothing garbage (and collecting reads
+        // every function's records: on every create, that made creating N
+        // functions cost N squared).
+        if change == Change::Update {
+            m.collect_garbage();
+        }
         Ok(record)
     }
 
