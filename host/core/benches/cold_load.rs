@@ -6,7 +6,11 @@
 //!   check, initializer: `Runtime::load` minus the pre-flight, which
 //!   `Library::load_timings` reports) of `testplugin` and of C plugins of
 //!   1 MB, 5 MB and 20 MB (`support/padded.c`), beside a bare `dlopen` +
-//!   `dlsym` of a never-seen file of the same build in the same rounds;
+//!   `dlsym` of a never-seen file of the same build in the same rounds,
+//!   and beside the honest floor (`bare_copy_and_dlopen_*`): a bare copy
+//!   of the same bytes into the code cache's file system, then `dlopen` +
+//!   `dlsym` of the copy (the trust model requires fnhost's private copy,
+//!   so that copy is the least a load can cost);
 //!   and an already-hashed build (`*_hashed`: inspected first, as the
 //!   watcher does, then loaded). Every build is written to a directory on
 //!   the target's file system (as a user's build output is) just before it
@@ -128,6 +132,21 @@ fn bare_dlopen(path: &Path, close: bool) -> Duration {
         // library in use.
         unsafe { libc::dlclose(handle) };
     }
+    took
+}
+
+/// The floor of a cold load: a bare copy of `src` into `dir` (on the code
+/// cache's file system), then [`bare_dlopen`] of the copy.
+fn bare_copy_and_dlopen(src: &Path, dir: &Path, close: bool) -> Duration {
+    let copy = dir.join(format!(
+        "floor-{}.so",
+        NONCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let start = Instant::now();
+    std::fs::copy(src, &copy).unwrap();
+    let copied = start.elapsed();
+    let took = copied + bare_dlopen(&copy, close);
+    let _ = std::fs::remove_file(&copy);
     took
 }
 
@@ -289,6 +308,10 @@ fn quiesce(rt: &Runtime) {
 fn cold_load(rt: &Runtime, work: &Path, builds: &[(String, bool, Build)]) {
     let dir_counter = AtomicU64::new(0);
     let fresh_dir = || work.join(format!("d{}", dir_counter.fetch_add(1, Ordering::Relaxed)));
+    let floor_dir =
+        fnhost_cache_parent().join(format!("fnhost-bench-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&floor_dir).unwrap();
+    let floor_dir = &floor_dir;
     let mut cases = Vec::new();
     for (label, is_padded, build) in builds {
         let close = *is_padded;
@@ -305,8 +328,23 @@ fn cold_load(rt: &Runtime, work: &Path, builds: &[(String, bool, Build)]) {
                 format!("{label}_hashed"),
             )
         };
+        let floor = format!("bare_copy_and_dlopen_{label}");
         // Every load maps a library for good (fnhost never unloads one):
         // few per batch.
+        cases.push(
+            Case::new(
+                &floor,
+                Box::new(move |n| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..n {
+                        let path = build.put(&fresh_dir());
+                        total += bare_copy_and_dlopen(&path, floor_dir, close);
+                    }
+                    total
+                }),
+            )
+            .max_batch(8),
+        );
         cases.push(
             Case::new(
                 &bare,
@@ -392,20 +430,23 @@ fn cold_load(rt: &Runtime, work: &Path, builds: &[(String, bool, Build)]) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
     let m = rounds::run_with("cold_load", &mut cases, rounds_n);
+    let _ = std::fs::remove_dir_all(floor_dir);
     println!();
     println!(
-        "| library | fnhost in-host cold load / bare dlopen+dlsym | already-hashed build / bare |"
+        "| library | fnhost in-host cold load / bare copy+dlopen (the floor) | / bare dlopen+dlsym | already-hashed build / bare dlopen |"
     );
-    println!("|---|---|---|");
+    println!("|---|---|---|---|");
     let mut extra = Vec::new();
     for (i, (label, _, _)) in builds.iter().enumerate() {
-        let (bare, cold, hashed) = (&m[3 * i], &m[3 * i + 1], &m[3 * i + 2]);
+        let (floor, bare, cold, hashed) = (&m[4 * i], &m[4 * i + 1], &m[4 * i + 2], &m[4 * i + 3]);
+        let f = rounds::ratio(cold, floor);
         let c = rounds::ratio(cold, bare);
         let h = rounds::ratio(hashed, bare);
         println!(
-            "| {label} | {:.2}x ({:.2}-{:.2}) | {:.2}x ({:.2}-{:.2}) |",
-            c.0, c.1, c.2, h.0, h.1, h.2
+            "| {label} | {:.2}x ({:.2}-{:.2}) | {:.2}x ({:.2}-{:.2}) | {:.2}x ({:.2}-{:.2}) |",
+            f.0, f.1, f.2, c.0, c.1, c.2, h.0, h.1, h.2
         );
+        extra.push((format!("{label}_cold_floor_ratio"), f.0));
         extra.push((format!("{label}_cold_ratio"), c.0));
         extra.push((format!("{label}_hashed_ratio"), h.0));
     }
