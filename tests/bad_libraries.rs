@@ -283,14 +283,7 @@ fn a_file_planted_in_the_code_cache_is_never_run() {
 
 #[test]
 fn a_pre_started_checker_contains_constructors_as_a_fresh_one_does() {
-    // A cache of its own: echo has passed no pre-flight in it yet.
-    let cache = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(fnhost::RuntimeConfig {
-        cache_dir: Some(cache.path().to_owned()),
-        worker_executable: Some(fnhost_e2e::fnhost_bin()),
-        ..fnhost::RuntimeConfig::default()
-    })
-    .unwrap();
+    let rt = runtime();
     // The first pre-flight starts its worker on the spot, then a spare.
     still_serving(&rt);
     assert_eq!(rt.stats().preflights, 1);
@@ -311,48 +304,4 @@ fn a_pre_started_checker_contains_constructors_as_a_fresh_one_does() {
             "{fixture}: no spare used"
         );
     }
-}
-
-/// A build that passed its pre-flight is not tried again by a later
-/// process on the same cache (a restart of a server with many distinct
-/// builds ran every one of them again); one that failed is tried again,
-/// and a marker this user did not write privately does not count.
-#[test]
-fn a_passed_pre_flight_holds_across_restarts_a_failed_one_does_not() {
-    let cache = tempfile::tempdir().unwrap();
-    let fresh = || {
-        Runtime::new(fnhost::RuntimeConfig {
-            cache_dir: Some(cache.path().to_owned()),
-            worker_executable: Some(fnhost_e2e::fnhost_bin()),
-            ..fnhost::RuntimeConfig::default()
-        })
-        .unwrap()
-    };
-    let first = fresh();
-    still_serving(&first);
-    assert_eq!(first.stats().preflights, 1);
-    constructor_refused(&first, "ctor_exit", "exited the process with status 7");
-    drop(first);
-    let restarted = fresh();
-    still_serving(&restarted);
-    assert_eq!(restarted.stats().preflights, 0, "echo passed before");
-    constructor_refused(&restarted, "ctor_exit", "exited the process with status 7");
-    assert_eq!(restarted.stats().preflights, 1, "ctor_exit is tried again");
-    drop(restarted);
-    // A marker others may write is no marker.
-    use std::os::unix::fs::PermissionsExt;
-    let markers: Vec<_> = std::fs::read_dir(cache.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".passed"))
-        .collect();
-    assert_eq!(markers.len(), 1, "only echo's");
-    std::fs::set_permissions(markers[0].path(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let again = fresh();
-    still_serving(&again);
-    assert_eq!(
-        again.stats().preflights,
-        1,
-        "a writable marker does not count"
-    );
 }

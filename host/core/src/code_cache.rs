@@ -120,55 +120,19 @@ impl CodeCache {
     /// cache no other process uses: a copy deleted under another process
     /// would be missing when it starts a worker from it.
     pub fn retain(&self, keep: &std::collections::HashSet<Digest>) -> io::Result<usize> {
-        let keep: std::collections::HashSet<String> = keep.iter().map(Digest::to_hex).collect();
+        let keep: std::collections::HashSet<String> =
+            keep.iter().map(|d| format!("{}.so", d.to_hex())).collect();
         let mut deleted = 0;
         for entry in fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            // A copy, or its pre-flight's marker (which goes with it).
-            let (digest, is_copy) = match name.split_once('.') {
-                Some((d, "so")) => (d, true),
-                Some((d, "passed")) => (d, false),
-                _ => continue,
-            };
-            let is_digest = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-            if is_digest && !keep.contains(digest) && fs::remove_file(entry.path()).is_ok() {
-                deleted += usize::from(is_copy);
+            let is_copy = name.len() == 67
+                && name.ends_with(".so")
+                && name[..64].bytes().all(|b| b.is_ascii_hexdigit());
+            if is_copy && !keep.contains(&name) && fs::remove_file(entry.path()).is_ok() {
+                deleted += 1;
             }
         }
         Ok(deleted)
-    }
-
-    /// Records that the copy of `digest` passed its pre-flight (an empty,
-    /// private file `<digest>.passed` beside it), so that a later process
-    /// on this cache does not try the same bytes again. Best effort: a
-    /// marker that cannot be written costs a pre-flight, nothing else.
-    pub fn mark_passed(&self, digest: &Digest) {
-        if self.dir.as_os_str().is_empty() {
-            return;
-        }
-        let _ = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.dir.join(format!("{}.passed", digest.to_hex())));
-    }
-
-    /// Whether the copy of `digest` passed its pre-flight before
-    /// ([`mark_passed`](Self::mark_passed)): the marker counts only as a
-    /// regular file of this user's that nobody else may write (the cache's
-    /// directories are this user's alone, see the module docs).
-    pub fn has_passed(&self, digest: &Digest) -> bool {
-        if self.dir.as_os_str().is_empty() {
-            return false;
-        }
-        let Ok(meta) = fs::symlink_metadata(self.dir.join(format!("{}.passed", digest.to_hex())))
-        else {
-            return false;
-        };
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::geteuid() };
-        meta.file_type().is_file() && meta.uid() == uid && meta.mode() & 0o022 == 0
     }
 
     /// The path of the copy of `digest`.

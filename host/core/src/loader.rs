@@ -560,18 +560,11 @@ impl Loader {
         if self.passed.lock().contains(digest) {
             return Ok(None);
         }
-        // Passed in an earlier process on this cache (a restart): the same
-        // bytes, verified against their digest when opened.
-        if self.cache.has_passed(digest) {
-            self.passed.lock().insert(*digest);
-            return Ok(None);
-        }
         let started = Instant::now();
         preflight
             .check(file)
             .map_err(|failure| failure_to_error(source, failure))?;
         self.passed.lock().insert(*digest);
-        self.cache.mark_passed(digest);
         Ok(Some(started.elapsed()))
     }
 
@@ -608,7 +601,6 @@ impl Loader {
             .check(&ingested.file)
             .map_err(|failure| failure_to_error(path, failure))?;
         self.passed.lock().insert(ingested.digest);
-        self.cache.mark_passed(&ingested.digest);
         Ok(LibraryReport {
             digest: ingested.digest,
             size: ingested.size,
