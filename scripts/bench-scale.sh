@@ -171,6 +171,17 @@ def wrk(server, names):
         raise SystemExit(f"{non2xx} non-2xx answers under wrk")
     return rps, lat["50%"], lat["99%"]
 
+def restart_to_ready(server, names):
+    """Stops `server` and starts it again on the same state: seconds until
+    it is ready and a function picked at random answers."""
+    server.stop()
+    took = server.start()
+    t = time.monotonic()
+    invoke_each(server, [random.choice(names)])
+    took += time.monotonic() - t
+    server.stop()
+    return took
+
 def spread(xs):
     return f"{min(xs):.2f}-{max(xs):.2f}"
 
@@ -194,12 +205,7 @@ try:
                 order.reverse()
             got = {kind: wrk(s, ns) for kind, ns in order}
             rounds.append(got)
-        s.stop()
-        restart = s.start()
-        t = time.monotonic()
-        invoke_each(s, [random.choice(names)])
-        restart += time.monotonic() - t
-        s.stop()
+        restart = restart_to_ready(s, names)
         p99_ratio = [g["random"][2] / g["one"][2] for g in rounds]
         p50_ratio = [g["random"][1] / g["one"][1] for g in rounds]
         rps_ratio = [g["random"][0] / g["one"][0] for g in rounds]
@@ -228,12 +234,7 @@ try:
         deployed_kb = s.rss_kb()
         invoke_each(s, names)
         warm_kb = s.rss_kb()
-        s.stop()
-        restart = s.start()
-        t = time.monotonic()
-        invoke_each(s, [random.choice(names)])
-        restart += time.monotonic() - t
-        s.stop()
+        restart = restart_to_ready(s, names)
         print(f"{DISTINCT} distinct builds: created in {created:.1f} s ({created / DISTINCT * 1000:.1f} ms each); "
               f"RSS {(deployed_kb - base_kb) / DISTINCT:.1f} kB a build deployed, "
               f"{(warm_kb - base_kb) / DISTINCT:.1f} kB after one call each; restart to ready {restart:.2f} s",

@@ -109,6 +109,13 @@ async fn exchange(
     }
 }
 
+/// The `p` quantile (0 to 1) of sorted microseconds, in milliseconds (0
+/// when there are none).
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    let i = ((sorted_us.len() as f64 * p).ceil() as usize).clamp(1, sorted_us.len().max(1));
+    sorted_us.get(i - 1).copied().unwrap_or(0) as f64 / 1000.0
+}
+
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u64>,
@@ -175,14 +182,7 @@ async fn accept(url: &str, connections: usize, seconds: f64, ids_file: &str) -> 
         .as_secs_f64()
         .min(seconds.max(0.001) + 1.0);
     all.latencies_us.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if all.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let i =
-            ((all.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, all.latencies_us.len());
-        all.latencies_us[i - 1] as f64 / 1000.0
-    };
+    let pct = |p| percentile_ms(&all.latencies_us, p);
     std::fs::write(ids_file, all.ids.join("\n") + "\n")?;
     println!(
         "{}",
@@ -275,10 +275,7 @@ fn now_ms() -> i64 {
 
 fn report(rows: usize, elapsed: f64, mut commits_us: Vec<u64>) {
     commits_us.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        let i = ((commits_us.len() as f64 * p).ceil() as usize).clamp(1, commits_us.len().max(1));
-        commits_us.get(i - 1).copied().unwrap_or(0) as f64 / 1000.0
-    };
+    let pct = |p| percentile_ms(&commits_us, p);
     println!(
         "{}",
         serde_json::json!({
