@@ -114,6 +114,7 @@ def test_a_thousand_entries_are_each_handled_once_in_order(tmp_path, broker):
         pipe = r.pipeline()
         for i in range(1000):
             pipe.xadd(stream, {"n": str(i), "blob": bytes([0xff, i % 256])})
+        published_at = time.time()
         sent = [x.decode() for x in pipe.execute()]
         assert eventually(lambda: len(handled(out)) >= 1001, timeout=60), len(handled(out))
         time.sleep(0.5)
@@ -130,6 +131,11 @@ def test_a_thousand_entries_are_each_handled_once_in_order(tmp_path, broker):
         line = [l for l in metrics.splitlines() if l.startswith("fnhost_trigger_messages_total{") and 'result="succeeded"' in l]
         assert line and line[0].endswith(" 1001"), line
         assert "fnhost_trigger_lag{" in metrics and "fnhost_trigger_batch_seconds_count{" in metrics
+        # When the last batch was acknowledged: after the entries were
+        # published, and not in the future.
+        stamp = [l for l in metrics.splitlines() if l.startswith("fnhost_trigger_last_batch_timestamp_seconds{")]
+        assert stamp, metrics
+        assert published_at <= float(stamp[0].rpartition(" ")[2]) <= time.time(), (published_at, stamp)
     finally:
         server.stop()
 

@@ -117,6 +117,10 @@ pub(crate) struct SourceStatus {
     pub(crate) batch_nanos: AtomicU64,
     /// Batches that took at most each of [`BATCH_BUCKETS`] seconds.
     pub(crate) batch_buckets: [AtomicU64; 5],
+    /// When the last batch was acknowledged (ns since the Unix epoch, 0
+    /// before the first): `fnhost_trigger_last_batch_timestamp_seconds`,
+    /// for an alert on a trigger that stopped handling.
+    pub(crate) last_batch_unix_nanos: AtomicU64,
 }
 
 /// The upper bounds (s) of `fnhost_trigger_batch_seconds`'s buckets.
@@ -131,6 +135,10 @@ impl SourceStatus {
             u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.last_batch_unix_nanos.store(now, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         for (bound, count) in BATCH_BUCKETS.iter().zip(&self.batch_buckets) {
             if secs <= *bound {

@@ -213,6 +213,18 @@ fn render_triggers(state: &Shared, out: &mut String) {
     }
     let _ = writeln!(
         out,
+        "# HELP fnhost_trigger_last_batch_timestamp_seconds When an event-source trigger last acknowledged a batch (Unix time; 0 before its first).\n# TYPE fnhost_trigger_last_batch_timestamp_seconds gauge"
+    );
+    for (id, s) in &consumers {
+        let _ = writeln!(
+            out,
+            "fnhost_trigger_last_batch_timestamp_seconds{{{}}} {:.6}",
+            labels(id, s),
+            s.last_batch_unix_nanos.load(Ordering::Relaxed) as f64 / 1e9
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP fnhost_trigger_batch_seconds Time from reading a batch to acknowledging it.\n# TYPE fnhost_trigger_batch_seconds histogram"
     );
     for (id, s) in &consumers {
