@@ -45,7 +45,7 @@ use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders, OwnedMe
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{handle_batch, text_or_base64, to_on_failure, Failed, Item, MAX_BATCH};
 use crate::active_triggers::SourceStatus;
@@ -696,29 +696,37 @@ fn record_id(message: &OwnedMessage) -> String {
 /// its value in `messages` (base64 when not UTF-8, `data_encoding`), with
 /// its id, partition, offset and key beside.
 fn record(message: &OwnedMessage) -> Item {
+    /// A record of the `KafkaEvent`, borrowed from its message.
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        messages: [&'a str; 1],
+        topic_id: &'a str,
+        id: &'a str,
+        partition: i32,
+        offset: i64,
+        key: Option<std::borrow::Cow<'a, str>>,
+        data_encoding: &'static str,
+        headers: BTreeMap<&'a str, Option<std::borrow::Cow<'a, str>>>,
+    }
     let id = record_id(message);
     let (data, encoding) = text_or_base64(message.payload().unwrap_or_default());
-    let key = message.key().map(|k| text_or_base64(k).0);
-    let mut headers = serde_json::Map::new();
+    let mut headers = BTreeMap::new();
     if let Some(h) = message.headers() {
         for header in h.iter() {
-            let value = header.value.map(|v| text_or_base64(v).0);
-            headers.insert(header.key.to_owned(), Value::from(value));
+            headers.insert(header.key, header.value.map(|v| text_or_base64(v).0));
         }
     }
-    Item {
-        id: id.clone(),
-        record: json!({
-            "messages": [data],
-            "topic_id": message.topic(),
-            "id": id,
-            "partition": message.partition(),
-            "offset": message.offset(),
-            "key": key,
-            "data_encoding": encoding,
-            "headers": headers,
-        }),
-    }
+    let record = Record {
+        messages: [&data],
+        topic_id: message.topic(),
+        id: &id,
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(|k| text_or_base64(k).0),
+        data_encoding: encoding,
+        headers,
+    };
+    Item::new(id.clone(), &record)
 }
 
 /// The `KafkaEvent` of a batch.
@@ -729,6 +737,45 @@ fn event(items: &[Item]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_record_is_written_as_the_handlers_kafka_event_has_it() {
+        let message = OwnedMessage::new(
+            Some(vec![0xff, 0xfe]),
+            Some(b"k1".to_vec()),
+            "orders".to_owned(),
+            rdkafka::Timestamp::NotAvailable,
+            3,
+            42,
+            Some(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: "trace",
+                        value: Some("t-1"),
+                    })
+                    .insert(Header::<&str> {
+                        key: "empty",
+                        value: None,
+                    }),
+            ),
+        );
+        let item = record(&message);
+        let event: fnhost_api::events::KafkaEvent =
+            serde_json::from_value(event(&[item.clone()])).unwrap();
+        let r = &event.records[0];
+        assert_eq!(r.messages, ["//4="]);
+        assert_eq!(r.data_encoding.as_deref(), Some("base64"));
+        assert_eq!(
+            (r.topic_id.as_str(), r.partition, r.offset),
+            ("orders", Some(3), Some(42))
+        );
+        assert_eq!(r.key.as_deref(), Some("k1"));
+        assert_eq!(r.id.as_deref(), Some(item.id.as_str()));
+        let headers = r.headers.clone().unwrap();
+        assert_eq!(headers["trace"].as_deref(), Some("t-1"));
+        assert_eq!(headers["empty"], None);
+    }
 
     fn message(offset: i64, bytes: usize) -> OwnedMessage {
         OwnedMessage::new(

@@ -373,19 +373,27 @@ impl Consumer {
 /// A message as a record: its payload as text, or base64 when it is not
 /// UTF-8 (`payload_encoding`).
 fn record(publish: &Publish, n: u64) -> Item {
+    /// A record of the `MqttEvent`, borrowed from its message.
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        id: &'a str,
+        topic: &'a str,
+        payload: &'a str,
+        payload_encoding: &'static str,
+        retain: bool,
+        duplicate: bool,
+    }
     let (payload, encoding) = super::text_or_base64(&publish.payload);
     let id = n.to_string();
-    Item {
-        id: id.clone(),
-        record: json!({
-            "id": id,
-            "topic": publish.topic,
-            "payload": payload,
-            "payload_encoding": encoding,
-            "retain": publish.retain,
-            "duplicate": publish.dup,
-        }),
-    }
+    let record = Record {
+        id: &id,
+        topic: &publish.topic,
+        payload: &payload,
+        payload_encoding: encoding,
+        retain: publish.retain,
+        duplicate: publish.dup,
+    };
+    Item::new(id.clone(), &record)
 }
 
 /// The `MqttEvent` of a batch.
@@ -394,7 +402,7 @@ fn event(filter: &str, items: &[Item]) -> Value {
         "trigger_type": "MQTT",
         "event_time": now_rfc3339(),
         "topic_filter": filter,
-        "records": items.iter().map(|i| i.record.clone()).collect::<Vec<_>>(),
+        "records": items.iter().map(Item::record).collect::<Vec<_>>(),
     })
 }
 

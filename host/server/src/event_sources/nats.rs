@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use futures_util::StreamExt as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{handle_batch, to_on_failure, Failed, Item, MAX_BATCH};
 use crate::active_triggers::SourceStatus;
@@ -150,6 +150,8 @@ impl Consumer {
 
     async fn consume(&self) -> Result<(), String> {
         let s = &self.settings;
+        let t0 = Instant::now();
+        eprintln!("PROF consume start {:?}", std::time::SystemTime::now());
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(Some(1))
@@ -201,8 +203,10 @@ impl Consumer {
             .await
             .map_err(|e| format!("consumer {}: {e}", s.consumer))?;
         self.status.set_error(None);
+        eprintln!("PROF consumer ready {:?}", t0.elapsed());
         let mut lag_read = Instant::now() - LAG_EVERY;
         let mut messages = self.fetch(&consumer).await?;
+        eprintln!("PROF first fetch {:?}", t0.elapsed());
         loop {
             // The lag costs a round trip: read at most once a second.
             if lag_read.elapsed() >= LAG_EVERY {
@@ -296,8 +300,9 @@ impl Consumer {
             "Fnhost-Error",
             failed.reason.replace(['\r', '\n'], " ").as_str(),
         );
-        let data = failed.item.record["data"].as_str().unwrap_or_default();
-        let payload = if failed.item.record["data_encoding"] == "base64" {
+        let record = failed.item.record();
+        let data = record["data"].as_str().unwrap_or_default();
+        let payload = if record["data_encoding"] == "base64" {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD
                 .decode(data)
@@ -339,32 +344,44 @@ fn sequence(message: &async_nats::jetstream::Message) -> String {
         .unwrap_or_default()
 }
 
+/// A record of the `NatsEvent`, borrowed from its message.
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    id: &'a str,
+    subject: &'a str,
+    data: &'a str,
+    data_encoding: &'static str,
+    headers: std::collections::BTreeMap<&'a str, &'a str>,
+    delivery_count: u64,
+}
+
 /// A message as a record of the event: its data as text, or base64 when it
 /// is not UTF-8 (`data_encoding`), its headers and how often it was
 /// delivered.
 fn record(message: &async_nats::jetstream::Message) -> Item {
-    let id = sequence(message);
-    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+    // The reply subject is parsed once: it holds both numbers.
+    let (id, delivered) = match message.info() {
+        Ok(info) => (info.stream_sequence.to_string(), info.delivered),
+        Err(_) => (String::new(), 1),
+    };
     let (data, encoding) = super::text_or_base64(&message.payload);
-    let mut headers = Map::new();
+    let mut headers = std::collections::BTreeMap::new();
     if let Some(h) = &message.headers {
         for (name, values) in h.iter() {
             if let Some(v) = values.first() {
-                headers.insert(name.to_string(), Value::from(v.as_str()));
+                headers.insert(AsRef::<str>::as_ref(name), v.as_str());
             }
         }
     }
-    Item {
-        id: id.clone(),
-        record: json!({
-            "id": id,
-            "subject": message.subject.as_str(),
-            "data": data,
-            "data_encoding": encoding,
-            "headers": headers,
-            "delivery_count": delivered,
-        }),
-    }
+    let record = Record {
+        id: &id,
+        subject: message.subject.as_str(),
+        data: &data,
+        data_encoding: encoding,
+        headers,
+        delivery_count: u64::try_from(delivered).unwrap_or(0),
+    };
+    Item::new(id.clone(), &record)
 }
 
 /// The `NatsEvent` of a batch.
@@ -374,7 +391,7 @@ fn event(stream: &str, consumer: &str, items: &[Item]) -> Value {
         "event_time": now_rfc3339(),
         "stream": stream,
         "consumer": consumer,
-        "records": items.iter().map(|i| i.record.clone()).collect::<Vec<_>>(),
+        "records": items.iter().map(Item::record).collect::<Vec<_>>(),
     })
 }
 

@@ -39,7 +39,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{handle_batch, to_on_failure, Failed, Item, MAX_BATCH};
 use crate::active_triggers::SourceStatus;
@@ -454,6 +454,20 @@ fn header_value(value: &AMQPValue) -> Value {
     }
 }
 
+/// A record of the `RabbitMqEvent`, borrowed from its delivery.
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    messages: [&'a str; 1],
+    topic_id: &'a str,
+    id: &'a str,
+    data_encoding: &'static str,
+    exchange: &'a str,
+    routing_key: &'a str,
+    redelivered: bool,
+    message_id: Option<&'a str>,
+    headers: Map<String, Value>,
+}
+
 /// A delivery as a record of the event: its body as text, or base64 when
 /// it is not UTF-8 (`data_encoding`), and its AMQP metadata.
 fn record(delivery: &Delivery, queue: &str) -> Item {
@@ -465,25 +479,22 @@ fn record(delivery: &Delivery, queue: &str) -> Item {
             headers.insert(name.to_string(), header_value(value));
         }
     }
-    let message_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|m| m.to_string());
-    Item {
-        id: id.clone(),
-        record: json!({
-            "messages": [data],
-            "topic_id": queue,
-            "id": id,
-            "data_encoding": encoding,
-            "exchange": delivery.exchange.as_str(),
-            "routing_key": delivery.routing_key.as_str(),
-            "redelivered": delivery.redelivered,
-            "message_id": message_id,
-            "headers": headers,
-        }),
-    }
+    let record = Record {
+        messages: [&data],
+        topic_id: queue,
+        id: &id,
+        data_encoding: encoding,
+        exchange: delivery.exchange.as_str(),
+        routing_key: delivery.routing_key.as_str(),
+        redelivered: delivery.redelivered,
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str()),
+        headers,
+    };
+    Item::new(id.clone(), &record)
 }
 
 /// The `RabbitMqEvent` of a batch.
@@ -494,6 +505,7 @@ fn event(items: &[Item]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn dead_letters_to_the_consumed_queue_through_the_default_exchange_are_refused() {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use ::redis::AsyncConnectionConfig;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{handle_batch, to_on_failure, Failed, Item, MAX_BATCH};
 use crate::active_triggers::SourceStatus;
@@ -280,7 +280,8 @@ impl Consumer {
             .arg(&failed.item.id)
             .arg("error")
             .arg(&failed.reason);
-        if let Some(fields) = failed.item.record.get("fields").and_then(Value::as_object) {
+        let record = failed.item.record();
+        if let Some(fields) = record.get("fields").and_then(Value::as_object) {
             for (k, v) in fields {
                 if k != "source_id" && k != "error" {
                     add.arg(k).arg(v.as_str().unwrap_or_default());
@@ -310,38 +311,45 @@ impl Consumer {
     }
 }
 
+/// A record of the `RedisEvent`, borrowed from its entry.
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    id: &'a str,
+    fields: std::collections::BTreeMap<&'a str, std::borrow::Cow<'a, str>>,
+    delivery_count: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    binary_fields: Vec<&'a str>,
+}
+
 /// An entry as a record of the event: its fields as text, or base64 for a
 /// value that is not UTF-8 (named in `binary_fields`).
 fn record(entry: &StreamId, delivery_count: u64) -> Item {
-    let mut fields = Map::new();
+    use std::borrow::Cow;
+    let mut fields = std::collections::BTreeMap::new();
     let mut binary = Vec::new();
-    let mut names: Vec<&String> = entry.map.keys().collect();
-    names.sort();
-    for name in names {
-        let bytes: Vec<u8> = match &entry.map[name] {
-            ::redis::Value::BulkString(b) => b.clone(),
-            ::redis::Value::SimpleString(s) => s.clone().into_bytes(),
-            ::redis::Value::Int(i) => i.to_string().into_bytes(),
-            _ => Vec::new(),
-        };
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                use base64::Engine as _;
-                binary.push(Value::from(name.as_str()));
-                base64::engine::general_purpose::STANDARD.encode(e.as_bytes())
+    for (name, value) in &entry.map {
+        let text = match value {
+            ::redis::Value::BulkString(b) => {
+                let (text, encoding) = super::text_or_base64(b);
+                if encoding == "base64" {
+                    binary.push(name.as_str());
+                }
+                text
             }
+            ::redis::Value::SimpleString(s) => Cow::Borrowed(s.as_str()),
+            ::redis::Value::Int(i) => Cow::Owned(i.to_string()),
+            _ => Cow::Borrowed(""),
         };
-        fields.insert(name.clone(), Value::from(text));
+        fields.insert(name.as_str(), text);
     }
-    let mut record = json!({"id": entry.id, "fields": fields, "delivery_count": delivery_count});
-    if !binary.is_empty() {
-        record["binary_fields"] = Value::Array(binary);
-    }
-    Item {
-        id: entry.id.clone(),
-        record,
-    }
+    binary.sort_unstable();
+    let record = Record {
+        id: &entry.id,
+        fields,
+        delivery_count,
+        binary_fields: binary,
+    };
+    Item::new(entry.id.clone(), &record)
 }
 
 /// The `RedisEvent` of a batch.
@@ -351,7 +359,7 @@ fn event(stream: &str, group: &str, items: &[Item]) -> Value {
         "event_time": now_rfc3339(),
         "stream": stream,
         "group": group,
-        "records": items.iter().map(|i| i.record.clone()).collect::<Vec<_>>(),
+        "records": items.iter().map(Item::record).collect::<Vec<_>>(),
     })
 }
 
@@ -413,9 +421,11 @@ mod tests {
             ..StreamId::default()
         };
         let item = record(&entry, 1);
-        assert_eq!(item.record["fields"]["text"], "hello");
-        assert_eq!(item.record["fields"]["blob"], "//4=");
-        assert_eq!(item.record["binary_fields"], json!(["blob"]));
+        let record = item.record();
+        assert_eq!(record["fields"]["text"], "hello");
+        assert_eq!(record["fields"]["blob"], "//4=");
+        assert_eq!(record["binary_fields"], json!(["blob"]));
+        assert_eq!(record["delivery_count"], 1);
         // It parses as the handler's event type.
         let event: fnhost_api::events::RedisEvent =
             serde_json::from_value(event("s", "g", &[item])).unwrap();
