@@ -762,7 +762,7 @@ mod tests {
         );
         let item = record(&message);
         let event: fnhost_api::events::KafkaEvent =
-            serde_json::from_value(event(&[item.clone()])).unwrap();
+            serde_json::from_value(event(std::slice::from_ref(&item))).unwrap();
         let r = &event.records[0];
         assert_eq!(r.messages, ["//4="]);
         assert_eq!(r.data_encoding.as_deref(), Some("base64"));
