@@ -146,7 +146,7 @@ fn a_new_rust_project_builds_tests_invokes_and_packages_without_edits() {
     assert!(checked.status.success(), "{}", text(&checked));
     assert!(
         text(&checked)
-            .contains("ABI 1.3, layout checked, handlers: Handler (json); initializers: Init"),
+            .contains("ABI 1.4, layout checked, handlers: Handler (json); initializers: Init"),
         "{}",
         text(&checked)
     );

@@ -85,7 +85,7 @@ fn another_abi_major_is_refused_naming_both_versions() {
     );
     let msg = e.to_string();
     assert!(
-        msg.contains("ABI 2.0") && msg.contains("runs ABI 1.3"),
+        msg.contains("ABI 2.0") && msg.contains("runs ABI 1.4"),
         "{msg}"
     );
     still_serving(&rt);
@@ -102,7 +102,7 @@ fn a_newer_minor_is_refused() {
             e,
             LoadError::AbiVersion {
                 plugin_major: 1,
-                plugin_minor: 4,
+                plugin_minor: 5,
                 ..
             }
         ),
@@ -110,7 +110,7 @@ fn a_newer_minor_is_refused() {
     );
     let message = e.to_string();
     assert!(
-        message.contains("ABI 1.4") && message.contains("runs ABI 1.3"),
+        message.contains("ABI 1.5") && message.contains("runs ABI 1.4"),
         "both versions named: {message}"
     );
     still_serving(&rt);

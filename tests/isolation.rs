@@ -1047,3 +1047,42 @@ fn a_killed_calls_log_keeps_every_line_written_before_the_end() {
     }
     host_healthy(&rt);
 }
+
+/// ABI 1.4: a worker serves a plugin's calls from the thread its
+/// `fnhost_start_thread` started (Go's way to keep calls off foreign
+/// threads), sandboxed or not; a plugin that declines is served from the
+/// worker's own thread, a 1.3 plugin's function of that name is never
+/// called, and in process nothing calls it.
+#[test]
+fn a_worker_serves_from_the_thread_a_1_4_plugin_starts() {
+    let dir = fnhost_e2e::scratch("own-thread");
+    for name in ["own_thread", "own_thread_declines", "own_thread_1_3"] {
+        fnhost_e2e::compile_fixture(name, &dir);
+    }
+    let config = |entry: &str| FunctionConfig::new(entry, &dir).isolation(Isolation::Process);
+    for rt in [runtime(), runtime_unsandboxed()] {
+        let own = rt.load(config("own_thread.Handler")).unwrap();
+        for _ in 0..3 {
+            let r = own.invoke(b"x").unwrap();
+            assert_eq!(r.outcome.body_bytes(), b"plugin-thread", "{:?}", r.outcome);
+        }
+        for entry in ["own_thread_declines.Handler", "own_thread_1_3.Handler"] {
+            let f = rt.load(config(entry)).unwrap();
+            let r = f.invoke(b"x").unwrap();
+            assert_eq!(
+                r.outcome.body_bytes(),
+                b"host-thread",
+                "{entry}: {:?}",
+                r.outcome
+            );
+        }
+        let in_process = rt
+            .load(FunctionConfig::new("own_thread.Handler", &dir).isolation(Isolation::InProcess))
+            .unwrap();
+        assert_eq!(
+            in_process.invoke(b"x").unwrap().outcome.body_bytes(),
+            b"host-thread"
+        );
+        host_healthy(&rt);
+    }
+}

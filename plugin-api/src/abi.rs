@@ -31,13 +31,19 @@ pub const ABI_MAJOR: u16 = 1;
 ///   `timer`, ..., `json`, `bytes`), so that `fnhost build` and `deploy` can
 ///   warn when a trigger would hand it an event it does not take. A 1.2
 ///   entry is shorter: the host reads its event as undeclared.
-pub const ABI_MINOR: u16 = 3;
+/// - 1.4: [`START_THREAD_SYMBOL`], an optional exported function: a worker
+///   process serves the plugin's calls from a thread the plugin's own
+///   runtime starts ([`StartThreadFn`]). The host looks it up only in a
+///   plugin of 1.4 or newer.
+pub const ABI_MINOR: u16 = 4;
 /// `descriptor_size` of a 1.0 descriptor: the smallest the host accepts.
 pub const DESCRIPTOR_SIZE_1_0: u64 = 96;
 /// First field of every descriptor: the bytes `FNHP` read as a little-endian `u32`.
 pub const DESCRIPTOR_MAGIC: u32 = u32::from_le_bytes(*b"FNHP");
 /// Name of the data symbol every plugin exports (type [`Descriptor`]).
 pub const DESCRIPTOR_SYMBOL: &str = "fnhost_plugin_descriptor";
+/// Name of the function a 1.4 plugin may export (type [`StartThreadFn`]).
+pub const START_THREAD_SYMBOL: &str = "fnhost_start_thread";
 
 /// Most bytes of an error type the host keeps from `set_error` (longer ones
 /// are cut and marked).
@@ -266,6 +272,17 @@ pub struct ContextVTable {
 pub type HandlerFn = unsafe extern "C-unwind" fn(ctx: *const Context, payload: HostStr) -> i32;
 /// `int32_t initializer(const fnhost_context *ctx)`, called as a handler is.
 pub type InitializerFn = unsafe extern "C-unwind" fn(ctx: *const Context) -> i32;
+
+/// What a thread started by [`StartThreadFn`] calls, once.
+pub type ThreadEntry = unsafe extern "C" fn(arg: *mut core::ffi::c_void);
+
+/// `fnhost_start_thread` (1.4, optional): starts a thread of the plugin's
+/// own runtime that calls `entry(arg)` once, answering 0; anything else and
+/// `entry` is never called. A runtime that makes calls from threads it did
+/// not create expensive (Go) exports it, and a worker process then serves
+/// every call from that thread.
+pub type StartThreadFn =
+    unsafe extern "C" fn(entry: ThreadEntry, arg: *mut core::ffi::c_void) -> i32;
 
 /// One named handler in the descriptor's table.
 #[repr(C)]

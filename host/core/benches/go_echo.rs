@@ -7,8 +7,10 @@
 //! the Go echo built with `-buildmode=c-shared` (the go-runtime bridge),
 //! invoked with 1 KiB through `Function::invoke` in process and with the
 //! default isolation (a worker process, as fnhost runs a Go library unless
-//! told otherwise). Rounds are interleaved; the median ratio and its spread
-//! are printed. Run with `scripts/bench.sh go` (builds what it needs).
+//! told otherwise); and, as the isolated rounds' own baseline, a C echo
+//! (`support/echo.c`) through the same transport. Rounds are interleaved;
+//! the median ratio and its spread are printed. Run with `scripts/bench.sh
+//! go` (builds what it needs).
 // A benchmark: a failed assumption is a failed run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,6 +61,19 @@ fn go_plugin_ns(host: &Path, plugin: &Path) -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// `support/echo.c` built into `dir/c_echo.so`.
+fn c_echo(dir: &Path) {
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
+        .args(["-shared", "-fPIC", "-O2", "-I"])
+        .arg(workspace().join("plugin-api/include"))
+        .arg(workspace().join("host/core/benches/support/echo.c"))
+        .arg("-o")
+        .arg(dir.join("c_echo.so"))
+        .status()
+        .expect("gcc");
+    assert!(status.success(), "gcc failed to build echo.c");
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -81,15 +96,24 @@ fn main() {
         .unwrap();
     let isolated = rt.load(FunctionConfig::new("echo.Handler", &go)).unwrap();
     assert_eq!(isolated.config().isolation, Isolation::Process);
+    let c_dir = tempfile::tempdir().unwrap();
+    c_echo(c_dir.path());
+    let c_isolated = rt
+        .load(FunctionConfig::new("c_echo.Handler", c_dir.path()).isolation(Isolation::Process))
+        .unwrap();
     let payload = vec![b'x'; 1024];
     let (host, plugin) = (go.join("plugin/host"), go.join("plugin/echo.so"));
     let (mut base, mut inp, mut iso, mut here) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut r_in, mut r_iso, mut r_here) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut c_iso, mut r_c) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let b = go_plugin_ns(&host, &plugin);
         let h = ns_per_call(&in_process, &payload, IN_PROCESS_CALLS, true);
         let i = ns_per_call(&in_process, &payload, IN_PROCESS_CALLS, false);
+        let c = ns_per_call(&c_isolated, &payload, ISOLATED_CALLS, false);
         let p = ns_per_call(&isolated, &payload, ISOLATED_CALLS, false);
+        c_iso.push(c);
+        r_c.push(p / c);
         r_here.push(h / b);
         r_in.push(i / b);
         r_iso.push(p / b);
@@ -130,5 +154,12 @@ fn main() {
         "| fnhost, Go c-shared in a worker process (the default) | {:.0} ns | {:.0}x ({rp_lo:.0}..{rp_hi:.0}) |",
         median(&mut iso),
         median(&mut r_iso.clone())
+    );
+    let (rc_lo, rc_hi) = spread(&r_c);
+    println!();
+    println!(
+        "Process-isolated Go echo / process-isolated C echo (same transport), per round: median {:.2}x ({rc_lo:.2}..{rc_hi:.2}); C echo median {:.0} ns (goal: at most 1.3x)",
+        median(&mut r_c.clone()),
+        median(&mut c_iso)
     );
 }

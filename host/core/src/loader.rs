@@ -36,6 +36,10 @@ pub struct Library {
     // Held, never dropped while referenced; see the module docs. `None` for
     // a library stored for worker processes and never mapped here.
     _handle: Option<libloading::Library>,
+    /// ABI 1.4's `fnhost_start_thread`, when the plugin (of 1.4 or newer)
+    /// exports it: a worker process serves its calls from a thread it
+    /// starts (see [`crate::worker`]).
+    start_thread: Option<abi::StartThreadFn>,
     /// The verified cache copy, open, for worker processes to inherit
     /// (libraries stored for process isolation).
     file: Option<Arc<OwnedFd>>,
@@ -88,6 +92,11 @@ impl Library {
     /// stored only for worker processes).
     pub fn is_mapped(&self) -> bool {
         self._handle.is_some()
+    }
+
+    /// ABI 1.4's `fnhost_start_thread`, when the plugin exports it.
+    pub(crate) fn start_thread(&self) -> Option<abi::StartThreadFn> {
+        self.start_thread
     }
 
     /// The verified cache copy, open (for libraries stored for worker processes).
@@ -635,6 +644,7 @@ impl Loader {
                 handler_events: Vec::new(),
             },
             _handle: None,
+            start_thread: None,
             timings: LoadTimings {
                 ingest: ingested.took,
                 preflight: None,
@@ -728,6 +738,19 @@ fn open_checked(
             reason,
         },
     })?;
+    // 1.4's optional thread starter, looked up only in a plugin that
+    // declares 1.4 (an older one's function of that name may be anything).
+    let start_thread = if info.abi >= (1, 4) {
+        let name = format!("{}\0", abi::START_THREAD_SYMBOL);
+        // SAFETY: the symbol's type is fixed by ABI 1.4, which the plugin
+        // declared; the pointer is only called as such (see
+        // `Library::start_thread`), while the library stays mapped (forever).
+        unsafe { handle.get::<abi::StartThreadFn>(name.as_bytes()) }
+            .ok()
+            .map(|f| *f)
+    } else {
+        None
+    };
     Ok(Library {
         digest,
         source: source.to_owned(),
@@ -735,6 +758,7 @@ fn open_checked(
         size,
         info,
         _handle: Some(handle),
+        start_thread,
         file: None,
         timings: LoadTimings::default(),
     })

@@ -9,8 +9,10 @@
 //!
 //! A worker contains itself, loads the library the host passed as a
 //! descriptor, then either reports what it found and exits (a pre-flight)
-//! or serves `Invoke` frames one at a time on its main thread until the
-//! socket closes.
+//! or serves `Invoke` frames one at a time until the socket closes: on its
+//! main thread, or on a thread the plugin's own runtime started when the
+//! plugin exports ABI 1.4's `fnhost_start_thread` (a Go library: entering
+//! Go from a thread Go did not create costs microseconds per call).
 
 use std::io::BufReader;
 use std::os::fd::OwnedFd;
@@ -335,7 +337,7 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
     // dup2'ed onto REGION_FD and nothing else using that descriptor; we
     // take ownership once, here.
     let region = Region::open(unsafe { OwnedFd::from_raw_fd(REGION_FD) })?;
-    let mut channel = WorkerChannel::new(region);
+    let channel = WorkerChannel::new(region);
     // Each log line the handler writes goes to the host as it is written
     // (the region's log area), so that a call killed at its deadline,
     // crashed or out of memory keeps it.
@@ -366,6 +368,7 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
             .loader
             .open_in_place(Path::new(&name), &library_path())
             .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
+        let start_thread = library.start_thread();
         let generation = generation_of(&shared, config, library, &entry, init.as_ref())
             .map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
         let init_log = match generation.warm_up() {
@@ -383,9 +386,9 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
                 return Err((e.error_type, format!("{}\n{}", e.message, report.log)));
             }
         };
-        Ok((shared, generation, init_log))
+        Ok((shared, generation, init_log, start_thread))
     })();
-    let (_shared, generation, init_log) = match loaded {
+    let (_shared, generation, init_log, start_thread) = match loaded {
         Ok(v) => v,
         Err(error) => {
             write_frame(
@@ -409,6 +412,20 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
         },
         &[],
     )?;
+    let serve = || serve_calls(&socket, reader, channel, &generation);
+    match start_thread {
+        Some(start) => on_plugin_thread(start, serve),
+        None => serve(),
+    }
+}
+
+/// Serves `Invoke` frames until the socket closes.
+fn serve_calls(
+    socket: &UnixStream,
+    mut reader: BufReader<&UnixStream>,
+    mut channel: WorkerChannel,
+    generation: &Arc<crate::generation::Generation>,
+) -> std::io::Result<()> {
     let mut memory = MemoryMeter::new();
     loop {
         let message = match channel.next(&mut reader) {
@@ -432,7 +449,7 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
                     error: Some(("FunctionInvokeError".into(), e.to_string())),
                     ..Done::default()
                 };
-                channel.answer(&socket, &done.encode(), &[])?;
+                channel.answer(socket, &done.encode(), &[])?;
                 continue;
             }
         };
@@ -462,6 +479,61 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
         // SAFETY: fflush(NULL) flushes every open C stream; no pointer is
         // passed.
         unsafe { libc::fflush(std::ptr::null_mut()) };
-        channel.answer(&socket, &done.encode(), body)?;
+        channel.answer(socket, &done.encode(), body)?;
     }
+}
+
+/// Runs `work` on a thread the plugin's runtime starts (ABI 1.4's
+/// `fnhost_start_thread`) and waits for it; on this thread when the plugin
+/// declines to start one.
+///
+/// A plugin that breaks the contract (calls `entry` after declining, or
+/// twice) gets the work once at most; what else it does harms only its own
+/// worker process, which it owns anyway.
+fn on_plugin_thread(
+    start: fnhost_api::abi::StartThreadFn,
+    work: impl FnOnce() -> std::io::Result<()> + Send,
+) -> std::io::Result<()> {
+    type Work<'a> = Box<dyn FnOnce() + Send + 'a>;
+    let (sender, answer) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
+    let slot: parking_lot::Mutex<Option<Work<'_>>> =
+        parking_lot::Mutex::new(Some(Box::new(move || {
+            let _ = sender.send(work());
+        })));
+
+    /// The plugin's thread: takes the work (once, whoever calls) and runs
+    /// it. Nothing unwinds into the plugin's runtime.
+    unsafe extern "C" fn entry(arg: *mut std::ffi::c_void) {
+        // SAFETY: `arg` is `slot` below, which `on_plugin_thread` keeps
+        // alive until the work has run (it waits for its answer) or the
+        // plugin declined (then `entry` is not called); the lifetime erased
+        // from the work is the borrow that this wait keeps valid.
+        let slot = unsafe { &*(arg as *const parking_lot::Mutex<Option<Work<'static>>>) };
+        let work = slot.lock().take();
+        if let Some(work) = work {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        }
+    }
+
+    let arg = &slot as *const parking_lot::Mutex<Option<Work<'_>>> as *mut std::ffi::c_void;
+    // SAFETY: `start` is the plugin's 1.4 `fnhost_start_thread`, called as
+    // the ABI declares it; `arg` stays valid as `entry` requires (above).
+    if unsafe { start(entry, arg) } == 0 {
+        // The work's answer, or its sender dropped: it panicked there.
+        return answer.recv().unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the worker's serving thread (the plugin's own) panicked",
+            ))
+        });
+    }
+    // Declined: served here.
+    let work = slot.lock().take();
+    if let Some(work) = work {
+        work();
+    }
+    answer.recv().unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the plugin declined to start a thread and then took the work",
+        ))
+    })
 }

@@ -67,6 +67,18 @@ void fnhost_go_publish(const uint8_t *plugin, size_t plugin_len, const uint8_t *
     }
 }
 
+/* ABI 1.4: a worker process serves this library's calls from a thread the
+ * Go runtime started (a goroutine locked to its thread, fnhostGoStartThread),
+ * so that no call enters Go from a thread Go did not create: Go 1.19
+ * attaches a runtime thread to such a caller and detaches it again on every
+ * call, the larger part of a process-isolated Go call's cost. */
+FNHOST_EXPORT int32_t fnhost_start_thread(fnhost_thread_entry entry, void *arg) {
+    return fnhostGoStartThread(entry, arg);
+}
+
+/* Called from that goroutine: the host's loop, until the worker ends. */
+void fnhost_go_run_entry(fnhost_thread_entry entry, void *arg) { entry(arg); }
+
 /* Runs after the Go runtime's own constructor (the Go linker puts its object
  * first); calling into Go waits until the runtime and every package's init
  * are done. */

@@ -1,11 +1,12 @@
 /*
- * fnhost.h: the fnhost plugin ABI, version 1.2 (1.0 and 1.1 plugins still load).
+ * fnhost.h: the fnhost plugin ABI, version 1.4 (1.0 to 1.3 plugins still load).
  *
  * A plugin is a shared library that exports ONE data symbol,
  * `fnhost_plugin_descriptor` (type fnhost_descriptor). The host maps the
  * library, reads and checks that descriptor (magic, ABI version, optional
  * structural layout table, handler table) and only then calls plugin code.
- * Nothing else is looked up by name.
+ * Nothing else is looked up by name, except, from 1.4, the optional
+ * function `fnhost_start_thread` (see "A runtime's own threads" below).
  *
  * Ownership is visible in type names:
  *   fnhost_host_str    memory owned by the HOST, lent to the plugin; valid
@@ -21,7 +22,8 @@
  * Nothing the plugin allocates is freed by the host and nothing the host
  * allocates is freed by the plugin.
  *
- * Threads: a handler runs on a host worker thread. Context functions are
+ * Threads: a handler runs on a host worker thread (in a worker process of a
+ * 1.4 plugin that exports fnhost_start_thread, on the thread it started). Context functions are
  * thread-safe and may be called from threads the handler starts, but only
  * until the handler returns. They never unwind or longjmp.
  *
@@ -79,6 +81,10 @@
  *       "timer", ..., "json", "bytes"), so that tools can warn when a trigger
  *       hands a handler an event it does not take. A 1.2 entry has none
  *       (undeclared); declare it with FNHOST_HANDLER_EVENT.
+ *  1.4  fnhost_start_thread, an optional exported function: a worker process
+ *       serves the plugin's calls from a thread the plugin's own runtime
+ *       starts (see below). A host of 1.3 or older refuses a 1.4 plugin; a
+ *       1.4 host ignores a function of that name in an older plugin.
  *
  * Example (a complete plugin):
  *
@@ -105,7 +111,7 @@ extern "C" {
 #endif
 
 #define FNHOST_ABI_MAJOR 1
-#define FNHOST_ABI_MINOR 3
+#define FNHOST_ABI_MINOR 4
 /* "FNHP" read as a little-endian uint32. */
 #define FNHOST_DESCRIPTOR_MAGIC 0x50484E46u
 #define FNHOST_DESCRIPTOR_SYMBOL "fnhost_plugin_descriptor"
@@ -289,6 +295,30 @@ typedef struct fnhost_descriptor {
     uint32_t field_entry_size;       /* sizeof(fnhost_field_layout) */
 } fnhost_descriptor;
 
+/* ---- 1.4: a runtime's own threads -------------------------------------
+ * A language runtime may make a call from a thread it did not create
+ * expensive: Go attaches a runtime thread to the caller and detaches it
+ * again on every such call (microseconds each, in Go 1.19), while a call
+ * from C on a thread the Go runtime started costs a fraction of that. Such
+ * a plugin may export
+ *
+ *   FNHOST_EXPORT int32_t fnhost_start_thread(fnhost_thread_entry entry, void *arg);
+ *
+ * In a worker process (process isolation) the host then calls it once,
+ * after the initializer, and serves every call of the worker from
+ * entry(arg): the plugin starts a thread of its runtime (a goroutine locked
+ * to its thread, for Go) that calls entry(arg) exactly once; entry returns
+ * when the worker is ending, and the thread may then end. Answer 0 when
+ * the thread was started; anything else and the host serves from its own
+ * thread (entry is then never called). A plugin that answers 0 and never
+ * calls entry leaves its worker without a server: its calls end at their
+ * timeout and the worker is replaced. In process (not process isolation)
+ * the host does not call it. The go-runtime package exports it.
+ */
+typedef void (*fnhost_thread_entry)(void *arg);
+typedef int32_t (*fnhost_start_thread_fn)(fnhost_thread_entry entry, void *arg);
+#define FNHOST_START_THREAD_SYMBOL "fnhost_start_thread"
+
 /* ---- helpers for C plugins ------------------------------------------- */
 
 #define FNHOST__FIELD(type, field) \
@@ -398,7 +428,7 @@ typedef struct fnhost_descriptor {
     FNHOST__DECLARE_DESCRIPTOR                                                           \
     FNHOST__DEFINE_EXPORT const fnhost_descriptor fnhost_plugin_descriptor = {                   \
         FNHOST_DESCRIPTOR_MAGIC, FNHOST_ABI_MAJOR, FNHOST_ABI_MINOR,                     \
-        sizeof(fnhost_descriptor), FNHOST_STR(NAME), FNHOST_STR("fnhost.h 1.2"),          \
+        sizeof(fnhost_descriptor), FNHOST_STR(NAME), FNHOST_STR("fnhost.h 1.4"),          \
         HANDLERS, sizeof(HANDLERS) / sizeof(HANDLERS[0]),                                \
         INITIALIZERS, INITIALIZER_COUNT,                                                 \
         LAYOUT, sizeof(LAYOUT) / sizeof(LAYOUT[0]), FNHOST_ENTRY_SIZES}

@@ -34,7 +34,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
-	_ "unsafe" // go:linkname
+	"unsafe" // go:linkname, and the host's thread argument
 
 	"huaweicloud.com/go-runtime/go-api/context"
 )
@@ -123,6 +123,21 @@ func programPath() string {
 		return info.Main.Path
 	}
 	return "go"
+}
+
+// fnhostGoStartThread starts the thread a worker process serves this
+// library's calls from (ABI 1.4's fnhost_start_thread): a goroutine locked
+// to its thread for good, calling the host's entry(arg), which returns when
+// the worker ends. Each call then enters Go from a thread Go created, which
+// costs a fraction of entering it from a foreign one.
+//
+//export fnhostGoStartThread
+func fnhostGoStartThread(entry C.fnhost_thread_entry, arg unsafe.Pointer) C.int32_t {
+	go func() {
+		goruntime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		C.fnhost_go_run_entry(entry, arg)
+	}()
+	return 0
 }
 
 //export fnhostGoInvoke
