@@ -1048,41 +1048,62 @@ fn a_killed_calls_log_keeps_every_line_written_before_the_end() {
     host_healthy(&rt);
 }
 
-/// ABI 1.4: a worker serves a plugin's calls from the thread its
-/// `fnhost_start_thread` started (Go's way to keep calls off foreign
-/// threads), sandboxed or not; a plugin that declines is served from the
-/// worker's own thread, a 1.3 plugin's function of that name is never
-/// called, and in process nothing calls it.
+/// ABI 1.4: a worker process serves a plugin's calls from the thread its
+/// `fnhost_start_thread` started, and in process the library's worker
+/// threads are its own (Go's way to keep calls off foreign threads),
+/// sandboxed or not; a plugin that declines gets the host's threads, a
+/// 1.3 plugin's function of that name is never called, and a call on the
+/// caller's own thread stays there.
 #[test]
-fn a_worker_serves_from_the_thread_a_1_4_plugin_starts() {
+fn calls_run_on_the_threads_a_1_4_plugin_starts() {
     let dir = fnhost_e2e::scratch("own-thread");
     for name in ["own_thread", "own_thread_declines", "own_thread_1_3"] {
         fnhost_e2e::compile_fixture(name, &dir);
     }
-    let config = |entry: &str| FunctionConfig::new(entry, &dir).isolation(Isolation::Process);
+    let config = |entry: &str, isolation| FunctionConfig::new(entry, &dir).isolation(isolation);
     for rt in [runtime(), runtime_unsandboxed()] {
-        let own = rt.load(config("own_thread.Handler")).unwrap();
-        for _ in 0..3 {
-            let r = own.invoke(b"x").unwrap();
-            assert_eq!(r.outcome.body_bytes(), b"plugin-thread", "{:?}", r.outcome);
+        for isolation in [Isolation::Process, Isolation::InProcess] {
+            let own = rt.load(config("own_thread.Handler", isolation)).unwrap();
+            for _ in 0..3 {
+                let r = own.invoke(b"x").unwrap();
+                assert_eq!(
+                    r.outcome.body_bytes(),
+                    b"plugin-thread",
+                    "{isolation:?}: {:?}",
+                    r.outcome
+                );
+            }
+            for entry in ["own_thread_declines.Handler", "own_thread_1_3.Handler"] {
+                let f = rt.load(config(entry, isolation)).unwrap();
+                let r = f.invoke(b"x").unwrap();
+                assert_eq!(
+                    r.outcome.body_bytes(),
+                    b"host-thread",
+                    "{entry} {isolation:?}: {:?}",
+                    r.outcome
+                );
+            }
         }
-        for entry in ["own_thread_declines.Handler", "own_thread_1_3.Handler"] {
-            let f = rt.load(config(entry)).unwrap();
-            let r = f.invoke(b"x").unwrap();
-            assert_eq!(
-                r.outcome.body_bytes(),
-                b"host-thread",
-                "{entry}: {:?}",
-                r.outcome
-            );
-        }
-        let in_process = rt
-            .load(FunctionConfig::new("own_thread.Handler", &dir).isolation(Isolation::InProcess))
+        let own = rt
+            .load(config("own_thread.Handler", Isolation::InProcess))
             .unwrap();
         assert_eq!(
-            in_process.invoke(b"x").unwrap().outcome.body_bytes(),
+            own.invoke_on_current_thread(b"x")
+                .unwrap()
+                .outcome
+                .body_bytes(),
             b"host-thread"
         );
+        // Concurrent calls: the pool grows on the plugin's threads.
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let own = own.clone();
+                std::thread::spawn(move || own.invoke(b"x").unwrap().outcome.body_bytes().to_vec())
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.join().unwrap(), b"plugin-thread");
+        }
         host_healthy(&rt);
     }
 }

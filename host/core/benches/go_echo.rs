@@ -14,6 +14,9 @@
 // A benchmark: a failed assumption is a failed run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/handoff.rs"]
+mod handoff;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -43,6 +46,20 @@ fn ns_per_call(f: &fnhost::Function, payload: &[u8], n: usize, here: bool) -> f6
     for _ in 0..n {
         let r = call(payload).unwrap();
         assert_eq!(r.outcome.body_bytes().len(), payload.len());
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn handoff_ns(handoff: &handoff::Handoff, payload: &[u8], n: usize) -> f64 {
+    for _ in 0..n / 10 {
+        std::hint::black_box(handoff.call(payload));
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        assert_eq!(
+            std::hint::black_box(handoff.call(payload)).len(),
+            payload.len()
+        );
     }
     start.elapsed().as_nanos() as f64 / n as f64
 }
@@ -106,11 +123,16 @@ fn main() {
     let (mut base, mut inp, mut iso, mut here) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut r_in, mut r_iso, mut r_here) = (Vec::new(), Vec::new(), Vec::new());
     let (mut c_iso, mut r_c) = (Vec::new(), Vec::new());
+    let (mut bare, mut r_bare) = (Vec::new(), Vec::new());
+    let handoff = handoff::Handoff::new(echo::handler);
     for _ in 0..ROUNDS {
         let b = go_plugin_ns(&host, &plugin);
         let h = ns_per_call(&in_process, &payload, IN_PROCESS_CALLS, true);
         let i = ns_per_call(&in_process, &payload, IN_PROCESS_CALLS, false);
         let c = ns_per_call(&c_isolated, &payload, ISOLATED_CALLS, false);
+        let hand = handoff_ns(&handoff, &payload, IN_PROCESS_CALLS);
+        bare.push(hand);
+        r_bare.push(i / hand);
         let p = ns_per_call(&isolated, &payload, ISOLATED_CALLS, false);
         c_iso.push(c);
         r_c.push(p / c);
@@ -155,8 +177,14 @@ fn main() {
         median(&mut iso),
         median(&mut r_iso.clone())
     );
-    let (rc_lo, rc_hi) = spread(&r_c);
+    let (rb_lo, rb_hi) = spread(&r_bare);
     println!();
+    println!(
+        "In-process Go echo on the worker-thread path / bare thread hand-off of the Rust echo, per round: median {:.2}x ({rb_lo:.2}..{rb_hi:.2}); hand-off median {:.0} ns (goal: at most 1.5x)",
+        median(&mut r_bare.clone()),
+        median(&mut bare)
+    );
+    let (rc_lo, rc_hi) = spread(&r_c);
     println!(
         "Process-isolated Go echo / process-isolated C echo (same transport), per round: median {:.2}x ({rc_lo:.2}..{rc_hi:.2}); C echo median {:.0} ns (goal: at most 1.3x)",
         median(&mut r_c.clone()),

@@ -40,10 +40,28 @@ struct Inner {
     spinning: AtomicUsize,
     idle_timeout: Duration,
     stack_size: usize,
+    /// ABI 1.4's `fnhost_start_thread` of the library whose calls this
+    /// pool runs: its threads are then the plugin runtime's own (Go's), so
+    /// no call enters that runtime from a thread it did not create.
+    start_thread: Option<fnhost_api::abi::StartThreadFn>,
 }
+
+/// A worker thread's whole life, handed to a plugin's thread.
+struct Spawn(Box<dyn FnOnce() + Send>);
 
 impl WorkerPool {
     pub(crate) fn new(idle_timeout: Duration, stack_size: usize) -> WorkerPool {
+        Self::with_threads_of(idle_timeout, stack_size, None)
+    }
+
+    /// A pool whose threads `start_thread` (a 1.4 plugin's
+    /// `fnhost_start_thread`) starts, or this process when it is `None` or
+    /// declines.
+    pub(crate) fn with_threads_of(
+        idle_timeout: Duration,
+        stack_size: usize,
+        start_thread: Option<fnhost_api::abi::StartThreadFn>,
+    ) -> WorkerPool {
         let (sender, receiver) = crossbeam_channel::unbounded();
         WorkerPool {
             inner: Arc::new(Inner {
@@ -54,6 +72,7 @@ impl WorkerPool {
                 spinning: AtomicUsize::new(0),
                 idle_timeout,
                 stack_size,
+                start_thread,
             }),
         }
     }
@@ -88,15 +107,45 @@ impl WorkerPool {
         }
         let inner = Arc::clone(&self.inner);
         inner.threads.fetch_add(1, Ordering::Relaxed);
+        let life = Spawn(Box::new(move || worker(inner, job)));
+        let life = match self.inner.start_thread {
+            Some(start) => match on_plugin_thread(start, life) {
+                Ok(()) => return Ok(()),
+                Err(declined) => declined,
+            },
+            None => life,
+        };
         let spawned = std::thread::Builder::new()
             .name("fnhost-worker".into())
             .stack_size(self.inner.stack_size)
-            .spawn(move || worker(inner, job));
+            .spawn(move || (life.0)());
         if spawned.is_err() {
             self.inner.threads.fetch_sub(1, Ordering::Relaxed);
         }
         spawned.map(|_| ())
     }
+}
+
+/// Runs `life` on a thread the plugin starts; gives it back when the
+/// plugin declines.
+fn on_plugin_thread(start: fnhost_api::abi::StartThreadFn, life: Spawn) -> Result<(), Spawn> {
+    /// The plugin's new thread: runs the worker's life, which catches its
+    /// jobs' panics; nothing unwinds into the plugin's runtime.
+    unsafe extern "C" fn entry(arg: *mut std::ffi::c_void) {
+        // SAFETY: `arg` is the `Box<Spawn>` leaked below, which the ABI
+        // lets the plugin hand to `entry` once; in process the plugin is
+        // trusted to keep that promise (docs/src/isolation/trust.md).
+        let life = unsafe { Box::from_raw(arg.cast::<Spawn>()) };
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || (life.0)()));
+    }
+    let arg = Box::into_raw(Box::new(life)).cast::<std::ffi::c_void>();
+    // SAFETY: `start` is a 1.4 plugin's `fnhost_start_thread`, called as
+    // the ABI declares it, with `entry` and its argument above.
+    if unsafe { start(entry, arg) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: declined, so `entry` is never called: the box is still ours.
+    Err(*unsafe { Box::from_raw(arg.cast::<Spawn>()) })
 }
 
 fn run(job: Job) {

@@ -152,6 +152,7 @@ impl Runtime {
             config,
             loader: Loader::new(cache, preflight),
             pool,
+            plugin_pools: parking_lot::Mutex::default(),
             counters: Counters::default(),
             housekeeping: Arc::default(),
         });
@@ -230,8 +231,8 @@ impl Runtime {
             invocations: self.shared.counters.invocations(),
             timeouts: self.shared.counters.timeouts(),
             runaway_invocations: self.shared.counters.runaway(),
-            worker_threads: self.shared.pool.threads(),
-            idle_workers: self.shared.pool.idle(),
+            worker_threads: self.shared.worker_threads().0,
+            idle_workers: self.shared.worker_threads().1,
             worker_processes: crate::isolation::budget::live(),
             libraries_mapped: self.shared.loader.mapped_count(),
             generations: self.registry.generation_stats(),

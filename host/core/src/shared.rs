@@ -53,12 +53,43 @@ pub(crate) struct Shared {
     pub(crate) config: RuntimeConfig,
     pub(crate) loader: Loader,
     pub(crate) pool: WorkerPool,
+    /// The worker threads of libraries that start their own (ABI 1.4's
+    /// `fnhost_start_thread`), one pool per library (libraries are never
+    /// unmapped; idle threads leave after the idle timeout).
+    pub(crate) plugin_pools: parking_lot::Mutex<Vec<(crate::code_cache::Digest, WorkerPool)>>,
     pub(crate) counters: Counters,
     /// Wakes the housekeeping thread (see [`crate::housekeeping`]).
     pub(crate) housekeeping: Arc<crate::housekeeping::Housekeeping>,
 }
 
 impl Shared {
+    /// The worker threads that run `library`'s calls in process: its own
+    /// pool when it starts its threads itself (ABI 1.4), else `None` (the
+    /// shared pool).
+    pub(crate) fn pool_of(&self, library: &crate::Library) -> Option<WorkerPool> {
+        let start = library.start_thread()?;
+        let mut pools = self.plugin_pools.lock();
+        if let Some((_, pool)) = pools.iter().find(|(d, _)| *d == library.digest()) {
+            return Some(pool.clone());
+        }
+        let pool = WorkerPool::with_threads_of(
+            self.config.worker_idle_timeout,
+            self.config.worker_stack_size,
+            Some(start),
+        );
+        pools.push((library.digest(), pool.clone()));
+        Some(pool)
+    }
+
+    /// Worker threads alive and idle, in every pool.
+    pub(crate) fn worker_threads(&self) -> (usize, usize) {
+        let pools = self.plugin_pools.lock();
+        pools.iter().fold(
+            (self.pool.threads(), self.pool.idle()),
+            |(threads, idle), (_, p)| (threads + p.threads(), idle + p.idle()),
+        )
+    }
+
     pub(crate) fn limits(&self) -> Limits {
         Limits {
             max_response_bytes: self.config.max_response_bytes,
@@ -75,6 +106,7 @@ impl Shared {
     pub(crate) fn for_worker(config: RuntimeConfig) -> Arc<Shared> {
         Arc::new(Shared {
             pool: WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size),
+            plugin_pools: parking_lot::Mutex::default(),
             config,
             loader: Loader::in_worker(),
             counters: Counters::default(),

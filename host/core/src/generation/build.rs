@@ -117,10 +117,11 @@ pub(crate) fn generation_of(
                 })?,
         )),
     };
+    let pool = shared.pool_of(&library);
     Ok(Generation::new(
         Arc::clone(shared),
         config,
         library,
-        Execution::InProcess(InProcess::new(handler, initializer)),
+        Execution::InProcess(InProcess::new(handler, initializer, pool)),
     ))
 }

@@ -18,6 +18,7 @@ use crate::instances::Lease;
 use crate::invocation::{CallKind, Completion, InvocationState, Served};
 use crate::io_lane::{IoLane, Job, ShortRecord, Slot};
 use crate::outcome::{error_type, FunctionError, InvokeResult};
+use crate::pool::WorkerPool;
 
 /// The resolved code of an in-process generation.
 pub(crate) struct InProcess {
@@ -26,6 +27,9 @@ pub(crate) struct InProcess {
     initializer: Option<(String, abi::InitializerFn)>,
     /// Whether its handler has proven short enough for an [`IoLane`].
     short: Arc<ShortRecord>,
+    /// Its library's own worker threads (ABI 1.4's `fnhost_start_thread`),
+    /// when it starts them; else the runtime's shared pool runs its calls.
+    pool: Option<WorkerPool>,
 }
 
 impl InProcess {
@@ -34,11 +38,13 @@ impl InProcess {
     pub(crate) fn new(
         handler: abi::HandlerFn,
         initializer: Option<(String, abi::InitializerFn)>,
+        pool: Option<WorkerPool>,
     ) -> InProcess {
         InProcess {
             handler,
             initializer,
             short: Arc::default(),
+            pool,
         }
     }
 
@@ -154,7 +160,11 @@ impl Generation {
         let job_state = Arc::clone(&state);
         let keep = Arc::clone(self);
         let started = Instant::now();
-        let spawned = self.shared.pool.execute(move || {
+        let pool = self
+            .in_process()
+            .and_then(|code| code.pool.as_ref())
+            .unwrap_or(&self.shared.pool);
+        let spawned = pool.execute(move || {
             // SAFETY: `function` comes from the checked descriptor of the
             // generation's library, which `keep` holds mapped; `ctx` is valid
             // for the call.
@@ -370,8 +380,9 @@ impl Generation {
         P: AsRef<[u8]> + Send + 'static,
     {
         let job = Self::job(code, state, lease, flight, payload, None);
-        self.shared
-            .pool
+        code.pool
+            .as_ref()
+            .unwrap_or(&self.shared.pool)
             .execute_boxed(job)
             .map_err(|e| InvokeError::NoWorker(e.to_string()))
     }
