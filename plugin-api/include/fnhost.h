@@ -22,8 +22,8 @@
  * Nothing the plugin allocates is freed by the host and nothing the host
  * allocates is freed by the plugin.
  *
- * Threads: a handler runs on a host worker thread (in a worker process of a
- * 1.4 plugin that exports fnhost_start_thread, on the thread it started). Context functions are
+ * Threads: a handler runs on a host worker thread (for a 1.4 plugin that
+ * exports fnhost_start_thread, on a thread it started). Context functions are
  * thread-safe and may be called from threads the handler starts, but only
  * until the handler returns. They never unwind or longjmp.
  *
@@ -81,9 +81,9 @@
  *       "timer", ..., "json", "bytes"), so that tools can warn when a trigger
  *       hands a handler an event it does not take. A 1.2 entry has none
  *       (undeclared); declare it with FNHOST_HANDLER_EVENT.
- *  1.4  fnhost_start_thread, an optional exported function: a worker process
- *       serves the plugin's calls from a thread the plugin's own runtime
- *       starts (see below). A host of 1.3 or older refuses a 1.4 plugin; a
+ *  1.4  fnhost_start_thread, an optional exported function: the host runs
+ *       the plugin's calls on threads the plugin's own runtime starts (see
+ *       below). A host of 1.3 or older refuses a 1.4 plugin; a
  *       1.4 host ignores a function of that name in an older plugin.
  *
  * Example (a complete plugin):
@@ -304,17 +304,21 @@ typedef struct fnhost_descriptor {
  *
  *   FNHOST_EXPORT int32_t fnhost_start_thread(fnhost_thread_entry entry, void *arg);
  *
- * In a worker process (process isolation) the host then calls it once,
- * after the initializer, and serves every call of the worker from
- * entry(arg): the plugin starts a thread of its runtime (a goroutine locked
- * to its thread, for Go) that calls entry(arg) exactly once; entry returns
- * when the worker is ending, and the thread may then end. Answer 0 when
- * the thread was started; anything else and the host serves from its own
- * thread (entry is then never called). A plugin that answers 0 and never
- * calls entry leaves its worker without a server: its calls end at their
- * timeout and the worker is replaced. In process (not process isolation)
- * the host does not call it. The go-runtime package exports it.
- */
+ * and the host then runs its loops on threads the plugin starts: each call
+ * asks for one thread of the plugin's runtime (a goroutine locked to its
+ * thread, for Go) that calls entry(arg) exactly once; entry returns when
+ * the host is done with the thread, and the thread may then end. Answer 0
+ * when the thread was started; anything else and the host uses a thread of
+ * its own (entry is then never called). The host's worker threads for the
+ * library (its initializers, and its calls on the worker-thread path) come
+ * from it, one per call of fnhost_start_thread, and leave when idle; a
+ * worker process (process isolation) also serves all its calls from one
+ * such thread. A call on the caller's own thread stays there. A plugin
+ * that answers 0 and never calls entry leaves the call waiting until its
+ * timeout (a worker process is then replaced; in process the slot is lost,
+ * as a runaway's is); one that calls entry twice breaks the host in process
+ * (the trust in-process plugins are given). The go-runtime package exports
+ * it. */
 typedef void (*fnhost_thread_entry)(void *arg);
 typedef int32_t (*fnhost_start_thread_fn)(fnhost_thread_entry entry, void *arg);
 #define FNHOST_START_THREAD_SYMBOL "fnhost_start_thread"
