@@ -25,7 +25,7 @@ use fnhost::{FunctionConfig, Isolation, Runtime, RuntimeConfig};
 
 const ROUNDS: usize = 9;
 const IN_PROCESS_CALLS: usize = 100_000;
-const ISOLATED_CALLS: usize = 20_000;
+const ISOLATED_CALLS: usize = 60_000;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

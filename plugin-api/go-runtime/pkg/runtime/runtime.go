@@ -45,6 +45,11 @@ type Handler = func(payload []byte, ctx context.RuntimeContext) (interface{}, er
 // How long main() may take to reach Register while the library loads.
 const registerWait = 5 * time.Second
 
+// In a worker process (process isolation) the host measures the process's
+// memory itself and takes no report from the plugin: reading the Go heap
+// there was the largest Go-side cost of a call, for nothing.
+var inWorkerProcess = os.Getenv("FNHOST_WORKER_PROCESS") != ""
+
 var (
 	handler    atomic.Value // Handler
 	registered = make(chan string, 1)
@@ -157,7 +162,9 @@ func fnhostGoInvoke(c *C.fnhost_context, ptr *C.uint8_t, n C.size_t) (status C.i
 		return C.FNHOST_STATUS_ERROR
 	}
 	payload := copyIn(ptr, n)
-	defer ctx.reportMemory() // on every return, a panic's included
+	if !inWorkerProcess {
+		defer ctx.reportMemory() // on every return, a panic's included
+	}
 	result, err := h(payload, ctx)
 	if err != nil {
 		kind := "FunctionReturnError"
