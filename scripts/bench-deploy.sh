@@ -57,7 +57,7 @@ def free_port():
 port = free_port()
 log = open(f"{work}/server.log", "w")
 server = subprocess.Popen([f"{OUT}/fnhost", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/data",
-                           "--cache-dir", f"{work}/cache"], stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"})
+                           "--cache-dir", f"{work}/cache"], stdout=log, stderr=log, env={**os.environ, "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "warn")})
 URL = f"http://127.0.0.1:{port}"
 for _ in range(300):
     try:
@@ -121,5 +121,8 @@ try:
 finally:
     server.terminate()
     server.wait(timeout=30)
-    shutil.rmtree(work, ignore_errors=True)
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print("kept", work)
 PY

@@ -98,6 +98,38 @@ pub fn is_disk_full(e: &io::Error) -> bool {
 pub struct PackageStore {
     root: PathBuf,
     remote: Option<remote::RemotePackages>,
+    /// What this process extracted, by digest (see [`Manifest`]).
+    extracted: parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<Manifest>>>,
+}
+
+/// A package's tree as this process extracted it: each file's path under
+/// the root, its size and its BLAKE3 digest, and the names at the root.
+/// Kept in memory, which nothing outside this process can write, so a
+/// package extracted here is verified by reading its files against it
+/// ([`PackageStore::fetch`]) rather than against a second inflate of its
+/// zip: a deploy verified the package it had just stored that way, which
+/// cost more than the extraction itself.
+#[derive(Debug, Default)]
+pub(crate) struct Manifest {
+    files: Vec<(PathBuf, u64, [u8; 32])>,
+    roots: HashSet<PathBuf>,
+}
+
+/// A writer that hashes what it writes.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 static TEMP: AtomicU64 = AtomicU64::new(0);
@@ -114,7 +146,11 @@ impl PackageStore {
     pub fn new(root: impl Into<PathBuf>) -> io::Result<PackageStore> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        let store = PackageStore { root, remote: None };
+        let store = PackageStore {
+            root,
+            remote: None,
+            extracted: parking_lot::Mutex::default(),
+        };
         let mut older = Vec::new();
         for entry in fs::read_dir(&store.root)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -165,7 +201,8 @@ impl PackageStore {
     /// differs is dropped and, in a cluster, downloaded again.
     pub fn fetch(&self, digest: &str) -> Result<Option<Package>, PackageError> {
         if let Some(p) = self.get(digest) {
-            match self.verify(&p) {
+            let known = self.extracted.lock().get(digest).cloned();
+            match self.verify(&p, known.as_deref()) {
                 Ok(()) => return Ok(Some(p)),
                 Err(why) => {
                     log::warn!(target: "fnhost::server", "code package {digest} was altered on disk ({why}): not used as it is");
@@ -205,11 +242,16 @@ impl PackageStore {
     }
 
     /// Checks a stored package: its zip hashes to its digest, and its
-    /// extracted tree holds exactly the zip's files with the zip's bytes.
-    fn verify(&self, package: &Package) -> Result<(), String> {
+    /// extracted tree holds exactly the zip's files with the zip's bytes:
+    /// against what this process extracted when it has the `manifest`,
+    /// else against a second extraction of the zip.
+    fn verify(&self, package: &Package, manifest: Option<&Manifest>) -> Result<(), String> {
         let zip = fs::read(package.dir.with_file_name(ZIP)).map_err(|e| e.to_string())?;
         if hex::encode(Sha256::digest(&zip)) != package.digest {
             return Err("its zip does not match its digest".into());
+        }
+        if let Some(manifest) = manifest {
+            return verify_extracted(package, manifest);
         }
         let mut archive =
             zip::ZipArchive::new(std::io::Cursor::new(&zip[..])).map_err(|e| e.to_string())?;
@@ -270,16 +312,20 @@ impl PackageStore {
         let stale = self
             .root
             .join(format!("{TMP}{digest}-{}-{n}-stale", std::process::id()));
-        let result = (|| -> Result<(), PackageError> {
-            extract(zip, &fresh)?;
+        let result = (|| -> Result<Manifest, PackageError> {
+            let manifest = extract(zip, &fresh)?;
             fs::rename(dir.join(ROOT), &stale)?;
             fs::rename(&fresh, dir.join(ROOT))?;
             sync_dir(&dir);
-            Ok(())
+            Ok(manifest)
         })();
         remove(&fresh);
         remove(&stale);
-        result
+        let manifest = result?;
+        self.extracted
+            .lock()
+            .insert(digest, std::sync::Arc::new(manifest));
+        Ok(())
     }
 
     /// The package stored under `digest` here, if any.
@@ -355,12 +401,18 @@ impl PackageStore {
             .root
             .join(format!("{TMP}{digest}-{}-{n}", std::process::id()));
         let digest = digest.to_owned();
-        let result = (|| -> Result<(), PackageError> {
+        let result = (|| -> Result<Manifest, PackageError> {
             fs::create_dir_all(&tmp)?;
-            extract(zip, &tmp.join(ROOT))?;
+            let manifest = extract(zip, &tmp.join(ROOT))?;
             if let Some(library) = library {
                 check_library_present(&tmp.join(ROOT), library)?;
             }
+            // The zip is what makes the package durable: its tree is
+            // verified against it whenever it is mapped, and extracted
+            // again from it when it differs (a tree torn by a crash
+            // included), so only the zip is synced. (Syncing it on a second
+            // thread while the tree was extracted saved nothing: ext4 held
+            // the tree's writes back while it synced.)
             write_synced(&tmp.join(ZIP), zip)?;
             sync_dir(&tmp);
             match fs::rename(&tmp, self.root.join(&digest)) {
@@ -370,11 +422,18 @@ impl PackageStore {
                 Err(e) => return Err(e.into()),
             }
             sync_dir(&self.root);
-            Ok(())
+            Ok(manifest)
         })();
-        if let Err(e) = result {
-            remove(&tmp);
-            return Err(e);
+        match result {
+            Ok(manifest) => {
+                self.extracted
+                    .lock()
+                    .insert(digest.clone(), std::sync::Arc::new(manifest));
+            }
+            Err(e) => {
+                remove(&tmp);
+                return Err(e);
+            }
         }
         self.get(&digest)
             .ok_or_else(|| PackageError::Io(io::Error::other("package vanished after storing")))
@@ -390,6 +449,7 @@ impl PackageStore {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_digest(&name) && !keep.contains(&name) {
+                self.extracted.lock().remove(&name);
                 remove(&entry.path());
                 deleted += 1;
             }
@@ -469,8 +529,10 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Extracts `zip` into `dir` (created), refusing unsafe, oversized or
-/// incomplete content.
-pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
+/// incomplete content; answers what it wrote. Nothing is synced (see the
+/// end).
+pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<Manifest, PackageError> {
+    let mut manifest = Manifest::default();
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
         .map_err(|e| invalid(format!("not a valid zip archive: {e}")))?;
     if archive.len() > MAX_ENTRIES {
@@ -523,6 +585,9 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
         if entry.is_symlink() {
             return Err(invalid(format!("entry `{name}` is a symbolic link")));
         }
+        if let Some(first) = relative.components().next() {
+            manifest.roots.insert(PathBuf::from(first.as_os_str()));
+        }
         let target = dir.join(&relative);
         // A file and a folder of the same name (`x` and `x/y`) are the
         // package's fault, not the server's.
@@ -548,7 +613,9 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
         let written = if library {
             // A library is checked whole before it is kept: read into
             // memory, at most MAX_LIBRARY_BYTES of it.
-            let mut data = Vec::new();
+            // Sized as the entry says, up to 64 MB (what it says is the
+            // uploader's word; beyond it the vector grows as bytes come).
+            let mut data = Vec::with_capacity(entry.size().min(limit).min(64 << 20) as usize);
             (&mut entry)
                 .take(limit.min(MAX_LIBRARY_BYTES + 1))
                 .read_to_end(&mut data)
@@ -563,7 +630,12 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
                     .map_err(|e| invalid(format!("`{name}` is not a loadable library: {e}")))?;
                 libraries += 1;
             }
-            write_synced(&target, &data).map_err(clash)?;
+            fs::write(&target, &data).map_err(clash)?;
+            manifest.files.push((
+                relative.clone(),
+                data.len() as u64,
+                *blake3::hash(&data).as_bytes(),
+            ));
             data.len() as u64
         } else {
             if name.ends_with(".so") && nested.is_none() {
@@ -571,10 +643,17 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
             }
             // Anything else streams to disk: a bomb costs the server its
             // extraction limit in disk, never in memory.
-            let mut file = fs::File::create(&target).map_err(clash)?;
+            let file = fs::File::create(&target).map_err(clash)?;
+            let mut file = Hashing {
+                inner: file,
+                hasher: blake3::Hasher::new(),
+            };
             let copied = io::copy(&mut (&mut entry).take(limit), &mut file)
                 .map_err(|e| invalid(format!("entry `{name}`: {e}")))?;
-            file.sync_all()?;
+            file.inner.flush()?;
+            manifest
+                .files
+                .push((relative.clone(), copied, *file.hasher.finalize().as_bytes()));
             copied
         };
         total += written;
@@ -593,7 +672,55 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<(), PackageError> {
             None => "no .so file at the root of the package".to_owned(),
         }));
     }
-    sync_dir(dir);
+    // Not synced: the tree is verified against the package's synced zip
+    // whenever it is mapped (`PackageStore::fetch`), and extracted again
+    // from it when a crash tore it.
+    Ok(manifest)
+}
+
+/// Checks a package's tree against what this process extracted: the same
+/// files with the same bytes, and nothing else at its root.
+fn verify_extracted(package: &Package, manifest: &Manifest) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut buf = vec![0u8; 256 * 1024];
+    for (relative, size, digest) in &manifest.files {
+        let changed = || format!("{} changed", relative.display());
+        let path = package.dir.join(relative);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", relative.display()))?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        if !meta.file_type().is_file() || meta.len() != *size {
+            return Err(changed());
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut total = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > *size {
+                return Err(changed());
+            }
+            hasher.update(&buf[..n]);
+        }
+        if total != *size || hasher.finalize().as_bytes() != digest {
+            return Err(changed());
+        }
+    }
+    for e in fs::read_dir(&package.dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let name = PathBuf::from(e.file_name());
+        if !manifest.roots.contains(&name) {
+            return Err(format!("{} was added", name.display()));
+        }
+    }
     Ok(())
 }
 
@@ -775,7 +902,7 @@ mod tests {
         let again = store.fetch(&p.digest).unwrap().unwrap();
         assert_eq!(fs::read(again.dir.join("victim.so")).unwrap(), lib);
         assert!(!again.dir.join("libvictim.so").exists());
-        assert!(store.verify(&again).is_ok());
+        assert!(store.verify(&again, None).is_ok());
         // The zip itself changed: nothing of it is trusted.
         fs::write(
             again.dir.with_file_name(ZIP),
@@ -785,6 +912,51 @@ mod tests {
         let e = store.fetch(&p.digest).unwrap_err().to_string();
         assert!(e.contains("upload the code again"), "{e}");
         assert!(store.get(&p.digest).is_none());
+    }
+
+    #[test]
+    fn a_tree_this_process_extracted_is_checked_against_what_it_wrote() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackageStore::new(dir.path()).unwrap();
+        let lib = library();
+        let zip = zip_of(&[("victim.so", &lib), ("data/x.txt", b"hello")]);
+        let p = store.store(&zip, Some("victim")).unwrap();
+        assert!(store.extracted.lock().contains_key(&p.digest));
+        assert_eq!(store.fetch(&p.digest).unwrap().unwrap().dir, p.dir);
+        // A byte changed in a nested file, its size kept: caught, and the
+        // tree extracted again from the zip.
+        let nested = p.dir.join("data/x.txt");
+        fs::set_permissions(&nested, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&nested, b"hellO").unwrap();
+        assert!(store
+            .verify(&p, store.extracted.lock().get(&p.digest).map(|m| &**m))
+            .is_err());
+        let again = store.fetch(&p.digest).unwrap().unwrap();
+        assert_eq!(fs::read(again.dir.join("data/x.txt")).unwrap(), b"hello");
+        // A file swapped for a symbolic link to the same bytes: refused too.
+        let victim = again.dir.join("victim.so");
+        let elsewhere = dir.path().join("elsewhere.so");
+        fs::write(&elsewhere, &lib).unwrap();
+        fs::remove_file(&victim).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &victim).unwrap();
+        let again = store.fetch(&p.digest).unwrap().unwrap();
+        assert!(fs::symlink_metadata(again.dir.join("victim.so"))
+            .unwrap()
+            .file_type()
+            .is_file());
+        // A restarted server has no manifest: the zip is extracted again to
+        // compare with, and a change is still caught.
+        let restarted = PackageStore::new(dir.path()).unwrap();
+        assert!(!restarted.extracted.lock().contains_key(&p.digest));
+        let mut flipped = lib.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let victim = again.dir.join("victim.so");
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&victim, &flipped).unwrap();
+        let again = restarted.fetch(&p.digest).unwrap().unwrap();
+        assert_eq!(fs::read(again.dir.join("victim.so")).unwrap(), lib);
     }
 
     #[test]
