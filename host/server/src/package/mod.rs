@@ -203,7 +203,14 @@ impl PackageStore {
         if let Some(p) = self.get(digest) {
             let known = self.extracted.lock().get(digest).cloned();
             match self.verify(&p, known.as_deref()) {
-                Ok(()) => return Ok(Some(p)),
+                Ok(found) => {
+                    if let Some(manifest) = found {
+                        self.extracted
+                            .lock()
+                            .insert(digest.to_owned(), std::sync::Arc::new(manifest));
+                    }
+                    return Ok(Some(p));
+                }
                 Err(why) => {
                     log::warn!(target: "fnhost::server", "code package {digest} was altered on disk ({why}): not used as it is");
                     match fs::read(p.dir.with_file_name(ZIP)) {
@@ -245,16 +252,23 @@ impl PackageStore {
     /// extracted tree holds exactly the zip's files with the zip's bytes:
     /// against what this process extracted when it has the `manifest`,
     /// else against a second extraction of the zip.
-    fn verify(&self, package: &Package, manifest: Option<&Manifest>) -> Result<(), String> {
+    /// Answers, after a second extraction, the manifest of what it found
+    /// (so that the next check of the package is the cheap one).
+    fn verify(
+        &self,
+        package: &Package,
+        manifest: Option<&Manifest>,
+    ) -> Result<Option<Manifest>, String> {
         let zip = fs::read(package.dir.with_file_name(ZIP)).map_err(|e| e.to_string())?;
         if hex::encode(Sha256::digest(&zip)) != package.digest {
             return Err("its zip does not match its digest".into());
         }
         if let Some(manifest) = manifest {
-            return verify_extracted(package, manifest);
+            return verify_extracted(package, manifest).map(|()| None);
         }
         let mut archive =
             zip::ZipArchive::new(std::io::Cursor::new(&zip[..])).map_err(|e| e.to_string())?;
+        let mut files = Vec::new();
         let mut expected = HashSet::new();
         for i in 0..archive.len().min(MAX_ENTRIES) {
             let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
@@ -275,6 +289,7 @@ impl PackageStore {
             }
             let mut file = fs::File::open(&path).map_err(|e| e.to_string())?;
             let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+            let mut hasher = blake3::Hasher::new();
             loop {
                 let n = read_full(&mut entry, &mut a).map_err(|e| e.to_string())?;
                 let m = read_full(&mut file, &mut b[..n.max(1)]).map_err(|e| e.to_string())?;
@@ -284,7 +299,9 @@ impl PackageStore {
                 if n == 0 {
                     break;
                 }
+                hasher.update(&a[..n]);
             }
+            files.push((relative, entry.size(), *hasher.finalize().as_bytes()));
         }
         // Nothing planted beside them at the root (a libNAME.so beside
         // NAME.so would be loaded instead).
@@ -297,7 +314,10 @@ impl PackageStore {
                 return Err(format!("{} was added", name.display()));
             }
         }
-        Ok(())
+        Ok(Some(Manifest {
+            files,
+            roots: expected,
+        }))
     }
 
     /// Replaces a package's extracted tree with a fresh extraction of its
@@ -952,6 +972,16 @@ mod tests {
         let mut flipped = lib.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
+        let victim = again.dir.join("victim.so");
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&victim, &flipped).unwrap();
+        let again = restarted.fetch(&p.digest).unwrap().unwrap();
+        assert_eq!(fs::read(again.dir.join("victim.so")).unwrap(), lib);
+        // An intact package checked the slow way after a restart is
+        // checked the cheap way from then on, which still catches a change.
+        let restarted = PackageStore::new(dir.path()).unwrap();
+        assert!(restarted.fetch(&p.digest).unwrap().is_some());
+        assert!(restarted.extracted.lock().contains_key(&p.digest));
         let victim = again.dir.join("victim.so");
         fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
         fs::write(&victim, &flipped).unwrap();
