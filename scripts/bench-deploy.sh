@@ -15,7 +15,10 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p fnhost-cli
 export ROUNDS=${ROUNDS:-5} MB=${MB:-20}
 python3 - <<'PY'
-import base64, io, json, os, shutil, socket, statistics, subprocess, tempfile, time, urllib.request, zipfile
+import base64, io, json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request, zipfile
+
+sys.path.insert(0, "scripts")
+from bench_server import serve  # noqa: E402
 
 ROOT = os.getcwd()
 OUT = f"{ROOT}/target/release"
@@ -48,23 +51,7 @@ def package(lib):
     return buf.getvalue()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-port = free_port()
-log = open(f"{work}/server.log", "w")
-server = subprocess.Popen([f"{OUT}/fnhost", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/data",
-                           "--cache-dir", f"{work}/cache"], stdout=log, stderr=log, env={**os.environ, "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "warn")})
-URL = f"http://127.0.0.1:{port}"
-for _ in range(300):
-    try:
-        if urllib.request.urlopen(URL + "/readyz", timeout=1).status == 200:
-            break
-    except OSError:
-        time.sleep(0.05)
+server, URL = serve(f"{OUT}/fnhost", work, rust_log=os.environ.get("BENCH_RUST_LOG", "warn"))
 
 
 def call(method, path, data):

@@ -30,7 +30,10 @@ export RABBITMQ NATS REDIS ROUNDS=${ROUNDS:-5} N1=${N1:-3000} N100=${N100:-10000
     KINDS=${KINDS:-rabbitmq nats redis} BATCHES=${BATCHES:-1 100}
 trap './scripts/rabbitmq.sh stop; ./scripts/nats.sh stop; ./scripts/redis.sh stop' EXIT
 "$python" - <<'PY'
-import asyncio, base64, io, json, os, signal, socket, statistics, subprocess, tempfile, time, urllib.request, uuid, zipfile
+import asyncio, base64, io, json, os, signal, statistics, subprocess, sys, tempfile, time, urllib.request, uuid, zipfile
+
+sys.path.insert(0, "scripts")
+from bench_server import serve  # noqa: E402
 
 ROOT = os.getcwd()
 OUT = f"{ROOT}/target/release"
@@ -40,12 +43,6 @@ CODES = {"rabbitmq": "RABBITMQ", "nats": "NATS", "redis": "REDIS"}
 ROUNDS, N1, N100, LATENCY = (int(os.environ[k]) for k in ("ROUNDS", "N1", "N100", "LATENCY"))
 GOALS = {1: 0.8, 100: 0.9}
 work = os.environ.get("BENCH_WORK") or tempfile.mkdtemp(prefix="fnhost-bench-triggers-")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url, method, path, body=None):
@@ -59,17 +56,7 @@ def call(url, method, path, body=None):
         return e.code, e.read()
 
 
-port = free_port()
-log = open(f"{work}/server.log", "w")
-server = subprocess.Popen([f"{OUT}/fnhost", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/data",
-                           "--cache-dir", f"{work}/cache"], stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"})
-URL = f"http://127.0.0.1:{port}"
-for _ in range(300):
-    try:
-        if urllib.request.urlopen(URL + "/readyz", timeout=1).status == 200:
-            break
-    except OSError:
-        time.sleep(0.05)
+server, URL = serve(f"{OUT}/fnhost", work)
 
 
 def package(lib, as_name):

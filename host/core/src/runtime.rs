@@ -222,6 +222,7 @@ impl Runtime {
     pub fn stats(&self) -> RuntimeStats {
         let (preflights, preflights_on_spare, preflight_spare_ready) =
             self.shared.loader.preflight_counts();
+        let (worker_threads, idle_workers) = self.shared.worker_threads();
         RuntimeStats {
             preflights,
             preflights_on_spare,
@@ -231,8 +232,8 @@ impl Runtime {
             invocations: self.shared.counters.invocations(),
             timeouts: self.shared.counters.timeouts(),
             runaway_invocations: self.shared.counters.runaway(),
-            worker_threads: self.shared.worker_threads().0,
-            idle_workers: self.shared.worker_threads().1,
+            worker_threads,
+            idle_workers,
             worker_processes: crate::isolation::budget::live(),
             libraries_mapped: self.shared.loader.mapped_count(),
             generations: self.registry.generation_stats(),

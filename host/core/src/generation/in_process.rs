@@ -133,6 +133,14 @@ impl Generation {
         }
     }
 
+    /// The worker threads its calls and initializers run on: its library's
+    /// own (ABI 1.4), else the runtime's shared pool.
+    fn thread_pool(&self) -> &WorkerPool {
+        self.in_process()
+            .and_then(|code| code.pool.as_ref())
+            .unwrap_or(&self.shared.pool)
+    }
+
     /// Whether its calls qualify for an [`IoLane`] now: an in-process
     /// handler that has proven short (see the lane's probation).
     pub fn qualifies_for_lane(&self) -> bool {
@@ -160,11 +168,7 @@ impl Generation {
         let job_state = Arc::clone(&state);
         let keep = Arc::clone(self);
         let started = Instant::now();
-        let pool = self
-            .in_process()
-            .and_then(|code| code.pool.as_ref())
-            .unwrap_or(&self.shared.pool);
-        let spawned = pool.execute(move || {
+        let spawned = self.thread_pool().execute(move || {
             // SAFETY: `function` comes from the checked descriptor of the
             // generation's library, which `keep` holds mapped; `ctx` is valid
             // for the call.
@@ -380,9 +384,7 @@ impl Generation {
         P: AsRef<[u8]> + Send + 'static,
     {
         let job = Self::job(code, state, lease, flight, payload, None);
-        code.pool
-            .as_ref()
-            .unwrap_or(&self.shared.pool)
+        self.thread_pool()
             .execute_boxed(job)
             .map_err(|e| InvokeError::NoWorker(e.to_string()))
     }
