@@ -73,17 +73,21 @@ fn callgrind_measured(n: u64, f: &mut dyn FnMut()) {
 }
 
 /// Under `FNHOST_BENCH_CALLGRIND=<group>/<case>`: warms the case up, then
-/// runs it [`CALLGRIND_CALLS`] times inside [`callgrind_measured`].
+/// runs it 10,000 times (or `FNHOST_BENCH_CALLS`) inside [`callgrind_measured`].
 fn callgrind(id: &str, cases: &mut [Measured<'_>]) {
-    const CALLGRIND_CALLS: u64 = 10_000;
+    // `FNHOST_BENCH_CALLS` runs more (to profile one case with `perf`).
+    let calls: u64 = std::env::var("FNHOST_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let Some((_, f)) = cases.iter_mut().find(|(name, _)| *name == id) else {
         panic!("no case {id}");
     };
     for _ in 0..1000 {
         f();
     }
-    callgrind_measured(CALLGRIND_CALLS, f);
-    println!("{id}: {CALLGRIND_CALLS} calls");
+    callgrind_measured(calls, f);
+    println!("{id}: {calls} calls");
 }
 
 fn main() {
@@ -99,6 +103,7 @@ fn main() {
         let logged = rt
             .load(FunctionConfig::new("echo.Logged", &dir).user_data("NAME", "bench"))
             .unwrap();
+        let handoff = Handoff::new(echo::handler);
         let mut cases: Vec<Measured<'_>> = vec![
             (
                 "echo_1KiB/direct_call",
@@ -115,6 +120,14 @@ fn main() {
             (
                 "logged_1KiB/fnhost_current_thread",
                 Box::new(|| drop(black_box(logged.invoke_on_current_thread(&payload)))),
+            ),
+            (
+                "echo_1KiB/fnhost_worker_thread",
+                Box::new(|| drop(black_box(echo.invoke(&payload)))),
+            ),
+            (
+                "echo_1KiB/bare_thread_handoff",
+                Box::new(|| drop(black_box(handoff.call(&payload)))),
             ),
         ];
         return callgrind(&id, &mut cases);

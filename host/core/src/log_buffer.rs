@@ -76,7 +76,12 @@ pub(crate) fn one_line(message: &[u8]) -> Cow<'_, [u8]> {
             _ => 0,
         }
     };
-    if !(0..message.len()).any(|i| breaks_at(i) > 0) {
+    // Nearly every line has none of their first bytes: two vectorized
+    // scans say so (a byte-by-byte pattern match cost 20 instructions a
+    // byte, a fifth of a logged call's).
+    let may_break = memchr::memchr2(b'\n', b'\r', message).is_some()
+        || memchr::memchr2(0xC2, 0xE2, message).is_some();
+    if !may_break || !(0..message.len()).any(|i| breaks_at(i) > 0) {
         return Cow::Borrowed(message);
     }
     let mut out = Vec::with_capacity(message.len() + 8);

@@ -153,12 +153,17 @@ impl Summary {
         memory_size_mb: u32,
         peak_bytes: u64,
     ) -> Summary {
-        let duration_ms = (elapsed.as_nanos() as f64 / 1_000.0).round() / 1_000.0;
+        // In integers (rounded to the microsecond, and to the thousandth of
+        // a MB): the same figures as rounding floats, without the float
+        // library's calls on every invocation's path.
+        let micros =
+            u64::try_from(elapsed.as_nanos().saturating_add(500) / 1_000).unwrap_or(u64::MAX);
+        let thousandths_mb = (u128::from(peak_bytes) * 1_000 + 524_288) / 1_048_576;
         Summary {
-            duration_ms,
-            billing_duration_ms: (duration_ms.ceil() as u64).max(1),
+            duration_ms: micros as f64 / 1_000.0,
+            billing_duration_ms: micros.div_ceil(1_000).max(1),
             memory_size_mb,
-            memory_used_mb: (peak_bytes as f64 / 1_048_576.0 * 1_000.0).round() / 1_000.0,
+            memory_used_mb: thousandths_mb as f64 / 1_000.0,
         }
     }
 
@@ -262,6 +267,33 @@ mod tests {
             Summary::new(Duration::from_nanos(10), 128, 0).billing_duration_ms,
             1
         );
+    }
+
+    #[test]
+    fn summary_figures_are_those_of_rounding_floats() {
+        // What the summary computed with floats before it used integers.
+        let floats = |nanos: u64, peak: u64| {
+            let duration = (nanos as f64 / 1_000.0).round() / 1_000.0;
+            let billing = (duration.ceil() as u64).max(1);
+            let memory = (peak as f64 / 1_048_576.0 * 1_000.0).round() / 1_000.0;
+            (duration, billing, memory)
+        };
+        let mut rng = fastrand::Rng::with_seed(7);
+        let edges = [
+            0, 1, 499, 500, 501, 999_499, 999_500, 1_000_000, 1_000_001, 524_288,
+        ];
+        for i in 0..100_000u64 {
+            let (nanos, peak) = match edges.get(i as usize) {
+                Some(&e) => (e, e),
+                None => (rng.u64(0..3_600_000_000_000), rng.u64(0..1 << 40)),
+            };
+            let s = Summary::new(Duration::from_nanos(nanos), 128, peak);
+            assert_eq!(
+                (s.duration_ms, s.billing_duration_ms, s.memory_used_mb),
+                floats(nanos, peak),
+                "{nanos} ns, {peak} bytes"
+            );
+        }
     }
 
     #[test]

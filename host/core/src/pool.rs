@@ -148,6 +148,33 @@ fn on_plugin_thread(start: fnhost_api::abi::StartThreadFn, life: Spawn) -> Resul
     Err(*unsafe { Box::from_raw(arg.cast::<Spawn>()) })
 }
 
+thread_local! {
+    /// On a pool worker thread: its pool, so that a job about to return
+    /// can put the worker on the idle count early ([`returning_soon`]).
+    static POOL: std::cell::Cell<*const Inner> = const { std::cell::Cell::new(std::ptr::null()) };
+    /// Whether the running job already counted this worker idle.
+    static COUNTED_IDLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by a job just before it tells its caller that it finished: when
+/// it runs on a pool worker, that worker counts as idle from now on. A
+/// caller that hears back and at once submits its next job then hands it
+/// to this worker (warm, polling for it a moment later) instead of finding
+/// no idle worker and starting another thread; with sequential calls a
+/// pool kept starting threads this way, and each of them parked, was
+/// woken by every later submission and took jobs in turn. A no-op on any
+/// other thread, and after the first call in a job.
+pub(crate) fn returning_soon() {
+    let pool = POOL.with(std::cell::Cell::get);
+    if pool.is_null() || COUNTED_IDLE.with(|c| c.replace(true)) {
+        return;
+    }
+    // SAFETY: `POOL` is set by `worker` to the `Inner` its own `Arc`
+    // keeps alive, and cleared before that `Arc` is dropped; this thread
+    // is that worker, inside one of its jobs.
+    unsafe { &*pool }.idle.fetch_add(1, Ordering::AcqRel);
+}
+
 fn run(job: Job) {
     // Jobs are host code that calls plugins through panic-catching trampolines;
     // should host code itself panic, the worker survives it.
@@ -155,9 +182,21 @@ fn run(job: Job) {
 }
 
 fn worker(inner: Arc<Inner>, first: Job) {
+    POOL.with(|p| p.set(Arc::as_ptr(&inner)));
+    /// Clears `POOL` when the worker ends, however it ends.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            POOL.with(|p| p.set(std::ptr::null()));
+        }
+    }
+    let _clear = Clear;
     run(first);
     loop {
-        inner.idle.fetch_add(1, Ordering::AcqRel);
+        // Unless the job did already (`returning_soon`).
+        if !COUNTED_IDLE.with(|c| c.replace(false)) {
+            inner.idle.fetch_add(1, Ordering::AcqRel);
+        }
         let mut polled = None;
         if inner
             .spinning
@@ -231,6 +270,30 @@ mod tests {
         }
         assert!(pool.threads() >= 4);
         drop(block_tx);
+    }
+
+    #[test]
+    fn sequential_jobs_that_say_they_return_soon_keep_one_worker() {
+        let pool = WorkerPool::new(Duration::from_secs(60), 256 * 1024);
+        let (tx, rx) = mpsc::channel();
+        for i in 0..2_000 {
+            let tx = tx.clone();
+            pool.execute(move || {
+                // As an invocation's job does before its caller hears back.
+                returning_soon();
+                returning_soon(); // a second call in one job counts nothing
+                tx.send(i).unwrap();
+                // The job's own bookkeeping after that (drops, counters).
+                std::hint::black_box((0..200).sum::<u64>());
+            })
+            .unwrap();
+            rx.recv().unwrap();
+        }
+        assert_eq!(pool.threads(), 1, "sequential calls started more threads");
+        assert!(pool.idle() <= 1, "idle count {}", pool.idle());
+        // Off a pool thread it changes nothing.
+        returning_soon();
+        assert!(pool.idle() <= 1);
     }
 
     #[test]

@@ -442,6 +442,7 @@ impl Generation {
                     slot.release(elapsed);
                 }
                 drop((lease, flight));
+                crate::pool::returning_soon();
             },
         );
         if runaway {
