@@ -73,6 +73,10 @@ def test_callers_mistakes_get_4xx_in_functiongraph_shape(open_server):
     assert status == 400 and "runtime" in json.loads(body)["error_msg"]
     status, _, body = call(open_server, "POST", f"{BASE}/urn:fss:local:proj1:function:default:ghost/invocations", b"{}")
     assert status == 404 and json.loads(body)["error_code"] == "FSS.1051"
+    # A URN naming the function in another package names no function.
+    status, _, body = call(open_server, "POST", f"{BASE}/urn:fss:local:proj1:function:other:limits/invocations", b"{}")
+    assert status == 404 and json.loads(body)["error_code"] == "FSS.1051"
+    assert call(open_server, "POST", f"{BASE}/urn:fss:local:proj1:function:default:limits/invocations", b"{}")[0] == 200
     status, _, body = call(open_server, "GET", "/v3/nothing")
     assert status == 404 and "error_code" in json.loads(body)
     status, _, _ = call(open_server, "POST", BASE, {"func_name": "limits", "runtime": "Rust1.x", "handler": "echo.Handler",

@@ -6,19 +6,30 @@
 //! busy; it rejoins the pool if the handler ever returns.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::io_lane::Job;
-use crate::spin::spin_until;
+use crate::spin::{spin_until_uncontended, Polled};
 
 /// How long an idle worker polls for the next job before it parks. Polling
 /// keeps back-to-back invocations off the futex path (a park and wake costs
 /// ~10 us on this machine class); the cost is at most this much CPU per job.
 const POLL_FOR_NEXT_JOB: Duration = Duration::from_micros(50);
+
+/// How long an idle worker polls for the next job while the CPUs are
+/// contended: busily, without yielding, then it parks. A worker's poll
+/// that found the CPUs contended (a yield gave the CPU to another thread)
+/// makes the pool's polls this short for [`CONTENDED_FOR`]: on a saturated
+/// server the yields' context switches cost more than the wake-ups they
+/// save (measured over HTTP: 12 % more requests a second, 13 % less CPU
+/// per request), while a quiet server keeps the long poll.
+const POLL_WHILE_CONTENDED: Duration = Duration::from_micros(4);
+/// How long a contended poll keeps the pool's polls short.
+const CONTENDED_FOR: Duration = Duration::from_millis(100);
 
 /// A growable pool of worker threads.
 #[derive(Debug, Clone)]
@@ -40,6 +51,10 @@ struct Inner {
     spinning: AtomicUsize,
     idle_timeout: Duration,
     stack_size: usize,
+    /// Until when (nanoseconds since `epoch`) idle workers poll only
+    /// [`POLL_WHILE_CONTENDED`].
+    contended_until: AtomicU64,
+    epoch: Instant,
     /// ABI 1.4's `fnhost_start_thread` of the library whose calls this
     /// pool runs: its threads are then the plugin runtime's own (Go's), so
     /// no call enters that runtime from a thread it did not create.
@@ -70,6 +85,8 @@ impl WorkerPool {
                 idle: AtomicUsize::new(0),
                 threads: AtomicUsize::new(0),
                 spinning: AtomicUsize::new(0),
+                contended_until: AtomicU64::new(0),
+                epoch: Instant::now(),
                 idle_timeout,
                 stack_size,
                 start_thread,
@@ -203,7 +220,13 @@ fn worker(inner: Arc<Inner>, first: Job) {
             .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            spin_until(POLL_FOR_NEXT_JOB, || match inner.receiver.try_recv() {
+            let now = inner.epoch.elapsed().as_nanos() as u64;
+            let budget = if now < inner.contended_until.load(Ordering::Relaxed) {
+                POLL_WHILE_CONTENDED
+            } else {
+                POLL_FOR_NEXT_JOB
+            };
+            let ended = spin_until_uncontended(budget, || match inner.receiver.try_recv() {
                 Ok(job) => {
                     polled = Some(job);
                     true
@@ -211,6 +234,12 @@ fn worker(inner: Arc<Inner>, first: Job) {
                 Err(TryRecvError::Empty) => false,
                 Err(TryRecvError::Disconnected) => true,
             });
+            if ended == Polled::Contended {
+                let until = inner.epoch.elapsed() + CONTENDED_FOR;
+                inner
+                    .contended_until
+                    .store(until.as_nanos() as u64, Ordering::Relaxed);
+            }
             inner.spinning.store(0, Ordering::Release);
         }
         let job = loop {

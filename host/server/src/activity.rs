@@ -213,24 +213,25 @@ impl Activity {
         at: SystemTime,
     ) {
         let number = bucket_number(at);
-        let ring = self
-            .functions
-            .read()
-            .get(function)
-            .and_then(|versions| versions.get(version))
-            .cloned();
-        let ring = match ring {
-            Some(ring) => ring,
-            None => Arc::clone(
-                self.functions
-                    .write()
-                    .entry(function.to_owned())
-                    .or_default()
-                    .entry(version.to_owned())
-                    .or_insert_with(|| Arc::new(Mutex::new(Ring::new()))),
-            ),
-        };
-        ring.lock().record(number, error, took);
+        {
+            // Counted under the read lock: no reference count to bounce
+            // between the executor threads on every invocation.
+            let functions = self.functions.read();
+            if let Some(ring) = functions.get(function).and_then(|v| v.get(version)) {
+                ring.lock().record(number, error, took);
+                return;
+            }
+        }
+        // The version's first call: its ring is made (once, under the
+        // write lock).
+        self.functions
+            .write()
+            .entry(function.to_owned())
+            .or_default()
+            .entry(version.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(Ring::new())))
+            .lock()
+            .record(number, error, took);
     }
 
     /// Drops a deleted function's series.

@@ -30,11 +30,7 @@ const HEADER_LOG_BYTES: usize = 2000;
 
 pub(crate) fn route_for<'a>(state: &Shared, urn: &'a str) -> Result<(&'a str, Route), ApiError> {
     let r = FunctionRefStr::parse(urn).ok_or_else(ApiError::function_not_found)?;
-    let record = state
-        .management
-        .record(r.name)
-        .ok_or_else(ApiError::function_not_found)?;
-    if r.package.is_some_and(|p| p != record.package) {
+    if !state.management.exists(r.name, r.package) {
         return Err(ApiError::function_not_found());
     }
     let route = state.runtime.registry().resolve(r.target)?;

@@ -350,6 +350,15 @@ impl Management {
         self.functions.lock().get(name).cloned()
     }
 
+    /// Whether function `name` exists (with package `package`, when
+    /// given): an invocation's check, without copying its record.
+    pub(crate) fn exists(&self, name: &str, package: Option<&str>) -> bool {
+        self.functions
+            .lock()
+            .get(name)
+            .is_some_and(|record| package.is_none_or(|p| p == record.package))
+    }
+
     /// Every current record, by name.
     pub(crate) fn records(&self) -> Vec<FunctionRecord> {
         self.functions.lock().values().cloned().collect()
