@@ -240,28 +240,35 @@ impl Gate {
 /// (`Origin` other than `http://{Host}`, or `Sec-Fetch-Site: cross-site`
 /// or `same-site`).
 fn foreign_origin(parts: &Parts) -> Option<&'static str> {
-    let header = |name: &str| parts.headers.get(name).map(|v| v.to_str().unwrap_or(""));
-    let host = header("host")
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .map(str::to_ascii_lowercase);
-    if let Some(host) = &host {
+    use axum::http::header::{HOST, ORIGIN};
+    // Checked on every API request: the headers are looked up by their
+    // known names and compared in place (no copies).
+    let header =
+        |name: &axum::http::HeaderName| parts.headers.get(name).map(|v| v.to_str().unwrap_or(""));
+    let host = header(&HOST).or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    if let Some(host) = host {
         if !is_loopback_authority(host) {
             return Some("the Host header does not name this machine (DNS rebinding?)");
         }
     }
-    if let Some(origin) = header("origin") {
-        let same = host
-            .as_deref()
-            .is_some_and(|h| origin.eq_ignore_ascii_case(&format!("http://{h}")));
+    if let Some(origin) = header(&ORIGIN) {
+        let same = host.is_some_and(|h| {
+            origin.len() == "http://".len() + h.len()
+                && origin.as_bytes()[.."http://".len()].eq_ignore_ascii_case(b"http://")
+                && origin.as_bytes()["http://".len()..].eq_ignore_ascii_case(h.as_bytes())
+        });
         if !same {
             return Some("a web page of another origin sent it");
         }
     }
-    if matches!(header("sec-fetch-site"), Some("cross-site" | "same-site")) {
+    if matches!(header(&SEC_FETCH_SITE), Some("cross-site" | "same-site")) {
         return Some("a web page of another site sent it");
     }
     None
 }
+
+const SEC_FETCH_SITE: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("sec-fetch-site");
 
 /// Whether `authority` (`host[:port]`) is `localhost`, a 127/8 address or
 /// `[::1]`.
@@ -273,7 +280,8 @@ fn is_loopback_authority(authority: &str) -> bool {
         },
         None => authority.split(':').next().unwrap_or(""),
     };
-    host == "localhost"
+    // As the Host header may spell it: in any case.
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -427,6 +435,12 @@ mod tests {
             ("http://evil.example", "127.0.0.1:8000"),
             ("http://localhost:3000", "localhost:8000"),
             ("null", "127.0.0.1:8000"),
+            // The right length, not the right bytes (and not cut at a
+            // character boundary where the scheme ends).
+            ("https://127.0.0.1:8000", "127.0.0.1:8000"),
+            ("http:/é27.0.0.1:8000", "127.0.0.1:8000"),
+            ("ftp://a127.0.0.1:8000", "127.0.0.1:8000"),
+            ("http://127.0.0.1:8001", "127.0.0.1:8000"),
         ] {
             let headers = [("origin", origin), ("host", host)];
             assert_eq!(admit(Method::POST, create, &headers).await, refused);
@@ -456,6 +470,12 @@ mod tests {
                 ("origin", "http://localhost:8000"),
                 ("host", "localhost:8000"),
             ][..],
+            // Host names and schemes are case-insensitive.
+            &[
+                ("origin", "HTTP://LocalHost:8000"),
+                ("host", "localhost:8000"),
+            ][..],
+            &[("host", "LOCALHOST:8000")][..],
             &[("host", "[::1]:8000")][..],
             &[("host", "127.0.0.2")][..],
             &[][..],

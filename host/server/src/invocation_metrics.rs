@@ -154,7 +154,7 @@ impl Metrics {
             version,
             error,
             timed.then_some(took),
-            std::time::SystemTime::now(),
+            crate::activity::coarse_now(),
         );
     }
 

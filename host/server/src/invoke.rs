@@ -37,14 +37,17 @@ pub(crate) fn route_for<'a>(state: &Shared, urn: &'a str) -> Result<(&'a str, Ro
     Ok((r.name, route))
 }
 
-/// Whether header `name` is `value`, ignoring ASCII case.
-fn header_is(headers: &HeaderMap, name: &str, value: &str) -> bool {
+/// Whether header `name` is `value`, ignoring ASCII case. (Names are
+/// constants: a name given as text is parsed again on every lookup.)
+fn header_is(headers: &HeaderMap, name: &HeaderName, value: &str) -> bool {
     headers
         .get(name)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
 }
 
 const X_CFF_REQUEST_ID: HeaderName = HeaderName::from_static("x-cff-request-id");
+const X_CFF_LOG_TYPE: HeaderName = HeaderName::from_static("x-cff-log-type");
+const X_CFF_REQUEST_VERSION: HeaderName = HeaderName::from_static("x-cff-request-version");
 const X_CFF_INVOKE_SUMMARY: HeaderName = HeaderName::from_static("x-cff-invoke-summary");
 const X_CFF_BILLING_DURATION: HeaderName = HeaderName::from_static("x-cff-billing-duration");
 const X_CFF_RESPONSE_VERSION: HeaderName = HeaderName::from_static("x-cff-response-version");
@@ -283,8 +286,8 @@ pub(crate) struct InvokeOptions {
 impl InvokeOptions {
     pub(crate) fn from_headers(headers: &HeaderMap) -> InvokeOptions {
         InvokeOptions {
-            tail: header_is(headers, "x-cff-log-type", "tail"),
-            v1: header_is(headers, "x-cff-request-version", "v1"),
+            tail: header_is(headers, &X_CFF_LOG_TYPE, "tail"),
+            v1: header_is(headers, &X_CFF_REQUEST_VERSION, "v1"),
             trace: TraceContext::from_headers(headers),
             // A span id matters only to exported spans (and the
             // `traceresponse` that names one).

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use fnhost::TraceId;
 
 /// New traces are sampled when their id's random part is below this (see
@@ -53,6 +53,11 @@ fn sampled_at(trace_id: &TraceId, threshold: u64) -> bool {
 /// 256 bytes, "SHOULD propagate at least 512").
 pub const MAX_TRACESTATE: usize = 512;
 
+/// W3C Trace Context's headers, as constants (a name given as text is
+/// parsed on every lookup, and these are looked up on every invocation).
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// The trace an invocation belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
@@ -80,7 +85,7 @@ impl TraceContext {
     /// The caller's trace from `traceparent`, or a new one.
     pub fn from_headers(headers: &HeaderMap) -> TraceContext {
         headers
-            .get("traceparent")
+            .get(&TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::parse)
             .unwrap_or_else(TraceContext::start)
@@ -146,9 +151,9 @@ impl TraceContext {
 /// The caller's `tracestate`, when it is carried on.
 pub fn tracestate(headers: &HeaderMap) -> String {
     headers
-        .get("tracestate")
+        .get(&TRACESTATE)
         .and_then(|v| v.to_str().ok())
-        .filter(|s| s.len() <= MAX_TRACESTATE && headers.contains_key("traceparent"))
+        .filter(|s| s.len() <= MAX_TRACESTATE && headers.contains_key(&TRACEPARENT))
         .unwrap_or_default()
         .to_owned()
 }
