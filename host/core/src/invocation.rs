@@ -13,6 +13,7 @@ use fnhost_api::abi::{self, field, HostData, HostStr, PluginStr};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Credentials, FunctionConfig};
+use crate::instances::Lease;
 use crate::log_buffer::LogBuffer;
 use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
 use crate::trace::CallIds;
@@ -75,6 +76,11 @@ struct Sink {
     finished: Option<(i32, Duration)>,
     /// Set by the caller that stopped waiting at the deadline.
     abandoned: bool,
+    /// The instance slot of a call that finished while its caller waited:
+    /// the caller releases it (the slot's lock stays on the caller's core;
+    /// released on the worker, it crossed cores twice a call). A call that
+    /// finished after its caller gave up releases it on its own thread.
+    lease: Option<Lease>,
 }
 
 /// The host state of one invocation; the plugin sees it as `fnhost_host_data`.
@@ -178,6 +184,7 @@ impl InvocationState {
                 oversized_output: None,
                 finished: None,
                 abandoned: false,
+                lease: None,
             }),
             done: Condvar::new(),
             finished: AtomicBool::new(false),
@@ -215,7 +222,7 @@ impl InvocationState {
     /// Calls the plugin on this thread and records the completion. Returns
     /// `true` when a caller had already given up on it (it was a runaway).
     pub(crate) fn run(&self, call: impl FnOnce(&abi::Context) -> i32) -> bool {
-        self.run_then(call, |_| ())
+        self.run_then(call, |_| None)
     }
 
     /// Calls the plugin on this thread for a caller on this same thread: no
@@ -236,17 +243,26 @@ impl InvocationState {
     pub(crate) fn run_then(
         &self,
         call: impl FnOnce(&abi::Context) -> i32,
-        after_call: impl FnOnce(Duration),
+        after_call: impl FnOnce(Duration) -> Option<Lease>,
     ) -> bool {
         let ctx = self.raw_context();
         let start = Instant::now();
         let status = call(&ctx);
         let elapsed = start.elapsed();
-        after_call(elapsed);
+        let lease = after_call(elapsed);
         let mut sink = self.sink.lock();
         sink.finished = Some((status, elapsed));
         let abandoned = sink.abandoned;
+        // The caller (still waiting) releases the slot; nobody waits for
+        // an abandoned call's, so it goes now.
+        let lease = if abandoned {
+            lease
+        } else {
+            sink.lease = lease;
+            None
+        };
         drop(sink);
+        drop(lease);
         // Published after the lock is released: a caller polling this flag
         // takes the lock next and must not find it still held.
         self.finished.store(true, Ordering::Release);
@@ -356,7 +372,10 @@ impl InvocationState {
 
     /// Turns what the plugin reported into the caller's result.
     pub(crate) fn finish(&self, completion: Completion, handler_kind: CallKind) -> InvokeResult {
+        // Declared first, so released last: after the sink's lock.
+        let _lease: Option<Lease>;
         let mut sink = self.sink.lock();
+        _lease = sink.lease.take();
         let (outcome, elapsed) = match completion {
             Completion::TimedOut => (
                 Outcome::Failure(FunctionError::new(
@@ -768,6 +787,7 @@ mod tests {
                     |_| {
                         std::thread::sleep(Duration::from_millis(50));
                         released.store(true, Ordering::SeqCst);
+                        None
                     },
                 )
             })
@@ -778,6 +798,41 @@ mod tests {
             "completion was published before the slot was freed"
         );
         assert!(!worker.join().unwrap());
+    }
+
+    #[test]
+    fn a_waiting_caller_releases_the_slot_and_an_abandoned_call_releases_its_own() {
+        use crate::instances::InstancePool;
+        let pool = InstancePool::new(crate::config::InstanceConfig::default());
+        let active = || pool.stats().active;
+        // The caller waits: the slot comes back with the result and is
+        // released when the caller finishes, before it can call again.
+        let waited = Arc::new(state(Duration::from_secs(5)));
+        let lease = pool.acquire(Duration::ZERO).unwrap();
+        assert_eq!(active(), 1);
+        let worker = {
+            let waited = Arc::clone(&waited);
+            std::thread::spawn(move || waited.run_then(|_| abi::STATUS_OK, |_| Some(lease)))
+        };
+        assert!(matches!(
+            waited.wait(),
+            Completion::Finished(abi::STATUS_OK, _)
+        ));
+        assert!(!worker.join().unwrap());
+        assert_eq!(active(), 1, "released before the caller took the result");
+        let _ = waited.finish(
+            Completion::Finished(abi::STATUS_OK, Duration::ZERO),
+            CallKind::Handler,
+        );
+        assert_eq!(active(), 0, "the caller did not release the slot");
+        // The caller gave up at the deadline: the runaway keeps its slot
+        // until it returns, and then releases it itself.
+        let abandoned = state(Duration::from_secs(5));
+        let lease = pool.acquire(Duration::ZERO).unwrap();
+        assert!(matches!(abandoned.give_up(), Completion::TimedOut));
+        assert_eq!(active(), 1);
+        assert!(abandoned.run_then(|_| abi::STATUS_OK, |_| Some(lease)));
+        assert_eq!(active(), 0, "an abandoned call kept its slot");
     }
 
     #[test]

@@ -441,8 +441,11 @@ impl Generation {
                 if let Some(slot) = slot {
                     slot.release(elapsed);
                 }
-                drop((lease, flight));
+                drop(flight);
                 crate::pool::returning_soon();
+                // Released by the caller, who is waiting for the result
+                // (or here, if it has given up): see `InvocationState`.
+                Some(lease)
             },
         );
         if runaway {
