@@ -227,6 +227,7 @@ impl InvocationState {
 
     /// Calls the plugin on this thread for a caller on this same thread: no
     /// completion is published (nobody else waits for it).
+    ///
     /// The duration counts from the state's creation (its deadline's clock
     /// reading, a few dozen nanoseconds before the call: one clock read
     /// fewer on the fastest path).
@@ -237,9 +238,11 @@ impl InvocationState {
     }
 
     /// Like [`run`](Self::run), running `after_call` with the call's
-    /// duration once the plugin returned and before the caller is told:
-    /// resources the call held (its instance slot) are free by the time the
-    /// caller can invoke again.
+    /// duration once the plugin returned and before the caller is told, so
+    /// that what the call held is free by the time the caller can invoke
+    /// again. The instance slot it returns goes to the waiting caller,
+    /// which releases it in [`finish`](Self::finish) (or is released here
+    /// when the caller has given up).
     pub(crate) fn run_then(
         &self,
         call: impl FnOnce(&abi::Context) -> i32,

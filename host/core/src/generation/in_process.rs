@@ -389,9 +389,10 @@ impl Generation {
             .map_err(|e| InvokeError::NoWorker(e.to_string()))
     }
 
-    /// The job that calls the handler for `state`. The lease, the in-flight
-    /// count and the lane slot (if any) are released when the handler
-    /// returns, before the caller hears back (so its next call finds them
+    /// The job that calls the handler for `state`. The in-flight count and
+    /// the lane slot (if any) are released when the handler returns, before
+    /// the caller hears back, and the lease is handed to the caller, which
+    /// releases it as it takes the result (so its next call finds them all
     /// free); the call's duration counts towards the lane's probation.
     fn job<P>(
         code: &InProcess,
