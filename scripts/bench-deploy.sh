@@ -7,12 +7,16 @@
 # (the floor: Python's zipfile, which inflates with zlib, extracting it into
 # a directory on the same file system as the server's data, unsynced, as
 # `unzip` does), in interleaved rounds; the ratio per round, its median and
-# spread. Goal: at most 1.3x.
-# ROUNDS (default 5), MB (the library's size, default 20).
+# spread. Goal: at most 1.3x. The server's code cache is where a server keeps
+# it by default, on tmpfs (/dev/shm here), its data on the target's disk.
+# ROUNDS (default 5), MB (the library's size, default 20), FNHOST (the fnhost
+# binary to measure, default this checkout's release build: to compare two
+# builds, alternate runs of each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked -p fnhost-cli
+[ -n "${FNHOST:-}" ] || cargo build --release --locked -p fnhost-cli
+export FNHOST=${FNHOST:-$PWD/target/release/fnhost}
 export ROUNDS=${ROUNDS:-5} MB=${MB:-20}
 python3 - <<'PY'
 import base64, io, json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request, zipfile
@@ -51,7 +55,9 @@ def package(lib):
     return buf.getvalue()
 
 
-server, URL = serve(f"{OUT}/fnhost", work, rust_log=os.environ.get("BENCH_RUST_LOG", "warn"))
+# The code cache where `fnhost serve` keeps it by default: on tmpfs.
+cache = tempfile.mkdtemp(prefix="fnhost-bench-deploy-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+server, URL = serve(os.environ["FNHOST"], work, rust_log=os.environ.get("BENCH_RUST_LOG", "warn"), cache_dir=f"{cache}/libs")
 
 
 def call(method, path, data):
@@ -108,6 +114,7 @@ try:
 finally:
     server.terminate()
     server.wait(timeout=30)
+    shutil.rmtree(cache, ignore_errors=True)
     if not os.environ.get("BENCH_KEEP"):
         shutil.rmtree(work, ignore_errors=True)
     else:

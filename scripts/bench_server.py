@@ -15,15 +15,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def serve(fnhost, work, *flags, port=None, log_path=None, rust_log="warn"):
-    """Starts `fnhost serve` with its data and code cache under `work` and
-    its output in `log_path` (default `work/server.log`); answers the
-    process and its URL once /readyz answers 200 (within 15 s)."""
+def serve(fnhost, work, *flags, port=None, log_path=None, rust_log="warn", cache_dir=None):
+    """Starts `fnhost serve` with its data under `work`, its code cache in
+    `cache_dir` (default `work/cache`) and its output in `log_path`
+    (default `work/server.log`); answers the process and its URL once
+    /readyz answers 200 (within 15 s)."""
     port = port or free_port()
     log = open(log_path or f"{work}/server.log", "a")
     process = subprocess.Popen(
         [fnhost, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/data",
-         "--cache-dir", f"{work}/cache", *flags],
+         "--cache-dir", cache_dir or f"{work}/cache", *flags],
         stdout=log, stderr=log, env={**os.environ, "RUST_LOG": rust_log})
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):

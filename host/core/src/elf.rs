@@ -66,15 +66,46 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 /// Checks `bytes` is a complete 64-bit little-endian ELF shared object for
 /// this host's architecture.
 pub fn check_shared_object(bytes: &[u8]) -> Result<(), ElfError> {
-    if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
+    check_shared_object_read(bytes.len() as u64, &mut |offset, buf| {
+        // Every read the check makes lies inside the length it was given.
+        let at = usize::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let part = bytes
+            .get(at..at.saturating_add(buf.len()))
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(part);
+        Ok(())
+    })
+}
+
+/// [`check_shared_object`] of a file of `len` bytes that is not in memory:
+/// `read_at(offset, buf)` fills `buf` with the bytes from `offset` (inside
+/// `len`). Reads the ELF header and each program header, nothing else:
+/// a library streamed to disk as it was extracted is checked without
+/// reading it back whole. A failed read is the file's fault: truncated.
+pub fn check_shared_object_read(
+    len: u64,
+    read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+) -> Result<(), ElfError> {
+    let mut read = |offset: u64, buf: &mut [u8]| {
+        read_at(offset, buf).map_err(|e| {
+            ElfError::Truncated(format!(
+                "cannot read {} bytes at byte {offset}: {e}",
+                buf.len()
+            ))
+        })
+    };
+    let mut header = [0u8; 64];
+    let head = usize::try_from(len.min(64)).unwrap_or(64);
+    read(0, &mut header[..head])?;
+    if head < 4 || &header[..4] != b"\x7fELF" {
         return Err(ElfError::NotALibrary("not an ELF file".into()));
     }
-    if bytes.len() < 64 {
+    if head < 64 {
         return Err(ElfError::Truncated(format!(
-            "{} bytes, shorter than an ELF header",
-            bytes.len()
+            "{len} bytes, shorter than an ELF header"
         )));
     }
+    let bytes = &header[..];
     if bytes[4] != 2 || bytes[5] != 1 {
         return Err(ElfError::WrongArchitecture {
             found: format!(
@@ -108,7 +139,6 @@ pub fn check_shared_object(bytes: &[u8]) -> Result<(), ElfError> {
             expected: HOST_ARCH,
         });
     }
-    let len = bytes.len() as u64;
     let phoff = u64_at(bytes, 32);
     let shoff = u64_at(bytes, 40);
     let phentsize = u64::from(u16_at(bytes, 54));
@@ -121,10 +151,13 @@ pub fn check_shared_object(bytes: &[u8]) -> Result<(), ElfError> {
             "program headers end at byte {ph_end}, file has {len}"
         )));
     }
+    // Each program header's type, file offset and file size (its first 40
+    // bytes), inside the file as just checked.
+    let mut entry = [0u8; 40];
     for i in 0..phnum {
-        let at = (phoff + i * phentsize) as usize;
-        if u32_at(bytes, at) == PT_LOAD {
-            let end = u64_at(bytes, at + 8).saturating_add(u64_at(bytes, at + 32));
+        read(phoff + i * phentsize, &mut entry)?;
+        if u32_at(&entry, 0) == PT_LOAD {
+            let end = u64_at(&entry, 8).saturating_add(u64_at(&entry, 32));
             if end > len {
                 return Err(ElfError::Truncated(format!(
                     "a loadable segment ends at byte {end}, file has {len}"

@@ -93,7 +93,7 @@ pub use code_cache::Digest;
 pub use config::{is_valid_package_name, MAX_INSTANCES, MAX_TIMEOUT, MEMORY_SIZES_MB};
 pub use config::{ConfigError, Credentials, FunctionConfig, InstanceConfig, Isolation};
 pub use config::{RuntimeConfig, DEFAULT_MAX_WORKER_PROCESSES, DEFAULT_PREFLIGHT_TIMEOUT};
-pub use elf::{check_shared_object, is_go_library, ElfError};
+pub use elf::{check_shared_object, check_shared_object_read, is_go_library, ElfError};
 pub use entry::Entry;
 pub use error::{DeployError, InvokeError, LoadError, NotFound};
 pub use function::Function;

@@ -445,6 +445,15 @@ impl Management {
             .ok_or_else(|| {
                 ApiError::internal(format!("code package {} is missing", record.digest))
             })?;
+        self.config_in(record, &package)
+    }
+
+    /// The runtime configuration of a record whose package is `package`.
+    fn config_in(
+        &self,
+        record: &FunctionRecord,
+        package: &crate::package::Package,
+    ) -> Result<FunctionConfig, ApiError> {
         let mut config = record.to_config(&package.dir)?;
         config.isolation = config.isolation.at_least(self.min_isolation);
         Ok(config)
@@ -572,7 +581,7 @@ impl Changing {
     pub(crate) fn apply(
         &self,
         mut record: FunctionRecord,
-        zip: Option<Vec<u8>>,
+        upload: Option<crate::package::Upload>,
         change: Change,
     ) -> Result<FunctionRecord, ApiError> {
         let m = &*self.management;
@@ -594,8 +603,8 @@ impl Changing {
         // The package is kept from other changes' garbage collection until
         // recorded: held before it is stored, since another change's
         // collection may run the moment it exists.
-        let _stored = match zip {
-            Some(zip) => {
+        let (_stored, extracted_now) = match upload {
+            Some(upload) => {
                 let library = match change {
                     Change::Create => Some(
                         fnhost::Entry::parse(&record.handler)
@@ -604,22 +613,27 @@ impl Changing {
                     ),
                     Change::Update => None,
                 };
-                let digest = crate::package::PackageStore::digest_of(&zip);
                 let storing = m.pending.storing.read();
-                let held = m.pending.hold(&digest);
+                let held = m.pending.hold(upload.digest());
                 let package = m
                     .packages
-                    .store_digested(&zip, &digest, library.as_deref())
+                    .store_digested(upload.zip(), upload.digest(), library.as_deref())
                     .map_err(package_refused)?;
                 drop(storing);
-                record.digest = package.digest;
+                record.digest = package.digest.clone();
                 record.code_size = package.size;
-                Some(held)
+                // A package this call extracted is used as written; one
+                // stored before is verified first (`config_of`).
+                let extracted_now = package.extracted_now.then_some(package);
+                (Some(held), extracted_now)
             }
-            None => None,
+            None => (None, None),
         };
         let _pending = m.pending.hold(&record.digest);
-        let config = m.config_of(&record)?;
+        let config = match &extracted_now {
+            Some(package) => m.config_in(&record, package)?,
+            None => m.config_of(&record)?,
+        };
         let previous = replaced.clone();
         match (m.swap(config), replaced) {
             (Ok(d), _) => {
