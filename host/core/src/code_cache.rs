@@ -21,7 +21,8 @@
 //! - a library is copied in as a new private file, hashed as it is written,
 //!   and only then renamed to its content address, replacing whatever had
 //!   that name (a planted or torn file is never reused); the descriptor that
-//!   wrote it is the one used ([`CodeCache::copy_in`]);
+//!   wrote it is the one used ([`CodeCache::copy_in`]; or written by a
+//!   caller that has the bytes in hand, [`CodeCache::incoming`]);
 //! - an existing copy is used again only after it is opened with
 //!   `O_NOFOLLOW`, checked (a regular file of this user's that nobody else
 //!   may write) and hashed from the open descriptor
@@ -223,57 +224,159 @@ impl CodeCache {
                 "this process has no code cache",
             ));
         }
-        let tmp = self.dir.join(format!(
-            ".incoming.{}.{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = self.temporary_path();
         let stored = (|| {
-            // Read-only, and readable by the sandbox's unprivileged uid
-            // (mode 0444: a sandboxed worker opens it again through its
-            // descriptor, /proc/self/fd/4, and the directory's mode 0700
-            // keeps every other user from reaching it by path); this
-            // descriptor may still read and write it.
-            let mut copy = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&tmp)?;
-            // Whatever the umask says.
-            copy.set_permissions(fs::Permissions::from_mode(0o444))?;
+            let mut copy = create_private(&tmp)?;
             let (digest, size) = match source_fd.filter(|_| clone_into(&copy, source_fd)) {
                 Some(_) => hash_file(&mut copy, limit)?,
                 None => copy_hashing(source, &mut copy, limit)?,
             };
-            let path = self.path_of(&digest);
-            // Replaces a copy of the same name: it held these bytes or was
-            // planted or torn; a library already mapped from it keeps its
-            // own inode.
-            fs::rename(&tmp, &path)?;
-            // The descriptor kept (and handed to worker processes) is a new
-            // read-only one: the one that wrote the copy could write it
-            // still, and a worker holding it could rewrite the cache.
-            let read_only = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(format!(
-                    "/proc/self/fd/{}",
-                    std::os::fd::AsRawFd::as_raw_fd(&copy)
-                ))?;
-            drop(copy);
-            Ok(Stored {
-                digest,
-                size,
-                path,
-                file: read_only.into(),
-            })
+            self.seal(&tmp, copy, digest, size)
         })();
         if stored.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         stored
+    }
+
+    /// Starts a copy that its caller writes, hashed as it is written, as
+    /// [`copy_in`](Self::copy_in) copies: for a caller that has the bytes
+    /// in hand anyway (a server extracting a package writes the library
+    /// here as it writes it into the package), so that nothing reads them
+    /// again. More than `limit` bytes is `InvalidInput`. The copy is kept
+    /// only once [`Incoming::finish`] names it by its content.
+    pub fn incoming(&self, limit: u64) -> io::Result<Incoming<'_>> {
+        if self.dir.as_os_str().is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this process has no code cache",
+            ));
+        }
+        let tmp = self.temporary_path();
+        let file = create_private(&tmp)?;
+        Ok(Incoming {
+            cache: self,
+            tmp,
+            file: Some(file),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            limit,
+        })
+    }
+
+    fn temporary_path(&self) -> PathBuf {
+        self.dir.join(format!(
+            ".incoming.{}.{}.tmp",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Renames the written copy at `tmp` to its content address and
+    /// answers it with a read-only descriptor.
+    fn seal(&self, tmp: &Path, copy: fs::File, digest: Digest, size: u64) -> io::Result<Stored> {
+        let path = self.path_of(&digest);
+        // Replaces a copy of the same name: it held these bytes or was
+        // planted or torn; a library already mapped from it keeps its
+        // own inode.
+        fs::rename(tmp, &path)?;
+        // The descriptor kept (and handed to worker processes) is a new
+        // read-only one: the one that wrote the copy could write it
+        // still, and a worker holding it could rewrite the cache.
+        let read_only = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&copy)
+            ))?;
+        drop(copy);
+        Ok(Stored {
+            digest,
+            size,
+            path,
+            file: read_only.into(),
+        })
+    }
+}
+
+/// A new private file in the cache: read-only, and readable by the
+/// sandbox's unprivileged uid (mode 0444: a sandboxed worker opens it again
+/// through its descriptor, /proc/self/fd/4, and the directory's mode 0700
+/// keeps every other user from reaching it by path); the descriptor
+/// answered may still read and write it.
+fn create_private(tmp: &Path) -> io::Result<fs::File> {
+    let copy = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(tmp)?;
+    // Whatever the umask says.
+    copy.set_permissions(fs::Permissions::from_mode(0o444))?;
+    Ok(copy)
+}
+
+/// A library being written into the cache by its caller
+/// ([`CodeCache::incoming`]): hashed as it is written; removed unless
+/// [`finish`](Incoming::finish)ed.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    cache: &'a CodeCache,
+    tmp: PathBuf,
+    file: Option<fs::File>,
+    hasher: blake3::Hasher,
+    size: u64,
+    limit: u64,
+}
+
+impl Write for Incoming<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(io::Error::other("the copy is finished"));
+        };
+        if self.size.saturating_add(buf.len() as u64) > self.limit {
+            return Err(too_large(self.limit));
+        }
+        let n = file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Incoming<'_> {
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> Digest {
+        Digest(*self.hasher.finalize().as_bytes())
+    }
+
+    /// Names the copy by the digest of what was written and answers it,
+    /// open for reading only.
+    pub fn finish(mut self) -> io::Result<Stored> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("the copy is finished"))?;
+        let digest = self.digest();
+        let stored = self.cache.seal(&self.tmp, file, digest, self.size);
+        if stored.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        stored
+    }
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -497,6 +600,42 @@ fn check_chain(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_incoming_copy_is_named_by_what_was_written_and_an_unfinished_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path().join("c")).unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut incoming = cache.incoming(bytes.len() as u64).unwrap();
+        for piece in bytes.chunks(70_000) {
+            incoming.write_all(piece).unwrap();
+        }
+        let stored = incoming.finish().unwrap();
+        assert_eq!(stored.digest, Digest::of(&bytes));
+        assert_eq!(stored.size, bytes.len() as u64);
+        assert_eq!(stored.path, cache.path_of(&stored.digest));
+        assert_eq!(fs::read(&stored.path).unwrap(), bytes);
+        assert_eq!(
+            fs::metadata(&stored.path).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+        // Past its limit: refused; dropped unfinished: nothing left.
+        let mut over = cache.incoming(10).unwrap();
+        let e = over.write_all(&[1u8; 11]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        drop(over);
+        let mut unfinished = cache.incoming(100).unwrap();
+        unfinished.write_all(b"half").unwrap();
+        drop(unfinished);
+        let names: Vec<_> = fs::read_dir(&cache.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from(format!("{}.so", stored.digest))]
+        );
+    }
 
     #[test]
     fn retain_deletes_only_copies_not_kept() {

@@ -105,6 +105,6 @@ pub use outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outco
 pub use registry::{
     Alias, Deployment, FunctionInfo, GenerationStats, Registry, Route, VersionInfo, LATEST,
 };
-pub use runtime::{Runtime, RuntimeStats};
+pub use runtime::{LibraryCopy, Runtime, RuntimeStats};
 pub use sandbox::{Network, SandboxConfig, SandboxMode, SandboxPolicy};
 pub use trace::{parse_hex, CallIds, TraceId};

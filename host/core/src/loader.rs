@@ -544,6 +544,59 @@ impl Loader {
         })
     }
 
+    /// Takes `stored`, a copy its caller wrote into this loader's cache
+    /// ([`CodeCache::incoming`]) of the very bytes it wrote to `source` (a
+    /// file it wrote, open), as that file's copy: the next load of the
+    /// file, while its `stat` identity is what it is now, maps `stored`
+    /// and does not read the file again. Checked as a copy this loader
+    /// made is (ELF headers); a copy that is no library is deleted.
+    ///
+    /// Unlike a build this loader copied itself, the file need not have
+    /// been left alone for [`SETTLE`] first: the caller vouches for the
+    /// bytes, so a change to the file that its identity would not show
+    /// (another write in the same clock tick) still leaves the copy
+    /// holding the bytes the caller meant, never other ones.
+    pub(crate) fn stage(
+        &self,
+        source: &std::fs::File,
+        stored: Stored,
+    ) -> Result<Digest, LoadError> {
+        let name = || stored.path.clone();
+        let io = |error: std::io::Error| LoadError::Io {
+            path: name(),
+            error,
+        };
+        let key = SourceKey::of(&source.metadata().map_err(io)?);
+        let mapping = Mapping::of(&stored.file, stored.size).map_err(io)?;
+        if let Err(reason) = elf::check_shared_object(mapping.bytes()) {
+            drop(mapping);
+            let _ = std::fs::remove_file(&stored.path);
+            return Err(LoadError::NotALibrary {
+                path: name(),
+                reason,
+            });
+        }
+        let go_runtime = elf::is_go_library(mapping.bytes());
+        drop(mapping);
+        let file = Arc::new(stored.file);
+        self.keep_recent(&file);
+        let mut known = self.known.lock();
+        if known.len() >= MAX_KNOWN {
+            known.clear();
+        }
+        known.insert(
+            key,
+            Known {
+                digest: stored.digest,
+                size: stored.size,
+                path: stored.path,
+                go_runtime,
+                file: Arc::downgrade(&file),
+            },
+        );
+        Ok(stored.digest)
+    }
+
     fn keep_recent(&self, file: &Arc<OwnedFd>) {
         let mut recent = self.recent.lock();
         if recent.iter().any(|f| Arc::ptr_eq(f, file)) {
@@ -879,6 +932,47 @@ mod tests {
         let rewritten = loader.ingest(&path).unwrap();
         assert_ne!(rewritten.digest, first.digest);
         assert_eq!(rewritten.digest, Digest::of(&std::fs::read(&path).unwrap()));
+    }
+
+    #[test]
+    fn a_staged_copy_stands_for_its_file_at_once_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = elf_file(dir.path());
+        let loader = loader(dir.path());
+        // A copy of other bytes than the file's (the contract says the
+        // same: the difference shows which one a load used).
+        let mut other = std::fs::read(&path).unwrap();
+        other.extend_from_slice(b"staged");
+        let mut incoming = loader.cache().incoming(MAX_LIBRARY_BYTES).unwrap();
+        for piece in other.chunks(100_000) {
+            incoming.write_all(piece).unwrap();
+        }
+        let stored = incoming.finish().unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let staged = loader.stage(&file, stored).unwrap();
+        assert_eq!(staged, Digest::of(&other));
+        // Used at once, not only after SETTLE, and without reading the file.
+        let first = loader.ingest(&path).unwrap();
+        assert_eq!(first.digest, staged);
+        assert!(Arc::ptr_eq(
+            &first.file,
+            &loader.ingest(&path).unwrap().file
+        ));
+        // The file changed: its own bytes again.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::End(-8)).unwrap();
+        f.write_all(b"rewrite!").unwrap();
+        drop(f);
+        let rewritten = loader.ingest(&path).unwrap();
+        assert_eq!(rewritten.digest, Digest::of(&std::fs::read(&path).unwrap()));
+        // A staged copy that is no library is refused and deleted.
+        let mut junk = loader.cache().incoming(MAX_LIBRARY_BYTES).unwrap();
+        junk.write_all(&[7u8; 4096]).unwrap();
+        let stored = junk.finish().unwrap();
+        let junk_path = stored.path.clone();
+        let e = loader.stage(&file, stored).unwrap_err();
+        assert!(matches!(e, LoadError::NotALibrary { .. }), "{e}");
+        assert!(!junk_path.exists());
     }
 
     #[test]

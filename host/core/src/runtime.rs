@@ -196,6 +196,20 @@ impl Runtime {
         self.shared.loader.load(path)
     }
 
+    /// Starts a copy of a library into the code cache for a caller that
+    /// writes the library's bytes anyway: a server extracting a package
+    /// writes them here as it writes them into the package, and the load
+    /// that follows maps this copy instead of copying and hashing the file
+    /// again ([`LibraryCopy::finish`]). At most `limit` bytes (and
+    /// [`MAX_LIBRARY_BYTES`](crate::loader::MAX_LIBRARY_BYTES)).
+    pub fn library_copy(&self, limit: u64) -> std::io::Result<LibraryCopy<'_>> {
+        let limit = limit.min(crate::loader::MAX_LIBRARY_BYTES);
+        Ok(LibraryCopy {
+            loader: &self.shared.loader,
+            incoming: self.shared.loader.cache().incoming(limit)?,
+        })
+    }
+
     /// What a library declares, read in a pre-flight worker process;
     /// nothing of it is mapped or run in this process.
     pub fn inspect_library(&self, path: &Path) -> Result<LibraryReport, LoadError> {
@@ -238,5 +252,45 @@ impl Runtime {
             libraries_mapped: self.shared.loader.mapped_count(),
             generations: self.registry.generation_stats(),
         }
+    }
+}
+
+/// A library being copied into the code cache by a caller that writes it
+/// ([`Runtime::library_copy`]): write every byte of the library, the same
+/// bytes as to the file it is a copy of, then [`finish`](Self::finish).
+/// Dropped unfinished, the copy is deleted.
+#[derive(Debug)]
+pub struct LibraryCopy<'a> {
+    loader: &'a Loader,
+    incoming: crate::code_cache::Incoming<'a>,
+}
+
+impl std::io::Write for LibraryCopy<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.incoming.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LibraryCopy<'_> {
+    /// The digest (BLAKE3) of what was written so far.
+    pub fn digest(&self) -> crate::Digest {
+        self.incoming.digest()
+    }
+
+    /// Keeps the copy as the copy of `source`, the file its caller wrote
+    /// the same bytes to (open; its `stat` identity names it): the next
+    /// load of that file maps this copy while the file is unchanged.
+    /// Answers the copy's digest (BLAKE3 of the bytes). A copy that is no
+    /// shared object for this machine is refused and deleted.
+    pub fn finish(self, source: &std::fs::File) -> Result<crate::Digest, LoadError> {
+        let stored = self.incoming.finish().map_err(|error| LoadError::Io {
+            path: std::path::PathBuf::from("(a library copy)"),
+            error,
+        })?;
+        self.loader.stage(source, stored)
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 /// Zip intake: a code package extracted into a scratch directory.
 pub fn zip(bytes: &[u8]) {
     let Ok(dir) = tempfile_dir() else { return };
-    let _ = crate::package::extract(bytes, &dir);
+    let _ = crate::package::extract(bytes, &dir, None);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -615,9 +615,16 @@ impl Changing {
                 };
                 let storing = m.pending.storing.read();
                 let held = m.pending.hold(upload.digest());
+                // The handler's library goes into the code cache as it is
+                // extracted: the load below maps that copy.
+                let handler_library = fnhost::Entry::parse(&record.handler).ok();
+                let stage = handler_library.as_ref().map(|entry| crate::package::Stage {
+                    runtime: &m.runtime,
+                    library: &entry.library,
+                });
                 let package = m
                     .packages
-                    .store_digested(upload.zip(), upload.digest(), library.as_deref())
+                    .store_digested(upload.zip(), upload.digest(), library.as_deref(), stage)
                     .map_err(package_refused)?;
                 drop(storing);
                 record.digest = package.digest.clone();

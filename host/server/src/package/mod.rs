@@ -212,20 +212,49 @@ impl Upload {
     }
 }
 
-/// A writer that hashes what it writes.
-struct Hashing<W> {
-    inner: W,
-    hasher: blake3::Hasher,
+/// Copy a package's handler library into the code cache as it is
+/// extracted ([`fnhost::Runtime::library_copy`]): the deploy that follows
+/// then maps that copy rather than reading and hashing the library again.
+#[derive(Clone, Copy)]
+pub struct Stage<'a> {
+    /// The runtime whose code cache takes the copy.
+    pub runtime: &'a fnhost::Runtime,
+    /// The handler's library (`NAME` of `NAME.HANDLER`): `NAME.so` or
+    /// `libNAME.so` at the package's root is copied.
+    pub library: &'a str,
 }
 
-impl<W: Write> Write for Hashing<W> {
+impl Stage<'_> {
+    fn wants(&self, relative: &Path) -> bool {
+        let name = relative.as_os_str().as_encoded_bytes();
+        let library = self.library.as_bytes();
+        name.strip_suffix(b".so")
+            .is_some_and(|stem| stem == library || stem.strip_prefix(b"lib") == Some(library))
+    }
+}
+
+/// Where an extracted entry's bytes go: its file in the tree, and either a
+/// hash of them or, for a library staged into the code cache, that copy
+/// (which hashes them itself: the same BLAKE3 digest).
+struct EntryWriter<'a> {
+    file: fs::File,
+    hasher: blake3::Hasher,
+    copy: Option<fnhost::LibraryCopy<'a>>,
+}
+
+impl Write for EntryWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+        self.file.write_all(buf)?;
+        match &mut self.copy {
+            Some(copy) => copy.write_all(buf)?,
+            None => {
+                self.hasher.update(buf);
+            }
+        }
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        Ok(())
     }
 }
 
@@ -339,7 +368,7 @@ impl PackageStore {
             _ => PackageError::Unavailable(e),
         })? {
             Some(zip) => self
-                .store_here(&zip, &Self::digest_of(&zip), None)
+                .store_here(&zip, &Self::digest_of(&zip), None, None)
                 .map(Some),
             None => Ok(None),
         }
@@ -430,7 +459,7 @@ impl PackageStore {
             .root
             .join(format!("{TMP}{digest}-{}-{n}-stale", std::process::id()));
         let result = (|| -> Result<Manifest, PackageError> {
-            let manifest = extract(zip, &fresh)?;
+            let manifest = extract(zip, &fresh, None)?;
             fs::rename(dir.join(ROOT), &stale)?;
             fs::rename(&fresh, dir.join(ROOT))?;
             sync_dir(&dir);
@@ -476,7 +505,7 @@ impl PackageStore {
     /// With shared object storage, the package is written there too before
     /// this returns.
     pub fn store(&self, zip: &[u8], library: Option<&str>) -> Result<Package, PackageError> {
-        self.store_digested(zip, &Self::digest_of(zip), library)
+        self.store_digested(zip, &Self::digest_of(zip), library, None)
     }
 
     /// The digest a package of `zip` is stored under.
@@ -492,8 +521,9 @@ impl PackageStore {
         zip: &[u8],
         digest: &str,
         library: Option<&str>,
+        stage: Option<Stage<'_>>,
     ) -> Result<Package, PackageError> {
-        let package = self.store_here(zip, digest, library)?;
+        let package = self.store_here(zip, digest, library, stage)?;
         if let Some(remote) = &self.remote {
             remote
                 .put(&package.digest, zip)
@@ -507,6 +537,7 @@ impl PackageStore {
         zip: &[u8],
         digest: &str,
         library: Option<&str>,
+        stage: Option<Stage<'_>>,
     ) -> Result<Package, PackageError> {
         if let Some(p) = self.get(digest) {
             if let Some(library) = library {
@@ -521,18 +552,20 @@ impl PackageStore {
         let digest = digest.to_owned();
         let result = (|| -> Result<(Manifest, bool), PackageError> {
             fs::create_dir_all(&tmp)?;
-            let manifest = extract(zip, &tmp.join(ROOT))?;
-            if let Some(library) = library {
-                check_library_present(&tmp.join(ROOT), library)?;
-            }
             // The zip is what makes the package durable: its tree is
             // verified against it whenever it is mapped, and extracted
             // again from it when it differs (a tree torn by a crash
-            // included), so only the zip is synced. (Syncing it on a second
-            // thread while the tree was extracted cost more than it saved:
-            // ext4 held back the writes that followed, the library's copy
-            // into the code cache took 59-82 ms instead of 10.)
-            write_synced(&tmp.join(ZIP), zip)?;
+            // included), so only the zip is synced. It is written first and
+            // its writeback started, so that the disk writes it while the
+            // tree is extracted; synced after. (Syncing it on a second
+            // thread during the extraction cost more than it saved: ext4
+            // held back the extraction's writes while it synced.)
+            let zip_file = write_and_start_writeback(&tmp.join(ZIP), zip)?;
+            let manifest = extract(zip, &tmp.join(ROOT), stage)?;
+            if let Some(library) = library {
+                check_library_present(&tmp.join(ROOT), library)?;
+            }
+            zip_file.sync_all()?;
             sync_dir(&tmp);
             let extracted_now = match fs::rename(&tmp, self.root.join(&digest)) {
                 Ok(()) => true,
@@ -624,10 +657,20 @@ fn check_library_present(dir: &Path, library: &str) -> Result<(), PackageError> 
     )))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to a new file at `path` and asks the kernel to start
+/// writing them to the disk now (`sync_file_range`, which waits for
+/// nothing and commits nothing: the caller still syncs the file).
+fn write_and_start_writeback(path: &Path, bytes: &[u8]) -> io::Result<fs::File> {
+    use std::os::fd::AsRawFd;
     let mut f = fs::File::create(path)?;
     write_in_chunks(&mut f, bytes)?;
-    f.sync_all()
+    // SAFETY: sync_file_range reads no memory of ours; the descriptor is
+    // open for the call. A file system that cannot (or an error) only
+    // leaves the writeback to the later sync.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+    Ok(f)
 }
 
 /// Largest `write` a file gets from memory: on ext4 (this machine's disk,
@@ -637,7 +680,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 const WRITE_CHUNK: usize = 256 * 1024;
 
 /// Why [`copy_with`] stopped.
-enum Copy {
+enum CopyFailure {
     /// Reading the source failed (for an entry: the package is corrupt).
     Read(io::Error),
     /// Writing failed (the server's disk).
@@ -646,16 +689,73 @@ enum Copy {
 
 /// Copies `from` to `to` through `buffer` (writes of its size: see
 /// [`WRITE_CHUNK`]); answers the bytes copied.
-fn copy_with(from: &mut impl Read, to: &mut impl Write, buffer: &mut [u8]) -> Result<u64, Copy> {
+fn copy_with(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    buffer: &mut [u8],
+) -> Result<u64, CopyFailure> {
     let mut total = 0u64;
     loop {
-        let n = read_full(from, buffer).map_err(Copy::Read)?;
+        let n = read_full(from, buffer).map_err(CopyFailure::Read)?;
         if n == 0 {
             return Ok(total);
         }
-        to.write_all(&buffer[..n]).map_err(Copy::Write)?;
+        to.write_all(&buffer[..n]).map_err(CopyFailure::Write)?;
         total += n as u64;
     }
+}
+
+/// From this size (as its zip entry says), an entry is written on a
+/// second thread while the next piece is inflated ([`copy_pipelined`]).
+const PIPELINED_ENTRY_BYTES: u64 = 4 << 20;
+
+/// Pieces in flight in [`copy_pipelined`], each of this size.
+const PIPELINED_PIECES: usize = 4;
+const PIPELINED_PIECE: usize = 1 << 20;
+
+/// [`copy_with`] on two threads: this one reads (for a zip entry:
+/// inflates) piece `i + 1` while a second one writes piece `i` (to the
+/// package's tree and, for the handler's library, the code cache, hashed).
+fn copy_pipelined(from: &mut impl Read, to: &mut (impl Write + Send)) -> Result<u64, CopyFailure> {
+    use std::sync::mpsc::sync_channel;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(PIPELINED_PIECES);
+        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(PIPELINED_PIECES);
+        for _ in 0..PIPELINED_PIECES {
+            let _ = empty_tx.send(vec![0u8; PIPELINED_PIECE]);
+        }
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for (piece, n) in full_rx {
+                write_in_chunks(to, &piece[..n])?;
+                if empty_tx.send(piece).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let mut total = 0u64;
+        let read = (|| loop {
+            // The writer failed (and said why) when it hands nothing back.
+            let Ok(mut piece) = empty_rx.recv() else {
+                return Ok(());
+            };
+            let n = read_full(from, &mut piece).map_err(CopyFailure::Read)?;
+            if n == 0 {
+                return Ok(());
+            }
+            total += n as u64;
+            if full_tx.send((piece, n)).is_err() {
+                return Ok(());
+            }
+        })();
+        drop(full_tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the writing thread panicked")));
+        read?;
+        written.map_err(CopyFailure::Write)?;
+        Ok(total)
+    })
 }
 
 /// Writes `bytes` whole, in [`WRITE_CHUNK`] pieces.
@@ -691,7 +791,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Extracts `zip` into `dir` (created), refusing unsafe, oversized or
 /// incomplete content; answers what it wrote. Nothing is synced (see the
 /// end).
-pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<Manifest, PackageError> {
+pub(crate) fn extract(
+    zip: &[u8],
+    dir: &Path,
+    stage: Option<Stage<'_>>,
+) -> Result<Manifest, PackageError> {
     let mut manifest = Manifest::default();
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
         .map_err(|e| invalid(format!("not a valid zip archive: {e}")))?;
@@ -713,6 +817,9 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<Manifest, PackageError> 
     let mut total = 0u64;
     let mut libraries = 0;
     let mut buffer = vec![0u8; WRITE_CHUNK];
+    // The handler's library's copies into the code cache, finished once
+    // the package is accepted, each with its file in the tree.
+    let mut staged = Vec::new();
     // The first library below the root, for the answer when none is at it.
     let mut nested: Option<String> = None;
     for i in 0..archive.len() {
@@ -792,21 +899,33 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<Manifest, PackageError> 
             .create_new(true)
             .open(&target)
             .map_err(clash)?;
-        let mut file = Hashing {
-            inner: file,
+        let copy = match stage.filter(|s| library && s.wants(&relative)) {
+            Some(stage) => Some(stage.runtime.library_copy(MAX_LIBRARY_BYTES + 1)?),
+            None => None,
+        };
+        let mut file = EntryWriter {
+            file,
             hasher: blake3::Hasher::new(),
+            copy,
         };
         let cap = if library {
             limit.min(MAX_LIBRARY_BYTES + 1)
         } else {
             limit
         };
-        let written = copy_with(&mut (&mut entry).take(cap), &mut file, &mut buffer).map_err(
-            |e| match e {
-                Copy::Read(e) => invalid(format!("entry `{name}`: {e}")),
-                Copy::Write(e) => PackageError::from(e),
-            },
-        )?;
+        // A large entry (by what the zip says: it only picks the way) is
+        // inflated on this thread while a second one writes.
+        let pipelined = entry.size() >= PIPELINED_ENTRY_BYTES;
+        let from = &mut (&mut entry).take(cap);
+        let copied = if pipelined {
+            copy_pipelined(from, &mut file)
+        } else {
+            copy_with(from, &mut file, &mut buffer)
+        };
+        let written = copied.map_err(|e| match e {
+            CopyFailure::Read(e) => invalid(format!("entry `{name}`: {e}")),
+            CopyFailure::Write(e) => PackageError::from(e),
+        })?;
         if library {
             if written > MAX_LIBRARY_BYTES {
                 return Err(invalid(format!(
@@ -815,17 +934,23 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<Manifest, PackageError> 
             }
             if written < limit {
                 use std::os::unix::fs::FileExt;
-                let f = &file.inner;
+                let f = &file.file;
                 fnhost::check_shared_object_read(written, &mut |at, buf| f.read_exact_at(buf, at))
                     .map_err(|e| invalid(format!("`{name}` is not a loadable library: {e}")))?;
                 libraries += 1;
             }
         }
-        manifest.files.push((
-            relative.clone(),
-            written,
-            *file.hasher.finalize().as_bytes(),
-        ));
+        let digest = match file.copy {
+            // Kept unfinished (a temporary file the cache deletes when it
+            // is dropped) until the whole package is accepted.
+            Some(copy) => {
+                let digest = copy.digest().0;
+                staged.push((copy, file.file));
+                digest
+            }
+            None => *file.hasher.finalize().as_bytes(),
+        };
+        manifest.files.push((relative.clone(), written, digest));
         total += written;
         if total > MAX_EXTRACTED_BYTES {
             return Err(invalid(format!(
@@ -841,6 +966,15 @@ pub(crate) fn extract(zip: &[u8], dir: &Path) -> Result<Manifest, PackageError> 
             ),
             None => "no .so file at the root of the package".to_owned(),
         }));
+    }
+    for (copy, file) in staged {
+        copy.finish(&file).map_err(|e| match e {
+            fnhost::LoadError::NotALibrary { reason, .. } => {
+                invalid(format!("a library is not loadable: {reason}"))
+            }
+            fnhost::LoadError::Io { error, .. } => error.into(),
+            e => PackageError::Io(io::Error::other(e.to_string())),
+        })?;
     }
     // Not synced: the tree is verified against the package's synced zip
     // whenever it is mapped (`PackageStore::fetch`), and extracted again
@@ -1038,6 +1172,115 @@ mod tests {
             !e.contains(&dir.path().to_string_lossy().into_owned()),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_handlers_library_is_copied_into_the_code_cache_as_it_is_extracted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let runtime = fnhost::Runtime::new(fnhost::RuntimeConfig {
+            cache_dir: Some(cache.clone()),
+            ..fnhost::RuntimeConfig::default()
+        })
+        .unwrap();
+        let store = PackageStore::new(dir.path().join("code")).unwrap();
+        let copies = || -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(&cache)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let lib = library();
+        let helper = [&lib[..], b"helper"].concat();
+        let stage = Stage {
+            runtime: &runtime,
+            library: "echo",
+        };
+        // Only the handler's library (`libecho.so` here), not the other
+        // library beside it.
+        let zip = zip_of(&[("libecho.so", &lib), ("helper.so", &helper)]);
+        let p = store
+            .store_digested(
+                &zip,
+                &PackageStore::digest_of(&zip),
+                Some("echo"),
+                Some(stage),
+            )
+            .unwrap();
+        let copy = format!("{}.so", blake3::hash(&lib).to_hex());
+        assert_eq!(copies(), vec![copy.clone()]);
+        // A load finds that copy (this test's library is no plugin: it is
+        // refused once mapped) and makes no other.
+        assert!(runtime.open_library(&p.dir.join("libecho.so")).is_err());
+        assert_eq!(copies(), vec![copy.clone()]);
+        // A refused package leaves no copy: not a library, or a bad zip
+        // entry after it.
+        let junk = zip_of(&[("echo.so", b"text, not a library")]);
+        let e = store
+            .store_digested(
+                &junk,
+                &PackageStore::digest_of(&junk),
+                Some("echo"),
+                Some(stage),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("not a loadable library"), "{e}");
+        let other = [&lib[..], b"other"].concat();
+        let outside = zip_of(&[("echo.so", &other), ("../evil", b"x")]);
+        store
+            .store_digested(
+                &outside,
+                &PackageStore::digest_of(&outside),
+                Some("echo"),
+                Some(stage),
+            )
+            .unwrap_err();
+        assert_eq!(copies(), vec![copy]);
+    }
+
+    #[test]
+    fn a_large_entry_is_written_whole_on_a_second_thread_and_its_failures_are_told_apart() {
+        let bytes: Vec<u8> = (0..(5 * PIPELINED_PIECE + 12_345))
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
+        let mut out = Vec::new();
+        let n = copy_pipelined(&mut &bytes[..], &mut out).ok().unwrap();
+        assert_eq!(n, bytes.len() as u64);
+        assert!(out == bytes, "the copy differs");
+        // A source that fails partway: a read failure (the package's).
+        struct Failing<'a>(&'a [u8]);
+        impl Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::other("corrupt deflate stream"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let failed = copy_pipelined(&mut Failing(&bytes[..3 * PIPELINED_PIECE]), &mut Vec::new());
+        assert!(matches!(failed, Err(CopyFailure::Read(_))));
+        // A disk that fills partway: a write failure (the server's), and
+        // the reader stops rather than waiting for pieces back.
+        struct Full(usize);
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.0 < buf.len() {
+                    return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                self.0 -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let failed = copy_pipelined(&mut &bytes[..], &mut Full(2 * PIPELINED_PIECE));
+        assert!(matches!(failed, Err(CopyFailure::Write(e)) if is_disk_full(&e)));
     }
 
     #[test]
@@ -1241,7 +1484,7 @@ mod tests {
         let other = io::Error::from_raw_os_error(libc::EACCES);
         assert!(matches!(PackageError::from(other), PackageError::Io(_)));
         // Writing to a full device is such an error.
-        let e = write_synced(Path::new("/dev/full"), b"x").unwrap_err();
+        let e = write_and_start_writeback(Path::new("/dev/full"), b"x").unwrap_err();
         assert!(is_disk_full(&e), "{e}");
     }
 }
