@@ -310,9 +310,13 @@ impl Mapping {
             });
         }
         // SAFETY: a new private read-only mapping of `len` bytes of an open
-        // file; it aliases nothing of ours. The file is a copy in this
-        // user's private cache directory (mode 0400) that nothing rewrites
-        // or truncates, so its pages stay backed while mapped.
+        // file; it aliases nothing of ours. The file is a copy in the code
+        // cache (a directory of mode 0700 owned by this uid, the copy
+        // itself mode 0444) or, in a worker, the descriptor its host
+        // handed it: only a process of this uid could truncate it under the
+        // mapping (a SIGBUS), and such a process is inside the trust
+        // boundary already (it could ptrace this one); sandboxed workers
+        // run as another uid and reach neither.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),

@@ -629,15 +629,23 @@ impl Changing {
                 drop(storing);
                 record.digest = package.digest.clone();
                 record.code_size = package.size;
-                // A package this call extracted is used as written; one
-                // stored before is verified first (`config_of`).
                 let extracted_now = package.extracted_now.then_some(package);
                 (Some(held), extracted_now)
             }
             None => (None, None),
         };
         let _pending = m.pending.hold(&record.digest);
-        let config = match &extracted_now {
+        // A package this call extracted is checked cheaply (what it wrote is
+        // still there, unchanged); any other, or one changed meanwhile, is
+        // verified fully.
+        let fresh = extracted_now.filter(|package| match m.packages.verify_fresh(package) {
+            Ok(()) => true,
+            Err(why) => {
+                log::warn!(target: "fnhost::server", "code package {} changed on disk as it was deployed ({why}): verified again", package.digest);
+                false
+            }
+        });
+        let config = match &fresh {
             Some(package) => m.config_in(&record, package)?,
             None => m.config_of(&record)?,
         };

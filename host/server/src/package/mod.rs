@@ -118,6 +118,9 @@ pub struct PackageStore {
 pub(crate) struct Manifest {
     files: Vec<(PathBuf, u64, [u8; 32])>,
     roots: HashSet<PathBuf>,
+    /// The libraries whose copy the code cache took as they were written
+    /// ([`Stage`]), by their file's `stat` identity then.
+    staged: std::collections::HashMap<PathBuf, Identity>,
 }
 
 /// A package as uploaded: the zip and its digest (the SHA-256 of the zip,
@@ -231,6 +234,39 @@ impl Stage<'_> {
         name.strip_suffix(b".so")
             .is_some_and(|stem| stem == library || stem.strip_prefix(b"lib") == Some(library))
     }
+}
+
+/// A file's identity as `stat` gives it: any write to it moves its change
+/// time (but one in the same clock tick as the last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(meta: &fs::Metadata) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// A library's copy into the code cache, written as it was extracted and
+/// finished (named, and taken as the copy of its file) only once the
+/// package is stored: a refused package leaves no copy.
+pub(crate) struct Staged<'a> {
+    copy: fnhost::LibraryCopy<'a>,
+    file: fs::File,
+    relative: PathBuf,
 }
 
 /// Where an extracted entry's bytes go: its file in the tree, and either a
@@ -390,7 +426,7 @@ impl PackageStore {
             return Err("its zip does not match its digest".into());
         }
         if let Some(manifest) = manifest {
-            return verify_extracted(package, manifest).map(|()| None);
+            return verify_extracted(package, manifest, false).map(|()| None);
         }
         let mut archive =
             zip::ZipArchive::new(std::io::Cursor::new(&zip[..])).map_err(|e| e.to_string())?;
@@ -443,6 +479,7 @@ impl PackageStore {
         Ok(Some(Manifest {
             files,
             roots: expected,
+            staged: Default::default(),
         }))
     }
 
@@ -459,7 +496,7 @@ impl PackageStore {
             .root
             .join(format!("{TMP}{digest}-{}-{n}-stale", std::process::id()));
         let result = (|| -> Result<Manifest, PackageError> {
-            let manifest = extract(zip, &fresh, None)?;
+            let (manifest, _) = extract(zip, &fresh, None)?;
             fs::rename(dir.join(ROOT), &stale)?;
             fs::rename(&fresh, dir.join(ROOT))?;
             sync_dir(&dir);
@@ -472,6 +509,22 @@ impl PackageStore {
             .lock()
             .insert(digest, std::sync::Arc::new(manifest));
         Ok(())
+    }
+
+    /// Checks a package this process has just extracted
+    /// ([`Package::extracted_now`]) before it is mapped, cheaply: its tree
+    /// against what was written (the libraries the code cache took as they
+    /// were written by their identity, every other file by its bytes), and
+    /// nothing added at its root. `Err`: something changed it; the caller
+    /// verifies it fully ([`fetch`](Self::fetch)), which extracts it again.
+    pub fn verify_fresh(&self, package: &Package) -> Result<(), String> {
+        let manifest = self
+            .extracted
+            .lock()
+            .get(&package.digest)
+            .cloned()
+            .ok_or_else(|| "not extracted by this process".to_owned())?;
+        verify_extracted(package, &manifest, true)
     }
 
     /// The package stored under `digest` here, if any.
@@ -543,6 +596,9 @@ impl PackageStore {
             if let Some(library) = library {
                 check_library_present(&p.dir, library)?;
             }
+            // Renamed into place by a concurrent upload that may not have
+            // synced the directory yet: durable before it is referenced.
+            sync_dir(&self.root);
             return Ok(p);
         }
         let n = TEMP.fetch_add(1, Ordering::Relaxed);
@@ -550,7 +606,7 @@ impl PackageStore {
             .root
             .join(format!("{TMP}{digest}-{}-{n}", std::process::id()));
         let digest = digest.to_owned();
-        let result = (|| -> Result<(Manifest, bool), PackageError> {
+        let result = (|| -> Result<(Manifest, Vec<Staged<'_>>, bool), PackageError> {
             fs::create_dir_all(&tmp)?;
             // The zip is what makes the package durable: its tree is
             // verified against it whenever it is mapped, and extracted
@@ -561,7 +617,7 @@ impl PackageStore {
             // thread during the extraction cost more than it saved: ext4
             // held back the extraction's writes while it synced.)
             let zip_file = write_and_start_writeback(&tmp.join(ZIP), zip)?;
-            let manifest = extract(zip, &tmp.join(ROOT), stage)?;
+            let (manifest, staged) = extract(zip, &tmp.join(ROOT), stage)?;
             if let Some(library) = library {
                 check_library_present(&tmp.join(ROOT), library)?;
             }
@@ -577,10 +633,13 @@ impl PackageStore {
                 Err(e) => return Err(e.into()),
             };
             sync_dir(&self.root);
-            Ok((manifest, extracted_now))
+            Ok((manifest, staged, extracted_now))
         })();
         let extracted_now = match result {
-            Ok((manifest, extracted_now)) => {
+            Ok((mut manifest, staged, extracted_now)) => {
+                if extracted_now {
+                    finish_staged(&mut manifest, staged);
+                }
                 self.extracted
                     .lock()
                     .insert(digest.clone(), std::sync::Arc::new(manifest));
@@ -791,11 +850,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Extracts `zip` into `dir` (created), refusing unsafe, oversized or
 /// incomplete content; answers what it wrote. Nothing is synced (see the
 /// end).
-pub(crate) fn extract(
+pub(crate) fn extract<'a>(
     zip: &[u8],
     dir: &Path,
-    stage: Option<Stage<'_>>,
-) -> Result<Manifest, PackageError> {
+    stage: Option<Stage<'a>>,
+) -> Result<(Manifest, Vec<Staged<'a>>), PackageError> {
     let mut manifest = Manifest::default();
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
         .map_err(|e| invalid(format!("not a valid zip archive: {e}")))?;
@@ -945,7 +1004,11 @@ pub(crate) fn extract(
             // is dropped) until the whole package is accepted.
             Some(copy) => {
                 let digest = copy.digest().0;
-                staged.push((copy, file.file));
+                staged.push(Staged {
+                    copy,
+                    file: file.file,
+                    relative: relative.clone(),
+                });
                 digest
             }
             None => *file.hasher.finalize().as_bytes(),
@@ -967,29 +1030,64 @@ pub(crate) fn extract(
             None => "no .so file at the root of the package".to_owned(),
         }));
     }
-    for (copy, file) in staged {
-        copy.finish(&file).map_err(|e| match e {
-            fnhost::LoadError::NotALibrary { reason, .. } => {
-                invalid(format!("a library is not loadable: {reason}"))
-            }
-            fnhost::LoadError::Io { error, .. } => error.into(),
-            e => PackageError::Io(io::Error::other(e.to_string())),
-        })?;
-    }
     // Not synced: the tree is verified against the package's synced zip
     // whenever it is mapped (`PackageStore::fetch`), and extracted again
     // from it when a crash tore it.
-    Ok(manifest)
+    Ok((manifest, staged))
+}
+
+/// Finishes the copies into the code cache of a package just stored, each
+/// taken as the copy of its file in the tree, and records each file's
+/// identity in `manifest`. A copy that cannot be finished is only logged:
+/// the load then copies the library itself.
+fn finish_staged(manifest: &mut Manifest, staged: Vec<Staged<'_>>) {
+    for Staged {
+        copy,
+        file,
+        relative,
+    } in staged
+    {
+        let identity = file.metadata().map(|m| Identity::of(&m));
+        match (copy.finish(&file), identity) {
+            (Ok(_), Ok(identity)) => {
+                manifest.staged.insert(relative, identity);
+            }
+            (Err(e), _) => {
+                log::warn!(target: "fnhost::server", "the code cache did not take a library's copy ({e}): it is copied when loaded")
+            }
+            (_, Err(e)) => {
+                log::warn!(target: "fnhost::server", "cannot stat an extracted library ({e}): it is copied when loaded")
+            }
+        }
+    }
 }
 
 /// Checks a package's tree against what this process extracted: the same
 /// files with the same bytes, and nothing else at its root.
-fn verify_extracted(package: &Package, manifest: &Manifest) -> Result<(), String> {
+///
+/// With `by_identity`, a library whose copy the code cache took as it was
+/// written is checked by its `stat` identity instead of its bytes: a load
+/// of a file of that identity maps the copy (which holds the bytes
+/// extracted from the zip, whatever happened to the file since), and a
+/// load of any other file is one this check refuses first.
+fn verify_extracted(
+    package: &Package,
+    manifest: &Manifest,
+    by_identity: bool,
+) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut buf = vec![0u8; 256 * 1024];
     for (relative, size, digest) in &manifest.files {
         let changed = || format!("{} changed", relative.display());
         let path = package.dir.join(relative);
+        if let Some(identity) = manifest.staged.get(relative).filter(|_| by_identity) {
+            let meta =
+                fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", relative.display()))?;
+            if !meta.file_type().is_file() || Identity::of(&meta) != *identity {
+                return Err(changed());
+            }
+            continue;
+        }
         let mut file = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
@@ -1214,6 +1312,24 @@ mod tests {
         // A load finds that copy (this test's library is no plugin: it is
         // refused once mapped) and makes no other.
         assert!(runtime.open_library(&p.dir.join("libecho.so")).is_err());
+        // Checked cheaply before it is mapped, and found changed when a
+        // library is replaced, planted beside it or a data file rewritten.
+        assert!(p.extracted_now);
+        assert_eq!(store.verify_fresh(&p), Ok(()));
+        let planted = p.dir.join("echo.so");
+        fs::write(&planted, &helper).unwrap();
+        assert!(store
+            .verify_fresh(&p)
+            .unwrap_err()
+            .contains("echo.so was added"));
+        fs::remove_file(&planted).unwrap();
+        let replacement = p.dir.join("replacement");
+        fs::write(&replacement, &helper).unwrap();
+        fs::rename(&replacement, p.dir.join("libecho.so")).unwrap();
+        assert!(store
+            .verify_fresh(&p)
+            .unwrap_err()
+            .contains("libecho.so changed"));
         assert_eq!(copies(), vec![copy.clone()]);
         // A refused package leaves no copy: not a library, or a bad zip
         // entry after it.
@@ -1228,6 +1344,15 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("not a loadable library"), "{e}");
         let other = [&lib[..], b"other"].concat();
+        let second = zip_of(&[("echo.so", &other), ("libecho.so", b"text")]);
+        store
+            .store_digested(
+                &second,
+                &PackageStore::digest_of(&second),
+                Some("echo"),
+                Some(stage),
+            )
+            .unwrap_err();
         let outside = zip_of(&[("echo.so", &other), ("../evil", b"x")]);
         store
             .store_digested(
