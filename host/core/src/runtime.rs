@@ -200,8 +200,8 @@ impl Runtime {
     /// writes the library's bytes anyway: a server extracting a package
     /// writes them here as it writes them into the package, and the load
     /// that follows maps this copy instead of copying and hashing the file
-    /// again ([`LibraryCopy::finish`]). At most `limit` bytes (and
-    /// [`MAX_LIBRARY_BYTES`](crate::loader::MAX_LIBRARY_BYTES)).
+    /// again ([`LibraryCopy::finish`]). At most `limit` bytes (and at
+    /// most the 512 MiB any library may have).
     pub fn library_copy(&self, limit: u64) -> std::io::Result<LibraryCopy<'_>> {
         let limit = limit.min(crate::loader::MAX_LIBRARY_BYTES);
         Ok(LibraryCopy {
