@@ -738,7 +738,7 @@ fn write_and_start_writeback(path: &Path, bytes: &[u8]) -> io::Result<fs::File> 
 /// `zipfile`, the deploy benchmark's floor, writes in 64 KiB pieces).
 const WRITE_CHUNK: usize = 256 * 1024;
 
-/// Why [`copy_with`] stopped.
+/// Why [`copy_entry`] stopped.
 enum CopyFailure {
     /// Reading the source failed (for an entry: the package is corrupt).
     Read(io::Error),
@@ -746,15 +746,28 @@ enum CopyFailure {
     Write(io::Error),
 }
 
-/// Copies `from` to `to` through `buffer` (writes of its size: see
-/// [`WRITE_CHUNK`]); answers the bytes copied.
-fn copy_with(
+/// From this many bytes actually inflated (not what the zip says), the
+/// rest of an entry is written on a second thread while the next piece is
+/// inflated ([`copy_pipelined`]): an entry that only claims to be large
+/// costs no thread and no pieces.
+const PIPELINED_ENTRY_BYTES: u64 = 4 << 20;
+
+/// Pieces in flight in [`copy_pipelined`], each of this size.
+const PIPELINED_PIECES: usize = 4;
+const PIPELINED_PIECE: usize = 1 << 20;
+
+/// Copies an entry through `buffer` (writes of its size: see
+/// [`WRITE_CHUNK`]) for its first [`PIPELINED_ENTRY_BYTES`], then, when
+/// there is more, with [`copy_pipelined`] and `pieces` (allocated once per
+/// extraction, handed back for the next entry); answers the bytes copied.
+fn copy_entry(
     from: &mut impl Read,
-    to: &mut impl Write,
+    to: &mut (impl Write + Send),
     buffer: &mut [u8],
+    pieces: &mut Vec<Vec<u8>>,
 ) -> Result<u64, CopyFailure> {
     let mut total = 0u64;
-    loop {
+    while total < PIPELINED_ENTRY_BYTES {
         let n = read_full(from, buffer).map_err(CopyFailure::Read)?;
         if n == 0 {
             return Ok(total);
@@ -762,26 +775,26 @@ fn copy_with(
         to.write_all(&buffer[..n]).map_err(CopyFailure::Write)?;
         total += n as u64;
     }
+    Ok(total + copy_pipelined(from, to, pieces)?)
 }
 
-/// From this size (as its zip entry says), an entry is written on a
-/// second thread while the next piece is inflated ([`copy_pipelined`]).
-const PIPELINED_ENTRY_BYTES: u64 = 4 << 20;
-
-/// Pieces in flight in [`copy_pipelined`], each of this size.
-const PIPELINED_PIECES: usize = 4;
-const PIPELINED_PIECE: usize = 1 << 20;
-
-/// [`copy_with`] on two threads: this one reads (for a zip entry:
+/// A copy on two threads: this one reads (for a zip entry:
 /// inflates) piece `i + 1` while a second one writes piece `i` (to the
 /// package's tree and, for the handler's library, the code cache, hashed).
-fn copy_pipelined(from: &mut impl Read, to: &mut (impl Write + Send)) -> Result<u64, CopyFailure> {
+/// The pieces are taken from `pieces` (allocated when missing) and put
+/// back when the copy succeeds.
+fn copy_pipelined(
+    from: &mut impl Read,
+    to: &mut (impl Write + Send),
+    pieces: &mut Vec<Vec<u8>>,
+) -> Result<u64, CopyFailure> {
     use std::sync::mpsc::sync_channel;
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(PIPELINED_PIECES);
         let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(PIPELINED_PIECES);
         for _ in 0..PIPELINED_PIECES {
-            let _ = empty_tx.send(vec![0u8; PIPELINED_PIECE]);
+            let piece = pieces.pop().unwrap_or_else(|| vec![0u8; PIPELINED_PIECE]);
+            let _ = empty_tx.send(piece);
         }
         let writer = scope.spawn(move || -> io::Result<()> {
             for (piece, n) in full_rx {
@@ -796,23 +809,25 @@ fn copy_pipelined(from: &mut impl Read, to: &mut (impl Write + Send)) -> Result<
         let read = (|| loop {
             // The writer failed (and said why) when it hands nothing back.
             let Ok(mut piece) = empty_rx.recv() else {
-                return Ok(());
+                return Ok(None);
             };
             let n = read_full(from, &mut piece).map_err(CopyFailure::Read)?;
             if n == 0 {
-                return Ok(());
+                return Ok(Some(piece));
             }
             total += n as u64;
             if full_tx.send((piece, n)).is_err() {
-                return Ok(());
+                return Ok(None);
             }
         })();
         drop(full_tx);
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the writing thread panicked")));
-        read?;
+        let last = read?;
         written.map_err(CopyFailure::Write)?;
+        pieces.extend(last);
+        pieces.extend(empty_rx.try_iter());
         Ok(total)
     })
 }
@@ -876,6 +891,8 @@ pub(crate) fn extract<'a>(
     let mut total = 0u64;
     let mut libraries = 0;
     let mut buffer = vec![0u8; WRITE_CHUNK];
+    // The pieces of large entries' pipelined copies, reused entry to entry.
+    let mut pieces = Vec::new();
     // The handler's library's copies into the code cache, finished once
     // the package is accepted, each with its file in the tree.
     let mut staged = Vec::new();
@@ -972,15 +989,12 @@ pub(crate) fn extract<'a>(
         } else {
             limit
         };
-        // A large entry (by what the zip says: it only picks the way) is
-        // inflated on this thread while a second one writes.
-        let pipelined = entry.size() >= PIPELINED_ENTRY_BYTES;
-        let from = &mut (&mut entry).take(cap);
-        let copied = if pipelined {
-            copy_pipelined(from, &mut file)
-        } else {
-            copy_with(from, &mut file, &mut buffer)
-        };
+        let copied = copy_entry(
+            &mut (&mut entry).take(cap),
+            &mut file,
+            &mut buffer,
+            &mut pieces,
+        );
         let written = copied.map_err(|e| match e {
             CopyFailure::Read(e) => invalid(format!("entry `{name}`: {e}")),
             CopyFailure::Write(e) => PackageError::from(e),
@@ -1371,9 +1385,21 @@ mod tests {
             .map(|i| (i * 7 % 253) as u8)
             .collect();
         let mut out = Vec::new();
-        let n = copy_pipelined(&mut &bytes[..], &mut out).ok().unwrap();
+        let mut pieces = Vec::new();
+        let n = copy_entry(&mut &bytes[..], &mut out, &mut [0u8; 4096], &mut pieces)
+            .ok()
+            .unwrap();
         assert_eq!(n, bytes.len() as u64);
         assert!(out == bytes, "the copy differs");
+        // The pieces are handed back for the next entry; an entry that only
+        // claims to be large (short in fact) needs none of them.
+        assert_eq!(pieces.len(), PIPELINED_PIECES);
+        let mut short = Vec::new();
+        let mut none = Vec::new();
+        copy_entry(&mut &bytes[..1000], &mut short, &mut [0u8; 4096], &mut none)
+            .ok()
+            .unwrap();
+        assert!(short == bytes[..1000] && none.is_empty());
         // A source that fails partway: a read failure (the package's).
         struct Failing<'a>(&'a [u8]);
         impl Read for Failing<'_> {
@@ -1387,7 +1413,11 @@ mod tests {
                 Ok(n)
             }
         }
-        let failed = copy_pipelined(&mut Failing(&bytes[..3 * PIPELINED_PIECE]), &mut Vec::new());
+        let failed = copy_pipelined(
+            &mut Failing(&bytes[..3 * PIPELINED_PIECE]),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
         assert!(matches!(failed, Err(CopyFailure::Read(_))));
         // A disk that fills partway: a write failure (the server's), and
         // the reader stops rather than waiting for pieces back.
@@ -1404,7 +1434,11 @@ mod tests {
                 Ok(())
             }
         }
-        let failed = copy_pipelined(&mut &bytes[..], &mut Full(2 * PIPELINED_PIECE));
+        let failed = copy_pipelined(
+            &mut &bytes[..],
+            &mut Full(2 * PIPELINED_PIECE),
+            &mut Vec::new(),
+        );
         assert!(matches!(failed, Err(CopyFailure::Write(e)) if is_disk_full(&e)));
     }
 
