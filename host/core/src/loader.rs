@@ -270,6 +270,15 @@ struct Known {
     file: Weak<OwnedFd>,
 }
 
+/// A copy just written into the cache and checked ([`Loader::check_copy`]).
+struct Checked {
+    digest: Digest,
+    size: u64,
+    path: PathBuf,
+    file: Arc<OwnedFd>,
+    go_runtime: bool,
+}
+
 /// Most source identities remembered (a cleared table costs one re-hash
 /// per library).
 const MAX_KNOWN: usize = 4096;
@@ -494,20 +503,42 @@ impl Loader {
                 });
             }
         }
-        let Stored {
-            digest,
-            size,
-            path: copy,
-            file,
-        } = self
+        let stored = self
             .cache
             .copy_in(&mut &source, Some(source.as_fd()), MAX_LIBRARY_BYTES)
             .map_err(io)?;
-        let mapping = Mapping::of(&file, size).map_err(io)?;
+        let known = self.check_copy(path, stored)?;
+        // Remembered only when the source did not change while it was
+        // copied and had been left alone for a while before.
+        let unchanged = source
+            .metadata()
+            .is_ok_and(|after| SourceKey::of(&after) == key);
+        if unchanged && key.settled(now) {
+            self.remember(key, &known);
+        }
+        Ok(Ingested {
+            digest: known.digest,
+            size: known.size,
+            path: known.path,
+            file: known.file,
+            go_runtime: known.go_runtime,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Checks a copy just written into the cache (a complete shared object
+    /// for this machine; one that is not is deleted, `path` naming it in
+    /// the error) and keeps it open among the recent copies.
+    fn check_copy(&self, path: &Path, stored: Stored) -> Result<Checked, LoadError> {
+        let io = |error: std::io::Error| LoadError::Io {
+            path: path.to_owned(),
+            error,
+        };
+        let mapping = Mapping::of(&stored.file, stored.size).map_err(io)?;
         if let Err(reason) = elf::check_shared_object(mapping.bytes()) {
             drop(mapping);
             // Nothing will load it: do not keep the copy.
-            let _ = std::fs::remove_file(&copy);
+            let _ = std::fs::remove_file(&stored.path);
             return Err(LoadError::NotALibrary {
                 path: path.to_owned(),
                 reason,
@@ -515,37 +546,33 @@ impl Loader {
         }
         let go_runtime = elf::is_go_library(mapping.bytes());
         drop(mapping);
-        let file = Arc::new(file);
+        let file = Arc::new(stored.file);
         self.keep_recent(&file);
-        // Remembered only when the source did not change while it was
-        // copied and had been left alone for a while before.
-        let unchanged = source
-            .metadata()
-            .is_ok_and(|after| SourceKey::of(&after) == key);
-        if unchanged && key.settled(now) {
-            let mut known = self.known.lock();
-            if known.len() >= MAX_KNOWN {
-                known.clear();
-            }
-            known.insert(
-                key,
-                Known {
-                    digest,
-                    size,
-                    path: copy.clone(),
-                    go_runtime,
-                    file: Arc::downgrade(&file),
-                },
-            );
-        }
-        Ok(Ingested {
-            digest,
-            size,
-            path: copy,
+        Ok(Checked {
+            digest: stored.digest,
+            size: stored.size,
+            path: stored.path,
             file,
             go_runtime,
-            took: started.elapsed(),
         })
+    }
+
+    /// Remembers `copy` as the copy of the source whose identity is `key`.
+    fn remember(&self, key: SourceKey, copy: &Checked) {
+        let mut known = self.known.lock();
+        if known.len() >= MAX_KNOWN {
+            known.clear();
+        }
+        known.insert(
+            key,
+            Known {
+                digest: copy.digest,
+                size: copy.size,
+                path: copy.path.clone(),
+                go_runtime: copy.go_runtime,
+                file: Arc::downgrade(&copy.file),
+            },
+        );
     }
 
     /// Takes `stored`, a copy its caller wrote into this loader's cache
@@ -565,40 +592,14 @@ impl Loader {
         source: &std::fs::File,
         stored: Stored,
     ) -> Result<Digest, LoadError> {
-        let name = || stored.path.clone();
-        let io = |error: std::io::Error| LoadError::Io {
-            path: name(),
+        let path = stored.path.clone();
+        let key = SourceKey::of(&source.metadata().map_err(|error| LoadError::Io {
+            path: path.clone(),
             error,
-        };
-        let key = SourceKey::of(&source.metadata().map_err(io)?);
-        let mapping = Mapping::of(&stored.file, stored.size).map_err(io)?;
-        if let Err(reason) = elf::check_shared_object(mapping.bytes()) {
-            drop(mapping);
-            let _ = std::fs::remove_file(&stored.path);
-            return Err(LoadError::NotALibrary {
-                path: name(),
-                reason,
-            });
-        }
-        let go_runtime = elf::is_go_library(mapping.bytes());
-        drop(mapping);
-        let file = Arc::new(stored.file);
-        self.keep_recent(&file);
-        let mut known = self.known.lock();
-        if known.len() >= MAX_KNOWN {
-            known.clear();
-        }
-        known.insert(
-            key,
-            Known {
-                digest: stored.digest,
-                size: stored.size,
-                path: stored.path,
-                go_runtime,
-                file: Arc::downgrade(&file),
-            },
-        );
-        Ok(stored.digest)
+        })?);
+        let copy = self.check_copy(&path, stored)?;
+        self.remember(key, &copy);
+        Ok(copy.digest)
     }
 
     fn keep_recent(&self, file: &Arc<OwnedFd>) {

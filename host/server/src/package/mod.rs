@@ -1286,6 +1286,20 @@ mod tests {
         );
     }
 
+    /// Stores `zip` for a handler in `echo.so`, staging its library.
+    fn store_staged(
+        store: &PackageStore,
+        zip: &[u8],
+        stage: Stage<'_>,
+    ) -> Result<Package, PackageError> {
+        store.store_digested(
+            zip,
+            &PackageStore::digest_of(zip),
+            Some("echo"),
+            Some(stage),
+        )
+    }
+
     #[test]
     fn the_handlers_library_is_copied_into_the_code_cache_as_it_is_extracted() {
         let dir = tempfile::tempdir().unwrap();
@@ -1313,14 +1327,7 @@ mod tests {
         // Only the handler's library (`libecho.so` here), not the other
         // library beside it.
         let zip = zip_of(&[("libecho.so", &lib), ("helper.so", &helper)]);
-        let p = store
-            .store_digested(
-                &zip,
-                &PackageStore::digest_of(&zip),
-                Some("echo"),
-                Some(stage),
-            )
-            .unwrap();
+        let p = store_staged(&store, &zip, stage).unwrap();
         let copy = format!("{}.so", blake3::hash(&lib).to_hex());
         assert_eq!(copies(), vec![copy.clone()]);
         // A load finds that copy (this test's library is no plugin: it is
@@ -1348,34 +1355,13 @@ mod tests {
         // A refused package leaves no copy: not a library, or a bad zip
         // entry after it.
         let junk = zip_of(&[("echo.so", b"text, not a library")]);
-        let e = store
-            .store_digested(
-                &junk,
-                &PackageStore::digest_of(&junk),
-                Some("echo"),
-                Some(stage),
-            )
-            .unwrap_err();
+        let e = store_staged(&store, &junk, stage).unwrap_err();
         assert!(e.to_string().contains("not a loadable library"), "{e}");
         let other = [&lib[..], b"other"].concat();
         let second = zip_of(&[("echo.so", &other), ("libecho.so", b"text")]);
-        store
-            .store_digested(
-                &second,
-                &PackageStore::digest_of(&second),
-                Some("echo"),
-                Some(stage),
-            )
-            .unwrap_err();
+        store_staged(&store, &second, stage).unwrap_err();
         let outside = zip_of(&[("echo.so", &other), ("../evil", b"x")]);
-        store
-            .store_digested(
-                &outside,
-                &PackageStore::digest_of(&outside),
-                Some("echo"),
-                Some(stage),
-            )
-            .unwrap_err();
+        store_staged(&store, &outside, stage).unwrap_err();
         assert_eq!(copies(), vec![copy]);
     }
 
