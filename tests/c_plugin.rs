@@ -204,7 +204,7 @@ fn a_1_2_plugin_without_handler_events_loads_and_runs_on_the_1_3_host() {
     let dir = scratch("abi-1-3");
     fnhost_e2e::compile_fixture("trace_id", &dir);
     let lib = rt.open_library(&dir.join("trace_id.so")).unwrap();
-    assert_eq!(lib.info().abi, (1, 4));
+    assert_eq!(lib.info().abi, (1, 5));
     assert_eq!(lib.info().handler_events[0].1, "bytes");
 }
 

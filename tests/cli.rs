@@ -254,7 +254,7 @@ fn inspect_shows_the_descriptor_and_refuses_non_plugins() {
     let o = fnhost(&["inspect", lib.to_str().unwrap(), "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["abi_version"], "1.4");
+    assert_eq!(v["abi_version"], "1.5");
     assert_eq!(v["plugin_name"], "misbehaving");
     assert_eq!(v["layout_checked"], true);
     assert_eq!(v["handlers"][0], "Error");

@@ -500,3 +500,51 @@ fn a_killed_go_calls_log_keeps_every_line_written_before_the_end() {
         );
     }
 }
+
+/// ABI 1.5 from Go: `context.CallHost` reaches the embedder's host
+/// functions in process, their typed errors come back as the handler's
+/// (`*context.HostCallError` has an `ErrorType`), and a worker process
+/// (the Go default) is told they are unavailable there.
+#[test]
+fn a_go_handler_calls_host_functions_with_typed_errors() {
+    use fnhost::{HostCallContext, HostError};
+    let rt = Runtime::builder()
+        .config(fnhost::RuntimeConfig {
+            cache_dir: Some(fnhost_e2e::cache_dir()),
+            worker_executable: Some(fnhost_bin()),
+            ..fnhost::RuntimeConfig::default()
+        })
+        .host_function("cache.get", |ctx: &HostCallContext<'_>, key: &[u8]| {
+            Ok::<_, HostError>(
+                format!("{} for {}", String::from_utf8_lossy(key), ctx.function()).into_bytes(),
+            )
+        })
+        .host_function("refuse", |_: &HostCallContext<'_>, _: &[u8]| {
+            Err::<Vec<u8>, _>(HostError::new("not yours").with_type("Forbidden"))
+        })
+        .build()
+        .unwrap();
+    let load = |host_function: &str, isolation: Isolation| {
+        rt.load(
+            FunctionConfig::new("misbehaving.Cases", go_plugins())
+                .name(format!("go-{}", host_function.replace('.', "-")))
+                .user_data("HOST_FUNCTION", host_function)
+                .isolation(isolation),
+        )
+        .unwrap()
+    };
+    let f = load("cache.get", Isolation::InProcess);
+    match call(&f, "callhost").outcome {
+        Outcome::Success(b) => assert_eq!(b.bytes, b"k1 for go-cache-get"),
+        Outcome::Failure(e) => panic!("{e:?}"),
+    }
+    let f = load("refuse", Isolation::InProcess);
+    assert_eq!(
+        failure(&f, "callhost"),
+        ("Forbidden".to_owned(), "Forbidden: not yours".to_owned())
+    );
+    let f = load("no.such", Isolation::InProcess);
+    assert_eq!(failure(&f, "callhost").0, "HostFunctionNotFound");
+    let f = load("cache.get", Isolation::Process);
+    assert_eq!(failure(&f, "callhost").0, "HostFunctionUnavailable");
+}

@@ -35,7 +35,11 @@ pub const ABI_MAJOR: u16 = 1;
 ///   process serves the plugin's calls from a thread the plugin's own
 ///   runtime starts ([`StartThreadFn`]). The host looks it up only in a
 ///   plugin of 1.4 or newer.
-pub const ABI_MINOR: u16 = 4;
+/// - 1.5: [`ContextVTable::call_host`], host functions: a handler calls a
+///   function the embedding program (or `fnhost serve`) registered by name.
+///   A plugin that may run on an older host checks
+///   [`ContextVTable::struct_size`] first ([`CALL_HOST_VTABLE_SIZE`]).
+pub const ABI_MINOR: u16 = 5;
 /// `descriptor_size` of a 1.0 descriptor: the smallest the host accepts.
 pub const DESCRIPTOR_SIZE_1_0: u64 = 96;
 /// First field of every descriptor: the bytes `FNHP` read as a little-endian `u32`.
@@ -52,6 +56,43 @@ pub const MAX_ERROR_TYPE: usize = 256;
 pub const MAX_ERROR_MESSAGE: usize = 64 * 1024;
 /// Most bytes of one log line the host keeps from `log`.
 pub const MAX_LOG_LINE: usize = 16 * 1024;
+/// 1.5: the longest input a host call may pass (longer is refused).
+pub const MAX_HOST_CALL_INPUT: usize = 6 * 1024 * 1024;
+/// 1.5: the longest host function name.
+pub const MAX_HOST_FUNCTION_NAME: usize = 128;
+/// 1.5: the most host calls one invocation may make.
+pub const MAX_HOST_CALLS: u32 = 100_000;
+/// 1.5: the most bytes of host calls' answers one invocation holds at once
+/// (they stay valid until the handler returns).
+pub const MAX_HOST_CALL_ANSWERS: usize = 64 * 1024 * 1024;
+/// 1.5: the smallest [`ContextVTable::struct_size`] that has
+/// [`ContextVTable::call_host`].
+pub const CALL_HOST_VTABLE_SIZE: usize =
+    core::mem::offset_of!(ContextVTable, call_host) + core::mem::size_of::<usize>();
+
+/// The error types a host reports for host calls itself (a host function's
+/// own failures carry the type it gave).
+pub mod host_call_error {
+    /// No host function of that name here, or not one this function may call.
+    pub const NOT_FOUND: &str = "HostFunctionNotFound";
+    /// The input (or the name) is over its limit.
+    pub const INPUT_TOO_LARGE: &str = "HostCallInputTooLarge";
+    /// Too many calls, or too many bytes of answers, in one invocation.
+    pub const LIMIT_EXCEEDED: &str = "HostCallLimitExceeded";
+    /// Host functions that invoke functions that call host functions,
+    /// nested too deep.
+    pub const DEPTH_EXCEEDED: &str = "HostCallDepthExceeded";
+    /// The host function failed without an answer (a panic, in Rust).
+    pub const PANICKED: &str = "HostFunctionPanicked";
+    /// Host functions are not reachable from here.
+    pub const UNAVAILABLE: &str = "HostFunctionUnavailable";
+    /// The host is older than ABI 1.5 (its context has no `call_host`).
+    pub const UNSUPPORTED: &str = "HostFunctionsUnsupported";
+    /// The invocation's deadline has passed.
+    pub const TIMEOUT: &str = "timeout";
+    /// A host function's failure that gave no type of its own.
+    pub const FAILED: &str = "HostFunctionError";
+}
 
 /// Set (to `1`) in the environment of a worker process (process isolation).
 pub const WORKER_PROCESS_ENV: &str = "FNHOST_WORKER_PROCESS";
@@ -261,6 +302,19 @@ pub struct ContextVTable {
     /// (`memoryUsed` in the summary). Optional: plugins that do not call it
     /// report 0.
     pub report_memory_peak: unsafe extern "C" fn(host: *mut HostData, peak_bytes: u64),
+    // ---- appended in 1.5 (check `struct_size` first) ----
+    /// Calls the host function `name` with `input`, both read before
+    /// return. [`STATUS_OK`]: `*output` is its answer; [`STATUS_ERROR`]:
+    /// `*error_type` names the failure ([`host_call_error`], or the host
+    /// function's own) and `*output` is the message. Both stay valid until
+    /// the handler (or initializer) returns; either pointer may be null.
+    pub call_host: unsafe extern "C" fn(
+        host: *mut HostData,
+        name: PluginStr,
+        input: PluginStr,
+        output: *mut HostStr,
+        error_type: *mut HostStr,
+    ) -> i32,
 }
 
 /// `int32_t handler(const fnhost_context *ctx, fnhost_host_str payload)`.
@@ -458,6 +512,7 @@ pub static LAYOUT: [TypeLayout; 9] = [
             set_output,
             set_error,
             report_memory_peak,
+            call_host,
         ]
     ),
     type_layout!("fnhost_handler_entry", HandlerEntry, [name, handler, event]),
@@ -514,7 +569,7 @@ mod tests {
         assert_eq!(vt.size as usize, core::mem::size_of::<ContextVTable>());
         // SAFETY: `fields` points at a static array of `field_count` entries.
         let fields = unsafe { core::slice::from_raw_parts(vt.fields, vt.field_count) };
-        assert_eq!(fields.len(), 13);
+        assert_eq!(fields.len(), 14);
         let log = fields
             .iter()
             // SAFETY: field names in LAYOUT point at static strings.

@@ -3,6 +3,7 @@
 use core::fmt;
 
 use crate::abi;
+use crate::HostCallError;
 
 /// The runtime context of one invocation (FunctionGraph's `RuntimeContext`).
 ///
@@ -181,6 +182,66 @@ impl Context {
     pub fn cpu_millicores(&self) -> u32 {
         // SAFETY: host pointer valid per `from_raw`.
         unsafe { (self.vtable().cpu_millicores)(self.raw.host) }
+    }
+
+    /// Calls the host function `name` (one the program that runs this
+    /// plugin registered) with `input`, and answers its output. Errors are
+    /// typed ([`HostCallError::error_type`]): the host's own
+    /// ([`abi::host_call_error`]: no such function, input too large, too
+    /// many calls, a host function that panicked, ...) or the host
+    /// function's. On a host older than ABI 1.5 every call answers
+    /// `HostFunctionsUnsupported`.
+    ///
+    /// ```
+    /// use fnhost_api::testing::TestContext;
+    ///
+    /// let test = TestContext::new()
+    ///     .host_function("cache.get", |key| Ok(format!("value of {}", String::from_utf8_lossy(key)).into_bytes()));
+    /// let value = test.context().call_host("cache.get", b"k1").unwrap();
+    /// assert_eq!(value, b"value of k1");
+    /// ```
+    pub fn call_host(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, HostCallError> {
+        self.call_host_borrowed(name, input).map(<[u8]>::to_vec)
+    }
+
+    /// [`call_host`](Self::call_host) without copying the answer: it is the
+    /// host's, valid until the handler returns.
+    pub fn call_host_borrowed(&self, name: &str, input: &[u8]) -> Result<&[u8], HostCallError> {
+        let vtable = self.vtable();
+        if (vtable.struct_size as usize) < abi::CALL_HOST_VTABLE_SIZE {
+            return Err(HostCallError::new(
+                abi::host_call_error::UNSUPPORTED,
+                "this host is older than ABI 1.5 and has no host functions",
+            ));
+        }
+        let mut output = abi::HostStr::EMPTY;
+        let mut error_type = abi::HostStr::EMPTY;
+        // SAFETY: the vtable has `call_host` (its size says so, checked
+        // above); host pointer valid per `from_raw`; `name` and `input` are
+        // read before return; both out-pointers are valid locals.
+        let status = unsafe {
+            (vtable.call_host)(
+                self.raw.host,
+                abi::PluginStr::from_slice(name.as_bytes()),
+                abi::PluginStr::from_slice(input),
+                &mut output,
+                &mut error_type,
+            )
+        };
+        // SAFETY: both are host-owned and valid until the call returns,
+        // which outlives `&self`.
+        let (output, error_type) = unsafe { (output.as_slice(), error_type.as_slice()) };
+        if status == abi::STATUS_OK {
+            return Ok(output);
+        }
+        let error_type = match core::str::from_utf8(error_type) {
+            Ok("") | Err(_) => abi::host_call_error::FAILED,
+            Ok(t) => t,
+        };
+        Err(HostCallError::new(
+            error_type,
+            String::from_utf8_lossy(output).into_owned(),
+        ))
     }
 
     pub(crate) fn write_log(&self, level: u32, message: &str) {

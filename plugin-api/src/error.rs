@@ -142,3 +142,62 @@ impl fmt::Display for HandlerError {
         write!(f, "{}: {}", self.error_type, self.message)
     }
 }
+
+/// A host call's failure ([`Context::call_host`](crate::Context::call_host)):
+/// the type the host named (one of [`abi::host_call_error`](crate::abi::host_call_error),
+/// or the host function's own) and its message. It implements
+/// [`ErrorType`], so a handler that returns it (or converts it with `?`
+/// into an error of its own) reports the same `errorType`.
+///
+/// ```
+/// use fnhost_api::{abi::host_call_error, testing::TestContext};
+///
+/// let test = TestContext::new();
+/// let e = test.context().call_host("cache.get", b"k").unwrap_err();
+/// assert_eq!(e.error_type(), host_call_error::NOT_FOUND);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct HostCallError {
+    error_type: String,
+    message: String,
+}
+
+impl HostCallError {
+    /// An error of this type and message.
+    pub fn new(error_type: impl Into<String>, message: impl Into<String>) -> HostCallError {
+        HostCallError {
+            error_type: error_type.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The error's type (`HostFunctionNotFound`, ..., or the host function's).
+    pub fn error_type(&self) -> &str {
+        &self.error_type
+    }
+
+    /// The error's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for HostCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+impl fmt::Display for HostCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+impl std::error::Error for HostCallError {}
+
+impl ErrorType for HostCallError {
+    fn error_type(&self) -> &str {
+        &self.error_type
+    }
+}

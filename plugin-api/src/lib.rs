@@ -51,7 +51,7 @@ mod payload;
 pub mod testing;
 
 pub use context::Context;
-pub use error::{ErrorType, HandlerError, IntoHandlerError, FUNCTION_RETURN_ERROR};
+pub use error::{ErrorType, HandlerError, HostCallError, IntoHandlerError, FUNCTION_RETURN_ERROR};
 pub use export::{Handler, RawPayload, TypedPayload};
 pub use logger::Logger;
 pub use output::{IntoOutput, Json, Output};

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::abi::{self, field, HostData, HostStr, PluginStr};
-use crate::Context;
+use crate::{Context, HostCallError};
 
 const LOG_LIMIT: usize = 1024 * 1024;
 
@@ -30,6 +30,35 @@ struct TestHost {
     memory_mb: u32,
     log: Mutex<String>,
     result: Mutex<Reported>,
+    host_functions: HashMap<String, Box<TestHostFunction>>,
+    /// Every answer and error type handed out by `call_host`: host-owned
+    /// strings stay valid while the context lives.
+    answers: Mutex<Answers>,
+}
+
+/// A host function of a [`TestContext`].
+type TestHostFunction = dyn Fn(&[u8]) -> Result<Vec<u8>, HostCallError> + Send + Sync;
+
+#[derive(Default)]
+struct Answers {
+    kept: Vec<Box<[u8]>>,
+    bytes: usize,
+}
+
+impl Answers {
+    /// Keeps `bytes` for the context's life and lends them; `None` past the
+    /// host's limit on answers held at once.
+    fn keep(&mut self, bytes: &[u8]) -> Option<HostStr> {
+        if self.bytes.saturating_add(bytes.len()) > abi::MAX_HOST_CALL_ANSWERS {
+            return None;
+        }
+        self.bytes += bytes.len();
+        let kept: Box<[u8]> = bytes.into();
+        // The box's heap bytes do not move when the box is moved.
+        let lent = HostStr::from_slice(&kept);
+        self.kept.push(kept);
+        Some(lent)
+    }
 }
 
 /// What the code under test reported through the raw ABI.
@@ -148,6 +177,69 @@ unsafe extern "C" fn report_memory_peak(h: *mut HostData, bytes: u64) {
     }
 }
 
+unsafe extern "C" fn call_host(
+    h: *mut HostData,
+    name: PluginStr,
+    input: PluginStr,
+    output: *mut HostStr,
+    error_type: *mut HostStr,
+) -> i32 {
+    let host = host(h);
+    // SAFETY: the plugin lends both for this call.
+    let (name, input) = unsafe { (name.as_slice(), input.as_slice()) };
+    let answer = match core::str::from_utf8(name)
+        .ok()
+        .and_then(|name| host.host_functions.get(name))
+    {
+        None => Err(HostCallError::new(
+            abi::host_call_error::NOT_FOUND,
+            format!(
+                "no host function named {:?} in this TestContext",
+                String::from_utf8_lossy(name)
+            ),
+        )),
+        Some(_) if input.len() > abi::MAX_HOST_CALL_INPUT => Err(HostCallError::new(
+            abi::host_call_error::INPUT_TOO_LARGE,
+            "input over the limit",
+        )),
+        Some(f) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(input)))
+            .unwrap_or_else(|_| {
+                Err(HostCallError::new(
+                    abi::host_call_error::PANICKED,
+                    "the host function panicked",
+                ))
+            }),
+    };
+    let Ok(mut answers) = host.answers.lock() else {
+        return abi::STATUS_ERROR;
+    };
+    let (status, text, ty) = match &answer {
+        Ok(bytes) => (abi::STATUS_OK, &bytes[..], &b""[..]),
+        Err(e) => (
+            abi::STATUS_ERROR,
+            e.message().as_bytes(),
+            e.error_type().as_bytes(),
+        ),
+    };
+    let (status, lent_text, lent_ty) = match (answers.keep(text), answers.keep(ty)) {
+        (Some(t), Some(y)) => (status, t, y),
+        _ => (
+            abi::STATUS_ERROR,
+            HostStr::from_slice(b"too many bytes of answers held at once"),
+            HostStr::from_slice(abi::host_call_error::LIMIT_EXCEEDED.as_bytes()),
+        ),
+    };
+    if !output.is_null() {
+        // SAFETY: a non-null out-pointer the caller supplied for this call.
+        unsafe { output.write(lent_text) };
+    }
+    if !error_type.is_null() {
+        // SAFETY: as above.
+        unsafe { error_type.write(lent_ty) };
+    }
+    status
+}
+
 static VTABLE: abi::ContextVTable = abi::ContextVTable {
     struct_size: core::mem::size_of::<abi::ContextVTable>() as u32,
     reserved: 0,
@@ -162,6 +254,7 @@ static VTABLE: abi::ContextVTable = abi::ContextVTable {
     set_output,
     set_error,
     report_memory_peak,
+    call_host,
 };
 
 impl Default for TestContext {
@@ -187,6 +280,8 @@ impl TestContext {
             memory_mb: 128,
             log: Mutex::new(String::new()),
             result: Mutex::new(Reported::default()),
+            host_functions: HashMap::new(),
+            answers: Mutex::new(Answers::default()),
         }));
         let raw = abi::Context {
             vtable: &VTABLE,
@@ -269,6 +364,20 @@ impl TestContext {
             .insert(key.to_owned(), value.to_owned());
         self
     }
+    /// Offers a host function to the code under test
+    /// ([`Context::call_host`]): `f` gets the input and answers the output
+    /// or a [`HostCallError`] (a panic in it answers
+    /// `HostFunctionPanicked`, as the host does).
+    pub fn host_function(
+        mut self,
+        name: &str,
+        f: impl Fn(&[u8]) -> Result<Vec<u8>, HostCallError> + Send + Sync + 'static,
+    ) -> TestContext {
+        self.host_mut()
+            .host_functions
+            .insert(name.to_owned(), Box::new(f));
+        self
+    }
     /// Sets the memory size in MB.
     pub fn memory_size_mb(mut self, mb: u32) -> TestContext {
         self.host_mut().memory_mb = mb;
@@ -344,5 +453,65 @@ mod tests {
         assert_eq!(test.error(), Some(("Mine".into(), "failed".into())));
         let moved = test;
         assert_eq!(moved.context().request_id(), "r-1");
+    }
+
+    #[test]
+    fn host_functions_answer_and_fail_typed() {
+        let test = TestContext::new()
+            .host_function("upper", |input| Ok(input.to_ascii_uppercase()))
+            .host_function("refuse", |_| Err(HostCallError::new("Forbidden", "no")))
+            .host_function("boom", |_| panic!("boom"));
+        let ctx = test.context();
+        assert_eq!(ctx.call_host("upper", b"abc").unwrap(), b"ABC");
+        let first = ctx.call_host_borrowed("upper", b"kept").unwrap();
+        assert_eq!(ctx.call_host("upper", b"more").unwrap(), b"MORE");
+        assert_eq!(
+            first, b"KEPT",
+            "an answer stays valid while the context lives"
+        );
+        let e = ctx.call_host("refuse", b"").unwrap_err();
+        assert_eq!((e.error_type(), e.message()), ("Forbidden", "no"));
+        let e = ctx.call_host("boom", b"").unwrap_err();
+        assert_eq!(e.error_type(), abi::host_call_error::PANICKED);
+        let e = ctx.call_host("none", b"").unwrap_err();
+        assert_eq!(e.error_type(), abi::host_call_error::NOT_FOUND);
+    }
+
+    /// A 1.5 plugin on a 1.4 host: the vtable is shorter, and `call_host`
+    /// answers `HostFunctionsUnsupported` without reading past its end.
+    #[test]
+    fn a_vtable_without_call_host_answers_unsupported() {
+        #[repr(C)]
+        struct Vtable14 {
+            table: abi::ContextVTable,
+        }
+        // The 1.4 size, with a poisoned call_host that must never be called.
+        unsafe extern "C" fn poisoned(
+            _: *mut HostData,
+            _: PluginStr,
+            _: PluginStr,
+            _: *mut HostStr,
+            _: *mut HostStr,
+        ) -> i32 {
+            panic!("call_host read from a 1.4 vtable")
+        }
+        static OLD: Vtable14 = Vtable14 {
+            table: abi::ContextVTable {
+                struct_size: core::mem::offset_of!(abi::ContextVTable, call_host) as u32,
+                call_host: poisoned,
+                ..VTABLE
+            },
+        };
+        let test = TestContext::new();
+        let raw = abi::Context {
+            vtable: &OLD.table,
+            host: test.context().as_raw().host,
+        };
+        // SAFETY: the vtable is static; the host pointer is `test`'s, alive
+        // for the context's use below.
+        let ctx = unsafe { Context::from_raw(&raw) };
+        let e = ctx.call_host("anything", b"").unwrap_err();
+        assert_eq!(e.error_type(), abi::host_call_error::UNSUPPORTED);
+        assert_eq!(ctx.request_id(), "test-request");
     }
 }

@@ -148,6 +148,9 @@ pub enum LoadError {
     /// does not allow.
     #[error("{0}")]
     Sandbox(String),
+    /// A host function could not be registered (a bad or repeated name).
+    #[error(transparent)]
+    HostFunction(#[from] crate::host_call::RegisterError),
 }
 
 impl LoadError {

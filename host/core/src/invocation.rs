@@ -13,6 +13,7 @@ use fnhost_api::abi::{self, field, HostData, HostStr, PluginStr};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Credentials, FunctionConfig};
+use crate::host_call::{HostCalls, HostFunctions};
 use crate::instances::Lease;
 use crate::log_buffer::LogBuffer;
 use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
@@ -30,10 +31,15 @@ pub(crate) struct FunctionContext {
     pub(crate) credentials: Credentials,
     pub(crate) user_data: BTreeMap<String, String>,
     pub(crate) memory_mb: u32,
+    /// The runtime's host functions (ABI 1.5's `call_host`).
+    pub(crate) host_functions: Arc<HostFunctions>,
 }
 
 impl FunctionContext {
-    pub(crate) fn from_config(config: &FunctionConfig) -> FunctionContext {
+    pub(crate) fn from_config(
+        config: &FunctionConfig,
+        host_functions: Arc<HostFunctions>,
+    ) -> FunctionContext {
         FunctionContext {
             function_name: config.function_name().to_owned(),
             version: config.version.clone(),
@@ -43,6 +49,7 @@ impl FunctionContext {
             credentials: config.credentials.clone(),
             user_data: config.user_data.clone(),
             memory_mb: config.memory_mb,
+            host_functions,
         }
     }
 }
@@ -104,6 +111,10 @@ pub(crate) struct InvocationState {
     finished: AtomicBool,
     /// The caller that waits asynchronously, woken when the call completes.
     waiter: Mutex<Waiter>,
+    /// What its host calls hold (their answers stay valid until it ends).
+    host_calls: Mutex<HostCalls>,
+    /// How many host functions the invocation was started in (0: none).
+    host_call_depth: u32,
 }
 
 /// The asynchronous waiter of a call.
@@ -189,7 +200,35 @@ impl InvocationState {
             done: Condvar::new(),
             finished: AtomicBool::new(false),
             waiter: Mutex::new(Waiter::default()),
+            host_calls: crate::host_call::new_host_calls(),
+            host_call_depth: crate::host_call::depth_of_new_invocation(),
         }
+    }
+
+    /// The function's values.
+    pub(crate) fn function(&self) -> &FunctionContext {
+        &self.function
+    }
+
+    /// The version served.
+    pub(crate) fn version(&self) -> &str {
+        self.served
+            .version
+            .as_deref()
+            .unwrap_or(&self.function.version)
+    }
+
+    /// The alias served through, `""` when none.
+    pub(crate) fn alias(&self) -> &str {
+        self.served.alias.as_deref().unwrap_or(&self.function.alias)
+    }
+
+    pub(crate) fn host_calls(&self) -> &Mutex<HostCalls> {
+        &self.host_calls
+    }
+
+    pub(crate) fn host_call_depth(&self) -> u32 {
+        self.host_call_depth
     }
 
     pub(crate) fn request_id(&self) -> &str {
@@ -493,7 +532,7 @@ pub(crate) fn format_timeout(t: Duration) -> String {
 /// `host` must come from `InvocationState::raw_context` of a state that is
 /// still alive: the thread running the plugin holds an `Arc` (or a borrow) of
 /// it for the whole call, and the plugin may only use the context during it.
-unsafe fn state<'a>(host: *const HostData) -> &'a InvocationState {
+pub(crate) unsafe fn state<'a>(host: *const HostData) -> &'a InvocationState {
     // SAFETY: the caller's contract.
     unsafe { &*(host as *const InvocationState) }
 }
@@ -509,8 +548,8 @@ unsafe extern "C" fn get_field(host: *const HostData, f: u32) -> HostStr {
     match f {
         field::REQUEST_ID => lend(s.request_id()),
         field::FUNCTION_NAME => lend(&s.function.function_name),
-        field::VERSION => lend(s.served.version.as_deref().unwrap_or(&s.function.version)),
-        field::ALIAS => lend(s.served.alias.as_deref().unwrap_or(&s.function.alias)),
+        field::VERSION => lend(s.version()),
+        field::ALIAS => lend(s.alias()),
         field::PACKAGE => lend(&s.function.package),
         field::PROJECT_ID => lend(&s.function.project_id),
         field::ACCESS_KEY => lend(&c.access_key),
@@ -696,7 +735,7 @@ unsafe extern "C" fn report_memory_peak(host: *mut HostData, peak_bytes: u64) {
         .store(peak_bytes, Ordering::Relaxed);
 }
 
-/// The host's context function table (unchanged since ABI 1.0).
+/// The host's context function table (ABI 1.5: `call_host` appended).
 pub(crate) static HOST_VTABLE: abi::ContextVTable = abi::ContextVTable {
     struct_size: std::mem::size_of::<abi::ContextVTable>() as u32,
     reserved: 0,
@@ -711,6 +750,7 @@ pub(crate) static HOST_VTABLE: abi::ContextVTable = abi::ContextVTable {
     set_output,
     set_error,
     report_memory_peak,
+    call_host: crate::host_call::call_host,
 };
 
 #[cfg(test)]
@@ -725,7 +765,7 @@ mod tests {
             log_tail_bytes: 64,
         };
         InvocationState::new(
-            Arc::new(FunctionContext::from_config(&config)),
+            Arc::new(FunctionContext::from_config(&config, Arc::default())),
             timeout,
             limits,
             Served::default(),

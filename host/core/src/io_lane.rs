@@ -444,7 +444,7 @@ mod tests {
             log_tail_bytes: 64,
         };
         let state = Arc::new(InvocationState::new(
-            Arc::new(FunctionContext::from_config(&config)),
+            Arc::new(FunctionContext::from_config(&config, Arc::default())),
             Duration::from_secs(60),
             limits,
             Served::default(),

@@ -61,6 +61,7 @@ mod function;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generation;
+pub mod host_call;
 mod housekeeping;
 mod instances;
 mod invocation;
@@ -98,6 +99,7 @@ pub use entry::Entry;
 pub use error::{DeployError, InvokeError, LoadError, NotFound};
 pub use function::Function;
 pub use generation::{Generation, InitReport};
+pub use host_call::{HostCallContext, HostError, HostFunction};
 pub use instances::InstanceStats;
 pub use loader::{Library, LibraryReport, LoadTimings};
 pub use log_buffer::tail;
@@ -105,6 +107,6 @@ pub use outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outco
 pub use registry::{
     Alias, Deployment, FunctionInfo, GenerationStats, Registry, Route, VersionInfo, LATEST,
 };
-pub use runtime::{LibraryCopy, Runtime, RuntimeStats};
+pub use runtime::{LibraryCopy, Runtime, RuntimeBuilder, RuntimeStats};
 pub use sandbox::{Network, SandboxConfig, SandboxMode, SandboxPolicy};
 pub use trace::{parse_hex, CallIds, TraceId};

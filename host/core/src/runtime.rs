@@ -9,6 +9,7 @@ use crate::config::{FunctionConfig, RuntimeConfig};
 use crate::error::LoadError;
 use crate::function::Function;
 use crate::generation::build::build_generation;
+use crate::host_call::{HostFunction, HostFunctions, RegisterError};
 use crate::isolation::preflight::Preflight;
 use crate::loader::{Library, LibraryReport, Loader};
 use crate::pool::WorkerPool;
@@ -73,9 +74,116 @@ pub struct Runtime {
     registry: Arc<Registry>,
 }
 
+/// Builds a [`Runtime`] with host functions registered before any plugin
+/// loads ([`Runtime::builder`]).
+///
+/// ```no_run
+/// use fnhost::{HostCallContext, HostError, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::builder()
+///     .config(RuntimeConfig::default())
+///     .host_function("cache.get", |ctx: &HostCallContext, key: &[u8]| -> Result<Vec<u8>, HostError> {
+///         if ctx.function() != "orders" {
+///             return Err(HostError::new("not for you").with_type("Forbidden"));
+///         }
+///         Ok(format!("cached {}", String::from_utf8_lossy(key)).into_bytes())
+///     })
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RuntimeBuilder {
+    config: RuntimeConfig,
+    host_functions: Vec<(String, Arc<dyn HostFunction>)>,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("config", &self.config)
+            .field(
+                "host_functions",
+                &self
+                    .host_functions
+                    .iter()
+                    .map(|(n, _)| n)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl RuntimeBuilder {
+    /// The runtime's configuration (default: [`RuntimeConfig::default`]).
+    pub fn config(mut self, config: RuntimeConfig) -> RuntimeBuilder {
+        self.config = config;
+        self
+    }
+
+    /// Offers a host function to every plugin of the runtime under `name`
+    /// (1 to 128 bytes of ASCII letters, digits and `._-:/`; a bad or
+    /// repeated name fails [`build`](Self::build)). See
+    /// [`crate::host_call`].
+    pub fn host_function(mut self, name: &str, function: impl HostFunction) -> RuntimeBuilder {
+        self.host_functions
+            .push((name.to_owned(), Arc::new(function)));
+        self
+    }
+
+    /// The runtime, with its host functions.
+    pub fn build(self) -> Result<Runtime, LoadError> {
+        let functions = HostFunctions::default();
+        for (name, function) in self.host_functions {
+            functions.register(&name, function)?;
+        }
+        Runtime::with_host_functions(self.config, Arc::new(functions))
+    }
+}
+
 impl Runtime {
+    /// A builder: a configuration and host functions, then
+    /// [`build`](RuntimeBuilder::build).
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            config: RuntimeConfig::default(),
+            host_functions: Vec::new(),
+        }
+    }
+
+    /// Offers a host function to every plugin of the runtime under `name`,
+    /// from now on (functions loaded already included). A name that is
+    /// registered already is refused: [`unregister_host_function`]
+    /// (Self::unregister_host_function) first.
+    pub fn register_host_function(
+        &self,
+        name: &str,
+        function: impl HostFunction,
+    ) -> Result<(), RegisterError> {
+        self.shared
+            .host_functions
+            .register(name, Arc::new(function))
+    }
+
+    /// Withdraws a host function: calls from now on answer
+    /// `HostFunctionNotFound` (those running finish). `false` when there
+    /// was none of that name.
+    pub fn unregister_host_function(&self, name: &str) -> bool {
+        self.shared.host_functions.unregister(name)
+    }
+
+    /// The names of the host functions registered, sorted.
+    pub fn host_function_names(&self) -> Vec<String> {
+        self.shared.host_functions.names()
+    }
+
     /// A runtime with `config`; creates the code cache directory.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, LoadError> {
+        Runtime::with_host_functions(config, Arc::default())
+    }
+
+    fn with_host_functions(
+        config: RuntimeConfig,
+        host_functions: Arc<HostFunctions>,
+    ) -> Result<Runtime, LoadError> {
         let dir = config
             .cache_dir
             .clone()
@@ -155,6 +263,7 @@ impl Runtime {
             plugin_pools: parking_lot::Mutex::default(),
             counters: Counters::default(),
             housekeeping: Arc::default(),
+            host_functions,
         });
         let registry = Arc::new(Registry::new(Arc::clone(&shared)));
         let kept: Arc<dyn crate::housekeeping::Housekept> = registry.clone();

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Wakes the housekeeping thread (see [`crate::housekeeping`]).
     pub(crate) housekeeping: Arc<crate::housekeeping::Housekeeping>,
+    /// What plugins may call by name (ABI 1.5).
+    pub(crate) host_functions: Arc<crate::host_call::HostFunctions>,
 }
 
 impl Shared {
@@ -111,6 +113,7 @@ impl Shared {
             loader: Loader::in_worker(),
             counters: Counters::default(),
             housekeeping: Arc::default(),
+            host_functions: Arc::new(crate::host_call::HostFunctions::unavailable()),
         })
     }
 }

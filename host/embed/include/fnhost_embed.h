@@ -156,6 +156,67 @@ void fnhost_result_free(fnhost_result *r);
 /* Frees a string this library gave the caller (NULL is fine). */
 void fnhost_string_free(char *s);
 
+/* ---- Host functions --------------------------------------------------------
+ * A host function is a callback of this program that plugins call by name
+ * through their context (fnhost.h: ctx->vtable->call_host, ABI 1.5;
+ * ctx.call_host in fnhost-api; CallHost in the Go runtime). Register it
+ * before or after functions load; every function of the runtime may call
+ * it (the callback decides per caller: fnhost_host_call_function says who
+ * calls). Plugins in process isolation get HostFunctionUnavailable in this
+ * version.
+ *
+ * The callback:
+ *   int fn(void *user, fnhost_host_call *call, const uint8_t *input, size_t input_len)
+ *  - runs on the plugin's thread, while the plugin waits: any thread,
+ *    several at once (for several invocations), so it and `user` must be
+ *    thread-safe. It counts against the calling invocation's deadline
+ *    (fnhost_host_call_remaining_ms); past the deadline the invocation's
+ *    caller is answered `timeout` while the callback runs on.
+ *  - `input` is lent for the callback only (at most 6 MiB; a plugin's
+ *    larger input is refused before the callback runs). Copy what you keep.
+ *  - `call` is valid during the callback only; every fnhost_host_call_*
+ *    function takes it, on the callback's thread.
+ *  - Returns 0 for success: the answer is what fnhost_host_call_set_output
+ *    set last (empty when never called). Anything else, or a call of
+ *    fnhost_host_call_set_error, is a failure: the plugin gets the type and
+ *    message set (type "HostFunctionError" when none was set).
+ *  - It must return normally: no longjmp out of it, no C++ exception
+ *    through it. It may call any function of this header, including
+ *    invoking functions whose plugins call host functions (nesting is
+ *    bounded: 8 deep, then HostCallDepthExceeded).
+ * `user` is passed back as given and never freed by this library. It must
+ * stay valid until fnhost_host_function_unregister of the name has
+ * returned, or fnhost_runtime_free has: both wait for calls of the
+ * callback already running, and no call starts after them. */
+typedef struct fnhost_host_call fnhost_host_call; /* valid during the callback */
+typedef int (*fnhost_host_fn)(void *user, fnhost_host_call *call, const uint8_t *input, size_t input_len); /* 0 ok */
+/* Registers fn under `name` (1 to 128 bytes of ASCII letters, digits and
+ * ._-:/). 0, or -1 with *error_out set (a bad name, a name registered
+ * already, NULL fn). */
+int fnhost_host_function_register(fnhost_runtime *rt, const char *name, fnhost_host_fn fn, void *user,
+                                  char **error_out);
+/* Withdraws the host function `name` (later calls answer
+ * HostFunctionNotFound) and waits for its calls running on other threads.
+ * 1 when it was registered, 0 when not; -1 for NULL arguments, or when
+ * called from that function's own callback (which would wait for itself;
+ * nothing changes then). */
+int fnhost_host_function_unregister(fnhost_runtime *rt, const char *name);
+/* The calling function's name; owned by `call`. */
+const char *fnhost_host_call_function(const fnhost_host_call *call);
+/* The version it serves ("latest" or a published version); owned by `call`. */
+const char *fnhost_host_call_version(const fnhost_host_call *call);
+/* The calling invocation's request id; owned by `call`. */
+const char *fnhost_host_call_request_id(const fnhost_host_call *call);
+/* Milliseconds left before the calling invocation's deadline when the
+ * callback started. */
+int64_t fnhost_host_call_remaining_ms(const fnhost_host_call *call);
+/* Sets the answer: `len` bytes at `data`, copied before return (a second
+ * call replaces the first). */
+void fnhost_host_call_set_output(fnhost_host_call *call, const uint8_t *data, size_t len);
+/* Makes the call a failure of type `error_type` (NULL or "":
+ * "HostFunctionError") with `message` (NULL: empty); both copied. */
+void fnhost_host_call_set_error(fnhost_host_call *call, const char *error_type, const char *message);
+
 /* When the program was started as an fnhost worker process (argv[1] is
  * "__worker"), runs the worker and exits; otherwise returns at once. Call
  * it first in main() to let the program be its own worker_executable. */

@@ -7,8 +7,10 @@
 // The opaque types keep the C header's names.
 #![allow(non_camel_case_types)]
 
+mod host_functions;
 mod logging;
 
+pub use host_functions::{fnhost_host_call, fnhost_host_fn};
 pub use logging::fnhost_log_fn;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,9 @@ use serde::Deserialize;
 /// A runtime (opaque to C).
 pub struct fnhost_runtime {
     runtime: Runtime,
+    /// Its C host functions, closed (no call running or to come) before
+    /// the runtime is freed.
+    host_functions: parking_lot::Mutex<Vec<std::sync::Arc<host_functions::CHostFunction>>>,
 }
 
 /// A loaded function (opaque to C).
@@ -354,7 +359,15 @@ pub unsafe extern "C" fn fnhost_runtime_new(
         },
     );
     // SAFETY: forwarded contract.
-    unsafe { object(made.map(|runtime| fnhost_runtime { runtime }), error_out) }
+    unsafe {
+        object(
+            made.map(|runtime| fnhost_runtime {
+                runtime,
+                host_functions: parking_lot::Mutex::default(),
+            }),
+            error_out,
+        )
+    }
 }
 
 /// See `fnhost_embed.h`.
@@ -365,8 +378,95 @@ pub unsafe extern "C" fn fnhost_runtime_new(
 pub unsafe extern "C" fn fnhost_runtime_free(rt: *mut fnhost_runtime) {
     if !rt.is_null() {
         // SAFETY: from Box::into_raw in fnhost_runtime_new, freed once.
-        guard(|| (), || drop(unsafe { Box::from_raw(rt) }));
+        let rt = unsafe { Box::from_raw(rt) };
+        guard(
+            || (),
+            || {
+                // A handler still running (a runaway) must not reach a
+                // callback whose `user` the program frees next.
+                for function in rt.host_functions.lock().drain(..) {
+                    rt.runtime.unregister_host_function(function.name());
+                    function.close();
+                }
+                drop(rt);
+            },
+        );
     }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `rt` is NULL or a live runtime; `name` NULL or NUL-terminated;
+/// `error_out` NULL or writable. `user` is the caller's, passed back as is.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_host_function_register(
+    rt: *mut fnhost_runtime,
+    name: *const c_char,
+    function: fnhost_host_fn,
+    user: *mut c_void,
+    error_out: *mut *mut c_char,
+) -> c_int {
+    let done = guard(
+        || Err("panic while registering the host function".to_owned()),
+        || {
+            // SAFETY: forwarded contract.
+            let rt = unsafe { rt.as_ref() }.ok_or("rt is NULL")?;
+            // SAFETY: forwarded contract.
+            let name = unsafe { read_str(name, "name")? };
+            let callback = function.ok_or("fn is NULL")?;
+            let function =
+                std::sync::Arc::new(host_functions::CHostFunction::new(name, callback, user));
+            let mut registered = rt.host_functions.lock();
+            rt.runtime
+                .register_host_function(
+                    name,
+                    host_functions::Registered(std::sync::Arc::clone(&function)),
+                )
+                .map_err(|e| e.to_string())?;
+            registered.push(function);
+            Ok(())
+        },
+    );
+    // SAFETY: forwarded contract.
+    unsafe { status(done, error_out) }
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// `rt` is NULL or a live runtime; `name` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_host_function_unregister(
+    rt: *mut fnhost_runtime,
+    name: *const c_char,
+) -> c_int {
+    guard(
+        || -1,
+        || {
+            // SAFETY: forwarded contract.
+            let (Some(rt), Ok(name)) = (unsafe { rt.as_ref() }, unsafe { read_str(name, "name") })
+            else {
+                return -1;
+            };
+            let function = {
+                let mut registered = rt.host_functions.lock();
+                let Some(at) = registered.iter().position(|f| f.name() == name) else {
+                    return 0;
+                };
+                if !registered[at].close_would_wait_for_itself() {
+                    rt.runtime.unregister_host_function(name);
+                    registered.swap_remove(at)
+                } else {
+                    return -1;
+                }
+            };
+            // Outside the registry's lock: running calls may register or
+            // unregister others while they finish.
+            function.close();
+            1
+        },
+    )
 }
 
 /// # Safety

@@ -5,11 +5,14 @@
 //!   context reads and one log line, then returns the payload.
 //! - `echo.Ids` answers its request id and trace id as JSON, and logs the
 //!   payload's size (tests follow ids through the server with it).
+//! - `echo.CallHost` calls the host function its user data `HOST_FUNCTION`
+//!   names (`echo` when unset) with the payload, and answers what it
+//!   answered; a failed host call is the handler's error, of the same type.
 //!
 //! It is also an `rlib` so benchmarks can call the very same functions
 //! directly, without the host, as a baseline.
 
-use fnhost_api::{Context, HandlerError};
+use fnhost_api::{Context, HandlerError, HostCallError};
 
 /// Returns the payload unchanged.
 pub fn handler(payload: &[u8], _ctx: &Context) -> Result<Vec<u8>, HandlerError> {
@@ -41,6 +44,17 @@ pub fn ids(payload: &[u8], ctx: &Context) -> Result<String, HandlerError> {
     ))
 }
 
+/// Calls a host function with the payload; answers its output.
+pub fn call_host(payload: &[u8], ctx: &Context) -> Result<Vec<u8>, HostCallError> {
+    let name = ctx.user_data("HOST_FUNCTION").unwrap_or("echo");
+    ctx.call_host(name, payload)
+}
+
 fnhost_api::export_plugin! {
-    handlers: { "Handler" => handler, "Logged" => logged, "Ids" => ids },
+    handlers: {
+        "Handler" => handler,
+        "Logged" => logged,
+        "Ids" => ids,
+        "CallHost" => call_host,
+    },
 }

@@ -52,6 +52,12 @@ func Cases(payload []byte, ctx context.RuntimeContext) (interface{}, error) {
 			"access_key": ctx.GetAccessKey(), "secret_key": ctx.GetSecretKey(),
 			"trace_id": context.TraceID(ctx),
 		}, nil
+	case "callhost":
+		out, err := context.CallHost(ctx, ctx.GetUserData("HOST_FUNCTION"), []byte("k1"))
+		if err != nil {
+			return nil, err
+		}
+		return string(out), nil
 	case "bytes":
 		return []byte{0, 1, 2, 255}, nil
 	case "nil":

@@ -99,10 +99,14 @@ impl Generation {
         library: Arc<Library>,
         execution: Execution,
     ) -> Arc<Generation> {
+        let context = Arc::new(FunctionContext::from_config(
+            &config,
+            Arc::clone(&shared.host_functions),
+        ));
         Arc::new(Generation {
             id: shared.counters.next_generation_id(),
             shared,
-            context: Arc::new(FunctionContext::from_config(&config)),
+            context,
             instances: InstancePool::new(config.instances),
             init: Initialization::default(),
             config,

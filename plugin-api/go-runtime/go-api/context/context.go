@@ -68,3 +68,38 @@ func TraceID(ctx RuntimeContext) string {
 	}
 	return ""
 }
+
+// HostCaller is what a fnhost context adds from ABI 1.5: host functions,
+// which the program running the handler offers by name (registered by an
+// embedding program, or offered by fnhost serve). An interface of its own,
+// like TraceContext; call it with CallHost.
+type HostCaller interface {
+	// CallHost calls the host function name with input and answers its
+	// output, or a *HostCallError.
+	CallHost(name string, input []byte) ([]byte, error)
+}
+
+// HostCallError is a host call's typed failure: the host's own
+// (HostFunctionNotFound, HostCallInputTooLarge, HostCallLimitExceeded,
+// HostCallDepthExceeded, HostFunctionPanicked, HostFunctionUnavailable,
+// timeout) or the host function's. A handler that returns it reports the
+// same errorType.
+type HostCallError struct {
+	Type    string
+	Message string
+}
+
+func (e *HostCallError) Error() string { return e.Type + ": " + e.Message }
+
+// ErrorType is the errorType a handler returning e reports.
+func (e *HostCallError) ErrorType() string { return e.Type }
+
+// CallHost calls ctx's host function name with input. A context that has
+// none (a fake, or a host older than ABI 1.5) answers a *HostCallError of
+// type HostFunctionsUnsupported.
+func CallHost(ctx RuntimeContext, name string, input []byte) ([]byte, error) {
+	if h, ok := ctx.(HostCaller); ok {
+		return h.CallHost(name, input)
+	}
+	return nil, &HostCallError{Type: "HostFunctionsUnsupported", Message: "this context has no host functions"}
+}

@@ -104,6 +104,13 @@ void fnhost_go_output(fnhost_context *c, uint32_t kind, const uint8_t *body, siz
     fnhost_plugin_str b = {body, len};
     c->vtable->set_output(c->host, kind, b);
 }
+/* -1 when the host's vtable has no call_host (older than ABI 1.5). */
+int32_t fnhost_go_call_host(fnhost_context *c, const uint8_t *name, size_t name_len, const uint8_t *input,
+                            size_t input_len, fnhost_host_str *output, fnhost_host_str *error_type) {
+    if (!FNHOST_HOST_CALL_AVAILABLE(c)) return -1;
+    fnhost_plugin_str n = {name, name_len}, in = {input, input_len};
+    return c->vtable->call_host(c->host, n, in, output, error_type);
+}
 void fnhost_go_error(fnhost_context *c, const uint8_t *type, size_t type_len, const uint8_t *msg,
                      size_t msg_len) {
     fnhost_plugin_str t = {type, type_len}, m = {msg, msg_len};

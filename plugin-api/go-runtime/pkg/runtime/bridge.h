@@ -17,5 +17,7 @@ void fnhost_go_log(fnhost_context *c, uint32_t level, const uint8_t *msg, size_t
 void fnhost_go_output(fnhost_context *c, uint32_t kind, const uint8_t *body, size_t len);
 void fnhost_go_error(fnhost_context *c, const uint8_t *type, size_t type_len, const uint8_t *msg, size_t msg_len);
 void fnhost_go_memory(fnhost_context *c, uint64_t peak);
+int32_t fnhost_go_call_host(fnhost_context *c, const uint8_t *name, size_t name_len, const uint8_t *input,
+                            size_t input_len, fnhost_host_str *output, fnhost_host_str *error_type);
 void fnhost_go_run_entry(fnhost_thread_entry entry, void *arg);
 #endif

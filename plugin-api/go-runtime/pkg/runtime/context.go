@@ -105,6 +105,30 @@ func (x *runtimeContext) GetUserData(key string) (value string) {
 
 func (x *runtimeContext) GetLogger() common.RuntimeLogger { return logger{x} }
 
+// CallHost calls the host function name (context.HostCaller). The answer is
+// copied into Go memory before the call returns.
+func (x *runtimeContext) CallHost(name string, input []byte) (output []byte, err error) {
+	n := []byte(name)
+	err = &context.HostCallError{Type: "HostFunctionUnavailable", Message: "the invocation has returned"}
+	x.with(func(c *C.fnhost_context) {
+		var out, kind C.fnhost_host_str
+		status := C.fnhost_go_call_host(c, bytesPtr(n), C.size_t(len(n)), bytesPtr(input), C.size_t(len(input)), &out, &kind)
+		switch status {
+		case C.FNHOST_STATUS_OK:
+			output, err = []byte(hostString(out.ptr, out.len)), nil
+		case -1:
+			err = &context.HostCallError{Type: "HostFunctionsUnsupported", Message: "this host is older than ABI 1.5 and has no host functions"}
+		default:
+			t := hostString(kind.ptr, kind.len)
+			if t == "" {
+				t = "HostFunctionError"
+			}
+			err = &context.HostCallError{Type: t, Message: hostString(out.ptr, out.len)}
+		}
+	})
+	return output, err
+}
+
 type logger struct{ x *runtimeContext }
 
 // Logf appends one line to the invocation's log; the host prefixes the time

@@ -1,5 +1,5 @@
 /*
- * fnhost.h: the fnhost plugin ABI, version 1.4 (1.0 to 1.3 plugins still load).
+ * fnhost.h: the fnhost plugin ABI, version 1.5 (1.0 to 1.4 plugins still load).
  *
  * A plugin is a shared library that exports ONE data symbol,
  * `fnhost_plugin_descriptor` (type fnhost_descriptor). The host maps the
@@ -85,6 +85,10 @@
  *       the plugin's calls on threads the plugin's own runtime starts (see
  *       below). A host of 1.3 or older refuses a 1.4 plugin; a
  *       1.4 host ignores a function of that name in an older plugin.
+ *  1.5  fnhost_context_vtable.call_host: host functions, which the program
+ *       that embeds fnhost (or `fnhost serve`) offers by name (see "Host
+ *       functions" below). A host of 1.4 or older refuses a 1.5 plugin;
+ *       code that may meet an older vtable checks struct_size first.
  *
  * Example (a complete plugin):
  *
@@ -111,7 +115,7 @@ extern "C" {
 #endif
 
 #define FNHOST_ABI_MAJOR 1
-#define FNHOST_ABI_MINOR 4
+#define FNHOST_ABI_MINOR 5
 /* "FNHP" read as a little-endian uint32. */
 #define FNHOST_DESCRIPTOR_MAGIC 0x50484E46u
 #define FNHOST_DESCRIPTOR_SYMBOL "fnhost_plugin_descriptor"
@@ -120,6 +124,14 @@ extern "C" {
 #define FNHOST_MAX_ERROR_TYPE 256u
 #define FNHOST_MAX_ERROR_MESSAGE (64u * 1024u)
 #define FNHOST_MAX_LOG_LINE (16u * 1024u)
+/* 1.5, call_host: the longest input and name a call may pass (longer is
+ * refused, not cut), how many calls one invocation may make, and how many
+ * bytes of answers it may hold at once (answers stay valid until the
+ * handler returns, so they add up). */
+#define FNHOST_MAX_HOST_CALL_INPUT (6u * 1024u * 1024u)
+#define FNHOST_MAX_HOST_FUNCTION_NAME 128u
+#define FNHOST_MAX_HOST_CALLS 100000u
+#define FNHOST_MAX_HOST_CALL_ANSWERS (64u * 1024u * 1024u)
 
 #define FNHOST_STATUS_OK 0
 #define FNHOST_STATUS_ERROR 1
@@ -217,7 +229,46 @@ struct fnhost_context_vtable {
     /* Optional: peak bytes the plugin allocated during this call, reported as
      * memoryUsed. Plugins that never call it report 0. */
     void (*report_memory_peak)(fnhost_host_data *host, uint64_t peak_bytes);
+    /* ---- 1.5 ---- */
+    /* Calls the host function `name` with `input` (see "Host functions"
+     * below); both are read before return. FNHOST_STATUS_OK: *output is the
+     * function's answer. FNHOST_STATUS_ERROR: *error_type names the failure
+     * and *output is its message. Both are host-owned and stay valid until
+     * the handler (or initializer) returns; either pointer may be NULL. */
+    int32_t (*call_host)(fnhost_host_data *host, fnhost_plugin_str name, fnhost_plugin_str input,
+                         fnhost_host_str *output, fnhost_host_str *error_type);
 };
+
+/* ---- 1.5: host functions -----------------------------------------------
+ * The program that runs a plugin may offer it functions by name: an
+ * embedding program registers them (fnhost_host_function_register in
+ * fnhost_embed.h, Runtime::builder().host_function in Rust), and `fnhost
+ * serve` offers a built-in set to the functions whose configuration allows
+ * them. A call is synchronous: the host function runs on the calling thread
+ * (in process) and its answer is copied into memory the host keeps until
+ * the handler returns. Errors are typed; those the host itself reports:
+ *   HostFunctionNotFound     no host function of that name here (or the
+ *                            function is not allowed to call it)
+ *   HostCallInputTooLarge    input over FNHOST_MAX_HOST_CALL_INPUT, or a
+ *                            name over FNHOST_MAX_HOST_FUNCTION_NAME
+ *   HostCallLimitExceeded    over FNHOST_MAX_HOST_CALLS calls, or over
+ *                            FNHOST_MAX_HOST_CALL_ANSWERS bytes of answers,
+ *                            in one invocation
+ *   HostCallDepthExceeded    host functions that invoke functions that call
+ *                            host functions, nested too deep
+ *   HostFunctionPanicked     the host function failed without an answer
+ *   HostFunctionUnavailable  not reachable from here (a worker process of
+ *                            process isolation, in this version)
+ *   timeout                  the invocation's deadline has passed
+ * and a host function's own failure carries the type it gave
+ * ("HostFunctionError" when it gave none). On a 1.4 host the vtable is
+ * shorter: check
+ *   ctx->vtable->struct_size >= offsetof(fnhost_context_vtable, call_host)
+ *                               + sizeof(void *)
+ * before calling it (fnhost-api and the Go runtime do). */
+#define FNHOST_HOST_CALL_AVAILABLE(ctx)                                          \
+    ((ctx)->vtable->struct_size >=                                               \
+     offsetof(fnhost_context_vtable, call_host) + sizeof(void *))
 
 typedef int32_t (*fnhost_handler_fn)(const fnhost_context *ctx, fnhost_host_str payload);
 typedef int32_t (*fnhost_initializer_fn)(const fnhost_context *ctx);
@@ -358,7 +409,8 @@ typedef int32_t (*fnhost_start_thread_fn)(fnhost_thread_entry entry, void *arg);
         FNHOST__FIELD(fnhost_context_vtable, log),                                    \
         FNHOST__FIELD(fnhost_context_vtable, set_output),                             \
         FNHOST__FIELD(fnhost_context_vtable, set_error),                              \
-        FNHOST__FIELD(fnhost_context_vtable, report_memory_peak)};                    \
+        FNHOST__FIELD(fnhost_context_vtable, report_memory_peak),                     \
+        FNHOST__FIELD(fnhost_context_vtable, call_host)};                             \
     static const fnhost_field_layout NAME##_handler_entry[] = {                       \
         FNHOST__FIELD(fnhost_handler_entry, name),                                    \
         FNHOST__FIELD(fnhost_handler_entry, handler),                                 \
@@ -432,7 +484,7 @@ typedef int32_t (*fnhost_start_thread_fn)(fnhost_thread_entry entry, void *arg);
     FNHOST__DECLARE_DESCRIPTOR                                                           \
     FNHOST__DEFINE_EXPORT const fnhost_descriptor fnhost_plugin_descriptor = {                   \
         FNHOST_DESCRIPTOR_MAGIC, FNHOST_ABI_MAJOR, FNHOST_ABI_MINOR,                     \
-        sizeof(fnhost_descriptor), FNHOST_STR(NAME), FNHOST_STR("fnhost.h 1.4"),          \
+        sizeof(fnhost_descriptor), FNHOST_STR(NAME), FNHOST_STR("fnhost.h 1.5"),          \
         HANDLERS, sizeof(HANDLERS) / sizeof(HANDLERS[0]),                                \
         INITIALIZERS, INITIALIZER_COUNT,                                                 \
         LAYOUT, sizeof(LAYOUT) / sizeof(LAYOUT[0]), FNHOST_ENTRY_SIZES}

@@ -1,0 +1,534 @@
+//! Host functions: what the program running fnhost offers its plugins by
+//! name (ABI 1.5, `call_host` in the context). An embedder registers them
+//! ([`RuntimeBuilder::host_function`](crate::RuntimeBuilder::host_function),
+//! [`Runtime::register_host_function`](crate::Runtime::register_host_function));
+//! a handler calls one through its context, and the call runs the host
+//! function on the handler's thread, synchronously.
+//!
+//! What a call may cost the host is bounded per invocation: the input and
+//! the name ([`abi::MAX_HOST_CALL_INPUT`], [`abi::MAX_HOST_FUNCTION_NAME`]),
+//! the number of calls ([`abi::MAX_HOST_CALLS`]), the bytes of answers held
+//! at once ([`abi::MAX_HOST_CALL_ANSWERS`]: an answer stays valid until the
+//! handler returns), and the nesting of host functions that invoke
+//! functions that call host functions ([`MAX_DEPTH`]). A call after the
+//! invocation's deadline answers `timeout`. A host function that panics
+//! answers `HostFunctionPanicked` to the plugin; nothing unwinds into it.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fnhost_api::abi::{self, host_call_error, HostData, HostStr, PluginStr};
+use parking_lot::{Mutex, RwLock};
+
+use crate::invocation::InvocationState;
+
+/// How deep host functions that invoke functions that call host functions
+/// may nest: a call at this depth answers `HostCallDepthExceeded`.
+pub const MAX_DEPTH: u32 = 8;
+
+/// The longest name a host function may be registered under (the ABI's
+/// limit on the name a plugin passes).
+pub const MAX_NAME: usize = abi::MAX_HOST_FUNCTION_NAME;
+
+/// A host function: called with the calling invocation's context and the
+/// plugin's input, it answers the output or a typed [`HostError`]. Any
+/// `Fn(&HostCallContext, &[u8]) -> Result<Vec<u8>, HostError>` that is
+/// `Send + Sync` is one. It runs on the plugin's thread while the plugin
+/// waits: a slow one holds the invocation (and counts against its
+/// deadline, which it can read from the context).
+pub trait HostFunction: Send + Sync + 'static {
+    /// Answers one call.
+    fn call(&self, ctx: &HostCallContext<'_>, input: &[u8]) -> Result<Vec<u8>, HostError>;
+}
+
+impl<F> HostFunction for F
+where
+    F: Fn(&HostCallContext<'_>, &[u8]) -> Result<Vec<u8>, HostError> + Send + Sync + 'static,
+{
+    fn call(&self, ctx: &HostCallContext<'_>, input: &[u8]) -> Result<Vec<u8>, HostError> {
+        self(ctx, input)
+    }
+}
+
+/// What a host function knows of the invocation that calls it: which
+/// function, version, alias and request, so that it can decide per function
+/// what to answer.
+pub struct HostCallContext<'a> {
+    state: &'a InvocationState,
+}
+
+impl HostCallContext<'_> {
+    /// The calling function's name.
+    pub fn function(&self) -> &str {
+        &self.state.function().function_name
+    }
+    /// The version it serves (`latest` or a published version).
+    pub fn version(&self) -> &str {
+        self.state.version()
+    }
+    /// The alias it was invoked through, `""` when none.
+    pub fn alias(&self) -> &str {
+        self.state.alias()
+    }
+    /// Its project id.
+    pub fn project_id(&self) -> &str {
+        &self.state.function().project_id
+    }
+    /// Its package (group).
+    pub fn package(&self) -> &str {
+        &self.state.function().package
+    }
+    /// The calling invocation's request id.
+    pub fn request_id(&self) -> &str {
+        self.state.request_id()
+    }
+    /// Its W3C trace id, `""` when none.
+    pub fn trace_id(&self) -> &str {
+        self.state.trace_id()
+    }
+    /// The calling invocation's deadline.
+    pub fn deadline(&self) -> Instant {
+        self.state.deadline()
+    }
+    /// The time left before that deadline.
+    pub fn remaining(&self) -> Duration {
+        self.state
+            .deadline()
+            .saturating_duration_since(Instant::now())
+    }
+    /// How many host functions this call is nested in: 0 for a call from
+    /// an invocation that no host function started.
+    pub fn depth(&self) -> u32 {
+        self.state.host_call_depth()
+    }
+}
+
+impl fmt::Debug for HostCallContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostCallContext")
+            .field("function", &self.function())
+            .field("version", &self.version())
+            .field("request_id", &self.request_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A host function's failure, as the plugin receives it: a type
+/// (`HostFunctionError` unless set) and a message. Any `std::error::Error`
+/// converts into it, so `?` works in host functions.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HostError {
+    error_type: String,
+    message: String,
+}
+
+impl HostError {
+    /// An error of type `HostFunctionError`.
+    pub fn new(message: impl Into<String>) -> HostError {
+        HostError {
+            error_type: host_call_error::FAILED.to_owned(),
+            message: message.into(),
+        }
+    }
+    /// Sets the type the plugin receives (an empty one stays
+    /// `HostFunctionError`).
+    pub fn with_type(mut self, error_type: impl Into<String>) -> HostError {
+        let error_type = error_type.into();
+        if !error_type.is_empty() {
+            self.error_type = error_type;
+        }
+        self
+    }
+    /// The type the plugin receives.
+    pub fn error_type(&self) -> &str {
+        &self.error_type
+    }
+    /// The message the plugin receives.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl<E: std::error::Error> From<E> for HostError {
+    fn from(error: E) -> HostError {
+        HostError::new(error.to_string())
+    }
+}
+
+impl fmt::Debug for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+/// Why a host function could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterError(String);
+
+impl fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RegisterError {}
+
+/// Checks a host function's name: 1 to [`MAX_NAME`] bytes of ASCII
+/// letters, digits and `._-:/`.
+pub fn check_name(name: &str) -> Result<(), RegisterError> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(RegisterError(format!(
+            "a host function's name has 1 to {MAX_NAME} bytes, not {}",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-:/".contains(*c)))
+    {
+        return Err(RegisterError(format!(
+            "host function name {name:?}: {c:?} is not allowed (letters, digits and ._-:/ are)"
+        )));
+    }
+    Ok(())
+}
+
+/// The host functions of a runtime, by name.
+#[derive(Default)]
+pub(crate) struct HostFunctions {
+    by_name: RwLock<HashMap<Box<str>, Arc<dyn HostFunction>>>,
+    /// In a worker process (process isolation): none are reachable yet.
+    unavailable: bool,
+}
+
+impl fmt::Debug for HostFunctions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostFunctions")
+            .field("names", &self.names())
+            .field("unavailable", &self.unavailable)
+            .finish()
+    }
+}
+
+impl HostFunctions {
+    /// Those of a worker process: every call answers
+    /// `HostFunctionUnavailable`.
+    pub(crate) fn unavailable() -> HostFunctions {
+        HostFunctions {
+            unavailable: true,
+            ..HostFunctions::default()
+        }
+    }
+
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        function: Arc<dyn HostFunction>,
+    ) -> Result<(), RegisterError> {
+        check_name(name)?;
+        let mut by_name = self.by_name.write();
+        if by_name.contains_key(name) {
+            return Err(RegisterError(format!(
+                "a host function named {name:?} is registered already (unregister it first)"
+            )));
+        }
+        by_name.insert(name.into(), function);
+        Ok(())
+    }
+
+    pub(crate) fn unregister(&self, name: &str) -> bool {
+        self.by_name.write().remove(name).is_some()
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_name.read().keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<dyn HostFunction>> {
+        self.by_name.read().get(name).cloned()
+    }
+}
+
+/// What one invocation's host calls hold: their count and every answer
+/// lent to the plugin (valid until the handler returns, so kept until the
+/// invocation's state is dropped).
+#[derive(Debug, Default)]
+pub(crate) struct HostCalls {
+    count: u32,
+    answers: Vec<Box<[u8]>>,
+    bytes: usize,
+}
+
+impl HostCalls {
+    /// Counts one call; `false` past the limit.
+    fn count_one(&mut self) -> bool {
+        if self.count >= abi::MAX_HOST_CALLS {
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+
+    /// Keeps `bytes` and lends them; `None` past the limit on answers held.
+    fn keep(&mut self, bytes: &[u8]) -> Option<HostStr> {
+        if bytes.is_empty() {
+            return Some(HostStr::EMPTY);
+        }
+        let total = self.bytes.checked_add(bytes.len())?;
+        if total > abi::MAX_HOST_CALL_ANSWERS {
+            return None;
+        }
+        self.bytes = total;
+        let kept: Box<[u8]> = bytes.into();
+        // The heap bytes stay where they are when the box moves into the
+        // vector, and the vector only ever grows until the state is dropped.
+        let lent = HostStr::from_slice(&kept);
+        self.answers.push(kept);
+        Some(lent)
+    }
+}
+
+thread_local! {
+    /// Set while a host function runs on this thread: the depth an
+    /// invocation it starts here gets.
+    static CALLING_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The host-call depth of an invocation started on this thread now: one
+/// more than the host function running here, 0 outside any.
+pub(crate) fn depth_of_new_invocation() -> u32 {
+    CALLING_DEPTH.with(Cell::get)
+}
+
+/// Restores the thread's calling depth when a host function returns (or
+/// panics).
+struct DepthGuard(u32);
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        CALLING_DEPTH.with(|d| d.set(self.0));
+    }
+}
+
+/// Runs one host call for `state`; answers the function's output, or an
+/// error's type and message.
+fn dispatch(
+    state: &InvocationState,
+    name: PluginStr,
+    input: PluginStr,
+) -> Result<Vec<u8>, HostError> {
+    let fail = |ty: &str, message: String| Err(HostError::new(message).with_type(ty));
+    let functions = &state.function().host_functions;
+    if functions.unavailable {
+        return fail(
+            host_call_error::UNAVAILABLE,
+            "host functions are not reachable from a worker process (process isolation) in this version".into(),
+        );
+    }
+    // Lengths first: a plugin's length is not trusted to describe that much
+    // readable memory, so nothing over a limit is read.
+    if name.len > MAX_NAME {
+        return fail(
+            host_call_error::INPUT_TOO_LARGE,
+            format!(
+                "a host function's name has at most {MAX_NAME} bytes, not {}",
+                name.len
+            ),
+        );
+    }
+    if input.len > abi::MAX_HOST_CALL_INPUT {
+        return fail(
+            host_call_error::INPUT_TOO_LARGE,
+            format!(
+                "a host call's input has at most {} bytes, not {}",
+                abi::MAX_HOST_CALL_INPUT,
+                input.len
+            ),
+        );
+    }
+    // SAFETY: the plugin lends `name` (within its limit) for this call.
+    let name = unsafe { name.as_slice() };
+    let Some(function) = std::str::from_utf8(name)
+        .ok()
+        .and_then(|n| functions.get(n))
+    else {
+        return fail(
+            host_call_error::NOT_FOUND,
+            format!("no host function named {:?}", String::from_utf8_lossy(name)),
+        );
+    };
+    let depth = state.host_call_depth();
+    if depth >= MAX_DEPTH {
+        return fail(
+            host_call_error::DEPTH_EXCEEDED,
+            format!("host calls nested {depth} deep (at most {MAX_DEPTH})"),
+        );
+    }
+    if !state.count_host_call() {
+        return fail(
+            host_call_error::LIMIT_EXCEEDED,
+            format!(
+                "more than {} host calls in one invocation",
+                abi::MAX_HOST_CALLS
+            ),
+        );
+    }
+    if Instant::now() >= state.deadline() {
+        return fail(
+            host_call_error::TIMEOUT,
+            "the invocation's deadline has passed".into(),
+        );
+    }
+    // SAFETY: the plugin lends `input` (within the limit, checked above)
+    // for this call.
+    let input = unsafe { input.as_slice() };
+    let ctx = HostCallContext { state };
+    let outer = CALLING_DEPTH.with(|d| d.replace(depth + 1));
+    let _restore = DepthGuard(outer);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function.call(&ctx, input))) {
+        Ok(answer) => answer,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            log::error!(
+                target: "fnhost::host_call",
+                "host function {:?} called by function {} panicked: {what}",
+                String::from_utf8_lossy(name),
+                state.function().function_name
+            );
+            fail(
+                host_call_error::PANICKED,
+                format!("host function {:?} panicked", String::from_utf8_lossy(name)),
+            )
+        }
+    }
+}
+
+/// `call_host` of the context vtable.
+///
+/// # Safety
+/// As for every vtable function (see `invocation::state`); the plugin lends
+/// `name` and `input` for the call, and `output`/`error_type` are null or
+/// valid for one write.
+pub(crate) unsafe extern "C" fn call_host(
+    host: *mut HostData,
+    name: PluginStr,
+    input: PluginStr,
+    output: *mut HostStr,
+    error_type: *mut HostStr,
+) -> i32 {
+    // SAFETY: the vtable contract.
+    let state = unsafe { crate::invocation::state(host) };
+    let answer = dispatch(state, name, input);
+    let (status, text, ty): (i32, &[u8], &[u8]) = match &answer {
+        Ok(bytes) => (abi::STATUS_OK, bytes, b""),
+        Err(e) => (
+            abi::STATUS_ERROR,
+            e.message().as_bytes(),
+            e.error_type().as_bytes(),
+        ),
+    };
+    let (status, text, ty) = state.keep_host_answer(status, text, ty);
+    if !output.is_null() {
+        // SAFETY: a non-null out-pointer the plugin supplied for this call.
+        unsafe { output.write(text) };
+    }
+    if !error_type.is_null() {
+        // SAFETY: as above.
+        unsafe { error_type.write(ty) };
+    }
+    status
+}
+
+impl InvocationState {
+    /// Keeps a host call's answer and error type for the rest of the
+    /// invocation; past the limit on answers held, answers
+    /// `HostCallLimitExceeded` (static strings) instead.
+    fn keep_host_answer(&self, status: i32, text: &[u8], ty: &[u8]) -> (i32, HostStr, HostStr) {
+        const TOO_MUCH: &str = "the invocation holds too many bytes of host calls' answers";
+        let mut calls = self.host_calls().lock();
+        let kept = calls.keep(text).and_then(|t| Some((t, calls.keep(ty)?)));
+        match kept {
+            Some((t, y)) => (status, t, y),
+            None => (
+                abi::STATUS_ERROR,
+                HostStr::from_slice(TOO_MUCH.as_bytes()),
+                HostStr::from_slice(host_call_error::LIMIT_EXCEEDED.as_bytes()),
+            ),
+        }
+    }
+
+    fn count_host_call(&self) -> bool {
+        self.host_calls().lock().count_one()
+    }
+}
+
+/// A fresh per-invocation record (no allocation until the first call).
+pub(crate) fn new_host_calls() -> Mutex<HostCalls> {
+    Mutex::new(HostCalls::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("cache.get").is_ok());
+        assert!(check_name("kv/put:v2_x-y").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a b").is_err());
+        assert!(check_name("naïve").is_err());
+        assert!(check_name(&"x".repeat(MAX_NAME)).is_ok());
+        assert!(check_name(&"x".repeat(MAX_NAME + 1)).is_err());
+    }
+
+    #[test]
+    fn answers_are_bounded_and_stay_put() {
+        let mut calls = HostCalls::default();
+        let first = calls.keep(b"first").unwrap();
+        for _ in 0..1000 {
+            calls.keep(b"more").unwrap();
+        }
+        // SAFETY: `first` points into a box `calls` still holds.
+        assert_eq!(unsafe { first.as_slice() }, b"first");
+        let big = vec![0u8; abi::MAX_HOST_CALL_ANSWERS];
+        assert!(calls.keep(&big).is_none());
+        assert!(calls.keep(b"small").is_some());
+    }
+
+    #[test]
+    fn calls_are_counted_to_the_limit() {
+        let mut calls = HostCalls::default();
+        for _ in 0..abi::MAX_HOST_CALLS {
+            assert!(calls.count_one());
+        }
+        assert!(!calls.count_one());
+    }
+
+    #[test]
+    fn registering_a_name_twice_is_refused_until_unregistered() {
+        let functions = HostFunctions::default();
+        let f: Arc<dyn HostFunction> =
+            Arc::new(|_: &HostCallContext<'_>, input: &[u8]| Ok(input.to_vec()));
+        functions.register("echo", Arc::clone(&f)).unwrap();
+        assert!(functions.register("echo", Arc::clone(&f)).is_err());
+        assert!(functions.unregister("echo"));
+        functions.register("echo", f).unwrap();
+        assert_eq!(functions.names(), ["echo"]);
+    }
+}

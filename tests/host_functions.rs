@@ -1,0 +1,323 @@
+//! Host functions (ABI 1.5): an embedder registers functions by name, and a
+//! plugin calls them through its context; errors travel typed both ways,
+//! and a plugin that misuses them (unknown names, oversized input, a flood
+//! of calls, nesting without end, a callback that blocks) gets a typed
+//! error while the host keeps serving. Fixtures: `echo.CallHost` (Rust,
+//! fnhost-api's `Context::call_host`) and `tests/fixtures/host_calls.c`.
+// Tests: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use fnhost::{
+    FunctionConfig, HostCallContext, HostError, Isolation, Outcome, Runtime, RuntimeConfig,
+};
+use fnhost_api::abi::host_call_error;
+use fnhost_e2e::{cache_dir, compile_fixture, fnhost_bin, plugin_dir, scratch};
+
+fn config() -> RuntimeConfig {
+    RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        worker_executable: Some(fnhost_bin()),
+        ..RuntimeConfig::default()
+    }
+}
+
+fn echo(_: &HostCallContext<'_>, input: &[u8]) -> Result<Vec<u8>, HostError> {
+    Ok(input.to_vec())
+}
+
+fn text(outcome: &Outcome) -> String {
+    String::from_utf8_lossy(&outcome.body_bytes()).into_owned()
+}
+
+fn fixture() -> std::path::PathBuf {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("host-calls");
+        compile_fixture("host_calls", &dir);
+        dir
+    })
+    .clone()
+}
+
+#[test]
+fn a_rust_plugin_calls_a_host_function_that_knows_who_calls() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen_in = Arc::clone(&seen);
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function(
+            "cache.get",
+            move |ctx: &HostCallContext<'_>, key: &[u8]| -> Result<Vec<u8>, HostError> {
+                seen_in.lock().unwrap().push((
+                    ctx.function().to_owned(),
+                    ctx.version().to_owned(),
+                    ctx.request_id().to_owned(),
+                    ctx.depth(),
+                ));
+                if ctx.function() != "orders" {
+                    return Err(
+                        HostError::new("only orders may read the cache").with_type("Forbidden")
+                    );
+                }
+                Ok([b"cached:".as_slice(), key].concat())
+            },
+        )
+        .build()
+        .unwrap();
+    assert_eq!(rt.host_function_names(), ["cache.get"]);
+    let load = |name: &str| {
+        rt.load(
+            FunctionConfig::new("echo.CallHost", plugin_dir())
+                .name(name)
+                .user_data("HOST_FUNCTION", "cache.get"),
+        )
+        .unwrap()
+    };
+    let orders = load("orders");
+    let r = orders.invoke(b"k1").unwrap();
+    assert_eq!(r.outcome.body_bytes(), b"cached:k1", "{:?}", r.outcome);
+    let (function, version, request_id, depth) = seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        (function.as_str(), version.as_str(), depth),
+        ("orders", "latest", 0)
+    );
+    assert_eq!(
+        request_id, r.request_id,
+        "the host function sees the calling request"
+    );
+
+    // The host function's own error type reaches the handler, which
+    // returns it: the caller sees the same type.
+    let r = load("billing").invoke(b"k1").unwrap();
+    let e = r.outcome.error().expect("refused");
+    assert_eq!(e.error_type, "Forbidden");
+    assert!(e.message.contains("only orders"), "{}", e.message);
+
+    // On the calling thread too.
+    let r = orders.invoke_on_current_thread(b"k2").unwrap();
+    assert_eq!(r.outcome.body_bytes(), b"cached:k2");
+}
+
+#[test]
+fn host_functions_can_come_and_go_after_plugins_load() {
+    let rt = Runtime::new(config()).unwrap();
+    let f = rt
+        .load(FunctionConfig::new("echo.CallHost", plugin_dir()).user_data("HOST_FUNCTION", "late"))
+        .unwrap();
+    let e = f.invoke(b"x").unwrap().outcome.error().cloned().unwrap();
+    assert_eq!(e.error_type, host_call_error::NOT_FOUND);
+    assert!(e.message.contains("\"late\""), "{}", e.message);
+
+    rt.register_host_function("late", echo).unwrap();
+    assert_eq!(f.invoke(b"now").unwrap().outcome.body_bytes(), b"now");
+    // A name is registered once; bad names are refused.
+    assert!(rt.register_host_function("late", echo).is_err());
+    assert!(rt.register_host_function("", echo).is_err());
+    assert!(rt.register_host_function("has space", echo).is_err());
+    assert!(rt.register_host_function(&"n".repeat(129), echo).is_err());
+    assert!(Runtime::builder()
+        .config(config())
+        .host_function("twice", echo)
+        .host_function("twice", echo)
+        .build()
+        .is_err());
+
+    assert!(rt.unregister_host_function("late"));
+    assert!(!rt.unregister_host_function("late"));
+    let e = f.invoke(b"x").unwrap().outcome.error().cloned().unwrap();
+    assert_eq!(e.error_type, host_call_error::NOT_FOUND);
+}
+
+#[test]
+fn a_panicking_host_function_is_a_typed_error_and_the_host_keeps_serving() {
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function(
+            "boom",
+            |_: &HostCallContext<'_>, _: &[u8]| -> Result<Vec<u8>, HostError> {
+                panic!("the cache is on fire")
+            },
+        )
+        .host_function("echo", echo)
+        .build()
+        .unwrap();
+    let f = rt
+        .load(FunctionConfig::new("host_calls.Call", fixture()))
+        .unwrap();
+    let out = text(&f.invoke(b"boom\nx").unwrap().outcome);
+    assert!(out.starts_with("error HostFunctionPanicked "), "{out}");
+    assert!(
+        !out.contains("on fire"),
+        "the panic's text stays in the host's log: {out}"
+    );
+    assert_eq!(
+        text(&f.invoke(b"echo\nstill here").unwrap().outcome),
+        "ok still here"
+    );
+}
+
+#[test]
+fn a_c_plugin_gets_typed_errors_for_unknown_names_and_oversized_input() {
+    let read = Arc::new(AtomicUsize::new(0));
+    let read_in = Arc::clone(&read);
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function("echo", move |_: &HostCallContext<'_>, input: &[u8]| {
+            read_in.fetch_add(input.len(), Ordering::Relaxed);
+            Ok::<_, HostError>(input.to_vec())
+        })
+        .build()
+        .unwrap();
+    let dir = fixture();
+    let call = rt
+        .load(FunctionConfig::new("host_calls.Call", &dir))
+        .unwrap();
+    assert_eq!(
+        text(&call.invoke(b"echo\nhello").unwrap().outcome),
+        "ok hello"
+    );
+    let out = text(&call.invoke(b"no.such\nx").unwrap().outcome);
+    assert!(out.starts_with("error HostFunctionNotFound "), "{out}");
+    let long_name = format!("{}\nx", "n".repeat(4096));
+    let out = text(&call.invoke(long_name.as_bytes()).unwrap().outcome);
+    assert!(out.starts_with("error HostCallInputTooLarge "), "{out}");
+
+    // 100 MB claimed over a 16-byte buffer: refused by its length, never
+    // read (the host function never ran; reading would run off the buffer).
+    let before = read.load(Ordering::Relaxed);
+    let huge = rt
+        .load(FunctionConfig::new("host_calls.Huge", &dir))
+        .unwrap();
+    let out = text(&huge.invoke(b"").unwrap().outcome);
+    assert!(out.starts_with("error HostCallInputTooLarge "), "{out}");
+    assert_eq!(read.load(Ordering::Relaxed), before);
+
+    let old = rt
+        .load(FunctionConfig::new("host_calls.Old", &dir))
+        .unwrap();
+    assert_eq!(text(&old.invoke(b"").unwrap().outcome), "available");
+}
+
+#[test]
+fn ten_thousand_calls_in_one_invocation_work_and_the_count_is_bounded() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let calls_in = Arc::clone(&calls);
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function("echo", move |_: &HostCallContext<'_>, input: &[u8]| {
+            calls_in.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, HostError>(input.to_vec())
+        })
+        .build()
+        .unwrap();
+    let many = rt
+        .load(FunctionConfig::new("host_calls.Many", fixture()).timeout(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(
+        text(&many.invoke(b"10000 echo").unwrap().outcome),
+        "10000 0 -"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 10_000);
+    let limit = fnhost_api::abi::MAX_HOST_CALLS;
+    let out = text(
+        &many
+            .invoke(format!("{} echo", limit + 5).as_bytes())
+            .unwrap()
+            .outcome,
+    );
+    assert_eq!(out, format!("{limit} 5 HostCallLimitExceeded"));
+    // The next invocation counts from zero.
+    assert_eq!(text(&many.invoke(b"3 echo").unwrap().outcome), "3 0 -");
+}
+
+#[test]
+fn host_functions_that_invoke_plugins_that_call_them_nest_to_a_bound() {
+    static CALL: OnceLock<fnhost::Function> = OnceLock::new();
+    let depths = Arc::new(Mutex::new(Vec::new()));
+    let depths_in = Arc::clone(&depths);
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function("recurse", move |ctx: &HostCallContext<'_>, _: &[u8]| {
+            depths_in.lock().unwrap().push(ctx.depth());
+            // Invokes the calling function again, from inside its host call.
+            let inner = CALL.get().unwrap().invoke(b"recurse\n")?;
+            Ok::<_, HostError>(inner.outcome.body_bytes())
+        })
+        .build()
+        .unwrap();
+    let f = rt
+        .load(FunctionConfig::new("host_calls.Call", fixture()).timeout(Duration::from_secs(30)))
+        .unwrap();
+    let _ = CALL.set(f.clone());
+    let started = Instant::now();
+    let out = text(&f.invoke(b"recurse\n").unwrap().outcome);
+    assert!(started.elapsed() < Duration::from_secs(10), "no deadlock");
+    let depth = fnhost::host_call::MAX_DEPTH as usize;
+    assert_eq!(out.matches("ok ").count(), depth, "{out}");
+    assert!(
+        out.ends_with("error HostCallDepthExceeded host calls nested 8 deep (at most 8)"),
+        "{out}"
+    );
+    assert_eq!(
+        *depths.lock().unwrap(),
+        (0..depth as u32).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_host_function_that_blocks_past_the_deadline_is_answered_timeout() {
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function("slow", |ctx: &HostCallContext<'_>, _: &[u8]| {
+            std::thread::sleep(ctx.remaining() + Duration::from_millis(500));
+            Ok::<_, HostError>(b"late".to_vec())
+        })
+        .host_function("echo", echo)
+        .build()
+        .unwrap();
+    let f = rt
+        .load(FunctionConfig::new("host_calls.Call", fixture()).timeout(Duration::from_secs(1)))
+        .unwrap();
+    let started = Instant::now();
+    let r = f.invoke(b"slow\n").unwrap();
+    assert_eq!(r.outcome.error().unwrap().error_type, "timeout");
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    // The function keeps serving while the runaway finishes.
+    assert_eq!(text(&f.invoke(b"echo\nnext").unwrap().outcome), "ok next");
+}
+
+#[test]
+fn a_process_isolated_plugin_is_told_host_functions_are_unavailable() {
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function("echo", echo)
+        .build()
+        .unwrap();
+    let f = rt
+        .load(FunctionConfig::new("host_calls.Call", fixture()).isolation(Isolation::Process))
+        .unwrap();
+    let out = text(&f.invoke(b"echo\nx").unwrap().outcome);
+    assert!(out.starts_with("error HostFunctionUnavailable "), "{out}");
+}
+
+#[test]
+fn a_1_4_plugin_loads_and_runs_on_the_1_5_host() {
+    let dir = scratch("abi-1-4");
+    compile_fixture("abi_1_4", &dir);
+    let rt = Runtime::new(config()).unwrap();
+    let lib = rt.open_library(&dir.join("abi_1_4.so")).unwrap();
+    assert_eq!(lib.info().abi, (1, 4));
+    assert!(lib.info().layout_checked);
+    let f = rt
+        .load(FunctionConfig::new("abi_1_4.Handler", &dir))
+        .unwrap();
+    assert_eq!(f.invoke(b"1.4").unwrap().outcome.body_bytes(), b"1.4");
+}
