@@ -20,10 +20,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fnhost_api::abi::{self, host_call_error, HostData, HostStr, PluginStr};
+use fnhost_api::abi::{self, host_call_error, HostStr, PluginStr};
 use parking_lot::{Mutex, RwLock};
-
-use crate::invocation::InvocationState;
 
 /// How deep host functions that invoke functions that call host functions
 /// may nest: a call at this depth answers `HostCallDepthExceeded`.
@@ -57,61 +55,67 @@ where
 /// function, version, alias and request, so that it can decide per function
 /// what to answer.
 pub struct HostCallContext<'a> {
-    state: &'a InvocationState,
+    pub(crate) function: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) alias: &'a str,
+    pub(crate) project_id: &'a str,
+    pub(crate) package: &'a str,
+    pub(crate) request_id: &'a str,
+    pub(crate) trace_id: &'a str,
+    pub(crate) deadline: Instant,
+    pub(crate) depth: u32,
 }
 
 impl HostCallContext<'_> {
     /// The calling function's name.
     pub fn function(&self) -> &str {
-        &self.state.function().function_name
+        self.function
     }
     /// The version it serves (`latest` or a published version).
     pub fn version(&self) -> &str {
-        self.state.version()
+        self.version
     }
     /// The alias it was invoked through, `""` when none.
     pub fn alias(&self) -> &str {
-        self.state.alias()
+        self.alias
     }
     /// Its project id.
     pub fn project_id(&self) -> &str {
-        &self.state.function().project_id
+        self.project_id
     }
     /// Its package (group).
     pub fn package(&self) -> &str {
-        &self.state.function().package
+        self.package
     }
     /// The calling invocation's request id.
     pub fn request_id(&self) -> &str {
-        self.state.request_id()
+        self.request_id
     }
     /// Its W3C trace id, `""` when none.
     pub fn trace_id(&self) -> &str {
-        self.state.trace_id()
+        self.trace_id
     }
     /// The calling invocation's deadline.
     pub fn deadline(&self) -> Instant {
-        self.state.deadline()
+        self.deadline
     }
     /// The time left before that deadline.
     pub fn remaining(&self) -> Duration {
-        self.state
-            .deadline()
-            .saturating_duration_since(Instant::now())
+        self.deadline.saturating_duration_since(Instant::now())
     }
     /// How many host functions this call is nested in: 0 for a call from
     /// an invocation that no host function started.
     pub fn depth(&self) -> u32 {
-        self.state.host_call_depth()
+        self.depth
     }
 }
 
 impl fmt::Debug for HostCallContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostCallContext")
-            .field("function", &self.function())
-            .field("version", &self.version())
-            .field("request_id", &self.request_id())
+            .field("function", &self.function)
+            .field("version", &self.version)
+            .field("request_id", &self.request_id)
             .finish_non_exhaustive()
     }
 }
@@ -321,15 +325,20 @@ impl Drop for DepthGuard {
     }
 }
 
-/// Runs one host call for `state`; answers the function's output, or an
-/// error's type and message.
-fn dispatch(
-    state: &InvocationState,
+/// Runs one host call of the invocation `ctx` describes, counted in
+/// `calls`; answers the function's output, or an error's type and message.
+///
+/// # Safety
+/// The plugin lends `name` and `input` for the call (only as much of each
+/// as its limit allows is read).
+pub(crate) unsafe fn dispatch(
+    functions: &HostFunctions,
+    calls: &Mutex<HostCalls>,
+    ctx: &HostCallContext<'_>,
     name: PluginStr,
     input: PluginStr,
 ) -> Result<Vec<u8>, HostError> {
     let fail = |ty: &str, message: String| Err(HostError::new(message).with_type(ty));
-    let functions = &state.function().host_functions;
     if functions.unavailable {
         return fail(
             host_call_error::UNAVAILABLE,
@@ -368,14 +377,14 @@ fn dispatch(
             format!("no host function named {:?}", String::from_utf8_lossy(name)),
         );
     };
-    let depth = state.host_call_depth();
+    let depth = ctx.depth;
     if depth >= MAX_DEPTH {
         return fail(
             host_call_error::DEPTH_EXCEEDED,
             format!("host calls nested {depth} deep (at most {MAX_DEPTH})"),
         );
     }
-    if !state.count_host_call() {
+    if !calls.lock().count_one() {
         return fail(
             host_call_error::LIMIT_EXCEEDED,
             format!(
@@ -384,7 +393,7 @@ fn dispatch(
             ),
         );
     }
-    if Instant::now() >= state.deadline() {
+    if Instant::now() >= ctx.deadline {
         return fail(
             host_call_error::TIMEOUT,
             "the invocation's deadline has passed".into(),
@@ -393,10 +402,9 @@ fn dispatch(
     // SAFETY: the plugin lends `input` (within the limit, checked above)
     // for this call.
     let input = unsafe { input.as_slice() };
-    let ctx = HostCallContext { state };
     let outer = CALLING_DEPTH.with(|d| d.replace(depth + 1));
     let _restore = DepthGuard(outer);
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function.call(&ctx, input))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function.call(ctx, input))) {
         Ok(answer) => answer,
         Err(panic) => {
             let what = panic
@@ -408,7 +416,7 @@ fn dispatch(
                 target: "fnhost::host_call",
                 "host function {:?} called by function {} panicked: {what}",
                 String::from_utf8_lossy(name),
-                state.function().function_name
+                ctx.function
             );
             fail(
                 host_call_error::PANICKED,
@@ -418,50 +426,18 @@ fn dispatch(
     }
 }
 
-/// `call_host` of the context vtable.
-///
-/// # Safety
-/// As for every vtable function (see `invocation::state`); the plugin lends
-/// `name` and `input` for the call, and `output`/`error_type` are null or
-/// valid for one write.
-pub(crate) unsafe extern "C" fn call_host(
-    host: *mut HostData,
-    name: PluginStr,
-    input: PluginStr,
-    output: *mut HostStr,
-    error_type: *mut HostStr,
-) -> i32 {
-    // SAFETY: the vtable contract.
-    let state = unsafe { crate::invocation::state(host) };
-    let answer = dispatch(state, name, input);
-    let (status, text, ty): (i32, &[u8], &[u8]) = match &answer {
-        Ok(bytes) => (abi::STATUS_OK, bytes, b""),
-        Err(e) => (
-            abi::STATUS_ERROR,
-            e.message().as_bytes(),
-            e.error_type().as_bytes(),
-        ),
-    };
-    let (status, text, ty) = state.keep_host_answer(status, text, ty);
-    if !output.is_null() {
-        // SAFETY: a non-null out-pointer the plugin supplied for this call.
-        unsafe { output.write(text) };
-    }
-    if !error_type.is_null() {
-        // SAFETY: as above.
-        unsafe { error_type.write(ty) };
-    }
-    status
-}
-
-impl InvocationState {
+impl HostCalls {
     /// Keeps a host call's answer and error type for the rest of the
     /// invocation; past the limit on answers held, answers
     /// `HostCallLimitExceeded` (static strings) instead.
-    fn keep_host_answer(&self, status: i32, text: &[u8], ty: &[u8]) -> (i32, HostStr, HostStr) {
+    pub(crate) fn keep_answer(
+        &mut self,
+        status: i32,
+        text: &[u8],
+        ty: &[u8],
+    ) -> (i32, HostStr, HostStr) {
         const TOO_MUCH: &str = "the invocation holds too many bytes of host calls' answers";
-        let mut calls = self.host_calls().lock();
-        let kept = calls.keep(text).and_then(|t| Some((t, calls.keep(ty)?)));
+        let kept = self.keep(text).and_then(|t| Some((t, self.keep(ty)?)));
         match kept {
             Some((t, y)) => (status, t, y),
             None => (
@@ -471,15 +447,6 @@ impl InvocationState {
             ),
         }
     }
-
-    fn count_host_call(&self) -> bool {
-        self.host_calls().lock().count_one()
-    }
-}
-
-/// A fresh per-invocation record (no allocation until the first call).
-pub(crate) fn new_host_calls() -> Mutex<HostCalls> {
-    Mutex::new(HostCalls::default())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use fnhost_api::abi::{self, field, HostData, HostStr, PluginStr};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Credentials, FunctionConfig};
-use crate::host_call::{HostCalls, HostFunctions};
+use crate::host_call::{HostCallContext, HostCalls, HostFunctions};
 use crate::instances::Lease;
 use crate::log_buffer::LogBuffer;
 use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
@@ -200,14 +200,9 @@ impl InvocationState {
             done: Condvar::new(),
             finished: AtomicBool::new(false),
             waiter: Mutex::new(Waiter::default()),
-            host_calls: crate::host_call::new_host_calls(),
+            host_calls: Mutex::new(HostCalls::default()),
             host_call_depth: crate::host_call::depth_of_new_invocation(),
         }
-    }
-
-    /// The function's values.
-    pub(crate) fn function(&self) -> &FunctionContext {
-        &self.function
     }
 
     /// The version served.
@@ -221,14 +216,6 @@ impl InvocationState {
     /// The alias served through, `""` when none.
     pub(crate) fn alias(&self) -> &str {
         self.served.alias.as_deref().unwrap_or(&self.function.alias)
-    }
-
-    pub(crate) fn host_calls(&self) -> &Mutex<HostCalls> {
-        &self.host_calls
-    }
-
-    pub(crate) fn host_call_depth(&self) -> u32 {
-        self.host_call_depth
     }
 
     pub(crate) fn request_id(&self) -> &str {
@@ -532,7 +519,7 @@ pub(crate) fn format_timeout(t: Duration) -> String {
 /// `host` must come from `InvocationState::raw_context` of a state that is
 /// still alive: the thread running the plugin holds an `Arc` (or a borrow) of
 /// it for the whole call, and the plugin may only use the context during it.
-pub(crate) unsafe fn state<'a>(host: *const HostData) -> &'a InvocationState {
+unsafe fn state<'a>(host: *const HostData) -> &'a InvocationState {
     // SAFETY: the caller's contract.
     unsafe { &*(host as *const InvocationState) }
 }
@@ -735,6 +722,52 @@ unsafe extern "C" fn report_memory_peak(host: *mut HostData, peak_bytes: u64) {
         .store(peak_bytes, Ordering::Relaxed);
 }
 
+/// `call_host` (ABI 1.5): a host function of the runtime (see
+/// [`crate::host_call`]).
+unsafe extern "C" fn call_host(
+    host: *mut HostData,
+    name: PluginStr,
+    input: PluginStr,
+    output: *mut HostStr,
+    error_type: *mut HostStr,
+) -> i32 {
+    // SAFETY: the vtable contract.
+    let s = unsafe { state(host) };
+    let ctx = HostCallContext {
+        function: &s.function.function_name,
+        version: s.version(),
+        alias: s.alias(),
+        project_id: &s.function.project_id,
+        package: &s.function.package,
+        request_id: s.request_id(),
+        trace_id: s.trace_id(),
+        deadline: s.deadline,
+        depth: s.host_call_depth,
+    };
+    // SAFETY: the plugin lends `name` and `input` for this call.
+    let answer = unsafe {
+        crate::host_call::dispatch(&s.function.host_functions, &s.host_calls, &ctx, name, input)
+    };
+    let (status, text, ty): (i32, &[u8], &[u8]) = match &answer {
+        Ok(bytes) => (abi::STATUS_OK, bytes, b""),
+        Err(e) => (
+            abi::STATUS_ERROR,
+            e.message().as_bytes(),
+            e.error_type().as_bytes(),
+        ),
+    };
+    let (status, text, ty) = s.host_calls.lock().keep_answer(status, text, ty);
+    if !output.is_null() {
+        // SAFETY: a non-null out-pointer the plugin supplied for this call.
+        unsafe { output.write(text) };
+    }
+    if !error_type.is_null() {
+        // SAFETY: as above.
+        unsafe { error_type.write(ty) };
+    }
+    status
+}
+
 /// The host's context function table (ABI 1.5: `call_host` appended).
 pub(crate) static HOST_VTABLE: abi::ContextVTable = abi::ContextVTable {
     struct_size: std::mem::size_of::<abi::ContextVTable>() as u32,
@@ -750,7 +783,7 @@ pub(crate) static HOST_VTABLE: abi::ContextVTable = abi::ContextVTable {
     set_output,
     set_error,
     report_memory_peak,
-    call_host: crate::host_call::call_host,
+    call_host,
 };
 
 #[cfg(test)]

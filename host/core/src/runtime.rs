@@ -151,8 +151,8 @@ impl Runtime {
 
     /// Offers a host function to every plugin of the runtime under `name`,
     /// from now on (functions loaded already included). A name that is
-    /// registered already is refused: [`unregister_host_function`]
-    /// (Self::unregister_host_function) first.
+    /// registered already is refused: unregister it first
+    /// ([`unregister_host_function`](Self::unregister_host_function)).
     pub fn register_host_function(
         &self,
         name: &str,
