@@ -153,3 +153,22 @@ fn c_host_functions_serve_plugins_and_can_be_withdrawn_safely() {
         "{text}"
     );
 }
+
+/// tests/embed/async_calls.c: calls that do not block, through the C API:
+/// waits, polls, callbacks, cancellation, per-call options, an embedder
+/// value for host functions, 8 threads.
+#[test]
+fn c_calls_start_without_blocking_and_can_be_cancelled() {
+    let dir = scratch("embed-async");
+    let fixtures = scratch("embed-async-fixtures");
+    fnhost_e2e::compile_fixture("cancellable", &fixtures);
+    let exe = dir.join("async_calls");
+    let (ok, text) = build_and_run(
+        &workspace_root().join("tests/embed/async_calls.c"),
+        &exe,
+        &[plugin_dir(), fixtures],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("async_calls: all checks passed"), "{text}");
+    assert!(text.contains("async: 400 calls from 8 threads"), "{text}");
+}

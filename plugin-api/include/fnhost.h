@@ -152,6 +152,10 @@ extern "C" {
 /* 1.2: the W3C trace id of the invocation (32 lowercase hex digits), empty
  * when the caller started no trace and the host generated none. */
 #define FNHOST_FIELD_TRACE_ID 12u
+/* 1.5: "1" once the invocation's caller cancelled it (its result will be
+ * discarded): a cooperative handler checks it in long loops and stops.
+ * Empty otherwise, and on an older host. */
+#define FNHOST_FIELD_CANCELLED 13u
 
 /* Log levels for log(), numbered like Rust's `log` crate. */
 #define FNHOST_LEVEL_ERROR 1u

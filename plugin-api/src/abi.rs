@@ -133,8 +133,12 @@ pub mod field {
     /// (1.2) The invocation's W3C trace id: 32 lowercase hex digits, or
     /// empty.
     pub const TRACE_ID: u32 = 12;
+    /// 1.5: `"1"` once the invocation's caller cancelled it (the host
+    /// discards its result): a cooperative handler stops. Empty otherwise,
+    /// and on an older host.
+    pub const CANCELLED: u32 = 13;
     /// Number of defined fields; unknown fields read as empty strings.
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
 }
 
 /// Log levels accepted by [`ContextVTable::log`] (same numbering as the `log` crate).

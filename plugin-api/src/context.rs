@@ -128,6 +128,13 @@ impl Context {
         self.field(abi::field::TRACE_ID)
     }
 
+    /// Whether the invocation's caller cancelled it (ABI 1.5): the host
+    /// discards its result, so a handler that checks this in a long loop
+    /// can stop early. Always `false` on an older host.
+    pub fn is_cancelled(&self) -> bool {
+        self.field(abi::field::CANCELLED) == "1"
+    }
+
     /// A value of the function's user data (environment) (`GetUserData`).
     pub fn user_data(&self, key: &str) -> Option<&str> {
         let mut value = abi::HostStr::EMPTY;

@@ -364,6 +364,11 @@ impl TestContext {
             .insert(key.to_owned(), value.to_owned());
         self
     }
+    /// Marks the invocation cancelled by its caller
+    /// ([`Context::is_cancelled`]).
+    pub fn cancelled(self) -> TestContext {
+        self.with_field(field::CANCELLED, "1")
+    }
     /// Offers a host function to the code under test
     /// ([`Context::call_host`]): `f` gets the input and answers the output
     /// or a [`HostCallError`] (a panic in it answers

@@ -265,6 +265,12 @@ pub enum InvokeError {
     /// No such function, version or alias.
     #[error(transparent)]
     NotFound(#[from] NotFound),
+    /// The caller's [`CallOptions`](crate::CallOptions) are out of bounds.
+    #[error("invalid call options: {0}")]
+    InvalidOptions(String),
+    /// A [`CallHandle`](crate::CallHandle)'s result was taken already.
+    #[error("the call's result was taken already")]
+    ResultTaken,
 }
 
 /// A function, version or alias that does not exist.

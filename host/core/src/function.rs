@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::call_handle::CallHandle;
+use crate::call_options::CallOptions;
 use crate::config::FunctionConfig;
 use crate::error::InvokeError;
 use crate::generation::{Generation, InitReport, Mode};
@@ -70,6 +72,45 @@ impl Function {
             ..Served::default()
         };
         self.generation.invoke(payload, served, Mode::Worker)
+    }
+
+    /// [`invoke`](Self::invoke) with the caller's [`CallOptions`]: request
+    /// and trace ids, user data of this call, a sooner deadline, a value
+    /// for host functions.
+    pub fn invoke_with_options(
+        &self,
+        payload: &[u8],
+        options: CallOptions,
+    ) -> Result<InvokeResult, InvokeError> {
+        options.check().map_err(InvokeError::InvalidOptions)?;
+        let served = Served {
+            ids: options.ids,
+            extras: options.extras(None),
+            ..Served::default()
+        };
+        self.generation.invoke(payload, served, Mode::Worker)
+    }
+
+    /// Starts the invocation without blocking: the [`CallHandle`] waits,
+    /// polls, is awaited (on any executor), calls back, or cancels.
+    ///
+    /// ```no_run
+    /// # fn f(function: &fnhost::Function) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// let call = function.invoke_async(b"{}".to_vec(), fnhost::CallOptions::default());
+    /// if !call.wait(Some(Duration::from_millis(100))) {
+    ///     call.cancel(); // answers `Cancelled`
+    /// }
+    /// let result = call.join()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn invoke_async(&self, payload: impl Into<Vec<u8>>, options: CallOptions) -> CallHandle {
+        CallHandle::start(
+            std::sync::Arc::clone(&self.generation),
+            Served::default(),
+            payload.into(),
+            options,
+        )
     }
 
     /// Invokes the function on the calling thread: no thread hand-off (the

@@ -64,6 +64,7 @@ pub struct HostCallContext<'a> {
     pub(crate) trace_id: &'a str,
     pub(crate) deadline: Instant,
     pub(crate) depth: u32,
+    pub(crate) embedder_value: Option<&'a (dyn std::any::Any + Send + Sync)>,
 }
 
 impl HostCallContext<'_> {
@@ -107,6 +108,12 @@ impl HostCallContext<'_> {
     /// an invocation that no host function started.
     pub fn depth(&self) -> u32 {
         self.depth
+    }
+    /// The value the embedder gave the calling invocation
+    /// ([`CallOptions::embedder_value`](crate::CallOptions::embedder_value)),
+    /// when it is a `T`.
+    pub fn embedder_value<T: std::any::Any>(&self) -> Option<&T> {
+        self.embedder_value?.downcast_ref()
     }
 }
 

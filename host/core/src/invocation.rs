@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fnhost_api::abi::{self, field, HostData, HostStr, PluginStr};
 use parking_lot::{Condvar, Mutex};
 
+use crate::call_options::{Cancel, Extras};
 use crate::config::{Credentials, FunctionConfig};
 use crate::host_call::{HostCallContext, HostCalls, HostFunctions};
 use crate::instances::Lease;
@@ -62,6 +63,28 @@ pub(crate) struct Served {
     pub(crate) alias: Option<Arc<str>>,
     /// The request and trace ids the caller gave.
     pub(crate) ids: CallIds,
+    /// The rest of the caller's [`CallOptions`](crate::CallOptions), and
+    /// its cancellation; `None` for a plain call.
+    pub(crate) extras: Option<Arc<Extras>>,
+}
+
+impl Served {
+    /// The call's timeout: the function's, or the caller's when sooner.
+    pub(crate) fn timeout_within(&self, function_timeout: Duration) -> Duration {
+        match self.extras.as_ref().and_then(|e| e.timeout) {
+            Some(t) => t.min(function_timeout),
+            None => function_timeout,
+        }
+    }
+
+    /// The call's cancellation, if it can be cancelled.
+    pub(crate) fn cancel(&self) -> Option<&Arc<Cancel>> {
+        self.extras.as_ref()?.cancel.as_ref()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel().is_some_and(|c| c.is_cancelled())
+    }
 }
 
 /// Limits that apply to every invocation of a runtime.
@@ -158,6 +181,9 @@ pub(crate) enum Completion {
     Finished(i32, Duration),
     /// The deadline passed first; the call is still running (a runaway).
     TimedOut,
+    /// The caller cancelled it first; the call is still running (a
+    /// runaway, which reads its cancellation through its context).
+    Cancelled,
 }
 
 impl InvocationState {
@@ -381,6 +407,10 @@ impl InvocationState {
             if let Some((status, elapsed)) = sink.finished {
                 return Completion::Finished(status, elapsed);
             }
+            if self.served.is_cancelled() {
+                sink.abandoned = true;
+                return Completion::Cancelled;
+            }
             if self.done.wait_until(&mut sink, self.deadline).timed_out() {
                 if let Some((status, elapsed)) = sink.finished {
                     return Completion::Finished(status, elapsed);
@@ -389,6 +419,23 @@ impl InvocationState {
                 return Completion::TimedOut;
             }
         }
+    }
+
+    /// Wakes a caller waiting in [`wait`](Self::wait): the call was
+    /// cancelled (the flag is set before this is called).
+    pub(crate) fn wake_for_cancel(&self) {
+        let _sink = self.sink.lock();
+        self.done.notify_all();
+    }
+
+    /// The call's cancellation, if it can be cancelled.
+    pub(crate) fn cancel(&self) -> Option<&Arc<Cancel>> {
+        self.served.cancel()
+    }
+
+    /// The call's timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Appends a host-written line (e.g. a timeout notice) to the log.
@@ -416,6 +463,13 @@ impl InvocationState {
                     ),
                 )),
                 self.timeout,
+            ),
+            Completion::Cancelled => (
+                Outcome::Failure(FunctionError::new(
+                    error_type::CANCELLED,
+                    format!("the {} was cancelled by its caller", handler_kind.noun()),
+                )),
+                self.started().elapsed(),
             ),
             Completion::Finished(status, elapsed) => {
                 let outcome = if status == abi::STATUS_OK {
@@ -546,6 +600,7 @@ unsafe extern "C" fn get_field(host: *const HostData, f: u32) -> HostStr {
         field::SECURITY_TOKEN => lend(&c.security_token),
         field::TOKEN => lend(&c.token),
         field::TRACE_ID => lend(s.trace_id()),
+        field::CANCELLED if s.served.is_cancelled() => lend("1"),
         _ => HostStr::EMPTY,
     }
 }
@@ -599,7 +654,8 @@ unsafe extern "C" fn get_user_data(
     let Ok(key) = std::str::from_utf8(key) else {
         return 0;
     };
-    match s.function.user_data.get(key) {
+    let own = s.served.extras.as_ref().and_then(|e| e.user_data.get(key));
+    match own.or_else(|| s.function.user_data.get(key)) {
         Some(v) if !value.is_null() => {
             // SAFETY: non-null out-pointer supplied by the plugin for this call.
             unsafe { value.write(lend(v)) };
@@ -743,6 +799,11 @@ unsafe extern "C" fn call_host(
         trace_id: s.trace_id(),
         deadline: s.deadline,
         depth: s.host_call_depth,
+        embedder_value: s
+            .served
+            .extras
+            .as_ref()
+            .and_then(|e| e.embedder_value.as_deref()),
     };
     // SAFETY: the plugin lends `name` and `input` for this call.
     let answer = unsafe {

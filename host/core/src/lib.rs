@@ -50,6 +50,8 @@
 #![warn(missing_docs)]
 
 mod abi_check;
+mod call_handle;
+mod call_options;
 mod code_cache;
 mod config;
 pub mod dispatch;
@@ -90,6 +92,8 @@ pub mod raw_channel {
 }
 
 pub use abi_check::PluginInfo;
+pub use call_handle::CallHandle;
+pub use call_options::{CallOptions, MAX_CALL_USER_DATA_BYTES};
 pub use code_cache::Digest;
 pub use config::{is_valid_package_name, MAX_INSTANCES, MAX_TIMEOUT, MEMORY_SIZES_MB};
 pub use config::{ConfigError, Credentials, FunctionConfig, InstanceConfig, Isolation};
@@ -109,4 +113,4 @@ pub use registry::{
 };
 pub use runtime::{LibraryCopy, Runtime, RuntimeBuilder, RuntimeStats};
 pub use sandbox::{Network, SandboxConfig, SandboxMode, SandboxPolicy};
-pub use trace::{parse_hex, CallIds, TraceId};
+pub use trace::{parse_hex, trace_id_of_traceparent, CallIds, TraceId};

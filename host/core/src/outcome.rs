@@ -18,6 +18,9 @@ pub mod error_type {
     pub const MEMORY_LIMIT: &str = "runtime memory limit exceeded";
     /// The worker process died (isolated mode).
     pub const RUNTIME_EXITED: &str = "runtime exited unexpectedly";
+    /// The caller cancelled the invocation
+    /// ([`CallHandle::cancel`](crate::CallHandle::cancel)).
+    pub const CANCELLED: &str = "Cancelled";
 }
 
 /// How a successful result body is labelled.

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
+use crate::call_handle::CallHandle;
+use crate::call_options::CallOptions;
 use crate::config::FunctionConfig;
 use crate::error::{DeployError, InvokeError, NotFound};
 use crate::generation::build::build_generation;
@@ -151,6 +153,7 @@ impl Route {
             version: Some(Arc::clone(&self.version)),
             alias: self.alias.clone(),
             ids: self.ids,
+            extras: None,
         }
     }
 
@@ -172,6 +175,35 @@ impl Route {
     /// Invokes the route's generation on a worker thread.
     pub fn invoke(&self, payload: &[u8]) -> Result<InvokeResult, InvokeError> {
         self.generation.invoke(payload, self.served(), Mode::Worker)
+    }
+
+    /// [`invoke`](Self::invoke) with the caller's [`CallOptions`] (its ids
+    /// replace the route's where given).
+    pub fn invoke_with_options(
+        &self,
+        payload: &[u8],
+        options: CallOptions,
+    ) -> Result<InvokeResult, InvokeError> {
+        options.check().map_err(InvokeError::InvalidOptions)?;
+        let mut served = self.served();
+        if options.ids.request_id.is_some() {
+            served.ids.request_id = options.ids.request_id;
+        }
+        if options.ids.trace_id.is_some() {
+            served.ids.trace_id = options.ids.trace_id;
+        }
+        served.extras = options.extras(None);
+        self.generation.invoke(payload, served, Mode::Worker)
+    }
+
+    /// Starts the invocation without blocking (see [`CallHandle`]).
+    pub fn invoke_async(&self, payload: impl Into<Vec<u8>>, options: CallOptions) -> CallHandle {
+        CallHandle::start(
+            Arc::clone(&self.generation),
+            self.served(),
+            payload.into(),
+            options,
+        )
     }
 }
 
@@ -489,6 +521,30 @@ impl Registry {
     /// Invokes `target` (see [`resolve`](Self::resolve)) on a worker thread.
     pub fn invoke(&self, target: &str, payload: &[u8]) -> Result<InvokeResult, InvokeError> {
         self.resolve(target)?.invoke(payload)
+    }
+
+    /// [`invoke`](Self::invoke) with the caller's [`CallOptions`].
+    pub fn invoke_with_options(
+        &self,
+        target: &str,
+        payload: &[u8],
+        options: CallOptions,
+    ) -> Result<InvokeResult, InvokeError> {
+        self.resolve(target)?.invoke_with_options(payload, options)
+    }
+
+    /// Starts `target` without blocking (see [`CallHandle`]); an unknown
+    /// target is a handle that has ended with [`InvokeError::NotFound`].
+    pub fn invoke_async(
+        &self,
+        target: &str,
+        payload: impl Into<Vec<u8>>,
+        options: CallOptions,
+    ) -> CallHandle {
+        match self.resolve(target) {
+            Ok(route) => route.invoke_async(payload, options),
+            Err(e) => CallHandle::ended(Err(e.into())),
+        }
     }
 
     /// Publishes the current head as an immutable version. `version` defaults

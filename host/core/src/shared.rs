@@ -28,6 +28,10 @@ impl Counters {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         self.runaway.fetch_add(1, Ordering::Relaxed);
     }
+    /// A cancelled call whose handler still runs (a runaway, not a timeout).
+    pub(crate) fn cancelled_running(&self) {
+        self.runaway.fetch_add(1, Ordering::Relaxed);
+    }
     /// A timeout whose handler is no longer running: its worker process was
     /// killed, or it ran on the caller's thread and returned late.
     pub(crate) fn timed_out_and_ended(&self) {

@@ -83,6 +83,23 @@ pub fn parse_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// The trace id of a W3C `traceparent` value (`<version>-<32 hex>-<16
+/// hex>-<2 hex>`; version `ff` and an all-zero span are invalid, and a
+/// version-00 value has exactly four fields).
+pub fn trace_id_of_traceparent(value: &str) -> Option<TraceId> {
+    let value = value.trim_matches([' ', '\t']);
+    let mut parts = value.splitn(5, '-');
+    let version = parse_hex::<1>(parts.next()?)?[0];
+    let trace_id = TraceId::parse(parts.next()?)?;
+    let span = parse_hex::<8>(parts.next()?)?;
+    let _flags = parse_hex::<1>(parts.next()?)?;
+    let rest = parts.next();
+    if version == 0xff || (version == 0 && rest.is_some()) || span == [0; 8] {
+        return None;
+    }
+    Some(trace_id)
+}
+
 /// Ids a caller gives an invocation (each one generated when absent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallIds {
@@ -113,5 +130,20 @@ mod tests {
             assert_eq!(TraceId::parse(bad), None, "{bad}");
         }
         assert_ne!(TraceId::random(), TraceId::random());
+    }
+
+    #[test]
+    fn traceparents_give_their_trace_id() {
+        let id = trace_id_of_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(id.unwrap().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for bad in [
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736",
+        ] {
+            assert_eq!(trace_id_of_traceparent(bad), None, "{bad}");
+        }
     }
 }

@@ -434,6 +434,12 @@ fn serve_calls(
             Err(e) => return Err(e),
         };
         let invoke = Invoke::decode(&message.header)?;
+        let extras = crate::CallOptions {
+            user_data: invoke.user_data.into_iter().collect(),
+            timeout: invoke.timeout_ms.map(std::time::Duration::from_millis),
+            ..crate::CallOptions::default()
+        }
+        .extras(None);
         let served = Served {
             version: invoke.version.map(Arc::from),
             alias: invoke.alias.map(Arc::from),
@@ -441,6 +447,7 @@ fn serve_calls(
                 request_id: invoke.request_id,
                 trace_id: invoke.trace_id,
             },
+            extras,
         };
         let mut result = match generation.invoke(&message.body, served, Mode::CurrentThread) {
             Ok(r) => r,

@@ -2,8 +2,9 @@
 
     python3 host/embed/examples/embed.py target/debug
 loads target/debug/libfnhost_embed.so, loads echo.Handler from the same
-directory, invokes it, and hot-swaps a registry function. Prints what it saw;
-exits non-zero if anything misbehaved.
+directory, invokes it, hot-swaps a registry function, and offers a host
+function written in Python that a plugin calls (echo.CallHost). Prints what
+it saw; exits non-zero if anything misbehaved.
 """
 import ctypes
 import json
@@ -35,7 +36,19 @@ def load(lib_dir: Path) -> ctypes.CDLL:
         f.argtypes = [ctypes.c_void_p]
     lib.fnhost_result_free.argtypes = [ctypes.c_void_p]
     lib.fnhost_string_free.argtypes = [ctypes.c_void_p]
+    lib.fnhost_host_function_register.restype = ctypes.c_int
+    lib.fnhost_host_function_register.argtypes = [ctypes.c_void_p, ctypes.c_char_p, HOST_FN, ctypes.c_void_p,
+                                                  ctypes.POINTER(ctypes.c_void_p)]
+    lib.fnhost_host_call_function.restype = ctypes.c_char_p
+    lib.fnhost_host_call_function.argtypes = [ctypes.c_void_p]
+    lib.fnhost_host_call_set_output.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.fnhost_host_call_set_error.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
     return lib
+
+
+# int (*fnhost_host_fn)(void *user, fnhost_host_call *call, const uint8_t *input, size_t len)
+HOST_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte),
+                           ctypes.c_size_t)
 
 
 class Fnhost:
@@ -87,6 +100,28 @@ class Fnhost:
     def invoke(self, target: str, payload: bytes):
         return self._result(self.lib.fnhost_invoke(self.rt, target.encode(), payload, len(payload)))
 
+    def host_function(self, name: str, func):
+        """Offers func(caller_name, input_bytes) -> bytes to plugins as `name`; an
+        exception becomes the plugin's typed error."""
+        lib = self.lib
+
+        def trampoline(_user, call, data, n):
+            try:
+                caller = lib.fnhost_host_call_function(call).decode()
+                out = func(caller, ctypes.string_at(data, n) if n else b"")
+                lib.fnhost_host_call_set_output(call, out, len(out))
+                return 0
+            except Exception as e:  # never let an exception cross into C
+                lib.fnhost_host_call_set_error(call, type(e).__name__.encode(), str(e).encode())
+                return 1
+
+        callback = HOST_FN(trampoline)
+        # Kept alive as long as the runtime: fnhost calls it until then.
+        self._callbacks = getattr(self, "_callbacks", []) + [callback]
+        error = ctypes.c_void_p()
+        if lib.fnhost_host_function_register(self.rt, name.encode(), callback, None, ctypes.byref(error)) != 0:
+            raise RuntimeError(self._take(error))
+
     def close(self, *functions):
         for f in functions:
             self.lib.fnhost_function_free(f)
@@ -104,6 +139,24 @@ def main(lib_dir: Path) -> int:
     r = fn.invoke("orders", b'{"key": "NAME"}')
     print("orders:", r["body"][:80])
     ok = ok and not r["error"] and json.loads(r["body"])["user_data"] == "py"
+    cache = {"k1": b"from a Python dict"}
+
+    def cache_get(caller: str, key: bytes) -> bytes:
+        if caller != "reader":
+            raise PermissionError(f"{caller} may not read the cache")
+        return cache[key.decode()]
+
+    fn.host_function("cache.get", cache_get)
+    fn.deploy(name="reader", entry="echo.CallHost", code_dir=str(lib_dir), user_data={"HOST_FUNCTION": "cache.get"})
+    fn.deploy(name="other", entry="echo.CallHost", code_dir=str(lib_dir), user_data={"HOST_FUNCTION": "cache.get"})
+    r = fn.invoke("reader", b"k1")
+    print("host function:", r["body"])
+    ok = ok and r["body"] == b"from a Python dict"
+    r = fn.invoke("other", b"k1")
+    print("host function refused:", r["error_type"])
+    ok = ok and r["error"] and r["error_type"] == "PermissionError"
+    r = fn.invoke("reader", b"missing")
+    ok = ok and r["error_type"] == "KeyError"
     try:
         fn.load(entry="nothing.Handler", code_dir=str(lib_dir))
         ok = False

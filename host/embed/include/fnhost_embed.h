@@ -134,6 +134,60 @@ int fnhost_set_alias(fnhost_runtime *rt, const char *name, const char *alias_jso
  * Never NULL: an unknown function is an error result (FunctionNotFound). */
 fnhost_result *fnhost_invoke(fnhost_runtime *rt, const char *target, const uint8_t *payload, size_t payload_len);
 
+/* ---- Calls that do not block ----------------------------------------------
+ * fnhost_invoke_start starts an invocation of "name", "name:VERSION" or
+ * "name:ALIAS" and returns at once with a call handle; the call runs on a
+ * thread of the runtime. Wait for it with a timeout, poll it, be called
+ * back when it ends, or cancel it; free the handle with fnhost_call_free.
+ *
+ * options_json (NULL: none) gives this one call, beside its payload:
+ *   "request_id"   a UUID: the invocation's request id (its result says it)
+ *   "trace_id"     32 lowercase hex digits, or
+ *   "traceparent"  a W3C traceparent, whose trace the invocation joins
+ *   "user_data"    an object of strings, read before the function's own
+ *                  (at most 64 KiB in all)
+ *   "deadline_ms"  a timeout sooner than the function's (milliseconds)
+ * Unknown keys and bad values end the call at once with an error result
+ * of type "InvalidOptions"; an unknown function with "FunctionNotFound".
+ *
+ * Cancelling answers the call "Cancelled" at once. A call in a worker
+ * process (process isolation) is ended with its worker. A handler in
+ * process cannot be stopped safely: it keeps running with its result
+ * discarded, reads FNHOST_FIELD_CANCELLED ("1") through its context
+ * (ctx.is_cancelled() in Rust) so that a cooperative handler stops, and
+ * counts as a runaway until it returns. */
+typedef struct fnhost_call fnhost_call; /* opaque */
+/* Starts a call. Never NULL: a call that cannot start is a handle that has
+ * ended with an error result. The payload is copied before return. */
+fnhost_call *fnhost_invoke_start(fnhost_runtime *rt, const char *target, const uint8_t *payload, size_t len,
+                                 const char *options_json);
+/* The same, with a value of the program's that the host functions this
+ * invocation calls receive (fnhost_host_call_embedder_value); never read or
+ * freed by this library. */
+fnhost_call *fnhost_invoke_start_with_value(fnhost_runtime *rt, const char *target, const uint8_t *payload,
+                                            size_t len, const char *options_json, void *embedder_value);
+/* Waits up to timeout_ms (negative: no limit) for the call to end. 0 when
+ * it has ended: *result_out (when result_out is not NULL) gets its result,
+ * which the caller frees with fnhost_result_free; the result is handed out
+ * once, later calls set *result_out to NULL. 1 when it is still running
+ * (*result_out untouched); -1 when call is NULL. */
+int fnhost_call_wait(fnhost_call *call, int64_t timeout_ms, fnhost_result **result_out);
+/* fnhost_call_wait without waiting. */
+int fnhost_call_poll(fnhost_call *call, fnhost_result **result_out);
+/* Calls fn(user, call) once when the call ends: on the thread that ended
+ * it, or at once on this thread if it has. The callback may take the
+ * result (fnhost_call_poll) and may free the call; fnhost_call_free from
+ * another thread waits for a callback that runs and stops one that has not
+ * run yet. 0, or -1 for NULL arguments. */
+typedef void (*fnhost_call_done_fn)(void *user, fnhost_call *call);
+int fnhost_call_on_complete(fnhost_call *call, fnhost_call_done_fn fn, void *user);
+/* Cancels the call. 0 when it was running (its result is "Cancelled"), 1
+ * when it had ended already or was cancelled before, -1 when call is NULL. */
+int fnhost_call_cancel(fnhost_call *call);
+/* Frees the handle (NULL is fine). A call still running goes on to its end
+ * and its result is discarded (cancel it first to stop it). */
+void fnhost_call_free(fnhost_call *call);
+
 /* Results. A NULL result reads as an error with no body. */
 int fnhost_result_is_error(const fnhost_result *r);
 /* The body (the result, or the error JSON {"errorMessage","errorType"});
@@ -210,6 +264,9 @@ const char *fnhost_host_call_request_id(const fnhost_host_call *call);
 /* Milliseconds left before the calling invocation's deadline when the
  * callback started. */
 int64_t fnhost_host_call_remaining_ms(const fnhost_host_call *call);
+/* The embedder_value the calling invocation was started with
+ * (fnhost_invoke_start_with_value); NULL when none. */
+void *fnhost_host_call_embedder_value(const fnhost_host_call *call);
 /* Sets the answer: `len` bytes at `data`, copied before return (a second
  * call replaces the first). */
 void fnhost_host_call_set_output(fnhost_host_call *call, const uint8_t *data, size_t len);

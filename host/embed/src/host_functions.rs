@@ -23,12 +23,24 @@ pub type fnhost_host_fn = Option<
     ) -> c_int,
 >;
 
+/// The `embedder_value` of `fnhost_invoke_start_with_value`, as host
+/// functions of the call receive it.
+pub(crate) struct EmbedderValue(pub(crate) *mut c_void);
+
+// SAFETY: the embedder's pointer, handed back to its own host functions on
+// whatever thread they run: the header says so, and the embedder made it
+// fit for that.
+unsafe impl Send for EmbedderValue {}
+// SAFETY: as above; fnhost never reads through it.
+unsafe impl Sync for EmbedderValue {}
+
 /// One call of a C host function (opaque to C), valid during the callback.
 pub struct fnhost_host_call {
     function: CString,
     version: CString,
     request_id: CString,
     remaining_ms: i64,
+    embedder_value: *mut c_void,
     output: Vec<u8>,
     error: Option<HostError>,
 }
@@ -161,6 +173,9 @@ impl CHostFunction {
             version: c_text(ctx.version()),
             request_id: c_text(ctx.request_id()),
             remaining_ms: i64::try_from(ctx.remaining().as_millis()).unwrap_or(i64::MAX),
+            embedder_value: ctx
+                .embedder_value::<EmbedderValue>()
+                .map_or(std::ptr::null_mut(), |v| v.0),
             output: Vec::new(),
             error: None,
         };
@@ -226,6 +241,18 @@ pub unsafe extern "C" fn fnhost_host_call_request_id(
 pub unsafe extern "C" fn fnhost_host_call_remaining_ms(call: *const fnhost_host_call) -> i64 {
     // SAFETY: forwarded contract.
     unsafe { call_ref(call) }.map_or(0, |c| c.remaining_ms)
+}
+
+/// See `fnhost_embed.h`.
+///
+/// # Safety
+/// As for [`fnhost_host_call_function`].
+#[no_mangle]
+pub unsafe extern "C" fn fnhost_host_call_embedder_value(
+    call: *const fnhost_host_call,
+) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { call_ref(call) }.map_or(std::ptr::null_mut(), |c| c.embedder_value)
 }
 
 /// See `fnhost_embed.h`.

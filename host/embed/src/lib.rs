@@ -7,135 +7,33 @@
 // The opaque types keep the C header's names.
 #![allow(non_camel_case_types)]
 
+mod calls;
+mod ffi;
+mod handles;
 mod host_functions;
 mod logging;
+mod results;
 
+pub use calls::{fnhost_call, fnhost_call_done_fn};
+pub use handles::{fnhost_function, fnhost_runtime};
 pub use host_functions::{fnhost_host_call, fnhost_host_fn};
 pub use logging::fnhost_log_fn;
+pub use results::{
+    fnhost_result, fnhost_result_body, fnhost_result_content_type, fnhost_result_error_type,
+    fnhost_result_free, fnhost_result_is_error, fnhost_result_log, fnhost_result_request_id,
+    fnhost_result_summary_json,
+};
+
+use ffi::{c_string, guard, object, parse_json, payload_of, read_str, status};
+use results::{error_result, invoke_error_type, result_of};
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fnhost::{
-    Alias, Function, FunctionConfig, InvokeResult, Isolation, Outcome, Runtime, RuntimeConfig,
-};
+use fnhost::{Alias, Function, FunctionConfig, InvokeResult, Isolation, Runtime, RuntimeConfig};
 use serde::Deserialize;
-
-/// A runtime (opaque to C).
-pub struct fnhost_runtime {
-    runtime: Runtime,
-    /// Its C host functions, closed (no call running or to come) before
-    /// the runtime is freed.
-    host_functions: parking_lot::Mutex<Vec<std::sync::Arc<host_functions::CHostFunction>>>,
-}
-
-/// A loaded function (opaque to C).
-pub struct fnhost_function {
-    function: Function,
-}
-
-/// One invocation's result (opaque to C); owns every string it hands out.
-/// The strings are made when first asked for, so a caller that reads only
-/// the body pays for no formatting.
-pub struct fnhost_result {
-    is_error: bool,
-    body: Vec<u8>,
-    content_type: Option<&'static CStr>,
-    error_type: Option<String>,
-    request_id: String,
-    summary: Option<fnhost::Summary>,
-    log: String,
-    made: Made,
-}
-
-/// The C strings of a result, made on first use.
-#[derive(Default)]
-struct Made {
-    error_type: std::sync::OnceLock<CString>,
-    request_id: std::sync::OnceLock<CString>,
-    summary_json: std::sync::OnceLock<CString>,
-    log: std::sync::OnceLock<CString>,
-}
-
-fn content_type_of(kind: fnhost::BodyKind) -> Option<&'static CStr> {
-    match kind {
-        fnhost::BodyKind::Empty => None,
-        fnhost::BodyKind::Bytes => Some(c"application/octet-stream"),
-        fnhost::BodyKind::Text => Some(c"text/plain; charset=utf-8"),
-        fnhost::BodyKind::Json => Some(c"application/json"),
-    }
-}
-
-/// A string for C: interior NULs (which C cannot see past) become U+FFFD.
-fn c_string(s: &str) -> CString {
-    CString::new(s.replace('\0', "\u{fffd}")).unwrap_or_default()
-}
-
-/// Writes `message` to `*error_out` (a string the caller frees with
-/// `fnhost_string_free`) when `error_out` is not NULL.
-///
-/// # Safety
-/// `error_out` is NULL or valid for one pointer write.
-unsafe fn set_error(error_out: *mut *mut c_char, message: &str) {
-    if !error_out.is_null() {
-        // SAFETY: non-null and writable per the contract.
-        unsafe { *error_out = c_string(message).into_raw() };
-    }
-}
-
-/// 0 for success; -1 with the message in `*error_out` for a failure.
-///
-/// # Safety
-/// As for [`set_error`].
-unsafe fn status(done: Result<(), String>, error_out: *mut *mut c_char) -> c_int {
-    match done {
-        Ok(()) => 0,
-        Err(message) => {
-            // SAFETY: forwarded contract.
-            unsafe { set_error(error_out, &message) };
-            -1
-        }
-    }
-}
-
-/// The object, boxed for C; NULL with the message in `*error_out` for a failure.
-///
-/// # Safety
-/// As for [`set_error`].
-unsafe fn object<T>(made: Result<T, String>, error_out: *mut *mut c_char) -> *mut T {
-    match made {
-        Ok(value) => Box::into_raw(Box::new(value)),
-        Err(message) => {
-            // SAFETY: forwarded contract.
-            unsafe { set_error(error_out, &message) };
-            std::ptr::null_mut()
-        }
-    }
-}
-
-/// Reads a NUL-terminated UTF-8 string.
-///
-/// # Safety
-/// `s` is NULL or points at a NUL-terminated string.
-unsafe fn read_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> {
-    if s.is_null() {
-        return Err(format!("{what} is NULL"));
-    }
-    // SAFETY: non-null and NUL-terminated per the contract.
-    unsafe { CStr::from_ptr(s) }
-        .to_str()
-        .map_err(|_| format!("{what} is not valid UTF-8"))
-}
-
-/// Runs `f`, turning a panic into what `fallback` makes (nothing unwinds
-/// into C). The fallback is made only on a panic: made up front, an error
-/// result would leak on every call that succeeds.
-fn guard<T>(fallback: impl FnOnce() -> T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| fallback())
-}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -200,10 +98,6 @@ impl FunctionJson {
     }
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T, String> {
-    serde_json::from_str(text).map_err(|e| format!("{what} is not valid: {e}"))
-}
-
 /// The `fnhost` executable worker processes (and pre-flights) run: the
 /// configured one, else `$FNHOST_WORKER_EXECUTABLE`, else `fnhost` next to
 /// this library, else `fnhost` on the `PATH`.
@@ -239,68 +133,6 @@ fn default_worker_executable() -> Option<PathBuf> {
             .map(|d| d.join("fnhost"))
             .find(|p| p.is_file())
     })
-}
-
-fn result_of(r: InvokeResult) -> Box<fnhost_result> {
-    let (is_error, content_type, error_type) = match &r.outcome {
-        Outcome::Success(b) => (false, content_type_of(b.kind), None),
-        Outcome::Failure(e) => (true, Some(c"application/json"), Some(e.error_type.clone())),
-    };
-    // The tail is the whole log unless the log is longer (then it is cut).
-    let tail = r.log_tail();
-    let log = if tail.len() == r.log.len() {
-        None
-    } else {
-        Some(tail.to_owned())
-    };
-    let log = log.unwrap_or(r.log);
-    Box::new(fnhost_result {
-        is_error,
-        content_type,
-        error_type,
-        request_id: r.request_id,
-        summary: Some(r.summary),
-        log,
-        body: r.outcome.into_body_bytes(),
-        made: Made::default(),
-    })
-}
-
-/// A platform failure (no such function, too many requests...) as an error result.
-fn error_result(error_type: &str, message: &str) -> *mut fnhost_result {
-    let body = serde_json::json!({"errorMessage": message, "errorType": error_type}).to_string();
-    Box::into_raw(Box::new(fnhost_result {
-        is_error: true,
-        body: body.into_bytes(),
-        content_type: Some(c"application/json"),
-        error_type: Some(error_type.to_owned()),
-        request_id: String::new(),
-        summary: None,
-        log: String::new(),
-        made: Made::default(),
-    }))
-}
-
-fn invoke_error_type(e: &fnhost::InvokeError) -> &'static str {
-    match e {
-        fnhost::InvokeError::PayloadTooLarge { .. } => "PayloadTooLarge",
-        fnhost::InvokeError::TooManyRequests { .. } => "TooManyRequests",
-        fnhost::InvokeError::NotFound(_) => "FunctionNotFound",
-        _ => "FunctionInvokeError",
-    }
-}
-
-/// # Safety
-/// `payload` is NULL with `len` 0, or points at `len` readable bytes.
-unsafe fn payload_of<'a>(payload: *const u8, len: usize) -> Option<&'a [u8]> {
-    if len == 0 {
-        return Some(&[]);
-    }
-    if payload.is_null() {
-        return None;
-    }
-    // SAFETY: non-null with `len` readable bytes per the contract.
-    Some(unsafe { std::slice::from_raw_parts(payload, len) })
 }
 
 /// The library's version, e.g. `"0.1.0 (ABI 1.2)"`; static, never freed.
@@ -738,125 +570,6 @@ pub unsafe extern "C" fn fnhost_invoke(
             }
         },
     )
-}
-
-/// # Safety
-/// `r` is NULL or a live result.
-unsafe fn result<'a>(r: *const fnhost_result) -> Option<&'a fnhost_result> {
-    // SAFETY: forwarded contract.
-    unsafe { r.as_ref() }
-}
-
-/// See `fnhost_embed.h`.
-///
-/// # Safety
-/// `r` is NULL or a live result.
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_result_is_error(r: *const fnhost_result) -> c_int {
-    // SAFETY: forwarded contract.
-    unsafe { result(r) }.map_or(1, |r| c_int::from(r.is_error))
-}
-
-/// See `fnhost_embed.h`.
-///
-/// # Safety
-/// `r` is NULL or a live result; `len_out` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_result_body(
-    r: *const fnhost_result,
-    len_out: *mut usize,
-) -> *const u8 {
-    // SAFETY: forwarded contract.
-    let (ptr, len) = match unsafe { result(r) } {
-        Some(r) => (r.body.as_ptr(), r.body.len()),
-        None => (std::ptr::null(), 0),
-    };
-    if !len_out.is_null() {
-        // SAFETY: non-null and writable per the contract.
-        unsafe { *len_out = len };
-    }
-    ptr
-}
-
-/// See `fnhost_embed.h`.
-///
-/// # Safety
-/// `r` is NULL or a live result.
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_result_content_type(r: *const fnhost_result) -> *const c_char {
-    // SAFETY: forwarded contract.
-    unsafe { result(r) }
-        .and_then(|r| r.content_type)
-        .map_or(std::ptr::null(), CStr::as_ptr)
-}
-
-/// See `fnhost_embed.h`.
-///
-/// # Safety
-/// `r` is NULL or a live result.
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_result_error_type(r: *const fnhost_result) -> *const c_char {
-    // SAFETY: forwarded contract.
-    unsafe { result(r) }
-        .and_then(|r| {
-            let ty = r.error_type.as_deref()?;
-            Some(r.made.error_type.get_or_init(|| c_string(ty)).as_ptr())
-        })
-        .unwrap_or(std::ptr::null())
-}
-
-/// See `fnhost_embed.h`.
-///
-/// # Safety
-/// `r` is NULL or a live result.
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_result_request_id(r: *const fnhost_result) -> *const c_char {
-    // SAFETY: forwarded contract.
-    unsafe { result(r) }.map_or(std::ptr::null(), |r| {
-        r.made
-            .request_id
-            .get_or_init(|| c_string(&r.request_id))
-            .as_ptr()
-    })
-}
-
-/// See `fnhost_embed.h`.
-///
-/// # Safety
-/// `r` is NULL or a live result.
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_result_summary_json(r: *const fnhost_result) -> *const c_char {
-    // SAFETY: forwarded contract.
-    unsafe { result(r) }.map_or(std::ptr::null(), |r| {
-        r.made
-            .summary_json
-            .get_or_init(|| c_string(&r.summary.as_ref().map_or("{}".to_owned(), |s| s.to_json())))
-            .as_ptr()
-    })
-}
-
-/// See `fnhost_embed.h`.
-///
-/// # Safety
-/// `r` is NULL or a live result.
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_result_log(r: *const fnhost_result) -> *const c_char {
-    // SAFETY: forwarded contract.
-    unsafe { result(r) }.map_or(std::ptr::null(), |r| {
-        r.made.log.get_or_init(|| c_string(&r.log)).as_ptr()
-    })
-}
-
-/// See `fnhost_embed.h`.
-///
-/// # Safety
-/// `r` is NULL or a result from this library, not used after.
-#[no_mangle]
-pub unsafe extern "C" fn fnhost_result_free(r: *mut fnhost_result) {
-    if !r.is_null() {
-        // SAFETY: from Box::into_raw in this library, freed once.
-        guard(|| (), || drop(unsafe { Box::from_raw(r) }));
-    }
 }
 
 /// See `fnhost_embed.h`.

@@ -99,7 +99,12 @@ impl From<InvokeError> for ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "FSS.0429", e.to_string())
             }
             InvokeError::NotFound(nf) => nf.into(),
-            InvokeError::NoWorker(_) => ApiError::internal(e.to_string()),
+            InvokeError::InvalidOptions(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "FSS.0400", e.to_string())
+            }
+            InvokeError::NoWorker(_) | InvokeError::ResultTaken => {
+                ApiError::internal(e.to_string())
+            }
         }
     }
 }

@@ -115,7 +115,20 @@ impl InProcess {
             Mode::Worker => {
                 let state = Arc::new(generation.new_state(generation.config.timeout, served));
                 generation.dispatch(self, &state, lease, flight, payload.to_vec())?;
+                // A cancel wakes this caller, which answers `Cancelled`.
+                let cancel = state.cancel().cloned();
+                if let Some(cancel) = &cancel {
+                    let weak = Arc::downgrade(&state);
+                    cancel.on_cancel(move || {
+                        if let Some(state) = weak.upgrade() {
+                            state.wake_for_cancel();
+                        }
+                    });
+                }
                 let completion = state.wait();
+                if let Some(cancel) = &cancel {
+                    cancel.clear();
+                }
                 generation.record(&state, &completion);
                 state.finish(completion, CallKind::Handler)
             }
@@ -149,6 +162,7 @@ impl Generation {
     }
 
     fn new_state(&self, timeout: Duration, served: Served) -> InvocationState {
+        let timeout = served.timeout_within(timeout);
         InvocationState::new(
             Arc::clone(&self.context),
             timeout,
@@ -226,9 +240,9 @@ impl Generation {
         served: Served,
         payload: &[u8],
     ) -> InvokeResult {
-        let timeout = self.config.timeout;
         let handler = code.handler;
-        let state = self.new_state(timeout, served);
+        let state = self.new_state(self.config.timeout, served);
+        let timeout = state.timeout();
         let completion = state.run_here(|ctx| {
             // SAFETY: `handler` comes from the checked descriptor of this
             // generation's library, mapped while `self` lives; the context
@@ -455,22 +469,27 @@ impl Generation {
         runaway
     }
 
-    /// Counts a finished call; a timed-out one is a runaway from now on.
+    /// Counts a finished call; a timed-out or cancelled one whose handler
+    /// still runs is a runaway from now on.
     fn record(&self, state: &InvocationState, completion: &Completion) {
         let counters = &self.shared.counters;
         counters.invoked();
+        if let Completion::Cancelled = completion {
+            self.runaway_cancelled();
+            state.log_line("invocation cancelled by its caller; its thread keeps running until the handler returns");
+        }
         if let Completion::TimedOut = completion {
             self.runaway_started();
             state.log_line(&format!(
                 "invocation timed out after {}; its thread keeps running until the handler returns",
-                crate::invocation::format_timeout(self.config.timeout)
+                crate::invocation::format_timeout(state.timeout())
             ));
             log::warn!(
                 target: "fnhost::invoke",
                 "function {} request {} timed out after {:?}; runaway handler threads: {}",
                 self.context.function_name,
                 state.request_id(),
-                self.config.timeout,
+                state.timeout(),
                 counters.runaway()
             );
         }

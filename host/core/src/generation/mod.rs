@@ -132,6 +132,15 @@ impl Generation {
     pub fn library(&self) -> &Arc<Library> {
         &self.library
     }
+    /// How many log bytes a caller is shown.
+    pub(crate) fn log_tail_bytes(&self) -> usize {
+        self.shared.config.log_tail_bytes
+    }
+    /// The threads that wait for calls started without blocking
+    /// ([`crate::CallHandle`]).
+    pub(crate) fn caller_pool(&self) -> &crate::pool::WorkerPool {
+        &self.shared.pool
+    }
     /// Whether its calls run in worker processes (process isolation).
     pub fn runs_in_worker_processes(&self) -> bool {
         matches!(self.execution, Execution::Workers(_))
@@ -163,6 +172,11 @@ impl Generation {
     /// A call of it timed out with its handler still running.
     pub(crate) fn runaway_started(&self) {
         self.shared.counters.timed_out();
+        self.runaways.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A call of it was cancelled with its handler still running.
+    pub(crate) fn runaway_cancelled(&self) {
+        self.shared.counters.cancelled_running();
         self.runaways.fetch_add(1, Ordering::Relaxed);
     }
     /// A runaway call of it returned at last.

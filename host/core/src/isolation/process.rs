@@ -926,19 +926,47 @@ impl ProcessPool {
         served: &Served,
     ) -> Result<InvokeResult, Saturated> {
         let started = Instant::now();
-        let timeout = self.config.timeout;
+        let timeout = served.timeout_within(self.config.timeout);
         let deadline = started + timeout;
         self.release_idle();
         // The host chooses the request id: what a worker answers cannot
         // change it.
         let request_id = served.ids.request_id.unwrap_or_else(uuid::Uuid::new_v4);
+        let extras = served.extras.as_deref();
         let request = Invoke {
             version: served.version.as_deref().map(str::to_owned),
             alias: served.alias.as_deref().map(str::to_owned),
             request_id: Some(request_id),
             trace_id: served.ids.trace_id,
+            timeout_ms: extras.and_then(|e| e.timeout).map(|_| {
+                u64::try_from(timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1)
+            }),
+            user_data: extras.map_or_else(Vec::new, |e| {
+                e.user_data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
         }
         .encode();
+        let cancel = served.cancel();
+        let cancelled = |logged: &[u8], output: &Taken, elapsed| {
+            self.failure(
+                Some(request_id.to_string()),
+                FunctionError::new(
+                    error_type::CANCELLED,
+                    "the invocation was cancelled by its caller; the worker process was killed",
+                ),
+                logged,
+                output,
+                elapsed,
+            )
+        };
+        if cancel.is_some_and(|c| c.is_cancelled()) {
+            return Ok(cancelled(&[], &Taken::default(), started.elapsed()));
+        }
         // An idle worker may have died while waiting (the kernel's OOM killer,
         // an operator): if it ended without taking the request, the handler
         // never ran, so a fresh worker takes it.
@@ -974,8 +1002,29 @@ impl ProcessPool {
             // Output of background threads between invocations is not this
             // invocation's (see `WorkerOutput::discard` for the fine print).
             worker.discard_output();
+            // A cancel ends the worker, as the deadline does. The hook is
+            // cleared before the worker is reaped or reused, so the group
+            // it signals is this worker's.
+            if let Some(cancel) = cancel {
+                let pid = worker.pid;
+                cancel.on_cancel(move || {
+                    // SAFETY: kill has no memory preconditions; the group id
+                    // is the worker's pid, held by the unreaped worker until
+                    // the hook is cleared below.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                });
+            }
             // The deadline bounds the whole answer, however the worker drips it.
             let answer = worker.call(&request, payload, deadline);
+            if let Some(cancel) = cancel {
+                cancel.clear();
+            }
+            if cancel.is_some_and(|c| c.is_cancelled()) && answer.is_err() {
+                let call_log = worker.call_log();
+                let output = worker.take_output();
+                worker.end();
+                return Ok(cancelled(&call_log, &output, started.elapsed()));
+            }
             if was_idle
                 && answer
                     .as_ref()

@@ -102,6 +102,11 @@ pub(crate) struct Invoke {
     pub request_id: Option<uuid::Uuid>,
     /// The trace id.
     pub trace_id: Option<TraceId>,
+    /// The caller's timeout for this call, in milliseconds (sooner than
+    /// the function's; the host kills the worker at it either way).
+    pub timeout_ms: Option<u64>,
+    /// The caller's user data for this call, read before the function's.
+    pub user_data: Vec<(String, String)>,
 }
 
 /// Worker → host: one result (the result body, if any, is the message's
@@ -190,12 +195,24 @@ fn put_optional_string(out: &mut Vec<u8>, s: Option<&str>) {
 impl Invoke {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(40);
-        let flags = u8::from(self.request_id.is_some()) | u8::from(self.trace_id.is_some()) << 1;
+        let extras = self.timeout_ms.is_some() || !self.user_data.is_empty();
+        let flags = u8::from(self.request_id.is_some())
+            | u8::from(self.trace_id.is_some()) << 1
+            | u8::from(extras) << 2;
         out.push(flags);
         out.extend_from_slice(self.request_id.unwrap_or_default().as_bytes());
         out.extend_from_slice(&self.trace_id.map(|t| t.bytes()).unwrap_or_default());
         put_optional_string(&mut out, self.version.as_deref());
         put_optional_string(&mut out, self.alias.as_deref());
+        if extras {
+            out.extend_from_slice(&self.timeout_ms.unwrap_or(0).to_le_bytes());
+            let n = u32::try_from(self.user_data.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&n.to_le_bytes());
+            for (key, value) in self.user_data.iter().take(n as usize) {
+                put_string(&mut out, key);
+                put_string(&mut out, value);
+            }
+        }
         out
     }
 
@@ -204,12 +221,28 @@ impl Invoke {
         let flags = f.u8()?;
         let request_id = uuid::Uuid::from_bytes(f.array()?);
         let trace_id = TraceId::new(f.array()?);
-        let invoke = Invoke {
+        let mut invoke = Invoke {
             request_id: (flags & 1 != 0).then_some(request_id),
             trace_id: trace_id.filter(|_| flags & 2 != 0),
             version: f.optional_string()?,
             alias: f.optional_string()?,
+            ..Invoke::default()
         };
+        if flags & 4 != 0 {
+            let ms = u64::from_le_bytes(f.array()?);
+            invoke.timeout_ms = (ms != 0).then_some(ms);
+            // Each entry takes at least its two lengths: a count the bytes
+            // cannot hold is refused before anything is read.
+            let n = f.u32()? as usize;
+            if n > f.0.len() / 8 {
+                return Err(invalid("more user data entries than bytes"));
+            }
+            for _ in 0..n {
+                let key = f.string()?;
+                let value = f.string()?;
+                invoke.user_data.push((key, value));
+            }
+        }
         f.end()?;
         Ok(invoke)
     }
@@ -368,8 +401,19 @@ mod tests {
             alias: None,
             request_id: Some(uuid::Uuid::new_v4()),
             trace_id: TraceId::new([7; 16]),
+            ..Invoke::default()
         };
         assert_eq!(Invoke::decode(&invoke.encode()).unwrap(), invoke);
+        let with_extras = Invoke {
+            timeout_ms: Some(250),
+            user_data: vec![("K".into(), "v ✓".into()), ("E".into(), String::new())],
+            ..Invoke::default()
+        };
+        let encoded = with_extras.encode();
+        assert_eq!(Invoke::decode(&encoded).unwrap(), with_extras);
+        for cut in 0..encoded.len() {
+            assert!(Invoke::decode(&encoded[..cut]).is_err(), "cut at {cut}");
+        }
         let bare = Invoke::default();
         assert_eq!(Invoke::decode(&bare.encode()).unwrap(), bare);
         let done = Done {

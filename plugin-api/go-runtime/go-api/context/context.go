@@ -103,3 +103,20 @@ func CallHost(ctx RuntimeContext, name string, input []byte) ([]byte, error) {
 	}
 	return nil, &HostCallError{Type: "HostFunctionsUnsupported", Message: "this context has no host functions"}
 }
+
+// CancelContext is what a fnhost context adds from ABI 1.5: whether the
+// invocation's caller cancelled it (its result will be discarded). Read it
+// with IsCancelled.
+type CancelContext interface {
+	IsCancelled() bool
+}
+
+// IsCancelled reports whether ctx's caller cancelled the invocation: a
+// handler that checks it in a long loop can stop early. False for a
+// context without it (a fake, or a host older than ABI 1.5).
+func IsCancelled(ctx RuntimeContext) bool {
+	if c, ok := ctx.(CancelContext); ok {
+		return c.IsCancelled()
+	}
+	return false
+}

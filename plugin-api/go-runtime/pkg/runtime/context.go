@@ -65,6 +65,7 @@ func (x *runtimeContext) GetPackage() string      { return x.field(C.FNHOST_FIEL
 func (x *runtimeContext) GetProjectID() string    { return x.field(C.FNHOST_FIELD_PROJECT_ID) }
 func (x *runtimeContext) GetToken() string        { return x.field(C.FNHOST_FIELD_TOKEN) }
 func (x *runtimeContext) GetTraceID() string      { return x.field(C.FNHOST_FIELD_TRACE_ID) }
+func (x *runtimeContext) IsCancelled() bool       { return x.field(C.FNHOST_FIELD_CANCELLED) == "1" }
 func (x *runtimeContext) GetSecurityToken() string {
 	return x.field(C.FNHOST_FIELD_SECURITY_TOKEN)
 }
