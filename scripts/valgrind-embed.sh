@@ -37,7 +37,7 @@ memcheck() {
     LD_LIBRARY_PATH=target/debug valgrind --tool=memcheck \
         --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
         --num-callers=40 \
-        --trace-children=no --log-file="$log" \
+        --trace-children=no --child-silent-after-fork=yes --log-file="$log" \
         "$out/$name" "$@"
     python3 - "$log" "$name" <<'PY'
 import re, sys
