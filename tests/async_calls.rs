@@ -274,8 +274,26 @@ fn host_functions_receive_the_callers_embedder_value() {
         .unwrap();
     let options = CallOptions::default().embedder_value(Arc::new("acme".to_owned()));
     assert_eq!(
-        text(&f.invoke_async(b"".to_vec(), options).join().unwrap()),
+        text(
+            &f.invoke_async(b"".to_vec(), options.clone())
+                .join()
+                .unwrap()
+        ),
         "acme"
     );
     assert_eq!(text(&f.invoke(b"").unwrap()), "nobody");
+    // From a worker process too: the value stays in the host, where the
+    // host function runs.
+    let isolated = rt
+        .load(
+            FunctionConfig::new("echo.CallHost", plugin_dir())
+                .name("isolated")
+                .isolation(Isolation::Process)
+                .user_data("HOST_FUNCTION", "whoami"),
+        )
+        .unwrap();
+    assert_eq!(
+        text(&isolated.invoke_with_options(b"", options).unwrap()),
+        "acme"
+    );
 }

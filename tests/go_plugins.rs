@@ -509,9 +509,9 @@ fn a_killed_go_calls_log_keeps_every_line_written_before_the_end() {
 }
 
 /// ABI 1.5 from Go: `context.CallHost` reaches the embedder's host
-/// functions in process, their typed errors come back as the handler's
-/// (`*context.HostCallError` has an `ErrorType`), and a worker process
-/// (the Go default) is told they are unavailable there.
+/// functions in process and from a worker process (the Go default), and
+/// their typed errors come back as the handler's (`*context.HostCallError`
+/// has an `ErrorType`).
 #[test]
 fn a_go_handler_calls_host_functions_with_typed_errors() {
     use fnhost::{HostCallContext, HostError};
@@ -562,6 +562,12 @@ fn a_go_handler_calls_host_functions_with_typed_errors() {
     );
     let f = load("no.such", Isolation::InProcess);
     assert_eq!(failure(&f, "callhost").0, "HostFunctionNotFound");
+    // From a worker process (the Go default), over its channel.
     let f = load("cache.get", Isolation::Process);
-    assert_eq!(failure(&f, "callhost").0, "HostFunctionUnavailable");
+    match call(&f, "callhost").outcome {
+        Outcome::Success(b) => assert_eq!(b.bytes, b"k1 for go-cache-get"),
+        Outcome::Failure(e) => panic!("{e:?}"),
+    }
+    let f = load("refuse", Isolation::Process);
+    assert_eq!(failure(&f, "callhost").0, "Forbidden");
 }

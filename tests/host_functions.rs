@@ -294,18 +294,119 @@ fn a_host_function_that_blocks_past_the_deadline_is_answered_timeout() {
     assert_eq!(text(&f.invoke(b"echo\nnext").unwrap().outcome), "ok next");
 }
 
+/// Across process isolation: a sandboxed worker's handler calls the host's
+/// functions over its channel (the host checks every request again, as an
+/// untrusted peer's); the answers, the limits and the typed errors are the
+/// same as in process, and a host function that blocks past the deadline
+/// ends the worker at it.
 #[test]
-fn a_process_isolated_plugin_is_told_host_functions_are_unavailable() {
+fn a_process_isolated_plugin_calls_host_functions_through_its_channel() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen_in = Arc::clone(&seen);
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function("echo", move |ctx: &HostCallContext<'_>, input: &[u8]| {
+            seen_in
+                .lock()
+                .unwrap()
+                .push((ctx.function().to_owned(), ctx.request_id().to_owned()));
+            Ok::<_, HostError>(input.to_vec())
+        })
+        .host_function(
+            "boom",
+            |_: &HostCallContext<'_>, _: &[u8]| -> Result<Vec<u8>, HostError> { panic!("on fire") },
+        )
+        .host_function("big", |_: &HostCallContext<'_>, _: &[u8]| {
+            Ok::<_, HostError>(vec![b'x'; fnhost_api::abi::MAX_HOST_CALL_INPUT + 1])
+        })
+        .host_function("slow", |ctx: &HostCallContext<'_>, _: &[u8]| {
+            std::thread::sleep(ctx.remaining() + Duration::from_millis(200));
+            Ok::<_, HostError>(b"late".to_vec())
+        })
+        .build()
+        .unwrap();
+    let load = |entry: &str, timeout: Duration| {
+        rt.load(
+            FunctionConfig::new(entry, fixture())
+                .name("isolated")
+                .isolation(Isolation::Process)
+                .timeout(timeout),
+        )
+        .unwrap()
+    };
+    let call = load("host_calls.Call", Duration::from_secs(5));
+    let r = call.invoke(b"echo\nfrom the sandbox").unwrap();
+    assert_eq!(text(&r.outcome), "ok from the sandbox");
+    assert_eq!(
+        seen.lock().unwrap().last().cloned().unwrap(),
+        ("isolated".to_owned(), r.request_id.clone()),
+        "the host function knows the calling function and request"
+    );
+    for (payload, expected) in [
+        (&b"no.such\nx"[..], "error HostFunctionNotFound "),
+        (b"boom\nx", "error HostFunctionPanicked "),
+        (b"big\nx", "error HostCallLimitExceeded "),
+    ] {
+        let out = text(&call.invoke(payload).unwrap().outcome);
+        assert!(out.starts_with(expected), "{out}");
+    }
+    let huge = load("host_calls.Huge", Duration::from_secs(5));
+    let out = text(&huge.invoke(b"").unwrap().outcome);
+    assert!(out.starts_with("error HostCallInputTooLarge "), "{out}");
+    let many = load("host_calls.Many", Duration::from_secs(60));
+    assert_eq!(
+        text(&many.invoke(b"10000 echo").unwrap().outcome),
+        "10000 0 -"
+    );
+    // The same worker serves on after all that.
+    assert_eq!(
+        text(&call.invoke(b"echo\nagain").unwrap().outcome),
+        "ok again"
+    );
+
+    let slow = load("host_calls.Call", Duration::from_secs(1));
+    let started = Instant::now();
+    let r = slow.invoke(b"slow\n").unwrap();
+    assert_eq!(r.outcome.error().unwrap().error_type, "timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        text(&slow.invoke(b"echo\nnext").unwrap().outcome),
+        "ok next"
+    );
+}
+
+/// An initializer calls host functions in process; in a worker process it
+/// runs at the worker's start, before any call, and is told they are
+/// unavailable there (it does not hang the start).
+#[test]
+fn initializers_reach_host_functions_in_process_and_are_told_no_in_a_worker() {
     let rt = Runtime::builder()
         .config(config())
         .host_function("echo", echo)
         .build()
         .unwrap();
-    let f = rt
-        .load(FunctionConfig::new("host_calls.Call", fixture()).isolation(Isolation::Process))
-        .unwrap();
-    let out = text(&f.invoke(b"echo\nx").unwrap().outcome);
-    assert!(out.starts_with("error HostFunctionUnavailable "), "{out}");
+    for (isolation, expected) in [
+        (Isolation::InProcess, "init: ok warm"),
+        (Isolation::Process, "init: error HostFunctionUnavailable"),
+    ] {
+        let started = Instant::now();
+        let f = rt
+            .load(
+                FunctionConfig::new("host_calls.Call", fixture())
+                    .initializer("host_calls.Init")
+                    .isolation(isolation),
+            )
+            .unwrap();
+        let r = f.invoke(b"echo\nafter").unwrap();
+        assert_eq!(text(&r.outcome), "ok after", "{isolation:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{isolation:?}");
+        let log = f.initializer_report().map(|r| r.log).unwrap_or_default();
+        assert!(log.contains(expected), "{isolation:?}: {log:?}");
+    }
 }
 
 #[test]

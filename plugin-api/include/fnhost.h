@@ -261,8 +261,8 @@ struct fnhost_context_vtable {
  *   HostCallDepthExceeded    host functions that invoke functions that call
  *                            host functions, nested too deep
  *   HostFunctionPanicked     the host function failed without an answer
- *   HostFunctionUnavailable  not reachable from here (a worker process of
- *                            process isolation, in this version)
+ *   HostFunctionUnavailable  not reachable from here (a library's pre-flight,
+ *                            or a host that stopped answering)
  *   timeout                  the invocation's deadline has passed
  * and a host function's own failure carries the type it gave
  * ("HostFunctionError" when it gave none). On a 1.4 host the vtable is

@@ -84,7 +84,8 @@ pub mod host_call_error {
     pub const DEPTH_EXCEEDED: &str = "HostCallDepthExceeded";
     /// The host function failed without an answer (a panic, in Rust).
     pub const PANICKED: &str = "HostFunctionPanicked";
-    /// Host functions are not reachable from here.
+    /// Host functions are not reachable from here (a library's pre-flight,
+    /// or a worker whose host stopped answering).
     pub const UNAVAILABLE: &str = "HostFunctionUnavailable";
     /// The host is older than ABI 1.5 (its context has no `call_host`).
     pub const UNSUPPORTED: &str = "HostFunctionsUnsupported";

@@ -213,12 +213,20 @@ pub fn check_name(name: &str) -> Result<(), RegisterError> {
     Ok(())
 }
 
+/// The host a worker process asks for host functions (over its channel).
+pub(crate) trait Remote: Send + Sync {
+    /// The host's answer to one call (checked locally already).
+    fn call(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, HostError>;
+}
+
 /// The host functions of a runtime, by name.
 #[derive(Default)]
 pub(crate) struct HostFunctions {
     by_name: RwLock<HashMap<Box<str>, Arc<dyn HostFunction>>>,
-    /// In a worker process (process isolation): none are reachable yet.
+    /// Where none are reachable (a pre-flight's checker).
     unavailable: bool,
+    /// In a worker process (process isolation): the host's.
+    remote: Option<Box<dyn Remote>>,
 }
 
 impl fmt::Debug for HostFunctions {
@@ -231,11 +239,18 @@ impl fmt::Debug for HostFunctions {
 }
 
 impl HostFunctions {
-    /// Those of a worker process: every call answers
-    /// `HostFunctionUnavailable`.
+    /// None reachable: every call answers `HostFunctionUnavailable`.
     pub(crate) fn unavailable() -> HostFunctions {
         HostFunctions {
             unavailable: true,
+            ..HostFunctions::default()
+        }
+    }
+
+    /// Those of a worker process: the host's, asked through `remote`.
+    pub(crate) fn remote(remote: Box<dyn Remote>) -> HostFunctions {
+        HostFunctions {
+            remote: Some(remote),
             ..HostFunctions::default()
         }
     }
@@ -332,6 +347,17 @@ impl Drop for DepthGuard {
     }
 }
 
+fn fail(ty: &str, message: String) -> Result<Vec<u8>, HostError> {
+    Err(HostError::new(message).with_type(ty))
+}
+
+fn too_large(what: &str, max: usize, len: usize) -> Result<Vec<u8>, HostError> {
+    fail(
+        host_call_error::INPUT_TOO_LARGE,
+        format!("{what} has at most {max} bytes, not {len}"),
+    )
+}
+
 /// Runs one host call of the invocation `ctx` describes, counted in
 /// `calls`; answers the function's output, or an error's type and message.
 ///
@@ -345,44 +371,58 @@ pub(crate) unsafe fn dispatch(
     name: PluginStr,
     input: PluginStr,
 ) -> Result<Vec<u8>, HostError> {
-    let fail = |ty: &str, message: String| Err(HostError::new(message).with_type(ty));
-    if functions.unavailable {
-        return fail(
-            host_call_error::UNAVAILABLE,
-            "host functions are not reachable from a worker process (process isolation) in this version".into(),
-        );
-    }
     // Lengths first: a plugin's length is not trusted to describe that much
     // readable memory, so nothing over a limit is read.
     if name.len > MAX_NAME {
-        return fail(
-            host_call_error::INPUT_TOO_LARGE,
-            format!(
-                "a host function's name has at most {MAX_NAME} bytes, not {}",
-                name.len
-            ),
-        );
+        return too_large("a host function's name", MAX_NAME, name.len);
     }
     if input.len > abi::MAX_HOST_CALL_INPUT {
+        return too_large("a host call's input", abi::MAX_HOST_CALL_INPUT, input.len);
+    }
+    // SAFETY: the plugin lends both (within their limits) for this call.
+    let (name, input) = unsafe { (name.as_slice(), input.as_slice()) };
+    dispatch_bytes(functions, calls, ctx, name, input)
+}
+
+/// [`dispatch`] of bytes in hand: a plugin's in process, or those a worker
+/// process sent (an untrusted peer's: every limit is checked again).
+pub(crate) fn dispatch_bytes(
+    functions: &HostFunctions,
+    calls: &Mutex<HostCalls>,
+    ctx: &HostCallContext<'_>,
+    name: &[u8],
+    input: &[u8],
+) -> Result<Vec<u8>, HostError> {
+    if functions.unavailable {
         return fail(
-            host_call_error::INPUT_TOO_LARGE,
-            format!(
-                "a host call's input has at most {} bytes, not {}",
-                abi::MAX_HOST_CALL_INPUT,
-                input.len
-            ),
+            host_call_error::UNAVAILABLE,
+            "host functions are not reachable from here".into(),
         );
     }
-    // SAFETY: the plugin lends `name` (within its limit) for this call.
-    let name = unsafe { name.as_slice() };
-    let Some(function) = std::str::from_utf8(name)
-        .ok()
-        .and_then(|n| functions.get(n))
-    else {
+    if name.len() > MAX_NAME {
+        return too_large("a host function's name", MAX_NAME, name.len());
+    }
+    if input.len() > abi::MAX_HOST_CALL_INPUT {
+        return too_large("a host call's input", abi::MAX_HOST_CALL_INPUT, input.len());
+    }
+    let Ok(name_text) = std::str::from_utf8(name) else {
         return fail(
             host_call_error::NOT_FOUND,
             format!("no host function named {:?}", String::from_utf8_lossy(name)),
         );
+    };
+    let local = match &functions.remote {
+        // A worker process: the host answers (and checks it all again).
+        Some(_) => None,
+        None => match functions.get(name_text) {
+            Some(function) => Some(function),
+            None => {
+                return fail(
+                    host_call_error::NOT_FOUND,
+                    format!("no host function named {name_text:?}"),
+                )
+            }
+        },
     };
     let depth = ctx.depth;
     if depth >= MAX_DEPTH {
@@ -406,9 +446,12 @@ pub(crate) unsafe fn dispatch(
             "the invocation's deadline has passed".into(),
         );
     }
-    // SAFETY: the plugin lends `input` (within the limit, checked above)
-    // for this call.
-    let input = unsafe { input.as_slice() };
+    let Some(function) = local else {
+        return match &functions.remote {
+            Some(remote) => remote.call(name_text, input),
+            None => fail(host_call_error::UNAVAILABLE, "no host".into()),
+        };
+    };
     let outer = CALLING_DEPTH.with(|d| d.replace(depth + 1));
     let _restore = DepthGuard(outer);
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function.call(ctx, input))) {
@@ -421,13 +464,12 @@ pub(crate) unsafe fn dispatch(
                 .unwrap_or_else(|| "a panic".into());
             log::error!(
                 target: "fnhost::host_call",
-                "host function {:?} called by function {} panicked: {what}",
-                String::from_utf8_lossy(name),
+                "host function {name_text:?} called by function {} panicked: {what}",
                 ctx.function
             );
             fail(
                 host_call_error::PANICKED,
-                format!("host function {:?} panicked", String::from_utf8_lossy(name)),
+                format!("host function {name_text:?} panicked"),
             )
         }
     }

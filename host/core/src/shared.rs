@@ -109,7 +109,10 @@ impl Shared {
     /// What a worker process's functions share: no code cache and no
     /// pre-flight (the worker is the throwaway process libraries are tried
     /// in).
-    pub(crate) fn for_worker(config: RuntimeConfig) -> Arc<Shared> {
+    pub(crate) fn for_worker(
+        config: RuntimeConfig,
+        host_functions: crate::host_call::HostFunctions,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             pool: WorkerPool::new(config.worker_idle_timeout, config.worker_stack_size),
             plugin_pools: parking_lot::Mutex::default(),
@@ -117,7 +120,7 @@ impl Shared {
             loader: Loader::in_worker(),
             counters: Counters::default(),
             housekeeping: Arc::default(),
-            host_functions: Arc::new(crate::host_call::HostFunctions::unavailable()),
+            host_functions: Arc::new(host_functions),
         })
     }
 }

@@ -25,9 +25,11 @@ use crate::config::{Isolation, RuntimeConfig};
 use crate::entry::Entry;
 use crate::generation::build::generation_of;
 use crate::generation::Mode;
+use crate::host_call::{HostError, HostFunctions, Remote};
 use crate::invocation::Served;
 use crate::isolation::protocol::{
-    read_frame, write_frame, Checked, Done, Invoke, Ready, Start, Verdict, PROTOCOL,
+    read_frame, write_frame, Checked, Done, HostAnswer, HostCall, Invoke, Ready, Start, Verdict,
+    PROTOCOL,
 };
 use crate::isolation::shared_memory::{Region, WorkerChannel};
 use crate::isolation::{FIRST_CLOSED_FD, LIBRARY_FD, REGION_FD, SOCKET_FD};
@@ -270,7 +272,7 @@ fn library_path() -> std::path::PathBuf {
 
 /// Loads the library and reports what it found (the pre-flight).
 fn check(mut writer: &UnixStream) -> std::io::Result<()> {
-    let shared = Shared::for_worker(RuntimeConfig::default());
+    let shared = Shared::for_worker(RuntimeConfig::default(), HostFunctions::unavailable());
     let loaded = shared
         .loader
         .open_in_place(Path::new("the library"), &library_path());
@@ -310,9 +312,11 @@ fn line_buffer_stdio() {
 
 fn serve(socket: UnixStream) -> std::io::Result<()> {
     // One descriptor for both directions (a clone would be one more
-    // descriptor the handler's process holds).
-    let mut reader = BufReader::new(&socket);
-    let mut writer = &socket;
+    // descriptor the handler's process holds), for the life of the process:
+    // the serving loop and the handler's host calls share it.
+    let socket: &'static UnixStream = Box::leak(Box::new(socket));
+    let mut reader = BufReader::new(socket);
+    let mut writer = socket;
     let (start, _): (Start, Vec<u8>) = read_frame(&mut reader)?;
     if start.protocol != PROTOCOL {
         let error = format!(
@@ -338,10 +342,18 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
     // take ownership once, here.
     let region = Region::open(unsafe { OwnedFd::from_raw_fd(REGION_FD) })?;
     let channel = WorkerChannel::new(region);
+    let ring = channel.log_ring();
+    let link = Arc::new(WorkerLink {
+        io: parking_lot::Mutex::new(WorkerIo {
+            channel,
+            reader,
+            socket,
+        }),
+        in_call: std::sync::atomic::AtomicBool::new(false),
+    });
     // Each log line the handler writes goes to the host as it is written
     // (the region's log area), so that a call killed at its deadline,
     // crashed or out of memory keeps it.
-    let ring = channel.log_ring();
     crate::log_buffer::set_mirror(Box::new(move |line| ring.append(line)));
     // C stdio on a pipe buffers whole blocks: what printf wrote before a
     // crash would die in the buffer. Line-buffered, each line reaches the
@@ -351,10 +363,13 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
     let mut config = start.config;
     config.isolation = Isolation::InProcess;
     let loaded = (|| {
-        let shared = Shared::for_worker(RuntimeConfig {
-            worker_stack_size: 2 * 1024 * 1024,
-            ..RuntimeConfig::default()
-        });
+        let shared = Shared::for_worker(
+            RuntimeConfig {
+                worker_stack_size: 2 * 1024 * 1024,
+                ..RuntimeConfig::default()
+            },
+            HostFunctions::remote(Box::new(RemoteHost(Arc::clone(&link)))),
+        );
         let entry =
             Entry::parse(&config.entry).map_err(|e| ("LoadError".to_owned(), e.to_string()))?;
         let init = config
@@ -412,28 +427,94 @@ fn serve(socket: UnixStream) -> std::io::Result<()> {
         },
         &[],
     )?;
-    let serve = || serve_calls(&socket, reader, channel, &generation);
+    let serve = || serve_calls(&link, &generation);
     match start_thread {
         Some(start) => on_plugin_thread(start, serve),
         None => serve(),
     }
 }
 
+/// The worker's end of its channel: taken by the serving loop between
+/// calls, and by a handler's host call during one.
+struct WorkerIo {
+    channel: WorkerChannel,
+    reader: BufReader<&'static UnixStream>,
+    socket: &'static UnixStream,
+}
+
+/// The host, as a worker's handlers reach it for host functions: a
+/// [`HostCall`] answered in the middle of the call, and the host's
+/// [`HostAnswer`] read back before the handler goes on.
+struct RemoteHost(Arc<WorkerLink>);
+
+/// The channel, and whether a call is in progress on it (host calls are
+/// answered only then: an initializer runs at the worker's start, before
+/// any call, and a thread a handler left running after it returned has no
+/// call to belong to).
+struct WorkerLink {
+    io: parking_lot::Mutex<WorkerIo>,
+    in_call: std::sync::atomic::AtomicBool,
+}
+
+impl Remote for RemoteHost {
+    fn call(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, HostError> {
+        let unavailable = |why: String| {
+            HostError::new(why).with_type(fnhost_api::abi::host_call_error::UNAVAILABLE)
+        };
+        if !self.0.in_call.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(unavailable(
+                "a worker process reaches host functions from its handlers' calls, not from initializers"
+                    .into(),
+            ));
+        }
+        let lost = |e: std::io::Error| unavailable(format!("the host did not answer: {e}"));
+        let mut io = self.0.io.lock();
+        let WorkerIo {
+            channel,
+            reader,
+            socket,
+        } = &mut *io;
+        let request = HostCall {
+            name: name.to_owned(),
+        };
+        channel
+            .answer(socket, &request.encode(), input)
+            .map_err(lost)?;
+        let message = channel.next(reader).map_err(lost)?;
+        let answer = HostAnswer::decode(&message.header).map_err(lost)?;
+        match answer.error_type {
+            None => Ok(message.body),
+            Some(error_type) => {
+                Err(HostError::new(String::from_utf8_lossy(&message.body)).with_type(error_type))
+            }
+        }
+    }
+}
+
 /// Serves `Invoke` frames until the socket closes.
 fn serve_calls(
-    socket: &UnixStream,
-    mut reader: BufReader<&UnixStream>,
-    mut channel: WorkerChannel,
+    link: &WorkerLink,
     generation: &Arc<crate::generation::Generation>,
 ) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    let io = &link.io;
     let mut memory = MemoryMeter::new();
     loop {
-        let message = match channel.next(&mut reader) {
+        link.in_call.store(false, Ordering::Release);
+        let next = {
+            let mut io = io.lock();
+            let WorkerIo {
+                channel, reader, ..
+            } = &mut *io;
+            channel.next(reader)
+        };
+        let message = match next {
             Ok(message) => message,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
         let invoke = Invoke::decode(&message.header)?;
+        link.in_call.store(true, Ordering::Release);
         let extras = crate::CallOptions {
             user_data: invoke.user_data.into_iter().collect(),
             timeout: invoke.timeout_ms.map(std::time::Duration::from_millis),
@@ -456,6 +537,11 @@ fn serve_calls(
                     error: Some(("FunctionInvokeError".into(), e.to_string())),
                     ..Done::default()
                 };
+                link.in_call.store(false, Ordering::Release);
+                let mut io = io.lock();
+                let WorkerIo {
+                    channel, socket, ..
+                } = &mut *io;
                 channel.answer(socket, &done.encode(), &[])?;
                 continue;
             }
@@ -486,6 +572,11 @@ fn serve_calls(
         // SAFETY: fflush(NULL) flushes every open C stream; no pointer is
         // passed.
         unsafe { libc::fflush(std::ptr::null_mut()) };
+        link.in_call.store(false, Ordering::Release);
+        let mut io = io.lock();
+        let WorkerIo {
+            channel, socket, ..
+        } = &mut *io;
         channel.answer(socket, &done.encode(), body)?;
     }
 }

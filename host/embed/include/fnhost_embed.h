@@ -216,8 +216,9 @@ void fnhost_string_free(char *s);
  * ctx.call_host in fnhost-api; CallHost in the Go runtime). Register it
  * before or after functions load; every function of the runtime may call
  * it (the callback decides per caller: fnhost_host_call_function says who
- * calls). Plugins in process isolation get HostFunctionUnavailable in this
- * version.
+ * calls). A plugin in a worker process (process isolation, sandboxed)
+ * calls them too: the call crosses the worker's channel and the callback
+ * runs in this process, on the thread that waits for that invocation.
  *
  * The callback:
  *   int fn(void *user, fnhost_host_call *call, const uint8_t *input, size_t input_len)

@@ -57,7 +57,7 @@ impl Workers {
         served: Served,
     ) -> Result<InvokeResult, InvokeError> {
         lease.mark_ready();
-        let result = self.pool.invoke(payload, &served);
+        let result = self.pool.invoke(payload, &served, &generation.context);
         drop((lease, flight));
         let result = result.map_err(|busy| generation.too_many(busy.to_string()))?;
         let counters = &generation.shared.counters;

@@ -19,11 +19,16 @@ use parking_lot::Mutex;
 
 use super::budget::{self, IdleWorkers, Slot};
 use super::output::{self, Taken, WorkerOutput, MAX_CAPTURED};
-use super::protocol::{read_frame, write_frame, Deadline, Done, Invoke, Ready, Start, PROTOCOL};
+use super::protocol::{
+    read_frame, tag_of, write_frame, Deadline, Done, HostAnswer, HostCall, Invoke, Ready, Start,
+    PROTOCOL, TAG_HOST,
+};
 use super::reaper;
 use super::shared_memory::{HostChannel, Message};
 use super::{RUNTIME_HEADROOM_MB, WORKER_ARG};
 use crate::config::FunctionConfig;
+use crate::host_call::HostError;
+use crate::invocation::FunctionContext;
 use crate::invocation::{cut, format_timeout, Served};
 use crate::log_buffer::push_rfc3339_millis;
 use crate::outcome::{error_type, Body, BodyKind, FunctionError, InvokeResult, Outcome, Summary};
@@ -503,6 +508,19 @@ impl Worker {
         channel.call(&self.socket, header, body, deadline)
     }
 
+    /// A message within the call in progress (see [`HostChannel::call_again`]).
+    fn call_again(
+        &mut self,
+        header: &[u8],
+        body: &[u8],
+        deadline: Instant,
+    ) -> std::io::Result<Message> {
+        let Some(channel) = self.channel.as_mut() else {
+            return Err(std::io::Error::other("this worker only checks libraries"));
+        };
+        channel.call_again(&self.socket, header, body, deadline)
+    }
+
     /// Whether the worker took the last request (see [`HostChannel::taken`]).
     fn took_request(&self) -> bool {
         self.channel.as_ref().is_some_and(HostChannel::taken)
@@ -917,15 +935,90 @@ impl ProcessPool {
             }
         }
     }
+}
 
+/// What the host knows of an isolated call for the host functions its
+/// handler calls (a worker's requests are an untrusted peer's:
+/// `dispatch_bytes` checks every limit again, and counts the calls here).
+struct HostSide<'a> {
+    function: &'a FunctionContext,
+    served: &'a Served,
+    request_id: String,
+    deadline: Instant,
+    depth: u32,
+    calls: parking_lot::Mutex<crate::host_call::HostCalls>,
+}
+
+impl HostSide<'_> {
+    /// The [`HostAnswer`] (header and body) to a worker's host call.
+    fn answer(&self, name: &str, input: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let trace = self.served.ids.trace_id.map(|t| t.to_hex());
+        let trace_id = trace
+            .as_ref()
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .unwrap_or("");
+        let f = self.function;
+        let ctx = crate::host_call::HostCallContext {
+            function: &f.function_name,
+            version: self.served.version.as_deref().unwrap_or(&f.version),
+            alias: self.served.alias.as_deref().unwrap_or(&f.alias),
+            project_id: &f.project_id,
+            package: &f.package,
+            request_id: &self.request_id,
+            trace_id,
+            deadline: self.deadline,
+            depth: self.depth,
+            embedder_value: self
+                .served
+                .extras
+                .as_ref()
+                .and_then(|e| e.embedder_value.as_deref()),
+        };
+        let answer = crate::host_call::dispatch_bytes(
+            &f.host_functions,
+            &self.calls,
+            &ctx,
+            name.as_bytes(),
+            input,
+        )
+        .and_then(|output| {
+            // What crosses to a worker is bounded like what it sends.
+            if output.len() > fnhost_api::abi::MAX_HOST_CALL_INPUT {
+                return Err(HostError::new(format!(
+                    "an answer of {} bytes is over the {} a worker process takes",
+                    output.len(),
+                    fnhost_api::abi::MAX_HOST_CALL_INPUT
+                ))
+                .with_type(fnhost_api::abi::host_call_error::LIMIT_EXCEEDED));
+            }
+            Ok(output)
+        });
+        match answer {
+            Ok(output) => (HostAnswer { error_type: None }.encode(), output),
+            Err(e) => (
+                HostAnswer {
+                    error_type: Some(e.error_type().to_owned()),
+                }
+                .encode(),
+                e.message().as_bytes().to_vec(),
+            ),
+        }
+    }
+}
+
+impl ProcessPool {
     /// Runs one invocation in a worker, answering at the deadline at the
     /// latest; `Err` when the host-wide worker budget stayed exhausted.
     pub(crate) fn invoke(
         &self,
         payload: &[u8],
         served: &Served,
+        function: &FunctionContext,
     ) -> Result<InvokeResult, Saturated> {
         let started = Instant::now();
+        // Host functions this call's handler calls run at the depth of the
+        // host function (if any) that started it.
+        let depth = crate::host_call::depth_of_new_invocation();
         let timeout = served.timeout_within(self.config.timeout);
         let deadline = started + timeout;
         self.release_idle();
@@ -1014,8 +1107,35 @@ impl ProcessPool {
                     unsafe { libc::kill(-pid, libc::SIGKILL) };
                 });
             }
-            // The deadline bounds the whole answer, however the worker drips it.
-            let answer = worker.call(&request, payload, deadline);
+            // The deadline bounds the whole answer, however the worker drips
+            // it, host calls included.
+            let mut answer = worker.call(&request, payload, deadline);
+            if answer
+                .as_ref()
+                .is_ok_and(|m| tag_of(&m.header) == Some(TAG_HOST))
+            {
+                let host = HostSide {
+                    function,
+                    served,
+                    request_id: request_id.to_string(),
+                    deadline,
+                    depth,
+                    calls: parking_lot::Mutex::default(),
+                };
+                while let Ok(message) = &answer {
+                    if tag_of(&message.header) != Some(TAG_HOST) {
+                        break;
+                    }
+                    let (header, body) = match HostCall::decode(&message.header) {
+                        Ok(call) => host.answer(&call.name, &message.body),
+                        Err(e) => {
+                            answer = Err(e);
+                            break;
+                        }
+                    };
+                    answer = worker.call_again(&header, &body, deadline);
+                }
+            }
             if let Some(cancel) = cancel {
                 cancel.clear();
             }

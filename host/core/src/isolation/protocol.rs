@@ -87,7 +87,79 @@ pub(crate) struct Ready {
 /// existed), and the host refuses it by name instead of misreading it.
 /// 3: `Done` no longer carries the worker's duration and billed duration
 /// (the host bills what it measured).
-pub(crate) const PROTOCOL: u32 = 3;
+/// 4: every message of a call starts with its kind ([`TAG_CALL`],
+/// [`TAG_HOST`]): a worker asks the host for a host function mid-call
+/// ([`HostCall`]) and is answered ([`HostAnswer`]); `Invoke` carries the
+/// caller's deadline and user data.
+pub(crate) const PROTOCOL: u32 = 4;
+
+/// The kind of a call's message: `Invoke` (host → worker) or `Done`
+/// (worker → host).
+pub(crate) const TAG_CALL: u8 = 1;
+/// The kind of a call's message: [`HostCall`] (worker → host) or
+/// [`HostAnswer`] (host → worker).
+pub(crate) const TAG_HOST: u8 = 2;
+
+/// The kind of a message of a call (its first header byte), `None` for an
+/// empty header.
+pub(crate) fn tag_of(header: &[u8]) -> Option<u8> {
+    header.first().copied()
+}
+
+/// Worker → host, in the middle of a call: the handler calls a host
+/// function (its input is the message's body).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct HostCall {
+    pub name: String,
+}
+
+/// Host → worker: a [`HostCall`]'s answer: the output on success (the
+/// message's body), else the error's type (and its message as the body).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct HostAnswer {
+    pub error_type: Option<String>,
+}
+
+impl HostCall {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.name.len());
+        out.push(TAG_HOST);
+        put_string(&mut out, &self.name);
+        out
+    }
+
+    /// Decodes a worker's request (an untrusted peer's bytes; the name is
+    /// bounded by the header's limit, and checked again by the host).
+    pub(crate) fn decode(header: &[u8]) -> io::Result<HostCall> {
+        let mut f = Fields(header);
+        if f.u8()? != TAG_HOST {
+            return Err(invalid("not a host call"));
+        }
+        let call = HostCall { name: f.string()? };
+        f.end()?;
+        Ok(call)
+    }
+}
+
+impl HostAnswer {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![TAG_HOST];
+        put_optional_string(&mut out, self.error_type.as_deref());
+        out
+    }
+
+    pub(crate) fn decode(header: &[u8]) -> io::Result<HostAnswer> {
+        let mut f = Fields(header);
+        if f.u8()? != TAG_HOST {
+            return Err(invalid("not a host call's answer"));
+        }
+        let answer = HostAnswer {
+            error_type: f.optional_string()?,
+        };
+        f.end()?;
+        Ok(answer)
+    }
+}
 
 /// Host → worker: one invocation (the payload is the message's body).
 /// Encoded by hand, as fixed little-endian fields and length-prefixed
@@ -195,6 +267,7 @@ fn put_optional_string(out: &mut Vec<u8>, s: Option<&str>) {
 impl Invoke {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(40);
+        out.push(TAG_CALL);
         let extras = self.timeout_ms.is_some() || !self.user_data.is_empty();
         let flags = u8::from(self.request_id.is_some())
             | u8::from(self.trace_id.is_some()) << 1
@@ -218,6 +291,9 @@ impl Invoke {
 
     pub(crate) fn decode(header: &[u8]) -> io::Result<Invoke> {
         let mut f = Fields(header);
+        if f.u8()? != TAG_CALL {
+            return Err(invalid("not an invocation"));
+        }
         let flags = f.u8()?;
         let request_id = uuid::Uuid::from_bytes(f.array()?);
         let trace_id = TraceId::new(f.array()?);
@@ -251,6 +327,7 @@ impl Invoke {
 impl Done {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(48 + self.log.len());
+        out.push(TAG_CALL);
         out.extend_from_slice(&self.kind.to_le_bytes());
         out.extend_from_slice(&self.memory_used_mb.to_le_bytes());
         match &self.error {
@@ -268,6 +345,9 @@ impl Done {
     /// Decodes a worker's answer (an untrusted peer's bytes).
     pub(crate) fn decode(header: &[u8]) -> io::Result<Done> {
         let mut f = Fields(header);
+        if f.u8()? != TAG_CALL {
+            return Err(invalid("not a result"));
+        }
         let kind = f.u32()?;
         let memory_used_mb = f.f64()?;
         let error = match f.u8()? {
@@ -423,6 +503,24 @@ mod tests {
             log: "line\n".into(),
         };
         assert_eq!(Done::decode(&done.encode()).unwrap(), done);
+        let call = HostCall {
+            name: "cache.get".into(),
+        };
+        assert_eq!(HostCall::decode(&call.encode()).unwrap(), call);
+        assert!(
+            Done::decode(&call.encode()).is_err(),
+            "kinds are told apart"
+        );
+        assert!(HostCall::decode(&done.encode()).is_err());
+        for answer in [
+            HostAnswer::default(),
+            HostAnswer {
+                error_type: Some("Forbidden".into()),
+            },
+        ] {
+            assert_eq!(HostAnswer::decode(&answer.encode()).unwrap(), answer);
+            assert!(Invoke::decode(&answer.encode()).is_err());
+        }
     }
 
     #[test]
@@ -440,13 +538,17 @@ mod tests {
         trailing.push(0);
         assert!(Done::decode(&trailing).is_err());
         // A string length far past the end.
-        // (The option tag is at byte 12, after the kind and the memory.)
-        let mut huge = done[..13].to_vec();
+        // (The option tag is at byte 13, after the message's kind, the
+        // body's kind and the memory.)
+        let mut huge = done[..14].to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(Done::decode(&huge).is_err());
-        let mut bad = done;
-        bad[12] = 9;
+        let mut bad = done.clone();
+        bad[13] = 9;
         assert!(Done::decode(&bad).is_err());
+        let mut other_kind = done;
+        other_kind[0] = TAG_HOST;
+        assert!(Done::decode(&other_kind).is_err());
     }
 
     #[test]

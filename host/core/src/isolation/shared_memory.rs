@@ -439,11 +439,34 @@ impl HostChannel {
         body: &[u8],
         deadline: Instant,
     ) -> io::Result<Message> {
+        // This call's log starts empty (published with the request).
+        self.region.word(LOG_LEN).store(0, Ordering::Relaxed);
+        self.exchange(socket, header, body, deadline)
+    }
+
+    /// Sends a message within the call in progress (a host call's answer)
+    /// and waits for the worker's next, as [`call`](Self::call) does: the
+    /// call's log goes on.
+    pub(crate) fn call_again(
+        &mut self,
+        socket: &UnixStream,
+        header: &[u8],
+        body: &[u8],
+        deadline: Instant,
+    ) -> io::Result<Message> {
+        self.exchange(socket, header, body, deadline)
+    }
+
+    fn exchange(
+        &mut self,
+        socket: &UnixStream,
+        header: &[u8],
+        body: &[u8],
+        deadline: Instant,
+    ) -> io::Result<Message> {
         let started = Instant::now();
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
-        // This call's log starts empty (published with the request).
-        self.region.word(LOG_LEN).store(0, Ordering::Relaxed);
         let fits = self.region.put(REQUEST_SLOT, header, body);
         self.region.word(REQUEST_SEQ).store(seq, Ordering::Release);
         fence(Ordering::SeqCst);
