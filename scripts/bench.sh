@@ -16,6 +16,9 @@
 #   instructions  callgrind instruction counts of the in-process paths
 #   lifecycle  hot swap (criterion)
 #   go         a Go handler (criterion; needs Go)
+#   host_call  a 64-byte host call from a handler, in process and from a
+#              worker process, beside a direct call and a raw shared-memory
+#              round trip
 #
 # With arguments, runs only those parts (e.g. scripts/bench.sh handoff).
 # FNHOST_BENCH_ROUNDS and FNHOST_BENCH_BATCH_MS tune the rounds.
@@ -23,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(invoke handoff isolation cold_load instructions lifecycle go)
+[ ${#parts[@]} -gt 0 ] || parts=(invoke handoff isolation cold_load instructions lifecycle go host_call)
 want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 cargo build --release --locked -p echo -p testplugin -p hotswap
@@ -75,4 +78,7 @@ if want go; then
   # A Go handler through fnhost against Go's own plugin package (prints its table).
   ./scripts/go-plugins.sh >/dev/null
   cargo bench --locked -p fnhost --bench go_echo
+fi
+if want host_call; then
+  cargo bench --locked -p fnhost --bench host_call
 fi

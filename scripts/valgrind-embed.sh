@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the C embedding example (host/embed/examples/embed.c), and the C
-# programs of host functions (tests/embed/host_functions.c) and of calls
+# programs of host functions (host/embed/examples/host_functions.c) and of calls
 # that do not block (tests/embed/async_calls.c), under valgrind's memcheck: no invalid read or write, no use of uninitialized
 # memory, and no leak ("definitely" or "indirectly lost") may come from
 # fnhost. Memory that stays reachable at exit (the process-wide worker
@@ -61,5 +61,5 @@ PY
 }
 
 memcheck embed host/embed/examples/embed.c target/debug "$out/a" "$out/b" "$out/bad"
-memcheck host_functions tests/embed/host_functions.c target/debug
+memcheck host_functions host/embed/examples/host_functions.c target/debug
 memcheck async_calls tests/embed/async_calls.c target/debug "$out"

@@ -134,15 +134,16 @@ fn the_c_api_may_be_called_from_its_log_callback_and_from_racing_threads() {
     assert!(text.contains("called every function 12 times"), "{text}");
 }
 
-/// tests/embed/host_functions.c: host functions registered through the C
-/// API, called by a Rust plugin from 8 threads, with typed errors both
-/// ways and the rules that make `user` safe to free.
+/// host/embed/examples/host_functions.c: host functions registered through
+/// the C API, called by a Rust plugin from 8 threads in process and from
+/// sandboxed worker processes, with typed errors both ways, the rules that
+/// make `user` safe to free, and a spinning call cancelled.
 #[test]
 fn c_host_functions_serve_plugins_and_can_be_withdrawn_safely() {
     let dir = scratch("embed-host-functions");
     let exe = dir.join("host_functions");
     let (ok, text) = build_and_run(
-        &workspace_root().join("tests/embed/host_functions.c"),
+        &workspace_root().join("host/embed/examples/host_functions.c"),
         &exe,
         &[plugin_dir()],
     );
@@ -152,6 +153,11 @@ fn c_host_functions_serve_plugins_and_can_be_withdrawn_safely() {
         text.contains("cache: 800 calls from 8 threads, 800 hits"),
         "{text}"
     );
+    assert!(
+        text.contains("cache, isolated: 800 calls from 8 threads"),
+        "{text}"
+    );
+    assert!(text.contains("a spinning call: cancelled"), "{text}");
 }
 
 /// tests/embed/async_calls.c: calls that do not block, through the C API:

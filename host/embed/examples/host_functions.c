@@ -1,13 +1,20 @@
 /*
- * Host functions through the C API (tests/embed_c.rs builds and runs it):
- * a cache the plugins read from 8 threads at once, a callback that names
- * its caller, typed errors both ways (set_error, a bare non-zero return),
- * unregistering from inside the callback (refused: it would wait for
- * itself) and from another thread while a call runs (it waits for the
- * call, so `user` may be freed at once). Exits 0 and prints
+ * Host functions through the C API: a cache and a logger of this program
+ * that plugins call, from 8 threads at once, in process and from sandboxed
+ * worker processes; a callback that names its caller; typed errors both
+ * ways (set_error, a bare non-zero return); unregistering from inside the
+ * callback (refused: it would wait for itself) and from another thread
+ * while a call runs (it waits for the call, so `user` may be freed at
+ * once); and a spinning call cancelled. tests/embed_c.rs builds and runs it
+ * (and scripts/valgrind-embed.sh, under memcheck). Exits 0 and prints
  * "host_functions: all checks passed"; an alarm ends it if anything hangs.
  *
- * Usage: host_functions PLUGIN_DIR (the directory of libecho.so)
+ *   cc -I host/embed/include host/embed/examples/host_functions.c \
+ *      -L target/debug -lfnhost_embed -pthread -o host_functions
+ *   LD_LIBRARY_PATH=target/debug ./host_functions target/debug
+ *
+ * Usage: host_functions PLUGIN_DIR (the directory of libecho.so and
+ * libmisbehaving.so)
  */
 #define _POSIX_C_SOURCE 200809L
 #include "fnhost_embed.h"
@@ -83,17 +90,36 @@ static int slow_call(void *user, fnhost_host_call *call, const uint8_t *input, s
     return 0;
 }
 
-static fnhost_function *load(const char *plugins, const char *name, const char *host_function) {
+/* A logger the plugins write lines to: it keeps the last one. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_line[256];
+static atomic_int lines;
+static int log_write(void *user, fnhost_host_call *call, const uint8_t *input, size_t len) {
+    (void)user;
+    pthread_mutex_lock(&log_lock);
+    snprintf(last_line, sizeof last_line, "%s: %.*s", fnhost_host_call_function(call), (int)len,
+             (const char *)input);
+    pthread_mutex_unlock(&log_lock);
+    atomic_fetch_add(&lines, 1);
+    return 0;
+}
+
+static fnhost_function *load_as(const char *plugins, const char *name, const char *host_function,
+                                const char *isolation) {
     char json[2048];
     snprintf(json, sizeof json,
              "{\"entry\":\"echo.CallHost\",\"code_dir\":\"%s\",\"name\":\"%s\","
-             "\"timeout_s\":10,\"user_data\":{\"HOST_FUNCTION\":\"%s\"}}",
-             plugins, name, host_function);
+             "\"timeout_s\":10,\"isolation\":\"%s\",\"user_data\":{\"HOST_FUNCTION\":\"%s\"}}",
+             plugins, name, isolation, host_function);
     char *error = NULL;
     fnhost_function *f = fnhost_function_load(rt, json, &error);
     CHECK(f != NULL, "load %s: %s", name, error ? error : "?");
     fnhost_string_free(error);
     return f;
+}
+
+static fnhost_function *load(const char *plugins, const char *name, const char *host_function) {
+    return load_as(plugins, name, host_function, "in-process");
 }
 
 static fnhost_function *orders;
@@ -166,6 +192,52 @@ int main(int argc, char **argv) {
     for (int t = 0; t < 8; t++) pthread_join(threads[t], NULL);
     CHECK(atomic_load(&cache.hits) == 800, "hits %d", atomic_load(&cache.hits));
     printf("cache: 800 calls from 8 threads, %d hits\n", atomic_load(&cache.hits));
+
+    /* The same from sandboxed worker processes: the calls cross each
+     * worker's channel, the callbacks run here. */
+    fnhost_function *in_process_orders = orders;
+    orders = load_as(plugins, "orders", "cache.get", "process");
+    if (!orders) return 1;
+    for (long t = 0; t < 8; t++) pthread_create(&threads[t], NULL, reader, (void *)t);
+    for (int t = 0; t < 8; t++) pthread_join(threads[t], NULL);
+    CHECK(atomic_load(&cache.hits) == 1600, "hits %d", atomic_load(&cache.hits));
+    printf("cache, isolated: 800 calls from 8 threads\n");
+    fnhost_function_free(orders);
+    orders = in_process_orders;
+
+    /* A logger, in process and isolated. */
+    CHECK(fnhost_host_function_register(rt, "log.write", log_write, NULL, NULL) == 0, "register log");
+    const char *isolations[] = {"in-process", "process"};
+    for (int i = 0; i < 2; i++) {
+        fnhost_function *logger = load_as(plugins, "logger", "log.write", isolations[i]);
+        if (!logger) return 1;
+        fnhost_result *r = fnhost_function_invoke(logger, (const uint8_t *)"a line", 6);
+        CHECK(!fnhost_result_is_error(r), "log.write %s", isolations[i]);
+        fnhost_result_free(r);
+        fnhost_function_free(logger);
+    }
+    CHECK(atomic_load(&lines) == 2 && strcmp(last_line, "logger: a line") == 0, "logger: %d %s",
+          atomic_load(&lines), last_line);
+
+    /* A spinning call in a worker process, cancelled: its worker ends. */
+    char spin_json[1024];
+    snprintf(spin_json, sizeof spin_json,
+             "{\"name\":\"spin\",\"entry\":\"misbehaving.Spin\",\"code_dir\":\"%s\","
+             "\"isolation\":\"process\",\"timeout_s\":30}",
+             plugins);
+    error = NULL;
+    CHECK(fnhost_deploy(rt, spin_json, &error) == 0, "deploy spin: %s", error ? error : "?");
+    fnhost_string_free(error);
+    fnhost_call *spinning = fnhost_invoke_start(rt, "spin", NULL, 0, NULL);
+    fnhost_result *spun = NULL;
+    CHECK(fnhost_call_wait(spinning, 200, &spun) == 1, "still spinning");
+    CHECK(fnhost_call_cancel(spinning) == 0, "cancel");
+    CHECK(fnhost_call_wait(spinning, 5000, &spun) == 0 && spun, "cancelled call ends");
+    CHECK(spun && strcmp(fnhost_result_error_type(spun), "Cancelled") == 0, "cancelled: %s",
+          spun ? fnhost_result_error_type(spun) : "(none)");
+    fnhost_result_free(spun);
+    fnhost_call_free(spinning);
+    printf("a spinning call: cancelled\n");
 
     expect_error(billing, "k1", "Forbidden");
     expect_error(orders, "nokey", "NoSuchKey");
