@@ -190,6 +190,7 @@ fn main() {
             ("isolated_ratio", isolated_ratio.0),
         ],
     );
-    drop(shm_parent);
+    // The child sleeps on its futex, not on the socket: ended, not waited for.
+    let _ = shm_child.kill();
     let _ = shm_child.wait();
 }

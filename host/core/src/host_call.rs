@@ -17,11 +17,13 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use fnhost_api::abi::{self, host_call_error, HostStr, PluginStr};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 /// How deep host functions that invoke functions that call host functions
 /// may nest: a call at this depth answers `HostCallDepthExceeded`.
@@ -222,7 +224,10 @@ pub(crate) trait Remote: Send + Sync {
 /// The host functions of a runtime, by name.
 #[derive(Default)]
 pub(crate) struct HostFunctions {
-    by_name: RwLock<HashMap<Box<str>, Arc<dyn HostFunction>>>,
+    /// Read on every call without a lock (a registration replaces the
+    /// whole map, under `changing`).
+    by_name: ArcSwap<HashMap<Box<str>, Arc<dyn HostFunction>>>,
+    changing: Mutex<()>,
     /// Where none are reachable (a pre-flight's checker).
     unavailable: bool,
     /// In a worker process (process isolation): the host's.
@@ -261,53 +266,83 @@ impl HostFunctions {
         function: Arc<dyn HostFunction>,
     ) -> Result<(), RegisterError> {
         check_name(name)?;
-        let mut by_name = self.by_name.write();
+        let _changing = self.changing.lock();
+        let mut by_name = HashMap::clone(&self.by_name.load());
         if by_name.contains_key(name) {
             return Err(RegisterError(format!(
                 "a host function named {name:?} is registered already (unregister it first)"
             )));
         }
         by_name.insert(name.into(), function);
+        self.by_name.store(Arc::new(by_name));
         Ok(())
     }
 
     pub(crate) fn unregister(&self, name: &str) -> bool {
-        self.by_name.write().remove(name).is_some()
+        let _changing = self.changing.lock();
+        let mut by_name = HashMap::clone(&self.by_name.load());
+        let removed = by_name.remove(name).is_some();
+        self.by_name.store(Arc::new(by_name));
+        removed
     }
 
     pub(crate) fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.by_name.read().keys().map(|k| k.to_string()).collect();
+        let mut names: Vec<String> = self.by_name.load().keys().map(|k| k.to_string()).collect();
         names.sort();
         names
     }
-
-    fn get(&self, name: &str) -> Option<Arc<dyn HostFunction>> {
-        self.by_name.read().get(name).cloned()
-    }
 }
 
-/// What one invocation's host calls hold: their count and every answer
-/// lent to the plugin (valid until the handler returns, so kept until the
-/// invocation's state is dropped).
+/// What one invocation's host calls hold: their count, when they must end
+/// (on a cheap clock), and every answer lent to the plugin (valid until the
+/// handler returns, so kept until the invocation's state is dropped).
 #[derive(Debug, Default)]
 pub(crate) struct HostCalls {
-    count: u32,
-    answers: Vec<Box<[u8]>>,
+    count: AtomicU32,
+    /// The deadline on `CLOCK_MONOTONIC_COARSE`, in ns (0: not set yet):
+    /// set at the first call from the invocation's own deadline, so that
+    /// later calls check it without a precise clock read (the coarse clock
+    /// is a few ms behind at most).
+    coarse_deadline_ns: AtomicU64,
+    answers: Mutex<Answers>,
+}
+
+#[derive(Debug, Default)]
+struct Answers {
+    kept: Vec<Vec<u8>>,
     bytes: usize,
 }
 
 impl HostCalls {
     /// Counts one call; `false` past the limit.
-    fn count_one(&mut self) -> bool {
-        if self.count >= abi::MAX_HOST_CALLS {
-            return false;
-        }
-        self.count += 1;
-        true
+    fn count_one(&self) -> bool {
+        self.count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < abi::MAX_HOST_CALLS).then_some(n + 1)
+            })
+            .is_ok()
     }
 
+    /// Whether `deadline` has passed.
+    fn past(&self, deadline: Instant) -> bool {
+        let coarse = self.coarse_deadline_ns.load(Ordering::Relaxed);
+        if coarse != 0 {
+            return coarse_now_ns() >= coarse;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        let left = u64::try_from((deadline - now).as_nanos()).unwrap_or(u64::MAX);
+        let at = coarse_now_ns().saturating_add(left).max(1);
+        self.coarse_deadline_ns.store(at, Ordering::Relaxed);
+        false
+    }
+}
+
+impl Answers {
     /// Keeps `bytes` and lends them; `None` past the limit on answers held.
-    fn keep(&mut self, bytes: &[u8]) -> Option<HostStr> {
+    fn keep(&mut self, bytes: Vec<u8>) -> Option<HostStr> {
         if bytes.is_empty() {
             return Some(HostStr::EMPTY);
         }
@@ -316,13 +351,27 @@ impl HostCalls {
             return None;
         }
         self.bytes = total;
-        let kept: Box<[u8]> = bytes.into();
-        // The heap bytes stay where they are when the box moves into the
-        // vector, and the vector only ever grows until the state is dropped.
-        let lent = HostStr::from_slice(&kept);
-        self.answers.push(kept);
+        // The heap bytes stay where they are when the vector moves into
+        // the list, and the list only ever grows until the state is
+        // dropped.
+        let lent = HostStr::from_slice(&bytes);
+        self.kept.push(bytes);
         Some(lent)
     }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in ns: the tick's clock, a few ns to read.
+fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, valid here.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 thread_local! {
@@ -366,7 +415,7 @@ fn too_large(what: &str, max: usize, len: usize) -> Result<Vec<u8>, HostError> {
 /// as its limit allows is read).
 pub(crate) unsafe fn dispatch(
     functions: &HostFunctions,
-    calls: &Mutex<HostCalls>,
+    calls: &HostCalls,
     ctx: &HostCallContext<'_>,
     name: PluginStr,
     input: PluginStr,
@@ -388,7 +437,7 @@ pub(crate) unsafe fn dispatch(
 /// process sent (an untrusted peer's: every limit is checked again).
 pub(crate) fn dispatch_bytes(
     functions: &HostFunctions,
-    calls: &Mutex<HostCalls>,
+    calls: &HostCalls,
     ctx: &HostCallContext<'_>,
     name: &[u8],
     input: &[u8],
@@ -411,10 +460,13 @@ pub(crate) fn dispatch_bytes(
             format!("no host function named {:?}", String::from_utf8_lossy(name)),
         );
     };
+    // Held through the call: a registration meanwhile makes a new map and
+    // leaves this one to this call.
+    let map = functions.by_name.load();
     let local = match &functions.remote {
         // A worker process: the host answers (and checks it all again).
         Some(_) => None,
-        None => match functions.get(name_text) {
+        None => match map.get(name_text) {
             Some(function) => Some(function),
             None => {
                 return fail(
@@ -431,7 +483,7 @@ pub(crate) fn dispatch_bytes(
             format!("host calls nested {depth} deep (at most {MAX_DEPTH})"),
         );
     }
-    if !calls.lock().count_one() {
+    if !calls.count_one() {
         return fail(
             host_call_error::LIMIT_EXCEEDED,
             format!(
@@ -440,7 +492,7 @@ pub(crate) fn dispatch_bytes(
             ),
         );
     }
-    if Instant::now() >= ctx.deadline {
+    if calls.past(ctx.deadline) {
         return fail(
             host_call_error::TIMEOUT,
             "the invocation's deadline has passed".into(),
@@ -476,17 +528,26 @@ pub(crate) fn dispatch_bytes(
 }
 
 impl HostCalls {
-    /// Keeps a host call's answer and error type for the rest of the
-    /// invocation; past the limit on answers held, answers
-    /// `HostCallLimitExceeded` (static strings) instead.
+    /// Keeps a host call's answer (its output, or its error's message and
+    /// type) for the rest of the invocation; past the limit on answers
+    /// held, answers `HostCallLimitExceeded` (static strings) instead.
     pub(crate) fn keep_answer(
-        &mut self,
-        status: i32,
-        text: &[u8],
-        ty: &[u8],
+        &self,
+        answer: Result<Vec<u8>, HostError>,
     ) -> (i32, HostStr, HostStr) {
         const TOO_MUCH: &str = "the invocation holds too many bytes of host calls' answers";
-        let kept = self.keep(text).and_then(|t| Some((t, self.keep(ty)?)));
+        let (status, text, ty) = match answer {
+            Ok(output) => (abi::STATUS_OK, output, Vec::new()),
+            Err(e) => (
+                abi::STATUS_ERROR,
+                e.message.into_bytes(),
+                e.error_type.into_bytes(),
+            ),
+        };
+        let mut answers = self.answers.lock();
+        let kept = answers
+            .keep(text)
+            .and_then(|t| Some((t, answers.keep(ty)?)));
         match kept {
             Some((t, y)) => (status, t, y),
             None => (
@@ -515,21 +576,21 @@ mod tests {
 
     #[test]
     fn answers_are_bounded_and_stay_put() {
-        let mut calls = HostCalls::default();
-        let first = calls.keep(b"first").unwrap();
+        let mut calls = Answers::default();
+        let first = calls.keep(b"first".to_vec()).unwrap();
         for _ in 0..1000 {
-            calls.keep(b"more").unwrap();
+            calls.keep(b"more".to_vec()).unwrap();
         }
         // SAFETY: `first` points into a box `calls` still holds.
         assert_eq!(unsafe { first.as_slice() }, b"first");
         let big = vec![0u8; abi::MAX_HOST_CALL_ANSWERS];
-        assert!(calls.keep(&big).is_none());
-        assert!(calls.keep(b"small").is_some());
+        assert!(calls.keep(big).is_none());
+        assert!(calls.keep(b"small".to_vec()).is_some());
     }
 
     #[test]
     fn calls_are_counted_to_the_limit() {
-        let mut calls = HostCalls::default();
+        let calls = HostCalls::default();
         for _ in 0..abi::MAX_HOST_CALLS {
             assert!(calls.count_one());
         }

@@ -135,7 +135,7 @@ pub(crate) struct InvocationState {
     /// The caller that waits asynchronously, woken when the call completes.
     waiter: Mutex<Waiter>,
     /// What its host calls hold (their answers stay valid until it ends).
-    host_calls: Mutex<HostCalls>,
+    host_calls: HostCalls,
     /// How many host functions the invocation was started in (0: none).
     host_call_depth: u32,
 }
@@ -226,7 +226,7 @@ impl InvocationState {
             done: Condvar::new(),
             finished: AtomicBool::new(false),
             waiter: Mutex::new(Waiter::default()),
-            host_calls: Mutex::new(HostCalls::default()),
+            host_calls: HostCalls::default(),
             host_call_depth: crate::host_call::depth_of_new_invocation(),
         }
     }
@@ -809,15 +809,7 @@ unsafe extern "C" fn call_host(
     let answer = unsafe {
         crate::host_call::dispatch(&s.function.host_functions, &s.host_calls, &ctx, name, input)
     };
-    let (status, text, ty): (i32, &[u8], &[u8]) = match &answer {
-        Ok(bytes) => (abi::STATUS_OK, bytes, b""),
-        Err(e) => (
-            abi::STATUS_ERROR,
-            e.message().as_bytes(),
-            e.error_type().as_bytes(),
-        ),
-    };
-    let (status, text, ty) = s.host_calls.lock().keep_answer(status, text, ty);
+    let (status, text, ty) = s.host_calls.keep_answer(answer);
     if !output.is_null() {
         // SAFETY: a non-null out-pointer the plugin supplied for this call.
         unsafe { output.write(text) };

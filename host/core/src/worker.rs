@@ -480,7 +480,7 @@ impl Remote for RemoteHost {
         channel
             .answer(socket, &request.encode(), input)
             .map_err(lost)?;
-        let message = channel.next(reader).map_err(lost)?;
+        let message = channel.next_answer(reader).map_err(lost)?;
         let answer = HostAnswer::decode(&message.header).map_err(lost)?;
         match answer.error_type {
             None => Ok(message.body),

@@ -946,7 +946,7 @@ struct HostSide<'a> {
     request_id: String,
     deadline: Instant,
     depth: u32,
-    calls: parking_lot::Mutex<crate::host_call::HostCalls>,
+    calls: crate::host_call::HostCalls,
 }
 
 impl HostSide<'_> {
@@ -1120,7 +1120,7 @@ impl ProcessPool {
                     request_id: request_id.to_string(),
                     deadline,
                     depth,
-                    calls: parking_lot::Mutex::default(),
+                    calls: crate::host_call::HostCalls::default(),
                 };
                 while let Ok(message) = &answer {
                     if tag_of(&message.header) != Some(TAG_HOST) {

@@ -634,13 +634,24 @@ impl WorkerChannel {
     /// Waits for the next request (spinning briefly while requests come
     /// back to back, then sleeping on the futex).
     pub fn next(&mut self, socket: &mut impl Read) -> io::Result<Message> {
-        let word = self.region.word(REQUEST_SEQ);
-        let last = self.seq;
         let budget = if self.fast {
             WORKER_SPIN
         } else {
             Duration::ZERO
         };
+        self.next_within(socket, budget)
+    }
+
+    /// Waits for the host's answer to a message sent within a call (a host
+    /// call): spinning first whatever came before, since the host is at
+    /// work on it now.
+    pub(crate) fn next_answer(&mut self, socket: &mut impl Read) -> io::Result<Message> {
+        self.next_within(socket, WORKER_SPIN)
+    }
+
+    fn next_within(&mut self, socket: &mut impl Read, budget: Duration) -> io::Result<Message> {
+        let word = self.region.word(REQUEST_SEQ);
+        let last = self.seq;
         if !spin(budget, || word.load(Ordering::Acquire) != last) {
             let sleeping = self.region.word(WORKER_SLEEPING);
             sleeping.store(1, Ordering::Relaxed);
