@@ -422,3 +422,132 @@ fn a_1_4_plugin_loads_and_runs_on_the_1_5_host() {
         .unwrap();
     assert_eq!(f.invoke(b"1.4").unwrap().outcome.body_bytes(), b"1.4");
 }
+
+/// The attack on the isolated host call: a plugin that writes host-call
+/// messages into its worker's channel itself (tests/fixtures/
+/// forged_host_call.c). A malformed one ends that worker as a protocol
+/// breach; a well-formed one over the limits is refused without running
+/// any host function, and the call ends by its deadline. The host and its
+/// other functions serve on.
+#[test]
+fn host_calls_forged_in_a_workers_channel_are_refused() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let secrets = Arc::new(AtomicUsize::new(0));
+    let told = Arc::clone(&secrets);
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function("echo", move |_: &HostCallContext<'_>, input: &[u8]| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, HostError>(input.to_vec())
+        })
+        .host_function("secret", move |_: &HostCallContext<'_>, _: &[u8]| {
+            told.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, HostError>(b"the secret".to_vec())
+        })
+        .build()
+        .unwrap();
+    let dir = scratch("forged-host-call");
+    compile_fixture("forged_host_call", &dir);
+    let load = |entry: &str| {
+        rt.load(
+            FunctionConfig::new(entry, &dir)
+                .isolation(Isolation::Process)
+                .timeout(Duration::from_secs(2)),
+        )
+        .unwrap()
+    };
+    let started = Instant::now();
+    let r = load("forged_host_call.Garbage").invoke(b"").unwrap();
+    let e = r.outcome.error().expect("refused");
+    assert_eq!(e.error_type, "runtime exited unexpectedly", "{e:?}");
+    assert!(e.message.contains("broke the protocol"), "{}", e.message);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "ended at once, not at the deadline"
+    );
+
+    let started = Instant::now();
+    let r = load("forged_host_call.LongName").invoke(b"").unwrap();
+    assert_eq!(r.outcome.error().unwrap().error_type, "timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 0, "no host function ran");
+
+    // The allowlist holds against a worker that skips its own check.
+    let limited = rt
+        .load(
+            FunctionConfig::new("forged_host_call.Secret", &dir)
+                .isolation(Isolation::Process)
+                .timeout(Duration::from_secs(2))
+                .allow_host_functions(["echo"]),
+        )
+        .unwrap();
+    let r = limited.invoke(b"").unwrap();
+    assert!(r.outcome.error().is_some());
+    assert_eq!(
+        secrets.load(Ordering::Relaxed),
+        0,
+        "the host refused it too"
+    );
+
+    let f = rt
+        .load(FunctionConfig::new("host_calls.Call", fixture()).isolation(Isolation::Process))
+        .unwrap();
+    assert_eq!(
+        text(&f.invoke(b"echo\nstill serving").unwrap().outcome),
+        "ok still serving"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+}
+
+/// A function's allowlist: it reaches only the host functions it names,
+/// and one outside the list reads exactly as one that does not exist, in
+/// process and from a worker process (where the host checks it again).
+#[test]
+fn a_function_reaches_only_the_host_functions_it_is_allowed() {
+    let rt = Runtime::builder()
+        .config(config())
+        .host_function("echo", echo)
+        .host_function("secret", |_: &HostCallContext<'_>, _: &[u8]| {
+            Ok::<_, HostError>(b"the secret".to_vec())
+        })
+        .build()
+        .unwrap();
+    for isolation in [Isolation::InProcess, Isolation::Process] {
+        let limited = rt
+            .load(
+                FunctionConfig::new("host_calls.Call", fixture())
+                    .name("limited")
+                    .isolation(isolation)
+                    .allow_host_functions(["echo"]),
+            )
+            .unwrap();
+        assert_eq!(text(&limited.invoke(b"echo\nx").unwrap().outcome), "ok x");
+        let refused = text(&limited.invoke(b"secret\nx").unwrap().outcome);
+        let missing = text(&limited.invoke(b"nothing\nx").unwrap().outcome);
+        assert_eq!(
+            refused.replace("secret", "NAME"),
+            missing.replace("nothing", "NAME"),
+            "{isolation:?}: not allowed reads as not there"
+        );
+        assert!(
+            refused.starts_with("error HostFunctionNotFound "),
+            "{refused}"
+        );
+        let open = rt
+            .load(
+                FunctionConfig::new("host_calls.Call", fixture())
+                    .name("open")
+                    .isolation(isolation),
+            )
+            .unwrap();
+        assert_eq!(
+            text(&open.invoke(b"secret\nx").unwrap().outcome),
+            "ok the secret"
+        );
+    }
+}

@@ -219,6 +219,11 @@ pub struct FunctionConfig {
     /// (default: no network, a 512 MB `/tmp`, an empty environment).
     #[serde(default)]
     pub sandbox: crate::sandbox::SandboxPolicy,
+    /// The [host functions](crate::host_call) it may call, by name; `None`
+    /// (the default) for every one the runtime has. A name outside the list
+    /// answers `HostFunctionNotFound`, as a name that does not exist does.
+    #[serde(default)]
+    pub host_functions: Option<Vec<String>>,
 }
 
 /// Where a function's handler runs.
@@ -365,6 +370,7 @@ impl FunctionConfig {
             instances: InstanceConfig::default(),
             isolation: Isolation::Auto,
             sandbox: crate::sandbox::SandboxPolicy::default(),
+            host_functions: None,
         }
     }
 
@@ -427,6 +433,16 @@ impl FunctionConfig {
     /// Sets where the handler runs.
     pub fn isolation(mut self, isolation: Isolation) -> Self {
         self.isolation = isolation;
+        self
+    }
+
+    /// Allows it the host functions `names` only (see
+    /// [`host_functions`](Self::host_functions)).
+    pub fn allow_host_functions<S: Into<String>>(
+        mut self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.host_functions = Some(names.into_iter().map(Into::into).collect());
         self
     }
 

@@ -67,6 +67,8 @@ pub struct HostCallContext<'a> {
     pub(crate) deadline: Instant,
     pub(crate) depth: u32,
     pub(crate) embedder_value: Option<&'a (dyn std::any::Any + Send + Sync)>,
+    /// The host functions the calling function may call (`None`: all).
+    pub(crate) allowed: Option<&'a [String]>,
 }
 
 impl HostCallContext<'_> {
@@ -460,6 +462,17 @@ pub(crate) fn dispatch_bytes(
             format!("no host function named {:?}", String::from_utf8_lossy(name)),
         );
     };
+    // Not allowed reads as not there: a function learns nothing of the
+    // host functions it may not call.
+    if ctx
+        .allowed
+        .is_some_and(|allowed| !allowed.iter().any(|a| a == name_text))
+    {
+        return fail(
+            host_call_error::NOT_FOUND,
+            format!("no host function named {name_text:?}"),
+        );
+    }
     // Held through the call: a registration meanwhile makes a new map and
     // leaves this one to this call.
     let map = functions.by_name.load();

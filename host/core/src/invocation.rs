@@ -34,6 +34,8 @@ pub(crate) struct FunctionContext {
     pub(crate) memory_mb: u32,
     /// The runtime's host functions (ABI 1.5's `call_host`).
     pub(crate) host_functions: Arc<HostFunctions>,
+    /// Those it may call (`None`: all).
+    pub(crate) allowed_host_functions: Option<Arc<[String]>>,
 }
 
 impl FunctionContext {
@@ -51,6 +53,7 @@ impl FunctionContext {
             user_data: config.user_data.clone(),
             memory_mb: config.memory_mb,
             host_functions,
+            allowed_host_functions: config.host_functions.as_deref().map(Arc::from),
         }
     }
 }
@@ -804,6 +807,7 @@ unsafe extern "C" fn call_host(
             .extras
             .as_ref()
             .and_then(|e| e.embedder_value.as_deref()),
+        allowed: s.function.allowed_host_functions.as_deref(),
     };
     // SAFETY: the plugin lends `name` and `input` for this call.
     let answer = unsafe {

@@ -973,6 +973,7 @@ impl HostSide<'_> {
                 .extras
                 .as_ref()
                 .and_then(|e| e.embedder_value.as_deref()),
+            allowed: f.allowed_host_functions.as_deref(),
         };
         let answer = crate::host_call::dispatch_bytes(
             &f.host_functions,
