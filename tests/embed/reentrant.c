@@ -20,16 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static atomic_int failures;
-#define CHECK(cond, ...)                                           \
-    do {                                                           \
-        if (!(cond)) {                                             \
-            fprintf(stderr, "FAILED %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                          \
-            fputc('\n', stderr);                                   \
-            atomic_fetch_add(&failures, 1);                        \
-        }                                                          \
-    } while (0)
+#include "check.h"
 
 static const char *plugins, *dir_a, *dir_b;
 static fnhost_runtime *rt;

@@ -98,24 +98,16 @@ impl CallHandle {
             return CallHandle::ended(Err(InvokeError::InvalidOptions(reason)));
         }
         let handle = CallHandle::new();
+        served.prefer_ids(options.ids);
         // Chosen here, so that a cancel answered at once says the id the
         // invocation runs (and logs) under.
-        served.ids.request_id = Some(
-            options
-                .ids
-                .request_id
-                .or(served.ids.request_id)
-                .unwrap_or_else(uuid::Uuid::new_v4),
-        );
+        let request_id = *served.ids.request_id.get_or_insert_with(uuid::Uuid::new_v4);
         *handle.inner.answer.lock() = Some(CancelAnswer {
-            request_id: served.ids.request_id.unwrap_or_default().to_string(),
+            request_id: request_id.to_string(),
             memory_mb: generation.config().memory_mb,
             tail_bytes: generation.log_tail_bytes(),
             started: Instant::now(),
         });
-        if options.ids.trace_id.is_some() {
-            served.ids.trace_id = options.ids.trace_id;
-        }
         served.extras = options.extras(Some(Arc::clone(&handle.inner.cancel)));
         let inner = Arc::clone(&handle.inner);
         let pool = generation.caller_pool().clone();

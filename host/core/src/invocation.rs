@@ -72,6 +72,17 @@ pub(crate) struct Served {
 }
 
 impl Served {
+    /// Takes the caller's request and trace ids where it gave them (the
+    /// route's stand for the others).
+    pub(crate) fn prefer_ids(&mut self, ids: CallIds) {
+        if ids.request_id.is_some() {
+            self.ids.request_id = ids.request_id;
+        }
+        if ids.trace_id.is_some() {
+            self.ids.trace_id = ids.trace_id;
+        }
+    }
+
     /// The call's timeout: the function's, or the caller's when sooner.
     pub(crate) fn timeout_within(&self, function_timeout: Duration) -> Duration {
         match self.extras.as_ref().and_then(|e| e.timeout) {

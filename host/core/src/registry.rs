@@ -186,12 +186,7 @@ impl Route {
     ) -> Result<InvokeResult, InvokeError> {
         options.check().map_err(InvokeError::InvalidOptions)?;
         let mut served = self.served();
-        if options.ids.request_id.is_some() {
-            served.ids.request_id = options.ids.request_id;
-        }
-        if options.ids.trace_id.is_some() {
-            served.ids.trace_id = options.ids.trace_id;
-        }
+        served.prefer_ids(options.ids);
         served.extras = options.extras(None);
         self.generation.invoke(payload, served, Mode::Worker)
     }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use fnhost::{HostCallContext, HostError, HostFunction};
 use fnhost_api::abi::host_call_error;
+
+use crate::ffi::c_string;
 use parking_lot::{Condvar, Mutex};
 
 /// `int (*fnhost_host_fn)(void *user, fnhost_host_call *call, const uint8_t
@@ -71,11 +73,6 @@ unsafe impl Sync for CHostFunction {}
 thread_local! {
     /// The C host function whose callback runs on this thread (innermost).
     static RUNNING: Cell<*const CHostFunction> = const { Cell::new(std::ptr::null()) };
-}
-
-/// A string for C: interior NULs become U+FFFD.
-fn c_text(s: &str) -> CString {
-    CString::new(s.replace('\0', "\u{fffd}")).unwrap_or_default()
 }
 
 impl CHostFunction {
@@ -169,9 +166,9 @@ impl CHostFunction {
             outer,
         };
         let mut call = fnhost_host_call {
-            function: c_text(ctx.function()),
-            version: c_text(ctx.version()),
-            request_id: c_text(ctx.request_id()),
+            function: c_string(ctx.function()),
+            version: c_string(ctx.version()),
+            request_id: c_string(ctx.request_id()),
             remaining_ms: i64::try_from(ctx.remaining().as_millis()).unwrap_or(i64::MAX),
             embedder_value: ctx
                 .embedder_value::<EmbedderValue>()
