@@ -244,6 +244,22 @@ int main(int argc, char **argv) {
     expect_error(bare, "x", "HostFunctionError");
     expect_error(missing, "x", "HostFunctionNotFound");
 
+    /* An allowlist: this function may call log.write only, so cache.get
+     * reads as missing to it. */
+    char limited_json[2048];
+    snprintf(limited_json, sizeof limited_json,
+             "{\"entry\":\"echo.CallHost\",\"code_dir\":\"%s\",\"name\":\"orders\","
+             "\"host_functions\":[\"log.write\"],\"user_data\":{\"HOST_FUNCTION\":\"cache.get\"}}",
+             plugins);
+    error = NULL;
+    fnhost_function *limited = fnhost_function_load(rt, limited_json, &error);
+    CHECK(limited != NULL, "load limited: %s", error ? error : "?");
+    fnhost_string_free(error);
+    if (limited) {
+        expect_error(limited, "k1", "HostFunctionNotFound");
+        fnhost_function_free(limited);
+    }
+
     fnhost_result *r = fnhost_function_invoke(self, (const uint8_t *)"x", 1);
     CHECK(!fnhost_result_is_error(r), "self");
     fnhost_result_free(r);

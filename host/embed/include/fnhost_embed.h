@@ -94,7 +94,10 @@ char *fnhost_runtime_stats_json(const fnhost_runtime *rt);
  * "process"), "sandbox" (what its sandboxed worker may reach beyond the
  * minimum: {"network": "none" | "host", "allow_outbound": ["ADDR:PORT",
  * "CIDR:PORT"], "tmp_mb": 512, "env": ["NAME"], "read_only_paths":
- * ["/DIR"]}). In process and inline, the handler is trusted: it shares
+ * ["/DIR"]}), "host_functions" (the host functions it may call, e.g.
+ * ["cache.get"]: any other name answers HostFunctionNotFound as a missing
+ * one does; absent, it may call every host function of the runtime). In
+ * process and inline, the handler is trusted: it shares
  * this program's memory; in process isolation nothing it does reaches this
  * program. NULL on failure, with *error_out set as for
  * fnhost_runtime_new (a bad library's message names what is wrong). */

@@ -62,6 +62,8 @@ struct FunctionJson {
     isolation: Option<String>,
     /// The function's sandbox policy (process isolation).
     sandbox: Option<fnhost::SandboxPolicy>,
+    /// The host functions it may call (absent: all).
+    host_functions: Option<Vec<String>>,
 }
 
 impl FunctionJson {
@@ -93,6 +95,9 @@ impl FunctionJson {
         }
         if let Some(sandbox) = self.sandbox {
             config = config.sandbox(sandbox);
+        }
+        if let Some(names) = self.host_functions {
+            config = config.allow_host_functions(names);
         }
         Ok(config)
     }
