@@ -134,12 +134,24 @@ fn cancelling_an_in_process_call_answers_at_once_and_the_handler_can_stop() {
         rt.stats()
     );
     assert_eq!(rt.stats().timeouts, 0, "a cancel is not a timeout");
-    // And the function serves on.
-    let ok = f.invoke_async(
-        Vec::new(),
-        CallOptions::default().timeout(Duration::from_millis(50)),
+    // And the function serves on: the next call runs to its own (short)
+    // deadline, where the handler stops, or is answered at it, whichever
+    // comes first on a busy machine.
+    let next = f
+        .invoke_async(
+            Vec::new(),
+            CallOptions::default().timeout(Duration::from_millis(50)),
+        )
+        .join()
+        .unwrap();
+    let answered = match &next.outcome {
+        fnhost::Outcome::Success(_) => text(&next),
+        fnhost::Outcome::Failure(e) => e.error_type.clone(),
+    };
+    assert!(
+        ["ran out", "timeout"].contains(&answered.as_str()),
+        "{answered}"
     );
-    assert_eq!(text(&ok.join().unwrap()), "ran out");
 }
 
 #[test]
