@@ -228,8 +228,12 @@ void fnhost_string_free(char *s);
  *  - runs on the plugin's thread, while the plugin waits: any thread,
  *    several at once (for several invocations), so it and `user` must be
  *    thread-safe. It counts against the calling invocation's deadline
- *    (fnhost_host_call_remaining_ms); past the deadline the invocation's
- *    caller is answered `timeout` while the callback runs on.
+ *    (fnhost_host_call_remaining_ms). In process, past the deadline the
+ *    invocation's caller is answered `timeout` while the callback runs on;
+ *    for a worker process (process isolation) the callback runs on the
+ *    thread that waits for the call, so the caller is answered `timeout`
+ *    only when the callback returns: a callback whose time depends on its
+ *    input should bound itself by fnhost_host_call_remaining_ms.
  *  - `input` is lent for the callback only (at most 6 MiB; a plugin's
  *    larger input is refused before the callback runs). Copy what you keep.
  *  - `call` is valid during the callback only; every fnhost_host_call_*
