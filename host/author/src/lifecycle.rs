@@ -352,6 +352,7 @@ fn config_body(manifest: &fnhost_manifest::Manifest) -> serde_json::Value {
         "initializer_timeout": manifest.initializer_timeout_s.unwrap_or(0),
         "isolation": manifest.isolation.unwrap_or_default(),
         "sandbox": manifest.sandbox.clone().unwrap_or_default(),
+        "host_functions": manifest.host_functions,
         "concurrent_num": manifest.concurrency.per_instance,
     })
 }

@@ -126,6 +126,7 @@ pub fn files(
         concurrency: Default::default(),
         user_data: [("GREETING".to_owned(), "hello".to_owned())].into(),
         sandbox: None,
+        host_functions: Vec::new(),
         triggers: Vec::new(),
     };
     if lang == Lang::Go {

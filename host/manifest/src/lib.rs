@@ -10,6 +10,7 @@
 //! timeout_s = 5                     # 1..=900
 //! initializer_timeout_s = 10        # 1..=300
 //! isolation = "in-process"          # "inline" | "in-process" | "process"
+//! host_functions = ["kv.get", "kv.put"] # what it may call: none unless listed
 //!
 //! [concurrency]
 //! per_instance = 1
@@ -83,6 +84,10 @@ pub struct Manifest {
     /// directory function, the server's `--isolation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Isolation>,
+    /// The host functions it may call (`fnhost serve` offers `kv.get`,
+    /// `kv.put`, `kv.delete` and `invoke`): none unless listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_functions: Vec<String>,
     /// Instances and their concurrency.
     #[serde(default)]
     pub concurrency: Concurrency,
@@ -396,6 +401,20 @@ impl Manifest {
                 Ok(_) => {}
             }
         }
+        if self.host_functions.len() > 32 {
+            return bad(
+                "host_functions",
+                format!(
+                    "lists {} names, more than the 32 allowed",
+                    self.host_functions.len()
+                ),
+            );
+        }
+        for name in &self.host_functions {
+            if let Err(e) = fnhost::host_call::check_name(name) {
+                return bad("host_functions", e.to_string());
+            }
+        }
         if !MEMORY_SIZES_MB.contains(&self.memory_mb) {
             return bad(
                 "memory_mb",
@@ -561,7 +580,7 @@ impl Manifest {
         if let Some(sandbox) = &self.sandbox {
             config = config.sandbox(sandbox.clone());
         }
-        config
+        config.allow_host_functions(self.host_functions.iter().cloned())
     }
 
     /// The manifest as TOML text.

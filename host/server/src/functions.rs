@@ -76,6 +76,9 @@ struct CreateBody<'a> {
     /// The sandbox's declared capabilities (process isolation).
     #[serde(default)]
     sandbox: Option<fnhost::SandboxPolicy>,
+    /// The host functions it may call (none unless listed).
+    #[serde(default)]
+    host_functions: Option<Vec<String>>,
     /// Invocations one instance serves at once (default 1).
     #[serde(default)]
     concurrent_num: Option<u32>,
@@ -153,6 +156,7 @@ pub(crate) async fn create(
             concurrent_num: body.concurrent_num.unwrap_or(0),
             isolation: body.isolation.unwrap_or_default(),
             sandbox: body.sandbox.unwrap_or_default(),
+            host_functions: body.host_functions.unwrap_or_default(),
             last_modified: String::new(),
             last_update_status: SUCCESSFUL.to_owned(),
             last_update_status_reason: String::new(),
@@ -218,6 +222,8 @@ struct UpdateConfigBody {
     #[serde(default)]
     sandbox: Option<fnhost::SandboxPolicy>,
     #[serde(default)]
+    host_functions: Option<Vec<String>>,
+    #[serde(default)]
     concurrent_num: Option<u32>,
 }
 
@@ -259,6 +265,9 @@ pub(crate) async fn update_config(
         }
         if let Some(v) = body.sandbox {
             record.sandbox = v;
+        }
+        if let Some(v) = body.host_functions {
+            record.host_functions = v;
         }
         if let Some(v) = body.concurrent_num {
             record.concurrent_num = v;

@@ -46,6 +46,7 @@ mod functions;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
+pub mod host_functions;
 mod invocation_metrics;
 mod invoke;
 pub mod limits;
@@ -265,6 +266,8 @@ pub async fn serve(config: ServeConfig, runtime: Runtime) -> Result<(), ServeErr
         .validate()
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let state = Arc::new(AppState::open(&config, runtime)?);
+    // Before any function loads: an initializer may call them.
+    let _host_functions = host_functions::register(&state.runtime, &state);
     // Before anything serves: one change restores every function.
     let changing = state.management.begin("(restore)").await;
     tokio::task::spawn_blocking(move || {

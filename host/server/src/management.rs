@@ -185,7 +185,22 @@ impl Management {
         record
             .sandbox
             .validate(&self.runtime.config().sandbox)
-            .map_err(ApiError::bad_request)
+            .map_err(ApiError::bad_request)?;
+        // A name nothing offers is a mistake to report now, not a call that
+        // fails later.
+        let offered = self.runtime.host_function_names();
+        if let Some(unknown) = record
+            .host_functions
+            .iter()
+            .find(|name| !offered.contains(name))
+        {
+            return Err(ApiError::bad_request(format!(
+                "host_functions: this server offers no host function named {:?} (it offers {})",
+                unknown.escape_debug().take(130).collect::<String>(),
+                offered.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// The lock of function `name` (made when none exists).
@@ -288,6 +303,7 @@ impl Management {
                     concurrent_num: 1,
                     isolation: fnhost::Isolation::default(),
                     sandbox: Default::default(),
+                    host_functions: Vec::new(),
                     last_modified: now_rfc3339(),
                     last_update_status: FAILED.to_owned(),
                     last_update_status_reason: format!("{reason}; nothing serves {name}"),
@@ -348,6 +364,14 @@ impl Management {
     /// The current record of function `name`.
     pub(crate) fn record(&self, name: &str) -> Option<FunctionRecord> {
         self.functions.lock().get(name).cloned()
+    }
+
+    /// The project and package of function `name`, if it exists.
+    pub(crate) fn owner(&self, name: &str) -> Option<(String, String)> {
+        self.functions
+            .lock()
+            .get(name)
+            .map(|record| (record.project_id.clone(), record.package.clone()))
     }
 
     /// Whether function `name` exists (with package `package`, when
@@ -817,8 +841,14 @@ impl Changing {
     /// Deploys a library of the watched functions directory (`config` from
     /// the watcher) and remembers its record; such functions are not
     /// persisted (the directory is their source, redeployed at start).
-    pub(crate) fn deploy_watched(&self, config: FunctionConfig) -> Result<Deployment, DeployError> {
+    pub(crate) fn deploy_watched(
+        &self,
+        mut config: FunctionConfig,
+    ) -> Result<Deployment, DeployError> {
         let m = &*self.management;
+        // As through the API: a function reaches only the host functions
+        // its sidecar lists.
+        config.host_functions.get_or_insert_with(Vec::new);
         let deployment = m.swap(config)?;
         let generation = &deployment.generation;
         let config = generation.config();
@@ -855,6 +885,7 @@ impl Changing {
             concurrent_num: config.instances.concurrency_per_instance,
             isolation: config.isolation,
             sandbox: config.sandbox.clone(),
+            host_functions: config.host_functions.clone().unwrap_or_default(),
             last_modified: now_rfc3339(),
             last_update_status: SUCCESSFUL.to_owned(),
             last_update_status_reason: String::new(),

@@ -22,6 +22,8 @@ pub const MAX_USER_DATA_BYTES: usize = 4096;
 pub const MAX_DESCRIPTION_BYTES: usize = 512;
 /// The longest handler or initializer entry (FunctionGraph's: 128).
 pub const MAX_HANDLER_BYTES: usize = 128;
+/// The most host functions a function's `host_functions` may list.
+pub const MAX_HOST_FUNCTIONS: usize = 32;
 
 /// Runtimes a function may declare.
 pub const RUNTIMES: [&str; 3] = ["Rust1.x", "Go1.x", "Custom"];
@@ -76,6 +78,10 @@ pub struct FunctionRecord {
     /// outbound allowlist, `/tmp` size, environment, read-only paths).
     #[serde(default)]
     pub sandbox: fnhost::SandboxPolicy,
+    /// The host functions the function may call (`kv.get`, `invoke`...):
+    /// none unless listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_functions: Vec<String>,
     /// RFC 3339.
     pub last_modified: String,
     /// How the last change of code or configuration went: `Successful`, or
@@ -238,6 +244,16 @@ impl FunctionRecord {
                 self.package.escape_debug().take(80).collect::<String>()
             )));
         }
+        if self.host_functions.len() > MAX_HOST_FUNCTIONS {
+            return Err(ApiError::bad_request(format!(
+                "host_functions lists {} names, more than the {MAX_HOST_FUNCTIONS} allowed",
+                self.host_functions.len()
+            )));
+        }
+        for name in &self.host_functions {
+            fnhost::host_call::check_name(name)
+                .map_err(|e| ApiError::bad_request(format!("host_functions: {e}")))?;
+        }
         Ok(())
     }
 
@@ -275,6 +291,8 @@ impl FunctionRecord {
         };
         config.isolation = self.isolation;
         config.sandbox = self.sandbox.clone();
+        // Always a list: a function reaches only what it declares.
+        config.host_functions = Some(self.host_functions.clone());
         config
             .validate()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -330,6 +348,7 @@ impl FunctionRecord {
             "type": "v2",
             "isolation": self.isolation,
             "sandbox": self.sandbox,
+            "host_functions": self.host_functions,
             "last_update_status": self.last_update_status,
             "last_update_status_reason": self.last_update_status_reason,
             "serving": self.serving.as_deref().map(|s| json!({

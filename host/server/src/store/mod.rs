@@ -16,6 +16,7 @@
 
 pub mod asynchronous;
 mod group_commit;
+pub mod kv;
 
 pub use group_commit::CommitCounts;
 pub mod postgres;
@@ -191,6 +192,13 @@ pub trait Backend: Send + Sync {
     fn async_config(&self, function: &str) -> Result<Option<String>, StoreError>;
     /// Deletes an asynchronous invocation configuration; whether it existed.
     fn delete_async_config(&self, function: &str) -> Result<bool, StoreError>;
+    /// The value of `key` in `function`'s key-value space (an error for one
+    /// stored past [`kv::MAX_VALUE_BYTES`]).
+    fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `key` in `function`'s space, within its bounds.
+    fn kv_put(&self, function: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError>;
+    /// Deletes `key` from `function`'s space; whether it was there.
+    fn kv_delete(&self, function: &str, key: &str) -> Result<bool, StoreError>;
 }
 
 /// The server's state store: one [`Backend`], typed records.
@@ -286,6 +294,21 @@ impl Store {
     /// Every function's name and revision (see [`Backend::revisions`]).
     pub fn revisions(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.backend.revisions()
+    }
+
+    /// The value of `key` in `function`'s key-value space.
+    pub fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.backend.kv_get(function, key)
+    }
+
+    /// Stores `value` under `key` in `function`'s key-value space.
+    pub fn kv_put(&self, function: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
+        self.backend.kv_put(function, key, value)
+    }
+
+    /// Deletes `key` from `function`'s key-value space.
+    pub fn kv_delete(&self, function: &str, key: &str) -> Result<bool, StoreError> {
+        self.backend.kv_delete(function, key)
     }
 
     /// Adds a published version (in publication order).
@@ -479,6 +502,86 @@ mod tests {
             .async_config::<serde_json::Value>("echo:prod")
             .unwrap()
             .is_none());
+    }
+
+    /// A function's key-value space: its own, bounded, and gone with it.
+    fn kv_spaces_are_scoped_bounded_and_deleted_with_their_function(open: &dyn Fn() -> Store) {
+        let s = open();
+        s.put_function("a", &serde_json::json!({})).unwrap();
+        assert_eq!(s.kv_put("a", "k", b"one").unwrap(), kv::Put::Stored);
+        assert_eq!(s.kv_put("a", "k", b"two").unwrap(), kv::Put::Stored);
+        assert_eq!(s.kv_put("b", "k", b"b's").unwrap(), kv::Put::Stored);
+        let s = open();
+        assert_eq!(s.kv_get("a", "k").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(s.kv_get("b", "k").unwrap().as_deref(), Some(&b"b's"[..]));
+        assert_eq!(s.kv_get("a", "missing").unwrap(), None);
+        // Bytes: 15 values of 1 MiB fit in 16 MiB with their keys, a 16th
+        // does not, and replacing one that is there still does.
+        let big = vec![7u8; kv::MAX_VALUE_BYTES];
+        for i in 0..15 {
+            assert_eq!(
+                s.kv_put("a", &format!("big{i}"), &big).unwrap(),
+                kv::Put::Stored
+            );
+        }
+        assert_eq!(s.kv_put("a", "big15", &big).unwrap(), kv::Put::TooManyBytes);
+        assert_eq!(s.kv_put("a", "big3", &big).unwrap(), kv::Put::Stored);
+        assert_eq!(s.kv_get("a", "big15").unwrap(), None, "nothing stored");
+        assert!(s.kv_delete("a", "big0").unwrap());
+        assert!(!s.kv_delete("a", "big0").unwrap());
+        assert_eq!(s.kv_put("a", "big15", &big).unwrap(), kv::Put::Stored);
+        s.delete_function("a").unwrap();
+        assert_eq!(s.kv_get("a", "k").unwrap(), None, "gone with its function");
+        assert_eq!(s.kv_get("a", "big3").unwrap(), None);
+        assert_eq!(s.kv_get("b", "k").unwrap().as_deref(), Some(&b"b's"[..]));
+    }
+
+    #[test]
+    fn the_kv_bound_counts_keys_and_bytes() {
+        assert_eq!(kv::admit(0, 0, 10), kv::Put::Stored);
+        assert_eq!(kv::admit(kv::MAX_KEYS as i64 - 1, 0, 10), kv::Put::Stored);
+        assert_eq!(kv::admit(kv::MAX_KEYS as i64, 0, 10), kv::Put::TooManyKeys);
+        assert_eq!(kv::admit(1, kv::MAX_BYTES as i64 - 10, 10), kv::Put::Stored);
+        assert_eq!(
+            kv::admit(1, kv::MAX_BYTES as i64 - 9, 10),
+            kv::Put::TooManyBytes
+        );
+        assert_eq!(kv::admit(1, i64::MAX, i64::MAX), kv::Put::TooManyBytes);
+    }
+
+    #[test]
+    fn sqlite_kv_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        kv_spaces_are_scoped_bounded_and_deleted_with_their_function(&|| {
+            Store::open(&path).unwrap()
+        });
+    }
+
+    #[test]
+    fn postgres_kv_spaces() {
+        let Some(db) = test_database::fresh() else {
+            return;
+        };
+        kv_spaces_are_scoped_bounded_and_deleted_with_their_function(&|| {
+            Store::connect(&db.url).unwrap()
+        });
+    }
+
+    #[test]
+    fn a_kv_value_stored_past_the_bound_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(Store::open(&path).unwrap());
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute(
+            "INSERT INTO function_kv (function, key, value, size) VALUES ('a', 'k', ?1, 1)",
+            [vec![0u8; kv::MAX_VALUE_BYTES + 1]],
+        )
+        .unwrap();
+        drop(db);
+        let e = Store::open(&path).unwrap().kv_get("a", "k").unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
     }
 
     #[test]

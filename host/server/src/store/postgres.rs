@@ -36,7 +36,7 @@ use tokio_postgres::{NoTls, Row, Transaction};
 use super::asynchronous::{
     status, trace_id_of, Backlog, Claim, Claimed, InvocationWrite, Listed, Recovered,
 };
-use super::{Backend, StoreError};
+use super::{kv, Backend, StoreError};
 
 /// The channel every change is notified on; the payload is the function's
 /// name, a space, and the database's clock in ms since the Unix epoch.
@@ -125,6 +125,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX async_by_status ON async_invocations (status, next_ms);
      CREATE INDEX async_leases ON async_invocations (lease_until_ms) WHERE status = 'RUNNING';
      CREATE TABLE async_configs (function TEXT PRIMARY KEY, record TEXT NOT NULL);",
+    // 2: each function's key-value space (`kv.*` host functions); `size`
+    // is the key's and the value's bytes, summed against the function's
+    // bound. Not part of the function's revision: no node caches it.
+    "CREATE TABLE function_kv (function TEXT NOT NULL, key TEXT NOT NULL, value BYTEA NOT NULL,
+                               size BIGINT NOT NULL, PRIMARY KEY (function, key));",
 ];
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -478,6 +483,7 @@ impl Backend for PostgresStore {
                 "aliases WHERE function",
                 "triggers WHERE function",
                 "async_configs WHERE function",
+                "function_kv WHERE function",
             ] {
                 tx.execute(&format!("DELETE FROM {table} = $1"), &[&name])
                     .await?;
@@ -978,6 +984,75 @@ impl Backend for PostgresStore {
             "SELECT record FROM async_configs WHERE function = $1",
             function.to_owned(),
         )
+    }
+
+    fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (function, key) = (function.to_owned(), key.to_owned());
+        let max = kv::MAX_VALUE_BYTES as i32;
+        self.with_client(move |c| async move {
+            let Some(row) = c
+                .query_opt(
+                    "SELECT CASE WHEN octet_length(value) <= $3 THEN value END, octet_length(value)
+                     FROM function_kv WHERE function = $1 AND key = $2",
+                    &[&function, &key, &max],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            match row.try_get::<_, Option<Vec<u8>>>(0)? {
+                Some(value) => Ok(Some(value)),
+                None => Err(StoreError::new(format!(
+                    "a stored value is {} bytes, more than the {max} this node reads",
+                    row.try_get::<_, i32>(1).unwrap_or(0)
+                ))),
+            }
+        })
+    }
+
+    fn kv_put(&self, function: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
+        let size = kv::size_of(key, value);
+        let (function, key, value) = (function.to_owned(), key.to_owned(), value.to_vec());
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
+            // One writer per function across the nodes: two cannot both
+            // pass the bound's check.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('fnhost-kv:' || $1))",
+                &[&function],
+            )
+            .await?;
+            let row = tx
+                .query_one(
+                    "SELECT count(*), coalesce(sum(size), 0)::BIGINT FROM function_kv
+                     WHERE function = $1 AND key <> $2",
+                    &[&function, &key],
+                )
+                .await?;
+            let admitted = kv::admit(row.try_get(0)?, row.try_get(1)?, size);
+            if admitted == kv::Put::Stored {
+                tx.execute(
+                    "INSERT INTO function_kv (function, key, value, size) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (function, key) DO UPDATE SET value = excluded.value, size = excluded.size",
+                    &[&function, &key, &value, &size],
+                )
+                .await?;
+                tx.commit().await?;
+            }
+            Ok(admitted)
+        })
+    }
+
+    fn kv_delete(&self, function: &str, key: &str) -> Result<bool, StoreError> {
+        let (function, key) = (function.to_owned(), key.to_owned());
+        self.with_client(move |c| async move {
+            Ok(c.execute(
+                "DELETE FROM function_kv WHERE function = $1 AND key = $2",
+                &[&function, &key],
+            )
+            .await?
+                > 0)
+        })
     }
 
     fn delete_async_config(&self, function: &str) -> Result<bool, StoreError> {

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::asynchronous::{
     status, trace_id_of, Backlog, Claim, Claimed, InvocationWrite, Listed, Recovered,
 };
-use super::{Backend, StoreError};
+use super::{kv, Backend, StoreError};
 
 /// Migrations, in order; `user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -46,6 +46,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX async_by_function ON async_invocations (function, accepted_ms);
      CREATE INDEX async_by_status ON async_invocations (status, next_ms);
      CREATE TABLE async_configs (function TEXT PRIMARY KEY, record TEXT NOT NULL);",
+    // 3: each function's key-value space (`kv.*` host functions); `size`
+    // is the key's and the value's bytes, summed against the function's
+    // bound.
+    "CREATE TABLE function_kv (function TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                               size INTEGER NOT NULL, PRIMARY KEY (function, key));",
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -254,6 +259,7 @@ impl Backend for SqliteStore {
             "aliases WHERE function",
             "triggers WHERE function",
             "async_configs WHERE function",
+            "function_kv WHERE function",
         ] {
             tx.execute(&format!("DELETE FROM {table} = ?1"), params![name])?;
         }
@@ -573,6 +579,56 @@ impl Backend for SqliteStore {
         Ok(self.db.lock().execute(
             "DELETE FROM async_configs WHERE function = ?1",
             params![function],
+        )? > 0)
+    }
+
+    fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let max = kv::MAX_VALUE_BYTES as i64;
+        let row: Option<(Option<Vec<u8>>, i64)> = self
+            .db
+            .lock()
+            .query_row(
+                "SELECT CASE WHEN length(value) <= ?3 THEN value END, length(value)
+                 FROM function_kv WHERE function = ?1 AND key = ?2",
+                params![function, key, max],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((Some(value), _)) => Ok(Some(value)),
+            Some((None, len)) => Err(StoreError::new(format!(
+                "a stored value is {len} bytes, more than the {max} this node reads"
+            ))),
+        }
+    }
+
+    fn kv_put(&self, function: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
+        let size = kv::size_of(key, value);
+        let mut db = self.db.lock();
+        let tx = db.transaction()?;
+        let (keys, bytes): (i64, i64) = tx.query_row(
+            "SELECT count(*), coalesce(sum(size), 0) FROM function_kv
+             WHERE function = ?1 AND key <> ?2",
+            params![function, key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let admitted = kv::admit(keys, bytes, size);
+        if admitted == kv::Put::Stored {
+            tx.execute(
+                "INSERT INTO function_kv (function, key, value, size) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(function, key) DO UPDATE SET value = excluded.value, size = excluded.size",
+                params![function, key, value, size],
+            )?;
+            tx.commit()?;
+        }
+        Ok(admitted)
+    }
+
+    fn kv_delete(&self, function: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self.db.lock().execute(
+            "DELETE FROM function_kv WHERE function = ?1 AND key = ?2",
+            params![function, key],
         )? > 0)
     }
 }

@@ -1,0 +1,193 @@
+"""The host functions `fnhost serve` offers its functions (`kv.get`,
+`kv.put`, `kv.delete`, `invoke`), over raw HTTP: each reaches only the
+host functions its configuration lists, in process and from a sandboxed
+worker alike; key-value spaces are each function's own, bounded, kept
+across a restart and deleted with the function; `invoke` reaches the
+caller's own project only, carries the callee's error type, and its
+nesting is bounded.
+
+The plugin is tests/fixtures/host_calls.c: its `Call` handler takes
+"NAME\\nINPUT", calls host function NAME with INPUT and answers
+"ok <output>" or "error <type> <message>"."""
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT, ROOT, Server, zip_b64, zip_entries_b64
+from test_front_door import BASE, call, create_body
+
+KV = ["kv.get", "kv.put", "kv.delete"]
+
+
+@pytest.fixture(scope="module")
+def host_calls(tmp_path_factory):
+    out = tmp_path_factory.mktemp("host_calls") / "host_calls.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror",
+                    "-I", str(ROOT / "plugin-api" / "include"), "-o", str(out),
+                    str(ROOT / "tests" / "fixtures" / "host_calls.c")], check=True)
+    return zip_entries_b64({"host_calls.so": out.read_bytes()})
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path).start()
+    yield s
+    s.stop(signal.SIGKILL)
+
+
+def deploy(server, code, name, project=PROJECT, **extra):
+    body = {"func_name": name, "package": "default", "runtime": "Rust1.x",
+            "handler": "host_calls.Call", "memory_size": 128, "timeout": 5, "code_type": "zip",
+            "func_code": {"file": code}}
+    body.update(extra)
+    status, _, answer = call(server, "POST", f"/v2/{project}/fgs/functions", body)
+    assert status == 200, answer
+    return json.loads(answer)
+
+
+def host_call(server, fname, name: str, data: bytes = b"") -> str:
+    status, _, answer = call(server, "POST", f"{BASE}/{fname}/invocations",
+                             name.encode() + b"\n" + data)
+    assert status == 200, answer
+    return answer.decode(errors="replace")
+
+
+@pytest.mark.parametrize("isolation", ["in-process", "process"])
+def test_kv_spaces_are_each_functions_own_and_survive_a_restart(server, host_calls, isolation):
+    a = deploy(server, host_calls, "kva", isolation=isolation, host_functions=KV)
+    assert a["host_functions"] == KV
+    deploy(server, host_calls, "kvb", isolation=isolation, host_functions=KV)
+    assert host_call(server, "kva", "kv.put", b"greeting\nfrom a") == "ok "
+    assert host_call(server, "kvb", "kv.get", b"greeting").startswith("error KvKeyNotFound ")
+    assert host_call(server, "kvb", "kv.put", b"greeting\nfrom b") == "ok "
+    assert host_call(server, "kva", "kv.get", b"greeting") == "ok from a"
+    assert host_call(server, "kvb", "kv.get", b"greeting") == "ok from b"
+    # Values are bytes: a newline in one is the value's.
+    assert host_call(server, "kva", "kv.put", b"lines\none\ntwo") == "ok "
+    assert host_call(server, "kva", "kv.get", b"lines") == "ok one\ntwo"
+    # Bounds, each a typed error: the key, the value, the form.
+    for name, data in [("kv.get", b""), ("kv.get", b"k" * 257), ("kv.put", b"no newline"),
+                       ("kv.put", b"k\t\nv"), ("kv.put", b"big\n" + b"v" * (1024 * 1024 + 1))]:
+        assert host_call(server, "kva", name, data).startswith("error KvInvalidInput "), name
+    assert host_call(server, "kva", "kv.delete", b"lines") == "ok true"
+    assert host_call(server, "kva", "kv.delete", b"lines") == "ok false"
+    # Kept across a restart.
+    server.stop()
+    server.start()
+    assert host_call(server, "kva", "kv.get", b"greeting") == "ok from a"
+    # Deleted with the function: a new function of the same name starts empty.
+    status, _, answer = call(server, "DELETE", f"{BASE}/kva")
+    assert status in (200, 204), answer
+    deploy(server, host_calls, "kva", isolation=isolation, host_functions=KV)
+    assert host_call(server, "kva", "kv.get", b"greeting").startswith("error KvKeyNotFound ")
+    assert host_call(server, "kvb", "kv.get", b"greeting") == "ok from b"
+
+
+def test_a_function_reaches_only_the_host_functions_it_lists(server, host_calls):
+    deploy(server, host_calls, "none")
+    deploy(server, host_calls, "reader", host_functions=["kv.get"])
+    deploy(server, host_calls, "isolated_reader", isolation="process", host_functions=["kv.get"])
+    # Not listed reads as not there, in process and from a worker.
+    for fname in ["none", "reader", "isolated_reader"]:
+        assert host_call(server, fname, "kv.put", b"k\nv").startswith("error HostFunctionNotFound "), fname
+        assert host_call(server, fname, "invoke", b"none").startswith("error HostFunctionNotFound "), fname
+    assert host_call(server, "none", "kv.get", b"k").startswith("error HostFunctionNotFound ")
+    assert host_call(server, "reader", "kv.get", b"k").startswith("error KvKeyNotFound ")
+    # A name the server does not offer is refused when it is configured.
+    status, _, answer = call(server, "POST", BASE,
+                             {**create_body("bad"), "host_functions": ["cache.get"]})
+    assert status == 400, answer
+    assert b"cache.get" in answer and b"kv.get" in answer
+    status, _, answer = call(server, "POST", BASE,
+                             {**create_body("bad"), "host_functions": ["kv.get"] * 33})
+    assert status == 400, answer
+    # The list changes with the configuration.
+    status, _, answer = call(server, "PUT", f"{BASE}/reader/config",
+                             {"host_functions": ["kv.get", "kv.put"]})
+    assert status == 200, answer
+    assert json.loads(answer)["host_functions"] == ["kv.get", "kv.put"]
+    assert host_call(server, "reader", "kv.put", b"k\nv") == "ok "
+    assert host_call(server, "reader", "kv.get", b"k") == "ok v"
+    status, _, answer = call(server, "PUT", f"{BASE}/reader/config", {"host_functions": []})
+    assert status == 200, answer
+    assert host_call(server, "reader", "kv.get", b"k").startswith("error HostFunctionNotFound ")
+
+
+def test_invoke_reaches_the_callers_project_only(server, host_calls):
+    deploy(server, host_calls, "caller", host_functions=["invoke"])
+    deploy(server, host_calls, "isolated_caller", isolation="process", host_functions=["invoke"])
+    status, _, answer = call(server, "POST", BASE, create_body(
+        "echo", handler="echo.Handler", library="libecho.so", module="echo"))
+    assert status == 200, answer
+    urn = json.loads(answer)["func_urn"]
+    status, _, answer = call(server, "POST", BASE, create_body(
+        "orders", handler="misbehaving.CustomError", library="libmisbehaving.so", module="misbehaving"))
+    assert status == 200, answer
+    deploy(server, host_calls, "foreign", project="proj2")
+    for fname in ["caller", "isolated_caller"]:
+        assert host_call(server, fname, "invoke", b"echo\nhello") == "ok hello", fname
+        assert host_call(server, fname, "invoke", urn.encode() + b"\nby urn") == "ok by urn", fname
+        assert host_call(server, fname, "invoke", b"echo:latest\n") == "ok ", fname
+        # The callee's failure keeps its type.
+        assert host_call(server, fname, "invoke", b"orders\n{}") == "error OrderNotFound no such order"
+        # Another project: refused by URN, not there by name.
+        other = urn.replace(f":{PROJECT}:", ":proj2:").replace(":echo:", ":foreign:")
+        assert host_call(server, fname, "invoke", other.encode()).startswith("error InvokeForbidden ")
+        assert host_call(server, fname, "invoke", b"foreign\nx").startswith("error FunctionNotFound ")
+        assert host_call(server, fname, "invoke", b"missing\nx").startswith("error FunctionNotFound ")
+        assert host_call(server, fname, "invoke", b"echo:v9\nx").startswith("error FunctionNotFound ")
+        assert host_call(server, fname, "invoke", b"a:b:c\nx").startswith("error InvokeInvalidTarget ")
+    # A function that invokes itself: the nesting stops at 8 host calls,
+    # answered at the innermost, and every level answers (no deadlock).
+    chain = b"caller\ninvoke\n" * 12 + b"echo\ndone"
+    answer = host_call(server, "caller", "invoke", chain)
+    assert answer.startswith("ok " * 8 + "error HostCallDepthExceeded "), answer
+    # The callee's invocations are counted as any other.
+    status, _, metrics = call(server, "GET", "/metrics")
+    assert status == 200
+    assert 'fnhost_invocations_total{function="echo"' in metrics.decode(), metrics[:2000]
+
+
+def test_a_directory_function_reaches_what_its_sidecar_lists(tmp_path, host_calls):
+    """A library dropped into --functions-dir reaches no host function
+    unless its sidecar `NAME.toml` lists it (`plain.so` has none)."""
+    import base64
+    import io
+    import time
+    import urllib.error
+    import urllib.request
+    import zipfile
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    library = zipfile.ZipFile(io.BytesIO(base64.b64decode(host_calls))).read("host_calls.so")
+    (functions / "plain.so").write_bytes(library)
+    (functions / "unlisted.so").write_bytes(library)
+    (functions / "unlisted.toml").write_text('handler = "unlisted.Call"\n')
+    (functions / "listed.so").write_bytes(library)
+    (functions / "listed.toml").write_text(
+        'handler = "listed.Call"\nhost_functions = ["kv.get", "kv.put"]\n')
+    s = Server(tmp_path, keys=False, extra_args=["--functions-dir", str(functions)])
+    s.start()
+    try:
+        def invoke(fname, data):
+            deadline = time.time() + 15
+            while True:
+                req = urllib.request.Request(f"{s.url}/v2/default/fgs/functions/{fname}/invocations",
+                                             data=data, method="POST")
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        return r.read().decode()
+                except urllib.error.HTTPError as e:
+                    if e.code != 404 or time.time() > deadline:
+                        raise
+                    time.sleep(0.1)
+        assert invoke("unlisted", b"kv.get\nk").startswith("error HostFunctionNotFound ")
+        assert invoke("plain", b"kv.get\nk").startswith("error HostFunctionNotFound ")
+        assert invoke("listed", b"kv.put\nk\nv") == "ok "
+        assert invoke("listed", b"kv.get\nk") == "ok v"
+        assert invoke("listed", b"kv.delete\nk").startswith("error HostFunctionNotFound ")
+    finally:
+        s.stop(signal.SIGKILL)
