@@ -1107,3 +1107,34 @@ fn calls_run_on_the_threads_a_1_4_plugin_starts() {
         host_healthy(&rt);
     }
 }
+
+/// An initializer that writes a stray byte to the worker's socket (an
+/// outside attack found it): the host misread the worker's `Ready` frame's
+/// length and waited for bytes that never came, holding the caller 10 s
+/// past the initializer's timeout. The frame is refused as soon as it is
+/// read: the call fails at once with an initialization error, and the
+/// host serves on.
+#[test]
+fn a_stray_byte_on_the_workers_socket_fails_its_start_at_once() {
+    let rt = runtime();
+    let dir = fnhost_e2e::scratch("iso-stray_byte");
+    fnhost_e2e::compile_fixture("stray_byte", &dir);
+    let f = rt
+        .load(
+            FunctionConfig::new("stray_byte.Handler", &dir)
+                .isolation(Isolation::Process)
+                .initializer("stray_byte.Init")
+                .timeout(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let started = Instant::now();
+    let result = f.invoke(b"").unwrap();
+    let took = started.elapsed();
+    let (ty, msg) = error(&result);
+    assert_eq!(ty, error_type::INITIALIZATION, "{msg}");
+    assert!(msg.contains("not a worker frame"), "{msg}");
+    // The bug held the call 11 s and more (the initializer's 1 s and 10 s
+    // of slack); a start and its refusal take well under a second.
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    host_healthy(&rt);
+}

@@ -87,13 +87,15 @@ for path, extra in [("/apig/{function}", []), ("/apig/{function}/", []), ("/apig
 
 s = lambda **kw: dict(type="string", **kw)
 i = lambda **kw: dict(type="integer", **kw)
+HOST_FUNCTIONS = {"type": "array", "maxItems": 32, "items": s(minLength=1, maxLength=128),
+                  "description": "the host functions the function may call (kv.get, kv.put, kv.delete, invoke): none unless listed"}
 schemas = {
  "Error": {"type": "object", "required": ["error_code", "error_msg"], "properties": {"error_code": s(), "error_msg": s()}},
  "Anything": {},
  "Function": {"type": "object", "description": "A function's record, as FunctionGraph's", "required": ["func_urn", "func_name"], "additionalProperties": True,
               "properties": {"func_urn": s(), "func_name": s(), "package": s(), "runtime": s(), "handler": s(), "memory_size": i(), "timeout": i(),
                              "user_data": s(), "initializer_handler": s(), "initializer_timeout": i(), "version": s(), "digest": s(), "code_size": i(),
-                             "last_update_status": s(), "last_update_status_reason": s(), "isolation": s(), "sandbox": ref("Sandbox")}},
+                             "last_update_status": s(), "last_update_status_reason": s(), "isolation": s(), "sandbox": ref("Sandbox"), "host_functions": HOST_FUNCTIONS}},
  "FunctionList": {"type": "object", "required": ["functions", "count"], "properties": {"functions": {"type": "array", "items": ref("Function")}, "next_marker": i(), "count": i()}},
  "VersionList": {"type": "object", "required": ["versions", "count"], "properties": {"versions": {"type": "array", "items": ref("Function")}, "next_marker": i(), "count": i()}},
  "AsyncList": {"type": "object", "additionalProperties": True},
@@ -110,9 +112,9 @@ schemas = {
                                    "handler": s(description="LIBRARY.HANDLER"), "memory_size": i(enum=[128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 8192, 10240]),
                                    "timeout": i(minimum=1, maximum=900), "code_type": s(enum=["zip"]), "func_code": ref("FuncCode"),
                                    "user_data": s(description="a JSON object of strings, as a string"), "initializer_handler": s(), "initializer_timeout": i(minimum=0),
-                                   "description": s(), "isolation": ref("Isolation"), "sandbox": ref("Sandbox"), "concurrent_num": i(minimum=0)}},
+                                   "description": s(), "isolation": ref("Isolation"), "sandbox": ref("Sandbox"), "host_functions": HOST_FUNCTIONS, "concurrent_num": i(minimum=0)}},
  "FuncCode": {"type": "object", "required": ["file"], "properties": {"file": s(description="base64 of a zip with the library at its root"), "link": s()}},
- "UpdateConfig": {"type": "object", "properties": {"runtime": s(), "handler": s(), "memory_size": i(), "timeout": i(), "user_data": s(), "initializer_handler": s(), "initializer_timeout": i(), "description": s(), "isolation": ref("Isolation"), "sandbox": ref("Sandbox"), "concurrent_num": i(minimum=0)}},
+ "UpdateConfig": {"type": "object", "properties": {"runtime": s(), "handler": s(), "memory_size": i(), "timeout": i(), "user_data": s(), "initializer_handler": s(), "initializer_timeout": i(), "description": s(), "isolation": ref("Isolation"), "sandbox": ref("Sandbox"), "host_functions": HOST_FUNCTIONS, "concurrent_num": i(minimum=0)}},
  "UpdateCode": {"type": "object", "required": ["func_code"], "properties": {"code_type": s(enum=["zip"]), "func_code": ref("FuncCode")}},
  "PublishVersion": {"type": "object", "properties": {"digest": s(), "version": s(), "description": s()}},
  "CreateAlias": {"type": "object", "required": ["name", "version"], "properties": {"name": s(), "version": s(), "description": s(), "additional_version_weights": {"type": "object", "additionalProperties": i(minimum=0, maximum=100)}}},

@@ -91,7 +91,14 @@ pub(crate) struct Ready {
 /// [`TAG_HOST`]): a worker asks the host for a host function mid-call
 /// ([`HostCall`]) and is answered ([`HostAnswer`]); `Invoke` carries the
 /// caller's deadline and user data.
-pub(crate) const PROTOCOL: u32 = 4;
+/// 5: every frame on the socket starts with [`FRAME_MAGIC`].
+pub(crate) const PROTOCOL: u32 = 5;
+
+/// The first bytes of every frame on a worker's socket: a byte the worker
+/// (its plugin's code, say) wrote out of turn makes the next frame fail
+/// this check as soon as it is read, instead of shifting the length that
+/// follows into a count of bytes that never come.
+pub(crate) const FRAME_MAGIC: [u8; 4] = *b"FNHw";
 
 /// The kind of a call's message: `Invoke` (host → worker) or `Done`
 /// (worker → host).
@@ -421,7 +428,8 @@ pub(crate) fn write_frame(
             "frame part over 4 GiB",
         ));
     };
-    let mut out = Vec::with_capacity(8 + header.len() + body.len());
+    let mut out = Vec::with_capacity(12 + header.len() + body.len());
+    out.extend_from_slice(&FRAME_MAGIC);
     out.extend_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(&body_len.to_le_bytes());
@@ -432,6 +440,18 @@ pub(crate) fn write_frame(
 
 /// Reads one frame.
 pub(crate) fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<(T, Vec<u8>)> {
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic)?;
+    if magic != FRAME_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "not a worker frame (it starts with {:02x?}: bytes written out of turn, or a \
+                 worker of another fnhost build)",
+                magic
+            ),
+        ));
+    }
     let header = read_exact_vec(r, MAX_HEADER, "header")?;
     let body = read_exact_vec(r, MAX_BODY, "body")?;
     let header = serde_json::from_slice(&header)
@@ -462,16 +482,29 @@ mod tests {
     }
 
     #[test]
-    fn a_ready_from_a_build_before_protocol_versions_reads_as_version_0() {
-        let (ready, _): (Ready, Vec<u8>) = {
-            let mut wire = Vec::new();
-            let header = br#"{"error":null,"init_log":""}"#;
-            wire.extend_from_slice(&(header.len() as u32).to_le_bytes());
-            wire.extend_from_slice(header);
-            wire.extend_from_slice(&0u32.to_le_bytes());
-            read_frame(&mut wire.as_slice()).unwrap()
-        };
-        assert_eq!(ready.protocol, 0);
+    fn a_frame_of_a_build_before_the_magic_is_refused_by_name() {
+        // A worker before protocol 5 wrote no magic.
+        let mut wire = Vec::new();
+        let header = br#"{"protocol":4,"error":null,"init_log":""}"#;
+        wire.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        wire.extend_from_slice(header);
+        wire.extend_from_slice(&0u32.to_le_bytes());
+        let e = read_frame::<Ready>(&mut wire.as_slice()).unwrap_err();
+        assert!(e.to_string().contains("another fnhost build"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_out_of_turn_fails_the_next_frame_at_once() {
+        let mut wire = vec![0xDB];
+        write_frame(&mut wire, &ready(), b"").unwrap();
+        // Read from a socket with the rest of the frame never coming: the
+        // refusal needs only the first four bytes.
+        let (mut worker, host) = UnixStream::pair().unwrap();
+        worker.write_all(&wire[..4]).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let e = read_frame::<Ready>(&mut Deadline::new(&host, deadline)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("not a worker frame"), "{e}");
     }
 
     #[test]
