@@ -33,7 +33,8 @@ def test_publish_alias_trigger_list_config_from_the_cli(tmp_path):
         v1 = ok(run(["publish", "shop", "--description", "first"], proj, env)).stdout.strip()
         assert v1 == "v1", v1
         manifest = (proj / "fnhost.toml").read_text().replace('GREETING = "hello"', 'GREETING = "howdy"')
-        (proj / "fnhost.toml").write_text(manifest)
+        # The host functions it may call go with the configuration.
+        (proj / "fnhost.toml").write_text('host_functions = ["kv.get"]\n' + manifest)
         ok(run(["deploy"], proj, env))
         record = js(run(["publish", "shop", "--output", "json"], proj, env))
         assert record["version"] == "v2" and record["func_name"] == "shop", record
@@ -77,8 +78,10 @@ def test_publish_alias_trigger_list_config_from_the_cli(tmp_path):
         assert "shop" in ok(run(["functions", "list"], proj, env)).stdout
         config = js(run(["config", "shop:v1", "-o", "json"], proj, env))
         assert config["version"] == "v1" and config["handler"] == "shop.Handler", config
+        assert config["host_functions"] == [], config
         text = ok(run(["config", "shop"], proj, env)).stdout
         assert "handler: shop.Handler" in text and "timeout: " in text, text
+        assert 'host_functions: ["kv.get"]' in text, text
 
         # Refusals exit 1: an unknown function, an alias of an unknown
         # version, an unsigned request, a trigger that is not there.

@@ -728,7 +728,7 @@ pub(crate) fn config(a: ConfigArgs) -> anyhow::Result<i32> {
             .map(|record| match a.output.output {
                 Output::Json => print_json(&record),
                 Output::Text => {
-                    const FIELDS: [&str; 14] = [
+                    const FIELDS: [&str; 15] = [
                         "func_urn",
                         "version",
                         "handler",
@@ -738,6 +738,7 @@ pub(crate) fn config(a: ConfigArgs) -> anyhow::Result<i32> {
                         "initializer_handler",
                         "initializer_timeout",
                         "isolation",
+                        "host_functions",
                         "concurrent_num",
                         "digest",
                         "code_size",

@@ -15,7 +15,6 @@
 //! answers `HostFunctionPanicked` to the plugin; nothing unwinds into it.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use fnhost_api::abi::{self, host_call_error, HostStr, PluginStr};
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 /// How deep host functions that invoke functions that call host functions
 /// may nest: a call at this depth answers `HostCallDepthExceeded`.
@@ -228,7 +228,7 @@ pub(crate) trait Remote: Send + Sync {
 pub(crate) struct HostFunctions {
     /// Read on every call without a lock (a registration replaces the
     /// whole map, under `changing`).
-    by_name: ArcSwap<HashMap<Box<str>, Arc<dyn HostFunction>>>,
+    by_name: ArcSwap<FxHashMap<Box<str>, Arc<dyn HostFunction>>>,
     changing: Mutex<()>,
     /// Where none are reachable (a pre-flight's checker).
     unavailable: bool,
@@ -269,7 +269,7 @@ impl HostFunctions {
     ) -> Result<(), RegisterError> {
         check_name(name)?;
         let _changing = self.changing.lock();
-        let mut by_name = HashMap::clone(&self.by_name.load());
+        let mut by_name = FxHashMap::clone(&self.by_name.load());
         if by_name.contains_key(name) {
             return Err(RegisterError(format!(
                 "a host function named {name:?} is registered already (unregister it first)"
@@ -282,7 +282,7 @@ impl HostFunctions {
 
     pub(crate) fn unregister(&self, name: &str) -> bool {
         let _changing = self.changing.lock();
-        let mut by_name = HashMap::clone(&self.by_name.load());
+        let mut by_name = FxHashMap::clone(&self.by_name.load());
         let removed = by_name.remove(name).is_some();
         self.by_name.store(Arc::new(by_name));
         removed
