@@ -86,6 +86,48 @@ def test_kv_spaces_are_each_functions_own_and_survive_a_restart(server, host_cal
     assert host_call(server, "kvb", "kv.get", b"greeting") == "ok from b"
 
 
+@pytest.mark.parametrize("isolation", ["in-process", "process"])
+def test_a_call_of_a_deleted_function_never_reaches_a_new_one_of_its_name(server, host_calls, isolation):
+    """An outside attack found kv spaces keyed by the function's name: a
+    call of a deleted function still running read and wrote the space of a
+    function created after it under the same name, in any project, and
+    what it wrote stayed behind, owned and counted by nobody."""
+    import threading
+    import time
+    body = dict(isolation=isolation, host_functions=KV, handler="host_calls.SleepCall")
+    deploy(server, host_calls, "zomb", **body)
+    answers = {}
+
+    def late(label, payload):
+        status, _, answer = call(server, "POST", f"{BASE}/zomb/invocations", payload)
+        answers[label] = (status, answer.decode(errors="replace"))
+    late("put", b"0\nkv.put\nmine\nold")
+    assert answers["put"] == (200, "ok "), answers
+    # Two calls of the first `zomb` that act after it is deleted and a new
+    # `zomb` (in another project) exists: one reads what the new one
+    # wrote, one writes.
+    readers = [threading.Thread(target=late, args=("read", b"3000\nkv.get\nsecret")),
+               threading.Thread(target=late, args=("write", b"3000\nkv.put\nplanted\nby the old one"))]
+    for t in readers:
+        t.start()
+    time.sleep(0.4)
+    status, _, answer = call(server, "DELETE", f"{BASE}/zomb")
+    assert status in (200, 204), answer
+    deploy(server, host_calls, "zomb", project="proj2", **body)
+    status, _, answer = call(server, "POST", "/v2/proj2/fgs/functions/zomb/invocations",
+                             b"0\nkv.put\nsecret\nhunter2")
+    assert (status, answer) == (200, b"ok "), answer
+    for t in readers:
+        t.join()
+    assert answers["read"][0] == 200 and answers["read"][1].startswith("error KvKeyNotFound "), answers
+    assert answers["write"][0] == 200 and answers["write"][1].startswith("error KvSpaceClosed "), answers
+    for key, expected in [(b"mine", "error KvKeyNotFound "), (b"planted", "error KvKeyNotFound "),
+                          (b"secret", "ok hunter2")]:
+        status, _, answer = call(server, "POST", "/v2/proj2/fgs/functions/zomb/invocations",
+                                 b"0\nkv.get\n" + key)
+        assert answer.decode().startswith(expected), (key, answer)
+
+
 def test_a_function_reaches_only_the_host_functions_it_lists(server, host_calls):
     deploy(server, host_calls, "none")
     deploy(server, host_calls, "reader", host_functions=["kv.get"])
@@ -102,8 +144,12 @@ def test_a_function_reaches_only_the_host_functions_it_lists(server, host_calls)
     assert status == 400, answer
     assert b"cache.get" in answer and b"kv.get" in answer
     status, _, answer = call(server, "POST", BASE,
-                             {**create_body("bad"), "host_functions": ["kv.get"] * 33})
+                             {**create_body("bad"), "host_functions": [f"kv.get{i}" for i in range(33)]})
     assert status == 400, answer
+    # Repetitions are one name.
+    status, _, answer = call(server, "POST", BASE,
+                             {**create_body("twice"), "host_functions": ["kv.get", "kv.put", "kv.get"]})
+    assert status == 200 and json.loads(answer)["host_functions"] == ["kv.get", "kv.put"], answer
     # The list changes with the configuration.
     status, _, answer = call(server, "PUT", f"{BASE}/reader/config",
                              {"host_functions": ["kv.get", "kv.put"]})
@@ -189,5 +235,16 @@ def test_a_directory_function_reaches_what_its_sidecar_lists(tmp_path, host_call
         assert invoke("listed", b"kv.put\nk\nv") == "ok "
         assert invoke("listed", b"kv.get\nk") == "ok v"
         assert invoke("listed", b"kv.delete\nk").startswith("error HostFunctionNotFound ")
+        # Its space is its own: with the library gone, a function created
+        # through the API under its name (in another project) starts empty
+        # (an outside attack read a directory function's keys that way).
+        s.stop()
+        (functions / "listed.so").unlink()
+        (functions / "listed.toml").unlink()
+        s.start()
+        deploy(s, host_calls, "listed", project="other", handler="host_calls.Call",
+               host_functions=["kv.get"])
+        status, _, answer = call(s, "POST", "/v2/other/fgs/functions/listed/invocations", b"kv.get\nk")
+        assert status == 200 and answer.startswith(b"error KvKeyNotFound "), answer
     finally:
         s.stop(signal.SIGKILL)

@@ -224,6 +224,14 @@ pub struct FunctionConfig {
     /// answers `HostFunctionNotFound`, as a name that does not exist does.
     #[serde(default)]
     pub host_functions: Option<Vec<String>>,
+    /// An id of this function's creation, the program's to choose (`""`
+    /// by default): host functions read it
+    /// ([`HostCallContext::function_id`](crate::HostCallContext::function_id))
+    /// to tell a function from an earlier one of the same name whose calls
+    /// may still be running. `fnhost serve` makes a new one each time a
+    /// function is created.
+    #[serde(default)]
+    pub function_id: String,
 }
 
 /// Where a function's handler runs.
@@ -371,6 +379,7 @@ impl FunctionConfig {
             isolation: Isolation::Auto,
             sandbox: crate::sandbox::SandboxPolicy::default(),
             host_functions: None,
+            function_id: String::new(),
         }
     }
 

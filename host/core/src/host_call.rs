@@ -58,6 +58,7 @@ where
 /// what to answer.
 pub struct HostCallContext<'a> {
     pub(crate) function: &'a str,
+    pub(crate) function_id: &'a str,
     pub(crate) version: &'a str,
     pub(crate) alias: &'a str,
     pub(crate) project_id: &'a str,
@@ -75,6 +76,13 @@ impl HostCallContext<'_> {
     /// The calling function's name.
     pub fn function(&self) -> &str {
         self.function
+    }
+    /// The id the program gave the calling function's creation
+    /// ([`FunctionConfig::function_id`](crate::FunctionConfig::function_id)),
+    /// `""` when none: two functions of the same name, one deleted and one
+    /// created after it, have different ids.
+    pub fn function_id(&self) -> &str {
+        self.function_id
     }
     /// The version it serves (`latest` or a published version).
     pub fn version(&self) -> &str {
@@ -325,6 +333,11 @@ impl HostCalls {
             .is_ok()
     }
 
+    /// Whether the answers held reach their bound (no further call runs).
+    fn answers_full(&self) -> bool {
+        self.answers.lock().bytes >= abi::MAX_HOST_CALL_ANSWERS
+    }
+
     /// Whether `deadline` has passed.
     fn past(&self, deadline: Instant) -> bool {
         let coarse = self.coarse_deadline_ns.load(Ordering::Relaxed);
@@ -343,16 +356,13 @@ impl HostCalls {
 }
 
 impl Answers {
-    /// Keeps `bytes` and lends them; `None` past the limit on answers held.
+    /// Keeps `bytes` and lends them (the bound is checked before a call
+    /// runs: see `answers_full`); `None` only if the count overflows.
     fn keep(&mut self, bytes: Vec<u8>) -> Option<HostStr> {
         if bytes.is_empty() {
             return Some(HostStr::EMPTY);
         }
-        let total = self.bytes.checked_add(bytes.len())?;
-        if total > abi::MAX_HOST_CALL_ANSWERS {
-            return None;
-        }
-        self.bytes = total;
+        self.bytes = self.bytes.checked_add(bytes.len())?;
         // The heap bytes stay where they are when the vector moves into
         // the list, and the list only ever grows until the state is
         // dropped.
@@ -496,6 +506,20 @@ pub(crate) fn dispatch_bytes(
             format!("host calls nested {depth} deep (at most {MAX_DEPTH})"),
         );
     }
+    // Before the function runs: a call past the bound on answers held must
+    // not have done what it asked (deleted a key, invoked a function) and
+    // then be told it was refused. The answer that crosses the bound is
+    // delivered: an invocation holds at most the bound and one answer.
+    if calls.answers_full() {
+        return fail(
+            host_call_error::LIMIT_EXCEEDED,
+            format!(
+                "the invocation holds {} bytes of host calls' answers already (at most {})",
+                calls.answers.lock().bytes,
+                abi::MAX_HOST_CALL_ANSWERS
+            ),
+        );
+    }
     if !calls.count_one() {
         return fail(
             host_call_error::LIMIT_EXCEEDED,
@@ -596,9 +620,59 @@ mod tests {
         }
         // SAFETY: `first` points into a box `calls` still holds.
         assert_eq!(unsafe { first.as_slice() }, b"first");
+        // The answer that crosses the bound is kept (it exists already);
+        // the bound stops the calls after it, before they run.
         let big = vec![0u8; abi::MAX_HOST_CALL_ANSWERS];
-        assert!(calls.keep(big).is_none());
-        assert!(calls.keep(b"small".to_vec()).is_some());
+        assert!(calls.keep(big).is_some());
+        assert!(calls.bytes > abi::MAX_HOST_CALL_ANSWERS);
+    }
+
+    /// An outside attack found the bound on answers held checked after the
+    /// host function ran: `kv.delete` deleted, and the plugin was told it
+    /// had been refused. A call past the bound is refused before it runs.
+    #[test]
+    fn a_call_past_the_bound_on_answers_is_refused_before_it_runs() {
+        let ran = Arc::new(AtomicU32::new(0));
+        let functions = HostFunctions::default();
+        let counter = Arc::clone(&ran);
+        functions
+            .register(
+                "side_effect",
+                Arc::new(move |_: &HostCallContext<'_>, input: &[u8]| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Ok(input.to_vec())
+                }),
+            )
+            .unwrap();
+        let calls = HostCalls::default();
+        let ctx = HostCallContext {
+            function: "f",
+            function_id: "",
+            version: "latest",
+            alias: "",
+            project_id: "",
+            package: "default",
+            request_id: "r",
+            trace_id: "",
+            deadline: Instant::now() + Duration::from_secs(60),
+            depth: 0,
+            embedder_value: None,
+            allowed: None,
+        };
+        // Calls of 6 MiB answers until the bound is crossed: each runs and
+        // is answered, the one that crosses it too.
+        let input = vec![1u8; abi::MAX_HOST_CALL_INPUT];
+        let mut runs = 0;
+        while !calls.answers_full() {
+            let answer = dispatch_bytes(&functions, &calls, &ctx, b"side_effect", &input);
+            assert_eq!(calls.keep_answer(answer).0, abi::STATUS_OK);
+            runs += 1;
+        }
+        assert_eq!(ran.load(Ordering::Relaxed), runs);
+        // Past it: refused, and the function does not run.
+        let e = dispatch_bytes(&functions, &calls, &ctx, b"side_effect", b"x").unwrap_err();
+        assert_eq!(e.error_type(), host_call_error::LIMIT_EXCEEDED);
+        assert_eq!(ran.load(Ordering::Relaxed), runs, "refused before it ran");
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub(crate) struct FunctionContext {
     pub(crate) host_functions: Arc<HostFunctions>,
     /// Those it may call (`None`: all).
     pub(crate) allowed_host_functions: Option<Arc<[String]>>,
+    /// The program's id of the function's creation.
+    pub(crate) function_id: String,
 }
 
 impl FunctionContext {
@@ -54,6 +56,7 @@ impl FunctionContext {
             memory_mb: config.memory_mb,
             host_functions,
             allowed_host_functions: config.host_functions.as_deref().map(Arc::from),
+            function_id: config.function_id.clone(),
         }
     }
 }
@@ -805,6 +808,7 @@ unsafe extern "C" fn call_host(
     let s = unsafe { state(host) };
     let ctx = HostCallContext {
         function: &s.function.function_name,
+        function_id: &s.function.function_id,
         version: s.version(),
         alias: s.alias(),
         project_id: &s.function.project_id,

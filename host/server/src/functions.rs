@@ -100,6 +100,13 @@ fn decode_package(code_type: Option<&str>, code: Option<&FuncCode>) -> Result<Up
         .map_err(|e| ApiError::bad_request(format!("func_code.file is not base64: {e}")))
 }
 
+/// `names` without repetitions, in their first order.
+fn distinct(mut names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
 fn check_runtime(runtime: &str) -> Result<(), ApiError> {
     if RUNTIMES.contains(&runtime) {
         Ok(())
@@ -156,7 +163,8 @@ pub(crate) async fn create(
             concurrent_num: body.concurrent_num.unwrap_or(0),
             isolation: body.isolation.unwrap_or_default(),
             sandbox: body.sandbox.unwrap_or_default(),
-            host_functions: body.host_functions.unwrap_or_default(),
+            host_functions: distinct(body.host_functions.unwrap_or_default()),
+            kv_space: String::new(),
             last_modified: String::new(),
             last_update_status: SUCCESSFUL.to_owned(),
             last_update_status_reason: String::new(),
@@ -267,7 +275,7 @@ pub(crate) async fn update_config(
             record.sandbox = v;
         }
         if let Some(v) = body.host_functions {
-            record.host_functions = v;
+            record.host_functions = distinct(v);
         }
         if let Some(v) = body.concurrent_num {
             record.concurrent_num = v;

@@ -57,6 +57,9 @@ pub mod error_type {
     pub const QUOTA_EXCEEDED: &str = "KvQuotaExceeded";
     /// The store did not answer (the server's log says why).
     pub const STORE_UNAVAILABLE: &str = "KvUnavailable";
+    /// The calling function was deleted while its call ran: its space is
+    /// closed (a function created later under its name has its own).
+    pub const SPACE_CLOSED: &str = "KvSpaceClosed";
     /// `invoke` of a target that does not parse.
     pub const INVALID_TARGET: &str = "InvokeInvalidTarget";
     /// `invoke` of a URN in another project.
@@ -185,9 +188,26 @@ fn unavailable(function: &str, e: &crate::store::StoreError) -> HostError {
     )
 }
 
+/// The calling function's key-value space: the id the server gave its
+/// creation (so a call of a deleted function never reaches the space of
+/// one created later under the same name).
+fn space_of<'a>(ctx: &'a HostCallContext<'_>) -> Result<&'a str, HostError> {
+    match ctx.function_id() {
+        "" => Err(closed()),
+        space => Ok(space),
+    }
+}
+
+fn closed() -> HostError {
+    error(
+        error_type::SPACE_CLOSED,
+        "this function was deleted: its key-value space is closed",
+    )
+}
+
 fn kv_get(state: &AppState, ctx: &HostCallContext<'_>, input: &[u8]) -> Result<Vec<u8>, HostError> {
     let key = key_of(input)?;
-    match state.management.store().kv_get(ctx.function(), key) {
+    match state.management.store().kv_get(space_of(ctx)?, key) {
         Ok(Some(value)) => Ok(value),
         Ok(None) => Err(error(error_type::KEY_NOT_FOUND, format!("no key {key:?}"))),
         Err(e) => Err(unavailable(ctx.function(), &e)),
@@ -213,8 +233,9 @@ fn kv_put(state: &AppState, ctx: &HostCallContext<'_>, input: &[u8]) -> Result<V
             ),
         ));
     }
-    match state.management.store().kv_put(ctx.function(), key, value) {
+    match state.management.store().kv_put(space_of(ctx)?, key, value) {
         Ok(kv::Put::Stored) => Ok(Vec::new()),
+        Ok(kv::Put::Closed) => Err(closed()),
         Ok(kv::Put::TooManyKeys) => Err(error(
             error_type::QUOTA_EXCEEDED,
             format!("a function holds at most {} keys", kv::MAX_KEYS),
@@ -236,7 +257,7 @@ fn kv_delete(
     input: &[u8],
 ) -> Result<Vec<u8>, HostError> {
     let key = key_of(input)?;
-    match state.management.store().kv_delete(ctx.function(), key) {
+    match state.management.store().kv_delete(space_of(ctx)?, key) {
         Ok(true) => Ok(b"true".to_vec()),
         Ok(false) => Ok(b"false".to_vec()),
         Err(e) => Err(unavailable(ctx.function(), &e)),

@@ -195,7 +195,7 @@ impl Management {
             .find(|name| !offered.contains(name))
         {
             return Err(ApiError::bad_request(format!(
-                "host_functions: this server offers no host function named {:?} (it offers {})",
+                "host_functions: this server offers no host function named \"{}\" (it offers {})",
                 unknown.escape_debug().take(130).collect::<String>(),
                 offered.join(", ")
             )));
@@ -304,6 +304,7 @@ impl Management {
                     isolation: fnhost::Isolation::default(),
                     sandbox: Default::default(),
                     host_functions: Vec::new(),
+                    kv_space: String::new(),
                     last_modified: now_rfc3339(),
                     last_update_status: FAILED.to_owned(),
                     last_update_status_reason: format!("{reason}; nothing serves {name}"),
@@ -619,6 +620,15 @@ impl Changing {
         record.last_modified = now_rfc3339();
         // Values out of range are refused before anything is stored.
         record.validate()?;
+        // A created function gets a key-value space of its own (so does one
+        // recorded before spaces existed, at its next change); the space
+        // is open before any of its calls can reach it.
+        if change == Change::Create || record.kv_space.is_empty() {
+            record.kv_space = uuid::Uuid::new_v4().to_string();
+        }
+        m.store
+            .kv_open(&record.func_name, &record.kv_space)
+            .map_err(ApiError::store)?;
         let replaced = m
             .functions
             .lock()
@@ -849,6 +859,14 @@ impl Changing {
         // As through the API: a function reaches only the host functions
         // its sidecar lists.
         config.host_functions.get_or_insert_with(Vec::new);
+        // Its key-value space is named by its file: it keeps its keys across
+        // restarts as the directory keeps the library; a function created
+        // through the API under its name gets a space of its own.
+        let function = config.function_name().to_owned();
+        config.function_id = format!("dir:{function}");
+        if let Err(e) = m.store.kv_open(&function, &config.function_id) {
+            log::warn!(target: "fnhost::server", "{function}: its key-value space could not be opened (its kv calls answer KvSpaceClosed): {e}");
+        }
         let deployment = m.swap(config)?;
         let generation = &deployment.generation;
         let config = generation.config();
@@ -886,6 +904,7 @@ impl Changing {
             isolation: config.isolation,
             sandbox: config.sandbox.clone(),
             host_functions: config.host_functions.clone().unwrap_or_default(),
+            kv_space: config.function_id.clone(),
             last_modified: now_rfc3339(),
             last_update_status: SUCCESSFUL.to_owned(),
             last_update_status_reason: String::new(),

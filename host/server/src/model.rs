@@ -82,6 +82,11 @@ pub struct FunctionRecord {
     /// none unless listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_functions: Vec<String>,
+    /// The id of its key-value space (the `kv.*` host functions), made when
+    /// the function is created (a new one if a function of its name is
+    /// created again); its versions share it. Internal: not in the API.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kv_space: String,
     /// RFC 3339.
     pub last_modified: String,
     /// How the last change of code or configuration went: `Successful`, or
@@ -293,6 +298,7 @@ impl FunctionRecord {
         config.sandbox = self.sandbox.clone();
         // Always a list: a function reaches only what it declares.
         config.host_functions = Some(self.host_functions.clone());
+        config.function_id = self.kv_space.clone();
         config
             .validate()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -960,6 +960,7 @@ impl HostSide<'_> {
         let f = self.function;
         let ctx = crate::host_call::HostCallContext {
             function: &f.function_name,
+            function_id: &f.function_id,
             version: self.served.version.as_deref().unwrap_or(&f.version),
             alias: self.served.alias.as_deref().unwrap_or(&f.alias),
             project_id: &f.project_id,

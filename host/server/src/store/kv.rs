@@ -3,6 +3,16 @@
 //! scoped to the function that wrote them, bounded in size and number per
 //! function, and deleted with the function.
 //!
+//! A space is named by an id made when its function is created (a UUID;
+//! `dir:NAME` for a library of the functions directory), not by the
+//! function's name, and it is *open* while its function exists
+//! (`kv_spaces`): a call of a deleted function still running writes
+//! nowhere (its space is closed), and a function created later under the
+//! same name, in any project, gets a new, empty space. Deleting a function
+//! closes its spaces and deletes their keys in one transaction; a write
+//! checks that its space is open in its own (in PostgreSQL holding the
+//! space's row, so a delete waits for it and then deletes what it wrote).
+//!
 //! The bounds hold against a function that tries to fill the server's
 //! disk or memory: a value is at most [`MAX_VALUE_BYTES`], a function holds
 //! at most [`MAX_KEYS`] keys and [`MAX_BYTES`] of keys and values, checked
@@ -33,6 +43,8 @@ pub enum Put {
     TooManyKeys,
     /// Refused: it would hold more than [`MAX_BYTES`].
     TooManyBytes,
+    /// Refused: the space is not open (its function was deleted).
+    Closed,
 }
 
 /// The bytes a key and its value count against [`MAX_BYTES`].

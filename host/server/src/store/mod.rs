@@ -192,13 +192,18 @@ pub trait Backend: Send + Sync {
     fn async_config(&self, function: &str) -> Result<Option<String>, StoreError>;
     /// Deletes an asynchronous invocation configuration; whether it existed.
     fn delete_async_config(&self, function: &str) -> Result<bool, StoreError>;
-    /// The value of `key` in `function`'s key-value space (an error for one
+    /// Opens key-value space `space` of function `function` (nothing if it
+    /// is open already); [`delete_function`](Self::delete_function) closes
+    /// it.
+    fn kv_open(&self, function: &str, space: &str) -> Result<(), StoreError>;
+    /// The value of `key` in key-value space `space` (an error for one
     /// stored past [`kv::MAX_VALUE_BYTES`]).
-    fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Stores `value` under `key` in `function`'s space, within its bounds.
-    fn kv_put(&self, function: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError>;
-    /// Deletes `key` from `function`'s space; whether it was there.
-    fn kv_delete(&self, function: &str, key: &str) -> Result<bool, StoreError>;
+    fn kv_get(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `key` in `space`, if it is open and within its
+    /// bounds.
+    fn kv_put(&self, space: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError>;
+    /// Deletes `key` from `space`; whether it was there.
+    fn kv_delete(&self, space: &str, key: &str) -> Result<bool, StoreError>;
 }
 
 /// The server's state store: one [`Backend`], typed records.
@@ -296,19 +301,24 @@ impl Store {
         self.backend.revisions()
     }
 
-    /// The value of `key` in `function`'s key-value space.
-    pub fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.backend.kv_get(function, key)
+    /// Opens key-value space `space` of function `function`.
+    pub fn kv_open(&self, function: &str, space: &str) -> Result<(), StoreError> {
+        self.backend.kv_open(function, space)
     }
 
-    /// Stores `value` under `key` in `function`'s key-value space.
-    pub fn kv_put(&self, function: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
-        self.backend.kv_put(function, key, value)
+    /// The value of `key` in key-value space `space`.
+    pub fn kv_get(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.backend.kv_get(space, key)
     }
 
-    /// Deletes `key` from `function`'s key-value space.
-    pub fn kv_delete(&self, function: &str, key: &str) -> Result<bool, StoreError> {
-        self.backend.kv_delete(function, key)
+    /// Stores `value` under `key` in key-value space `space`.
+    pub fn kv_put(&self, space: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
+        self.backend.kv_put(space, key, value)
+    }
+
+    /// Deletes `key` from key-value space `space`.
+    pub fn kv_delete(&self, space: &str, key: &str) -> Result<bool, StoreError> {
+        self.backend.kv_delete(space, key)
     }
 
     /// Adds a published version (in publication order).
@@ -504,36 +514,75 @@ mod tests {
             .is_none());
     }
 
-    /// A function's key-value space: its own, bounded, and gone with it.
+    /// A function's key-value space: its own, bounded, and gone with it;
+    /// a closed space takes no writes.
     fn kv_spaces_are_scoped_bounded_and_deleted_with_their_function(open: &dyn Fn() -> Store) {
         let s = open();
         s.put_function("a", &serde_json::json!({})).unwrap();
-        assert_eq!(s.kv_put("a", "k", b"one").unwrap(), kv::Put::Stored);
-        assert_eq!(s.kv_put("a", "k", b"two").unwrap(), kv::Put::Stored);
-        assert_eq!(s.kv_put("b", "k", b"b's").unwrap(), kv::Put::Stored);
+        s.kv_open("a", "space-a1").unwrap();
+        s.kv_open("a", "space-a1").unwrap();
+        s.kv_open("b", "space-b").unwrap();
+        assert_eq!(s.kv_put("space-a1", "k", b"one").unwrap(), kv::Put::Stored);
+        assert_eq!(s.kv_put("space-a1", "k", b"two").unwrap(), kv::Put::Stored);
+        assert_eq!(s.kv_put("space-b", "k", b"b's").unwrap(), kv::Put::Stored);
+        assert_eq!(
+            s.kv_put("never-opened", "k", b"x").unwrap(),
+            kv::Put::Closed
+        );
         let s = open();
-        assert_eq!(s.kv_get("a", "k").unwrap().as_deref(), Some(&b"two"[..]));
-        assert_eq!(s.kv_get("b", "k").unwrap().as_deref(), Some(&b"b's"[..]));
-        assert_eq!(s.kv_get("a", "missing").unwrap(), None);
+        assert_eq!(
+            s.kv_get("space-a1", "k").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(
+            s.kv_get("space-b", "k").unwrap().as_deref(),
+            Some(&b"b's"[..])
+        );
+        assert_eq!(s.kv_get("space-a1", "missing").unwrap(), None);
+        assert_eq!(s.kv_get("never-opened", "k").unwrap(), None);
         // Bytes: 15 values of 1 MiB fit in 16 MiB with their keys, a 16th
         // does not, and replacing one that is there still does.
         let big = vec![7u8; kv::MAX_VALUE_BYTES];
         for i in 0..15 {
             assert_eq!(
-                s.kv_put("a", &format!("big{i}"), &big).unwrap(),
+                s.kv_put("space-a1", &format!("big{i}"), &big).unwrap(),
                 kv::Put::Stored
             );
         }
-        assert_eq!(s.kv_put("a", "big15", &big).unwrap(), kv::Put::TooManyBytes);
-        assert_eq!(s.kv_put("a", "big3", &big).unwrap(), kv::Put::Stored);
-        assert_eq!(s.kv_get("a", "big15").unwrap(), None, "nothing stored");
-        assert!(s.kv_delete("a", "big0").unwrap());
-        assert!(!s.kv_delete("a", "big0").unwrap());
-        assert_eq!(s.kv_put("a", "big15", &big).unwrap(), kv::Put::Stored);
+        assert_eq!(
+            s.kv_put("space-a1", "big15", &big).unwrap(),
+            kv::Put::TooManyBytes
+        );
+        assert_eq!(s.kv_put("space-a1", "big3", &big).unwrap(), kv::Put::Stored);
+        assert_eq!(
+            s.kv_get("space-a1", "big15").unwrap(),
+            None,
+            "nothing stored"
+        );
+        assert!(s.kv_delete("space-a1", "big0").unwrap());
+        assert!(!s.kv_delete("space-a1", "big0").unwrap());
+        assert_eq!(
+            s.kv_put("space-a1", "big15", &big).unwrap(),
+            kv::Put::Stored
+        );
+        // Deleting the function closes its space and deletes its keys; a
+        // late write of its calls lands nowhere; a new function of the
+        // same name has a new space.
         s.delete_function("a").unwrap();
-        assert_eq!(s.kv_get("a", "k").unwrap(), None, "gone with its function");
-        assert_eq!(s.kv_get("a", "big3").unwrap(), None);
-        assert_eq!(s.kv_get("b", "k").unwrap().as_deref(), Some(&b"b's"[..]));
+        assert_eq!(
+            s.kv_get("space-a1", "k").unwrap(),
+            None,
+            "gone with its function"
+        );
+        assert_eq!(s.kv_get("space-a1", "big3").unwrap(), None);
+        assert_eq!(s.kv_put("space-a1", "late", b"x").unwrap(), kv::Put::Closed);
+        assert_eq!(s.kv_get("space-a1", "late").unwrap(), None);
+        s.kv_open("a", "space-a2").unwrap();
+        assert_eq!(s.kv_get("space-a2", "k").unwrap(), None);
+        assert_eq!(
+            s.kv_get("space-b", "k").unwrap().as_deref(),
+            Some(&b"b's"[..])
+        );
     }
 
     #[test]
@@ -575,7 +624,7 @@ mod tests {
         drop(Store::open(&path).unwrap());
         let db = rusqlite::Connection::open(&path).unwrap();
         db.execute(
-            "INSERT INTO function_kv (function, key, value, size) VALUES ('a', 'k', ?1, 1)",
+            "INSERT INTO function_kv (space, key, value, size) VALUES ('a', 'k', ?1, 1)",
             [vec![0u8; kv::MAX_VALUE_BYTES + 1]],
         )
         .unwrap();

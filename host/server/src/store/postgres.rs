@@ -125,11 +125,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX async_by_status ON async_invocations (status, next_ms);
      CREATE INDEX async_leases ON async_invocations (lease_until_ms) WHERE status = 'RUNNING';
      CREATE TABLE async_configs (function TEXT PRIMARY KEY, record TEXT NOT NULL);",
-    // 2: each function's key-value space (`kv.*` host functions); `size`
-    // is the key's and the value's bytes, summed against the function's
-    // bound. Not part of the function's revision: no node caches it.
-    "CREATE TABLE function_kv (function TEXT NOT NULL, key TEXT NOT NULL, value BYTEA NOT NULL,
-                               size BIGINT NOT NULL, PRIMARY KEY (function, key));",
+    // 2: the functions' key-value spaces (`kv.*` host functions): which
+    // are open, of which function, and their keys; `size` is a key's and
+    // its value's bytes, summed against the space's bound. Not part of a
+    // function's revision: no node caches them.
+    "CREATE TABLE kv_spaces (space TEXT PRIMARY KEY, function TEXT NOT NULL);
+     CREATE INDEX kv_spaces_by_function ON kv_spaces (function);
+     CREATE TABLE function_kv (space TEXT NOT NULL, key TEXT NOT NULL, value BYTEA NOT NULL,
+                               size BIGINT NOT NULL, PRIMARY KEY (space, key));",
 ];
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -483,7 +486,6 @@ impl Backend for PostgresStore {
                 "aliases WHERE function",
                 "triggers WHERE function",
                 "async_configs WHERE function",
-                "function_kv WHERE function",
             ] {
                 tx.execute(&format!("DELETE FROM {table} = $1"), &[&name])
                     .await?;
@@ -494,6 +496,20 @@ impl Backend for PostgresStore {
                 &[&name],
             )
             .await?;
+            // Its key-value spaces, closed first: a write holding a space's
+            // row finishes before this takes it, and the keys are deleted
+            // after, so what it wrote goes too.
+            let spaces: Vec<String> = tx
+                .query(
+                    "DELETE FROM kv_spaces WHERE function = $1 RETURNING space",
+                    &[&name],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            tx.execute("DELETE FROM function_kv WHERE space = ANY($1)", &[&spaces])
+                .await?;
             notify(&tx, &name).await?;
             tx.commit().await?;
             Ok(())
@@ -986,15 +1002,27 @@ impl Backend for PostgresStore {
         )
     }
 
-    fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let (function, key) = (function.to_owned(), key.to_owned());
+    fn kv_open(&self, function: &str, space: &str) -> Result<(), StoreError> {
+        let (function, space) = (function.to_owned(), space.to_owned());
+        self.with_client(move |c| async move {
+            c.execute(
+                "INSERT INTO kv_spaces (space, function) VALUES ($1, $2) ON CONFLICT (space) DO NOTHING",
+                &[&space, &function],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn kv_get(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (space, key) = (space.to_owned(), key.to_owned());
         let max = kv::MAX_VALUE_BYTES as i32;
         self.with_client(move |c| async move {
             let Some(row) = c
                 .query_opt(
                     "SELECT CASE WHEN octet_length(value) <= $3 THEN value END, octet_length(value)
-                     FROM function_kv WHERE function = $1 AND key = $2",
-                    &[&function, &key, &max],
+                     FROM function_kv WHERE space = $1 AND key = $2",
+                    &[&space, &key, &max],
                 )
                 .await?
             else {
@@ -1010,31 +1038,39 @@ impl Backend for PostgresStore {
         })
     }
 
-    fn kv_put(&self, function: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
+    fn kv_put(&self, space: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
         let size = kv::size_of(key, value);
-        let (function, key, value) = (function.to_owned(), key.to_owned(), value.to_vec());
+        let (space, key, value) = (space.to_owned(), key.to_owned(), value.to_vec());
         self.with_client(move |mut c| async move {
             let tx = c.transaction().await?;
-            // One writer per function across the nodes: two cannot both
-            // pass the bound's check.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('fnhost-kv:' || $1))",
-                &[&function],
-            )
-            .await?;
+            // The space's row, held until this commits: a delete of the
+            // function waits for this write and then deletes it too; once
+            // the delete has the row, this finds the space closed. One
+            // writer per space at a time, so that two writers (on two
+            // nodes) cannot both pass the bound's check.
+            let open = tx
+                .query_opt(
+                    "SELECT 1 FROM kv_spaces WHERE space = $1 FOR UPDATE",
+                    &[&space],
+                )
+                .await?
+                .is_some();
+            if !open {
+                return Ok(kv::Put::Closed);
+            }
             let row = tx
                 .query_one(
                     "SELECT count(*), coalesce(sum(size), 0)::BIGINT FROM function_kv
-                     WHERE function = $1 AND key <> $2",
-                    &[&function, &key],
+                     WHERE space = $1 AND key <> $2",
+                    &[&space, &key],
                 )
                 .await?;
             let admitted = kv::admit(row.try_get(0)?, row.try_get(1)?, size);
             if admitted == kv::Put::Stored {
                 tx.execute(
-                    "INSERT INTO function_kv (function, key, value, size) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (function, key) DO UPDATE SET value = excluded.value, size = excluded.size",
-                    &[&function, &key, &value, &size],
+                    "INSERT INTO function_kv (space, key, value, size) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (space, key) DO UPDATE SET value = excluded.value, size = excluded.size",
+                    &[&space, &key, &value, &size],
                 )
                 .await?;
                 tx.commit().await?;
@@ -1043,12 +1079,12 @@ impl Backend for PostgresStore {
         })
     }
 
-    fn kv_delete(&self, function: &str, key: &str) -> Result<bool, StoreError> {
-        let (function, key) = (function.to_owned(), key.to_owned());
+    fn kv_delete(&self, space: &str, key: &str) -> Result<bool, StoreError> {
+        let (space, key) = (space.to_owned(), key.to_owned());
         self.with_client(move |c| async move {
             Ok(c.execute(
-                "DELETE FROM function_kv WHERE function = $1 AND key = $2",
-                &[&function, &key],
+                "DELETE FROM function_kv WHERE space = $1 AND key = $2",
+                &[&space, &key],
             )
             .await?
                 > 0)

@@ -46,11 +46,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX async_by_function ON async_invocations (function, accepted_ms);
      CREATE INDEX async_by_status ON async_invocations (status, next_ms);
      CREATE TABLE async_configs (function TEXT PRIMARY KEY, record TEXT NOT NULL);",
-    // 3: each function's key-value space (`kv.*` host functions); `size`
-    // is the key's and the value's bytes, summed against the function's
-    // bound.
-    "CREATE TABLE function_kv (function TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
-                               size INTEGER NOT NULL, PRIMARY KEY (function, key));",
+    // 3: the functions' key-value spaces (`kv.*` host functions): which
+    // are open, of which function, and their keys; `size` is a key's and
+    // its value's bytes, summed against the space's bound.
+    "CREATE TABLE kv_spaces (space TEXT PRIMARY KEY, function TEXT NOT NULL);
+     CREATE INDEX kv_spaces_by_function ON kv_spaces (function);
+     CREATE TABLE function_kv (space TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                               size INTEGER NOT NULL, PRIMARY KEY (space, key));",
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -259,7 +261,6 @@ impl Backend for SqliteStore {
             "aliases WHERE function",
             "triggers WHERE function",
             "async_configs WHERE function",
-            "function_kv WHERE function",
         ] {
             tx.execute(&format!("DELETE FROM {table} = ?1"), params![name])?;
         }
@@ -268,6 +269,12 @@ impl Backend for SqliteStore {
             "DELETE FROM async_configs WHERE substr(function, 1, length(?1) + 1) = ?1 || ':'",
             params![name],
         )?;
+        // Its key-value spaces, closed, and their keys.
+        tx.execute(
+            "DELETE FROM function_kv WHERE space IN (SELECT space FROM kv_spaces WHERE function = ?1)",
+            params![name],
+        )?;
+        tx.execute("DELETE FROM kv_spaces WHERE function = ?1", params![name])?;
         tx.commit()?;
         Ok(())
     }
@@ -582,15 +589,23 @@ impl Backend for SqliteStore {
         )? > 0)
     }
 
-    fn kv_get(&self, function: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn kv_open(&self, function: &str, space: &str) -> Result<(), StoreError> {
+        self.db.lock().execute(
+            "INSERT INTO kv_spaces (space, function) VALUES (?1, ?2) ON CONFLICT(space) DO NOTHING",
+            params![space, function],
+        )?;
+        Ok(())
+    }
+
+    fn kv_get(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let max = kv::MAX_VALUE_BYTES as i64;
         let row: Option<(Option<Vec<u8>>, i64)> = self
             .db
             .lock()
             .query_row(
                 "SELECT CASE WHEN length(value) <= ?3 THEN value END, length(value)
-                 FROM function_kv WHERE function = ?1 AND key = ?2",
-                params![function, key, max],
+                 FROM function_kv WHERE space = ?1 AND key = ?2",
+                params![space, key, max],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -603,32 +618,43 @@ impl Backend for SqliteStore {
         }
     }
 
-    fn kv_put(&self, function: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
+    fn kv_put(&self, space: &str, key: &str, value: &[u8]) -> Result<kv::Put, StoreError> {
         let size = kv::size_of(key, value);
+        // One connection, one transaction at a time: a delete of the
+        // function runs before this (and the space is closed) or after it
+        // (and deletes what it wrote).
         let mut db = self.db.lock();
         let tx = db.transaction()?;
+        let open: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM kv_spaces WHERE space = ?1)",
+            params![space],
+            |r| r.get(0),
+        )?;
+        if !open {
+            return Ok(kv::Put::Closed);
+        }
         let (keys, bytes): (i64, i64) = tx.query_row(
             "SELECT count(*), coalesce(sum(size), 0) FROM function_kv
-             WHERE function = ?1 AND key <> ?2",
-            params![function, key],
+             WHERE space = ?1 AND key <> ?2",
+            params![space, key],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let admitted = kv::admit(keys, bytes, size);
         if admitted == kv::Put::Stored {
             tx.execute(
-                "INSERT INTO function_kv (function, key, value, size) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(function, key) DO UPDATE SET value = excluded.value, size = excluded.size",
-                params![function, key, value, size],
+                "INSERT INTO function_kv (space, key, value, size) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(space, key) DO UPDATE SET value = excluded.value, size = excluded.size",
+                params![space, key, value, size],
             )?;
             tx.commit()?;
         }
         Ok(admitted)
     }
 
-    fn kv_delete(&self, function: &str, key: &str) -> Result<bool, StoreError> {
+    fn kv_delete(&self, space: &str, key: &str) -> Result<bool, StoreError> {
         Ok(self.db.lock().execute(
-            "DELETE FROM function_kv WHERE function = ?1 AND key = ?2",
-            params![function, key],
+            "DELETE FROM function_kv WHERE space = ?1 AND key = ?2",
+            params![space, key],
         )? > 0)
     }
 }
