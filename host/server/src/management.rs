@@ -754,7 +754,9 @@ impl Changing {
     /// packages nothing else references.
     pub(crate) fn delete_function(&self, name: &str) -> Result<(), ApiError> {
         let m = &*self.management;
-        m.store.delete_function(name).map_err(ApiError::store)?;
+        m.store
+            .delete_function(name, &now_rfc3339())
+            .map_err(ApiError::store)?;
         m.functions.lock().remove(name);
         m.deployments.forget(name);
         let deleted = m.runtime.registry().delete_function(name);

@@ -439,6 +439,42 @@ mod tests {
 
     const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
+    /// An outside attack queued an invocation of a function, deleted the
+    /// function and created another of its name (in another project): the
+    /// queued invocation ran on the new one. Deleting a function ends its
+    /// waiting invocations `FAIL`, in the delete's transaction.
+    fn waiting_invocations_fail_with_their_function(s: &Store) {
+        s.insert_invocation(new("waits", "gone", 1000)).unwrap();
+        s.insert_invocation(new("other", "stays", 1000)).unwrap();
+        s.delete_function("gone", "t").unwrap();
+        let (_, page) = s.list_invocations("gone", None, None, 0, 10).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].status, status::FAIL);
+        assert_eq!(page[0].error_code, 404);
+        let claimed = s.claim_invocation(5000, "t", 3, LEASE).unwrap().unwrap();
+        assert_eq!(
+            claimed.request_id, "other",
+            "the deleted one is not claimed"
+        );
+        assert!(s.claim_invocation(5000, "t", 3, LEASE).unwrap().is_none());
+    }
+
+    #[test]
+    fn sqlite_waiting_invocations_fail_with_their_function() {
+        let dir = tempfile::tempdir().unwrap();
+        waiting_invocations_fail_with_their_function(
+            &Store::open(&dir.path().join("state.db")).unwrap(),
+        );
+    }
+
+    #[test]
+    fn postgres_waiting_invocations_fail_with_their_function() {
+        let Some(db) = crate::store::test_database::fresh() else {
+            return;
+        };
+        waiting_invocations_fail_with_their_function(&Store::connect(&db.url).unwrap());
+    }
+
     #[test]
     fn invocations_are_claimed_in_order_recovered_after_a_crash_and_pruned() {
         let dir = tempfile::tempdir().unwrap();

@@ -100,7 +100,9 @@ pub trait Backend: Send + Sync {
     fn put_function(&self, name: &str, record: String) -> Result<(), StoreError>;
     /// Deletes a function with its versions, aliases, triggers and
     /// asynchronous configurations.
-    fn delete_function(&self, name: &str) -> Result<(), StoreError>;
+    /// (Its asynchronous invocations still waiting end `FAIL`, 404, at
+    /// `end_time`.)
+    fn delete_function(&self, name: &str, end_time: &str) -> Result<(), StoreError>;
     /// Every function record, by name.
     fn functions(&self) -> Result<Vec<String>, StoreError>;
     /// One function's record.
@@ -279,8 +281,10 @@ impl Store {
     }
 
     /// Deletes a function with its versions, aliases and triggers.
-    pub fn delete_function(&self, name: &str) -> Result<(), StoreError> {
-        self.backend.delete_function(name)
+    /// Its asynchronous invocations still waiting end `FAIL` (404) at
+    /// `end_time`: none runs on a function created later under its name.
+    pub fn delete_function(&self, name: &str, end_time: &str) -> Result<(), StoreError> {
+        self.backend.delete_function(name, end_time)
     }
 
     /// Every function record.
@@ -503,7 +507,7 @@ mod tests {
             Some(serde_json::json!({"t": 1}))
         );
         assert!(s.trigger::<serde_json::Value>("t2").unwrap().is_none());
-        s.delete_function("echo").unwrap();
+        s.delete_function("echo", "t").unwrap();
         assert!(s.functions::<serde_json::Value>().unwrap().is_empty());
         assert!(s.versions::<serde_json::Value>("echo").unwrap().is_empty());
         assert!(s.aliases::<serde_json::Value>("echo").unwrap().is_empty());
@@ -568,7 +572,7 @@ mod tests {
         // Deleting the function closes its space and deletes its keys; a
         // late write of its calls lands nowhere; a new function of the
         // same name has a new space.
-        s.delete_function("a").unwrap();
+        s.delete_function("a", "t").unwrap();
         assert_eq!(
             s.kv_get("space-a1", "k").unwrap(),
             None,

@@ -476,8 +476,8 @@ impl Backend for PostgresStore {
         .map(drop)
     }
 
-    fn delete_function(&self, name: &str) -> Result<(), StoreError> {
-        let name = name.to_owned();
+    fn delete_function(&self, name: &str, end_time: &str) -> Result<(), StoreError> {
+        let (name, end_time) = (name.to_owned(), end_time.to_owned());
         self.with_client(move |mut c| async move {
             let tx = c.transaction().await?;
             for table in [
@@ -510,6 +510,15 @@ impl Backend for PostgresStore {
                 .collect();
             tx.execute("DELETE FROM function_kv WHERE space = ANY($1)", &[&spaces])
                 .await?;
+            // Its invocations still waiting: none runs on a function
+            // created later under its name.
+            tx.execute(
+                "UPDATE async_invocations SET status = 'FAIL', end_time = $2, error_code = 404,
+                     error_message = 'the function was deleted before it ran', payload = ''::BYTEA
+                 WHERE function = $1 AND status = 'WAIT'",
+                &[&name, &end_time],
+            )
+            .await?;
             notify(&tx, &name).await?;
             tx.commit().await?;
             Ok(())
@@ -1319,7 +1328,7 @@ mod tests {
             assert_eq!(now, last + 1, "change {i}");
             last = now;
         }
-        s.delete_function("echo").unwrap();
+        s.delete_function("echo", "t").unwrap();
         assert_eq!(revision(), None);
     }
 

@@ -252,7 +252,7 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    fn delete_function(&self, name: &str) -> Result<(), StoreError> {
+    fn delete_function(&self, name: &str, end_time: &str) -> Result<(), StoreError> {
         let mut db = self.db.lock();
         let tx = db.transaction()?;
         for table in [
@@ -275,6 +275,14 @@ impl Backend for SqliteStore {
             params![name],
         )?;
         tx.execute("DELETE FROM kv_spaces WHERE function = ?1", params![name])?;
+        // Its invocations still waiting: none runs on a function created
+        // later under its name.
+        tx.execute(
+            "UPDATE async_invocations SET status = 'FAIL', end_time = ?2, error_code = 404,
+                 error_message = 'the function was deleted before it ran', payload = x''
+             WHERE function = ?1 AND status = 'WAIT'",
+            params![name, end_time],
+        )?;
         tx.commit()?;
         Ok(())
     }
