@@ -73,7 +73,9 @@ if ! answers "$port"; then
     RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
     RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
     "$bin/rabbitmq-server" -detached >"$dir/start.log" 2>&1
-  for _ in $(seq 300); do answers "$port" && break; sleep 0.2; done
+  # Up to 2 minutes: a node starting beside a busy test suite on 2 cores has
+  # taken over one.
+  for _ in $(seq 600); do answers "$port" && break; sleep 0.2; done
   answers "$port" || { echo "error: the private RabbitMQ did not answer on port $port (see $dir/log)" >&2; exit 1; }
 fi
 echo "amqp://guest:guest@127.0.0.1:$port/%2f"

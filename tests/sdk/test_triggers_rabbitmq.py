@@ -263,7 +263,7 @@ def private_broker():
     it may stop and start."""
     try:
         url = subprocess.run([str(ROOT / "scripts/rabbitmq.sh"), "private"], check=True,
-                             capture_output=True, text=True, timeout=120).stdout.strip()
+                             capture_output=True, text=True, timeout=240).stdout.strip()
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         if os.environ.get("FNHOST_REQUIRE_RABBITMQ"):
             raise
