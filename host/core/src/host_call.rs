@@ -16,7 +16,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -315,6 +315,9 @@ pub(crate) struct HostCalls {
     /// is a few ms behind at most).
     coarse_deadline_ns: AtomicU64,
     answers: Mutex<Answers>,
+    /// `answers.bytes`, readable without the lock (each call checks it
+    /// before it runs).
+    held: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -335,7 +338,7 @@ impl HostCalls {
 
     /// Whether the answers held reach their bound (no further call runs).
     fn answers_full(&self) -> bool {
-        self.answers.lock().bytes >= abi::MAX_HOST_CALL_ANSWERS
+        self.held.load(Ordering::Relaxed) >= abi::MAX_HOST_CALL_ANSWERS
     }
 
     /// Whether `deadline` has passed.
@@ -515,7 +518,7 @@ pub(crate) fn dispatch_bytes(
             host_call_error::LIMIT_EXCEEDED,
             format!(
                 "the invocation holds {} bytes of host calls' answers already (at most {})",
-                calls.answers.lock().bytes,
+                calls.held.load(Ordering::Relaxed),
                 abi::MAX_HOST_CALL_ANSWERS
             ),
         );
@@ -585,6 +588,7 @@ impl HostCalls {
         let kept = answers
             .keep(text)
             .and_then(|t| Some((t, answers.keep(ty)?)));
+        self.held.store(answers.bytes, Ordering::Relaxed);
         match kept {
             Some((t, y)) => (status, t, y),
             None => (
