@@ -363,3 +363,52 @@ def test_head_sampling_exports_the_ratios_new_traces_and_what_callers_sampled(tm
     # A ratio outside 0 to 1 is refused before the server starts.
     bad = subprocess.run([str(TARGET / "fnhost"), "serve", "--otlp-sample-ratio", "1.5"], capture_output=True, text=True)
     assert bad.returncode != 0 and "ratio" in bad.stderr, bad.stderr
+
+
+def test_an_invocation_of_a_deleted_function_never_runs_on_a_new_one_of_its_name(tmp_path):
+    """An outside attack had an asynchronous invocation that was running
+    when its function was deleted retried on a function created since under
+    the same name, in another project (and the same after a crash, and for
+    invocations accepted while the delete ran). One accepted before its
+    function was created is not that function's: it ends FAIL (404)."""
+    from test_front_door import call, create_body
+    server = Server(tmp_path, config={"asynchronous": {"retry_base_ms": 100}}).start()
+    try:
+        base = "/v2/proj1/fgs/functions"
+        status, _, answer = call(server, "POST", base, create_body(
+            "gone", handler="misbehaving.Sleep", library="libmisbehaving.so", module="misbehaving", timeout=1))
+        assert status == 200, answer
+        status, _, answer = call(server, "PUT", f"{base}/gone/async-invoke-config",
+                                 {"max_async_retry_attempts": 2, "max_async_event_age_in_seconds": 3600})
+        assert status == 200, answer
+        # Its first attempt sleeps past the 1 s timeout: it is running when
+        # the function is deleted, and due again 100 ms after it fails.
+        status, _, answer = call(server, "POST", f"{base}/gone/invocations-async", b"3000")
+        assert status == 202, answer
+        request_id = json.loads(answer)["request_id"]
+        wait_for(lambda: db_status(tmp_path, request_id)[0] == "RUNNING", "the first attempt")
+        status, _, answer = call(server, "DELETE", f"{base}/gone")
+        assert status == 204, answer
+        status, _, answer = call(server, "POST", "/v2/proj2/fgs/functions", create_body(
+            "gone", handler="echo.Handler", library="libecho.so", module="echo"))
+        assert status == 200, answer
+        ended = wait_for(lambda: db_status(tmp_path, request_id)[0] in ("SUCCESS", "FAIL") and
+                         db_status(tmp_path, request_id), "the invocation's end")
+        assert ended[0] == "FAIL" and "deleted after this invocation was accepted" in ended[1], ended
+        # The new function serves its own invocations.
+        status, _, answer = call(server, "POST", "/v2/proj2/fgs/functions/gone/invocations-async", b"new")
+        assert status == 202, answer
+        new_id = json.loads(answer)["request_id"]
+        wait_for(lambda: db_status(tmp_path, new_id)[0] == "SUCCESS", "the new function's own invocation")
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+def db_status(tmp_path, request_id):
+    db = sqlite3.connect(tmp_path / "data" / "state.db")
+    try:
+        row = db.execute("SELECT status, error_message FROM async_invocations WHERE request_id = ?",
+                         (request_id,)).fetchone()
+        return row or ("", "")
+    finally:
+        db.close()

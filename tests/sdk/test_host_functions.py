@@ -128,6 +128,26 @@ def test_a_call_of_a_deleted_function_never_reaches_a_new_one_of_its_name(server
         assert answer.decode().startswith(expected), (key, answer)
 
 
+def test_a_create_that_fails_leaves_no_keys_behind(server, host_calls):
+    """An outside attack created functions whose initializer wrote 16 MiB
+    and then failed: each create answered 400 and left its keys behind,
+    owned by no function and counted by no bound."""
+    import sqlite3
+    body = {"func_name": "initfail", "package": "default", "runtime": "Rust1.x",
+            "handler": "host_calls.Call", "initializer_handler": "host_calls.InitFail",
+            "memory_size": 128, "timeout": 5, "code_type": "zip", "func_code": {"file": host_calls},
+            "host_functions": KV}
+    for _ in range(3):
+        status, _, answer = call(server, "POST", BASE, body)
+        assert status == 400, answer
+    db = sqlite3.connect(f"file:{server.tmp / 'data' / 'state.db'}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT count(*) FROM function_kv").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM kv_spaces").fetchone()[0] == 0
+    finally:
+        db.close()
+
+
 def test_a_function_reaches_only_the_host_functions_it_lists(server, host_calls):
     deploy(server, host_calls, "none")
     deploy(server, host_calls, "reader", host_functions=["kv.get"])
@@ -235,6 +255,15 @@ def test_a_directory_function_reaches_what_its_sidecar_lists(tmp_path, host_call
         assert invoke("listed", b"kv.put\nk\nv") == "ok "
         assert invoke("listed", b"kv.get\nk") == "ok v"
         assert invoke("listed", b"kv.delete\nk").startswith("error HostFunctionNotFound ")
+        # The directory is its source: the API neither deletes it (nor its
+        # keys) nor replaces its code (an outside attack deleted both).
+        base = "/v2/default/fgs/functions/listed"
+        status, _, answer = call(s, "DELETE", base)
+        assert status == 409, answer
+        status, _, answer = call(s, "PUT", f"{base}/code",
+                                 {"code_type": "zip", "func_code": {"file": host_calls}})
+        assert status == 409, answer
+        assert invoke("listed", b"kv.get\nk") == "ok v"
         # Its space is its own: with the library gone, a function created
         # through the API under its name (in another project) starts empty
         # (an outside attack read a directory function's keys that way).

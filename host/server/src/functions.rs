@@ -165,6 +165,7 @@ pub(crate) async fn create(
             sandbox: body.sandbox.unwrap_or_default(),
             host_functions: distinct(body.host_functions.unwrap_or_default()),
             kv_space: String::new(),
+            created_ms: 0,
             last_modified: String::new(),
             last_update_status: SUCCESSFUL.to_owned(),
             last_update_status_reason: String::new(),
@@ -324,6 +325,7 @@ pub(crate) async fn update_code(
     .await?;
     let changing = state.management.begin_urn(&urn).await?;
     let (record, _) = changing.management().lookup(&urn)?;
+    crate::management::Management::refuse_watched(&record)?;
     let record = blocking(move || changing.apply(record, Some(zip), Change::Update)).await?;
     Ok(Json(record.to_json("latest")))
 }
@@ -335,6 +337,7 @@ pub(crate) async fn delete(
 ) -> Result<axum::http::StatusCode, ApiError> {
     let changing = state.management.begin_urn(&urn).await?;
     let (record, _) = changing.management().lookup(&urn)?;
+    crate::management::Management::refuse_watched(&record)?;
     state.timers.stop_function(&state, &record.func_name);
     let s = Arc::clone(&state);
     blocking(move || {

@@ -29,7 +29,9 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::deployments::Deployments;
 use crate::error::ApiError;
-use crate::model::{now_rfc3339, AliasRecord, FunctionRecord, VersionRecord, FAILED, SUCCESSFUL};
+use crate::model::{
+    now_ms, now_rfc3339, AliasRecord, FunctionRecord, VersionRecord, FAILED, SUCCESSFUL,
+};
 use crate::package::{PackageError, PackageStore};
 use crate::store::{Store, StoreError};
 use crate::urn::FunctionRef;
@@ -305,6 +307,7 @@ impl Management {
                     sandbox: Default::default(),
                     host_functions: Vec::new(),
                     kv_space: String::new(),
+                    created_ms: 0,
                     last_modified: now_rfc3339(),
                     last_update_status: FAILED.to_owned(),
                     last_update_status_reason: format!("{reason}; nothing serves {name}"),
@@ -365,6 +368,14 @@ impl Management {
     /// The current record of function `name`.
     pub(crate) fn record(&self, name: &str) -> Option<FunctionRecord> {
         self.functions.lock().get(name).cloned()
+    }
+
+    /// When function `name` was created (ms since the Unix epoch on the
+    /// creating node's clock), if it exists and that is known (0 for a
+    /// library of the functions directory, or a record older than the
+    /// field).
+    pub(crate) fn created_ms(&self, name: &str) -> Option<i64> {
+        self.functions.lock().get(name).map(|r| r.created_ms)
     }
 
     /// The project and package of function `name`, if it exists.
@@ -445,18 +456,25 @@ impl Management {
         self.store.aliases(name).map_err(ApiError::store)
     }
 
-    /// The runtime configuration of a record, with its stored package.
-    fn config_of(&self, record: &FunctionRecord) -> Result<FunctionConfig, ApiError> {
+    /// Refuses a change through the API to a function of the functions
+    /// directory (its library and sidecar are its source).
+    pub(crate) fn refuse_watched(record: &FunctionRecord) -> Result<(), ApiError> {
         if record.digest.starts_with(WATCHED) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "FSS.1061",
                 format!(
-                    "function `{0}` is deployed from the functions directory: its code is {0}.so there and its configuration {0}.toml beside it; change them there",
+                    "function `{0}` is deployed from the functions directory: its code is {0}.so there and its configuration {0}.toml beside it; change or remove them there",
                     record.func_name
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The runtime configuration of a record, with its stored package.
+    fn config_of(&self, record: &FunctionRecord) -> Result<FunctionConfig, ApiError> {
+        Self::refuse_watched(record)?;
         let package = self
             .packages
             .fetch(&record.digest)
@@ -621,14 +639,16 @@ impl Changing {
         // Values out of range are refused before anything is stored.
         record.validate()?;
         // A created function gets a key-value space of its own (so does one
-        // recorded before spaces existed, at its next change); the space
-        // is open before any of its calls can reach it.
-        if change == Change::Create || record.kv_space.is_empty() {
+        // recorded before spaces existed, at its next change), opened below
+        // before any of its code runs, and the time it was created (an
+        // asynchronous invocation accepted before it is not its own).
+        let made_space = change == Change::Create || record.kv_space.is_empty();
+        if made_space {
             record.kv_space = uuid::Uuid::new_v4().to_string();
         }
-        m.store
-            .kv_open(&record.func_name, &record.kv_space)
-            .map_err(ApiError::store)?;
+        if change == Change::Create {
+            record.created_ms = now_ms();
+        }
         let replaced = m
             .functions
             .lock()
@@ -684,6 +704,18 @@ impl Changing {
             None => m.config_of(&record)?,
         };
         let previous = replaced.clone();
+        m.store
+            .kv_open(&record.func_name, &record.kv_space)
+            .map_err(ApiError::store)?;
+        // A change that fails closes the space it made, and deletes what
+        // its initializer wrote there: nothing owns it.
+        let close_made_space = || {
+            if made_space {
+                if let Err(e) = m.store.kv_close(&record.kv_space) {
+                    log::warn!(target: "fnhost::server", "{}: the key-value space of a change that failed was not closed: {e}", record.func_name);
+                }
+            }
+        };
         match (m.swap(config), replaced) {
             (Ok(d), _) => {
                 let what = if change == Change::Create {
@@ -720,6 +752,7 @@ impl Changing {
             }
             (Err(e), _) => {
                 log::warn!(target: "fnhost::server", "{}: the deploy failed and changed nothing: {e}", record.func_name);
+                close_made_space();
                 m.collect_garbage();
                 return Err(e.into());
             }
@@ -735,6 +768,7 @@ impl Changing {
             if let Err(r) = restored {
                 log::error!(target: "fnhost::server", "{}: the change was not recorded and the previous code could not be restored: {}", record.func_name, r.message);
             }
+            close_made_space();
             m.collect_garbage();
             return Err(ApiError::store(e));
         }
@@ -907,6 +941,7 @@ impl Changing {
             sandbox: config.sandbox.clone(),
             host_functions: config.host_functions.clone().unwrap_or_default(),
             kv_space: config.function_id.clone(),
+            created_ms: 0,
             last_modified: now_rfc3339(),
             last_update_status: SUCCESSFUL.to_owned(),
             last_update_status_reason: String::new(),

@@ -87,6 +87,12 @@ pub struct FunctionRecord {
     /// created again); its versions share it. Internal: not in the API.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kv_space: String,
+    /// When it was created, in ms since the Unix epoch (0: not known, or a
+    /// library of the functions directory): an asynchronous invocation
+    /// accepted before it was for an earlier function of its name.
+    /// Internal: not in the API.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub created_ms: i64,
     /// RFC 3339.
     pub last_modified: String,
     /// How the last change of code or configuration went: `Successful`, or
@@ -138,6 +144,17 @@ pub struct AliasRecord {
     pub additional_version_weights: BTreeMap<String, u32>,
     /// RFC 3339.
     pub last_modified: String,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// Now, in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Now, as FunctionGraph writes times: UTC with `Z` (the official Python

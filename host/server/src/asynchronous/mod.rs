@@ -362,6 +362,28 @@ async fn run(state: &Shared, job: Claimed, worker: Worker) {
         .await;
         return;
     }
+    // Accepted for an earlier function of its name (deleted while this
+    // waited, ran or retried, and created again since): not this one's.
+    if state
+        .management
+        .created_ms(&job.function)
+        .is_some_and(|created| created > job.accepted_ms)
+    {
+        let message = "the function was deleted after this invocation was accepted \
+                       (a function created since has its name)";
+        end(
+            state,
+            &job,
+            &policy,
+            worker,
+            status::FAIL,
+            "FunctionNotFound",
+            None,
+            Some((404, message)),
+        )
+        .await;
+        return;
+    }
     let route = match state.runtime.registry().resolve(&job.target) {
         Ok(route) => route,
         Err(e) => {

@@ -198,6 +198,9 @@ pub trait Backend: Send + Sync {
     /// is open already); [`delete_function`](Self::delete_function) closes
     /// it.
     fn kv_open(&self, function: &str, space: &str) -> Result<(), StoreError>;
+    /// Closes key-value space `space` and deletes its keys (a change that
+    /// opened it failed).
+    fn kv_close(&self, space: &str) -> Result<(), StoreError>;
     /// The value of `key` in key-value space `space` (an error for one
     /// stored past [`kv::MAX_VALUE_BYTES`]).
     fn kv_get(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -308,6 +311,11 @@ impl Store {
     /// Opens key-value space `space` of function `function`.
     pub fn kv_open(&self, function: &str, space: &str) -> Result<(), StoreError> {
         self.backend.kv_open(function, space)
+    }
+
+    /// Closes key-value space `space` and deletes its keys.
+    pub fn kv_close(&self, space: &str) -> Result<(), StoreError> {
+        self.backend.kv_close(space)
     }
 
     /// The value of `key` in key-value space `space`.
@@ -583,6 +591,11 @@ mod tests {
         assert_eq!(s.kv_get("space-a1", "late").unwrap(), None);
         s.kv_open("a", "space-a2").unwrap();
         assert_eq!(s.kv_get("space-a2", "k").unwrap(), None);
+        // A space closed alone (its function's creation failed).
+        assert_eq!(s.kv_put("space-a2", "k", b"x").unwrap(), kv::Put::Stored);
+        s.kv_close("space-a2").unwrap();
+        assert_eq!(s.kv_get("space-a2", "k").unwrap(), None);
+        assert_eq!(s.kv_put("space-a2", "k", b"x").unwrap(), kv::Put::Closed);
         assert_eq!(
             s.kv_get("space-b", "k").unwrap().as_deref(),
             Some(&b"b's"[..])

@@ -1023,6 +1023,20 @@ impl Backend for PostgresStore {
         })
     }
 
+    fn kv_close(&self, space: &str) -> Result<(), StoreError> {
+        let space = space.to_owned();
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
+            // The space's row first, as a delete of the function does.
+            tx.execute("DELETE FROM kv_spaces WHERE space = $1", &[&space])
+                .await?;
+            tx.execute("DELETE FROM function_kv WHERE space = $1", &[&space])
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
     fn kv_get(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let (space, key) = (space.to_owned(), key.to_owned());
         let max = kv::MAX_VALUE_BYTES as i32;

@@ -605,6 +605,15 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
+    fn kv_close(&self, space: &str) -> Result<(), StoreError> {
+        let mut db = self.db.lock();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM kv_spaces WHERE space = ?1", params![space])?;
+        tx.execute("DELETE FROM function_kv WHERE space = ?1", params![space])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn kv_get(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let max = kv::MAX_VALUE_BYTES as i64;
         let row: Option<(Option<Vec<u8>>, i64)> = self
