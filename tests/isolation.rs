@@ -620,7 +620,10 @@ fn fixture_function(
     handler: &str,
     timeout: Duration,
 ) -> fnhost::Function {
-    let dir = fnhost_e2e::scratch(&format!("iso-{fixture}"));
+    // One directory per fixture and handler: two tests of one fixture run
+    // at once, and each wipes its scratch directory first (a fresh clone's
+    // run lost `forks.so` to the other test's wipe).
+    let dir = fnhost_e2e::scratch(&format!("iso-{fixture}-{handler}"));
     fnhost_e2e::compile_fixture(fixture, &dir);
     rt.load(
         FunctionConfig::new(format!("{fixture}.{handler}"), &dir)
