@@ -36,6 +36,17 @@ use crate::urn::FunctionRefStr;
 /// The names this module registers.
 pub const NAMES: [&str; 4] = [KV_GET, KV_PUT, KV_DELETE, INVOKE];
 
+/// One built-in: the server's state, the call, its input.
+type Builtin = fn(&AppState, &HostCallContext<'_>, &[u8]) -> Result<Vec<u8>, HostError>;
+
+/// Each name of [`NAMES`] with its function.
+const BUILTINS: [(&str, Builtin); 4] = [
+    (KV_GET, kv_get),
+    (KV_PUT, kv_put),
+    (KV_DELETE, kv_delete),
+    (INVOKE, invoke),
+];
+
 /// `kv.get`.
 pub const KV_GET: &str = "kv.get";
 /// `kv.put`.
@@ -98,34 +109,12 @@ impl Drop for Registered {
 /// server says so).
 pub(crate) fn register(runtime: &Runtime, state: &Arc<AppState>) -> Registered {
     let mut registered = Vec::new();
-    for name in NAMES {
+    for (name, builtin) in BUILTINS {
         let state = Arc::downgrade(state);
-        let result = match name {
-            KV_GET => runtime.register_host_function(
-                name,
-                move |ctx: &HostCallContext<'_>, input: &[u8]| {
-                    with_state(&state, |s| kv_get(s, ctx, input))
-                },
-            ),
-            KV_PUT => runtime.register_host_function(
-                name,
-                move |ctx: &HostCallContext<'_>, input: &[u8]| {
-                    with_state(&state, |s| kv_put(s, ctx, input))
-                },
-            ),
-            KV_DELETE => runtime.register_host_function(
-                name,
-                move |ctx: &HostCallContext<'_>, input: &[u8]| {
-                    with_state(&state, |s| kv_delete(s, ctx, input))
-                },
-            ),
-            _ => runtime.register_host_function(
-                name,
-                move |ctx: &HostCallContext<'_>, input: &[u8]| {
-                    with_state(&state, |s| invoke(s, ctx, input))
-                },
-            ),
-        };
+        let result =
+            runtime.register_host_function(name, move |ctx: &HostCallContext<'_>, input: &[u8]| {
+                with_state(&state, |s| builtin(s, ctx, input))
+            });
         match result {
             Ok(()) => registered.push(name),
             Err(e) => log::warn!(

@@ -364,30 +364,26 @@ async fn run(state: &Shared, job: Claimed, worker: Worker) {
     }
     // Accepted for an earlier function of its name (deleted while this
     // waited, ran or retried, and created again since): not this one's.
-    if state
+    let created_since = state
         .management
         .created_ms(&job.function)
-        .is_some_and(|created| created > job.accepted_ms)
-    {
-        let message = "the function was deleted after this invocation was accepted \
-                       (a function created since has its name)";
-        end(
-            state,
-            &job,
-            &policy,
-            worker,
-            status::FAIL,
-            "FunctionNotFound",
-            None,
-            Some((404, message)),
+        .is_some_and(|created| created > job.accepted_ms);
+    let route = if created_since {
+        Err(
+            "the function was deleted after this invocation was accepted \
+             (a function created since has its name)"
+                .to_owned(),
         )
-        .await;
-        return;
-    }
-    let route = match state.runtime.registry().resolve(&job.target) {
+    } else {
+        state
+            .runtime
+            .registry()
+            .resolve(&job.target)
+            .map_err(|e| format!("the function is gone: {e}"))
+    };
+    let route = match route {
         Ok(route) => route,
-        Err(e) => {
-            let message = format!("the function is gone: {e}");
+        Err(message) => {
             end(
                 state,
                 &job,
